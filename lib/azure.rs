@@ -1,0 +1,445 @@
+//! `wif-azure`: obtains the subject token for Google STS — from Azure AD (client
+//! credentials with the signed assertion or a client secret, v2 or v1 endpoints), from any
+//! OAuth/OIDC issuer (jwt-bearer or client credentials with an audience), or from a token
+//! another system made (a file, a URL, Azure IMDS, GitHub Actions).
+
+use crate::cli::{self, DocArgs, NetArgs, TokenOutArgs};
+use crate::document::{AssertionSection, AzureSection, Document, SubjectClaims, TokenFields};
+use crate::error::{Context, Error, Kind, Result};
+use crate::http::{self, Body, Client, Request};
+use crate::manual::Example;
+use crate::oauth::{self, Service, TokenResponse};
+use crate::secret::Secret;
+use crate::settings::Settings;
+use clap::{ArgGroup, Parser, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const TOOL: &str = "wif-azure";
+
+/// The subject token type STS gets for JWTs.
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const IMDS_URL: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
+
+/// The grant to use at a token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Grant {
+    /// client_credentials, authenticated by the assertion (or a client secret)
+    ClientCredentials,
+    /// urn:ietf:params:oauth:grant-type:jwt-bearer with the assertion as the grant (RFC 7523)
+    JwtBearer,
+}
+
+/// Examples shown in --help and the manual page.
+pub const EXAMPLES: &[Example] = &[
+    Example {
+        about: "Azure AD v2 client credentials with the assertion from wif-sign",
+        cmd: "wif-sign ... | wif-azure --scope api://$APP_ID/.default | wif-sts ...",
+    },
+    Example {
+        about: "Azure AD v1: sign for the v1 endpoint and ask for a resource",
+        cmd: "wif-sign --audience https://login.microsoftonline.com/$TENANT_ID/oauth2/token ... | wif-azure --resource api://$APP_ID",
+    },
+    Example {
+        about: "Another issuer with the jwt-bearer grant (e.g. ServiceAuthCentral)",
+        cmd: "wif-sign --audience https://issuer.example.com/v1/token ... | wif-azure --grant jwt-bearer --token-url https://issuer.example.com/v1/token --audience $STS_AUDIENCE",
+    },
+    Example {
+        about: "An Azure managed identity",
+        cmd: "wif-azure --imds --resource api://AzureADTokenExchange | wif-sts ...",
+    },
+    Example {
+        about: "A token file another system keeps fresh (Kubernetes projected token)",
+        cmd: "wif-azure --from-file /var/run/secrets/tokens/oidc-token | wif-sts ...",
+    },
+    Example {
+        about: "GitHub Actions OIDC (needs permissions: id-token: write)",
+        cmd: "wif-azure --github-actions --audience $STS_AUDIENCE | wif-sts ...",
+    },
+];
+
+/// Command line of wif-azure.
+#[derive(Parser, Debug)]
+#[command(
+    name = "wif-azure",
+    version,
+    about = "Get the subject token for Google STS from Azure AD, another OIDC issuer, a file, a URL, Azure IMDS or GitHub Actions",
+    long_about = "Get the subject token for Google STS.\n\n\
+By default: the OAuth 2.0 client-credentials grant at Azure AD, authenticated by the client assertion that \
+wif-sign put in the document (or a client secret from a file or environment variable), at the token endpoint \
+the assertion was signed for. --scope asks the v2 endpoint, --resource the v1 endpoint.\n\n\
+Other issuers (e.g. ServiceAuthCentral): --grant jwt-bearer or --grant client-credentials with --audience and \
+--token-url. Tokens made elsewhere: --from-file, --from-url, --imds (Azure managed identity) or --github-actions.\n\n\
+Adds the `azure` section: the token, its expiry and its decoded iss/aud/sub/exp, which decide whether STS will \
+accept it.",
+    after_help = crate::manual::after_help("wif-azure", EXAMPLES),
+    group(ArgGroup::new("source").args(["from_file", "from_url", "imds", "github_actions"]))
+)]
+pub struct Cli {
+    /// v2 scope to request [default: api://CLIENT_ID/.default]
+    #[arg(long, value_name = "SCOPE", env = "WIF_AZURE_SCOPE")]
+    pub scope: Option<String>,
+    /// v1 resource (Azure AD v1 endpoint /oauth2/token, or IMDS)
+    #[arg(long, value_name = "URI", env = "WIF_AZURE_RESOURCE")]
+    pub resource: Option<String>,
+    /// Token endpoint [default: the assertion's audience]
+    #[arg(long, value_name = "URL", env = "WIF_AZURE_TOKEN_URL")]
+    pub token_url: Option<String>,
+    /// Grant type [default: client-credentials]
+    #[arg(long, value_enum, env = "WIF_AZURE_GRANT")]
+    pub grant: Option<Grant>,
+    /// Audience to request from a non-Azure issuer (or from GitHub Actions)
+    #[arg(long, value_name = "AUDIENCE", env = "WIF_AZURE_AUDIENCE")]
+    pub audience: Option<String>,
+    /// Client id [default: the assertion's]
+    #[arg(long, value_name = "ID", env = "WIF_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// File whose first line is the client secret (instead of an assertion)
+    #[arg(long, value_name = "FILE", env = "WIF_CLIENT_SECRET_FILE")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Name of the environment variable holding the client secret
+    #[arg(long, value_name = "VAR", env = "WIF_CLIENT_SECRET_ENV")]
+    pub client_secret_env: Option<String>,
+    /// Take the subject token from a file (e.g. a Kubernetes projected token)
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
+    /// Take the subject token from a URL (GET)
+    #[arg(long, value_name = "URL")]
+    pub from_url: Option<String>,
+    /// Header for --from-url, as 'Name: value' (repeatable)
+    #[arg(long = "header", value_name = "NAME: VALUE", requires = "from_url")]
+    pub headers: Vec<String>,
+    /// JSON field holding the token in --from-file/--from-url content [default: the whole content is the token]
+    #[arg(long, value_name = "NAME")]
+    pub field: Option<String>,
+    /// Get the token from Azure's instance metadata service (managed identity); needs --resource
+    #[arg(long)]
+    pub imds: bool,
+    /// Client id of a user-assigned managed identity (with --imds)
+    #[arg(long, value_name = "ID", requires = "imds")]
+    pub imds_client_id: Option<String>,
+    /// IMDS token URL [default: http://169.254.169.254/metadata/identity/oauth2/token]
+    #[arg(long, value_name = "URL", requires = "imds", env = "WIF_IMDS_ENDPOINT")]
+    pub imds_endpoint: Option<String>,
+    /// Get a GitHub Actions OIDC token (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN); --audience sets its aud
+    #[arg(long)]
+    pub github_actions: bool,
+    #[command(flatten)]
+    pub token_out: TokenOutArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub doc: DocArgs,
+}
+
+/// Entry point of wif-azure.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::run_step(TOOL, &cli.doc, |doc, settings| run(&cli, doc, settings))
+}
+
+/// Gets the subject token and adds the `azure` section.
+pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
+    let section = if let Some(path) = &cli.from_file {
+        from_file(cli, path)?
+    } else if let Some(url) = &cli.from_url {
+        from_url(cli, s, url)?
+    } else if cli.imds {
+        imds(cli, s)?
+    } else if cli.github_actions {
+        github_actions(cli, s)?
+    } else {
+        token_endpoint(cli, doc, s)?
+    };
+    cli.token_out.write(TOOL, &section.token)?;
+    doc.set("azure", &section)
+}
+
+fn token_endpoint(cli: &Cli, doc: &Document, s: &Settings) -> Result<AzureSection> {
+    let assertion: Option<AssertionSection> = doc.section("assertion")?;
+    let secret = crate::keys::read_password(
+        s.pick(cli.client_secret_file.clone(), "client_secret_file")?.as_deref(),
+        s.pick::<String>(cli.client_secret_env.clone(), "client_secret_env")?.as_deref(),
+    )
+    .context("reading the client secret")?;
+    if assertion.is_none() && secret.is_none() {
+        return Err(Error::input("the document has no \"assertion\" section and no client secret was given").hint(
+            "pipe wif-sign into wif-azure, or give --client-secret-file/--client-secret-env, or take a token with --from-file/--from-url/--imds/--github-actions",
+        ));
+    }
+    let client_id: String = match s.pick(cli.client_id.clone(), "client_id")? {
+        Some(c) => c,
+        None => assertion.as_ref().map(|a| a.client_id.clone()).ok_or_else(|| {
+            Error::usage("--client-id is required with a client secret").hint("give --client-id or set WIF_CLIENT_ID")
+        })?,
+    };
+    let url: String = match s.pick(cli.token_url.clone(), "azure_token_url")? {
+        Some(u) => u,
+        None => match &assertion {
+            Some(a) => a.token_endpoint.clone(),
+            None => {
+                let tenant: String = s.require(None, "tenant_id", "--token-url (or tenant_id in the config)")?;
+                let authority: String = s.pick_or(None, "authority", crate::sign::DEFAULT_AUTHORITY.to_string())?;
+                crate::sign::azure_token_endpoint(&authority, &tenant)?
+            }
+        },
+    };
+    let grant = s.pick_or(cli.grant, "azure_grant", Grant::ClientCredentials)?;
+    let audience: Option<String> = s.pick(cli.audience.clone(), "azure_audience")?;
+    let resource: Option<String> = s.pick(cli.resource.clone(), "azure_resource")?;
+    let scope: Option<String> = s.pick(cli.scope.clone(), "azure_scope")?;
+
+    let assertion_token = assertion.as_ref().map(|a| a.token.token.clone());
+    let mut fields: Vec<(&str, String)> = vec![("client_id", client_id.clone())];
+    let facts = match grant {
+        Grant::JwtBearer => {
+            let tok = assertion_token.as_ref().ok_or_else(|| {
+                Error::input("--grant jwt-bearer needs the assertion from wif-sign")
+                    .hint("pipe wif-sign --audience TOKEN_URL … into wif-azure")
+            })?;
+            let aud = audience.clone().ok_or_else(|| {
+                Error::usage("--audience is required with --grant jwt-bearer")
+                    .hint("the audience the issuer should put in the token, e.g. the STS audience //iam.googleapis.com/projects/…")
+            })?;
+            fields.push(("grant_type", JWT_BEARER_GRANT.into()));
+            fields.push(("assertion", tok.expose().to_string()));
+            fields.push(("audience", aud.clone()));
+            if let Some(sc) = &scope {
+                fields.push(("scope", sc.clone()));
+            }
+            Facts { source: "jwt-bearer", scope: scope.clone(), resource: None, audience: Some(aud) }
+        }
+        Grant::ClientCredentials => {
+            fields.push(("grant_type", "client_credentials".into()));
+            match (&assertion, &secret) {
+                (Some(a), _) => {
+                    // Client authentication by assertion: its aud must be this exact endpoint.
+                    if a.token_endpoint != url {
+                        return Err(Error::input(format!(
+                            "the assertion was signed for {} but the token endpoint is {url}",
+                            a.token_endpoint
+                        ))
+                        .hint("the assertion's aud must be the exact token endpoint: give wif-sign the matching --tenant-id/--audience, or drop --token-url"));
+                    }
+                    fields.push(("client_assertion_type", CLIENT_ASSERTION_TYPE.into()));
+                    fields.push(("client_assertion", a.token.token.expose().to_string()));
+                }
+                (None, Some(sec)) => fields.push(("client_secret", sec.expose().to_string())),
+                (None, None) => return Err(Error::new(Kind::Internal, "no client credential")),
+            }
+            if let Some(aud) = &audience {
+                fields.push(("audience", aud.clone()));
+                if let Some(sc) = &scope {
+                    fields.push(("scope", sc.clone()));
+                }
+                Facts {
+                    source: "client-credentials",
+                    scope: scope.clone(),
+                    resource: None,
+                    audience: Some(aud.clone()),
+                }
+            } else if let Some(res) = &resource {
+                if url.contains("/oauth2/v2.0/") {
+                    return Err(Error::usage("--resource is for the Azure AD v1 endpoint, but the token endpoint is v2")
+                        .hint("use --scope RESOURCE/.default with v2, or sign for v1: wif-sign --audience https://login.microsoftonline.com/TENANT/oauth2/token"));
+                }
+                fields.push(("resource", res.clone()));
+                Facts { source: "azure-v1", scope: None, resource: Some(res.clone()), audience: None }
+            } else {
+                let sc = scope.clone().unwrap_or_else(|| format!("api://{client_id}/.default"));
+                fields.push(("scope", sc.clone()));
+                let source = if url.contains("/oauth2/v2.0/") { "azure-v2" } else { "client-credentials" };
+                Facts { source, scope: Some(sc), resource: None, audience: None }
+            }
+        }
+    };
+
+    let client = cli.net.client(TOOL, s)?;
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let service = if facts.source.starts_with("azure") { Service::Azure } else { Service::Oauth };
+    let doing = format!("requesting a token at {}", http::redact_query(&url));
+    let resp = client
+        .send(&Request { method: "POST", url: &url, headers: vec![], bearer: None, body: Body::Form(&pairs) })
+        .and_then(|r| oauth::check(r, service))
+        .context(doing.clone())?;
+    let (tr, token) = TokenResponse::from_response(&resp).context(doing)?;
+    Ok(section(token, &tr, &url, Some(client_id), facts))
+}
+
+/// The non-secret facts of a request that the section records.
+struct Facts {
+    source: &'static str,
+    scope: Option<String>,
+    resource: Option<String>,
+    audience: Option<String>,
+}
+
+fn section(token: Secret, tr: &TokenResponse, endpoint: &str, client_id: Option<String>, facts: Facts) -> AzureSection {
+    let expires_at = tr.expires_at(&token);
+    let claims = claims_of(&token);
+    AzureSection {
+        token: TokenFields { token_type: tr.token_type.clone().unwrap_or_else(|| "Bearer".into()), token, expires_at },
+        subject_token_type: JWT_TOKEN_TYPE.into(),
+        source: facts.source.into(),
+        endpoint: http::redact_query(endpoint).to_string(),
+        client_id,
+        scope: facts.scope,
+        resource: facts.resource,
+        audience: facts.audience,
+        claims,
+    }
+}
+
+/// The STS-relevant claims of a JWT, if the token is one.
+pub fn claims_of(token: &Secret) -> Option<SubjectClaims> {
+    let (_, c) = crate::jwt::decode_unverified(token.expose())?;
+    Some(SubjectClaims {
+        iss: c.get("iss").and_then(|v| v.as_str()).map(str::to_string),
+        aud: c.get("aud").cloned(),
+        sub: c.get("sub").and_then(|v| v.as_str()).map(str::to_string),
+        exp: c.get("exp").and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))),
+    })
+}
+
+/// A section for a token taken as-is (file, URL): expiry from the JWT.
+fn external_section(
+    token: Secret,
+    source: &'static str,
+    endpoint: &str,
+    audience: Option<String>,
+) -> Result<AzureSection> {
+    if token.is_empty() {
+        return Err(Error::input("the subject token is empty"));
+    }
+    let tr = TokenResponse {
+        access_token: None,
+        token_type: None,
+        expires_in: None,
+        expires_on: None,
+        issued_token_type: None,
+    };
+    let mut sec = section(token, &tr, endpoint, None, Facts { source, scope: None, resource: None, audience });
+    sec.token.token_type = JWT_TOKEN_TYPE.into();
+    Ok(sec)
+}
+
+/// Extracts the token from text content: the whole (trimmed) content, or a JSON field.
+pub fn token_from_content(content: &[u8], field: Option<&str>) -> Result<Secret> {
+    match field {
+        None => {
+            let text = std::str::from_utf8(content).map_err(|_| Error::input("the token is not UTF-8 text"))?;
+            Ok(Secret::new(text.trim()))
+        }
+        Some(f) => {
+            let v: serde_json::Value = serde_json::from_slice(content)
+                .map_err(|_| Error::input(format!("the content is not JSON, so it has no field {f:?}")))?;
+            match v.get(f) {
+                Some(serde_json::Value::String(s)) => Ok(Secret::new(s.trim())),
+                Some(_) => Err(Error::input(format!("the JSON field {f:?} is not a string"))),
+                None => Err(Error::input(format!("the JSON has no field {f:?}"))),
+            }
+        }
+    }
+}
+
+fn from_file(cli: &Cli, path: &std::path::Path) -> Result<AzureSection> {
+    let doing = format!("reading the subject token from {}", path.display());
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e)).context(doing.clone())?;
+    let token = token_from_content(&bytes, cli.field.as_deref()).context(doing)?;
+    external_section(token, "file", &path.display().to_string(), None)
+}
+
+fn parse_header(h: &str) -> Result<(&str, String)> {
+    let (k, v) = h.split_once(':').ok_or_else(|| {
+        Error::usage(format!("--header {:?} is not 'Name: value'", h.split(':').next().unwrap_or("")))
+    })?;
+    Ok((k.trim(), v.trim().to_string()))
+}
+
+fn get_ok(
+    client: &Client,
+    url: &str,
+    headers: Vec<(&str, String)>,
+    bearer: Option<&Secret>,
+) -> Result<crate::http::Response> {
+    let resp = client.send(&Request { method: "GET", url, headers, bearer, body: Body::Empty })?;
+    oauth::check(resp, Service::Oauth)
+}
+
+fn from_url(cli: &Cli, s: &Settings, url: &str) -> Result<AzureSection> {
+    let doing = format!("fetching the subject token from {}", http::redact_query(url));
+    let headers = cli.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>>>()?;
+    let client = cli.net.client(TOOL, s)?;
+    let resp = get_ok(&client, url, headers, None).context(doing.clone())?;
+    let token = token_from_content(&resp.body, cli.field.as_deref()).context(doing)?;
+    external_section(token, "url", url, None)
+}
+
+fn imds(cli: &Cli, s: &Settings) -> Result<AzureSection> {
+    let resource: String = s.require(cli.resource.clone(), "azure_resource", "--resource")?;
+    let endpoint: String = cli.imds_endpoint.clone().unwrap_or_else(|| IMDS_URL.to_string());
+    let mut q = vec![("api-version", "2018-02-01"), ("resource", resource.as_str())];
+    if let Some(id) = &cli.imds_client_id {
+        q.push(("client_id", id.as_str()));
+    }
+    let url = http::with_query(&endpoint, &q);
+    let client = cli.net.client(TOOL, s)?;
+    let doing = format!("asking Azure IMDS at {} for a managed-identity token", http::redact_query(&endpoint));
+    let resp = client
+        .send(&Request {
+            method: "GET",
+            url: &url,
+            headers: vec![("Metadata", "true".into())],
+            bearer: None,
+            body: Body::Empty,
+        })
+        .and_then(|r| oauth::check(r, Service::Azure))
+        .context(doing.clone())?;
+    let (tr, token) = TokenResponse::from_response(&resp).context(doing)?;
+    let facts = Facts { source: "imds", scope: None, resource: Some(resource), audience: None };
+    Ok(section(token, &tr, &endpoint, cli.imds_client_id.clone(), facts))
+}
+
+fn github_actions(cli: &Cli, s: &Settings) -> Result<AzureSection> {
+    let need = |name: &str| {
+        std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+            Error::usage(format!("{name} is not set"))
+                .hint("run inside GitHub Actions with `permissions: id-token: write` in the workflow")
+        })
+    };
+    let base = need("ACTIONS_ID_TOKEN_REQUEST_URL")?;
+    let bearer = Secret::new(need("ACTIONS_ID_TOKEN_REQUEST_TOKEN")?);
+    let audience: Option<String> = s.pick(cli.audience.clone(), "azure_audience")?;
+    let url = match &audience {
+        Some(a) => http::with_query(&base, &[("audience", a)]),
+        None => base.clone(),
+    };
+    let client = cli.net.client(TOOL, s)?;
+    let doing = "requesting the GitHub Actions OIDC token";
+    let resp = get_ok(&client, &url, vec![], Some(&bearer)).context(doing)?;
+    let token = token_from_content(&resp.body, Some("value")).context(doing)?;
+    external_section(token, "github-actions", &base, audience)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_extraction() {
+        assert_eq!(token_from_content(b"  abc.def.ghi\n", None).unwrap().expose(), "abc.def.ghi");
+        assert_eq!(token_from_content(br#"{"value":"t"}"#, Some("value")).unwrap().expose(), "t");
+        assert!(token_from_content(br#"{"value":1}"#, Some("value")).is_err());
+        assert!(token_from_content(b"plain", Some("value")).is_err());
+        assert!(token_from_content(&[0xff, 0xfe], None).is_err());
+    }
+
+    #[test]
+    fn header_parsing() {
+        assert_eq!(parse_header("Metadata: true").unwrap(), ("Metadata", "true".to_string()));
+        assert!(parse_header("novalue").is_err());
+    }
+}

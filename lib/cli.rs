@@ -1,0 +1,161 @@
+//! What every binary shares: reading the document, printing it, reporting errors and
+//! mapping them to exit codes.
+
+use crate::document::{Document, MAX_DOCUMENT_BYTES};
+use crate::error::{Error, Kind, Result};
+use crate::settings::Settings;
+use clap::Args;
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Flags every document-reading tool has.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DocArgs {
+    /// Config file (JSON object of settings; the document's own `config` wins over it)
+    #[arg(long, value_name = "FILE", env = "WIF_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl DocArgs {
+    /// Reads the document from stdin and loads the settings in force.
+    pub fn load(&self) -> Result<(Document, Settings)> {
+        let mut doc = read_document().context_input()?;
+        let settings = Settings::load(&mut doc, self.config.as_deref())?;
+        Ok((doc, settings))
+    }
+}
+
+trait InputContext<T> {
+    fn context_input(self) -> Result<T>;
+}
+
+impl<T> InputContext<T> for Result<T> {
+    fn context_input(self) -> Result<T> {
+        self.map_err(|e| e.context("reading the document on stdin"))
+    }
+}
+
+/// Reads the document from stdin; a terminal (nothing piped) gives an empty document.
+pub fn read_document() -> Result<Document> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(Document::new());
+    }
+    let mut buf = Vec::new();
+    stdin
+        .lock()
+        .take(MAX_DOCUMENT_BYTES as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::new(Kind::Io, format!("stdin: {e}")))?;
+    Document::parse(&buf)
+}
+
+/// Writes the document to stdout. A closed pipe is not an error worth a message.
+pub fn write_document(doc: &Document) -> Result<()> {
+    write_stdout(doc.to_json().as_bytes())
+}
+
+/// Writes bytes to stdout, flushing; a closed pipe ends quietly.
+pub fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::new(Kind::Io, format!("writing to stdout: {e}"))),
+    }
+}
+
+/// Prints an error as `tool: what: why`, then `tool: hint: …` when one is known.
+pub fn report(tool: &str, err: &Error) {
+    let mut err_out = std::io::stderr().lock();
+    let _ = writeln!(err_out, "{tool}: {err}");
+    if let Some(h) = err.hint_text() {
+        let _ = writeln!(err_out, "{tool}: hint: {h}");
+    }
+}
+
+static TOOL_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Prints `tool: warning: …` on stderr (the tool named by `run`, else `wif`).
+pub fn warn(msg: impl std::fmt::Display) {
+    let tool = TOOL_NAME.get().map(String::as_str).unwrap_or("wif");
+    eprintln!("{tool}: warning: {msg}");
+}
+
+/// Runs a tool's body: installs the crypto provider, reports failure and picks the exit code.
+pub fn run(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
+    let _ = TOOL_NAME.set(tool.to_string());
+    crate::tls::install_crypto_provider();
+    match body() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(tool, &e);
+            ExitCode::from(e.kind().exit_code())
+        }
+    }
+}
+
+/// The usual shape of a pipeline step: read the document, add a section, print it.
+pub fn run_step(tool: &str, args: &DocArgs, step: impl FnOnce(&mut Document, &Settings) -> Result<()>) -> ExitCode {
+    run(tool, || {
+        let (mut doc, settings) = args.load()?;
+        step(&mut doc, &settings)?;
+        write_document(&doc)
+    })
+}
+
+/// Flags every tool that talks to a remote service has.
+#[derive(Args, Debug, Clone, Default)]
+pub struct NetArgs {
+    /// Time-out for each HTTP attempt, e.g. 30s [default: 30s]
+    #[arg(long, value_name = "DURATION", env = "WIF_TIMEOUT")]
+    pub timeout: Option<String>,
+    /// Retries after a connection error, 429 or 5xx (never after other 4xx) [default: 3]
+    #[arg(long, value_name = "N", env = "WIF_RETRIES")]
+    pub retries: Option<u32>,
+    /// CA bundle (PEM) to trust for HTTPS instead of the built-in Mozilla roots
+    #[arg(long, value_name = "FILE", env = "WIF_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl NetArgs {
+    /// Builds the HTTP client with these settings.
+    pub fn client(&self, tool: &str, settings: &Settings) -> Result<crate::http::Client> {
+        let timeout = settings.pick(self.timeout.clone(), "timeout")?;
+        let timeout = match timeout {
+            Some(t) => crate::clock::parse_duration(&t)?,
+            None => std::time::Duration::from_secs(30),
+        };
+        if timeout.is_zero() {
+            return Err(Error::usage("--timeout must be more than 0 s"));
+        }
+        let opts = crate::http::HttpOptions {
+            timeout,
+            retries: settings.pick_or(self.retries, "retries", 3)?,
+            max_total: timeout.saturating_mul(4).max(std::time::Duration::from_secs(60)),
+            ca_file: settings.pick(self.ca_file.clone(), "ca_file")?,
+            tool: tool.to_string(),
+        };
+        crate::http::Client::new(opts)
+    }
+}
+
+/// `--token-out`: every token-producing step can also write its token to a file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TokenOutArgs {
+    /// Also write the token (exact bytes, mode 0600, atomically) to FILE, with FILE.meta.json beside it
+    #[arg(long, value_name = "FILE")]
+    pub token_out: Option<PathBuf>,
+}
+
+impl TokenOutArgs {
+    /// Writes the section's token if `--token-out` was given.
+    pub fn write(&self, tool: &str, token: &crate::document::TokenFields) -> Result<()> {
+        if let Some(path) = &self.token_out {
+            crate::files::write_token(path, &token.token, &token.token_type, token.expires_at.as_deref(), tool)
+                .map_err(|e| e.context("writing --token-out"))?;
+        }
+        Ok(())
+    }
+}

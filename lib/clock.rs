@@ -1,0 +1,128 @@
+//! Time: RFC 3339 timestamps, durations like `3600s` or `10m`, and expiry arithmetic.
+
+use crate::error::{Error, Result};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+/// Formats Unix seconds as RFC 3339 UTC with a `Z` and no fractional seconds.
+pub fn rfc3339(unix: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let d = t.date();
+    let tm = t.time();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        d.year(),
+        u8::from(d.month()),
+        d.day(),
+        tm.hour(),
+        tm.minute(),
+        tm.second()
+    )
+}
+
+/// Parses an RFC 3339 timestamp (any offset, optional fraction) into Unix seconds.
+pub fn parse_rfc3339(s: &str) -> Result<i64> {
+    OffsetDateTime::parse(s.trim(), &Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|_| Error::input(format!("{s:?} is not an RFC 3339 time (like 2026-01-31T12:00:00Z)")))
+}
+
+/// Parses durations: `3600s`, `10m`, `1h`, `1h30m`, `2d`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let bad = || {
+        Error::usage(format!("{s:?} is not a duration")).hint("write a number with a unit, like 90s, 10m, 1h or 1h30m")
+    };
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+    }
+    if !num.is_empty() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Formats a duration compactly: `1h 5m`, `41 min`, `30 s`.
+pub fn human(secs: i64) -> String {
+    let a = secs.unsigned_abs();
+    if a < 120 {
+        format!("{a} s")
+    } else if a < 3 * 3600 {
+        format!("{} min", a / 60)
+    } else if a < 3 * 86_400 {
+        format!("{}h {}m", a / 3600, (a % 3600) / 60)
+    } else {
+        format!("{} days", a / 86_400)
+    }
+}
+
+/// Describes an expiry relative to now: `expires in 41 min` or `expired 3 min ago`.
+pub fn describe_expiry(expires_at: i64, now: i64) -> String {
+    let left = expires_at - now;
+    if left >= 0 {
+        format!("expires in {}", human(left))
+    } else {
+        format!("expired {} ago", human(left))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trip_without_fraction() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_767_225_600), "2026-01-01T00:00:00Z");
+        assert_eq!(parse_rfc3339("2026-01-01T00:00:00Z").unwrap(), 1_767_225_600);
+        assert_eq!(parse_rfc3339("2026-01-01T01:00:00.123+01:00").unwrap(), 1_767_225_600);
+        assert!(parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("3600s").unwrap().as_secs(), 3600);
+        assert_eq!(parse_duration("10m").unwrap().as_secs(), 600);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        for bad in ["", "s", "10x", "1h30", "-5s", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn expiry_words() {
+        assert_eq!(describe_expiry(100 + 41 * 60, 100), "expires in 41 min");
+        assert_eq!(describe_expiry(100, 280), "expired 3 min ago");
+    }
+}

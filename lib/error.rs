@@ -1,0 +1,177 @@
+//! One error type for every tool: what went wrong, what we were doing, a hint, an exit code.
+
+use std::fmt;
+
+/// Why a step failed; each kind has a stable process exit code (see `wif(7)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A bug or an unexpected internal state (exit 1).
+    Internal,
+    /// Wrong or missing command-line arguments or settings (exit 2, like clap).
+    Usage,
+    /// Input data that cannot be used: the JSON document, a key, a certificate, a token (exit 3).
+    Input,
+    /// The remote service understood the request and refused it, e.g. an OAuth error (exit 4).
+    Refused,
+    /// The remote service could not be reached or answered with a retryable status (exit 5).
+    Unavailable,
+    /// A local file could not be read or written (exit 6).
+    Io,
+}
+
+impl Kind {
+    /// The process exit code for this kind of failure.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Kind::Internal => 1,
+            Kind::Usage => 2,
+            Kind::Input => 3,
+            Kind::Refused => 4,
+            Kind::Unavailable => 5,
+            Kind::Io => 6,
+        }
+    }
+}
+
+/// A failure with its context chain (outermost first), cause and optional hint.
+///
+/// The message never holds a secret: constructors take descriptions, not token values.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: Kind,
+    context: Vec<String>,
+    cause: String,
+    hint: Option<String>,
+}
+
+/// Result with the crate's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with the immediate cause.
+    pub fn new(kind: Kind, cause: impl Into<String>) -> Self {
+        Error { kind, context: Vec::new(), cause: cause.into(), hint: None }
+    }
+
+    /// Shorthand for a usage error.
+    pub fn usage(cause: impl Into<String>) -> Self {
+        Self::new(Kind::Usage, cause)
+    }
+
+    /// Shorthand for bad input data.
+    pub fn input(cause: impl Into<String>) -> Self {
+        Self::new(Kind::Input, cause)
+    }
+
+    /// Wraps an I/O error, naming the path involved.
+    pub fn io(path: &std::path::Path, err: &std::io::Error) -> Self {
+        Self::new(Kind::Io, format!("{}: {}", path.display(), io_reason(err)))
+    }
+
+    /// Adds a hint shown after the message (keeps an existing one).
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        if self.hint.is_none() {
+            self.hint = Some(hint.into());
+        }
+        self
+    }
+
+    /// Prefixes what the caller was doing.
+    pub fn context(mut self, what: impl Into<String>) -> Self {
+        self.context.insert(0, what.into());
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The hint, if the cause is known.
+    pub fn hint_text(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    /// The innermost cause without context.
+    pub fn cause(&self) -> &str {
+        &self.cause
+    }
+}
+
+fn io_reason(err: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match err.kind() {
+        K::NotFound => "no such file or directory".into(),
+        K::PermissionDenied => "permission denied".into(),
+        _ => {
+            // std's Display appends " (os error N)"; keep the words only.
+            let s = err.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            }
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in &self.context {
+            write!(f, "{c}: ")?;
+        }
+        f.write_str(&self.cause)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Error({:?}: {self})", self.kind)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Adds context to results on their way up.
+pub trait Context<T> {
+    /// Prefixes `what` (what the caller was doing) to the error.
+    fn context(self, what: impl Into<String>) -> Result<T>;
+    /// Like `context`, computing the text only on failure.
+    fn with_context<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T>;
+}
+
+impl<T> Context<T> for Result<T> {
+    fn context(self, what: impl Into<String>) -> Result<T> {
+        self.map_err(|e| e.context(what))
+    }
+    fn with_context<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|e| e.context(what()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_chains_context_outermost_first() {
+        let e: Result<()> = Err(Error::new(Kind::Refused, "invalid_grant: bad"));
+        let e = e.context("exchanging").context("wif-sts").unwrap_err();
+        assert_eq!(e.to_string(), "wif-sts: exchanging: invalid_grant: bad");
+        assert_eq!(e.kind().exit_code(), 4);
+    }
+
+    #[test]
+    fn first_hint_wins() {
+        let e = Error::input("x").hint("inner").hint("outer");
+        assert_eq!(e.hint_text(), Some("inner"));
+    }
+
+    #[test]
+    fn exit_codes_are_stable() {
+        let codes: Vec<u8> = [Kind::Internal, Kind::Usage, Kind::Input, Kind::Refused, Kind::Unavailable, Kind::Io]
+            .iter()
+            .map(|k| k.exit_code())
+            .collect();
+        assert_eq!(codes, vec![1, 2, 3, 4, 5, 6]);
+    }
+}

@@ -1,0 +1,324 @@
+//! Keys and certificates: PEM (PKCS#1, PKCS#8, SEC1) and PKCS#12 loading, thumbprints,
+//! and the check that a key belongs to its certificate.
+
+use crate::error::{Error, Kind, Result};
+use crate::secret::Secret;
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
+};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::path::Path;
+
+/// A private key with the certificates that came with it (from PKCS#12 or a combined PEM).
+pub struct KeyBundle {
+    /// The private key.
+    pub key: PrivateKeyDer<'static>,
+    /// Certificates found in the same file, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+}
+
+impl std::fmt::Debug for KeyBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyBundle(<private key>, {} certificates)", self.chain.len())
+    }
+}
+
+/// The kinds of signing key wif supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    /// RSA, 2048 bits or more: RS256 / PS256.
+    Rsa,
+    /// ECDSA on P-256: ES256.
+    EcP256,
+    /// ECDSA on P-384: ES384.
+    EcP384,
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, &e).context(format!("reading the {what}")))
+}
+
+fn looks_like_pem(bytes: &[u8]) -> bool {
+    bytes.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
+/// Loads every certificate in a PEM file (a DER file holds one).
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let bytes = read(path, "certificate file")?;
+    certs_from_bytes(&bytes).map_err(|e| e.context(format!("reading certificates from {}", path.display())))
+}
+
+/// Parses PEM certificates (or a single DER certificate).
+pub fn certs_from_bytes(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
+    if !looks_like_pem(bytes) {
+        if bytes.first() == Some(&0x30) {
+            return Ok(vec![CertificateDer::from(bytes.to_vec())]);
+        }
+        return Err(
+            Error::input("no PEM certificate found").hint("a certificate file starts with -----BEGIN CERTIFICATE-----")
+        );
+    }
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(bytes)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::input(format!("malformed PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::input("the file holds PEM blocks but no CERTIFICATE")
+            .hint("is this the key file instead of the certificate?"));
+    }
+    Ok(certs)
+}
+
+/// Loads a private key: PEM (PKCS#8, PKCS#1, SEC1) or PKCS#12 (`.p12`/`.pfx`, or any
+/// non-PEM file) opened with `password`.
+pub fn load_key(path: &Path, password: Option<&Secret>) -> Result<KeyBundle> {
+    let bytes = read(path, "private key")?;
+    let ctx = || format!("loading the private key {}", path.display());
+    let bundle = if looks_like_pem(&bytes) { key_from_pem(&bytes) } else { key_from_pkcs12(&bytes, password) };
+    let bundle = bundle.map_err(|e| e.context(ctx()))?;
+    warn_if_readable_by_others(path);
+    Ok(bundle)
+}
+
+/// Parses a PEM private key, plus any certificates in the same file.
+pub fn key_from_pem(bytes: &[u8]) -> Result<KeyBundle> {
+    if bytes.windows(20).any(|w| w == b"ENCRYPTED PRIVATE KE") {
+        return Err(Error::input("the PEM key is encrypted").hint(
+            "decrypt it (openssl pkcs8 -in key.pem -out plain.pem) into a 0600 file, or use a PKCS#12 file with a password file",
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(bytes).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => Error::input("no private key in the file")
+            .hint("a key file starts with -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY)"),
+        other => Error::input(format!("malformed PEM key: {other}")),
+    })?;
+    let chain = CertificateDer::pem_slice_iter(bytes).filter_map(|c| c.ok()).collect();
+    Ok(KeyBundle { key, chain })
+}
+
+/// Opens a PKCS#12 file with its password.
+pub fn key_from_pkcs12(bytes: &[u8], password: Option<&Secret>) -> Result<KeyBundle> {
+    let pw = password.map(Secret::expose).unwrap_or("");
+    let store = p12_keystore::KeyStore::from_pkcs12(bytes, pw).map_err(|e| {
+        use p12_keystore::error::Error as P;
+        match e {
+            P::MacError(_) => Error::input("wrong password for the PKCS#12 file (its integrity check failed)").hint(
+                if password.is_none() {
+                    "give the password with --key-password-file FILE or --key-password-env VAR"
+                } else {
+                    "check the password file/variable; a trailing newline in a password file is ignored"
+                },
+            ),
+            _ => Error::input("not a PEM key and not a readable PKCS#12 file")
+                .hint("give a PEM key (PKCS#8, PKCS#1 or SEC1) or a .p12/.pfx file"),
+        }
+    })?;
+    let Some((_, chain)) = store.private_key_chain() else {
+        return Err(Error::input("the PKCS#12 file holds no private key"));
+    };
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(chain.key().to_vec()));
+    let certs = chain.chain().iter().map(|c| CertificateDer::from(c.as_der().to_vec())).collect();
+    Ok(KeyBundle { key, chain: certs })
+}
+
+/// Reads a password from a file (first line) or from the named environment variable.
+pub fn read_password(file: Option<&Path>, env_name: Option<&str>) -> Result<Option<Secret>> {
+    if let Some(path) = file {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io(path, &e).context("reading the key password file"))?;
+        let line = text.lines().next().unwrap_or("");
+        return Ok(Some(Secret::new(line)));
+    }
+    if let Some(name) = env_name {
+        return match std::env::var(name) {
+            Ok(v) => Ok(Some(Secret::new(v))),
+            Err(_) => {
+                Err(Error::usage(format!("the environment variable {name} (named for the key password) is not set")))
+            }
+        };
+    }
+    Ok(None)
+}
+
+/// Warns like ssh does when a private key file is readable by group or others.
+pub fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                crate::cli::warn(format!(
+                    "private key {} is accessible by others (mode {mode:04o}); run chmod 600 on it",
+                    path.display()
+                ));
+            }
+        }
+    }
+}
+
+/// A signing key identified by type, with its public key in the form certificates carry.
+pub struct SigningKey {
+    /// The key's type.
+    pub key_type: KeyType,
+    /// DER for jsonwebtoken: PKCS#1 for RSA, PKCS#8 for EC.
+    pub jwt_der: Vec<u8>,
+    /// The public key as in a certificate's subjectPublicKey bit string.
+    pub public_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({:?}, <private>)", self.key_type)
+    }
+}
+
+/// Identifies the key type and prepares it for signing.
+pub fn signing_key(key: &PrivateKeyDer<'_>) -> Result<SigningKey> {
+    let unsupported = || {
+        Error::input("unsupported key type")
+            .hint("wif signs with RSA (2048 bits or more), ECDSA P-256 or ECDSA P-384 keys")
+    };
+    match key {
+        PrivateKeyDer::Pkcs1(k) => {
+            let pair = RsaKeyPair::from_der(k.secret_pkcs1_der())
+                .map_err(|e| Error::input(format!("RSA key rejected: {e}")))?;
+            Ok(SigningKey {
+                key_type: KeyType::Rsa,
+                jwt_der: k.secret_pkcs1_der().to_vec(),
+                public_key: pair.public_key().as_ref().to_vec(),
+            })
+        }
+        PrivateKeyDer::Sec1(k) => ec_from_der(k.secret_sec1_der()).ok_or_else(unsupported),
+        PrivateKeyDer::Pkcs8(k) => {
+            let der = k.secret_pkcs8_der();
+            if let Ok(pair) = RsaKeyPair::from_pkcs8(der) {
+                let pkcs1 = pkcs8_inner_key(der).ok_or_else(|| Error::input("malformed PKCS#8 RSA key"))?;
+                return Ok(SigningKey {
+                    key_type: KeyType::Rsa,
+                    jwt_der: pkcs1,
+                    public_key: pair.public_key().as_ref().to_vec(),
+                });
+            }
+            ec_from_der(der).ok_or_else(unsupported)
+        }
+        _ => Err(unsupported()),
+    }
+}
+
+fn ec_from_der(der: &[u8]) -> Option<SigningKey> {
+    for (alg, key_type) in
+        [(&ECDSA_P256_SHA256_FIXED_SIGNING, KeyType::EcP256), (&ECDSA_P384_SHA384_FIXED_SIGNING, KeyType::EcP384)]
+    {
+        if let Ok(pair) = EcdsaKeyPair::from_private_key_der(alg, der) {
+            let pkcs8 = pair.to_pkcs8v1().ok()?;
+            return Some(SigningKey {
+                key_type,
+                jwt_der: pkcs8.as_ref().to_vec(),
+                public_key: pair.public_key().as_ref().to_vec(),
+            });
+        }
+    }
+    None
+}
+
+/// The `privateKey` OCTET STRING of a PKCS#8 PrivateKeyInfo (PKCS#1 for RSA keys).
+fn pkcs8_inner_key(der: &[u8]) -> Option<Vec<u8>> {
+    let (tag, body, _) = der_tlv(der)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (_, _, rest) = der_tlv(body)?; // version
+    let (_, _, rest) = der_tlv(rest)?; // algorithm
+    let (tag, key, _) = der_tlv(rest)?;
+    (tag == 0x04).then(|| key.to_vec())
+}
+
+/// Splits one DER TLV: (tag, contents, the rest).
+fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// The subjectPublicKey bit string of a certificate.
+pub fn cert_public_key(cert: &CertificateDer<'_>) -> Result<Vec<u8>> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|_| Error::input("the certificate is not valid X.509 DER"))?;
+    Ok(c.tbs_certificate.subject_pki.subject_public_key.data.to_vec())
+}
+
+/// Fails unless the key is the private half of the certificate's public key.
+pub fn check_key_matches_cert(key: &SigningKey, cert: &CertificateDer<'_>) -> Result<()> {
+    if cert_public_key(cert)? == key.public_key {
+        Ok(())
+    } else {
+        Err(Error::new(Kind::Input, "the private key does not belong to the certificate")
+            .hint("use the key the certificate was issued for (compare: openssl x509 -noout -pubkey -in CERT vs openssl pkey -pubout -in KEY)"))
+    }
+}
+
+/// `x5t`: base64url SHA-1 of the certificate DER, without padding (RFC 7515).
+pub fn thumbprint_sha1(cert: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, cert))
+}
+
+/// `x5t#S256`: base64url SHA-256 of the certificate DER, without padding.
+pub fn thumbprint_sha256(cert: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert))
+}
+
+/// The SHA-1 thumbprint in hex, as the Azure portal shows it (upper case).
+pub fn thumbprint_sha1_hex(cert: &[u8]) -> String {
+    hex_upper(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, cert).as_ref())
+}
+
+/// SHA-256 of some bytes as lower-case hex (fingerprints in logs).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex_upper(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref()).to_ascii_lowercase()
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Standard base64 of a certificate, as `x5c` carries it.
+pub fn x5c_entry(cert: &[u8]) -> String {
+    STANDARD.encode(cert)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_walk_rejects_truncation() {
+        assert!(der_tlv(&[0x30]).is_none());
+        assert!(der_tlv(&[0x30, 0x05, 1, 2]).is_none());
+        assert_eq!(der_tlv(&[0x04, 0x02, 9, 8, 7]).unwrap(), (0x04, &[9u8, 8][..], &[7u8][..]));
+        assert!(pkcs8_inner_key(&[0x30, 0x00]).is_none());
+    }
+
+    #[test]
+    fn thumbprints_are_unpadded_base64url() {
+        let t = thumbprint_sha1(b"abc");
+        assert_eq!(t.len(), 27);
+        assert!(!t.contains('=') && !t.contains('+') && !t.contains('/'));
+        assert_eq!(thumbprint_sha1_hex(b"abc"), "A9993E364706816ABA3E25717850C26C9CD0D89D");
+    }
+}

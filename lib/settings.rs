@@ -1,0 +1,224 @@
+//! Settings with one precedence everywhere: flags, then `WIF_*` environment variables
+//! (both handled by clap), then the document's `config` object, then `--config FILE`.
+//!
+//! The config object is flat: each key is the environment variable's name without `WIF_`,
+//! in lower case (`WIF_STS_AUDIENCE` → `sts_audience`). Every step merges its `--config`
+//! file under the document's `config` and passes the result on, so
+//! `wif-sign --config wif.json | wif-azure | wif-sts | …` configures the whole pipeline.
+
+use crate::document::Document;
+use crate::error::{Error, Result};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// Config keys that any wif tool understands; others draw a warning (likely typos).
+pub const KNOWN_KEYS: &[&str] = &[
+    "client_id",
+    "tenant_id",
+    "key",
+    "cert",
+    "key_password_file",
+    "key_password_env",
+    "authority",
+    "assertion_audience",
+    "assertion_lifetime",
+    "assertion_alg",
+    "x5c",
+    "thumbprint",
+    "azure_token_url",
+    "azure_scope",
+    "azure_resource",
+    "azure_audience",
+    "azure_grant",
+    "client_secret_file",
+    "client_secret_env",
+    "sts_audience",
+    "sts_token_url",
+    "sts_scope",
+    "project_number",
+    "pool",
+    "provider",
+    "subject_token_type",
+    "sts_options",
+    "credential_config",
+    "service_account",
+    "iam_endpoint",
+    "impersonate_lifetime",
+    "impersonate_scope",
+    "delegates",
+    "id_token_audience",
+    "include_email",
+    "id_token",
+    "ca_file",
+    "timeout",
+    "retries",
+];
+
+/// Keys that would put a secret into a config file or a document.
+const FORBIDDEN_KEYS: &[(&str, &str)] = &[
+    ("client_secret", "client_secret_file or the environment variable named by client_secret_env"),
+    ("key_password", "key_password_file or the environment variable named by key_password_env"),
+    ("password", "key_password_file or key_password_env"),
+];
+
+/// The merged config in force for one step.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    config: Map<String, Value>,
+}
+
+impl Settings {
+    /// Reads `--config FILE` (if any), merges it under the document's `config` (the document
+    /// wins), writes the merged object back into the document for the next step, and warns
+    /// once about keys no wif tool knows.
+    pub fn load(doc: &mut Document, file: Option<&Path>) -> Result<Settings> {
+        let mut config = match file {
+            Some(path) => read_config_file(path)?,
+            None => Map::new(),
+        };
+        for (k, v) in doc.config() {
+            config.insert(k, v);
+        }
+        for (key, instead) in FORBIDDEN_KEYS {
+            if config.contains_key(*key) {
+                return Err(Error::input(format!(
+                    "the config holds \"{key}\"; secrets do not belong in config files or documents"
+                ))
+                .hint(format!("use {instead}")));
+            }
+        }
+        for key in config.keys() {
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                crate::cli::warn(format!("config key \"{key}\" is not a wif setting and is ignored"));
+            }
+        }
+        doc.set_config(config.clone());
+        Ok(Settings { config })
+    }
+
+    /// Settings from a plain object (tests, embedded use).
+    pub fn from_map(config: Map<String, Value>) -> Settings {
+        Settings { config }
+    }
+
+    /// The flag's value if given (or set by its environment variable), else the config's.
+    pub fn pick<T: DeserializeOwned>(&self, flag: Option<T>, key: &str) -> Result<Option<T>> {
+        if flag.is_some() {
+            return Ok(flag);
+        }
+        let Some(v) = self.config.get(key) else { return Ok(None) };
+        if v.is_null() {
+            return Ok(None);
+        }
+        if let Ok(t) = T::deserialize(v) {
+            return Ok(Some(t));
+        }
+        // Numbers and booleans stand for strings where a string is expected (project numbers).
+        if let Value::Number(_) | Value::Bool(_) = v {
+            if let Ok(t) = T::deserialize(Value::String(v.to_string())) {
+                return Ok(Some(t));
+            }
+        }
+        Err(Error::input(format!("config key \"{key}\" has the wrong type ({})", type_name(v))))
+    }
+
+    /// Like `pick`, but a missing value is a usage error naming all three ways to give it.
+    pub fn require<T: DeserializeOwned>(&self, flag: Option<T>, key: &str, flag_name: &str) -> Result<T> {
+        self.pick(flag, key)?.ok_or_else(|| {
+            Error::usage(format!("{flag_name} is required"))
+                .hint(format!("give {flag_name}, set WIF_{}, or put \"{key}\" in the config", key.to_ascii_uppercase()))
+        })
+    }
+
+    /// The value, or a default.
+    pub fn pick_or<T: DeserializeOwned>(&self, flag: Option<T>, key: &str, default: T) -> Result<T> {
+        Ok(self.pick(flag, key)?.unwrap_or(default))
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads a config file: a JSON object, or a whole wif document whose `config` is used.
+pub fn read_config_file(path: &Path) -> Result<Map<String, Value>> {
+    let ctx = || format!("reading the config file {}", path.display());
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e).context(ctx()))?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::input(format!("not valid JSON (line {} column {})", e.line(), e.column())).context(ctx())
+    })?;
+    match value {
+        Value::Object(mut m) => match m.remove("config") {
+            Some(Value::Object(inner)) if m.contains_key("version") => Ok(inner),
+            Some(other) => {
+                m.insert("config".into(), other);
+                Ok(m)
+            }
+            None => Ok(m),
+        },
+        _ => Err(Error::input("a config file must hold a JSON object").context(ctx())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc_with_config(c: Value) -> Document {
+        let mut d = Document::new();
+        d.set_config(c.as_object().unwrap().clone());
+        d
+    }
+
+    #[test]
+    fn precedence_flag_then_document_then_file() {
+        let dir = std::env::temp_dir().join(format!("wif-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("wif.json");
+        std::fs::write(&file, r#"{"client_id":"from-file","tenant_id":"file-tenant","sts_audience":"file-aud"}"#)
+            .unwrap();
+        let mut doc = doc_with_config(json!({"client_id": "from-doc"}));
+        let s = Settings::load(&mut doc, Some(&file)).unwrap();
+        assert_eq!(s.pick(Some("flag".to_string()), "client_id").unwrap().unwrap(), "flag");
+        assert_eq!(s.pick::<String>(None, "client_id").unwrap().unwrap(), "from-doc");
+        assert_eq!(s.pick::<String>(None, "tenant_id").unwrap().unwrap(), "file-tenant");
+        assert_eq!(s.pick::<String>(None, "pool").unwrap(), None);
+        // The merged config travels on in the document.
+        assert_eq!(doc.config()["sts_audience"], json!("file-aud"));
+        assert_eq!(doc.config()["client_id"], json!("from-doc"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn numbers_stand_for_strings_and_wrong_types_are_named() {
+        let s = Settings::from_map(json!({"project_number": 123, "retries": "x"}).as_object().unwrap().clone());
+        assert_eq!(s.pick::<String>(None, "project_number").unwrap().unwrap(), "123");
+        let e = s.pick::<u32>(None, "retries").unwrap_err();
+        assert!(e.to_string().contains("wrong type (a string)"));
+    }
+
+    #[test]
+    fn missing_required_setting_names_flag_env_and_key() {
+        let s = Settings::default();
+        let e = s.require::<String>(None, "client_id", "--client-id").unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Usage);
+        let hint = e.hint_text().unwrap();
+        assert!(hint.contains("WIF_CLIENT_ID") && hint.contains("\"client_id\""));
+    }
+
+    #[test]
+    fn secrets_in_config_are_refused() {
+        let mut doc = doc_with_config(json!({"client_secret": "abc"}));
+        let e = Settings::load(&mut doc, None).unwrap_err();
+        assert!(!e.to_string().contains("abc"));
+    }
+}

@@ -1,0 +1,332 @@
+//! `wif-sign`: makes the RFC 7523 client-assertion JWT that proves the application holds
+//! its private key, in the form MSAL makes it for Azure AD.
+
+use crate::cli::{self, DocArgs, TokenOutArgs};
+use crate::clock;
+use crate::document::{AssertionSection, Document, TokenFields};
+use crate::error::{Error, Result};
+use crate::keys::{self, KeyType};
+use crate::manual::Example;
+use crate::secret::Secret;
+use crate::settings::Settings;
+use clap::{Parser, ValueEnum};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const TOOL: &str = "wif-sign";
+
+/// The default Azure AD authority.
+pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+
+/// Signing algorithms wif-sign can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Alg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (RSA keys; MSAL's default)
+    #[value(name = "RS256")]
+    Rs256,
+    /// RSASSA-PSS with SHA-256 (RSA keys; pairs with x5t#S256)
+    #[value(name = "PS256")]
+    Ps256,
+    /// ECDSA P-256 with SHA-256
+    #[value(name = "ES256")]
+    Es256,
+    /// ECDSA P-384 with SHA-384
+    #[value(name = "ES384")]
+    Es384,
+}
+
+impl Alg {
+    /// The JOSE name, e.g. `RS256`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::Rs256 => "RS256",
+            Alg::Ps256 => "PS256",
+            Alg::Es256 => "ES256",
+            Alg::Es384 => "ES384",
+        }
+    }
+}
+
+/// Certificate thumbprint header to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Thumbprint {
+    /// `x5t`: SHA-1 of the certificate (what Azure AD shows and MSAL sends)
+    Sha1,
+    /// `x5t#S256`: SHA-256 of the certificate (Azure's newer form, signed with PS256 for RSA)
+    Sha256,
+}
+
+/// Examples shown in --help and the manual page.
+pub const EXAMPLES: &[Example] = &[
+    Example {
+        about: "Sign for Azure AD and run the whole pipeline",
+        cmd: "wif-sign --client-id $APP_ID --tenant-id $TENANT_ID --key app.key --cert app.crt | wif-azure | wif-sts --audience $AUD | wif-impersonate --service-account $SA --token-out wif_token.txt",
+    },
+    Example {
+        about: "Take every setting from a config file (cron, systemd)",
+        cmd: "wif-sign --config /etc/wif/wif.json | wif-azure | wif-sts | wif-impersonate --token-out /var/lib/wif/wif_token.txt",
+    },
+    Example {
+        about: "A PKCS#12 key whose password is in a file, for another OAuth issuer",
+        cmd: "wif-sign --client-id $ID --key app.p12 --key-password-file pw.txt --audience https://issuer.example.com/v1/token",
+    },
+    Example {
+        about: "Use the SHA-256 thumbprint (x5t#S256, PS256) and include the chain",
+        cmd: "wif-sign --client-id $APP_ID --tenant-id $TENANT_ID --key app.key --cert app.crt --thumbprint sha256 --x5c",
+    },
+];
+
+/// Command line of wif-sign.
+#[derive(Parser, Debug)]
+#[command(
+    name = "wif-sign",
+    version,
+    about = "Sign a client-assertion JWT with the application's private key (first step of the wif pipeline)",
+    long_about = "Sign a client-assertion JWT (RFC 7523) with the application's private key, as MSAL does for \
+Azure AD certificate credentials: header alg, typ JWT and the certificate thumbprint (x5t, or x5t#S256); claims \
+aud = the token endpoint, iss = sub = the client id, a random jti, nbf/iat = now and exp = now + lifetime.\n\n\
+Reads the wif JSON document on stdin (nothing piped: an empty one), adds the `assertion` section and writes the \
+document to stdout for wif-azure. The private key never leaves this process; only the signed JWT does.",
+    after_help = crate::manual::after_help("wif-sign", EXAMPLES)
+)]
+pub struct Cli {
+    /// Application (client) id: the assertion's iss and sub
+    #[arg(long, value_name = "ID", env = "WIF_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// Azure AD tenant id or domain; the token endpoint is {authority}/{tenant}/oauth2/v2.0/token
+    #[arg(long, value_name = "TENANT", env = "WIF_TENANT_ID")]
+    pub tenant_id: Option<String>,
+    /// Private key: PEM (PKCS#8, PKCS#1 RSA, SEC1 EC) or PKCS#12 (.p12/.pfx)
+    #[arg(long, value_name = "FILE", env = "WIF_KEY")]
+    pub key: Option<PathBuf>,
+    /// Certificate (PEM or DER) registered with the identity provider; optional with a PKCS#12 key that holds it
+    #[arg(long, value_name = "FILE", env = "WIF_CERT")]
+    pub cert: Option<PathBuf>,
+    /// File whose first line is the PKCS#12 password
+    #[arg(long, value_name = "FILE", env = "WIF_KEY_PASSWORD_FILE")]
+    pub key_password_file: Option<PathBuf>,
+    /// Name of the environment variable holding the PKCS#12 password
+    #[arg(long, value_name = "VAR", env = "WIF_KEY_PASSWORD_ENV")]
+    pub key_password_env: Option<String>,
+    /// Azure AD authority [default: https://login.microsoftonline.com]
+    #[arg(long, value_name = "URL", env = "WIF_AUTHORITY")]
+    pub authority: Option<String>,
+    /// The assertion's aud for issuers other than Azure AD (replaces the Azure token endpoint)
+    #[arg(long, value_name = "URL", env = "WIF_ASSERTION_AUDIENCE")]
+    pub audience: Option<String>,
+    /// Assertion lifetime [default: 10m]
+    #[arg(long, value_name = "DURATION", env = "WIF_ASSERTION_LIFETIME")]
+    pub lifetime: Option<String>,
+    /// Signing algorithm [default: RS256 for RSA keys (PS256 with --thumbprint sha256), ES256/ES384 for EC keys]
+    #[arg(long, value_enum, env = "WIF_ASSERTION_ALG")]
+    pub alg: Option<Alg>,
+    /// Thumbprint header: x5t (sha1) or x5t#S256 (sha256) [default: sha1]
+    #[arg(long, value_enum, env = "WIF_THUMBPRINT")]
+    pub thumbprint: Option<Thumbprint>,
+    /// Also send the certificate chain in the x5c header (for subject-name/issuer registration)
+    #[arg(long, env = "WIF_X5C")]
+    pub x5c: bool,
+    #[command(flatten)]
+    pub token_out: TokenOutArgs,
+    #[command(flatten)]
+    pub doc: DocArgs,
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    aud: &'a str,
+    iss: &'a str,
+    sub: &'a str,
+    jti: String,
+    nbf: i64,
+    iat: i64,
+    exp: i64,
+}
+
+/// Entry point of wif-sign.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::run_step(TOOL, &cli.doc, |doc, settings| sign(&cli, doc, settings))
+}
+
+/// Signs the assertion and adds the `assertion` section.
+pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
+    let client_id: String = s.require(cli.client_id.clone(), "client_id", "--client-id")?;
+    let key_path: PathBuf = s.require(cli.key.clone(), "key", "--key")?;
+    let cert_path: Option<PathBuf> = s.pick(cli.cert.clone(), "cert")?;
+    let audience: Option<String> = s.pick(cli.audience.clone(), "assertion_audience")?;
+    let tenant: Option<String> = s.pick(cli.tenant_id.clone(), "tenant_id")?;
+    let token_endpoint = match (&audience, &tenant) {
+        (Some(aud), _) => aud.clone(),
+        (None, Some(t)) => {
+            let authority: String = s.pick_or(cli.authority.clone(), "authority", DEFAULT_AUTHORITY.to_string())?;
+            crate::http::check_url(&authority).map_err(|e| e.context("checking --authority"))?;
+            azure_token_endpoint(&authority, t)?
+        }
+        (None, None) => {
+            return Err(Error::usage("--tenant-id is required (or --audience for issuers other than Azure AD)")
+                .hint("give --tenant-id, set WIF_TENANT_ID, or put \"tenant_id\" in the config"))
+        }
+    };
+    let lifetime = match s.pick::<String>(cli.lifetime.clone(), "assertion_lifetime")? {
+        Some(l) => clock::parse_duration(&l)?.as_secs() as i64,
+        None => 600,
+    };
+    if !(1..=86_400).contains(&lifetime) {
+        return Err(Error::usage("--lifetime must be between 1s and 24h")
+            .hint("Azure AD accepts assertions valid for up to 10 minutes by default"));
+    }
+
+    let password = keys::read_password(
+        s.pick(cli.key_password_file.clone(), "key_password_file")?.as_deref(),
+        s.pick::<String>(cli.key_password_env.clone(), "key_password_env")?.as_deref(),
+    )?;
+    let bundle = keys::load_key(&key_path, password.as_ref())?;
+    let chain = match &cert_path {
+        Some(p) => keys::load_certs(p)?,
+        None if !bundle.chain.is_empty() => bundle.chain.clone(),
+        None => {
+            return Err(Error::usage("--cert is required: the assertion names the certificate by its thumbprint")
+                .hint("give the certificate registered with the app (--cert, WIF_CERT or \"cert\" in the config)"))
+        }
+    };
+    let leaf = &chain[0];
+    let key = keys::signing_key(&bundle.key)
+        .map_err(|e| e.context(format!("loading the private key {}", key_path.display())))?;
+    keys::check_key_matches_cert(&key, leaf).map_err(|e| e.context("checking the key against the certificate"))?;
+    check_cert_dates(leaf)?;
+
+    let thumb = s.pick_or(cli.thumbprint, "thumbprint", Thumbprint::Sha1)?;
+    let alg = choose_alg(s.pick(cli.alg, "assertion_alg")?, key.key_type, thumb)?;
+    let mut header = Header::new(alg);
+    match thumb {
+        Thumbprint::Sha1 => header.x5t = Some(keys::thumbprint_sha1(leaf)),
+        Thumbprint::Sha256 => header.x5t_s256 = Some(keys::thumbprint_sha256(leaf)),
+    }
+    if s.pick_or(Some(cli.x5c).filter(|b| *b), "x5c", false)? {
+        header.x5c = Some(chain.iter().map(|c| keys::x5c_entry(c)).collect());
+    }
+    let now = clock::now_unix();
+    let claims = Claims {
+        aud: &token_endpoint,
+        iss: &client_id,
+        sub: &client_id,
+        jti: new_jti(),
+        nbf: now,
+        iat: now,
+        exp: now + lifetime,
+    };
+    let encoding = match key.key_type {
+        KeyType::Rsa => EncodingKey::from_rsa_der(&key.jwt_der),
+        KeyType::EcP256 | KeyType::EcP384 => EncodingKey::from_ec_der(&key.jwt_der),
+    };
+    let jwt = jsonwebtoken::encode(&header, &claims, &encoding)
+        .map_err(|e| Error::input(format!("signing the assertion failed: {e}")))?;
+
+    let section = AssertionSection {
+        token: TokenFields {
+            token: Secret::new(jwt),
+            token_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            expires_at: Some(clock::rfc3339(claims.exp)),
+        },
+        client_id: client_id.clone(),
+        tenant_id: if audience.is_none() { tenant } else { None },
+        token_endpoint: token_endpoint.clone(),
+        header: serde_json::to_value(&header).unwrap_or_default(),
+        claims: serde_json::to_value(&claims).unwrap_or_default(),
+    };
+    cli.token_out.write(TOOL, &section.token)?;
+    doc.set("assertion", &section)
+}
+
+/// `{authority}/{tenant}/oauth2/v2.0/token`, refusing tenants that would change the path.
+pub fn azure_token_endpoint(authority: &str, tenant: &str) -> Result<String> {
+    if tenant.is_empty() || !tenant.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')) {
+        return Err(Error::usage(format!("{tenant:?} is not a tenant id"))
+            .hint("a tenant is a GUID or a domain like contoso.onmicrosoft.com"));
+    }
+    Ok(format!("{}/{tenant}/oauth2/v2.0/token", authority.trim_end_matches('/')))
+}
+
+fn choose_alg(requested: Option<Alg>, key: KeyType, thumb: Thumbprint) -> Result<Algorithm> {
+    let alg = match (requested, key) {
+        (None, KeyType::Rsa) if thumb == Thumbprint::Sha256 => Alg::Ps256,
+        (None, KeyType::Rsa) => Alg::Rs256,
+        (None, KeyType::EcP256) => Alg::Es256,
+        (None, KeyType::EcP384) => Alg::Es384,
+        (Some(a), _) => a,
+    };
+    let fits = matches!(
+        (alg, key),
+        (Alg::Rs256 | Alg::Ps256, KeyType::Rsa) | (Alg::Es256, KeyType::EcP256) | (Alg::Es384, KeyType::EcP384)
+    );
+    if !fits {
+        return Err(Error::usage(format!("--alg {} does not fit a {key:?} key", alg.name()))
+            .hint("RSA keys sign RS256 or PS256, P-256 keys ES256, P-384 keys ES384"));
+    }
+    Ok(match alg {
+        Alg::Rs256 => Algorithm::RS256,
+        Alg::Ps256 => Algorithm::PS256,
+        Alg::Es256 => Algorithm::ES256,
+        Alg::Es384 => Algorithm::ES384,
+    })
+}
+
+fn check_cert_dates(cert: &[u8]) -> Result<()> {
+    let Ok((_, c)) = x509_parser::parse_x509_certificate(cert) else {
+        return Err(Error::input("the certificate is not valid X.509"));
+    };
+    let now = clock::now_unix();
+    let v = c.validity();
+    if v.not_after.timestamp() < now {
+        cli::warn(format!(
+            "the certificate expired at {}; identity providers refuse assertions for expired credentials",
+            clock::rfc3339(v.not_after.timestamp())
+        ));
+    }
+    Ok(())
+}
+
+fn new_jti() -> String {
+    let mut b = [0u8; 16];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    // RFC 4122 version 4 layout, as MSAL's uuid4 jti.
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_endpoint_shape() {
+        assert_eq!(
+            azure_token_endpoint("https://login.microsoftonline.com/", "contoso.onmicrosoft.com").unwrap(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert!(azure_token_endpoint("https://x", "a/../b").is_err());
+        assert!(azure_token_endpoint("https://x", "").is_err());
+    }
+
+    #[test]
+    fn jti_is_uuid4() {
+        let j = new_jti();
+        assert_eq!(j.len(), 36);
+        assert_eq!(&j[14..15], "4");
+        assert_ne!(j, new_jti());
+    }
+
+    #[test]
+    fn alg_must_fit_key() {
+        assert_eq!(choose_alg(None, KeyType::Rsa, Thumbprint::Sha256).unwrap(), Algorithm::PS256);
+        assert_eq!(choose_alg(None, KeyType::EcP256, Thumbprint::Sha1).unwrap(), Algorithm::ES256);
+        assert!(choose_alg(Some(Alg::Es256), KeyType::Rsa, Thumbprint::Sha1).is_err());
+    }
+}

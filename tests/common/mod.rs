@@ -1,0 +1,196 @@
+//! Shared test helpers: the binaries, a test PKI made once per run by
+//! `scripts/gen-test-pki.sh`, temporary directories and a recording HTTP test double.
+
+#![allow(dead_code)]
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// A command for one of the package's binaries, with a clean `WIF_*` environment.
+pub fn bin(name: &str) -> Command {
+    let mut c = Command::cargo_bin(name).unwrap_or_else(|e| panic!("binary {name}: {e}"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WIF_") || k == "SSL_CERT_FILE" {
+            c.env_remove(k);
+        }
+    }
+    c.timeout(std::time::Duration::from_secs(60));
+    // Never inherit the test runner's stdin: a test that pipes nothing pipes nothing.
+    c.write_stdin("");
+    c
+}
+
+/// The test PKI directory (see scripts/gen-test-pki.sh for its files), made once.
+pub fn pki() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("wif-test-pki-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-test-pki.sh");
+        let out = std::process::Command::new("bash").arg(script).arg(&dir).output().expect("running gen-test-pki.sh");
+        assert!(out.status.success(), "gen-test-pki.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+}
+
+/// A path inside the test PKI.
+pub fn pki_file(name: &str) -> String {
+    pki().join(name).to_string_lossy().into_owned()
+}
+
+/// A fresh temporary directory, removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// Parses a tool's stdout as one JSON document.
+pub fn json_out(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Stderr as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A request the test double received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    /// A header value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The body decoded as a form.
+    pub fn form(&self) -> Vec<(String, String)> {
+        form_urlencoded_parse(&self.body)
+    }
+
+    /// One form field.
+    pub fn field(&self, name: &str) -> Option<String> {
+        self.form().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// The body decoded as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("request body is JSON")
+    }
+}
+
+fn form_urlencoded_parse(body: &[u8]) -> Vec<(String, String)> {
+    let s = String::from_utf8_lossy(body);
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match h {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A canned answer.
+#[derive(Clone, Debug)]
+pub struct Canned {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+    pub delay: std::time::Duration,
+}
+
+impl Canned {
+    pub fn json(status: u16, body: Value) -> Canned {
+        Canned { status, content_type: "application/json".into(), body: body.to_string(), delay: Default::default() }
+    }
+    pub fn raw(status: u16, content_type: &str, body: &str) -> Canned {
+        Canned { status, content_type: content_type.into(), body: body.into(), delay: Default::default() }
+    }
+}
+
+/// A plain-HTTP server on 127.0.0.1 that records requests and answers from a queue of
+/// canned responses (the last one repeats). Stops when dropped.
+pub struct TestServer {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<Recorded>>>,
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start(answers: Vec<Canned>) -> TestServer {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind test server"));
+        let port = server.server_addr().to_ip().expect("ip").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (srv, reqs) = (server.clone(), requests.clone());
+        let thread = std::thread::spawn(move || {
+            for (i, mut rq) in srv.incoming_requests().enumerate() {
+                let mut body = Vec::new();
+                let _ = rq.as_reader().read_to_end(&mut body);
+                reqs.lock().unwrap().push(Recorded {
+                    method: rq.method().to_string(),
+                    path: rq.url().to_string(),
+                    headers: rq.headers().iter().map(|h| (h.field.to_string(), h.value.to_string())).collect(),
+                    body,
+                });
+                let a = answers[i.min(answers.len() - 1)].clone();
+                std::thread::sleep(a.delay);
+                let resp = tiny_http::Response::from_string(a.body)
+                    .with_status_code(a.status)
+                    .with_header(tiny_http::Header::from_bytes("Content-Type", a.content_type.as_bytes()).unwrap());
+                let _ = rq.respond(resp);
+            }
+        });
+        TestServer { url: format!("http://127.0.0.1:{port}"), requests, server, thread: Some(thread) }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
