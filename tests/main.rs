@@ -4,3 +4,4 @@ mod common;
 mod manual;
 mod pipeline;
 mod reliability;
+mod secrets;
