@@ -9,6 +9,8 @@ pub mod clock;
 pub mod document;
 pub mod error;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hints;
 pub mod http;
 pub mod iam;
