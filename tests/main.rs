@@ -4,5 +4,6 @@ mod common;
 mod fuzz_corpus;
 mod manual;
 mod pipeline;
+mod refresh;
 mod reliability;
 mod secrets;
