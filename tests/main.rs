@@ -3,3 +3,4 @@
 mod common;
 mod manual;
 mod pipeline;
+mod serve;

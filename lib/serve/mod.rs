@@ -627,11 +627,12 @@ fn respond(shared: &Shared, req: &http::Request, id: &Identity) -> Response {
         return Response::error(403, "forbidden", "this client certificate is not on the server's allow-list")
             .because("client identity not in the allow-list");
     }
-    if req.has_body {
+    let route = http::route(&req.method, &req.path);
+    if req.has_body && matches!(route, Route::Token | Route::Health) {
         return Response::error(413, "body_not_accepted", "requests to this server carry no body")
             .because("request with a body");
     }
-    match http::route(&req.method, &req.path) {
+    match route {
         Route::NotFound => Response::error(404, "not_found", "the token is at /get_wif_token").because("unknown path"),
         Route::MethodNotAllowed => Response::error(405, "method_not_allowed", "use GET or HEAD")
             .header("Allow", "GET, HEAD")
