@@ -19,6 +19,7 @@ pub mod keys;
 pub mod manual;
 pub mod oauth;
 pub mod secret;
+pub mod serve;
 pub mod settings;
 pub mod sign;
 pub mod sts;

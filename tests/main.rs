@@ -7,3 +7,4 @@ mod pipeline;
 mod refresh;
 mod reliability;
 mod secrets;
+mod serve;
