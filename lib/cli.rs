@@ -69,9 +69,9 @@ pub fn write_stdout(bytes: &[u8]) -> Result<()> {
 /// Prints an error as `tool: what: why`, then `tool: hint: …` when one is known.
 pub fn report(tool: &str, err: &Error) {
     let mut err_out = std::io::stderr().lock();
-    let _ = writeln!(err_out, "{tool}: {err}");
+    let _ = writeln!(err_out, "{tool}: {}", crate::secret::scrub(&err.to_string()));
     if let Some(h) = err.hint_text() {
-        let _ = writeln!(err_out, "{tool}: hint: {h}");
+        let _ = writeln!(err_out, "{tool}: hint: {}", crate::secret::scrub(h));
     }
 }
 
@@ -80,7 +80,7 @@ static TOOL_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// Prints `tool: warning: …` on stderr (the tool named by `run`, else `wif`).
 pub fn warn(msg: impl std::fmt::Display) {
     let tool = TOOL_NAME.get().map(String::as_str).unwrap_or("wif");
-    eprintln!("{tool}: warning: {msg}");
+    eprintln!("{tool}: warning: {}", crate::secret::scrub(&msg.to_string()));
 }
 
 /// Runs a tool's body: installs the crypto provider, reports failure and picks the exit code.

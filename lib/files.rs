@@ -43,7 +43,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let mut rnd = [0u8; 6];
     let _ = aws_lc_rs::rand::fill(&mut rnd);
     let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = dir.join(format!(".{}.{}.{suffix}.tmp", name.to_string_lossy(), std::process::id()));
+    let prefix = format!(".{}.", name.to_string_lossy());
+    sweep_stale_temps(&dir, &prefix);
+    let tmp = dir.join(format!("{prefix}{}.{suffix}.tmp", std::process::id()));
     let result = write_new(&tmp, bytes, mode).and_then(|()| std::fs::rename(&tmp, path)).and_then(|()| sync_dir(&dir));
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
@@ -59,6 +61,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
             None => err,
         }
     })
+}
+
+/// Removes temp files that an earlier writer of the same file left behind when it was
+/// killed (SIGKILL, power loss) between creating and renaming them: those whose process is
+/// gone, or that are older than ten minutes. Best effort; errors are ignored.
+fn sweep_stale_temps(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(prefix)).and_then(|r| r.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(600));
+        if pid != std::process::id() && (!process_alive(pid) || old) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
 }
 
 fn write_new(tmp: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
@@ -182,6 +216,21 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn stale_temp_files_of_dead_writers_are_swept() {
+        let d = tmpdir("sweep");
+        let p = d.join("wif_token.txt");
+        // 4000000000 is above Linux's pid_max, so no live process has it.
+        let dead = d.join(".wif_token.txt.4000000000.abcdef.tmp");
+        let unrelated = d.join(".other.txt.1.abcdef.tmp");
+        std::fs::write(&dead, b"half a tok").unwrap();
+        std::fs::write(&unrelated, b"x").unwrap();
+        write_atomic(&p, b"token", 0o600).unwrap();
+        assert!(!dead.exists(), "the dead writer's temp file is gone");
+        assert!(unrelated.exists(), "other files' temp files are left alone");
+        assert_eq!(std::fs::read(&p).unwrap(), b"token");
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub mod clock;
 pub mod document;
 pub mod error;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hints;
 pub mod http;
 pub mod iam;
@@ -17,6 +19,7 @@ pub mod keys;
 pub mod manual;
 pub mod oauth;
 pub mod secret;
+pub mod serve;
 pub mod settings;
 pub mod sign;
 pub mod sts;

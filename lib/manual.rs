@@ -55,6 +55,7 @@ pub fn pages() -> Vec<PageInfo> {
         PageInfo { command: crate::azure::Cli::command(), examples: crate::azure::EXAMPLES, files: CONFIG_FILES },
         PageInfo { command: crate::sts::Cli::command(), examples: crate::sts::EXAMPLES, files: CONFIG_FILES },
         PageInfo { command: crate::iam::Cli::command(), examples: crate::iam::EXAMPLES, files: TOKEN_FILES },
+        PageInfo { command: crate::serve::Cli::command(), examples: crate::serve::EXAMPLES, files: SERVE_FILES },
     ]
 }
 
@@ -68,6 +69,15 @@ const TOKEN_FILES: &[(&str, &str)] = &[
     (
         "wif_token.txt.meta.json",
         "beside it: expires_at, token_type, written_at, written_by, bytes and the token's SHA-256",
+    ),
+    ("/etc/wif/wif.json", "conventional place for the config file given with --config"),
+];
+
+const SERVE_FILES: &[(&str, &str)] = &[
+    ("wif_token.txt", "the token file given with --token; served byte for byte, re-read when it changes"),
+    (
+        "wif_token.txt.meta.json",
+        "beside it: the token's expiry (sent as X-Token-Expires-At); without it, or past it, the answer is 503",
     ),
     ("/etc/wif/wif.json", "conventional place for the config file given with --config"),
 ];
@@ -140,7 +150,7 @@ pub fn render(page: &PageInfo) -> String {
 }
 
 /// Every binary of the package.
-pub const ALL_TOOLS: &[&str] = &["wif-sign", "wif-azure", "wif-sts", "wif-impersonate"];
+pub const ALL_TOOLS: &[&str] = &["wif-sign", "wif-azure", "wif-sts", "wif-impersonate", "wif-serve"];
 
 /// Shell completions for one command.
 pub fn completions(cmd: &clap::Command, shell: clap_complete::Shell) -> String {

@@ -53,6 +53,17 @@ pub const KNOWN_KEYS: &[&str] = &[
     "ca_file",
     "timeout",
     "retries",
+    "listen",
+    "serve_cert",
+    "serve_key",
+    "client_ca",
+    "token_file",
+    "crl",
+    "allow",
+    "handshake_timeout",
+    "idle_timeout",
+    "max_connections",
+    "shutdown_timeout",
 ];
 
 /// Keys that would put a secret into a config file or a document.

@@ -81,6 +81,10 @@ pub const EXAMPLES: &[Example] = &[
 ];
 
 /// Command line of wif-sign.
+/// How far `nbf`/`iat` are back-dated: a verifier whose clock runs a little behind ours would
+/// otherwise see an assertion from the future and refuse it (AADSTS700024).
+pub const CLOCK_SKEW_MARGIN: i64 = 30;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "wif-sign",
@@ -88,7 +92,7 @@ pub const EXAMPLES: &[Example] = &[
     about = "Sign a client-assertion JWT with the application's private key (first step of the wif pipeline)",
     long_about = "Sign a client-assertion JWT (RFC 7523) with the application's private key, as MSAL does for \
 Azure AD certificate credentials: header alg, typ JWT and the certificate thumbprint (x5t, or x5t#S256); claims \
-aud = the token endpoint, iss = sub = the client id, a random jti, nbf/iat = now and exp = now + lifetime.\n\n\
+aud = the token endpoint, iss = sub = the client id, a random jti, nbf/iat = now minus 30 s (so a verifier whose clock is a little behind still accepts it) and exp = now + lifetime.\n\n\
 Reads the wif JSON document on stdin (nothing piped: an empty one), adds the `assertion` section and writes the \
 document to stdout for wif-azure. The private key never leaves this process; only the signed JWT does.",
     after_help = crate::manual::after_help("wif-sign", EXAMPLES)
@@ -216,8 +220,8 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         iss: &client_id,
         sub: &client_id,
         jti: new_jti(),
-        nbf: now,
-        iat: now,
+        nbf: now - CLOCK_SKEW_MARGIN,
+        iat: now - CLOCK_SKEW_MARGIN,
         exp: now + lifetime,
     };
     let encoding = match key.key_type {

@@ -1,5 +1,10 @@
 //! Integration tests: the binaries run as users run them, against servers on loopback.
 
 mod common;
+mod fuzz_corpus;
 mod manual;
 mod pipeline;
+mod refresh;
+mod reliability;
+mod secrets;
+mod serve;

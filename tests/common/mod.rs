@@ -194,3 +194,80 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// A plain-HTTP server on 127.0.0.1 that answers by path: the first route whose pattern
+/// occurs in the request path answers from its own queue (the last answer repeats);
+/// anything else gets 404. Each request is answered on its own thread, so one slow answer
+/// does not hold up the others. Records every request. Stops when dropped.
+pub struct RoutedServer {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<Recorded>>>,
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RoutedServer {
+    pub fn start(routes: Vec<(&str, Vec<Canned>)>) -> RoutedServer {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind test server"));
+        let port = server.server_addr().to_ip().expect("ip").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let routes: Vec<(String, Vec<Canned>)> = routes.into_iter().map(|(p, a)| (p.to_string(), a)).collect();
+        let (srv, reqs) = (server.clone(), requests.clone());
+        let thread = std::thread::spawn(move || {
+            let mut served = vec![0usize; routes.len()];
+            for mut rq in srv.incoming_requests() {
+                let mut body = Vec::new();
+                let _ = rq.as_reader().read_to_end(&mut body);
+                let path = rq.url().to_string();
+                reqs.lock().unwrap().push(Recorded {
+                    method: rq.method().to_string(),
+                    path: path.clone(),
+                    headers: rq.headers().iter().map(|h| (h.field.to_string(), h.value.to_string())).collect(),
+                    body,
+                });
+                let answer = match routes.iter().position(|(p, _)| path.contains(p.as_str())) {
+                    Some(r) => {
+                        let queue = &routes[r].1;
+                        served[r] += 1;
+                        queue[(served[r] - 1).min(queue.len() - 1)].clone()
+                    }
+                    None => Canned::raw(404, "text/plain", "no route"),
+                };
+                std::thread::spawn(move || {
+                    std::thread::sleep(answer.delay);
+                    let resp =
+                        tiny_http::Response::from_string(answer.body).with_status_code(answer.status).with_header(
+                            tiny_http::Header::from_bytes("Content-Type", answer.content_type.as_bytes()).unwrap(),
+                        );
+                    let _ = rq.respond(resp);
+                });
+            }
+        });
+        RoutedServer { url: format!("http://127.0.0.1:{port}"), requests, server, thread: Some(thread) }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Waits up to `secs` seconds until at least `n` requests have arrived.
+    pub fn wait_for_requests(&self, n: usize, secs: u64) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if self.requests.lock().unwrap().len() >= n {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for RoutedServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

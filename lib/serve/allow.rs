@@ -1,0 +1,194 @@
+//! Which verified clients may fetch the token: an optional allow-list of identities taken
+//! from the client certificate (subject CN, DNS or URI SAN such as a SPIFFE ID, or a pin of
+//! the public key or of the whole certificate).
+
+use crate::error::{Error, Result};
+use base64::Engine;
+use x509_parser::extensions::GeneralName;
+
+/// What a client certificate says about its holder.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The subject as text, e.g. `O=wif test, CN=wif-client`.
+    pub subject: String,
+    /// The subject's common names.
+    pub common_names: Vec<String>,
+    /// DNS names from the subjectAltName extension.
+    pub dns: Vec<String>,
+    /// URIs from the subjectAltName extension (SPIFFE IDs).
+    pub uris: Vec<String>,
+    /// SHA-256 of the SubjectPublicKeyInfo, hex.
+    pub spki_sha256: String,
+    /// SHA-256 of the certificate, hex (the log's fingerprint).
+    pub fingerprint: String,
+}
+
+impl Identity {
+    /// Reads the identity of a DER certificate (already verified by the TLS layer).
+    pub fn from_der(der: &[u8]) -> Identity {
+        let fingerprint = crate::keys::sha256_hex(der);
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            return Identity { subject: "<unparsable certificate>".into(), fingerprint, ..Identity::default() };
+        };
+        let mut id = Identity {
+            subject: cert.subject().to_string(),
+            common_names: cert
+                .subject()
+                .iter_common_name()
+                .filter_map(|a| a.as_str().ok().map(str::to_string))
+                .collect(),
+            spki_sha256: crate::keys::sha256_hex(cert.public_key().raw),
+            fingerprint,
+            ..Identity::default()
+        };
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(d) => id.dns.push(d.to_string()),
+                    GeneralName::URI(u) => id.uris.push(u.to_string()),
+                    _ => {}
+                }
+            }
+        }
+        id
+    }
+}
+
+/// One allowed identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// `cn:NAME` — a subject common name, exactly.
+    Cn(String),
+    /// `dns:NAME` — a DNS subjectAltName, case-insensitively.
+    Dns(String),
+    /// `uri:URI` — a URI subjectAltName (e.g. `spiffe://example.org/wif-client`), exactly.
+    Uri(String),
+    /// `spki-sha256:HEX|BASE64` — the SHA-256 of the public key (survives renewals with the same key).
+    Spki(String),
+    /// `cert-sha256:HEX` — the SHA-256 of the certificate itself.
+    Cert(String),
+}
+
+/// The forms `--allow` accepts, for messages.
+pub const RULE_FORMS: &str = "cn:NAME, dns:NAME, uri:URI, spki-sha256:HEX or cert-sha256:HEX";
+
+impl std::str::FromStr for Rule {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Rule> {
+        let bad = || Error::usage(format!("--allow {s:?} is not an identity")).hint(format!("use {RULE_FORMS}"));
+        let (kind, value) = s.split_once(':').ok_or_else(bad)?;
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(bad());
+        }
+        match kind.trim().to_ascii_lowercase().as_str() {
+            "cn" => Ok(Rule::Cn(value.to_string())),
+            "dns" => Ok(Rule::Dns(value.to_ascii_lowercase())),
+            "uri" => Ok(Rule::Uri(value.to_string())),
+            "spki-sha256" | "spki" | "pin-sha256" => Ok(Rule::Spki(digest_hex(value).ok_or_else(bad)?)),
+            "cert-sha256" | "sha256" | "fingerprint" => Ok(Rule::Cert(digest_hex(value).ok_or_else(bad)?)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// A SHA-256 digest given as hex (colons allowed) or base64 (`sha256//` prefix allowed, as curl
+/// writes pins), as lower-case hex.
+fn digest_hex(s: &str) -> Option<String> {
+    let hex: String = s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+    if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Some(hex);
+    }
+    let b64 = s.strip_prefix("sha256//").unwrap_or(s);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')))
+        .ok()?;
+    (bytes.len() == 32).then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Rule {
+    /// Whether the identity matches this rule.
+    pub fn matches(&self, id: &Identity) -> bool {
+        match self {
+            Rule::Cn(n) => id.common_names.iter().any(|c| c == n),
+            Rule::Dns(n) => id.dns.iter().any(|d| d.eq_ignore_ascii_case(n)),
+            Rule::Uri(u) => id.uris.iter().any(|x| x == u),
+            Rule::Spki(h) => id.spki_sha256 == *h,
+            Rule::Cert(h) => id.fingerprint == *h,
+        }
+    }
+}
+
+/// The allow-list; empty means every client the CA vouches for.
+#[derive(Clone, Debug, Default)]
+pub struct AllowList {
+    rules: Vec<Rule>,
+}
+
+impl AllowList {
+    /// Parses `--allow` values.
+    pub fn parse(values: &[String]) -> Result<AllowList> {
+        let rules = values.iter().map(|v| v.parse()).collect::<Result<Vec<Rule>>>()?;
+        Ok(AllowList { rules })
+    }
+
+    /// Whether the list restricts anything.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether a verified client may be served.
+    pub fn allows(&self, id: &Identity) -> bool {
+        self.rules.is_empty() || self.rules.iter().any(|r| r.matches(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> Identity {
+        Identity {
+            subject: "O=wif test, CN=wif-client".into(),
+            common_names: vec!["wif-client".into()],
+            dns: vec!["client.example.org".into()],
+            uris: vec!["spiffe://example.org/wif-client".into()],
+            spki_sha256: "ab".repeat(32),
+            fingerprint: "cd".repeat(32),
+        }
+    }
+
+    fn allows(rule: &str) -> bool {
+        AllowList::parse(&[rule.to_string()]).unwrap().allows(&id())
+    }
+
+    #[test]
+    fn each_kind_matches_its_field_only() {
+        assert!(allows("cn:wif-client"));
+        assert!(!allows("cn:wif-client-2"));
+        assert!(!allows("cn:client.example.org"));
+        assert!(allows("dns:Client.Example.org"));
+        assert!(allows("uri:spiffe://example.org/wif-client"));
+        assert!(!allows("uri:spiffe://example.org/wif-client-2"));
+        assert!(allows(&format!("spki-sha256:{}", "AB".repeat(32))));
+        assert!(allows(&format!("cert-sha256:{}", ["cd"; 32].join(":"))));
+        assert!(!allows(&format!("cert-sha256:{}", "ab".repeat(32))));
+    }
+
+    #[test]
+    fn base64_pins_like_curl() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode([0xab; 32]);
+        assert!(allows(&format!("spki-sha256:sha256//{b64}")));
+    }
+
+    #[test]
+    fn empty_list_allows_all_and_bad_rules_are_usage_errors() {
+        assert!(AllowList::default().allows(&id()));
+        for bad in ["wif-client", "cn:", "email:a@b", "spki-sha256:zz"] {
+            let e = AllowList::parse(&[bad.to_string()]).unwrap_err();
+            assert_eq!(e.kind(), crate::error::Kind::Usage, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The access log: one JSON object per line on stdout, flushed at once, never a token.
+
+use serde::Serialize;
+use std::io::Write;
+use std::sync::Mutex;
+
+static STDOUT: Mutex<()> = Mutex::new(());
+
+/// Writes one event as a JSON line and flushes it. A closed stdout is ignored: the log is
+/// for the operator, and losing it must not stop the service.
+pub fn emit<T: Serialize>(event: &T) {
+    let Ok(mut line) = serde_json::to_vec(event) else { return };
+    line.push(b'\n');
+    let _guard = STDOUT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&line).and_then(|()| out.flush());
+}
+
+/// The current time as RFC 3339 UTC with milliseconds.
+pub fn now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    let base = crate::clock::rfc3339(t.unix_timestamp());
+    format!("{}.{:03}Z", base.trim_end_matches('Z'), t.millisecond())
+}
+
+/// The first line: where the server listens.
+#[derive(Serialize)]
+pub struct Listening<'a> {
+    /// Always `listening`.
+    pub event: &'static str,
+    /// The bound address (with the real port when `:0` was asked for).
+    pub address: String,
+    /// The token URL.
+    pub url: &'a str,
+}
+
+/// One answered request.
+#[derive(Serialize)]
+pub struct RequestLine<'a> {
+    /// Always `request`.
+    pub event: &'static str,
+    /// When the answer was sent.
+    pub time: String,
+    /// The client's address.
+    pub peer: String,
+    /// The client certificate's subject.
+    pub subject: &'a str,
+    /// SHA-256 of the client certificate (hex).
+    pub fingerprint: &'a str,
+    /// The TLS version negotiated.
+    pub tls: &'a str,
+    /// Request method.
+    pub method: &'a str,
+    /// Request path (without the query).
+    pub path: &'a str,
+    /// Response status.
+    pub status: u16,
+    /// Body bytes sent.
+    pub bytes: usize,
+    /// Time from the request's first byte to the answer, in milliseconds.
+    pub duration_ms: f64,
+    /// Why the request was refused, for 4xx/5xx answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+}
+
+/// Anything else: refused handshakes, refused connections, reloads, shutdown.
+#[derive(Serialize)]
+pub struct Event<'a> {
+    /// What happened: `handshake_failed`, `connection_refused`, `reload`, `reload_failed`,
+    /// `bad_request`, `shutdown`, `stopped`.
+    pub event: &'a str,
+    /// When.
+    pub time: String,
+    /// The client's address, for connection events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// Why, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What was reloaded or affected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub what: Option<&'a str>,
+    /// A short machine-readable cause, e.g. `unknown_issuer` for a refused handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+    /// A count, e.g. open connections.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<usize>,
+}
+
+impl<'a> Event<'a> {
+    /// A new event happening now.
+    pub fn new(event: &'a str) -> Self {
+        Event { event, time: now(), peer: None, reason: None, what: None, code: None, connections: None }
+    }
+
+    /// With the peer address.
+    pub fn peer(mut self, peer: impl ToString) -> Self {
+        self.peer = Some(peer.to_string());
+        self
+    }
+
+    /// With a reason.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// With what it concerns.
+    pub fn what(mut self, what: &'a str) -> Self {
+        self.what = Some(what);
+        self
+    }
+
+    /// With a machine-readable cause.
+    pub fn code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// With a connection count.
+    pub fn connections(mut self, n: usize) -> Self {
+        self.connections = Some(n);
+        self
+    }
+
+    /// Writes it to the log.
+    pub fn emit(&self) {
+        emit(self)
+    }
+}

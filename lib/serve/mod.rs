@@ -1,0 +1,686 @@
+//! `wif-serve`: publishes the token file over mutual TLS at `GET /get_wif_token`.
+//!
+//! One thread accepts; each connection gets its own thread (bounded by
+//! `--max-connections`), so handshakes run in parallel and a silent client only ever holds
+//! its own thread until its time-out. The TLS configuration and the token are shared and
+//! re-read when their files change; SIGHUP forces that, SIGTERM/SIGINT stop gracefully.
+
+pub mod allow;
+pub mod http;
+pub mod log;
+pub mod tls;
+pub mod token;
+
+use crate::cli::{self, DocArgs};
+use crate::error::{Error, Kind, Result};
+use crate::manual::Example;
+use crate::settings::Settings;
+use allow::{AllowList, Identity};
+use clap::Parser;
+use http::{Incoming, Response, Route};
+use log::Event;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use token::{State, TokenSource};
+
+const TOOL: &str = "wif-serve";
+
+/// Examples shown in --help and the manual page.
+pub const EXAMPLES: &[Example] = &[
+    Example {
+        about: "Serve the token written by wif-impersonate --token-out to clients of the internal CA",
+        cmd: "wif-serve --listen 0.0.0.0:8443 --cert server-chain.crt --key server.key --client-ca ca-chain.crt --token /var/lib/wif/wif_token.txt",
+    },
+    Example {
+        about: "Only for two workloads (by SPIFFE ID and by common name), with a revocation list",
+        cmd: "wif-serve --listen 127.0.0.1:8443 --cert server-chain.crt --key server.key --client-ca ca-chain.crt --token wif_token.txt --crl crl.pem --allow uri:spiffe://example.org/batch --allow cn:report-host",
+    },
+    Example {
+        about: "Fetch the token as the seed's Python client does",
+        cmd: "python3 -c 'import requests; print(requests.get(\"https://localhost:8443/get_wif_token\", cert=(\"client.crt\", \"client.key\"), verify=\"ca-chain.crt\").text)'",
+    },
+    Example {
+        about: "Re-read certificates, CRLs and the token now (they are also picked up when they change)",
+        cmd: "kill -HUP $(pidof wif-serve)",
+    },
+];
+
+/// Command line of wif-serve.
+#[derive(Parser, Debug)]
+#[command(
+    name = "wif-serve",
+    version,
+    about = "Serve the token file over mutual TLS at GET /get_wif_token",
+    long_about = "Serve the token file over HTTPS to clients holding a certificate from the given CA (mutual TLS), \
+at GET /get_wif_token: exactly the token's bytes, with Cache-Control: no-store and X-Token-Expires-At. \
+GET /healthz tells whether a token can be served and until when, never the token.\n\n\
+A client certificate is required and verified in the TLS handshake (TLS 1.3 or 1.2): it must chain to \
+--client-ca, be within its validity, carry the clientAuth extended key usage and not be revoked by a --crl. \
+Clients that fail are refused in the handshake and logged. With --allow, verified clients that match no listed \
+identity get 403.\n\n\
+The token is never served when its file or metadata (FILE.meta.json, written by --token-out) is missing, empty \
+or expired: 503 with a JSON error instead. The token, certificates, key, client CA and CRLs are re-read when \
+their files change (also when a new file is renamed over the old one) and on SIGHUP, without a restart and \
+without dropping connections. SIGTERM or SIGINT stop accepting, let requests in progress finish, and exit 0.\n\n\
+Stdout is a JSON-lines log: first {\"event\":\"listening\",\"address\":…,\"url\":…}, then one line per request \
+(time, peer, client certificate subject and SHA-256 fingerprint, method, path, status, bytes, duration_ms), \
+refused handshakes and connections, reloads and shutdown. The token is never logged.",
+    after_help = crate::manual::after_help("wif-serve", EXAMPLES)
+)]
+pub struct Cli {
+    /// Address and port to listen on, e.g. 0.0.0.0:8443 or 127.0.0.1:0 (any free port)
+    #[arg(long, value_name = "ADDR:PORT", env = "WIF_LISTEN")]
+    pub listen: Option<String>,
+    /// Server certificate chain (PEM, leaf first)
+    #[arg(long, value_name = "CHAIN.pem", env = "WIF_SERVE_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Server private key (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "KEY.pem", env = "WIF_SERVE_KEY")]
+    pub key: Option<PathBuf>,
+    /// CA certificates (root and intermediates, PEM) that client certificates must chain to
+    #[arg(long, value_name = "CA_CHAIN.pem", env = "WIF_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// The token file to serve (written by --token-out, with FILE.meta.json beside it)
+    #[arg(long, value_name = "FILE", env = "WIF_TOKEN_FILE")]
+    pub token: Option<PathBuf>,
+    /// Certificate revocation list (PEM or DER); repeat for several issuers
+    #[arg(long, value_name = "FILE")]
+    pub crl: Vec<PathBuf>,
+    /// Only serve clients with this identity: cn:NAME, dns:NAME, uri:URI, spki-sha256:HEX or cert-sha256:HEX; repeatable
+    #[arg(long, value_name = "IDENTITY")]
+    pub allow: Vec<String>,
+    /// Time a client has to complete the TLS handshake [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "WIF_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<String>,
+    /// Time a connection may stay silent before (or while) sending a request [default: 30s]
+    #[arg(long, value_name = "DURATION", env = "WIF_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// Most connections open at once; more are closed at once and logged [default: 256]
+    #[arg(long, value_name = "N", env = "WIF_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// On SIGTERM, how long requests in progress may take to finish [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "WIF_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<String>,
+    #[command(flatten)]
+    pub doc: DocArgs,
+}
+
+/// A config value that may be one string or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// Everything the server needs, resolved from flags, environment and config.
+#[derive(Debug)]
+pub struct Options {
+    /// Where to listen.
+    pub listen: String,
+    /// TLS files.
+    pub tls: tls::TlsFiles,
+    /// The token file.
+    pub token: PathBuf,
+    /// Allowed client identities.
+    pub allow: AllowList,
+    /// Handshake time-out.
+    pub handshake_timeout: Duration,
+    /// Idle time-out.
+    pub idle_timeout: Duration,
+    /// Connection limit.
+    pub max_connections: usize,
+    /// Grace period on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+fn duration(s: &Settings, flag: Option<String>, key: &str, name: &str, default: u64) -> Result<Duration> {
+    let d = match s.pick::<String>(flag, key)? {
+        Some(t) => crate::clock::parse_duration(&t).map_err(|e| e.context(name.to_string()))?,
+        None => Duration::from_secs(default),
+    };
+    if d.is_zero() {
+        return Err(Error::usage(format!("{name} must be more than 0 s")));
+    }
+    Ok(d)
+}
+
+impl Options {
+    /// Resolves the options (flags > environment > document config > --config file).
+    pub fn resolve(cli: &Cli, s: &Settings) -> Result<Options> {
+        let list = |flag: &Vec<PathBuf>, key: &str| -> Result<Vec<String>> {
+            if !flag.is_empty() {
+                return Ok(flag.iter().map(|p| p.to_string_lossy().into_owned()).collect());
+            }
+            Ok(s.pick::<OneOrMany>(None, key)?.map(OneOrMany::into_vec).unwrap_or_default())
+        };
+        let allow = if cli.allow.is_empty() {
+            s.pick::<OneOrMany>(None, "allow")?.map(OneOrMany::into_vec).unwrap_or_default()
+        } else {
+            cli.allow.clone()
+        };
+        let max_connections = s.pick_or(cli.max_connections, "max_connections", 256)?;
+        if max_connections == 0 {
+            return Err(Error::usage("--max-connections must be at least 1"));
+        }
+        Ok(Options {
+            listen: s.require(cli.listen.clone(), "listen", "--listen")?,
+            tls: tls::TlsFiles {
+                cert: s.require(cli.cert.clone(), "serve_cert", "--cert")?,
+                key: s.require(cli.key.clone(), "serve_key", "--key")?,
+                client_ca: s.require(cli.client_ca.clone(), "client_ca", "--client-ca")?,
+                crls: list(&cli.crl, "crl")?.into_iter().map(PathBuf::from).collect(),
+            },
+            token: s.require(cli.token.clone(), "token_file", "--token")?,
+            allow: AllowList::parse(&allow)?,
+            handshake_timeout: duration(
+                s,
+                cli.handshake_timeout.clone(),
+                "handshake_timeout",
+                "--handshake-timeout",
+                10,
+            )?,
+            idle_timeout: duration(s, cli.idle_timeout.clone(), "idle_timeout", "--idle-timeout", 30)?,
+            max_connections,
+            shutdown_timeout: duration(s, cli.shutdown_timeout.clone(), "shutdown_timeout", "--shutdown-timeout", 10)?,
+        })
+    }
+}
+
+/// Entry point of wif-serve.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::run(TOOL, || {
+        let (_, settings) = cli.doc.load()?;
+        let opts = Options::resolve(&cli, &settings)?;
+        run(opts)
+    })
+}
+
+/// Binds the address, with a clear message when it is taken.
+fn bind(listen: &str) -> Result<TcpListener> {
+    let addrs: Vec<SocketAddr> = listen
+        .to_socket_addrs()
+        .map_err(|e| {
+            Error::usage(format!("--listen {listen:?} is not an address with a port: {e}"))
+                .hint("e.g. --listen 127.0.0.1:8443, --listen [::]:8443 or --listen 127.0.0.1:0 for any free port")
+        })?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match TcpListener::bind(addr) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    let Some((addr, e)) = last else {
+        return Err(Error::usage(format!("--listen {listen:?} resolves to no address")));
+    };
+    let err = Error::io(std::path::Path::new(&addr.to_string()), &e).context("listening");
+    Err(match e.kind() {
+        std::io::ErrorKind::AddrInUse => err.hint(format!(
+            "another process listens on port {} (see: ss -ltnp 'sport = :{}'); stop it or choose another --listen port",
+            addr.port(),
+            addr.port()
+        )),
+        std::io::ErrorKind::PermissionDenied => {
+            err.hint("ports below 1024 need privileges (CAP_NET_BIND_SERVICE); use a port of 1024 or more")
+        }
+        std::io::ErrorKind::AddrNotAvailable => err.hint("this machine has no such address"),
+        _ => err,
+    })
+}
+
+/// The URL clients use for the bound address.
+fn token_url(addr: &SocketAddr) -> String {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "localhost".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("https://{host}:{}{}", addr.port(), http::TOKEN_PATH)
+}
+
+// Connection states for graceful shutdown: between requests a connection may be closed by
+// the shutdown; while busy it is left to finish its answer.
+const IDLE: u8 = 0;
+const BUSY: u8 = 1;
+const CLOSED: u8 = 2;
+
+struct Conn {
+    stream: TcpStream,
+    state: Arc<AtomicU8>,
+}
+
+/// What every connection thread shares.
+struct Shared {
+    tls: tls::TlsSource,
+    token: TokenSource,
+    allow: AllowList,
+    handshake_timeout: Duration,
+    idle_timeout: Duration,
+    shutting_down: AtomicBool,
+    conns: Mutex<HashMap<u64, Conn>>,
+}
+
+impl Shared {
+    fn open_connections(&self) -> usize {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// Removes a connection from the table when its thread ends, however it ends.
+struct ConnGuard {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.shared.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
+}
+
+/// Runs the server until SIGTERM/SIGINT.
+pub fn run(opts: Options) -> Result<()> {
+    let tls = tls::TlsSource::load(opts.tls.clone())?;
+    match std::fs::metadata(&opts.token) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => cli::warn(format!(
+            "the token file {} does not exist yet; answering 503 until it does",
+            opts.token.display()
+        )),
+        Err(e) => return Err(Error::io(&opts.token, &e).context("checking the token file (--token)")),
+    }
+    let listener = bind(&opts.listen)?;
+    let local = listener.local_addr().map_err(|e| Error::new(Kind::Io, format!("listening socket: {e}")))?;
+    let shared = Arc::new(Shared {
+        tls,
+        token: TokenSource::new(opts.token.clone()),
+        allow: opts.allow.clone(),
+        handshake_timeout: opts.handshake_timeout,
+        idle_timeout: opts.idle_timeout,
+        shutting_down: AtomicBool::new(false),
+        conns: Mutex::new(HashMap::new()),
+    });
+    // Signals are set up before the first log line, so a SIGTERM right after it is graceful.
+    let signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(|e| Error::new(Kind::Internal, format!("installing signal handlers: {e}")))?;
+    {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || handle_signals(signals, shared, local))
+            .map_err(|e| Error::new(Kind::Internal, format!("starting the signal thread: {e}")))?;
+    }
+    let url = token_url(&local);
+    log::emit(&log::Listening { event: "listening", address: local.to_string(), url: &url });
+
+    let next_id = AtomicU64::new(0);
+    for incoming in listener.incoming() {
+        if shared.shutting_down.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match incoming {
+            Ok(s) => s,
+            Err(e) => {
+                Event::new("accept_failed").reason(e.to_string()).emit();
+                // Out of file descriptors and the like: give the system a moment.
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+        let open = shared.open_connections();
+        if open >= opts.max_connections {
+            let _ = stream.shutdown(Shutdown::Both);
+            Event::new("connection_refused")
+                .peer(&peer)
+                .reason(format!("too many connections (--max-connections {})", opts.max_connections))
+                .connections(open)
+                .emit();
+            continue;
+        }
+        if let Some(result) = shared.tls.refresh(false) {
+            log_tls_reload(result, "a certificate, key, CA or CRL file changed");
+        }
+        let config = shared.tls.config();
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let state = Arc::new(AtomicU8::new(IDLE));
+        let Ok(clone) = stream.try_clone() else {
+            Event::new("connection_refused").peer(&peer).reason("cannot duplicate the socket").emit();
+            continue;
+        };
+        shared.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Conn { stream: clone, state: state.clone() });
+        let guard = ConnGuard { shared: shared.clone(), id };
+        let spawned = std::thread::Builder::new()
+            .name("conn".into())
+            .stack_size(512 * 1024)
+            .spawn(move || serve_connection(stream, peer, config, state, guard));
+        if let Err(e) = spawned {
+            Event::new("connection_refused").reason(format!("cannot start a thread: {e}")).emit();
+        }
+    }
+    drop(listener);
+    shutdown(&shared, opts.shutdown_timeout);
+    Ok(())
+}
+
+fn log_tls_reload(result: Result<()>, why: &str) {
+    match result {
+        Ok(()) => Event::new("reload").what("tls").reason(why).emit(),
+        Err(e) => {
+            Event::new("reload_failed").what("tls").reason(format!("{e}; the previous configuration stays")).emit()
+        }
+    }
+}
+
+fn handle_signals(mut signals: signal_hook::iterator::Signals, shared: Arc<Shared>, local: SocketAddr) {
+    for sig in signals.forever() {
+        if sig == signal_hook::consts::SIGHUP {
+            shared.token.invalidate();
+            match shared.tls.refresh(true) {
+                Some(r) => log_tls_reload(r, "SIGHUP"),
+                None => log_tls_reload(Ok(()), "SIGHUP"),
+            }
+            continue;
+        }
+        if shared.shutting_down.swap(true, Ordering::SeqCst) {
+            Event::new("stopped").reason("second signal: stopping at once").emit();
+            std::process::exit(1);
+        }
+        let name = if sig == signal_hook::consts::SIGINT { "SIGINT" } else { "SIGTERM" };
+        Event::new("shutdown").reason(name).connections(shared.open_connections()).emit();
+        // Wake the accept loop so it sees the flag.
+        let mut wake = local;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+    }
+}
+
+/// Closes idle connections, waits for busy ones (up to `grace`), and logs the end.
+fn shutdown(shared: &Shared, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    loop {
+        {
+            let conns = shared.conns.lock().unwrap_or_else(|p| p.into_inner());
+            for c in conns.values() {
+                if c.state.compare_exchange(IDLE, CLOSED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                    let _ = c.stream.shutdown(Shutdown::Both);
+                }
+            }
+            if conns.is_empty() {
+                break;
+            }
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Event::new("stopped").connections(shared.open_connections()).emit();
+}
+
+/// A socket whose every read and write must finish before a deadline.
+struct Deadlined<'a> {
+    tcp: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Deadlined<'_> {
+    fn remaining(&self) -> std::io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(std::io::ErrorKind::TimedOut.into())
+        } else {
+            Ok(left)
+        }
+    }
+}
+
+impl Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.set_read_timeout(Some(self.remaining()?))?;
+        (&mut &*self.tcp).read(buf)
+    }
+}
+
+impl Write for Deadlined<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.set_write_timeout(Some(self.remaining()?))?;
+        (&mut &*self.tcp).write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why a handshake failed: rustls's words (or the I/O condition), and a short code.
+fn handshake_failure(e: &std::io::Error) -> (String, &'static str) {
+    use rustls::{CertificateError as C, Error as E};
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        let code = match tls {
+            E::NoCertificatesPresented => "no_certificate",
+            E::InvalidCertificate(c) => match c {
+                C::UnknownIssuer => "unknown_issuer",
+                C::Expired | C::ExpiredContext { .. } => "expired",
+                C::NotValidYet | C::NotValidYetContext { .. } => "not_yet_valid",
+                C::Revoked => "revoked",
+                C::InvalidPurpose | C::InvalidPurposeContext { .. } => "wrong_key_usage",
+                C::BadSignature => "bad_signature",
+                _ => "invalid_certificate",
+            },
+            E::AlertReceived(_) => "alert_received",
+            E::PeerIncompatible(_) => "incompatible",
+            _ => "tls_error",
+        };
+        return (tls.to_string(), code);
+    }
+    match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ("handshake timed out".into(), "timeout"),
+        std::io::ErrorKind::UnexpectedEof => ("the client closed the connection during the handshake".into(), "closed"),
+        _ => (e.to_string(), "io_error"),
+    }
+}
+
+/// One connection: the handshake, then requests until close, time-out or shutdown.
+fn serve_connection(
+    tcp: TcpStream,
+    peer: String,
+    config: Arc<rustls::ServerConfig>,
+    state: Arc<AtomicU8>,
+    guard: ConnGuard,
+) {
+    let shared = guard.shared.clone();
+    let _ = tcp.set_nodelay(true);
+    let mut conn = match rustls::ServerConnection::new(config) {
+        Ok(c) => c,
+        Err(e) => {
+            Event::new("handshake_failed").peer(&peer).reason(e.to_string()).emit();
+            return;
+        }
+    };
+    let mut sock = Deadlined { tcp: &tcp, deadline: Instant::now() + shared.handshake_timeout };
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut sock) {
+            if state.load(Ordering::SeqCst) != CLOSED {
+                let (reason, code) = handshake_failure(&e);
+                Event::new("handshake_failed").peer(&peer).reason(reason).code(code).emit();
+            }
+            return;
+        }
+    }
+    // The verifier only lets a connection through with a verified certificate.
+    let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) else {
+        Event::new("handshake_failed").peer(&peer).reason("no client certificate").emit();
+        return;
+    };
+    let id = Identity::from_der(leaf.as_ref());
+    let tls_version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLS",
+    };
+    let mut buf = Vec::new();
+    loop {
+        sock.deadline = Instant::now() + shared.idle_timeout;
+        let incoming = http::read_request(&mut rustls::Stream::new(&mut conn, &mut sock), &mut buf);
+        let started = Instant::now();
+        let (req, resp, keep_alive) = match incoming {
+            Incoming::Request(req) => {
+                if state.compare_exchange(IDLE, BUSY, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+                    return;
+                }
+                let resp = respond(&shared, &req, &id);
+                let keep_alive = req.keep_alive && !req.has_body && !shared.shutting_down.load(Ordering::SeqCst);
+                (Some(req), resp, keep_alive)
+            }
+            Incoming::Invalid(r) => {
+                state.store(BUSY, Ordering::SeqCst);
+                (None, Response::error(r.status, "bad_request", r.reason).because(r.reason), false)
+            }
+            Incoming::Closed | Incoming::TimedOut | Incoming::Broken(_) => break,
+        };
+        let head_only = req.as_ref().is_some_and(|r| r.method == "HEAD");
+        let bytes = resp.to_bytes(head_only, keep_alive);
+        sock.deadline = Instant::now() + shared.idle_timeout;
+        let mut stream = rustls::Stream::new(&mut conn, &mut sock);
+        let sent = stream.write_all(&bytes).and_then(|()| stream.flush());
+        let body_bytes = if head_only || sent.is_err() { 0 } else { resp.body.len() };
+        log::emit(&log::RequestLine {
+            event: "request",
+            time: log::now(),
+            peer: peer.clone(),
+            subject: &id.subject,
+            fingerprint: &id.fingerprint,
+            tls: tls_version,
+            method: req.as_ref().map_or("-", |r| r.method.as_str()),
+            path: req.as_ref().map_or("-", |r| r.path.as_str()),
+            status: resp.status,
+            bytes: body_bytes,
+            duration_ms: (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            reason: resp.reason.as_deref(),
+        });
+        if sent.is_err() || !keep_alive {
+            break;
+        }
+        state.store(IDLE, Ordering::SeqCst);
+        if shared.shutting_down.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    conn.send_close_notify();
+    while conn.wants_write() {
+        if conn.write_tls(&mut sock).is_err() {
+            break;
+        }
+    }
+    drop(guard);
+}
+
+#[derive(serde::Serialize)]
+struct Health<'a> {
+    status: &'a str,
+    token_file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_in_secs: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written_at: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// The answer to one well-formed request from a verified client.
+fn respond(shared: &Shared, req: &http::Request, id: &Identity) -> Response {
+    if !shared.allow.allows(id) {
+        return Response::error(403, "forbidden", "this client certificate is not on the server's allow-list")
+            .because("client identity not in the allow-list");
+    }
+    let route = http::route(&req.method, &req.path);
+    if req.has_body && matches!(route, Route::Token | Route::Health) {
+        return Response::error(413, "body_not_accepted", "requests to this server carry no body")
+            .because("request with a body");
+    }
+    match route {
+        Route::NotFound => Response::error(404, "not_found", "the token is at /get_wif_token").because("unknown path"),
+        Route::MethodNotAllowed => Response::error(405, "method_not_allowed", "use GET or HEAD")
+            .header("Allow", "GET, HEAD")
+            .because("method not allowed"),
+        Route::Token => match shared.token.current() {
+            State::Ready(t) => Response {
+                status: 200,
+                content_type: "text/plain; charset=utf-8",
+                headers: vec![("X-Token-Expires-At", t.expires_at_text.clone())],
+                body: t.token.expose().as_bytes().to_vec(),
+                reason: None,
+            },
+            State::Unavailable { reason, .. } => {
+                Response::error(503, "token_unavailable", &reason).header("Retry-After", "30").because(reason)
+            }
+        },
+        Route::Health => {
+            let now = crate::clock::now_unix();
+            let token_file = shared.token.path().display().to_string();
+            match shared.token.current() {
+                State::Ready(t) => Response::json(
+                    200,
+                    &Health {
+                        status: "ok",
+                        token_file,
+                        expires_at: Some(t.expires_at_text.clone()),
+                        expires_in_secs: Some(t.expires_at - now),
+                        token_type: Some(&t.token_type),
+                        written_at: Some(&t.written_at),
+                        written_by: Some(&t.written_by),
+                        reason: None,
+                    },
+                ),
+                State::Unavailable { reason, expires_at } => Response::json(
+                    503,
+                    &Health {
+                        status: "unavailable",
+                        token_file,
+                        expires_at,
+                        expires_in_secs: None,
+                        token_type: None,
+                        written_at: None,
+                        written_by: None,
+                        reason: Some(reason.clone()),
+                    },
+                )
+                .because(reason),
+            }
+        }
+    }
+}

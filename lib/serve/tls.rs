@@ -1,0 +1,168 @@
+//! The server's TLS configuration: its certificate chain and key, the client CA bundle, CRLs;
+//! built once, shared by every connection, and rebuilt when one of the files changes.
+
+use super::token::Stamp;
+use crate::error::{Error, Kind, Result};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateRevocationListDer;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// The files the TLS configuration is made of.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// Server certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// Server private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates a client certificate must chain to (root and intermediates).
+    pub client_ca: PathBuf,
+    /// Certificate revocation lists (PEM or DER).
+    pub crls: Vec<PathBuf>,
+}
+
+impl TlsFiles {
+    fn all(&self) -> Vec<&Path> {
+        let mut v = vec![self.cert.as_path(), self.key.as_path(), self.client_ca.as_path()];
+        v.extend(self.crls.iter().map(PathBuf::as_path));
+        v
+    }
+
+    fn stamps(&self) -> Vec<Option<Stamp>> {
+        self.all().into_iter().map(|p| Stamp::of(p).ok()).collect()
+    }
+}
+
+/// Builds the server configuration: TLS 1.3 and 1.2, aws-lc-rs, and a client certificate
+/// required and verified against the client CA bundle and the CRLs.
+pub fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
+    let chain = crate::keys::load_certs(&files.cert).map_err(|e| {
+        e.context("loading the server certificate (--cert)")
+            .hint("give the server's certificate chain in PEM, leaf first")
+    })?;
+    warn_if_not_current(&files.cert, &chain[0]);
+    let key = crate::keys::load_key(&files.key, None).map_err(|e| e.context("loading the server key (--key)"))?.key;
+
+    let ca = crate::keys::load_certs(&files.client_ca).map_err(|e| {
+        e.context("loading the client CA bundle (--client-ca)")
+            .hint("give the root and intermediate certificates that issue client certificates, in PEM")
+    })?;
+    let mut roots = RootCertStore::empty();
+    for (i, cert) in ca.into_iter().enumerate() {
+        roots.add(cert).map_err(|e| {
+            Error::input(format!(
+                "certificate #{} of {} cannot be a trust anchor: {e}",
+                i + 1,
+                files.client_ca.display()
+            ))
+            .context("loading the client CA bundle (--client-ca)")
+        })?;
+    }
+    let mut crls = Vec::new();
+    for path in &files.crls {
+        crls.extend(load_crls(path)?);
+    }
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // CRLs are given for the issuers the operator revokes from; a chain element whose
+    // issuer published no CRL here (e.g. the intermediate under the root) is not refused
+    // for that alone.
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls(crls)
+        .allow_unknown_revocation_status()
+        .build()
+        .map_err(|e| Error::input(e.to_string()).context("setting up client certificate verification"))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Error::new(Kind::Internal, e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => Error::input(format!(
+                "the key {} does not belong to the certificate {}",
+                files.key.display(),
+                files.cert.display()
+            ))
+            .hint("compare: openssl x509 -noout -pubkey -in CERT vs openssl pkey -pubout -in KEY"),
+            other => Error::input(format!("the server certificate or key is unusable: {other}")),
+        })
+        .map_err(|e| e.context("setting up TLS"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Reads every CRL in a file (PEM with one or more `X509 CRL` blocks, or one DER CRL).
+pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    let ctx = || format!("loading the CRL {} (--crl)", path.display());
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e).context(ctx()))?;
+    if bytes.first() == Some(&0x30) {
+        return Ok(vec![CertificateRevocationListDer::from(bytes)]);
+    }
+    let crls: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::input(format!("malformed PEM: {e}")).context(ctx()))?;
+    if crls.is_empty() {
+        return Err(Error::input("no X509 CRL found")
+            .context(ctx())
+            .hint("a CRL file starts with -----BEGIN X509 CRL-----"));
+    }
+    Ok(crls)
+}
+
+fn warn_if_not_current(path: &Path, leaf: &[u8]) {
+    if let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) {
+        let v = cert.validity();
+        let now = crate::clock::now_unix();
+        if v.not_after.timestamp() < now {
+            crate::cli::warn(format!(
+                "the server certificate {} expired at {}; clients will refuse it",
+                path.display(),
+                crate::clock::rfc3339(v.not_after.timestamp())
+            ));
+        } else if v.not_before.timestamp() > now {
+            crate::cli::warn(format!("the server certificate {} is not valid yet", path.display()));
+        }
+    }
+}
+
+/// The configuration in force, swapped atomically when the files change.
+pub struct TlsSource {
+    files: TlsFiles,
+    current: RwLock<Arc<ServerConfig>>,
+    stamps: Mutex<Vec<Option<Stamp>>>,
+}
+
+impl TlsSource {
+    /// Loads the configuration; errors here stop the server from starting.
+    pub fn load(files: TlsFiles) -> Result<TlsSource> {
+        let stamps = files.stamps();
+        let config = build(&files)?;
+        Ok(TlsSource { files, current: RwLock::new(config), stamps: Mutex::new(stamps) })
+    }
+
+    /// The configuration for a new connection.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rebuilds the configuration if a file changed (or `force`). `None` when nothing
+    /// changed; on failure the previous configuration stays in force. Connections already
+    /// open keep the configuration they started with.
+    pub fn refresh(&self, force: bool) -> Option<Result<()>> {
+        let now = self.files.stamps();
+        {
+            let mut seen = self.stamps.lock().unwrap_or_else(|p| p.into_inner());
+            if !force && *seen == now {
+                return None;
+            }
+            // Recorded even when the rebuild fails, so a broken file is reported once and
+            // tried again when it changes next (e.g. the key after the certificate).
+            *seen = now;
+        }
+        Some(build(&self.files).map(|config| {
+            *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
+        }))
+    }
+}

@@ -1,0 +1,244 @@
+//! The token being served: read from the token file and its metadata, re-read whenever
+//! either file changes (also when a new file is renamed over the old one), and never
+//! handed out when missing, empty or expired.
+
+use crate::clock;
+use crate::files::{meta_path, read_token};
+use crate::secret::Secret;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// What identifies one version of a file: a rename-over gives a new inode, an in-place
+/// write a new size or time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    /// The stamp of the file at `path`, `None` if it cannot be stat'ed.
+    pub fn of(path: &Path) -> std::io::Result<Stamp> {
+        let m = std::fs::metadata(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Ok(Stamp {
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.size(),
+                mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+                ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let mtime_ns = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as i128);
+            Ok(Stamp { dev: 0, ino: 0, size: m.len(), mtime_ns, ctime_ns: 0 })
+        }
+    }
+}
+
+/// A token read from disk.
+pub struct Loaded {
+    /// The token bytes.
+    pub token: Secret,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+    /// Expiry as written in the metadata (RFC 3339).
+    pub expires_at_text: String,
+    /// The token type from the metadata.
+    pub token_type: String,
+    /// When the file was written.
+    pub written_at: String,
+    /// Which tool wrote it.
+    pub written_by: String,
+}
+
+/// The token, or why there is none to serve.
+pub enum State {
+    /// A token that may be served.
+    Ready(Arc<Loaded>),
+    /// No token may be served; the reason is safe to show (no token bytes in it).
+    Unavailable {
+        /// Why.
+        reason: String,
+        /// The expiry of the token on disk, when one is there.
+        expires_at: Option<String>,
+    },
+}
+
+#[derive(Default)]
+struct Cache {
+    stamps: Option<(Stamp, Stamp)>,
+    loaded: Option<Arc<Loaded>>,
+    problem: Option<String>,
+}
+
+/// The token file with a cheap per-request freshness check (two `stat` calls).
+pub struct TokenSource {
+    path: PathBuf,
+    meta: PathBuf,
+    cache: Mutex<Cache>,
+}
+
+impl TokenSource {
+    /// A source for the token file at `path` (and `path.meta.json`).
+    pub fn new(path: PathBuf) -> TokenSource {
+        let meta = meta_path(&path);
+        TokenSource { path, meta, cache: Mutex::new(Cache::default()) }
+    }
+
+    /// The token file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Forgets the cached token so the next request reads the files again (SIGHUP).
+    pub fn invalidate(&self) {
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.stamps = None;
+    }
+
+    /// The token to serve now, or why there is none.
+    pub fn current(&self) -> State {
+        let unavailable = |reason: String, expires_at: Option<String>| State::Unavailable { reason, expires_at };
+        let token_stamp = match Stamp::of(&self.path) {
+            Ok(s) => s,
+            Err(e) => {
+                *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Cache::default();
+                return unavailable(describe_missing(&self.path, &e, "token file"), None);
+            }
+        };
+        let meta_stamp = match Stamp::of(&self.meta) {
+            Ok(s) => s,
+            Err(e) => {
+                *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Cache::default();
+                return unavailable(describe_missing(&self.meta, &e, "token metadata file"), None);
+            }
+        };
+        let stamps = (token_stamp, meta_stamp);
+        let loaded = {
+            let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if c.stamps != Some(stamps) {
+                match read_token(&self.path) {
+                    Ok(Some(t)) => {
+                        c.loaded = Some(Arc::new(Loaded {
+                            token: t.token,
+                            expires_at: t.expires_at,
+                            expires_at_text: t.meta.expires_at,
+                            token_type: t.meta.token_type,
+                            written_at: t.meta.written_at,
+                            written_by: t.meta.written_by,
+                        }));
+                        c.problem = None;
+                        c.stamps = Some(stamps);
+                    }
+                    // The token is written before its metadata: a mismatch is usually a write
+                    // in progress. Keep serving the previous token (if still valid) and look
+                    // again on the next request.
+                    Ok(None) if c.loaded.is_some() => {}
+                    Ok(None) => {
+                        c.problem = Some(format!(
+                            "the token file {} does not match its metadata (being written, or edited by hand)",
+                            self.path.display()
+                        ));
+                        c.stamps = Some(stamps);
+                    }
+                    Err(e) => {
+                        c.loaded = None;
+                        c.problem = Some(format!("reading the token file: {e}"));
+                        c.stamps = Some(stamps);
+                    }
+                }
+            }
+            match (&c.loaded, &c.problem) {
+                (_, Some(p)) => return unavailable(p.clone(), None),
+                (Some(l), None) => l.clone(),
+                (None, None) => return unavailable("no token has been read yet".into(), None),
+            }
+        };
+        if loaded.token.is_empty() {
+            return unavailable("the token file is empty".into(), Some(loaded.expires_at_text.clone()));
+        }
+        if loaded.expires_at <= clock::now_unix() {
+            return unavailable(
+                format!("the token expired at {}; is the refresh pipeline running?", loaded.expires_at_text),
+                Some(loaded.expires_at_text.clone()),
+            );
+        }
+        State::Ready(loaded)
+    }
+}
+
+fn describe_missing(path: &Path, e: &std::io::Error, what: &str) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        format!("no {what} at {}", path.display())
+    } else {
+        format!("the {what} {} cannot be read: {e}", path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::write_token;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("wif-serve-token-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn token_of(s: &TokenSource) -> Option<String> {
+        match s.current() {
+            State::Ready(l) => Some(l.token.expose().to_string()),
+            State::Unavailable { .. } => None,
+        }
+    }
+
+    #[test]
+    fn follows_rewrites_and_refuses_expired_and_missing() {
+        let d = dir("rw");
+        let p = d.join("t.txt");
+        let src = TokenSource::new(p.clone());
+        assert!(token_of(&src).is_none());
+        let exp = clock::rfc3339(clock::now_unix() + 600);
+        write_token(&p, &Secret::new("first"), "access_token", Some(&exp), "test").unwrap();
+        assert_eq!(token_of(&src).as_deref(), Some("first"));
+        write_token(&p, &Secret::new("second"), "access_token", Some(&exp), "test").unwrap();
+        assert_eq!(token_of(&src).as_deref(), Some("second"));
+        // Metadata saying it expired: refused.
+        let meta = meta_path(&p);
+        let text = std::fs::read_to_string(&meta).unwrap().replace(&exp, "2020-01-01T00:00:00Z");
+        std::fs::write(&meta, text).unwrap();
+        match src.current() {
+            State::Unavailable { reason, .. } => assert!(reason.contains("expired"), "{reason}"),
+            State::Ready(_) => panic!("served an expired token"),
+        }
+        std::fs::remove_file(&p).unwrap();
+        assert!(token_of(&src).is_none());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_half_written_pair_keeps_the_previous_token() {
+        let d = dir("half");
+        let p = d.join("t.txt");
+        let src = TokenSource::new(p.clone());
+        let exp = clock::rfc3339(clock::now_unix() + 600);
+        write_token(&p, &Secret::new("old"), "access_token", Some(&exp), "test").unwrap();
+        assert_eq!(token_of(&src).as_deref(), Some("old"));
+        std::fs::write(&p, "new-but-no-meta-yet").unwrap();
+        assert_eq!(token_of(&src).as_deref(), Some("old"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

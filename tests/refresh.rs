@@ -1,0 +1,485 @@
+//! scripts/wif-refresh driving the real binaries against a path-routing double of Azure AD,
+//! STS and IAM Credentials: it writes the token, skips while fresh, never overlaps, keeps the
+//! last good token on failure with the failing tool's exit code, and survives a killed run.
+//! Also checks the systemd units and the cron line shipped beside it.
+
+use crate::common::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const APP: &str = "11111111-2222-3333-4444-555555555555";
+const TENANT: &str = "contoso.onmicrosoft.com";
+const AUDIENCE: &str =
+    "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/pool-1/providers/azure";
+const SA: &str = "deployer@my-project.iam.gserviceaccount.com";
+const FINAL: &str = "ya29.refreshed-token";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn script() -> PathBuf {
+    root().join("scripts/wif-refresh")
+}
+
+/// The directory holding the freshly built wif-* binaries.
+fn bin_dir() -> String {
+    let sign = assert_cmd::cargo::cargo_bin("wif-sign");
+    sign.parent().expect("binary directory").display().to_string()
+}
+
+fn now() -> i64 {
+    wif::clock::now_unix()
+}
+
+fn azure_jwt() -> String {
+    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let c = URL_SAFE_NO_PAD.encode(
+        json!({"iss": format!("https://sts.windows.net/{TENANT}/"), "aud": "api://wif", "sub": "sub-123", "exp": now() + 3600})
+            .to_string(),
+    );
+    format!("{h}.{c}.c2lnbmF0dXJl")
+}
+
+fn azure_ok() -> Canned {
+    Canned::json(200, json!({"token_type": "Bearer", "expires_in": 3599, "access_token": azure_jwt()}))
+}
+
+fn sts_ok() -> Canned {
+    Canned::json(
+        200,
+        json!({"access_token": "ya29.federated", "issued_token_type": "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer", "expires_in": 3599}),
+    )
+}
+
+/// IAM's answer: the token with an expiry one hour from now, in IAM's exact format.
+fn iam_ok() -> (Canned, String) {
+    let expire = wif::clock::rfc3339(now() + 3600);
+    (Canned::json(200, json!({"accessToken": FINAL, "expireTime": expire})), expire)
+}
+
+fn slow(mut c: Canned, secs: u64) -> Canned {
+    c.delay = Duration::from_secs(secs);
+    c
+}
+
+/// Azure AD, STS and IAM Credentials on one loopback port, routed by path.
+fn remote(azure: Vec<Canned>, sts: Vec<Canned>, iam: Vec<Canned>) -> RoutedServer {
+    RoutedServer::start(vec![("/oauth2/", azure), ("/v1/token", sts), (":generateAccessToken", iam)])
+}
+
+/// Requests per service: (azure, sts, iam).
+fn counts(srv: &RoutedServer) -> (usize, usize, usize) {
+    let reqs = srv.requests();
+    let n = |p: &str| reqs.iter().filter(|r| r.path.contains(p)).count();
+    (n("/oauth2/"), n("/v1/token"), n(":generateAccessToken"))
+}
+
+/// A config file holding every step's settings, pointing all remotes at `url`.
+fn config(dir: &Path, url: &str) -> PathBuf {
+    let cfg = json!({
+        "client_id": APP,
+        "tenant_id": TENANT,
+        "key": pki_file("app-rsa.key"),
+        "cert": pki_file("app-rsa.crt"),
+        "authority": url,
+        "azure_scope": "api://wif/.default",
+        "sts_audience": AUDIENCE,
+        "sts_token_url": format!("{url}/v1/token"),
+        "service_account": SA,
+        "iam_endpoint": url,
+        "timeout": "10s",
+        "retries": 0
+    });
+    let p = dir.join("wif.json");
+    std::fs::write(&p, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    p
+}
+
+/// wif-refresh with a clean WIF_* environment and the built binaries.
+fn refresh(cfg: &Path, token: &Path, extra: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(script());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WIF_") {
+            c.env_remove(k);
+        }
+    }
+    c.arg("--config").arg(cfg).arg("--token-out").arg(token).args(["--bin-dir", &bin_dir()]).args(extra);
+    c.stdin(std::process::Stdio::null());
+    c
+}
+
+fn run(mut c: std::process::Command) -> std::process::Output {
+    c.output().expect("running wif-refresh")
+}
+
+fn meta(token: &Path) -> Value {
+    let mut p = token.as_os_str().to_owned();
+    p.push(".meta.json");
+    serde_json::from_slice(&std::fs::read(PathBuf::from(p)).expect("meta file")).expect("meta is JSON")
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn refresh_writes_the_token_then_skips_while_it_is_fresh() {
+    let (iam, expire) = iam_ok();
+    let srv = remote(vec![azure_ok()], vec![sts_ok()], vec![iam]);
+    let dir = tempdir();
+    let cfg = config(dir.path(), &srv.url);
+    let token = dir.path().join("wif_token.txt");
+
+    let out = run(refresh(&cfg, &token, &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "the document (with its tokens) never reaches stdout");
+    assert_eq!(std::fs::read(&token).unwrap(), FINAL.as_bytes());
+    assert_eq!(mode(&token), 0o600);
+    let m = meta(&token);
+    assert_eq!(m["expires_at"], expire.as_str());
+    assert_eq!(m["written_by"], "wif-impersonate");
+    assert_eq!(m["bytes"], FINAL.len());
+    // The one summary line names the file and the expiry; no token on stderr.
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("wif-refresh: refreshed ") && err.contains(&expire), "{err}");
+    assert!(!err.contains("ya29"), "{err}");
+    // The steps were wired together: each got the previous step's token.
+    let reqs = srv.requests();
+    assert_eq!(counts(&srv), (1, 1, 1));
+    assert_eq!(reqs[0].path, format!("/{TENANT}/oauth2/v2.0/token"));
+    assert_eq!(reqs[0].field("client_id").as_deref(), Some(APP));
+    assert!(reqs[1].field("subject_token").unwrap().starts_with("eyJ"));
+    assert_eq!(reqs[1].field("audience").as_deref(), Some(AUDIENCE));
+    assert_eq!(reqs[2].path, format!("/v1/projects/-/serviceAccounts/{SA}:generateAccessToken"));
+    assert_eq!(reqs[2].header("authorization"), Some("Bearer ya29.federated"));
+
+    // Fresh (an hour left, default --min-ttl 15m): nothing is sent, nothing rewritten.
+    let written_at = m["written_at"].clone();
+    let out = run(refresh(&cfg, &token, &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is fresh until"), "{}", stderr(&out));
+    assert_eq!(counts(&srv), (1, 1, 1), "a fresh token means zero requests");
+    assert_eq!(meta(&token)["written_at"], written_at);
+    let out = run(refresh(&cfg, &token, &["--quiet", "--min-ttl", "50m"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty(), "--quiet: {}", stderr(&out));
+    assert_eq!(counts(&srv), (1, 1, 1));
+
+    // The margin follows the token's real expiry: asking for more than it has left refreshes.
+    let out = run(refresh(&cfg, &token, &["--min-ttl", "1h30m"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(counts(&srv), (2, 2, 2));
+    // So does a token whose metadata does not belong to it.
+    std::fs::write(&token, "hand-edited").unwrap();
+    let out = run(refresh(&cfg, &token, &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(counts(&srv), (3, 3, 3));
+    assert_eq!(std::fs::read(&token).unwrap(), FINAL.as_bytes());
+}
+
+#[test]
+fn without_impersonation_the_federated_token_is_published() {
+    let srv = remote(vec![azure_ok()], vec![sts_ok()], vec![iam_ok().0]);
+    let dir = tempdir();
+    let cfg = config(dir.path(), &srv.url);
+    let token = dir.path().join("wif_token.txt");
+    let out = run(refresh(&cfg, &token, &["--no-impersonate"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&token).unwrap(), b"ya29.federated");
+    assert_eq!(meta(&token)["written_by"], "wif-sts");
+    assert_eq!(counts(&srv), (1, 1, 0));
+}
+
+#[test]
+fn concurrent_runs_exchange_only_once() {
+    // The first run is slow at Azure, so the others start while it holds the lock.
+    let (iam, _) = iam_ok();
+    let srv = remote(vec![slow(azure_ok(), 2)], vec![sts_ok()], vec![iam]);
+    let dir = tempdir();
+    let cfg = config(dir.path(), &srv.url);
+    let token = dir.path().join("wif_token.txt");
+    let quiet_output = |mut c: std::process::Command| {
+        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        c.spawn().expect("spawn wif-refresh")
+    };
+    let first = quiet_output(refresh(&cfg, &token, &[]));
+    assert!(srv.wait_for_requests(1, 20), "the first run reached Azure");
+
+    // Without --wait: exits 0 at once, saying why.
+    let started = Instant::now();
+    let second = run(refresh(&cfg, &token, &[]));
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert!(stderr(&second).contains("another run is in progress"), "{}", stderr(&second));
+    assert!(started.elapsed() < Duration::from_millis(1500), "did not wait for the lock");
+    // With --wait: waits for the first run, then finds the token fresh.
+    let third = quiet_output(refresh(&cfg, &token, &["--wait"]));
+
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let third = third.wait_with_output().unwrap();
+    assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
+    assert!(stderr(&third).contains("is fresh until"), "{}", stderr(&third));
+    assert_eq!(counts(&srv), (1, 1, 1), "exactly one exchange");
+    assert_eq!(std::fs::read(&token).unwrap(), FINAL.as_bytes());
+}
+
+#[test]
+fn a_refused_exchange_keeps_the_old_token_and_exits_4() {
+    let (iam, _) = iam_ok();
+    let refused = Canned::json(
+        400,
+        json!({"error": "invalid_grant", "error_description": "The audience in ID Token [api://wif] does not match the expected audience."}),
+    );
+    let srv = remote(vec![azure_ok()], vec![sts_ok(), refused], vec![iam]);
+    let dir = tempdir();
+    let cfg = config(dir.path(), &srv.url);
+    let token = dir.path().join("wif_token.txt");
+    let out = run(refresh(&cfg, &token, &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (before, meta_before) = (std::fs::read(&token).unwrap(), meta(&token));
+
+    // Ask for more than the token has left, so the run must exchange; STS refuses.
+    let out = run(refresh(&cfg, &token, &["--min-ttl", "2h"]));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&token).unwrap(), before, "the old token is byte-identical");
+    assert_eq!(meta(&token), meta_before);
+    assert_eq!(counts(&srv), (2, 2, 1), "wif-impersonate never ran");
+    let err = stderr(&out);
+    assert!(err.contains("wif-sts: ") && err.contains("invalid_grant"), "{err}");
+    assert!(!err.contains("wif-impersonate:"), "the steps after the failure stay silent: {err}");
+    let last = err.lines().last().unwrap();
+    assert!(last.starts_with("wif-refresh: wif-sts failed (exit 4); kept the previous token (expires "), "{last}");
+    assert!(!err.contains("ya29") && out.stdout.is_empty(), "no token leaks: {err}");
+}
+
+#[test]
+fn a_dead_remote_exits_5_and_writes_nothing() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempdir();
+    let cfg = config(dir.path(), &format!("http://127.0.0.1:{port}"));
+    let token = dir.path().join("wif_token.txt");
+    let out = run(refresh(&cfg, &token, &[]));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("wif-azure: "), "{err}");
+    assert!(err.lines().last().unwrap().contains("wif-azure failed (exit 5); there is no previous token"), "{err}");
+    assert!(!token.exists());
+}
+
+#[test]
+fn a_killed_run_leaves_a_lock_file_that_does_not_block() {
+    use std::os::unix::process::CommandExt;
+    let (iam, _) = iam_ok();
+    let srv = remote(vec![slow(azure_ok(), 30), azure_ok()], vec![sts_ok()], vec![iam]);
+    let dir = tempdir();
+    let cfg = config(dir.path(), &srv.url);
+    let token = dir.path().join("wif_token.txt");
+    let mut c = refresh(&cfg, &token, &[]);
+    c.process_group(0).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    assert!(srv.wait_for_requests(1, 20), "the first run reached Azure");
+    // Kill the run and its steps, as a reboot or the OOM killer would.
+    let st = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status().unwrap();
+    assert!(st.success());
+    let _ = child.wait();
+    assert!(dir.path().join("wif_token.txt.lock").exists(), "the lock file stays behind");
+
+    let started = Instant::now();
+    let out = run(refresh(&cfg, &token, &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("refreshed"), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(std::fs::read(&token).unwrap(), FINAL.as_bytes());
+}
+
+#[test]
+fn usage_help_and_version() {
+    let out = run({
+        let mut c = std::process::Command::new(script());
+        c.arg("--help");
+        c
+    });
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--config", "--token-out", "--min-ttl", "--lock", "--wait", "--bin-dir", "--quiet", "--version"] {
+        assert!(help.contains(flag), "--help mentions {flag}");
+    }
+    let out = std::process::Command::new(script()).arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("wif-refresh {}", env!("CARGO_PKG_VERSION")));
+
+    let dir = tempdir();
+    let cfg = config(dir.path(), "http://127.0.0.1:9");
+    let token = dir.path().join("t.txt");
+    let cases: Vec<(std::process::Command, i32, &str)> = vec![
+        (
+            {
+                let mut c = std::process::Command::new(script());
+                c.args(["--config", &cfg.display().to_string()]);
+                c
+            },
+            2,
+            "--token-out FILE is required",
+        ),
+        (refresh(&cfg, &token, &["--min-ttl", "soon"]), 2, "is not a duration"),
+        (refresh(&cfg, &token, &["--frobnicate"]), 2, "unexpected argument '--frobnicate'"),
+        (refresh(&cfg, &token, &["--bin-dir", "/nonexistent"]), 2, "wif-sign not found"),
+        (refresh(&cfg, &dir.path().join("missing/t.txt"), &[]), 6, "cannot open the lock file"),
+        (refresh(&dir.path().join("none.json"), &token, &[]), 6, "cannot read the config file"),
+    ];
+    for (c, code, needle) in cases {
+        let out = run(c);
+        assert_eq!(out.status.code(), Some(code), "{needle}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{needle}: {}", stderr(&out));
+    }
+}
+
+/// A unit file as (section, key, value) triples, in order; comments and blank lines dropped.
+fn unit(name: &str) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(root().join("scripts/systemd").join(name)).expect("unit file");
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';')) {
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.to_string();
+        } else {
+            let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("{name}: not key=value: {line}"));
+            out.push((section.clone(), k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    out
+}
+
+fn values<'a>(u: &'a [(String, String, String)], section: &str, key: &str) -> Vec<&'a str> {
+    u.iter().filter(|(s, k, _)| s == section && k == key).map(|(_, _, v)| v.as_str()).collect()
+}
+
+fn one<'a>(u: &'a [(String, String, String)], section: &str, key: &str) -> &'a str {
+    let v = values(u, section, key);
+    assert_eq!(v.len(), 1, "exactly one {key}= in [{section}]: {v:?}");
+    v[0]
+}
+
+/// The value after `flag` in a command line.
+fn flag_value<'a>(words: &[&'a str], flag: &str) -> &'a str {
+    let i = words.iter().position(|w| *w == flag).unwrap_or_else(|| panic!("{flag} in {words:?}"));
+    words[i + 1]
+}
+
+/// The long flags of a command line are all documented by the tool's --help.
+fn assert_flags_exist(words: &[&str], help: &str) {
+    for w in words.iter().filter(|w| w.starts_with("--")) {
+        assert!(help.contains(w), "{w} is not a flag of {}", words[0]);
+    }
+}
+
+fn refresh_help() -> String {
+    let out = std::process::Command::new(script()).arg("--help").output().unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn systemd_units_are_hardened_and_agree_with_the_tools() {
+    let hardening = [
+        ("DynamicUser", "yes"),
+        ("User", "wif"),
+        ("StateDirectory", "wif"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("RestrictSUIDSGID", "yes"),
+    ];
+    let serve = unit("wif-serve.service");
+    let refresh = unit("wif-refresh.service");
+    for (name, u) in [("wif-serve.service", &serve), ("wif-refresh.service", &refresh)] {
+        for (k, v) in hardening {
+            assert_eq!(one(u, "Service", k), v, "{name}: {k}");
+        }
+        // Every credential a command names (%d/NAME) is loaded, and every loaded one is used.
+        let loaded: Vec<&str> =
+            values(u, "Service", "LoadCredential").iter().map(|v| v.split(':').next().unwrap()).collect();
+        let text: String = u.iter().map(|(_, _, v)| format!("{v} ")).collect();
+        let used: Vec<&str> = text.split_whitespace().filter_map(|w| w.split("%d/").nth(1)).collect();
+        assert!(!loaded.is_empty(), "{name} loads its secrets as credentials");
+        let (mut l, mut s) = (loaded.clone(), used.clone());
+        l.sort_unstable();
+        s.sort_unstable();
+        assert_eq!(l, s, "{name}: credentials loaded vs used");
+    }
+
+    // The refresh: a oneshot running the script with flags it has.
+    assert_eq!(one(&refresh, "Service", "Type"), "oneshot");
+    let exec = one(&refresh, "Service", "ExecStart");
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(words[0], "/usr/local/bin/wif-refresh");
+    assert_flags_exist(&words, &refresh_help());
+    let token = flag_value(&words, "--token-out");
+    let key_env = one(&refresh, "Service", "Environment");
+    assert!(key_env.starts_with("WIF_KEY=%d/"), "the key comes from the credential: {key_env}");
+
+    // The server: reloadable, restarted on failure, serving the very file the refresh writes.
+    assert_eq!(one(&serve, "Service", "ExecReload"), "/bin/kill -HUP $MAINPID");
+    assert_eq!(one(&serve, "Service", "Restart"), "on-failure");
+    let exec = one(&serve, "Service", "ExecStart");
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(words[0], "/usr/local/bin/wif-serve");
+    assert_eq!(flag_value(&words, "--token"), token, "wif-serve publishes what wif-refresh writes");
+    let serve_bin = Path::new(&bin_dir()).join("wif-serve");
+    let cargo_toml = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let serve_built = cargo_toml.contains("name = \"wif-serve\"") && serve_bin.exists();
+    let serve_help = if serve_built {
+        String::from_utf8(std::process::Command::new(&serve_bin).arg("--help").output().unwrap().stdout).unwrap()
+    } else {
+        // Not built in this tree yet: hold the unit to the CLI contract in DESIGN.md.
+        "--listen --cert --key --client-ca --token".to_string()
+    };
+    assert_flags_exist(&words, &serve_help);
+    for flag in ["--listen", "--cert", "--key", "--client-ca", "--token"] {
+        assert!(words.contains(&flag), "wif-serve.service gives {flag}");
+    }
+    assert_eq!(one(&serve, "Install", "WantedBy"), "multi-user.target");
+
+    // The timer fires often; the script decides whether the token needs renewing.
+    let timer = unit("wif-refresh.timer");
+    assert_eq!(one(&timer, "Timer", "OnUnitActiveSec"), "5min");
+    assert!(!one(&timer, "Timer", "OnBootSec").is_empty());
+    assert!(!one(&timer, "Timer", "RandomizedDelaySec").is_empty());
+    assert_eq!(one(&timer, "Timer", "Unit"), "wif-refresh.service");
+    assert_eq!(one(&timer, "Install", "WantedBy"), "timers.target");
+
+    // The cron alternative: every 5 minutes as user wif, same flags and token file.
+    let cron = std::fs::read_to_string(root().join("scripts/cron/wif-refresh.cron")).unwrap();
+    let line = cron.lines().find(|l| l.starts_with("*/5 ")).expect("a */5 cron line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&words[..6], ["*/5", "*", "*", "*", "*", "wif"]);
+    assert_eq!(words[6], "/usr/local/bin/wif-refresh");
+    assert_flags_exist(&words[6..], &refresh_help());
+    assert_eq!(flag_value(&words, "--token-out"), token);
+
+    // systemd's own check, where systemd-analyze exists (the binaries pointed at built ones).
+    if std::process::Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        let dir = tempdir();
+        let serve_exe = if serve_built { serve_bin.display().to_string() } else { "/bin/true".into() };
+        for name in ["wif-refresh.service", "wif-refresh.timer", "wif-serve.service"] {
+            let text = std::fs::read_to_string(root().join("scripts/systemd").join(name))
+                .unwrap()
+                .replace("/usr/local/bin/wif-refresh", &script().display().to_string())
+                .replace("/usr/local/bin/wif-serve", &serve_exe);
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no", "wif-refresh.service", "wif-refresh.timer", "wif-serve.service"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(out.status.success() && !err.contains("wif-"), "systemd-analyze verify: {err}");
+    }
+}

@@ -1,0 +1,209 @@
+//! Faults the token writer survives: SIGKILL at any moment, a full disk, a write error at
+//! the file layer. Readers only ever see a complete old or new token, and the previous token
+//! stays byte-identical when a run fails.
+
+use crate::common::{bin, stderr, tempdir, Canned, TestServer};
+use serde_json::json;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const SA: &str = "deployer@my-project.iam.gserviceaccount.com";
+
+fn rfc(offset_secs: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(offset_secs);
+    t.replace_nanosecond(0).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+/// A document as wif-sts leaves it, for wif-impersonate.
+fn sts_doc() -> String {
+    json!({"version": 1, "sts": {"token": "ya29.federated", "token_type": "Bearer", "expires_at": rfc(3600),
+        "endpoint": "https://sts", "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/r",
+        "scope": "https://www.googleapis.com/auth/cloud-platform", "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}})
+    .to_string()
+}
+
+/// An IAM double that always answers with `token`.
+fn iam_serving(token: &str) -> TestServer {
+    TestServer::start(vec![Canned::json(200, json!({"accessToken": token, "expireTime": rfc(3600)}))])
+}
+
+/// Writes a first good token with the real tool.
+fn seed_token(iam: &TestServer, out: &Path) {
+    let o = bin("wif-impersonate")
+        .args(["--service-account", SA, "--endpoint", &iam.url, "--token-out"])
+        .arg(out)
+        .write_stdin(sts_doc())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn sigkill_at_random_moments_never_tears_the_token_or_piles_up_temp_files() {
+    let old = format!("ya29.{}", "A".repeat(1500));
+    let new = format!("ya29.{}", "B".repeat(1500));
+    let dir = tempdir();
+    let out = dir.path().join("wif_token.txt");
+    seed_token(&iam_serving(&old), &out);
+    let iam = iam_serving(&new);
+
+    // A reader polls the file the whole time and records anything that is not a whole token.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, out, old, new) = (stop.clone(), out.clone(), old.clone(), new.clone());
+        std::thread::spawn(move || {
+            let (mut reads, mut torn) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let got = std::fs::read_to_string(&out).expect("the token file never disappears");
+                reads += 1;
+                if got != old && got != new {
+                    torn.push(got.len());
+                }
+            }
+            (reads, torn)
+        })
+    };
+
+    let exe = assert_cmd::cargo::cargo_bin("wif-impersonate");
+    let doc = sts_doc();
+    let mut killed_early = 0;
+    for i in 0..120u64 {
+        let mut child = std::process::Command::new(&exe)
+            .args(["--service-account", SA, "--endpoint", &iam.url, "--token-out"])
+            .arg(&out)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let _ = child.stdin.take().unwrap().write_all(doc.as_bytes());
+        // Spread the kills over the process's whole life (a run takes a few ms here).
+        std::thread::sleep(Duration::from_micros((i * 7919) % 12_000));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if !status.success() {
+            killed_early += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (reads, torn) = reader.join().unwrap();
+    assert!(torn.is_empty(), "readers saw {} torn tokens (lengths {:?})", torn.len(), torn);
+    assert!(reads > 100, "the reader really polled ({reads} reads)");
+    assert!(killed_early > 10, "most runs were killed mid-way ({killed_early})");
+
+    // One clean run afterwards leaves exactly the new token and no temp files at all, even
+    // one planted as a writer that died (pid above pid_max) would leave it.
+    let left_by_kills = temp_files(dir.path()).len();
+    std::fs::write(dir.path().join(".wif_token.txt.4000000000.dead00.tmp"), &new[..700]).unwrap();
+    seed_token(&iam, &out);
+    eprintln!("{left_by_kills} temp files were left by killed writers before the clean run");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), new);
+    assert_eq!(temp_files(dir.path()), Vec::<String>::new(), "stale temp files were swept");
+}
+
+/// Runs wif-impersonate under a shell prelude (limits, signal dispositions).
+fn impersonate_under(prelude: &str, iam: &TestServer, out: &Path) -> std::process::Output {
+    let exe = assert_cmd::cargo::cargo_bin("wif-impersonate");
+    let script = format!("{prelude}; exec \"$0\" --service-account {SA} --endpoint {} --token-out \"$1\"", iam.url);
+    std::process::Command::new("bash")
+        .args(["-c", &script])
+        .arg(&exe)
+        .arg(out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(sts_doc().as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_write_error_at_the_file_layer_keeps_the_old_token() {
+    // RLIMIT_FSIZE makes write(2) fail with EFBIG once the file would pass 1 KiB (SIGXFSZ is
+    // ignored, so the error reaches the tool): a real I/O error, injected without touching code.
+    let dir = tempdir();
+    let out = dir.path().join("wif_token.txt");
+    let old = "ya29.small-old-token";
+    seed_token(&iam_serving(old), &out);
+    let big = format!("ya29.{}", "C".repeat(4000));
+    let o = impersonate_under("trap '' XFSZ; ulimit -f 1", &iam_serving(&big), &out);
+    assert_eq!(o.status.code(), Some(6), "local I/O exit code; stderr: {}", stderr(&o));
+    assert!(o.stdout.is_empty(), "nothing on stdout when the step fails");
+    let err = stderr(&o);
+    assert!(err.contains("wif-impersonate: ") && err.contains("wif_token.txt"), "{err}");
+    assert!(!err.contains(&big[..40]), "the token is not on stderr");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), old, "the old token is byte-identical");
+    assert!(temp_files(dir.path()).is_empty(), "the failed temp file was removed");
+}
+
+/// A small tmpfs, when this machine lets the tests mount one (root in a container usually can).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = std::env::temp_dir().join(format!("wif-tmpfs-{}-{size}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            Some(Tmpfs(dir))
+        } else {
+            let _ = std::fs::remove_dir(&dir);
+            None
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_the_old_token() {
+    let Some(fs) = Tmpfs::mount("64k") else {
+        // Covered by a_write_error_at_the_file_layer_keeps_the_old_token on such machines.
+        eprintln!("cannot mount a tmpfs here (not root?); the EFBIG test covers the write-error path");
+        return;
+    };
+    let out = fs.0.join("wif_token.txt");
+    let old = "ya29.old-token-on-a-small-disk";
+    seed_token(&iam_serving(old), &out);
+    // Fill the file system to the last block.
+    let filler = fs.0.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    use std::io::Write;
+    while f.write_all(&[0u8; 4096]).is_ok() {}
+    let _ = f.write_all(&[0u8; 1]);
+    drop(f);
+    let big = format!("ya29.{}", "D".repeat(8000));
+    let o = impersonate_under("true", &iam_serving(&big), &out);
+    assert_eq!(o.status.code(), Some(6), "stderr: {}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("file system is full"), "a hint says why: {err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), old, "the old token is byte-identical");
+    assert!(temp_files(&fs.0).is_empty(), "the failed temp file was removed");
+}

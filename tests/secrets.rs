@@ -1,0 +1,138 @@
+//! Secrets never leak: every tool's failure paths run with recognisable secret values
+//! (canaries), including remote services that echo what they were sent back in their error
+//! messages, and neither stdout nor stderr may contain them.
+
+use crate::common::{bin, pki_file, stderr, tempdir, Canned, TestServer};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+const CANARY_SECRET: &str = "canary-client-secret-7Q2mZ";
+const CANARY_PASSWORD: &str = "canary-password-Xk81";
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A JWT-shaped subject token whose signature part is a canary.
+fn canary_jwt() -> String {
+    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let c =
+        URL_SAFE_NO_PAD.encode(json!({"sub": "s", "aud": "a", "iss": "https://i", "exp": now() + 3600}).to_string());
+    format!("{h}.{c}.Y2FuYXJ5LXNpZ25hdHVyZS1jYW5hcnk")
+}
+
+/// Asserts a failed run printed nothing on stdout and no canary anywhere.
+fn assert_leak_free(out: &std::process::Output, canaries: &[&str], code: i32) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(out.stdout.is_empty(), "stdout is empty on failure");
+    for c in canaries {
+        assert!(!err.contains(c), "stderr leaks {c:?}: {err}");
+        // Also the distinctive tail, in case something prints a slice of it.
+        let tail = &c[c.len().saturating_sub(12)..];
+        assert!(!err.contains(tail), "stderr leaks the end of a secret: {err}");
+    }
+    assert!(err.lines().count() >= 1 && err.lines().all(|l| l.starts_with("wif-")), "one-line errors: {err}");
+}
+
+#[test]
+fn a_wrong_pkcs12_password_and_a_broken_key_do_not_echo_secrets() {
+    let dir = tempdir();
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, CANARY_PASSWORD).unwrap();
+    let out = bin("wif-sign")
+        .args(["--client-id", "app", "--tenant-id", "t", "--key", &pki_file("app.p12"), "--key-password-file"])
+        .arg(&pass)
+        .output()
+        .unwrap();
+    assert_leak_free(&out, &[CANARY_PASSWORD], 3);
+
+    // A damaged PEM key whose body is a canary: the error names the file, not its content.
+    let key = dir.path().join("broken.key");
+    let body = "Y2FuYXJ5LWtleS1tYXRlcmlhbC1kby1ub3QtcHJpbnQ";
+    std::fs::write(&key, format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")).unwrap();
+    let out = bin("wif-sign")
+        .args(["--client-id", "app", "--tenant-id", "t", "--cert", &pki_file("app-rsa.crt"), "--key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_leak_free(&out, &[body], 3);
+}
+
+#[test]
+fn remote_errors_that_echo_our_secrets_are_scrubbed() {
+    let dir = tempdir();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, CANARY_SECRET).unwrap();
+    let subject = canary_jwt();
+
+    // Azure: a client secret, and an error description that quotes it back.
+    let srv = TestServer::start(vec![Canned::json(
+        401,
+        json!({"error": "invalid_client", "error_description": format!("AADSTS7000215: Invalid client secret provided: {CANARY_SECRET}"), "error_codes": [7000215]}),
+    )]);
+    let out = bin("wif-azure")
+        .args(["--token-url", &format!("{}/t/oauth2/v2.0/token", srv.url), "--client-id", "app"])
+        .args(["--scope", "api://x/.default", "--client-secret-file"])
+        .arg(&secret_file)
+        .output()
+        .unwrap();
+    assert_leak_free(&out, &[CANARY_SECRET], 4);
+    assert!(stderr(&out).contains("AADSTS7000215"), "the error itself is still shown");
+
+    // STS: the subject token quoted in the error, and in a 503 body that is retried.
+    let doc = json!({"version": 1, "azure": {"token": subject, "token_type": "Bearer",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", "source": "file", "endpoint": "file"}})
+    .to_string();
+    let audience = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/r";
+    let srv = TestServer::start(vec![
+        Canned::raw(503, "text/plain", &format!("overloaded while handling {subject}")),
+        Canned::json(
+            400,
+            json!({"error": "invalid_grant", "error_description": format!("The token {subject} is invalid")}),
+        ),
+    ]);
+    let out = bin("wif-sts")
+        .args(["--token-url", &format!("{}/v1/token", srv.url), "--audience", audience, "--retries", "2"])
+        .write_stdin(doc)
+        .output()
+        .unwrap();
+    assert_leak_free(&out, &[&subject, "Y2FuYXJ5LXNpZ25hdHVyZS1jYW5hcnk"], 4);
+    assert!(stderr(&out).contains("retry 1/2"), "the retry is visible: {}", stderr(&out));
+
+    // IAM: the federated token quoted back.
+    let federated = "ya29.canary-federated-token-Zp4";
+    let doc = json!({"version": 1, "sts": {"token": federated, "token_type": "Bearer", "expires_at": "2099-01-01T00:00:00Z",
+        "endpoint": "x", "audience": audience, "scope": "s", "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}})
+    .to_string();
+    let srv = TestServer::start(vec![Canned::json(
+        403,
+        json!({"error": {"code": 403, "message": format!("Permission denied for Bearer {federated}"), "status": "PERMISSION_DENIED"}}),
+    )]);
+    let out = bin("wif-impersonate")
+        .args(["--service-account", "sa@p.iam.gserviceaccount.com", "--endpoint", &srv.url])
+        .write_stdin(doc)
+        .output()
+        .unwrap();
+    assert_leak_free(&out, &[federated], 4);
+}
+
+#[test]
+fn group_readable_key_files_draw_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let key = dir.path().join("app.key");
+    std::fs::copy(pki_file("app-rsa.key"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = bin("wif-sign")
+        .args(["--client-id", "app", "--tenant-id", "t", "--cert", &pki_file("app-rsa.crt"), "--key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("warning") && err.contains("chmod 600"), "like ssh, a loose key is called out: {err}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["assertion"]["token"].is_string());
+}

@@ -1,0 +1,805 @@
+//! wif-serve over real TLS on loopback with the test PKI: who is let in, what is answered,
+//! what is logged, reloads, time-outs and shutdown; plus curl, openssl and the seed's
+//! Python client.
+
+use crate::common::*;
+use rustls::pki_types::ServerName;
+use serde_json::Value;
+use std::io::{BufRead, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "ya29.c.serve-test-token-Zq81";
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Writes a token file and its metadata the way --token-out does; returns the expiry text.
+fn write_token(path: &Path, token: &str, ttl: i64) -> String {
+    let exp = wif::clock::rfc3339(now() + ttl);
+    wif::files::write_token(path, &wif::secret::Secret::new(token), "access_token", Some(&exp), "test").unwrap();
+    exp
+}
+
+/// A running wif-serve; killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    first: Value,
+    lines: Receiver<Value>,
+    seen: Vec<Value>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Server {
+    /// Starts wif-serve with the test PKI's server certificate and client CA, plus `extra`.
+    fn start(token: &Path, extra: &[&str]) -> Server {
+        let args: Vec<String> = [
+            "--listen",
+            "127.0.0.1:0",
+            "--cert",
+            &pki_file("server-chain.crt"),
+            "--key",
+            &pki_file("server.key"),
+            "--client-ca",
+            &pki_file("ca-chain.crt"),
+            "--token",
+            token.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect();
+        Server::spawn(&args, None)
+    }
+
+    fn spawn(args: &[String], stdin: Option<&str>) -> Server {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("wif-serve"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("WIF_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        let mut child = cmd.spawn().expect("starting wif-serve");
+        if let Some(input) = stdin {
+            let mut w = child.stdin.take().unwrap();
+            w.write_all(input.as_bytes()).unwrap();
+        }
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let v: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let first = match lines.recv_timeout(Duration::from_secs(20)) {
+            Ok(v) => v,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("wif-serve printed no first line; stderr: {}", stderr.join().unwrap());
+            }
+        };
+        assert_eq!(first["event"], "listening", "{first}");
+        let address = first["address"].as_str().unwrap();
+        let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+        assert_eq!(first["url"], format!("https://127.0.0.1:{port}/get_wif_token"));
+        Server { child, port, first, lines, seen: Vec::new(), stderr: Some(stderr) }
+    }
+
+    /// Waits for a log line matching `pred` (lines seen before count too).
+    fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    panic!("no log line for {what}; seen: {:#?}", self.seen)
+                }
+            }
+        }
+    }
+
+    /// Waits until `n` log lines match `pred`; returns them.
+    fn wait_count(&mut self, what: &str, n: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found: Vec<Value> = self.seen.iter().filter(|v| pred(v)).cloned().collect();
+            if found.len() >= n {
+                return found;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => self.seen.push(v),
+                Err(_) => panic!("fewer than {n} log lines for {what}; seen: {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Every log line so far (waiting briefly for stragglers).
+    fn drain(&mut self) -> Vec<Value> {
+        while let Ok(v) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(v);
+        }
+        self.seen.clone()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to end; its exit code and stderr.
+    fn wait_exit(&mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                let err = self.stderr.take().map(|h| h.join().unwrap()).unwrap_or_default();
+                return (st.code(), err);
+            }
+            assert!(Instant::now() < deadline, "wif-serve did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server and checks the token never reached its stdout or stderr.
+    fn finish_checking_secrecy(mut self, secrets: &[&str]) {
+        let _ = self.child.kill();
+        let (_, err) = self.wait_exit();
+        let log: String = self.drain().iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n");
+        for s in secrets {
+            assert!(!log.contains(s), "the token appeared in the log");
+            assert!(!err.contains(s), "the token appeared on stderr");
+        }
+        assert!(!self.first.to_string().contains(TOKEN));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A rustls client configuration with the test PKI (client certificate `client`, if any).
+fn client_config(
+    client: Option<&str>,
+    ca: &str,
+    version: Option<&'static rustls::SupportedProtocolVersion>,
+) -> Arc<rustls::ClientConfig> {
+    wif::tls::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in wif::keys::load_certs(Path::new(&pki_file(ca))).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = match version {
+        Some(v) => vec![v],
+        None => vec![&rustls::version::TLS13, &rustls::version::TLS12],
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        Some(name) => {
+            let chain = wif::keys::load_certs(Path::new(&pki_file(&format!("{name}.crt")))).unwrap();
+            let key = wif::keys::load_key(Path::new(&pki_file(&format!("{name}.key"))), None).unwrap().key;
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(config)
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+fn connect(port: u16, config: Arc<rustls::ClientConfig>) -> Tls {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Reads one answer (no body for HEAD).
+fn read_response(s: &mut impl Read, head: bool) -> std::io::Result<Resp> {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        raw.push(byte[0]);
+    }
+    let text = String::from_utf8(raw).unwrap();
+    let mut lines = text.split("\r\n");
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect();
+    let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).unwrap().1.parse().unwrap();
+    let mut body = vec![0u8; if head { 0 } else { len }];
+    s.read_exact(&mut body)?;
+    Ok(Resp { status, headers, body })
+}
+
+/// Sends raw request bytes on a new connection and reads the answer.
+fn request_raw(port: u16, client: Option<&str>, raw: &[u8], head: bool) -> std::io::Result<Resp> {
+    let mut s = connect(port, client_config(client, "ca-chain.crt", None));
+    s.write_all(raw)?;
+    s.flush()?;
+    read_response(&mut s, head)
+}
+
+fn get(port: u16, client: &str, path: &str) -> Resp {
+    request_raw(port, Some(client), format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(), false)
+        .unwrap_or_else(|e| panic!("GET {path} as {client}: {e}"))
+}
+
+fn cert_fingerprint(name: &str) -> String {
+    let der = wif::keys::load_certs(Path::new(&pki_file(&format!("{name}.crt")))).unwrap().remove(0);
+    wif::keys::sha256_hex(der.as_ref())
+}
+
+fn token_dir() -> (tempfile::TempDir, PathBuf) {
+    let d = tempdir();
+    let p = d.path().join("wif_token.txt");
+    (d, p)
+}
+
+#[test]
+fn serves_the_exact_token_with_headers_and_an_audit_line() {
+    let (_d, tok) = token_dir();
+    let exp = write_token(&tok, TOKEN, 3600);
+    let mut srv = Server::start(&tok, &[]);
+    let r = get(srv.port, "client", "/get_wif_token");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, TOKEN.as_bytes());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("x-token-expires-at"), Some(exp.as_str()));
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    assert_eq!(r.header("content-length"), Some(TOKEN.len().to_string().as_str()));
+
+    let line = srv.wait_for("the request", |v| v["event"] == "request");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["path"], "/get_wif_token");
+    assert_eq!(line["bytes"], TOKEN.len());
+    assert_eq!(line["fingerprint"], cert_fingerprint("client"));
+    assert!(line["subject"].as_str().unwrap().contains("CN=wif-client"), "{line}");
+    assert!(line["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
+    wif::clock::parse_rfc3339(line["time"].as_str().unwrap()).unwrap();
+    srv.finish_checking_secrecy(&[TOKEN]);
+}
+
+/// Connects with a client certificate the server must refuse and expects no answer.
+fn expect_refused(port: u16, client: Option<&str>) {
+    let mut s = connect(port, client_config(client, "ca-chain.crt", None));
+    // With TLS 1.3 the client learns of the refusal only when it reads.
+    let _ = s.write_all(b"GET /get_wif_token HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let _ = s.flush();
+    let r = read_response(&mut s, false);
+    assert!(r.is_err(), "{client:?} was answered: {r:?}");
+}
+
+#[test]
+fn refuses_wrong_missing_expired_serveronly_and_revoked_certificates_in_the_handshake() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let mut srv = Server::start(&tok, &["--crl", &pki_file("crl.pem")]);
+    let cases = [
+        (Some("other-client"), "unknown_issuer", "UnknownIssuer"),
+        (None, "no_certificate", "no certificates"),
+        (Some("client-expired"), "expired", "expired"),
+        (Some("client-serveronly"), "wrong_key_usage", "client authentication"),
+        (Some("client-revoked"), "revoked", "Revoked"),
+    ];
+    for (client, code, words) in cases {
+        expect_refused(srv.port, client);
+        let line = srv.wait_for(code, |v| v["event"] == "handshake_failed" && v["code"] == code);
+        assert!(line["reason"].as_str().unwrap().contains(words), "{line}");
+        assert!(line["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    }
+    // The good client still gets in, with the CRL loaded.
+    assert_eq!(get(srv.port, "client", "/get_wif_token").body, TOKEN.as_bytes());
+    let requests: Vec<Value> = srv.drain().into_iter().filter(|v| v["event"] == "request").collect();
+    assert_eq!(requests.len(), 1, "only the good client reached HTTP: {requests:?}");
+}
+
+#[test]
+fn allow_list_answers_403_to_unlisted_clients() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let mut srv = Server::start(&tok, &["--allow", "cn:wif-client"]);
+    assert_eq!(get(srv.port, "client", "/get_wif_token").status, 200);
+    let r = get(srv.port, "client2", "/get_wif_token");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "forbidden");
+    assert!(!String::from_utf8_lossy(&r.body).contains(TOKEN));
+    let line = srv.wait_for("the 403", |v| v["event"] == "request" && v["status"] == 403);
+    assert_eq!(line["fingerprint"], cert_fingerprint("client2"));
+    assert!(line["subject"].as_str().unwrap().contains("wif-client-2"));
+    drop(srv);
+
+    // SPIFFE ID and a public-key pin (of client2's key, from its certificate).
+    let spki = {
+        let der = wif::keys::load_certs(Path::new(&pki_file("client2.crt"))).unwrap().remove(0);
+        let (_, c) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        wif::keys::sha256_hex(c.public_key().raw)
+    };
+    let srv = Server::start(
+        &tok,
+        &["--allow", "uri:spiffe://example.org/wif-client", "--allow", &format!("spki-sha256:{}", spki.to_uppercase())],
+    );
+    assert_eq!(get(srv.port, "client", "/get_wif_token").status, 200);
+    assert_eq!(get(srv.port, "client2", "/get_wif_token").status, 200);
+    drop(srv);
+    let srv = Server::start(&tok, &["--allow", "uri:spiffe://example.org/someone-else"]);
+    assert_eq!(get(srv.port, "client", "/get_wif_token").status, 403);
+}
+
+#[test]
+fn head_404_405_431_400_and_bodies() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let srv = Server::start(&tok, &[]);
+    let p = srv.port;
+    let head = request_raw(p, Some("client"), b"HEAD /get_wif_token HTTP/1.1\r\nHost: x\r\n\r\n", true).unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some(TOKEN.len().to_string().as_str()));
+    assert!(head.body.is_empty());
+
+    let r = get(p, "client", "/nope");
+    assert_eq!((r.status, r.json()["error"].as_str()), (404, Some("not_found")));
+    let r = request_raw(p, Some("client"), b"DELETE /get_wif_token HTTP/1.1\r\nHost: x\r\n\r\n", false).unwrap();
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    let r =
+        request_raw(p, Some("client"), b"POST /get_wif_token HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", false).unwrap();
+    assert_eq!(r.status, 405);
+
+    let mut big = b"GET /get_wif_token HTTP/1.1\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat(b'a').take(20_000));
+    big.extend_from_slice(b"\r\n\r\n");
+    let r = request_raw(p, Some("client"), &big, false).unwrap();
+    assert_eq!(r.status, 431);
+    assert_eq!(r.header("connection"), Some("close"));
+
+    let r = request_raw(p, Some("client"), b"\x00\x01garbage garbage\r\n\r\n", false).unwrap();
+    assert_eq!(r.status, 400);
+    let r =
+        request_raw(p, Some("client"), b"GET /get_wif_token HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd", false).unwrap();
+    assert_eq!(r.status, 413);
+    assert!(!String::from_utf8_lossy(&r.body).contains(TOKEN));
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let mut srv = Server::start(&tok, &[]);
+    let mut s = connect(srv.port, client_config(Some("client"), "ca-chain.crt", None));
+    for _ in 0..2 {
+        s.write_all(b"GET /get_wif_token HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let r = read_response(&mut s, false).unwrap();
+        assert_eq!(r.body, TOKEN.as_bytes());
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+    }
+    // Two pipelined requests in one write.
+    s.write_all(b"HEAD /healthz HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s, true).unwrap().status, 200);
+    let last = read_response(&mut s, false).unwrap();
+    assert_eq!(last.header("connection"), Some("close"));
+    let lines = srv.wait_count("four requests", 4, |v| v["event"] == "request");
+    assert!(lines.windows(2).all(|w| w[0]["peer"] == w[1]["peer"]), "one connection: {lines:?}");
+    let methods: Vec<&str> = lines.iter().map(|v| v["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["GET", "GET", "HEAD", "GET"]);
+}
+
+#[test]
+fn a_silent_client_blocks_nobody_and_is_timed_out() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let mut srv = Server::start(&tok, &["--handshake-timeout", "1s", "--idle-timeout", "1s"]);
+    let mut silent = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    let started = Instant::now();
+    assert_eq!(get(srv.port, "client", "/get_wif_token").body, TOKEN.as_bytes());
+    assert!(started.elapsed() < Duration::from_secs(2), "the silent client held up another: {:?}", started.elapsed());
+    // The silent one is closed after the handshake time-out.
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 16];
+    let n = silent.read(&mut b).unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    srv.wait_for("the time-out", |v| v["event"] == "handshake_failed" && v["code"] == "timeout");
+
+    // A connection idle after its handshake is closed after the idle time-out too.
+    let mut s = connect(srv.port, client_config(Some("client"), "ca-chain.crt", None));
+    s.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+    read_response(&mut s, false).unwrap();
+    let t = Instant::now();
+    let r = s.read(&mut b);
+    assert!(matches!(r, Ok(0) | Err(_)));
+    assert!(t.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn connections_beyond_the_limit_are_closed_and_logged() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let mut srv = Server::start(&tok, &["--max-connections", "1", "--handshake-timeout", "5s"]);
+    let _held = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    // Give the server a moment to count the held connection.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut b = [0u8; 8];
+    assert!(matches!(extra.read(&mut b), Ok(0) | Err(_)));
+    let line = srv.wait_for("the refusal", |v| v["event"] == "connection_refused");
+    assert!(line["reason"].as_str().unwrap().contains("max-connections"));
+}
+
+#[test]
+fn picks_up_a_new_token_renamed_over_the_old_one() {
+    let (d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let srv = Server::start(&tok, &[]);
+    assert_eq!(get(srv.port, "client", "/get_wif_token").body, TOKEN.as_bytes());
+    // A new pair written elsewhere, then renamed over (metadata first, as a careful writer might not).
+    let staged = d.path().join("staged.txt");
+    let exp2 = write_token(&staged, "ya29.second-token", 7200);
+    std::fs::rename(wif::files::meta_path(&staged), wif::files::meta_path(&tok)).unwrap();
+    std::fs::rename(&staged, &tok).unwrap();
+    let r = get(srv.port, "client", "/get_wif_token");
+    assert_eq!(r.body, b"ya29.second-token");
+    assert_eq!(r.header("x-token-expires-at"), Some(exp2.as_str()));
+    // And via --token-out's own atomic write.
+    write_token(&tok, "ya29.third", 3600);
+    assert_eq!(get(srv.port, "client", "/get_wif_token").body, b"ya29.third");
+    srv.finish_checking_secrecy(&[TOKEN, "ya29.second-token", "ya29.third"]);
+}
+
+#[test]
+fn never_serves_an_expired_missing_or_unmatched_token() {
+    let (_d, tok) = token_dir();
+    let mut srv = Server::start(&tok, &[]);
+    let r = get(srv.port, "client", "/get_wif_token");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"], "token_unavailable");
+    assert!(r.header("retry-after").is_some());
+    let h = get(srv.port, "client", "/healthz");
+    assert_eq!((h.status, h.json()["status"].as_str()), (503, Some("unavailable")));
+
+    write_token(&tok, TOKEN, 3600);
+    let h = get(srv.port, "client", "/healthz");
+    assert_eq!(h.status, 200);
+    let health = h.json();
+    assert_eq!(health["status"], "ok");
+    assert!(health["expires_in_secs"].as_i64().unwrap() > 3500);
+    assert!(!h.body.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()));
+
+    // The metadata says it expired.
+    let meta = wif::files::meta_path(&tok);
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    m["expires_at"] = "2020-01-01T00:00:00Z".into();
+    std::fs::write(&meta, serde_json::to_vec(&m).unwrap()).unwrap();
+    let r = get(srv.port, "client", "/get_wif_token");
+    assert_eq!(r.status, 503);
+    assert!(r.json()["message"].as_str().unwrap().contains("expired"));
+    assert!(!String::from_utf8_lossy(&r.body).contains(TOKEN));
+    let line = srv.wait_for("the 503", |v| {
+        v["event"] == "request" && v["status"] == 503 && v["reason"].as_str().is_some_and(|r| r.contains("expired"))
+    });
+    assert_eq!(line["bytes"], r.body.len());
+
+    // Empty token file with matching metadata, then no metadata at all.
+    write_token(&tok, TOKEN, 3600);
+    std::fs::remove_file(&meta).unwrap();
+    assert_eq!(get(srv.port, "client", "/get_wif_token").status, 503);
+    std::fs::remove_file(&tok).unwrap();
+    assert_eq!(get(srv.port, "client", "/get_wif_token").status, 503);
+    srv.finish_checking_secrecy(&[TOKEN]);
+}
+
+#[test]
+fn reloads_the_client_ca_when_it_changes_and_on_sighup() {
+    let (d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let ca = d.path().join("clients.pem");
+    std::fs::copy(pki_file("other-ca-chain.crt"), &ca).unwrap();
+    let args: Vec<String> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--cert",
+        &pki_file("server-chain.crt"),
+        "--key",
+        &pki_file("server.key"),
+        "--client-ca",
+        ca.to_str().unwrap(),
+        "--token",
+        tok.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut srv = Server::spawn(&args, None);
+    expect_refused(srv.port, Some("client"));
+    // A kept-alive connection from the other hierarchy survives the reload.
+    let mut other = connect(srv.port, client_config(Some("other-client"), "ca-chain.crt", None));
+    other.write_all(b"GET /get_wif_token HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut other, false).unwrap().body, TOKEN.as_bytes());
+
+    let staged = d.path().join("staged.pem");
+    std::fs::copy(pki_file("ca-chain.crt"), &staged).unwrap();
+    std::fs::rename(&staged, &ca).unwrap();
+    assert_eq!(get(srv.port, "client", "/get_wif_token").body, TOKEN.as_bytes());
+    srv.wait_for("the reload", |v| v["event"] == "reload" && v["what"] == "tls");
+    other.write_all(b"GET /get_wif_token HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut other, false).unwrap().status, 200);
+    expect_refused(srv.port, Some("other-client"));
+
+    // A broken file is reported and the previous configuration stays.
+    std::fs::write(&ca, "not a certificate").unwrap();
+    assert_eq!(get(srv.port, "client", "/get_wif_token").status, 200);
+    srv.wait_for("the failed reload", |v| v["event"] == "reload_failed");
+
+    // SIGHUP retries even though nothing changed since.
+    srv.signal("-HUP");
+    srv.wait_count("the failed SIGHUP reload", 2, |v| v["event"] == "reload_failed");
+    std::fs::copy(pki_file("ca-chain.crt"), &ca).unwrap();
+    srv.signal("-HUP");
+    srv.wait_for("the SIGHUP reload", |v| v["event"] == "reload" && v["reason"] == "SIGHUP");
+    assert_eq!(get(srv.port, "client", "/get_wif_token").status, 200);
+}
+
+#[test]
+fn sigterm_finishes_in_flight_work_and_exits_0() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let mut srv = Server::start(&tok, &[]);
+    let mut s = connect(srv.port, client_config(Some("client"), "ca-chain.crt", None));
+    s.write_all(b"GET /get_wif_token HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s, false).unwrap().status, 200);
+    srv.wait_for("the request", |v| v["event"] == "request");
+    srv.signal("-TERM");
+    let (code, err) = srv.wait_exit();
+    assert_eq!(code, Some(0), "stderr: {err}");
+    let log = srv.drain();
+    let shutdown = log.iter().find(|v| v["event"] == "shutdown").expect("a shutdown line");
+    assert_eq!(shutdown["reason"], "SIGTERM");
+    assert_eq!(log.last().unwrap()["event"], "stopped");
+    // The kept-alive connection was closed, not left hanging.
+    let mut b = [0u8; 8];
+    assert!(matches!(s.read(&mut b), Ok(0) | Err(_)));
+    assert!(TcpStream::connect(("127.0.0.1", srv.port)).is_err(), "still accepting after shutdown");
+}
+
+#[test]
+fn settings_come_from_the_document_on_stdin() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let doc = serde_json::json!({"version": 1, "config": {
+        "listen": "127.0.0.1:0",
+        "serve_cert": pki_file("server-chain.crt"),
+        "serve_key": pki_file("server.key"),
+        "client_ca": pki_file("ca-chain.crt"),
+        "token_file": tok,
+        "crl": pki_file("crl.pem"),
+        "allow": ["cn:wif-client"],
+    }});
+    let mut srv = Server::spawn(&[], Some(&doc.to_string()));
+    assert_eq!(get(srv.port, "client", "/get_wif_token").body, TOKEN.as_bytes());
+    assert_eq!(get(srv.port, "client2", "/get_wif_token").status, 403);
+    expect_refused(srv.port, Some("client-revoked"));
+    srv.wait_for("the revoked client", |v| v["code"] == "revoked");
+    let (_, err) = {
+        let _ = srv.child.kill();
+        srv.wait_exit()
+    };
+    assert!(!err.contains("warning"), "unexpected warnings: {err}");
+}
+
+#[test]
+fn startup_errors_are_clear() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let base = |cert: &str, key: &str, listen: &str| -> Vec<String> {
+        [
+            "--listen",
+            listen,
+            "--cert",
+            cert,
+            "--key",
+            key,
+            "--client-ca",
+            &pki_file("ca-chain.crt"),
+            "--token",
+            tok.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |args: Vec<String>| bin("wif-serve").args(args).output().unwrap();
+
+    let out = run(base("/nonexistent/server.crt", &pki_file("server.key"), "127.0.0.1:0"));
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--cert") && stderr(&out).contains("no such file"), "{}", stderr(&out));
+
+    let out = run(base(&pki_file("server-chain.crt"), &pki_file("client.key"), "127.0.0.1:0"));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("does not belong to the certificate"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("hint:"));
+
+    let out = run(base(&pki_file("server.key"), &pki_file("server.key"), "127.0.0.1:0"));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(base(&pki_file("server-chain.crt"), &pki_file("server.key"), &addr));
+    assert_eq!(out.status.code(), Some(6));
+    assert!(stderr(&out).contains("another process listens"), "{}", stderr(&out));
+
+    let out = run(base(&pki_file("server-chain.crt"), &pki_file("server.key"), "no-port"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    let mut args = base(&pki_file("server-chain.crt"), &pki_file("server.key"), "127.0.0.1:0");
+    args.extend(["--allow".to_string(), "wif-client".to_string()]);
+    let out = run(args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cn:NAME"));
+
+    let out = bin("wif-serve").args(["--listen", "127.0.0.1:0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--cert is required"), "{}", stderr(&out));
+}
+
+/// Whether an external tool is there; in CI it must be.
+fn have(tool: &str) -> bool {
+    let ok = std::process::Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
+        || std::process::Command::new(tool).arg("version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
+        eprintln!("{tool} not installed; skipping");
+    }
+    ok
+}
+
+#[test]
+fn curl_fetches_the_token_and_is_refused_with_the_other_hierarchy() {
+    if !have("curl") {
+        return;
+    }
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let srv = Server::start(&tok, &[]);
+    let url = format!("https://localhost:{}/get_wif_token", srv.port);
+    let curl = |client: &str| {
+        std::process::Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "10", "--cacert", &pki_file("ca-chain.crt")])
+            .args(["--cert", &pki_file(&format!("{client}.crt")), "--key", &pki_file(&format!("{client}.key"))])
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let ok = curl("client");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(ok.stdout, TOKEN.as_bytes());
+    let refused = curl("other-client");
+    assert!(!refused.status.success());
+    assert!(refused.stdout.is_empty());
+}
+
+#[test]
+fn openssl_s_client_gets_the_token_over_tls_1_2_and_1_3() {
+    if !have("openssl") {
+        return;
+    }
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let mut srv = Server::start(&tok, &[]);
+    for (flag, version) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
+        let mut child = std::process::Command::new("openssl")
+            .args(["s_client", "-quiet", flag, "-connect", &format!("127.0.0.1:{}", srv.port)])
+            .args(["-servername", "localhost", "-verify_return_error", "-CAfile", &pki_file("ca-chain.crt")])
+            .args(["-cert", &pki_file("client.crt"), "-key", &pki_file("client.key")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"GET /get_wif_token HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{flag}: {text}\n{}", stderr(&out));
+        assert!(text.ends_with(&format!("\r\n\r\n{TOKEN}")), "{flag}: {text}");
+        srv.wait_for(version, |v| v["event"] == "request" && v["tls"] == version);
+    }
+}
+
+#[test]
+fn the_seeds_python_requests_client_gets_the_token() {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import requests"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "python3 with requests is required in CI");
+        eprintln!("python3 requests not installed; skipping");
+        return;
+    }
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let srv = Server::start(&tok, &[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/seed_client.py");
+    let run = |client: &str| {
+        std::process::Command::new("python3")
+            .arg(&script)
+            .arg(format!("https://localhost:{}/get_wif_token", srv.port))
+            .arg(pki_file(&format!("{client}.crt")))
+            .arg(pki_file(&format!("{client}.key")))
+            .arg(pki_file("ca-chain.crt"))
+            .output()
+            .unwrap()
+    };
+    let out = run("client");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, TOKEN.as_bytes());
+    let out = run("other-client");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+}
