@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""Turns the raw results of one scripts/bench/run.sh run into docs/BENCHMARKS.md (stdout).
+
+usage: report.py RESULTS_DIR
+"""
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+RES = sys.argv[1]
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVERS = ["wif-serve", "nginx", "flask"]
+SERVER_NAMES = {"wif-serve": "wif-serve (rustls)", "nginx": "nginx (1 worker)", "flask": "Flask + ssl (seed)"}
+LIB = {"wif-serve": "aws-lc", "nginx": "openssl", "flask": "openssl"}
+CASES = [
+    ("ec", "new-tls13", "New connection per request, TLS 1.3, P-256 PKI (full handshake, no resumption)"),
+    ("ec", "new-tls12", "New connection per request, TLS 1.2, P-256 PKI"),
+    ("ec", "keepalive-tls13", "Keep-alive (100 requests per connection), TLS 1.3, P-256 PKI"),
+    ("rsa", "new-tls13", "New connection per request, TLS 1.3, RSA-2048 PKI"),
+]
+
+
+def read(path, default=None):
+    try:
+        with open(os.path.join(RES, path)) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+facts = dict(line.split("=", 1) for line in (read("facts.txt", "") or "").splitlines() if "=" in line)
+crypto = json.loads(read("cryptospeed.json", "{}") or "{}")
+
+
+def openssl_speed():
+    text = read("openssl-speed.txt", "") or ""
+    o = {}
+    m = re.search(r"rsa 2048 bits\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", text)
+    if m:
+        o["rsa_sign"], o["rsa_verify"] = float(m.group(1)), float(m.group(2))
+    m = re.search(r"256 bits ecdsa \(nistp256\)\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", text)
+    if m:
+        o["p256_sign"], o["p256_verify"] = float(m.group(1)), float(m.group(2))
+    m = re.search(r"ecdh \(X25519\)\s+\S+\s+([\d.]+)", text)
+    if m:
+        o["x25519_derive"] = float(m.group(1))
+    return o
+
+
+ossl = openssl_speed()
+aws = {
+    "x25519": crypto.get("x25519_keygen_derive_per_s"),
+    "p256_sign": crypto.get("ecdsa_p256_sign_per_s"),
+    "p256_verify": crypto.get("ecdsa_p256_verify_per_s"),
+    "rsa_sign": crypto.get("rsa2048_pss_sign_per_s"),
+    "rsa_verify": crypto.get("rsa2048_pss_verify_per_s"),
+}
+
+
+def limit(lib, pki):
+    """Most handshakes/s one core can do: one key exchange, one signature, three verifications."""
+    if lib == "aws-lc":
+        kx, s, v = aws["x25519"], aws[f"{pki}_sign"], aws[f"{pki}_verify"]
+        if not (kx and s and v):
+            return None
+        return 1 / (1 / kx + 1 / s + 3 / v)
+    # openssl speed times only the X25519 derivation; the key generation costs about the same.
+    kx, s, v = ossl.get("x25519_derive"), ossl.get(f"{pki}_sign"), ossl.get(f"{pki}_verify")
+    if not (kx and s and v):
+        return None
+    return 1 / (2 / kx + 1 / s + 3 / v)
+
+
+def load_runs():
+    runs = {}
+    for path in glob.glob(os.path.join(RES, "server", "*.json")):
+        server, pki, case, _run = os.path.basename(path)[:-5].split(".")
+        try:
+            with open(path) as f:
+                runs.setdefault((server, pki, case), []).append(json.load(f))
+        except (OSError, ValueError):
+            pass
+    return runs
+
+
+RUNS = load_runs()
+
+
+def pick(server, pki, case):
+    """The run with the median primary metric, and the primary metric's range over runs."""
+    rs = RUNS.get((server, pki, case))
+    if not rs:
+        return None, None
+    key = "requests_per_s" if case.startswith("keepalive") else "handshakes_per_s"
+    rs = sorted(rs, key=lambda r: r[key])
+    return rs[(len(rs) - 1) // 2], (rs[0][key], rs[-1][key], len(rs))
+
+
+def peak_rss(server, pki):
+    vals = [r.get("server_peak_rss_kib") or 0 for (s, p, _), rs in RUNS.items() if s == server and p == pki
+            for r in rs]
+    return max(vals) if vals else None
+
+
+def f0(v):
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def f1(v):
+    return "–" if v is None else f"{v:,.1f}"
+
+
+def f2(v):
+    return "–" if v is None else f"{v:,.2f}"
+
+
+def f3(v):
+    return "–" if v is None else f"{v:.3f}"
+
+
+def mib(kib):
+    return "–" if not kib else f"{kib / 1024:.1f}"
+
+
+out = []
+w = out.append
+w("# Benchmarks")
+w("")
+w("Produced by `scripts/bench/run.sh` from one run on "
+  f"{facts.get('date', '?')} (`{facts.get('quick', '')}`); do not edit by hand — rerun the script. "
+  "Analysis and suggestions at the end come from `scripts/bench/analysis.md`.")
+w("")
+w("## Machine")
+w("")
+w("| fact | value |")
+w("|---|---|")
+for k, label in [("cpu", "CPU"), ("cores", "cores"), ("kernel", "kernel"), ("os", "OS"), ("rustc", "rustc"),
+                 ("rustls", "rustls (wif-serve)"), ("nginx", "nginx"), ("openssl", "OpenSSL"),
+                 ("python", "Python"), ("flask", "Flask"), ("google_auth", "google-auth"), ("java", "Java"),
+                 ("wif", "wif commit"), ("loadavg_start", "load average at start"),
+                 ("loadavg_end", "load average at end")]:
+    w(f"| {label} | {facts.get(k, '?')} |")
+w("")
+try:
+    shared = max(float(facts.get("loadavg_start", "0").split()[0]), float(facts.get("loadavg_end", "0").split()[0]))
+except ValueError:
+    shared = 0
+if shared >= 1.0:
+    w(f"**This machine was shared** with other work during the run (load average up to {shared:.1f} on "
+      f"{facts.get('cores', '?')} cores, before counting this benchmark): absolute numbers are noisy and low; "
+      "the server CPU per handshake (measured from the server's own CPU time) is the steadiest comparison.")
+    w("")
+
+w("## Method")
+w("")
+w("- The server under test runs on CPU 0 (`taskset -c 0`), the load generator "
+  "(`scripts/bench/loadgen`, Rust, rustls 0.23 + aws-lc-rs) on CPU 1. All three servers use the same "
+  "test PKI (`scripts/gen-test-pki.sh`: root → intermediate → server/client, P-256 or `--rsa` RSA-2048) "
+  "and serve the same 1,536-byte token file at `/get_wif_token`, requiring a client certificate "
+  "(nginx: `ssl_verify_client on`; Flask: `ssl.CERT_REQUIRED`, as in the seed).")
+w("- *New connection*: every request is a fresh TCP connection and a **full handshake with a client "
+  "certificate, without session resumption** (`Resumption::disabled()`), key exchange X25519. The client "
+  "remembers the server chain it already verified (its own cost, not the server's); the server's "
+  "signature is verified on every handshake.")
+w("- *Keep-alive*: 100 requests per connection, then a new connection.")
+w(f"- Concurrency {facts.get('quick', '').split('concurrency=')[-1] or '?'} connections; each run has "
+  "warm-up, then the measured time; the runs of the three servers are interleaved; the run with the "
+  "median handshakes/s (keep-alive: requests/s) is shown, with the range over runs.")
+w("- *Server CPU* is utime+stime from `/proc/PID/stat` over the measured time (nginx: master + worker) "
+  "divided by handshakes (or requests); *server CPU busy* is that CPU time over the wall time (100% = the "
+  "core was saturated, below = the load generator or the machine limited the rate); *per CPU-second* is "
+  "the rate the server would reach on a full core (1000 / CPU ms per handshake). *Peak RSS* is VmHWM "
+  "from `/proc/PID/status` after all runs (nginx: master + worker).")
+w("- *Crypto limit*: the handshake rate one core could reach if the server did nothing but the public-key "
+  "operations of a TLS 1.3 mTLS handshake: one X25519 key generation + derivation, one signature "
+  "(CertificateVerify), three verifications (client certificate by the intermediate, intermediate by the "
+  "root, the client's CertificateVerify). From `wif-cryptospeed` (aws-lc, under wif-serve) and "
+  "`openssl speed` (OpenSSL, under nginx and Python).")
+w("")
+
+w("## The crypto limit (one core)")
+w("")
+w("| operation | aws-lc ops/s | OpenSSL ops/s |")
+w("|---|---:|---:|")
+w(f"| X25519 key generation + derivation (OpenSSL: derivation only) | {f0(aws['x25519'])} | "
+  f"{f0(ossl.get('x25519_derive'))} |")
+w(f"| ECDSA P-256 sign | {f0(aws['p256_sign'])} | {f0(ossl.get('p256_sign'))} |")
+w(f"| ECDSA P-256 verify | {f0(aws['p256_verify'])} | {f0(ossl.get('p256_verify'))} |")
+w(f"| RSA-2048 sign (aws-lc: PSS) | {f0(aws['rsa_sign'])} | {f0(ossl.get('rsa_sign'))} |")
+w(f"| RSA-2048 verify | {f0(aws['rsa_verify'])} | {f0(ossl.get('rsa_verify'))} |")
+w(f"| **max mTLS handshakes/s, P-256** | **{f0(limit('aws-lc', 'p256'))}** | "
+  f"**{f0(limit('openssl', 'p256'))}** |")
+w(f"| **max mTLS handshakes/s, RSA-2048** | **{f0(limit('aws-lc', 'rsa'))}** | "
+  f"**{f0(limit('openssl', 'rsa'))}** |")
+w("")
+
+w("## Server")
+w("")
+for pki, case, title in CASES:
+    w(f"### {title}")
+    w("")
+    keep = case.startswith("keepalive")
+    if keep:
+        w("| server | requests/s (range) | handshakes/s | p50 ms | p99 ms | server CPU ms/request | "
+          "server CPU busy | requests per CPU-second | errors |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    else:
+        w("| server | handshakes/s (range) | requests/s | p50 ms | p99 ms | server CPU ms/handshake | "
+          "server CPU busy | handshakes per CPU-second | of crypto limit | errors |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for s in SERVERS:
+        r, rng = pick(s, pki, case)
+        if not r:
+            w(f"| {SERVER_NAMES[s]} | no result |" + " |" * (7 if keep else 8))
+            continue
+        busy = r.get("server_cpu_s", 0) / r["duration_s"] if r.get("duration_s") else None
+        span = f" ({f0(rng[0])}–{f0(rng[1])}, {rng[2]} runs)" if rng[2] > 1 else ""
+        if keep:
+            per = r.get("server_cpu_ms_per_request")
+            w(f"| {SERVER_NAMES[s]} | {f0(r['requests_per_s'])}{span} | {f0(r['handshakes_per_s'])} | "
+              f"{f2(r['p50_ms'])} | {f2(r['p99_ms'])} | {f3(per)} | {f0(busy * 100 if busy else None)}% | "
+              f"{f0(1000 / per if per else None)} | {r['errors']} |")
+        else:
+            per = r.get("server_cpu_ms_per_handshake")
+            lim = limit(LIB[s], "p256" if pki == "ec" else "rsa")
+            frac = f"{100 * r['handshakes_per_s'] / lim:.0f}% ({100 * 1000 / per / lim:.0f}% per CPU-s)" \
+                if lim and per else "–"
+            w(f"| {SERVER_NAMES[s]} | {f0(r['handshakes_per_s'])}{span} | {f0(r['requests_per_s'])} | "
+              f"{f2(r['p50_ms'])} | {f2(r['p99_ms'])} | {f3(per)} | {f0(busy * 100 if busy else None)}% | "
+              f"{f0(1000 / per if per else None)} | {frac} | {r['errors']} |")
+    w("")
+
+w("### Peak RSS of the server over all its runs")
+w("")
+w("| server | P-256 runs MiB | RSA-2048 runs MiB |")
+w("|---|---:|---:|")
+for s in SERVERS:
+    w(f"| {SERVER_NAMES[s]} | {mib(peak_rss(s, 'ec'))} | {mib(peak_rss(s, 'rsa'))} |")
+w("")
+
+pipe = json.loads(read("pipeline.json", "null") or "null")
+if pipe:
+    w("## Pipeline")
+    w("")
+    backend = pipe.get("backend")
+    if backend == "double":
+        w("Against `scripts/bench/double.py`, a tiny Python HTTP double answering the three endpoints with "
+          "canned JSON on loopback (wif-emulate was not available to this run), so the numbers are the tools' "
+          "own cost plus one loopback HTTP exchange each.")
+    else:
+        w(f"Against `wif-emulate` on loopback (backend: {backend}).")
+    w("Each tool runs as its own process with the previous tool's output as stdin, started by "
+      "`wif-rusage` (a small Rust program in the loadgen package, so the RSS is the tool's own and not "
+      "inherited from a big parent); wall time, CPU (user+sys) and peak RSS come from `wait4(2)`; "
+      "medians over the runs, max RSS.")
+    w("")
+    w("| tool | wall ms (median) | CPU ms (median) | user / sys ms | CPU ms (max) | peak RSS MiB | "
+      "target < 5 ms CPU, < 10 MiB |")
+    w("|---|---:|---:|---:|---:|---:|---|")
+    for name, t in pipe["tools"].items():
+        ok = "" if name.startswith("pipeline") else (
+            "met" if t["cpu_ms"] < 5 and t["peak_rss_kib"] < 10 * 1024 else "**missed**")
+        w(f"| {name} | {f1(t['wall_ms'])} | {f2(t['cpu_ms'])} | {f1(t.get('user_ms'))} / {f1(t.get('sys_ms'))} | "
+          f"{f2(t['cpu_ms_max'])} | {mib(t['peak_rss_kib'])} | {ok} |")
+    w("")
+    w("The seed's approach for comparison (same measurement):")
+    w("")
+    w("| program | wall ms (median) | CPU ms (median) | user / sys ms | peak RSS MiB |")
+    w("|---|---:|---:|---:|---:|")
+    for name, t in pipe["compare"].items():
+        if "error" in t:
+            w(f"| {name} | failed: {t['error'].splitlines()[-1] if t['error'] else '?'} | | | |")
+        else:
+            w(f"| {name} | {f1(t['wall_ms'])} | {f2(t['cpu_ms'])} | {f1(t.get('user_ms'))} / "
+              f"{f1(t.get('sys_ms'))} | {mib(t['peak_rss_kib'])} |")
+    w("")
+
+# ---- targets ----
+w("## Targets")
+w("")
+w("| target | measured | result |")
+w("|---|---|---|")
+
+
+def target(name, measured, ok):
+    w(f"| {name} | {measured} | {'met' if ok else '**missed**' if ok is not None else 'not measured'} |")
+
+
+ws, _ = pick("wif-serve", "ec", "new-tls13")
+ng, _ = pick("nginx", "ec", "new-tls13")
+fl, _ = pick("flask", "ec", "new-tls13")
+if ws and ng:
+    ratio = ws["handshakes_per_s"] / ng["handshakes_per_s"]
+    cpu_ratio = ng["server_cpu_ms_per_handshake"] / ws["server_cpu_ms_per_handshake"]
+    target("new-connection handshakes/s ≥ 1.5× nginx (TLS 1.3, P-256)",
+           f"{ratio:.2f}× ({f0(ws['handshakes_per_s'])} vs {f0(ng['handshakes_per_s'])}); "
+           f"per server CPU-second {cpu_ratio:.2f}×", ratio >= 1.5)
+if ws and fl:
+    ratio = ws["handshakes_per_s"] / fl["handshakes_per_s"]
+    cpu_ratio = fl["server_cpu_ms_per_handshake"] / ws["server_cpu_ms_per_handshake"]
+    target("new-connection handshakes/s ≥ 3× the seed's Flask server",
+           f"{ratio:.2f}× ({f0(ws['handshakes_per_s'])} vs {f0(fl['handshakes_per_s'])}); "
+           f"per server CPU-second {cpu_ratio:.2f}×", ratio >= 3)
+wk, _ = pick("wif-serve", "ec", "keepalive-tls13")
+nk, _ = pick("nginx", "ec", "keepalive-tls13")
+if wk and nk:
+    ratio = wk["requests_per_s"] / nk["requests_per_s"]
+    target("keep-alive requests/s ≥ nginx", f"{ratio:.2f}× ({f0(wk['requests_per_s'])} vs "
+           f"{f0(nk['requests_per_s'])})", ratio >= 1)
+rw, rn = peak_rss("wif-serve", "ec"), peak_rss("nginx", "ec")
+if rw and rn:
+    target("peak RSS ≤ nginx's under the same load", f"{mib(rw)} MiB vs {mib(rn)} MiB", rw <= rn)
+if pipe:
+    tools = {k: v for k, v in pipe["tools"].items() if not k.startswith("pipeline")}
+    worst_cpu = max(tools.items(), key=lambda kv: kv[1]["cpu_ms"])
+    worst_rss = max(tools.items(), key=lambda kv: kv[1]["peak_rss_kib"])
+    target("each pipeline tool < 5 ms CPU per run (median)", f"highest: {worst_cpu[0]} {f2(worst_cpu[1]['cpu_ms'])} ms",
+           worst_cpu[1]["cpu_ms"] < 5)
+    target("each pipeline tool < 10 MiB peak RSS", f"highest: {worst_rss[0]} {mib(worst_rss[1]['peak_rss_kib'])} MiB",
+           worst_rss[1]["peak_rss_kib"] < 10 * 1024)
+w("")
+
+analysis = None
+try:
+    with open(os.path.join(HERE, "analysis.md")) as f:
+        analysis = f.read().strip()
+except OSError:
+    pass
+if analysis:
+    w(analysis)
+    w("")
+
+w("## Exact commands")
+w("")
+w("```sh")
+w("scripts/bench/run.sh            # this report; --quick for a CI smoke run of a few seconds per server")
+for line in (read("commands.txt", "") or "").splitlines():
+    w(re.sub(r"/tmp/wif-bench\.\w+", "$WORK", line))
+w("```")
+w("")
+conf = read("nginx.conf")
+if conf:
+    w("nginx configuration (paths shortened):")
+    w("")
+    w("```nginx")
+    w(re.sub(r"/tmp/wif-bench\.\w+", "$WORK", conf).rstrip())
+    w("```")
+print("\n".join(out))
