@@ -64,42 +64,54 @@ def main():
     ap.add_argument("--rusage", required=True, help="the wif-rusage binary")
     ap.add_argument("--java-dir")
     ap.add_argument("--backend", default="double")
+    ap.add_argument("--scope", default="api://wif-gcp/.default")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="LABEL=DIR: also measure the tools built in DIR (e.g. with another build setting)")
     args = ap.parse_args()
     global RUSAGE
     RUSAGE = args.rusage
     env = {k: v for k, v in os.environ.items() if not k.startswith("WIF_")}
-    b = lambda name: os.path.join(args.bin, name)  # noqa: E731
     token_out = os.path.join(args.work, "wif_token.txt")
-    steps = [
-        ("wif-sign", [b("wif-sign"), "--client-id", args.client_id, "--tenant-id", args.tenant, "--authority",
-                      args.base, "--key", os.path.join(args.pki, "app-rsa.key"), "--cert",
-                      os.path.join(args.pki, "app-rsa.crt")]),
-        ("wif-azure", [b("wif-azure"), "--scope", "api://wif/.default"]),
-        ("wif-sts", [b("wif-sts"), "--audience", args.audience, "--token-url", args.base + "/v1/token"]),
-        ("wif-impersonate", [b("wif-impersonate"), "--service-account", args.service_account, "--endpoint",
-                             args.base, "--token-out", token_out]),
-    ]
-    samples = {name: [] for name, _ in steps}
-    samples["pipeline (4 tools)"] = []
     azure_token_file = os.path.join(args.work, "azure_token.txt")
-    for i in range(args.runs):
-        doc = b""
-        total = {"wall": 0.0, "cpu": 0.0, "rss": 0, "user": 0.0, "sys": 0.0}
-        for name, cmd in steps:
-            out, err, rc, wall, cpu, rss, u = run(cmd, doc, env, args.work)
-            if rc != 0:
-                sys.exit(f"measure.py: {name} failed (exit {rc}): {err.decode(errors='replace')}")
-            samples[name].append({"wall": wall, "cpu": cpu, "rss": rss, "user": u["user_s"], "sys": u["sys_s"]})
-            total["wall"] += wall
-            total["cpu"] += cpu
-            total["rss"] = max(total["rss"], rss)
-            total["user"] += u["user_s"]
-            total["sys"] += u["sys_s"]
-            doc = out
-            if name == "wif-azure" and i == 0:
-                with open(azure_token_file, "w") as f:
-                    f.write(json.loads(out)["azure"]["token"])
-        samples["pipeline (4 tools)"].append(total)
+
+    def pipeline(bindir, suffix):
+        b = lambda name: os.path.join(bindir, name)  # noqa: E731
+        steps = [
+            ("wif-sign", [b("wif-sign"), "--client-id", args.client_id, "--tenant-id", args.tenant, "--authority",
+                          args.base, "--key", os.path.join(args.pki, "app-rsa.key"), "--cert",
+                          os.path.join(args.pki, "app-rsa.crt")]),
+            ("wif-azure", [b("wif-azure"), "--scope", args.scope]),
+            ("wif-sts", [b("wif-sts"), "--audience", args.audience, "--token-url", args.base + "/v1/token"]),
+            ("wif-impersonate", [b("wif-impersonate"), "--service-account", args.service_account, "--endpoint",
+                                 args.base, "--token-out", token_out]),
+        ]
+        samples = {name + suffix: [] for name, _ in steps}
+        samples["pipeline (4 tools)" + suffix] = []
+        for i in range(args.runs):
+            doc = b""
+            total = {"wall": 0.0, "cpu": 0.0, "rss": 0, "user": 0.0, "sys": 0.0}
+            for name, cmd in steps:
+                out, err, rc, wall, cpu, rss, u = run(cmd, doc, env, args.work)
+                if rc != 0:
+                    sys.exit(f"measure.py: {name} failed (exit {rc}): {err.decode(errors='replace')}")
+                samples[name + suffix].append({"wall": wall, "cpu": cpu, "rss": rss, "user": u["user_s"],
+                                               "sys": u["sys_s"]})
+                total["wall"] += wall
+                total["cpu"] += cpu
+                total["rss"] = max(total["rss"], rss)
+                total["user"] += u["user_s"]
+                total["sys"] += u["sys_s"]
+                doc = out
+                if name == "wif-azure" and i == 0 and not suffix:
+                    with open(azure_token_file, "w") as f:
+                        f.write(json.loads(out)["azure"]["token"])
+            samples["pipeline (4 tools)" + suffix].append(total)
+        return samples
+
+    samples = pipeline(args.bin, "")
+    for v in args.variant:
+        label, _, bindir = v.partition("=")
+        samples.update(pipeline(bindir, f" [{label}]"))
 
     result = {"backend": args.backend, "tools": {k: summarize(v) for k, v in samples.items()}, "compare": {}}
 

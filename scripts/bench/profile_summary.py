@@ -3,19 +3,19 @@
 `perf report --stdio --no-children -g none --sort dso,sym` on stdin, percentages of all
 samples); prints a table of shares of the server's own samples.
 
-usage: perf report ... | profile_summary.py
+usage: perf report ... | profile_summary.py [TITLE]
 """
 import re
 import sys
 
 GROUPS = [
-    ("P-256 ECDSA (sign + verify)", r"nistz256|ecdsa|ec_GFp|p256|beeu_mod_inverse|bn_|ec_point|ec_scalar|ec_simple|ec_wNAF|ec_felem|ecp_"),
+    ("jitter entropy (aws-lc RNG seeding)", r"jent_|keccak|xoshiro|rol64|ptr_to_le32|le32_to_ptr|uint32rotl"),
+    ("P-256 ECDSA (sign + verify)", r"nistz256|ecdsa|ec_GFp|p256|beeu_mod_inverse|ec_point|ec_scalar|ec_simple|ec_wNAF|ec_felem|ecp_"),
     ("SHA-512 (ECDSA nonce derivation)", r"sha512"),
     ("X25519", r"x25519|curve25519|fiat_25519|x25519"),
     ("SHA-256 / HKDF / HMAC (transcript, key schedule)", r"sha256|hmac|hkdf|HMAC|SHA256"),
     ("AES-GCM (records, DRBG)", r"aes|gcm|ghash|gcm_|CTR_DRBG|ctr_drbg"),
-    ("RSA", r"rsa|RSA|bn_mul_mont|mont"),
-    ("jitter entropy (aws-lc RNG seeding)", r"jent_|keccak|xoshiro"),
+    ("RSA / bignum", r"rsa|RSA|bn_|mont"),
     ("certificate parsing / webpki / x509", r"webpki|x509|der::|asn1|untrusted|pki_types"),
     ("rustls state machine / codec", r"rustls::"),
     ("allocator (malloc/free)", r"malloc|free|_int_|cfree|tcache|realloc|calloc"),
@@ -46,9 +46,10 @@ def main():
             other[sym] = other.get(sym, 0) + pct
     if total == 0:
         sys.exit("profile_summary.py: no samples")
-    print("| where the server's CPU time went | share |")
+    title = sys.argv[1] if len(sys.argv) > 1 else "where the server's CPU time went"
+    print(f"| {title} | share |")
     print("|---|---:|")
-    print(f"| kernel (TCP, socket set-up, thread create/exit, scheduling, page faults) | {100 * kernel / total:.1f}% |")
+    print(f"| kernel (system calls, TCP, threads, page faults) | {100 * kernel / total:.1f}% |")
     for name, pct in sorted(groups.items(), key=lambda kv: -kv[1]):
         if pct > 0:
             print(f"| {name} | {100 * pct / total:.1f}% |")

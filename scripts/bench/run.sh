@@ -16,7 +16,10 @@
 #   --no-install     do not apt-get/pip install what is missing
 #   --no-build       use the binaries already in target/release and the loadgen's target
 #   --keep           keep the work directory (logs, raw JSON results)
-#   --only PARTS     comma-separated subset of crypto,servers,pipeline (default: all)
+#   --variant-bin LABEL=DIR  also measure the pipeline tools built in DIR (e.g. built with
+#                    AWS_LC_SYS_NO_JITTER_ENTROPY=1 --target-dir DIR/..), shown as "tool [LABEL]"
+#   --only PARTS     comma-separated subset of crypto,servers,pipeline,profile (default: all;
+#                    profile needs perf, and the pipeline part for the tools' profile)
 #   --nice N         niceness of the server and load generator (default -15 as root, else 0): on a
 #                    shared machine this keeps other work from taking their CPUs (a single-threaded
 #                    server would otherwise lose more of its core than a many-threaded one)
@@ -24,11 +27,12 @@
 # The server under test runs on CPU 0 (taskset -c 0), the load generator on CPU 1.
 set -euo pipefail
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH="$ROOT/scripts/bench"
-quick=0 runs=3 duration=10 concurrency=16 pipeline_runs=30 out= install=1 build=1 keep=0 only=crypto,servers,pipeline
+quick=0 runs=3 duration=10 concurrency=16 pipeline_runs=30 out= install=1 build=1 keep=0 only=crypto,servers,pipeline,profile
 if [ "$(id -u)" = 0 ]; then nice=-15; else nice=0; fi
+variant_bins=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -42,6 +46,7 @@ while [ $# -gt 0 ]; do
     --keep) keep=1 ;;
     --only) only="${2:?}"; shift ;;
     --nice) nice="${2:?}"; shift ;;
+    --variant-bin) variant_bins+=("${2:?}"); shift ;;
     -h|--help) usage 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage ;;
   esac
@@ -274,25 +279,87 @@ fi
 # ---- pipeline ----
 if want pipeline; then
 say "pipeline: $pipeline_runs runs of wif-sign | wif-azure | wif-sts | wif-impersonate"
-mkdir -p "$WORK/pipeline" "$WORK/java"
-TENANT=7a1c9e4b-0d2f-4c3a-9b8e-1f2a3b4c5d6e APP=11111111-2222-3333-4444-555555555555
-AUDIENCE=//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/bench/providers/azure
-SA=bench@example-project.iam.gserviceaccount.com
-python3 "$BENCH/double.py" > "$WORK/log/double.log" 2>&1 &
+mkdir -p "$WORK/pipeline" "$WORK/java" "$WORK/emu"
+# The identities of wif-emulate's example configuration (the double accepts anything).
+TENANT=7a1c9e4b-0d2f-4c3a-9b8e-1f2a3b4c5d6e APP=0b6f3d2a-5c4e-4f1a-8e7d-9a0b1c2d3e4f
+AUDIENCE=//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/wif-pool/providers/azure
+SA=wif-demo@wif-demo.iam.gserviceaccount.com
+if [ -x "$BIN/wif-emulate" ]; then
+  backend=wif-emulate
+  ln -s "$WORK/pki-ec" "$WORK/emu/pki"
+  "$BIN/wif-emulate" --print-example-config > "$WORK/emu/emulator.json"
+  cmdlog "wif-emulate --config emulator.json --listen 127.0.0.1:0   # the example configuration, unpinned"
+  "$BIN/wif-emulate" --config "$WORK/emu/emulator.json" --listen 127.0.0.1:0 > "$WORK/log/emulator.log" 2>&1 &
+else
+  backend=double
+  cmdlog "python3 scripts/bench/double.py   # wif-emulate not built: canned answers"
+  python3 "$BENCH/double.py" > "$WORK/log/emulator.log" 2>&1 &
+fi
 PIDS+=("$!")
-for _ in $(seq 100); do [ -s "$WORK/log/double.log" ] && break; sleep 0.1; done
-BASE=$(head -1 "$WORK/log/double.log" | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])')
-backend=double
+for _ in $(seq 100); do [ -s "$WORK/log/emulator.log" ] && break; sleep 0.1; done
+BASE=$(head -1 "$WORK/log/emulator.log" | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])')
 java_dir=()
 if command -v javac >/dev/null; then
   printf 'public class Hello { public static void main(String[] a) { System.out.println("hello"); } }\n' \
     > "$WORK/java/Hello.java"
   javac -d "$WORK/java" "$WORK/java/Hello.java" && java_dir=(--java-dir "$WORK/java")
 fi
-cmdlog "python3 scripts/bench/measure.py --bin target/release --backend $backend --base $BASE --runs $pipeline_runs ..."
+variants=()
+for v in "${variant_bins[@]}"; do variants+=(--variant "$v"); done
+cmdlog "nice -n $nice taskset -c 0 python3 scripts/bench/measure.py --bin target/release --backend $backend --base URL --runs $pipeline_runs --rusage scripts/bench/loadgen/target/release/wif-rusage ${variants[*]}"
 "${ON0[@]}" python3 "$BENCH/measure.py" --bin "$BIN" --pki "$WORK/pki-ec" --base "$BASE" --tenant "$TENANT" \
-  --client-id "$APP" --audience "$AUDIENCE" --service-account "$SA" --runs "$pipeline_runs" \
-  --work "$WORK/pipeline" --out "$RES/pipeline.json" --backend "$backend" --rusage "$RUSAGE" "${java_dir[@]}"
+  --client-id "$APP" --audience "$AUDIENCE" --service-account "$SA" --scope api://wif-gcp/.default \
+  --runs "$pipeline_runs" --work "$WORK/pipeline" --out "$RES/pipeline.json" --backend "$backend" \
+  --rusage "$RUSAGE" "${java_dir[@]}" "${variants[@]}"
+fi
+
+# ---- profile of wif-serve and of the pipeline tools (perf with a software clock; strace) ----
+if want profile && command -v perf >/dev/null && perf record -e cpu-clock -o /dev/null -- true 2>/dev/null; then
+  say "profile: perf of wif-serve under new-connection load, syscalls per connection"
+  dir="$WORK/pki-ec"
+  start_wifserve "$dir"
+  ws_pid=$SPIDS
+  prof_secs=$([ "$quick" = 1 ] && echo 2 || echo 6)
+  "${ON1[@]}" "$LG" --url "$URL" --cert "$dir/client.crt" --key "$dir/client.key" --ca "$dir/ca-chain.crt" \
+    --concurrency "$concurrency" --duration "$((prof_secs + 2))" --warmup 0 --tls13 > /dev/null 2>&1 &
+  lg=$!
+  sleep 1
+  cmdlog "perf record -F 2000 -e cpu-clock -g -a -C 0 -- sleep $prof_secs   # wif-serve under new-connection TLS 1.3 load"
+  perf record -q -F 2000 -e cpu-clock -g -a -C 0 -o "$WORK/serve.perf" -- sleep "$prof_secs" 2>/dev/null
+  wait "$lg" || true
+  perf report -i "$WORK/serve.perf" --comms conn,wif-serve --stdio --no-children -g none --sort dso,sym \
+    --percent-limit 0 2>/dev/null | python3 "$BENCH/profile_summary.py" > "$RES/profile-serve.md" || true
+  perf script -i "$WORK/serve.perf" --comms conn,wif-serve 2>/dev/null \
+    | python3 "$BENCH/profile_kernel.py" > "$RES/profile-serve-kernel.md" || true
+  if command -v strace >/dev/null; then
+    strace_count() { # strace_count NAME PID URL
+      strace -f -c -o "$RES/strace-$1.txt" -p "$2" 2>/dev/null &
+      local st=$!
+      sleep 0.5
+      "${ON1[@]}" "$LG" --url "$3" --cert "$dir/client.crt" --key "$dir/client.key" --ca "$dir/ca-chain.crt" \
+        --concurrency 4 --duration 2 --warmup 0 --tls13 > /dev/null 2>&1 || true
+      sleep 0.3
+      kill -INT "$st" 2>/dev/null || true
+      wait "$st" 2>/dev/null || true
+    }
+    cmdlog "strace -f -c -p PID   # during 2 s of new-connection load at concurrency 4, for wif-serve and the nginx worker"
+    strace_count wif-serve "$ws_pid" "$URL"
+    start_nginx "$dir"
+    strace_count nginx "${SPIDS#*,}" "$URL"
+    kill "${SPIDS%%,*}" 2>/dev/null || true
+  fi
+  kill "$ws_pid" 2>/dev/null || true
+  # Where a pipeline tool's CPU goes (the one-off start-up work dominates these short runs).
+  if [ -n "${BASE:-}" ]; then
+    "$BIN/wif-sign" --client-id "$APP" --tenant-id "$TENANT" --authority "$BASE" --key "$WORK/pki-ec/app-rsa.key" \
+      --cert "$WORK/pki-ec/app-rsa.crt" > "$WORK/sign.json" 2>/dev/null || true
+    cmdlog "perf record -F 20000 -e cpu-clock -g -- wif-sign ...   # one run"
+    perf record -q -F 20000 -e cpu-clock -g -o "$WORK/sign.perf" -- "$BIN/wif-sign" --client-id "$APP" \
+      --tenant-id "$TENANT" --authority "$BASE" --key "$WORK/pki-ec/app-rsa.key" --cert "$WORK/pki-ec/app-rsa.crt" \
+      > /dev/null 2>&1 || true
+    perf report -i "$WORK/sign.perf" --stdio --no-children -g none --sort dso,sym --percent-limit 0 2>/dev/null \
+      | python3 "$BENCH/profile_summary.py" "where one wif-sign run's CPU time went" > "$RES/profile-sign.md" || true
+  fi
 fi
 
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RES/facts.txt"
