@@ -11,7 +11,7 @@ import sys
 GROUPS = [
     ("jitter entropy (aws-lc RNG seeding)", r"jent_|keccak|xoshiro|rol64|ptr_to_le32|le32_to_ptr|uint32rotl"),
     ("P-256 ECDSA (sign + verify)", r"nistz256|ecdsa|ec_GFp|p256|beeu_mod_inverse|ec_point|ec_scalar|ec_simple|ec_wNAF|ec_felem|ecp_"),
-    ("SHA-512 (ECDSA nonce derivation)", r"sha512"),
+    ("SHA-384/512 (TLS 1.3 transcript + key schedule of TLS_AES_256_GCM_SHA384; ECDSA nonce)", r"sha512|SHA384|sha384|SHA512"),
     ("X25519", r"x25519|curve25519|fiat_25519|x25519"),
     ("SHA-256 / HKDF / HMAC (transcript, key schedule)", r"sha256|hmac|hkdf|HMAC|SHA256"),
     ("AES-GCM (records, DRBG)", r"aes|gcm|ghash|gcm_|CTR_DRBG|ctr_drbg"),
