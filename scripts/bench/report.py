@@ -140,7 +140,8 @@ w("|---|---|")
 for k, label in [("cpu", "CPU"), ("cores", "cores"), ("kernel", "kernel"), ("os", "OS"), ("rustc", "rustc"),
                  ("rustls", "rustls (wif-serve)"), ("nginx", "nginx"), ("openssl", "OpenSSL"),
                  ("python", "Python"), ("flask", "Flask"), ("google_auth", "google-auth"), ("java", "Java"),
-                 ("wif", "wif commit"), ("loadavg_start", "load average at start"),
+                 ("wif", "wif commit"), ("sched", "scheduling of servers and load generator"),
+                 ("loadavg_start", "load average at start"),
                  ("loadavg_end", "load average at end")]:
     w(f"| {label} | {facts.get(k, '?')} |")
 w("")
@@ -156,8 +157,13 @@ if shared >= 1.0:
 
 w("## Method")
 w("")
+sched = facts.get("sched", "none")
+sched_text = {"fifo": " Both run with real-time priority (`chrt -f 10`), so that other work on a shared machine "
+              "cannot delay their wake-ups (without it, a single-threaded event loop such as nginx's waits behind "
+              "other processes at every wake-up, while a many-threaded server keeps its core busy).",
+              "nice": " Both run at `nice -n -15`."}.get(sched, "")
 w("- The server under test runs on CPU 0 (`taskset -c 0`), the load generator "
-  "(`scripts/bench/loadgen`, Rust, rustls 0.23 + aws-lc-rs) on CPU 1. All three servers use the same "
+  "(`scripts/bench/loadgen`, Rust, rustls 0.23 + aws-lc-rs) on CPU 1." + sched_text + " All three servers use the same "
   "test PKI (`scripts/gen-test-pki.sh`: root → intermediate → server/client, P-256 or `--rsa` RSA-2048) "
   "and serve the same 1,536-byte token file at `/get_wif_token`, requiring a client certificate "
   "(nginx: `ssl_verify_client on`; Flask: `ssl.CERT_REQUIRED`, as in the seed).")

@@ -20,9 +20,12 @@
 #                    AWS_LC_SYS_NO_JITTER_ENTROPY=1 --target-dir DIR/..), shown as "tool [LABEL]"
 #   --only PARTS     comma-separated subset of crypto,servers,pipeline,profile (default: all;
 #                    profile needs perf, and the pipeline part for the tools' profile)
-#   --nice N         niceness of the server and load generator (default -15 as root, else 0): on a
-#                    shared machine this keeps other work from taking their CPUs (a single-threaded
-#                    server would otherwise lose more of its core than a many-threaded one)
+#   --sched fifo|nice|none  how the servers and the load generator are scheduled (default: fifo as
+#                    root, else none). fifo = chrt -f 10: on a shared machine other work cannot
+#                    delay their wake-ups (a single-threaded event loop like nginx's otherwise waits
+#                    behind other processes at every wake-up, while a many-threaded server keeps its
+#                    core); the kernel's RT throttling still leaves 5% to others. nice = nice -n -15.
+#                    The pipeline part always uses nice (JVM and Python threads must not run RT).
 #
 # The server under test runs on CPU 0 (taskset -c 0), the load generator on CPU 1.
 set -euo pipefail
@@ -31,7 +34,7 @@ usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH="$ROOT/scripts/bench"
 quick=0 runs=3 duration=10 concurrency=16 pipeline_runs=30 out= install=1 build=1 keep=0 only=crypto,servers,pipeline,profile
-if [ "$(id -u)" = 0 ]; then nice=-15; else nice=0; fi
+if [ "$(id -u)" = 0 ]; then sched=fifo; else sched=none; fi
 variant_bins=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -45,7 +48,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0 ;;
     --keep) keep=1 ;;
     --only) only="${2:?}"; shift ;;
-    --nice) nice="${2:?}"; shift ;;
+    --sched) sched="${2:?}"; shift ;;
     --variant-bin) variant_bins+=("${2:?}"); shift ;;
     -h|--help) usage 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage ;;
@@ -58,8 +61,16 @@ else
   warmup=1 crypto_secs=2
 fi
 
-ON0=(nice -n "$nice" taskset -c 0)
-ON1=(nice -n "$nice" taskset -c 1)
+case "$sched" in
+  fifo) PRIO=(chrt -f 10) ;;
+  nice) PRIO=(nice -n -15) ;;
+  none) PRIO=() ;;
+  *) echo "run.sh: --sched fifo|nice|none" >&2; exit 2 ;;
+esac
+if [ "$sched" = none ]; then PIPE0=(taskset -c 0) PIPE1=(taskset -c 1); else
+  PIPE0=(nice -n -15 taskset -c 0) PIPE1=(nice -n -15 taskset -c 1); fi
+ON0=("${PRIO[@]}" taskset -c 0)
+ON1=("${PRIO[@]}" taskset -c 1)
 want() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 WORK=$(mktemp -d /tmp/wif-bench.XXXXXX)
@@ -120,7 +131,7 @@ done
   echo "java=$(java -version 2>&1 | head -1)"
   echo "wif=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
   echo "rustls=$(grep -A1 '^name = "rustls"$' "$ROOT/Cargo.lock" | sed -n 's/version = "\(.*\)"/\1/p')"
-  echo "nice=$nice"
+  echo "sched=$sched"
   echo "quick=$quick runs=$runs duration=$duration warmup=$warmup concurrency=$concurrency"
 } > "$RES/facts.txt"
 
@@ -153,7 +164,7 @@ wait_port() { # wait_port PORT
 # Each start_X sets URL and SPIDS (comma-separated server process ids).
 start_wifserve() { # start_wifserve PKI
   local pki=$1 log="$WORK/log/wif-serve.$(basename "$1").log"
-  cmdlog "nice -n $nice taskset -c 0 wif-serve --listen 127.0.0.1:0 --cert $pki/server-chain.crt --key $pki/server.key --client-ca $pki/ca-chain.crt --token $TOKEN > access.log"
+  cmdlog "${PRIO[*]} taskset -c 0 wif-serve --listen 127.0.0.1:0 --cert $pki/server-chain.crt --key $pki/server.key --client-ca $pki/ca-chain.crt --token $TOKEN > access.log"
   "${ON0[@]}" "$BIN/wif-serve" --listen 127.0.0.1:0 --cert "$pki/server-chain.crt" --key "$pki/server.key" \
     --client-ca "$pki/ca-chain.crt" --token "$TOKEN" > "$log" 2> "$log.err" &
   local pid=$!
@@ -200,7 +211,7 @@ http {
 }
 CONF
   cp "$dir/nginx.conf" "$RES/nginx.conf"
-  cmdlog "nice -n $nice taskset -c 0 nginx -p DIR -c DIR/nginx.conf -e DIR/error.log   # config below"
+  cmdlog "${PRIO[*]} taskset -c 0 nginx -p DIR -c DIR/nginx.conf -e DIR/error.log   # config below"
   "${ON0[@]}" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
   local pid=$!
   PIDS+=("$pid")
@@ -214,7 +225,7 @@ CONF
 start_flask() { # start_flask PKI
   local pki=$1 port
   port=$(free_port)
-  cmdlog "nice -n $nice taskset -c 0 python3 scripts/bench/flask_server.py PORT $pki/server-chain.crt $pki/server.key $pki/ca-chain.crt $TOKEN 2> access.log"
+  cmdlog "${PRIO[*]} taskset -c 0 python3 scripts/bench/flask_server.py PORT $pki/server-chain.crt $pki/server.key $pki/ca-chain.crt $TOKEN 2> access.log"
   "${ON0[@]}" python3 "$BENCH/flask_server.py" "$port" "$pki/server-chain.crt" "$pki/server.key" \
     "$pki/ca-chain.crt" "$TOKEN" > /dev/null 2> "$WORK/log/flask.$(basename "$pki").log" &
   local pid=$!
@@ -227,9 +238,9 @@ start_flask() { # start_flask PKI
 # ---- the crypto limit ----
 if want crypto; then
 say "crypto limit: aws-lc and OpenSSL speed on CPU 0"
-cmdlog "nice -n $nice taskset -c 0 scripts/bench/loadgen/target/release/wif-cryptospeed $crypto_secs"
+cmdlog "${PRIO[*]} taskset -c 0 scripts/bench/loadgen/target/release/wif-cryptospeed $crypto_secs"
 "${ON0[@]}" "$BENCH/loadgen/target/release/wif-cryptospeed" "$crypto_secs" > "$RES/cryptospeed.json"
-cmdlog "nice -n $nice taskset -c 0 openssl speed -seconds ${crypto_secs%.*} ecdhx25519 ecdsap256 rsa2048"
+cmdlog "${PRIO[*]} taskset -c 0 openssl speed -seconds ${crypto_secs%.*} ecdhx25519 ecdsap256 rsa2048"
 "${ON0[@]}" openssl speed -seconds "$(python3 -c "print(max(1, round($crypto_secs)))")" ecdhx25519 ecdsap256 rsa2048 \
   > "$RES/openssl-speed.txt" 2>/dev/null
 fi
@@ -250,7 +261,7 @@ loadgen() { # loadgen SERVER PKI CASE RUN URL SPIDS PKIDIR
     rm -f "$f"
   fi
 }
-cmdlog "nice -n $nice taskset -c 1 wif-loadgen --url URL --cert client.crt --key client.key --ca ca-chain.crt --concurrency $concurrency --duration $duration --warmup $warmup {--mode new --tls13 | --mode new --tls12 | --mode keepalive --tls13 --requests-per-conn 100} --server-pid PIDS"
+cmdlog "${PRIO[*]} taskset -c 1 wif-loadgen --url URL --cert client.crt --key client.key --ca ca-chain.crt --concurrency $concurrency --duration $duration --warmup $warmup {--mode new --tls13 | --mode new --tls12 | --mode keepalive --tls13 --requests-per-conn 100} --server-pid PIDS"
 
 bench_pki() { # bench_pki ec|rsa CASES...
   local pki=$1; shift
@@ -288,12 +299,12 @@ if [ -x "$BIN/wif-emulate" ]; then
   backend=wif-emulate
   ln -s "$WORK/pki-ec" "$WORK/emu/pki"
   "$BIN/wif-emulate" --print-example-config > "$WORK/emu/emulator.json"
-  cmdlog "wif-emulate --config emulator.json --listen 127.0.0.1:0   # the example configuration, unpinned"
-  "$BIN/wif-emulate" --config "$WORK/emu/emulator.json" --listen 127.0.0.1:0 > "$WORK/log/emulator.log" 2>&1 &
+  cmdlog "${PIPE1[*]} wif-emulate --config emulator.json --listen 127.0.0.1:0   # its example configuration"
+  "${PIPE1[@]}" "$BIN/wif-emulate" --config "$WORK/emu/emulator.json" --listen 127.0.0.1:0 > "$WORK/log/emulator.log" 2>&1 &
 else
   backend=double
-  cmdlog "python3 scripts/bench/double.py   # wif-emulate not built: canned answers"
-  python3 "$BENCH/double.py" > "$WORK/log/emulator.log" 2>&1 &
+  cmdlog "${PIPE1[*]} python3 scripts/bench/double.py   # wif-emulate not built: canned answers"
+  "${PIPE1[@]}" python3 "$BENCH/double.py" > "$WORK/log/emulator.log" 2>&1 &
 fi
 PIDS+=("$!")
 for _ in $(seq 100); do [ -s "$WORK/log/emulator.log" ] && break; sleep 0.1; done
@@ -306,8 +317,8 @@ if command -v javac >/dev/null; then
 fi
 variants=()
 for v in "${variant_bins[@]}"; do variants+=(--variant "$v"); done
-cmdlog "nice -n $nice taskset -c 0 python3 scripts/bench/measure.py --bin target/release --backend $backend --base URL --runs $pipeline_runs --rusage scripts/bench/loadgen/target/release/wif-rusage ${variants[*]}"
-"${ON0[@]}" python3 "$BENCH/measure.py" --bin "$BIN" --pki "$WORK/pki-ec" --base "$BASE" --tenant "$TENANT" \
+cmdlog "nice -n -15 taskset -c 0 python3 scripts/bench/measure.py --bin target/release --backend $backend --base URL --runs $pipeline_runs --rusage scripts/bench/loadgen/target/release/wif-rusage ${variants[*]}"
+"${PIPE0[@]}" python3 "$BENCH/measure.py" --bin "$BIN" --pki "$WORK/pki-ec" --base "$BASE" --tenant "$TENANT" \
   --client-id "$APP" --audience "$AUDIENCE" --service-account "$SA" --scope api://wif-gcp/.default \
   --runs "$pipeline_runs" --work "$WORK/pipeline" --out "$RES/pipeline.json" --backend "$backend" \
   --rusage "$RUSAGE" "${java_dir[@]}" "${variants[@]}"
