@@ -9,6 +9,7 @@ pub mod clock;
 pub mod document;
 pub mod error;
 pub mod files;
+pub mod get;
 pub mod hints;
 pub mod http;
 pub mod iam;
