@@ -13,6 +13,7 @@ pub mod get;
 pub mod hints;
 pub mod http;
 pub mod iam;
+pub mod inspect;
 pub mod jwt;
 pub mod keys;
 pub mod manual;

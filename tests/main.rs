@@ -2,5 +2,6 @@
 
 mod common;
 mod get;
+mod inspect;
 mod manual;
 mod pipeline;
