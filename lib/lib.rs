@@ -11,9 +11,11 @@ pub mod error;
 pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod get;
 pub mod hints;
 pub mod http;
 pub mod iam;
+pub mod inspect;
 pub mod jwt;
 pub mod keys;
 pub mod manual;

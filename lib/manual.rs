@@ -56,6 +56,8 @@ pub fn pages() -> Vec<PageInfo> {
         PageInfo { command: crate::sts::Cli::command(), examples: crate::sts::EXAMPLES, files: CONFIG_FILES },
         PageInfo { command: crate::iam::Cli::command(), examples: crate::iam::EXAMPLES, files: TOKEN_FILES },
         PageInfo { command: crate::serve::Cli::command(), examples: crate::serve::EXAMPLES, files: SERVE_FILES },
+        PageInfo { command: crate::get::Cli::command(), examples: crate::get::EXAMPLES, files: TOKEN_FILES },
+        PageInfo { command: crate::inspect::Cli::command(), examples: crate::inspect::EXAMPLES, files: TOKEN_FILES },
     ]
 }
 
@@ -150,7 +152,8 @@ pub fn render(page: &PageInfo) -> String {
 }
 
 /// Every binary of the package.
-pub const ALL_TOOLS: &[&str] = &["wif-sign", "wif-azure", "wif-sts", "wif-impersonate", "wif-serve"];
+pub const ALL_TOOLS: &[&str] =
+    &["wif-sign", "wif-azure", "wif-sts", "wif-impersonate", "wif-serve", "wif-get", "wif-inspect"];
 
 /// Shell completions for one command.
 pub fn completions(cmd: &clap::Command, shell: clap_complete::Shell) -> String {

@@ -2,6 +2,8 @@
 
 mod common;
 mod fuzz_corpus;
+mod get;
+mod inspect;
 mod manual;
 mod pipeline;
 mod refresh;
