@@ -483,3 +483,25 @@ fn systemd_units_are_hardened_and_agree_with_the_tools() {
         assert!(out.status.success() && !err.contains("wif-"), "systemd-analyze verify: {err}");
     }
 }
+
+#[test]
+fn the_script_is_lint_clean() {
+    // shellcheck where installed (CI may lack it), bash's own parser always.
+    let out = std::process::Command::new("bash").arg("-n").arg(script()).output().unwrap();
+    assert!(out.status.success(), "bash -n: {}", stderr(&out));
+    if let Ok(out) = std::process::Command::new("shellcheck").arg(script()).output() {
+        assert!(out.status.success(), "shellcheck:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+    // The manual page documents every option --help lists, and lints clean.
+    let page_path = root().join("scripts/wif-refresh.1");
+    let page = std::fs::read_to_string(&page_path).unwrap();
+    let help = refresh_help();
+    let options = help.split(|c: char| c.is_whitespace() || c == ',').filter(|w| w.starts_with("--") && w.len() > 2);
+    for opt in options {
+        assert!(page.contains(&opt.replace('-', "\\-")), "wif-refresh.1 documents {opt}");
+    }
+    if let Ok(out) = std::process::Command::new("mandoc").args(["-Tlint", "-Wwarning"]).arg(&page_path).output() {
+        let report = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && report.trim().is_empty(), "mandoc: {report}");
+    }
+}
