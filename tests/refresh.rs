@@ -78,8 +78,8 @@ fn counts(srv: &RoutedServer) -> (usize, usize, usize) {
     (n("/oauth2/"), n("/v1/token"), n(":generateAccessToken"))
 }
 
-/// A config file holding every step's settings, pointing all remotes at `url`.
-fn config(dir: &Path, url: &str) -> PathBuf {
+/// Every step's settings, pointing all remotes at `url`.
+fn settings(url: &str) -> serde_json::Map<String, Value> {
     let cfg = json!({
         "client_id": APP,
         "tenant_id": TENANT,
@@ -94,8 +94,13 @@ fn config(dir: &Path, url: &str) -> PathBuf {
         "timeout": "10s",
         "retries": 0
     });
+    cfg.as_object().unwrap().clone()
+}
+
+/// A config file holding every step's settings.
+fn config(dir: &Path, url: &str) -> PathBuf {
     let p = dir.join("wif.json");
-    std::fs::write(&p, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    std::fs::write(&p, serde_json::to_vec_pretty(&settings(url)).unwrap()).unwrap();
     p
 }
 
@@ -184,16 +189,26 @@ fn refresh_writes_the_token_then_skips_while_it_is_fresh() {
 }
 
 #[test]
-fn without_impersonation_the_federated_token_is_published() {
+fn without_a_config_file_the_steps_read_wif_env_and_may_skip_impersonation() {
     let srv = remote(vec![azure_ok()], vec![sts_ok()], vec![iam_ok().0]);
     let dir = tempdir();
-    let cfg = config(dir.path(), &srv.url);
     let token = dir.path().join("wif_token.txt");
-    let out = run(refresh(&cfg, &token, &["--no-impersonate"]));
+    let mut c = std::process::Command::new(script());
+    c.arg("--token-out").arg(&token).args(["--bin-dir", &bin_dir(), "--no-impersonate"]);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("WIF_")) {
+        c.env_remove(k);
+    }
+    // Not service_account: wif-sts reads WIF_SERVICE_ACCOUNT for --service-account, which
+    // clap only allows with --print-credential-config (lib/sts.rs), so it exits 2.
+    for (k, v) in settings(&srv.url).into_iter().filter(|(k, _)| k != "service_account") {
+        let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+        c.env(format!("WIF_{}", k.to_uppercase()), v);
+    }
+    let out = run(c);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(std::fs::read(&token).unwrap(), b"ya29.federated");
     assert_eq!(meta(&token)["written_by"], "wif-sts");
-    assert_eq!(counts(&srv), (1, 1, 0));
+    assert_eq!(counts(&srv), (1, 1, 0), "wif-impersonate never ran");
 }
 
 #[test]
