@@ -212,6 +212,25 @@ fn without_a_config_file_the_steps_read_wif_env_and_may_skip_impersonation() {
 }
 
 #[test]
+fn the_key_comes_from_the_environment_as_the_systemd_unit_sets_it() {
+    // wif-refresh.service: the config names /etc/wif/app.key, WIF_KEY=%d/app.key overrides it.
+    let srv = remote(vec![azure_ok()], vec![sts_ok()], vec![iam_ok().0]);
+    let dir = tempdir();
+    let mut cfg = settings(&srv.url);
+    cfg.insert("key".into(), json!("/nonexistent/app.key"));
+    let cfg_path = dir.path().join("wif.json");
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let token = dir.path().join("wif_token.txt");
+    let out = run(refresh(&cfg_path, &token, &[]));
+    assert_eq!(out.status.code(), Some(6), "the config's key alone fails: {}", stderr(&out));
+    let mut c = refresh(&cfg_path, &token, &[]);
+    c.env("WIF_KEY", pki_file("app-rsa.key"));
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&token).unwrap(), FINAL.as_bytes());
+}
+
+#[test]
 fn concurrent_runs_exchange_only_once() {
     // The first run is slow at Azure, so the others start while it holds the lock.
     let (iam, _) = iam_ok();
