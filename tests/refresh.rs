@@ -304,6 +304,18 @@ fn a_dead_remote_exits_5_and_writes_nothing() {
     assert!(err.contains("wif-azure: "), "{err}");
     assert!(err.lines().last().unwrap().contains("wif-azure failed (exit 5); there is no previous token"), "{err}");
     assert!(!token.exists());
+
+    // An expired previous token is kept as it is, and the summary says it has expired.
+    let past = wif::clock::rfc3339(now() - 60);
+    std::fs::write(&token, "old").unwrap();
+    let m = json!({"expires_at": past, "token_type": "access_token", "written_at": past,
+                   "written_by": "wif-impersonate", "bytes": 3, "sha256": wif::keys::sha256_hex(b"old")});
+    std::fs::write(dir.path().join("wif_token.txt.meta.json"), m.to_string()).unwrap();
+    let out = run(refresh(&cfg, &token, &[]));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let last = stderr(&out).lines().last().unwrap().to_string();
+    assert_eq!(last, format!("wif-refresh: wif-azure failed (exit 5); the previous token expired at {past}"));
+    assert_eq!(std::fs::read(&token).unwrap(), b"old");
 }
 
 #[test]
