@@ -373,22 +373,14 @@ impl Ctx {
 /// `2026-11-23 13:05:00 +01:00` (or `… UTC`).
 pub fn local_time(unix: i64, offset: UtcOffset) -> String {
     let t = OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH).to_offset(offset);
-    let (d, tm) = (t.date(), t.time());
-    let zone = if offset == UtcOffset::UTC {
-        "UTC".to_string()
+    let text = if offset == UtcOffset::UTC {
+        t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC"))
     } else {
-        let (h, m, _) = offset.as_hms();
-        format!("{}{:02}:{:02}", if offset.is_negative() { '-' } else { '+' }, h.abs(), m.abs())
+        t.format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] [offset_hour sign:mandatory]:[offset_minute]"
+        ))
     };
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {zone}",
-        d.year(),
-        u8::from(d.month()),
-        d.day(),
-        tm.hour(),
-        tm.minute(),
-        tm.second()
-    )
+    text.unwrap_or_else(|_| clock::rfc3339(unix))
 }
 
 enum Input {
@@ -616,7 +608,10 @@ fn describe(f: Found, ctx: &Ctx) -> TokenReport {
             r.signature = token.rsplit('.').next().map(str::to_string);
         } else {
             r.kind = "opaque";
-            let head: String = token.chars().take(6).collect();
+            // Six characters say which kind of token it is (ya29., gho_…) without giving
+            // much of it away; short tokens get no preview at all.
+            let n = if token.chars().count() >= 20 { 6 } else { 0 };
+            let head: String = token.chars().take(n).collect();
             r.preview = Some(format!("{head}…"));
         }
         r.token = Some(token);
