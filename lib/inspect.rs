@@ -669,12 +669,25 @@ fn thumbprint_matches(header: Option<&Value>, cert: &[u8]) -> Option<bool> {
 }
 
 fn describe_certs(cli: &Cli, path: &Path, ctx: &Ctx) -> Result<Vec<CertReport>> {
-    let certs = keys::load_certs(path).map_err(|e| e.context("reading --cert"))?;
-    let key_matches = match &cli.key {
-        Some(kp) => {
-            let pw = keys::read_password(cli.key_password_file.as_deref(), cli.key_password_env.as_deref())?;
-            let bundle = keys::load_key(kp, pw.as_ref())?;
-            let key = keys::signing_key(&bundle.key).map_err(|e| e.context(format!("reading {}", kp.display())))?;
+    let password = || keys::read_password(cli.key_password_file.as_deref(), cli.key_password_env.as_deref());
+    // A PKCS#12 keystore holds the certificate and its key: describe both.
+    let (certs, own_key) = if crate::get::is_pkcs12(path) {
+        let bundle = keys::load_key(path, password()?.as_ref()).map_err(|e| e.context("reading --cert"))?;
+        if bundle.chain.is_empty() {
+            return Err(Error::input(format!("{} holds no certificate", path.display())));
+        }
+        (bundle.chain, Some(bundle.key))
+    } else {
+        (keys::load_certs(path).map_err(|e| e.context("reading --cert"))?, None)
+    };
+    let key = match (&cli.key, own_key) {
+        (Some(kp), _) => Some((keys::load_key(kp, password()?.as_ref())?.key, kp.display().to_string())),
+        (None, Some(k)) => Some((k, path.display().to_string())),
+        (None, None) => None,
+    };
+    let key_matches = match key {
+        Some((k, name)) => {
+            let key = keys::signing_key(&k).map_err(|e| e.context(format!("reading the key in {name}")))?;
             Some(keys::check_key_matches_cert(&key, &certs[0]).is_ok())
         }
         None => None,

@@ -189,6 +189,15 @@ fn pkcs12_client_certificate() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, TOKEN.as_bytes());
+    // The password from an environment variable named by --key-password-env.
+    let out = bin("wif-get")
+        .args(["--url", &seed.url("localhost"), "--cert", &pki_file("client.p12"), "--ca", &pki_file("ca-chain.crt")])
+        .args(["--key-password-env", "CLIENT_P12_PASSWORD", "--format", "token"])
+        .env("CLIENT_P12_PASSWORD", "correct horse battery staple")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, TOKEN.as_bytes());
     // Without the password the PKCS#12 file cannot be opened: bad input, nothing fetched.
     let out = bin("wif-get")
         .args(["--url", &seed.url("localhost"), "--cert", &pki_file("client.p12"), "--ca", &pki_file("ca-chain.crt")])
@@ -196,7 +205,7 @@ fn pkcs12_client_certificate() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("--key-password-file"));
-    assert_eq!(seed.log().len(), 1);
+    assert_eq!(seed.log().len(), 2);
 }
 
 #[test]
