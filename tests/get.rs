@@ -393,3 +393,22 @@ fn settings_come_from_the_config() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("WIF_GET_URL"));
 }
+
+#[test]
+fn expired_client_certificate_warns_and_is_refused() {
+    let dir = tempdir();
+    let seed = Seed::start(&token_file(dir.path(), TOKEN), &[]);
+    let out = bin("wif-get")
+        .args(["--url", &seed.url("localhost"), "--cert", &pki_file("client-expired.crt")])
+        .args(["--key", &pki_file("client-expired.key"), "--ca", &pki_file("ca-chain.crt")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("warning: the client certificate expired"), "{err}");
+    assert!(err.contains("refused our client certificate"), "{err}");
+    // --min-ttl checks the --out file, so it needs one.
+    let out = get(&seed.url("localhost")).args(["--min-ttl", "5m"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(seed.log().is_empty());
+}
