@@ -390,7 +390,8 @@ fn load_identity(cli: &Cli, s: &Settings) -> Result<Identity> {
     Ok(Identity { chain, key, subject, sha256 })
 }
 
-fn is_pkcs12(path: &Path) -> bool {
+/// Whether a path names a PKCS#12 keystore (`.p12`, `.pfx`).
+pub fn is_pkcs12(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("p12") || e.eq_ignore_ascii_case("pfx"))

@@ -373,22 +373,14 @@ impl Ctx {
 /// `2026-11-23 13:05:00 +01:00` (or `… UTC`).
 pub fn local_time(unix: i64, offset: UtcOffset) -> String {
     let t = OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH).to_offset(offset);
-    let (d, tm) = (t.date(), t.time());
-    let zone = if offset == UtcOffset::UTC {
-        "UTC".to_string()
+    let text = if offset == UtcOffset::UTC {
+        t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC"))
     } else {
-        let (h, m, _) = offset.as_hms();
-        format!("{}{:02}:{:02}", if offset.is_negative() { '-' } else { '+' }, h.abs(), m.abs())
+        t.format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] [offset_hour sign:mandatory]:[offset_minute]"
+        ))
     };
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {zone}",
-        d.year(),
-        u8::from(d.month()),
-        d.day(),
-        tm.hour(),
-        tm.minute(),
-        tm.second()
-    )
+    text.unwrap_or_else(|_| clock::rfc3339(unix))
 }
 
 enum Input {
@@ -616,7 +608,10 @@ fn describe(f: Found, ctx: &Ctx) -> TokenReport {
             r.signature = token.rsplit('.').next().map(str::to_string);
         } else {
             r.kind = "opaque";
-            let head: String = token.chars().take(6).collect();
+            // Six characters say which kind of token it is (ya29., gho_…) without giving
+            // much of it away; short tokens get no preview at all.
+            let n = if token.chars().count() >= 20 { 6 } else { 0 };
+            let head: String = token.chars().take(n).collect();
             r.preview = Some(format!("{head}…"));
         }
         r.token = Some(token);
@@ -674,12 +669,25 @@ fn thumbprint_matches(header: Option<&Value>, cert: &[u8]) -> Option<bool> {
 }
 
 fn describe_certs(cli: &Cli, path: &Path, ctx: &Ctx) -> Result<Vec<CertReport>> {
-    let certs = keys::load_certs(path).map_err(|e| e.context("reading --cert"))?;
-    let key_matches = match &cli.key {
-        Some(kp) => {
-            let pw = keys::read_password(cli.key_password_file.as_deref(), cli.key_password_env.as_deref())?;
-            let bundle = keys::load_key(kp, pw.as_ref())?;
-            let key = keys::signing_key(&bundle.key).map_err(|e| e.context(format!("reading {}", kp.display())))?;
+    let password = || keys::read_password(cli.key_password_file.as_deref(), cli.key_password_env.as_deref());
+    // A PKCS#12 keystore holds the certificate and its key: describe both.
+    let (certs, own_key) = if crate::get::is_pkcs12(path) {
+        let bundle = keys::load_key(path, password()?.as_ref()).map_err(|e| e.context("reading --cert"))?;
+        if bundle.chain.is_empty() {
+            return Err(Error::input(format!("{} holds no certificate", path.display())));
+        }
+        (bundle.chain, Some(bundle.key))
+    } else {
+        (keys::load_certs(path).map_err(|e| e.context("reading --cert"))?, None)
+    };
+    let key = match (&cli.key, own_key) {
+        (Some(kp), _) => Some((keys::load_key(kp, password()?.as_ref())?.key, kp.display().to_string())),
+        (None, Some(k)) => Some((k, path.display().to_string())),
+        (None, None) => None,
+    };
+    let key_matches = match key {
+        Some((k, name)) => {
+            let key = keys::signing_key(&k).map_err(|e| e.context(format!("reading the key in {name}")))?;
             Some(keys::check_key_matches_cert(&key, &certs[0]).is_ok())
         }
         None => None,

@@ -189,6 +189,15 @@ fn pkcs12_client_certificate() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, TOKEN.as_bytes());
+    // The password from an environment variable named by --key-password-env.
+    let out = bin("wif-get")
+        .args(["--url", &seed.url("localhost"), "--cert", &pki_file("client.p12"), "--ca", &pki_file("ca-chain.crt")])
+        .args(["--key-password-env", "CLIENT_P12_PASSWORD", "--format", "token"])
+        .env("CLIENT_P12_PASSWORD", "correct horse battery staple")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, TOKEN.as_bytes());
     // Without the password the PKCS#12 file cannot be opened: bad input, nothing fetched.
     let out = bin("wif-get")
         .args(["--url", &seed.url("localhost"), "--cert", &pki_file("client.p12"), "--ca", &pki_file("ca-chain.crt")])
@@ -196,7 +205,7 @@ fn pkcs12_client_certificate() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("--key-password-file"));
-    assert_eq!(seed.log().len(), 1);
+    assert_eq!(seed.log().len(), 2);
 }
 
 #[test]
@@ -383,4 +392,23 @@ fn settings_come_from_the_config() {
     let out = bin("wif-get").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("WIF_GET_URL"));
+}
+
+#[test]
+fn expired_client_certificate_warns_and_is_refused() {
+    let dir = tempdir();
+    let seed = Seed::start(&token_file(dir.path(), TOKEN), &[]);
+    let out = bin("wif-get")
+        .args(["--url", &seed.url("localhost"), "--cert", &pki_file("client-expired.crt")])
+        .args(["--key", &pki_file("client-expired.key"), "--ca", &pki_file("ca-chain.crt")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("warning: the client certificate expired"), "{err}");
+    assert!(err.contains("refused our client certificate"), "{err}");
+    // --min-ttl checks the --out file, so it needs one.
+    let out = get(&seed.url("localhost")).args(["--min-ttl", "5m"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(seed.log().is_empty());
 }

@@ -282,3 +282,22 @@ fn verify_es256_and_ps256() {
         assert_eq!(json_out(&out)["tokens"][0]["thumbprint_matches_cert"], true, "{alg}");
     }
 }
+
+#[test]
+fn pkcs12_keystore_shows_its_certificate_and_key() {
+    let out =
+        inspect(b"", &["--cert", &pki_file("app.p12"), "--key-password-file", &pki_file("app.p12.pass"), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let from_p12 = json_out(&out)["certificates"][0].clone();
+    assert_eq!(from_p12["key_matches"], true);
+    let out = inspect(b"", &["--cert", &pki_file("app-rsa.crt"), "--json"]);
+    assert_eq!(json_out(&out)["certificates"][0]["x5t"], from_p12["x5t"]);
+    // The password can come from an environment variable too; a wrong one is bad input.
+    let out = bin("wif-inspect")
+        .args(["--cert", &pki_file("app.p12"), "--key-password-env", "P12_PW", "--json"])
+        .env("P12_PW", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("wrong password"), "{}", stderr(&out));
+}
