@@ -23,7 +23,7 @@ _wif__inspect() {
 
     case "${cmd}" in
         wif__inspect)
-            opts="-h -V --token-file --claim --section --cert --key --key-password-file --key-password-env --verify --jwks --verify-cert --json --show-secrets --help --version"
+            opts="-h -V --token-file --claim --section --cert --key --key-password-file --key-password-env --verify --jwks --verify-cert --json --show-secrets --redact --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -10,5 +10,6 @@ complete -c wif-inspect -l verify-cert -d 'Certificate (PEM or DER) whose public
 complete -c wif-inspect -l verify -d 'Verify JWT signatures (needs --jwks or --verify-cert; either alone implies it)'
 complete -c wif-inspect -l json -d 'Machine-readable output (one JSON object)'
 complete -c wif-inspect -l show-secrets -d 'Also print raw tokens and JWT signatures'
+complete -c wif-inspect -l redact -d 'Print the document itself (or with --section, that section) with every token shortened: what to paste into a bug report or a terminal'
 complete -c wif-inspect -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wif-inspect -s V -l version -d 'Print version'

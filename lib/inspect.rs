@@ -103,6 +103,10 @@ pub struct Cli {
     /// Also print raw tokens and JWT signatures
     #[arg(long)]
     pub show_secrets: bool,
+    /// Print the document itself (or with --section, that section) with every token
+    /// shortened: what to paste into a bug report or a terminal
+    #[arg(long, conflicts_with_all = ["token_file", "claim", "cert", "verify", "jwks", "verify_cert", "show_secrets"])]
+    pub redact: bool,
 }
 
 /// Entry point of wif-inspect.
@@ -265,6 +269,12 @@ pub fn run(cli: &Cli, offset: UtcOffset) -> Result<()> {
         Some(p) => Some(Input::TokenFile(p.clone())),
         None => read_input(cli.input.as_deref())?,
     };
+    if cli.redact {
+        let Some(Input::Bytes(bytes)) = input else {
+            return Err(Error::usage("--redact needs a wif document on stdin or in FILE"));
+        };
+        return print_redacted(&bytes, cli.section.as_deref());
+    }
     match input {
         None if cli.cert.is_some() && cli.claim.is_none() && !wants_verify => {}
         None => {
@@ -386,6 +396,46 @@ pub fn local_time(unix: i64, offset: UtcOffset) -> String {
 enum Input {
     Bytes(Vec<u8>),
     TokenFile(PathBuf),
+}
+
+/// Prints a document (or one section) as JSON with every token replaced by its preview.
+fn print_redacted(bytes: &[u8], section: Option<&str>) -> Result<()> {
+    let doc = crate::document::Document::parse(bytes)?;
+    let mut value = match section {
+        Some(name) => {
+            let v = doc.get(name).cloned().ok_or_else(|| {
+                Error::input(format!("the document has no \"{name}\" section"))
+                    .hint(format!("its sections: {}", doc.fields().keys().cloned().collect::<Vec<_>>().join(", ")))
+            })?;
+            serde_json::json!({ name: v })
+        }
+        None => Value::Object(doc.fields().clone()),
+    };
+    redact(&mut value, false);
+    let mut text = serde_json::to_string_pretty(&value).map_err(|e| Error::new(Kind::Internal, e.to_string()))?;
+    text.push('\n');
+    cli::write_stdout(text.as_bytes())
+}
+
+/// Shortens secret strings in place: fields named like tokens, and anything token-shaped.
+fn redact(v: &mut Value, secret_field: bool) {
+    match v {
+        Value::String(s) => {
+            if secret_field || crate::secret::scrub(s) != *s {
+                *s = crate::secret::Secret::new(std::mem::take(s)).preview();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| redact(i, secret_field)),
+        Value::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                let named_secret = k == "token"
+                    || k.ends_with("_token")
+                    || (k.contains("secret") && !k.ends_with("_file") && !k.ends_with("_env"));
+                redact(item, named_secret && item.is_string());
+            }
+        }
+        _ => {}
+    }
 }
 
 fn read_input(path: Option<&Path>) -> Result<Option<Input>> {

@@ -301,3 +301,31 @@ fn pkcs12_keystore_shows_its_certificate_and_key() {
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("wrong password"), "{}", stderr(&out));
 }
+
+#[test]
+fn redact_prints_the_document_with_tokens_shortened() {
+    let (bytes, doc) = signed_doc();
+    let token = doc["assertion"]["token"].as_str().unwrap().to_string();
+    let mut with_more = doc.clone();
+    with_more["azure"] = json!({"token": fake_jwt(json!({"sub": "s"})), "claims": {"sub": "s"}, "note": "kept"});
+    with_more["extra"] = json!({"client_secret_file": "/etc/wif/secret", "echo": "ya29.abcdefghijklmnopqrstuvwxyz"});
+    let out = inspect(with_more.to_string().as_bytes(), &["--redact"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = json_out(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains(&token), "the assertion is not printed whole");
+    assert!(!text.contains("abcdefghijklmnop"), "token-shaped strings anywhere are shortened");
+    let preview = shown["assertion"]["token"].as_str().unwrap();
+    assert!(preview.starts_with(&token[..6]) && preview.ends_with(&format!("({} bytes)", token.len())), "{preview}");
+    // Everything that is not a secret is passed through as is.
+    assert_eq!(shown["assertion"]["claims"], doc["assertion"]["claims"]);
+    assert_eq!(shown["azure"]["note"], "kept");
+    assert_eq!(shown["extra"]["client_secret_file"], "/etc/wif/secret", "a path to a secret is not a secret");
+
+    let out = inspect(&bytes, &["--redact", "--section", "assertion"]);
+    let shown = json_out(&out);
+    assert_eq!(shown.as_object().unwrap().keys().collect::<Vec<_>>(), vec!["assertion"]);
+    let out = inspect(&bytes, &["--redact", "--section", "sts"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("no \"sts\" section"), "{}", stderr(&out));
+}
