@@ -420,10 +420,8 @@ fn print_redacted(bytes: &[u8], section: Option<&str>) -> Result<()> {
 /// Shortens secret strings in place: fields named like tokens, and anything token-shaped.
 fn redact(v: &mut Value, secret_field: bool) {
     match v {
-        Value::String(s) => {
-            if secret_field || crate::secret::scrub(s) != *s {
-                *s = crate::secret::Secret::new(std::mem::take(s)).preview();
-            }
+        Value::String(s) if secret_field || crate::secret::scrub(s) != *s => {
+            *s = crate::secret::Secret::new(std::mem::take(s)).preview();
         }
         Value::Array(items) => items.iter_mut().for_each(|i| redact(i, secret_field)),
         Value::Object(map) => {
