@@ -64,7 +64,7 @@ GET /healthz tells whether a token can be served and until when, never the token
 A client certificate is required and verified in the TLS handshake (TLS 1.3 or 1.2): it must chain to \
 --client-ca, be within its validity, carry the clientAuth extended key usage and not be revoked by a --crl. \
 Clients that fail are refused in the handshake and logged. With --allow, verified clients that match no listed \
-identity get 403.\n\n\
+identity get 403 on every path.\n\n\
 The token is never served when its file or metadata (FILE.meta.json, written by --token-out) is missing, empty \
 or expired: 503 with a JSON error instead. The token, certificates, key, client CA and CRLs are re-read when \
 their files change (also when a new file is renamed over the old one) and on SIGHUP, without a restart and \
@@ -640,7 +640,7 @@ fn respond(shared: &Shared, req: &http::Request, id: &Identity) -> Response {
         Route::Token => match shared.token.current() {
             State::Ready(t) => Response {
                 status: 200,
-                content_type: "text/plain; charset=utf-8",
+                content_type: "text/plain",
                 headers: vec![("X-Token-Expires-At", t.expires_at_text.clone())],
                 body: t.token.expose().as_bytes().to_vec(),
                 reason: None,
