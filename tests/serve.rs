@@ -633,7 +633,18 @@ fn sigterm_finishes_in_flight_work_and_exits_0() {
     s.write_all(b"GET /get_wif_token HTTP/1.1\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut s, false).unwrap().status, 200);
     srv.wait_for("the request", |v| v["event"] == "request");
+    // A second client is in the middle of sending its request when the signal comes.
+    let mut busy = connect(srv.port, client_config(Some("client"), "ca-chain.crt", None));
+    busy.write_all(b"GET /get_wif_token HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+    busy.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     srv.signal("-TERM");
+    srv.wait_for("the shutdown", |v| v["event"] == "shutdown");
+    std::thread::sleep(Duration::from_millis(100));
+    busy.write_all(b"\r\n").unwrap();
+    let r = read_response(&mut busy, false).unwrap();
+    assert_eq!(r.body, TOKEN.as_bytes());
+    assert_eq!(r.header("connection"), Some("close"));
     let (code, err) = srv.wait_exit();
     assert_eq!(code, Some(0), "stderr: {err}");
     let log = srv.drain();

@@ -549,21 +549,17 @@ fn serve_connection(
     let mut buf = Vec::new();
     loop {
         sock.deadline = Instant::now() + shared.idle_timeout;
-        let incoming = http::read_request(&mut rustls::Stream::new(&mut conn, &mut sock), &mut buf);
+        // Busy from the request's first byte: a shutdown lets it finish.
+        let begin = || state.compare_exchange(IDLE, BUSY, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+        let incoming = http::read_request(&mut rustls::Stream::new(&mut conn, &mut sock), &mut buf, begin);
         let started = Instant::now();
         let (req, resp, keep_alive) = match incoming {
             Incoming::Request(req) => {
-                if state.compare_exchange(IDLE, BUSY, Ordering::SeqCst, Ordering::SeqCst).is_err() {
-                    return;
-                }
                 let resp = respond(&shared, &req, &id);
                 let keep_alive = req.keep_alive && !req.has_body && !shared.shutting_down.load(Ordering::SeqCst);
                 (Some(req), resp, keep_alive)
             }
-            Incoming::Invalid(r) => {
-                state.store(BUSY, Ordering::SeqCst);
-                (None, Response::error(r.status, "bad_request", r.reason).because(r.reason), false)
-            }
+            Incoming::Invalid(r) => (None, Response::error(r.status, "bad_request", r.reason).because(r.reason), false),
             Incoming::Closed | Incoming::TimedOut | Incoming::Broken(_) => break,
         };
         let head_only = req.as_ref().is_some_and(|r| r.method == "HEAD");
