@@ -503,7 +503,7 @@ fn connections_beyond_the_limit_are_closed_and_logged() {
 fn picks_up_a_new_token_renamed_over_the_old_one() {
     let (d, tok) = token_dir();
     write_token(&tok, TOKEN, 3600);
-    let srv = Server::start(&tok, &[]);
+    let mut srv = Server::start(&tok, &[]);
     assert_eq!(get(srv.port, "client", "/get_wif_token").body, TOKEN.as_bytes());
     // A new pair written elsewhere, then renamed over (metadata first, as a careful writer might not).
     let staged = d.path().join("staged.txt");
@@ -516,6 +516,8 @@ fn picks_up_a_new_token_renamed_over_the_old_one() {
     // And via --token-out's own atomic write.
     write_token(&tok, "ya29.third", 3600);
     assert_eq!(get(srv.port, "client", "/get_wif_token").body, b"ya29.third");
+    let reloads = srv.wait_count("three token reads", 3, |v| v["event"] == "reload" && v["what"] == "token");
+    assert!(reloads[1]["reason"].as_str().unwrap().contains(&exp2), "{reloads:?}");
     srv.finish_checking_secrecy(&[TOKEN, "ya29.second-token", "ya29.third"]);
 }
 
@@ -832,4 +834,60 @@ fn the_seeds_python_requests_client_gets_the_token() {
             .output()
             .unwrap()
     });
+}
+
+#[test]
+fn server_keys_in_pkcs8_pkcs1_and_sec1() {
+    if !have("openssl") {
+        return;
+    }
+    let (d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let dir = d.path();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+    };
+    // RSA: a server certificate from the test intermediate CA, its key as PKCS#8 and as PKCS#1.
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "rsa8.key",
+        "-subj",
+        "/CN=localhost",
+        "-out",
+        "rsa.csr",
+    ]);
+    let (ca, ca_key) = (pki_file("intermediate-ca.crt"), pki_file("intermediate-ca.key"));
+    openssl(&[
+        "x509", "-req", "-in", "rsa.csr", "-CA", &ca, "-CAkey", &ca_key, "-days", "1", "-extfile", "ext.cnf", "-out",
+        "rsa.crt",
+    ]);
+    let mut chain = std::fs::read(dir.join("rsa.crt")).unwrap();
+    chain.extend(std::fs::read(&ca).unwrap());
+    std::fs::write(dir.join("rsa-chain.crt"), chain).unwrap();
+    openssl(&["pkey", "-in", "rsa8.key", "-traditional", "-out", "rsa1.key"]);
+    // EC: the test PKI's server key (PKCS#8) as SEC1.
+    openssl(&["ec", "-in", &pki_file("server.key"), "-out", "ec1.key"]);
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    for (cert, key, header) in [
+        (path("rsa-chain.crt"), path("rsa8.key"), "-----BEGIN PRIVATE KEY-----"),
+        (path("rsa-chain.crt"), path("rsa1.key"), "-----BEGIN RSA PRIVATE KEY-----"),
+        (pki_file("server-chain.crt"), path("ec1.key"), "-----BEGIN EC PRIVATE KEY-----"),
+    ] {
+        assert!(std::fs::read_to_string(&key).unwrap().starts_with(header), "{key}");
+        let srv = Server::spawn(&server_args_with(&cert, &key, &pki_file("ca-chain.crt"), &tok), None);
+        let mut s = connect(srv.port, client_config(Some("client"), "ca-chain.crt", None));
+        s.write_all(b"GET /get_wif_token HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut s, false).unwrap().body, TOKEN.as_bytes(), "{key}");
+    }
 }

@@ -130,6 +130,15 @@ impl TokenSource {
             if c.stamps != Some(stamps) {
                 match read_token(&self.path) {
                     Ok(Some(t)) => {
+                        super::log::Event::new("reload")
+                            .what("token")
+                            .reason(format!(
+                                "read {} ({} bytes, expires at {})",
+                                self.path.display(),
+                                t.meta.bytes,
+                                t.meta.expires_at
+                            ))
+                            .emit();
                         c.loaded = Some(Arc::new(Loaded {
                             token: t.token,
                             expires_at: t.expires_at,
