@@ -627,6 +627,20 @@ fn reloads_the_server_certificate_and_key_without_a_restart() {
 }
 
 #[test]
+fn a_new_crl_takes_effect_without_a_restart() {
+    let (d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let crl = d.path().join("crl.pem");
+    replace_file(&pki_file("other-crl.pem"), &crl);
+    let mut srv = Server::start(&tok, &["--crl", crl.to_str().unwrap()]);
+    assert_eq!(get(srv.port, "client-revoked", "/get_wif_token").status, 200);
+    replace_file(&pki_file("crl.pem"), &crl);
+    expect_refused(srv.port, Some("client-revoked"));
+    srv.wait_for("the revocation", |v| v["code"] == "revoked");
+    assert_eq!(get(srv.port, "client", "/get_wif_token").status, 200);
+}
+
+#[test]
 fn sigterm_finishes_in_flight_work_and_exits_0() {
     let (_d, tok) = token_dir();
     write_token(&tok, TOKEN, 3600);

@@ -90,7 +90,7 @@ pub struct Cli {
     /// The token file to serve (written by --token-out, with FILE.meta.json beside it)
     #[arg(long, value_name = "FILE", env = "WIF_TOKEN_FILE")]
     pub token: Option<PathBuf>,
-    /// Certificate revocation list (PEM or DER); repeat for several issuers
+    /// Certificate revocation list (PEM or DER) of a client CA; repeatable. Certificates whose issuer has no CRL here are not checked
     #[arg(long, value_name = "FILE")]
     pub crl: Vec<PathBuf>,
     /// Only serve clients with this identity: cn:NAME, dns:NAME, uri:URI, spki-sha256:HEX or cert-sha256:HEX; repeatable
