@@ -300,13 +300,22 @@ impl Drop for ConnGuard {
 /// Runs the server until SIGTERM/SIGINT.
 pub fn run(opts: Options) -> Result<()> {
     let tls = tls::TlsSource::load(opts.tls.clone())?;
-    match std::fs::metadata(&opts.token) {
+    match std::fs::File::open(&opts.token) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => cli::warn(format!(
             "the token file {} does not exist yet; answering 503 until it does",
             opts.token.display()
         )),
-        Err(e) => return Err(Error::io(&opts.token, &e).context("checking the token file (--token)")),
+        Err(e) => {
+            let err = Error::io(&opts.token, &e).context("opening the token file (--token)");
+            return Err(if e.kind() == std::io::ErrorKind::PermissionDenied {
+                err.hint(
+                    "token files are written with mode 0600: run wif-serve as the user that runs the refresh pipeline",
+                )
+            } else {
+                err
+            });
+        }
     }
     let listener = bind(&opts.listen)?;
     let local = listener.local_addr().map_err(|e| Error::new(Kind::Io, format!("listening socket: {e}")))?;
