@@ -239,6 +239,23 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_token_is_never_served() {
+        let d = dir("empty");
+        let p = d.join("t.txt");
+        let exp = clock::rfc3339(clock::now_unix() + 600);
+        write_token(&p, &Secret::new("x"), "access_token", Some(&exp), "test").unwrap();
+        std::fs::write(&p, "").unwrap();
+        let meta = std::fs::read_to_string(meta_path(&p)).unwrap();
+        let meta = meta.replace(&crate::keys::sha256_hex(b"x"), &crate::keys::sha256_hex(b""));
+        std::fs::write(meta_path(&p), meta).unwrap();
+        match TokenSource::new(p).current() {
+            State::Unavailable { reason, .. } => assert!(reason.contains("empty"), "{reason}"),
+            State::Ready(_) => panic!("served an empty token"),
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn a_half_written_pair_keeps_the_previous_token() {
         let d = dir("half");
         let p = d.join("t.txt");
