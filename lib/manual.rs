@@ -55,12 +55,22 @@ pub fn pages() -> Vec<PageInfo> {
         PageInfo { command: crate::azure::Cli::command(), examples: crate::azure::EXAMPLES, files: CONFIG_FILES },
         PageInfo { command: crate::sts::Cli::command(), examples: crate::sts::EXAMPLES, files: CONFIG_FILES },
         PageInfo { command: crate::iam::Cli::command(), examples: crate::iam::EXAMPLES, files: TOKEN_FILES },
+        PageInfo {
+            command: crate::emulator::Cli::command(),
+            examples: crate::emulator::EXAMPLES,
+            files: EMULATOR_FILES,
+        },
     ]
 }
 
 const CONFIG_FILES: &[(&str, &str)] = &[(
     "/etc/wif/wif.json",
     "conventional place for the config file given with --config (a JSON object of settings; see wif(7))",
+)];
+
+const EMULATOR_FILES: &[(&str, &str)] = &[(
+    "emulator.json",
+    "the emulator configuration given with --config: tenant, apps and certificates, issuers, pools, providers, service accounts (wif-emulate --print-example-config; docs/EMULATOR.md)",
 )];
 
 const TOKEN_FILES: &[(&str, &str)] = &[
@@ -140,7 +150,7 @@ pub fn render(page: &PageInfo) -> String {
 }
 
 /// Every binary of the package.
-pub const ALL_TOOLS: &[&str] = &["wif-sign", "wif-azure", "wif-sts", "wif-impersonate"];
+pub const ALL_TOOLS: &[&str] = &["wif-sign", "wif-azure", "wif-sts", "wif-impersonate", "wif-emulate"];
 
 /// Shell completions for one command.
 pub fn completions(cmd: &clap::Command, shell: clap_complete::Shell) -> String {
