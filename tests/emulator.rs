@@ -746,3 +746,109 @@ fn thumbprint_padding_is_accepted() {
     d["assertion"]["token"] = json!(jwt);
     ok(azure(d.to_string().as_bytes(), &["--scope", "api://wif-gcp/.default"]), "padded x5t");
 }
+
+/// POSTs to the emulator; returns the status and the decoded JSON body.
+fn post(url: &str, content_type: &str, body: &str, bearer: Option<&str>) -> (u16, Value) {
+    let mut r = ureq::post(url).config().http_status_as_error(false).build().header("Content-Type", content_type);
+    if let Some(b) = bearer {
+        r = r.header("Authorization", &format!("Bearer {b}"));
+    }
+    let mut resp = r.send(body).unwrap();
+    let status = resp.status().as_u16();
+    (status, serde_json::from_reader(resp.body_mut().as_reader()).unwrap())
+}
+
+#[test]
+fn sts_checks_every_field_and_accepts_json() {
+    let emu = Emu::example(&[]);
+    let d: Value = serde_json::from_slice(&azure_doc(&emu)).unwrap();
+    let subject = d["azure"]["token"].as_str().unwrap();
+    let good = json!({
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "subject_token": subject,
+        "audience": provider("azure"),
+        "scope": "https://www.googleapis.com/auth/iam",
+    });
+    let url = format!("{}/v1/token", emu.url);
+    let (status, body) = post(&url, "application/json", &good.to_string(), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["issued_token_type"], "urn:ietf:params:oauth:token-type:access_token");
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"].as_i64().unwrap() > 3000);
+    let fed = body["access_token"].as_str().unwrap().to_string();
+    let cases = [
+        ("grant_type", json!("client_credentials"), "unsupported_grant_type"),
+        ("requested_token_type", json!("urn:ietf:params:oauth:token-type:id_token"), "invalid_request"),
+        ("subject_token_type", json!("urn:ietf:params:oauth:token-type:saml2"), "invalid_request"),
+        ("subject_token", json!("not-a-jwt"), "invalid_grant"),
+        ("audience", json!("https://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/wif-pool/providers/azure"), "invalid_request"),
+        ("audience", json!("//iam.googleapis.com/projects/999/locations/global/workloadIdentityPools/wif-pool/providers/azure"), "invalid_target"),
+        ("scope", json!("email"), "invalid_scope"),
+        ("scope", Value::Null, "invalid_scope"),
+    ];
+    for (field, value, error) in cases {
+        let mut b = good.clone();
+        if value.is_null() {
+            b.as_object_mut().unwrap().remove(field);
+        } else {
+            b[field] = value;
+        }
+        let (status, body) = post(&url, "application/json", &b.to_string(), None);
+        assert_eq!((status, body["error"].as_str().unwrap()), (400, error), "{field}: {body}");
+    }
+    // IAM: the body's fields are checked too (unknown names, a bad lifetime, no scope).
+    let iam = format!("{}/v1/projects/-/serviceAccounts/{SA}:generateAccessToken", emu.url);
+    let (status, body) = post(
+        &iam,
+        "application/json",
+        r#"{"scope":["https://www.googleapis.com/auth/cloud-platform"],"delegates":null}"#,
+        Some(&fed),
+    );
+    assert_eq!(status, 200, "{body}");
+    let expire = body["expireTime"].as_str().unwrap();
+    assert_eq!(expire.len(), 20, "YYYY-MM-DDTHH:MM:SSZ without fractions: {expire}");
+    assert!(expire.ends_with('Z') && !expire.contains('.'));
+    for (b, status_name) in [
+        (r#"{"scope":["x"],"lifetime":"3600"}"#, "INVALID_ARGUMENT"),
+        (r#"{"scope":[],"lifetime":"60s"}"#, "INVALID_ARGUMENT"),
+        (r#"{"scope":["x"],"bogus":1}"#, "INVALID_ARGUMENT"),
+    ] {
+        let (status, body) = post(&iam, "application/json", b, Some(&fed));
+        assert_eq!((status, body["error"]["status"].as_str().unwrap()), (400, status_name), "{b}: {body}");
+    }
+    let (status, body) = post(&iam, "application/json", r#"{"scope":["x"]}"#, Some("ya29.unknown"));
+    assert_eq!((status, body["error"]["status"].as_str().unwrap()), (401, "UNAUTHENTICATED"));
+    let (status, body) = post(&iam, "application/json", r#"{"scope":["x"]}"#, None);
+    assert_eq!(status, 401, "{body}");
+}
+
+#[test]
+fn impersonation_through_delegates() {
+    let mut cfg = example();
+    let member = format!("principal:{POOL}/subject/{APP_OBJECT}");
+    cfg["google"]["service_accounts"] = json!([
+        {"email": "middle@wif-demo.iam.gserviceaccount.com",
+         "bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [member]}]},
+        {"email": "final@wif-demo.iam.gserviceaccount.com",
+         "bindings": [{"role": "roles/iam.serviceAccountTokenCreator", "members": ["serviceAccount:middle@wif-demo.iam.gserviceaccount.com"]}]},
+        {"email": "closed@wif-demo.iam.gserviceaccount.com", "bindings": []},
+    ]);
+    let emu = Emu::start(&cfg, &[]);
+    let fed = ok(sts(&emu, &azure_doc(&emu), "azure"), "sts");
+    let imp = |sa: &str, delegate: Option<&str>| {
+        let mut a = s(&["--endpoint", &emu.url, "--service-account", sa]);
+        if let Some(d) = delegate {
+            a.extend(s(&["--delegate", d]));
+        }
+        run("wif-impersonate", &a, &fed)
+    };
+    ok(imp("middle@wif-demo.iam.gserviceaccount.com", None), "direct");
+    refused(&imp("final@wif-demo.iam.gserviceaccount.com", None), "PERMISSION_DENIED");
+    ok(imp("final@wif-demo.iam.gserviceaccount.com", Some("middle@wif-demo.iam.gserviceaccount.com")), "via middle");
+    refused(
+        &imp("closed@wif-demo.iam.gserviceaccount.com", Some("middle@wif-demo.iam.gserviceaccount.com")),
+        "PERMISSION_DENIED",
+    );
+}

@@ -221,7 +221,6 @@ fn check_assertion(st: &State, app: &AppConfig, assertion: &str, endpoint: &str)
         AssertionError::WrongClient(m) => aad(401, "invalid_client", 700021, &format!("Client assertion application identifier doesn't match 'client_id' parameter: {m}.")),
         AssertionError::WrongAudience(got) => aad(401, "invalid_client", 700023, &format!("Client assertion audience claim does not match Realm issuer. The audience {got} must be the token endpoint {endpoint}.")),
         AssertionError::Time(m) => aad(400, "invalid_client", 700024, &m),
-        AssertionError::Replayed(j) => aad(401, "invalid_client", 50013, &format!("Assertion is invalid: its jti {j} was already used.")),
     })?;
     let jti = jws.claims.get("jti").and_then(Value::as_str).unwrap_or("");
     let exp = keys::num_claim(&jws.claims, "exp").unwrap_or(now);

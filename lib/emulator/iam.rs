@@ -82,7 +82,7 @@ pub fn handle(st: &State, req: &Req, last_segment: &str) -> Resp {
             Ok(b) => b,
             Err(e) => return invalid(&format!("Invalid JSON payload received. {}", short(&e))),
         };
-        if let Err(r) = authorize(st, &caller, sa, email, body.delegates.as_deref(), permission) {
+        if let Err(r) = authorize(st, &caller, sa, body.delegates.as_deref(), permission) {
             return r;
         }
         let scopes = body.scope.unwrap_or_default();
@@ -109,7 +109,7 @@ pub fn handle(st: &State, req: &Req, last_segment: &str) -> Resp {
             Err(e) => return invalid(&format!("Invalid JSON payload received. {}", short(&e))),
         };
         let _ = body.organization_number_included;
-        if let Err(r) = authorize(st, &caller, sa, email, body.delegates.as_deref(), permission) {
+        if let Err(r) = authorize(st, &caller, sa, body.delegates.as_deref(), permission) {
             return r;
         }
         let Some(audience) = body.audience.filter(|a| !a.is_empty()) else {
@@ -190,7 +190,6 @@ fn authorize(
     st: &State,
     caller: &FederatedToken,
     sa: Option<&ServiceAccountConfig>,
-    email: &str,
     delegates: Option<&[String]>,
     permission: &str,
 ) -> Result<(), Resp> {
@@ -214,7 +213,6 @@ fn authorize(
             return Err(iam_denied(permission));
         }
     }
-    let _ = email;
     Ok(())
 }
 

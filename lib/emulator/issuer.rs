@@ -96,7 +96,6 @@ fn check(st: &State, client: &IssuerClient, assertion: &str, endpoint: &str, err
             AssertionError::WrongClient(m) => format!("Invalid assertion: {m}."),
             AssertionError::WrongAudience(a) => format!("Invalid assertion: audience {a} is not {endpoint}."),
             AssertionError::Time(m) => format!("Invalid assertion: expired or not yet valid. {m}"),
-            AssertionError::Replayed(j) => format!("Invalid assertion: jti {j} was already used."),
         };
         oauth(if error == "invalid_client" { 401 } else { 400 }, error, &msg)
     })?;

@@ -136,8 +136,6 @@ pub enum AssertionError {
     WrongAudience(String),
     /// Outside its valid time range.
     Time(String),
-    /// `jti` seen before.
-    Replayed(String),
 }
 
 /// What an assertion must satisfy.
