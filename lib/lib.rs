@@ -7,6 +7,7 @@ pub mod azure;
 pub mod cli;
 pub mod clock;
 pub mod document;
+pub mod emulator;
 pub mod error;
 pub mod files;
 #[doc(hidden)]

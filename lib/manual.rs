@@ -58,12 +58,22 @@ pub fn pages() -> Vec<PageInfo> {
         PageInfo { command: crate::serve::Cli::command(), examples: crate::serve::EXAMPLES, files: SERVE_FILES },
         PageInfo { command: crate::get::Cli::command(), examples: crate::get::EXAMPLES, files: TOKEN_FILES },
         PageInfo { command: crate::inspect::Cli::command(), examples: crate::inspect::EXAMPLES, files: TOKEN_FILES },
+        PageInfo {
+            command: crate::emulator::Cli::command(),
+            examples: crate::emulator::EXAMPLES,
+            files: EMULATOR_FILES,
+        },
     ]
 }
 
 const CONFIG_FILES: &[(&str, &str)] = &[(
     "/etc/wif/wif.json",
     "conventional place for the config file given with --config (a JSON object of settings; see wif(7))",
+)];
+
+const EMULATOR_FILES: &[(&str, &str)] = &[(
+    "emulator.json",
+    "the emulator configuration given with --config: tenant, apps and certificates, issuers, pools, providers, service accounts (wif-emulate --print-example-config; docs/EMULATOR.md)",
 )];
 
 const TOKEN_FILES: &[(&str, &str)] = &[
@@ -153,7 +163,7 @@ pub fn render(page: &PageInfo) -> String {
 
 /// Every binary of the package.
 pub const ALL_TOOLS: &[&str] =
-    &["wif-sign", "wif-azure", "wif-sts", "wif-impersonate", "wif-serve", "wif-get", "wif-inspect"];
+    &["wif-sign", "wif-azure", "wif-sts", "wif-impersonate", "wif-serve", "wif-get", "wif-inspect", "wif-emulate"];
 
 /// Shell completions for one command.
 pub fn completions(cmd: &clap::Command, shell: clap_complete::Shell) -> String {

@@ -1,6 +1,7 @@
 //! Integration tests: the binaries run as users run them, against servers on loopback.
 
 mod common;
+mod emulator;
 mod fuzz_corpus;
 mod get;
 mod inspect;
