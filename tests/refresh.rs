@@ -539,7 +539,7 @@ fn the_script_is_lint_clean() {
         assert!(out.status.success(), "shellcheck:\n{}", String::from_utf8_lossy(&out.stdout));
     }
     // The manual page documents every option --help lists, and lints clean.
-    let page_path = root().join("scripts/wif-refresh.1");
+    let page_path = root().join("man/wif-refresh.1");
     let page = std::fs::read_to_string(&page_path).unwrap();
     let help = refresh_help();
     let options = help.split(|c: char| c.is_whitespace() || c == ',').filter(|w| w.starts_with("--") && w.len() > 2);
