@@ -271,3 +271,13 @@ impl Drop for RoutedServer {
         }
     }
 }
+
+/// A JWT-shaped token with the given claims and a dummy signature (the tools never verify
+/// what they receive, so tests can make the claims they need).
+pub fn fake_jwt(claims: Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let c = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{h}.{c}.c2lnbmF0dXJl")
+}
