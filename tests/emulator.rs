@@ -646,9 +646,10 @@ fn sha1_hex(cert: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().rsplit('=').next().unwrap().replace(':', "")
 }
 
-fn msal(emu: &Emu, key: &str, cert: &str, scope: &str) -> (Option<i32>, Value, String) {
+fn msal(emu: &Emu, key: &str, cert: &str, scope: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
     let authority = format!("{}/{TENANT}", emu.tls_url.as_ref().unwrap());
-    let args = s(&[&authority, APP, &pki_file(key), &sha1_hex(&pki_file(cert)), scope]);
+    let mut args = s(&[&authority, APP, &pki_file(key), &sha1_hex(&pki_file(cert)), scope]);
+    args.extend(s(extra));
     python("msal_client.py", &args, &[("REQUESTS_CA_BUNDLE", pki_file("ca-chain.crt"))])
 }
 
@@ -670,19 +671,44 @@ fn msal_python_gets_a_token_and_is_refused_with_an_unregistered_certificate() {
         return;
     }
     let emu = tls_emu();
-    let (code, v, err) = msal(&emu, "app-rsa.key", "app-rsa.crt", "api://wif-gcp/.default");
+    let (code, v, err) = msal(&emu, "app-rsa.key", "app-rsa.crt", "api://wif-gcp/.default", &[]);
     assert_eq!(code, Some(0), "{v} {err}");
     assert_eq!(v["token_type"], "Bearer");
     let (_, claims) = wif::jwt::decode_unverified(v["access_token"].as_str().unwrap()).unwrap();
     assert_eq!(claims["aud"], API_APP);
     assert_eq!(claims["azp"], APP);
-    let (code, v, _) = msal(&emu, "other-app-rsa.key", "other-app-rsa.crt", "api://wif-gcp/.default");
+    let (code, v, _) = msal(&emu, "other-app-rsa.key", "other-app-rsa.crt", "api://wif-gcp/.default", &[]);
     assert_eq!(code, Some(1));
     assert_eq!(v["error"], "invalid_client");
     assert_eq!(v["error_codes"][0], 700027);
-    let (code, v, _) = msal(&emu, "app-rsa.key", "app-rsa.crt", "api://wif-gcp/read");
+    let (code, v, _) = msal(&emu, "app-rsa.key", "app-rsa.crt", "api://wif-gcp/read", &[]);
     assert_eq!(code, Some(1));
     assert_eq!(v["error_codes"][0], 70011);
+    // MSAL's instance discovery, pointed at the emulator.
+    let instance = format!("{}/common/discovery/instance", emu.tls_url.as_ref().unwrap());
+    let (code, v, err) = msal(&emu, "app-rsa.key", "app-rsa.crt", "api://wif-gcp/.default", &[&instance]);
+    assert_eq!(code, Some(0), "{v} {err}");
+    assert!(emu.requests().iter().any(|r| r["path"] == "/common/discovery/instance" && r["status"] == 200));
+    // One MSAL application asking for two resources reuses its assertion: refused as a
+    // replay by default, accepted (as by Azure) with reject_replayed_assertions false.
+    let two = "api://wif-gcp/.default,api://wif-gcp-v1/.default";
+    let (code, v, _) = msal(&emu, "app-rsa.key", "app-rsa.crt", two, &[]);
+    assert_eq!((code, v["error_codes"][0].as_u64()), (Some(1), Some(50013)), "{v}");
+    let mut cfg = example();
+    cfg["reject_replayed_assertions"] = json!(false);
+    let relaxed = Emu::start(
+        &cfg,
+        &[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &pki_file("server-chain.crt"),
+            "--tls-key",
+            &pki_file("server.key"),
+        ],
+    );
+    let (code, v, err) = msal(&relaxed, "app-rsa.key", "app-rsa.crt", two, &[]);
+    assert_eq!(code, Some(0), "{v} {err}");
 }
 
 #[test]

@@ -297,17 +297,22 @@ pub fn jwks(st: &State, tenant_name: &str) -> Resp {
     errors::json(200, &st.jwks(), "ok")
 }
 
-/// `GET /common/discovery/instance`: MSAL's instance discovery, answered for this host.
+/// `GET /common/discovery/instance`: MSAL's instance discovery (when MSAL is given this URL
+/// as `instance_discovery`), pointing at this host's discovery document for the tenant in
+/// the `authorization_endpoint` parameter.
 pub fn instance_discovery(st: &State, req: &Req) -> Resp {
     let q = parse_form(req.query.as_bytes());
     let authz = q.iter().find(|(k, _)| k == "authorization_endpoint").map(|(_, v)| v.clone()).unwrap_or_default();
-    let tenant = st.config.azure.as_ref().map(|a| a.tenant.clone()).unwrap_or_else(|| "common".into());
+    // https://HOST/TENANT/oauth2/v2.0/authorize
+    let tenant_name = authz.split("://").nth(1).and_then(|r| r.split('/').nth(1)).unwrap_or("");
+    if tenant(st, tenant_name).is_none() {
+        return aad(400, "invalid_instance", 50049, "Unknown or invalid instance.");
+    }
     let host = req.host.clone();
     let body = json!({
-        "tenant_discovery_endpoint": format!("{}/{tenant}/v2.0/.well-known/openid-configuration", req.base_url()),
+        "tenant_discovery_endpoint": format!("{}/{tenant_name}/v2.0/.well-known/openid-configuration", req.base_url()),
         "api-version": "1.1",
         "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}],
-        "authorization_endpoint": authz,
     });
     errors::json(200, &body, "ok")
 }

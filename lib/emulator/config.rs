@@ -33,6 +33,11 @@ pub struct Config {
     /// Longest client-assertion lifetime accepted (`exp - iat`/`nbf`) [default: 1h].
     #[serde(default)]
     pub max_assertion_lifetime: Option<String>,
+    /// Refuse a client assertion whose `jti` was seen before [default: true]. MSAL reuses
+    /// its assertion for up to nine minutes across token requests, which Azure accepts;
+    /// set false to allow that.
+    #[serde(default = "yes")]
+    pub reject_replayed_assertions: bool,
     #[serde(skip)]
     /// Certificates loaded from the apps' and clients' `certificates` paths, by path.
     pub base_dir: PathBuf,
@@ -95,6 +100,10 @@ pub struct ResourceConfig {
     /// `accessTokenAcceptedVersion`: 1 (Azure's default) or 2.
     #[serde(default = "default_version")]
     pub token_version: u8,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_version() -> u8 {
@@ -383,6 +392,9 @@ mod tests {
         assert_eq!(az.tenant, "7a1c9e4b-0d2f-4c3a-9b8e-1f2a3b4c5d6e");
         assert_eq!(c.google.unwrap().project_number, "123456789012");
         assert_eq!(c.token_lifetime.as_deref(), Some("1h"));
+        assert!(c.reject_replayed_assertions);
+        let relaxed = Config::parse(br#"{"reject_replayed_assertions": false}"#, Path::new(".")).unwrap();
+        assert!(!relaxed.reject_replayed_assertions);
     }
 
     #[test]
