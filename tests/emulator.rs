@@ -119,6 +119,13 @@ fn refused(out: &Output, code: &str) {
     assert!(err.contains(code), "expected {code} in: {err}");
 }
 
+/// wif-sign at `authority` for a tenant and client, with the registered RSA key.
+fn sign_as(authority: &str, tenant: &str, client: &str) -> Vec<u8> {
+    let mut a = s(&["--authority", authority, "--tenant-id", tenant, "--client-id", client]);
+    a.extend(s(&["--key", &pki_file("app-rsa.key"), "--cert", &pki_file("app-rsa.crt")]));
+    ok(run("wif-sign", &a, b""), "wif-sign")
+}
+
 fn sign(emu: &Emu, key: &str, cert: &str, extra: &[&str]) -> Vec<u8> {
     let mut a = s(&["--authority", &emu.url, "--tenant-id", TENANT, "--client-id", APP]);
     a.extend(s(&["--key", &pki_file(key), "--cert", &pki_file(cert)]));
@@ -339,47 +346,11 @@ fn azure_refusals_have_the_real_codes() {
     // A certificate that is not registered.
     refused(&azure(&sign(&emu, "other-app-rsa.key", "other-app-rsa.crt", &[]), &scope), "AADSTS700027");
     // An unknown client id.
-    let a = s(&[
-        "--authority",
-        &emu.url,
-        "--tenant-id",
-        TENANT,
-        "--client-id",
-        "11111111-2222-4333-8444-555555555555",
-        "--key",
-        &pki_file("app-rsa.key"),
-        "--cert",
-        &pki_file("app-rsa.crt"),
-    ]);
-    refused(&azure(&ok(run("wif-sign", &a, b""), "sign"), &scope), "AADSTS700016");
+    refused(&azure(&sign_as(&emu.url, TENANT, "11111111-2222-4333-8444-555555555555"), &scope), "AADSTS700016");
     // An unknown tenant.
-    let a = s(&[
-        "--authority",
-        &emu.url,
-        "--tenant-id",
-        "contoso.onmicrosoft.com",
-        "--client-id",
-        APP,
-        "--key",
-        &pki_file("app-rsa.key"),
-        "--cert",
-        &pki_file("app-rsa.crt"),
-    ]);
-    refused(&azure(&ok(run("wif-sign", &a, b""), "sign"), &scope), "AADSTS90002");
+    refused(&azure(&sign_as(&emu.url, "contoso.onmicrosoft.com", APP), &scope), "AADSTS90002");
     // The tenant's domain name works like its id.
-    let a = s(&[
-        "--authority",
-        &emu.url,
-        "--tenant-id",
-        "wifdemo.onmicrosoft.com",
-        "--client-id",
-        APP,
-        "--key",
-        &pki_file("app-rsa.key"),
-        "--cert",
-        &pki_file("app-rsa.crt"),
-    ]);
-    ok(azure(&ok(run("wif-sign", &a, b""), "sign"), &scope), "tenant domain");
+    ok(azure(&sign_as(&emu.url, "wifdemo.onmicrosoft.com", APP), &scope), "tenant domain");
     // A scope without /.default, and a resource that does not exist.
     let doc = sign(&emu, "app-rsa.key", "app-rsa.crt", &[]);
     refused(&azure(&doc, &["--scope", "api://wif-gcp/read"]), "AADSTS70011");
@@ -551,28 +522,9 @@ fn fault_injection_retries_and_permanent_failure() {
 
 #[test]
 fn tls_listener_discovery_and_sigterm() {
-    let emu = Emu::example(&[
-        "--tls-listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        &pki_file("server-chain.crt"),
-        "--tls-key",
-        &pki_file("server.key"),
-    ]);
+    let emu = tls_emu(&example());
     let tls = emu.tls_url.clone().expect("tls_url");
-    let a = s(&[
-        "--authority",
-        &tls,
-        "--tenant-id",
-        TENANT,
-        "--client-id",
-        APP,
-        "--key",
-        &pki_file("app-rsa.key"),
-        "--cert",
-        &pki_file("app-rsa.crt"),
-    ]);
-    let doc = ok(run("wif-sign", &a, b""), "sign");
+    let doc = sign_as(&tls, TENANT, APP);
     let out = azure(&doc, &["--scope", "api://wif-gcp/.default", "--ca-file", &pki_file("ca-chain.crt")]);
     let d: Value = serde_json::from_slice(&ok(out, "azure over TLS")).unwrap();
     assert_eq!(d["azure"]["claims"]["aud"], API_APP);
@@ -614,11 +566,16 @@ fn example_config_and_usage() {
 
 // ---- The official libraries (MSAL Python, google-auth Python) against the emulator. ----
 
-fn python_has(modules: &str) -> bool {
-    std::process::Command::new("python3")
+/// True (with a note) when python3 cannot import the modules: .ci/run installs them.
+fn missing_python(modules: &str) -> bool {
+    let has = std::process::Command::new("python3")
         .args(["-c", &format!("import {modules}")])
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    if !has {
+        eprintln!("skipping: python3 cannot import {modules} (pip install -r .ci/requirements.txt)");
+    }
+    !has
 }
 
 fn interop_script(name: &str) -> PathBuf {
@@ -653,24 +610,18 @@ fn msal(emu: &Emu, key: &str, cert: &str, scope: &str, extra: &[&str]) -> (Optio
     python("msal_client.py", &args, &[("REQUESTS_CA_BUNDLE", pki_file("ca-chain.crt"))])
 }
 
-fn tls_emu() -> Emu {
-    Emu::example(&[
-        "--tls-listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        &pki_file("server-chain.crt"),
-        "--tls-key",
-        &pki_file("server.key"),
-    ])
+/// An emulator that also listens with TLS (the test PKI's server certificate).
+fn tls_emu(config: &Value) -> Emu {
+    let (cert, key) = (pki_file("server-chain.crt"), pki_file("server.key"));
+    Emu::start(config, &["--tls-listen", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key])
 }
 
 #[test]
 fn msal_python_gets_a_token_and_is_refused_with_an_unregistered_certificate() {
-    if !python_has("msal") {
-        eprintln!("skipping: python3 with msal is not installed (pip install -r .ci/requirements.txt)");
+    if missing_python("msal") {
         return;
     }
-    let emu = tls_emu();
+    let emu = tls_emu(&example());
     let (code, v, err) = msal(&emu, "app-rsa.key", "app-rsa.crt", "api://wif-gcp/.default", &[]);
     assert_eq!(code, Some(0), "{v} {err}");
     assert_eq!(v["token_type"], "Bearer");
@@ -696,28 +647,17 @@ fn msal_python_gets_a_token_and_is_refused_with_an_unregistered_certificate() {
     assert_eq!((code, v["error_codes"][0].as_u64()), (Some(1), Some(50013)), "{v}");
     let mut cfg = example();
     cfg["reject_replayed_assertions"] = json!(false);
-    let relaxed = Emu::start(
-        &cfg,
-        &[
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            &pki_file("server-chain.crt"),
-            "--tls-key",
-            &pki_file("server.key"),
-        ],
-    );
+    let relaxed = tls_emu(&cfg);
     let (code, v, err) = msal(&relaxed, "app-rsa.key", "app-rsa.crt", two, &[]);
     assert_eq!(code, Some(0), "{v} {err}");
 }
 
 #[test]
 fn google_auth_python_exchanges_and_impersonates() {
-    if !python_has("google.auth, requests") {
-        eprintln!("skipping: python3 with google-auth is not installed (pip install -r .ci/requirements.txt)");
+    if missing_python("google.auth, requests") {
         return;
     }
-    let emu = tls_emu();
+    let emu = tls_emu(&example());
     let tls = emu.tls_url.clone().unwrap();
     let dir = tempdir();
     let az_file = dir.path().join("azure.jwt");

@@ -3,11 +3,11 @@
 
 use super::config::{AppConfig, AzureConfig, ResourceConfig};
 use super::errors::{self, azure as aad};
-use super::keys::{self, AssertionError, Expect};
+use super::keys::{self, AssertionError};
 use super::server::{parse_form, Req, Resp};
 use super::State;
 use crate::clock;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The client assertion type Azure accepts.
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -201,18 +201,8 @@ fn issue(
 }
 
 fn check_assertion(st: &State, app: &AppConfig, assertion: &str, endpoint: &str) -> Result<(), Resp> {
-    let now = clock::now_unix();
-    let expect = Expect {
-        certs: &app.certs,
-        require_thumbprint: true,
-        client_id: &app.client_id,
-        audience: endpoint,
-        now,
-        skew: st.config.clock_skew(),
-        max_lifetime: st.config.max_assertion_lifetime(),
-    };
     let key_help = format!("Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'.", app.client_id);
-    let jws = keys::verify_assertion(assertion, &expect).map_err(|e| match e {
+    st.client_assertion(assertion, &app.certs, true, &app.client_id, endpoint).map_err(|e| match e {
         AssertionError::Malformed(m) => aad(400, "invalid_request", 50027, &format!("JWT token is invalid or malformed: {m}")),
         AssertionError::NoThumbprint => aad(401, "invalid_client", 700027, &format!("Client assertion failed signature validation. [Reason - The client assertion has no x5t or x5t#S256 header, so no registered key can be found. {key_help}]")),
         AssertionError::UnknownKey(t) => aad(401, "invalid_client", 700027, &format!("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{t}', {key_help}]")),
@@ -221,18 +211,8 @@ fn check_assertion(st: &State, app: &AppConfig, assertion: &str, endpoint: &str)
         AssertionError::WrongClient(m) => aad(401, "invalid_client", 700021, &format!("Client assertion application identifier doesn't match 'client_id' parameter: {m}.")),
         AssertionError::WrongAudience(got) => aad(401, "invalid_client", 700023, &format!("Client assertion audience claim does not match Realm issuer. The audience {got} must be the token endpoint {endpoint}.")),
         AssertionError::Time(m) => aad(400, "invalid_client", 700024, &m),
-    })?;
-    let jti = jws.claims.get("jti").and_then(Value::as_str).unwrap_or("");
-    let exp = keys::num_claim(&jws.claims, "exp").unwrap_or(now);
-    if !st.fresh_jti(&app.client_id, jti, exp) {
-        return Err(aad(
-            401,
-            "invalid_client",
-            50013,
-            &format!("Assertion is invalid: its jti {jti} was already used (replayed client assertion)."),
-        ));
-    }
-    Ok(())
+        AssertionError::Replayed(j) => aad(401, "invalid_client", 50013, &format!("Assertion is invalid: its jti {j} was already used (replayed client assertion).")),
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

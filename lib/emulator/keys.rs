@@ -136,6 +136,8 @@ pub enum AssertionError {
     WrongAudience(String),
     /// Outside its valid time range.
     Time(String),
+    /// Its `jti` was seen before.
+    Replayed(String),
 }
 
 /// What an assertion must satisfy.
