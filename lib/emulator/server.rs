@@ -254,7 +254,11 @@ pub fn accept_loop(
                 std::thread::sleep(Duration::from_millis(25));
                 continue;
             }
-            Err(_) => continue,
+            Err(_) => {
+                // Out of file descriptors and the like: do not spin.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
         };
         if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
             continue; // dropping the stream closes it

@@ -171,7 +171,7 @@ fn exchange(
         return Err(invalid_grant(&format!("Failed to fetch the public keys (JWKS) of issuer {iss}: the emulator only verifies tokens of the issuers it emulates.")));
     }
     if !st.signer.verify(&jws) {
-        return Err(invalid_grant("Invalid JWT signature: it does not verify with any key of the issuer's JWKS."));
+        return Err(invalid_grant("Invalid JWT signature: no published key verifies it."));
     }
     let resource = format!(
         "iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/{}/providers/{}",
@@ -202,10 +202,12 @@ fn exchange(
     }
     let iat = keys::num_claim(claims, "iat").unwrap_or(now);
     if iat > now + st.config.clock_skew() {
-        return Err(invalid_grant("The ID Token was issued in the future (iat); check the issuer's clock."));
+        return Err(invalid_grant("The ID Token's iat is in the future; check the clocks."));
     }
     if exp - iat > 86_400 {
-        return Err(invalid_grant("The ID Token's lifetime (exp - iat) exceeds 24 hours."));
+        return Err(invalid_grant(
+            "The ID Token is valid for more than 24 hours (from iat to exp), which is not allowed.",
+        ));
     }
 
     // Attribute mapping.
