@@ -691,26 +691,116 @@ fn google_auth_python_exchanges_and_impersonates() {
     assert!(reqs.iter().any(|r| r["path"].as_str().unwrap().ends_with(":generateAccessToken") && r["status"] == 200));
 }
 
-#[test]
-fn thumbprint_padding_is_accepted() {
-    // MSAL pads x5t with '='; the emulator accepts both forms. Re-sign a wif-sign assertion's
-    // claims with a padded x5t header using the registered key.
-    let emu = Emu::example(&[]);
-    let doc: Value = serde_json::from_slice(&sign(&emu, "app-rsa.key", "app-rsa.crt", &[])).unwrap();
-    let x5t = doc["assertion"]["header"]["x5t"].as_str().unwrap().to_string();
-    assert!(!x5t.ends_with('='));
-    let raw = URL_SAFE_NO_PAD.decode(&x5t).unwrap();
-    let padded = base64::engine::general_purpose::URL_SAFE.encode(raw);
-    assert!(padded.ends_with('='));
+/// The document with its assertion re-signed: claims edited, header and key chosen.
+fn resign(
+    doc: &Value,
+    header: &jsonwebtoken::Header,
+    key: &jsonwebtoken::EncodingKey,
+    edit: impl Fn(&mut Value),
+) -> Vec<u8> {
     let mut claims = doc["assertion"]["claims"].clone();
-    claims["jti"] = json!("padded-x5t-test");
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.x5t = Some(padded);
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(pki_file("app-rsa.key")).unwrap()).unwrap();
-    let jwt = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    // A jti of its own (the original is fresh too, but keep the two apart).
+    claims["jti"] = json!(format!("{}-resigned", claims["jti"].as_str().unwrap()));
+    edit(&mut claims);
     let mut d = doc.clone();
-    d["assertion"]["token"] = json!(jwt);
-    ok(azure(d.to_string().as_bytes(), &["--scope", "api://wif-gcp/.default"]), "padded x5t");
+    d["assertion"]["token"] = json!(jsonwebtoken::encode(header, &claims, key).unwrap());
+    d.to_string().into_bytes()
+}
+
+fn rsa_key(file: &str) -> jsonwebtoken::EncodingKey {
+    jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(pki_file(file)).unwrap()).unwrap()
+}
+
+#[test]
+fn assertion_header_and_claims_are_checked() {
+    let emu = Emu::example(&[]);
+    let scope = ["--scope", "api://wif-gcp/.default"];
+    let fresh = || -> Value { serde_json::from_slice(&sign(&emu, "app-rsa.key", "app-rsa.crt", &[])).unwrap() };
+    let doc = fresh();
+    let x5t = doc["assertion"]["header"]["x5t"].as_str().unwrap().to_string();
+    let rs256 = |x5t: Option<String>| {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        h.x5t = x5t;
+        h
+    };
+    let key = rsa_key("app-rsa.key");
+    // MSAL pads x5t with '=': accepted like the unpadded form.
+    let padded = base64::engine::general_purpose::URL_SAFE.encode(URL_SAFE_NO_PAD.decode(&x5t).unwrap());
+    assert!(padded.ends_with('='));
+    ok(azure(&resign(&fresh(), &rs256(Some(padded)), &key, |_| {}), &scope), "padded x5t");
+    let t = now();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        // The registered thumbprint, another key's signature.
+        ("AADSTS700027", resign(&fresh(), &rs256(Some(x5t.clone())), &rsa_key("other-app-rsa.key"), |_| {})),
+        ("AADSTS700027", resign(&fresh(), &rs256(None), &key, |_| {})),
+        (
+            "AADSTS50027",
+            resign(&fresh(), &rs256(Some(x5t.clone())), &key, |c| {
+                c.as_object_mut().unwrap().remove("jti");
+            }),
+        ),
+        ("AADSTS50027", {
+            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+            h.x5t = Some(x5t.clone());
+            resign(&fresh(), &h, &jsonwebtoken::EncodingKey::from_secret(b"shared"), |_| {})
+        }),
+        ("AADSTS700021", resign(&fresh(), &rs256(Some(x5t.clone())), &key, |c| c["iss"] = json!("someone-else"))),
+        (
+            "AADSTS700024",
+            resign(&fresh(), &rs256(Some(x5t.clone())), &key, |c| {
+                c["nbf"] = json!(t + 3600);
+                c["iat"] = json!(t + 3600);
+                c["exp"] = json!(t + 4000);
+            }),
+        ),
+        ("AADSTS700024", resign(&fresh(), &rs256(Some(x5t.clone())), &key, |c| c["exp"] = json!(t + 86_400))),
+    ];
+    for (code, doc) in cases {
+        refused(&azure(&doc, &scope), code);
+    }
+    // MSAL-style float times are fine.
+    let floats = resign(&fresh(), &rs256(Some(x5t.clone())), &key, |c| {
+        c["exp"] = json!(t as f64 + 600.25);
+        c["iat"] = json!(t as f64 + 0.5);
+        c.as_object_mut().unwrap().remove("nbf");
+    });
+    ok(azure(&floats, &scope), "float exp/iat");
+
+    // Form-level checks, sent raw.
+    let url = format!("{}/{TENANT}/oauth2/v2.0/token", emu.url);
+    let assertion = fresh()["assertion"]["token"].as_str().unwrap().to_string();
+    let form = |pairs: &[(&str, &str)]| {
+        pairs.iter().map(|(k, v)| format!("{k}={}", wif::http::encode_component(v))).collect::<Vec<_>>().join("&")
+    };
+    let base = [("grant_type", "client_credentials"), ("client_id", APP), ("scope", "api://wif-gcp/.default")];
+    let form_type = "application/x-www-form-urlencoded";
+    let with = |extra: &[(&str, &str)]| form(&[&base[..], extra].concat());
+    let cases = [
+        (with(&[("client_assertion_type", "urn:x"), ("client_assertion", &assertion)]), 70002),
+        (with(&[("client_assertion", &assertion)]), 900144),
+        (with(&[]), 7000218),
+        (with(&[("client_secret", "x"), ("client_assertion", &assertion)]), 90023),
+        (
+            with(&[
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", &assertion),
+                ("resource", "api://wif-gcp"),
+            ]),
+            901002,
+        ),
+        (form(&[("grant_type", "password"), ("client_id", APP)]), 70003),
+        (form(&[("client_id", APP)]), 900144),
+    ];
+    for (body, code) in cases {
+        let (status, v) = post(&url, form_type, &body, None);
+        assert_eq!(v["error_codes"][0], code, "{body}: {v}");
+        assert!(status == 400 || status == 401);
+        let desc = v["error_description"].as_str().unwrap();
+        assert!(desc.starts_with(&format!("AADSTS{code}: ")) && desc.contains("\r\nTrace ID: "), "{desc}");
+        assert!(v["trace_id"].is_string() && v["correlation_id"].is_string() && v["timestamp"].is_string());
+    }
+    let (_, v) = post(&url, "application/json", r#"{"grant_type":"client_credentials"}"#, None);
+    assert_eq!(v["error_codes"][0], 900144);
 }
 
 /// POSTs to the emulator; returns the status and the decoded JSON body.
