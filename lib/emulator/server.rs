@@ -270,6 +270,11 @@ pub fn accept_loop(
             active.fetch_sub(1, Ordering::SeqCst);
         });
     }
+    // Let requests in flight finish (idle keep-alive connections are not waited for long).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok(())
 }
 
