@@ -908,3 +908,28 @@ fn impersonation_through_delegates() {
         "PERMISSION_DENIED",
     );
 }
+
+#[test]
+fn thumbprint_only_registration_needs_the_certificate_in_x5c() {
+    let mut cfg = example();
+    cfg["azure"]["apps"][0]["certificates"] = json!([]);
+    cfg["azure"]["apps"][0]["thumbprints"] = json!([sha1_hex(&pki_file("app-ec.crt"))]);
+    let emu = Emu::start(&cfg, &[]);
+    let scope = ["--scope", "api://wif-gcp/.default"];
+    ok(azure(&sign(&emu, "app-ec.key", "app-ec.crt", &["--x5c"]), &scope), "x5c with a registered thumbprint");
+    refused(&azure(&sign(&emu, "app-ec.key", "app-ec.crt", &[]), &scope), "AADSTS700027");
+    refused(&azure(&sign(&emu, "app-rsa.key", "app-rsa.crt", &["--x5c"]), &scope), "AADSTS700027");
+    // The SHA-256 form matches too when registered that way.
+    let mut cfg = example();
+    cfg["azure"]["apps"][0]["certificates"] = json!([]);
+    let der = std::process::Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in", &pki_file("app-rsa.crt")])
+        .output()
+        .unwrap()
+        .stdout;
+    let sha256 = wif::keys::thumbprint_sha256(&der);
+    cfg["azure"]["apps"][0]["thumbprints"] = json!([sha256]);
+    let emu = Emu::start(&cfg, &[]);
+    let doc = sign(&emu, "app-rsa.key", "app-rsa.crt", &["--x5c", "--thumbprint", "sha256"]);
+    ok(azure(&doc, &scope), "x5t#S256 + x5c");
+}

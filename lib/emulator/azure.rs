@@ -202,7 +202,7 @@ fn issue(
 
 fn check_assertion(st: &State, app: &AppConfig, assertion: &str, endpoint: &str) -> Result<(), Resp> {
     let key_help = format!("Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'.", app.client_id);
-    st.client_assertion(assertion, &app.certs, true, &app.client_id, endpoint).map_err(|e| match e {
+    st.client_assertion(assertion, &app.certs, &app.thumbprint_bytes, true, &app.client_id, endpoint).map_err(|e| match e {
         AssertionError::Malformed(m) => aad(400, "invalid_request", 50027, &format!("JWT token is invalid or malformed: {m}")),
         AssertionError::NoThumbprint => aad(401, "invalid_client", 700027, &format!("Client assertion failed signature validation. [Reason - The client assertion has no x5t or x5t#S256 header, so no registered key can be found. {key_help}]")),
         AssertionError::UnknownKey(t) => aad(401, "invalid_client", 700027, &format!("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{t}', {key_help}]")),

@@ -76,7 +76,7 @@ pub fn token(st: &State, req: &Req, name: &str) -> Resp {
 }
 
 fn check(st: &State, client: &IssuerClient, assertion: &str, endpoint: &str, error: &str) -> Result<(), Resp> {
-    st.client_assertion(assertion, &client.certs, false, &client.client_id, endpoint).map_err(|e| {
+    st.client_assertion(assertion, &client.certs, &[], false, &client.client_id, endpoint).map_err(|e| {
         let msg = match e {
             AssertionError::Malformed(m) => format!("Invalid assertion: {m}"),
             AssertionError::NoThumbprint | AssertionError::UnknownKey(_) | AssertionError::KeyExpired(_) => {

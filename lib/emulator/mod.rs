@@ -145,6 +145,7 @@ impl State {
         &self,
         token: &str,
         certs: &[config::RegisteredCert],
+        thumbprints: &[Vec<u8>],
         require_thumbprint: bool,
         client_id: &str,
         endpoint: &str,
@@ -152,6 +153,7 @@ impl State {
         let now = crate::clock::now_unix();
         let expect = keys::Expect {
             certs,
+            thumbprints,
             require_thumbprint,
             client_id,
             audience: endpoint,
