@@ -933,3 +933,32 @@ fn thumbprint_only_registration_needs_the_certificate_in_x5c() {
     let doc = sign(&emu, "app-rsa.key", "app-rsa.crt", &["--x5c", "--thumbprint", "sha256"]);
     ok(azure(&doc, &scope), "x5t#S256 + x5c");
 }
+
+#[test]
+fn principal_sets_by_group_and_whole_pool() {
+    let mut cfg = example();
+    cfg["azure"]["apps"][0]["roles"] = json!(["wif-runners"]);
+    let providers = cfg["google"]["pools"][0]["providers"].as_array_mut().unwrap();
+    providers[0]["attribute_mapping"]["google.groups"] = json!("assertion.roles");
+    cfg["google"]["service_accounts"] = json!([
+        {"email": "group@wif-demo.iam.gserviceaccount.com",
+         "bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [format!("principalSet:{POOL}/group/wif-runners")]}]},
+        {"email": "other-group@wif-demo.iam.gserviceaccount.com",
+         "bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [format!("principalSet:{POOL}/group/admins")]}]},
+        {"email": "pool@wif-demo.iam.gserviceaccount.com",
+         "bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [format!("principalSet:{POOL}/*")]}]},
+        {"email": "tenant@wif-demo.iam.gserviceaccount.com",
+         "bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [format!("principalSet:{POOL}/attribute.tid/{TENANT}")]}]},
+        {"email": "wrong-role@wif-demo.iam.gserviceaccount.com",
+         "bindings": [{"role": "roles/viewer", "members": [format!("principalSet:{POOL}/*")]}]},
+    ]);
+    let emu = Emu::start(&cfg, &[]);
+    let fed = ok(sts(&emu, &azure_doc(&emu), "azure"), "sts");
+    let imp = |sa: &str| run("wif-impersonate", &s(&["--endpoint", &emu.url, "--service-account", sa]), &fed);
+    ok(imp("group@wif-demo.iam.gserviceaccount.com"), "group");
+    ok(imp("pool@wif-demo.iam.gserviceaccount.com"), "whole pool");
+    ok(imp("tenant@wif-demo.iam.gserviceaccount.com"), "attribute");
+    refused(&imp("other-group@wif-demo.iam.gserviceaccount.com"), "PERMISSION_DENIED");
+    refused(&imp("wrong-role@wif-demo.iam.gserviceaccount.com"), "PERMISSION_DENIED");
+    refused(&imp("missing@wif-demo.iam.gserviceaccount.com"), "PERMISSION_DENIED");
+}
