@@ -77,7 +77,8 @@ impl Emu {
 
     /// The request log lines, decoded (each must be JSON).
     fn requests(&self) -> Vec<Value> {
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        // The emulator logs before it answers; give the reader thread a moment.
+        std::thread::sleep(std::time::Duration::from_millis(250));
         let lines = self.log.lock().unwrap().clone();
         lines
             .iter()
@@ -87,7 +88,7 @@ impl Emu {
     }
 
     fn raw_log(&self) -> String {
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(std::time::Duration::from_millis(250));
         self.log.lock().unwrap().join("\n")
     }
 }
@@ -475,14 +476,15 @@ fn sts_and_iam_refusals() {
 
 #[test]
 fn expired_subject_token_and_federated_token() {
-    let emu = Emu::example(&["--token-lifetime", "2s"]);
+    // Long enough for sign | azure | sts on a busy machine, short enough to wait out.
+    let emu = Emu::example(&["--token-lifetime", "5s"]);
     let dir = tempdir();
     let az_file = dir.path().join("azure.jwt");
     let doc = sign(&emu, "app-rsa.key", "app-rsa.crt", &[]);
     let doc =
         ok(azure(&doc, &["--scope", "api://wif-gcp/.default", "--token-out", az_file.to_str().unwrap()]), "azure");
     let fed = ok(sts(&emu, &doc, "azure"), "sts");
-    std::thread::sleep(std::time::Duration::from_millis(3100));
+    std::thread::sleep(std::time::Duration::from_millis(6100));
     // STS refuses the expired Azure token (given through a credential configuration, so
     // wif-sts's own expiry check does not stop it first).
     let cc = dir.path().join("cred.json");
