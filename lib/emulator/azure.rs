@@ -319,10 +319,7 @@ pub fn imds(st: &State, req: &Req) -> Resp {
         None => None,
     };
     let Some(mi) = mi else { return errors::oauth(400, "invalid_request", "Identity not found") };
-    let Some(resource) = find_resource(az, res) else {
-        let r = resource_not_found(res, &az.tenant);
-        return r;
-    };
+    let Some(resource) = find_resource(az, res) else { return resource_not_found(res, &az.tenant) };
     let (token, iat, exp) = issue(st, az, resource, res, &mi.client_id, &mi.object_id, "2", &[]);
     let life = (exp - clock::now_unix()).to_string();
     let body = json!({

@@ -38,8 +38,8 @@ pub struct Config {
     /// set false to allow that.
     #[serde(default = "yes")]
     pub reject_replayed_assertions: bool,
+    /// The directory of the config file (certificate paths are relative to it).
     #[serde(skip)]
-    /// Certificates loaded from the apps' and clients' `certificates` paths, by path.
     pub base_dir: PathBuf,
 }
 

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+const BAD_AUDIENCE: &str = "Invalid value for \"audience\". This value should be the full resource name of the Identity Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.";
 const SUBJECT_TYPES: &[&str] = &["urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:id_token"];
 
 /// What IAM needs to know about a federated token.
@@ -105,10 +106,10 @@ pub fn token(st: &State, req: &Req) -> Resp {
         return invalid_request("Invalid value for \"subject_token\": it is required.");
     };
     let Some(audience) = field("audience") else {
-        return invalid_request("Invalid value for \"audience\". This value should be the full resource name of the Identity Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.");
+        return invalid_request(BAD_AUDIENCE);
     };
     let Some((number, pool_id, provider_id)) = parse_audience(audience) else {
-        return invalid_request("Invalid value for \"audience\". This value should be the full resource name of the Identity Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.");
+        return invalid_request(BAD_AUDIENCE);
     };
     let Some(scope) = field("scope") else {
         return oauth(400, "invalid_scope", "The scope parameter is required.");
