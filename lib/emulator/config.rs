@@ -362,7 +362,9 @@ fn load_registered(paths: &[PathBuf], base: &Path) -> Result<Vec<RegisteredCert>
     let mut out = Vec::new();
     for p in paths {
         let full = if p.is_absolute() { p.clone() } else { base.join(p) };
-        let certs = keys::load_certs(&full)?;
+        let certs = keys::load_certs(&full).map_err(|e| {
+            e.hint("certificate paths are relative to the config file; for the example config make the test PKI beside it: scripts/gen-test-pki.sh pki")
+        })?;
         let leaf = certs.first().ok_or_else(|| Error::input(format!("{} holds no certificate", full.display())))?;
         out.push(
             RegisteredCert::from_der(full.clone(), leaf.as_ref())
