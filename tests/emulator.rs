@@ -568,18 +568,6 @@ fn example_config_and_usage() {
 
 // ---- The official libraries (MSAL Python, google-auth Python) against the emulator. ----
 
-/// True (with a note) when python3 cannot import the modules: .ci/run installs them.
-fn missing_python(modules: &str) -> bool {
-    let has = std::process::Command::new("python3")
-        .args(["-c", &format!("import {modules}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has {
-        eprintln!("skipping: python3 cannot import {modules} (pip install -r .ci/requirements.txt)");
-    }
-    !has
-}
-
 fn interop_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(name)
 }
@@ -620,7 +608,7 @@ fn tls_emu(config: &Value) -> Emu {
 
 #[test]
 fn msal_python_gets_a_token_and_is_refused_with_an_unregistered_certificate() {
-    if missing_python("msal") {
+    if !python_has("msal") {
         return;
     }
     let emu = tls_emu(&example());
@@ -656,7 +644,7 @@ fn msal_python_gets_a_token_and_is_refused_with_an_unregistered_certificate() {
 
 #[test]
 fn google_auth_python_exchanges_and_impersonates() {
-    if missing_python("google.auth, requests") {
+    if !python_has("google.auth, requests") {
         return;
     }
     let emu = tls_emu(&example());

@@ -4,7 +4,7 @@
 
 use super::config::{IssuerClient, IssuerConfig};
 use super::errors::{self, oauth};
-use super::keys::{self, AssertionError};
+use super::keys::AssertionError;
 use super::server::{parse_form, Req, Resp};
 use super::State;
 use crate::clock;
@@ -65,7 +65,7 @@ pub fn token(st: &State, req: &Req, name: &str) -> Resp {
     let exp = now + st.token_lifetime;
     let mut claims = json!({
         "iss": iss.issuer, "sub": client.client_id, "aud": audience, "client_id": client.client_id,
-        "iat": now, "nbf": now, "exp": exp, "jti": keys::guid(),
+        "iat": now, "nbf": now, "exp": exp, "jti": crate::jwt::random_uuid(),
     });
     if let Some(scope) = field("scope") {
         claims["scope"] = json!(scope);

@@ -73,16 +73,6 @@ pub fn random_b64(n: usize) -> String {
     b64(&b)
 }
 
-/// A random RFC 4122 version-4 GUID.
-pub fn guid() -> String {
-    let mut b = [0u8; 16];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-}
-
 /// A parsed compact JWS.
 pub struct Jws {
     /// Header.
