@@ -3,7 +3,7 @@ complete -c wif-serve -l cert -d 'Server certificate chain (PEM, leaf first)' -r
 complete -c wif-serve -l key -d 'Server private key (PEM: PKCS#8, PKCS#1 or SEC1)' -r -F
 complete -c wif-serve -l client-ca -d 'CA certificates (root and intermediates, PEM) that client certificates must chain to' -r -F
 complete -c wif-serve -l token -d 'The token file to serve (written by --token-out, with FILE.meta.json beside it)' -r -F
-complete -c wif-serve -l crl -d 'Certificate revocation list (PEM or DER); repeat for several issuers' -r -F
+complete -c wif-serve -l crl -d 'Certificate revocation list (PEM or DER) of a client CA; repeatable. Certificates whose issuer has no CRL here are not checked' -r -F
 complete -c wif-serve -l allow -d 'Only serve clients with this identity: cn:NAME, dns:NAME, uri:URI, spki-sha256:HEX or cert-sha256:HEX; repeatable' -r
 complete -c wif-serve -l handshake-timeout -d 'Time a client has to complete the TLS handshake [default: 10s]' -r
 complete -c wif-serve -l idle-timeout -d 'Time a connection may stay silent before (or while) sending a request [default: 30s]' -r

@@ -7,7 +7,7 @@ complete -c wif-sts -l scope -d 'Scope of the federated token [default: https://
 complete -c wif-sts -l subject-token-type -d 'Subject token type: jwt, id_token, saml2, or a full urn:ietf:params:oauth:token-type:… [default: jwt]' -r
 complete -c wif-sts -l options -d 'STS `options` as a JSON object, e.g. \'{"userProject":"my-project"}\'' -r
 complete -c wif-sts -l credential-config -d 'gcloud / google-auth external_account credential configuration file' -r -F
-complete -c wif-sts -l service-account -d 'With --print-credential-config: the service account the client libraries should impersonate' -r
+complete -c wif-sts -l service-account -d 'With --print-credential-config: the service account the client libraries should impersonate (ignored otherwise, so one WIF_SERVICE_ACCOUNT can configure wif-sts and wif-impersonate)' -r
 complete -c wif-sts -l credential-file -d 'With --print-credential-config: the file holding the subject token (e.g. written by wif-azure --token-out)' -r -F
 complete -c wif-sts -l credential-url -d 'With --print-credential-config: a URL serving the subject token' -r
 complete -c wif-sts -l credential-field -d 'With --print-credential-config: the JSON field holding the token in the file or URL content' -r

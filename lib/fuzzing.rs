@@ -41,3 +41,22 @@ pub fn jwt(data: &[u8]) {
     let _ = crate::jwt::unverified_exp(text);
     let _ = crate::secret::scrub(text);
 }
+
+/// wif-serve's HTTP/1.1 request-head parser, fed as one buffer and as a pipelined stream.
+pub fn http_request(data: &[u8]) {
+    use crate::serve::http::{parse, read_request, route, Incoming, Parsed};
+    if let Parsed::Complete(req, len) = parse(data) {
+        assert!(len <= data.len(), "a request head cannot be longer than the input");
+        let _ = route(&req.method, &req.path);
+    }
+    let mut stream = std::io::Cursor::new(data);
+    let mut buf = Vec::new();
+    for _ in 0..64 {
+        match read_request(&mut stream, &mut buf, || true) {
+            Incoming::Request(req) => {
+                let _ = route(&req.method, &req.path);
+            }
+            _ => break,
+        }
+    }
+}

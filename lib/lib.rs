@@ -7,13 +7,16 @@ pub mod azure;
 pub mod cli;
 pub mod clock;
 pub mod document;
+pub mod emulator;
 pub mod error;
 pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod get;
 pub mod hints;
 pub mod http;
 pub mod iam;
+pub mod inspect;
 pub mod jwt;
 pub mod keys;
 pub mod manual;

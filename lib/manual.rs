@@ -56,12 +56,24 @@ pub fn pages() -> Vec<PageInfo> {
         PageInfo { command: crate::sts::Cli::command(), examples: crate::sts::EXAMPLES, files: CONFIG_FILES },
         PageInfo { command: crate::iam::Cli::command(), examples: crate::iam::EXAMPLES, files: TOKEN_FILES },
         PageInfo { command: crate::serve::Cli::command(), examples: crate::serve::EXAMPLES, files: SERVE_FILES },
+        PageInfo { command: crate::get::Cli::command(), examples: crate::get::EXAMPLES, files: TOKEN_FILES },
+        PageInfo { command: crate::inspect::Cli::command(), examples: crate::inspect::EXAMPLES, files: TOKEN_FILES },
+        PageInfo {
+            command: crate::emulator::Cli::command(),
+            examples: crate::emulator::EXAMPLES,
+            files: EMULATOR_FILES,
+        },
     ]
 }
 
 const CONFIG_FILES: &[(&str, &str)] = &[(
     "/etc/wif/wif.json",
     "conventional place for the config file given with --config (a JSON object of settings; see wif(7))",
+)];
+
+const EMULATOR_FILES: &[(&str, &str)] = &[(
+    "emulator.json",
+    "the emulator configuration given with --config: tenant, apps and certificates, issuers, pools, providers, service accounts (wif-emulate --print-example-config; docs/EMULATOR.md)",
 )];
 
 const TOKEN_FILES: &[(&str, &str)] = &[
@@ -150,7 +162,8 @@ pub fn render(page: &PageInfo) -> String {
 }
 
 /// Every binary of the package.
-pub const ALL_TOOLS: &[&str] = &["wif-sign", "wif-azure", "wif-sts", "wif-impersonate", "wif-serve"];
+pub const ALL_TOOLS: &[&str] =
+    &["wif-sign", "wif-azure", "wif-sts", "wif-impersonate", "wif-serve", "wif-get", "wif-inspect", "wif-emulate"];
 
 /// Shell completions for one command.
 pub fn completions(cmd: &clap::Command, shell: clap_complete::Shell) -> String {

@@ -64,6 +64,18 @@ pub const KNOWN_KEYS: &[&str] = &[
     "idle_timeout",
     "max_connections",
     "shutdown_timeout",
+    "get_url",
+    "get_cert",
+    "get_key",
+    "get_key_password_file",
+    "get_key_password_env",
+    "get_ca",
+    "get_out",
+    "get_min_ttl",
+    "get_assume_ttl",
+    "get_format",
+    "get_export_name",
+    "get_max_time",
 ];
 
 /// Keys that would put a secret into a config file or a document.

@@ -93,7 +93,8 @@ pub struct Cli {
     #[arg(long)]
     pub print_credential_config: bool,
     /// With --print-credential-config: the service account the client libraries should impersonate
-    #[arg(long, value_name = "EMAIL", requires = "print_credential_config", env = "WIF_SERVICE_ACCOUNT")]
+    /// (ignored otherwise, so one WIF_SERVICE_ACCOUNT can configure wif-sts and wif-impersonate)
+    #[arg(long, value_name = "EMAIL", env = "WIF_SERVICE_ACCOUNT")]
     pub service_account: Option<String>,
     /// With --print-credential-config: the file holding the subject token (e.g. written by wif-azure --token-out)
     #[arg(long, value_name = "FILE", requires = "print_credential_config", conflicts_with = "credential_url")]

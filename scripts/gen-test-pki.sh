@@ -158,3 +158,8 @@ rm -f ./*.csr
 chmod 600 ./*.key ./*.p12 ./*.pass
 chmod 644 ./*.crt crl.pem
 echo "gen-test-pki.sh: test PKI ($alg) written to $PWD" >&2
+
+# A CRL of the other hierarchy (revokes nothing the server trusts): a starting point for
+# tests that swap in crl.pem while the server runs.
+openssl ca -config other-intermediate-ca.db/ca.cnf -gencrl -out other-crl.pem 2>/dev/null
+chmod 644 other-crl.pem

@@ -1,7 +1,10 @@
 //! Integration tests: the binaries run as users run them, against servers on loopback.
 
 mod common;
+mod emulator;
 mod fuzz_corpus;
+mod get;
+mod inspect;
 mod manual;
 mod pipeline;
 mod refresh;

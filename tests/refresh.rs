@@ -78,8 +78,8 @@ fn counts(srv: &RoutedServer) -> (usize, usize, usize) {
     (n("/oauth2/"), n("/v1/token"), n(":generateAccessToken"))
 }
 
-/// A config file holding every step's settings, pointing all remotes at `url`.
-fn config(dir: &Path, url: &str) -> PathBuf {
+/// Every step's settings, pointing all remotes at `url`.
+fn settings(url: &str) -> serde_json::Map<String, Value> {
     let cfg = json!({
         "client_id": APP,
         "tenant_id": TENANT,
@@ -94,8 +94,13 @@ fn config(dir: &Path, url: &str) -> PathBuf {
         "timeout": "10s",
         "retries": 0
     });
+    cfg.as_object().unwrap().clone()
+}
+
+/// A config file holding every step's settings.
+fn config(dir: &Path, url: &str) -> PathBuf {
     let p = dir.join("wif.json");
-    std::fs::write(&p, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    std::fs::write(&p, serde_json::to_vec_pretty(&settings(url)).unwrap()).unwrap();
     p
 }
 
@@ -184,23 +189,52 @@ fn refresh_writes_the_token_then_skips_while_it_is_fresh() {
 }
 
 #[test]
-fn without_impersonation_the_federated_token_is_published() {
+fn without_a_config_file_the_steps_read_wif_env_and_may_skip_impersonation() {
     let srv = remote(vec![azure_ok()], vec![sts_ok()], vec![iam_ok().0]);
     let dir = tempdir();
-    let cfg = config(dir.path(), &srv.url);
     let token = dir.path().join("wif_token.txt");
-    let out = run(refresh(&cfg, &token, &["--no-impersonate"]));
+    let mut c = std::process::Command::new(script());
+    c.arg("--token-out").arg(&token).args(["--bin-dir", &bin_dir(), "--no-impersonate"]);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("WIF_")) {
+        c.env_remove(k);
+    }
+    // Not service_account: wif-sts reads WIF_SERVICE_ACCOUNT for --service-account, which
+    // clap only allows with --print-credential-config (lib/sts.rs), so it exits 2.
+    for (k, v) in settings(&srv.url).into_iter().filter(|(k, _)| k != "service_account") {
+        let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+        c.env(format!("WIF_{}", k.to_uppercase()), v);
+    }
+    let out = run(c);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(std::fs::read(&token).unwrap(), b"ya29.federated");
     assert_eq!(meta(&token)["written_by"], "wif-sts");
-    assert_eq!(counts(&srv), (1, 1, 0));
+    assert_eq!(counts(&srv), (1, 1, 0), "wif-impersonate never ran");
+}
+
+#[test]
+fn the_key_comes_from_the_environment_as_the_systemd_unit_sets_it() {
+    // wif-refresh.service: the config names /etc/wif/app.key, WIF_KEY=%d/app.key overrides it.
+    let srv = remote(vec![azure_ok()], vec![sts_ok()], vec![iam_ok().0]);
+    let dir = tempdir();
+    let mut cfg = settings(&srv.url);
+    cfg.insert("key".into(), json!("/nonexistent/app.key"));
+    let cfg_path = dir.path().join("wif.json");
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let token = dir.path().join("wif_token.txt");
+    let out = run(refresh(&cfg_path, &token, &[]));
+    assert_eq!(out.status.code(), Some(6), "the config's key alone fails: {}", stderr(&out));
+    let mut c = refresh(&cfg_path, &token, &[]);
+    c.env("WIF_KEY", pki_file("app-rsa.key"));
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&token).unwrap(), FINAL.as_bytes());
 }
 
 #[test]
 fn concurrent_runs_exchange_only_once() {
     // The first run is slow at Azure, so the others start while it holds the lock.
     let (iam, _) = iam_ok();
-    let srv = remote(vec![slow(azure_ok(), 2)], vec![sts_ok()], vec![iam]);
+    let srv = remote(vec![slow(azure_ok(), 5)], vec![sts_ok()], vec![iam]);
     let dir = tempdir();
     let cfg = config(dir.path(), &srv.url);
     let token = dir.path().join("wif_token.txt");
@@ -216,7 +250,7 @@ fn concurrent_runs_exchange_only_once() {
     let second = run(refresh(&cfg, &token, &[]));
     assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
     assert!(stderr(&second).contains("another run is in progress"), "{}", stderr(&second));
-    assert!(started.elapsed() < Duration::from_millis(1500), "did not wait for the lock");
+    assert!(started.elapsed() < Duration::from_secs(4), "did not wait for the lock");
     // With --wait: waits for the first run, then finds the token fresh.
     let third = quiet_output(refresh(&cfg, &token, &["--wait"]));
 
@@ -270,6 +304,18 @@ fn a_dead_remote_exits_5_and_writes_nothing() {
     assert!(err.contains("wif-azure: "), "{err}");
     assert!(err.lines().last().unwrap().contains("wif-azure failed (exit 5); there is no previous token"), "{err}");
     assert!(!token.exists());
+
+    // An expired previous token is kept as it is, and the summary says it has expired.
+    let past = wif::clock::rfc3339(now() - 60);
+    std::fs::write(&token, "old").unwrap();
+    let m = json!({"expires_at": past, "token_type": "access_token", "written_at": past,
+                   "written_by": "wif-impersonate", "bytes": 3, "sha256": wif::keys::sha256_hex(b"old")});
+    std::fs::write(dir.path().join("wif_token.txt.meta.json"), m.to_string()).unwrap();
+    let out = run(refresh(&cfg, &token, &[]));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let last = stderr(&out).lines().last().unwrap().to_string();
+    assert_eq!(last, format!("wif-refresh: wif-azure failed (exit 5); the previous token expired at {past}"));
+    assert_eq!(std::fs::read(&token).unwrap(), b"old");
 }
 
 #[test]
@@ -481,5 +527,27 @@ fn systemd_units_are_hardened_and_agree_with_the_tools() {
             .unwrap();
         let err = stderr(&out);
         assert!(out.status.success() && !err.contains("wif-"), "systemd-analyze verify: {err}");
+    }
+}
+
+#[test]
+fn the_script_is_lint_clean() {
+    // shellcheck where installed (CI may lack it), bash's own parser always.
+    let out = std::process::Command::new("bash").arg("-n").arg(script()).output().unwrap();
+    assert!(out.status.success(), "bash -n: {}", stderr(&out));
+    if let Ok(out) = std::process::Command::new("shellcheck").arg(script()).output() {
+        assert!(out.status.success(), "shellcheck:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+    // The manual page documents every option --help lists, and lints clean.
+    let page_path = root().join("man/wif-refresh.1");
+    let page = std::fs::read_to_string(&page_path).unwrap();
+    let help = refresh_help();
+    let options = help.split(|c: char| c.is_whitespace() || c == ',').filter(|w| w.starts_with("--") && w.len() > 2);
+    for opt in options {
+        assert!(page.contains(&opt.replace('-', "\\-")), "wif-refresh.1 documents {opt}");
+    }
+    if let Ok(out) = std::process::Command::new("mandoc").args(["-Tlint", "-Wwarning"]).arg(&page_path).output() {
+        let report = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && report.trim().is_empty(), "mandoc: {report}");
     }
 }

@@ -207,3 +207,116 @@ fn a_full_disk_keeps_the_old_token() {
     assert_eq!(std::fs::read_to_string(&out).unwrap(), old, "the old token is byte-identical");
     assert!(temp_files(&fs.0).is_empty(), "the failed temp file was removed");
 }
+
+/// A TCP server on loopback that runs `answer` on each connection, counting them.
+struct RawServer {
+    url: String,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RawServer {
+    fn start(answer: fn(std::net::TcpStream)) -> RawServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || answer(stream));
+            }
+        });
+        RawServer { url, connections }
+    }
+}
+
+/// Reads the request head so the client has finished sending.
+fn read_head(s: &mut std::net::TcpStream) {
+    use std::io::Read;
+    let mut buf = [0u8; 8192];
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = s.read(&mut buf);
+}
+
+#[test]
+fn connection_resets_are_retried_a_bounded_number_of_times_each_visible() {
+    let srv = RawServer::start(|mut s| {
+        read_head(&mut s);
+        // Close at once without an answer: the client sees a reset / early EOF.
+        drop(s);
+    });
+    let dir = tempdir();
+    let out_file = dir.path().join("wif_token.txt");
+    seed_token(&iam_serving("ya29.the-previous-good-token"), &out_file);
+    let started = std::time::Instant::now();
+    let o = bin("wif-impersonate")
+        .args(["--service-account", SA, "--endpoint", &srv.url, "--retries", "2", "--token-out"])
+        .arg(&out_file)
+        .write_stdin(sts_doc())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "retryable exit code: {err}");
+    assert_eq!(srv.connections.load(Ordering::SeqCst), 3, "one try and two retries");
+    assert_eq!(err.lines().filter(|l| l.contains("retry ")).count(), 2, "one stderr line per retry: {err}");
+    assert!(started.elapsed() < Duration::from_secs(20), "bounded total time");
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "ya29.the-previous-good-token");
+}
+
+#[test]
+fn a_huge_remote_body_is_capped_and_refused_without_touching_the_token() {
+    let srv = RawServer::start(|mut s| {
+        use std::io::Write;
+        read_head(&mut s);
+        // 8 MiB of JSON-looking body: the client must stop reading at its 1 MiB cap.
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 8388608\r\n\r\n";
+        let _ = s.write_all(head.as_bytes());
+        let _ = s.write_all(b"{\"accessToken\":\"ya29.");
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..128 {
+            if s.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let dir = tempdir();
+    let out_file = dir.path().join("wif_token.txt");
+    seed_token(&iam_serving("ya29.the-previous-good-token"), &out_file);
+    let o = bin("wif-impersonate")
+        .args(["--service-account", SA, "--endpoint", &srv.url, "--retries", "0", "--token-out"])
+        .arg(&out_file)
+        .write_stdin(sts_doc())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(err.contains("larger than 1048576 bytes"), "says why: {err}");
+    assert!(o.stdout.is_empty());
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "ya29.the-previous-good-token");
+}
+
+#[test]
+fn wrong_content_types_and_truncated_bodies_keep_the_old_token() {
+    let dir = tempdir();
+    let out_file = dir.path().join("wif_token.txt");
+    seed_token(&iam_serving("ya29.the-previous-good-token"), &out_file);
+    let cases = [
+        (Canned::raw(200, "text/html", "<html><body>Sign in to the proxy</body></html>"), "not JSON"),
+        (Canned::raw(200, "application/json", "{\"accessToken\": \"ya29.trunc"), "truncated"),
+        (Canned::json(200, json!({"unexpected": true})), "no accessToken"),
+        (Canned::json(200, json!({"accessToken": "ya29.x", "expireTime": rfc(-60)})), "expired"),
+    ];
+    for (answer, needle) in cases {
+        let srv = TestServer::start(vec![answer]);
+        let o = bin("wif-impersonate")
+            .args(["--service-account", SA, "--endpoint", &srv.url, "--retries", "0", "--token-out"])
+            .arg(&out_file)
+            .write_stdin(sts_doc())
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert!(!o.status.success() && o.stdout.is_empty(), "{needle}: {err}");
+        assert!(err.contains(needle), "{needle}: {err}");
+        assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "ya29.the-previous-good-token", "{needle}");
+    }
+}

@@ -26,6 +26,31 @@ fn write_token(path: &Path, token: &str, ttl: i64) -> String {
     exp
 }
 
+/// The required flags.
+fn server_args_with(cert: &str, key: &str, client_ca: &str, token: &Path) -> Vec<String> {
+    let token = token.to_string_lossy();
+    let pairs = [
+        ("--listen", "127.0.0.1:0"),
+        ("--cert", cert),
+        ("--key", key),
+        ("--client-ca", client_ca),
+        ("--token", &token),
+    ];
+    pairs.iter().flat_map(|(f, v)| [f.to_string(), v.to_string()]).collect()
+}
+
+/// The required flags, with the test PKI's server certificate and key.
+fn server_args(client_ca: &str, token: &Path) -> Vec<String> {
+    server_args_with(&pki_file("server-chain.crt"), &pki_file("server.key"), client_ca, token)
+}
+
+/// Replaces `dst` with a copy of `src` the careful way: a new file renamed over it.
+fn replace_file(src: &str, dst: &Path) {
+    let staged = dst.with_extension("staged");
+    std::fs::copy(src, &staged).unwrap();
+    std::fs::rename(&staged, dst).unwrap();
+}
+
 /// A running wif-serve; killed when dropped.
 struct Server {
     child: Child,
@@ -39,22 +64,8 @@ struct Server {
 impl Server {
     /// Starts wif-serve with the test PKI's server certificate and client CA, plus `extra`.
     fn start(token: &Path, extra: &[&str]) -> Server {
-        let args: Vec<String> = [
-            "--listen",
-            "127.0.0.1:0",
-            "--cert",
-            &pki_file("server-chain.crt"),
-            "--key",
-            &pki_file("server.key"),
-            "--client-ca",
-            &pki_file("ca-chain.crt"),
-            "--token",
-            token.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(extra.iter().map(|s| s.to_string()))
-        .collect();
+        let mut args = server_args(&pki_file("ca-chain.crt"), token);
+        args.extend(extra.iter().map(|s| s.to_string()));
         Server::spawn(&args, None)
     }
 
@@ -305,7 +316,7 @@ fn serves_the_exact_token_with_headers_and_an_audit_line() {
     assert_eq!(r.body, TOKEN.as_bytes());
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.header("x-token-expires-at"), Some(exp.as_str()));
-    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    assert_eq!(r.header("content-type"), Some("text/plain"));
     assert_eq!(r.header("content-length"), Some(TOKEN.len().to_string().as_str()));
 
     let line = srv.wait_for("the request", |v| v["event"] == "request");
@@ -492,7 +503,7 @@ fn connections_beyond_the_limit_are_closed_and_logged() {
 fn picks_up_a_new_token_renamed_over_the_old_one() {
     let (d, tok) = token_dir();
     write_token(&tok, TOKEN, 3600);
-    let srv = Server::start(&tok, &[]);
+    let mut srv = Server::start(&tok, &[]);
     assert_eq!(get(srv.port, "client", "/get_wif_token").body, TOKEN.as_bytes());
     // A new pair written elsewhere, then renamed over (metadata first, as a careful writer might not).
     let staged = d.path().join("staged.txt");
@@ -505,6 +516,8 @@ fn picks_up_a_new_token_renamed_over_the_old_one() {
     // And via --token-out's own atomic write.
     write_token(&tok, "ya29.third", 3600);
     assert_eq!(get(srv.port, "client", "/get_wif_token").body, b"ya29.third");
+    let reloads = srv.wait_count("three token reads", 3, |v| v["event"] == "reload" && v["what"] == "token");
+    assert!(reloads[1]["reason"].as_str().unwrap().contains(&exp2), "{reloads:?}");
     srv.finish_checking_secrecy(&[TOKEN, "ya29.second-token", "ya29.third"]);
 }
 
@@ -556,21 +569,7 @@ fn reloads_the_client_ca_when_it_changes_and_on_sighup() {
     write_token(&tok, TOKEN, 3600);
     let ca = d.path().join("clients.pem");
     std::fs::copy(pki_file("other-ca-chain.crt"), &ca).unwrap();
-    let args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--cert",
-        &pki_file("server-chain.crt"),
-        "--key",
-        &pki_file("server.key"),
-        "--client-ca",
-        ca.to_str().unwrap(),
-        "--token",
-        tok.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = server_args(ca.to_str().unwrap(), &tok);
     let mut srv = Server::spawn(&args, None);
     expect_refused(srv.port, Some("client"));
     // A kept-alive connection from the other hierarchy survives the reload.
@@ -578,9 +577,7 @@ fn reloads_the_client_ca_when_it_changes_and_on_sighup() {
     other.write_all(b"GET /get_wif_token HTTP/1.1\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut other, false).unwrap().body, TOKEN.as_bytes());
 
-    let staged = d.path().join("staged.pem");
-    std::fs::copy(pki_file("ca-chain.crt"), &staged).unwrap();
-    std::fs::rename(&staged, &ca).unwrap();
+    replace_file(&pki_file("ca-chain.crt"), &ca);
     assert_eq!(get(srv.port, "client", "/get_wif_token").body, TOKEN.as_bytes());
     srv.wait_for("the reload", |v| v["event"] == "reload" && v["what"] == "tls");
     other.write_all(b"GET /get_wif_token HTTP/1.1\r\n\r\n").unwrap();
@@ -602,6 +599,48 @@ fn reloads_the_client_ca_when_it_changes_and_on_sighup() {
 }
 
 #[test]
+fn reloads_the_server_certificate_and_key_without_a_restart() {
+    let (d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let (cert, key) = (d.path().join("server.pem"), d.path().join("server-key.pem"));
+    replace_file(&pki_file("server-chain.crt"), &cert);
+    replace_file(&pki_file("server.key"), &key);
+    let args = server_args_with(cert.to_str().unwrap(), key.to_str().unwrap(), &pki_file("ca-chain.crt"), &tok);
+    let mut srv = Server::spawn(&args, None);
+    let port = srv.port;
+    let fetch = |trust: &str| {
+        let mut s = connect(port, client_config(Some("client"), trust, None));
+        s.write_all(b"GET /get_wif_token HTTP/1.1\r\n\r\n")?;
+        read_response(&mut s, false)
+    };
+    assert_eq!(fetch("ca-chain.crt").unwrap().body, TOKEN.as_bytes());
+    // The certificate alone changes first: it does not match the key, so the old pair stays.
+    replace_file(&pki_file("other-server-chain.crt"), &cert);
+    assert_eq!(fetch("ca-chain.crt").unwrap().body, TOKEN.as_bytes());
+    let failed = srv.wait_for("the failed reload", |v| v["event"] == "reload_failed");
+    assert!(failed["reason"].as_str().unwrap().contains("does not belong"), "{failed}");
+    // Then its key: the new server certificate (from the other hierarchy) is in use.
+    replace_file(&pki_file("other-server.key"), &key);
+    assert_eq!(fetch("other-ca-chain.crt").unwrap().body, TOKEN.as_bytes());
+    assert!(fetch("ca-chain.crt").is_err());
+    srv.wait_for("the reload", |v| v["event"] == "reload" && v["what"] == "tls");
+}
+
+#[test]
+fn a_new_crl_takes_effect_without_a_restart() {
+    let (d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let crl = d.path().join("crl.pem");
+    replace_file(&pki_file("other-crl.pem"), &crl);
+    let mut srv = Server::start(&tok, &["--crl", crl.to_str().unwrap()]);
+    assert_eq!(get(srv.port, "client-revoked", "/get_wif_token").status, 200);
+    replace_file(&pki_file("crl.pem"), &crl);
+    expect_refused(srv.port, Some("client-revoked"));
+    srv.wait_for("the revocation", |v| v["code"] == "revoked");
+    assert_eq!(get(srv.port, "client", "/get_wif_token").status, 200);
+}
+
+#[test]
 fn sigterm_finishes_in_flight_work_and_exits_0() {
     let (_d, tok) = token_dir();
     write_token(&tok, TOKEN, 3600);
@@ -610,7 +649,18 @@ fn sigterm_finishes_in_flight_work_and_exits_0() {
     s.write_all(b"GET /get_wif_token HTTP/1.1\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut s, false).unwrap().status, 200);
     srv.wait_for("the request", |v| v["event"] == "request");
+    // A second client is in the middle of sending its request when the signal comes.
+    let mut busy = connect(srv.port, client_config(Some("client"), "ca-chain.crt", None));
+    busy.write_all(b"GET /get_wif_token HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+    busy.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     srv.signal("-TERM");
+    srv.wait_for("the shutdown", |v| v["event"] == "shutdown");
+    std::thread::sleep(Duration::from_millis(100));
+    busy.write_all(b"\r\n").unwrap();
+    let r = read_response(&mut busy, false).unwrap();
+    assert_eq!(r.body, TOKEN.as_bytes());
+    assert_eq!(r.header("connection"), Some("close"));
     let (code, err) = srv.wait_exit();
     assert_eq!(code, Some(0), "stderr: {err}");
     let log = srv.drain();
@@ -707,11 +757,22 @@ fn startup_errors_are_clear() {
 fn have(tool: &str) -> bool {
     let ok = std::process::Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
         || std::process::Command::new(tool).arg("version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
-        eprintln!("{tool} not installed; skipping");
-    }
-    ok
+    available(tool, ok)
+}
+
+/// An external client fetches the token with client.crt, and gets nothing with the other
+/// hierarchy's other-client.crt. `fetch(url, client)` runs it.
+fn external_client_is_let_in_only_from_the_right_hierarchy(fetch: impl Fn(&str, &str) -> std::process::Output) {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let srv = Server::start(&tok, &[]);
+    let url = format!("https://localhost:{}/get_wif_token", srv.port);
+    let ok = fetch(&url, "client");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(ok.stdout, TOKEN.as_bytes());
+    let refused = fetch(&url, "other-client");
+    assert!(!refused.status.success());
+    assert!(refused.stdout.is_empty());
 }
 
 #[test]
@@ -719,24 +780,14 @@ fn curl_fetches_the_token_and_is_refused_with_the_other_hierarchy() {
     if !have("curl") {
         return;
     }
-    let (_d, tok) = token_dir();
-    write_token(&tok, TOKEN, 3600);
-    let srv = Server::start(&tok, &[]);
-    let url = format!("https://localhost:{}/get_wif_token", srv.port);
-    let curl = |client: &str| {
+    external_client_is_let_in_only_from_the_right_hierarchy(|url, client| {
         std::process::Command::new("curl")
             .args(["-sS", "--fail", "--max-time", "10", "--cacert", &pki_file("ca-chain.crt")])
             .args(["--cert", &pki_file(&format!("{client}.crt")), "--key", &pki_file(&format!("{client}.key"))])
-            .arg(&url)
+            .arg(url)
             .output()
             .unwrap()
-    };
-    let ok = curl("client");
-    assert!(ok.status.success(), "{}", stderr(&ok));
-    assert_eq!(ok.stdout, TOKEN.as_bytes());
-    let refused = curl("other-client");
-    assert!(!refused.status.success());
-    assert!(refused.stdout.is_empty());
+    });
 }
 
 #[test]
@@ -773,33 +824,74 @@ fn openssl_s_client_gets_the_token_over_tls_1_2_and_1_3() {
 
 #[test]
 fn the_seeds_python_requests_client_gets_the_token() {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import requests"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(std::env::var_os("CI").is_none(), "python3 with requests is required in CI");
-        eprintln!("python3 requests not installed; skipping");
+    if !python_has("requests") {
         return;
     }
-    let (_d, tok) = token_dir();
-    write_token(&tok, TOKEN, 3600);
-    let srv = Server::start(&tok, &[]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/seed_client.py");
-    let run = |client: &str| {
+    external_client_is_let_in_only_from_the_right_hierarchy(|url, client| {
         std::process::Command::new("python3")
             .arg(&script)
-            .arg(format!("https://localhost:{}/get_wif_token", srv.port))
+            .arg(url)
             .arg(pki_file(&format!("{client}.crt")))
             .arg(pki_file(&format!("{client}.key")))
             .arg(pki_file("ca-chain.crt"))
             .output()
             .unwrap()
+    });
+}
+
+#[test]
+fn server_keys_in_pkcs8_pkcs1_and_sec1() {
+    if !have("openssl") {
+        return;
+    }
+    let (d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let dir = d.path();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
     };
-    let out = run("client");
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(out.stdout, TOKEN.as_bytes());
-    let out = run("other-client");
-    assert!(!out.status.success());
-    assert!(out.stdout.is_empty());
+    // RSA: a server certificate from the test intermediate CA, its key as PKCS#8 and as PKCS#1.
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "rsa8.key",
+        "-subj",
+        "/CN=localhost",
+        "-out",
+        "rsa.csr",
+    ]);
+    let (ca, ca_key) = (pki_file("intermediate-ca.crt"), pki_file("intermediate-ca.key"));
+    openssl(&[
+        "x509", "-req", "-in", "rsa.csr", "-CA", &ca, "-CAkey", &ca_key, "-days", "1", "-extfile", "ext.cnf", "-out",
+        "rsa.crt",
+    ]);
+    let mut chain = std::fs::read(dir.join("rsa.crt")).unwrap();
+    chain.extend(std::fs::read(&ca).unwrap());
+    std::fs::write(dir.join("rsa-chain.crt"), chain).unwrap();
+    openssl(&["pkey", "-in", "rsa8.key", "-traditional", "-out", "rsa1.key"]);
+    // EC: the test PKI's server key (PKCS#8) as SEC1.
+    openssl(&["ec", "-in", &pki_file("server.key"), "-out", "ec1.key"]);
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    for (cert, key, header) in [
+        (path("rsa-chain.crt"), path("rsa8.key"), "-----BEGIN PRIVATE KEY-----"),
+        (path("rsa-chain.crt"), path("rsa1.key"), "-----BEGIN RSA PRIVATE KEY-----"),
+        (pki_file("server-chain.crt"), path("ec1.key"), "-----BEGIN EC PRIVATE KEY-----"),
+    ] {
+        assert!(std::fs::read_to_string(&key).unwrap().starts_with(header), "{key}");
+        let srv = Server::spawn(&server_args_with(&cert, &key, &pki_file("ca-chain.crt"), &tok), None);
+        let mut s = connect(srv.port, client_config(Some("client"), "ca-chain.crt", None));
+        s.write_all(b"GET /get_wif_token HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut s, false).unwrap().body, TOKEN.as_bytes(), "{key}");
+    }
 }

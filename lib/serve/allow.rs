@@ -9,7 +9,7 @@ use x509_parser::extensions::GeneralName;
 /// What a client certificate says about its holder.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Identity {
-    /// The subject as text, e.g. `O=wif test, CN=wif-client`.
+    /// The subject as RFC 4514 text, e.g. `CN=wif-client, O=wif test`.
     pub subject: String,
     /// The subject's common names.
     pub common_names: Vec<String>,

@@ -64,7 +64,7 @@ GET /healthz tells whether a token can be served and until when, never the token
 A client certificate is required and verified in the TLS handshake (TLS 1.3 or 1.2): it must chain to \
 --client-ca, be within its validity, carry the clientAuth extended key usage and not be revoked by a --crl. \
 Clients that fail are refused in the handshake and logged. With --allow, verified clients that match no listed \
-identity get 403.\n\n\
+identity get 403 on every path.\n\n\
 The token is never served when its file or metadata (FILE.meta.json, written by --token-out) is missing, empty \
 or expired: 503 with a JSON error instead. The token, certificates, key, client CA and CRLs are re-read when \
 their files change (also when a new file is renamed over the old one) and on SIGHUP, without a restart and \
@@ -90,7 +90,7 @@ pub struct Cli {
     /// The token file to serve (written by --token-out, with FILE.meta.json beside it)
     #[arg(long, value_name = "FILE", env = "WIF_TOKEN_FILE")]
     pub token: Option<PathBuf>,
-    /// Certificate revocation list (PEM or DER); repeat for several issuers
+    /// Certificate revocation list (PEM or DER) of a client CA; repeatable. Certificates whose issuer has no CRL here are not checked
     #[arg(long, value_name = "FILE")]
     pub crl: Vec<PathBuf>,
     /// Only serve clients with this identity: cn:NAME, dns:NAME, uri:URI, spki-sha256:HEX or cert-sha256:HEX; repeatable
@@ -300,13 +300,22 @@ impl Drop for ConnGuard {
 /// Runs the server until SIGTERM/SIGINT.
 pub fn run(opts: Options) -> Result<()> {
     let tls = tls::TlsSource::load(opts.tls.clone())?;
-    match std::fs::metadata(&opts.token) {
+    match std::fs::File::open(&opts.token) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => cli::warn(format!(
             "the token file {} does not exist yet; answering 503 until it does",
             opts.token.display()
         )),
-        Err(e) => return Err(Error::io(&opts.token, &e).context("checking the token file (--token)")),
+        Err(e) => {
+            let err = Error::io(&opts.token, &e).context("opening the token file (--token)");
+            return Err(if e.kind() == std::io::ErrorKind::PermissionDenied {
+                err.hint(
+                    "token files are written with mode 0600: run wif-serve as the user that runs the refresh pipeline",
+                )
+            } else {
+                err
+            });
+        }
     }
     let listener = bind(&opts.listen)?;
     let local = listener.local_addr().map_err(|e| Error::new(Kind::Io, format!("listening socket: {e}")))?;
@@ -549,21 +558,17 @@ fn serve_connection(
     let mut buf = Vec::new();
     loop {
         sock.deadline = Instant::now() + shared.idle_timeout;
-        let incoming = http::read_request(&mut rustls::Stream::new(&mut conn, &mut sock), &mut buf);
+        // Busy from the request's first byte: a shutdown lets it finish.
+        let begin = || state.compare_exchange(IDLE, BUSY, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+        let incoming = http::read_request(&mut rustls::Stream::new(&mut conn, &mut sock), &mut buf, begin);
         let started = Instant::now();
         let (req, resp, keep_alive) = match incoming {
             Incoming::Request(req) => {
-                if state.compare_exchange(IDLE, BUSY, Ordering::SeqCst, Ordering::SeqCst).is_err() {
-                    return;
-                }
                 let resp = respond(&shared, &req, &id);
                 let keep_alive = req.keep_alive && !req.has_body && !shared.shutting_down.load(Ordering::SeqCst);
                 (Some(req), resp, keep_alive)
             }
-            Incoming::Invalid(r) => {
-                state.store(BUSY, Ordering::SeqCst);
-                (None, Response::error(r.status, "bad_request", r.reason).because(r.reason), false)
-            }
+            Incoming::Invalid(r) => (None, Response::error(r.status, "bad_request", r.reason).because(r.reason), false),
             Incoming::Closed | Incoming::TimedOut | Incoming::Broken(_) => break,
         };
         let head_only = req.as_ref().is_some_and(|r| r.method == "HEAD");
@@ -640,7 +645,7 @@ fn respond(shared: &Shared, req: &http::Request, id: &Identity) -> Response {
         Route::Token => match shared.token.current() {
             State::Ready(t) => Response {
                 status: 200,
-                content_type: "text/plain; charset=utf-8",
+                content_type: "text/plain",
                 headers: vec![("X-Token-Expires-At", t.expires_at_text.clone())],
                 body: t.token.expose().as_bytes().to_vec(),
                 reason: None,

@@ -130,6 +130,15 @@ impl TokenSource {
             if c.stamps != Some(stamps) {
                 match read_token(&self.path) {
                     Ok(Some(t)) => {
+                        super::log::Event::new("reload")
+                            .what("token")
+                            .reason(format!(
+                                "read {} ({} bytes, expires at {})",
+                                self.path.display(),
+                                t.meta.bytes,
+                                t.meta.expires_at
+                            ))
+                            .emit();
                         c.loaded = Some(Arc::new(Loaded {
                             token: t.token,
                             expires_at: t.expires_at,
@@ -226,6 +235,23 @@ mod tests {
         }
         std::fs::remove_file(&p).unwrap();
         assert!(token_of(&src).is_none());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_empty_token_is_never_served() {
+        let d = dir("empty");
+        let p = d.join("t.txt");
+        let exp = clock::rfc3339(clock::now_unix() + 600);
+        write_token(&p, &Secret::new("x"), "access_token", Some(&exp), "test").unwrap();
+        std::fs::write(&p, "").unwrap();
+        let meta = std::fs::read_to_string(meta_path(&p)).unwrap();
+        let meta = meta.replace(&crate::keys::sha256_hex(b"x"), &crate::keys::sha256_hex(b""));
+        std::fs::write(meta_path(&p), meta).unwrap();
+        match TokenSource::new(p).current() {
+            State::Unavailable { reason, .. } => assert!(reason.contains("empty"), "{reason}"),
+            State::Ready(_) => panic!("served an empty token"),
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -271,3 +271,33 @@ impl Drop for RoutedServer {
         }
     }
 }
+
+/// A JWT-shaped token with the given claims and a dummy signature (the tools never verify
+/// what they receive, so tests can make the claims they need).
+pub fn fake_jwt(claims: Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let c = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{h}.{c}.c2lnbmF0dXJl")
+}
+
+/// Whether an external program or library a test needs is present. Outside CI a missing
+/// one skips the test with a note; in CI (`CI` is set, as `.ci/run` installs everything) it
+/// fails the test, so interop tests can never pass by skipping there.
+pub fn available(what: &str, present: bool) -> bool {
+    if !present {
+        assert!(std::env::var_os("CI").is_none(), "{what} is required in CI (.ci/run installs it)");
+        eprintln!("{what} is not installed; skipping");
+    }
+    present
+}
+
+/// Whether python3 can import `modules` (comma-separated), per [`available`].
+pub fn python_has(modules: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    available(&format!("python3 with {modules}"), ok)
+}

@@ -1,0 +1,22 @@
+complete -c wif-get -l url -d 'Token URL, e.g. https://tokens.internal:8443/get_wif_token' -r
+complete -c wif-get -l cert -d 'Client certificate (PEM chain), or a PKCS#12 file holding certificate and key (then --key is not needed)' -r -F
+complete -c wif-get -l key -d 'Client private key: PEM (PKCS#8, PKCS#1, SEC1) or PKCS#12' -r -F
+complete -c wif-get -l key-password-file -d 'File whose first line is the PKCS#12 password' -r -F
+complete -c wif-get -l key-password-env -d 'Name of the environment variable holding the PKCS#12 password' -r
+complete -c wif-get -l ca -d 'CA certificates (PEM) that issued the server\'s certificate, e.g. ca-chain.crt' -r -F
+complete -c wif-get -l out -d 'Write the token to FILE (mode 0600, atomically) and FILE.meta.json beside it' -r -F
+complete -c wif-get -l min-ttl -d 'Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m' -r
+complete -c wif-get -l assume-ttl -d 'Expiry to assume when the server sends no X-Token-Expires-At and the token is not a JWT, e.g. 55m' -r
+complete -c wif-get -l format -d 'What to print on stdout [default: json]' -r -f -a "json\t'The wif JSON document with the `fetched` section (no token unless --show-token)'
+token\t'The token alone, without a newline'
+export\t'`export NAME=\'TOKEN\'` for a POSIX shell'
+executable\t'A google-auth executable-sourced credential response (subject tokens: JWT or SAML)'"
+complete -c wif-get -l export-name -d 'With --format export: the variable name [default: GOOGLE_OAUTH_ACCESS_TOKEN]' -r
+complete -c wif-get -l timeout -d 'Time-out for each attempt (connect, handshake, answer) [default: 30s]' -r
+complete -c wif-get -l retries -d 'Retries after a connection failure or a 5xx answer (never after 4xx) [default: 3]' -r
+complete -c wif-get -l max-time -d 'Give up retrying once this much time has passed [default: 2m]' -r
+complete -c wif-get -l config -d 'Config file (JSON object of settings; the document\'s own `config` wins over it)' -r -F
+complete -c wif-get -l show-token -d 'With --format json: include the token in the `fetched` section'
+complete -c wif-get -l force -d 'Print the token even when stdout is a terminal'
+complete -c wif-get -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c wif-get -s V -l version -d 'Print version'

@@ -1,0 +1,87 @@
+//! Responses in the formats the real services use: Azure AD's OAuth errors with AADSTS
+//! codes, trace and correlation ids; plain OAuth errors (Google STS, other issuers); and
+//! Google API errors (IAM Credentials).
+
+use super::server::Resp;
+use crate::jwt::random_uuid as guid;
+use serde_json::{json, Value};
+
+/// A JSON response; `outcome` is what the request log records.
+pub fn json(status: u16, body: &Value, outcome: impl Into<String>) -> Resp {
+    Resp {
+        status,
+        content_type: "application/json; charset=utf-8",
+        headers: Vec::new(),
+        body: body.to_string().into_bytes(),
+        outcome: outcome.into(),
+    }
+}
+
+/// Azure AD's timestamp form in error bodies: `2026-01-31 12:00:00Z`.
+fn azure_time() -> String {
+    crate::clock::rfc3339(crate::clock::now_unix()).replace('T', " ")
+}
+
+/// An Azure AD error: `{"error", "error_description": "AADSTSn: …\r\nTrace ID…", "error_codes": [n], …}`.
+pub fn azure(status: u16, error: &str, code: u64, message: &str) -> Resp {
+    let (trace, corr, ts) = (guid(), guid(), azure_time());
+    let body = json!({
+        "error": error,
+        "error_description": format!("AADSTS{code}: {message}\r\nTrace ID: {trace}\r\nCorrelation ID: {corr}\r\nTimestamp: {ts}"),
+        "error_codes": [code],
+        "timestamp": ts,
+        "trace_id": trace,
+        "correlation_id": corr,
+        "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
+    });
+    json(status, &body, format!("AADSTS{code}"))
+}
+
+/// A plain OAuth 2.0 error (RFC 6749 §5.2), as Google STS sends it.
+pub fn oauth(status: u16, error: &str, description: &str) -> Resp {
+    json(status, &json!({"error": error, "error_description": description}), error.to_string())
+}
+
+/// A Google API error: `{"error": {"code", "message", "status", "details"}}`.
+pub fn google(code: u16, status: &str, message: &str, reason: Option<(&str, &str)>) -> Resp {
+    let mut err = json!({"code": code, "message": message, "status": status});
+    if let Some((reason, permission)) = reason {
+        err["details"] = json!([{
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": reason,
+            "domain": "iam.googleapis.com",
+            "metadata": {"permission": permission},
+        }]);
+    }
+    json(code, &json!({ "error": err }), status.to_string())
+}
+
+/// IAM's refusal to impersonate, identical whether the account is missing or not bound.
+pub fn iam_denied(permission: &str) -> Resp {
+    google(
+        403,
+        "PERMISSION_DENIED",
+        &format!("Permission '{permission}' denied on resource (or it may not exist)."),
+        Some(("IAM_PERMISSION_DENIED", permission)),
+    )
+}
+
+/// The answer to a request that does not match any endpoint.
+pub fn not_found(path: &str) -> Resp {
+    google(404, "NOT_FOUND", &format!("The requested URL {path} was not found on this server."), None)
+}
+
+/// Wrong HTTP method for an endpoint.
+pub fn method_not_allowed(allowed: &str) -> Resp {
+    let mut r = google(405, "METHOD_NOT_ALLOWED", &format!("Use {allowed}."), None);
+    r.headers.push(("Allow", allowed.to_string()));
+    r
+}
+
+/// Fault injection: a retryable 503.
+pub fn unavailable() -> Resp {
+    let mut r = google(503, "UNAVAILABLE", "The service is currently unavailable.", None);
+    r.headers.push(("Retry-After", "1".into()));
+    r.outcome = "injected_503".into();
+    r
+}

@@ -1,0 +1,385 @@
+//! The listeners: plain HTTP and (optionally) HTTPS with rustls, a thread per connection,
+//! HTTP/1.1 with keep-alive parsed by httparse, one JSON log line per request on stdout.
+
+use super::State;
+use crate::error::{Error, Kind, Result};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_BODY: usize = 1024 * 1024;
+const MAX_CONNECTIONS: usize = 128;
+
+/// One HTTP request as the handlers see it.
+pub struct Req {
+    /// Method.
+    pub method: String,
+    /// Path (percent-encoded, no query).
+    pub path: String,
+    /// Query string (without `?`).
+    pub query: String,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The `Host` header (else the listener's address).
+    pub host: String,
+}
+
+impl Req {
+    /// A header value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// `scheme://host`, the base of the URLs clients used to reach us.
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme, self.host)
+    }
+
+    /// Whether the body is JSON by its content type.
+    pub fn is_json(&self) -> bool {
+        self.header("content-type").is_some_and(|c| c.to_ascii_lowercase().starts_with("application/json"))
+    }
+
+    /// Whether the body is a form by its content type.
+    pub fn is_form(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+    }
+}
+
+/// A response.
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Content type.
+    pub content_type: &'static str,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// What the log records: `ok`, an error code, …
+    pub outcome: String,
+}
+
+/// Only the status and outcome: bodies can hold tokens.
+impl std::fmt::Debug for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Resp({}, {}, <{} bytes>)", self.status, self.outcome, self.body.len())
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (also query strings).
+pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k, true), percent_decode(v, true))
+        })
+        .collect()
+}
+
+/// Percent-decoding; `plus` turns `+` into a space (forms).
+pub fn percent_decode(s: &str, plus: bool) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' if plus => out.push(b' '),
+            b'%' => match b.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                Some(h) => {
+                    out.push(u8::from_str_radix(&String::from_utf8_lossy(h), 16).unwrap_or(b'%'));
+                    i += 2;
+                }
+                None => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn write_resp(w: &mut impl Write, r: &Resp, close: bool) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nPragma: no-cache\r\n",
+        r.status,
+        reason(r.status),
+        r.content_type,
+        r.body.len()
+    );
+    for (k, v) in &r.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if close {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    w.write_all(head.as_bytes())?;
+    w.write_all(&r.body)?;
+    w.flush()
+}
+
+fn plain(status: u16, text: &str) -> Resp {
+    Resp {
+        status,
+        content_type: "text/plain; charset=utf-8",
+        headers: Vec::new(),
+        body: text.as_bytes().to_vec(),
+        outcome: "bad_http".into(),
+    }
+}
+
+/// A parsed request head: the request (without its body) and how the body is framed.
+struct Head {
+    len: usize,
+    req: Req,
+    close: bool,
+    content_length: usize,
+    expect_continue: bool,
+}
+
+/// Parses a request head from the start of `buf`: `Ok(None)` if more bytes are needed,
+/// `Err` with the answer for a request that cannot be served.
+fn parse_head(buf: &[u8], scheme: &'static str, local: &str) -> std::result::Result<Option<Head>, Resp> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
+        Ok(httparse::Status::Partial) | Err(_) => return Err(plain(400, "malformed request")),
+    };
+    let hdrs: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).trim().to_string()))
+        .collect();
+    let get = |name: &str| hdrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let lower = |name: &str| get(name).map(|v| v.to_ascii_lowercase());
+    let connection = lower("connection").unwrap_or_default();
+    let close = connection.contains("close") || (parsed.version == Some(0) && !connection.contains("keep-alive"));
+    if lower("transfer-encoding").is_some() {
+        return Err(plain(411, "Content-Length required"));
+    }
+    let content_length = match lower("content-length").map(|v| v.parse::<usize>()) {
+        None => 0,
+        Some(Ok(l)) if l <= MAX_BODY => l,
+        _ => return Err(plain(413, "body too large")),
+    };
+    let target = parsed.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let req = Req {
+        method: parsed.method.unwrap_or("GET").to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        host: get("host").unwrap_or_else(|| local.to_string()),
+        headers: hdrs.clone(),
+        body: Vec::new(),
+        scheme,
+    };
+    let expect_continue = lower("expect").is_some_and(|e| e == "100-continue");
+    Ok(Some(Head { len, req, close, content_length, expect_continue }))
+}
+
+/// Reads more bytes into `buf`; false at end of stream or on an error (time-out).
+fn read_more(s: &mut impl Read, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 8192];
+    match s.read(&mut chunk) {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
+/// Serves requests on one connection until it closes or asks to.
+fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, state: &State) {
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let head = loop {
+            match parse_head(&buf, scheme, &local) {
+                Ok(Some(h)) => break h,
+                Ok(None) if read_more(&mut s, &mut buf) => {}
+                Ok(None) => return,
+                Err(resp) => {
+                    let _ = write_resp(&mut s, &resp, true);
+                    return;
+                }
+            }
+        };
+        buf.drain(..head.len);
+        if head.expect_continue
+            && buf.len() < head.content_length
+            && s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").and_then(|_| s.flush()).is_err()
+        {
+            return;
+        }
+        while buf.len() < head.content_length {
+            if !read_more(&mut s, &mut buf) {
+                return;
+            }
+        }
+        let mut req = head.req;
+        req.body = buf.drain(..head.content_length).collect();
+        let started = Instant::now();
+        let resp = state.handle(&req);
+        state.log_request(&req, &resp, started.elapsed());
+        if write_resp(&mut s, &resp, head.close).is_err() || head.close {
+            return;
+        }
+    }
+}
+
+/// Runs an accept loop until `stop` is set; each connection gets a thread.
+pub fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    state: Arc<State>,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
+    listener.set_nonblocking(true).map_err(|e| Error::new(Kind::Io, format!("setting up the listener: {e}")))?;
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let active = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::SeqCst) {
+        let (stream, _) = match listener.accept() {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(25));
+                continue;
+            }
+            Err(_) => {
+                // Out of file descriptors and the like: do not spin.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            continue; // dropping the stream closes it
+        }
+        let (state, tls, local, active) = (state.clone(), tls.clone(), local.clone(), active.clone());
+        active.fetch_add(1, Ordering::SeqCst);
+        std::thread::spawn(move || {
+            handle_stream(stream, tls, &local, &state);
+            active.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    // Let requests in flight finish (idle keep-alive connections are not waited for long).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, local: &str, state: &State) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => serve_conn(stream, "http", local.to_string(), state),
+        Some(cfg) => {
+            let Ok(conn) = rustls::ServerConnection::new(cfg) else { return };
+            let mut tls_stream = rustls::StreamOwned::new(conn, stream);
+            // Finish the handshake first so failures end the connection quietly.
+            while tls_stream.conn.is_handshaking() {
+                if tls_stream.conn.complete_io(&mut tls_stream.sock).is_err() {
+                    return;
+                }
+            }
+            serve_conn(tls_stream, "https", local.to_string(), state);
+        }
+    }
+}
+
+/// The rustls server configuration for `--tls-listen`.
+pub fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustls::ServerConfig>> {
+    let chain = crate::keys::load_certs(cert)?;
+    let bundle = crate::keys::load_key(key, None)?;
+    let cfg = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, bundle.key)
+        .map_err(|e| Error::input(format!("the TLS certificate and key do not fit: {e}")))?;
+    Ok(Arc::new(cfg))
+}
+
+/// Writes one JSON line on stdout (the log and the start event), flushed.
+pub fn emit(line: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// The log line for one request: never a token, secret or query string.
+pub fn log_line(req: &Req, resp: &Resp, took: Duration) -> serde_json::Value {
+    json!({
+        "time": crate::clock::rfc3339(crate::clock::now_unix()),
+        "event": "request",
+        "scheme": req.scheme,
+        "method": req.method,
+        "path": req.path,
+        "status": resp.status,
+        "outcome": resp.outcome,
+        "ms": took.as_millis() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_parse_or_are_refused() {
+        let h = parse_head(b"POST /a/b?x=1 HTTP/1.1\r\nHost: h:1\r\nContent-Length: 3\r\n\r\nabc", "http", "l:2")
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.req.path.as_str(), h.req.query.as_str(), h.req.host.as_str()), ("/a/b", "x=1", "h:1"));
+        assert_eq!((h.content_length, h.close, h.expect_continue), (3, false, false));
+        assert!(parse_head(b"GET / HTTP/1.1\r\nHost: h", "http", "l").unwrap().is_none());
+        let h = parse_head(b"GET / HTTP/1.0\r\n\r\n", "https", "l:2").unwrap().unwrap();
+        assert!(h.close);
+        assert_eq!(h.req.base_url(), "https://l:2");
+        let status = |b: &[u8]| parse_head(b, "http", "l").err().map(|r| r.status);
+        assert_eq!(status(b"GARBAGE\x01\r\n\r\n"), Some(400));
+        assert_eq!(status(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Some(411));
+        assert_eq!(status(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"), Some(413));
+    }
+
+    #[test]
+    fn forms_decode() {
+        let f = parse_form(b"a=1+2&b=%2F%3d&c&d=%zz&e=%4");
+        assert_eq!(f[0], ("a".into(), "1 2".into()));
+        assert_eq!(f[1], ("b".into(), "/=".into()));
+        assert_eq!(f[2], ("c".into(), "".into()));
+        assert_eq!(f[3], ("d".into(), "%zz".into()));
+        assert_eq!(f[4], ("e".into(), "%4".into()));
+        assert_eq!(percent_decode("sa%40p.com", false), "sa@p.com");
+        assert_eq!(percent_decode("a+b", false), "a+b");
+    }
+}

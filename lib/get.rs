@@ -1,0 +1,762 @@
+//! `wif-get`: the mTLS client. Fetches the token from `wif-serve` (or the seed's Flask
+//! server) at `/get_wif_token` with a client certificate, verifies the server against the
+//! given CA chain and host name, and writes the token atomically.
+
+use crate::cli::{self, DocArgs};
+use crate::clock;
+use crate::document::Document;
+use crate::error::{Error, Kind, Result};
+use crate::files;
+use crate::http;
+use crate::keys;
+use crate::manual::Example;
+use crate::secret::Secret;
+use crate::settings::Settings;
+use clap::{Parser, ValueEnum};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOOL: &str = "wif-get";
+
+/// The response header carrying the token's expiry (RFC 3339), set by wif-serve.
+pub const EXPIRES_HEADER: &str = "x-token-expires-at";
+/// The response header carrying the token's type, set by wif-serve.
+pub const TYPE_HEADER: &str = "x-token-type";
+/// Largest token accepted; real tokens are a few kilobytes.
+pub const MAX_TOKEN_BYTES: u64 = 64 * 1024;
+
+/// Examples shown in --help and the manual page.
+pub const EXAMPLES: &[Example] = &[
+    Example {
+        about: "Fetch the token over mTLS and keep it in a 0600 file",
+        cmd: "wif-get --url https://tokens.internal:8443/get_wif_token --cert client.crt --key client.key --ca ca-chain.crt --out /var/lib/wif/token.txt",
+    },
+    Example {
+        about: "From cron: fetch only when the token left has less than 10 minutes",
+        cmd: "*/5 * * * * wif-get --config /etc/wif/get.json --min-ttl 10m </dev/null >/dev/null",
+    },
+    Example {
+        about: "With a PKCS#12 client certificate",
+        cmd: "wif-get --url https://tokens.internal:8443/get_wif_token --cert client.p12 --key-password-file client.pass --ca ca-chain.crt --out token.txt",
+    },
+    Example {
+        about: "Use the token in a shell (gcloud, terraform read GOOGLE_OAUTH_ACCESS_TOKEN)",
+        cmd: "eval \"$(wif-get --config /etc/wif/get.json --format export)\"",
+    },
+];
+
+/// What to print on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The wif JSON document with the `fetched` section (no token unless --show-token)
+    Json,
+    /// The token alone, without a newline
+    Token,
+    /// `export NAME='TOKEN'` for a POSIX shell
+    Export,
+    /// A google-auth executable-sourced credential response (subject tokens: JWT or SAML)
+    Executable,
+}
+
+/// Command line of wif-get.
+#[derive(Parser, Debug)]
+#[command(
+    name = "wif-get",
+    version,
+    about = "Fetch the token from wif-serve over mutual TLS and write it atomically",
+    long_about = "Fetch the token from wif-serve (or any server publishing it at /get_wif_token) over mutual TLS: \
+the client presents --cert/--key (PEM, or PKCS#12 with --key-password-file/--key-password-env), and verifies the \
+server's certificate against --ca and the host name in --url.\n\n\
+With --out, the token is written atomically with mode 0600 (exactly the token bytes), with FILE.meta.json beside \
+it; a failed fetch leaves the previous file untouched. The expiry comes from the server's X-Token-Expires-At \
+header, else from the JWT's exp, else from --assume-ttl. With --min-ttl, nothing is fetched while the token in \
+--out is still valid that long.\n\n\
+Connection failures and 5xx answers (503: the server has no fresh token) are retried with exponential backoff and \
+jitter, honouring Retry-After, within --retries and --max-time; 4xx answers and TLS verification failures are not.\n\n\
+Prints the JSON document (stdin, nothing piped: an empty one) with a `fetched` section: url, status, expires_at, \
+bytes, sha256, out, fetched_at (and skipped: true when --min-ttl found the token fresh). The token itself is printed \
+only with --show-token or --format token/export/executable, and never to a terminal unless --force is given.",
+    after_help = crate::manual::after_help("wif-get", EXAMPLES)
+)]
+pub struct Cli {
+    /// Token URL, e.g. https://tokens.internal:8443/get_wif_token
+    #[arg(long, value_name = "URL", env = "WIF_GET_URL")]
+    pub url: Option<String>,
+    /// Client certificate (PEM chain), or a PKCS#12 file holding certificate and key (then --key is not needed)
+    #[arg(long, value_name = "FILE", env = "WIF_GET_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Client private key: PEM (PKCS#8, PKCS#1, SEC1) or PKCS#12
+    #[arg(long, value_name = "FILE", env = "WIF_GET_KEY")]
+    pub key: Option<PathBuf>,
+    /// File whose first line is the PKCS#12 password
+    #[arg(long, value_name = "FILE", env = "WIF_GET_KEY_PASSWORD_FILE")]
+    pub key_password_file: Option<PathBuf>,
+    /// Name of the environment variable holding the PKCS#12 password
+    #[arg(long, value_name = "VAR", env = "WIF_GET_KEY_PASSWORD_ENV")]
+    pub key_password_env: Option<String>,
+    /// CA certificates (PEM) that issued the server's certificate, e.g. ca-chain.crt
+    #[arg(long, value_name = "FILE", env = "WIF_GET_CA")]
+    pub ca: Option<PathBuf>,
+    /// Write the token to FILE (mode 0600, atomically) and FILE.meta.json beside it
+    #[arg(long, value_name = "FILE", env = "WIF_GET_OUT")]
+    pub out: Option<PathBuf>,
+    /// Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m
+    #[arg(long, value_name = "DURATION", env = "WIF_GET_MIN_TTL")]
+    pub min_ttl: Option<String>,
+    /// Expiry to assume when the server sends no X-Token-Expires-At and the token is not a JWT, e.g. 55m
+    #[arg(long, value_name = "DURATION", env = "WIF_GET_ASSUME_TTL")]
+    pub assume_ttl: Option<String>,
+    /// What to print on stdout [default: json]
+    #[arg(long, value_enum, env = "WIF_GET_FORMAT")]
+    pub format: Option<Format>,
+    /// With --format export: the variable name [default: GOOGLE_OAUTH_ACCESS_TOKEN]
+    #[arg(long, value_name = "NAME", env = "WIF_GET_EXPORT_NAME")]
+    pub export_name: Option<String>,
+    /// With --format json: include the token in the `fetched` section
+    #[arg(long)]
+    pub show_token: bool,
+    /// Print the token even when stdout is a terminal
+    #[arg(long)]
+    pub force: bool,
+    /// Time-out for each attempt (connect, handshake, answer) [default: 30s]
+    #[arg(long, value_name = "DURATION", env = "WIF_TIMEOUT")]
+    pub timeout: Option<String>,
+    /// Retries after a connection failure or a 5xx answer (never after 4xx) [default: 3]
+    #[arg(long, value_name = "N", env = "WIF_RETRIES")]
+    pub retries: Option<u32>,
+    /// Give up retrying once this much time has passed [default: 2m]
+    #[arg(long, value_name = "DURATION", env = "WIF_GET_MAX_TIME")]
+    pub max_time: Option<String>,
+    #[command(flatten)]
+    pub doc: DocArgs,
+}
+
+/// The `fetched` section: what was fetched, from where, and where it went (never the token
+/// unless asked for).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FetchedSection {
+    /// The URL fetched.
+    pub url: String,
+    /// HTTP status of the answer (absent when skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// True when --min-ttl found the token in --out fresh and nothing was fetched.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+    /// Token type: from the server's X-Token-Type, else `jwt` or `access_token`.
+    pub token_type: String,
+    /// Absolute expiry, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Where the expiry came from: `header`, `jwt`, `assumed` or `file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_from: Option<String>,
+    /// Length of the token in bytes.
+    pub bytes: usize,
+    /// SHA-256 of the token (hex).
+    pub sha256: String,
+    /// The file written (or found fresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<String>,
+    /// When the token was fetched (or the file written), RFC 3339 UTC.
+    pub fetched_at: String,
+    /// The token itself, only with --show-token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+}
+
+/// Entry point of wif-get.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::run(TOOL, || {
+        let (mut doc, settings) = cli.doc.load()?;
+        run(&cli, &mut doc, &settings)
+    })
+}
+
+/// Everything wif-get needs, resolved from flags, environment and config.
+struct Plan {
+    url: String,
+    out: Option<PathBuf>,
+    min_ttl: Option<Duration>,
+    assume_ttl: Option<Duration>,
+    format: Format,
+    export_name: String,
+    timeout: Duration,
+    retries: u32,
+    max_time: Duration,
+}
+
+fn duration_setting(s: &Settings, flag: Option<String>, key: &str, name: &str) -> Result<Option<Duration>> {
+    match s.pick::<String>(flag, key)? {
+        Some(v) => clock::parse_duration(&v).map(Some).map_err(|e| e.context(format!("reading {name}"))),
+        None => Ok(None),
+    }
+}
+
+fn plan(cli: &Cli, s: &Settings) -> Result<Plan> {
+    let url: String = s.require(cli.url.clone(), "get_url", "--url")?;
+    http::check_url(&url)?;
+    if !url.to_ascii_lowercase().starts_with("https://") {
+        return Err(Error::usage(format!("{url:?} is not an https:// URL"))
+            .hint("the token is served over mutual TLS only: https://HOST:PORT/get_wif_token"));
+    }
+    let timeout = duration_setting(s, cli.timeout.clone(), "timeout", "--timeout")?.unwrap_or(Duration::from_secs(30));
+    if timeout.is_zero() {
+        return Err(Error::usage("--timeout must be more than 0 s"));
+    }
+    let export_name = s.pick_or(cli.export_name.clone(), "get_export_name", "GOOGLE_OAUTH_ACCESS_TOKEN".to_string())?;
+    let valid_name = export_name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && export_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_name {
+        return Err(Error::usage(format!("{export_name:?} is not a shell variable name")));
+    }
+    Ok(Plan {
+        url,
+        out: s.pick(cli.out.clone(), "get_out")?,
+        min_ttl: duration_setting(s, cli.min_ttl.clone(), "get_min_ttl", "--min-ttl")?,
+        assume_ttl: duration_setting(s, cli.assume_ttl.clone(), "get_assume_ttl", "--assume-ttl")?,
+        format: s.pick_or(cli.format, "get_format", Format::Json)?,
+        export_name,
+        timeout,
+        retries: s.pick_or(cli.retries, "retries", 3)?,
+        max_time: duration_setting(s, cli.max_time.clone(), "get_max_time", "--max-time")?
+            .unwrap_or(Duration::from_secs(120)),
+    })
+}
+
+/// Fetches (or skips), writes `--out`, adds `fetched` and prints the chosen format.
+pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
+    let plan = plan(cli, s)?;
+    let prints_token = plan.format != Format::Json || cli.show_token;
+    if prints_token && !cli.force && std::io::stdout().is_terminal() {
+        return Err(Error::usage("refusing to print the token to a terminal")
+            .hint("redirect stdout to a file or a pipe, use --out FILE, or add --force"));
+    }
+    if plan.min_ttl.is_some() && plan.out.is_none() {
+        return Err(Error::usage("--min-ttl needs --out: it checks the token already in that file"));
+    }
+
+    let (token, mut section) = match fresh(&plan)? {
+        Some(found) => found,
+        None => fetch_and_store(cli, s, &plan)?,
+    };
+    if cli.show_token {
+        section.token = Some(token.clone());
+    }
+    match plan.format {
+        Format::Json => {
+            doc.set("fetched", &section)?;
+            cli::write_document(doc)
+        }
+        Format::Token => cli::write_stdout(token.expose().as_bytes()),
+        Format::Export => {
+            let line = format!("export {}={}\n", plan.export_name, shell_quote(token.expose()));
+            cli::write_stdout(line.as_bytes())
+        }
+        Format::Executable => {
+            let resp = executable_response(&token, section.expires_at.as_deref())?;
+            let mut text =
+                serde_json::to_string_pretty(&resp).map_err(|e| Error::new(Kind::Internal, e.to_string()))?;
+            text.push('\n');
+            cli::write_stdout(text.as_bytes())
+        }
+    }
+}
+
+/// The token in `--out` when `--min-ttl` says it is fresh enough.
+fn fresh(plan: &Plan) -> Result<Option<(Secret, FetchedSection)>> {
+    let (Some(out), Some(ttl)) = (&plan.out, plan.min_ttl) else { return Ok(None) };
+    let Some(stored) = files::fresh_token(out, ttl.as_secs())? else { return Ok(None) };
+    let section = FetchedSection {
+        url: plan.url.clone(),
+        status: None,
+        skipped: true,
+        token_type: stored.meta.token_type.clone(),
+        expires_at: Some(stored.meta.expires_at.clone()),
+        expires_from: Some("file".into()),
+        bytes: stored.meta.bytes,
+        sha256: stored.meta.sha256.clone(),
+        out: Some(out.display().to_string()),
+        fetched_at: stored.meta.written_at.clone(),
+        token: None,
+    };
+    Ok(Some((stored.token, section)))
+}
+
+fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(Secret, FetchedSection)> {
+    let identity = load_identity(cli, s)?;
+    let ca_path: PathBuf = s.require(cli.ca.clone(), "get_ca", "--ca")?;
+    let roots = keys::load_certs(&ca_path).map_err(|e| e.context("loading --ca"))?;
+    let agent = agent(&identity, &roots, plan.timeout)?;
+    let doing = format!("fetching {}", http::redact_query(&plan.url));
+    let answer = fetch_with_retries(&agent, plan, &identity).map_err(|e| e.context(doing.clone()))?;
+
+    let now = clock::now_unix();
+    let token = answer.token;
+    let (expires_at, from) = match (&answer.expires_header, crate::jwt::unverified_exp(token.expose()), plan.assume_ttl)
+    {
+        (Some(h), _, _) => {
+            let exp = clock::parse_rfc3339(h).map_err(|e| {
+                e.context(format!("{doing}: reading the server's X-Token-Expires-At header"))
+                    .hint("the server must send an RFC 3339 time; is it wif-serve?")
+            })?;
+            (Some(clock::rfc3339(exp)), "header")
+        }
+        (None, Some(exp), _) => (Some(clock::rfc3339(exp)), "jwt"),
+        (None, None, Some(ttl)) => (Some(clock::rfc3339(now + ttl.as_secs() as i64)), "assumed"),
+        (None, None, None) => (None, "unknown"),
+    };
+    let token_type = answer.token_type.unwrap_or_else(|| {
+        if crate::jwt::decode_unverified(token.expose()).is_some() { "jwt" } else { "access_token" }.to_string()
+    });
+    if let Some(out) = &plan.out {
+        if expires_at.is_none() {
+            return Err(Error::input("the server did not say when the token expires and it is not a JWT")
+                .context(format!("writing {}", out.display()))
+                .hint(
+                    "give --assume-ttl (e.g. 55m), or serve the token with wif-serve, which sends X-Token-Expires-At",
+                ));
+        }
+        files::write_token(out, &token, &token_type, expires_at.as_deref(), TOOL)
+            .map_err(|e| e.context("writing --out"))?;
+    }
+    let section = FetchedSection {
+        url: plan.url.clone(),
+        status: Some(answer.status),
+        skipped: false,
+        token_type,
+        expires_from: expires_at.as_ref().map(|_| from.to_string()),
+        expires_at,
+        bytes: token.expose().len(),
+        sha256: keys::sha256_hex(token.expose().as_bytes()),
+        out: plan.out.as_ref().map(|p| p.display().to_string()),
+        fetched_at: clock::rfc3339(now),
+        token: None,
+    };
+    Ok((token, section))
+}
+
+/// The client certificate chain and key, with facts for error hints.
+struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    subject: String,
+    sha256: String,
+}
+
+fn load_identity(cli: &Cli, s: &Settings) -> Result<Identity> {
+    let cert_path: PathBuf = s.require(cli.cert.clone(), "get_cert", "--cert")?;
+    let key_path: Option<PathBuf> = s.pick(cli.key.clone(), "get_key")?;
+    let password = keys::read_password(
+        s.pick(cli.key_password_file.clone(), "get_key_password_file")?.as_deref(),
+        s.pick::<String>(cli.key_password_env.clone(), "get_key_password_env")?.as_deref(),
+    )?;
+    let (chain, key) = match &key_path {
+        // No --key: the certificate file is a PKCS#12 (or a PEM holding key and certificate).
+        None => {
+            let bundle = keys::load_key(&cert_path, password.as_ref())
+                .map_err(|e| e.hint("give --key KEY.pem, or a PKCS#12 file as --cert with --key-password-file"))?;
+            if bundle.chain.is_empty() {
+                return Err(Error::usage(format!("{} holds a key but no certificate", cert_path.display()))
+                    .hint("give the certificate with --cert and the key with --key"));
+            }
+            (bundle.chain, bundle.key)
+        }
+        Some(kp) => {
+            let bundle = keys::load_key(kp, password.as_ref())?;
+            let chain = if is_pkcs12(&cert_path) && kp == &cert_path {
+                bundle.chain
+            } else {
+                keys::load_certs(&cert_path).map_err(|e| e.context("loading --cert"))?
+            };
+            (chain, bundle.key)
+        }
+    };
+    if let Ok(sk) = keys::signing_key(&key) {
+        keys::check_key_matches_cert(&sk, &chain[0]).map_err(|e| e.context("checking --key against --cert"))?;
+    }
+    let subject = x509_parser::parse_x509_certificate(chain[0].as_ref())
+        .map(|(_, c)| c.subject().to_string())
+        .unwrap_or_else(|_| "(unparsable)".into());
+    let sha256 = keys::sha256_hex(chain[0].as_ref());
+    warn_if_expired(&chain[0]);
+    Ok(Identity { chain, key, subject, sha256 })
+}
+
+/// Whether a path names a PKCS#12 keystore (`.p12`, `.pfx`).
+pub fn is_pkcs12(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("p12") || e.eq_ignore_ascii_case("pfx"))
+}
+
+fn warn_if_expired(cert: &CertificateDer<'_>) {
+    if let Ok((_, c)) = x509_parser::parse_x509_certificate(cert.as_ref()) {
+        let not_after = c.validity().not_after.timestamp();
+        if not_after < clock::now_unix() {
+            cli::warn(format!(
+                "the client certificate expired at {}; the server will refuse it",
+                clock::rfc3339(not_after)
+            ));
+        }
+    }
+}
+
+/// A ureq agent presenting the client certificate and trusting only `roots`.
+fn agent(id: &Identity, roots: &[CertificateDer<'static>], timeout: Duration) -> Result<ureq::Agent> {
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // ureq builds its rustls config lazily and panics on a bad key, so build one here
+    // first: it fails cleanly on keys rustls cannot use.
+    let mut store = rustls::RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(roots.iter().cloned());
+    if added == 0 {
+        return Err(Error::input("--ca holds no usable CA certificate"));
+    }
+    rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::new(Kind::Internal, e.to_string()))?
+        .with_root_certificates(store)
+        .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(|e| {
+            Error::input(format!("the client key cannot be used for TLS: {e}")).context("loading --cert and --key")
+        })?;
+    // ureq takes keys as DER with a kind it does not export, or as PEM: hand it PEM.
+    let (label, der) = match &id.key {
+        PrivateKeyDer::Pkcs1(k) => ("RSA PRIVATE KEY", k.secret_pkcs1_der()),
+        PrivateKeyDer::Sec1(k) => ("EC PRIVATE KEY", k.secret_sec1_der()),
+        PrivateKeyDer::Pkcs8(k) => ("PRIVATE KEY", k.secret_pkcs8_der()),
+        _ => return Err(Error::input("unsupported client key format").hint("use a PKCS#8, PKCS#1 or SEC1 PEM key")),
+    };
+    let pem = Secret::new(pem_encode(label, der));
+    let key = PrivateKey::from_pem(pem.expose().as_bytes())
+        .map_err(|e| Error::new(Kind::Internal, format!("re-encoding the client key: {e}")))?;
+    let chain: Vec<Certificate<'static>> =
+        id.chain.iter().map(|c| Certificate::from_der(c.as_ref()).to_owned()).collect();
+    let client_cert = ClientCert::new_with_certs(&chain, key);
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(provider)
+        .root_certs(RootCerts::from(roots.iter().map(|c| Certificate::from_der(c.as_ref()).to_owned())))
+        .client_cert(Some(client_cert))
+        .build();
+    Ok(ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+        .timeout_global(Some(timeout))
+        .user_agent(concat!("wif-get/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent())
+}
+
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str(&format!("-----END {label}-----\n"));
+    pem
+}
+
+/// A successful answer.
+struct Answer {
+    status: u16,
+    token: Secret,
+    expires_header: Option<String>,
+    token_type: Option<String>,
+}
+
+/// One attempt's failure: the error, and whether (and when) it is worth retrying.
+struct Failure {
+    error: Error,
+    retry: bool,
+    retry_after: Option<u64>,
+}
+
+fn fetch_with_retries(agent: &ureq::Agent, plan: &Plan, id: &Identity) -> Result<Answer> {
+    let start = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        let failure = match fetch_once(agent, plan, id) {
+            Ok(a) => return Ok(a),
+            Err(f) => f,
+        };
+        if !failure.retry || attempt >= plan.retries {
+            return Err(failure.error);
+        }
+        let delay = http::backoff(attempt, failure.retry_after);
+        if start.elapsed() + delay > plan.max_time {
+            return Err(failure.error.hint(format!(
+                "gave up after {} attempts in {:.0} s (--max-time)",
+                attempt + 1,
+                start.elapsed().as_secs_f64()
+            )));
+        }
+        attempt += 1;
+        eprintln!("{TOOL}: retrying in {:.1}s after: {}", delay.as_secs_f64(), failure.error);
+        std::thread::sleep(delay);
+    }
+}
+
+fn fetch_once(agent: &ureq::Agent, plan: &Plan, id: &Identity) -> Result<Answer, Failure> {
+    let mut resp = agent
+        .get(&plan.url)
+        .header("Accept", "text/plain, application/jwt, */*")
+        .call()
+        .map_err(|e| transport_failure(&e, plan.timeout))?;
+    let status = resp.status().as_u16();
+    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string());
+    let expires_header = header(EXPIRES_HEADER);
+    let token_type = header(TYPE_HEADER).filter(|t| !t.is_empty());
+    let retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok());
+    let mut body = Vec::new();
+    resp.body_mut().as_reader().take(MAX_TOKEN_BYTES + 1).read_to_end(&mut body).map_err(|e| Failure {
+        error: Error::new(Kind::Unavailable, format!("reading the answer failed: {}", io_words(&e))),
+        retry: true,
+        retry_after: None,
+    })?;
+    if status != 200 {
+        return Err(status_failure(status, retry_after, id));
+    }
+    if body.len() as u64 > MAX_TOKEN_BYTES {
+        return Err(Failure {
+            error: Error::input(format!("the answer is larger than {MAX_TOKEN_BYTES} bytes; that is not a token"))
+                .hint("is the URL the /get_wif_token route of wif-serve?"),
+            retry: false,
+            retry_after: None,
+        });
+    }
+    let token = parse_token(body).map_err(|error| Failure { error, retry: false, retry_after: None })?;
+    Ok(Answer { status, token, expires_header, token_type })
+}
+
+/// The token from a 200 body: UTF-8, no whitespace inside (a trailing newline is dropped).
+fn parse_token(body: Vec<u8>) -> Result<Secret> {
+    let text = String::from_utf8(body).map_err(|_| Error::input("the answer is not text; that is not a token"))?;
+    let token = text.trim_end_matches(['\r', '\n']).trim_start_matches(['\r', '\n']);
+    if token.is_empty() {
+        return Err(Error::new(Kind::Unavailable, "the server answered 200 with an empty body")
+            .hint("the server's token file is empty; check its refresh job"));
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::input("the answer holds whitespace or control characters; that is not a token")
+            .hint("is the URL the /get_wif_token route of wif-serve?"));
+    }
+    Ok(Secret::new(token))
+}
+
+fn status_failure(status: u16, retry_after: Option<u64>, id: &Identity) -> Failure {
+    let refused = |why: String, hint: String| Failure {
+        error: Error::new(Kind::Refused, why).hint(hint),
+        retry: false,
+        retry_after: None,
+    };
+    match status {
+        401 | 403 => refused(
+            format!("the server refused this client (HTTP {status})"),
+            format!(
+                "the certificate verified but is not on the server's allow-list; ask its operator to allow subject \"{}\" (SHA-256 {})",
+                id.subject, id.sha256
+            ),
+        ),
+        404 => refused(
+            "the server has no such route (HTTP 404)".into(),
+            "the token is served at https://HOST:PORT/get_wif_token".into(),
+        ),
+        503 => Failure {
+            error: Error::new(Kind::Unavailable, "the server has no fresh token to give (HTTP 503)")
+                .hint("the server's token is missing or expired: check the refresh job (wif-sign | … | wif-impersonate --token-out) on the server"),
+            retry: true,
+            retry_after,
+        },
+        s if s == 429 || s >= 500 => Failure {
+            error: Error::new(Kind::Unavailable, format!("the server failed (HTTP {s})")),
+            retry: true,
+            retry_after,
+        },
+        s => refused(
+            format!("the server answered HTTP {s}"),
+            "wif-get expects 200 with the token from GET /get_wif_token".into(),
+        ),
+    }
+}
+
+fn io_words(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Maps a transport failure; TLS verification failures are final, network ones retryable.
+fn transport_failure(e: &ureq::Error, timeout: Duration) -> Failure {
+    use ureq::Error as E;
+    let net = |why: String| Failure { error: Error::new(Kind::Unavailable, why), retry: true, retry_after: None };
+    let tls = |t: &rustls::Error| Failure { error: tls_failure(t), retry: false, retry_after: None };
+    match e {
+        E::Rustls(t) => tls(t),
+        E::Io(io) => {
+            if let Some(t) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                return tls(t);
+            }
+            use std::io::ErrorKind as K;
+            match io.kind() {
+                K::ConnectionRefused => {
+                    let mut f = net("connection refused".into());
+                    f.error =
+                        f.error.hint("nothing listens at that address: is wif-serve running, and is the port right?");
+                    f
+                }
+                K::ConnectionReset => net("the server reset the connection".into()),
+                K::TimedOut | K::WouldBlock => net(format!("no answer within {} s", timeout.as_secs())),
+                K::UnexpectedEof => net("the server closed the connection without answering".into()),
+                _ => net(format!("network error: {}", io_words(io))),
+            }
+        }
+        E::Timeout(_) => net(format!("no answer within {} s", timeout.as_secs())),
+        E::HostNotFound => {
+            let mut f = net("the host name does not resolve".into());
+            f.error = f.error.hint("check the host in --url and DNS");
+            f
+        }
+        E::ConnectionFailed => net("connection failed".into()),
+        E::Protocol(p) => net(format!("the server broke the HTTP protocol: {p}")),
+        E::BadUri(u) => Failure { error: Error::usage(format!("bad URL {u:?}")), retry: false, retry_after: None },
+        E::TooManyRedirects | E::RedirectFailed => Failure {
+            error: Error::new(Kind::Refused, "the server answered with a redirect").hint("give the final URL"),
+            retry: false,
+            retry_after: None,
+        },
+        other => net(format!("request failed: {other}")),
+    }
+}
+
+/// Explains a TLS failure: whose certificate failed, and what to check.
+pub fn tls_failure(e: &rustls::Error) -> Error {
+    use rustls::{CertificateError as C, Error as R};
+    let (what, hint) = match e {
+        R::InvalidCertificate(C::UnknownIssuer) => (
+            "the server's certificate is not issued by a CA in --ca".to_string(),
+            "give the CA chain that issued the server's certificate with --ca; certificates from another CA hierarchy (e.g. CA 13 vs CA 13.1) fail here".to_string(),
+        ),
+        R::InvalidCertificate(C::NotValidForName) | R::InvalidCertificate(C::NotValidForNameContext { .. }) => (
+            "the server's certificate is not issued for the host in --url".to_string(),
+            "use the host name or address listed in the server certificate's subjectAltName (openssl x509 -noout -ext subjectAltName -in server.crt)".to_string(),
+        ),
+        R::InvalidCertificate(C::Expired) | R::InvalidCertificate(C::ExpiredContext { .. }) => (
+            "the server's certificate has expired".to_string(),
+            "renew the server certificate (or fix this machine's clock)".to_string(),
+        ),
+        R::InvalidCertificate(other) => (
+            format!("the server's certificate was rejected: {other:?}"),
+            "check the server certificate and --ca".to_string(),
+        ),
+        R::AlertReceived(alert) => (
+            format!("the server refused our client certificate (TLS alert {alert:?})"),
+            "the server does not accept --cert: it must be issued by a CA the server trusts (same hierarchy, e.g. CA 13 not CA 13.1), be unexpired and unrevoked, and allow clientAuth".to_string(),
+        ),
+        other => (format!("TLS failed: {other}"), "check --cert, --key and --ca against the server's setup".to_string()),
+    };
+    Error::new(Kind::Refused, format!("TLS handshake failed: {what}")).hint(hint)
+}
+
+/// Quotes a value for a POSIX shell: single quotes, with `'` written as `'\''`.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// A google-auth executable-sourced credential response.
+#[derive(Serialize, Debug)]
+struct ExecutableResponse<'a> {
+    version: u8,
+    success: bool,
+    token_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    saml_response: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration_time: Option<i64>,
+}
+
+/// Builds the executable response: JWTs as `id_token` (type `jwt`, or `id_token` for an
+/// OIDC ID token), SAML assertions as `saml_response`; opaque access tokens are refused,
+/// since google-auth would hand them to STS as a subject token.
+fn executable_response<'a>(token: &'a Secret, expires_at: Option<&str>) -> Result<ExecutableResponse<'a>> {
+    let t = token.expose();
+    let expiration_time = expires_at.map(clock::parse_rfc3339).transpose()?;
+    if let Some((_, claims)) = crate::jwt::decode_unverified(t) {
+        let is_id_token =
+            claims.get("nonce").is_some() || claims.get("auth_time").is_some() || claims.get("azp").is_some();
+        return Ok(ExecutableResponse {
+            version: 1,
+            success: true,
+            token_type: if is_id_token {
+                "urn:ietf:params:oauth:token-type:id_token"
+            } else {
+                "urn:ietf:params:oauth:token-type:jwt"
+            },
+            id_token: Some(t),
+            saml_response: None,
+            expiration_time,
+        });
+    }
+    if is_saml(t) {
+        return Ok(ExecutableResponse {
+            version: 1,
+            success: true,
+            token_type: "urn:ietf:params:oauth:token-type:saml2",
+            id_token: None,
+            saml_response: Some(t),
+            expiration_time,
+        });
+    }
+    Err(Error::input("--format executable carries a subject token (JWT or SAML), and this token is neither")
+        .hint("an access token is used directly: try --format token or --format export"))
+}
+
+fn is_saml(t: &str) -> bool {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(t)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .is_some_and(|x| x.contains("urn:oasis:names:tc:SAML:2.0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_survives_quotes() {
+        assert_eq!(shell_quote("ya29.a-b_c"), "'ya29.a-b_c'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn token_bodies() {
+        assert_eq!(parse_token(b"abc.def\n".to_vec()).unwrap().expose(), "abc.def");
+        assert!(parse_token(b"\n".to_vec()).is_err());
+        assert!(parse_token(b"<html> error </html>".to_vec()).is_err());
+        assert!(parse_token(vec![0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn opaque_tokens_are_not_executable_responses() {
+        assert!(executable_response(&Secret::new("ya29.opaque"), None).is_err());
+    }
+}

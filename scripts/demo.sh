@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# wif's whole flow on this machine, offline, in one command:
+#   builds the tools, makes a test PKI, starts wif-emulate (a strict local Azure AD + Google
+#   STS + IAM Credentials), runs
+#     wif-sign | wif-azure | wif-sts | wif-impersonate --token-out wif_token.txt
+#   against it and shows the JSON after each step (tokens shortened), publishes the token
+#   with wif-serve over mutual TLS, fetches it with wif-get, shows that a client certificate
+#   from another CA is refused in the handshake, and stops everything it started.
+#
+# usage: scripts/demo.sh [--keep]     (--keep leaves the demo directory for a look around)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+keep=0
+case "${1:-}" in
+  --keep) keep=1 ;;
+  -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  "") ;;
+  *) echo "demo.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+esac
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/wif-demo.XXXXXX")
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ $keep = 1 ]; then echo "demo.sh: files kept in $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -t 1 ]; then bold=$'\e[1m' dim=$'\e[2m' red=$'\e[31m' green=$'\e[32m' off=$'\e[0m'; else bold='' dim='' red='' green='' off=''; fi
+say() { printf '\n%s== %s%s\n' "$bold" "$*" "$off"; }
+cmd() { printf '%s$ %s%s\n' "$dim" "$*" "$off"; }
+ok() { printf '%s✔ %s%s\n' "$green" "$*" "$off"; }
+die() { printf '%sdemo.sh: %s%s\n' "$red" "$*" "$off" >&2; exit 1; }
+
+# The first stdout line of a wif server is {"event":"listening",...,"url":"..."}.
+server_url() { # server_url LOGFILE PID
+  local line
+  for _ in $(seq 100); do
+    line=$(head -n 1 "$1" 2>/dev/null || true)
+    if [ -n "$line" ]; then
+      sed -n 's/.*"url":"\([^"]*\)".*/\1/p' <<<"$line"
+      return 0
+    fi
+    kill -0 "$2" 2>/dev/null || die "the server exited early: $(cat "$1.err" 2>/dev/null)"
+    sleep 0.1
+  done
+  die "the server did not start within 10 s"
+}
+
+say "Building wif (cargo build)"
+cargo build --quiet --bins
+export PATH="$root/target/debug:$PATH"
+tools=(target/debug/wif-sign target/debug/wif-azure target/debug/wif-sts target/debug/wif-impersonate target/debug/wif-serve target/debug/wif-get target/debug/wif-inspect target/debug/wif-emulate)
+ok "built: $(wif-sign --version), ${#tools[@]} tools"
+
+say "Making a throwaway PKI (two CA hierarchies, server/client certificates, app keys)"
+cmd "scripts/gen-test-pki.sh $work/pki"
+scripts/gen-test-pki.sh "$work/pki" 2>/dev/null
+crts=("$work"/pki/*.crt)
+ok "${#crts[@]} certificates in $work/pki"
+
+say "Starting wif-emulate: Azure AD + Google STS + IAM Credentials on loopback"
+cp examples/emulator.json "$work/emulator.json"
+cd "$work"
+cmd "wif-emulate --config emulator.json --listen 127.0.0.1:0"
+wif-emulate --config emulator.json --listen 127.0.0.1:0 >emulator.log 2>emulator.log.err &
+pids+=($!)
+emu=$(server_url emulator.log $!)
+ok "emulator at $emu"
+
+# The identities examples/emulator.json registers (mirrors docs/ONBOARDING.md).
+tenant=7a1c9e4b-0d2f-4c3a-9b8e-1f2a3b4c5d6e
+app=0b6f3d2a-5c4e-4f1a-8e7d-9a0b1c2d3e4f
+audience=//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/wif-pool/providers/azure
+sa=wif-demo@wif-demo.iam.gserviceaccount.com
+
+say "The pipeline: sign → Azure AD → STS → impersonate → wif_token.txt"
+cmd "wif-sign --client-id $app --tenant-id $tenant --key pki/app-rsa.key --cert pki/app-rsa.crt --authority $emu \\"
+cmd "  | wif-azure --scope api://wif-gcp/.default \\"
+cmd "  | wif-sts --token-url $emu/v1/token --audience $audience \\"
+cmd "  | wif-impersonate --endpoint $emu --service-account $sa --token-out wif_token.txt"
+wif-sign --client-id "$app" --tenant-id "$tenant" --key pki/app-rsa.key --cert pki/app-rsa.crt --authority "$emu" \
+  | tee 1-sign.json \
+  | wif-azure --scope api://wif-gcp/.default \
+  | tee 2-azure.json \
+  | wif-sts --token-url "$emu/v1/token" --audience "$audience" \
+  | tee 3-sts.json \
+  | wif-impersonate --endpoint "$emu" --service-account "$sa" --token-out wif_token.txt >4-impersonate.json
+ok "wif_token.txt: $(wc -c <wif_token.txt) bytes, mode $(stat -c %a wif_token.txt)"
+
+for step in 1-sign:assertion 2-azure:azure 3-sts:sts 4-impersonate:impersonated; do
+  file=${step%%:*}.json section=${step#*:}
+  say "After ${step%%:*}: the \"$section\" section (wif-inspect --redact $file)"
+  wif-inspect --redact --section "$section" "$file"
+done
+say "What the Azure token says about us (wif-inspect --claim sub 2-azure.json)"
+printf 'sub = %s  (the subject Google binds: principal://…/subject/SUB)\n' "$(wif-inspect --claim sub 2-azure.json)"
+
+say "Publishing the token: wif-serve requires a client certificate from our CA"
+cmd "wif-serve --listen 127.0.0.1:0 --cert pki/server-chain.crt --key pki/server.key --client-ca pki/ca-chain.crt --token wif_token.txt"
+wif-serve --listen 127.0.0.1:0 --cert pki/server-chain.crt --key pki/server.key --client-ca pki/ca-chain.crt \
+  --token wif_token.txt >serve.log 2>serve.log.err </dev/null &
+serve_pid=$!
+pids+=("$serve_pid")
+url=$(server_url serve.log $serve_pid)
+ok "serving at $url"
+
+say "Fetching it with wif-get over mutual TLS"
+cmd "wif-get --url $url --cert pki/client.crt --key pki/client.key --ca pki/ca-chain.crt --out fetched_token.txt"
+wif-get --url "$url" --cert pki/client.crt --key pki/client.key --ca pki/ca-chain.crt --out fetched_token.txt \
+  </dev/null >fetched.json
+wif-inspect --redact --section fetched fetched.json
+cmp -s wif_token.txt fetched_token.txt || die "the fetched token differs from wif_token.txt"
+ok "fetched_token.txt is byte-identical to wif_token.txt (mode $(stat -c %a fetched_token.txt))"
+
+say "A client whose certificate comes from another CA (\"CA 13.1\") is refused in the handshake"
+cmd "wif-get --url $url --cert pki/other-client.crt --key pki/other-client.key --ca pki/ca-chain.crt --retries 0"
+set +e
+wif-get --url "$url" --cert pki/other-client.crt --key pki/other-client.key --ca pki/ca-chain.crt --retries 0 \
+  </dev/null >/dev/null 2>refused.err
+code=$?
+set -e
+sed 's/^/  /' refused.err
+[ $code -eq 4 ] || die "expected exit code 4 (refused), got $code"
+ok "refused, exit code $code; nothing was written"
+
+say "wif-serve's access log (one JSON line per request or refused handshake; never the token)"
+sed -n '2,$p' serve.log
+if grep -qF -- "$(cat wif_token.txt)" serve.log emulator.log serve.log.err emulator.log.err; then
+  die "a log contains the token"
+fi
+ok "no log contains the token"
+
+say "Stopping everything"
+kill -TERM "$serve_pid"
+wait "$serve_pid" && ok "wif-serve shut down cleanly (exit 0)"
+cd "$root"
