@@ -110,7 +110,7 @@ def main():
 
     samples = pipeline(args.bin, "")
     for v in args.variant:
-        label, _, bindir = v.partition("=")
+        label, _, bindir = v.rpartition("=")
         samples.update(pipeline(bindir, f" [{label}]"))
 
     result = {"backend": args.backend, "tools": {k: summarize(v) for k, v in samples.items()}, "compare": {}}

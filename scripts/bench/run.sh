@@ -18,6 +18,8 @@
 #   --keep           keep the work directory (logs, raw JSON results)
 #   --variant-bin LABEL=DIR  also measure the pipeline tools built in DIR (e.g. built with
 #                    AWS_LC_SYS_NO_JITTER_ENTROPY=1 --target-dir DIR/..), shown as "tool [LABEL]"
+#   --with-nojitter  also build wif with AWS_LC_SYS_NO_JITTER_ENTROPY=1 (target/bench-nojitter; a
+#                    full aws-lc build the first time) and measure its pipeline tools as a variant
 #   --only PARTS     comma-separated subset of crypto,servers,pipeline,profile (default: all;
 #                    profile needs perf, and the pipeline part for the tools' profile)
 #   --sched fifo|nice|none  how the servers and the load generator are scheduled (default: fifo as
@@ -30,12 +32,12 @@
 # The server under test runs on CPU 0 (taskset -c 0), the load generator on CPU 1.
 set -euo pipefail
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,/^set -e/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH="$ROOT/scripts/bench"
 quick=0 runs=3 duration=10 concurrency=16 pipeline_runs=30 out= install=1 build=1 keep=0 only=crypto,servers,pipeline,profile
 if [ "$(id -u)" = 0 ]; then sched=fifo; else sched=none; fi
-variant_bins=()
+variant_bins=() nojitter=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -50,6 +52,7 @@ while [ $# -gt 0 ]; do
     --only) only="${2:?}"; shift ;;
     --sched) sched="${2:?}"; shift ;;
     --variant-bin) variant_bins+=("${2:?}"); shift ;;
+    --with-nojitter) nojitter=1 ;;
     -h|--help) usage 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage ;;
   esac
@@ -106,6 +109,13 @@ if [ "$build" = 1 ]; then
   say "building wif (release) and the load generator"
   (cd "$ROOT" && cargo build --release --bins -q)
   (cd "$BENCH/loadgen" && cargo build --release -q)
+fi
+if [ "$nojitter" = 1 ]; then
+  if [ "$build" = 1 ]; then
+    say "building wif (release) with AWS_LC_SYS_NO_JITTER_ENTROPY=1 into target/bench-nojitter"
+    (cd "$ROOT" && AWS_LC_SYS_NO_JITTER_ENTROPY=1 cargo build --release --bins -q --target-dir target/bench-nojitter)
+  fi
+  variant_bins+=("built with AWS_LC_SYS_NO_JITTER_ENTROPY=1=$ROOT/target/bench-nojitter/release")
 fi
 BIN="$ROOT/target/release"
 LG="$BENCH/loadgen/target/release/wif-loadgen"
