@@ -130,8 +130,10 @@ w = out.append
 w("# Benchmarks")
 w("")
 w("Produced by `scripts/bench/run.sh` from one run on "
-  f"{facts.get('date', '?')} (`{facts.get('quick', '')}`); do not edit by hand — rerun the script. "
-  "Analysis and suggestions at the end come from `scripts/bench/analysis.md`.")
+  f"{facts.get('date', '?')} ({facts.get('mode', '?')} mode: {facts.get('runs', '?')} run(s) of "
+  f"{facts.get('duration', '?')} s per server and case after {facts.get('warmup', '?')} s of warm-up, "
+  f"{facts.get('concurrency', '?')} connections; {facts.get('pipeline_runs', '?')} pipeline runs); do not edit "
+  "by hand, rerun the script. The findings and suggestions at the end come from `scripts/bench/analysis.md`.")
 w("")
 w("## Machine")
 w("")
@@ -146,13 +148,14 @@ for k, label in [("cpu", "CPU"), ("cores", "cores"), ("kernel", "kernel"), ("os"
     w(f"| {label} | {facts.get(k, '?')} |")
 w("")
 try:
-    shared = max(float(facts.get("loadavg_start", "0").split()[0]), float(facts.get("loadavg_end", "0").split()[0]))
+    shared = float(facts.get("loadavg_start", "0").split()[0])
 except ValueError:
     shared = 0
-if shared >= 1.0:
-    w(f"**This machine was shared** with other work during the run (load average up to {shared:.1f} on "
-      f"{facts.get('cores', '?')} cores, before counting this benchmark): absolute numbers are noisy and low; "
-      "the server CPU per handshake (measured from the server's own CPU time) is the steadiest comparison.")
+if shared >= 0.5:
+    w(f"**This machine was shared** with other work during the run (load average {shared:.1f} on "
+      f"{facts.get('cores', '?')} cores when the benchmark started, from other jobs): absolute numbers are "
+      "noisy and lower than on a quiet machine; the server CPU per handshake (from the server's own CPU "
+      "time) is the steadiest comparison.")
     w("")
 
 w("## Method")
@@ -172,7 +175,7 @@ w("- *New connection*: every request is a fresh TCP connection and a **full hand
   "remembers the server chain it already verified (its own cost, not the server's); the server's "
   "signature is verified on every handshake.")
 w("- *Keep-alive*: 100 requests per connection, then a new connection.")
-w(f"- Concurrency {facts.get('quick', '').split('concurrency=')[-1] or '?'} connections; each run has "
+w(f"- Concurrency {facts.get('concurrency', '?')} connections; each run has "
   "warm-up, then the measured time; the runs of the three servers are interleaved; the run with the "
   "median handshakes/s (keep-alive: requests/s) is shown, with the range over runs.")
 w("- *Server CPU* is utime+stime from `/proc/PID/stat` over the measured time (nginx: master + worker) "

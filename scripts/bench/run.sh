@@ -142,7 +142,12 @@ done
   echo "wif=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
   echo "rustls=$(grep -A1 '^name = "rustls"$' "$ROOT/Cargo.lock" | sed -n 's/version = "\(.*\)"/\1/p')"
   echo "sched=$sched"
-  echo "quick=$quick runs=$runs duration=$duration warmup=$warmup concurrency=$concurrency"
+  echo "mode=$([ "$quick" = 1 ] && echo quick || echo full)"
+  echo "runs=$runs"
+  echo "duration=$duration"
+  echo "warmup=$warmup"
+  echo "concurrency=$concurrency"
+  echo "pipeline_runs=$pipeline_runs"
 } > "$RES/facts.txt"
 
 # ---- test PKIs and the token ----
