@@ -374,6 +374,32 @@ if ws_calls and ng_calls and ws_calls.get("accept4") and ng_calls.get("accept4")
             w(f"| {n} | {a:.1f} | {b:.1f} |")
     w(f"| **total** | **{sum(ws_calls.values()) / wa:.1f}** | **{sum(ng_calls.values()) / na:.1f}** |")
     w("")
+ng_dso = read("profile-nginx-dso.txt")
+if ng_dso:
+    rows = re.findall(r"^\s+([\d.]+)%\s+(\S+)\s*$", ng_dso, re.M)
+    sym = read("profile-nginx-sym.txt", "") or ""
+    groups = {"malloc/free (libc)": r"malloc|free|_int_|unlink_chunk|malloc_consolidate|realloc|calloc",
+              "locks (pthread_rwlock, libc)": r"pthread_rwlock|pthread_mutex",
+              "name compares and hash-table walks (OpenSSL 3 provider/decoder look-ups)":
+                  r"strcmp|strcasecmp|OPENSSL_LH_|OPENSSL_sk_|ossl_namemap|ossl_method|OBJ_"}
+    shares = {k: 0.0 for k in groups}
+    for pct, name in re.findall(r"^\s+([\d.]+)%\s+\[.\]\s+(\S+)", sym, re.M):
+        for k, rx in groups.items():
+            if re.search(rx, name):
+                shares[k] += float(pct)
+                break
+    if rows:
+        w("nginx's worker under the same new-connection load (`perf record -p`), by library, and the "
+          "symbols that stand out (Debian's libcrypto is stripped, so its own functions show as addresses):")
+        w("")
+        w("| nginx worker CPU | share |")
+        w("|---|---:|")
+        for pct, name in rows:
+            w(f"| {name} | {float(pct):.1f}% |")
+        for k, v in shares.items():
+            if v > 0:
+                w(f"| of which {k} | {v:.1f}% |")
+        w("")
 sign = read("profile-sign.md")
 if sign:
     w("## Profile of one wif-sign run")

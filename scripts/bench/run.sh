@@ -372,6 +372,18 @@ if want profile && command -v perf >/dev/null && perf record -e cpu-clock -o /de
     strace_count wif-serve "$ws_pid" "$URL"
     start_nginx "$dir"
     strace_count nginx "${SPIDS#*,}" "$URL"
+    # Where nginx's worker spends its CPU, by library (Debian's libcrypto has no symbols).
+    "${ON1[@]}" "$LG" --url "$URL" --cert "$dir/client.crt" --key "$dir/client.key" --ca "$dir/ca-chain.crt" \
+      --concurrency "$concurrency" --duration "$((prof_secs + 2))" --warmup 0 --tls13 > /dev/null 2>&1 &
+    lg=$!
+    sleep 1
+    cmdlog "perf record -F 2000 -e cpu-clock -g -p NGINX_WORKER -- sleep $prof_secs   # nginx under the same load"
+    perf record -q -F 2000 -e cpu-clock -g -p "${SPIDS#*,}" -o "$WORK/nginx.perf" -- sleep "$prof_secs" 2>/dev/null || true
+    wait "$lg" || true
+    perf report -i "$WORK/nginx.perf" --stdio --no-children -g none --sort dso --percent-limit 0.5 2>/dev/null \
+      > "$RES/profile-nginx-dso.txt" || true
+    perf report -i "$WORK/nginx.perf" --stdio --no-children -g none --sort sym --percent-limit 0 2>/dev/null \
+      > "$RES/profile-nginx-sym.txt" || true
     kill "${SPIDS%%,*}" 2>/dev/null || true
   fi
   kill "$ws_pid" 2>/dev/null || true
