@@ -171,7 +171,9 @@ w("- The server under test runs on CPU 0 (`taskset -c 0`), the load generator "
   "and serve the same 1,536-byte token file at `/get_wif_token`, requiring a client certificate "
   "(nginx: `ssl_verify_client on`; Flask: `ssl.CERT_REQUIRED`, as in the seed).")
 w("- *New connection*: every request is a fresh TCP connection and a **full handshake with a client "
-  "certificate, without session resumption** (`Resumption::disabled()`), key exchange X25519. The client "
+  "certificate, without session resumption** (`Resumption::disabled()`), key exchange X25519 (P-256 is "
+  "also listed, without a key share, because TLS 1.2 servers need it for a P-256 certificate), rustls' "
+  "default cipher suites (TLS_AES_256_GCM_SHA384 first), `Connection: close`. The client "
   "remembers the server chain it already verified (its own cost, not the server's); the server's "
   "signature is verified on every handshake.")
 w("- *Keep-alive*: 100 requests per connection, then a new connection.")
@@ -218,7 +220,7 @@ for pki, case, title in CASES:
         w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     else:
         w("| server | handshakes/s (range) | requests/s | p50 ms | p99 ms | server CPU ms/handshake | "
-          "server CPU busy | handshakes per CPU-second | of crypto limit | errors |")
+          "server CPU busy | handshakes per CPU-second | of its library's crypto limit: measured (per CPU-second) | errors |")
         w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s in SERVERS:
         r, rng = pick(s, pki, case)
@@ -240,6 +242,10 @@ for pki, case, title in CASES:
             w(f"| {SERVER_NAMES[s]} | {f0(r['handshakes_per_s'])}{span} | {f0(r['requests_per_s'])} | "
               f"{f2(r['p50_ms'])} | {f2(r['p99_ms'])} | {f3(per)} | {f0(busy * 100 if busy else None)}% | "
               f"{f0(1000 / per if per else None)} | {frac} | {r['errors']} |")
+    if keep:
+        w("")
+        w("Flask's built-in server (werkzeug) answers HTTP/1.0-style and closes the connection after every "
+          "response, so its keep-alive row is a new connection per request.")
     w("")
 
 w("### Peak RSS of the server over all its runs")
