@@ -426,7 +426,7 @@ if analysis:
 w("## Exact commands")
 w("")
 w("```sh")
-w("scripts/bench/run.sh            # this report; --quick for a CI smoke run of a few seconds per server")
+w(f"{facts.get('invocation', 'scripts/bench/run.sh')}   # this report, which ran:")
 for line in (read("commands.txt", "") or "").splitlines():
     w(re.sub(r"/tmp/wif-bench\.\w+", "$WORK", line))
 w("```")

@@ -34,6 +34,7 @@ set -euo pipefail
 
 usage() { sed -n '2,/^set -e/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+invocation="scripts/bench/run.sh${*:+ $*}"
 BENCH="$ROOT/scripts/bench"
 quick=0 runs=3 duration=10 concurrency=16 pipeline_runs=30 out= install=1 build=1 keep=0 only=crypto,servers,pipeline,profile
 if [ "$(id -u)" = 0 ]; then sched=fifo; else sched=none; fi
@@ -88,7 +89,7 @@ cleanup() {
 }
 trap cleanup EXIT
 say() { echo "run.sh: $*" >&2; }
-cmdlog() { echo "$*" >> "$RES/commands.txt"; }
+cmdlog() { local line="$*"; echo "${line//$ROOT\//}" >> "$RES/commands.txt"; }
 
 # ---- what the benchmark needs ----
 need_apt=()
@@ -142,6 +143,7 @@ done
   echo "wif=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
   echo "rustls=$(grep -A1 '^name = "rustls"$' "$ROOT/Cargo.lock" | sed -n 's/version = "\(.*\)"/\1/p')"
   echo "sched=$sched"
+  echo "invocation=$invocation"
   echo "mode=$([ "$quick" = 1 ] && echo quick || echo full)"
   echo "runs=$runs"
   echo "duration=$duration"
