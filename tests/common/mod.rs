@@ -8,6 +8,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+pub mod server;
+
 /// A command for one of the package's binaries, with a clean `WIF_*` environment.
 pub fn bin(name: &str) -> Command {
     let mut c = Command::cargo_bin(name).unwrap_or_else(|e| panic!("binary {name}: {e}"));
