@@ -4,6 +4,7 @@
 //! second, memory and descriptors stay bounded, nothing panics and SIGTERM still exits 0.
 //! The numbers are printed on stderr (`--nocapture`) for docs/RELIABILITY-server.md.
 
+use crate::common::pki_file;
 use crate::common::server::*;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -368,4 +369,128 @@ fn clients_that_hang_up_mid_response_leave_nothing_behind() {
     assert_eq!(requests.len(), 200 + 20);
     let cut = requests.iter().filter(|v| v["bytes"] == 0).count();
     eprintln!("hang-ups: {cut} of 200 answers logged as cut off (bytes 0); the rest fitted in socket buffers");
+}
+
+#[test]
+fn fifty_thousand_full_handshakes_leak_no_descriptors() {
+    let _serial = one_at_a_time();
+    let total: usize = match std::env::var("WIF_CHURN_CONNECTIONS") {
+        Ok(n) => n.parse().expect("WIF_CHURN_CONNECTIONS is a number"),
+        Err(_) => 50_000,
+    };
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let srv = Server::start(&tok, &[]);
+    let port = srv.port;
+    let config = full_handshakes();
+    fetch(port, &config, TOKEN.as_bytes());
+    // The warm-up connection's thread is gone before counting.
+    eventually(2, || srv.status("Threads") <= 2);
+    let (fds_before, threads_before) = (srv.open_fds(), srv.status("Threads"));
+    let threads = 4;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let mut worst = Duration::ZERO;
+                for _ in (t..total).step_by(threads) {
+                    worst = worst.max(fetch(port, &config, TOKEN.as_bytes()));
+                }
+                worst
+            })
+        })
+        .collect();
+    let worst = handles.into_iter().map(|h| h.join().expect("a client failed")).max().unwrap();
+    let took = started.elapsed();
+    assert!(eventually(5, || srv.open_fds() <= fds_before + 2), "{} descriptors left open", srv.open_fds());
+    let (fds_after, threads_after, hwm) = (srv.open_fds(), srv.status("Threads"), srv.status("VmHWM"));
+    eprintln!(
+        "churn: {total} full mTLS handshakes on {threads} threads in {took:.1?} = {:.0} connections/s, slowest {worst:?}; \
+         server fds {fds_before} -> {fds_after}, threads {threads_before} -> {threads_after}, peak RSS {:.1} MiB",
+        total as f64 / took.as_secs_f64(),
+        mib(hwm)
+    );
+    assert!(threads_after <= threads_before + 1, "threads left behind: {threads_after}");
+    let log = srv.stop_cleanly();
+    assert_eq!(count(&log, |v| v["event"] == "request" && v["status"] == 200), total + 1);
+    assert_eq!(count(&log, |v| v["event"] == "handshake_failed" || v["event"] == "connection_refused"), 0);
+}
+
+#[test]
+fn token_and_certificates_replaced_under_load_fail_no_request() {
+    let _serial = one_at_a_time();
+    let (d, tok) = token_dir();
+    let first = "ya29.reload-first".to_string();
+    write_token(&tok, &first, 3600);
+    let files = ["server-chain.crt", "server.key", "ca-chain.crt"].map(|f| {
+        let p = d.path().join(format!("live-{f}"));
+        replace_file(&pki_file(f), &p);
+        p
+    });
+    let [cert, key, ca] = files.each_ref().map(|p| p.to_str().unwrap().to_string());
+    let srv = Server::spawn(&server_args_with(&cert, &key, &ca, &tok), None);
+    let port = srv.port;
+    let written = Arc::new(Mutex::new(std::collections::HashSet::from([first])));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (written, stop, config) = (written.clone(), stop.clone(), full_handshakes());
+            std::thread::spawn(move || {
+                let (mut served, mut failed) = (0usize, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let answer = (|| {
+                        let mut s = connect(port, config.clone());
+                        s.write_all(GET)?;
+                        read_response(&mut s, false)
+                    })();
+                    match answer {
+                        Ok(r)
+                            if r.status == 200
+                                && written.lock().unwrap().contains(&*String::from_utf8_lossy(&r.body)) =>
+                        {
+                            served += 1
+                        }
+                        Ok(r) => failed.push(format!("status {} with {} bytes", r.status, r.body.len())),
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                (served, failed)
+            })
+        })
+        .collect();
+    let (tokens, tls_rounds) = (60, 4);
+    for i in 0..tokens {
+        // Tokens of different lengths, so a torn or mixed read could not pass for one.
+        let token = format!("ya29.reload-{i}-{}", "x".repeat(100 + 37 * i));
+        written.lock().unwrap().insert(token.clone());
+        write_token(&tok, &token, 3600);
+        if i % (tokens / tls_rounds) == 0 {
+            for (name, path) in ["server-chain.crt", "server.key", "ca-chain.crt"].iter().zip(&files) {
+                replace_file(&pki_file(name), path);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut served, mut failed) = (0, Vec::new());
+    for c in clients {
+        let (s, f) = c.join().unwrap();
+        served += s;
+        failed.extend(f);
+    }
+    let log = srv.stop_cleanly();
+    let token_reloads = count(&log, |v| v["event"] == "reload" && v["what"] == "token");
+    let tls_reloads = count(&log, |v| v["event"] == "reload" && v["what"] == "tls");
+    eprintln!(
+        "reload under load: {tokens} tokens and {tls_rounds} certificate/key/CA rewrites; {served} requests served, \
+         {} failed; the log shows {token_reloads} token and {tls_reloads} TLS reloads",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+    assert!(served >= 100, "only {served} requests");
+    assert!(token_reloads >= tokens * 9 / 10, "{token_reloads} token reloads logged");
+    assert!(tls_reloads >= tls_rounds, "{tls_reloads} TLS reloads logged");
+    assert_eq!(count(&log, |v| v["event"] == "reload_failed"), 0);
 }
