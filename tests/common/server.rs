@@ -195,6 +195,11 @@ impl Server {
             .unwrap_or(0)
     }
 
+    /// CPU time the server has used so far (user + system), in seconds.
+    pub fn cpu_secs(&self) -> f64 {
+        cpu_secs(&format!("/proc/{}/stat", self.pid()))
+    }
+
     /// SIGTERM, then expects exit 0 and no panic on stderr; returns the whole log.
     pub fn stop_cleanly(mut self) -> Vec<Value> {
         assert!(self.child.try_wait().unwrap().is_none(), "wif-serve died: {:?}", self.wait_exit());
@@ -325,4 +330,12 @@ pub fn token_dir() -> (tempfile::TempDir, PathBuf) {
     let d = tempdir();
     let p = d.path().join("wif_token.txt");
     (d, p)
+}
+
+/// User + system CPU seconds from a /proc/PID/stat file (clock ticks of 1/100 s).
+pub fn cpu_secs(stat: &str) -> f64 {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    let after = text.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after.split_whitespace().skip(11).take(2).filter_map(|v| v.parse::<u64>().ok()).sum();
+    ticks as f64 / 100.0
 }
