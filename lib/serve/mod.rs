@@ -2,7 +2,7 @@
 //!
 //! One thread accepts; each connection gets its own thread (bounded by
 //! `--max-connections`), so handshakes run in parallel and a silent client only ever holds
-//! its own thread until its time-out. The TLS configuration and the token are shared and
+//! its own thread until its time-out, or until a new client needs its slot at the limit. The TLS configuration and the token are shared and
 //! re-read when their files change; SIGHUP forces that, SIGTERM/SIGINT stop gracefully.
 
 pub mod allow;
@@ -102,7 +102,7 @@ pub struct Cli {
     /// Time a connection may stay silent before (or while) sending a request [default: 30s]
     #[arg(long, value_name = "DURATION", env = "WIF_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
-    /// Most connections open at once; more are closed at once and logged [default: 256]
+    /// Most connections open at once. At the limit a new client takes the slot of the oldest connection still in its handshake (or idle between requests); when all are busy with requests it is closed at once. Both are logged [default: 256]
     #[arg(long, value_name = "N", env = "WIF_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// On SIGTERM, how long requests in progress may take to finish [default: 10s]
