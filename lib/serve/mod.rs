@@ -302,22 +302,30 @@ impl Shared {
     /// hold a slot only until a new client needs it, not for the whole handshake time-out.
     /// False when every connection is busy with a request.
     fn make_room(&self, limit: usize) -> bool {
-        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        for (from, why) in [(HANDSHAKE, "had not finished its TLS handshake"), (IDLE, "was idle between requests")] {
-            let mut candidates: Vec<(&u64, &Conn)> =
-                conns.iter().filter(|(_, c)| c.state.load(Ordering::SeqCst) == from).collect();
-            candidates.sort_unstable_by_key(|(id, _)| **id);
-            if let Some((_, c)) = candidates.into_iter().find(|(_, c)| c.close_if(from)) {
-                Event::new("connection_closed")
-                    .peer(&c.peer)
-                    .reason(format!("the connection limit (--max-connections {limit}) was reached and this, the oldest connection, {why}"))
-                    .code("evicted")
-                    .connections(conns.len())
-                    .emit();
-                return true;
-            }
-        }
-        false
+        let closed = {
+            let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+            [(HANDSHAKE, "had not finished its TLS handshake"), (IDLE, "was idle between requests")]
+                .into_iter()
+                .find_map(|(from, why)| {
+                    let mut candidates: Vec<(&u64, &Conn)> =
+                        conns.iter().filter(|(_, c)| c.state.load(Ordering::SeqCst) == from).collect();
+                    candidates.sort_unstable_by_key(|(id, _)| **id);
+                    // The oldest first; one may have moved on meanwhile, then the next.
+                    let (_, c) = candidates.into_iter().find(|(_, c)| c.close_if(from))?;
+                    Some((c.peer.clone(), why, conns.len()))
+                })
+        };
+        // Logged outside the lock: a slow stdout must not hold up the connections.
+        let Some((peer, why, open)) = closed else { return false };
+        Event::new("connection_closed")
+            .peer(&peer)
+            .reason(format!(
+                "the connection limit (--max-connections {limit}) was reached and this, the oldest connection, {why}"
+            ))
+            .code("evicted")
+            .connections(open)
+            .emit();
+        true
     }
 }
 
