@@ -58,6 +58,11 @@ fn sigkill_at_random_moments_never_tears_the_token_or_piles_up_temp_files() {
     let out = dir.path().join("wif_token.txt");
     seed_token(&iam_serving(&old), &out);
     let iam = iam_serving(&new);
+    // How long one whole run takes on this machine now; the kills are spread over 0–3 times it.
+    let t = std::time::Instant::now();
+    seed_token(&iam, &out);
+    let run_time = t.elapsed();
+    seed_token(&iam_serving(&old), &out);
 
     // A reader polls the file the whole time and records anything that is not a whole token.
     let stop = Arc::new(AtomicBool::new(false));
@@ -78,7 +83,7 @@ fn sigkill_at_random_moments_never_tears_the_token_or_piles_up_temp_files() {
 
     let exe = assert_cmd::cargo::cargo_bin("wif-impersonate");
     let doc = sts_doc();
-    let mut killed_early = 0;
+    let (mut killed_early, mut completed) = (0, 0);
     for i in 0..120u64 {
         let mut child = std::process::Command::new(&exe)
             .args(["--service-account", SA, "--endpoint", &iam.url, "--token-out"])
@@ -90,11 +95,13 @@ fn sigkill_at_random_moments_never_tears_the_token_or_piles_up_temp_files() {
             .unwrap();
         use std::io::Write;
         let _ = child.stdin.take().unwrap().write_all(doc.as_bytes());
-        // Spread the kills over the process's whole life (a run takes a few ms here).
-        std::thread::sleep(Duration::from_micros((i * 7919) % 12_000));
+        // Spread the kills over the process's whole life (0–3 times a measured run), writes included.
+        std::thread::sleep(run_time.mul_f64(((i * 37) % 40) as f64 / 13.0));
         let _ = child.kill();
         let status = child.wait().unwrap();
-        if !status.success() {
+        if status.success() {
+            completed += 1;
+        } else {
             killed_early += 1;
         }
     }
@@ -102,7 +109,11 @@ fn sigkill_at_random_moments_never_tears_the_token_or_piles_up_temp_files() {
     let (reads, torn) = reader.join().unwrap();
     assert!(torn.is_empty(), "readers saw {} torn tokens (lengths {:?})", torn.len(), torn);
     assert!(reads > 100, "the reader really polled ({reads} reads)");
-    assert!(killed_early > 10, "most runs were killed mid-way ({killed_early})");
+    assert!(killed_early > 10 && completed > 10, "kills hit all phases: {killed_early} killed, {completed} done");
+    eprintln!(
+        "{killed_early} of 120 writers killed mid-run ({completed} finished; a run takes {run_time:?}); \
+         the reader read the file {reads} times, 0 torn"
+    );
 
     // One clean run afterwards leaves exactly the new token and no temp files at all, even
     // one planted as a writer that died (pid above pid_max) would leave it.
