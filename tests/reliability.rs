@@ -331,3 +331,39 @@ fn wrong_content_types_and_truncated_bodies_keep_the_old_token() {
         assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "ya29.the-previous-good-token", "{needle}");
     }
 }
+
+#[test]
+fn retry_after_is_honoured_and_4xx_is_never_retried() {
+    let dir = tempdir();
+    let out_file = dir.path().join("wif_token.txt");
+    let busy = Canned::json(503, json!({"error": {"code": 503, "message": "busy", "status": "UNAVAILABLE"}}))
+        .header("Retry-After", "2");
+    let srv = TestServer::start(vec![
+        busy,
+        Canned::json(200, json!({"accessToken": "ya29.after-wait", "expireTime": rfc(3600)})),
+    ]);
+    let started = std::time::Instant::now();
+    let o = bin("wif-impersonate")
+        .args(["--service-account", SA, "--endpoint", &srv.url, "--retries", "3", "--token-out"])
+        .arg(&out_file)
+        .write_stdin(sts_doc())
+        .output()
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(waited >= Duration::from_secs(2), "waited the server's 2 s Retry-After ({waited:?})");
+    assert!(stderr(&o).contains("in 2.0 s"), "the retry line says how long: {}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "ya29.after-wait");
+
+    let refused =
+        Canned::json(403, json!({"error": {"code": 403, "message": "denied", "status": "PERMISSION_DENIED"}}));
+    let srv = TestServer::start(vec![refused]);
+    let o = bin("wif-impersonate")
+        .args(["--service-account", SA, "--endpoint", &srv.url, "--retries", "3"])
+        .write_stdin(sts_doc())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(srv.requests().len(), 1, "a 4xx is final");
+    assert!(!stderr(&o).contains("retry"), "{}", stderr(&o));
+}
