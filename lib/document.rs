@@ -14,9 +14,16 @@ pub const FORMAT_VERSION: u64 = 1;
 pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
 
 /// The whole document. Fields this tool does not know stay in place and in order.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Document {
     fields: Map<String, Value>,
+}
+
+/// Shows the section names only: the sections hold tokens.
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document").field("sections", &self.fields.keys().collect::<Vec<_>>()).finish()
+    }
 }
 
 impl Default for Document {

@@ -5,6 +5,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 
+/// A random RFC 4122 version-4 UUID, the form MSAL uses for `jti` (and Azure for ids).
+pub fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
 /// The decoded header and claims of a compact JWS, without verifying the signature.
 pub fn decode_unverified(token: &str) -> Option<(Value, Value)> {
     let mut parts = token.trim().split('.');

@@ -219,7 +219,7 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         aud: &token_endpoint,
         iss: &client_id,
         sub: &client_id,
-        jti: new_jti(),
+        jti: crate::jwt::random_uuid(),
         nbf: now - CLOCK_SKEW_MARGIN,
         iat: now - CLOCK_SKEW_MARGIN,
         exp: now + lifetime,
@@ -295,16 +295,6 @@ fn check_cert_dates(cert: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn new_jti() -> String {
-    let mut b = [0u8; 16];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    // RFC 4122 version 4 layout, as MSAL's uuid4 jti.
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,10 +311,10 @@ mod tests {
 
     #[test]
     fn jti_is_uuid4() {
-        let j = new_jti();
+        let j = crate::jwt::random_uuid();
         assert_eq!(j.len(), 36);
         assert_eq!(&j[14..15], "4");
-        assert_ne!(j, new_jti());
+        assert_ne!(j, crate::jwt::random_uuid());
     }
 
     #[test]

@@ -77,7 +77,8 @@ impl Emu {
 
     /// The request log lines, decoded (each must be JSON).
     fn requests(&self) -> Vec<Value> {
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        // The emulator logs before it answers; give the reader thread a moment.
+        std::thread::sleep(std::time::Duration::from_millis(250));
         let lines = self.log.lock().unwrap().clone();
         lines
             .iter()
@@ -87,7 +88,7 @@ impl Emu {
     }
 
     fn raw_log(&self) -> String {
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(std::time::Duration::from_millis(250));
         self.log.lock().unwrap().join("\n")
     }
 }
@@ -117,6 +118,13 @@ fn refused(out: &Output, code: &str) {
     let err = stderr(out);
     assert_eq!(out.status.code(), Some(4), "expected exit 4 with {code}, got {:?}: {err}", out.status.code());
     assert!(err.contains(code), "expected {code} in: {err}");
+}
+
+/// wif-sign at `authority` for a tenant and client, with the registered RSA key.
+fn sign_as(authority: &str, tenant: &str, client: &str) -> Vec<u8> {
+    let mut a = s(&["--authority", authority, "--tenant-id", tenant, "--client-id", client]);
+    a.extend(s(&["--key", &pki_file("app-rsa.key"), "--cert", &pki_file("app-rsa.crt")]));
+    ok(run("wif-sign", &a, b""), "wif-sign")
 }
 
 fn sign(emu: &Emu, key: &str, cert: &str, extra: &[&str]) -> Vec<u8> {
@@ -339,47 +347,11 @@ fn azure_refusals_have_the_real_codes() {
     // A certificate that is not registered.
     refused(&azure(&sign(&emu, "other-app-rsa.key", "other-app-rsa.crt", &[]), &scope), "AADSTS700027");
     // An unknown client id.
-    let a = s(&[
-        "--authority",
-        &emu.url,
-        "--tenant-id",
-        TENANT,
-        "--client-id",
-        "11111111-2222-4333-8444-555555555555",
-        "--key",
-        &pki_file("app-rsa.key"),
-        "--cert",
-        &pki_file("app-rsa.crt"),
-    ]);
-    refused(&azure(&ok(run("wif-sign", &a, b""), "sign"), &scope), "AADSTS700016");
+    refused(&azure(&sign_as(&emu.url, TENANT, "11111111-2222-4333-8444-555555555555"), &scope), "AADSTS700016");
     // An unknown tenant.
-    let a = s(&[
-        "--authority",
-        &emu.url,
-        "--tenant-id",
-        "contoso.onmicrosoft.com",
-        "--client-id",
-        APP,
-        "--key",
-        &pki_file("app-rsa.key"),
-        "--cert",
-        &pki_file("app-rsa.crt"),
-    ]);
-    refused(&azure(&ok(run("wif-sign", &a, b""), "sign"), &scope), "AADSTS90002");
+    refused(&azure(&sign_as(&emu.url, "contoso.onmicrosoft.com", APP), &scope), "AADSTS90002");
     // The tenant's domain name works like its id.
-    let a = s(&[
-        "--authority",
-        &emu.url,
-        "--tenant-id",
-        "wifdemo.onmicrosoft.com",
-        "--client-id",
-        APP,
-        "--key",
-        &pki_file("app-rsa.key"),
-        "--cert",
-        &pki_file("app-rsa.crt"),
-    ]);
-    ok(azure(&ok(run("wif-sign", &a, b""), "sign"), &scope), "tenant domain");
+    ok(azure(&sign_as(&emu.url, "wifdemo.onmicrosoft.com", APP), &scope), "tenant domain");
     // A scope without /.default, and a resource that does not exist.
     let doc = sign(&emu, "app-rsa.key", "app-rsa.crt", &[]);
     refused(&azure(&doc, &["--scope", "api://wif-gcp/read"]), "AADSTS70011");
@@ -465,10 +437,10 @@ fn sts_and_iam_refusals() {
     assert!(stderr(&aud_out).contains("hint: the subject token's `aud`"), "{}", stderr(&aud_out));
     let cond = sts(&emu, &doc, "strict");
     refused(&cond, "invalid_grant");
-    assert!(stderr(&cond).contains("attribute condition"));
+    assert!(stderr(&cond).contains("hint: the provider's attribute condition"), "{}", stderr(&cond));
     let iss = sts(&emu, &doc, "azure-v1");
     refused(&iss, "invalid_grant");
-    assert!(stderr(&iss).contains("issuer"));
+    assert!(stderr(&iss).contains("hint: the subject token's `iss`"), "{}", stderr(&iss));
     refused(&sts(&emu, &doc, "no-such-provider"), "invalid_target");
     let url = format!("{}/v1/token", emu.url);
     let scope_out =
@@ -481,7 +453,7 @@ fn sts_and_iam_refusals() {
     let fdoc = ok(run("wif-azure", &s(&["--from-file", forged.to_str().unwrap()]), b""), "from-file");
     let sig = sts(&emu, &fdoc, "azure");
     refused(&sig, "invalid_grant");
-    assert!(stderr(&sig).contains("signature"));
+    assert!(stderr(&sig).contains("hint: STS could not verify the token's signature"), "{}", stderr(&sig));
 
     // The subject is azure::SUB via the "open" provider, and nobody bound that principal.
     let open = ok(sts(&emu, &doc, "open"), "open provider");
@@ -504,14 +476,15 @@ fn sts_and_iam_refusals() {
 
 #[test]
 fn expired_subject_token_and_federated_token() {
-    let emu = Emu::example(&["--token-lifetime", "2s"]);
+    // Long enough for sign | azure | sts on a busy machine, short enough to wait out.
+    let emu = Emu::example(&["--token-lifetime", "5s"]);
     let dir = tempdir();
     let az_file = dir.path().join("azure.jwt");
     let doc = sign(&emu, "app-rsa.key", "app-rsa.crt", &[]);
     let doc =
         ok(azure(&doc, &["--scope", "api://wif-gcp/.default", "--token-out", az_file.to_str().unwrap()]), "azure");
     let fed = ok(sts(&emu, &doc, "azure"), "sts");
-    std::thread::sleep(std::time::Duration::from_millis(3100));
+    std::thread::sleep(std::time::Duration::from_millis(6100));
     // STS refuses the expired Azure token (given through a credential configuration, so
     // wif-sts's own expiry check does not stop it first).
     let cc = dir.path().join("cred.json");
@@ -551,28 +524,9 @@ fn fault_injection_retries_and_permanent_failure() {
 
 #[test]
 fn tls_listener_discovery_and_sigterm() {
-    let emu = Emu::example(&[
-        "--tls-listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        &pki_file("server-chain.crt"),
-        "--tls-key",
-        &pki_file("server.key"),
-    ]);
+    let emu = tls_emu(&example());
     let tls = emu.tls_url.clone().expect("tls_url");
-    let a = s(&[
-        "--authority",
-        &tls,
-        "--tenant-id",
-        TENANT,
-        "--client-id",
-        APP,
-        "--key",
-        &pki_file("app-rsa.key"),
-        "--cert",
-        &pki_file("app-rsa.crt"),
-    ]);
-    let doc = ok(run("wif-sign", &a, b""), "sign");
+    let doc = sign_as(&tls, TENANT, APP);
     let out = azure(&doc, &["--scope", "api://wif-gcp/.default", "--ca-file", &pki_file("ca-chain.crt")]);
     let d: Value = serde_json::from_slice(&ok(out, "azure over TLS")).unwrap();
     assert_eq!(d["azure"]["claims"]["aud"], API_APP);
@@ -614,13 +568,6 @@ fn example_config_and_usage() {
 
 // ---- The official libraries (MSAL Python, google-auth Python) against the emulator. ----
 
-fn python_has(modules: &str) -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", &format!("import {modules}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn interop_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(name)
 }
@@ -646,52 +593,61 @@ fn sha1_hex(cert: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().rsplit('=').next().unwrap().replace(':', "")
 }
 
-fn msal(emu: &Emu, key: &str, cert: &str, scope: &str) -> (Option<i32>, Value, String) {
+fn msal(emu: &Emu, key: &str, cert: &str, scope: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
     let authority = format!("{}/{TENANT}", emu.tls_url.as_ref().unwrap());
-    let args = s(&[&authority, APP, &pki_file(key), &sha1_hex(&pki_file(cert)), scope]);
+    let mut args = s(&[&authority, APP, &pki_file(key), &sha1_hex(&pki_file(cert)), scope]);
+    args.extend(s(extra));
     python("msal_client.py", &args, &[("REQUESTS_CA_BUNDLE", pki_file("ca-chain.crt"))])
 }
 
-fn tls_emu() -> Emu {
-    Emu::example(&[
-        "--tls-listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        &pki_file("server-chain.crt"),
-        "--tls-key",
-        &pki_file("server.key"),
-    ])
+/// An emulator that also listens with TLS (the test PKI's server certificate).
+fn tls_emu(config: &Value) -> Emu {
+    let (cert, key) = (pki_file("server-chain.crt"), pki_file("server.key"));
+    Emu::start(config, &["--tls-listen", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key])
 }
 
 #[test]
 fn msal_python_gets_a_token_and_is_refused_with_an_unregistered_certificate() {
     if !python_has("msal") {
-        eprintln!("skipping: python3 with msal is not installed (pip install -r .ci/requirements.txt)");
         return;
     }
-    let emu = tls_emu();
-    let (code, v, err) = msal(&emu, "app-rsa.key", "app-rsa.crt", "api://wif-gcp/.default");
+    let emu = tls_emu(&example());
+    let (code, v, err) = msal(&emu, "app-rsa.key", "app-rsa.crt", "api://wif-gcp/.default", &[]);
     assert_eq!(code, Some(0), "{v} {err}");
     assert_eq!(v["token_type"], "Bearer");
     let (_, claims) = wif::jwt::decode_unverified(v["access_token"].as_str().unwrap()).unwrap();
     assert_eq!(claims["aud"], API_APP);
     assert_eq!(claims["azp"], APP);
-    let (code, v, _) = msal(&emu, "other-app-rsa.key", "other-app-rsa.crt", "api://wif-gcp/.default");
+    let (code, v, _) = msal(&emu, "other-app-rsa.key", "other-app-rsa.crt", "api://wif-gcp/.default", &[]);
     assert_eq!(code, Some(1));
     assert_eq!(v["error"], "invalid_client");
     assert_eq!(v["error_codes"][0], 700027);
-    let (code, v, _) = msal(&emu, "app-rsa.key", "app-rsa.crt", "api://wif-gcp/read");
+    let (code, v, _) = msal(&emu, "app-rsa.key", "app-rsa.crt", "api://wif-gcp/read", &[]);
     assert_eq!(code, Some(1));
     assert_eq!(v["error_codes"][0], 70011);
+    // MSAL's instance discovery, pointed at the emulator.
+    let instance = format!("{}/common/discovery/instance", emu.tls_url.as_ref().unwrap());
+    let (code, v, err) = msal(&emu, "app-rsa.key", "app-rsa.crt", "api://wif-gcp/.default", &[&instance]);
+    assert_eq!(code, Some(0), "{v} {err}");
+    assert!(emu.requests().iter().any(|r| r["path"] == "/common/discovery/instance" && r["status"] == 200));
+    // One MSAL application asking for two resources reuses its assertion: refused as a
+    // replay by default, accepted (as by Azure) with reject_replayed_assertions false.
+    let two = "api://wif-gcp/.default,api://wif-gcp-v1/.default";
+    let (code, v, _) = msal(&emu, "app-rsa.key", "app-rsa.crt", two, &[]);
+    assert_eq!((code, v["error_codes"][0].as_u64()), (Some(1), Some(50013)), "{v}");
+    let mut cfg = example();
+    cfg["reject_replayed_assertions"] = json!(false);
+    let relaxed = tls_emu(&cfg);
+    let (code, v, err) = msal(&relaxed, "app-rsa.key", "app-rsa.crt", two, &[]);
+    assert_eq!(code, Some(0), "{v} {err}");
 }
 
 #[test]
 fn google_auth_python_exchanges_and_impersonates() {
     if !python_has("google.auth, requests") {
-        eprintln!("skipping: python3 with google-auth is not installed (pip install -r .ci/requirements.txt)");
         return;
     }
-    let emu = tls_emu();
+    let emu = tls_emu(&example());
     let tls = emu.tls_url.clone().unwrap();
     let dir = tempdir();
     let az_file = dir.path().join("azure.jwt");
@@ -725,26 +681,116 @@ fn google_auth_python_exchanges_and_impersonates() {
     assert!(reqs.iter().any(|r| r["path"].as_str().unwrap().ends_with(":generateAccessToken") && r["status"] == 200));
 }
 
-#[test]
-fn thumbprint_padding_is_accepted() {
-    // MSAL pads x5t with '='; the emulator accepts both forms. Re-sign a wif-sign assertion's
-    // claims with a padded x5t header using the registered key.
-    let emu = Emu::example(&[]);
-    let doc: Value = serde_json::from_slice(&sign(&emu, "app-rsa.key", "app-rsa.crt", &[])).unwrap();
-    let x5t = doc["assertion"]["header"]["x5t"].as_str().unwrap().to_string();
-    assert!(!x5t.ends_with('='));
-    let raw = URL_SAFE_NO_PAD.decode(&x5t).unwrap();
-    let padded = base64::engine::general_purpose::URL_SAFE.encode(raw);
-    assert!(padded.ends_with('='));
+/// The document with its assertion re-signed: claims edited, header and key chosen.
+fn resign(
+    doc: &Value,
+    header: &jsonwebtoken::Header,
+    key: &jsonwebtoken::EncodingKey,
+    edit: impl Fn(&mut Value),
+) -> Vec<u8> {
     let mut claims = doc["assertion"]["claims"].clone();
-    claims["jti"] = json!("padded-x5t-test");
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.x5t = Some(padded);
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(pki_file("app-rsa.key")).unwrap()).unwrap();
-    let jwt = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    // A jti of its own (the original is fresh too, but keep the two apart).
+    claims["jti"] = json!(format!("{}-resigned", claims["jti"].as_str().unwrap()));
+    edit(&mut claims);
     let mut d = doc.clone();
-    d["assertion"]["token"] = json!(jwt);
-    ok(azure(d.to_string().as_bytes(), &["--scope", "api://wif-gcp/.default"]), "padded x5t");
+    d["assertion"]["token"] = json!(jsonwebtoken::encode(header, &claims, key).unwrap());
+    d.to_string().into_bytes()
+}
+
+fn rsa_key(file: &str) -> jsonwebtoken::EncodingKey {
+    jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(pki_file(file)).unwrap()).unwrap()
+}
+
+#[test]
+fn assertion_header_and_claims_are_checked() {
+    let emu = Emu::example(&[]);
+    let scope = ["--scope", "api://wif-gcp/.default"];
+    let fresh = || -> Value { serde_json::from_slice(&sign(&emu, "app-rsa.key", "app-rsa.crt", &[])).unwrap() };
+    let doc = fresh();
+    let x5t = doc["assertion"]["header"]["x5t"].as_str().unwrap().to_string();
+    let rs256 = |x5t: Option<String>| {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        h.x5t = x5t;
+        h
+    };
+    let key = rsa_key("app-rsa.key");
+    // MSAL pads x5t with '=': accepted like the unpadded form.
+    let padded = base64::engine::general_purpose::URL_SAFE.encode(URL_SAFE_NO_PAD.decode(&x5t).unwrap());
+    assert!(padded.ends_with('='));
+    ok(azure(&resign(&fresh(), &rs256(Some(padded)), &key, |_| {}), &scope), "padded x5t");
+    let t = now();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        // The registered thumbprint, another key's signature.
+        ("AADSTS700027", resign(&fresh(), &rs256(Some(x5t.clone())), &rsa_key("other-app-rsa.key"), |_| {})),
+        ("AADSTS700027", resign(&fresh(), &rs256(None), &key, |_| {})),
+        (
+            "AADSTS50027",
+            resign(&fresh(), &rs256(Some(x5t.clone())), &key, |c| {
+                c.as_object_mut().unwrap().remove("jti");
+            }),
+        ),
+        ("AADSTS50027", {
+            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+            h.x5t = Some(x5t.clone());
+            resign(&fresh(), &h, &jsonwebtoken::EncodingKey::from_secret(b"shared"), |_| {})
+        }),
+        ("AADSTS700021", resign(&fresh(), &rs256(Some(x5t.clone())), &key, |c| c["iss"] = json!("someone-else"))),
+        (
+            "AADSTS700024",
+            resign(&fresh(), &rs256(Some(x5t.clone())), &key, |c| {
+                c["nbf"] = json!(t + 3600);
+                c["iat"] = json!(t + 3600);
+                c["exp"] = json!(t + 4000);
+            }),
+        ),
+        ("AADSTS700024", resign(&fresh(), &rs256(Some(x5t.clone())), &key, |c| c["exp"] = json!(t + 86_400))),
+    ];
+    for (code, doc) in cases {
+        refused(&azure(&doc, &scope), code);
+    }
+    // MSAL-style float times are fine.
+    let floats = resign(&fresh(), &rs256(Some(x5t.clone())), &key, |c| {
+        c["exp"] = json!(t as f64 + 600.25);
+        c["iat"] = json!(t as f64 + 0.5);
+        c.as_object_mut().unwrap().remove("nbf");
+    });
+    ok(azure(&floats, &scope), "float exp/iat");
+
+    // Form-level checks, sent raw.
+    let url = format!("{}/{TENANT}/oauth2/v2.0/token", emu.url);
+    let assertion = fresh()["assertion"]["token"].as_str().unwrap().to_string();
+    let form = |pairs: &[(&str, &str)]| {
+        pairs.iter().map(|(k, v)| format!("{k}={}", wif::http::encode_component(v))).collect::<Vec<_>>().join("&")
+    };
+    let base = [("grant_type", "client_credentials"), ("client_id", APP), ("scope", "api://wif-gcp/.default")];
+    let form_type = "application/x-www-form-urlencoded";
+    let with = |extra: &[(&str, &str)]| form(&[&base[..], extra].concat());
+    let cases = [
+        (with(&[("client_assertion_type", "urn:x"), ("client_assertion", &assertion)]), 70002),
+        (with(&[("client_assertion", &assertion)]), 900144),
+        (with(&[]), 7000218),
+        (with(&[("client_secret", "x"), ("client_assertion", &assertion)]), 90023),
+        (
+            with(&[
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", &assertion),
+                ("resource", "api://wif-gcp"),
+            ]),
+            901002,
+        ),
+        (form(&[("grant_type", "password"), ("client_id", APP)]), 70003),
+        (form(&[("client_id", APP)]), 900144),
+    ];
+    for (body, code) in cases {
+        let (status, v) = post(&url, form_type, &body, None);
+        assert_eq!(v["error_codes"][0], code, "{body}: {v}");
+        assert!(status == 400 || status == 401);
+        let desc = v["error_description"].as_str().unwrap();
+        assert!(desc.starts_with(&format!("AADSTS{code}: ")) && desc.contains("\r\nTrace ID: "), "{desc}");
+        assert!(v["trace_id"].is_string() && v["correlation_id"].is_string() && v["timestamp"].is_string());
+    }
+    let (_, v) = post(&url, "application/json", r#"{"grant_type":"client_credentials"}"#, None);
+    assert_eq!(v["error_codes"][0], 900144);
 }
 
 /// POSTs to the emulator; returns the status and the decoded JSON body.
@@ -851,4 +897,58 @@ fn impersonation_through_delegates() {
         &imp("closed@wif-demo.iam.gserviceaccount.com", Some("middle@wif-demo.iam.gserviceaccount.com")),
         "PERMISSION_DENIED",
     );
+}
+
+#[test]
+fn thumbprint_only_registration_needs_the_certificate_in_x5c() {
+    let mut cfg = example();
+    cfg["azure"]["apps"][0]["certificates"] = json!([]);
+    cfg["azure"]["apps"][0]["thumbprints"] = json!([sha1_hex(&pki_file("app-ec.crt"))]);
+    let emu = Emu::start(&cfg, &[]);
+    let scope = ["--scope", "api://wif-gcp/.default"];
+    ok(azure(&sign(&emu, "app-ec.key", "app-ec.crt", &["--x5c"]), &scope), "x5c with a registered thumbprint");
+    refused(&azure(&sign(&emu, "app-ec.key", "app-ec.crt", &[]), &scope), "AADSTS700027");
+    refused(&azure(&sign(&emu, "app-rsa.key", "app-rsa.crt", &["--x5c"]), &scope), "AADSTS700027");
+    // The SHA-256 form matches too when registered that way.
+    let mut cfg = example();
+    cfg["azure"]["apps"][0]["certificates"] = json!([]);
+    let der = std::process::Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in", &pki_file("app-rsa.crt")])
+        .output()
+        .unwrap()
+        .stdout;
+    let sha256 = wif::keys::thumbprint_sha256(&der);
+    cfg["azure"]["apps"][0]["thumbprints"] = json!([sha256]);
+    let emu = Emu::start(&cfg, &[]);
+    let doc = sign(&emu, "app-rsa.key", "app-rsa.crt", &["--x5c", "--thumbprint", "sha256"]);
+    ok(azure(&doc, &scope), "x5t#S256 + x5c");
+}
+
+#[test]
+fn principal_sets_by_group_and_whole_pool() {
+    let mut cfg = example();
+    cfg["azure"]["apps"][0]["roles"] = json!(["wif-runners"]);
+    let providers = cfg["google"]["pools"][0]["providers"].as_array_mut().unwrap();
+    providers[0]["attribute_mapping"]["google.groups"] = json!("assertion.roles");
+    cfg["google"]["service_accounts"] = json!([
+        {"email": "group@wif-demo.iam.gserviceaccount.com",
+         "bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [format!("principalSet:{POOL}/group/wif-runners")]}]},
+        {"email": "other-group@wif-demo.iam.gserviceaccount.com",
+         "bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [format!("principalSet:{POOL}/group/admins")]}]},
+        {"email": "pool@wif-demo.iam.gserviceaccount.com",
+         "bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [format!("principalSet:{POOL}/*")]}]},
+        {"email": "tenant@wif-demo.iam.gserviceaccount.com",
+         "bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [format!("principalSet:{POOL}/attribute.tid/{TENANT}")]}]},
+        {"email": "wrong-role@wif-demo.iam.gserviceaccount.com",
+         "bindings": [{"role": "roles/viewer", "members": [format!("principalSet:{POOL}/*")]}]},
+    ]);
+    let emu = Emu::start(&cfg, &[]);
+    let fed = ok(sts(&emu, &azure_doc(&emu), "azure"), "sts");
+    let imp = |sa: &str| run("wif-impersonate", &s(&["--endpoint", &emu.url, "--service-account", sa]), &fed);
+    ok(imp("group@wif-demo.iam.gserviceaccount.com"), "group");
+    ok(imp("pool@wif-demo.iam.gserviceaccount.com"), "whole pool");
+    ok(imp("tenant@wif-demo.iam.gserviceaccount.com"), "attribute");
+    refused(&imp("other-group@wif-demo.iam.gserviceaccount.com"), "PERMISSION_DENIED");
+    refused(&imp("wrong-role@wif-demo.iam.gserviceaccount.com"), "PERMISSION_DENIED");
+    refused(&imp("missing@wif-demo.iam.gserviceaccount.com"), "PERMISSION_DENIED");
 }

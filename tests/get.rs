@@ -2,8 +2,6 @@
 //! CERT_REQUIRED over ca-chain.crt, server-chain.crt + server.key), over real TLS on loopback.
 
 use crate::common::*;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -71,12 +69,6 @@ fn token_file(dir: &Path, token: &str) -> std::path::PathBuf {
     let p = dir.join("wif_token.txt");
     std::fs::write(&p, token).unwrap();
     p
-}
-
-fn fake_jwt(claims: Value) -> String {
-    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
-    let c = URL_SAFE_NO_PAD.encode(claims.to_string());
-    format!("{h}.{c}.c2lnbmF0dXJl")
 }
 
 /// wif-get with the good client identity and CA for `url`.

@@ -19,12 +19,6 @@ fn signed_doc() -> (Vec<u8>, Value) {
     (out.stdout, doc)
 }
 
-fn fake_jwt(claims: Value) -> String {
-    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT","kid":"k1"}"#);
-    let c = URL_SAFE_NO_PAD.encode(claims.to_string());
-    format!("{h}.{c}.c2lnbmF0dXJlLXNlY3JldA")
-}
-
 fn inspect(stdin: &[u8], args: &[&str]) -> std::process::Output {
     bin("wif-inspect").args(args).write_stdin(stdin.to_vec()).output().unwrap()
 }

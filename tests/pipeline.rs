@@ -13,13 +13,6 @@ const AUDIENCE: &str =
     "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/pool-1/providers/azure";
 const SA: &str = "deployer@my-project.iam.gserviceaccount.com";
 
-/// An unsigned-looking JWT with the given claims (the tools never verify what they receive).
-fn fake_jwt(claims: Value) -> String {
-    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
-    let c = URL_SAFE_NO_PAD.encode(claims.to_string());
-    format!("{h}.{c}.c2lnbmF0dXJl")
-}
-
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }

@@ -136,3 +136,46 @@ fn group_readable_key_files_draw_a_warning() {
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(doc["assertion"]["token"].is_string());
 }
+
+#[test]
+fn debug_output_of_the_library_types_never_shows_a_secret() {
+    let canary = "ya29.canary-in-debug-output-Qw9";
+    let doc =
+        json!({"version": 1, "sts": {"token": canary, "token_type": "Bearer", "expires_at": "2099-01-01T00:00:00Z",
+        "endpoint": "x", "audience": "a", "scope": "s", "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"},
+        "other": {"anything": canary}})
+        .to_string();
+    let parsed = wif::document::Document::parse(doc.as_bytes()).unwrap();
+    let section: wif::document::StsSection = parsed.require("sts", "wif-sts").unwrap();
+    let key = wif::keys::load_key(std::path::Path::new(&pki_file("app-rsa.key")), None).unwrap();
+    let dir = tempdir();
+    let file = dir.path().join("t");
+    let secret = wif::secret::Secret::new(canary);
+    wif::files::write_token(&file, &secret, "access_token", Some("2099-01-01T00:00:00Z"), "test").unwrap();
+    let stored = wif::files::read_token(&file).unwrap().unwrap();
+    for shown in [
+        format!("{parsed:?}"),
+        format!("{section:?}"),
+        format!("{secret:?} {secret}"),
+        format!("{stored:?}"),
+        format!("{:?}", wif::secret::Secret::new(CANARY_PASSWORD)),
+    ] {
+        assert!(!shown.contains(canary) && !shown.contains(CANARY_PASSWORD), "Debug shows a secret: {shown}");
+    }
+    let key_debug = format!("{key:?}");
+    assert!(!key_debug.contains("BEGIN") && key_debug.len() < 200, "a key's Debug is a summary: {key_debug}");
+}
+
+#[test]
+fn wif_get_keeps_its_pkcs12_password_and_the_token_off_stderr() {
+    let dir = tempdir();
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, CANARY_PASSWORD).unwrap();
+    let out = bin("wif-get")
+        .args(["--url", "https://127.0.0.1:9/get_wif_token", "--cert", &pki_file("client.p12")])
+        .args(["--ca", &pki_file("ca-chain.crt"), "--key-password-file"])
+        .arg(&pass)
+        .output()
+        .unwrap();
+    assert_leak_free(&out, &[CANARY_PASSWORD], 3);
+}

@@ -3,11 +3,11 @@
 
 use super::config::{AppConfig, AzureConfig, ResourceConfig};
 use super::errors::{self, azure as aad};
-use super::keys::{self, AssertionError, Expect};
+use super::keys::{self, AssertionError};
 use super::server::{parse_form, Req, Resp};
 use super::State;
 use crate::clock;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The client assertion type Azure accepts.
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -201,18 +201,8 @@ fn issue(
 }
 
 fn check_assertion(st: &State, app: &AppConfig, assertion: &str, endpoint: &str) -> Result<(), Resp> {
-    let now = clock::now_unix();
-    let expect = Expect {
-        certs: &app.certs,
-        require_thumbprint: true,
-        client_id: &app.client_id,
-        audience: endpoint,
-        now,
-        skew: st.config.clock_skew(),
-        max_lifetime: st.config.max_assertion_lifetime(),
-    };
     let key_help = format!("Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'.", app.client_id);
-    let jws = keys::verify_assertion(assertion, &expect).map_err(|e| match e {
+    st.client_assertion(assertion, &app.certs, &app.thumbprint_bytes, true, &app.client_id, endpoint).map_err(|e| match e {
         AssertionError::Malformed(m) => aad(400, "invalid_request", 50027, &format!("JWT token is invalid or malformed: {m}")),
         AssertionError::NoThumbprint => aad(401, "invalid_client", 700027, &format!("Client assertion failed signature validation. [Reason - The client assertion has no x5t or x5t#S256 header, so no registered key can be found. {key_help}]")),
         AssertionError::UnknownKey(t) => aad(401, "invalid_client", 700027, &format!("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{t}', {key_help}]")),
@@ -221,18 +211,8 @@ fn check_assertion(st: &State, app: &AppConfig, assertion: &str, endpoint: &str)
         AssertionError::WrongClient(m) => aad(401, "invalid_client", 700021, &format!("Client assertion application identifier doesn't match 'client_id' parameter: {m}.")),
         AssertionError::WrongAudience(got) => aad(401, "invalid_client", 700023, &format!("Client assertion audience claim does not match Realm issuer. The audience {got} must be the token endpoint {endpoint}.")),
         AssertionError::Time(m) => aad(400, "invalid_client", 700024, &m),
-    })?;
-    let jti = jws.claims.get("jti").and_then(Value::as_str).unwrap_or("");
-    let exp = keys::num_claim(&jws.claims, "exp").unwrap_or(now);
-    if !st.fresh_jti(&app.client_id, jti, exp) {
-        return Err(aad(
-            401,
-            "invalid_client",
-            50013,
-            &format!("Assertion is invalid: its jti {jti} was already used (replayed client assertion)."),
-        ));
-    }
-    Ok(())
+        AssertionError::Replayed(j) => aad(401, "invalid_client", 50013, &format!("Assertion is invalid: its jti {j} was already used (replayed client assertion).")),
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -297,17 +277,22 @@ pub fn jwks(st: &State, tenant_name: &str) -> Resp {
     errors::json(200, &st.jwks(), "ok")
 }
 
-/// `GET /common/discovery/instance`: MSAL's instance discovery, answered for this host.
+/// `GET /common/discovery/instance`: MSAL's instance discovery (when MSAL is given this URL
+/// as `instance_discovery`), pointing at this host's discovery document for the tenant in
+/// the `authorization_endpoint` parameter.
 pub fn instance_discovery(st: &State, req: &Req) -> Resp {
     let q = parse_form(req.query.as_bytes());
     let authz = q.iter().find(|(k, _)| k == "authorization_endpoint").map(|(_, v)| v.clone()).unwrap_or_default();
-    let tenant = st.config.azure.as_ref().map(|a| a.tenant.clone()).unwrap_or_else(|| "common".into());
+    // https://HOST/TENANT/oauth2/v2.0/authorize
+    let tenant_name = authz.split("://").nth(1).and_then(|r| r.split('/').nth(1)).unwrap_or("");
+    if tenant(st, tenant_name).is_none() {
+        return aad(400, "invalid_instance", 50049, "Unknown or invalid instance.");
+    }
     let host = req.host.clone();
     let body = json!({
-        "tenant_discovery_endpoint": format!("{}/{tenant}/v2.0/.well-known/openid-configuration", req.base_url()),
+        "tenant_discovery_endpoint": format!("{}/{tenant_name}/v2.0/.well-known/openid-configuration", req.base_url()),
         "api-version": "1.1",
         "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}],
-        "authorization_endpoint": authz,
     });
     errors::json(200, &body, "ok")
 }
@@ -334,10 +319,7 @@ pub fn imds(st: &State, req: &Req) -> Resp {
         None => None,
     };
     let Some(mi) = mi else { return errors::oauth(400, "invalid_request", "Identity not found") };
-    let Some(resource) = find_resource(az, res) else {
-        let r = resource_not_found(res, &az.tenant);
-        return r;
-    };
+    let Some(resource) = find_resource(az, res) else { return resource_not_found(res, &az.tenant) };
     let (token, iat, exp) = issue(st, az, resource, res, &mi.client_id, &mi.object_id, "2", &[]);
     let life = (exp - clock::now_unix()).to_string();
     let body = json!({

@@ -33,8 +33,13 @@ pub struct Config {
     /// Longest client-assertion lifetime accepted (`exp - iat`/`nbf`) [default: 1h].
     #[serde(default)]
     pub max_assertion_lifetime: Option<String>,
+    /// Refuse a client assertion whose `jti` was seen before [default: true]. MSAL reuses
+    /// its assertion for up to nine minutes across token requests, which Azure accepts;
+    /// set false to allow that.
+    #[serde(default = "yes")]
+    pub reject_replayed_assertions: bool,
+    /// The directory of the config file (certificate paths are relative to it).
     #[serde(skip)]
-    /// Certificates loaded from the apps' and clients' `certificates` paths, by path.
     pub base_dir: PathBuf,
 }
 
@@ -72,6 +77,10 @@ pub struct AppConfig {
     /// Registered certificates (PEM paths, relative to the config file).
     #[serde(default)]
     pub certificates: Vec<PathBuf>,
+    /// Thumbprints registered without the certificate (SHA-1/SHA-256, hex or base64url):
+    /// the assertion must then carry the certificate in `x5c`.
+    #[serde(default)]
+    pub thumbprints: Vec<String>,
     /// Client secrets (test values only).
     #[serde(default)]
     pub secrets: Vec<String>,
@@ -81,6 +90,9 @@ pub struct AppConfig {
     /// Loaded certificates.
     #[serde(skip)]
     pub certs: Vec<RegisteredCert>,
+    /// Decoded `thumbprints`.
+    #[serde(skip)]
+    pub thumbprint_bytes: Vec<Vec<u8>>,
 }
 
 /// A resource (API app registration) that tokens are issued for.
@@ -95,6 +107,10 @@ pub struct ResourceConfig {
     /// `accessTokenAcceptedVersion`: 1 (Azure's default) or 2.
     #[serde(default = "default_version")]
     pub token_version: u8,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_version() -> u8 {
@@ -267,6 +283,12 @@ impl Config {
                     }
                 }
                 app.certs = load_registered(&app.certificates, base)?;
+                for t in &app.thumbprints {
+                    let bytes = parse_thumbprint(t).ok_or_else(|| {
+                        Error::input(format!("app {}: {t:?} is not a SHA-1 or SHA-256 thumbprint", app.client_id))
+                    })?;
+                    app.thumbprint_bytes.push(bytes);
+                }
             }
             for r in &az.resources {
                 if !matches!(r.token_version, 1 | 2) {
@@ -340,24 +362,43 @@ fn load_registered(paths: &[PathBuf], base: &Path) -> Result<Vec<RegisteredCert>
     let mut out = Vec::new();
     for p in paths {
         let full = if p.is_absolute() { p.clone() } else { base.join(p) };
-        let certs = keys::load_certs(&full)?;
+        let certs = keys::load_certs(&full).map_err(|e| {
+            e.hint("certificate paths are relative to the config file; for the example config make the test PKI beside it: scripts/gen-test-pki.sh pki")
+        })?;
         let leaf = certs.first().ok_or_else(|| Error::input(format!("{} holds no certificate", full.display())))?;
-        let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
-            .map_err(|_| Error::input(format!("{} is not valid X.509", full.display())))?;
-        let spki = &parsed.tbs_certificate.subject_pki;
-        let rsa = spki.algorithm.algorithm.to_id_string() == "1.2.840.113549.1.1.1";
-        out.push(RegisteredCert {
-            path: full,
-            sha1: aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, leaf.as_ref())
-                .as_ref()
-                .to_vec(),
-            sha256: aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf.as_ref()).as_ref().to_vec(),
-            public_key: spki.subject_public_key.data.to_vec(),
-            rsa,
-            not_after: parsed.validity().not_after.timestamp(),
-        });
+        out.push(
+            RegisteredCert::from_der(full.clone(), leaf.as_ref())
+                .ok_or_else(|| Error::input(format!("{} is not valid X.509", full.display())))?,
+        );
     }
     Ok(out)
+}
+
+impl RegisteredCert {
+    /// The facts of a DER certificate; `None` if it is not X.509.
+    pub fn from_der(path: PathBuf, der: &[u8]) -> Option<RegisteredCert> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(der).ok()?;
+        let spki = &parsed.tbs_certificate.subject_pki;
+        Some(RegisteredCert {
+            path,
+            sha1: aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref().to_vec(),
+            sha256: aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref().to_vec(),
+            public_key: spki.subject_public_key.data.to_vec(),
+            rsa: spki.algorithm.algorithm.to_id_string() == "1.2.840.113549.1.1.1",
+            not_after: parsed.validity().not_after.timestamp(),
+        })
+    }
+}
+
+/// Decodes a registered thumbprint: hex (SHA-1 as the portal shows it, or SHA-256) or base64url.
+pub fn parse_thumbprint(t: &str) -> Option<Vec<u8>> {
+    let t = t.trim().replace(':', "");
+    if (t.len() == 40 || t.len() == 64) && t.chars().all(|c| c.is_ascii_hexdigit()) {
+        return (0..t.len()).step_by(2).map(|i| u8::from_str_radix(&t[i..i + 2], 16).ok()).collect();
+    }
+    use base64::Engine;
+    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok()?;
+    matches!(b.len(), 20 | 32).then_some(b)
 }
 
 /// The example configuration (`--print-example-config`, examples/emulator.json).
@@ -383,6 +424,9 @@ mod tests {
         assert_eq!(az.tenant, "7a1c9e4b-0d2f-4c3a-9b8e-1f2a3b4c5d6e");
         assert_eq!(c.google.unwrap().project_number, "123456789012");
         assert_eq!(c.token_lifetime.as_deref(), Some("1h"));
+        assert!(c.reject_replayed_assertions);
+        let relaxed = Config::parse(br#"{"reject_replayed_assertions": false}"#, Path::new(".")).unwrap();
+        assert!(!relaxed.reject_replayed_assertions);
     }
 
     #[test]
@@ -395,6 +439,16 @@ mod tests {
         let bad_cel = br#"{"google": {"project_number": "1", "pools": [{"id": "p", "providers": [{"id": "r", "issuer": "https://x", "attribute_mapping": {"google.subject": "assertion.sub"}, "attribute_condition": "assertion.tid =="}]}]}}"#;
         assert!(Config::parse(bad_cel, Path::new(".")).is_err());
         assert!(Config::parse(br#"{"token_lifetime": "soon"}"#, Path::new(".")).is_err());
+    }
+
+    #[test]
+    fn thumbprints() {
+        assert_eq!(parse_thumbprint("A9993E364706816ABA3E25717850C26C9CD0D89D").unwrap().len(), 20);
+        assert_eq!(parse_thumbprint("a9:99:3e:36:47:06:81:6a:ba:3e:25:71:78:50:c2:6c:9c:d0:d8:9d").unwrap()[0], 0xa9);
+        assert_eq!(parse_thumbprint("qZk-NkcGgWq6PiVxeFDCbJzQ2J0=").unwrap()[0], 0xa9);
+        assert!(parse_thumbprint("abc").is_none());
+        let bad = br#"{"azure": {"tenant": "7a1c9e4b-0d2f-4c3a-9b8e-1f2a3b4c5d6e", "apps": [{"client_id": "0b6f3d2a-5c4e-4f1a-8e7d-9a0b1c2d3e4f", "object_id": "5e4d3c2b-1a09-4f8e-8d7c-6b5a49382716", "thumbprints": ["xyz"]}]}}"#;
+        assert!(Config::parse(bad, Path::new(".")).is_err());
     }
 
     #[test]

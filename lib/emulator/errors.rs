@@ -2,8 +2,8 @@
 //! codes, trace and correlation ids; plain OAuth errors (Google STS, other issuers); and
 //! Google API errors (IAM Credentials).
 
-use super::keys::guid;
 use super::server::Resp;
+use crate::jwt::random_uuid as guid;
 use serde_json::{json, Value};
 
 /// A JSON response; `outcome` is what the request log records.

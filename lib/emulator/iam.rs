@@ -37,7 +37,9 @@ struct IdTokenRequest {
     audience: Option<String>,
     #[serde(default)]
     include_email: Option<bool>,
+    /// Accepted as IAM does; it changes nothing here.
     #[serde(default)]
+    #[allow(dead_code)]
     organization_number_included: Option<bool>,
 }
 
@@ -108,7 +110,6 @@ pub fn handle(st: &State, req: &Req, last_segment: &str) -> Resp {
             Ok(b) => b,
             Err(e) => return invalid(&format!("Invalid JSON payload received. {}", short(&e))),
         };
-        let _ = body.organization_number_included;
         if let Err(r) = authorize(st, &caller, sa, body.delegates.as_deref(), permission) {
             return r;
         }

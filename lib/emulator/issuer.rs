@@ -4,11 +4,11 @@
 
 use super::config::{IssuerClient, IssuerConfig};
 use super::errors::{self, oauth};
-use super::keys::{self, AssertionError, Expect};
+use super::keys::AssertionError;
 use super::server::{parse_form, Req, Resp};
 use super::State;
 use crate::clock;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
@@ -65,7 +65,7 @@ pub fn token(st: &State, req: &Req, name: &str) -> Resp {
     let exp = now + st.token_lifetime;
     let mut claims = json!({
         "iss": iss.issuer, "sub": client.client_id, "aud": audience, "client_id": client.client_id,
-        "iat": now, "nbf": now, "exp": exp, "jti": keys::guid(),
+        "iat": now, "nbf": now, "exp": exp, "jti": crate::jwt::random_uuid(),
     });
     if let Some(scope) = field("scope") {
         claims["scope"] = json!(scope);
@@ -76,17 +76,7 @@ pub fn token(st: &State, req: &Req, name: &str) -> Resp {
 }
 
 fn check(st: &State, client: &IssuerClient, assertion: &str, endpoint: &str, error: &str) -> Result<(), Resp> {
-    let now = clock::now_unix();
-    let expect = Expect {
-        certs: &client.certs,
-        require_thumbprint: false,
-        client_id: &client.client_id,
-        audience: endpoint,
-        now,
-        skew: st.config.clock_skew(),
-        max_lifetime: st.config.max_assertion_lifetime(),
-    };
-    let jws = keys::verify_assertion(assertion, &expect).map_err(|e| {
+    st.client_assertion(assertion, &client.certs, &[], false, &client.client_id, endpoint).map_err(|e| {
         let msg = match e {
             AssertionError::Malformed(m) => format!("Invalid assertion: {m}"),
             AssertionError::NoThumbprint | AssertionError::UnknownKey(_) | AssertionError::KeyExpired(_) => {
@@ -96,15 +86,10 @@ fn check(st: &State, client: &IssuerClient, assertion: &str, endpoint: &str, err
             AssertionError::WrongClient(m) => format!("Invalid assertion: {m}."),
             AssertionError::WrongAudience(a) => format!("Invalid assertion: audience {a} is not {endpoint}."),
             AssertionError::Time(m) => format!("Invalid assertion: expired or not yet valid. {m}"),
+            AssertionError::Replayed(j) => format!("Invalid assertion: jti {j} was already used (replayed)."),
         };
         oauth(if error == "invalid_client" { 401 } else { 400 }, error, &msg)
-    })?;
-    let jti = jws.claims.get("jti").and_then(Value::as_str).unwrap_or("");
-    let exp = keys::num_claim(&jws.claims, "exp").unwrap_or(now);
-    if !st.fresh_jti(&format!("issuer:{}", client.client_id), jti, exp) {
-        return Err(oauth(400, error, &format!("Invalid assertion: jti {jti} was already used (replayed).")));
-    }
-    Ok(())
+    })
 }
 
 /// `GET /issuers/{name}/.well-known/openid-configuration`.

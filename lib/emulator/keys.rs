@@ -73,16 +73,6 @@ pub fn random_b64(n: usize) -> String {
     b64(&b)
 }
 
-/// A random RFC 4122 version-4 GUID.
-pub fn guid() -> String {
-    let mut b = [0u8; 16];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-}
-
 /// A parsed compact JWS.
 pub struct Jws {
     /// Header.
@@ -136,12 +126,16 @@ pub enum AssertionError {
     WrongAudience(String),
     /// Outside its valid time range.
     Time(String),
+    /// Its `jti` was seen before.
+    Replayed(String),
 }
 
 /// What an assertion must satisfy.
 pub struct Expect<'a> {
     /// Registered certificates of the client.
     pub certs: &'a [RegisteredCert],
+    /// Thumbprints registered without a certificate (which then comes in `x5c`).
+    pub thumbprints: &'a [Vec<u8>],
     /// Whether a thumbprint header is required (Azure) or all certificates are tried.
     pub require_thumbprint: bool,
     /// The client id (`iss` = `sub`).
@@ -175,12 +169,23 @@ pub fn verify_assertion(token: &str, x: &Expect<'_>) -> std::result::Result<Jws,
     }
     let s256 = jws.header.get("x5t#S256").and_then(thumb);
     let s1 = jws.header.get("x5t").and_then(thumb);
-    let candidates: Vec<&RegisteredCert> = match (&s256, &s1) {
-        (Some(t), _) => x.certs.iter().filter(|c| &c.sha256 == t).collect(),
-        (None, Some(t)) => x.certs.iter().filter(|c| &c.sha1 == t).collect(),
+    let mut candidates: Vec<RegisteredCert> = match (&s256, &s1) {
+        (Some(t), _) => x.certs.iter().filter(|c| &c.sha256 == t).cloned().collect(),
+        (None, Some(t)) => x.certs.iter().filter(|c| &c.sha1 == t).cloned().collect(),
         (None, None) if x.require_thumbprint => return Err(E::NoThumbprint),
-        (None, None) => x.certs.iter().collect(),
+        (None, None) => x.certs.to_vec(),
     };
+    if let Some(leaf) = x5c_leaf(&jws.header) {
+        // A thumbprint registered on its own: the certificate in x5c must have it.
+        let hit = |c: &RegisteredCert| {
+            x.thumbprints
+                .iter()
+                .any(|t| (t == &c.sha1 || t == &c.sha256) && [&s256, &s1].iter().any(|h| h.as_ref() == Some(t)))
+        };
+        if hit(&leaf) {
+            candidates.push(leaf);
+        }
+    }
     let shown = s256.as_deref().or(s1.as_deref()).map(hex).unwrap_or_default();
     let Some(cert) = candidates.iter().find(|c| signature_ok(&jws, alg, c)) else {
         return Err(match candidates.first() {
@@ -236,6 +241,14 @@ pub fn verify_assertion(token: &str, x: &Expect<'_>) -> std::result::Result<Jws,
         _ => return Err(E::Malformed("the assertion has no jti claim.".into())),
     }
     Ok(jws)
+}
+
+/// The leaf certificate of an `x5c` header (standard base64 DER).
+fn x5c_leaf(header: &Value) -> Option<RegisteredCert> {
+    use base64::engine::general_purpose::STANDARD;
+    let first = header.get("x5c")?.as_array()?.first()?.as_str()?;
+    let der = STANDARD.decode(first).ok()?;
+    RegisteredCert::from_der("x5c".into(), &der)
 }
 
 fn signature_ok(jws: &Jws, alg: &str, cert: &RegisteredCert) -> bool {

@@ -131,10 +131,43 @@ impl State {
 
     /// Records a client assertion's `jti`; false if it was seen before (a replay).
     pub fn fresh_jti(&self, scope: &str, jti: &str, exp: i64) -> bool {
+        if !self.config.reject_replayed_assertions {
+            return true;
+        }
         let now = crate::clock::now_unix();
         let Ok(mut seen) = self.jtis.lock() else { return false };
         seen.retain(|_, e| *e + 600 > now);
         seen.insert(format!("{scope}\n{jti}"), exp).is_none()
+    }
+
+    /// Verifies a client assertion for the token endpoint `endpoint` and records its `jti`.
+    pub fn client_assertion(
+        &self,
+        token: &str,
+        certs: &[config::RegisteredCert],
+        thumbprints: &[Vec<u8>],
+        require_thumbprint: bool,
+        client_id: &str,
+        endpoint: &str,
+    ) -> std::result::Result<(), keys::AssertionError> {
+        let now = crate::clock::now_unix();
+        let expect = keys::Expect {
+            certs,
+            thumbprints,
+            require_thumbprint,
+            client_id,
+            audience: endpoint,
+            now,
+            skew: self.config.clock_skew(),
+            max_lifetime: self.config.max_assertion_lifetime(),
+        };
+        let jws = keys::verify_assertion(token, &expect)?;
+        let jti = jws.claims.get("jti").and_then(serde_json::Value::as_str).unwrap_or("");
+        let exp = keys::num_claim(&jws.claims, "exp").unwrap_or(now);
+        if !self.fresh_jti(endpoint, jti, exp) {
+            return Err(keys::AssertionError::Replayed(jti.to_string()));
+        }
+        Ok(())
     }
 
     /// Answers one request (after any injected delay or failure).

@@ -69,6 +69,13 @@ pub struct Resp {
     pub outcome: String,
 }
 
+/// Only the status and outcome: bodies can hold tokens.
+impl std::fmt::Debug for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Resp({}, {}, <{} bytes>)", self.status, self.outcome, self.body.len())
+    }
+}
+
 /// Decodes `application/x-www-form-urlencoded` text (also query strings).
 pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
     String::from_utf8_lossy(body)
@@ -148,90 +155,102 @@ fn plain(status: u16, text: &str) -> Resp {
     }
 }
 
+/// A parsed request head: the request (without its body) and how the body is framed.
+struct Head {
+    len: usize,
+    req: Req,
+    close: bool,
+    content_length: usize,
+    expect_continue: bool,
+}
+
+/// Parses a request head from the start of `buf`: `Ok(None)` if more bytes are needed,
+/// `Err` with the answer for a request that cannot be served.
+fn parse_head(buf: &[u8], scheme: &'static str, local: &str) -> std::result::Result<Option<Head>, Resp> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
+        Ok(httparse::Status::Partial) | Err(_) => return Err(plain(400, "malformed request")),
+    };
+    let hdrs: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).trim().to_string()))
+        .collect();
+    let get = |name: &str| hdrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let lower = |name: &str| get(name).map(|v| v.to_ascii_lowercase());
+    let connection = lower("connection").unwrap_or_default();
+    let close = connection.contains("close") || (parsed.version == Some(0) && !connection.contains("keep-alive"));
+    if lower("transfer-encoding").is_some() {
+        return Err(plain(411, "Content-Length required"));
+    }
+    let content_length = match lower("content-length").map(|v| v.parse::<usize>()) {
+        None => 0,
+        Some(Ok(l)) if l <= MAX_BODY => l,
+        _ => return Err(plain(413, "body too large")),
+    };
+    let target = parsed.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let req = Req {
+        method: parsed.method.unwrap_or("GET").to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        host: get("host").unwrap_or_else(|| local.to_string()),
+        headers: hdrs.clone(),
+        body: Vec::new(),
+        scheme,
+    };
+    let expect_continue = lower("expect").is_some_and(|e| e == "100-continue");
+    Ok(Some(Head { len, req, close, content_length, expect_continue }))
+}
+
+/// Reads more bytes into `buf`; false at end of stream or on an error (time-out).
+fn read_more(s: &mut impl Read, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 8192];
+    match s.read(&mut chunk) {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
 /// Serves requests on one connection until it closes or asks to.
 fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, state: &State) {
     let mut buf: Vec<u8> = Vec::new();
     loop {
-        // Read the head.
-        let (head_len, mut req, wants_close, content_length, expect_continue) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut parsed = httparse::Request::new(&mut headers);
-            match parsed.parse(&buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let hdrs: Vec<(String, String)> = parsed
-                        .headers
-                        .iter()
-                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).trim().to_string()))
-                        .collect();
-                    let get = |name: &str| {
-                        hdrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_ascii_lowercase())
-                    };
-                    let version = parsed.version.unwrap_or(1);
-                    let close = get("connection").is_some_and(|c| c.contains("close"))
-                        || (version == 0 && !get("connection").is_some_and(|c| c.contains("keep-alive")));
-                    if get("transfer-encoding").is_some() {
-                        let _ = write_resp(&mut s, &plain(411, "Content-Length required"), true);
-                        return;
-                    }
-                    let len = match get("content-length").map(|v| v.parse::<usize>()) {
-                        None => 0,
-                        Some(Ok(l)) if l <= MAX_BODY => l,
-                        _ => {
-                            let _ = write_resp(&mut s, &plain(413, "body too large"), true);
-                            return;
-                        }
-                    };
-                    let expect = get("expect").is_some_and(|e| e == "100-continue");
-                    let target = parsed.path.unwrap_or("/");
-                    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-                    let host = get("host").map(|_| {
-                        hdrs.iter()
-                            .find(|(k, _)| k.eq_ignore_ascii_case("host"))
-                            .map(|(_, v)| v.clone())
-                            .unwrap_or_default()
-                    });
-                    let req = Req {
-                        method: parsed.method.unwrap_or("GET").to_string(),
-                        path: path.to_string(),
-                        query: query.to_string(),
-                        headers: hdrs.clone(),
-                        body: Vec::new(),
-                        scheme,
-                        host: host.unwrap_or_else(|| local.clone()),
-                    };
-                    break (n, req, close, len, expect);
-                }
-                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
-                Ok(httparse::Status::Partial) | Err(_) => {
-                    let _ = write_resp(&mut s, &plain(400, "malformed request"), true);
+        let head = loop {
+            match parse_head(&buf, scheme, &local) {
+                Ok(Some(h)) => break h,
+                Ok(None) if read_more(&mut s, &mut buf) => {}
+                Ok(None) => return,
+                Err(resp) => {
+                    let _ = write_resp(&mut s, &resp, true);
                     return;
                 }
             }
-            let mut chunk = [0u8; 8192];
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
         };
-        buf.drain(..head_len);
-        if expect_continue
-            && buf.len() < content_length
+        buf.drain(..head.len);
+        if head.expect_continue
+            && buf.len() < head.content_length
             && s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").and_then(|_| s.flush()).is_err()
         {
             return;
         }
-        while buf.len() < content_length {
-            let mut chunk = [0u8; 8192];
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        while buf.len() < head.content_length {
+            if !read_more(&mut s, &mut buf) {
+                return;
             }
         }
-        req.body = buf.drain(..content_length).collect();
+        let mut req = head.req;
+        req.body = buf.drain(..head.content_length).collect();
         let started = Instant::now();
         let resp = state.handle(&req);
         state.log_request(&req, &resp, started.elapsed());
-        if write_resp(&mut s, &resp, wants_close).is_err() || wants_close {
+        if write_resp(&mut s, &resp, head.close).is_err() || head.close {
             return;
         }
     }
@@ -254,7 +273,11 @@ pub fn accept_loop(
                 std::thread::sleep(Duration::from_millis(25));
                 continue;
             }
-            Err(_) => continue,
+            Err(_) => {
+                // Out of file descriptors and the like: do not spin.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
         };
         if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
             continue; // dropping the stream closes it
@@ -265,6 +288,11 @@ pub fn accept_loop(
             handle_stream(stream, tls, &local, &state);
             active.fetch_sub(1, Ordering::SeqCst);
         });
+    }
+    // Let requests in flight finish (idle keep-alive connections are not waited for long).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
 }
@@ -325,6 +353,23 @@ pub fn log_line(req: &Req, resp: &Resp, took: Duration) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heads_parse_or_are_refused() {
+        let h = parse_head(b"POST /a/b?x=1 HTTP/1.1\r\nHost: h:1\r\nContent-Length: 3\r\n\r\nabc", "http", "l:2")
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.req.path.as_str(), h.req.query.as_str(), h.req.host.as_str()), ("/a/b", "x=1", "h:1"));
+        assert_eq!((h.content_length, h.close, h.expect_continue), (3, false, false));
+        assert!(parse_head(b"GET / HTTP/1.1\r\nHost: h", "http", "l").unwrap().is_none());
+        let h = parse_head(b"GET / HTTP/1.0\r\n\r\n", "https", "l:2").unwrap().unwrap();
+        assert!(h.close);
+        assert_eq!(h.req.base_url(), "https://l:2");
+        let status = |b: &[u8]| parse_head(b, "http", "l").err().map(|r| r.status);
+        assert_eq!(status(b"GARBAGE\x01\r\n\r\n"), Some(400));
+        assert_eq!(status(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Some(411));
+        assert_eq!(status(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"), Some(413));
+    }
 
     #[test]
     fn forms_decode() {

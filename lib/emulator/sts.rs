@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+const BAD_AUDIENCE: &str = "Invalid value for \"audience\". This value should be the full resource name of the Identity Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.";
 const SUBJECT_TYPES: &[&str] = &["urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:id_token"];
 
 /// What IAM needs to know about a federated token.
@@ -105,10 +106,10 @@ pub fn token(st: &State, req: &Req) -> Resp {
         return invalid_request("Invalid value for \"subject_token\": it is required.");
     };
     let Some(audience) = field("audience") else {
-        return invalid_request("Invalid value for \"audience\". This value should be the full resource name of the Identity Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.");
+        return invalid_request(BAD_AUDIENCE);
     };
     let Some((number, pool_id, provider_id)) = parse_audience(audience) else {
-        return invalid_request("Invalid value for \"audience\". This value should be the full resource name of the Identity Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.");
+        return invalid_request(BAD_AUDIENCE);
     };
     let Some(scope) = field("scope") else {
         return oauth(400, "invalid_scope", "The scope parameter is required.");
@@ -171,7 +172,7 @@ fn exchange(
         return Err(invalid_grant(&format!("Failed to fetch the public keys (JWKS) of issuer {iss}: the emulator only verifies tokens of the issuers it emulates.")));
     }
     if !st.signer.verify(&jws) {
-        return Err(invalid_grant("Invalid JWT signature: it does not verify with any key of the issuer's JWKS."));
+        return Err(invalid_grant("Invalid JWT signature: no published key verifies it."));
     }
     let resource = format!(
         "iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/{}/providers/{}",
@@ -202,10 +203,12 @@ fn exchange(
     }
     let iat = keys::num_claim(claims, "iat").unwrap_or(now);
     if iat > now + st.config.clock_skew() {
-        return Err(invalid_grant("The ID Token was issued in the future (iat); check the issuer's clock."));
+        return Err(invalid_grant("The ID Token's iat is in the future; check the clocks."));
     }
     if exp - iat > 86_400 {
-        return Err(invalid_grant("The ID Token's lifetime (exp - iat) exceeds 24 hours."));
+        return Err(invalid_grant(
+            "The ID Token is valid for more than 24 hours (from iat to exp), which is not allowed.",
+        ));
     }
 
     // Attribute mapping.

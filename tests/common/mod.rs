@@ -136,14 +136,36 @@ pub struct Canned {
     pub content_type: String,
     pub body: String,
     pub delay: std::time::Duration,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Canned {
     pub fn json(status: u16, body: Value) -> Canned {
-        Canned { status, content_type: "application/json".into(), body: body.to_string(), delay: Default::default() }
+        Canned::raw(status, "application/json", &body.to_string())
     }
     pub fn raw(status: u16, content_type: &str, body: &str) -> Canned {
-        Canned { status, content_type: content_type.into(), body: body.into(), delay: Default::default() }
+        Canned {
+            status,
+            content_type: content_type.into(),
+            body: body.into(),
+            delay: Default::default(),
+            headers: vec![],
+        }
+    }
+    /// Adds a response header.
+    pub fn header(mut self, name: &str, value: &str) -> Canned {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    /// Waits the delay, then answers `rq`.
+    fn respond(self, rq: tiny_http::Request) {
+        std::thread::sleep(self.delay);
+        let mut resp = tiny_http::Response::from_string(self.body).with_status_code(self.status);
+        let headers = std::iter::once(("Content-Type".to_string(), self.content_type)).chain(self.headers);
+        for (k, v) in headers {
+            resp.add_header(tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("header"));
+        }
+        let _ = rq.respond(resp);
     }
 }
 
@@ -172,12 +194,7 @@ impl TestServer {
                     headers: rq.headers().iter().map(|h| (h.field.to_string(), h.value.to_string())).collect(),
                     body,
                 });
-                let a = answers[i.min(answers.len() - 1)].clone();
-                std::thread::sleep(a.delay);
-                let resp = tiny_http::Response::from_string(a.body)
-                    .with_status_code(a.status)
-                    .with_header(tiny_http::Header::from_bytes("Content-Type", a.content_type.as_bytes()).unwrap());
-                let _ = rq.respond(resp);
+                answers[i.min(answers.len() - 1)].clone().respond(rq);
             }
         });
         TestServer { url: format!("http://127.0.0.1:{port}"), requests, server, thread: Some(thread) }
@@ -235,14 +252,7 @@ impl RoutedServer {
                     }
                     None => Canned::raw(404, "text/plain", "no route"),
                 };
-                std::thread::spawn(move || {
-                    std::thread::sleep(answer.delay);
-                    let resp =
-                        tiny_http::Response::from_string(answer.body).with_status_code(answer.status).with_header(
-                            tiny_http::Header::from_bytes("Content-Type", answer.content_type.as_bytes()).unwrap(),
-                        );
-                    let _ = rq.respond(resp);
-                });
+                std::thread::spawn(move || answer.respond(rq));
             }
         });
         RoutedServer { url: format!("http://127.0.0.1:{port}"), requests, server, thread: Some(thread) }
@@ -272,4 +282,34 @@ impl Drop for RoutedServer {
             let _ = t.join();
         }
     }
+}
+
+/// A JWT-shaped token with the given claims and a dummy signature (the tools never verify
+/// what they receive, so tests can make the claims they need).
+pub fn fake_jwt(claims: Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let c = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{h}.{c}.c2lnbmF0dXJl")
+}
+
+/// Whether an external program or library a test needs is present. Outside CI a missing
+/// one skips the test with a note; in CI (`CI` is set, as `.ci/run` installs everything) it
+/// fails the test, so interop tests can never pass by skipping there.
+pub fn available(what: &str, present: bool) -> bool {
+    if !present {
+        assert!(std::env::var_os("CI").is_none(), "{what} is required in CI (.ci/run installs it)");
+        eprintln!("{what} is not installed; skipping");
+    }
+    present
+}
+
+/// Whether python3 can import `modules` (comma-separated), per [`available`].
+pub fn python_has(modules: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    available(&format!("python3 with {modules}"), ok)
 }
