@@ -2,7 +2,7 @@
 //! slow-loris, oversized headers, pipelined garbage, clients vanishing mid-response,
 //! connection churn and reloads under load. In every case valid clients are served within a
 //! second, memory and descriptors stay bounded, nothing panics and SIGTERM still exits 0.
-//! The numbers are printed on stderr (`--nocapture`) for docs/RELIABILITY-server.md.
+//! The numbers are printed on stderr (`--nocapture`) for docs/RELIABILITY.md.
 
 use crate::common::pki_file;
 use crate::common::server::*;
