@@ -7,7 +7,7 @@ complete -c wif-serve -l crl -d 'Certificate revocation list (PEM or DER) of a c
 complete -c wif-serve -l allow -d 'Only serve clients with this identity: cn:NAME, dns:NAME, uri:URI, spki-sha256:HEX or cert-sha256:HEX; repeatable' -r
 complete -c wif-serve -l handshake-timeout -d 'Time a client has to complete the TLS handshake [default: 10s]' -r
 complete -c wif-serve -l idle-timeout -d 'Time a connection may stay silent before (or while) sending a request [default: 30s]' -r
-complete -c wif-serve -l max-connections -d 'Most connections open at once; more are closed at once and logged [default: 256]' -r
+complete -c wif-serve -l max-connections -d 'Most connections open at once. At the limit a new client takes the slot of the oldest connection still in its handshake (or idle between requests); when all are busy with requests it is closed at once. Both are logged [default: 256]' -r
 complete -c wif-serve -l shutdown-timeout -d 'On SIGTERM, how long requests in progress may take to finish [default: 10s]' -r
 complete -c wif-serve -l config -d 'Config file (JSON object of settings; the document\'s own `config` wins over it)' -r -F
 complete -c wif-serve -s h -l help -d 'Print help (see more with \'--help\')'

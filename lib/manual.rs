@@ -140,15 +140,23 @@ pub fn render(page: &PageInfo) -> String {
             Some((env, help))
         })
         .collect();
-    s.push_str(".SH ENVIRONMENT\n");
+    // Only tools that make HTTPS requests with the system's roots read SSL_CERT_FILE.
+    let https_client = cmd.get_arguments().any(|a| a.get_id() == "ca_file");
+    if !envs.is_empty() || https_client {
+        s.push_str(".SH ENVIRONMENT\n");
+    }
     for (env, help) in &envs {
         let key = env.strip_prefix("WIF_").unwrap_or(env).to_ascii_lowercase();
         let _ = write!(s, ".TP\n.B {}\n{} (config key \\fI{}\\fR)\n", esc(env), esc(help), esc(&key));
     }
-    s.push_str(".TP\n.B SSL_CERT_FILE\nCA bundle for HTTPS when \\fB\\-\\-ca\\-file\\fR is not given\n");
-    s.push_str(
-        ".PP\nSettings are taken from, highest first: flags, these environment variables, the \\fBconfig\\fR object of the JSON document on stdin, and the file given with \\fB\\-\\-config\\fR.\n",
-    );
+    if https_client {
+        s.push_str(".TP\n.B SSL_CERT_FILE\nCA bundle for HTTPS when \\fB\\-\\-ca\\-file\\fR is not given\n");
+    }
+    if !envs.is_empty() {
+        s.push_str(
+            ".PP\nSettings are taken from, highest first: flags, these environment variables, the \\fBconfig\\fR object of the JSON document on stdin, and the file given with \\fB\\-\\-config\\fR.\n",
+        );
+    }
     if !page.files.is_empty() {
         s.push_str(".SH FILES\n");
         for (path, what) in page.files {

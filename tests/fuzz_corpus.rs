@@ -19,11 +19,36 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
     n
 }
 
+/// A fuzz target's body: bytes in, no panic.
+type Target = fn(&[u8]);
+
+/// Every cargo-fuzz target and the library function it runs.
+const TARGETS: &[(&str, Target)] = &[
+    ("document", wif::fuzzing::document),
+    ("keys", wif::fuzzing::keys),
+    ("jwt", wif::fuzzing::jwt),
+    ("http_request", wif::fuzzing::http_request),
+    ("emulator_request", wif::fuzzing::emulator_request),
+    ("cel", wif::fuzzing::cel),
+];
+
+#[test]
+fn every_fuzz_target_is_replayed_here() {
+    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/Cargo.toml")).unwrap();
+    let mut declared: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \"")?.strip_suffix('"'))
+        .filter(|n| *n != "wif-fuzz")
+        .collect();
+    let mut replayed: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
+    declared.sort();
+    replayed.sort();
+    assert_eq!(declared, replayed);
+}
+
 #[test]
 fn the_fuzz_corpora_and_regressions_never_panic() {
-    for (target, run) in
-        [("document", wif::fuzzing::document as fn(&[u8])), ("keys", wif::fuzzing::keys), ("jwt", wif::fuzzing::jwt)]
-    {
+    for &(target, run) in TARGETS {
         let n = replay(target, run);
         assert!(n >= 3, "the {target} corpus is checked in ({n} inputs)");
     }

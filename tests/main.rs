@@ -11,3 +11,4 @@ mod refresh;
 mod reliability;
 mod secrets;
 mod serve;
+mod server_abuse;

@@ -58,6 +58,11 @@ fn sigkill_at_random_moments_never_tears_the_token_or_piles_up_temp_files() {
     let out = dir.path().join("wif_token.txt");
     seed_token(&iam_serving(&old), &out);
     let iam = iam_serving(&new);
+    // How long one whole run takes on this machine now; the kills are spread over 0–3 times it.
+    let t = std::time::Instant::now();
+    seed_token(&iam, &out);
+    let run_time = t.elapsed();
+    seed_token(&iam_serving(&old), &out);
 
     // A reader polls the file the whole time and records anything that is not a whole token.
     let stop = Arc::new(AtomicBool::new(false));
@@ -78,7 +83,7 @@ fn sigkill_at_random_moments_never_tears_the_token_or_piles_up_temp_files() {
 
     let exe = assert_cmd::cargo::cargo_bin("wif-impersonate");
     let doc = sts_doc();
-    let mut killed_early = 0;
+    let (mut killed_early, mut completed) = (0, 0);
     for i in 0..120u64 {
         let mut child = std::process::Command::new(&exe)
             .args(["--service-account", SA, "--endpoint", &iam.url, "--token-out"])
@@ -90,11 +95,13 @@ fn sigkill_at_random_moments_never_tears_the_token_or_piles_up_temp_files() {
             .unwrap();
         use std::io::Write;
         let _ = child.stdin.take().unwrap().write_all(doc.as_bytes());
-        // Spread the kills over the process's whole life (a run takes a few ms here).
-        std::thread::sleep(Duration::from_micros((i * 7919) % 12_000));
+        // Spread the kills over the process's whole life (0–3 times a measured run), writes included.
+        std::thread::sleep(run_time.mul_f64(((i * 37) % 40) as f64 / 13.0));
         let _ = child.kill();
         let status = child.wait().unwrap();
-        if !status.success() {
+        if status.success() {
+            completed += 1;
+        } else {
             killed_early += 1;
         }
     }
@@ -102,7 +109,11 @@ fn sigkill_at_random_moments_never_tears_the_token_or_piles_up_temp_files() {
     let (reads, torn) = reader.join().unwrap();
     assert!(torn.is_empty(), "readers saw {} torn tokens (lengths {:?})", torn.len(), torn);
     assert!(reads > 100, "the reader really polled ({reads} reads)");
-    assert!(killed_early > 10, "most runs were killed mid-way ({killed_early})");
+    assert!(killed_early > 10 && completed > 10, "kills hit all phases: {killed_early} killed, {completed} done");
+    eprintln!(
+        "{killed_early} of 120 writers killed mid-run ({completed} finished; a run takes {run_time:?}); \
+         the reader read the file {reads} times, 0 torn"
+    );
 
     // One clean run afterwards leaves exactly the new token and no temp files at all, even
     // one planted as a writer that died (pid above pid_max) would leave it.
@@ -319,4 +330,40 @@ fn wrong_content_types_and_truncated_bodies_keep_the_old_token() {
         assert!(err.contains(needle), "{needle}: {err}");
         assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "ya29.the-previous-good-token", "{needle}");
     }
+}
+
+#[test]
+fn retry_after_is_honoured_and_4xx_is_never_retried() {
+    let dir = tempdir();
+    let out_file = dir.path().join("wif_token.txt");
+    let busy = Canned::json(503, json!({"error": {"code": 503, "message": "busy", "status": "UNAVAILABLE"}}))
+        .header("Retry-After", "2");
+    let srv = TestServer::start(vec![
+        busy,
+        Canned::json(200, json!({"accessToken": "ya29.after-wait", "expireTime": rfc(3600)})),
+    ]);
+    let started = std::time::Instant::now();
+    let o = bin("wif-impersonate")
+        .args(["--service-account", SA, "--endpoint", &srv.url, "--retries", "3", "--token-out"])
+        .arg(&out_file)
+        .write_stdin(sts_doc())
+        .output()
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(waited >= Duration::from_secs(2), "waited the server's 2 s Retry-After ({waited:?})");
+    assert!(stderr(&o).contains("in 2.0 s"), "the retry line says how long: {}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "ya29.after-wait");
+
+    let refused =
+        Canned::json(403, json!({"error": {"code": 403, "message": "denied", "status": "PERMISSION_DENIED"}}));
+    let srv = TestServer::start(vec![refused]);
+    let o = bin("wif-impersonate")
+        .args(["--service-account", SA, "--endpoint", &srv.url, "--retries", "3"])
+        .write_stdin(sts_doc())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(srv.requests().len(), 1, "a 4xx is final");
+    assert!(!stderr(&o).contains("retry"), "{}", stderr(&o));
 }

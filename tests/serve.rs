@@ -2,308 +2,19 @@
 //! what is logged, reloads, time-outs and shutdown; plus curl, openssl and the seed's
 //! Python client.
 
+use crate::common::server::*;
 use crate::common::*;
-use rustls::pki_types::ServerName;
 use serde_json::Value;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "ya29.c.serve-test-token-Zq81";
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-/// Writes a token file and its metadata the way --token-out does; returns the expiry text.
-fn write_token(path: &Path, token: &str, ttl: i64) -> String {
-    let exp = wif::clock::rfc3339(now() + ttl);
-    wif::files::write_token(path, &wif::secret::Secret::new(token), "access_token", Some(&exp), "test").unwrap();
-    exp
-}
-
-/// The required flags.
-fn server_args_with(cert: &str, key: &str, client_ca: &str, token: &Path) -> Vec<String> {
-    let token = token.to_string_lossy();
-    let pairs = [
-        ("--listen", "127.0.0.1:0"),
-        ("--cert", cert),
-        ("--key", key),
-        ("--client-ca", client_ca),
-        ("--token", &token),
-    ];
-    pairs.iter().flat_map(|(f, v)| [f.to_string(), v.to_string()]).collect()
-}
-
-/// The required flags, with the test PKI's server certificate and key.
-fn server_args(client_ca: &str, token: &Path) -> Vec<String> {
-    server_args_with(&pki_file("server-chain.crt"), &pki_file("server.key"), client_ca, token)
-}
-
-/// Replaces `dst` with a copy of `src` the careful way: a new file renamed over it.
-fn replace_file(src: &str, dst: &Path) {
-    let staged = dst.with_extension("staged");
-    std::fs::copy(src, &staged).unwrap();
-    std::fs::rename(&staged, dst).unwrap();
-}
-
-/// A running wif-serve; killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    first: Value,
-    lines: Receiver<Value>,
-    seen: Vec<Value>,
-    stderr: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Server {
-    /// Starts wif-serve with the test PKI's server certificate and client CA, plus `extra`.
-    fn start(token: &Path, extra: &[&str]) -> Server {
-        let mut args = server_args(&pki_file("ca-chain.crt"), token);
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Server::spawn(&args, None)
-    }
-
-    fn spawn(args: &[String], stdin: Option<&str>) -> Server {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("wif-serve"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("WIF_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-        let mut child = cmd.spawn().expect("starting wif-serve");
-        if let Some(input) = stdin {
-            let mut w = child.stdin.take().unwrap();
-            w.write_all(input.as_bytes()).unwrap();
-        }
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                let v: Value =
-                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
-        let first = match lines.recv_timeout(Duration::from_secs(20)) {
-            Ok(v) => v,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("wif-serve printed no first line; stderr: {}", stderr.join().unwrap());
-            }
-        };
-        assert_eq!(first["event"], "listening", "{first}");
-        let address = first["address"].as_str().unwrap();
-        let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
-        assert_eq!(first["url"], format!("https://127.0.0.1:{port}/get_wif_token"));
-        Server { child, port, first, lines, seen: Vec::new(), stderr: Some(stderr) }
-    }
-
-    /// Waits for a log line matching `pred` (lines seen before count too).
-    fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
-            return v.clone();
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                    panic!("no log line for {what}; seen: {:#?}", self.seen)
-                }
-            }
-        }
-    }
-
-    /// Waits until `n` log lines match `pred`; returns them.
-    fn wait_count(&mut self, what: &str, n: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let found: Vec<Value> = self.seen.iter().filter(|v| pred(v)).cloned().collect();
-            if found.len() >= n {
-                return found;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => self.seen.push(v),
-                Err(_) => panic!("fewer than {n} log lines for {what}; seen: {:#?}", self.seen),
-            }
-        }
-    }
-
-    /// Every log line so far (waiting briefly for stragglers).
-    fn drain(&mut self) -> Vec<Value> {
-        while let Ok(v) = self.lines.recv_timeout(Duration::from_millis(200)) {
-            self.seen.push(v);
-        }
-        self.seen.clone()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
-        assert!(ok.success());
-    }
-
-    /// Waits for the process to end; its exit code and stderr.
-    fn wait_exit(&mut self) -> (Option<i32>, String) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                let err = self.stderr.take().map(|h| h.join().unwrap()).unwrap_or_default();
-                return (st.code(), err);
-            }
-            assert!(Instant::now() < deadline, "wif-serve did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Stops the server and checks the token never reached its stdout or stderr.
-    fn finish_checking_secrecy(mut self, secrets: &[&str]) {
-        let _ = self.child.kill();
-        let (_, err) = self.wait_exit();
-        let log: String = self.drain().iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n");
-        for s in secrets {
-            assert!(!log.contains(s), "the token appeared in the log");
-            assert!(!err.contains(s), "the token appeared on stderr");
-        }
-        assert!(!self.first.to_string().contains(TOKEN));
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A rustls client configuration with the test PKI (client certificate `client`, if any).
-fn client_config(
-    client: Option<&str>,
-    ca: &str,
-    version: Option<&'static rustls::SupportedProtocolVersion>,
-) -> Arc<rustls::ClientConfig> {
-    wif::tls::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in wif::keys::load_certs(Path::new(&pki_file(ca))).unwrap() {
-        roots.add(c).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> = match version {
-        Some(v) => vec![v],
-        None => vec![&rustls::version::TLS13, &rustls::version::TLS12],
-    };
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match client {
-        Some(name) => {
-            let chain = wif::keys::load_certs(Path::new(&pki_file(&format!("{name}.crt")))).unwrap();
-            let key = wif::keys::load_key(Path::new(&pki_file(&format!("{name}.key"))), None).unwrap().key;
-            builder.with_client_auth_cert(chain, key).unwrap()
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Arc::new(config)
-}
-
-type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-fn connect(port: u16, config: Arc<rustls::ClientConfig>) -> Tls {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
-    rustls::StreamOwned::new(conn, tcp)
-}
-
-/// An HTTP answer.
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
-    }
-}
-
-/// Reads one answer (no body for HEAD).
-fn read_response(s: &mut impl Read, head: bool) -> std::io::Result<Resp> {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        if s.read(&mut byte)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        raw.push(byte[0]);
-    }
-    let text = String::from_utf8(raw).unwrap();
-    let mut lines = text.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (k, v) = l.split_once(':').unwrap();
-            (k.trim().to_string(), v.trim().to_string())
-        })
-        .collect();
-    let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).unwrap().1.parse().unwrap();
-    let mut body = vec![0u8; if head { 0 } else { len }];
-    s.read_exact(&mut body)?;
-    Ok(Resp { status, headers, body })
-}
-
-/// Sends raw request bytes on a new connection and reads the answer.
-fn request_raw(port: u16, client: Option<&str>, raw: &[u8], head: bool) -> std::io::Result<Resp> {
-    let mut s = connect(port, client_config(client, "ca-chain.crt", None));
-    s.write_all(raw)?;
-    s.flush()?;
-    read_response(&mut s, head)
-}
-
-fn get(port: u16, client: &str, path: &str) -> Resp {
-    request_raw(port, Some(client), format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(), false)
-        .unwrap_or_else(|e| panic!("GET {path} as {client}: {e}"))
-}
-
 fn cert_fingerprint(name: &str) -> String {
     let der = wif::keys::load_certs(Path::new(&pki_file(&format!("{name}.crt")))).unwrap().remove(0);
     wif::keys::sha256_hex(der.as_ref())
-}
-
-fn token_dir() -> (tempfile::TempDir, PathBuf) {
-    let d = tempdir();
-    let p = d.path().join("wif_token.txt");
-    (d, p)
 }
 
 #[test]
@@ -488,15 +199,29 @@ fn connections_beyond_the_limit_are_closed_and_logged() {
     let (_d, tok) = token_dir();
     write_token(&tok, TOKEN, 3600);
     let mut srv = Server::start(&tok, &["--max-connections", "1", "--handshake-timeout", "5s"]);
-    let _held = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    // A socket that never starts its handshake gives way to the next client.
+    let mut silent = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
     // Give the server a moment to count the held connection.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut busy = connect(srv.port, client_config(Some("client"), "ca-chain.crt", None));
+    busy.write_all(b"GET /get_wif_token HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+    busy.flush().unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut b = [0u8; 8];
+    assert!(matches!(silent.read(&mut b), Ok(0) | Err(_)));
+    let line = srv.wait_for("the eviction", |v| v["event"] == "connection_closed");
+    assert_eq!(line["code"], "evicted");
+    assert!(line["reason"].as_str().unwrap().contains("max-connections"), "{line}");
+    // The only slot is busy with a request: a new connection is closed at once.
     std::thread::sleep(Duration::from_millis(200));
     let mut extra = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
     extra.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let mut b = [0u8; 8];
     assert!(matches!(extra.read(&mut b), Ok(0) | Err(_)));
     let line = srv.wait_for("the refusal", |v| v["event"] == "connection_refused");
     assert!(line["reason"].as_str().unwrap().contains("max-connections"));
+    // And the busy one gets its answer.
+    busy.write_all(b"\r\n").unwrap();
+    assert_eq!(read_response(&mut busy, false).unwrap().body, TOKEN.as_bytes());
 }
 
 #[test]

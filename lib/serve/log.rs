@@ -71,8 +71,9 @@ pub struct RequestLine<'a> {
 /// Anything else: refused handshakes, refused connections, reloads, shutdown.
 #[derive(Serialize)]
 pub struct Event<'a> {
-    /// What happened: `handshake_failed`, `connection_refused`, `reload`, `reload_failed`,
-    /// `bad_request`, `shutdown`, `stopped`.
+    /// What happened: `handshake_failed`, `connection_refused`, `connection_closed` (to make
+    /// room at the limit), `request_timed_out`, `reload`, `reload_failed`, `bad_request`,
+    /// `shutdown`, `stopped`.
     pub event: &'a str,
     /// When.
     pub time: String,

@@ -2,7 +2,7 @@
 //!
 //! One thread accepts; each connection gets its own thread (bounded by
 //! `--max-connections`), so handshakes run in parallel and a silent client only ever holds
-//! its own thread until its time-out. The TLS configuration and the token are shared and
+//! its own thread until its time-out, or until a new client needs its slot at the limit. The TLS configuration and the token are shared and
 //! re-read when their files change; SIGHUP forces that, SIGTERM/SIGINT stop gracefully.
 
 pub mod allow;
@@ -102,7 +102,7 @@ pub struct Cli {
     /// Time a connection may stay silent before (or while) sending a request [default: 30s]
     #[arg(long, value_name = "DURATION", env = "WIF_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
-    /// Most connections open at once; more are closed at once and logged [default: 256]
+    /// Most connections open at once. At the limit a new client takes the slot of the oldest connection still in its handshake (or idle between requests); when all are busy with requests it is closed at once. Both are logged [default: 256]
     #[arg(long, value_name = "N", env = "WIF_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// On SIGTERM, how long requests in progress may take to finish [default: 10s]
@@ -257,15 +257,28 @@ fn token_url(addr: &SocketAddr) -> String {
     format!("https://{host}:{}{}", addr.port(), http::TOKEN_PATH)
 }
 
-// Connection states for graceful shutdown: between requests a connection may be closed by
-// the shutdown; while busy it is left to finish its answer.
+// Connection states: in its handshake or between requests a connection may be closed by the
+// shutdown or to make room for a new one; while busy it is left to finish its answer.
 const IDLE: u8 = 0;
 const BUSY: u8 = 1;
 const CLOSED: u8 = 2;
+const HANDSHAKE: u8 = 3;
 
 struct Conn {
     stream: TcpStream,
     state: Arc<AtomicU8>,
+    peer: String,
+}
+
+impl Conn {
+    /// Closes the connection if it is in state `from`; false if it is not (any more).
+    fn close_if(&self, from: u8) -> bool {
+        let closed = self.state.compare_exchange(from, CLOSED, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+        if closed {
+            let _ = self.stream.shutdown(Shutdown::Both);
+        }
+        closed
+    }
 }
 
 /// What every connection thread shares.
@@ -282,6 +295,37 @@ struct Shared {
 impl Shared {
     fn open_connections(&self) -> usize {
         self.conns.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// At the connection limit: closes the oldest connection still in its handshake (else
+    /// the oldest idle between requests), so that sockets that never finish a handshake
+    /// hold a slot only until a new client needs it, not for the whole handshake time-out.
+    /// False when every connection is busy with a request.
+    fn make_room(&self, limit: usize) -> bool {
+        let closed = {
+            let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+            [(HANDSHAKE, "had not finished its TLS handshake"), (IDLE, "was idle between requests")]
+                .into_iter()
+                .find_map(|(from, why)| {
+                    let mut candidates: Vec<(&u64, &Conn)> =
+                        conns.iter().filter(|(_, c)| c.state.load(Ordering::SeqCst) == from).collect();
+                    candidates.sort_unstable_by_key(|(id, _)| **id);
+                    // The oldest first; one may have moved on meanwhile, then the next.
+                    let (_, c) = candidates.into_iter().find(|(_, c)| c.close_if(from))?;
+                    Some((c.peer.clone(), why, conns.len()))
+                })
+        };
+        // Logged outside the lock: a slow stdout must not hold up the connections.
+        let Some((peer, why, open)) = closed else { return false };
+        Event::new("connection_closed")
+            .peer(&peer)
+            .reason(format!(
+                "the connection limit (--max-connections {limit}) was reached and this, the oldest connection, {why}"
+            ))
+            .code("evicted")
+            .connections(open)
+            .emit();
+        true
     }
 }
 
@@ -361,7 +405,7 @@ pub fn run(opts: Options) -> Result<()> {
         };
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
         let open = shared.open_connections();
-        if open >= opts.max_connections {
+        if open >= opts.max_connections && !shared.make_room(opts.max_connections) {
             let _ = stream.shutdown(Shutdown::Both);
             Event::new("connection_refused")
                 .peer(&peer)
@@ -375,12 +419,16 @@ pub fn run(opts: Options) -> Result<()> {
         }
         let config = shared.tls.config();
         let id = next_id.fetch_add(1, Ordering::Relaxed);
-        let state = Arc::new(AtomicU8::new(IDLE));
+        let state = Arc::new(AtomicU8::new(HANDSHAKE));
         let Ok(clone) = stream.try_clone() else {
             Event::new("connection_refused").peer(&peer).reason("cannot duplicate the socket").emit();
             continue;
         };
-        shared.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Conn { stream: clone, state: state.clone() });
+        shared
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Conn { stream: clone, state: state.clone(), peer: peer.clone() });
         let guard = ConnGuard { shared: shared.clone(), id };
         let spawned = std::thread::Builder::new()
             .name("conn".into())
@@ -439,9 +487,7 @@ fn shutdown(shared: &Shared, grace: Duration) {
         {
             let conns = shared.conns.lock().unwrap_or_else(|p| p.into_inner());
             for c in conns.values() {
-                if c.state.compare_exchange(IDLE, CLOSED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-                    let _ = c.stream.shutdown(Shutdown::Both);
-                }
+                let _ = c.close_if(IDLE) || c.close_if(HANDSHAKE);
             }
             if conns.is_empty() {
                 break;
@@ -544,6 +590,10 @@ fn serve_connection(
             return;
         }
     }
+    // Closed to make room (or by the shutdown) just as the handshake finished.
+    if state.compare_exchange(HANDSHAKE, IDLE, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        return;
+    }
     // The verifier only lets a connection through with a verified certificate.
     let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) else {
         Event::new("handshake_failed").peer(&peer).reason("no client certificate").emit();
@@ -569,6 +619,18 @@ fn serve_connection(
                 (Some(req), resp, keep_alive)
             }
             Incoming::Invalid(r) => (None, Response::error(r.status, "bad_request", r.reason).because(r.reason), false),
+            Incoming::TimedOut if state.load(Ordering::SeqCst) == BUSY => {
+                // Slow-loris: a request begun and not finished within the idle time-out.
+                Event::new("request_timed_out")
+                    .peer(&peer)
+                    .reason(format!(
+                        "the request was not complete within --idle-timeout ({} s); closing",
+                        shared.idle_timeout.as_secs_f64()
+                    ))
+                    .code("timeout")
+                    .emit();
+                break;
+            }
             Incoming::Closed | Incoming::TimedOut | Incoming::Broken(_) => break,
         };
         let head_only = req.as_ref().is_some_and(|r| r.method == "HEAD");

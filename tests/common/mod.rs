@@ -8,6 +8,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+pub mod server;
+
 /// A command for one of the package's binaries, with a clean `WIF_*` environment.
 pub fn bin(name: &str) -> Command {
     let mut c = Command::cargo_bin(name).unwrap_or_else(|e| panic!("binary {name}: {e}"));
@@ -134,14 +136,36 @@ pub struct Canned {
     pub content_type: String,
     pub body: String,
     pub delay: std::time::Duration,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Canned {
     pub fn json(status: u16, body: Value) -> Canned {
-        Canned { status, content_type: "application/json".into(), body: body.to_string(), delay: Default::default() }
+        Canned::raw(status, "application/json", &body.to_string())
     }
     pub fn raw(status: u16, content_type: &str, body: &str) -> Canned {
-        Canned { status, content_type: content_type.into(), body: body.into(), delay: Default::default() }
+        Canned {
+            status,
+            content_type: content_type.into(),
+            body: body.into(),
+            delay: Default::default(),
+            headers: vec![],
+        }
+    }
+    /// Adds a response header.
+    pub fn header(mut self, name: &str, value: &str) -> Canned {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    /// Waits the delay, then answers `rq`.
+    fn respond(self, rq: tiny_http::Request) {
+        std::thread::sleep(self.delay);
+        let mut resp = tiny_http::Response::from_string(self.body).with_status_code(self.status);
+        let headers = std::iter::once(("Content-Type".to_string(), self.content_type)).chain(self.headers);
+        for (k, v) in headers {
+            resp.add_header(tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("header"));
+        }
+        let _ = rq.respond(resp);
     }
 }
 
@@ -170,12 +194,7 @@ impl TestServer {
                     headers: rq.headers().iter().map(|h| (h.field.to_string(), h.value.to_string())).collect(),
                     body,
                 });
-                let a = answers[i.min(answers.len() - 1)].clone();
-                std::thread::sleep(a.delay);
-                let resp = tiny_http::Response::from_string(a.body)
-                    .with_status_code(a.status)
-                    .with_header(tiny_http::Header::from_bytes("Content-Type", a.content_type.as_bytes()).unwrap());
-                let _ = rq.respond(resp);
+                answers[i.min(answers.len() - 1)].clone().respond(rq);
             }
         });
         TestServer { url: format!("http://127.0.0.1:{port}"), requests, server, thread: Some(thread) }
@@ -233,14 +252,7 @@ impl RoutedServer {
                     }
                     None => Canned::raw(404, "text/plain", "no route"),
                 };
-                std::thread::spawn(move || {
-                    std::thread::sleep(answer.delay);
-                    let resp =
-                        tiny_http::Response::from_string(answer.body).with_status_code(answer.status).with_header(
-                            tiny_http::Header::from_bytes("Content-Type", answer.content_type.as_bytes()).unwrap(),
-                        );
-                    let _ = rq.respond(resp);
-                });
+                std::thread::spawn(move || answer.respond(rq));
             }
         });
         RoutedServer { url: format!("http://127.0.0.1:{port}"), requests, server, thread: Some(thread) }
