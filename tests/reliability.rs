@@ -249,6 +249,26 @@ fn read_head(s: &mut std::net::TcpStream) {
     let _ = s.read(&mut buf);
 }
 
+const PREVIOUS: &str = "ya29.the-previous-good-token";
+
+/// A directory whose `wif_token.txt` holds `PREVIOUS`, written by the real tool.
+fn previous_token() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempdir();
+    let out = dir.path().join("wif_token.txt");
+    seed_token(&iam_serving(PREVIOUS), &out);
+    (dir, out)
+}
+
+/// wif-impersonate against `endpoint` with `--retries` and `--token-out out`.
+fn impersonate(endpoint: &str, retries: &str, out: &Path) -> std::process::Output {
+    bin("wif-impersonate")
+        .args(["--service-account", SA, "--endpoint", endpoint, "--retries", retries, "--token-out"])
+        .arg(out)
+        .write_stdin(sts_doc())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn connection_resets_are_retried_a_bounded_number_of_times_each_visible() {
     let srv = RawServer::start(|mut s| {
@@ -256,22 +276,15 @@ fn connection_resets_are_retried_a_bounded_number_of_times_each_visible() {
         // Close at once without an answer: the client sees a reset / early EOF.
         drop(s);
     });
-    let dir = tempdir();
-    let out_file = dir.path().join("wif_token.txt");
-    seed_token(&iam_serving("ya29.the-previous-good-token"), &out_file);
+    let (_dir, out_file) = previous_token();
     let started = std::time::Instant::now();
-    let o = bin("wif-impersonate")
-        .args(["--service-account", SA, "--endpoint", &srv.url, "--retries", "2", "--token-out"])
-        .arg(&out_file)
-        .write_stdin(sts_doc())
-        .output()
-        .unwrap();
+    let o = impersonate(&srv.url, "2", &out_file);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(5), "retryable exit code: {err}");
     assert_eq!(srv.connections.load(Ordering::SeqCst), 3, "one try and two retries");
     assert_eq!(err.lines().filter(|l| l.contains("retry ")).count(), 2, "one stderr line per retry: {err}");
     assert!(started.elapsed() < Duration::from_secs(20), "bounded total time");
-    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "ya29.the-previous-good-token");
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), PREVIOUS);
 }
 
 #[test]
@@ -290,27 +303,18 @@ fn a_huge_remote_body_is_capped_and_refused_without_touching_the_token() {
             }
         }
     });
-    let dir = tempdir();
-    let out_file = dir.path().join("wif_token.txt");
-    seed_token(&iam_serving("ya29.the-previous-good-token"), &out_file);
-    let o = bin("wif-impersonate")
-        .args(["--service-account", SA, "--endpoint", &srv.url, "--retries", "0", "--token-out"])
-        .arg(&out_file)
-        .write_stdin(sts_doc())
-        .output()
-        .unwrap();
+    let (_dir, out_file) = previous_token();
+    let o = impersonate(&srv.url, "0", &out_file);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(5), "{err}");
     assert!(err.contains("larger than 1048576 bytes"), "says why: {err}");
     assert!(o.stdout.is_empty());
-    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "ya29.the-previous-good-token");
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), PREVIOUS);
 }
 
 #[test]
 fn wrong_content_types_and_truncated_bodies_keep_the_old_token() {
-    let dir = tempdir();
-    let out_file = dir.path().join("wif_token.txt");
-    seed_token(&iam_serving("ya29.the-previous-good-token"), &out_file);
+    let (_dir, out_file) = previous_token();
     let cases = [
         (Canned::raw(200, "text/html", "<html><body>Sign in to the proxy</body></html>"), "not JSON"),
         (Canned::raw(200, "application/json", "{\"accessToken\": \"ya29.trunc"), "truncated"),
@@ -319,16 +323,11 @@ fn wrong_content_types_and_truncated_bodies_keep_the_old_token() {
     ];
     for (answer, needle) in cases {
         let srv = TestServer::start(vec![answer]);
-        let o = bin("wif-impersonate")
-            .args(["--service-account", SA, "--endpoint", &srv.url, "--retries", "0", "--token-out"])
-            .arg(&out_file)
-            .write_stdin(sts_doc())
-            .output()
-            .unwrap();
+        let o = impersonate(&srv.url, "0", &out_file);
         let err = stderr(&o);
         assert!(!o.status.success() && o.stdout.is_empty(), "{needle}: {err}");
         assert!(err.contains(needle), "{needle}: {err}");
-        assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "ya29.the-previous-good-token", "{needle}");
+        assert_eq!(std::fs::read_to_string(&out_file).unwrap(), PREVIOUS, "{needle}");
     }
 }
 
@@ -343,12 +342,7 @@ fn retry_after_is_honoured_and_4xx_is_never_retried() {
         Canned::json(200, json!({"accessToken": "ya29.after-wait", "expireTime": rfc(3600)})),
     ]);
     let started = std::time::Instant::now();
-    let o = bin("wif-impersonate")
-        .args(["--service-account", SA, "--endpoint", &srv.url, "--retries", "3", "--token-out"])
-        .arg(&out_file)
-        .write_stdin(sts_doc())
-        .output()
-        .unwrap();
+    let o = impersonate(&srv.url, "3", &out_file);
     let waited = started.elapsed();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(waited >= Duration::from_secs(2), "waited the server's 2 s Retry-After ({waited:?})");
