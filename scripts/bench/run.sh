@@ -405,6 +405,10 @@ fi
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RES/facts.txt"
 mkdir -p "$(dirname "$out")"
 python3 "$BENCH/report.py" "$RES" > "$out"
+if [ "$quick" = 0 ]; then
+  # The raw results, so that the report can be re-rendered: python3 scripts/bench/report.py target/bench-results
+  rm -rf "$ROOT/target/bench-results" && mkdir -p "$ROOT/target" && cp -r "$RES" "$ROOT/target/bench-results"
+fi
 say "report written to $out"
 [ "$quick" = 1 ] && cat "$out"
 exit 0
