@@ -36,7 +36,7 @@ usage() { sed -n '2,/^set -e/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit "$
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 invocation="scripts/bench/run.sh${*:+ $*}"
 BENCH="$ROOT/scripts/bench"
-quick=0 runs=3 duration=10 concurrency=16 pipeline_runs=30 out= install=1 build=1 keep=0 only=crypto,servers,pipeline,profile
+quick=0 runs=3 duration=10 concurrency=16 pipeline_runs=30 out='' install=1 build=1 keep=0 only=crypto,servers,pipeline,profile
 if [ "$(id -u)" = 0 ]; then sched=fifo; else sched=none; fi
 variant_bins=() nojitter=0
 while [ $# -gt 0 ]; do
@@ -82,6 +82,7 @@ RES="$WORK/results"
 mkdir -p "$RES/server" "$WORK/log"
 [ -n "$out" ] || { if [ "$quick" = 1 ]; then out="$WORK/BENCHMARKS.md"; else out="$ROOT/docs/BENCHMARKS.md"; fi; }
 PIDS=()
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -131,7 +132,7 @@ done
   echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "cores=$(nproc)"
   echo "kernel=$(uname -sr)"
-  echo "os=$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
+  echo "os=$(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release 2>/dev/null)"
   echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "nginx=$(nginx -v 2>&1 | sed 's/.*version: //')"
   echo "openssl=$(openssl version)"
@@ -180,7 +181,8 @@ wait_port() { # wait_port PORT
 # ---- the servers (all pinned to CPU 0) ----
 # Each start_X sets URL and SPIDS (comma-separated server process ids).
 start_wifserve() { # start_wifserve PKI
-  local pki=$1 log="$WORK/log/wif-serve.$(basename "$1").log"
+  local pki=$1 log
+  log="$WORK/log/wif-serve.$(basename "$1").log"
   cmdlog "${PRIO[*]} taskset -c 0 wif-serve --listen 127.0.0.1:0 --cert $pki/server-chain.crt --key $pki/server.key --client-ca $pki/ca-chain.crt --token $TOKEN > access.log"
   "${ON0[@]}" "$BIN/wif-serve" --listen 127.0.0.1:0 --cert "$pki/server-chain.crt" --key "$pki/server.key" \
     --client-ca "$pki/ca-chain.crt" --token "$TOKEN" > "$log" 2> "$log.err" &
@@ -192,7 +194,8 @@ start_wifserve() { # start_wifserve PKI
 }
 
 start_nginx() { # start_nginx PKI
-  local pki=$1 dir="$WORK/nginx-$(basename "$1")" port
+  local pki=$1 dir port
+  dir="$WORK/nginx-$(basename "$1")"
   port=$(free_port)
   mkdir -p "$dir/tmp"
   cat > "$dir/nginx.conf" <<CONF
