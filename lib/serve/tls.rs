@@ -90,6 +90,11 @@ pub fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
         })
         .map_err(|e| e.context("setting up TLS"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // No session resumption: a resumed session would skip the client-certificate check, so a
+    // certificate revoked by a reloaded CRL could keep coming back; and wif-get, curl and
+    // requests are one-shot clients that never resume, so tickets only cost CPU.
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(Arc::new(config))
 }
 
