@@ -90,11 +90,12 @@ pub fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
         })
         .map_err(|e| e.context("setting up TLS"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // No session resumption: a resumed session would skip the client-certificate check, so a
-    // certificate revoked by a reloaded CRL could keep coming back; and wif-get, curl and
-    // requests are one-shot clients that never resume, so tickets only cost CPU.
-    config.send_tls13_tickets = 0;
-    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    // rustls' default TLS 1.3 tickets stay on, though one-shot clients never resume: the
+    // tickets are also the server's immediate answer to the client's Finished, and without
+    // them a client that leaves Nagle on (TCP_NODELAY off) waits for the server's delayed ACK
+    // (40 ms) before its request goes out; measured: 50,000 handshakes took 5x longer. The
+    // session cache belongs to this config, so a reload (new certificates or CRL) starts an
+    // empty one and no session resumes past a revocation.
     Ok(Arc::new(config))
 }
 
