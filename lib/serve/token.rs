@@ -128,7 +128,7 @@ impl TokenSource {
         let loaded = {
             let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if c.stamps != Some(stamps) {
-                match read_token(&self.path) {
+                match self.read(c.loaded.is_none()) {
                     Ok(Some(t)) => {
                         super::log::Event::new("reload")
                             .what("token")
@@ -184,6 +184,22 @@ impl TokenSource {
             );
         }
         State::Ready(loaded)
+    }
+}
+
+impl TokenSource {
+    /// Reads the token and its metadata. The token is written before its metadata, so a
+    /// mismatch is usually a write in progress; with no earlier token to fall back on
+    /// (`settle`), wait up to 200 ms for the metadata to follow before calling it one.
+    fn read(&self, settle: bool) -> crate::error::Result<Option<crate::files::StoredToken>> {
+        let mut attempts = if settle { 20 } else { 1 };
+        loop {
+            attempts -= 1;
+            match read_token(&self.path) {
+                Ok(None) if attempts > 0 => std::thread::sleep(std::time::Duration::from_millis(10)),
+                other => return other,
+            }
+        }
     }
 }
 
@@ -265,6 +281,32 @@ mod tests {
         assert_eq!(token_of(&src).as_deref(), Some("old"));
         std::fs::write(&p, "new-but-no-meta-yet").unwrap();
         assert_eq!(token_of(&src).as_deref(), Some("old"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_fresh_server_waits_briefly_for_metadata_being_written() {
+        let d = dir("settle");
+        let p = d.join("t.txt");
+        let exp = clock::rfc3339(clock::now_unix() + 600);
+        write_token(&p, &Secret::new("old"), "access_token", Some(&exp), "test").unwrap();
+        std::fs::write(&p, "new").unwrap();
+        let writer = {
+            let (p, exp) = (p.clone(), exp.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                write_token(&p, &Secret::new("new"), "access_token", Some(&exp), "test").unwrap();
+            })
+        };
+        // Nothing was served before, so there is no previous token to fall back on.
+        assert_eq!(token_of(&TokenSource::new(p.clone())).as_deref(), Some("new"));
+        writer.join().unwrap();
+        // A pair that stays mismatched is reported, after the short wait.
+        std::fs::write(&p, "edited by hand").unwrap();
+        match TokenSource::new(p).current() {
+            State::Unavailable { reason, .. } => assert!(reason.contains("does not match"), "{reason}"),
+            State::Ready(_) => panic!("served a token that does not match its metadata"),
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
