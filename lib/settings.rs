@@ -64,6 +64,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "idle_timeout",
     "max_connections",
     "shutdown_timeout",
+    "serve_metrics_listen",
     "get_url",
     "get_cert",
     "get_key",

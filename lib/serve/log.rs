@@ -36,6 +36,12 @@ pub struct Listening<'a> {
     pub address: String,
     /// The token URL.
     pub url: &'a str,
+    /// The bound metrics address, with `--metrics-listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_address: Option<String>,
+    /// The metrics URL, with `--metrics-listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_url: Option<String>,
 }
 
 /// One answered request.

@@ -8,6 +8,7 @@
 pub mod allow;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod tls;
 pub mod token;
 
@@ -19,6 +20,7 @@ use allow::{AllowList, Identity};
 use clap::Parser;
 use http::{Incoming, Response, Route};
 use log::Event;
+use metrics::{Metrics, Refusal};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -108,6 +110,9 @@ pub struct Cli {
     /// On SIGTERM, how long requests in progress may take to finish [default: 10s]
     #[arg(long, value_name = "DURATION", env = "WIF_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<String>,
+    /// Also serve Prometheus metrics at GET /metrics on this address, over plain HTTP without authentication, e.g. 127.0.0.1:9464 [default: off]. Keep it on loopback or a management network: another address draws a warning on stderr
+    #[arg(long, value_name = "ADDR:PORT", env = "WIF_SERVE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     #[command(flatten)]
     pub doc: DocArgs,
 }
@@ -148,6 +153,8 @@ pub struct Options {
     pub max_connections: usize,
     /// Grace period on shutdown.
     pub shutdown_timeout: Duration,
+    /// Where to serve metrics, if anywhere.
+    pub metrics_listen: Option<String>,
 }
 
 fn duration(s: &Settings, flag: Option<String>, key: &str, name: &str, default: u64) -> Result<Duration> {
@@ -199,6 +206,7 @@ impl Options {
             idle_timeout: duration(s, cli.idle_timeout.clone(), "idle_timeout", "--idle-timeout", 30)?,
             max_connections,
             shutdown_timeout: duration(s, cli.shutdown_timeout.clone(), "shutdown_timeout", "--shutdown-timeout", 10)?,
+            metrics_listen: s.pick(cli.metrics_listen.clone(), "serve_metrics_listen")?,
         })
     }
 }
@@ -213,13 +221,13 @@ pub fn main() -> ExitCode {
     })
 }
 
-/// Binds the address, with a clear message when it is taken.
-fn bind(listen: &str) -> Result<TcpListener> {
+/// Binds the address given to `flag`, with a clear message when it is taken.
+fn bind(listen: &str, flag: &str) -> Result<TcpListener> {
     let addrs: Vec<SocketAddr> = listen
         .to_socket_addrs()
         .map_err(|e| {
-            Error::usage(format!("--listen {listen:?} is not an address with a port: {e}"))
-                .hint("e.g. --listen 127.0.0.1:8443, --listen [::]:8443 or --listen 127.0.0.1:0 for any free port")
+            Error::usage(format!("{flag} {listen:?} is not an address with a port: {e}"))
+                .hint(format!("e.g. {flag} 127.0.0.1:8443, {flag} [::]:8443 or {flag} 127.0.0.1:0 for any free port"))
         })?
         .collect();
     let mut last = None;
@@ -230,12 +238,12 @@ fn bind(listen: &str) -> Result<TcpListener> {
         }
     }
     let Some((addr, e)) = last else {
-        return Err(Error::usage(format!("--listen {listen:?} resolves to no address")));
+        return Err(Error::usage(format!("{flag} {listen:?} resolves to no address")));
     };
-    let err = Error::io(std::path::Path::new(&addr.to_string()), &e).context("listening");
+    let err = Error::io(std::path::Path::new(&addr.to_string()), &e).context(format!("listening ({flag})"));
     Err(match e.kind() {
         std::io::ErrorKind::AddrInUse => err.hint(format!(
-            "another process listens on port {} (see: ss -ltnp 'sport = :{}'); stop it or choose another --listen port",
+            "another process listens on port {} (see: ss -ltnp 'sport = :{}'); stop it or choose another {flag} port",
             addr.port(),
             addr.port()
         )),
@@ -249,12 +257,21 @@ fn bind(listen: &str) -> Result<TcpListener> {
 
 /// The URL clients use for the bound address.
 fn token_url(addr: &SocketAddr) -> String {
+    format!("https://{}{}", host_port(addr), http::TOKEN_PATH)
+}
+
+/// The plain-HTTP URL of `path` on the bound address.
+fn http_url(addr: &SocketAddr, path: &str) -> String {
+    format!("http://{}{path}", host_port(addr))
+}
+
+fn host_port(addr: &SocketAddr) -> String {
     let host = match addr.ip() {
         ip if ip.is_unspecified() => "localhost".to_string(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         ip => ip.to_string(),
     };
-    format!("https://{host}:{}{}", addr.port(), http::TOKEN_PATH)
+    format!("{host}:{}", addr.port())
 }
 
 // Connection states: in its handshake or between requests a connection may be closed by the
@@ -290,6 +307,7 @@ struct Shared {
     idle_timeout: Duration,
     shutting_down: AtomicBool,
     conns: Mutex<HashMap<u64, Conn>>,
+    metrics: Metrics,
 }
 
 impl Shared {
@@ -317,6 +335,7 @@ impl Shared {
         };
         // Logged outside the lock: a slow stdout must not hold up the connections.
         let Some((peer, why, open)) = closed else { return false };
+        self.metrics.connection_evicted();
         Event::new("connection_closed")
             .peer(&peer)
             .reason(format!(
@@ -361,8 +380,21 @@ pub fn run(opts: Options) -> Result<()> {
             });
         }
     }
-    let listener = bind(&opts.listen)?;
+    let listener = bind(&opts.listen, "--listen")?;
     let local = listener.local_addr().map_err(|e| Error::new(Kind::Io, format!("listening socket: {e}")))?;
+    let metrics_listener = match &opts.metrics_listen {
+        Some(addr) => {
+            let l = bind(addr, "--metrics-listen")?;
+            let a = l.local_addr().map_err(|e| Error::new(Kind::Io, format!("metrics listening socket: {e}")))?;
+            if metrics::is_exposed(&a) {
+                cli::warn(format!(
+                    "the metrics listener {a} is not on loopback: anyone who reaches it can read the metrics (no token, but the token's expiry and refused clients); bind it to 127.0.0.1 or a management network"
+                ));
+            }
+            Some((l, a))
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
         tls,
         token: TokenSource::new(opts.token.clone()),
@@ -371,6 +403,7 @@ pub fn run(opts: Options) -> Result<()> {
         idle_timeout: opts.idle_timeout,
         shutting_down: AtomicBool::new(false),
         conns: Mutex::new(HashMap::new()),
+        metrics: Metrics::default(),
     });
     // Signals are set up before the first log line, so a SIGTERM right after it is graceful.
     let signals = signal_hook::iterator::Signals::new([
@@ -386,8 +419,29 @@ pub fn run(opts: Options) -> Result<()> {
             .spawn(move || handle_signals(signals, shared, local))
             .map_err(|e| Error::new(Kind::Internal, format!("starting the signal thread: {e}")))?;
     }
+    let metrics_address = match metrics_listener {
+        Some((l, a)) => {
+            let shared = shared.clone();
+            let started = crate::clock::now_unix();
+            std::thread::Builder::new()
+                .name("metrics".into())
+                .spawn(move || {
+                    let render = || shared.metrics.render(shared.open_connections(), &shared.token, started);
+                    metrics::serve(l, &shared.metrics, render)
+                })
+                .map_err(|e| Error::new(Kind::Internal, format!("starting the metrics thread: {e}")))?;
+            Some(a)
+        }
+        None => None,
+    };
     let url = token_url(&local);
-    log::emit(&log::Listening { event: "listening", address: local.to_string(), url: &url });
+    log::emit(&log::Listening {
+        event: "listening",
+        address: local.to_string(),
+        url: &url,
+        metrics_address: metrics_address.map(|a| a.to_string()),
+        metrics_url: metrics_address.map(|a| http_url(&a, metrics::METRICS_PATH)),
+    });
 
     let next_id = AtomicU64::new(0);
     for incoming in listener.incoming() {
@@ -405,7 +459,9 @@ pub fn run(opts: Options) -> Result<()> {
         };
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
         let open = shared.open_connections();
+        shared.metrics.connection();
         if open >= opts.max_connections && !shared.make_room(opts.max_connections) {
+            shared.metrics.connection_refused();
             let _ = stream.shutdown(Shutdown::Both);
             Event::new("connection_refused")
                 .peer(&peer)
@@ -415,7 +471,7 @@ pub fn run(opts: Options) -> Result<()> {
             continue;
         }
         if let Some(result) = shared.tls.refresh(false) {
-            log_tls_reload(result, "a certificate, key, CA or CRL file changed");
+            log_tls_reload(&shared.metrics, result, "a certificate, key, CA or CRL file changed");
         }
         let config = shared.tls.config();
         let id = next_id.fetch_add(1, Ordering::Relaxed);
@@ -443,7 +499,8 @@ pub fn run(opts: Options) -> Result<()> {
     Ok(())
 }
 
-fn log_tls_reload(result: Result<()>, why: &str) {
+fn log_tls_reload(metrics: &Metrics, result: Result<()>, why: &str) {
+    metrics.tls_reload(result.is_ok());
     match result {
         Ok(()) => Event::new("reload").what("tls").reason(why).emit(),
         Err(e) => {
@@ -457,8 +514,8 @@ fn handle_signals(mut signals: signal_hook::iterator::Signals, shared: Arc<Share
         if sig == signal_hook::consts::SIGHUP {
             shared.token.invalidate();
             match shared.tls.refresh(true) {
-                Some(r) => log_tls_reload(r, "SIGHUP"),
-                None => log_tls_reload(Ok(()), "SIGHUP"),
+                Some(r) => log_tls_reload(&shared.metrics, r, "SIGHUP"),
+                None => log_tls_reload(&shared.metrics, Ok(()), "SIGHUP"),
             }
             continue;
         }
@@ -576,6 +633,7 @@ fn serve_connection(
     let mut conn = match rustls::ServerConnection::new(config) {
         Ok(c) => c,
         Err(e) => {
+            shared.metrics.refused(Refusal::Other);
             Event::new("handshake_failed").peer(&peer).reason(e.to_string()).emit();
             return;
         }
@@ -585,6 +643,7 @@ fn serve_connection(
         if let Err(e) = conn.complete_io(&mut sock) {
             if state.load(Ordering::SeqCst) != CLOSED {
                 let (reason, code) = handshake_failure(&e);
+                shared.metrics.refused(Refusal::from_code(code));
                 Event::new("handshake_failed").peer(&peer).reason(reason).code(code).emit();
             }
             return;
@@ -596,10 +655,15 @@ fn serve_connection(
     }
     // The verifier only lets a connection through with a verified certificate.
     let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) else {
+        shared.metrics.refused(Refusal::Other);
         Event::new("handshake_failed").peer(&peer).reason("no client certificate").emit();
         return;
     };
     let id = Identity::from_der(leaf.as_ref());
+    if !shared.allow.allows(&id) {
+        // Counted once per connection; every request on it is answered 403.
+        shared.metrics.refused(Refusal::NotAllowed);
+    }
     let tls_version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
@@ -621,6 +685,7 @@ fn serve_connection(
             Incoming::Invalid(r) => (None, Response::error(r.status, "bad_request", r.reason).because(r.reason), false),
             Incoming::TimedOut if state.load(Ordering::SeqCst) == BUSY => {
                 // Slow-loris: a request begun and not finished within the idle time-out.
+                shared.metrics.request_timed_out();
                 Event::new("request_timed_out")
                     .peer(&peer)
                     .reason(format!(
@@ -639,6 +704,7 @@ fn serve_connection(
         let mut stream = rustls::Stream::new(&mut conn, &mut sock);
         let sent = stream.write_all(&bytes).and_then(|()| stream.flush());
         let body_bytes = if head_only || sent.is_err() { 0 } else { resp.body.len() };
+        shared.metrics.request(req.as_ref().map(|r| r.path.as_str()), resp.status);
         log::emit(&log::RequestLine {
             event: "request",
             time: log::now(),

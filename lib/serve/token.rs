@@ -6,6 +6,7 @@ use crate::clock;
 use crate::files::{meta_path, read_token};
 use crate::secret::Secret;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What identifies one version of a file: a rename-over gives a new inode, an in-place
@@ -87,18 +88,32 @@ pub struct TokenSource {
     path: PathBuf,
     meta: PathBuf,
     cache: Mutex<Cache>,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
 }
 
 impl TokenSource {
     /// A source for the token file at `path` (and `path.meta.json`).
     pub fn new(path: PathBuf) -> TokenSource {
         let meta = meta_path(&path);
-        TokenSource { path, meta, cache: Mutex::new(Cache::default()) }
+        TokenSource {
+            path,
+            meta,
+            cache: Mutex::new(Cache::default()),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+        }
     }
 
     /// The token file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many times a new version of the files was read, and how many times that failed
+    /// (unreadable, or not matching its metadata with no earlier token to keep serving).
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (self.reloads.load(Ordering::Relaxed), self.reload_failures.load(Ordering::Relaxed))
     }
 
     /// Forgets the cached token so the next request reads the files again (SIGHUP).
@@ -130,6 +145,7 @@ impl TokenSource {
             if c.stamps != Some(stamps) {
                 match self.read(c.loaded.is_none()) {
                     Ok(Some(t)) => {
+                        self.reloads.fetch_add(1, Ordering::Relaxed);
                         super::log::Event::new("reload")
                             .what("token")
                             .reason(format!(
@@ -155,6 +171,7 @@ impl TokenSource {
                     // again on the next request.
                     Ok(None) if c.loaded.is_some() => {}
                     Ok(None) => {
+                        self.reload_failures.fetch_add(1, Ordering::Relaxed);
                         c.problem = Some(format!(
                             "the token file {} does not match its metadata (being written, or edited by hand)",
                             self.path.display()
@@ -162,6 +179,7 @@ impl TokenSource {
                         c.stamps = Some(stamps);
                     }
                     Err(e) => {
+                        self.reload_failures.fetch_add(1, Ordering::Relaxed);
                         c.loaded = None;
                         c.problem = Some(format!("reading the token file: {e}"));
                         c.stamps = Some(stamps);

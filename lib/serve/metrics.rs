@@ -1,0 +1,332 @@
+//! Prometheus metrics of wif-serve (text exposition format 0.0.4), served on a separate
+//! plain-HTTP listener (`--metrics-listen`, off by default).
+//!
+//! The TLS side only bumps atomics; the text is built when a scraper asks. Label values
+//! come from fixed sets, so the number of series is bounded whatever clients send. Nothing
+//! secret is exposed: no token, no client identity, only counts and the token's timestamps.
+
+use super::http::{self, Incoming, Response};
+use super::token::{State, TokenSource};
+use super::Deadlined;
+use crate::clock;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The path scrapers fetch.
+pub const METRICS_PATH: &str = "/metrics";
+/// `Content-Type` of the text exposition format 0.0.4.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// How long one scrape connection may take, from accept to the last byte sent. Scrapes are
+/// answered one at a time, so this also bounds how long one slow client delays the next.
+const SCRAPE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The `route` label: the two served paths, and everything else.
+const ROUTES: [&str; 3] = [http::TOKEN_PATH, http::HEALTH_PATH, "other"];
+/// The statuses wif-serve answers with; anything else is counted as `other`.
+const STATUSES: [&str; 11] = ["200", "400", "403", "404", "405", "408", "413", "431", "500", "503", "other"];
+
+/// Why a client was refused, as the `reason` label of `wif_serve_handshakes_refused_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The client sent no certificate.
+    NoCertificate,
+    /// The certificate does not chain to `--client-ca` (or its signature does not verify).
+    UnknownCa,
+    /// The certificate is outside its validity period (expired or not yet valid).
+    Expired,
+    /// The certificate lacks the clientAuth extended key usage.
+    BadEku,
+    /// The certificate is revoked by a `--crl`.
+    Revoked,
+    /// A verified certificate that matches no `--allow` identity (answered 403).
+    NotAllowed,
+    /// The handshake did not finish within `--handshake-timeout`.
+    Timeout,
+    /// Anything else: closed mid-handshake, incompatible client, a TLS protocol error.
+    Other,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 8] = [
+        Refusal::NoCertificate,
+        Refusal::UnknownCa,
+        Refusal::Expired,
+        Refusal::BadEku,
+        Refusal::Revoked,
+        Refusal::NotAllowed,
+        Refusal::Timeout,
+        Refusal::Other,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::NoCertificate => "no_certificate",
+            Refusal::UnknownCa => "unknown_ca",
+            Refusal::Expired => "expired",
+            Refusal::BadEku => "bad_eku",
+            Refusal::Revoked => "revoked",
+            Refusal::NotAllowed => "not_allowed",
+            Refusal::Timeout => "timeout",
+            Refusal::Other => "other",
+        }
+    }
+
+    /// The reason for a `handshake_failed` log code.
+    pub fn from_code(code: &str) -> Refusal {
+        match code {
+            "no_certificate" => Refusal::NoCertificate,
+            "unknown_issuer" | "bad_signature" => Refusal::UnknownCa,
+            "expired" | "not_yet_valid" => Refusal::Expired,
+            "wrong_key_usage" => Refusal::BadEku,
+            "revoked" => Refusal::Revoked,
+            "timeout" => Refusal::Timeout,
+            _ => Refusal::Other,
+        }
+    }
+}
+
+/// The counters; every method is a relaxed atomic add.
+#[derive(Default)]
+pub struct Metrics {
+    requests: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
+    refused: [AtomicU64; Refusal::ALL.len()],
+    tls_reloads: AtomicU64,
+    tls_reload_failures: AtomicU64,
+    connections: AtomicU64,
+    connections_refused: AtomicU64,
+    connections_evicted: AtomicU64,
+    requests_timed_out: AtomicU64,
+    scrapes: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn read(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+impl Metrics {
+    /// Counts one answered request.
+    pub fn request(&self, path: Option<&str>, status: u16) {
+        let route = path.and_then(|p| ROUTES[..2].iter().position(|r| *r == p)).unwrap_or(2);
+        let text = status.to_string();
+        let status = STATUSES.iter().position(|s| *s == text).unwrap_or(STATUSES.len() - 1);
+        bump(&self.requests[route][status]);
+    }
+
+    /// Counts one refused client.
+    pub fn refused(&self, why: Refusal) {
+        bump(&self.refused[why as usize]);
+    }
+
+    /// Counts one rebuild of the TLS configuration, or one that failed. (The token source
+    /// counts its own reloads.)
+    pub fn tls_reload(&self, ok: bool) {
+        bump(if ok { &self.tls_reloads } else { &self.tls_reload_failures });
+    }
+
+    /// Counts one accepted connection.
+    pub fn connection(&self) {
+        bump(&self.connections);
+    }
+
+    /// Counts one connection refused at the limit with every slot busy.
+    pub fn connection_refused(&self) {
+        bump(&self.connections_refused);
+    }
+
+    /// Counts one connection closed to make room at the limit.
+    pub fn connection_evicted(&self) {
+        bump(&self.connections_evicted);
+    }
+
+    /// Counts one request that was not complete within the idle time-out.
+    pub fn request_timed_out(&self) {
+        bump(&self.requests_timed_out);
+    }
+
+    /// The exposition text: the counters, `open` connections, and the token's state now.
+    pub fn render(&self, open: usize, token: &TokenSource, started: i64) -> String {
+        let mut t = Text::default();
+        t.family("wif_serve_build_info", "gauge", "Always 1; the version of wif-serve in the label");
+        t.sample("wif_serve_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
+        t.family("wif_serve_start_time_seconds", "gauge", "When wif-serve started, Unix time");
+        t.sample("wif_serve_start_time_seconds", &[], started);
+
+        t.family("wif_serve_requests_total", "counter", "HTTP requests answered over mutual TLS, by route and status");
+        for (r, route) in ROUTES.iter().enumerate() {
+            for (s, status) in STATUSES.iter().enumerate() {
+                let n = read(&self.requests[r][s]);
+                // The token route's 200 and 503 are always there, so rate() has a series to
+                // start from; other pairs appear once they happen.
+                if n > 0 || (r == 0 && (*status == "200" || *status == "503")) {
+                    t.sample("wif_serve_requests_total", &[("route", route), ("status", status)], n);
+                }
+            }
+        }
+        t.family(
+            "wif_serve_requests_timed_out_total",
+            "counter",
+            "Requests begun but not complete within --idle-timeout (closed unanswered)",
+        );
+        t.sample("wif_serve_requests_timed_out_total", &[], read(&self.requests_timed_out));
+        t.family(
+            "wif_serve_handshakes_refused_total",
+            "counter",
+            "Clients refused: in the TLS handshake, or (not_allowed) verified but not on the --allow list",
+        );
+        for why in Refusal::ALL {
+            t.sample(
+                "wif_serve_handshakes_refused_total",
+                &[("reason", why.label())],
+                read(&self.refused[why as usize]),
+            );
+        }
+
+        t.family("wif_serve_connections_total", "counter", "TCP connections accepted");
+        t.sample("wif_serve_connections_total", &[], read(&self.connections));
+        t.family(
+            "wif_serve_connections_refused_total",
+            "counter",
+            "Connections closed at once because every --max-connections slot was busy with a request",
+        );
+        t.sample("wif_serve_connections_refused_total", &[], read(&self.connections_refused));
+        t.family(
+            "wif_serve_connections_evicted_total",
+            "counter",
+            "Connections closed at --max-connections to make room (in their handshake or idle)",
+        );
+        t.sample("wif_serve_connections_evicted_total", &[], read(&self.connections_evicted));
+        t.family("wif_serve_open_connections", "gauge", "TLS connections open now");
+        t.sample("wif_serve_open_connections", &[], open);
+
+        let (token_reloads, token_failures) = token.reload_counts();
+        t.family("wif_serve_reloads_total", "counter", "Successful re-reads of the token or the TLS files");
+        t.sample("wif_serve_reloads_total", &[("what", "token")], token_reloads);
+        t.sample("wif_serve_reloads_total", &[("what", "tls")], read(&self.tls_reloads));
+        t.family(
+            "wif_serve_reload_failures_total",
+            "counter",
+            "Failed re-reads; the previous TLS configuration stays, an unreadable token is not served",
+        );
+        t.sample("wif_serve_reload_failures_total", &[("what", "token")], token_failures);
+        t.sample("wif_serve_reload_failures_total", &[("what", "tls")], read(&self.tls_reload_failures));
+
+        self.render_token(&mut t, token);
+        t.family("wif_serve_scrapes_total", "counter", "Answers on the metrics listener, this one included");
+        t.sample("wif_serve_scrapes_total", &[], read(&self.scrapes));
+        t.out
+    }
+
+    fn render_token(&self, t: &mut Text, token: &TokenSource) {
+        let now = clock::now_unix();
+        let (available, expires_at, written_at) = match token.current() {
+            State::Ready(l) => (1, Some(l.expires_at), clock::parse_rfc3339(&l.written_at).ok()),
+            State::Unavailable { expires_at, .. } => (0, expires_at.and_then(|e| clock::parse_rfc3339(&e).ok()), None),
+        };
+        t.family("wif_serve_token_available", "gauge", "1 when a token can be served now, else 0 (503)");
+        t.sample("wif_serve_token_available", &[], available);
+        if let Some(exp) = expires_at {
+            t.family("wif_serve_token_expiry_timestamp_seconds", "gauge", "The token's expiry, Unix time");
+            t.sample("wif_serve_token_expiry_timestamp_seconds", &[], exp);
+            t.family(
+                "wif_serve_token_expires_in_seconds",
+                "gauge",
+                "Seconds until the token expires (negative once expired)",
+            );
+            t.sample("wif_serve_token_expires_in_seconds", &[], exp - now);
+        }
+        if let Some(written) = written_at {
+            t.family(
+                "wif_serve_token_age_seconds",
+                "gauge",
+                "Seconds since the token file was written (written_at in its metadata)",
+            );
+            t.sample("wif_serve_token_age_seconds", &[], now - written);
+        }
+    }
+}
+
+/// Exposition text being built.
+#[derive(Default)]
+struct Text {
+    out: String,
+}
+
+impl Text {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let _ = write!(self.out, "{k}=\"{v}\"");
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// Whether scrapers from other hosts can reach `addr` (it is not a loopback address).
+pub fn is_exposed(addr: &SocketAddr) -> bool {
+    !addr.ip().is_loopback()
+}
+
+/// Answers scrapes on `listener` until the process ends, one connection at a time: one
+/// thread, one socket and a deadline per connection, so however scrapers behave they can
+/// delay only each other, never the TLS listener. `render` builds the text.
+pub fn serve(listener: TcpListener, metrics: &Metrics, render: impl Fn() -> String) {
+    for incoming in listener.incoming() {
+        let Ok(stream) = incoming else {
+            // Out of file descriptors and the like: give the system a moment.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        answer(stream, metrics, &render);
+    }
+}
+
+fn answer(stream: TcpStream, metrics: &Metrics, render: &impl Fn() -> String) {
+    let deadline = Instant::now() + SCRAPE_DEADLINE;
+    let mut sock = Deadlined { tcp: &stream, deadline };
+    let mut buf = Vec::new();
+    let (resp, head_only) = match http::read_request(&mut sock, &mut buf, || true) {
+        Incoming::Request(req) => {
+            let head_only = req.method == "HEAD";
+            let resp = match (req.path.as_str(), req.method.as_str()) {
+                (METRICS_PATH, "GET" | "HEAD") => {
+                    bump(&metrics.scrapes);
+                    Response {
+                        status: 200,
+                        content_type: CONTENT_TYPE,
+                        headers: Vec::new(),
+                        body: render().into_bytes(),
+                        reason: None,
+                    }
+                }
+                (METRICS_PATH, _) => Response::error(405, "method_not_allowed", "use GET").header("Allow", "GET, HEAD"),
+                _ => Response::error(404, "not_found", "the metrics are at /metrics"),
+            };
+            (resp, head_only)
+        }
+        Incoming::Invalid(r) => (Response::error(r.status, "bad_request", r.reason), false),
+        Incoming::Closed | Incoming::TimedOut | Incoming::Broken(_) => return,
+    };
+    let _ = sock.write_all(&resp.to_bytes(head_only, false));
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
