@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+pub mod prom;
 pub mod server;
 
 /// A command for one of the package's binaries, with a clean `WIF_*` environment.
