@@ -551,3 +551,99 @@ fn the_script_is_lint_clean() {
         assert!(out.status.success() && report.trim().is_empty(), "mandoc: {report}");
     }
 }
+
+/// The textfile, read with prometheus_client's parser and the strict one.
+fn textfile(path: &Path) -> crate::common::prom::Samples {
+    let text = std::fs::read_to_string(path).expect("the metrics file");
+    crate::common::prom::parse_both(&text)
+}
+
+#[test]
+fn the_textfile_records_good_skipped_and_failed_runs() {
+    let (iam, expire) = iam_ok();
+    let refused = Canned::json(400, json!({"error": "invalid_grant", "error_description": "audience mismatch"}));
+    let srv = remote(vec![azure_ok()], vec![sts_ok(), refused], vec![iam]);
+    let dir = tempdir();
+    let cfg = config(dir.path(), &srv.url);
+    let token = dir.path().join("wif_token.txt");
+    let prom_dir = dir.path().join("textfile_collector");
+    std::fs::create_dir(&prom_dir).unwrap();
+    let prom = prom_dir.join("wif_refresh.prom");
+    let file_label = token.display().to_string();
+    let get = |s: &crate::common::prom::Samples, name: &str| s.get(name, &[("token_file", &file_label)]);
+
+    // A good run.
+    let before = now();
+    let out = run(refresh(&cfg, &token, &["--textfile", prom.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = textfile(&prom);
+    let ran = get(&s, "wif_refresh_last_run_timestamp_seconds");
+    assert!((before as f64..=now() as f64).contains(&ran), "{ran}");
+    assert_eq!(get(&s, "wif_refresh_last_success_timestamp_seconds"), ran);
+    assert_eq!(get(&s, "wif_refresh_last_exit_code"), 0.0);
+    assert_eq!(get(&s, "wif_refresh_skipped_fresh"), 0.0);
+    let exp = wif::clock::parse_rfc3339(&expire).unwrap() as f64;
+    assert_eq!(get(&s, "wif_refresh_token_expiry_timestamp_seconds"), exp);
+    let ttl = get(&s, "wif_refresh_token_ttl_seconds");
+    assert!((3500.0..=3600.0).contains(&ttl), "{ttl}");
+    assert!(s.types.values().all(|t| t == "gauge"), "{:?}", s.types);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(!text.contains("ya29"), "no token in the metrics");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&prom).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "node-exporter, another user, reads it");
+    }
+
+    // A skipped run (fresh), with the file named by the environment.
+    let mut c = refresh(&cfg, &token, &[]);
+    c.env("WIF_REFRESH_TEXTFILE", &prom);
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = textfile(&prom);
+    assert_eq!(get(&s, "wif_refresh_skipped_fresh"), 1.0);
+    assert_eq!(get(&s, "wif_refresh_last_exit_code"), 0.0);
+    assert_eq!(counts(&srv), (1, 1, 1));
+
+    // A failed run keeps the last success from the file before it (set far back to tell
+    // it apart from this run's time) and the kept token's expiry.
+    let old = std::fs::read_to_string(&prom).unwrap();
+    let re_line = |l: &str| l.starts_with("wif_refresh_last_success_timestamp_seconds{");
+    let edited: String = old
+        .lines()
+        .map(|l| if re_line(l) { format!("{} 1700000000", l.rsplit_once(' ').unwrap().0) } else { l.to_string() })
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(&prom, edited).unwrap();
+    let out = run(refresh(&cfg, &token, &["--min-ttl", "2h", "--textfile", prom.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let s = textfile(&prom);
+    assert_eq!(get(&s, "wif_refresh_last_exit_code"), 4.0);
+    assert_eq!(get(&s, "wif_refresh_last_success_timestamp_seconds"), 1_700_000_000.0);
+    assert!(get(&s, "wif_refresh_last_run_timestamp_seconds") >= ran);
+    assert_eq!(get(&s, "wif_refresh_skipped_fresh"), 0.0);
+    assert_eq!(get(&s, "wif_refresh_token_expiry_timestamp_seconds"), exp, "the kept token");
+    // Only the .prom file is left in the collector's directory: no temporary files.
+    let names: Vec<String> =
+        std::fs::read_dir(&prom_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["wif_refresh.prom"]);
+
+    // A first run that fails: no success yet (0), no token metrics.
+    let fresh_prom = prom_dir.join("other.prom");
+    let out = run(refresh(
+        &config(dir.path(), "http://127.0.0.1:9"),
+        &dir.path().join("none.txt"),
+        &["--textfile", fresh_prom.to_str().unwrap()],
+    ));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let s = textfile(&fresh_prom);
+    let none_label = dir.path().join("none.txt").display().to_string();
+    assert_eq!(s.get("wif_refresh_last_success_timestamp_seconds", &[("token_file", &none_label)]), 0.0);
+    assert_eq!(s.get("wif_refresh_last_exit_code", &[("token_file", &none_label)]), 5.0);
+    assert!(!s.has("wif_refresh_token_expiry_timestamp_seconds") && !s.has("wif_refresh_token_ttl_seconds"));
+
+    // Only .prom files are read by node-exporter: anything else is a usage error.
+    let out = run(refresh(&cfg, &token, &["--textfile", dir.path().join("m.txt").to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("must end in .prom"), "{}", stderr(&out));
+}
