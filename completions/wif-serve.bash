@@ -23,7 +23,7 @@ _wif__serve() {
 
     case "${cmd}" in
         wif__serve)
-            opts="-h -V --listen --cert --key --client-ca --token --crl --allow --handshake-timeout --idle-timeout --max-connections --shutdown-timeout --config --help --version"
+            opts="-h -V --listen --cert --key --client-ca --token --crl --allow --handshake-timeout --idle-timeout --max-connections --shutdown-timeout --metrics-listen --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -70,6 +70,10 @@ _wif__serve() {
                     return 0
                     ;;
                 --shutdown-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

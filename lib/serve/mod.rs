@@ -49,6 +49,10 @@ pub const EXAMPLES: &[Example] = &[
         cmd: "python3 -c 'import requests; print(requests.get(\"https://localhost:8443/get_wif_token\", cert=(\"client.crt\", \"client.key\"), verify=\"ca-chain.crt\").text)'",
     },
     Example {
+        about: "With Prometheus metrics on loopback, for a local agent or node's scraper",
+        cmd: "wif-serve --listen 0.0.0.0:8443 --cert server-chain.crt --key server.key --client-ca ca-chain.crt --token wif_token.txt --metrics-listen 127.0.0.1:9464",
+    },
+    Example {
         about: "Re-read certificates, CRLs and the token now (they are also picked up when they change)",
         cmd: "kill -HUP $(pidof wif-serve)",
     },
@@ -73,7 +77,17 @@ their files change (also when a new file is renamed over the old one) and on SIG
 without dropping connections. SIGTERM or SIGINT stop accepting, let requests in progress finish, and exit 0.\n\n\
 Stdout is a JSON-lines log: first {\"event\":\"listening\",\"address\":…,\"url\":…}, then one line per request \
 (time, peer, client certificate subject and SHA-256 fingerprint, method, path, status, bytes, duration_ms), \
-refused handshakes and connections, reloads and shutdown. The token is never logged.",
+refused handshakes and connections, reloads and shutdown. The token is never logged.\n\n\
+With --metrics-listen, Prometheus metrics (text format 0.0.4) are served at GET /metrics on a second, plain-HTTP \
+listener, answered one connection at a time on its own thread with a 5 s deadline, so scrapers cannot hold up token \
+clients; the first log line then also has metrics_address and metrics_url. Metrics: wif_serve_requests_total{route,status}, \
+wif_serve_handshakes_refused_total{reason} (no_certificate, unknown_ca, expired, bad_eku, revoked, not_allowed, timeout, \
+other), wif_serve_reloads_total{what} and wif_serve_reload_failures_total{what} (token, tls), wif_serve_open_connections, \
+wif_serve_connections_total, wif_serve_connections_refused_total, wif_serve_connections_evicted_total, \
+wif_serve_requests_timed_out_total, wif_serve_token_available, wif_serve_token_expiry_timestamp_seconds, \
+wif_serve_token_expires_in_seconds, wif_serve_token_age_seconds, wif_serve_build_info{version}, \
+wif_serve_start_time_seconds and wif_serve_scrapes_total. They hold no token and no client identity, but have no \
+authentication either: a non-loopback address draws a warning.",
     after_help = crate::manual::after_help("wif-serve", EXAMPLES)
 )]
 pub struct Cli {
