@@ -25,8 +25,8 @@ const SCRAPE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The `route` label: the two served paths, and everything else.
 const ROUTES: [&str; 3] = [http::TOKEN_PATH, http::HEALTH_PATH, "other"];
-/// The statuses wif-serve answers with; anything else is counted as `other`.
-const STATUSES: [&str; 11] = ["200", "400", "403", "404", "405", "408", "413", "431", "500", "503", "other"];
+/// The statuses wif-serve answers with; anything else is counted under the last, `other`.
+const STATUSES: [u16; 10] = [200, 400, 403, 404, 405, 408, 413, 431, 500, 503];
 
 /// Why a client was refused, as the `reason` label of `wif_serve_handshakes_refused_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +92,7 @@ impl Refusal {
 /// The counters; every method is a relaxed atomic add.
 #[derive(Default)]
 pub struct Metrics {
-    requests: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
+    requests: [[AtomicU64; STATUSES.len() + 1]; ROUTES.len()],
     refused: [AtomicU64; Refusal::ALL.len()],
     tls_reloads: AtomicU64,
     tls_reload_failures: AtomicU64,
@@ -115,8 +115,7 @@ impl Metrics {
     /// Counts one answered request.
     pub fn request(&self, path: Option<&str>, status: u16) {
         let route = path.and_then(|p| ROUTES[..2].iter().position(|r| *r == p)).unwrap_or(2);
-        let text = status.to_string();
-        let status = STATUSES.iter().position(|s| *s == text).unwrap_or(STATUSES.len() - 1);
+        let status = STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len());
         bump(&self.requests[route][status]);
     }
 
@@ -161,12 +160,14 @@ impl Metrics {
 
         t.family("wif_serve_requests_total", "counter", "HTTP requests answered over mutual TLS, by route and status");
         for (r, route) in ROUTES.iter().enumerate() {
-            for (s, status) in STATUSES.iter().enumerate() {
-                let n = read(&self.requests[r][s]);
+            for (s, counter) in self.requests[r].iter().enumerate() {
+                let n = read(counter);
+                let status = STATUSES.get(s).copied();
                 // The token route's 200 and 503 are always there, so rate() has a series to
                 // start from; other pairs appear once they happen.
-                if n > 0 || (r == 0 && (*status == "200" || *status == "503")) {
-                    t.sample("wif_serve_requests_total", &[("route", route), ("status", status)], n);
+                if n > 0 || (r == 0 && matches!(status, Some(200 | 503))) {
+                    let label = status.map_or_else(|| "other".to_string(), |c| c.to_string());
+                    t.sample("wif_serve_requests_total", &[("route", route), ("status", &label)], n);
                 }
             }
         }
@@ -329,4 +330,49 @@ fn answer(stream: TcpStream, metrics: &Metrics, render: &impl Fn() -> String) {
     };
     let _ = sock.write_all(&resp.to_bytes(head_only, false));
     let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_logged_handshake_code_maps_to_one_of_the_eight_reasons() {
+        let cases = [
+            ("no_certificate", "no_certificate"),
+            ("unknown_issuer", "unknown_ca"),
+            ("bad_signature", "unknown_ca"),
+            ("expired", "expired"),
+            ("not_yet_valid", "expired"),
+            ("wrong_key_usage", "bad_eku"),
+            ("revoked", "revoked"),
+            ("timeout", "timeout"),
+            ("closed", "other"),
+            ("invalid_certificate", "other"),
+            ("alert_received", "other"),
+            ("incompatible", "other"),
+            ("tls_error", "other"),
+            ("io_error", "other"),
+        ];
+        for (code, label) in cases {
+            assert_eq!(Refusal::from_code(code).label(), label, "{code}");
+        }
+    }
+
+    #[test]
+    fn unknown_statuses_and_paths_fall_into_bounded_labels() {
+        let m = Metrics::default();
+        m.request(Some("/get_wif_token"), 200);
+        m.request(Some("/anything/a/client/made/up"), 418);
+        m.request(None, 400);
+        m.refused(Refusal::NotAllowed);
+        let src = TokenSource::new(std::env::temp_dir().join("wif-metrics-unit-no-such-token"));
+        let text = m.render(3, &src, 1_700_000_000);
+        assert!(text.contains("wif_serve_requests_total{route=\"/get_wif_token\",status=\"200\"} 1\n"), "{text}");
+        assert!(text.contains("wif_serve_requests_total{route=\"other\",status=\"other\"} 1\n"), "{text}");
+        assert!(text.contains("wif_serve_requests_total{route=\"other\",status=\"400\"} 1\n"), "{text}");
+        assert!(text.contains("wif_serve_handshakes_refused_total{reason=\"not_allowed\"} 1\n"), "{text}");
+        assert!(text.contains("wif_serve_open_connections 3\n") && text.contains("wif_serve_token_available 0\n"));
+        assert!(!text.contains("made/up") && !text.contains("418"), "{text}");
+    }
 }
