@@ -17,8 +17,9 @@ use crate::settings::Settings;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -27,8 +28,14 @@ const TOOL: &str = "wif-get";
 pub const DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// Refresh margin when --min-ttl is not given.
 const DEFAULT_MIN_TTL: Duration = Duration::from_secs(300);
-/// Threads answering requests: one slow client holds one, never all.
-const WORKERS: usize = 4;
+/// Connections served at once; more are closed at once (loopback clients are few).
+const MAX_CONNECTIONS: usize = 128;
+/// Time-out for reading a request and writing its answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most bytes a request head may take.
+const MAX_HEAD: usize = 16 * 1024;
+/// The most header lines a request may have.
+const MAX_HEADERS: usize = 64;
 /// Longest pause between two refresh attempts after failures.
 const MAX_RETRY_DELAY: u64 = 60;
 
@@ -150,6 +157,33 @@ const JSON: &str = "application/json";
 const HTML: &str = "text/html; charset=UTF-8";
 
 impl Reply {
+    /// The whole HTTP/1.1 answer; the connection closes after it.
+    fn to_bytes(&self, head_only: bool) -> Vec<u8> {
+        let reason = match self.status {
+            200 => "OK",
+            400 => "Bad Request",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            431 => "Request Header Fields Too Large",
+            503 => "Service Unavailable",
+            _ => "Internal Server Error",
+        };
+        let mut out = format!(
+            "HTTP/1.1 {} {reason}\r\nMetadata-Flavor: Google\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
+             Cache-Control: no-store\r\nX-XSS-Protection: 0\r\nX-Frame-Options: SAMEORIGIN\r\n\
+             Server: wif-get metadata server\r\nConnection: close\r\n\r\n",
+            self.status,
+            self.content_type,
+            self.body.len()
+        )
+        .into_bytes();
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+
     fn text(body: String) -> Reply {
         Reply { status: 200, content_type: TEXT, body: body.into_bytes() }
     }
@@ -294,7 +328,10 @@ pub fn answer(state: &State, method: &str, target: &str, headers: &[(String, Str
             Reply::json(&to_json(node))
         }
         Node::Dir(children) => Reply::text(
-            children.iter().map(|c| format!("{}{}\n", c.name, if matches!(c.node, Node::Dir(_)) { "/" } else { "" })).collect(),
+            children
+                .iter()
+                .map(|c| format!("{}{}\n", c.name, if matches!(c.node, Node::Dir(_)) { "/" } else { "" }))
+                .collect(),
         ),
         leaf if alt_json => Reply::json(&to_json(leaf)),
         Node::Text(t) => Reply::text(t.clone()),
@@ -311,11 +348,14 @@ fn not_found(path: &str) -> Reply {
 /// The token answer; requested scopes are noted, never minted.
 fn token(state: &State, scopes: Option<&str>, now: i64) -> Reply {
     if let Some(asked) = scopes {
-        let outside: Vec<&str> =
-            asked.split([',', ' ']).filter(|x| !x.is_empty() && !state.identity.scopes.iter().any(|s| s == x)).collect();
+        let outside: Vec<&str> = asked
+            .split([',', ' '])
+            .filter(|x| !x.is_empty() && !state.identity.scopes.iter().any(|s| s == x))
+            .collect();
         if !outside.is_empty() {
             let key = outside.join(",");
-            let first_time = state.warned_scopes.lock().map(|mut w| w.len() < 64 && w.insert(key.clone())).unwrap_or(false);
+            let first_time =
+                state.warned_scopes.lock().map(|mut w| w.len() < 64 && w.insert(key.clone())).unwrap_or(false);
             if first_time {
                 crate::cli::warn(format!(
                     "metadata server: a client asked for scopes {key}; it gets the token as issued, with {}",
@@ -369,8 +409,9 @@ pub fn bind_loopback(addr: &str) -> Result<TcpListener> {
     if addrs.is_empty() || !addrs.iter().all(|a| a.ip().is_loopback()) {
         return Err(bad());
     }
-    TcpListener::bind(addrs[0])
-        .map_err(|e| Error::new(Kind::Io, format!("cannot listen on {addr}: {e}")).context("starting the metadata server"))
+    TcpListener::bind(addrs[0]).map_err(|e| {
+        Error::new(Kind::Io, format!("cannot listen on {addr}: {e}")).context("starting the metadata server")
+    })
 }
 
 /// The first stdout line: where the server listens.
@@ -389,24 +430,20 @@ pub(crate) fn run(cli: &Cli, s: &Settings, plan: &Plan, addr: &str) -> Result<()
     let min_ttl = plan.min_ttl.unwrap_or(DEFAULT_MIN_TTL).as_secs() as i64;
     let listener = bind_loopback(addr)?;
     let local = listener.local_addr().map_err(|e| Error::new(Kind::Io, e.to_string()))?;
-    let server = tiny_http::Server::from_listener(listener, None)
-        .map_err(|e| Error::new(Kind::Io, format!("starting the metadata server on {local}: {e}")))?;
-    let server = Arc::new(server);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| Error::new(Kind::Internal, format!("installing the signal handler: {e}")))?;
     }
     let state = Arc::new(State::new(identity));
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|i| {
-            let (server, state, stop) = (server.clone(), state.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name(format!("metadata-{i}"))
-                .spawn(move || serve(&server, &state, &stop))
-                .map_err(|e| Error::new(Kind::Internal, format!("starting a worker thread: {e}")))
-        })
-        .collect::<Result<_>>()?;
+    let active = Arc::new(AtomicUsize::new(0));
+    let acceptor = {
+        let (state, stop, active) = (state.clone(), stop.clone(), active.clone());
+        std::thread::Builder::new()
+            .name("accept".into())
+            .spawn(move || accept_loop(listener, state, stop, active))
+            .map_err(|e| Error::new(Kind::Internal, format!("starting the accept thread: {e}")))?
+    };
     let line = Listening {
         event: "listening",
         address: local.to_string(),
@@ -437,9 +474,12 @@ pub(crate) fn run(cli: &Cli, s: &Settings, plan: &Plan, addr: &str) -> Result<()
         }
     };
     stop.store(true, Ordering::Relaxed);
-    server.unblock();
-    for w in workers {
-        let _ = w.join();
+    // Wake the blocking accept, then let requests in progress finish (briefly).
+    let _ = TcpStream::connect_timeout(&local, Duration::from_secs(1));
+    let _ = acceptor.join();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while active.load(Ordering::Relaxed) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
     if outcome.is_ok() {
         eprintln!("{TOOL}: metadata server on {local} stopped");
@@ -447,31 +487,70 @@ pub(crate) fn run(cli: &Cli, s: &Settings, plan: &Plan, addr: &str) -> Result<()
     outcome
 }
 
-/// A worker: answers requests until stopped.
-fn serve(server: &tiny_http::Server, state: &State, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        let rq = match server.recv_timeout(Duration::from_millis(250)) {
-            Ok(Some(rq)) => rq,
-            Ok(None) => continue,
-            Err(_) => break,
-        };
-        let headers: Vec<(String, String)> =
-            rq.headers().iter().map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string())).collect();
-        let reply = answer(state, rq.method().as_str(), rq.url(), &headers, clock::now_unix());
-        let mut resp = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
-        for (k, v) in [
-            ("Metadata-Flavor", "Google"),
-            ("Content-Type", reply.content_type),
-            ("Cache-Control", "no-store"),
-            ("X-XSS-Protection", "0"),
-            ("X-Frame-Options", "SAMEORIGIN"),
-        ] {
-            if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-                resp.add_header(h);
-            }
+/// Accepts connections until stopped, each on its own thread (up to MAX_CONNECTIONS), so a
+/// client that connects and says nothing holds one thread, never the others' answers.
+fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Arc<AtomicBool>, active: Arc<AtomicUsize>) {
+    for conn in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            break;
         }
-        let _ = rq.respond(resp);
+        let Ok(sock) = conn else {
+            // Out of descriptors or an aborted handshake: pause rather than spin.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            drop(sock);
+            continue;
+        }
+        active.fetch_add(1, Ordering::Relaxed);
+        let (state, done) = (state.clone(), active.clone());
+        let spawned = std::thread::Builder::new().name("metadata-conn".into()).spawn(move || {
+            handle(sock, &state);
+            done.fetch_sub(1, Ordering::Relaxed);
+        });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::Relaxed);
+        }
     }
+}
+
+/// Reads one request head, answers it, and closes the connection.
+fn handle(mut sock: TcpStream, state: &State) {
+    let _ = sock.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = sock.set_write_timeout(Some(IO_TIMEOUT));
+    let _ = sock.set_nodelay(true);
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    let (method, reply) = loop {
+        let n = match sock.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut rq = httparse::Request::new(&mut headers);
+        match rq.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => {
+                let method = rq.method.unwrap_or("GET").to_string();
+                let target = rq.path.unwrap_or("/");
+                let headers: Vec<(String, String)> = rq
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                    .collect();
+                let reply = answer(state, &method, target, &headers, clock::now_unix());
+                break (method, reply);
+            }
+            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => {}
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                break (String::new(), Reply::error(431, "Request Header Fields Too Large"))
+            }
+            Err(_) => break (String::new(), Reply::error(400, "Bad Request")),
+        }
+    };
+    let _ = sock.write_all(&reply.to_bytes(method == "HEAD"));
+    let _ = sock.flush();
 }
 
 /// Fetches the token now and whenever it runs low; logs one line per refresh or failure.
@@ -580,7 +659,10 @@ mod tests {
         assert_eq!(r.status, 200);
         let r = get(&st, "/computeMetadata/v1/instance/service-accounts/default/?recursive=true");
         let v: Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(v, serde_json::json!({"aliases":["default"],"email":"app@p.iam.gserviceaccount.com","scopes":[DEFAULT_SCOPE]}));
+        assert_eq!(
+            v,
+            serde_json::json!({"aliases":["default"],"email":"app@p.iam.gserviceaccount.com","scopes":[DEFAULT_SCOPE]})
+        );
         let r = get(&st, "/computeMetadata/v1/project/?recursive=true");
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v, serde_json::json!({"numericProjectId": 42, "projectId": "p"}));
