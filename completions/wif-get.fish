@@ -5,7 +5,7 @@ complete -c wif-get -l key-password-file -d 'File whose first line is the PKCS#1
 complete -c wif-get -l key-password-env -d 'Name of the environment variable holding the PKCS#12 password' -r
 complete -c wif-get -l ca -d 'CA certificates (PEM) that issued the server\'s certificate, e.g. ca-chain.crt' -r -F
 complete -c wif-get -l out -d 'Write the token to FILE (mode 0600, atomically) and FILE.meta.json beside it' -r -F
-complete -c wif-get -l min-ttl -d 'Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m' -r
+complete -c wif-get -l min-ttl -d 'Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m (--metadata-server: refetch when less is left, default 5m)' -r
 complete -c wif-get -l assume-ttl -d 'Expiry to assume when the server sends no X-Token-Expires-At and the token is not a JWT, e.g. 55m' -r
 complete -c wif-get -l format -d 'What to print on stdout [default: json]' -r -f -a "json\t'The wif JSON document with the `fetched` section (no token unless --show-token)'
 token\t'The token alone, without a newline'

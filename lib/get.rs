@@ -134,7 +134,7 @@ pub struct Cli {
     /// Write the token to FILE (mode 0600, atomically) and FILE.meta.json beside it
     #[arg(long, value_name = "FILE", env = "WIF_GET_OUT")]
     pub out: Option<PathBuf>,
-    /// Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m
+    /// Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m (--metadata-server: refetch when less is left, default 5m)
     #[arg(long, value_name = "DURATION", env = "WIF_GET_MIN_TTL")]
     pub min_ttl: Option<String>,
     /// Expiry to assume when the server sends no X-Token-Expires-At and the token is not a JWT, e.g. 55m

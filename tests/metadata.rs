@@ -118,21 +118,28 @@ impl Mds {
         self.get("/computeMetadata/v1/instance/service-accounts/default/token")
     }
 
-    /// SIGTERM; expects exit 0 and no token on stderr.
-    fn stop_cleanly(mut self, secrets: &[&str]) {
-        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(ok.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
+    /// Waits (up to 20 s) for the process to end after `what`; its exit code.
+    fn wait_exit(&mut self, what: &str) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(st) = self.child.try_wait().unwrap() {
                 break st;
             }
-            assert!(Instant::now() < deadline, "wif-get did not stop on SIGTERM");
+            assert!(Instant::now() < deadline, "wif-get did not end after {what}");
             std::thread::sleep(Duration::from_millis(20));
         };
+        // Let the stderr reader take the last lines.
         std::thread::sleep(Duration::from_millis(100));
+        status.code()
+    }
+
+    /// SIGTERM; expects exit 0 and no token on stderr.
+    fn stop_cleanly(mut self, secrets: &[&str]) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+        let code = self.wait_exit("SIGTERM");
         let err = self.stderr();
-        assert_eq!(status.code(), Some(0), "{err}");
+        assert_eq!(code, Some(0), "{err}");
         assert!(!err.contains("panicked"), "{err}");
         for s in secrets {
             assert!(!err.contains(s), "the token appeared on stderr");
@@ -376,17 +383,9 @@ fn refused_at_start_exits_with_the_error() {
     .map(|s| s.to_string())
     .collect();
     let mut mds = Mds::spawn(&args).unwrap_or_else(|e| panic!("exited before listening: {e:?}"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(st) = mds.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "a refused client certificate did not end wif-get");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::thread::sleep(Duration::from_millis(100));
+    let code = mds.wait_exit("a refused client certificate");
     let err = mds.stderr();
-    assert_eq!(status.code(), Some(4), "{err}");
+    assert_eq!(code, Some(4), "{err}");
     assert!(err.contains("wif-get: starting the metadata server: fetching https://localhost:"), "{err}");
     assert!(err.contains("refused our client certificate") && err.contains("wif-get: hint:"), "{err}");
 }
