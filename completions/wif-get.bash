@@ -23,7 +23,7 @@ _wif__get() {
 
     case "${cmd}" in
         wif__get)
-            opts="-h -V --url --cert --key --key-password-file --key-password-env --ca --out --min-ttl --assume-ttl --format --export-name --show-token --force --timeout --retries --max-time --config --help --version"
+            opts="-h -V --url --cert --key --key-password-file --key-password-env --ca --out --min-ttl --assume-ttl --format --export-name --show-token --force --timeout --retries --max-time --metadata-server --service-account --project-id --project-number --scopes --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -66,7 +66,7 @@ _wif__get() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "json token export executable" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "json token export executable gcloud" -- "${cur}"))
                     return 0
                     ;;
                 --export-name)
@@ -82,6 +82,26 @@ _wif__get() {
                     return 0
                     ;;
                 --max-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metadata-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --service-account)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --project-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --project-number)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scopes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -5,16 +5,22 @@ complete -c wif-get -l key-password-file -d 'File whose first line is the PKCS#1
 complete -c wif-get -l key-password-env -d 'Name of the environment variable holding the PKCS#12 password' -r
 complete -c wif-get -l ca -d 'CA certificates (PEM) that issued the server\'s certificate, e.g. ca-chain.crt' -r -F
 complete -c wif-get -l out -d 'Write the token to FILE (mode 0600, atomically) and FILE.meta.json beside it' -r -F
-complete -c wif-get -l min-ttl -d 'Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m' -r
+complete -c wif-get -l min-ttl -d 'Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m (--metadata-server: refetch when less is left, default 5m)' -r
 complete -c wif-get -l assume-ttl -d 'Expiry to assume when the server sends no X-Token-Expires-At and the token is not a JWT, e.g. 55m' -r
 complete -c wif-get -l format -d 'What to print on stdout [default: json]' -r -f -a "json\t'The wif JSON document with the `fetched` section (no token unless --show-token)'
 token\t'The token alone, without a newline'
 export\t'`export NAME=\'TOKEN\'` for a POSIX shell'
-executable\t'A google-auth executable-sourced credential response (subject tokens: JWT or SAML)'"
-complete -c wif-get -l export-name -d 'With --format export: the variable name [default: GOOGLE_OAUTH_ACCESS_TOKEN]' -r
+executable\t'A google-auth executable-sourced credential response (subject tokens: JWT or SAML)'
+gcloud\t'`export CLOUDSDK_AUTH_ACCESS_TOKEN_FILE=\'OUT\'` for gcloud (needs --out; prints no token)'"
+complete -c wif-get -l export-name -d 'With --format export: the variable name [default: GOOGLE_OAUTH_ACCESS_TOKEN, which Terraform reads]' -r
 complete -c wif-get -l timeout -d 'Time-out for each attempt (connect, handshake, answer) [default: 30s]' -r
 complete -c wif-get -l retries -d 'Retries after a connection failure or a 5xx answer (never after 4xx) [default: 3]' -r
 complete -c wif-get -l max-time -d 'Give up retrying once this much time has passed [default: 2m]' -r
+complete -c wif-get -l metadata-server -d 'Keep running and answer like the GCE metadata server on this loopback ADDRESS:PORT (port 0: any free one)' -r
+complete -c wif-get -l service-account -d 'With --metadata-server: the service account\'s email the token belongs to' -r
+complete -c wif-get -l project-id -d 'With --metadata-server: the project id served at /computeMetadata/v1/project/project-id' -r
+complete -c wif-get -l project-number -d 'With --metadata-server: the project number served at /computeMetadata/v1/project/numeric-project-id' -r
+complete -c wif-get -l scopes -d 'With --metadata-server: the token\'s scopes, comma-separated [default: https://www.googleapis.com/auth/cloud-platform]' -r
 complete -c wif-get -l config -d 'Config file (JSON object of settings; the document\'s own `config` wins over it)' -r -F
 complete -c wif-get -l show-token -d 'With --format json: include the token in the `fetched` section'
 complete -c wif-get -l force -d 'Print the token even when stdout is a terminal'

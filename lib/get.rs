@@ -45,8 +45,20 @@ pub const EXAMPLES: &[Example] = &[
         cmd: "wif-get --url https://tokens.internal:8443/get_wif_token --cert client.p12 --key-password-file client.pass --ca ca-chain.crt --out token.txt",
     },
     Example {
-        about: "Use the token in a shell (gcloud, terraform read GOOGLE_OAUTH_ACCESS_TOKEN)",
-        cmd: "eval \"$(wif-get --config /etc/wif/get.json --format export)\"",
+        about: "Use the token in a shell: Terraform's google provider reads GOOGLE_OAUTH_ACCESS_TOKEN",
+        cmd: "eval \"$(wif-get --config /etc/wif/get.json --format export)\" && terraform plan",
+    },
+    Example {
+        about: "gcloud reads the token from the file CLOUDSDK_AUTH_ACCESS_TOKEN_FILE names (or --access-token-file)",
+        cmd: "eval \"$(wif-get --config /etc/wif/get.json --out ~/.wif/token.txt --format gcloud)\" && gcloud storage ls",
+    },
+    Example {
+        about: "Answer like the GCE metadata server on loopback, for unmodified Google client libraries",
+        cmd: "wif-get --config /etc/wif/get.json --metadata-server 127.0.0.1:8989 --service-account app@my-project.iam.gserviceaccount.com --project-id my-project",
+    },
+    Example {
+        about: "Point a program's Google client library at it",
+        cmd: "GCE_METADATA_HOST=127.0.0.1:8989 GCE_METADATA_IP=127.0.0.1:8989 python3 app.py",
     },
 ];
 
@@ -62,10 +74,12 @@ pub enum Format {
     Export,
     /// A google-auth executable-sourced credential response (subject tokens: JWT or SAML)
     Executable,
+    /// `export CLOUDSDK_AUTH_ACCESS_TOKEN_FILE='OUT'` for gcloud (needs --out; prints no token)
+    Gcloud,
 }
 
 /// Command line of wif-get.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "wif-get",
     version,
@@ -81,7 +95,21 @@ Connection failures and 5xx answers (503: the server has no fresh token) are ret
 jitter, honouring Retry-After, within --retries and --max-time; 4xx answers and TLS verification failures are not.\n\n\
 Prints the JSON document (stdin, nothing piped: an empty one) with a `fetched` section: url, status, expires_at, \
 bytes, sha256, out, fetched_at (and skipped: true when --min-ttl found the token fresh). The token itself is printed \
-only with --show-token or --format token/export/executable, and never to a terminal unless --force is given.",
+only with --show-token or --format token/export/executable, and never to a terminal unless --force is given; \
+--format gcloud prints `export CLOUDSDK_AUTH_ACCESS_TOKEN_FILE=OUT` (the absolute path of --out) for gcloud.\n\n\
+With --metadata-server 127.0.0.1:PORT, wif-get keeps running and answers on loopback like the Compute Engine \
+metadata server, so that unmodified Google client libraries run with GCE_METADATA_HOST=127.0.0.1:PORT (and, for \
+google-auth's detection ping, GCE_METADATA_IP=127.0.0.1:PORT) use the token: \
+/computeMetadata/v1/instance/service-accounts/default/token (also under the --service-account email), .../email, \
+.../scopes, .../?recursive=true, /computeMetadata/v1/project/project-id and numeric-project-id, and the root probe. \
+Every answer carries Metadata-Flavor: Google; a request without Metadata-Flavor: Google, or with X-Forwarded-For, \
+gets 403. Its first stdout line is {\"event\":\"listening\",\"address\":\"127.0.0.1:PORT\",\"metadata_host\":...}. \
+It fetches the token at start and again when less than --min-ttl (default 5m) or a quarter of its lifetime \
+is left, and keeps serving the last good token while it is unexpired when a refresh fails; one line on stderr per \
+refresh or failure, never the token. If the first fetch is refused (TLS, certificate, 4xx, bad answer) it exits \
+with that error; if wif-serve is unreachable or failing it answers 503 for the token and keeps retrying (1 s, \
+2 s, ... up to 60 s apart). Requested ?scopes= are not minted: the token has the scopes wif-impersonate gave it. \
+SIGTERM or SIGINT stops it (exit 0). Addresses other than loopback are refused.",
     after_help = crate::manual::after_help("wif-get", EXAMPLES)
 )]
 pub struct Cli {
@@ -106,7 +134,7 @@ pub struct Cli {
     /// Write the token to FILE (mode 0600, atomically) and FILE.meta.json beside it
     #[arg(long, value_name = "FILE", env = "WIF_GET_OUT")]
     pub out: Option<PathBuf>,
-    /// Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m
+    /// Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m (--metadata-server: refetch when less is left, default 5m)
     #[arg(long, value_name = "DURATION", env = "WIF_GET_MIN_TTL")]
     pub min_ttl: Option<String>,
     /// Expiry to assume when the server sends no X-Token-Expires-At and the token is not a JWT, e.g. 55m
@@ -115,7 +143,7 @@ pub struct Cli {
     /// What to print on stdout [default: json]
     #[arg(long, value_enum, env = "WIF_GET_FORMAT")]
     pub format: Option<Format>,
-    /// With --format export: the variable name [default: GOOGLE_OAUTH_ACCESS_TOKEN]
+    /// With --format export: the variable name [default: GOOGLE_OAUTH_ACCESS_TOKEN, which Terraform reads]
     #[arg(long, value_name = "NAME", env = "WIF_GET_EXPORT_NAME")]
     pub export_name: Option<String>,
     /// With --format json: include the token in the `fetched` section
@@ -133,6 +161,21 @@ pub struct Cli {
     /// Give up retrying once this much time has passed [default: 2m]
     #[arg(long, value_name = "DURATION", env = "WIF_GET_MAX_TIME")]
     pub max_time: Option<String>,
+    /// Keep running and answer like the GCE metadata server on this loopback ADDRESS:PORT (port 0: any free one)
+    #[arg(long, value_name = "ADDRESS:PORT", env = "WIF_GET_METADATA_SERVER")]
+    pub metadata_server: Option<String>,
+    /// With --metadata-server: the service account's email the token belongs to
+    #[arg(long, value_name = "EMAIL", env = "WIF_GET_SERVICE_ACCOUNT")]
+    pub service_account: Option<String>,
+    /// With --metadata-server: the project id served at /computeMetadata/v1/project/project-id
+    #[arg(long, value_name = "ID", env = "WIF_GET_PROJECT_ID")]
+    pub project_id: Option<String>,
+    /// With --metadata-server: the project number served at /computeMetadata/v1/project/numeric-project-id
+    #[arg(long, value_name = "NUMBER", env = "WIF_GET_PROJECT_NUMBER")]
+    pub project_number: Option<String>,
+    /// With --metadata-server: the token's scopes, comma-separated [default: https://www.googleapis.com/auth/cloud-platform]
+    #[arg(long, value_name = "SCOPES", env = "WIF_GET_SCOPES")]
+    pub scopes: Option<String>,
     #[command(flatten)]
     pub doc: DocArgs,
 }
@@ -181,10 +224,12 @@ pub fn main() -> ExitCode {
 }
 
 /// Everything wif-get needs, resolved from flags, environment and config.
-struct Plan {
+#[derive(Clone)]
+pub(crate) struct Plan {
     url: String,
     out: Option<PathBuf>,
-    min_ttl: Option<Duration>,
+    /// `--min-ttl`: skip while --out is this fresh (or, for the metadata server, refresh margin).
+    pub(crate) min_ttl: Option<Duration>,
     assume_ttl: Option<Duration>,
     format: Format,
     export_name: String,
@@ -193,7 +238,14 @@ struct Plan {
     max_time: Duration,
 }
 
-fn duration_setting(s: &Settings, flag: Option<String>, key: &str, name: &str) -> Result<Option<Duration>> {
+impl Plan {
+    /// The token URL without its query, for messages.
+    pub(crate) fn url_for_messages(&self) -> &str {
+        http::redact_query(&self.url)
+    }
+}
+
+pub(crate) fn duration_setting(s: &Settings, flag: Option<String>, key: &str, name: &str) -> Result<Option<Duration>> {
     match s.pick::<String>(flag, key)? {
         Some(v) => clock::parse_duration(&v).map(Some).map_err(|e| e.context(format!("reading {name}"))),
         None => Ok(None),
@@ -231,16 +283,24 @@ fn plan(cli: &Cli, s: &Settings) -> Result<Plan> {
     })
 }
 
-/// Fetches (or skips), writes `--out`, adds `fetched` and prints the chosen format.
+/// Fetches (or skips), writes `--out`, adds `fetched` and prints the chosen format; or, with
+/// `--metadata-server`, serves the token like the GCE metadata server until stopped.
 pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     let plan = plan(cli, s)?;
-    let prints_token = plan.format != Format::Json || cli.show_token;
+    if let Some(addr) = s.pick(cli.metadata_server.clone(), "get_metadata_server")? {
+        return crate::metadata::run(cli, s, &plan, &addr);
+    }
+    let prints_token = !matches!(plan.format, Format::Json | Format::Gcloud) || cli.show_token;
     if prints_token && !cli.force && std::io::stdout().is_terminal() {
         return Err(Error::usage("refusing to print the token to a terminal")
             .hint("redirect stdout to a file or a pipe, use --out FILE, or add --force"));
     }
     if plan.min_ttl.is_some() && plan.out.is_none() {
         return Err(Error::usage("--min-ttl needs --out: it checks the token already in that file"));
+    }
+    if plan.format == Format::Gcloud && plan.out.is_none() {
+        return Err(Error::usage("--format gcloud needs --out: gcloud reads the token from that file")
+            .hint("e.g. --out ~/.wif/token.txt --format gcloud, then eval the printed export line"));
     }
 
     let (token, mut section) = match fresh(&plan)? {
@@ -258,6 +318,15 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         Format::Token => cli::write_stdout(token.expose().as_bytes()),
         Format::Export => {
             let line = format!("export {}={}\n", plan.export_name, shell_quote(token.expose()));
+            cli::write_stdout(line.as_bytes())
+        }
+        Format::Gcloud => {
+            let out = plan.out.as_deref().unwrap_or(Path::new(""));
+            let abs = std::fs::canonicalize(out).map_err(|e| Error::io(out, &e).context("resolving --out"))?;
+            let path = abs.to_str().ok_or_else(|| {
+                Error::usage(format!("{} is not valid UTF-8; a shell export line cannot carry it", abs.display()))
+            })?;
+            let line = format!("export CLOUDSDK_AUTH_ACCESS_TOKEN_FILE={}\n", shell_quote(path));
             cli::write_stdout(line.as_bytes())
         }
         Format::Executable => {
@@ -290,7 +359,8 @@ fn fresh(plan: &Plan) -> Result<Option<(Secret, FetchedSection)>> {
     Ok(Some((stored.token, section)))
 }
 
-fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(Secret, FetchedSection)> {
+/// Fetches the token (with retries), writes `--out` if given, and describes what it got.
+pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(Secret, FetchedSection)> {
     let identity = load_identity(cli, s)?;
     let ca_path: PathBuf = s.require(cli.ca.clone(), "get_ca", "--ca")?;
     let roots = keys::load_certs(&ca_path).map_err(|e| e.context("loading --ca"))?;

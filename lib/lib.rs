@@ -20,6 +20,7 @@ pub mod inspect;
 pub mod jwt;
 pub mod keys;
 pub mod manual;
+pub mod metadata;
 pub mod oauth;
 pub mod secret;
 pub mod serve;

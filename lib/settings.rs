@@ -77,6 +77,11 @@ pub const KNOWN_KEYS: &[&str] = &[
     "get_format",
     "get_export_name",
     "get_max_time",
+    "get_metadata_server",
+    "get_service_account",
+    "get_project_id",
+    "get_project_number",
+    "get_scopes",
 ];
 
 /// Keys that would put a secret into a config file or a document.

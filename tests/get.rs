@@ -169,6 +169,40 @@ fn token_and_export_formats() {
 }
 
 #[test]
+fn gcloud_and_terraform_formats() {
+    let dir = tempdir();
+    let exp = wif::clock::rfc3339(now() + 3600);
+    let seed = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp]);
+    // Terraform's google provider reads GOOGLE_OAUTH_ACCESS_TOKEN: the default export name.
+    let out = get(&seed.url("localhost")).args(["--format", "export"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("export GOOGLE_OAUTH_ACCESS_TOKEN='{TOKEN}'\n"));
+    // gcloud reads the file named by CLOUDSDK_AUTH_ACCESS_TOKEN_FILE; the line names --out, absolute.
+    let sub = dir.path().join("it's here");
+    std::fs::create_dir_all(&sub).unwrap();
+    let out = get(&seed.url("localhost"))
+        .current_dir(&sub)
+        .args(["--out", "token.txt", "--format", "gcloud"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(!line.contains(TOKEN));
+    assert!(line.starts_with("export CLOUDSDK_AUTH_ACCESS_TOKEN_FILE='/"), "{line}");
+    let sh = Command::new("sh")
+        .args(["-c", "eval \"$1\" && cd / && cat \"$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE\"", "sh", &line])
+        .output()
+        .unwrap();
+    assert!(sh.status.success(), "{}", String::from_utf8_lossy(&sh.stderr));
+    assert_eq!(sh.stdout, TOKEN.as_bytes());
+    // Without --out there is no file for gcloud to read.
+    let out = get(&seed.url("localhost")).args(["--format", "gcloud"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--format gcloud needs --out"), "{}", stderr(&out));
+    assert_eq!(seed.log().len(), 2);
+}
+
+#[test]
 fn pkcs12_client_certificate() {
     let dir = tempdir();
     let exp = wif::clock::rfc3339(now() + 3600);

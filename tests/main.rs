@@ -6,6 +6,7 @@ mod fuzz_corpus;
 mod get;
 mod inspect;
 mod manual;
+mod metadata;
 mod metrics;
 mod pipeline;
 mod refresh;

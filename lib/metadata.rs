@@ -1,0 +1,699 @@
+//! `wif-get --metadata-server`: keeps the token fresh from wif-serve and answers on loopback
+//! like the Compute Engine metadata server, so unmodified Google client libraries (pointed at
+//! it with `GCE_METADATA_HOST`) use it as they would on a VM.
+//!
+//! Only what client libraries read is served: the detection probe `/`, the service account's
+//! token, email, scopes and aliases (by `default` and by email, with `?recursive=true`), the
+//! project id and number, and the universe domain. The answers copy the real server's shape:
+//! `Metadata-Flavor: Google` on every answer, `application/text` for values and listings,
+//! `application/json` for the token and recursive listings, 403 without `Metadata-Flavor:
+//! Google` or with `X-Forwarded-For` (a proxied request could come from anywhere).
+
+use crate::clock;
+use crate::error::{Error, Kind, Result};
+use crate::get::{self, Cli, Plan};
+use crate::secret::Secret;
+use crate::settings::Settings;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+const TOOL: &str = "wif-get";
+/// The scopes assumed when none are configured (wif-impersonate's default).
+pub const DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// Refresh margin when --min-ttl is not given.
+const DEFAULT_MIN_TTL: Duration = Duration::from_secs(300);
+/// Connections served at once; more are closed at once (loopback clients are few).
+const MAX_CONNECTIONS: usize = 128;
+/// Time-out for reading a request and writing its answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most bytes a request head may take.
+const MAX_HEAD: usize = 16 * 1024;
+/// The most header lines a request may have.
+const MAX_HEADERS: usize = 64;
+/// Longest pause between two refresh attempts after failures.
+const MAX_RETRY_DELAY: u64 = 60;
+
+/// The identity the metadata server describes (from --service-account, --project-id, …).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The service account's email.
+    pub email: String,
+    /// The project id, if known.
+    pub project_id: Option<String>,
+    /// The project number, if known.
+    pub project_number: Option<u64>,
+    /// The token's scopes.
+    pub scopes: Vec<String>,
+}
+
+impl Identity {
+    /// Reads and checks the metadata settings.
+    pub fn from_settings(cli: &Cli, s: &Settings) -> Result<Identity> {
+        let email: String = s.require(cli.service_account.clone(), "get_service_account", "--service-account")?;
+        let email = email.trim().to_string();
+        let (local, domain) = email.split_once('@').unwrap_or(("", ""));
+        if local.is_empty() || domain.is_empty() || !plain_value(&email) || email.contains('/') {
+            return Err(Error::usage(format!("--service-account {email:?} is not an email address"))
+                .hint("give the service account the token belongs to, e.g. app@my-project.iam.gserviceaccount.com"));
+        }
+        let project_id: Option<String> = s.pick(cli.project_id.clone(), "get_project_id")?;
+        if let Some(p) = &project_id {
+            if p.is_empty() || !plain_value(p) {
+                return Err(Error::usage(format!("--project-id {p:?} is not a project id")));
+            }
+        }
+        let project_number = match s.pick::<String>(cli.project_number.clone(), "get_project_number")? {
+            Some(n) => Some(n.trim().parse::<u64>().map_err(|_| {
+                Error::usage(format!("--project-number {n:?} is not a number"))
+                    .hint("the project number is the numeric id, e.g. 123456789012 (gcloud projects describe ID)")
+            })?),
+            None => None,
+        };
+        let scopes = match s.pick::<ScopesSetting>(cli.scopes.clone().map(ScopesSetting::Text), "get_scopes")? {
+            Some(ScopesSetting::Text(t)) => t.split([',', ' ']).filter(|x| !x.is_empty()).map(String::from).collect(),
+            Some(ScopesSetting::List(l)) => l,
+            None => vec![DEFAULT_SCOPE.to_string()],
+        };
+        if scopes.is_empty() || !scopes.iter().all(|x| plain_value(x)) {
+            return Err(Error::usage("--scopes must name at least one scope, comma-separated")
+                .hint(format!("e.g. --scopes {DEFAULT_SCOPE}")));
+        }
+        Ok(Identity { email, project_id, project_number, scopes })
+    }
+}
+
+/// `get_scopes` in a config: a comma-separated string or a list.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum ScopesSetting {
+    Text(String),
+    List(Vec<String>),
+}
+
+/// Printable, no whitespace or control characters: safe in a text answer line.
+fn plain_value(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| !c.is_whitespace() && !c.is_control())
+}
+
+/// The token being served and when it expires.
+pub struct Current {
+    /// The token.
+    pub token: Secret,
+    /// Its expiry, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// What the request handlers share with the refresher.
+pub struct State {
+    identity: Identity,
+    current: RwLock<Option<Current>>,
+    warned_scopes: Mutex<HashSet<String>>,
+}
+
+impl State {
+    /// A state with no token yet.
+    pub fn new(identity: Identity) -> State {
+        State { identity, current: RwLock::new(None), warned_scopes: Mutex::new(HashSet::new()) }
+    }
+
+    /// Replaces the token served.
+    pub fn set(&self, current: Current) {
+        if let Ok(mut c) = self.current.write() {
+            *c = Some(current);
+        }
+    }
+
+    /// The expiry of the token served, if any.
+    fn expires_at(&self) -> Option<i64> {
+        self.current.read().ok().and_then(|c| c.as_ref().map(|c| c.expires_at))
+    }
+}
+
+/// One answer: status, content type, body. The body may hold the token, so Debug shows only
+/// its length.
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Content-Type.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reply({}, {}, <{} bytes>)", self.status, self.content_type, self.body.len())
+    }
+}
+
+const TEXT: &str = "application/text";
+const JSON: &str = "application/json";
+const HTML: &str = "text/html; charset=UTF-8";
+
+impl Reply {
+    /// The whole HTTP/1.1 answer; the connection closes after it.
+    fn to_bytes(&self, head_only: bool) -> Vec<u8> {
+        let reason = match self.status {
+            200 => "OK",
+            400 => "Bad Request",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            431 => "Request Header Fields Too Large",
+            503 => "Service Unavailable",
+            _ => "Internal Server Error",
+        };
+        let mut out = format!(
+            "HTTP/1.1 {} {reason}\r\nMetadata-Flavor: Google\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
+             Cache-Control: no-store\r\nX-XSS-Protection: 0\r\nX-Frame-Options: SAMEORIGIN\r\n\
+             Server: wif-get metadata server\r\nConnection: close\r\n\r\n",
+            self.status,
+            self.content_type,
+            self.body.len()
+        )
+        .into_bytes();
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+
+    fn text(body: String) -> Reply {
+        Reply { status: 200, content_type: TEXT, body: body.into_bytes() }
+    }
+    fn json(v: &impl Serialize) -> Reply {
+        match serde_json::to_vec(v) {
+            Ok(body) => Reply { status: 200, content_type: JSON, body },
+            Err(e) => Reply::error(500, &format!("encoding the answer failed: {e}")),
+        }
+    }
+    fn error(status: u16, why: &str) -> Reply {
+        Reply { status, content_type: HTML, body: format!("{why}\n").into_bytes() }
+    }
+}
+
+/// The metadata server's token answer.
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    expires_in: i64,
+    token_type: &'static str,
+}
+
+/// A node of the metadata tree.
+enum Node {
+    Dir(Vec<Entry>),
+    Text(String),
+    Number(u64),
+    List(Vec<String>),
+    Token,
+}
+
+/// A named child: its path segment and its key in recursive JSON (the real server camelCases).
+struct Entry {
+    name: String,
+    json: String,
+    node: Node,
+}
+
+fn entry(name: &str, node: Node) -> Entry {
+    let mut json = String::new();
+    let mut upper = false;
+    for c in name.chars() {
+        match c {
+            '-' => upper = true,
+            c if upper => {
+                json.extend(c.to_uppercase());
+                upper = false;
+            }
+            c => json.push(c),
+        }
+    }
+    Entry { name: name.to_string(), json, node }
+}
+
+/// The tree under `/computeMetadata/`.
+fn tree(id: &Identity) -> Node {
+    let account = |aliases: Vec<String>| {
+        Node::Dir(vec![
+            entry("aliases", Node::List(aliases)),
+            entry("email", Node::Text(id.email.clone())),
+            entry("scopes", Node::List(id.scopes.clone())),
+            entry("token", Node::Token),
+        ])
+    };
+    let mut project = Vec::new();
+    if let Some(n) = id.project_number {
+        project.push(entry("numeric-project-id", Node::Number(n)));
+    }
+    if let Some(p) = &id.project_id {
+        project.push(entry("project-id", Node::Text(p.clone())));
+    }
+    let accounts = vec![
+        entry("default", account(vec!["default".into()])),
+        // The email is a path segment but stays as it is in recursive JSON.
+        Entry { name: id.email.clone(), json: id.email.clone(), node: account(vec![id.email.clone()]) },
+    ];
+    Node::Dir(vec![entry(
+        "v1",
+        Node::Dir(vec![
+            entry("instance", Node::Dir(vec![entry("service-accounts", Node::Dir(accounts))])),
+            entry("project", Node::Dir(project)),
+            entry("universe", Node::Dir(vec![entry("universe-domain", Node::Text("googleapis.com".into()))])),
+        ]),
+    )])
+}
+
+/// Recursive JSON of a node (the token is not part of listings, as on the real server).
+fn to_json(node: &Node) -> Option<Value> {
+    Some(match node {
+        Node::Dir(children) => {
+            let mut m = Map::new();
+            for c in children {
+                if let Some(v) = to_json(&c.node) {
+                    m.insert(c.json.clone(), v);
+                }
+            }
+            Value::Object(m)
+        }
+        Node::Text(t) => Value::String(t.clone()),
+        Node::Number(n) => Value::from(*n),
+        Node::List(l) => Value::from(l.clone()),
+        Node::Token => return None,
+    })
+}
+
+/// Answers one request. `headers` are (name, value) pairs; `now` is Unix seconds.
+pub fn answer(state: &State, method: &str, target: &str, headers: &[(String, String)], now: i64) -> Reply {
+    let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim());
+    if header("x-forwarded-for").is_some() {
+        return Reply::error(403, "Forbidden: requests through a proxy (X-Forwarded-For) are refused");
+    }
+    if method != "GET" && method != "HEAD" {
+        return Reply::error(405, "Method Not Allowed");
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path == "/" {
+        return Reply::text("computeMetadata/\n".into());
+    }
+    if header("metadata-flavor") != Some("Google") {
+        return Reply::error(403, "Missing required header \"Metadata-Flavor\": \"Google\"");
+    }
+    let query = crate::emulator::server::parse_form(query.as_bytes());
+    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let Some(rest) = path.strip_prefix("/computeMetadata/").or_else(|| (path == "/computeMetadata").then_some(""))
+    else {
+        return not_found(path);
+    };
+    let root = tree(&state.identity);
+    let mut node = &root;
+    for seg in rest.split('/').filter(|s| !s.is_empty()) {
+        let seg = crate::emulator::server::percent_decode(seg, false);
+        let Node::Dir(children) = node else { return not_found(path) };
+        match children.iter().find(|c| c.name == seg) {
+            Some(c) => node = &c.node,
+            None => return not_found(path),
+        }
+    }
+    let alt_json = param("alt") == Some("json");
+    match node {
+        Node::Token => token(state, param("scopes"), now),
+        Node::Dir(_) if param("recursive").is_some_and(|r| r.eq_ignore_ascii_case("true")) || alt_json => {
+            Reply::json(&to_json(node))
+        }
+        Node::Dir(children) => Reply::text(
+            children
+                .iter()
+                .map(|c| format!("{}{}\n", c.name, if matches!(c.node, Node::Dir(_)) { "/" } else { "" }))
+                .collect(),
+        ),
+        leaf if alt_json => Reply::json(&to_json(leaf)),
+        Node::Text(t) => Reply::text(t.clone()),
+        Node::Number(n) => Reply::text(n.to_string()),
+        Node::List(l) => Reply::text(l.iter().map(|x| format!("{x}\n")).collect()),
+    }
+}
+
+fn not_found(path: &str) -> Reply {
+    let shown: String = path.chars().filter(|c| !c.is_control()).take(200).collect();
+    Reply::error(404, &format!("Not Found: {shown} is not served by wif-get --metadata-server"))
+}
+
+/// The token answer; requested scopes are noted, never minted.
+fn token(state: &State, scopes: Option<&str>, now: i64) -> Reply {
+    if let Some(asked) = scopes {
+        let outside: Vec<&str> = asked
+            .split([',', ' '])
+            .filter(|x| !x.is_empty() && !state.identity.scopes.iter().any(|s| s == x))
+            .collect();
+        if !outside.is_empty() {
+            let key = outside.join(",");
+            let first_time =
+                state.warned_scopes.lock().map(|mut w| w.len() < 64 && w.insert(key.clone())).unwrap_or(false);
+            if first_time {
+                crate::cli::warn(format!(
+                    "metadata server: a client asked for scopes {key}; it gets the token as issued, with {}",
+                    state.identity.scopes.join(",")
+                ));
+            }
+        }
+    }
+    let Ok(current) = state.current.read() else {
+        return Reply::error(500, "Internal Server Error");
+    };
+    match current.as_ref() {
+        Some(c) if c.expires_at > now => Reply::json(&TokenResponse {
+            access_token: c.token.expose(),
+            expires_in: c.expires_at - now,
+            token_type: "Bearer",
+        }),
+        Some(_) => Reply::error(503, "Service Unavailable: the token expired and wif-get could not refresh it yet"),
+        None => Reply::error(503, "Service Unavailable: wif-get has not fetched a token from wif-serve yet"),
+    }
+}
+
+/// Seconds to wait before the next refresh of a token with `remaining` seconds left: until
+/// `min_ttl` or a quarter of it is left, whichever is more; when that is (nearly) now, the
+/// server has no newer token yet, so poll it every so often without hammering it.
+pub fn refresh_delay(remaining: i64, min_ttl: i64) -> u64 {
+    let margin = min_ttl.max(remaining / 4);
+    let until = remaining - margin;
+    if until >= 5 {
+        until as u64
+    } else {
+        (remaining / 2).clamp(1, 30) as u64
+    }
+}
+
+/// Seconds to wait after `failures` failed refreshes in a row: 1, 2, 4, … up to a minute.
+pub fn retry_delay(failures: u32) -> u64 {
+    (1u64 << failures.saturating_sub(1).min(6)).min(MAX_RETRY_DELAY)
+}
+
+/// Binds `addr`, refusing anything but loopback: the token goes to whoever connects.
+pub fn bind_loopback(addr: &str) -> Result<TcpListener> {
+    let bad = || {
+        Error::usage(format!("--metadata-server {addr:?} is not a loopback ADDRESS:PORT"))
+            .hint("the metadata server hands the token to anyone who connects, so it listens on loopback only: 127.0.0.1:PORT or [::1]:PORT")
+    };
+    let addrs: Vec<SocketAddr> = match addr.to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(_) => return Err(bad()),
+    };
+    if addrs.is_empty() || !addrs.iter().all(|a| a.ip().is_loopback()) {
+        return Err(bad());
+    }
+    TcpListener::bind(addrs[0]).map_err(|e| {
+        Error::new(Kind::Io, format!("cannot listen on {addr}: {e}")).context("starting the metadata server")
+    })
+}
+
+/// The first stdout line: where the server listens.
+#[derive(Serialize)]
+struct Listening<'a> {
+    event: &'static str,
+    address: String,
+    metadata_host: String,
+    service_account: &'a str,
+}
+
+/// Runs the metadata server until SIGTERM/SIGINT (then `Ok`), or until the first fetch is
+/// refused (then that error: a configuration that will not fix itself).
+pub(crate) fn run(cli: &Cli, s: &Settings, plan: &Plan, addr: &str) -> Result<()> {
+    let identity = Identity::from_settings(cli, s)?;
+    let min_ttl = plan.min_ttl.unwrap_or(DEFAULT_MIN_TTL).as_secs() as i64;
+    let listener = bind_loopback(addr)?;
+    let local = listener.local_addr().map_err(|e| Error::new(Kind::Io, e.to_string()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| Error::new(Kind::Internal, format!("installing the signal handler: {e}")))?;
+    }
+    let state = Arc::new(State::new(identity));
+    let active = Arc::new(AtomicUsize::new(0));
+    let acceptor = {
+        let (state, stop, active) = (state.clone(), stop.clone(), active.clone());
+        std::thread::Builder::new()
+            .name("accept".into())
+            .spawn(move || accept_loop(listener, state, stop, active))
+            .map_err(|e| Error::new(Kind::Internal, format!("starting the accept thread: {e}")))?
+    };
+    let line = Listening {
+        event: "listening",
+        address: local.to_string(),
+        metadata_host: local.to_string(),
+        service_account: &state.identity.email,
+    };
+    let mut text = serde_json::to_string(&line).map_err(|e| Error::new(Kind::Internal, e.to_string()))?;
+    text.push('\n');
+    crate::cli::write_stdout(text.as_bytes())?;
+
+    // The refresher runs on its own thread so a fetch in progress never delays shutdown.
+    let (fatal_tx, fatal_rx) = std::sync::mpsc::channel::<Error>();
+    {
+        let (cli, s, plan, state) = (cli.clone(), s.clone(), plan.clone(), state.clone());
+        std::thread::Builder::new()
+            .name("refresh".into())
+            .spawn(move || refresh_loop(&cli, &s, &plan, &state, min_ttl, fatal_tx))
+            .map_err(|e| Error::new(Kind::Internal, format!("starting the refresh thread: {e}")))?;
+    }
+    let outcome = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        match fatal_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(e) => break Err(e),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    // Wake the blocking accept, then let requests in progress finish (briefly).
+    let _ = TcpStream::connect_timeout(&local, Duration::from_secs(1));
+    let _ = acceptor.join();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while active.load(Ordering::Relaxed) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if outcome.is_ok() {
+        eprintln!("{TOOL}: metadata server on {local} stopped");
+    }
+    outcome
+}
+
+/// Accepts connections until stopped, each on its own thread (up to MAX_CONNECTIONS), so a
+/// client that connects and says nothing holds one thread, never the others' answers.
+fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Arc<AtomicBool>, active: Arc<AtomicUsize>) {
+    for conn in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let Ok(sock) = conn else {
+            // Out of descriptors or an aborted handshake: pause rather than spin.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            drop(sock);
+            continue;
+        }
+        active.fetch_add(1, Ordering::Relaxed);
+        let (state, done) = (state.clone(), active.clone());
+        let spawned = std::thread::Builder::new().name("metadata-conn".into()).spawn(move || {
+            handle(sock, &state);
+            done.fetch_sub(1, Ordering::Relaxed);
+        });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Reads one request head, answers it, and closes the connection.
+fn handle(mut sock: TcpStream, state: &State) {
+    let _ = sock.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = sock.set_write_timeout(Some(IO_TIMEOUT));
+    let _ = sock.set_nodelay(true);
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    let (method, reply) = loop {
+        let n = match sock.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut rq = httparse::Request::new(&mut headers);
+        match rq.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => {
+                let method = rq.method.unwrap_or("GET").to_string();
+                let target = rq.path.unwrap_or("/");
+                let headers: Vec<(String, String)> = rq
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                    .collect();
+                let reply = answer(state, &method, target, &headers, clock::now_unix());
+                break (method, reply);
+            }
+            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => {}
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                break (String::new(), Reply::error(431, "Request Header Fields Too Large"))
+            }
+            Err(_) => break (String::new(), Reply::error(400, "Bad Request")),
+        }
+    };
+    let _ = sock.write_all(&reply.to_bytes(method == "HEAD"));
+    let _ = sock.flush();
+}
+
+/// Fetches the token now and whenever it runs low; logs one line per refresh or failure.
+fn refresh_loop(
+    cli: &Cli,
+    s: &Settings,
+    plan: &Plan,
+    state: &State,
+    min_ttl: i64,
+    fatal: std::sync::mpsc::Sender<Error>,
+) {
+    let url = plan.url_for_messages().to_string();
+    let mut failures = 0u32;
+    let mut fetched_once = false;
+    loop {
+        let wait = match fetch(cli, s, plan) {
+            Ok(current) => {
+                let now = clock::now_unix();
+                let remaining = current.expires_at - now;
+                let sha = crate::keys::sha256_hex(current.token.expose().as_bytes());
+                let wait = refresh_delay(remaining, min_ttl);
+                eprintln!(
+                    "{TOOL}: metadata server: fetched the token from {url} (sha256 {}, expires {}, in {remaining} s); next refresh in {wait} s",
+                    &sha[..12],
+                    clock::rfc3339(current.expires_at),
+                );
+                state.set(current);
+                failures = 0;
+                fetched_once = true;
+                wait
+            }
+            Err(e) => {
+                if !fetched_once && e.kind() != Kind::Unavailable {
+                    let _ = fatal.send(e.context("starting the metadata server"));
+                    return;
+                }
+                failures += 1;
+                let now = clock::now_unix();
+                let serving = match state.expires_at() {
+                    Some(exp) if exp > now => {
+                        format!("serving the previous token until it expires at {}", clock::rfc3339(exp))
+                    }
+                    Some(_) => "the previous token has expired: answering 503".to_string(),
+                    None => "no token to serve yet: answering 503".to_string(),
+                };
+                let wait = retry_delay(failures);
+                let hint = e.hint_text().map(|h| format!(" (hint: {h})")).unwrap_or_default();
+                eprintln!(
+                    "{TOOL}: metadata server: refreshing the token failed: {}{}; {serving}; retrying in {wait} s",
+                    crate::secret::scrub(&e.to_string()),
+                    crate::secret::scrub(&hint),
+                );
+                wait
+            }
+        };
+        std::thread::sleep(Duration::from_secs(wait));
+    }
+}
+
+/// One fetch through wif-get's client, which must also tell when the token expires.
+fn fetch(cli: &Cli, s: &Settings, plan: &Plan) -> Result<Current> {
+    let (token, section) = get::fetch_and_store(cli, s, plan)?;
+    let doing = || format!("fetching {}", plan.url_for_messages());
+    let Some(exp) = section.expires_at.as_deref() else {
+        return Err(Error::input("the server did not say when the token expires and it is not a JWT")
+            .context(doing())
+            .hint("give --assume-ttl (e.g. 55m), or serve the token with wif-serve, which sends X-Token-Expires-At"));
+    };
+    let expires_at = clock::parse_rfc3339(exp)?;
+    if expires_at <= clock::now_unix() {
+        return Err(Error::new(Kind::Unavailable, format!("the server gave a token that expired at {exp}"))
+            .context(doing())
+            .hint("the server's refresh job is behind; check it (wif-serve answers 503 for expired tokens)"));
+    }
+    Ok(Current { token, expires_at })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        let st = State::new(Identity {
+            email: "app@p.iam.gserviceaccount.com".into(),
+            project_id: Some("p".into()),
+            project_number: Some(42),
+            scopes: vec![DEFAULT_SCOPE.into()],
+        });
+        st.set(Current { token: Secret::new("ya29.test-token-value"), expires_at: 1_000 });
+        st
+    }
+
+    fn get(st: &State, path: &str) -> Reply {
+        answer(st, "GET", path, &[("Metadata-Flavor".into(), "Google".into())], 400)
+    }
+
+    #[test]
+    fn token_and_listings() {
+        let st = state();
+        let r = get(&st, "/computeMetadata/v1/instance/service-accounts/default/token?scopes=x");
+        assert_eq!((r.status, r.content_type), (200, JSON));
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["expires_in"], 600);
+        assert_eq!(v["token_type"], "Bearer");
+        let r = get(&st, "/computeMetadata/v1/instance/service-accounts/app@p.iam.gserviceaccount.com/token");
+        assert_eq!(r.status, 200);
+        let r = get(&st, "/computeMetadata/v1/instance/service-accounts/default/?recursive=true");
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"aliases":["default"],"email":"app@p.iam.gserviceaccount.com","scopes":[DEFAULT_SCOPE]})
+        );
+        let r = get(&st, "/computeMetadata/v1/project/?recursive=true");
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v, serde_json::json!({"numericProjectId": 42, "projectId": "p"}));
+        let r = get(&st, "/computeMetadata/v1/instance/service-accounts/");
+        assert_eq!(String::from_utf8(r.body).unwrap(), "default/\napp@p.iam.gserviceaccount.com/\n");
+        assert_eq!(get(&st, "/computeMetadata/v1/instance/zone").status, 404);
+        assert!(format!("{:?}", get(&st, "/computeMetadata/v1/instance/service-accounts/default/token"))
+            .starts_with("Reply(200"));
+    }
+
+    #[test]
+    fn expired_tokens_are_not_served() {
+        let st = state();
+        let r = answer(
+            &st,
+            "GET",
+            "/computeMetadata/v1/instance/service-accounts/default/token",
+            &[("Metadata-Flavor".into(), "Google".into())],
+            1_000,
+        );
+        assert_eq!(r.status, 503);
+    }
+
+    #[test]
+    fn refresh_timing() {
+        // A fresh hour-long token: refreshed when a quarter is left.
+        assert_eq!(refresh_delay(3600, 300), 2700);
+        // Below the margin already: poll, at most every 30 s, never past expiry.
+        assert_eq!(refresh_delay(200, 300), 30);
+        assert_eq!(refresh_delay(4, 300), 2);
+        assert_eq!(refresh_delay(12, 6), 6);
+        assert_eq!((retry_delay(1), retry_delay(2), retry_delay(3), retry_delay(30)), (1, 2, 4, 60));
+    }
+}

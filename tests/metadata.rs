@@ -1,0 +1,449 @@
+//! `wif-get --metadata-server`: a real wif-serve with real mTLS on loopback, wif-get keeping
+//! the token fresh from it, and unmodified google-auth (Compute Engine credentials) using it.
+
+use crate::common::server::{read_response, write_token, Resp, Server};
+use crate::common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "ya29.c.metadata-server-token-A_0123456789abcdef";
+const TOKEN_B: &str = "ya29.c.metadata-server-token-B_fedcba9876543210";
+const EMAIL: &str = "wif-demo@wif-demo.iam.gserviceaccount.com";
+const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// A running `wif-get --metadata-server`; killed when dropped.
+struct Mds {
+    child: Child,
+    host: String,
+    lines: Receiver<String>,
+    err: Arc<Mutex<Vec<String>>>,
+}
+
+impl Mds {
+    /// Starts it against wif-serve on `port` with the good client identity, plus `extra`.
+    fn start(port: u16, extra: &[&str]) -> Mds {
+        let url = format!("https://localhost:{port}/get_wif_token");
+        let mut args: Vec<String> =
+            ["--url", &url, "--cert", &pki_file("client.crt"), "--key", &pki_file("client.key")]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        args.extend(["--ca".into(), pki_file("ca-chain.crt"), "--metadata-server".into(), "127.0.0.1:0".into()]);
+        args.extend(["--service-account".into(), EMAIL.into()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Mds::spawn(&args).unwrap_or_else(|(code, err)| panic!("wif-get exited {code:?} at start: {err}"))
+    }
+
+    /// Spawns wif-get with `args`; the exit code and stderr if it ends before listening.
+    fn spawn(args: &[String]) -> Result<Mds, (Option<i32>, String)> {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("wif-get"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("WIF_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("starting wif-get");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let err = Arc::new(Mutex::new(Vec::new()));
+        let (stderr, collected) = (child.stderr.take().unwrap(), err.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                collected.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        if first.is_empty() {
+            let code = child.wait().unwrap().code();
+            std::thread::sleep(Duration::from_millis(100));
+            return Err((code, err.lock().unwrap().join("\n")));
+        }
+        let v: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("first line {first:?}: {e}"));
+        assert_eq!(v["event"], "listening", "{v}");
+        assert_eq!(v["metadata_host"], v["address"]);
+        let host = v["address"].as_str().unwrap().to_string();
+        assert!(host.starts_with("127.0.0.1:") && !host.ends_with(":0"), "{host}");
+        Ok(Mds { child, host, lines, err })
+    }
+
+    /// Waits for a stderr line containing `what`.
+    fn wait_stderr(&self, what: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        if let Some(l) = self.err.lock().unwrap().iter().find(|l| l.contains(what)) {
+            return l.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return l,
+                Ok(_) => {}
+                Err(_) => panic!("no stderr line with {what:?}; stderr: {:#?}", self.err.lock().unwrap()),
+            }
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().join("\n")
+    }
+
+    /// One request with the given extra header lines.
+    fn request(&self, method: &str, path: &str, headers: &[&str]) -> Resp {
+        let mut s = TcpStream::connect(&self.host).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.host);
+        for h in headers {
+            raw.push_str(h);
+            raw.push_str("\r\n");
+        }
+        raw.push_str("\r\n");
+        s.write_all(raw.as_bytes()).unwrap();
+        read_response(&mut s, method == "HEAD").unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// GET with `Metadata-Flavor: Google`, as client libraries send it.
+    fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, &["Metadata-Flavor: Google"])
+    }
+
+    fn token(&self) -> Resp {
+        self.get("/computeMetadata/v1/instance/service-accounts/default/token")
+    }
+
+    /// Waits (up to 20 s) for the process to end after `what`; its exit code.
+    fn wait_exit(&mut self, what: &str) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "wif-get did not end after {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Let the stderr reader take the last lines.
+        std::thread::sleep(Duration::from_millis(100));
+        status.code()
+    }
+
+    /// SIGTERM; expects exit 0 and no token on stderr.
+    fn stop_cleanly(mut self, secrets: &[&str]) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+        let code = self.wait_exit("SIGTERM");
+        let err = self.stderr();
+        assert_eq!(code, Some(0), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        for s in secrets {
+            assert!(!err.contains(s), "the token appeared on stderr");
+        }
+    }
+}
+
+impl Drop for Mds {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &Path, token: &str, ttl: i64) -> (Server, String) {
+    let path = dir.join("wif_token.txt");
+    let exp = write_token(&path, token, ttl);
+    (Server::start(&path, &[]), exp)
+}
+
+fn body_json(r: &Resp) -> Value {
+    r.json()
+}
+
+#[test]
+fn google_auth_compute_engine_credentials_get_our_token() {
+    if !python_has("google.auth,requests") {
+        return;
+    }
+    let dir = tempdir();
+    let (server, exp) = serve(dir.path(), TOKEN, 3600);
+    let mds = Mds::start(server.port, &["--project-id", "wif-demo", "--project-number", "123456789012"]);
+    mds.wait_stderr("fetched the token", 20);
+
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/google_auth_metadata.py");
+    let mut py = Command::new("python3");
+    py.arg(script)
+        .env("GCE_METADATA_HOST", &mds.host)
+        .env("GCE_METADATA_IP", &mds.host)
+        .env("HOME", &home)
+        .env("CLOUDSDK_CONFIG", home.join("gcloud"))
+        .env("GCE_METADATA_DETECT_RETRIES", "1");
+    for var in [
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "GOOGLE_CLOUD_PROJECT",
+        "GCLOUD_PROJECT",
+        "GCE_METADATA_ROOT",
+        "GCE_METADATA_MTLS_MODE",
+        "NO_GCE_CHECK",
+        "GOOGLE_CLOUD_QUOTA_PROJECT",
+    ] {
+        py.env_remove(var);
+    }
+    let out = py.output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("google-auth printed no JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out))
+    });
+    assert!(out.status.success(), "{v}\n{}", stderr(&out));
+    assert_eq!(v["on_gce"], true, "{v}");
+    assert_eq!(v["default_type"], "google.auth.compute_engine.credentials.Credentials", "{v}");
+    assert_eq!(v["default_project"], "wif-demo");
+    assert_eq!(v["token"], TOKEN);
+    assert_eq!(v["service_account_email"], EMAIL);
+    assert_eq!(v["scopes"], json!([CLOUD_PLATFORM]));
+    assert_eq!(v["valid"], true);
+    let want = wif::clock::parse_rfc3339(&exp).unwrap();
+    let got = v["expiry"].as_i64().unwrap();
+    assert!((got - want).abs() <= 5, "google-auth's expiry {got} vs the token's {want}");
+    mds.stop_cleanly(&[TOKEN]);
+}
+
+#[test]
+fn answers_like_the_metadata_server() {
+    let dir = tempdir();
+    let (server, exp) = serve(dir.path(), TOKEN, 3600);
+    let mds = Mds::start(server.port, &["--project-id", "wif-demo", "--scopes", "a,b"]);
+    mds.wait_stderr("fetched the token", 20);
+
+    // The detection probe needs no header; every answer carries Metadata-Flavor: Google.
+    let r = mds.request("GET", "/", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("metadata-flavor"), Some("Google"));
+    assert_eq!(r.header("content-type"), Some("application/text"));
+
+    let r = mds.token();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("metadata-flavor"), Some("Google"));
+    let t = body_json(&r);
+    assert_eq!(t["access_token"], TOKEN);
+    assert_eq!(t["token_type"], "Bearer");
+    let left = wif::clock::parse_rfc3339(&exp).unwrap() - wif::clock::now_unix();
+    assert!((t["expires_in"].as_i64().unwrap() - left).abs() <= 3, "{t} vs {left}");
+    // The email alias, and requested scopes (served the token as issued).
+    let r = mds.get(&format!("/computeMetadata/v1/instance/service-accounts/{EMAIL}/token?scopes=x,y"));
+    assert_eq!(body_json(&r)["access_token"], TOKEN);
+
+    let r = mds.get("/computeMetadata/v1/instance/service-accounts/default/email");
+    assert_eq!((r.status, r.header("content-type")), (200, Some("application/text")));
+    assert_eq!(r.body, EMAIL.as_bytes());
+    let r = mds.get("/computeMetadata/v1/instance/service-accounts/default/scopes");
+    assert_eq!(String::from_utf8(r.body).unwrap().lines().collect::<Vec<_>>(), ["a", "b"]);
+    let r = mds.get("/computeMetadata/v1/instance/service-accounts/default/?recursive=true");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(body_json(&r), json!({"aliases": ["default"], "email": EMAIL, "scopes": ["a", "b"]}));
+    let r = mds.get("/computeMetadata/v1/instance/service-accounts/");
+    assert_eq!(String::from_utf8(r.body).unwrap().lines().collect::<Vec<_>>(), ["default/", &format!("{EMAIL}/")]);
+    let r = mds.get("/computeMetadata/v1/project/project-id");
+    assert_eq!((r.status, r.body.as_slice()), (200, b"wif-demo".as_slice()));
+    // Not configured, not served.
+    assert_eq!(mds.get("/computeMetadata/v1/project/numeric-project-id").status, 404);
+    assert_eq!(mds.get("/computeMetadata/v1/instance/zone").status, 404);
+    assert_eq!(mds.get("/elsewhere").status, 404);
+
+    // Without Metadata-Flavor: Google, or through a proxy: 403, still with the flavor header.
+    for headers in
+        [&[][..], &["Metadata-Flavor: Other"][..], &["Metadata-Flavor: Google", "X-Forwarded-For: 10.1.2.3"][..]]
+    {
+        let r = mds.request("GET", "/computeMetadata/v1/instance/service-accounts/default/token", headers);
+        assert_eq!(r.status, 403, "{headers:?}");
+        assert_eq!(r.header("metadata-flavor"), Some("Google"));
+        assert!(!String::from_utf8_lossy(&r.body).contains(TOKEN));
+    }
+    assert_eq!(mds.request("GET", "/", &["X-Forwarded-For: 10.1.2.3"]).status, 403);
+    assert_eq!(mds.request("POST", "/computeMetadata/v1/project/project-id", &["Metadata-Flavor: Google"]).status, 405);
+
+    // Clients that connect and say nothing do not hold up the others.
+    let idle: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = TcpStream::connect(&mds.host).unwrap();
+            s.write_all(b"GET /computeMetadata/v1/ HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    assert_eq!(body_json(&mds.token())["access_token"], TOKEN);
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    drop(idle);
+    assert!(mds.stderr().contains("asked for scopes x,y"), "{}", mds.stderr());
+    mds.stop_cleanly(&[TOKEN]);
+}
+
+#[test]
+fn refreshes_when_the_token_runs_low_and_serves_the_last_good_one_through_failures() {
+    let dir = tempdir();
+    let path = dir.path().join("wif_token.txt");
+    write_token(&path, TOKEN, 12);
+    let server = Server::start(&path, &[]);
+    let mds = Mds::start(server.port, &["--min-ttl", "6s", "--retries", "0"]);
+    mds.wait_stderr("fetched the token", 20);
+    assert_eq!(body_json(&mds.token())["access_token"], TOKEN);
+    // The server's token changes; wif-get picks it up when A has 6 s left.
+    write_token(&path, TOKEN_B, 3600);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let t = loop {
+        let t = body_json(&mds.token());
+        if t["access_token"] == TOKEN_B {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "still serving A: {}", mds.stderr());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(t["expires_in"].as_i64().unwrap() > 3500, "{t}");
+    let fetched = mds.stderr().lines().filter(|l| l.contains("fetched the token")).count();
+    assert_eq!(fetched, 2, "{}", mds.stderr());
+    drop(server);
+    mds.stop_cleanly(&[TOKEN, TOKEN_B]);
+
+    // wif-serve goes away: the last good token is served until it expires, then 503.
+    let dir = tempdir();
+    let (server, _) = serve(dir.path(), TOKEN, 10);
+    let mds = Mds::start(server.port, &["--min-ttl", "8s", "--retries", "0"]);
+    mds.wait_stderr("fetched the token", 20);
+    drop(server);
+    let failed = mds.wait_stderr("refreshing the token failed", 20);
+    assert!(failed.contains("serving the previous token until"), "{failed}");
+    assert_eq!(body_json(&mds.token())["access_token"], TOKEN);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = mds.token();
+        if r.status == 503 {
+            assert!(!String::from_utf8_lossy(&r.body).contains(TOKEN));
+            break;
+        }
+        assert_eq!(body_json(&r)["access_token"], TOKEN);
+        assert!(Instant::now() < deadline, "an expired token is still served");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    mds.stop_cleanly(&[TOKEN]);
+}
+
+#[test]
+fn wif_serve_down_at_start_is_retried_until_it_answers() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mds = Mds::start(port, &["--retries", "0"]);
+    let failed = mds.wait_stderr("refreshing the token failed", 20);
+    assert!(failed.contains("connection refused") && failed.contains("no token to serve yet"), "{failed}");
+    assert!(failed.contains("retrying in"), "{failed}");
+    // Detection still works; the token is 503 (client libraries retry that).
+    assert_eq!(mds.request("GET", "/", &[]).status, 200);
+    let r = mds.token();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("metadata-flavor"), Some("Google"));
+
+    let dir = tempdir();
+    let path = dir.path().join("wif_token.txt");
+    write_token(&path, TOKEN, 3600);
+    let mut args = crate::common::server::server_args(&pki_file("ca-chain.crt"), &path);
+    args[1] = format!("127.0.0.1:{port}");
+    let _server = Server::spawn(&args, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while mds.token().status != 200 {
+        assert!(Instant::now() < deadline, "never fetched: {}", mds.stderr());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(body_json(&mds.token())["access_token"], TOKEN);
+    mds.stop_cleanly(&[TOKEN]);
+}
+
+#[test]
+fn refused_at_start_exits_with_the_error() {
+    let dir = tempdir();
+    let (server, _) = serve(dir.path(), TOKEN, 3600);
+    let args: Vec<String> = [
+        "--url",
+        &format!("https://localhost:{}/get_wif_token", server.port),
+        "--cert",
+        &pki_file("other-client.crt"),
+        "--key",
+        &pki_file("other-client.key"),
+        "--ca",
+        &pki_file("ca-chain.crt"),
+        "--metadata-server",
+        "127.0.0.1:0",
+        "--service-account",
+        EMAIL,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut mds = Mds::spawn(&args).unwrap_or_else(|e| panic!("exited before listening: {e:?}"));
+    let code = mds.wait_exit("a refused client certificate");
+    let err = mds.stderr();
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("wif-get: starting the metadata server: fetching https://localhost:"), "{err}");
+    assert!(err.contains("refused our client certificate") && err.contains("wif-get: hint:"), "{err}");
+}
+
+#[test]
+fn only_loopback_and_complete_settings_are_accepted() {
+    let base = |addr: &str| -> Vec<String> {
+        ["--url", "https://localhost:1/get_wif_token", "--cert", "c", "--key", "k", "--ca", "ca"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--metadata-server".to_string(), addr.to_string()])
+            .collect()
+    };
+    for addr in ["0.0.0.0:0", "192.0.2.1:8080", "[::]:0", "8080"] {
+        let out = bin("wif-get").args(base(addr)).args(["--service-account", EMAIL]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{addr}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("is not a loopback ADDRESS:PORT") && err.contains("wif-get: hint:"), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+    // The service account is required, and must look like one.
+    let out = bin("wif-get").args(base("127.0.0.1:0")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("WIF_GET_SERVICE_ACCOUNT") && stderr(&out).contains("get_service_account"));
+    let out = bin("wif-get").args(base("127.0.0.1:0")).args(["--service-account", "default"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = bin("wif-get")
+        .args(base("127.0.0.1:0"))
+        .args(["--service-account", EMAIL, "--project-number", "wif-demo"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--project-number"));
+}
+
+#[test]
+fn settings_come_from_the_config() {
+    let dir = tempdir();
+    let (server, _) = serve(dir.path(), TOKEN, 3600);
+    let cfg = dir.path().join("get.json");
+    let config = json!({
+        "get_url": format!("https://localhost:{}/get_wif_token", server.port),
+        "get_cert": pki_file("client.crt"),
+        "get_key": pki_file("client.key"),
+        "get_ca": pki_file("ca-chain.crt"),
+        "get_metadata_server": "127.0.0.1:0",
+        "get_service_account": EMAIL,
+        "get_project_id": "from-config",
+        "get_project_number": 123456789012u64,
+        "get_scopes": [CLOUD_PLATFORM, "https://www.googleapis.com/auth/userinfo.email"],
+    });
+    std::fs::write(&cfg, config.to_string()).unwrap();
+    let mds = Mds::spawn(&["--config".to_string(), cfg.display().to_string()]).unwrap_or_else(|e| panic!("{e:?}"));
+    mds.wait_stderr("fetched the token", 20);
+    assert!(!mds.stderr().contains("warning"), "{}", mds.stderr());
+    let r = mds.get("/computeMetadata/v1/project/?recursive=true");
+    assert_eq!(body_json(&r), json!({"numericProjectId": 123456789012u64, "projectId": "from-config"}));
+    let r = mds.get("/computeMetadata/v1/instance/service-accounts/default/?recursive=true");
+    assert_eq!(body_json(&r)["scopes"], config["get_scopes"]);
+    mds.stop_cleanly(&[TOKEN]);
+}
