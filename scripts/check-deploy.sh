@@ -12,7 +12,8 @@
 #      sidecar's command (wif-refresh-loop, against wif-emulate) writes the token, the
 #      server container's command serves it, and the probe commands taken from
 #      deploy/kubernetes/deployment.yaml answer: live and not ready before the token,
-#      ready after it, and a client of another CA is refused.
+#      ready after it, a client of another CA is refused, and a kubelet-style update of
+#      the certificate Secret (the ..data symlink swapped) is picked up without a restart.
 #   5. Every manifest validates against the Kubernetes 1.29 and latest schemas (PyPI
 #      kubernetes-validate, schemas bundled) and wif's own rules (scripts/check_deploy.py).
 #   6. Self-test: broken manifests, a Dockerfile running as root and a .dockerignore that
@@ -129,6 +130,19 @@ server_url() { # server_url LOG PID
 pids+=($!)
 emu=$(server_url "$work/emulator.log" $!)
 
+# The server's certificate Secret as the kubelet lays out a secret volume: each file a
+# symlink through ..data to a timestamped directory, all swapped at once on an update.
+kubelet_secret_dir() { # kubelet_secret_dir DIR VERSION: (re)point DIR/..data at a new copy
+  install -d -m 0755 "$1/..$2"
+  cp "$work/pki/server-chain.crt" "$1/..$2/tls.crt"
+  cp "$work/pki/server.key" "$1/..$2/tls.key"
+  cp "$work/pki/ca-chain.crt" "$1/..$2/ca.crt"
+  [[ $(id -u) == 0 ]] && chown -R "$uid:$uid" "$1/..$2"
+  ln -sfn "..$2" "$1/..data_tmp" && mv -T "$1/..data_tmp" "$1/..data"
+  for f in tls.crt tls.key ca.crt; do [[ -L $1/$f ]] || ln -s "..data/$f" "$1/$f"; done
+}
+kubelet_secret_dir "$work/tls" 1
+
 # The manifests' container commands, with the pod's paths mapped to the rehearsal's.
 refresher_cmd=() serve_cmd=() ready_cmd=() live_cmd=()
 eval "$(python3 - "$work" <<'EOF'
@@ -139,9 +153,7 @@ spec = dep["spec"]["template"]["spec"]
 paths = {
     "/var/run/wif/": f"{work}/token/",
     "/etc/wif/config/": f"{work}/",
-    "/etc/wif/tls/tls.crt": f"{work}/pki/server-chain.crt",
-    "/etc/wif/tls/tls.key": f"{work}/pki/server.key",
-    "/etc/wif/tls/ca.crt": f"{work}/pki/ca-chain.crt",
+    "/etc/wif/tls/": f"{work}/tls/",
     "/etc/wif/client-ca/ca.crt": f"{work}/pki/ca-chain.crt",
     "/etc/wif/probe/tls.crt": f"{work}/pki/client.crt",
     "/etc/wif/probe/tls.key": f"{work}/pki/client.key",
@@ -215,6 +227,17 @@ if (cd "$work" && run wif-get --url "$url" --cert pki/other-client.crt --key pki
   die "a client of another CA got the token"
 fi
 echo "wif-get fetched the refresher's token over mTLS; a client of another CA was refused"
+# cert-manager renews, the kubelet swaps ..data: wif-serve re-reads the files by itself.
+! grep -q '"event":"reload".*"what":"tls"' "$work/serve.log" || die "a tls reload before any certificate change"
+kubelet_secret_dir "$work/tls" 2
+sleep 1.1
+for ((i = 0; i < 50; i++)); do
+  run "${ready_cmd[@]}" 2>/dev/null || die "readiness probe failed after the certificate swap"
+  grep -q '"event":"reload".*"what":"tls"' "$work/serve.log" && break
+  sleep 0.2
+done
+grep -q '"event":"reload".*"what":"tls"' "$work/serve.log" || die "wif-serve did not notice the kubelet-style certificate swap"
+echo "a kubelet-style secret update (..data swapped) was picked up: wif-serve logged a tls reload"
 # SIGTERM stops the refresher loop at once (it sleeps for an hour otherwise) with status 0.
 kill -TERM "$refresher_pid"
 wait "$refresher_pid" || die "wif-refresh-loop exited $? on SIGTERM"
