@@ -16,7 +16,11 @@
 #      the certificate Secret (the ..data symlink swapped) is picked up without a restart.
 #   5. Every manifest validates against the Kubernetes 1.29 and latest schemas (PyPI
 #      kubernetes-validate, schemas bundled) and wif's own rules (scripts/check_deploy.py).
-#   6. Self-test: broken manifests, a Dockerfile running as root and a .dockerignore that
+#   6. The VM-fleet units scripts/systemd/wif-fetch.{service,timer}: systemd-analyze
+#      verify (where installed), wif-get's flags, the same user and token file as
+#      wif-serve.service. (Step 4 also runs the fleet's chain: refresher → wif-serve →
+#      wif-get → a second wif-serve.)
+#   7. Self-test: broken manifests, a Dockerfile running as root and a .dockerignore that
 #      drops a source or lets keys in must all be rejected.
 #
 # usage: scripts/check-deploy.sh
@@ -227,6 +231,16 @@ if (cd "$work" && run wif-get --url "$url" --cert pki/other-client.crt --key pki
   die "a client of another CA got the token"
 fi
 echo "wif-get fetched the refresher's token over mTLS; a client of another CA was refused"
+# The VM-fleet chain (docs/DEPLOY.md): a second server publishes the copy wif-get made.
+(cd "$work" && exec "${image[@]}" ${as_image_user[@]+"${as_image_user[@]}"} wif-serve --listen 127.0.0.1:0 \
+  --cert pki/server-chain.crt --key pki/server.key --client-ca pki/ca-chain.crt \
+  --token token/fetched.txt >serve2.log 2>serve2.log.err) &
+pids+=($!)
+url2=$(server_url "$work/serve2.log" $!)
+port2=${url2##*:}
+run "${ready_cmd[@]:0:${#ready_cmd[@]}-2}" --url "https://localhost:${port2%%/*}/healthz" ||
+  die "a server publishing the wif-get copy is not ready"
+echo "a second wif-serve publishing wif-get's copy is ready (the VM-fleet chain)"
 # cert-manager renews, the kubelet swaps ..data: wif-serve re-reads the files by itself.
 ! grep -q '"event":"reload".*"what":"tls"' "$work/serve.log" || die "a tls reload before any certificate change"
 kubelet_secret_dir "$work/tls" 2
@@ -254,7 +268,35 @@ else
   echo "kubectl not installed: the kustomization's rendering is not checked"
 fi
 
-say "6. Self-test: the checks reject broken inputs"
+say "6. scripts/systemd/wif-fetch.{service,timer} (VM fleets)"
+fetch_exec=$(sed -n 's/^ExecStart=//p' scripts/systemd/wif-fetch.service)
+serve_exec=$(sed -n 's/^ExecStart=//p' scripts/systemd/wif-serve.service)
+read -ra words <<<"$fetch_exec"
+[[ ${words[0]} == /usr/local/bin/wif-get ]] || die "wif-fetch.service does not run /usr/local/bin/wif-get"
+help=$(run wif-get --help)
+for w in "${words[@]}"; do
+  [[ $w != --* || $help == *"$w "* ]] || die "wif-fetch.service: wif-get has no $w"
+done
+out=$(grep -o -- '--out [^ ]*' <<<"$fetch_exec")
+token=$(grep -o -- '--token [^ ]*' <<<"$serve_exec")
+[[ ${out#--out } == "${token#--token }" ]] || die "wif-fetch.service writes ${out#--out }, wif-serve.service serves ${token#--token }"
+for key in DynamicUser User Group StateDirectory; do
+  a=$(grep "^$key=" scripts/systemd/wif-fetch.service) b=$(grep "^$key=" scripts/systemd/wif-serve.service)
+  [[ $a == "$b" ]] || die "wif-fetch.service and wif-serve.service differ in $key ($a vs $b)"
+done
+if command -v systemd-analyze >/dev/null && systemd-analyze --version >/dev/null 2>&1; then
+  install -d "$work/units"
+  sed "s#/usr/local/bin/wif-get#$stage/usr/local/bin/wif-get#" scripts/systemd/wif-fetch.service >"$work/units/wif-fetch.service"
+  cp scripts/systemd/wif-fetch.timer "$work/units/"
+  (cd "$work/units" && systemd-analyze verify --man=no wif-fetch.service wif-fetch.timer) ||
+    die "systemd-analyze verify failed for wif-fetch"
+  echo "systemd-analyze verify: clean; $(systemd-analyze security --offline=yes "$work/units/wif-fetch.service" 2>/dev/null | tail -n 1)"
+else
+  echo "systemd-analyze not available: unit syntax not verified"
+fi
+echo "wif-fetch.service: wif-get flags exist, writes the file wif-serve.service serves, same user and state directory"
+
+say "7. Self-test: the checks reject broken inputs"
 python3 scripts/check_deploy.py self-test
 sed 's/^USER 65532:65532$/USER root/' Dockerfile >"$work/Dockerfile.root"
 cmp -s Dockerfile "$work/Dockerfile.root" && die "self-test: found no USER 65532:65532 line to break"
