@@ -17,7 +17,7 @@
 # Honours CARGO_TARGET_DIR. ROOT must not exist or be empty.
 set -euo pipefail
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 profile=release build=1 root=
 while (($#)); do
   case $1 in
