@@ -33,6 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${WIF_IMAGE_PROFILE:-debug}
 uid=65532
+target_dir=${CARGO_TARGET_DIR:-target}
 
 say() { printf '\n== %s\n' "$*"; }
 die() {
@@ -70,7 +71,7 @@ echo "Dockerfile: clean"
 say "2-3. scripts/container/build-rootfs.sh --profile $profile into a staging root"
 stage=$work/rootfs
 scripts/container/build-rootfs.sh --profile "$profile" "$stage"
-python3 scripts/check_deploy.py context "target/$profile"
+python3 scripts/check_deploy.py context "$target_dir/$profile"
 
 # Exactly these files, with these modes, owned by whoever built them (root in the image).
 expected=$(
@@ -303,12 +304,12 @@ cmp -s Dockerfile "$work/Dockerfile.root" && die "self-test: found no USER 65532
 if "$hadolint" "$work/Dockerfile.root" >/dev/null; then die "self-test: hadolint passed a Dockerfile that runs as root"; fi
 echo "  caught a Dockerfile running as root (hadolint DL3002)"
 grep -v '^!examples/emulator.json$' .dockerignore >"$work/ignore.no-source"
-if python3 scripts/check_deploy.py context "target/$profile" "$work/ignore.no-source" 2>/dev/null; then
+if python3 scripts/check_deploy.py context "$target_dir/$profile" "$work/ignore.no-source" 2>/dev/null; then
   die "self-test: a context without examples/emulator.json (include_str!) passed"
 fi
 echo "  caught a build context missing a source the build reads"
 printf '!fuzz/\n' | cat .dockerignore - >"$work/ignore.keys"
-if python3 scripts/check_deploy.py context "target/$profile" "$work/ignore.keys" 2>/dev/null; then
+if python3 scripts/check_deploy.py context "$target_dir/$profile" "$work/ignore.keys" 2>/dev/null; then
   die "self-test: a context holding fuzz/corpus/keys/*.key passed"
 fi
 echo "  caught a build context holding private keys"
