@@ -163,6 +163,7 @@ paths = {
     "/etc/wif/probe/tls.crt": f"{work}/pki/client.crt",
     "/etc/wif/probe/tls.key": f"{work}/pki/client.key",
     "0.0.0.0:8443": "127.0.0.1:0",
+    "0.0.0.0:9464": "127.0.0.1:0",
 }
 def mapped(cmd):
     out = []
@@ -222,6 +223,20 @@ run "${ready_cmd[@]}" || die "readiness probe still failing after the refresher 
 grep -q 'wif-refresh: refreshed' "$work/refresher.log" || die "no refresh logged: $(cat "$work/refresher.log")"
 run "${live_cmd[@]}" || die "liveness probe failed with a token"
 echo "after the refresher's first run: ready and live; $(cat "$work/refresher.log")"
+# The manifest's --metrics-listen: what a Prometheus scrape of the pod reads.
+python3 - "$work/serve.log" <<'EOF' || die "the metrics listener of the manifest's wif-serve"
+import json, sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+url = json.loads(open(sys.argv[1]).readline())["metrics_url"]
+text = urllib.request.urlopen(url, timeout=5).read().decode()
+samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for f in text_string_to_metric_families(text) for s in f.samples}
+assert samples[("wif_serve_token_available", ())] == 1, "token not available"
+assert samples[("wif_serve_token_expires_in_seconds", ())] > 600, "token about to expire"
+ready = samples[("wif_serve_requests_total", (("route", "/healthz"), ("status", "200")))]
+assert ready >= 1, "no successful readiness probe counted"
+print(f"metrics at {url}: token available, {ready:.0f} ready probes counted")
+EOF
 owner_mode=$(stat -c '%u %a' "$work/token/wif_token.txt")
 [[ $(id -u) != 0 || $owner_mode == "$uid 600" ]] || die "token file is '$owner_mode', want UID $uid mode 600"
 (cd "$work" && run wif-get --url "$url" --cert pki/client.crt --key pki/client.key --ca pki/ca-chain.crt \
