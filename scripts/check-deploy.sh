@@ -16,9 +16,9 @@
 #      the certificate Secret (the ..data symlink swapped) is picked up without a restart.
 #   5. Every manifest validates against the Kubernetes 1.29 and latest schemas (PyPI
 #      kubernetes-validate, schemas bundled) and wif's own rules (scripts/check_deploy.py).
-#   6. The VM-fleet units scripts/systemd/wif-fetch.{service,timer}: systemd-analyze
-#      verify (where installed), wif-get's flags, the same user and token file as
-#      wif-serve.service. (Step 4 also runs the fleet's chain: refresher → wif-serve →
+#   6. The VM-fleet units scripts/systemd/wif-fetch.{service,timer} and the consumer
+#      hosts' wif-metadata.service: systemd-analyze verify (where installed), wif-get's
+#      flags, the same user and token file as wif-serve.service, a loopback address. (Step 4 also runs the fleet's chain: refresher → wif-serve →
 #      wif-get → a second wif-serve.)
 #   7. Self-test: broken manifests, a Dockerfile running as root and a .dockerignore that
 #      drops a source or lets keys in must all be rejected.
@@ -284,15 +284,22 @@ else
   echo "kubectl not installed: the kustomization's rendering is not checked"
 fi
 
-say "6. scripts/systemd/wif-fetch.{service,timer} (VM fleets)"
+say "6. scripts/systemd/wif-fetch.{service,timer} (VM fleets), wif-metadata.service (consumer hosts)"
+help=$(run wif-get --help)
+# unit_runs_wif_get UNIT: its ExecStart runs /usr/local/bin/wif-get with flags it has.
+unit_runs_wif_get() {
+  local exec w words
+  exec=$(sed -n 's/^ExecStart=//p' "scripts/systemd/$1")
+  read -ra words <<<"$exec"
+  [[ ${words[0]} == /usr/local/bin/wif-get ]] || die "$1 does not run /usr/local/bin/wif-get"
+  for w in "${words[@]}"; do
+    [[ $w != --* || $help == *"$w "* ]] || die "$1: wif-get has no $w"
+  done
+}
+unit_runs_wif_get wif-fetch.service
+unit_runs_wif_get wif-metadata.service
 fetch_exec=$(sed -n 's/^ExecStart=//p' scripts/systemd/wif-fetch.service)
 serve_exec=$(sed -n 's/^ExecStart=//p' scripts/systemd/wif-serve.service)
-read -ra words <<<"$fetch_exec"
-[[ ${words[0]} == /usr/local/bin/wif-get ]] || die "wif-fetch.service does not run /usr/local/bin/wif-get"
-help=$(run wif-get --help)
-for w in "${words[@]}"; do
-  [[ $w != --* || $help == *"$w "* ]] || die "wif-fetch.service: wif-get has no $w"
-done
 out=$(grep -o -- '--out [^ ]*' <<<"$fetch_exec")
 token=$(grep -o -- '--token [^ ]*' <<<"$serve_exec")
 [[ ${out#--out } == "${token#--token }" ]] || die "wif-fetch.service writes ${out#--out }, wif-serve.service serves ${token#--token }"
@@ -300,17 +307,24 @@ for key in DynamicUser User Group StateDirectory; do
   a=$(grep "^$key=" scripts/systemd/wif-fetch.service) b=$(grep "^$key=" scripts/systemd/wif-serve.service)
   [[ $a == "$b" ]] || die "wif-fetch.service and wif-serve.service differ in $key ($a vs $b)"
 done
+grep -q -- '--metadata-server 127\.0\.0\.1:' scripts/systemd/wif-metadata.service ||
+  die "wif-metadata.service must listen on loopback"
 if command -v systemd-analyze >/dev/null && systemd-analyze --version >/dev/null 2>&1; then
   install -d "$work/units"
-  sed "s#/usr/local/bin/wif-get#$stage/usr/local/bin/wif-get#" scripts/systemd/wif-fetch.service >"$work/units/wif-fetch.service"
+  for unit in wif-fetch.service wif-metadata.service; do
+    sed "s#/usr/local/bin/wif-get#$stage/usr/local/bin/wif-get#" "scripts/systemd/$unit" >"$work/units/$unit"
+  done
   cp scripts/systemd/wif-fetch.timer "$work/units/"
-  (cd "$work/units" && systemd-analyze verify --man=no wif-fetch.service wif-fetch.timer) ||
-    die "systemd-analyze verify failed for wif-fetch"
-  echo "systemd-analyze verify: clean; $(systemd-analyze security --offline=yes "$work/units/wif-fetch.service" 2>/dev/null | tail -n 1)"
+  (cd "$work/units" && systemd-analyze verify --man=no wif-fetch.service wif-fetch.timer wif-metadata.service) ||
+    die "systemd-analyze verify failed for wif-fetch or wif-metadata"
+  for unit in wif-fetch.service wif-metadata.service; do
+    echo "systemd-analyze verify: clean; $(systemd-analyze security --offline=yes "$work/units/$unit" 2>/dev/null | tail -n 1)"
+  done
 else
   echo "systemd-analyze not available: unit syntax not verified"
 fi
 echo "wif-fetch.service: wif-get flags exist, writes the file wif-serve.service serves, same user and state directory"
+echo "wif-metadata.service: wif-get flags exist, loopback only"
 
 say "7. Self-test: the checks reject broken inputs"
 python3 scripts/check_deploy.py self-test
