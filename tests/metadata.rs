@@ -160,25 +160,13 @@ fn serve(dir: &Path, token: &str, ttl: i64) -> (Server, String) {
     (Server::start(&path, &[]), exp)
 }
 
-fn body_json(r: &Resp) -> Value {
-    r.json()
-}
-
-#[test]
-fn google_auth_compute_engine_credentials_get_our_token() {
-    if !python_has("google.auth,requests") {
-        return;
-    }
-    let dir = tempdir();
-    let (server, exp) = serve(dir.path(), TOKEN, 3600);
-    let mds = Mds::start(server.port, &["--project-id", "wif-demo", "--project-number", "123456789012"]);
-    mds.wait_stderr("fetched the token", 20);
-
-    let home = dir.path().join("home");
+/// `program script` as a Google client library runs on a consumer host: pointed at the
+/// metadata server `mds` by the environment alone, with no other credentials around.
+fn google_client(mds: &Mds, dir: &Path, program: &str, script: &str) -> Command {
+    let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/google_auth_metadata.py");
-    let mut py = Command::new("python3");
-    py.arg(script)
+    let mut cmd = Command::new(program);
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
         .env("GCE_METADATA_HOST", &mds.host)
         .env("GCE_METADATA_IP", &mds.host)
         .env("HOME", &home)
@@ -193,9 +181,57 @@ fn google_auth_compute_engine_credentials_get_our_token() {
         "NO_GCE_CHECK",
         "GOOGLE_CLOUD_QUOTA_PROJECT",
     ] {
-        py.env_remove(var);
+        cmd.env_remove(var);
     }
-    let out = py.output().unwrap();
+    cmd
+}
+
+#[test]
+fn nodejs_google_auth_library_gets_our_token() {
+    let installed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/node/node_modules/google-auth-library");
+    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !available(
+        "node with tests/interop/node installed (npm ci --prefix tests/interop/node)",
+        node && installed.is_dir(),
+    ) {
+        return;
+    }
+    let dir = tempdir();
+    let (server, exp) = serve(dir.path(), TOKEN, 3600);
+    let mds = Mds::start(server.port, &["--project-id", "wif-demo"]);
+    mds.wait_stderr("fetched the token", 20);
+    let out = google_client(&mds, dir.path(), "node", "tests/interop/node/google_auth_metadata.js").output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("node printed no JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out))
+    });
+    assert!(out.status.success(), "{v}\n{}", stderr(&out));
+    assert_eq!(v["available"], true, "{v}");
+    assert_eq!(v["client"], "Compute", "{v}");
+    assert_eq!(v["project"], "wif-demo");
+    assert_eq!(v["token"], TOKEN);
+    assert_eq!(v["client_email"], EMAIL);
+    // expiry_date is milliseconds, computed from our expires_in.
+    let want = wif::clock::parse_rfc3339(&exp).unwrap() * 1000;
+    let got = v["expiry_date"].as_i64().unwrap();
+    assert!((got - want).abs() <= 5000, "google-auth-library's expiry {got} vs the token's {want}");
+    mds.stop_cleanly(&[TOKEN]);
+}
+
+fn body_json(r: &Resp) -> Value {
+    r.json()
+}
+
+#[test]
+fn google_auth_compute_engine_credentials_get_our_token() {
+    if !python_has("google.auth,requests") {
+        return;
+    }
+    let dir = tempdir();
+    let (server, exp) = serve(dir.path(), TOKEN, 3600);
+    let mds = Mds::start(server.port, &["--project-id", "wif-demo", "--project-number", "123456789012"]);
+    mds.wait_stderr("fetched the token", 20);
+
+    let out = google_client(&mds, dir.path(), "python3", "tests/interop/google_auth_metadata.py").output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!("google-auth printed no JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out))
     });
