@@ -137,7 +137,17 @@ fn serve_metrics_count_requests_refusals_reloads_and_the_token() {
     assert_eq!(s.get("wif_serve_scrapes_total", &[]), 2.0);
     drop(held);
 
-    // The metrics listener answers only GET /metrics.
+    // Health checks for probes without a client certificate: /healthz as over mTLS (the
+    // expiry, never the token), /livez while the process answers.
+    let h = metrics_request(&addr, "GET /healthz HTTP/1.1\r\n\r\n");
+    let v: Value = serde_json::from_slice(&h.body).unwrap();
+    assert_eq!((h.status, v["status"].as_str()), (200, Some("ok")), "{v}");
+    assert_eq!(wif::clock::parse_rfc3339(v["expires_at"].as_str().unwrap()).unwrap() as f64, exp2);
+    assert!(!String::from_utf8_lossy(&h.body).contains(TOKEN2));
+    let l = metrics_request(&addr, "GET /livez HTTP/1.1\r\n\r\n");
+    assert_eq!((l.status, serde_json::from_slice::<Value>(&l.body).unwrap()["status"].as_str()), (200, Some("alive")));
+    assert_eq!(metrics_request(&addr, "HEAD /healthz HTTP/1.1\r\n\r\n").status, 200);
+    // Nothing else: not the token, not other paths or methods.
     assert_eq!(metrics_request(&addr, "GET / HTTP/1.1\r\n\r\n").status, 404);
     assert_eq!(metrics_request(&addr, "GET /get_wif_token HTTP/1.1\r\n\r\n").status, 404);
     let r = metrics_request(&addr, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
@@ -152,6 +162,11 @@ fn serve_metrics_count_requests_refusals_reloads_and_the_token() {
     assert_eq!(s.get("wif_serve_token_available", &[]), 0.0);
     assert!(!s.has("wif_serve_token_expires_in_seconds") && !s.has("wif_serve_token_age_seconds"));
     assert_eq!(requests(&s, "/get_wif_token", "503"), 1.0);
+    let h = metrics_request(&addr, "GET /healthz HTTP/1.1\r\n\r\n");
+    let v: Value = serde_json::from_slice(&h.body).unwrap();
+    assert_eq!((h.status, v["status"].as_str()), (503, Some("unavailable")), "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("no token file"), "{v}");
+    assert_eq!(metrics_request(&addr, "GET /livez HTTP/1.1\r\n\r\n").status, 200);
     let log: Vec<Value> = srv.drain();
     assert!(log.iter().all(|v| v["path"] != "/metrics"), "scrapes are not in the access log");
     srv.finish_checking_secrecy(&[TOKEN, TOKEN2]);

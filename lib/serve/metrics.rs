@@ -5,7 +5,7 @@
 //! come from fixed sets, so the number of series is bounded whatever clients send. Nothing
 //! secret is exposed: no token, no client identity, only counts and the token's timestamps.
 
-use super::http::{self, Incoming, Response};
+use super::http::{self, Incoming, Response, HEALTH_PATH};
 use super::token::{State, TokenSource};
 use super::Deadlined;
 use crate::clock;
@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// The path scrapers fetch.
 pub const METRICS_PATH: &str = "/metrics";
+/// Liveness on the metrics listener: 200 whenever the process answers.
+pub const LIVE_PATH: &str = "/livez";
 /// `Content-Type` of the text exposition format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// How long one scrape connection may take, from accept to the last byte sent. Scrapes are
@@ -291,18 +293,18 @@ pub fn is_exposed(addr: &SocketAddr) -> bool {
 /// Answers scrapes on `listener` until the process ends, one connection at a time: one
 /// thread, one socket and a deadline per connection, so however scrapers behave they can
 /// delay only each other, never the TLS listener. `render` builds the text.
-pub fn serve(listener: TcpListener, metrics: &Metrics, render: impl Fn() -> String) {
+pub fn serve(listener: TcpListener, metrics: &Metrics, render: impl Fn() -> String, health: impl Fn() -> Response) {
     for incoming in listener.incoming() {
         let Ok(stream) = incoming else {
             // Out of file descriptors and the like: give the system a moment.
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
-        answer(stream, metrics, &render);
+        answer(stream, metrics, &render, &health);
     }
 }
 
-fn answer(stream: TcpStream, metrics: &Metrics, render: &impl Fn() -> String) {
+fn answer(stream: TcpStream, metrics: &Metrics, render: &impl Fn() -> String, health: &impl Fn() -> Response) {
     let deadline = Instant::now() + SCRAPE_DEADLINE;
     let mut sock = Deadlined { tcp: &stream, deadline };
     let mut buf = Vec::new();
@@ -320,8 +322,12 @@ fn answer(stream: TcpStream, metrics: &Metrics, render: &impl Fn() -> String) {
                         reason: None,
                     }
                 }
-                (METRICS_PATH, _) => Response::error(405, "method_not_allowed", "use GET").header("Allow", "GET, HEAD"),
-                _ => Response::error(404, "not_found", "the metrics are at /metrics"),
+                (HEALTH_PATH, "GET" | "HEAD") => health(),
+                (LIVE_PATH, "GET" | "HEAD") => Response::json(200, &serde_json::json!({"status": "alive"})),
+                (METRICS_PATH | HEALTH_PATH | LIVE_PATH, _) => {
+                    Response::error(405, "method_not_allowed", "use GET").header("Allow", "GET, HEAD")
+                }
+                _ => Response::error(404, "not_found", "this listener serves /metrics, /healthz and /livez"),
             };
             (resp, head_only)
         }

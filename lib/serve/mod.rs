@@ -80,7 +80,10 @@ Stdout is a JSON-lines log: first {\"event\":\"listening\",\"address\":…,\"url
 refused handshakes and connections, reloads and shutdown. The token is never logged.\n\n\
 With --metrics-listen, Prometheus metrics (text format 0.0.4) are served at GET /metrics on a second, plain-HTTP \
 listener, answered one connection at a time on its own thread with a 5 s deadline, so scrapers cannot hold up token \
-clients; the first log line then also has metrics_address and metrics_url. Metrics: wif_serve_requests_total{route,status}, \
+clients; the first log line then also has metrics_address and metrics_url. The same listener answers GET /healthz \
+(200 with the token's expiry when a token can be served, else 503 with why; never the token) and GET /livez (200 \
+while the process answers), for kubelet probes and load-balancer health checks that cannot present a client \
+certificate. Metrics: wif_serve_requests_total{route,status}, \
 wif_serve_handshakes_refused_total{reason} (no_certificate, unknown_ca, expired, bad_eku, revoked, not_allowed, timeout, \
 other), wif_serve_reloads_total{what} and wif_serve_reload_failures_total{what} (token, tls), wif_serve_open_connections, \
 wif_serve_connections_total, wif_serve_connections_refused_total, wif_serve_connections_evicted_total, \
@@ -124,7 +127,7 @@ pub struct Cli {
     /// On SIGTERM, how long requests in progress may take to finish [default: 10s]
     #[arg(long, value_name = "DURATION", env = "WIF_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<String>,
-    /// Also serve Prometheus metrics at GET /metrics on this address, over plain HTTP without authentication, e.g. 127.0.0.1:9464 [default: off]. Keep it on loopback or a management network: another address draws a warning on stderr
+    /// Also serve Prometheus metrics (GET /metrics) and health checks (GET /healthz, /livez) on this address, over plain HTTP without authentication, e.g. 127.0.0.1:9464 [default: off]. Keep it on loopback or a management network: another address draws a warning on stderr
     #[arg(long, value_name = "ADDR:PORT", env = "WIF_SERVE_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
     #[command(flatten)]
@@ -441,7 +444,7 @@ pub fn run(opts: Options) -> Result<()> {
                 .name("metrics".into())
                 .spawn(move || {
                     let render = || shared.metrics.render(shared.open_connections(), &shared.token, started);
-                    metrics::serve(l, &shared.metrics, render)
+                    metrics::serve(l, &shared.metrics, render, || health(&shared.token))
                 })
                 .map_err(|e| Error::new(Kind::Internal, format!("starting the metrics thread: {e}")))?;
             Some(a)
@@ -796,38 +799,43 @@ fn respond(shared: &Shared, req: &http::Request, id: &Identity) -> Response {
                 Response::error(503, "token_unavailable", &reason).header("Retry-After", "30").because(reason)
             }
         },
-        Route::Health => {
-            let now = crate::clock::now_unix();
-            let token_file = shared.token.path().display().to_string();
-            match shared.token.current() {
-                State::Ready(t) => Response::json(
-                    200,
-                    &Health {
-                        status: "ok",
-                        token_file,
-                        expires_at: Some(t.expires_at_text.clone()),
-                        expires_in_secs: Some(t.expires_at - now),
-                        token_type: Some(&t.token_type),
-                        written_at: Some(&t.written_at),
-                        written_by: Some(&t.written_by),
-                        reason: None,
-                    },
-                ),
-                State::Unavailable { reason, expires_at } => Response::json(
-                    503,
-                    &Health {
-                        status: "unavailable",
-                        token_file,
-                        expires_at,
-                        expires_in_secs: None,
-                        token_type: None,
-                        written_at: None,
-                        written_by: None,
-                        reason: Some(reason.clone()),
-                    },
-                )
-                .because(reason),
-            }
-        }
+        Route::Health => health(&shared.token),
+    }
+}
+
+/// The health answer: 200 with the token's expiry when a token can be served, else 503 with
+/// why. Served at /healthz over mutual TLS and on the metrics listener (plain HTTP, for
+/// kubelet probes and load-balancer health checks). Never the token.
+fn health(token: &TokenSource) -> Response {
+    let now = crate::clock::now_unix();
+    let token_file = token.path().display().to_string();
+    match token.current() {
+        State::Ready(t) => Response::json(
+            200,
+            &Health {
+                status: "ok",
+                token_file,
+                expires_at: Some(t.expires_at_text.clone()),
+                expires_in_secs: Some(t.expires_at - now),
+                token_type: Some(&t.token_type),
+                written_at: Some(&t.written_at),
+                written_by: Some(&t.written_by),
+                reason: None,
+            },
+        ),
+        State::Unavailable { reason, expires_at } => Response::json(
+            503,
+            &Health {
+                status: "unavailable",
+                token_file,
+                expires_at,
+                expires_in_secs: None,
+                token_type: None,
+                written_at: None,
+                written_by: None,
+                reason: Some(reason.clone()),
+            },
+        )
+        .because(reason),
     }
 }
