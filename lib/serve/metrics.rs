@@ -231,7 +231,11 @@ impl Metrics {
         let now = clock::now_unix();
         let (available, expires_at, written_at) = match token.current() {
             State::Ready(l) => (1, Some(l.expires_at), clock::parse_rfc3339(&l.written_at).ok()),
-            State::Unavailable { expires_at, .. } => (0, expires_at.and_then(|e| clock::parse_rfc3339(&e).ok()), None),
+            State::Unavailable { expires_at, written_at, .. } => (
+                0,
+                expires_at.and_then(|e| clock::parse_rfc3339(&e).ok()),
+                written_at.and_then(|w| clock::parse_rfc3339(&w).ok()),
+            ),
         };
         t.family("wif_serve_token_available", "gauge", "1 when a token can be served now, else 0 (503)");
         t.sample("wif_serve_token_available", &[], available);
@@ -380,5 +384,32 @@ mod tests {
         assert!(text.contains("wif_serve_handshakes_refused_total{reason=\"not_allowed\"} 1\n"), "{text}");
         assert!(text.contains("wif_serve_open_connections 3\n") && text.contains("wif_serve_token_available 0\n"));
         assert!(!text.contains("made/up") && !text.contains("418"), "{text}");
+    }
+
+    #[test]
+    fn an_expired_token_keeps_its_age_and_a_negative_time_to_expiry() {
+        let d = std::env::temp_dir().join(format!("wif-metrics-expired-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("t.txt");
+        let exp = clock::rfc3339(clock::now_unix() + 600);
+        crate::files::write_token(&p, &crate::secret::Secret::new("x"), "access_token", Some(&exp), "test").unwrap();
+        // Make it look written two hours ago and expired an hour ago.
+        let meta_path = crate::files::meta_path(&p);
+        let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+        let now = clock::now_unix();
+        meta["expires_at"] = clock::rfc3339(now - 3600).into();
+        meta["written_at"] = clock::rfc3339(now - 7200).into();
+        std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+        let text = Metrics::default().render(0, &TokenSource::new(p), now);
+        let value = |name: &str| {
+            let line =
+                text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {text}"));
+            line.rsplit(' ').next().unwrap().parse::<i64>().unwrap()
+        };
+        assert_eq!(value("wif_serve_token_available"), 0);
+        assert!((-3605..=-3600).contains(&value("wif_serve_token_expires_in_seconds")), "{text}");
+        assert!((7200..=7205).contains(&value("wif_serve_token_age_seconds")), "{text}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

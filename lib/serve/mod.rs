@@ -823,7 +823,7 @@ fn health(token: &TokenSource) -> Response {
                 reason: None,
             },
         ),
-        State::Unavailable { reason, expires_at } => Response::json(
+        State::Unavailable { reason, expires_at, .. } => Response::json(
             503,
             &Health {
                 status: "unavailable",

@@ -73,6 +73,8 @@ pub enum State {
         reason: String,
         /// The expiry of the token on disk, when one is there.
         expires_at: Option<String>,
+        /// When the token on disk was written, when one is there.
+        written_at: Option<String>,
     },
 }
 
@@ -124,7 +126,14 @@ impl TokenSource {
 
     /// The token to serve now, or why there is none.
     pub fn current(&self) -> State {
-        let unavailable = |reason: String, expires_at: Option<String>| State::Unavailable { reason, expires_at };
+        let unavailable =
+            |reason: String, expires_at: Option<String>| State::Unavailable { reason, expires_at, written_at: None };
+        // A token on disk that may not be served (empty, expired): its times are still known.
+        let not_servable = |reason: String, l: &Loaded| State::Unavailable {
+            reason,
+            expires_at: Some(l.expires_at_text.clone()),
+            written_at: Some(l.written_at.clone()),
+        };
         let token_stamp = match Stamp::of(&self.path) {
             Ok(s) => s,
             Err(e) => {
@@ -193,12 +202,12 @@ impl TokenSource {
             }
         };
         if loaded.token.is_empty() {
-            return unavailable("the token file is empty".into(), Some(loaded.expires_at_text.clone()));
+            return not_servable("the token file is empty".into(), &loaded);
         }
         if loaded.expires_at <= clock::now_unix() {
-            return unavailable(
+            return not_servable(
                 format!("the token expired at {}; is the refresh pipeline running?", loaded.expires_at_text),
-                Some(loaded.expires_at_text.clone()),
+                &loaded,
             );
         }
         State::Ready(loaded)
