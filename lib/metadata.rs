@@ -804,8 +804,15 @@ mod tests {
     }
 
     fn get(st: &State, path: &str) -> Reply {
-        answer(st, "GET", path, &[("Metadata-Flavor".into(), "Google".into())], 400)
+        get_at(st, path, 400)
     }
+
+    /// A client library's GET at Unix time `now` (the token expires at 1000).
+    fn get_at(st: &State, path: &str, now: i64) -> Reply {
+        answer(st, "GET", path, &[("Metadata-Flavor".into(), "Google".into())], now)
+    }
+
+    const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 
     #[test]
     fn token_and_listings() {
@@ -836,14 +843,7 @@ mod tests {
     #[test]
     fn expired_tokens_are_not_served() {
         let st = state();
-        let r = answer(
-            &st,
-            "GET",
-            "/computeMetadata/v1/instance/service-accounts/default/token",
-            &[("Metadata-Flavor".into(), "Google".into())],
-            1_000,
-        );
-        assert_eq!(r.status, 503);
+        assert_eq!(get_at(&st, TOKEN_PATH, 1_000).status, 503);
     }
 
     #[test]
@@ -877,20 +877,13 @@ mod tests {
     fn a_missing_or_expired_token_wakes_the_refresher() {
         let st = state();
         assert!(!st.is_wanted());
-        assert_eq!(get(&st, "/computeMetadata/v1/instance/service-accounts/default/token").status, 200);
+        assert_eq!(get(&st, TOKEN_PATH).status, 200);
         assert!(!st.is_wanted());
         let started = Instant::now();
         std::thread::scope(|s| {
             s.spawn(|| st.sleep_unless_wanted(Duration::from_secs(30)));
             std::thread::sleep(Duration::from_millis(50));
-            let r = answer(
-                &st,
-                "GET",
-                "/computeMetadata/v1/instance/service-accounts/default/token",
-                &[("Metadata-Flavor".into(), "Google".into())],
-                1_000,
-            );
-            assert_eq!(r.status, 503);
+            assert_eq!(get_at(&st, TOKEN_PATH, 1_000).status, 503);
         });
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
         assert!(st.is_wanted());
