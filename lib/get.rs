@@ -54,11 +54,15 @@ pub const EXAMPLES: &[Example] = &[
     },
     Example {
         about: "Answer like the GCE metadata server on loopback, for unmodified Google client libraries",
-        cmd: "wif-get --config /etc/wif/get.json --metadata-server 127.0.0.1:8989 --service-account app@my-project.iam.gserviceaccount.com --project-id my-project",
+        cmd: "wif-get --config /etc/wif/get.json --metadata-server 127.0.0.1:8989 --service-account app@my-project.iam.gserviceaccount.com --project-id my-project --project-number 123456789012",
     },
     Example {
-        about: "Point a program's Google client library at it",
-        cmd: "GCE_METADATA_HOST=127.0.0.1:8989 GCE_METADATA_IP=127.0.0.1:8989 python3 app.py",
+        about: "Point a program's Google client library at it (past any HTTP proxy)",
+        cmd: "NO_PROXY=127.0.0.1,localhost GCE_METADATA_HOST=127.0.0.1:8989 GCE_METADATA_IP=127.0.0.1:8989 python3 app.py",
+    },
+    Example {
+        about: "Point gcloud at it (it needs --project-number to detect the server)",
+        cmd: "GCE_METADATA_ROOT=127.0.0.1:8989 GCE_METADATA_IP=127.0.0.1:8989 gcloud auth print-access-token",
     },
 ];
 
@@ -102,10 +106,14 @@ metadata server, so that unmodified Google client libraries run with GCE_METADAT
 google-auth's detection ping, GCE_METADATA_IP=127.0.0.1:PORT) use the token: \
 /computeMetadata/v1/instance/service-accounts/default/token (also under the --service-account email), .../email, \
 .../scopes, .../?recursive=true, /computeMetadata/v1/project/project-id and numeric-project-id, and the root probe. \
+gcloud and gsutil (GCE_METADATA_ROOT=127.0.0.1:PORT) detect it only by a numeric-project-id, so give --project-number \
+(a warning says so otherwise). \
 Every answer carries Metadata-Flavor: Google; a request without Metadata-Flavor: Google, or with X-Forwarded-For, \
-gets 403. Its first stdout line is {\"event\":\"listening\",\"address\":\"127.0.0.1:PORT\",\"metadata_host\":...}. \
+gets 403 (set NO_PROXY=127.0.0.1,localhost where an HTTP proxy is configured). The token route also accepts POST (its \
+body is ignored); a request must arrive whole within 10 s; past 128 connections at once, 503. Its first stdout line is {\"event\":\"listening\",\"address\":\"127.0.0.1:PORT\",\"metadata_host\":...}. \
 It fetches the token at start and again when less than --min-ttl (default 5m) or a quarter of its lifetime \
-is left, and keeps serving the last good token while it is unexpired when a refresh fails; one line on stderr per \
+is left (by the wall clock, so also right after a suspend), or at once when a client finds no valid token, and \
+keeps serving the last good token while it is unexpired when a refresh fails; one line on stderr per \
 refresh or failure, never the token. If the first fetch is refused (TLS, certificate, 4xx, bad answer) it exits \
 with that error; if wif-serve is unreachable or failing it answers 503 for the token and keeps retrying (1 s, \
 2 s, ... up to 60 s apart). Requested ?scopes= are not minted: the token has the scopes wif-impersonate gave it. \

@@ -7,7 +7,9 @@
 //! project id and number, and the universe domain. The answers copy the real server's shape:
 //! `Metadata-Flavor: Google` on every answer, `application/text` for values and listings,
 //! `application/json` for the token and recursive listings, 403 without `Metadata-Flavor:
-//! Google` or with `X-Forwarded-For` (a proxied request could come from anywhere).
+//! Google` or with `X-Forwarded-For` (a proxied request could come from anywhere). The token
+//! route also takes POST (google-auth sends one, with a certificate chain to bind the token
+//! to, when it finds an Agent Identity certificate); the body is read and ignored.
 
 use crate::clock;
 use crate::error::{Error, Kind, Result};
@@ -20,24 +22,32 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 const TOOL: &str = "wif-get";
 /// The scopes assumed when none are configured (wif-impersonate's default).
 pub const DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// Refresh margin when --min-ttl is not given.
 const DEFAULT_MIN_TTL: Duration = Duration::from_secs(300);
-/// Connections served at once; more are closed at once (loopback clients are few).
+/// Connections served at once; more get 503 at once (loopback clients are few).
 const MAX_CONNECTIONS: usize = 128;
-/// Time-out for reading a request and writing its answer.
+/// Time for reading a whole request (not each read: a client trickling a byte at a time
+/// would hold its slot for ever), and for writing its answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most bytes a request head may take.
 const MAX_HEAD: usize = 16 * 1024;
+/// The most bytes a POST body may take (a certificate chain is a few KiB).
+const MAX_BODY: usize = 64 * 1024;
 /// The most header lines a request may have.
 const MAX_HEADERS: usize = 64;
 /// Longest pause between two refresh attempts after failures.
 const MAX_RETRY_DELAY: u64 = 60;
+/// Longest sleep of the refresher before it looks at the wall clock again: the monotonic
+/// clock stops while the machine is suspended, the wall clock does not.
+const SLEEP_SLICE: i64 = 15;
+/// Least time between two refresh attempts when clients ask for a token there is none of.
+const MIN_WANTED_GAP: i64 = 2;
 
 /// The identity the metadata server describes (from --service-account, --project-id, …).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,12 +124,49 @@ pub struct State {
     identity: Identity,
     current: RwLock<Option<Current>>,
     warned_scopes: Mutex<HashSet<String>>,
+    /// Set when a client found no valid token; wakes the refresher.
+    wanted: Mutex<bool>,
+    wake: Condvar,
 }
 
 impl State {
     /// A state with no token yet.
     pub fn new(identity: Identity) -> State {
-        State { identity, current: RwLock::new(None), warned_scopes: Mutex::new(HashSet::new()) }
+        State {
+            identity,
+            current: RwLock::new(None),
+            warned_scopes: Mutex::new(HashSet::new()),
+            wanted: Mutex::new(false),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// Tells the refresher a client found no valid token.
+    fn want(&self) {
+        if let Ok(mut w) = self.wanted.lock() {
+            *w = true;
+            self.wake.notify_all();
+        }
+    }
+
+    /// Whether a client has found no valid token since the last refresh attempt.
+    fn is_wanted(&self) -> bool {
+        self.wanted.lock().map(|w| *w).unwrap_or(false)
+    }
+
+    /// Forgets the clients' wish: a refresh has just been tried.
+    fn clear_wanted(&self) {
+        if let Ok(mut w) = self.wanted.lock() {
+            *w = false;
+        }
+    }
+
+    /// Sleeps up to `d`, or less if a client comes to want a token meanwhile.
+    fn sleep_unless_wanted(&self, d: Duration) {
+        match self.wanted.lock() {
+            Ok(w) => drop(self.wake.wait_timeout_while(w, d, |w| !*w)),
+            Err(_) => std::thread::sleep(d),
+        }
     }
 
     /// Replaces the token served.
@@ -165,6 +212,8 @@ impl Reply {
             403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
+            408 => "Request Timeout",
+            413 => "Content Too Large",
             431 => "Request Header Fields Too Large",
             503 => "Service Unavailable",
             _ => "Internal Server Error",
@@ -295,7 +344,7 @@ pub fn answer(state: &State, method: &str, target: &str, headers: &[(String, Str
     if header("x-forwarded-for").is_some() {
         return Reply::error(403, "Forbidden: requests through a proxy (X-Forwarded-For) are refused");
     }
-    if method != "GET" && method != "HEAD" {
+    if !matches!(method, "GET" | "HEAD" | "POST") {
         return Reply::error(405, "Method Not Allowed");
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -320,6 +369,9 @@ pub fn answer(state: &State, method: &str, target: &str, headers: &[(String, Str
             Some(c) => node = &c.node,
             None => return not_found(path),
         }
+    }
+    if method == "POST" && !matches!(node, Node::Token) {
+        return Reply::error(405, "Method Not Allowed");
     }
     let alt_json = param("alt") == Some("json");
     match node {
@@ -373,8 +425,14 @@ fn token(state: &State, scopes: Option<&str>, now: i64) -> Reply {
             expires_in: c.expires_at - now,
             token_type: "Bearer",
         }),
-        Some(_) => Reply::error(503, "Service Unavailable: the token expired and wif-get could not refresh it yet"),
-        None => Reply::error(503, "Service Unavailable: wif-get has not fetched a token from wif-serve yet"),
+        Some(_) => {
+            state.want();
+            Reply::error(503, "Service Unavailable: the token expired and wif-get could not refresh it yet")
+        }
+        None => {
+            state.want();
+            Reply::error(503, "Service Unavailable: wif-get has not fetched a token from wif-serve yet")
+        }
     }
 }
 
@@ -394,6 +452,23 @@ pub fn refresh_delay(remaining: i64, min_ttl: i64) -> u64 {
 /// Seconds to wait after `failures` failed refreshes in a row: 1, 2, 4, … up to a minute.
 pub fn retry_delay(failures: u32) -> u64 {
     (1u64 << failures.saturating_sub(1).min(6)).min(MAX_RETRY_DELAY)
+}
+
+/// When the next refresh is due, Unix seconds: as `planned`, or, when a client has found no
+/// valid token (`wanted`), as soon as MIN_WANTED_GAP has passed since the last attempt.
+pub fn refresh_due(planned: i64, last_attempt: i64, wanted: bool) -> i64 {
+    if wanted {
+        planned.min(last_attempt + MIN_WANTED_GAP)
+    } else {
+        planned
+    }
+}
+
+/// How long to sleep at `now` before looking again for a refresh `due` then: `None` when it
+/// is due, else at most SLEEP_SLICE, so that a suspend (or a VM pause) that the monotonic
+/// sleep did not see is noticed within that time of the wall clock's jump.
+pub fn sleep_slice(now: i64, due: i64) -> Option<Duration> {
+    (due > now).then(|| Duration::from_secs((due - now).min(SLEEP_SLICE) as u64))
 }
 
 /// Binds `addr`, refusing anything but loopback: the token goes to whoever connects.
@@ -427,6 +502,13 @@ struct Listening<'a> {
 /// refused (then that error: a configuration that will not fix itself).
 pub(crate) fn run(cli: &Cli, s: &Settings, plan: &Plan, addr: &str) -> Result<()> {
     let identity = Identity::from_settings(cli, s)?;
+    if identity.project_number.is_none() {
+        // gcloud's detection reads project/numeric-project-id and wants digits there.
+        crate::cli::warn(
+            "metadata server: gcloud and gsutil will not detect this metadata server without --project-number \
+             (client libraries will)",
+        );
+    }
     let min_ttl = plan.min_ttl.unwrap_or(DEFAULT_MIN_TTL).as_secs() as i64;
     let listener = bind_loopback(addr)?;
     let local = listener.local_addr().map_err(|e| Error::new(Kind::Io, e.to_string()))?;
@@ -500,7 +582,11 @@ fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Arc<AtomicBool>, 
             continue;
         };
         if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-            drop(sock);
+            // Say so rather than vanish: clients retry a 503. Non-blocking, as the accept
+            // thread must never wait on a client; a fresh socket's buffer takes the answer.
+            let busy = Reply::error(503, "Service Unavailable: too many connections to wif-get's metadata server");
+            let _ = sock.set_nonblocking(true);
+            let _ = (&sock).write_all(&busy.to_bytes(false));
             continue;
         }
         active.fetch_add(1, Ordering::Relaxed);
@@ -515,42 +601,100 @@ fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Arc<AtomicBool>, 
     }
 }
 
-/// Reads one request head, answers it, and closes the connection.
+/// Reads one request, answers it, and closes the connection.
 fn handle(mut sock: TcpStream, state: &State) {
-    let _ = sock.set_read_timeout(Some(IO_TIMEOUT));
     let _ = sock.set_write_timeout(Some(IO_TIMEOUT));
     let _ = sock.set_nodelay(true);
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    let (method, reply) = loop {
-        let n = match sock.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut rq = httparse::Request::new(&mut headers);
-        match rq.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => {
-                let method = rq.method.unwrap_or("GET").to_string();
-                let target = rq.path.unwrap_or("/");
-                let headers: Vec<(String, String)> = rq
-                    .headers
-                    .iter()
-                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
-                    .collect();
-                let reply = answer(state, &method, target, &headers, clock::now_unix());
-                break (method, reply);
-            }
-            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => {}
-            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
-                break (String::new(), Reply::error(431, "Request Header Fields Too Large"))
-            }
-            Err(_) => break (String::new(), Reply::error(400, "Bad Request")),
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let (method, reply) = match read_request(&mut sock, deadline) {
+        Ok(Some(rq)) => {
+            let reply = answer(state, &rq.method, &rq.target, &rq.headers, clock::now_unix());
+            (rq.method, reply)
         }
+        Ok(None) => return,
+        Err(reply) => (String::new(), reply),
     };
     let _ = sock.write_all(&reply.to_bytes(method == "HEAD"));
     let _ = sock.flush();
+}
+
+/// A request as read off the socket (a POST body is read and dropped).
+struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+}
+
+/// Reads one request by `deadline`: `None` if the client went away, the error answer if the
+/// request is malformed, too large or too slow.
+fn read_request(sock: &mut TcpStream, deadline: Instant) -> std::result::Result<Option<Request>, Reply> {
+    let mut buf = Vec::with_capacity(1024);
+    let (rq, head_len) = loop {
+        if !read_some(sock, &mut buf, deadline)? {
+            return Ok(None);
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut rq = httparse::Request::new(&mut headers);
+        match rq.parse(&buf) {
+            Ok(httparse::Status::Complete(n)) => {
+                let request = Request {
+                    method: rq.method.unwrap_or("GET").to_string(),
+                    target: rq.path.unwrap_or("/").to_string(),
+                    headers: rq
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .collect(),
+                };
+                break (request, n);
+            }
+            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => {}
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                return Err(Reply::error(431, "Request Header Fields Too Large"))
+            }
+            Err(_) => return Err(Reply::error(400, "Bad Request")),
+        }
+    };
+    if rq.method == "POST" {
+        // Read the body before answering: closing with unread bytes would reset the
+        // connection and could lose the answer. Chunked bodies are not expected.
+        let header = |name: &str| rq.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim());
+        if header("transfer-encoding").is_some() {
+            return Err(Reply::error(400, "Bad Request: send the body with Content-Length"));
+        }
+        let len = match header("content-length").map(str::parse::<usize>) {
+            None => 0,
+            Some(Ok(n)) if n <= MAX_BODY => n,
+            Some(Ok(_)) => return Err(Reply::error(413, "Content Too Large")),
+            Some(Err(_)) => return Err(Reply::error(400, "Bad Request: bad Content-Length")),
+        };
+        while buf.len() < head_len + len {
+            if !read_some(sock, &mut buf, deadline)? {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(rq))
+}
+
+/// Appends what the next read gives, waiting no later than `deadline`: false at the end of
+/// the stream or on an error, 408 when the time is up.
+fn read_some(sock: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> std::result::Result<bool, Reply> {
+    let timeout = || Reply::error(408, "Request Timeout");
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
+        return Err(timeout());
+    }
+    let mut chunk = [0u8; 4096];
+    match sock.read(&mut chunk) {
+        Ok(0) => Ok(false),
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(true)
+        }
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Err(timeout()),
+        Err(_) => Ok(false),
+    }
 }
 
 /// Fetches the token now and whenever it runs low; logs one line per refresh or failure.
@@ -566,18 +710,22 @@ fn refresh_loop(
     let mut failures = 0u32;
     let mut fetched_once = false;
     loop {
-        let wait = match fetch(cli, s, plan) {
+        let attempt = fetch(cli, s, plan);
+        let last_attempt = clock::now_unix();
+        let wait = match attempt {
             Ok(current) => {
                 let now = clock::now_unix();
                 let remaining = current.expires_at - now;
                 let sha = crate::keys::sha256_hex(current.token.expose().as_bytes());
                 let wait = refresh_delay(remaining, min_ttl);
+                let expires_at = current.expires_at;
+                // Served before it is announced: whoever reads the line can use it.
+                state.set(current);
                 eprintln!(
                     "{TOOL}: metadata server: fetched the token from {url} (sha256 {}, expires {}, in {remaining} s); next refresh in {wait} s",
                     &sha[..12],
-                    clock::rfc3339(current.expires_at),
+                    clock::rfc3339(expires_at),
                 );
-                state.set(current);
                 failures = 0;
                 fetched_once = true;
                 wait
@@ -606,7 +754,19 @@ fn refresh_loop(
                 wait
             }
         };
-        std::thread::sleep(Duration::from_secs(wait));
+        // Whoever found no token before now has been answered by this attempt's outcome.
+        state.clear_wanted();
+        // Planned by the wall clock, slept in slices: see sleep_slice.
+        let planned = last_attempt + wait as i64;
+        loop {
+            let wanted = state.is_wanted();
+            match sleep_slice(clock::now_unix(), refresh_due(planned, last_attempt, wanted)) {
+                None => break,
+                // Already wanted: waiting on the flag would return at once, so just sleep.
+                Some(d) if wanted => std::thread::sleep(d),
+                Some(d) => state.sleep_unless_wanted(d),
+            }
+        }
     }
 }
 
@@ -644,8 +804,15 @@ mod tests {
     }
 
     fn get(st: &State, path: &str) -> Reply {
-        answer(st, "GET", path, &[("Metadata-Flavor".into(), "Google".into())], 400)
+        get_at(st, path, 400)
     }
+
+    /// A client library's GET at Unix time `now` (the token expires at 1000).
+    fn get_at(st: &State, path: &str, now: i64) -> Reply {
+        answer(st, "GET", path, &[("Metadata-Flavor".into(), "Google".into())], now)
+    }
+
+    const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 
     #[test]
     fn token_and_listings() {
@@ -676,14 +843,7 @@ mod tests {
     #[test]
     fn expired_tokens_are_not_served() {
         let st = state();
-        let r = answer(
-            &st,
-            "GET",
-            "/computeMetadata/v1/instance/service-accounts/default/token",
-            &[("Metadata-Flavor".into(), "Google".into())],
-            1_000,
-        );
-        assert_eq!(r.status, 503);
+        assert_eq!(get_at(&st, TOKEN_PATH, 1_000).status, 503);
     }
 
     #[test]
@@ -695,5 +855,56 @@ mod tests {
         assert_eq!(refresh_delay(4, 300), 2);
         assert_eq!(refresh_delay(12, 6), 6);
         assert_eq!((retry_delay(1), retry_delay(2), retry_delay(3), retry_delay(30)), (1, 2, 4, 60));
+    }
+
+    #[test]
+    fn refresh_is_due_by_the_wall_clock_in_slices() {
+        // Planned 2700 s after the fetch at 1000: slept 15 s at a time, not 2700 in one go.
+        let due = refresh_due(3700, 1000, false);
+        assert_eq!(due, 3700);
+        assert_eq!(sleep_slice(1000, due), Some(Duration::from_secs(15)));
+        assert_eq!(sleep_slice(3690, due), Some(Duration::from_secs(10)));
+        assert_eq!(sleep_slice(3700, due), None);
+        // Resumed from a suspend long past the plan: due at the first look.
+        assert_eq!(sleep_slice(9000, due), None);
+        // A client found no valid token: due 2 s after the last attempt, never later than planned.
+        assert_eq!(refresh_due(3700, 1000, true), 1002);
+        assert_eq!(sleep_slice(1001, refresh_due(3700, 1000, true)), Some(Duration::from_secs(1)));
+        assert_eq!(refresh_due(1001, 1000, true), 1001);
+    }
+
+    #[test]
+    fn a_missing_or_expired_token_wakes_the_refresher() {
+        let st = state();
+        assert!(!st.is_wanted());
+        assert_eq!(get(&st, TOKEN_PATH).status, 200);
+        assert!(!st.is_wanted());
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| st.sleep_unless_wanted(Duration::from_secs(30)));
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(get_at(&st, TOKEN_PATH, 1_000).status, 503);
+        });
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(st.is_wanted());
+        st.clear_wanted();
+        assert!(!st.is_wanted());
+    }
+
+    #[test]
+    fn post_only_to_the_token() {
+        let st = state();
+        let flavor = [("Metadata-Flavor".to_string(), "Google".to_string())];
+        let r = answer(&st, "POST", "/computeMetadata/v1/instance/service-accounts/default/token", &flavor, 400);
+        assert_eq!(r.status, 200);
+        assert_eq!(answer(&st, "POST", "/computeMetadata/v1/project/project-id", &flavor, 400).status, 405);
+        assert_eq!(
+            answer(&st, "PUT", "/computeMetadata/v1/instance/service-accounts/default/token", &flavor, 400).status,
+            405
+        );
+        assert_eq!(
+            answer(&st, "POST", "/computeMetadata/v1/instance/service-accounts/default/token", &[], 400).status,
+            403
+        );
     }
 }

@@ -109,6 +109,23 @@ impl Mds {
         read_response(&mut s, method == "HEAD").unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
+    /// POST with `Metadata-Flavor: Google` and a JSON `body`, sent in two writes.
+    fn post(&self, path: &str, body: &str) -> Resp {
+        let mut s = TcpStream::connect(&self.host).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nMetadata-Flavor: Google\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            self.host,
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        // The server may answer (413) before taking all of a large body.
+        let _ = s.write_all(body.as_bytes());
+        read_response(&mut s, false).unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
     /// GET with `Metadata-Flavor: Google`, as client libraries send it.
     fn get(&self, path: &str) -> Resp {
         self.request("GET", path, &["Metadata-Flavor: Google"])
@@ -217,6 +234,53 @@ fn nodejs_google_auth_library_gets_our_token() {
     mds.stop_cleanly(&[TOKEN]);
 }
 
+/// gcloud itself (not a library): it detects a metadata server by reading
+/// `project/numeric-project-id` (digits required), then takes the account and the token from it.
+/// gcloud cannot be installed in CI (not packaged there), so unlike the other interop tests
+/// this one skips wherever gcloud is missing, CI included.
+#[test]
+fn gcloud_gets_our_token_and_account() {
+    let present = Command::new("gcloud").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if !present.is_ok_and(|s| s.success()) {
+        eprintln!("gcloud is not installed; skipping (CI cannot install it)");
+        return;
+    }
+    let dir = tempdir();
+    let (server, _) = serve(dir.path(), TOKEN, 3600);
+    let mds = Mds::start(server.port, &["--project-id", "wif-demo", "--project-number", "123456789012"]);
+    mds.wait_stderr("fetched the token", 20);
+    let config = dir.path().join("gcloud");
+    let gcloud = |args: &[&str]| {
+        let mut cmd = Command::new("gcloud");
+        // No proxies, no settings of the user's; a fresh config directory (where gcloud
+        // would also cache a failed detection).
+        for (k, _) in std::env::vars() {
+            if (k.starts_with("CLOUDSDK_") && k != "CLOUDSDK_PYTHON")
+                || k.starts_with("GCE_METADATA")
+                || k.to_lowercase().ends_with("_proxy")
+            {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env_remove("GOOGLE_APPLICATION_CREDENTIALS");
+        cmd.args(args)
+            .env("GCE_METADATA_ROOT", &mds.host)
+            .env("GCE_METADATA_IP", &mds.host)
+            .env("CLOUDSDK_CONFIG", &config)
+            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+            .env("HOME", dir.path())
+            .stdin(Stdio::null());
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "gcloud {args:?}: {}", stderr(&out));
+        out.stdout
+    };
+    let token = gcloud(&["auth", "print-access-token"]);
+    assert_eq!(String::from_utf8_lossy(&token).trim(), TOKEN);
+    let accounts: Value = serde_json::from_slice(&gcloud(&["auth", "list", "--format=json"])).unwrap();
+    assert_eq!(accounts, json!([{"account": EMAIL, "status": "ACTIVE"}]));
+    mds.stop_cleanly(&[TOKEN]);
+}
+
 fn body_json(r: &Resp) -> Value {
     r.json()
 }
@@ -287,8 +351,14 @@ fn answers_like_the_metadata_server() {
     assert_eq!(String::from_utf8(r.body).unwrap().lines().collect::<Vec<_>>(), ["default/", &format!("{EMAIL}/")]);
     let r = mds.get("/computeMetadata/v1/project/project-id");
     assert_eq!((r.status, r.body.as_slice()), (200, b"wif-demo".as_slice()));
-    // Not configured, not served.
+    // Not configured, not served; gcloud needs it, and wif-get said so once at start.
     assert_eq!(mds.get("/computeMetadata/v1/project/numeric-project-id").status, 404);
+    let warned = mds.wait_stderr("warning", 5);
+    assert!(
+        warned.contains("gcloud and gsutil will not detect this metadata server without --project-number"),
+        "{warned}"
+    );
+    assert_eq!(mds.stderr().matches("--project-number").count(), 1, "{}", mds.stderr());
     assert_eq!(mds.get("/computeMetadata/v1/instance/zone").status, 404);
     assert_eq!(mds.get("/elsewhere").status, 404);
 
@@ -303,6 +373,14 @@ fn answers_like_the_metadata_server() {
     }
     assert_eq!(mds.request("GET", "/", &["X-Forwarded-For: 10.1.2.3"]).status, 403);
     assert_eq!(mds.request("POST", "/computeMetadata/v1/project/project-id", &["Metadata-Flavor: Google"]).status, 405);
+    // google-auth POSTs for the token, with a certificate chain, when it finds an Agent
+    // Identity certificate: the body is read and ignored, the token served as issued.
+    let chain = json!({"certificate_chain": "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"});
+    let r = mds.post("/computeMetadata/v1/instance/service-accounts/default/token", &chain.to_string());
+    assert_eq!(r.status, 200);
+    assert_eq!(body_json(&r)["access_token"], TOKEN);
+    let r = mds.post("/computeMetadata/v1/instance/service-accounts/default/token", &"x".repeat(100_000));
+    assert_eq!(r.status, 413);
 
     // Clients that connect and say nothing do not hold up the others.
     let idle: Vec<TcpStream> = (0..8)
@@ -317,6 +395,61 @@ fn answers_like_the_metadata_server() {
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     drop(idle);
     assert!(mds.stderr().contains("asked for scopes x,y"), "{}", mds.stderr());
+    mds.stop_cleanly(&[TOKEN]);
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_a_full_house_answers_503() {
+    let dir = tempdir();
+    let (server, _) = serve(dir.path(), TOKEN, 3600);
+    let mds = Mds::start(server.port, &["--project-number", "123456789012"]);
+    mds.wait_stderr("fetched the token", 20);
+
+    // 128 connections in use: the next one gets 503 (with the flavor header) at once.
+    let held: Vec<TcpStream> = (0..128)
+        .map(|_| {
+            let mut s = TcpStream::connect(&mds.host).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    let mut s = TcpStream::connect(&mds.host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let r = read_response(&mut s, false).unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("metadata-flavor"), Some("Google"));
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mds.token().status != 200 {
+        assert!(Instant::now() < deadline, "slots not freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A client sending a byte every 500 ms (each read is quick) is cut off 10 s after it
+    // connected, with 408: a whole-request deadline, not a per-read one.
+    let mut s = TcpStream::connect(&mds.host).unwrap();
+    let started = Instant::now();
+    let mut writer = s.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for b in b"GET /computeMetadata/v1/ HTTP/1.1\r\nX-Slow: ".iter().chain(std::iter::repeat(&b'a')).take(60) {
+            if writer.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    s.set_read_timeout(Some(Duration::from_secs(25))).unwrap();
+    let mut got = Vec::new();
+    let end = std::io::Read::read_to_end(&mut s, &mut got);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(13), "cut off after {took:?} ({end:?})");
+    // The 408 may be lost to a reset if a trickled byte crossed the close.
+    if !got.is_empty() {
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 408 ") && text.contains("Metadata-Flavor: Google"), "{text}");
+    }
+    drop(s);
+    trickle.join().unwrap();
     mds.stop_cleanly(&[TOKEN]);
 }
 
