@@ -206,18 +206,7 @@ const HTML: &str = "text/html; charset=UTF-8";
 impl Reply {
     /// The whole HTTP/1.1 answer; the connection closes after it.
     fn to_bytes(&self, head_only: bool) -> Vec<u8> {
-        let reason = match self.status {
-            200 => "OK",
-            400 => "Bad Request",
-            403 => "Forbidden",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            408 => "Request Timeout",
-            413 => "Content Too Large",
-            431 => "Request Header Fields Too Large",
-            503 => "Service Unavailable",
-            _ => "Internal Server Error",
-        };
+        let reason = crate::serve::http::reason_phrase(self.status);
         let mut out = format!(
             "HTTP/1.1 {} {reason}\r\nMetadata-Flavor: Google\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
              Cache-Control: no-store\r\nX-XSS-Protection: 0\r\nX-Frame-Options: SAMEORIGIN\r\n\
