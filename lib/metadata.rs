@@ -15,6 +15,7 @@ use crate::clock;
 use crate::error::{Error, Kind, Result};
 use crate::get::{self, Cli, Plan};
 use crate::secret::Secret;
+use crate::serve::{http, Deadlined};
 use crate::settings::Settings;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -35,12 +36,10 @@ const MAX_CONNECTIONS: usize = 128;
 /// Time for reading a whole request (not each read: a client trickling a byte at a time
 /// would hold its slot for ever), and for writing its answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most bytes a request head may take.
-const MAX_HEAD: usize = 16 * 1024;
 /// The most bytes a POST body may take (a certificate chain is a few KiB).
-const MAX_BODY: usize = 64 * 1024;
-/// The most header lines a request may have.
-const MAX_HEADERS: usize = 64;
+const MAX_BODY: u64 = 64 * 1024;
+/// The request headers a client sent, as (name, value).
+type Headers = Vec<(String, String)>;
 /// Longest pause between two refresh attempts after failures.
 const MAX_RETRY_DELAY: u64 = 60;
 /// Longest sleep of the refresher before it looks at the wall clock again: the monotonic
@@ -328,7 +327,7 @@ fn to_json(node: &Node) -> Option<Value> {
 }
 
 /// Answers one request. `headers` are (name, value) pairs; `now` is Unix seconds.
-pub fn answer(state: &State, method: &str, target: &str, headers: &[(String, String)], now: i64) -> Reply {
+pub fn answer(state: &State, method: &str, path: &str, query: &str, headers: &[(String, String)], now: i64) -> Reply {
     let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim());
     if header("x-forwarded-for").is_some() {
         return Reply::error(403, "Forbidden: requests through a proxy (X-Forwarded-For) are refused");
@@ -336,7 +335,6 @@ pub fn answer(state: &State, method: &str, target: &str, headers: &[(String, Str
     if !matches!(method, "GET" | "HEAD" | "POST") {
         return Reply::error(405, "Method Not Allowed");
     }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     if path == "/" {
         return Reply::text("computeMetadata/\n".into());
     }
@@ -591,99 +589,60 @@ fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Arc<AtomicBool>, 
 }
 
 /// Reads one request, answers it, and closes the connection.
-fn handle(mut sock: TcpStream, state: &State) {
-    let _ = sock.set_write_timeout(Some(IO_TIMEOUT));
+fn handle(sock: TcpStream, state: &State) {
     let _ = sock.set_nodelay(true);
-    let deadline = Instant::now() + IO_TIMEOUT;
-    let (method, reply) = match read_request(&mut sock, deadline) {
-        Ok(Some(rq)) => {
-            let reply = answer(state, &rq.method, &rq.target, &rq.headers, clock::now_unix());
+    // One deadline for the whole exchange: a client trickling bytes cannot hold its slot.
+    let mut sock = Deadlined { tcp: &sock, deadline: Instant::now() + IO_TIMEOUT };
+    let (method, reply) = match read_request(&mut sock) {
+        Ok(Some((rq, headers))) => {
+            let reply = answer(state, &rq.method, &rq.path, &rq.query, &headers, clock::now_unix());
             (rq.method, reply)
         }
         Ok(None) => return,
         Err(reply) => (String::new(), reply),
     };
+    // The answer gets its own time, even to a client whose request ran out of it (408).
+    sock.deadline = Instant::now() + IO_TIMEOUT;
     let _ = sock.write_all(&reply.to_bytes(method == "HEAD"));
-    let _ = sock.flush();
 }
 
-/// A request as read off the socket (a POST body is read and dropped).
-struct Request {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-}
-
-/// Reads one request by `deadline`: `None` if the client went away, the error answer if the
-/// request is malformed, too large or too slow.
-fn read_request(sock: &mut TcpStream, deadline: Instant) -> std::result::Result<Option<Request>, Reply> {
+/// Reads one request head (the shared, bounded HTTP/1.1 reader of wif-serve) and, for a
+/// POST, its body, which is dropped: `None` if the client went away, the error answer if
+/// the request is malformed, too large or too slow.
+fn read_request(sock: &mut Deadlined) -> std::result::Result<Option<(http::Request, Headers)>, Reply> {
+    let timeout = || Reply::error(408, "Request Timeout");
     let mut buf = Vec::with_capacity(1024);
-    let (rq, head_len) = loop {
-        if !read_some(sock, &mut buf, deadline)? {
-            return Ok(None);
-        }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut rq = httparse::Request::new(&mut headers);
-        match rq.parse(&buf) {
-            Ok(httparse::Status::Complete(n)) => {
-                let request = Request {
-                    method: rq.method.unwrap_or("GET").to_string(),
-                    target: rq.path.unwrap_or("/").to_string(),
-                    headers: rq
-                        .headers
-                        .iter()
-                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
-                        .collect(),
-                };
-                break (request, n);
-            }
-            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => {}
-            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
-                return Err(Reply::error(431, "Request Header Fields Too Large"))
-            }
-            Err(_) => return Err(Reply::error(400, "Bad Request")),
-        }
+    let mut headers = Headers::new();
+    let mut keep = |name: &str, value: &[u8]| headers.push((name.to_string(), String::from_utf8_lossy(value).into()));
+    let rq = match http::read_request_with(sock, &mut buf, || true, &mut keep) {
+        http::Incoming::Request(rq) => rq,
+        http::Incoming::Invalid(r) => return Err(Reply::error(r.status, r.reason)),
+        http::Incoming::TimedOut => return Err(timeout()),
+        http::Incoming::Closed | http::Incoming::Broken(_) => return Ok(None),
     };
-    if rq.method == "POST" {
+    if rq.method == "POST" && rq.has_body {
         // Read the body before answering: closing with unread bytes would reset the
         // connection and could lose the answer. Chunked bodies are not expected.
-        let header = |name: &str| rq.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim());
-        if header("transfer-encoding").is_some() {
+        if rq.content_length == 0 {
             return Err(Reply::error(400, "Bad Request: send the body with Content-Length"));
         }
-        let len = match header("content-length").map(str::parse::<usize>) {
-            None => 0,
-            Some(Ok(n)) if n <= MAX_BODY => n,
-            Some(Ok(_)) => return Err(Reply::error(413, "Content Too Large")),
-            Some(Err(_)) => return Err(Reply::error(400, "Bad Request: bad Content-Length")),
-        };
-        while buf.len() < head_len + len {
-            if !read_some(sock, &mut buf, deadline)? {
-                return Ok(None);
+        if rq.content_length > MAX_BODY {
+            return Err(Reply::error(413, "Content Too Large"));
+        }
+        let mut rest = rq.content_length.saturating_sub(buf.len() as u64);
+        let mut chunk = [0u8; 4096];
+        while rest > 0 {
+            match sock.read(&mut chunk) {
+                Ok(0) => return Ok(None),
+                Ok(n) => rest = rest.saturating_sub(n as u64),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    return Err(timeout())
+                }
+                Err(_) => return Ok(None),
             }
         }
     }
-    Ok(Some(rq))
-}
-
-/// Appends what the next read gives, waiting no later than `deadline`: false at the end of
-/// the stream or on an error, 408 when the time is up.
-fn read_some(sock: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> std::result::Result<bool, Reply> {
-    let timeout = || Reply::error(408, "Request Timeout");
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
-        return Err(timeout());
-    }
-    let mut chunk = [0u8; 4096];
-    match sock.read(&mut chunk) {
-        Ok(0) => Ok(false),
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            Ok(true)
-        }
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Err(timeout()),
-        Err(_) => Ok(false),
-    }
+    Ok(Some((rq, headers)))
 }
 
 /// Fetches the token now and whenever it runs low; logs one line per refresh or failure.
@@ -797,8 +756,9 @@ mod tests {
     }
 
     /// A client library's GET at Unix time `now` (the token expires at 1000).
-    fn get_at(st: &State, path: &str, now: i64) -> Reply {
-        answer(st, "GET", path, &[("Metadata-Flavor".into(), "Google".into())], now)
+    fn get_at(st: &State, target: &str, now: i64) -> Reply {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        answer(st, "GET", path, query, &[("Metadata-Flavor".into(), "Google".into())], now)
     }
 
     const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
@@ -884,15 +844,15 @@ mod tests {
     fn post_only_to_the_token() {
         let st = state();
         let flavor = [("Metadata-Flavor".to_string(), "Google".to_string())];
-        let r = answer(&st, "POST", "/computeMetadata/v1/instance/service-accounts/default/token", &flavor, 400);
+        let r = answer(&st, "POST", "/computeMetadata/v1/instance/service-accounts/default/token", "", &flavor, 400);
         assert_eq!(r.status, 200);
-        assert_eq!(answer(&st, "POST", "/computeMetadata/v1/project/project-id", &flavor, 400).status, 405);
+        assert_eq!(answer(&st, "POST", "/computeMetadata/v1/project/project-id", "", &flavor, 400).status, 405);
         assert_eq!(
-            answer(&st, "PUT", "/computeMetadata/v1/instance/service-accounts/default/token", &flavor, 400).status,
+            answer(&st, "PUT", "/computeMetadata/v1/instance/service-accounts/default/token", "", &flavor, 400).status,
             405
         );
         assert_eq!(
-            answer(&st, "POST", "/computeMetadata/v1/instance/service-accounts/default/token", &[], 400).status,
+            answer(&st, "POST", "/computeMetadata/v1/instance/service-accounts/default/token", "", &[], 400).status,
             403
         );
     }

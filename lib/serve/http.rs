@@ -20,12 +20,16 @@ pub struct Request {
     pub method: String,
     /// The request target's path, without the query.
     pub path: String,
+    /// The query after `?`, empty when there is none.
+    pub query: String,
     /// HTTP/1.x minor version.
     pub minor: u8,
     /// Whether the client wants the connection kept open afterwards.
     pub keep_alive: bool,
     /// Whether the request announces a body (which is refused).
     pub has_body: bool,
+    /// The Content-Length, 0 when absent (a chunked body has `has_body` and 0 here).
+    pub content_length: u64,
 }
 
 /// A request that cannot be served, with the status to answer.
@@ -54,6 +58,12 @@ fn refuse(status: u16, reason: &'static str) -> Parsed {
 
 /// Parses a request head from the start of `buf`.
 pub fn parse(buf: &[u8]) -> Parsed {
+    parse_with(buf, &mut |_, _| {})
+}
+
+/// [`parse`], also handing every header of a complete head to `on_header` (name, value),
+/// for callers that need more of the head than [`Request`] keeps.
+pub fn parse_with(buf: &[u8], on_header: &mut dyn FnMut(&str, &[u8])) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -72,10 +82,7 @@ pub fn parse(buf: &[u8]) -> Parsed {
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return refuse(400, "malformed request");
     };
-    let path = match target.split_once('?') {
-        Some((p, _)) => p,
-        None => target,
-    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     if !path.starts_with('/') {
         return refuse(400, "the request target must be a path");
     }
@@ -83,6 +90,7 @@ pub fn parse(buf: &[u8]) -> Parsed {
     let mut has_body = false;
     let mut content_length: Option<u64> = None;
     for h in req.headers.iter() {
+        on_header(h.name, h.value);
         let value = String::from_utf8_lossy(h.value);
         if h.name.eq_ignore_ascii_case("connection") {
             for token in value.split(',').map(str::trim) {
@@ -103,7 +111,16 @@ pub fn parse(buf: &[u8]) -> Parsed {
             has_body |= n > 0;
         }
     }
-    Parsed::Complete(Request { method: method.to_string(), path: path.to_string(), minor, keep_alive, has_body }, len)
+    let request = Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        minor,
+        keep_alive,
+        has_body,
+        content_length: content_length.unwrap_or(0),
+    };
+    Parsed::Complete(request, len)
 }
 
 /// How reading a request ended.
@@ -124,7 +141,17 @@ pub enum Incoming {
 /// Reads one request head from `r`. `buf` holds bytes already received (pipelining) and
 /// keeps what follows the head. `begin` is called once the request's first byte is there
 /// (the connection is busy from then on); when it returns false the request is dropped.
-pub fn read_request(r: &mut impl Read, buf: &mut Vec<u8>, mut begin: impl FnMut() -> bool) -> Incoming {
+pub fn read_request(r: &mut impl Read, buf: &mut Vec<u8>, begin: impl FnMut() -> bool) -> Incoming {
+    read_request_with(r, buf, begin, &mut |_, _| {})
+}
+
+/// [`read_request`], handing the request's headers to `on_header` as [`parse_with`] does.
+pub fn read_request_with(
+    r: &mut impl Read,
+    buf: &mut Vec<u8>,
+    mut begin: impl FnMut() -> bool,
+    on_header: &mut dyn FnMut(&str, &[u8]),
+) -> Incoming {
     let mut chunk = [0u8; 4096];
     let mut begun = false;
     loop {
@@ -135,7 +162,7 @@ pub fn read_request(r: &mut impl Read, buf: &mut Vec<u8>, mut begin: impl FnMut(
                 }
                 begun = true;
             }
-            match parse(buf) {
+            match parse_with(buf, on_header) {
                 Parsed::Complete(req, n) => {
                     buf.drain(..n);
                     return Incoming::Request(req);

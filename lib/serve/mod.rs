@@ -576,9 +576,9 @@ fn shutdown(shared: &Shared, grace: Duration) {
 }
 
 /// A socket whose every read and write must finish before a deadline.
-struct Deadlined<'a> {
-    tcp: &'a TcpStream,
-    deadline: Instant,
+pub(crate) struct Deadlined<'a> {
+    pub(crate) tcp: &'a TcpStream,
+    pub(crate) deadline: Instant,
 }
 
 impl Deadlined<'_> {
