@@ -103,14 +103,16 @@ fn io_reason(err: &std::io::Error) -> String {
     match err.kind() {
         K::NotFound => "no such file or directory".into(),
         K::PermissionDenied => "permission denied".into(),
-        _ => {
-            // std's Display appends " (os error N)"; keep the words only.
-            let s = err.to_string();
-            match s.find(" (os error") {
-                Some(i) => s[..i].to_string(),
-                None => s,
-            }
-        }
+        _ => io_words(err),
+    }
+}
+
+/// An I/O error in words: std's Display appends " (os error N)", which is left off.
+pub fn io_words(err: &std::io::Error) -> String {
+    let s = err.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
     }
 }
 

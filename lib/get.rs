@@ -601,7 +601,7 @@ fn fetch_once(agent: &ureq::Agent, plan: &Plan, id: &Identity) -> Result<Answer,
     let retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok());
     let mut body = Vec::new();
     resp.body_mut().as_reader().take(MAX_TOKEN_BYTES + 1).read_to_end(&mut body).map_err(|e| Failure {
-        error: Error::new(Kind::Unavailable, format!("reading the answer failed: {}", io_words(&e))),
+        error: Error::new(Kind::Unavailable, format!("reading the answer failed: {}", crate::error::io_words(&e))),
         retry: true,
         retry_after: None,
     })?;
@@ -671,25 +671,16 @@ fn status_failure(status: u16, retry_after: Option<u64>, id: &Identity) -> Failu
     }
 }
 
-fn io_words(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
-}
-
 /// Maps a transport failure; TLS verification failures are final, network ones retryable.
 fn transport_failure(e: &ureq::Error, timeout: Duration) -> Failure {
     use ureq::Error as E;
     let net = |why: String| Failure { error: Error::new(Kind::Unavailable, why), retry: true, retry_after: None };
     let tls = |t: &rustls::Error| Failure { error: tls_failure(t), retry: false, retry_after: None };
+    if let Some(t) = crate::http::rustls_cause(e) {
+        return tls(t);
+    }
     match e {
-        E::Rustls(t) => tls(t),
         E::Io(io) => {
-            if let Some(t) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-                return tls(t);
-            }
             use std::io::ErrorKind as K;
             match io.kind() {
                 K::ConnectionRefused => {
@@ -701,7 +692,7 @@ fn transport_failure(e: &ureq::Error, timeout: Duration) -> Failure {
                 K::ConnectionReset => net("the server reset the connection".into()),
                 K::TimedOut | K::WouldBlock => net(format!("no answer within {} s", timeout.as_secs())),
                 K::UnexpectedEof => net("the server closed the connection without answering".into()),
-                _ => net(format!("network error: {}", io_words(io))),
+                _ => net(format!("network error: {}", crate::error::io_words(io))),
             }
         }
         E::Timeout(_) => net(format!("no answer within {} s", timeout.as_secs())),

@@ -292,8 +292,22 @@ pub fn redact_query(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
 }
 
+/// The rustls failure behind a transport error: ureq reports a failed handshake as
+/// `Error::Rustls`, or (certificate verification during the handshake) as an `Error::Io`
+/// that wraps the rustls error.
+pub fn rustls_cause(e: &ureq::Error) -> Option<&rustls::Error> {
+    match e {
+        ureq::Error::Rustls(t) => Some(t),
+        ureq::Error::Io(io) => io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    }
+}
+
 fn transport_error(e: &ureq::Error, timeout: Duration) -> Error {
     use ureq::Error as E;
+    if let Some(tls) = rustls_cause(e) {
+        return tls_error(tls);
+    }
     match e {
         E::Timeout(_) => Error::new(Kind::Unavailable, format!("no answer within {} s", timeout.as_secs()))
             .hint("the service is slow or unreachable; check the URL, proxies and firewalls"),
@@ -312,7 +326,6 @@ fn transport_error(e: &ureq::Error, timeout: Duration) -> Error {
             };
             Error::new(Kind::Unavailable, what)
         }
-        E::Rustls(tls) => tls_error(tls),
         E::Tls(msg) => Error::new(Kind::Refused, format!("TLS failed: {msg}")),
         E::BodyExceedsLimit(n) => Error::new(Kind::Unavailable, format!("the response body is larger than {n} bytes")),
         E::TooManyRedirects | E::RedirectFailed => Error::new(Kind::Refused, "the server answered with a redirect")

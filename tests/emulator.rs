@@ -531,6 +531,14 @@ fn tls_listener_discovery_and_sigterm() {
     let d: Value = serde_json::from_slice(&ok(out, "azure over TLS")).unwrap();
     assert_eq!(d["azure"]["claims"]["aud"], API_APP);
     assert!(emu.requests().iter().any(|r| r["scheme"] == "https" && r["status"] == 200));
+    // Without the CA the handshake fails: refused (exit 4) at once, not retried as a network
+    // error, with the hint for an untrusted certificate.
+    let started = std::time::Instant::now();
+    let out = azure(&doc, &["--scope", "api://wif-gcp/.default", "--retries", "3"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("--ca-file"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "retried: {:?}", started.elapsed());
     // Discovery names endpoints on the listener that was asked.
     let disc = get_json(&format!("{}/{TENANT}/v2.0/.well-known/openid-configuration", emu.url));
     assert_eq!(disc["token_endpoint"], format!("{}/{TENANT}/oauth2/v2.0/token", emu.url));
