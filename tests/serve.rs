@@ -27,6 +27,7 @@ fn serves_the_exact_token_with_headers_and_an_audit_line() {
     assert_eq!(r.body, TOKEN.as_bytes());
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.header("x-token-expires-at"), Some(exp.as_str()));
+    assert_eq!(r.header("x-token-type"), Some("access_token"));
     assert_eq!(r.header("content-type"), Some("text/plain"));
     assert_eq!(r.header("content-length"), Some(TOKEN.len().to_string().as_str()));
 

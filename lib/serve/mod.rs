@@ -65,7 +65,7 @@ pub const EXAMPLES: &[Example] = &[
     version,
     about = "Serve the token file over mutual TLS at GET /get_wif_token",
     long_about = "Serve the token file over HTTPS to clients holding a certificate from the given CA (mutual TLS), \
-at GET /get_wif_token: exactly the token's bytes, with Cache-Control: no-store and X-Token-Expires-At. \
+at GET /get_wif_token: exactly the token's bytes, with Cache-Control: no-store, X-Token-Expires-At and X-Token-Type (from the metadata). \
 GET /healthz tells whether a token can be served and until when, never the token.\n\n\
 A client certificate is required and verified in the TLS handshake (TLS 1.3 or 1.2): it must chain to \
 --client-ca, be within its validity, carry the clientAuth extended key usage and not be revoked by a --crl. \
@@ -791,7 +791,10 @@ fn respond(shared: &Shared, req: &http::Request, id: &Identity) -> Response {
             State::Ready(t) => Response {
                 status: 200,
                 content_type: "text/plain",
-                headers: vec![("X-Token-Expires-At", t.expires_at_text.clone())],
+                headers: vec![
+                    ("X-Token-Expires-At", t.expires_at_text.clone()),
+                    ("X-Token-Type", t.token_type.clone()),
+                ],
                 body: t.token.expose().as_bytes().to_vec(),
                 reason: None,
             },
