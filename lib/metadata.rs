@@ -121,6 +121,8 @@ pub struct Current {
 /// What the request handlers share with the refresher.
 pub struct State {
     identity: Identity,
+    /// The metadata tree served, built once from `identity`.
+    tree: Node,
     current: RwLock<Option<Current>>,
     warned_scopes: Mutex<HashSet<String>>,
     /// Set when a client found no valid token; wakes the refresher.
@@ -132,6 +134,7 @@ impl State {
     /// A state with no token yet.
     pub fn new(identity: Identity) -> State {
         State {
+            tree: tree(&identity),
             identity,
             current: RwLock::new(None),
             warned_scopes: Mutex::new(HashSet::new()),
@@ -347,8 +350,7 @@ pub fn answer(state: &State, method: &str, path: &str, query: &str, headers: &[(
     else {
         return not_found(path);
     };
-    let root = tree(&state.identity);
-    let mut node = &root;
+    let mut node = &state.tree;
     for seg in rest.split('/').filter(|s| !s.is_empty()) {
         let seg = crate::emulator::server::percent_decode(seg, false);
         let Node::Dir(children) = node else { return not_found(path) };
