@@ -16,7 +16,7 @@ use crate::error::{Error, Kind, Result};
 use crate::get::{self, Cli, Plan};
 use crate::secret::Secret;
 use crate::serve::{http, Deadlined};
-use crate::settings::Settings;
+use crate::settings::{OneOrMany, Settings};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -84,9 +84,10 @@ impl Identity {
             })?),
             None => None,
         };
-        let scopes = match s.pick::<ScopesSetting>(cli.scopes.clone().map(ScopesSetting::Text), "get_scopes")? {
-            Some(ScopesSetting::Text(t)) => t.split([',', ' ']).filter(|x| !x.is_empty()).map(String::from).collect(),
-            Some(ScopesSetting::List(l)) => l,
+        // A flag or config string is comma-separated; a config list is taken as it is.
+        let scopes = match s.pick::<OneOrMany>(cli.scopes.clone().map(OneOrMany::One), "get_scopes")? {
+            Some(OneOrMany::One(t)) => t.split([',', ' ']).filter(|x| !x.is_empty()).map(String::from).collect(),
+            Some(OneOrMany::Many(l)) => l,
             None => vec![DEFAULT_SCOPE.to_string()],
         };
         if scopes.is_empty() || !scopes.iter().all(|x| plain_value(x)) {
@@ -95,14 +96,6 @@ impl Identity {
         }
         Ok(Identity { email, project_id, project_number, scopes })
     }
-}
-
-/// `get_scopes` in a config: a comma-separated string or a list.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum ScopesSetting {
-    Text(String),
-    List(Vec<String>),
 }
 
 /// Printable, no whitespace or control characters: safe in a text answer line.

@@ -131,6 +131,11 @@ impl Settings {
         Settings { config }
     }
 
+    /// A config list: one string or an array of them (empty when unset).
+    pub fn list(&self, key: &str) -> Result<Vec<String>> {
+        Ok(self.pick::<OneOrMany>(None, key)?.map(OneOrMany::into_vec).unwrap_or_default())
+    }
+
     /// The flag's value if given (or set by its environment variable), else the config's.
     pub fn pick<T: DeserializeOwned>(&self, flag: Option<T>, key: &str) -> Result<Option<T>> {
         if flag.is_some() {
@@ -194,6 +199,26 @@ pub fn read_config_file(path: &Path) -> Result<Map<String, Value>> {
             None => Ok(m),
         },
         _ => Err(Error::input("a config file must hold a JSON object").context(ctx())),
+    }
+}
+
+/// A config value that may be one string or a list of them.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One string.
+    One(String),
+    /// A list of strings.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The strings, one or many.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
     }
 }
 

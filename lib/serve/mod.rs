@@ -21,7 +21,6 @@ use clap::Parser;
 use http::{Incoming, Response, Route};
 use log::Event;
 use metrics::{Metrics, Refusal};
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -134,23 +133,6 @@ pub struct Cli {
     pub doc: DocArgs,
 }
 
-/// A config value that may be one string or a list of them.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s],
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
-
 /// Everything the server needs, resolved from flags, environment and config.
 #[derive(Debug)]
 pub struct Options {
@@ -188,17 +170,9 @@ fn duration(s: &Settings, flag: Option<String>, key: &str, name: &str, default: 
 impl Options {
     /// Resolves the options (flags > environment > document config > --config file).
     pub fn resolve(cli: &Cli, s: &Settings) -> Result<Options> {
-        let list = |flag: &Vec<PathBuf>, key: &str| -> Result<Vec<String>> {
-            if !flag.is_empty() {
-                return Ok(flag.iter().map(|p| p.to_string_lossy().into_owned()).collect());
-            }
-            Ok(s.pick::<OneOrMany>(None, key)?.map(OneOrMany::into_vec).unwrap_or_default())
-        };
-        let allow = if cli.allow.is_empty() {
-            s.pick::<OneOrMany>(None, "allow")?.map(OneOrMany::into_vec).unwrap_or_default()
-        } else {
-            cli.allow.clone()
-        };
+        let allow = if cli.allow.is_empty() { s.list("allow")? } else { cli.allow.clone() };
+        let crls =
+            if cli.crl.is_empty() { s.list("crl")?.into_iter().map(PathBuf::from).collect() } else { cli.crl.clone() };
         let max_connections = s.pick_or(cli.max_connections, "max_connections", 256)?;
         if max_connections == 0 {
             return Err(Error::usage("--max-connections must be at least 1"));
@@ -209,7 +183,7 @@ impl Options {
                 cert: s.require(cli.cert.clone(), "serve_cert", "--cert")?,
                 key: s.require(cli.key.clone(), "serve_key", "--key")?,
                 client_ca: s.require(cli.client_ca.clone(), "client_ca", "--client-ca")?,
-                crls: list(&cli.crl, "crl")?.into_iter().map(PathBuf::from).collect(),
+                crls,
             },
             token: s.require(cli.token.clone(), "token_file", "--token")?,
             allow: AllowList::parse(&allow)?,
