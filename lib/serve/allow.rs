@@ -134,11 +134,6 @@ impl AllowList {
         Ok(AllowList { rules })
     }
 
-    /// Whether the list restricts anything.
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
     /// Whether a verified client may be served.
     pub fn allows(&self, id: &Identity) -> bool {
         self.rules.is_empty() || self.rules.iter().any(|r| r.matches(id))

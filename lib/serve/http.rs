@@ -22,8 +22,6 @@ pub struct Request {
     pub path: String,
     /// The query after `?`, empty when there is none.
     pub query: String,
-    /// HTTP/1.x minor version.
-    pub minor: u8,
     /// Whether the client wants the connection kept open afterwards.
     pub keep_alive: bool,
     /// Whether the request announces a body (which is refused).
@@ -115,7 +113,6 @@ pub fn parse_with(buf: &[u8], on_header: &mut dyn FnMut(&str, &[u8])) -> Parsed 
         method: method.to_string(),
         path: path.to_string(),
         query: query.to_string(),
-        minor,
         keep_alive,
         has_body,
         content_length: content_length.unwrap_or(0),

@@ -461,7 +461,7 @@ pub fn run(opts: Options) -> Result<()> {
                 .emit();
             continue;
         }
-        if let Some(result) = shared.tls.refresh(false) {
+        if let Some(result) = shared.tls.refresh() {
             log_tls_reload(&shared.metrics, result, "a certificate, key, CA or CRL file changed");
         }
         let config = shared.tls.config();
@@ -504,10 +504,7 @@ fn handle_signals(mut signals: signal_hook::iterator::Signals, shared: Arc<Share
     for sig in signals.forever() {
         if sig == signal_hook::consts::SIGHUP {
             shared.token.invalidate();
-            match shared.tls.refresh(true) {
-                Some(r) => log_tls_reload(&shared.metrics, r, "SIGHUP"),
-                None => log_tls_reload(&shared.metrics, Ok(()), "SIGHUP"),
-            }
+            log_tls_reload(&shared.metrics, shared.tls.reload(), "SIGHUP");
             continue;
         }
         if shared.shutting_down.swap(true, Ordering::SeqCst) {

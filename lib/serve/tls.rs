@@ -153,10 +153,19 @@ impl TlsSource {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Rebuilds the configuration if a file changed (or `force`). `None` when nothing
-    /// changed; on failure the previous configuration stays in force. Connections already
-    /// open keep the configuration they started with.
-    pub fn refresh(&self, force: bool) -> Option<Result<()>> {
+    /// Rebuilds the configuration if a file changed; `None` when nothing changed. On failure
+    /// the previous configuration stays in force. Connections already open keep the
+    /// configuration they started with.
+    pub fn refresh(&self) -> Option<Result<()>> {
+        self.rebuild(false)
+    }
+
+    /// Rebuilds the configuration now, changed or not (SIGHUP).
+    pub fn reload(&self) -> Result<()> {
+        self.rebuild(true).unwrap_or(Ok(()))
+    }
+
+    fn rebuild(&self, force: bool) -> Option<Result<()>> {
         let now = self.files.stamps();
         {
             let mut seen = self.stamps.lock().unwrap_or_else(|p| p.into_inner());
