@@ -449,7 +449,8 @@ fn load_identity(cli: &Cli, s: &Settings) -> Result<Identity> {
         }
         Some(kp) => {
             let bundle = keys::load_key(kp, password.as_ref())?;
-            let chain = if is_pkcs12(&cert_path) && kp == &cert_path {
+            // One file for both (PKCS#12, or PEM with key and certificate): its certificates.
+            let chain = if kp == &cert_path && !bundle.chain.is_empty() {
                 bundle.chain
             } else {
                 keys::load_certs(&cert_path).map_err(|e| e.context("loading --cert"))?
@@ -466,13 +467,6 @@ fn load_identity(cli: &Cli, s: &Settings) -> Result<Identity> {
     let sha256 = keys::sha256_hex(chain[0].as_ref());
     warn_if_expired(&chain[0]);
     Ok(Identity { chain, key, subject, sha256 })
-}
-
-/// Whether a path names a PKCS#12 keystore (`.p12`, `.pfx`).
-pub fn is_pkcs12(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("p12") || e.eq_ignore_ascii_case("pfx"))
 }
 
 fn warn_if_expired(cert: &CertificateDer<'_>) {

@@ -719,7 +719,7 @@ fn thumbprint_matches(header: Option<&Value>, cert: &[u8]) -> Option<bool> {
 fn describe_certs(cli: &Cli, path: &Path, ctx: &Ctx) -> Result<Vec<CertReport>> {
     let password = || keys::read_password(cli.key_password_file.as_deref(), cli.key_password_env.as_deref());
     // A PKCS#12 keystore holds the certificate and its key: describe both.
-    let (certs, own_key) = if crate::get::is_pkcs12(path) {
+    let (certs, own_key) = if crate::keys::is_pkcs12(path) {
         let bundle = keys::load_key(path, password()?.as_ref()).map_err(|e| e.context("reading --cert"))?;
         if bundle.chain.is_empty() {
             return Err(Error::input(format!("{} holds no certificate", path.display())));

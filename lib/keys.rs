@@ -82,6 +82,13 @@ pub fn load_key(path: &Path, password: Option<&Secret>) -> Result<KeyBundle> {
     Ok(bundle)
 }
 
+/// Whether a path names a PKCS#12 keystore (`.p12`, `.pfx`).
+pub fn is_pkcs12(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("p12") || e.eq_ignore_ascii_case("pfx"))
+}
+
 /// Parses a PEM private key, plus any certificates in the same file.
 pub fn key_from_pem(bytes: &[u8]) -> Result<KeyBundle> {
     if bytes.windows(20).any(|w| w == b"ENCRYPTED PRIVATE KE") {

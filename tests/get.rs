@@ -224,6 +224,19 @@ fn pkcs12_client_certificate() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, TOKEN.as_bytes());
+    // The same keystore named as both --cert and --key, without a .p12 name: its contents
+    // decide, not its extension.
+    let keystore = dir.path().join("client.keystore");
+    std::fs::copy(pki_file("client.p12"), &keystore).unwrap();
+    let keystore = keystore.to_str().unwrap();
+    let out = bin("wif-get")
+        .args(["--url", &seed.url("localhost"), "--cert", keystore, "--key", keystore])
+        .args(["--key-password-file", &pki_file("app.p12.pass"), "--ca", &pki_file("ca-chain.crt")])
+        .args(["--format", "token"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, TOKEN.as_bytes());
     // Without the password the PKCS#12 file cannot be opened: bad input, nothing fetched.
     let out = bin("wif-get")
         .args(["--url", &seed.url("localhost"), "--cert", &pki_file("client.p12"), "--ca", &pki_file("ca-chain.crt")])
@@ -231,7 +244,7 @@ fn pkcs12_client_certificate() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("--key-password-file"));
-    assert_eq!(seed.log().len(), 2);
+    assert_eq!(seed.log().len(), 3);
 }
 
 #[test]
