@@ -11,6 +11,7 @@ use crate::http;
 use crate::keys;
 use crate::manual::Example;
 use clap::Parser;
+use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::io::{IsTerminal, Read};
@@ -261,9 +262,16 @@ pub fn run(cli: &Cli, offset: UtcOffset) -> Result<()> {
         return Err(Error::usage("--verify needs the keys: --jwks FILE|URL or --verify-cert CERT.pem"));
     }
 
+    let mut cert_leaf = None;
     if let Some(path) = &cli.cert {
-        report.certificates = describe_certs(cli, path, &ctx)?;
+        let (reports, leaf) = describe_certs(cli, path, &ctx)?;
+        report.certificates = reports;
+        cert_leaf = Some(leaf);
     }
+    let verify_cert = match &cli.verify_cert {
+        Some(p) => Some(keys::load_certs(p).map_err(|e| e.context("reading --verify-cert"))?.remove(0)),
+        None => None,
+    };
 
     let input = match &cli.token_file {
         Some(p) => Some(Input::TokenFile(p.clone())),
@@ -289,18 +297,15 @@ pub fn run(cli: &Cli, offset: UtcOffset) -> Result<()> {
     }
 
     // The thumbprint check: does a token name the certificate given?
-    let cert_for_thumb = match (&cli.verify_cert, &cli.cert) {
-        (Some(p), _) | (None, Some(p)) => Some(keys::load_certs(p)?.remove(0)),
-        _ => None,
-    };
-    if let Some(cert) = &cert_for_thumb {
+    let cert_for_thumb = verify_cert.as_ref().or(cert_leaf.as_ref());
+    if let Some(cert) = cert_for_thumb {
         for t in &mut report.tokens {
             t.thumbprint_matches_cert = thumbprint_matches(t.header.as_ref(), cert);
         }
     }
 
     if wants_verify {
-        let verifier = Verifier::load(cli)?;
+        let verifier = Verifier::load(cli, verify_cert.as_ref())?;
         for t in &mut report.tokens {
             if let Some(raw) = raw_token_of(t) {
                 t.verification = Some(verifier.verify(&raw, now));
@@ -716,7 +721,8 @@ fn thumbprint_matches(header: Option<&Value>, cert: &[u8]) -> Option<bool> {
     None
 }
 
-fn describe_certs(cli: &Cli, path: &Path, ctx: &Ctx) -> Result<Vec<CertReport>> {
+/// The reports on the certificates in `--cert`, and its leaf certificate.
+fn describe_certs(cli: &Cli, path: &Path, ctx: &Ctx) -> Result<(Vec<CertReport>, CertificateDer<'static>)> {
     let password = || keys::read_password(cli.key_password_file.as_deref(), cli.key_password_env.as_deref());
     // A PKCS#12 keystore holds the certificate and its key: describe both.
     let (certs, own_key) = if crate::keys::is_pkcs12(path) {
@@ -774,7 +780,9 @@ fn describe_certs(cli: &Cli, path: &Path, ctx: &Ctx) -> Result<Vec<CertReport>> 
             key_matches: if index == 0 { key_matches } else { None },
         });
     }
-    Ok(out)
+    let leaf =
+        certs.into_iter().next().ok_or_else(|| Error::input(format!("{} holds no certificate", path.display())))?;
+    Ok((out, leaf))
 }
 
 /// Keys to verify JWTs with.
@@ -784,9 +792,9 @@ enum Verifier {
 }
 
 impl Verifier {
-    fn load(cli: &Cli) -> Result<Verifier> {
-        if let Some(p) = &cli.verify_cert {
-            let cert = keys::load_certs(p).map_err(|e| e.context("reading --verify-cert"))?.remove(0);
+    /// The keys: `verify_cert` (the leaf of --verify-cert, already read), else --jwks.
+    fn load(cli: &Cli, verify_cert: Option<&CertificateDer<'static>>) -> Result<Verifier> {
+        if let (Some(cert), Some(p)) = (verify_cert, &cli.verify_cert) {
             return Ok(Verifier::Cert { der: cert.as_ref().to_vec(), label: format!("certificate {}", p.display()) });
         }
         let Some(src) = &cli.jwks else { return Err(Error::usage("--verify needs --jwks or --verify-cert")) };

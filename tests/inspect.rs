@@ -118,6 +118,10 @@ fn certificate_thumbprints_match_what_wif_sign_sent() {
     assert_eq!(json_out(&out)["tokens"][0]["thumbprint_matches_cert"], true);
     let out = inspect(&raw, &["--cert", &pki_file("other-app-rsa.crt"), "--json"]);
     assert_eq!(json_out(&out)["tokens"][0]["thumbprint_matches_cert"], false);
+    // The same certificate in a PKCS#12 keystore.
+    let out =
+        inspect(&raw, &["--cert", &pki_file("app.p12"), "--key-password-file", &pki_file("app.p12.pass"), "--json"]);
+    assert_eq!(json_out(&out)["tokens"][0]["thumbprint_matches_cert"], true, "{}", stderr(&out));
 }
 
 #[test]
