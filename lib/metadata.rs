@@ -201,7 +201,7 @@ const HTML: &str = "text/html; charset=UTF-8";
 impl Reply {
     /// The whole HTTP/1.1 answer; the connection closes after it.
     fn to_bytes(&self, head_only: bool) -> Vec<u8> {
-        let reason = crate::serve::http::reason_phrase(self.status);
+        let reason = crate::http::reason_phrase(self.status);
         let mut out = format!(
             "HTTP/1.1 {} {reason}\r\nMetadata-Flavor: Google\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
              Cache-Control: no-store\r\nX-XSS-Protection: 0\r\nX-Frame-Options: SAMEORIGIN\r\n\
@@ -337,7 +337,7 @@ pub fn answer(state: &State, method: &str, path: &str, query: &str, headers: &[(
     if header("metadata-flavor") != Some("Google") {
         return Reply::error(403, "Missing required header \"Metadata-Flavor\": \"Google\"");
     }
-    let query = crate::emulator::server::parse_form(query.as_bytes());
+    let query = crate::http::parse_form(query.as_bytes());
     let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let Some(rest) = path.strip_prefix("/computeMetadata/").or_else(|| (path == "/computeMetadata").then_some(""))
     else {
@@ -345,7 +345,7 @@ pub fn answer(state: &State, method: &str, path: &str, query: &str, headers: &[(
     };
     let mut node = &state.tree;
     for seg in rest.split('/').filter(|s| !s.is_empty()) {
-        let seg = crate::emulator::server::percent_decode(seg, false);
+        let seg = crate::http::percent_decode(seg, false);
         let Node::Dir(children) = node else { return not_found(path) };
         match children.iter().find(|c| c.name == seg) {
             Some(c) => node = &c.node,

@@ -3,6 +3,7 @@
 
 use super::State;
 use crate::error::{Error, Kind, Result};
+pub use crate::http::{parse_form, percent_decode};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -76,60 +77,11 @@ impl std::fmt::Debug for Resp {
     }
 }
 
-/// Decodes `application/x-www-form-urlencoded` text (also query strings).
-pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k, true), percent_decode(v, true))
-        })
-        .collect()
-}
-
-/// Percent-decoding; `plus` turns `+` into a space (forms).
-pub fn percent_decode(s: &str, plus: bool) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' if plus => out.push(b' '),
-            b'%' => match b.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                Some(h) => {
-                    out.push(u8::from_str_radix(&String::from_utf8_lossy(h), 16).unwrap_or(b'%'));
-                    i += 2;
-                }
-                None => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        411 => "Length Required",
-        413 => "Payload Too Large",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
-}
-
 fn write_resp(w: &mut impl Write, r: &Resp, close: bool) -> std::io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nPragma: no-cache\r\n",
         r.status,
-        reason(r.status),
+        crate::http::reason_phrase(r.status),
         r.content_type,
         r.body.len()
     );

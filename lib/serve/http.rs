@@ -208,23 +208,6 @@ pub fn route(method: &str, path: &str) -> Route {
     }
 }
 
-/// The reason phrase of a status this server sends.
-pub fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
-
 /// An answer: status, content type, extra headers and body.
 #[derive(Clone, Debug)]
 pub struct Response {
@@ -271,7 +254,7 @@ impl Response {
         let mut head = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: {}\r\n",
             self.status,
-            reason_phrase(self.status),
+            crate::http::reason_phrase(self.status),
             self.content_type,
             self.body.len(),
             if keep_alive { "keep-alive" } else { "close" },
