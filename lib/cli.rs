@@ -2,7 +2,7 @@
 //! mapping them to exit codes.
 
 use crate::document::{Document, MAX_DOCUMENT_BYTES};
-use crate::error::{Error, Kind, Result};
+use crate::error::{Context, Error, Kind, Result};
 use crate::settings::Settings;
 use clap::Args;
 use std::io::{IsTerminal, Read, Write};
@@ -20,19 +20,9 @@ pub struct DocArgs {
 impl DocArgs {
     /// Reads the document from stdin and loads the settings in force.
     pub fn load(&self) -> Result<(Document, Settings)> {
-        let mut doc = read_document().context_input()?;
+        let mut doc = read_document().context("reading the document on stdin")?;
         let settings = Settings::load(&mut doc, self.config.as_deref())?;
         Ok((doc, settings))
-    }
-}
-
-trait InputContext<T> {
-    fn context_input(self) -> Result<T>;
-}
-
-impl<T> InputContext<T> for Result<T> {
-    fn context_input(self) -> Result<T> {
-        self.map_err(|e| e.context("reading the document on stdin"))
     }
 }
 

@@ -101,11 +101,6 @@ impl Document {
         })
     }
 
-    /// Whether a section is present.
-    pub fn has(&self, name: &str) -> bool {
-        self.fields.get(name).is_some_and(|v| !v.is_null())
-    }
-
     /// Sets (replaces) a section.
     pub fn set<T: Serialize>(&mut self, name: &str, section: &T) -> Result<()> {
         let v = serde_json::to_value(section).map_err(|e| Error::new(crate::error::Kind::Internal, e.to_string()))?;

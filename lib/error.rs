@@ -137,16 +137,11 @@ impl std::error::Error for Error {}
 pub trait Context<T> {
     /// Prefixes `what` (what the caller was doing) to the error.
     fn context(self, what: impl Into<String>) -> Result<T>;
-    /// Like `context`, computing the text only on failure.
-    fn with_context<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T>;
 }
 
 impl<T> Context<T> for Result<T> {
     fn context(self, what: impl Into<String>) -> Result<T> {
         self.map_err(|e| e.context(what))
-    }
-    fn with_context<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T> {
-        self.map_err(|e| e.context(what()))
     }
 }
 

@@ -38,9 +38,6 @@ pub struct Config {
     /// set false to allow that.
     #[serde(default = "yes")]
     pub reject_replayed_assertions: bool,
-    /// The directory of the config file (certificate paths are relative to it).
-    #[serde(skip)]
-    pub base_dir: PathBuf,
 }
 
 /// The Azure AD tenant.
@@ -268,7 +265,6 @@ impl Config {
         let mut c: Config = serde_json::from_slice(bytes)
             .map_err(|e| Error::input(format!("not a valid emulator config: {e}")))
             .map_err(|e| e.hint("wif-emulate --print-example-config shows a complete one; see docs/EMULATOR.md"))?;
-        c.base_dir = base.to_path_buf();
         for d in [&c.token_lifetime, &c.clock_skew, &c.max_assertion_lifetime].into_iter().flatten() {
             crate::clock::parse_duration(d)?;
         }
