@@ -13,4 +13,5 @@ mod refresh;
 mod reliability;
 mod secrets;
 mod serve;
+mod security;
 mod server_abuse;

@@ -298,7 +298,7 @@ fn reloads_the_client_ca_when_it_changes_and_on_sighup() {
     let args = server_args(ca.to_str().unwrap(), &tok);
     let mut srv = Server::spawn(&args, None);
     expect_refused(srv.port, Some("client"));
-    // A kept-alive connection from the other hierarchy survives the reload.
+    // A kept-alive connection from the other hierarchy, opened while its CA was trusted.
     let mut other = connect(srv.port, client_config(Some("other-client"), "ca-chain.crt", None));
     other.write_all(b"GET /get_wif_token HTTP/1.1\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut other, false).unwrap().body, TOKEN.as_bytes());
@@ -306,8 +306,14 @@ fn reloads_the_client_ca_when_it_changes_and_on_sighup() {
     replace_file(&pki_file("ca-chain.crt"), &ca);
     assert_eq!(get(srv.port, "client", "/get_wif_token").body, TOKEN.as_bytes());
     srv.wait_for("the reload", |v| v["event"] == "reload" && v["what"] == "tls");
-    other.write_all(b"GET /get_wif_token HTTP/1.1\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut other, false).unwrap().status, 200);
+    // Its client is verified again under the new bundle before its next request: no
+    // answer, the connection is closed, and the log says why.
+    let _ = other.write_all(b"GET /get_wif_token HTTP/1.1\r\n\r\n");
+    let after = read_response(&mut other, false);
+    assert!(after.is_err(), "a client no longer trusted was answered on its open connection: {after:?}");
+    let closed = srv.wait_for("the re-verification", |v| v["event"] == "connection_closed");
+    assert_eq!(closed["code"], "unknown_issuer", "{closed}");
+    assert_eq!(closed["fingerprint"], cert_fingerprint("other-client"), "{closed}");
     expect_refused(srv.port, Some("other-client"));
 
     // A broken file is reported and the previous configuration stays.

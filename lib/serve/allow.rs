@@ -21,6 +21,8 @@ pub struct Identity {
     pub spki_sha256: String,
     /// SHA-256 of the certificate, hex (the log's fingerprint).
     pub fingerprint: String,
+    /// The end of the certificate's validity, Unix seconds (0 when it cannot be read).
+    pub not_after: i64,
 }
 
 impl Identity {
@@ -39,6 +41,7 @@ impl Identity {
                 .collect(),
             spki_sha256: crate::keys::sha256_hex(cert.public_key().raw),
             fingerprint,
+            not_after: cert.validity().not_after.timestamp(),
             ..Identity::default()
         };
         if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -152,6 +155,7 @@ mod tests {
             uris: vec!["spiffe://example.org/wif-client".into()],
             spki_sha256: "ab".repeat(32),
             fingerprint: "cd".repeat(32),
+            not_after: 0,
         }
     }
 

@@ -149,7 +149,6 @@ pub fn read_request_with(
     mut begin: impl FnMut() -> bool,
     on_header: &mut dyn FnMut(&str, &[u8]),
 ) -> Incoming {
-    let mut chunk = [0u8; 4096];
     let mut begun = false;
     loop {
         if !buf.is_empty() {
@@ -168,17 +167,40 @@ pub fn read_request_with(
                 Parsed::Partial => {}
             }
         }
-        let room = MAX_HEAD.saturating_sub(buf.len()).clamp(1, chunk.len());
-        match r.read(&mut chunk[..room]) {
-            Ok(0) if buf.is_empty() => return Incoming::Closed,
-            Ok(0) => return Incoming::Broken(ErrorKind::UnexpectedEof.into()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return Incoming::TimedOut,
-            // A client that closes without close_notify between requests is common (curl does).
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof && buf.is_empty() => return Incoming::Closed,
-            Err(e) => return Incoming::Broken(e),
+        if let Err(end) = fill(r, buf) {
+            return end;
         }
+    }
+}
+
+/// Waits until the next request's first bytes are in `buf` (at once if some already are):
+/// `None` then, else how the wait ended (closed, timed out, broken). Lets a server tell a
+/// connection waiting between requests from one whose request has begun.
+pub fn await_request(r: &mut impl Read, buf: &mut Vec<u8>) -> Option<Incoming> {
+    while buf.is_empty() {
+        if let Err(end) = fill(r, buf) {
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Reads once into `buf` (up to `MAX_HEAD` in all); `Err` with how reading ended.
+fn fill(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<(), Incoming> {
+    let mut chunk = [0u8; 4096];
+    let room = MAX_HEAD.saturating_sub(buf.len()).clamp(1, chunk.len());
+    match r.read(&mut chunk[..room]) {
+        Ok(0) if buf.is_empty() => Err(Incoming::Closed),
+        Ok(0) => Err(Incoming::Broken(ErrorKind::UnexpectedEof.into())),
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Err(Incoming::TimedOut),
+        // A client that closes without close_notify between requests is common (curl does).
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof && buf.is_empty() => Err(Incoming::Closed),
+        Err(e) => Err(Incoming::Broken(e)),
     }
 }
 

@@ -98,12 +98,35 @@ pub struct Event<'a> {
     /// A count, e.g. open connections.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connections: Option<usize>,
+    /// The client certificate's subject, for events about a verified client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<&'a str>,
+    /// SHA-256 of the client certificate (hex), for events about a verified client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<&'a str>,
 }
 
 impl<'a> Event<'a> {
     /// A new event happening now.
     pub fn new(event: &'a str) -> Self {
-        Event { event, time: now(), peer: None, reason: None, what: None, code: None, connections: None }
+        Event {
+            event,
+            time: now(),
+            peer: None,
+            reason: None,
+            what: None,
+            code: None,
+            connections: None,
+            subject: None,
+            fingerprint: None,
+        }
+    }
+
+    /// With the verified client's certificate subject and fingerprint.
+    pub fn client(mut self, id: &'a super::allow::Identity) -> Self {
+        self.subject = Some(&id.subject);
+        self.fingerprint = Some(&id.fingerprint);
+        self
     }
 
     /// With the peer address.

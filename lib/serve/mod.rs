@@ -6,6 +6,7 @@
 //! re-read when their files change; SIGHUP forces that, SIGTERM/SIGINT stop gracefully.
 
 pub mod allow;
+pub mod conns;
 pub mod http;
 pub mod log;
 pub mod metrics;
@@ -18,16 +19,16 @@ use crate::manual::Example;
 use crate::settings::Settings;
 use allow::{AllowList, Identity};
 use clap::Parser;
+use conns::{Conn, Phase, Scope, Table};
 use http::{Incoming, Response, Route};
 use log::Event;
 use metrics::{Metrics, Refusal};
-use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use token::{State, TokenSource};
 
@@ -120,9 +121,21 @@ pub struct Cli {
     /// Time a connection may stay silent before (or while) sending a request [default: 30s]
     #[arg(long, value_name = "DURATION", env = "WIF_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
-    /// Most connections open at once. At the limit a new client takes the slot of the oldest connection still in its handshake (or idle between requests); when all are busy with requests it is closed at once. Both are logged [default: 256]
+    /// Time a client has, from the first byte of a request, to send its request line and headers (the request must also be complete within --idle-timeout) [default: 5s]
+    #[arg(long, value_name = "DURATION", env = "WIF_HEADER_TIMEOUT")]
+    pub header_timeout: Option<String>,
+    /// Longest a connection stays open, however active: after it the connection is closed after its current answer, and the client reconnects and is verified afresh [default: 10m]
+    #[arg(long, value_name = "DURATION", env = "WIF_MAX_CONNECTION_AGE")]
+    pub max_connection_age: Option<String>,
+    /// Most connections open at once. At the limit a new client takes the slot of the oldest connection refused after its handshake, else still in its handshake, else with a request head incomplete for over a second, else idle between requests; when all are answering requests it is closed at once. Both are logged [default: 256]
     #[arg(long, value_name = "N", env = "WIF_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Most connections one verified client (one certificate) may hold at once. Beyond it the client's own oldest waiting connection gives way (as at --max-connections), else the new connection is answered 503 with Retry-After and closed [default: a quarter of --max-connections]
+    #[arg(long, value_name = "N", env = "WIF_MAX_CONNECTIONS_PER_CLIENT")]
+    pub max_connections_per_client: Option<usize>,
+    /// Most connections from one IP address at once, counted from accept. Beyond it that address's own oldest waiting connection gives way, else the new one is closed. Off by default: clients behind NAT or a load balancer share an address [default: no limit]
+    #[arg(long, value_name = "N", env = "WIF_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
     /// On SIGTERM, how long requests in progress may take to finish [default: 10s]
     #[arg(long, value_name = "DURATION", env = "WIF_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<String>,
@@ -144,12 +157,8 @@ pub struct Options {
     pub token: PathBuf,
     /// Allowed client identities.
     pub allow: AllowList,
-    /// Handshake time-out.
-    pub handshake_timeout: Duration,
-    /// Idle time-out.
-    pub idle_timeout: Duration,
-    /// Connection limit.
-    pub max_connections: usize,
+    /// Time-outs and connection limits.
+    pub limits: Limits,
     /// Grace period on shutdown.
     pub shutdown_timeout: Duration,
     /// Where to serve metrics, if anywhere.
@@ -174,9 +183,32 @@ impl Options {
         let crls =
             if cli.crl.is_empty() { s.list("crl")?.into_iter().map(PathBuf::from).collect() } else { cli.crl.clone() };
         let max_connections = s.pick_or(cli.max_connections, "max_connections", 256)?;
-        if max_connections == 0 {
-            return Err(Error::usage("--max-connections must be at least 1"));
+        let max_per_client = s.pick_or(cli.max_connections_per_client, "max_connections_per_client", (max_connections / 4).max(1))?;
+        let max_per_address = s.pick(cli.max_connections_per_address, "max_connections_per_address")?;
+        for (n, flag) in [
+            (Some(max_connections), "--max-connections"),
+            (Some(max_per_client), "--max-connections-per-client"),
+            (max_per_address, "--max-connections-per-address"),
+        ] {
+            if n == Some(0) {
+                return Err(Error::usage(format!("{flag} must be at least 1")));
+            }
         }
+        let limits = Limits {
+            handshake_timeout: duration(s, cli.handshake_timeout.clone(), "handshake_timeout", "--handshake-timeout", 10)?,
+            idle_timeout: duration(s, cli.idle_timeout.clone(), "idle_timeout", "--idle-timeout", 30)?,
+            header_timeout: duration(s, cli.header_timeout.clone(), "header_timeout", "--header-timeout", 5)?,
+            max_connection_age: duration(
+                s,
+                cli.max_connection_age.clone(),
+                "max_connection_age",
+                "--max-connection-age",
+                600,
+            )?,
+            max_connections,
+            max_per_client,
+            max_per_address,
+        };
         Ok(Options {
             listen: s.require(cli.listen.clone(), "listen", "--listen")?,
             tls: tls::TlsFiles {
@@ -187,15 +219,7 @@ impl Options {
             },
             token: s.require(cli.token.clone(), "token_file", "--token")?,
             allow: AllowList::parse(&allow)?,
-            handshake_timeout: duration(
-                s,
-                cli.handshake_timeout.clone(),
-                "handshake_timeout",
-                "--handshake-timeout",
-                10,
-            )?,
-            idle_timeout: duration(s, cli.idle_timeout.clone(), "idle_timeout", "--idle-timeout", 30)?,
-            max_connections,
+            limits,
             shutdown_timeout: duration(s, cli.shutdown_timeout.clone(), "shutdown_timeout", "--shutdown-timeout", 10)?,
             metrics_listen: s.pick(cli.metrics_listen.clone(), "serve_metrics_listen")?,
         })
@@ -265,28 +289,31 @@ fn host_port(addr: &SocketAddr) -> String {
     format!("{host}:{}", addr.port())
 }
 
-// Connection states: in its handshake or between requests a connection may be closed by the
-// shutdown or to make room for a new one; while busy it is left to finish its answer.
-const IDLE: u8 = 0;
-const BUSY: u8 = 1;
-const CLOSED: u8 = 2;
-const HANDSHAKE: u8 = 3;
+/// How often the TLS files are looked at for changes, so that a new CRL or CA bundle reaches
+/// open keep-alive connections even when no new connection arrives.
+const TLS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-struct Conn {
-    stream: TcpStream,
-    state: Arc<AtomicU8>,
-    peer: String,
-}
+/// How long a client refused after its handshake (not allowed, over its limit) has to send
+/// its first request, which is answered with the refusal before the connection is closed.
+const REFUSED_GRACE: Duration = Duration::from_secs(1);
 
-impl Conn {
-    /// Closes the connection if it is in state `from`; false if it is not (any more).
-    fn close_if(&self, from: u8) -> bool {
-        let closed = self.state.compare_exchange(from, CLOSED, Ordering::SeqCst, Ordering::SeqCst).is_ok();
-        if closed {
-            let _ = self.stream.shutdown(Shutdown::Both);
-        }
-        closed
-    }
+/// The connection limits, resolved.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Time to finish the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time a connection may wait for its next request (and to finish sending it).
+    pub idle_timeout: Duration,
+    /// Time from a request's first byte to its last header.
+    pub header_timeout: Duration,
+    /// Longest a connection stays open.
+    pub max_connection_age: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Most connections one verified client may hold.
+    pub max_per_client: usize,
+    /// Most connections from one address, if limited.
+    pub max_per_address: Option<usize>,
 }
 
 /// What every connection thread shares.
@@ -294,46 +321,55 @@ struct Shared {
     tls: tls::TlsSource,
     token: TokenSource,
     allow: AllowList,
-    handshake_timeout: Duration,
-    idle_timeout: Duration,
+    limits: Limits,
     shutting_down: AtomicBool,
-    conns: Mutex<HashMap<u64, Conn>>,
+    conns: Table,
     metrics: Metrics,
 }
 
 impl Shared {
     fn open_connections(&self) -> usize {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.conns.len()
     }
 
-    /// At the connection limit: closes the oldest connection still in its handshake (else
-    /// the oldest idle between requests), so that sockets that never finish a handshake
-    /// hold a slot only until a new client needs it, not for the whole handshake time-out.
-    /// False when every connection is busy with a request.
-    fn make_room(&self, limit: usize) -> bool {
-        let closed = {
-            let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-            [(HANDSHAKE, "had not finished its TLS handshake"), (IDLE, "was idle between requests")]
-                .into_iter()
-                .find_map(|(from, why)| {
-                    let mut candidates: Vec<(&u64, &Conn)> =
-                        conns.iter().filter(|(_, c)| c.state.load(Ordering::SeqCst) == from).collect();
-                    candidates.sort_unstable_by_key(|(id, _)| **id);
-                    // The oldest first; one may have moved on meanwhile, then the next.
-                    let (_, c) = candidates.into_iter().find(|(_, c)| c.close_if(from))?;
-                    Some((c.peer.clone(), why, conns.len()))
-                })
-        };
-        // Logged outside the lock: a slow stdout must not hold up the connections.
-        let Some((peer, why, open)) = closed else { return false };
+    /// Makes room for a new connection from `ip`: `Err` with why it must be refused when
+    /// every connection it could replace is busy with a request.
+    fn admit(&self, ip: Option<IpAddr>) -> std::result::Result<(), String> {
+        let max = self.limits.max_connections;
+        if self.conns.len() >= max
+            && !self.evict(
+                Scope::All,
+                None,
+                format!("the connection limit (--max-connections {max}) was reached and this, the oldest connection,"),
+            )
+        {
+            return Err(format!("too many connections (--max-connections {max})"));
+        }
+        if let (Some(cap), Some(ip)) = (self.limits.max_per_address, ip) {
+            if self.conns.count(Scope::Address(ip), None) >= cap
+                && !self.evict(
+                    Scope::Address(ip),
+                    None,
+                    format!("{ip} reached its limit (--max-connections-per-address {cap}) and this, its oldest connection,"),
+                )
+            {
+                return Err(format!("too many connections from {ip} (--max-connections-per-address {cap})"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the connection in `scope` that gives way first (see [`conns::Table::make_room`])
+    /// and logs why (`words` leads into the phase it was in); false when there is none.
+    fn evict(&self, scope: Scope<'_>, except: Option<u64>, words: String) -> bool {
+        let Some(e) = self.conns.make_room(scope, except) else { return false };
+        // Logged outside the table's lock: a slow stdout must not hold up the connections.
         self.metrics.connection_evicted();
         Event::new("connection_closed")
-            .peer(&peer)
-            .reason(format!(
-                "the connection limit (--max-connections {limit}) was reached and this, the oldest connection, {why}"
-            ))
+            .peer(&e.peer)
+            .reason(format!("{words} {}", e.why))
             .code("evicted")
-            .connections(open)
+            .connections(e.open)
             .emit();
         true
     }
@@ -347,7 +383,7 @@ struct ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.shared.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+        self.shared.conns.remove(self.id);
     }
 }
 
@@ -390,10 +426,9 @@ pub fn run(opts: Options) -> Result<()> {
         tls,
         token: TokenSource::new(opts.token.clone()),
         allow: opts.allow.clone(),
-        handshake_timeout: opts.handshake_timeout,
-        idle_timeout: opts.idle_timeout,
+        limits: opts.limits,
         shutting_down: AtomicBool::new(false),
-        conns: Mutex::new(HashMap::new()),
+        conns: Table::default(),
         metrics: Metrics::default(),
     });
     // Signals are set up before the first log line, so a SIGTERM right after it is graceful.
@@ -403,24 +438,27 @@ pub fn run(opts: Options) -> Result<()> {
         signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| Error::new(Kind::Internal, format!("installing signal handlers: {e}")))?;
-    {
+    spawn_named("signals", {
         let shared = shared.clone();
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || handle_signals(signals, shared, local))
-            .map_err(|e| Error::new(Kind::Internal, format!("starting the signal thread: {e}")))?;
-    }
+        move || handle_signals(signals, shared, local)
+    })?;
+    spawn_named("tls-watch", {
+        let shared = shared.clone();
+        move || loop {
+            std::thread::sleep(TLS_CHECK_INTERVAL);
+            if let Some(result) = shared.tls.refresh() {
+                log_tls_reload(&shared.metrics, result, "a certificate, key, CA or CRL file changed");
+            }
+        }
+    })?;
     let metrics_address = match metrics_listener {
         Some((l, a)) => {
             let shared = shared.clone();
             let started = crate::clock::now_unix();
-            std::thread::Builder::new()
-                .name("metrics".into())
-                .spawn(move || {
-                    let render = || shared.metrics.render(shared.open_connections(), &shared.token, started);
-                    metrics::serve(l, &shared.metrics, render, || health(&shared.token))
-                })
-                .map_err(|e| Error::new(Kind::Internal, format!("starting the metrics thread: {e}")))?;
+            spawn_named("metrics", move || {
+                let render = || shared.metrics.render(shared.open_connections(), &shared.token, started);
+                metrics::serve(l, &shared.metrics, render, || health(&shared.token))
+            })?;
             Some(a)
         }
         None => None,
@@ -434,7 +472,6 @@ pub fn run(opts: Options) -> Result<()> {
         metrics_url: metrics_address.map(|a| http_url(&a, metrics::METRICS_PATH)),
     });
 
-    let next_id = AtomicU64::new(0);
     for incoming in listener.incoming() {
         if shared.shutting_down.load(Ordering::SeqCst) {
             break;
@@ -448,39 +485,28 @@ pub fn run(opts: Options) -> Result<()> {
                 continue;
             }
         };
-        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-        let open = shared.open_connections();
+        let addr = stream.peer_addr().ok();
+        let peer = addr.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
         shared.metrics.connection();
-        if open >= opts.max_connections && !shared.make_room(opts.max_connections) {
+        if let Err(why) = shared.admit(addr.map(|a| a.ip())) {
             shared.metrics.connection_refused();
             let _ = stream.shutdown(Shutdown::Both);
-            Event::new("connection_refused")
-                .peer(&peer)
-                .reason(format!("too many connections (--max-connections {})", opts.max_connections))
-                .connections(open)
-                .emit();
+            Event::new("connection_refused").peer(&peer).reason(why).connections(shared.open_connections()).emit();
             continue;
         }
         if let Some(result) = shared.tls.refresh() {
             log_tls_reload(&shared.metrics, result, "a certificate, key, CA or CRL file changed");
         }
-        let config = shared.tls.config();
-        let id = next_id.fetch_add(1, Ordering::Relaxed);
-        let state = Arc::new(AtomicU8::new(HANDSHAKE));
-        let Ok(clone) = stream.try_clone() else {
+        let built = shared.tls.current();
+        let Some((id, cx)) = shared.conns.insert(&stream, peer.clone(), addr.map(|a| a.ip())) else {
             Event::new("connection_refused").peer(&peer).reason("cannot duplicate the socket").emit();
             continue;
         };
-        shared
-            .conns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, Conn { stream: clone, state: state.clone(), peer: peer.clone() });
         let guard = ConnGuard { shared: shared.clone(), id };
         let spawned = std::thread::Builder::new()
             .name("conn".into())
             .stack_size(512 * 1024)
-            .spawn(move || serve_connection(stream, peer, config, state, guard));
+            .spawn(move || serve_connection(stream, built, cx, guard));
         if let Err(e) = spawned {
             Event::new("connection_refused").reason(format!("cannot start a thread: {e}")).emit();
         }
@@ -488,6 +514,14 @@ pub fn run(opts: Options) -> Result<()> {
     drop(listener);
     shutdown(&shared, opts.shutdown_timeout);
     Ok(())
+}
+
+fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map(drop)
+        .map_err(|e| Error::new(Kind::Internal, format!("starting the {name} thread: {e}")))
 }
 
 fn log_tls_reload(metrics: &Metrics, result: Result<()>, why: &str) {
@@ -525,20 +559,12 @@ fn handle_signals(mut signals: signal_hook::iterator::Signals, shared: Arc<Share
     }
 }
 
-/// Closes idle connections, waits for busy ones (up to `grace`), and logs the end.
+/// Closes waiting connections, waits for those with a request (up to `grace`), and logs the end.
 fn shutdown(shared: &Shared, grace: Duration) {
     let deadline = Instant::now() + grace;
     loop {
-        {
-            let conns = shared.conns.lock().unwrap_or_else(|p| p.into_inner());
-            for c in conns.values() {
-                let _ = c.close_if(IDLE) || c.close_if(HANDSHAKE);
-            }
-            if conns.is_empty() {
-                break;
-            }
-        }
-        if Instant::now() >= deadline {
+        shared.conns.close_waiting();
+        if shared.conns.is_empty() || Instant::now() >= deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -580,26 +606,31 @@ impl Write for Deadlined<'_> {
     }
 }
 
+/// Why a certificate was refused: rustls's words and a short code.
+fn tls_refusal(tls: &rustls::Error) -> (String, &'static str) {
+    use rustls::{CertificateError as C, Error as E};
+    let code = match tls {
+        E::NoCertificatesPresented => "no_certificate",
+        E::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => "unknown_issuer",
+            C::Expired | C::ExpiredContext { .. } => "expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => "not_yet_valid",
+            C::Revoked => "revoked",
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => "wrong_key_usage",
+            C::BadSignature => "bad_signature",
+            _ => "invalid_certificate",
+        },
+        E::AlertReceived(_) => "alert_received",
+        E::PeerIncompatible(_) => "incompatible",
+        _ => "tls_error",
+    };
+    (tls.to_string(), code)
+}
+
 /// Why a handshake failed: rustls's words (or the I/O condition), and a short code.
 fn handshake_failure(e: &std::io::Error) -> (String, &'static str) {
-    use rustls::{CertificateError as C, Error as E};
     if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        let code = match tls {
-            E::NoCertificatesPresented => "no_certificate",
-            E::InvalidCertificate(c) => match c {
-                C::UnknownIssuer => "unknown_issuer",
-                C::Expired | C::ExpiredContext { .. } => "expired",
-                C::NotValidYet | C::NotValidYetContext { .. } => "not_yet_valid",
-                C::Revoked => "revoked",
-                C::InvalidPurpose | C::InvalidPurposeContext { .. } => "wrong_key_usage",
-                C::BadSignature => "bad_signature",
-                _ => "invalid_certificate",
-            },
-            E::AlertReceived(_) => "alert_received",
-            E::PeerIncompatible(_) => "incompatible",
-            _ => "tls_error",
-        };
-        return (tls.to_string(), code);
+        return tls_refusal(tls);
     }
     match e.kind() {
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ("handshake timed out".into(), "timeout"),
@@ -608,126 +639,282 @@ fn handshake_failure(e: &std::io::Error) -> (String, &'static str) {
     }
 }
 
+/// A client verified in the handshake, and what must stay true for it to be served.
+struct Verified {
+    id: Identity,
+    /// The earliest end of validity in the chain it presented, Unix seconds.
+    valid_until: i64,
+    /// The TLS build it was last verified under.
+    generation: u64,
+    tls_version: &'static str,
+}
+
+impl Verified {
+    fn new(conn: &rustls::ServerConnection, generation: u64) -> Option<Verified> {
+        let chain = conn.peer_certificates()?;
+        let id = Identity::from_der(chain.first()?.as_ref());
+        let intermediates = chain[1..]
+            .iter()
+            .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+            .map(|(_, c)| c.validity().not_after.timestamp());
+        let valid_until = intermediates.fold(id.not_after, i64::min);
+        let tls_version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "TLS",
+        };
+        Some(Verified { id, valid_until, generation, tls_version })
+    }
+
+    /// Whether the client may still be served: its certificates still in date, and, when
+    /// the CA bundle or CRLs were reloaded since it was last verified, verified again under
+    /// them. `Err` with why not and a short code.
+    fn recheck(&mut self, tls: &tls::TlsSource, conn: &rustls::ServerConnection) -> std::result::Result<(), (String, &'static str)> {
+        if crate::clock::now_unix() >= self.valid_until {
+            return Err((
+                format!(
+                    "the client's certificate chain expired at {} while its connection was open",
+                    crate::clock::rfc3339(self.valid_until)
+                ),
+                "expired",
+            ));
+        }
+        if tls.generation() != self.generation {
+            let built = tls.current();
+            built.verify_client(conn.peer_certificates().unwrap_or_default()).map_err(|e| {
+                let (why, code) = tls_refusal(&e);
+                (format!("the client's certificate no longer verifies under the reloaded CA and CRL files: {why}"), code)
+            })?;
+            self.generation = built.generation;
+        }
+        Ok(())
+    }
+}
+
 /// One connection: the handshake, then requests until close, time-out or shutdown.
-fn serve_connection(
-    tcp: TcpStream,
-    peer: String,
-    config: Arc<rustls::ServerConfig>,
-    state: Arc<AtomicU8>,
-    guard: ConnGuard,
-) {
+fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<Conn>, guard: ConnGuard) {
     let shared = guard.shared.clone();
     let _ = tcp.set_nodelay(true);
-    let mut conn = match rustls::ServerConnection::new(config) {
+    let mut conn = match rustls::ServerConnection::new(built.config.clone()) {
         Ok(c) => c,
         Err(e) => {
             shared.metrics.refused(Refusal::Other);
-            Event::new("handshake_failed").peer(&peer).reason(e.to_string()).emit();
+            Event::new("handshake_failed").peer(&cx.peer).reason(e.to_string()).emit();
             return;
         }
     };
-    let mut sock = Deadlined { tcp: &tcp, deadline: Instant::now() + shared.handshake_timeout };
+    let mut sock = Deadlined { tcp: &tcp, deadline: cx.born + shared.limits.handshake_timeout };
     while conn.is_handshaking() {
         if let Err(e) = conn.complete_io(&mut sock) {
-            if state.load(Ordering::SeqCst) != CLOSED {
+            if cx.phase() != Phase::Closed {
                 let (reason, code) = handshake_failure(&e);
                 shared.metrics.refused(Refusal::from_code(code));
-                Event::new("handshake_failed").peer(&peer).reason(reason).code(code).emit();
+                Event::new("handshake_failed").peer(&cx.peer).reason(reason).code(code).emit();
             }
             return;
         }
     }
     // Closed to make room (or by the shutdown) just as the handshake finished.
-    if state.compare_exchange(HANDSHAKE, IDLE, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+    if !cx.enter(Phase::Handshake, Phase::Idle) {
         return;
     }
     // The verifier only lets a connection through with a verified certificate.
-    let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) else {
+    let Some(client) = Verified::new(&conn, built.generation) else {
         shared.metrics.refused(Refusal::Other);
-        Event::new("handshake_failed").peer(&peer).reason("no client certificate").emit();
+        Event::new("handshake_failed").peer(&cx.peer).reason("no client certificate").emit();
         return;
     };
-    let id = Identity::from_der(leaf.as_ref());
-    if !shared.allow.allows(&id) {
-        // Counted once per connection; every request on it is answered 403.
-        shared.metrics.refused(Refusal::NotAllowed);
+    drop(built);
+    let mut session = Session { conn, sock, client, cx };
+    session.serve(&shared, guard.id);
+    session.close();
+    drop(guard);
+}
+
+/// A verified client's connection, after its handshake.
+struct Session<'t> {
+    conn: rustls::ServerConnection,
+    sock: Deadlined<'t>,
+    client: Verified,
+    cx: Arc<Conn>,
+}
+
+impl<'t> Session<'t> {
+    /// Refuses the client if it is not allowed or over its limit, else answers its requests
+    /// until it closes, times out, is refused or the server stops.
+    fn serve(&mut self, shared: &Shared, id: u64) {
+        let limits = shared.limits;
+        if !shared.allow.allows(&self.client.id) {
+            // Counted once per connection, and never kept open: the slot goes back at once.
+            shared.metrics.refused(Refusal::NotAllowed);
+            let refusal = Response::error(403, "forbidden", "this client certificate is not on the server's allow-list")
+                .because("client identity not in the allow-list");
+            return self.refuse(shared, refusal, "not_allowed");
+        }
+        let cap = limits.max_per_client;
+        let key = self.client.id.fingerprint.clone();
+        if shared.conns.join_client(id, &key) >= cap
+            && !shared.evict(
+                Scope::Client(&key),
+                Some(id),
+                format!("its client reached its limit (--max-connections-per-client {cap}) and this, its oldest connection,"),
+            )
+        {
+            shared.metrics.connection_refused();
+            let why = format!("this client holds too many connections at once (--max-connections-per-client {cap})");
+            Event::new("connection_refused").peer(&self.cx.peer).client(&self.client.id).reason(&why).emit();
+            let refusal = Response::error(
+                503,
+                "too_many_connections",
+                "this client certificate holds too many connections to the server at once; retry shortly",
+            )
+            .header("Retry-After", "1")
+            .because(why);
+            return self.refuse(shared, refusal, "too_many_connections");
+        }
+
+        let age_limit = self.cx.born + limits.max_connection_age;
+        let mut buf = Vec::new();
+        loop {
+            // Between requests: wait for the first bytes of the next one.
+            self.sock.deadline = (Instant::now() + limits.idle_timeout).min(age_limit);
+            if http::await_request(&mut self.stream(), &mut buf).is_some() {
+                return;
+            }
+            // From its first byte, a request head has --header-timeout to arrive whole.
+            if !self.cx.enter(Phase::Idle, Phase::Reading) {
+                return;
+            }
+            let started = Instant::now();
+            self.sock.deadline = self.sock.deadline.min(started + limits.header_timeout);
+            let (req, resp, keep_alive) = match http::read_request(&mut self.stream(), &mut buf, || true) {
+                Incoming::Request(req) => {
+                    if !self.cx.enter(Phase::Reading, Phase::Busy) {
+                        return;
+                    }
+                    // Before anything is answered: is this client still one to serve?
+                    if let Err((reason, code)) = self.client.recheck(&shared.tls, &self.conn) {
+                        shared.metrics.refused(Refusal::from_code(code));
+                        Event::new("connection_closed")
+                            .peer(&self.cx.peer)
+                            .client(&self.client.id)
+                            .reason(reason)
+                            .code(code)
+                            .emit();
+                        return;
+                    }
+                    let resp = respond(shared, &req);
+                    let keep_alive = req.keep_alive
+                        && !req.has_body
+                        && !shared.shutting_down.load(Ordering::SeqCst)
+                        && Instant::now() < age_limit;
+                    (Some(req), resp, keep_alive)
+                }
+                Incoming::Invalid(r) => {
+                    (None, Response::error(r.status, "bad_request", r.reason).because(r.reason), false)
+                }
+                Incoming::TimedOut => {
+                    // Slow-loris: a request begun and not finished in time.
+                    shared.metrics.request_timed_out();
+                    Event::new("request_timed_out")
+                        .peer(&self.cx.peer)
+                        .reason(format!(
+                            "the request was not complete within --header-timeout ({} s) of its first byte, or --idle-timeout ({} s); closing",
+                            limits.header_timeout.as_secs_f64(),
+                            limits.idle_timeout.as_secs_f64()
+                        ))
+                        .code("timeout")
+                        .emit();
+                    return;
+                }
+                Incoming::Closed | Incoming::Broken(_) => return,
+            };
+            let sent = self.answer(shared, req.as_ref(), &resp, keep_alive, started);
+            if !sent
+                || !keep_alive
+                || !self.cx.enter(Phase::Busy, Phase::Idle)
+                || shared.shutting_down.load(Ordering::SeqCst)
+            {
+                return;
+            }
+        }
     }
-    let tls_version = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-        _ => "TLS",
-    };
-    let mut buf = Vec::new();
-    loop {
-        sock.deadline = Instant::now() + shared.idle_timeout;
-        // Busy from the request's first byte: a shutdown lets it finish.
-        let begin = || state.compare_exchange(IDLE, BUSY, Ordering::SeqCst, Ordering::SeqCst).is_ok();
-        let incoming = http::read_request(&mut rustls::Stream::new(&mut conn, &mut sock), &mut buf, begin);
-        let started = Instant::now();
-        let (req, resp, keep_alive) = match incoming {
-            Incoming::Request(req) => {
-                let resp = respond(&shared, &req, &id);
-                let keep_alive = req.keep_alive && !req.has_body && !shared.shutting_down.load(Ordering::SeqCst);
-                (Some(req), resp, keep_alive)
-            }
-            Incoming::Invalid(r) => (None, Response::error(r.status, "bad_request", r.reason).because(r.reason), false),
-            Incoming::TimedOut if state.load(Ordering::SeqCst) == BUSY => {
-                // Slow-loris: a request begun and not finished within the idle time-out.
-                shared.metrics.request_timed_out();
-                Event::new("request_timed_out")
-                    .peer(&peer)
-                    .reason(format!(
-                        "the request was not complete within --idle-timeout ({} s); closing",
-                        shared.idle_timeout.as_secs_f64()
-                    ))
-                    .code("timeout")
-                    .emit();
-                break;
-            }
-            Incoming::Closed | Incoming::TimedOut | Incoming::Broken(_) => break,
-        };
-        let head_only = req.as_ref().is_some_and(|r| r.method == "HEAD");
+
+    fn stream(&mut self) -> rustls::Stream<'_, rustls::ServerConnection, Deadlined<'t>> {
+        rustls::Stream::new(&mut self.conn, &mut self.sock)
+    }
+
+    /// Writes `resp` and logs the request line; false if it could not be sent.
+    fn answer(
+        &mut self,
+        shared: &Shared,
+        req: Option<&http::Request>,
+        resp: &Response,
+        keep_alive: bool,
+        started: Instant,
+    ) -> bool {
+        let head_only = req.is_some_and(|r| r.method == "HEAD");
         let bytes = resp.to_bytes(head_only, keep_alive);
-        sock.deadline = Instant::now() + shared.idle_timeout;
-        let mut stream = rustls::Stream::new(&mut conn, &mut sock);
-        let sent = stream.write_all(&bytes).and_then(|()| stream.flush());
-        let body_bytes = if head_only || sent.is_err() { 0 } else { resp.body.len() };
-        shared.metrics.request(req.as_ref().map(|r| r.path.as_str()), resp.status);
+        self.sock.deadline = Instant::now() + shared.limits.idle_timeout;
+        let mut stream = self.stream();
+        let sent = stream.write_all(&bytes).and_then(|()| stream.flush()).is_ok();
+        let body_bytes = if head_only || !sent { 0 } else { resp.body.len() };
+        shared.metrics.request(req.map(|r| r.path.as_str()), resp.status);
         log::emit(&log::RequestLine {
             event: "request",
             time: log::now(),
-            peer: peer.clone(),
-            subject: &id.subject,
-            fingerprint: &id.fingerprint,
-            tls: tls_version,
-            method: req.as_ref().map_or("-", |r| r.method.as_str()),
-            path: req.as_ref().map_or("-", |r| r.path.as_str()),
+            peer: self.cx.peer.clone(),
+            subject: &self.client.id.subject,
+            fingerprint: &self.client.id.fingerprint,
+            tls: self.client.tls_version,
+            method: req.map_or("-", |r| r.method.as_str()),
+            path: req.map_or("-", |r| r.path.as_str()),
             status: resp.status,
             bytes: body_bytes,
             duration_ms: (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
             reason: resp.reason.as_deref(),
         });
-        if sent.is_err() || !keep_alive {
-            break;
+        sent
+    }
+
+    /// Refuses the client right after its handshake: its first request, if it comes within
+    /// [`REFUSED_GRACE`], is answered with `refusal`; then the connection is closed. Until
+    /// then it is the first to give way when a slot is needed.
+    fn refuse(&mut self, shared: &Shared, refusal: Response, code: &'static str) {
+        if !self.cx.enter(Phase::Idle, Phase::Closing) {
+            return;
         }
-        state.store(IDLE, Ordering::SeqCst);
-        if shared.shutting_down.load(Ordering::SeqCst) {
-            break;
+        self.sock.deadline = Instant::now() + REFUSED_GRACE;
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        match http::read_request(&mut self.stream(), &mut buf, || true) {
+            Incoming::Request(req) => {
+                self.answer(shared, Some(&req), &refusal, false, started);
+            }
+            _ => Event::new("connection_closed")
+                .peer(&self.cx.peer)
+                .client(&self.client.id)
+                .reason(format!("{}; closed after the handshake", refusal.reason.as_deref().unwrap_or("refused")))
+                .code(code)
+                .emit(),
         }
     }
-    conn.send_close_notify();
-    while conn.wants_write() {
-        if conn.write_tls(&mut sock).is_err() {
-            break;
+
+    /// Says goodbye properly (best effort).
+    fn close(&mut self) {
+        self.conn.send_close_notify();
+        while self.conn.wants_write() {
+            if self.conn.write_tls(&mut self.sock).is_err() {
+                break;
+            }
         }
     }
-    drop(guard);
 }
+
 
 #[derive(serde::Serialize)]
 struct Health<'a> {
     status: &'a str,
-    token_file: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -742,12 +929,8 @@ struct Health<'a> {
     reason: Option<String>,
 }
 
-/// The answer to one well-formed request from a verified client.
-fn respond(shared: &Shared, req: &http::Request, id: &Identity) -> Response {
-    if !shared.allow.allows(id) {
-        return Response::error(403, "forbidden", "this client certificate is not on the server's allow-list")
-            .because("client identity not in the allow-list");
-    }
+/// The answer to one well-formed request from a verified, allowed client.
+fn respond(shared: &Shared, req: &http::Request) -> Response {
     let route = http::route(&req.method, &req.path);
     if req.has_body && matches!(route, Route::Token | Route::Health) {
         return Response::error(413, "body_not_accepted", "requests to this server carry no body")
@@ -782,13 +965,11 @@ fn respond(shared: &Shared, req: &http::Request, id: &Identity) -> Response {
 /// kubelet probes and load-balancer health checks). Never the token.
 fn health(token: &TokenSource) -> Response {
     let now = crate::clock::now_unix();
-    let token_file = token.path().display().to_string();
     match token.current() {
         State::Ready(t) => Response::json(
             200,
             &Health {
                 status: "ok",
-                token_file,
                 expires_at: Some(t.expires_at_text.clone()),
                 expires_in_secs: Some(t.expires_at - now),
                 token_type: Some(&t.token_type),
@@ -801,7 +982,6 @@ fn health(token: &TokenSource) -> Response {
             503,
             &Health {
                 status: "unavailable",
-                token_file,
                 expires_at,
                 expires_in_secs: None,
                 token_type: None,

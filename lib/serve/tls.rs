@@ -3,11 +3,13 @@
 
 use super::token::Stamp;
 use crate::error::{Error, Kind, Result};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateRevocationListDer;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// The files the TLS configuration is made of.
@@ -35,9 +37,31 @@ impl TlsFiles {
     }
 }
 
+/// One build of the TLS files: the configuration new handshakes use, and the verifier that
+/// judges client certificates under it (kept to judge open connections again after a
+/// reload).
+pub struct Built {
+    /// The server configuration.
+    pub config: Arc<ServerConfig>,
+    /// Its client certificate verifier.
+    pub verifier: Arc<dyn ClientCertVerifier>,
+    /// Which build this is: 0 at start, one more on every successful reload.
+    pub generation: u64,
+}
+
+impl Built {
+    /// Verifies a client's certificate chain (leaf first, as it presented it) again, now.
+    pub fn verify_client(&self, chain: &[CertificateDer<'_>]) -> std::result::Result<(), rustls::Error> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(rustls::Error::NoCertificatesPresented);
+        };
+        self.verifier.verify_client_cert(leaf, intermediates, UnixTime::now()).map(|_| ())
+    }
+}
+
 /// Builds the server configuration: TLS 1.3 and 1.2, aws-lc-rs, and a client certificate
 /// required and verified against the client CA bundle and the CRLs.
-pub fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
+pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertVerifier>)> {
     let chain = crate::keys::load_certs(&files.cert).map_err(|e| {
         e.context("loading the server certificate (--cert)")
             .hint("give the server's certificate chain in PEM, leaf first")
@@ -77,7 +101,7 @@ pub fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| Error::new(Kind::Internal, e.to_string()))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.clone())
         .with_single_cert(chain, key)
         .map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => Error::input(format!(
@@ -96,25 +120,47 @@ pub fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
     // (40 ms) before its request goes out; measured: 50,000 handshakes took 5x longer. The
     // session cache belongs to this config, so a reload (new certificates or CRL) starts an
     // empty one and no session resumes past a revocation.
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), verifier))
 }
 
 /// Reads every CRL in a file (PEM with one or more `X509 CRL` blocks, or one DER CRL).
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
     let ctx = || format!("loading the CRL {} (--crl)", path.display());
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e).context(ctx()))?;
-    if bytes.first() == Some(&0x30) {
-        return Ok(vec![CertificateRevocationListDer::from(bytes)]);
-    }
-    let crls: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&bytes)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::input(format!("malformed PEM: {e}")).context(ctx()))?;
+    let crls: Vec<CertificateRevocationListDer<'static>> = if bytes.first() == Some(&0x30) {
+        vec![CertificateRevocationListDer::from(bytes)]
+    } else {
+        CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::input(format!("malformed PEM: {e}")).context(ctx()))?
+    };
     if crls.is_empty() {
         return Err(Error::input("no X509 CRL found")
             .context(ctx())
             .hint("a CRL file starts with -----BEGIN X509 CRL-----"));
     }
+    for (i, crl) in crls.iter().enumerate() {
+        check_crl(crl).map_err(|e| e.context(format!("CRL #{} of {}", i + 1, path.display())).context(ctx()))?;
+    }
     Ok(crls)
+}
+
+/// What the verifier needs of a CRL and rustls would only call "ParseError": RFC 5280's
+/// version 2 with extensions (a CRL number at least). `openssl ca -gencrl` writes version 1
+/// unless the CA has a `crlnumber` file or `crl_extensions`.
+fn check_crl(crl: &CertificateRevocationListDer<'_>) -> Result<()> {
+    let (_, parsed) = x509_parser::parse_x509_crl(crl.as_ref())
+        .map_err(|e| Error::input(format!("not a certificate revocation list: {e}")))?;
+    if parsed.version().is_none() || parsed.extensions().is_empty() {
+        return Err(Error::input(
+            "it is a version 1 CRL (no extensions); revocation checking needs a version 2 CRL with a CRL number, as RFC 5280 requires",
+        )
+        .hint(
+            "make the CA write version 2 CRLs: in its openssl config set `crlnumber = $dir/crlnumber` (create the file: echo 1000 > crlnumber) \
+             and `crl_extensions = crl_ext` with a [crl_ext] section holding `authorityKeyIdentifier = keyid:always`, then run openssl ca -gencrl again",
+        ));
+    }
+    Ok(())
 }
 
 fn warn_if_not_current(path: &Path, leaf: &[u8]) {
@@ -136,7 +182,9 @@ fn warn_if_not_current(path: &Path, leaf: &[u8]) {
 /// The configuration in force, swapped atomically when the files change.
 pub struct TlsSource {
     files: TlsFiles,
-    current: RwLock<Arc<ServerConfig>>,
+    current: RwLock<Arc<Built>>,
+    /// The generation of `current`, readable without the lock (checked on every request).
+    generation: AtomicU64,
     stamps: Mutex<Vec<Option<Stamp>>>,
 }
 
@@ -144,18 +192,29 @@ impl TlsSource {
     /// Loads the configuration; errors here stop the server from starting.
     pub fn load(files: TlsFiles) -> Result<TlsSource> {
         let stamps = files.stamps();
-        let config = build(&files)?;
-        Ok(TlsSource { files, current: RwLock::new(config), stamps: Mutex::new(stamps) })
+        let (config, verifier) = build(&files)?;
+        Ok(TlsSource {
+            files,
+            current: RwLock::new(Arc::new(Built { config, verifier, generation: 0 })),
+            generation: AtomicU64::new(0),
+            stamps: Mutex::new(stamps),
+        })
     }
 
-    /// The configuration for a new connection.
-    pub fn config(&self) -> Arc<ServerConfig> {
+    /// The build in force: its configuration for a new connection's handshake.
+    pub fn current(&self) -> Arc<Built> {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The generation of the build in force; when it differs from the one a connection's
+    /// client was verified under, that client must be verified again.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Rebuilds the configuration if a file changed; `None` when nothing changed. On failure
-    /// the previous configuration stays in force. Connections already open keep the
-    /// configuration they started with.
+    /// the previous configuration stays in force. New handshakes use the new build; open
+    /// connections have their client verified again before their next request.
     pub fn refresh(&self) -> Option<Result<()>> {
         self.rebuild(false)
     }
@@ -176,8 +235,11 @@ impl TlsSource {
             // tried again when it changes next (e.g. the key after the certificate).
             *seen = now;
         }
-        Some(build(&self.files).map(|config| {
-            *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
+        Some(build(&self.files).map(|(config, verifier)| {
+            let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+            let generation = current.generation + 1;
+            *current = Arc::new(Built { config, verifier, generation });
+            self.generation.store(generation, Ordering::Release);
         }))
     }
 }

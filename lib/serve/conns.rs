@@ -1,0 +1,308 @@
+//! The table of open connections and the rules for closing one to make room.
+//!
+//! Every connection is in one phase. A connection still in its handshake, done with its
+//! last answer, or whose request head has been incomplete for a while can be closed when a
+//! new client needs its slot; one whose request is complete is left to finish its answer
+//! (milliseconds). The per-address and per-client limits use the same rules, restricted to
+//! the connections of that address or client, so one party can only ever push out its own.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a request head may stay incomplete before its connection may be closed to make
+/// room. Real clients send their request in one packet: a head still arriving after this is
+/// a slow or stalled client, not one about to be answered.
+pub const READING_GRACE: Duration = Duration::from_secs(1);
+
+/// Where a connection is in its life.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The TLS handshake is in progress.
+    Handshake = 0,
+    /// Between requests, nothing received yet.
+    Idle = 1,
+    /// A request head has begun to arrive and is not complete.
+    Reading = 2,
+    /// A complete request is being answered.
+    Busy = 3,
+    /// Refused after its handshake (not allowed, over its client's limit): answering its
+    /// first request, if it sends one at once, before closing.
+    Closing = 4,
+    /// Closed.
+    Closed = 5,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            0 => Phase::Handshake,
+            1 => Phase::Idle,
+            2 => Phase::Reading,
+            3 => Phase::Busy,
+            4 => Phase::Closing,
+            _ => Phase::Closed,
+        }
+    }
+
+    /// Why a connection in this phase was chosen, for the log.
+    fn words(self) -> &'static str {
+        match self {
+            Phase::Handshake => "had not finished its TLS handshake",
+            Phase::Idle => "was idle between requests",
+            Phase::Reading => "had sent an incomplete request for over a second",
+            Phase::Closing => "was being closed (refused after its handshake)",
+            Phase::Busy | Phase::Closed => "was open",
+        }
+    }
+}
+
+/// One open connection, shared between its own thread and the table.
+pub struct Conn {
+    /// A handle on the socket, to shut it down from outside its thread.
+    stream: TcpStream,
+    phase: AtomicU8,
+    /// When the current phase began, in milliseconds on the table's clock.
+    since_ms: AtomicU64,
+    /// The client's address and port, for the log.
+    pub peer: String,
+    /// The client's address, for the per-address limit.
+    pub addr: Option<IpAddr>,
+    /// The verified client (its certificate's fingerprint), once the handshake is done.
+    client: OnceLock<String>,
+    /// When it was accepted.
+    pub born: Instant,
+    /// The table's clock.
+    epoch: Instant,
+}
+
+impl Conn {
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::SeqCst))
+    }
+
+    /// Moves from `from` to `to`; false if the connection is not (any more) in `from`, e.g.
+    /// because it was closed to make room or by the shutdown.
+    pub fn enter(&self, from: Phase, to: Phase) -> bool {
+        let moved = self.phase.compare_exchange(from as u8, to as u8, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+        if moved {
+            self.since_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::SeqCst);
+        }
+        moved
+    }
+
+    /// Closes the connection if it is in phase `from`; false if it is not (any more).
+    pub fn close_if(&self, from: Phase) -> bool {
+        let closed = self.enter(from, Phase::Closed);
+        if closed {
+            let _ = self.stream.shutdown(Shutdown::Both);
+        }
+        closed
+    }
+
+    fn in_phase_for(&self) -> Duration {
+        let since = self.since_ms.load(Ordering::SeqCst);
+        Duration::from_millis((self.epoch.elapsed().as_millis() as u64).saturating_sub(since))
+    }
+}
+
+/// Which connections a limit counts, and may close to make room.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    /// Every connection (`--max-connections`).
+    All,
+    /// The connections from one address (`--max-connections-per-address`).
+    Address(IpAddr),
+    /// The connections of one verified client (`--max-connections-per-client`).
+    Client(&'a str),
+}
+
+impl Scope<'_> {
+    /// Whether `c` counts towards this scope's limit (and may give way for it). A client's
+    /// connections being refused do not count as its own: closing them frees nothing for it.
+    fn covers(&self, c: &Conn) -> bool {
+        let phase = c.phase();
+        phase != Phase::Closed
+            && match self {
+                Scope::All => true,
+                Scope::Address(a) => c.addr == Some(*a),
+                Scope::Client(k) => phase != Phase::Closing && c.client.get().is_some_and(|v| v == k),
+            }
+    }
+}
+
+/// The order in which connections give way: refused ones first, then handshakes, stalled
+/// request heads, and idle keep-alive connections, each oldest first. `None` for a
+/// connection that must be left alone.
+fn eviction_rank(phase: Phase, in_phase: Duration) -> Option<u8> {
+    match phase {
+        Phase::Closing => Some(0),
+        Phase::Handshake => Some(1),
+        Phase::Reading if in_phase >= READING_GRACE => Some(2),
+        Phase::Idle => Some(3),
+        Phase::Reading | Phase::Busy | Phase::Closed => None,
+    }
+}
+
+/// A connection closed to make room: who, why, and how many were open.
+pub struct Evicted {
+    /// The closed connection's peer.
+    pub peer: String,
+    /// Why it was the one, in words.
+    pub why: &'static str,
+    /// Connections open when it was chosen.
+    pub open: usize,
+}
+
+/// Every open connection, by id (ids grow, so a smaller id is an older connection).
+pub struct Table {
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    next_id: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table { conns: Mutex::new(HashMap::new()), next_id: AtomicU64::new(0), epoch: Instant::now() }
+    }
+}
+
+impl Table {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Connections open now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Connections open in `scope`, not counting connection `except`.
+    pub fn count(&self, scope: Scope<'_>, except: Option<u64>) -> usize {
+        self.lock().iter().filter(|(id, c)| Some(**id) != except && scope.covers(c)).count()
+    }
+
+    /// Adds a connection in its handshake; `None` if its socket cannot be shared.
+    pub fn insert(&self, stream: &TcpStream, peer: String, addr: Option<IpAddr>) -> Option<(u64, Arc<Conn>)> {
+        let conn = Arc::new(Conn {
+            stream: stream.try_clone().ok()?,
+            phase: AtomicU8::new(Phase::Handshake as u8),
+            since_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
+            peer,
+            addr,
+            client: OnceLock::new(),
+            born: Instant::now(),
+            epoch: self.epoch,
+        });
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, conn.clone());
+        Some((id, conn))
+    }
+
+    /// Records that connection `id` belongs to the verified client `key`, and returns how
+    /// many other connections that client holds (one step, so that two connections of a
+    /// client finishing their handshakes together cannot both see the other missing).
+    pub fn join_client(&self, id: u64, key: &str) -> usize {
+        let conns = self.lock();
+        if let Some(c) = conns.get(&id) {
+            let _ = c.client.set(key.to_string());
+        }
+        let scope = Scope::Client(key);
+        conns.iter().filter(|(other, c)| **other != id && scope.covers(c)).count()
+    }
+
+    /// Removes a connection (its thread ended).
+    pub fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Closes the connection in `scope` that gives way first (see [`eviction_rank`]), never
+    /// `except`; `None` when every one there must be left alone.
+    pub fn make_room(&self, scope: Scope<'_>, except: Option<u64>) -> Option<Evicted> {
+        let conns = self.lock();
+        let mut candidates: Vec<(u8, u64, &Arc<Conn>)> = conns
+            .iter()
+            .filter(|(id, c)| Some(**id) != except && scope.covers(c))
+            .filter_map(|(id, c)| eviction_rank(c.phase(), c.in_phase_for()).map(|r| (r, *id, c)))
+            .collect();
+        candidates.sort_unstable_by_key(|(rank, id, _)| (*rank, *id));
+        // One may have moved on since it was looked at; then the next.
+        candidates.into_iter().find_map(|(_, _, c)| {
+            let phase = c.phase();
+            c.close_if(phase).then(|| Evicted { peer: c.peer.clone(), why: phase.words(), open: conns.len() })
+        })
+    }
+
+    /// Closes every connection that is in its handshake, idle, or being refused (shutdown).
+    pub fn close_waiting(&self) {
+        for c in self.lock().values() {
+            let _ = c.close_if(Phase::Idle) || c.close_if(Phase::Handshake) || c.close_if(Phase::Closing);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_give_way_in_order_and_busy_ones_never() {
+        let secs = Duration::from_secs;
+        assert_eq!(eviction_rank(Phase::Closing, secs(0)), Some(0));
+        assert_eq!(eviction_rank(Phase::Handshake, secs(0)), Some(1));
+        assert_eq!(eviction_rank(Phase::Reading, secs(0)), None, "a request arriving now is left to finish");
+        assert_eq!(eviction_rank(Phase::Reading, secs(2)), Some(2), "a stalled request head gives way");
+        assert_eq!(eviction_rank(Phase::Idle, secs(0)), Some(3));
+        assert_eq!(eviction_rank(Phase::Busy, secs(60)), None);
+        assert_eq!(eviction_rank(Phase::Closed, secs(60)), None);
+    }
+
+    #[test]
+    fn make_room_stays_in_its_scope_and_takes_the_oldest_of_the_first_rank() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let table = Table::default();
+        let mut held = Vec::new();
+        let mut add = |client: Option<&str>| {
+            let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let (id, c) = table.insert(&s, format!("peer-{}", held.len()), s.local_addr().ok().map(|a| a.ip())).unwrap();
+            if let Some(k) = client {
+                assert!(c.enter(Phase::Handshake, Phase::Idle));
+                table.join_client(id, k);
+            }
+            held.push(s);
+            (id, c)
+        };
+        let (_, idle_a) = add(Some("a"));
+        let (_, idle_b) = add(Some("b"));
+        let (hs_id, handshaking) = add(None);
+        let (busy_id, busy_a) = add(Some("a"));
+        assert!(busy_a.enter(Phase::Idle, Phase::Reading) && busy_a.enter(Phase::Reading, Phase::Busy));
+        assert_eq!(table.count(Scope::Client("a"), None), 2);
+        assert_eq!(table.count(Scope::Client("a"), Some(busy_id)), 1);
+        assert_eq!(table.join_client(busy_id, "a"), 1);
+
+        // Client b can only push out its own connection.
+        let e = table.make_room(Scope::Client("b"), None).unwrap();
+        assert_eq!(e.peer, "peer-1");
+        assert_eq!(idle_b.phase(), Phase::Closed);
+        assert!(table.make_room(Scope::Client("b"), None).is_none());
+        // Globally the handshake goes first, then the idle one; the busy one never.
+        assert_eq!(table.make_room(Scope::All, None).unwrap().why, Phase::Handshake.words());
+        assert_eq!(handshaking.phase(), Phase::Closed);
+        table.remove(hs_id);
+        assert_eq!(table.make_room(Scope::All, None).unwrap().peer, "peer-0");
+        assert_eq!(idle_a.phase(), Phase::Closed);
+        assert!(table.make_room(Scope::All, None).is_none());
+        assert_eq!(busy_a.phase(), Phase::Busy);
+    }
+}

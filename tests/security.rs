@@ -1,0 +1,274 @@
+//! Attacks on wif-serve's connection handling, each performed over real sockets and TLS: a
+//! client revoked or expired while its connection is open, and authenticated clients that
+//! try to hold every connection slot (docs/RELIABILITY.md, "Security").
+
+use crate::common::server::*;
+use crate::common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "ya29.security-test-token-0123456789";
+const GET: &[u8] = b"GET /get_wif_token HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+/// A verified, kept-alive connection as `client` that has been served once.
+fn served_once(port: u16, client: &str) -> Tls {
+    let mut s = connect(port, client_config(Some(client), "ca-chain.crt", None));
+    s.write_all(GET).unwrap();
+    let r = read_response(&mut s, false).unwrap();
+    assert_eq!(r.body, TOKEN.as_bytes());
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+    s
+}
+
+/// Asks once more on an open connection: the answer, or the error when there is none.
+fn ask_again(s: &mut Tls) -> std::io::Result<Resp> {
+    s.write_all(GET)?;
+    s.flush()?;
+    read_response(s, false)
+}
+
+/// A client certificate of the trusted hierarchy that expires `secs` from now, issued with a
+/// private copy of the test PKI's intermediate CA database: returns its path without `.crt`.
+fn short_lived_client(dir: &Path, secs: i64) -> String {
+    let db = dir.join("ca.db");
+    std::fs::create_dir_all(&db).unwrap();
+    let pki_db = pki().join("intermediate-ca.db");
+    for f in ["index.txt", "serial", "crlnumber"] {
+        std::fs::copy(pki_db.join(f), db.join(f)).unwrap();
+    }
+    let cnf = std::fs::read_to_string(pki_db.join("ca.cnf")).unwrap();
+    let cnf: String = cnf
+        .lines()
+        .map(|l| if l.starts_with("dir = ") { format!("dir = {}", db.display()) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(db.join("ca.cnf"), cnf).unwrap();
+    let base = dir.join("short-lived");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).env("WIF_SAN", "DNS:short.example.org").output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let key = format!("{}.key", base.display());
+    let csr = format!("{}.csr", base.display());
+    let crt = format!("{}.crt", base.display());
+    run(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &key]);
+    run(&["req", "-new", "-key", &key, "-subj", "/O=wif test/CN=wif-short-lived", "-out", &csr]);
+    let end = time::OffsetDateTime::from_unix_timestamp(now() + secs).unwrap();
+    let enddate = format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
+        end.year(),
+        end.month() as u8,
+        end.day(),
+        end.hour(),
+        end.minute(),
+        end.second()
+    );
+    let cnf = db.join("ca.cnf");
+    run(&[
+        "ca", "-batch", "-notext", "-config", cnf.to_str().unwrap(), "-extensions", "client_ext", "-in", &csr, "-out",
+        &crt, "-enddate", &enddate,
+    ]);
+    base.display().to_string()
+}
+
+#[test]
+fn a_client_revoked_by_a_new_crl_is_cut_off_on_its_open_connection() {
+    let (d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let crl = d.path().join("crl.pem");
+    // To start with, a CRL that revokes nobody the server trusts.
+    replace_file(&pki_file("other-crl.pem"), &crl);
+    let mut srv = Server::start(&tok, &["--crl", crl.to_str().unwrap()]);
+    let mut kept = served_once(srv.port, "client-revoked");
+    let mut good = served_once(srv.port, "client");
+
+    // The CA revokes it: a new CRL is put in place while the connection stays open, and is
+    // loaded (within a second by itself; a new connection loads it at once).
+    replace_file(&pki_file("crl.pem"), &crl);
+    assert_eq!(get(srv.port, "client", "/get_wif_token").body, TOKEN.as_bytes());
+    srv.wait_for("the CRL reload", |v| v["event"] == "reload" && v["what"] == "tls");
+    let after = ask_again(&mut kept);
+    assert!(after.is_err(), "a revoked client got an answer on its open connection: {after:?}");
+    let line = srv.wait_for("the cut-off", |v| v["event"] == "connection_closed" && v["code"] == "revoked");
+    assert!(line["subject"].as_str().unwrap().contains("wif-client-revoked"), "{line}");
+    // A client that is not revoked keeps its connection.
+    assert_eq!(ask_again(&mut good).unwrap().body, TOKEN.as_bytes());
+}
+
+#[test]
+fn a_new_crl_reaches_open_connections_without_a_new_connection() {
+    let (d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let crl = d.path().join("crl.pem");
+    replace_file(&pki_file("other-crl.pem"), &crl);
+    let mut srv = Server::start(&tok, &["--crl", crl.to_str().unwrap()]);
+    let mut kept = served_once(srv.port, "client-revoked");
+    replace_file(&pki_file("crl.pem"), &crl);
+    // No new connection arrives: the server notices the file by itself.
+    srv.wait_for("the CRL reload", |v| v["event"] == "reload" && v["what"] == "tls");
+    assert!(ask_again(&mut kept).is_err(), "a revoked client was answered");
+    srv.wait_for("the cut-off", |v| v["event"] == "connection_closed" && v["code"] == "revoked");
+}
+
+#[test]
+fn a_client_whose_certificate_expires_is_cut_off_on_its_open_connection() {
+    let (d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let client = short_lived_client(d.path(), 4);
+    let mut srv = Server::start(&tok, &[]);
+    let mut kept = served_once(srv.port, &client);
+    std::thread::sleep(Duration::from_secs(5));
+    let after = ask_again(&mut kept);
+    assert!(after.is_err(), "a client with an expired certificate got an answer: {after:?}");
+    let line = srv.wait_for("the cut-off", |v| v["event"] == "connection_closed" && v["code"] == "expired");
+    assert!(line["subject"].as_str().unwrap().contains("wif-short-lived"), "{line}");
+    assert!(line["reason"].as_str().unwrap().contains("expired"), "{line}");
+}
+
+#[test]
+fn connections_live_no_longer_than_max_connection_age() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let srv = Server::start(&tok, &["--max-connection-age", "2s"]);
+    let started = Instant::now();
+    let mut s = served_once(srv.port, "client");
+    // Busy all along (a request every half second): still closed when its time is up.
+    let mut answered = 1;
+    let ended = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        match ask_again(&mut s) {
+            Ok(r) if r.header("connection") == Some("keep-alive") => answered += 1,
+            Ok(r) => {
+                assert_eq!(r.body, TOKEN.as_bytes());
+                break started.elapsed();
+            }
+            Err(_) => break started.elapsed(),
+        }
+        assert!(started.elapsed() < Duration::from_secs(8), "the connection outlived --max-connection-age 2s");
+    };
+    assert!(answered >= 2, "closed too early: {answered} answers in {ended:?}");
+    assert!(ended >= Duration::from_secs(2) && ended < Duration::from_secs(5), "closed after {ended:?}");
+    // An idle connection is closed at its age too, without a request.
+    let mut idle = served_once(srv.port, "client");
+    let t = Instant::now();
+    let mut b = [0u8; 1];
+    assert!(matches!(idle.read(&mut b), Ok(0) | Err(_)));
+    assert!(t.elapsed() < Duration::from_secs(5), "the idle connection was held {:?}", t.elapsed());
+}
+
+/// `n` verified connections as `client` that each send the first byte of a request and stall.
+fn stalled(port: u16, client: &str, n: usize) -> Vec<Tls> {
+    (0..n)
+        .map(|_| {
+            let mut s = connect(port, client_config(Some(client), "ca-chain.crt", None));
+            while s.conn.is_handshaking() {
+                s.conn.complete_io(&mut s.sock).expect("handshake");
+            }
+            s.write_all(b"G").unwrap();
+            s.flush().unwrap();
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn clients_not_on_the_allow_list_cannot_hold_the_connection_slots() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    // The attack as found: ten verified but not allowed connections that each send `G`.
+    let mut srv = Server::start(&tok, &["--allow", "cn:wif-client-2", "--max-connections", "10"]);
+    let attackers = stalled(srv.port, "client", 10);
+    // Let the server see every first byte.
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..3 {
+        let t = Instant::now();
+        let r = request_raw(srv.port, Some("client2"), GET, false).unwrap_or_else(|e| panic!("allowed client, try {i}: {e}"));
+        assert_eq!(r.body, TOKEN.as_bytes());
+        assert!(t.elapsed() < Duration::from_secs(3), "the allowed client waited {:?}", t.elapsed());
+    }
+    // They were closed right after their handshake, each logged once with its identity.
+    for mut a in attackers {
+        a.sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let r = read_response(&mut a, false);
+        assert!(r.is_err(), "a stalled, not allowed client got an answer: {r:?}");
+    }
+    let lines = srv.wait_count("ten refusals", 10, |v| v["event"] == "connection_closed" && v["code"] == "not_allowed");
+    assert!(lines.iter().all(|v| v["subject"].as_str().unwrap().contains("CN=wif-client,")), "{lines:?}");
+}
+
+#[test]
+fn one_allowed_client_cannot_hold_every_slot_and_stalled_requests_give_way() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    // With the default per-client limit (a quarter of 8: 2), a client that opens eight
+    // connections and stalls on each holds two; the others are answered 503 and closed.
+    let mut srv = Server::start(&tok, &["--max-connections", "8", "--header-timeout", "30s"]);
+    let mut greedy = stalled(srv.port, "client", 8);
+    let refused = srv.wait_count("six refusals", 6, |v| {
+        v["event"] == "connection_refused" && v["reason"].as_str().unwrap().contains("--max-connections-per-client 2")
+    });
+    assert_eq!(refused.len(), 6);
+    let answers: Vec<u16> = greedy
+        .iter_mut()
+        .skip(2)
+        .map(|s| {
+            s.sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.write_all(b"ET /get_wif_token HTTP/1.1\r\n\r\n");
+            read_response(s, false).map(|r| r.status).unwrap_or(0)
+        })
+        .collect();
+    assert!(answers.iter().all(|s| *s == 503 || *s == 0), "{answers:?}");
+    assert_eq!(get(srv.port, "client2", "/get_wif_token").body, TOKEN.as_bytes());
+    drop(greedy);
+    drop(srv);
+
+    // Without a per-client limit, stalled request heads hold every slot, but only until a
+    // new client needs one: a head incomplete for over a second gives way.
+    let mut srv = Server::start(
+        &tok,
+        &["--max-connections", "4", "--max-connections-per-client", "4", "--header-timeout", "30s"],
+    );
+    let _held = stalled(srv.port, "client", 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    for _ in 0..3 {
+        assert_eq!(get(srv.port, "client2", "/get_wif_token").body, TOKEN.as_bytes());
+    }
+    let evicted = srv.wait_for("an eviction", |v| v["event"] == "connection_closed" && v["code"] == "evicted");
+    assert!(evicted["reason"].as_str().unwrap().contains("incomplete request"), "{evicted}");
+}
+
+#[test]
+fn a_request_head_has_header_timeout_from_its_first_byte() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let mut srv = Server::start(&tok, &["--header-timeout", "1s", "--idle-timeout", "60s"]);
+    let mut s = stalled(srv.port, "client", 1).remove(0);
+    let t = Instant::now();
+    s.sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let r = read_response(&mut s, false);
+    assert!(r.is_err(), "a stalled request was answered: {r:?}");
+    assert!(t.elapsed() < Duration::from_secs(4), "a stalled request head was held {:?}", t.elapsed());
+    srv.wait_for("the time-out", |v| v["event"] == "request_timed_out");
+    // A connection idle between requests (nothing sent) keeps the longer --idle-timeout.
+    let mut idle = served_once(srv.port, "client");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(ask_again(&mut idle).unwrap().body, TOKEN.as_bytes());
+}
+
+#[test]
+fn per_address_limit_makes_an_address_push_out_only_its_own() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let mut srv = Server::start(&tok, &["--max-connections-per-address", "3", "--handshake-timeout", "30s"]);
+    // Silent sockets from 127.0.0.1: the fourth pushes out the first.
+    let mut silent: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(("127.0.0.1", srv.port)).unwrap()).collect();
+    let line = srv.wait_for("the eviction", |v| v["event"] == "connection_closed" && v["code"] == "evicted");
+    assert!(line["reason"].as_str().unwrap().contains("--max-connections-per-address 3"), "{line}");
+    silent[0].set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 1];
+    assert!(matches!(silent[0].read(&mut b), Ok(0) | Err(_)));
+    // A verified client from the same address still gets its token (pushing out another).
+    assert_eq!(get(srv.port, "client", "/get_wif_token").body, TOKEN.as_bytes());
+}
