@@ -6,7 +6,7 @@ use crate::common::server::*;
 use crate::common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "ya29.security-test-token-0123456789";
@@ -29,9 +29,10 @@ fn ask_again(s: &mut Tls) -> std::io::Result<Resp> {
     read_response(s, false)
 }
 
-/// A client certificate of the trusted hierarchy that expires `secs` from now, issued with a
-/// private copy of the test PKI's intermediate CA database: returns its path without `.crt`.
-fn short_lived_client(dir: &Path, secs: i64) -> String {
+/// A private copy of the test PKI's intermediate CA database for `openssl ca`, so a test can
+/// issue and revoke without touching the shared one; `edit` may change its config lines.
+/// Returns the config file.
+fn private_ca(dir: &Path, edit: impl Fn(&str) -> Option<String>) -> PathBuf {
     let db = dir.join("ca.db");
     std::fs::create_dir_all(&db).unwrap();
     let pki_db = pki().join("intermediate-ca.db");
@@ -39,17 +40,25 @@ fn short_lived_client(dir: &Path, secs: i64) -> String {
         std::fs::copy(pki_db.join(f), db.join(f)).unwrap();
     }
     let cnf = std::fs::read_to_string(pki_db.join("ca.cnf")).unwrap();
-    let cnf: String = cnf
+    let cnf: Vec<String> = cnf
         .lines()
-        .map(|l| if l.starts_with("dir = ") { format!("dir = {}", db.display()) } else { l.to_string() })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(db.join("ca.cnf"), cnf).unwrap();
+        .filter_map(|l| if l.starts_with("dir = ") { Some(format!("dir = {}", db.display())) } else { edit(l) })
+        .collect();
+    std::fs::write(db.join("ca.cnf"), cnf.join("\n")).unwrap();
+    db.join("ca.cnf")
+}
+
+fn openssl(args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).env("WIF_SAN", "DNS:short.example.org").output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A client certificate of the trusted hierarchy that expires `secs` from now: returns its
+/// path without `.crt`.
+fn short_lived_client(dir: &Path, secs: i64) -> String {
+    let cnf = private_ca(dir, |l| Some(l.to_string()));
     let base = dir.join("short-lived");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl").args(args).env("WIF_SAN", "DNS:short.example.org").output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
+    let run = openssl;
     let key = format!("{}.key", base.display());
     let csr = format!("{}.csr", base.display());
     let crt = format!("{}.crt", base.display());
@@ -65,7 +74,6 @@ fn short_lived_client(dir: &Path, secs: i64) -> String {
         end.minute(),
         end.second()
     );
-    let cnf = db.join("ca.cnf");
     run(&[
         "ca", "-batch", "-notext", "-config", cnf.to_str().unwrap(), "-extensions", "client_ext", "-in", &csr, "-out",
         &crt, "-enddate", &enddate,
@@ -271,4 +279,41 @@ fn per_address_limit_makes_an_address_push_out_only_its_own() {
     assert!(matches!(silent[0].read(&mut b), Ok(0) | Err(_)));
     // A verified client from the same address still gets its token (pushing out another).
     assert_eq!(get(srv.port, "client", "/get_wif_token").body, TOKEN.as_bytes());
+}
+
+#[test]
+fn a_version_1_crl_is_refused_with_its_cause_and_the_fix() {
+    let (d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    // What `openssl ca -gencrl` writes when the CA has no crlnumber file: version 1.
+    let cnf = private_ca(d.path(), |l| (!l.starts_with("crlnumber")).then(|| l.to_string()));
+    let v1 = d.path().join("v1-crl.pem");
+    openssl(&["ca", "-gencrl", "-config", cnf.to_str().unwrap(), "-out", v1.to_str().unwrap()]);
+    let out = bin("wif-serve")
+        .args(server_args(&pki_file("ca-chain.crt"), &tok))
+        .args(["--crl", v1.to_str().unwrap()])
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("version 1 CRL") && err.contains("v1-crl.pem"), "{err}");
+    assert!(err.contains("crlnumber"), "no fix offered: {err}");
+    assert!(!err.contains("ParseError"), "{err}");
+
+    // Put in place of a good CRL while the server runs: refused, the previous one stays.
+    let crl = d.path().join("crl.pem");
+    replace_file(&pki_file("crl.pem"), &crl);
+    let mut srv = Server::start(&tok, &["--crl", crl.to_str().unwrap()]);
+    replace_file(v1.to_str().unwrap(), &crl);
+    let line = srv.wait_for("the refused reload", |v| v["event"] == "reload_failed");
+    assert!(line["reason"].as_str().unwrap().contains("version 1 CRL"), "{line}");
+    expect_refused_revoked(srv.port);
+}
+
+/// `client-revoked` is refused in the handshake.
+fn expect_refused_revoked(port: u16) {
+    let mut s = connect(port, client_config(Some("client-revoked"), "ca-chain.crt", None));
+    let r = s.write_all(GET).and_then(|()| read_response(&mut s, false).map(|_| ()));
+    assert!(r.is_err(), "the revoked client was served");
 }
