@@ -23,7 +23,7 @@ _wif__serve() {
 
     case "${cmd}" in
         wif__serve)
-            opts="-h -V --listen --cert --key --client-ca --token --crl --allow --handshake-timeout --idle-timeout --max-connections --shutdown-timeout --metrics-listen --config --help --version"
+            opts="-h -V --listen --cert --key --client-ca --token --crl --allow --handshake-timeout --idle-timeout --header-timeout --max-connection-age --max-connections --max-connections-per-client --max-connections-per-address --shutdown-timeout --metrics-listen --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -65,7 +65,23 @@ _wif__serve() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --header-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connection-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --max-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections-per-client)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections-per-address)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -69,8 +69,16 @@ at GET /get_wif_token: exactly the token's bytes, with Cache-Control: no-store, 
 GET /healthz tells whether a token can be served and until when, never the token.\n\n\
 A client certificate is required and verified in the TLS handshake (TLS 1.3 or 1.2): it must chain to \
 --client-ca, be within its validity, carry the clientAuth extended key usage and not be revoked by a --crl. \
-Clients that fail are refused in the handshake and logged. With --allow, verified clients that match no listed \
-identity get 403 on every path.\n\n\
+Clients that fail are refused in the handshake and logged. With --allow, a verified client that matches no listed \
+identity is answered 403 to its first request and the connection is closed at once (logged with its identity).\n\n\
+A client stays verified only as long as its certificate: when the CA bundle or a CRL changes (the files are looked at \
+every second, and on SIGHUP) every open connection's client is verified again before its next request, and a client \
+whose certificate has expired, or that is now revoked or no longer trusted, is cut off without an answer. No connection \
+lives longer than --max-connection-age.\n\n\
+Connection slots are guarded: a request head must arrive whole within --header-timeout of its first byte; at \
+--max-connections a new client takes the slot of a refused connection, a handshake in progress, a request head stalled \
+for over a second or an idle connection (oldest first), never one being answered; one client certificate holds at \
+most --max-connections-per-client connections, and --max-connections-per-address limits one address likewise.\n\n\
 The token is never served when its file or metadata (FILE.meta.json, written by --token-out) is missing, empty \
 or expired: 503 with a JSON error instead. The token, certificates, key, client CA and CRLs are re-read when \
 their files change (also when a new file is renamed over the old one) and on SIGHUP, without a restart and \
