@@ -12,6 +12,6 @@ mod pipeline;
 mod refresh;
 mod reliability;
 mod secrets;
-mod serve;
 mod security;
+mod serve;
 mod server_abuse;

@@ -49,7 +49,8 @@ fn private_ca(dir: &Path, edit: impl Fn(&str) -> Option<String>) -> PathBuf {
 }
 
 fn openssl(args: &[&str]) {
-    let out = std::process::Command::new("openssl").args(args).env("WIF_SAN", "DNS:short.example.org").output().unwrap();
+    let out =
+        std::process::Command::new("openssl").args(args).env("WIF_SAN", "DNS:short.example.org").output().unwrap();
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -75,8 +76,19 @@ fn short_lived_client(dir: &Path, secs: i64) -> String {
         end.second()
     );
     run(&[
-        "ca", "-batch", "-notext", "-config", cnf.to_str().unwrap(), "-extensions", "client_ext", "-in", &csr, "-out",
-        &crt, "-enddate", &enddate,
+        "ca",
+        "-batch",
+        "-notext",
+        "-config",
+        cnf.to_str().unwrap(),
+        "-extensions",
+        "client_ext",
+        "-in",
+        &csr,
+        "-out",
+        &crt,
+        "-enddate",
+        &enddate,
     ]);
     base.display().to_string()
 }
@@ -192,7 +204,8 @@ fn clients_not_on_the_allow_list_cannot_hold_the_connection_slots() {
     std::thread::sleep(Duration::from_millis(300));
     for i in 0..3 {
         let t = Instant::now();
-        let r = request_raw(srv.port, Some("client2"), GET, false).unwrap_or_else(|e| panic!("allowed client, try {i}: {e}"));
+        let r = request_raw(srv.port, Some("client2"), GET, false)
+            .unwrap_or_else(|e| panic!("allowed client, try {i}: {e}"));
         assert_eq!(r.body, TOKEN.as_bytes());
         assert!(t.elapsed() < Duration::from_secs(3), "the allowed client waited {:?}", t.elapsed());
     }

@@ -274,7 +274,8 @@ mod tests {
         let mut held = Vec::new();
         let mut add = |client: Option<&str>| {
             let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            let (id, c) = table.insert(&s, format!("peer-{}", held.len()), s.local_addr().ok().map(|a| a.ip())).unwrap();
+            let (id, c) =
+                table.insert(&s, format!("peer-{}", held.len()), s.local_addr().ok().map(|a| a.ip())).unwrap();
             if let Some(k) = client {
                 assert!(c.enter(Phase::Handshake, Phase::Idle));
                 table.join_client(id, k);

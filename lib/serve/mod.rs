@@ -191,7 +191,8 @@ impl Options {
         let crls =
             if cli.crl.is_empty() { s.list("crl")?.into_iter().map(PathBuf::from).collect() } else { cli.crl.clone() };
         let max_connections = s.pick_or(cli.max_connections, "max_connections", 256)?;
-        let max_per_client = s.pick_or(cli.max_connections_per_client, "max_connections_per_client", (max_connections / 4).max(1))?;
+        let max_per_client =
+            s.pick_or(cli.max_connections_per_client, "max_connections_per_client", (max_connections / 4).max(1))?;
         let max_per_address = s.pick(cli.max_connections_per_address, "max_connections_per_address")?;
         for (n, flag) in [
             (Some(max_connections), "--max-connections"),
@@ -203,7 +204,13 @@ impl Options {
             }
         }
         let limits = Limits {
-            handshake_timeout: duration(s, cli.handshake_timeout.clone(), "handshake_timeout", "--handshake-timeout", 10)?,
+            handshake_timeout: duration(
+                s,
+                cli.handshake_timeout.clone(),
+                "handshake_timeout",
+                "--handshake-timeout",
+                10,
+            )?,
             idle_timeout: duration(s, cli.idle_timeout.clone(), "idle_timeout", "--idle-timeout", 30)?,
             header_timeout: duration(s, cli.header_timeout.clone(), "header_timeout", "--header-timeout", 5)?,
             max_connection_age: duration(
@@ -358,7 +365,9 @@ impl Shared {
                 && !self.evict(
                     Scope::Address(ip),
                     None,
-                    format!("{ip} reached its limit (--max-connections-per-address {cap}) and this, its oldest connection,"),
+                    format!(
+                        "{ip} reached its limit (--max-connections-per-address {cap}) and this, its oldest connection,"
+                    ),
                 )
             {
                 return Err(format!("too many connections from {ip} (--max-connections-per-address {cap})"));
@@ -677,7 +686,11 @@ impl Verified {
     /// Whether the client may still be served: its certificates still in date, and, when
     /// the CA bundle or CRLs were reloaded since it was last verified, verified again under
     /// them. `Err` with why not and a short code.
-    fn recheck(&mut self, tls: &tls::TlsSource, conn: &rustls::ServerConnection) -> std::result::Result<(), (String, &'static str)> {
+    fn recheck(
+        &mut self,
+        tls: &tls::TlsSource,
+        conn: &rustls::ServerConnection,
+    ) -> std::result::Result<(), (String, &'static str)> {
         if crate::clock::now_unix() >= self.valid_until {
             return Err((
                 format!(
@@ -691,7 +704,10 @@ impl Verified {
             let built = tls.current();
             built.verify_client(conn.peer_certificates().unwrap_or_default()).map_err(|e| {
                 let (why, code) = tls_refusal(&e);
-                (format!("the client's certificate no longer verifies under the reloaded CA and CRL files: {why}"), code)
+                (
+                    format!("the client's certificate no longer verifies under the reloaded CA and CRL files: {why}"),
+                    code,
+                )
             })?;
             self.generation = built.generation;
         }
@@ -755,8 +771,9 @@ impl<'t> Session<'t> {
         if !shared.allow.allows(&self.client.id) {
             // Counted once per connection, and never kept open: the slot goes back at once.
             shared.metrics.refused(Refusal::NotAllowed);
-            let refusal = Response::error(403, "forbidden", "this client certificate is not on the server's allow-list")
-                .because("client identity not in the allow-list");
+            let refusal =
+                Response::error(403, "forbidden", "this client certificate is not on the server's allow-list")
+                    .because("client identity not in the allow-list");
             return self.refuse(shared, refusal, "not_allowed");
         }
         let cap = limits.max_per_client;
@@ -918,7 +935,6 @@ impl<'t> Session<'t> {
         }
     }
 }
-
 
 #[derive(serde::Serialize)]
 struct Health<'a> {
