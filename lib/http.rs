@@ -284,7 +284,9 @@ fn check_request_headers(req: &Request<'_>) -> Result<()> {
             return Err(Error::input(format!("{name:?} is not an HTTP header name")));
         }
         if !is_header_value(value) {
-            return Err(Error::input(format!("the value of the {name} header holds a line break or a control character")));
+            return Err(Error::input(format!(
+                "the value of the {name} header holds a line break or a control character"
+            )));
         }
     }
     if req.bearer.is_some_and(|b| !is_header_value(b.expose())) {
@@ -550,9 +552,27 @@ mod tests {
         let client = Client::new(HttpOptions::default()).unwrap();
         let injected = Secret::new("ya29.token\r\nX-Injected: yes");
         for req in [
-            Request { method: "GET", url: "http://127.0.0.1:9/", headers: vec![("Metadata", "true\r\nX: y".into())], bearer: None, body: Body::Empty },
-            Request { method: "GET", url: "http://127.0.0.1:9/", headers: vec![("Bad Name", "v".into())], bearer: None, body: Body::Empty },
-            Request { method: "GET", url: "http://127.0.0.1:9/", headers: vec![], bearer: Some(&injected), body: Body::Empty },
+            Request {
+                method: "GET",
+                url: "http://127.0.0.1:9/",
+                headers: vec![("Metadata", "true\r\nX: y".into())],
+                bearer: None,
+                body: Body::Empty,
+            },
+            Request {
+                method: "GET",
+                url: "http://127.0.0.1:9/",
+                headers: vec![("Bad Name", "v".into())],
+                bearer: None,
+                body: Body::Empty,
+            },
+            Request {
+                method: "GET",
+                url: "http://127.0.0.1:9/",
+                headers: vec![],
+                bearer: Some(&injected),
+                body: Body::Empty,
+            },
         ] {
             assert_eq!(client.send(&req).unwrap_err().kind(), Kind::Input);
         }

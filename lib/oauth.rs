@@ -49,9 +49,9 @@ fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<
 fn seconds<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => whole_number(&v)
-            .map(Some)
-            .ok_or_else(|| serde::de::Error::custom("expires_in is not a number of seconds")),
+        Some(v) => {
+            whole_number(&v).map(Some).ok_or_else(|| serde::de::Error::custom("expires_in is not a number of seconds"))
+        }
     }
 }
 
@@ -206,7 +206,10 @@ pub fn check_expiry(at: i64, now: i64, field: &str) -> Result<()> {
     if at <= now {
         return Err(Error::new(
             Kind::Unavailable,
-            format!("the {field} in the answer, {shown}, is in the past: the token {}", clock::describe_expiry(at, now)),
+            format!(
+                "the {field} in the answer, {shown}, is in the past: the token {}",
+                clock::describe_expiry(at, now)
+            ),
         )
         .hint(clock_hint));
     }
@@ -359,7 +362,10 @@ mod tests {
         let n_a = r#"{"access_token":"ya29.ok","token_type":"N_A","expires_in":"3599","expires_on":"1"}"#;
         assert!(TokenResponse::from_response(&resp(200, n_a)).is_ok(), "only the expiry used is checked");
         for (body, needle) in [
-            (r#"{"access_token":"ya29.ok","token_type":"Bearer\r\nX-Injected: yes"}"#, r#"the token_type in the answer, "Bearer\r\nX-Injected: yes", holds a line break"#),
+            (
+                r#"{"access_token":"ya29.ok","token_type":"Bearer\r\nX-Injected: yes"}"#,
+                r#"the token_type in the answer, "Bearer\r\nX-Injected: yes", holds a line break"#,
+            ),
             (r#"{"access_token":"ya29.ok","token_type":"Bearer x"}"#, "holds a space"),
             (r#"{"access_token":"ya29.ok","token_type":""}"#, "is empty"),
             (r#"{"access_token":"ya29.ok","token_type":"<b>"}"#, "no token type has"),
@@ -385,7 +391,8 @@ mod tests {
 
     #[test]
     fn token_types_and_tokens() {
-        for good in ["Bearer", "bearer", "N_A", "DPoP", "urn:ietf:params:oauth:token-type:jwt", "https://x.example/t#a"] {
+        for good in ["Bearer", "bearer", "N_A", "DPoP", "urn:ietf:params:oauth:token-type:jwt", "https://x.example/t#a"]
+        {
             assert!(check_token_type(good, "token_type", false).is_ok(), "{good}");
         }
         assert!(check_token_type(&"a".repeat(257), "token_type", false).is_err());

@@ -158,7 +158,8 @@ fn json_escape_ends(text: &[u8], at: usize, c: char, found: &mut dyn FnMut(usize
     let mut units = [0u16; 2];
     let mut pos = at;
     for &unit in c.encode_utf16(&mut units).iter() {
-        let escaped = text.get(pos..pos + 6).filter(|e| e.starts_with(b"\\u") && e[2..].iter().all(u8::is_ascii_hexdigit));
+        let escaped =
+            text.get(pos..pos + 6).filter(|e| e.starts_with(b"\\u") && e[2..].iter().all(u8::is_ascii_hexdigit));
         match escaped.and_then(|e| u16::from_str_radix(std::str::from_utf8(&e[2..]).ok()?, 16).ok()) {
             Some(v) if v == unit => pos += 6,
             _ => return,
@@ -187,7 +188,8 @@ fn html_reference_end(text: &[u8], at: usize, c: char) -> Option<usize> {
         _ => (10, body),
     };
     let len = digits.iter().take(9).position(|&b| b == b';')?;
-    let number = digits[..len].iter().all(u8::is_ascii_hexdigit).then(|| std::str::from_utf8(&digits[..len]).ok())??;
+    let number =
+        digits[..len].iter().all(u8::is_ascii_hexdigit).then(|| std::str::from_utf8(&digits[..len]).ok())??;
     let code = u32::from_str_radix(number, radix).ok()?;
     (code == c as u32).then_some(at + (rest.len() - digits.len()) + len + 1)
 }

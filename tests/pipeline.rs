@@ -943,7 +943,10 @@ fn every_upstream_field_that_reaches_a_file_or_a_header_is_validated() {
         Canned::json(200, a)
     };
     let sts_cases = [
-        (json!({"access_token": "ya29.federated\r\nX-Injected: yes"}), "the access_token in the answer holds a line break"),
+        (
+            json!({"access_token": "ya29.federated\r\nX-Injected: yes"}),
+            "the access_token in the answer holds a line break",
+        ),
         (json!({"access_token": "ya29.federated with-space"}), "the access_token in the answer holds a space"),
         (json!({"issued_token_type": "urn:x\nX-Injected: yes"}), "the issued_token_type in the answer"),
         (json!({"issued_token_type": "access_token"}), "is not a URI"),
@@ -958,7 +961,10 @@ fn every_upstream_field_that_reaches_a_file_or_a_header_is_validated() {
 
     // Azure AD: the token_type and the v1 absolute expiry reach the token file's metadata.
     for (answer, needle) in [
-        (json!({"access_token": azure_token(), "token_type": "Bearer\r\nX-Injected: yes", "expires_in": 3599}), "token_type"),
+        (
+            json!({"access_token": azure_token(), "token_type": "Bearer\r\nX-Injected: yes", "expires_in": 3599}),
+            "token_type",
+        ),
         (json!({"access_token": azure_token(), "token_type": "Bearer", "expires_on": "99999999999"}), "expires_on"),
     ] {
         let srv = TestServer::start(vec![Canned::json(200, answer)]);
@@ -967,10 +973,19 @@ fn every_upstream_field_that_reaches_a_file_or_a_header_is_validated() {
     }
 
     let iam_cases = [
-        (json!({"accessToken": "ya29.sa\r\nX-Injected: yes", "expireTime": exp(3600)}), "the accessToken in the answer holds a line break"),
-        (json!({"accessToken": "ya29.sa", "expireTime": "tomorrow"}), "the expireTime in the answer, \"tomorrow\", is not an RFC 3339 time"),
+        (
+            json!({"accessToken": "ya29.sa\r\nX-Injected: yes", "expireTime": exp(3600)}),
+            "the accessToken in the answer holds a line break",
+        ),
+        (
+            json!({"accessToken": "ya29.sa", "expireTime": "tomorrow"}),
+            "the expireTime in the answer, \"tomorrow\", is not an RFC 3339 time",
+        ),
         (json!({"accessToken": "ya29.sa", "expireTime": exp(30 * 86_400)}), "longer than any token service grants"),
-        (json!({"accessToken": "ya29.sa", "expireTime": "9999-12-31T23:59:59Z"}), "longer than any token service grants"),
+        (
+            json!({"accessToken": "ya29.sa", "expireTime": "9999-12-31T23:59:59Z"}),
+            "longer than any token service grants",
+        ),
     ];
     for (answer, needle) in iam_cases {
         let srv = TestServer::start(vec![Canned::json(200, answer)]);

@@ -244,7 +244,10 @@ fn remote_errors_that_echo_a_form_encoded_secret_are_scrubbed_in_every_encoding(
             field.to_ascii_lowercase(),
             field.replace('%', "%25"),
         );
-        (401, json!({"error": "invalid_client", "error_description": description, "error_codes": [7000215]}).to_string())
+        (
+            401,
+            json!({"error": "invalid_client", "error_description": description, "error_codes": [7000215]}).to_string(),
+        )
     });
     let out = azure_with_secret(&srv, SECRET);
     assert_leak_free(&out, &[SECRET, sent, &lower, &twice, &basic], 4);
