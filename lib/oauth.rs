@@ -106,7 +106,7 @@ const MAX_TOKEN_TYPE_LEN: usize = 256;
 /// (the service is not answering properly, exit 5), with a hint that says where to look.
 fn bad_answer(what: String) -> Error {
     Error::new(Kind::Unavailable, what).hint(
-        "no genuine token service answers that: check the URL, and whether a proxy or TLS interception alters the answers; the previous token file was kept",
+        "no genuine token service answers that: check the URL, and whether a proxy or TLS interception alters the answers; nothing was written (a previous token file is kept)",
     )
 }
 
@@ -118,12 +118,18 @@ pub fn token_flaw(token: &str) -> Option<&'static str> {
     if token.is_empty() {
         return Some("is empty");
     }
-    token.bytes().find(|b| !(0x21..0x7f).contains(b)).map(|b| match b {
+    token.bytes().find(|b| !(0x21..0x7f).contains(b)).map(byte_flaw)
+}
+
+/// What a byte that has no place in a token or a token type makes of it.
+fn byte_flaw(b: u8) -> &'static str {
+    match b {
         b' ' => "holds a space",
         b'\r' | b'\n' => "holds a line break",
         0x80.. => "holds a non-ASCII character",
-        _ => "holds a control character",
-    })
+        0..=0x1f | 0x7f => "holds a control character",
+        _ => "holds a character that no token type has",
+    }
 }
 
 /// Refuses a token from a service's answer that [`token_flaw`] finds fault with.
@@ -145,13 +151,7 @@ pub fn check_token_type(value: &str, field: &str, uri: bool) -> Result<()> {
     } else if value.len() > MAX_TOKEN_TYPE_LEN {
         Some("is too long")
     } else if let Some(b) = value.bytes().find(|b| !allowed(*b)) {
-        Some(match b {
-            b' ' => "holds a space",
-            b'\r' | b'\n' => "holds a line break",
-            0x80.. => "holds a non-ASCII character",
-            0..=0x1f | 0x7f => "holds a control character",
-            _ => "holds a character that no token type has",
-        })
+        Some(byte_flaw(b))
     } else if uri && !is_absolute_uri(value) {
         Some("is not a URI (like urn:ietf:params:oauth:token-type:access_token)")
     } else {
@@ -198,7 +198,7 @@ pub fn check_lifetime(secs: i64, field: &str) -> Result<()> {
 /// Refuses an absolute expiry (Unix seconds) that has passed or lies further ahead than
 /// [`MAX_LIFETIME_SECS`]: either the answer is not genuine or this machine's clock is off.
 pub fn check_expiry(at: i64, now: i64, field: &str) -> Result<()> {
-    let clock_hint = "check this machine's clock (NTP); an expiry that far off comes from a wrong clock or an answer that is not genuine; the previous token file was kept";
+    let clock_hint = "check this machine's clock (NTP); an expiry that far off comes from a wrong clock or an answer that is not genuine; nothing was written (a previous token file is kept)";
     let shown = match time::OffsetDateTime::from_unix_timestamp(at) {
         Ok(_) => clock::rfc3339(at),
         Err(_) => format!("{at} s after 1970"),
