@@ -326,8 +326,19 @@ fn external_section(
     Ok(sec)
 }
 
-/// Extracts the token from text content: the whole (trimmed) content, or a JSON field.
+/// Extracts the token from text content: the whole (trimmed) content, or a JSON field;
+/// refuses one that is not a token (spaces, line breaks, control or non-ASCII characters).
 pub fn token_from_content(content: &[u8], field: Option<&str>) -> Result<Secret> {
+    let token = any_token_from_content(content, field)?;
+    match oauth::token_flaw(token.expose()) {
+        // Empty tokens get their own message from the callers.
+        Some(flaw) if !token.is_empty() => Err(Error::input(format!("the token {flaw}"))
+            .hint("a token is visible ASCII only: is this the right file, URL or --field?")),
+        _ => Ok(token),
+    }
+}
+
+fn any_token_from_content(content: &[u8], field: Option<&str>) -> Result<Secret> {
     match field {
         None => {
             let text = std::str::from_utf8(content).map_err(|_| Error::input("the token is not UTF-8 text"))?;

@@ -108,6 +108,11 @@ pub fn main() -> ExitCode {
 /// Impersonates the service account and adds the `impersonated` section.
 pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     let sts: StsSection = doc.require("sts", "wif-sts")?;
+    // It goes into the Authorization header as it is.
+    if let Some(flaw) = oauth::token_flaw(sts.token.token.expose()) {
+        return Err(Error::input(format!("the document's federated token (sts.token) {flaw}"))
+            .hint("run wif-sts again; a token is visible ASCII only"));
+    }
     if let Some(exp) = sts.token.expires_at.as_deref().and_then(|e| clock::parse_rfc3339(e).ok()) {
         if exp <= clock::now_unix() {
             return Err(Error::input(format!("the federated token expired at {}", clock::rfc3339(exp)))
@@ -163,6 +168,7 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Error::new(Kind::Unavailable, "the response has no token"))
             .context(doing.clone())?;
+        oauth::check_token(&token, "token").context(doing.clone())?;
         let expires_at = crate::jwt::unverified_exp(token.expose()).map(clock::rfc3339);
         ImpersonatedSection {
             token: TokenFields { token, token_type: "id_token".into(), expires_at },
@@ -191,8 +197,9 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Error::new(Kind::Unavailable, "the response has no accessToken"))
             .context(doing.clone())?;
+        oauth::check_token(&token, "accessToken").context(doing.clone())?;
         let expires_at = match r.expire_time.as_deref() {
-            Some(t) => Some(clock::rfc3339(clock::parse_rfc3339(t).context(doing.clone())?)),
+            Some(t) => Some(clock::rfc3339(expire_time(t).context(doing.clone())?)),
             None => None,
         };
         ImpersonatedSection {
@@ -207,6 +214,17 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     };
     cli.token_out.write(TOOL, &section.token)?;
     doc.set("impersonated", &section)
+}
+
+/// IAM's `expireTime` (RFC 3339) in Unix seconds, refused when it is not one or lies in the
+/// past or absurdly far ahead (see [`oauth::check_expiry`]).
+fn expire_time(text: &str) -> Result<i64> {
+    let at = clock::parse_rfc3339(text).map_err(|_| {
+        Error::new(Kind::Unavailable, format!("the expireTime in the answer, {text:?}, is not an RFC 3339 time"))
+            .hint("IAM Credentials answers like 2026-01-31T12:00:00Z; is --endpoint an IAM Credentials API?")
+    })?;
+    oauth::check_expiry(at, clock::now_unix(), "expireTime")?;
+    Ok(at)
 }
 
 /// Adds the IAM-specific hint (with the principal to bind) to a refusal.

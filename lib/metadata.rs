@@ -199,18 +199,25 @@ const JSON: &str = "application/json";
 const HTML: &str = "text/html; charset=UTF-8";
 
 impl Reply {
-    /// The whole HTTP/1.1 answer; the connection closes after it.
+    /// The whole HTTP/1.1 answer; the connection closes after it. Headers go through
+    /// `http::push_header`, which never writes one whose value would split the head.
     fn to_bytes(&self, head_only: bool) -> Vec<u8> {
-        let reason = crate::http::reason_phrase(self.status);
-        let mut out = format!(
-            "HTTP/1.1 {} {reason}\r\nMetadata-Flavor: Google\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
-             Cache-Control: no-store\r\nX-XSS-Protection: 0\r\nX-Frame-Options: SAMEORIGIN\r\n\
-             Server: wif-get metadata server\r\nConnection: close\r\n\r\n",
-            self.status,
-            self.content_type,
-            self.body.len()
-        )
-        .into_bytes();
+        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, crate::http::reason_phrase(self.status));
+        let length = self.body.len().to_string();
+        for (name, value) in [
+            ("Metadata-Flavor", "Google"),
+            ("Content-Type", self.content_type),
+            ("Content-Length", length.as_str()),
+            ("Cache-Control", "no-store"),
+            ("X-XSS-Protection", "0"),
+            ("X-Frame-Options", "SAMEORIGIN"),
+            ("Server", "wif-get metadata server"),
+            ("Connection", "close"),
+        ] {
+            crate::http::push_header(&mut head, name, value);
+        }
+        head.push_str("\r\n");
+        let mut out = head.into_bytes();
         if !head_only {
             out.extend_from_slice(&self.body);
         }

@@ -11,6 +11,9 @@ static HELD: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// Secrets shorter than this are not scrubbed from text (too likely to hit ordinary words).
 const MIN_SCRUB_LEN: usize = 8;
 
+/// What replaces a secret in scrubbed text.
+const REDACTED: &str = "<redacted>";
+
 fn hold(s: &str) {
     if s.len() >= MIN_SCRUB_LEN {
         if let Ok(mut held) = HELD.lock() {
@@ -23,16 +26,253 @@ fn hold(s: &str) {
 
 /// Replaces, in text meant for a person, every secret this process holds and anything
 /// shaped like a bearer token (a JWT, a Google `ya29.` access token) with `<redacted>`.
+///
+/// A remote service that echoes our request quotes a secret the way it travelled, or the way
+/// the service re-encoded it, so each secret is found in every encoding wif sends it in and
+/// a server may answer with, character by character and in any mix: as is, percent-encoded
+/// (`%2B` or `%2b`, `+` for a space, doubly encoded `%252B`: forms, query strings),
+/// JSON-escaped (`\"`, `\\`, `\/`, `\u00e9`), as an HTML character reference (`&amp;`,
+/// `&#43;`), and inside base64 (standard or URL-safe, padded or not, at any offset of a
+/// larger blob such as an HTTP Basic `client_id:secret`), where the whole blob goes.
 pub fn scrub(text: &str) -> String {
     let mut out = text.to_string();
     if let Ok(held) = HELD.lock() {
         for h in held.iter() {
-            if out.contains(h.as_str()) {
-                out = out.replace(h.as_str(), "<redacted>");
-            }
+            out = scrub_encoded(&out, h);
         }
+        out = scrub_base64(&out, &held);
     }
     scrub_token_shapes(&out)
+}
+
+/// Replaces every place where `secret` occurs in `text`, each of its characters written in
+/// any of the encodings `char_ends` knows.
+fn scrub_encoded(text: &str, secret: &str) -> String {
+    let Some(&first) = secret.as_bytes().first() else { return text.to_string() };
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        // A match begins with the secret's first byte or with an escape.
+        let may_start = bytes[i] == first || matches!(bytes[i], b'%' | b'+' | b'\\' | b'&');
+        match may_start.then(|| match_end(bytes, i, secret)).flatten() {
+            Some(end) => {
+                out.push_str(&text[copied..i]);
+                out.push_str(REDACTED);
+                copied = end;
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+    if copied == 0 {
+        return text.to_string();
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// Where a match of `secret` that starts at `start` ends (the longest one), if there is one.
+/// A character may be written in several ways of different lengths, so this follows all of
+/// them at once: the set of positions reachable after each character. Every way ends on a
+/// character boundary of `text`.
+fn match_end(text: &[u8], start: usize, secret: &str) -> Option<usize> {
+    let mut ends = vec![start];
+    let mut next = Vec::new();
+    for c in secret.chars() {
+        next.clear();
+        for &at in &ends {
+            char_ends(text, at, c, &mut |end| {
+                if !next.contains(&end) {
+                    next.push(end);
+                }
+            });
+        }
+        if next.is_empty() {
+            return None;
+        }
+        std::mem::swap(&mut ends, &mut next);
+    }
+    ends.into_iter().max()
+}
+
+/// Calls `found` with the end of every way the character `c` is written at `text[at..]`.
+fn char_ends(text: &[u8], at: usize, c: char, found: &mut dyn FnMut(usize)) {
+    let mut utf8 = [0u8; 4];
+    let utf8 = c.encode_utf8(&mut utf8).as_bytes();
+    if text[at..].starts_with(utf8) {
+        found(at + utf8.len());
+    }
+    match text.get(at) {
+        Some(b'%') => percent_ends(text, at, utf8, found),
+        Some(b'+') if c == ' ' => found(at + 1),
+        Some(b'\\') => json_escape_ends(text, at, c, found),
+        Some(b'&') => {
+            if let Some(end) = html_reference_end(text, at, c) {
+                found(end);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Ends of `bytes` percent-encoded at `text[at..]` (forms, query strings): each byte as
+/// `%XX` in either case, or encoded twice as `%25XX`.
+fn percent_ends(text: &[u8], at: usize, bytes: &[u8], found: &mut dyn FnMut(usize)) {
+    let Some((&b, rest)) = bytes.split_first() else { return found(at) };
+    if text.get(at) != Some(&b'%') {
+        return;
+    }
+    if hex2(text, at + 1) == Some(b) {
+        percent_ends(text, at + 3, rest, found);
+    }
+    if hex2(text, at + 1) == Some(b'%') && hex2(text, at + 3) == Some(b) {
+        percent_ends(text, at + 5, rest, found);
+    }
+}
+
+/// The byte two hex digits at `text[at..]` stand for.
+fn hex2(text: &[u8], at: usize) -> Option<u8> {
+    let digits = text.get(at..at + 2).filter(|d| d.iter().all(u8::is_ascii_hexdigit))?;
+    u8::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
+/// Ends of the JSON string escapes of `c` at `text[at..]`: `\"`, `\/`, `\n`… and `\uXXXX` (a
+/// surrogate pair beyond the BMP).
+fn json_escape_ends(text: &[u8], at: usize, c: char, found: &mut dyn FnMut(usize)) {
+    let short = match c {
+        '"' => Some(b'"'),
+        '\\' => Some(b'\\'),
+        '/' => Some(b'/'),
+        '\u{8}' => Some(b'b'),
+        '\u{c}' => Some(b'f'),
+        '\n' => Some(b'n'),
+        '\r' => Some(b'r'),
+        '\t' => Some(b't'),
+        _ => None,
+    };
+    if short.is_some() && text.get(at + 1).copied() == short {
+        found(at + 2);
+    }
+    let mut units = [0u16; 2];
+    let mut pos = at;
+    for &unit in c.encode_utf16(&mut units).iter() {
+        let escaped =
+            text.get(pos..pos + 6).filter(|e| e.starts_with(b"\\u") && e[2..].iter().all(u8::is_ascii_hexdigit));
+        match escaped.and_then(|e| u16::from_str_radix(std::str::from_utf8(&e[2..]).ok()?, 16).ok()) {
+            Some(v) if v == unit => pos += 6,
+            _ => return,
+        }
+    }
+    found(pos);
+}
+
+/// The end of an HTML character reference for `c` at `text[at..]`: `&amp;`, `&#43;`, `&#x2B;`.
+fn html_reference_end(text: &[u8], at: usize, c: char) -> Option<usize> {
+    let rest = &text[at..];
+    let named: Option<&[u8]> = match c {
+        '&' => Some(b"&amp;"),
+        '<' => Some(b"&lt;"),
+        '>' => Some(b"&gt;"),
+        '"' => Some(b"&quot;"),
+        '\'' => Some(b"&apos;"),
+        _ => None,
+    };
+    if let Some(n) = named.filter(|n| rest.len() >= n.len() && rest[..n.len()].eq_ignore_ascii_case(n)) {
+        return Some(at + n.len());
+    }
+    let body = rest.strip_prefix(b"&#")?;
+    let (radix, digits) = match body.first() {
+        Some(b'x' | b'X') => (16, &body[1..]),
+        _ => (10, body),
+    };
+    let len = digits.iter().take(9).position(|&b| b == b';')?;
+    let number =
+        digits[..len].iter().all(u8::is_ascii_hexdigit).then(|| std::str::from_utf8(&digits[..len]).ok())??;
+    let code = u32::from_str_radix(number, radix).ok()?;
+    (code == c as u32).then_some(at + (rest.len() - digits.len()) + len + 1)
+}
+
+/// Characters of base64 (both alphabets, without the `=` padding).
+fn is_base64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
+}
+
+/// The 6 bits a base64 character stands for (standard and URL-safe alphabets alike).
+fn sextet(b: u8) -> u8 {
+    match b {
+        b'A'..=b'Z' => b - b'A',
+        b'a'..=b'z' => b - b'a' + 26,
+        b'0'..=b'9' => b - b'0' + 52,
+        b'+' | b'-' => 62,
+        _ => 63,
+    }
+}
+
+/// Decodes base64 characters (a trailing partial group gives the whole bytes it holds).
+fn decode_base64(chars: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(chars.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &c in chars {
+        acc = (acc << 6) | u32::from(sextet(c));
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// Redacts every run of base64 characters (with its `=` padding) that decodes, at one of the
+/// four character offsets where its groups may begin, to bytes that contain a held secret:
+/// a secret at any byte offset of a blob is whole in one of those decodings.
+fn scrub_base64(text: &str, held: &[String]) -> String {
+    // A secret of MIN_SCRUB_LEN bytes takes at least this many base64 characters.
+    const MIN_RUN: usize = MIN_SCRUB_LEN * 4 / 3;
+    if held.is_empty() {
+        return text.to_string();
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_base64(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_base64(bytes[i]) {
+            i += 1;
+        }
+        let run = &bytes[start..i];
+        let holds_secret = run.len() >= MIN_RUN
+            && (0..4).any(|skip| {
+                let decoded = decode_base64(&run[skip.min(run.len())..]);
+                held.iter().any(|h| contains(&decoded, h.as_bytes()))
+            });
+        if holds_secret {
+            while i < bytes.len() && bytes[i] == b'=' {
+                i += 1;
+            }
+            out.push_str(&text[copied..start]);
+            out.push_str(REDACTED);
+            copied = i;
+        }
+    }
+    if copied == 0 {
+        return text.to_string();
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Redacts words that look like JWTs (`eyJ….….…`) or Google access tokens (`ya29.…`).
@@ -133,5 +373,85 @@ mod tests {
         let text = "invalid_client: bad secret client-secret-canary-42 for eyJhbGciOi.eyJzdWIiOiJ4In0.c2ln and ya29.a0AfH6SMB, ok";
         assert_eq!(scrub(text), "invalid_client: bad secret <redacted> for eyJ<redacted> and ya29.<redacted>, ok");
         assert_eq!(scrub("AADSTS700027: Client assertion failed."), "AADSTS700027: Client assertion failed.");
+    }
+
+    /// Asserts that `secret`, written as each of `forms` in the middle of a sentence, is scrubbed.
+    fn assert_scrubbed(secret: &str, forms: &[String]) {
+        for form in forms {
+            let text = format!("invalid_client: client_secret={form}; try again");
+            let out = scrub(&text);
+            assert_eq!(out, "invalid_client: client_secret=<redacted>; try again", "{form}");
+        }
+        assert!(!scrub(&format!("echo: {secret}")).contains(secret));
+    }
+
+    #[test]
+    fn scrub_finds_secrets_form_and_percent_encoded() {
+        let secret = "s3cr+t/va=lue&x%y";
+        let _held = Secret::new(secret);
+        let every_byte: String = secret.bytes().map(|b| format!("%{b:02x}")).collect();
+        assert_scrubbed(
+            secret,
+            &[
+                secret.to_string(),
+                "s3cr%2Bt%2Fva%3Dlue%26x%25y".into(), // ureq's form encoding, as wif sends it
+                "s3cr%2bt%2fva%3dlue%26x%25y".into(), // lower-case hex
+                "s3cr%2Bt/va=lue%26x%25y".into(),     // a server that re-encoded only some
+                "s3cr%252Bt%252Fva%253Dlue%2526x%2525y".into(), // encoded twice
+                every_byte,
+            ],
+        );
+        let spaced = "pass phrase with spaces";
+        let _held = Secret::new(spaced);
+        assert_scrubbed(spaced, &["pass+phrase+with+spaces".into(), "pass%20phrase%20with+spaces".into()]);
+    }
+
+    #[test]
+    fn scrub_finds_secrets_json_and_html_escaped() {
+        let secret = "qu\"ote\\back/slash-é😀";
+        let _held = Secret::new(secret);
+        assert_scrubbed(
+            secret,
+            &[
+                serde_json::to_string(secret).unwrap().trim_matches('"').to_string(),
+                r#"qu\"ote\\back\/slash-\u00e9\ud83d\ude00"#.into(),
+                r#"\u0071\u0075\u0022ote\u005Cback\u002fslash-\u00E9\uD83D\uDE00"#.into(),
+                "qu%22ote%5Cback%2Fslash-%C3%A9%F0%9F%98%80".into(),
+                "qu&quot;ote\\back/slash-&#233;&#x1F600;".into(),
+            ],
+        );
+    }
+
+    #[test]
+    fn scrub_finds_secrets_inside_base64_at_any_offset() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
+        use base64::Engine;
+        let secret = "b64-s3cr+t/va=lue&x%y";
+        let _held = Secret::new(secret);
+        let mut forms = vec![STANDARD.encode(secret), URL_SAFE_NO_PAD.encode(secret), URL_SAFE.encode(secret)];
+        // HTTP Basic `client_id:secret`: the secret starts at every offset modulo 3.
+        for id in ["app", "app1", "app12"] {
+            forms.push(STANDARD.encode(format!("{id}:{secret}")));
+            forms.push(URL_SAFE_NO_PAD.encode(format!("{{\"id\":\"{id}\",\"secret\":\"{secret}\",\"n\":1}}")));
+        }
+        for form in &forms {
+            let out = scrub(&format!("Authorization: Basic {form} was refused"));
+            assert_eq!(out, "Authorization: Basic <redacted> was refused", "{form}");
+        }
+        let other = STANDARD.encode("app:another-value-entirely");
+        assert_eq!(scrub(&format!("Basic {other}")), format!("Basic {other}"), "other blobs stay");
+    }
+
+    #[test]
+    fn scrub_leaves_text_without_secrets_alone() {
+        let _held = Secret::new("plain-canary-Vb7");
+        for text in [
+            "plain-canary and %41%42 \\u0041 &amp; + &#; &#x; %2 %zz \\u12",
+            "plain-canary-Vb",
+            "ünïcödé text with no secret: 100% sure & done\\",
+            "",
+        ] {
+            assert_eq!(scrub(text), text);
+        }
     }
 }

@@ -900,3 +900,103 @@ fn the_example_config_uses_only_known_keys() {
         assert!(wif::settings::KNOWN_KEYS.contains(&key.as_str()), "{key}");
     }
 }
+
+#[test]
+fn sts_answer_with_a_header_injecting_token_type_is_refused_and_the_old_token_kept() {
+    let dir = tempdir();
+    let tok = dir.path().join("wif_token.txt");
+    let meta = dir.path().join("wif_token.txt.meta.json");
+    std::fs::write(&tok, b"previous-good-token").unwrap();
+    std::fs::write(&meta, b"{\"previous\": true}\n").unwrap();
+    let srv = TestServer::start(vec![Canned::json(
+        200,
+        json!({"access_token": "ya29.injected-answer-token", "token_type": "Bearer\r\nX-Injected: yes",
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token", "expires_in": 3600}),
+    )]);
+    let out = bin("wif-sts")
+        .args(["--audience", AUDIENCE, "--token-url", &format!("{}/v1/token", srv.url), "--token-out"])
+        .arg(&tok)
+        .write_stdin(azure_doc())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(5), "an answer no genuine STS gives: {err}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        err.contains(r#"the token_type in the answer, "Bearer\r\nX-Injected: yes", holds a line break"#),
+        "says what is wrong, escaped: {err}"
+    );
+    assert!(err.lines().all(|l| l.starts_with("wif-sts: ")), "nothing forged on stderr: {err}");
+    assert!(!err.contains("ya29.injected"), "never the token: {err}");
+    assert_eq!(std::fs::read(&tok).unwrap(), b"previous-good-token");
+    assert_eq!(std::fs::read(&meta).unwrap(), b"{\"previous\": true}\n");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temp files left");
+}
+
+#[test]
+fn every_upstream_field_that_reaches_a_file_or_a_header_is_validated() {
+    let exp = |secs: i64| rfc(now() + secs).replace(".000", "");
+    let sts_answer = |extra: Value| {
+        let mut a = json!({"access_token": "ya29.federated", "token_type": "Bearer",
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token", "expires_in": 3599});
+        a.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        Canned::json(200, a)
+    };
+    let sts_cases = [
+        (
+            json!({"access_token": "ya29.federated\r\nX-Injected: yes"}),
+            "the access_token in the answer holds a line break",
+        ),
+        (json!({"access_token": "ya29.federated with-space"}), "the access_token in the answer holds a space"),
+        (json!({"issued_token_type": "urn:x\nX-Injected: yes"}), "the issued_token_type in the answer"),
+        (json!({"issued_token_type": "access_token"}), "is not a URI"),
+        (json!({"expires_in": -60}), "not a positive number of seconds"),
+        (json!({"expires_in": 315_360_000}), "longer than any token service grants"),
+        (json!({"expires_in": "an hour"}), "expires_in is not a number of seconds"),
+    ];
+    for (extra, needle) in sts_cases {
+        let srv = TestServer::start(vec![sts_answer(extra)]);
+        expect_failure("wif-sts", &["--audience", AUDIENCE, "--token-url", &srv.url], azure_doc(), 5, &[needle]);
+    }
+
+    // Azure AD: the token_type and the v1 absolute expiry reach the token file's metadata.
+    for (answer, needle) in [
+        (
+            json!({"access_token": azure_token(), "token_type": "Bearer\r\nX-Injected: yes", "expires_in": 3599}),
+            "token_type",
+        ),
+        (json!({"access_token": azure_token(), "token_type": "Bearer", "expires_on": "99999999999"}), "expires_on"),
+    ] {
+        let srv = TestServer::start(vec![Canned::json(200, answer)]);
+        let doc = String::from_utf8(sign_doc(&srv.url, &[])).unwrap();
+        expect_failure("wif-azure", &[], doc, 5, &[needle]);
+    }
+
+    let iam_cases = [
+        (
+            json!({"accessToken": "ya29.sa\r\nX-Injected: yes", "expireTime": exp(3600)}),
+            "the accessToken in the answer holds a line break",
+        ),
+        (
+            json!({"accessToken": "ya29.sa", "expireTime": "tomorrow"}),
+            "the expireTime in the answer, \"tomorrow\", is not an RFC 3339 time",
+        ),
+        (json!({"accessToken": "ya29.sa", "expireTime": exp(30 * 86_400)}), "longer than any token service grants"),
+        (
+            json!({"accessToken": "ya29.sa", "expireTime": "9999-12-31T23:59:59Z"}),
+            "longer than any token service grants",
+        ),
+    ];
+    for (answer, needle) in iam_cases {
+        let srv = TestServer::start(vec![Canned::json(200, answer)]);
+        expect_failure("wif-impersonate", &["--service-account", SA, "--endpoint", &srv.url], sts_doc(), 5, &[needle]);
+    }
+    let srv = TestServer::start(vec![Canned::json(200, json!({"token": "eyJ.eyJ.sig\r\nX-Injected: yes"}))]);
+    expect_failure(
+        "wif-impersonate",
+        &["--service-account", SA, "--endpoint", &srv.url, "--id-token", "--audience", "https://svc"],
+        sts_doc(),
+        5,
+        &["the token in the answer holds a line break"],
+    );
+}

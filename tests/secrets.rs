@@ -179,3 +179,90 @@ fn wif_get_keeps_its_pkcs12_password_and_the_token_off_stderr() {
         .unwrap();
     assert_leak_free(&out, &[CANARY_PASSWORD], 3);
 }
+
+/// A token endpoint that answers every request with what `answer` makes of the body it
+/// received: a server that echoes what it was sent. Stops when dropped.
+struct Echo {
+    url: String,
+    server: std::sync::Arc<tiny_http::Server>,
+}
+
+impl Echo {
+    fn start(answer: fn(&str) -> (u16, String)) -> Echo {
+        let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
+        let port = server.server_addr().to_ip().expect("ip").port();
+        let srv = server.clone();
+        std::thread::spawn(move || {
+            for mut rq in srv.incoming_requests() {
+                let mut body = String::new();
+                let _ = rq.as_reader().read_to_string(&mut body);
+                let (status, text) = answer(&body);
+                let json = tiny_http::Header::from_bytes("Content-Type", "application/json").expect("header");
+                let _ = rq.respond(tiny_http::Response::from_string(text).with_status_code(status).with_header(json));
+            }
+        });
+        Echo { url: format!("http://127.0.0.1:{port}/t/oauth2/v2.0/token"), server }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
+
+/// Runs wif-azure with `secret` as its client secret against `srv`.
+fn azure_with_secret(srv: &Echo, secret: &str) -> std::process::Output {
+    let dir = tempdir();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    bin("wif-azure")
+        .args(["--token-url", &srv.url, "--client-id", "app", "--scope", "api://x/.default", "--client-secret-file"])
+        .arg(&secret_file)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn remote_errors_that_echo_a_form_encoded_secret_are_scrubbed_in_every_encoding() {
+    use base64::engine::general_purpose::STANDARD;
+    const SECRET: &str = "s3cr+t/va=lue&x%y";
+    // What wif sends (application/x-www-form-urlencoded), and how servers re-encode it.
+    let sent = "s3cr%2Bt%2Fva%3Dlue%26x%25y";
+    let lower = sent.to_ascii_lowercase();
+    let twice = sent.replace('%', "%25");
+    let basic = STANDARD.encode(format!("app:{SECRET}"));
+    let json_escaped = r#"s3cr+t\/va=lue&x%y"#;
+
+    // Azure AD quoting the whole request body back, and re-encodings of the secret in it.
+    let srv = Echo::start(|body| {
+        let field = body.split('&').find_map(|p| p.strip_prefix("client_secret=")).unwrap_or("");
+        let decoded = wif::http::percent_decode(field, true);
+        let basic = STANDARD.encode(format!("app:{decoded}"));
+        let description = format!(
+            "AADSTS7000215: Invalid client secret provided. Request body: {body}; lower-case: {}; re-encoded: {}; basic: {basic}",
+            field.to_ascii_lowercase(),
+            field.replace('%', "%25"),
+        );
+        (
+            401,
+            json!({"error": "invalid_client", "error_description": description, "error_codes": [7000215]}).to_string(),
+        )
+    });
+    let out = azure_with_secret(&srv, SECRET);
+    assert_leak_free(&out, &[SECRET, sent, &lower, &twice, &basic], 4);
+    let err = stderr(&out);
+    assert!(err.contains("AADSTS7000215") && err.contains("client_id=app"), "the rest of the echo is shown: {err}");
+    assert!(err.contains("client_secret=<redacted>&scope="), "exactly the secret is cut out: {err}");
+
+    // A JSON answer in no format wif knows, printed as an excerpt, escaping '/' like PHP.
+    let srv = Echo::start(|body| {
+        let field = body.split('&').find_map(|p| p.strip_prefix("client_secret=")).unwrap_or("");
+        let decoded = wif::http::percent_decode(field, true);
+        let quoted = serde_json::to_string(&decoded).unwrap().replace('/', "\\/");
+        (400, format!(r#"{{"detail":"client_secret {quoted} is wrong"}}"#))
+    });
+    let out = azure_with_secret(&srv, SECRET);
+    assert_leak_free(&out, &[SECRET, json_escaped], 4);
+    assert!(stderr(&out).contains("HTTP 400"), "{}", stderr(&out));
+}

@@ -627,3 +627,38 @@ fn server_keys_in_pkcs8_pkcs1_and_sec1() {
         assert_eq!(read_response(&mut s, false).unwrap().body, TOKEN.as_bytes(), "{key}");
     }
 }
+
+#[test]
+fn a_token_type_with_crlf_in_the_metadata_never_becomes_a_header() {
+    let (_d, tok) = token_dir();
+    let exp = write_token(&tok, TOKEN, 3600);
+    // Metadata written by hand, as a tampered file or an old wif-sts that stored an STS
+    // answer's token_type as it came would leave it.
+    let meta = serde_json::json!({
+        "expires_at": exp, "token_type": "Bearer\r\nX-Injected: yes\r\nContent-Length: 0",
+        "written_at": exp, "written_by": "wif-sts", "bytes": TOKEN.len(),
+        "sha256": wif::keys::sha256_hex(TOKEN.as_bytes()),
+    });
+    std::fs::write(wif::files::meta_path(&tok), serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+    let mut srv = Server::start(&tok, &[]);
+
+    let mut s = connect(srv.port, client_config(Some("client"), "ca-chain.crt", None));
+    s.write_all(b"GET /get_wif_token HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head: {text:?}"));
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let names: Vec<&str> = head.lines().skip(1).map(|l| l.split(':').next().unwrap()).collect();
+    assert!(!names.iter().any(|n| n.eq_ignore_ascii_case("x-injected")), "an injected header: {head}");
+    assert!(!names.iter().any(|n| n.eq_ignore_ascii_case("x-token-type")), "the bad header is left out: {head}");
+    assert_eq!(names.iter().filter(|n| n.eq_ignore_ascii_case("content-length")).count(), 1, "{head}");
+    assert!(head.contains(&format!("\r\nX-Token-Expires-At: {exp}")), "the other headers stay: {head}");
+    assert_eq!(body, TOKEN, "the body is exactly the token");
+
+    let refused = srv.wait_for("the refused header", |v| v["event"] == "header_refused");
+    assert_eq!(refused["what"], "X-Token-Type", "{refused}");
+    let line = srv.wait_for("the request", |v| v["event"] == "request");
+    assert_eq!(line["status"], 200);
+    srv.finish_checking_secrecy(&[TOKEN]);
+}

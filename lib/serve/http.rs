@@ -271,21 +271,30 @@ impl Response {
     }
 
     /// The bytes on the wire; `head_only` for HEAD (Content-Length still tells the size).
+    ///
+    /// A header whose value would split the head (CR, LF, NUL or another control
+    /// character, e.g. a token type from a tampered metadata file) is left out and the
+    /// omission logged: the client gets the answer without that header, never a header
+    /// of someone else's making.
     pub fn to_bytes(&self, head_only: bool, keep_alive: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.body.len());
-        let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: {}\r\n",
-            self.status,
-            crate::http::reason_phrase(self.status),
-            self.content_type,
-            self.body.len(),
-            if keep_alive { "keep-alive" } else { "close" },
-        );
-        for (k, v) in &self.headers {
-            head.push_str(k);
-            head.push_str(": ");
-            head.push_str(v);
-            head.push_str("\r\n");
+        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, crate::http::reason_phrase(self.status));
+        let length = self.body.len().to_string();
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        let standard = [
+            ("Content-Type", self.content_type),
+            ("Content-Length", length.as_str()),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Connection", connection),
+        ];
+        for (name, value) in standard.into_iter().chain(self.headers.iter().map(|(k, v)| (*k, v.as_str()))) {
+            if !crate::http::push_header(&mut head, name, value) {
+                crate::serve::log::Event::new("header_refused")
+                    .what(name)
+                    .reason("its value holds a line break or a control character; the answer went without it")
+                    .emit();
+            }
         }
         head.push_str("\r\n");
         out.extend_from_slice(head.as_bytes());
@@ -394,6 +403,19 @@ mod tests {
         assert_eq!(route("POST", TOKEN_PATH), Route::MethodNotAllowed);
         assert_eq!(route("GET", "/get_wif_token/"), Route::NotFound);
         assert_eq!(route("GET", "/"), Route::NotFound);
+    }
+
+    #[test]
+    fn header_values_that_would_split_the_head_are_left_out() {
+        let r = Response::error(503, "x", "y")
+            .header("X-Token-Type", "Bearer\r\nX-Injected: yes")
+            .header("X-Token-Expires-At", "2099-01-01T00:00:00Z\r\n")
+            .header("Retry-After", "30");
+        let text = String::from_utf8(r.to_bytes(false, false)).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(!head.contains("X-Injected") && !head.contains("X-Token"), "{head}");
+        assert!(head.ends_with("\r\nRetry-After: 30"), "the other headers stay: {head}");
+        assert_eq!(body.as_bytes(), r.body);
     }
 
     #[test]

@@ -79,6 +79,7 @@ pub struct RequestLine<'a> {
 pub struct Event<'a> {
     /// What happened: `handshake_failed`, `connection_refused`, `connection_closed` (to make
     /// room at the limit), `request_timed_out`, `reload`, `reload_failed`, `bad_request`,
+    /// `header_refused` (a header left out of an answer: its value would split the head),
     /// `shutdown`, `stopped`.
     pub event: &'a str,
     /// When.
