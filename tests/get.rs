@@ -451,3 +451,84 @@ fn expired_client_certificate_warns_and_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(seed.log().is_empty());
 }
+
+/// A token and a matching metadata file expiring in 2099 at `out`, as an attacker who can
+/// write the directory would plant them; `spoil` then makes them untrustworthy.
+fn plant(out: &Path, spoil: impl Fn(&Path)) {
+    let planted = wif::secret::Secret::new("ya29.planted-by-someone-else");
+    wif::files::write_token(out, &planted, "access_token", Some("2099-01-01T00:00:00Z"), "wif-get").unwrap();
+    spoil(out);
+    spoil(&wif::files::meta_path(out));
+}
+
+/// wif-get --min-ttl --format export over a planted pair: it must fetch the real token.
+fn min_ttl_refuses_a_planted_token(spoil: impl Fn(&Path), why: &str) {
+    let dir = tempdir();
+    let exp = wif::clock::rfc3339(now() + 3600);
+    let seed = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp]);
+    let out_file = dir.path().join("token.txt");
+    plant(&out_file, spoil);
+    let out = get(&seed.url("localhost"))
+        .arg("--out")
+        .arg(&out_file)
+        .args(["--min-ttl", "10m", "--format", "export"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(!printed.contains("planted"), "the planted token was printed: {printed}");
+    assert_eq!(printed, format!("export GOOGLE_OAUTH_ACCESS_TOKEN='{TOKEN}'\n"));
+    let err = stderr(&out);
+    assert!(err.contains("warning: not using the token in --out") && err.contains(why), "{err}");
+    assert_eq!(std::fs::read(&out_file).unwrap(), TOKEN.as_bytes(), "the planted file was replaced");
+    assert_eq!(seed.log().len(), 1, "the token was fetched");
+}
+
+#[test]
+fn min_ttl_never_trusts_a_token_others_can_write() {
+    min_ttl_refuses_a_planted_token(|p| set_mode(p, 0o666), "others can write it (mode 0666)");
+}
+
+#[test]
+fn min_ttl_never_trusts_a_token_another_user_planted() {
+    if !root_available("min_ttl_never_trusts_a_token_another_user_planted") {
+        return;
+    }
+    min_ttl_refuses_a_planted_token(give_to_other_user, &format!("owned by uid {OTHER_UID}"));
+}
+
+#[test]
+fn a_metadata_path_that_is_a_directory_fails_before_the_token_is_touched() {
+    let dir = tempdir();
+    let exp = wif::clock::rfc3339(now() + 3600);
+    let seed = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp]);
+    let out_file = dir.path().join("token.txt");
+    std::fs::write(&out_file, "ya29.the-old-token").unwrap();
+    std::fs::create_dir(wif::files::meta_path(&out_file)).unwrap();
+    let out = get(&seed.url("localhost")).arg("--out").arg(&out_file).output().unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("token.txt.meta.json"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert_eq!(std::fs::read(&out_file).unwrap(), b"ya29.the-old-token", "the token was not replaced");
+}
+
+#[test]
+fn max_time_also_bounds_an_attempt_that_gets_no_answer() {
+    // Accepts connections and never says a word: each attempt waits for its time-out.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(10).collect();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(held);
+    });
+    let started = Instant::now();
+    let out = get(&format!("https://localhost:{port}/get_wif_token"))
+        .args(["--timeout", "5s", "--max-time", "2s", "--retries", "3"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no answer within"), "{}", stderr(&out));
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(4), "--max-time 2s took {took:?}");
+}
