@@ -255,7 +255,7 @@ impl Part {
 #[derive(Debug)]
 pub enum Stored {
     /// A trusted token file and the metadata entry that describes it.
-    Found(StoredToken),
+    Found(Box<StoredToken>),
     /// The file does not exist.
     Missing(Part, PathBuf),
     /// The file exists but is not trusted: why (naming no path).
@@ -330,7 +330,7 @@ fn found(path: &Path, token: Vec<u8>, meta: TokenMeta) -> Stored {
         return Stored::Unusable(Part::Token, path.to_path_buf(), "it is not UTF-8 text".into());
     };
     match clock::parse_rfc3339(&meta.expires_at) {
-        Ok(expires_at) => Stored::Found(StoredToken { token: Secret::new(token), meta, expires_at }),
+        Ok(expires_at) => Stored::Found(Box::new(StoredToken { token: Secret::new(token), meta, expires_at })),
         Err(e) => Stored::Unusable(Part::Meta, meta_path(path), format!("its expires_at is not usable: {e}")),
     }
 }

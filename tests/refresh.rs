@@ -680,10 +680,10 @@ fn a_symlink_at_the_lock_path_is_refused_and_its_target_never_created() {
     let target = dir.path().join("a-file-of-the-attackers-choosing");
     std::os::unix::fs::symlink(&target, lock_of(&token)).unwrap();
     let out = run(refresh(&cfg, &token, &[]));
+    assert!(!target.exists(), "the link's target was created: {}", stderr(&out));
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("wif_token.txt.lock is a symbolic link; refusing to follow it"), "{err}");
-    assert!(!target.exists(), "the link's target was created");
     // A link to an existing file: refused as well, and the file is left alone.
     std::fs::write(&target, "precious").unwrap();
     let out = run(refresh(&cfg, &token, &["--wait"]));
