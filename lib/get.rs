@@ -94,11 +94,14 @@ pub enum Format {
 the client presents --cert/--key (PEM, or PKCS#12 with --key-password-file/--key-password-env), and verifies the \
 server's certificate against --ca and the host name in --url.\n\n\
 With --out, the token is written atomically with mode 0600 (exactly the token bytes), with FILE.meta.json beside \
-it; a failed fetch leaves the previous file untouched. The expiry comes from the server's X-Token-Expires-At \
-header, else from the JWT's exp, else from --assume-ttl. With --min-ttl, nothing is fetched while the token in \
---out is still valid that long.\n\n\
+it, written first (it also describes the token it replaces, so the pair stays consistent if wif-get is killed \
+between the two); a failed fetch leaves the previous file untouched. The expiry comes from the server's \
+X-Token-Expires-At header, else from the JWT's exp, else from --assume-ttl. With --min-ttl, nothing is fetched while \
+the token in --out is still valid that long, and trusted: both files regular, owned by this user or root, and \
+writable by nobody else (otherwise a warning says why and the token is fetched again).\n\n\
 Connection failures and 5xx answers (503: the server has no fresh token) are retried with exponential backoff and \
-jitter, honouring Retry-After, within --retries and --max-time; 4xx answers and TLS verification failures are not.\n\n\
+jitter, honouring Retry-After, within --retries and --max-time; 4xx answers and TLS verification failures are not. \
+--max-time bounds the whole fetch: no attempt waits longer than what is left of it.\n\n\
 Prints the JSON document (stdin, nothing piped: an empty one) with a `fetched` section: url, status, expires_at, \
 bytes, sha256, out, fetched_at (and skipped: true when --min-ttl found the token fresh). The token itself is printed \
 only with --show-token or --format token/export/executable, and never to a terminal unless --force is given; \
@@ -168,7 +171,7 @@ pub struct Cli {
     /// Retries after a connection failure or a 5xx answer (never after 4xx) [default: 3]
     #[arg(long, value_name = "N", env = "WIF_RETRIES")]
     pub retries: Option<u32>,
-    /// Give up retrying once this much time has passed [default: 2m]
+    /// Give up once this much time has passed, attempts and retries included [default: 2m]
     #[arg(long, value_name = "DURATION", env = "WIF_GET_MAX_TIME")]
     pub max_time: Option<String>,
     /// Keep running and answer like the GCE metadata server on this loopback ADDRESS:PORT (port 0: any free one)
