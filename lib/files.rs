@@ -420,6 +420,13 @@ mod tests {
         d
     }
 
+    /// A fresh directory and the path of a token file in it.
+    fn token_in(tag: &str) -> (PathBuf, PathBuf) {
+        let d = tmpdir(tag);
+        let p = d.join("t.txt");
+        (d, p)
+    }
+
     fn in_an_hour() -> String {
         clock::rfc3339(clock::now_unix() + 3600)
     }
@@ -474,8 +481,7 @@ mod tests {
 
     #[test]
     fn expired_token_never_replaces_the_old_one() {
-        let d = tmpdir("exp");
-        let p = d.join("t.txt");
+        let (d, p) = token_in("exp");
         std::fs::write(&p, "old").unwrap();
         let past = clock::rfc3339(clock::now_unix() - 5);
         assert!(write_token(&p, &Secret::new("new"), "access_token", Some(&past), "test").is_err());
@@ -487,8 +493,7 @@ mod tests {
 
     #[test]
     fn a_token_edited_in_place_matches_no_entry() {
-        let d = tmpdir("mm");
-        let p = d.join("t.txt");
+        let (d, p) = token_in("mm");
         write(&p, "one", &in_an_hour());
         write(&p, "two", &in_an_hour());
         std::fs::write(&p, "three").unwrap();
@@ -499,8 +504,7 @@ mod tests {
 
     #[test]
     fn the_metadata_keeps_the_replaced_tokens_entry_and_old_readers_see_the_new_one() {
-        let d = tmpdir("prev");
-        let p = d.join("t.txt");
+        let (d, p) = token_in("prev");
         let first = write(&p, "first", &clock::rfc3339(clock::now_unix() + 600));
         let second = write(&p, "second", &in_an_hour());
         let text: serde_json::Value = serde_json::from_slice(&std::fs::read(meta_path(&p)).unwrap()).unwrap();
@@ -520,8 +524,7 @@ mod tests {
 
     #[test]
     fn a_writer_stopped_between_the_two_renames_leaves_a_consistent_pair() {
-        let d = tmpdir("kill");
-        let p = d.join("t.txt");
+        let (d, p) = token_in("kill");
         let old_exp = clock::rfc3339(clock::now_unix() + 600);
         write(&p, "old", &old_exp);
         // The first half of write_token: the new metadata is in place, the token is not.
@@ -543,8 +546,7 @@ mod tests {
 
     #[test]
     fn a_reader_never_sees_a_mismatch_while_a_writer_rewrites_the_pair() {
-        let d = tmpdir("race");
-        let p = d.join("t.txt");
+        let (d, p) = token_in("race");
         write(&p, "token-0", &in_an_hour());
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = {
@@ -573,8 +575,7 @@ mod tests {
 
     #[test]
     fn a_metadata_path_that_is_a_directory_fails_before_the_token_is_touched() {
-        let d = tmpdir("dir");
-        let p = d.join("t.txt");
+        let (d, p) = token_in("dir");
         std::fs::write(&p, "old").unwrap();
         std::fs::create_dir(meta_path(&p)).unwrap();
         let e = write_token(&p, &Secret::new("new"), "access_token", Some(&in_an_hour()), "test").unwrap_err();
@@ -593,8 +594,7 @@ mod tests {
     #[test]
     fn files_others_can_write_fifos_and_missing_files_are_told_apart() {
         use std::os::unix::fs::PermissionsExt;
-        let d = tmpdir("trust");
-        let p = d.join("t.txt");
+        let (d, p) = token_in("trust");
         assert!(matches!(read_token(&p), Stored::Missing(Part::Token, _)));
         write(&p, "tok", &in_an_hour());
         std::fs::set_permissions(meta_path(&p), std::fs::Permissions::from_mode(0o666)).unwrap();

@@ -452,57 +452,40 @@ fn expired_client_certificate_warns_and_is_refused() {
     assert!(seed.log().is_empty());
 }
 
-/// A token and a matching metadata file expiring in 2099 at `out`, as an attacker who can
-/// write the directory would plant them; `spoil` then makes them untrustworthy.
-fn plant(out: &Path, spoil: impl Fn(&Path)) {
-    let planted = wif::secret::Secret::new("ya29.planted-by-someone-else");
-    wif::files::write_token(out, &planted, "access_token", Some("2099-01-01T00:00:00Z"), "wif-get").unwrap();
-    spoil(out);
-    spoil(&wif::files::meta_path(out));
-}
-
-/// wif-get --min-ttl --format export over a planted pair: it must fetch the real token.
-fn min_ttl_refuses_a_planted_token(spoil: impl Fn(&Path), why: &str) {
+/// The seed server handing out TOKEN (an hour left), and a path for --out beside it.
+fn seed_serving_token() -> (tempfile::TempDir, Seed, std::path::PathBuf) {
     let dir = tempdir();
     let exp = wif::clock::rfc3339(now() + 3600);
     let seed = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp]);
     let out_file = dir.path().join("token.txt");
-    plant(&out_file, spoil);
-    let out = get(&seed.url("localhost"))
-        .arg("--out")
-        .arg(&out_file)
-        .args(["--min-ttl", "10m", "--format", "export"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(!printed.contains("planted"), "the planted token was printed: {printed}");
-    assert_eq!(printed, format!("export GOOGLE_OAUTH_ACCESS_TOKEN='{TOKEN}'\n"));
-    let err = stderr(&out);
-    assert!(err.contains("warning: not using the token in --out") && err.contains(why), "{err}");
-    assert_eq!(std::fs::read(&out_file).unwrap(), TOKEN.as_bytes(), "the planted file was replaced");
-    assert_eq!(seed.log().len(), 1, "the token was fetched");
+    (dir, seed, out_file)
 }
 
 #[test]
-fn min_ttl_never_trusts_a_token_others_can_write() {
-    min_ttl_refuses_a_planted_token(|p| set_mode(p, 0o666), "others can write it (mode 0666)");
-}
-
-#[test]
-fn min_ttl_never_trusts_a_token_another_user_planted() {
-    if !root_available("min_ttl_never_trusts_a_token_another_user_planted") {
-        return;
+fn min_ttl_never_trusts_a_planted_token() {
+    for (spoil, why) in plantings("min_ttl_never_trusts_a_planted_token") {
+        let (_dir, seed, out_file) = seed_serving_token();
+        plant_pair(&out_file, spoil);
+        let out = get(&seed.url("localhost"))
+            .arg("--out")
+            .arg(&out_file)
+            .args(["--min-ttl", "10m", "--format", "export"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(!printed.contains("planted"), "the planted token was printed: {printed}");
+        assert_eq!(printed, format!("export GOOGLE_OAUTH_ACCESS_TOKEN='{TOKEN}'\n"));
+        let err = stderr(&out);
+        assert!(err.contains("warning: not using the token in --out") && err.contains(&why), "{err}");
+        assert_eq!(std::fs::read(&out_file).unwrap(), TOKEN.as_bytes(), "the planted file was replaced");
+        assert_eq!(seed.log().len(), 1, "the token was fetched");
     }
-    min_ttl_refuses_a_planted_token(give_to_other_user, &format!("owned by uid {OTHER_UID}"));
 }
 
 #[test]
 fn a_metadata_path_that_is_a_directory_fails_before_the_token_is_touched() {
-    let dir = tempdir();
-    let exp = wif::clock::rfc3339(now() + 3600);
-    let seed = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp]);
-    let out_file = dir.path().join("token.txt");
+    let (_dir, seed, out_file) = seed_serving_token();
     std::fs::write(&out_file, "ya29.the-old-token").unwrap();
     std::fs::create_dir(wif::files::meta_path(&out_file)).unwrap();
     let out = get(&seed.url("localhost")).arg("--out").arg(&out_file).output().unwrap();

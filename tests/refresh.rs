@@ -723,35 +723,23 @@ fn a_lock_held_longer_than_the_lock_timeout_is_an_error_not_a_run_in_progress() 
     assert!(!token.exists(), "no step ran");
 }
 
-/// A lock file made untrustworthy by `spoil`, and held: refused (exit 6), never taken for
-/// a run in progress.
-fn a_lock_file_not_ours_alone_is_refused(spoil: impl Fn(&Path), why: &str) {
-    let dir = tempdir();
-    let cfg = dead_config(dir.path());
-    let token = dir.path().join("wif_token.txt");
-    let lock = lock_of(&token);
-    std::fs::write(&lock, "").unwrap();
-    spoil(&lock);
-    for held in [false, true] {
-        let _holder = held.then(|| hold_lock(&lock, Duration::ZERO));
-        let out = run(refresh(&cfg, &token, &[]));
-        assert_eq!(out.status.code(), Some(6), "held {held}: {}", stderr(&out));
-        let err = stderr(&out);
-        assert!(err.contains("wif_token.txt.lock") && err.contains(why) && err.contains("refusing it"), "{err}");
-    }
-}
-
 #[test]
-fn a_lock_file_others_can_write_is_refused() {
-    a_lock_file_not_ours_alone_is_refused(|p| set_mode(p, 0o666), "others can write the lock file");
-}
-
-#[test]
-fn a_lock_file_of_another_user_is_refused() {
-    if !root_available("a_lock_file_of_another_user_is_refused") {
-        return;
+fn a_lock_file_not_ours_alone_is_refused_even_when_held() {
+    for (spoil, why) in plantings("a_lock_file_not_ours_alone_is_refused_even_when_held") {
+        let dir = tempdir();
+        let cfg = dead_config(dir.path());
+        let token = dir.path().join("wif_token.txt");
+        let lock = lock_of(&token);
+        std::fs::write(&lock, "").unwrap();
+        spoil(&lock);
+        for held in [false, true] {
+            let _holder = held.then(|| hold_lock(&lock, Duration::ZERO));
+            let out = run(refresh(&cfg, &token, &[]));
+            assert_eq!(out.status.code(), Some(6), "held {held}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(err.contains("the lock file ") && err.contains(&why) && err.contains("refusing it"), "{err}");
+        }
     }
-    a_lock_file_not_ours_alone_is_refused(give_to_other_user, &format!("is owned by uid {OTHER_UID}"));
 }
 
 #[test]
@@ -764,38 +752,23 @@ fn a_new_lock_file_is_ours_alone() {
     assert_eq!(mode(&lock_of(&token)), 0o600);
 }
 
-/// A token and metadata expiring in 2099 planted at `token`, made untrustworthy by
-/// `spoil`: the run refreshes them instead of calling them fresh.
-fn a_planted_token_is_refreshed(spoil: impl Fn(&Path), why: &str) {
-    let (iam, expire) = iam_ok();
-    let srv = remote(vec![azure_ok()], vec![sts_ok()], vec![iam]);
-    let dir = tempdir();
-    let cfg = config(dir.path(), &srv.url);
-    let token = dir.path().join("wif_token.txt");
-    let planted = wif::secret::Secret::new("ya29.planted-by-someone-else");
-    wif::files::write_token(&token, &planted, "access_token", Some("2099-01-01T00:00:00Z"), "wif-impersonate").unwrap();
-    spoil(&token);
-    spoil(&wif::files::meta_path(&token));
-    let out = run(refresh(&cfg, &token, &[]));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(err.contains("warning: not using the token in ") && err.contains(why), "{err}");
-    assert!(err.contains("refreshed") && err.contains(&expire), "{err}");
-    assert_eq!(std::fs::read(&token).unwrap(), FINAL.as_bytes());
-    assert_eq!(counts(&srv), (1, 1, 1));
-}
-
 #[test]
-fn a_token_others_can_write_is_refreshed_not_taken_as_fresh() {
-    a_planted_token_is_refreshed(|p| set_mode(p, 0o666), "(mode 666)");
-}
-
-#[test]
-fn a_token_another_user_planted_is_refreshed_not_taken_as_fresh() {
-    if !root_available("a_token_another_user_planted_is_refreshed_not_taken_as_fresh") {
-        return;
+fn a_planted_token_is_refreshed_not_taken_as_fresh() {
+    for (spoil, why) in plantings("a_planted_token_is_refreshed_not_taken_as_fresh") {
+        let (iam, expire) = iam_ok();
+        let srv = remote(vec![azure_ok()], vec![sts_ok()], vec![iam]);
+        let dir = tempdir();
+        let cfg = config(dir.path(), &srv.url);
+        let token = dir.path().join("wif_token.txt");
+        plant_pair(&token, spoil);
+        let out = run(refresh(&cfg, &token, &[]));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("warning: not using the token in ") && err.contains(&why), "{err}");
+        assert!(err.contains("refreshed") && err.contains(&expire), "{err}");
+        assert_eq!(std::fs::read(&token).unwrap(), FINAL.as_bytes());
+        assert_eq!(counts(&srv), (1, 1, 1));
     }
-    a_planted_token_is_refreshed(give_to_other_user, &format!("is owned by uid {OTHER_UID}"));
 }
 
 #[test]

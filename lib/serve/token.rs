@@ -250,6 +250,16 @@ mod tests {
         d
     }
 
+    /// A fresh directory with the pair for `token` (expiring in 10 minutes) written in it:
+    /// the directory, the token path and the expiry.
+    fn written(tag: &str, token: &str) -> (PathBuf, PathBuf, String) {
+        let d = dir(tag);
+        let p = d.join("t.txt");
+        let exp = clock::rfc3339(clock::now_unix() + 600);
+        write_token(&p, &Secret::new(token), "access_token", Some(&exp), "test").unwrap();
+        (d, p, exp)
+    }
+
     fn token_of(s: &TokenSource) -> Option<String> {
         match s.current() {
             State::Ready(l) => Some(l.token.expose().to_string()),
@@ -283,10 +293,7 @@ mod tests {
 
     #[test]
     fn an_empty_token_is_never_served() {
-        let d = dir("empty");
-        let p = d.join("t.txt");
-        let exp = clock::rfc3339(clock::now_unix() + 600);
-        write_token(&p, &Secret::new("x"), "access_token", Some(&exp), "test").unwrap();
+        let (d, p, _) = written("empty", "x");
         std::fs::write(&p, "").unwrap();
         let meta = std::fs::read_to_string(meta_path(&p)).unwrap();
         let meta = meta.replace(&crate::keys::sha256_hex(b"x"), &crate::keys::sha256_hex(b""));
@@ -322,10 +329,7 @@ mod tests {
 
     #[test]
     fn a_pair_caught_between_the_two_renames_serves_the_token_in_the_file() {
-        let d = dir("half");
-        let p = d.join("t.txt");
-        let exp = clock::rfc3339(clock::now_unix() + 600);
-        write_token(&p, &Secret::new("old"), "access_token", Some(&exp), "test").unwrap();
+        let (d, p, exp) = written("half", "old");
         let src = TokenSource::new(p.clone());
         assert_eq!(token_of(&src).as_deref(), Some("old"));
         metadata_written_first(&p, "old", "new", &exp);
@@ -338,10 +342,7 @@ mod tests {
 
     #[test]
     fn a_token_edited_in_place_stops_being_served() {
-        let d = dir("edit");
-        let p = d.join("t.txt");
-        let exp = clock::rfc3339(clock::now_unix() + 600);
-        write_token(&p, &Secret::new("old"), "access_token", Some(&exp), "test").unwrap();
+        let (d, p, exp) = written("edit", "old");
         write_token(&p, &Secret::new("good"), "access_token", Some(&exp), "test").unwrap();
         let src = TokenSource::new(p.clone());
         assert_eq!(token_of(&src).as_deref(), Some("good"));
@@ -357,10 +358,7 @@ mod tests {
 
     #[test]
     fn a_fifo_or_another_users_file_is_refused_at_once_and_named_only_in_the_detail() {
-        let d = dir("fifo");
-        let p = d.join("t.txt");
-        let exp = clock::rfc3339(clock::now_unix() + 600);
-        write_token(&p, &Secret::new("tok"), "access_token", Some(&exp), "test").unwrap();
+        let (d, p, _) = written("fifo", "tok");
         let src = TokenSource::new(p.clone());
         assert_eq!(token_of(&src).as_deref(), Some("tok"));
         std::fs::remove_file(&p).unwrap();

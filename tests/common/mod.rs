@@ -340,3 +340,23 @@ pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
+
+/// The ways a file can come from someone else, each with the words that say so: writable by
+/// others (mode 0666), and, when this process is root (see [`root_available`]), owned by
+/// another user.
+pub fn plantings(test: &str) -> Vec<(fn(&Path), String)> {
+    let mut ways: Vec<(fn(&Path), String)> = vec![(|p| set_mode(p, 0o666), "(mode 0666)".into())];
+    if root_available(test) {
+        ways.push((give_to_other_user, format!("owned by uid {OTHER_UID}")));
+    }
+    ways
+}
+
+/// A token (`ya29.planted-by-someone-else`) and matching metadata expiring in 2099 at
+/// `token`, as someone who can write its directory would plant them, then `spoil`ed.
+pub fn plant_pair(token: &Path, spoil: fn(&Path)) {
+    let planted = wif::secret::Secret::new("ya29.planted-by-someone-else");
+    wif::files::write_token(token, &planted, "access_token", Some("2099-01-01T00:00:00Z"), "wif-impersonate").unwrap();
+    spoil(token);
+    spoil(&wif::files::meta_path(token));
+}
