@@ -295,7 +295,7 @@ impl Stored {
 }
 
 /// Reads a token file and the entry of its metadata that describes it. Both files must be
-/// trusted ([`distrust`]). A writer renames the metadata first and keeps the old token's
+/// trusted (see `distrust`). A writer renames the metadata first and keeps the old token's
 /// entry in it, so a token that matches neither entry while the token file keeps changing
 /// is a writer that finished whole writes between the two reads: look again.
 pub fn read_token(path: &Path) -> Stored {
@@ -368,7 +368,7 @@ fn read_part(path: &Path, part: Part) -> std::result::Result<Vec<u8>, Stored> {
 /// owned by this process's effective user or root, and writable by nobody else. A file
 /// another user could have made or changed (say, in a shared or world-writable directory)
 /// could carry a token and an expiry of their choosing.
-pub fn distrust(stat: &std::fs::Metadata) -> Option<String> {
+fn distrust(stat: &std::fs::Metadata) -> Option<String> {
     let kind = stat.file_type();
     if !kind.is_file() {
         let what = if kind.is_dir() {

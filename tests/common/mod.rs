@@ -341,11 +341,13 @@ pub fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-/// The ways a file can come from someone else, each with the words that say so: writable by
-/// others (mode 0666), and, when this process is root (see [`root_available`]), owned by
-/// another user.
-pub fn plantings(test: &str) -> Vec<(fn(&Path), String)> {
-    let mut ways: Vec<(fn(&Path), String)> = vec![(|p| set_mode(p, 0o666), "(mode 0666)".into())];
+/// One way a file can come from someone else: what makes it so, and the words that say so.
+pub type Planting = (fn(&Path), String);
+
+/// The ways a file can come from someone else: writable by others (mode 0666), and, when
+/// this process is root (see [`root_available`]), owned by another user.
+pub fn plantings(test: &str) -> Vec<Planting> {
+    let mut ways: Vec<Planting> = vec![(|p| set_mode(p, 0o666), "(mode 0666)".into())];
     if root_available(test) {
         ways.push((give_to_other_user, format!("owned by uid {OTHER_UID}")));
     }
