@@ -242,10 +242,11 @@ impl Part {
         }
     }
 
-    /// Largest file read: real tokens are a few kilobytes, their metadata a few hundred bytes.
+    /// Largest file read: real tokens are a few kilobytes, their metadata a few hundred
+    /// bytes; the bound keeps a mistaken path (a log, an image) from filling the memory.
     fn limit(self) -> u64 {
         match self {
-            Part::Token => 256 * 1024,
+            Part::Token => 4 << 20,
             Part::Meta => 64 * 1024,
         }
     }
