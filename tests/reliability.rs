@@ -110,6 +110,18 @@ fn kill_after(mut child: std::process::Child, delay: Duration) -> bool {
     child.wait().unwrap().success()
 }
 
+/// How long `run` takes: the slowest of three runs, so one lucky run does not set the pace.
+fn slowest_of_three(mut run: impl FnMut()) -> Duration {
+    (0..3)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            run();
+            t.elapsed()
+        })
+        .max()
+        .unwrap()
+}
+
 fn temp_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -126,17 +138,15 @@ fn sigkill_at_random_moments_never_tears_the_token_or_piles_up_temp_files() {
     let dir = tempdir();
     let out = dir.path().join("wif_token.txt");
     seed_token(&iam_serving(&old), &out);
-    let iam = iam_serving(&new);
-    // How long one whole run takes on this machine now; the kills are spread over 0–3 times it.
-    let t = std::time::Instant::now();
-    seed_token(&iam, &out);
-    let run_time = t.elapsed();
-    seed_token(&iam_serving(&old), &out);
-
     // A reader polls the pair the whole time and records anything that is not a whole token
     // with metadata describing it.
     let tokens = [old.clone(), new.clone()];
     let reader = PairWatcher::start(&out, &tokens);
+    let iam = iam_serving(&new);
+    // How long one whole run takes on this machine now (beside the busy reader); the kills
+    // are spread over 0–3 times it.
+    let run_time = slowest_of_three(|| seed_token(&iam, &out));
+    seed_token(&iam_serving(&old), &out);
 
     let exe = assert_cmd::cargo::cargo_bin("wif-impersonate");
     let doc = sts_doc();
@@ -210,15 +220,8 @@ fn sigkill_of_wif_get_never_leaves_a_token_beside_the_wrong_metadata() {
             .stderr(Stdio::null());
         c
     };
-    // How long a whole run takes on this machine now (the slowest of three), to start from.
-    let run_time = (0..3)
-        .map(|_| {
-            let t = std::time::Instant::now();
-            assert!(wif_get().status().unwrap().success());
-            t.elapsed()
-        })
-        .max()
-        .unwrap();
+    // How long a whole run takes on this machine now, to start from.
+    let run_time = slowest_of_three(|| assert!(wif_get().status().unwrap().success()));
 
     // A reader polls the pair the whole time, as a wif-serve started at any moment would.
     let reader = PairWatcher::start(&out, &tokens);
