@@ -15,7 +15,7 @@ gcloud\t'`export CLOUDSDK_AUTH_ACCESS_TOKEN_FILE=\'OUT\'` for gcloud (needs --ou
 complete -c wif-get -l export-name -d 'With --format export: the variable name [default: GOOGLE_OAUTH_ACCESS_TOKEN, which Terraform reads]' -r
 complete -c wif-get -l timeout -d 'Time-out for each attempt (connect, handshake, answer) [default: 30s]' -r
 complete -c wif-get -l retries -d 'Retries after a connection failure or a 5xx answer (never after 4xx) [default: 3]' -r
-complete -c wif-get -l max-time -d 'Give up retrying once this much time has passed [default: 2m]' -r
+complete -c wif-get -l max-time -d 'Give up once this much time has passed, attempts and retries included [default: 2m]' -r
 complete -c wif-get -l metadata-server -d 'Keep running and answer like the GCE metadata server on this loopback ADDRESS:PORT (port 0: any free one)' -r
 complete -c wif-get -l service-account -d 'With --metadata-server: the service account\'s email the token belongs to' -r
 complete -c wif-get -l project-id -d 'With --metadata-server: the project id served at /computeMetadata/v1/project/project-id' -r

@@ -29,6 +29,8 @@ pub const EXPIRES_HEADER: &str = "x-token-expires-at";
 pub const TYPE_HEADER: &str = "x-token-type";
 /// Largest token accepted; real tokens are a few kilobytes.
 pub const MAX_TOKEN_BYTES: u64 = 64 * 1024;
+/// Longest wait for the TCP connection of one attempt (within --timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Examples shown in --help and the manual page.
 pub const EXAMPLES: &[Example] = &[
@@ -92,11 +94,14 @@ pub enum Format {
 the client presents --cert/--key (PEM, or PKCS#12 with --key-password-file/--key-password-env), and verifies the \
 server's certificate against --ca and the host name in --url.\n\n\
 With --out, the token is written atomically with mode 0600 (exactly the token bytes), with FILE.meta.json beside \
-it; a failed fetch leaves the previous file untouched. The expiry comes from the server's X-Token-Expires-At \
-header, else from the JWT's exp, else from --assume-ttl. With --min-ttl, nothing is fetched while the token in \
---out is still valid that long.\n\n\
+it, written first (it also describes the token it replaces, so the pair stays consistent if wif-get is killed \
+between the two); a failed fetch leaves the previous file untouched. The expiry comes from the server's \
+X-Token-Expires-At header, else from the JWT's exp, else from --assume-ttl. With --min-ttl, nothing is fetched while \
+the token in --out is still valid that long, and trusted: both files regular, owned by this user or root, and \
+writable by nobody else (otherwise a warning says why and the token is fetched again).\n\n\
 Connection failures and 5xx answers (503: the server has no fresh token) are retried with exponential backoff and \
-jitter, honouring Retry-After, within --retries and --max-time; 4xx answers and TLS verification failures are not.\n\n\
+jitter, honouring Retry-After, within --retries and --max-time; 4xx answers and TLS verification failures are not. \
+--max-time bounds the whole fetch: no attempt waits longer than what is left of it.\n\n\
 Prints the JSON document (stdin, nothing piped: an empty one) with a `fetched` section: url, status, expires_at, \
 bytes, sha256, out, fetched_at (and skipped: true when --min-ttl found the token fresh). The token itself is printed \
 only with --show-token or --format token/export/executable, and never to a terminal unless --force is given; \
@@ -166,7 +171,7 @@ pub struct Cli {
     /// Retries after a connection failure or a 5xx answer (never after 4xx) [default: 3]
     #[arg(long, value_name = "N", env = "WIF_RETRIES")]
     pub retries: Option<u32>,
-    /// Give up retrying once this much time has passed [default: 2m]
+    /// Give up once this much time has passed, attempts and retries included [default: 2m]
     #[arg(long, value_name = "DURATION", env = "WIF_GET_MAX_TIME")]
     pub max_time: Option<String>,
     /// Keep running and answer like the GCE metadata server on this loopback ADDRESS:PORT (port 0: any free one)
@@ -271,6 +276,11 @@ fn plan(cli: &Cli, s: &Settings) -> Result<Plan> {
     if timeout.is_zero() {
         return Err(Error::usage("--timeout must be more than 0 s"));
     }
+    let max_time =
+        duration_setting(s, cli.max_time.clone(), "get_max_time", "--max-time")?.unwrap_or(Duration::from_secs(120));
+    if max_time.is_zero() {
+        return Err(Error::usage("--max-time must be more than 0 s"));
+    }
     let export_name = s.pick_or(cli.export_name.clone(), "get_export_name", "GOOGLE_OAUTH_ACCESS_TOKEN".to_string())?;
     let valid_name = export_name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && export_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -286,8 +296,7 @@ fn plan(cli: &Cli, s: &Settings) -> Result<Plan> {
         export_name,
         timeout,
         retries: s.pick_or(cli.retries, "retries", 3)?,
-        max_time: duration_setting(s, cli.max_time.clone(), "get_max_time", "--max-time")?
-            .unwrap_or(Duration::from_secs(120)),
+        max_time,
     })
 }
 
@@ -347,10 +356,22 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     }
 }
 
-/// The token in `--out` when `--min-ttl` says it is fresh enough.
+/// The token in `--out` when `--min-ttl` says it is fresh enough. A token file or metadata
+/// that is not trusted (another user's, writable by others, not a regular file) or does not
+/// belong together is never used: it is fetched again, with a warning saying why.
 fn fresh(plan: &Plan) -> Result<Option<(Secret, FetchedSection)>> {
     let (Some(out), Some(ttl)) = (&plan.out, plan.min_ttl) else { return Ok(None) };
-    let Some(stored) = files::fresh_token(out, ttl.as_secs())? else { return Ok(None) };
+    let stored = match files::read_token(out) {
+        files::Stored::Found(t) => t,
+        files::Stored::Missing(..) => return Ok(None),
+        other => {
+            cli::warn(format!("not using the token in --out: {}; fetching a new one", other.detail()));
+            return Ok(None);
+        }
+    };
+    if stored.expires_at - clock::now_unix() <= ttl.as_secs() as i64 {
+        return Ok(None);
+    }
     let section = FetchedSection {
         url: plan.url.clone(),
         status: None,
@@ -523,7 +544,7 @@ fn agent(id: &Identity, roots: &[CertificateDer<'static>], timeout: Duration) ->
         .tls_config(tls)
         .http_status_as_error(false)
         .max_redirects(0)
-        .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+        .timeout_connect(Some(timeout.min(CONNECT_TIMEOUT)))
         .timeout_global(Some(timeout))
         .user_agent(concat!("wif-get/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -561,7 +582,9 @@ fn fetch_with_retries(agent: &ureq::Agent, plan: &Plan, id: &Identity) -> Result
     let start = Instant::now();
     let mut attempt = 0u32;
     loop {
-        let failure = match fetch_once(agent, plan, id) {
+        // Each attempt gets --timeout, but never more than what is left of --max-time.
+        let timeout = plan.timeout.min(plan.max_time.saturating_sub(start.elapsed())).max(Duration::from_millis(1));
+        let failure = match fetch_once(agent, plan, id, timeout) {
             Ok(a) => return Ok(a),
             Err(f) => f,
         };
@@ -569,7 +592,7 @@ fn fetch_with_retries(agent: &ureq::Agent, plan: &Plan, id: &Identity) -> Result
             return Err(failure.error);
         }
         let delay = http::backoff(attempt, failure.retry_after);
-        if start.elapsed() + delay > plan.max_time {
+        if start.elapsed() + delay >= plan.max_time {
             return Err(failure.error.hint(format!(
                 "gave up after {} attempts in {:.0} s (--max-time)",
                 attempt + 1,
@@ -582,12 +605,16 @@ fn fetch_with_retries(agent: &ureq::Agent, plan: &Plan, id: &Identity) -> Result
     }
 }
 
-fn fetch_once(agent: &ureq::Agent, plan: &Plan, id: &Identity) -> Result<Answer, Failure> {
+fn fetch_once(agent: &ureq::Agent, plan: &Plan, id: &Identity, timeout: Duration) -> Result<Answer, Failure> {
     let mut resp = agent
         .get(&plan.url)
+        .config()
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout.min(CONNECT_TIMEOUT)))
+        .build()
         .header("Accept", "text/plain, application/jwt, */*")
         .call()
-        .map_err(|e| transport_failure(&e, plan.timeout))?;
+        .map_err(|e| transport_failure(&e, timeout))?;
     let status = resp.status().as_u16();
     let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string());
     let expires_header = header(EXPIRES_HEADER);
@@ -684,12 +711,12 @@ fn transport_failure(e: &ureq::Error, timeout: Duration) -> Failure {
                     f
                 }
                 K::ConnectionReset => net("the server reset the connection".into()),
-                K::TimedOut | K::WouldBlock => net(format!("no answer within {} s", timeout.as_secs())),
+                K::TimedOut | K::WouldBlock => net(format!("no answer within {} s", seconds(timeout))),
                 K::UnexpectedEof => net("the server closed the connection without answering".into()),
                 _ => net(format!("network error: {}", crate::error::io_words(io))),
             }
         }
-        E::Timeout(_) => net(format!("no answer within {} s", timeout.as_secs())),
+        E::Timeout(_) => net(format!("no answer within {} s", seconds(timeout))),
         E::HostNotFound => {
             let mut f = net("the host name does not resolve".into());
             f.error = f.error.hint("check the host in --url and DNS");
@@ -704,6 +731,15 @@ fn transport_failure(e: &ureq::Error, timeout: Duration) -> Failure {
             retry_after: None,
         },
         other => net(format!("request failed: {other}")),
+    }
+}
+
+/// A duration in seconds for messages: "30", or "1.5" when an attempt got less than --timeout.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{:.1}", d.as_secs_f64())
     }
 }
 

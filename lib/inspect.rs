@@ -587,33 +587,33 @@ fn from_document(fields: &Map<String, Value>) -> Vec<Found> {
 }
 
 fn from_token_file(path: &Path) -> Result<Found> {
+    // The expiry beside the token is believed only as wif-serve and wif-get believe it: both
+    // files trusted, and an entry of the metadata matching the token.
+    let meta_path = files::meta_path(path);
+    if meta_path.symlink_metadata().is_ok() {
+        match files::read_token(path) {
+            files::Stored::Found(t) => {
+                let mut found = bare(&format!("file:{}", path.display()), t.token.expose());
+                found.expires_at = Some(t.meta.expires_at);
+                found.token_type = Some(t.meta.token_type);
+                found.facts.insert("written_at".into(), Value::from(t.meta.written_at));
+                found.facts.insert("written_by".into(), Value::from(t.meta.written_by));
+                found.facts.insert("meta".into(), Value::from(meta_path.display().to_string()));
+                return Ok(found);
+            }
+            files::Stored::Mismatch(_) => cli::warn(format!(
+                "{} does not belong to the token in {} (SHA-256 differs); its expiry is ignored",
+                meta_path.display(),
+                path.display()
+            )),
+            files::Stored::Missing(files::Part::Token, _) => {}
+            other => cli::warn(format!("{}; the metadata is ignored", other.detail())),
+        }
+    }
+    // Any file the user names, a pipe included (--token-file <(...)).
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e).context("reading --token-file"))?;
     let token = String::from_utf8(bytes).map_err(|_| Error::input(format!("{} is not text", path.display())))?;
-    let mut found = bare(&format!("file:{}", path.display()), token.trim_end_matches(['\r', '\n']));
-    let meta_path = files::meta_path(path);
-    match std::fs::read(&meta_path) {
-        Ok(b) => match serde_json::from_slice::<files::TokenMeta>(&b) {
-            Ok(meta) => {
-                if meta.sha256 != keys::sha256_hex(token.as_bytes()) {
-                    cli::warn(format!(
-                        "{} does not belong to the token in {} (SHA-256 differs); its expiry is ignored",
-                        meta_path.display(),
-                        path.display()
-                    ));
-                } else {
-                    found.expires_at = Some(meta.expires_at.clone());
-                    found.token_type = Some(meta.token_type.clone());
-                    found.facts.insert("written_at".into(), Value::from(meta.written_at));
-                    found.facts.insert("written_by".into(), Value::from(meta.written_by));
-                    found.facts.insert("meta".into(), Value::from(meta_path.display().to_string()));
-                }
-            }
-            Err(_) => cli::warn(format!("{} is not token metadata; ignored", meta_path.display())),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(&meta_path, &e)),
-    }
-    Ok(found)
+    Ok(bare(&format!("file:{}", path.display()), token.trim_end_matches(['\r', '\n'])))
 }
 
 fn describe(f: Found, ctx: &Ctx) -> TokenReport {

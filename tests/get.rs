@@ -451,3 +451,67 @@ fn expired_client_certificate_warns_and_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(seed.log().is_empty());
 }
+
+/// The seed server handing out TOKEN (an hour left), and a path for --out beside it.
+fn seed_serving_token() -> (tempfile::TempDir, Seed, std::path::PathBuf) {
+    let dir = tempdir();
+    let exp = wif::clock::rfc3339(now() + 3600);
+    let seed = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp]);
+    let out_file = dir.path().join("token.txt");
+    (dir, seed, out_file)
+}
+
+#[test]
+fn min_ttl_never_trusts_a_planted_token() {
+    for (spoil, why) in plantings("min_ttl_never_trusts_a_planted_token") {
+        let (_dir, seed, out_file) = seed_serving_token();
+        plant_pair(&out_file, spoil);
+        let out = get(&seed.url("localhost"))
+            .arg("--out")
+            .arg(&out_file)
+            .args(["--min-ttl", "10m", "--format", "export"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(!printed.contains("planted"), "the planted token was printed: {printed}");
+        assert_eq!(printed, format!("export GOOGLE_OAUTH_ACCESS_TOKEN='{TOKEN}'\n"));
+        let err = stderr(&out);
+        assert!(err.contains("warning: not using the token in --out") && err.contains(&why), "{err}");
+        assert_eq!(std::fs::read(&out_file).unwrap(), TOKEN.as_bytes(), "the planted file was replaced");
+        assert_eq!(seed.log().len(), 1, "the token was fetched");
+    }
+}
+
+#[test]
+fn a_metadata_path_that_is_a_directory_fails_before_the_token_is_touched() {
+    let (_dir, seed, out_file) = seed_serving_token();
+    std::fs::write(&out_file, "ya29.the-old-token").unwrap();
+    std::fs::create_dir(wif::files::meta_path(&out_file)).unwrap();
+    let out = get(&seed.url("localhost")).arg("--out").arg(&out_file).output().unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("token.txt.meta.json"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert_eq!(std::fs::read(&out_file).unwrap(), b"ya29.the-old-token", "the token was not replaced");
+}
+
+#[test]
+fn max_time_also_bounds_an_attempt_that_gets_no_answer() {
+    // Accepts connections and never says a word: each attempt waits for its time-out.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(10).collect();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(held);
+    });
+    let started = Instant::now();
+    let out = get(&format!("https://localhost:{port}/get_wif_token"))
+        .args(["--timeout", "5s", "--max-time", "2s", "--retries", "3"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no answer within"), "{}", stderr(&out));
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(4), "--max-time 2s took {took:?}");
+}

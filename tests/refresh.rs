@@ -311,6 +311,9 @@ fn a_dead_remote_exits_5_and_writes_nothing() {
     let m = json!({"expires_at": past, "token_type": "access_token", "written_at": past,
                    "written_by": "wif-impersonate", "bytes": 3, "sha256": wif::keys::sha256_hex(b"old")});
     std::fs::write(dir.path().join("wif_token.txt.meta.json"), m.to_string()).unwrap();
+    // Trusted whatever the umask: nobody else can write them.
+    set_mode(&token, 0o600);
+    set_mode(&dir.path().join("wif_token.txt.meta.json"), 0o644);
     let out = run(refresh(&cfg, &token, &[]));
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     let last = stderr(&out).lines().last().unwrap().to_string();
@@ -646,4 +649,173 @@ fn the_textfile_records_good_skipped_and_failed_runs() {
     let out = run(refresh(&cfg, &token, &["--textfile", dir.path().join("m.txt").to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("must end in .prom"), "{}", stderr(&out));
+}
+
+/// A config whose remotes are all dead: a run that gets past the lock exits 5.
+fn dead_config(dir: &Path) -> PathBuf {
+    config(dir, "http://127.0.0.1:9")
+}
+
+fn lock_of(token: &Path) -> PathBuf {
+    let mut p = token.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Holds the lock at `lock` from this test process (another process to the script), its
+/// time set as when a run took it `age` ago. Released when the file is dropped.
+fn hold_lock(lock: &Path, age: Duration) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(lock).unwrap();
+    f.set_modified(std::time::SystemTime::now() - age).unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    f
+}
+
+#[test]
+fn a_symlink_at_the_lock_path_is_refused_and_its_target_never_created() {
+    let dir = tempdir();
+    let cfg = dead_config(dir.path());
+    let token = dir.path().join("wif_token.txt");
+    let target = dir.path().join("a-file-of-the-attackers-choosing");
+    std::os::unix::fs::symlink(&target, lock_of(&token)).unwrap();
+    let out = run(refresh(&cfg, &token, &[]));
+    assert!(!target.exists(), "the link's target was created: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("wif_token.txt.lock is a symbolic link; refusing to follow it"), "{err}");
+    // A link to an existing file: refused as well, and the file is left alone.
+    std::fs::write(&target, "precious").unwrap();
+    let out = run(refresh(&cfg, &token, &["--wait"]));
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    assert!(!token.exists(), "no step ran");
+}
+
+#[test]
+fn a_lock_held_longer_than_the_lock_timeout_is_an_error_not_a_run_in_progress() {
+    let dir = tempdir();
+    let cfg = dead_config(dir.path());
+    let token = dir.path().join("wif_token.txt");
+    let lock = lock_of(&token);
+    let held = hold_lock(&lock, Duration::from_secs(3600));
+    let out = run(refresh(&cfg, &token, &["--textfile", &dir.path().join("m.prom").display().to_string()]));
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("wif_token.txt.lock has been held for 1h00m, more than --lock-timeout 10m"), "{err}");
+    assert!(err.contains("fuser -v ") && err.contains("lsof "), "says how to find the holder: {err}");
+    let label = token.display().to_string();
+    let code = textfile(&dir.path().join("m.prom")).get("wif_refresh_last_exit_code", &[("token_file", &label)]);
+    assert_eq!(code, 6.0, "alerts can see it");
+    // Held for less than --lock-timeout: a run in progress, exit 0 as before.
+    let out = run(refresh(&cfg, &token, &["--lock-timeout", "2h"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("another run is in progress"), "{}", stderr(&out));
+    // --wait waits only until the lock has been held for --lock-timeout.
+    held.set_modified(std::time::SystemTime::now() - Duration::from_secs(598)).unwrap();
+    let started = Instant::now();
+    let out = run(refresh(&cfg, &token, &["--wait"]));
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("more than --lock-timeout 10m"), "{}", stderr(&out));
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(15), "{waited:?}");
+    drop(held);
+    assert!(!token.exists(), "no step ran");
+}
+
+#[test]
+fn a_lock_file_not_ours_alone_is_refused_even_when_held() {
+    for (spoil, why) in plantings("a_lock_file_not_ours_alone_is_refused_even_when_held") {
+        let dir = tempdir();
+        let cfg = dead_config(dir.path());
+        let token = dir.path().join("wif_token.txt");
+        let lock = lock_of(&token);
+        std::fs::write(&lock, "").unwrap();
+        spoil(&lock);
+        for held in [false, true] {
+            let _holder = held.then(|| hold_lock(&lock, Duration::ZERO));
+            let out = run(refresh(&cfg, &token, &[]));
+            assert_eq!(out.status.code(), Some(6), "held {held}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(err.contains("the lock file ") && err.contains(&why) && err.contains("refusing it"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn a_new_lock_file_is_ours_alone() {
+    let dir = tempdir();
+    let cfg = dead_config(dir.path());
+    let token = dir.path().join("wif_token.txt");
+    let out = run(refresh(&cfg, &token, &[]));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(mode(&lock_of(&token)), 0o600);
+}
+
+#[test]
+fn a_planted_token_is_refreshed_not_taken_as_fresh() {
+    for (spoil, why) in plantings("a_planted_token_is_refreshed_not_taken_as_fresh") {
+        let (iam, expire) = iam_ok();
+        let srv = remote(vec![azure_ok()], vec![sts_ok()], vec![iam]);
+        let dir = tempdir();
+        let cfg = config(dir.path(), &srv.url);
+        let token = dir.path().join("wif_token.txt");
+        plant_pair(&token, spoil);
+        let out = run(refresh(&cfg, &token, &[]));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("warning: not using the token in ") && err.contains(&why), "{err}");
+        assert!(err.contains("refreshed") && err.contains(&expire), "{err}");
+        assert_eq!(std::fs::read(&token).unwrap(), FINAL.as_bytes());
+        assert_eq!(counts(&srv), (1, 1, 1));
+    }
+}
+
+#[test]
+fn the_metadata_entry_matching_the_token_counts_top_level_or_previous() {
+    let dir = tempdir();
+    let cfg = dead_config(dir.path());
+    let token = dir.path().join("wif_token.txt");
+    std::fs::write(&token, FINAL).unwrap();
+    set_mode(&token, 0o600);
+    let meta_file = wif::files::meta_path(&token);
+    let entry = |token: &str, exp: i64| {
+        json!({"expires_at": wif::clock::rfc3339(exp), "token_type": "access_token",
+               "written_at": wif::clock::rfc3339(now()), "written_by": "wif-impersonate",
+               "bytes": token.len(), "sha256": wif::keys::sha256_hex(token.as_bytes())})
+    };
+    let write_meta = |top: Value, previous: Value, previous_first: bool| {
+        let mut m = serde_json::Map::new();
+        if previous_first {
+            m.insert("previous".into(), previous.clone());
+        }
+        m.extend(top.as_object().unwrap().clone());
+        if !previous_first {
+            m.insert("previous".into(), previous);
+        }
+        std::fs::write(&meta_file, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        set_mode(&meta_file, 0o644);
+    };
+    // A run killed between its two renames: the new metadata (for a token that never
+    // arrived, here already expired) describes the token in the file as "previous".
+    let in_an_hour = now() + 3600;
+    write_meta(entry("ya29.the-next-token", now() - 60), entry(FINAL, in_an_hour), false);
+    let out = run(refresh(&cfg, &token, &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let fresh = format!("is fresh until {}", wif::clock::rfc3339(in_an_hour));
+    assert!(stderr(&out).contains(&fresh), "{}", stderr(&out));
+    // The nested fields are never taken for the top-level ones, wherever they stand: here
+    // the top-level entry lives long but describes another token; this one has 5 minutes.
+    let soon = now() + 300;
+    write_meta(entry("ya29.the-next-token", in_an_hour), entry(FINAL, soon), true);
+    let out = run(refresh(&cfg, &token, &[]));
+    assert_eq!(out.status.code(), Some(5), "refreshed (and the remote is dead): {}", stderr(&out));
+    let last = stderr(&out).lines().last().unwrap().to_string();
+    let kept = format!("kept the previous token (expires {}", wif::clock::rfc3339(soon));
+    assert!(last.contains(&kept), "{last}");
+    // An entry for neither: not fresh, whatever the entries say.
+    write_meta(entry("ya29.one", in_an_hour), entry("ya29.two", in_an_hour), false);
+    let out = run(refresh(&cfg, &token, &[]));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("whose expiry is unknown"), "{}", stderr(&out));
 }

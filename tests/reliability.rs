@@ -1,6 +1,6 @@
 //! Faults the token writer survives: SIGKILL at any moment, a full disk, a write error at
-//! the file layer. Readers only ever see a complete old or new token, and the previous token
-//! stays byte-identical when a run fails.
+//! the file layer. Readers only ever see a complete old or new token with metadata that
+//! describes it, and the previous token stays byte-identical when a run fails.
 
 use crate::common::{bin, stderr, tempdir, Canned, TestServer};
 use serde_json::json;
@@ -41,6 +41,87 @@ fn seed_token(iam: &TestServer, out: &Path) {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// The token in `out` if the pair is consistent as any reader judges it: an entry of the
+/// metadata (the top-level one, or `previous`) has the token file's SHA-256. A writer may
+/// finish whole writes between the two reads, so a token that matches no entry counts only
+/// when it did not change meanwhile.
+fn pair(out: &Path) -> Result<String, String> {
+    let meta = wif::files::meta_path(out);
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let mut token = read(out)?;
+    for _ in 0..3 {
+        let m: serde_json::Value = serde_json::from_slice(&read(&meta)?).map_err(|e| format!("metadata: {e}"))?;
+        let sha = wif::keys::sha256_hex(&token);
+        if m["sha256"] == sha || m["previous"]["sha256"] == sha {
+            return Ok(String::from_utf8_lossy(&token).into_owned());
+        }
+        let again = read(out)?;
+        if again == token {
+            return Err(format!("the token ({} bytes) matches no entry of its metadata {m}", token.len()));
+        }
+        token = again;
+    }
+    Err("the pair kept changing under the reader".into())
+}
+
+/// What is wrong with the pair at `out`, if anything: it must be one of `tokens`, whole,
+/// with metadata describing it.
+fn pair_problem(out: &Path, tokens: &[String]) -> Option<String> {
+    match pair(out) {
+        Ok(got) if tokens.contains(&got) => None,
+        Ok(got) => Some(format!("a torn token of {} bytes", got.len())),
+        Err(e) => Some(e),
+    }
+}
+
+/// A reader polling the pair at `out` on its own thread, as wif-serve or wif-get would,
+/// recording every [`pair_problem`] until it is stopped.
+struct PairWatcher {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, Vec<String>)>,
+}
+
+impl PairWatcher {
+    fn start(out: &Path, tokens: &[String]) -> PairWatcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, out, tokens) = (stop.clone(), out.to_path_buf(), tokens.to_vec());
+        let thread = std::thread::spawn(move || {
+            let (mut reads, mut problems) = (0u64, Vec::new());
+            while !flag.load(Ordering::Relaxed) {
+                reads += 1;
+                problems.extend(pair_problem(&out, &tokens));
+            }
+            (reads, problems)
+        });
+        PairWatcher { stop, thread }
+    }
+
+    /// Stops the reader: how many times it read the pair, and what it found wrong.
+    fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Kills `child` after `delay` (SIGKILL); whether it had already finished successfully.
+fn kill_after(mut child: std::process::Child, delay: Duration) -> bool {
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    child.wait().unwrap().success()
+}
+
+/// How long `run` takes: the slowest of three runs, so one lucky run does not set the pace.
+fn slowest_of_three(mut run: impl FnMut()) -> Duration {
+    (0..3)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            run();
+            t.elapsed()
+        })
+        .max()
+        .unwrap()
+}
+
 fn temp_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -57,33 +138,19 @@ fn sigkill_at_random_moments_never_tears_the_token_or_piles_up_temp_files() {
     let dir = tempdir();
     let out = dir.path().join("wif_token.txt");
     seed_token(&iam_serving(&old), &out);
+    // A reader polls the pair the whole time and records anything that is not a whole token
+    // with metadata describing it.
+    let tokens = [old.clone(), new.clone()];
+    let reader = PairWatcher::start(&out, &tokens);
     let iam = iam_serving(&new);
-    // How long one whole run takes on this machine now; the kills are spread over 0–3 times it.
-    let t = std::time::Instant::now();
-    seed_token(&iam, &out);
-    let run_time = t.elapsed();
+    // How long one whole run takes on this machine now (beside the busy reader); the kills
+    // are spread over 0–3 times it.
+    let run_time = slowest_of_three(|| seed_token(&iam, &out));
     seed_token(&iam_serving(&old), &out);
-
-    // A reader polls the file the whole time and records anything that is not a whole token.
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (stop, out, old, new) = (stop.clone(), out.clone(), old.clone(), new.clone());
-        std::thread::spawn(move || {
-            let (mut reads, mut torn) = (0u64, Vec::new());
-            while !stop.load(Ordering::Relaxed) {
-                let got = std::fs::read_to_string(&out).expect("the token file never disappears");
-                reads += 1;
-                if got != old && got != new {
-                    torn.push(got.len());
-                }
-            }
-            (reads, torn)
-        })
-    };
 
     let exe = assert_cmd::cargo::cargo_bin("wif-impersonate");
     let doc = sts_doc();
-    let (mut killed_early, mut completed) = (0, 0);
+    let (mut killed_early, mut completed, mut unpaired) = (0, 0, Vec::new());
     for i in 0..120u64 {
         let mut child = std::process::Command::new(&exe)
             .args(["--service-account", SA, "--endpoint", &iam.url, "--token-out"])
@@ -96,23 +163,21 @@ fn sigkill_at_random_moments_never_tears_the_token_or_piles_up_temp_files() {
         use std::io::Write;
         let _ = child.stdin.take().unwrap().write_all(doc.as_bytes());
         // Spread the kills over the process's whole life (0–3 times a measured run), writes included.
-        std::thread::sleep(run_time.mul_f64(((i * 37) % 40) as f64 / 13.0));
-        let _ = child.kill();
-        let status = child.wait().unwrap();
-        if status.success() {
+        if kill_after(child, run_time.mul_f64(((i * 37) % 40) as f64 / 13.0)) {
             completed += 1;
         } else {
             killed_early += 1;
         }
+        unpaired.extend(pair_problem(&out, &tokens).map(|e| format!("after kill {i}: {e}")));
     }
-    stop.store(true, Ordering::Relaxed);
-    let (reads, torn) = reader.join().unwrap();
-    assert!(torn.is_empty(), "readers saw {} torn tokens (lengths {:?})", torn.len(), torn);
+    let (reads, torn) = reader.finish();
+    assert!(unpaired.is_empty(), "kills left {} inconsistent pairs: {unpaired:#?}", unpaired.len());
+    assert!(torn.is_empty(), "readers saw {} torn tokens or pairs: {:#?}", torn.len(), torn);
     assert!(reads > 100, "the reader really polled ({reads} reads)");
     assert!(killed_early > 10 && completed > 10, "kills hit all phases: {killed_early} killed, {completed} done");
     eprintln!(
         "{killed_early} of 120 writers killed mid-run ({completed} finished; a run takes {run_time:?}); \
-         the reader read the file {reads} times, 0 torn"
+         the reader read the pair {reads} times, never torn or inconsistent"
     );
 
     // One clean run afterwards leaves exactly the new token and no temp files at all, even
@@ -122,7 +187,76 @@ fn sigkill_at_random_moments_never_tears_the_token_or_piles_up_temp_files() {
     seed_token(&iam, &out);
     eprintln!("{left_by_kills} temp files were left by killed writers before the clean run");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), new);
+    assert_eq!(pair(&out).unwrap(), new);
     assert_eq!(temp_files(dir.path()), Vec::<String>::new(), "stale temp files were swept");
+}
+
+#[test]
+fn sigkill_of_wif_get_never_leaves_a_token_beside_the_wrong_metadata() {
+    use crate::common::pki_file;
+    use crate::common::server::{get, token_dir, write_token, Server};
+    let tokens = [format!("ya29.{}", "E".repeat(1500)), format!("ya29.{}", "F".repeat(1500))];
+    let (_served_dir, served) = token_dir();
+    write_token(&served, &tokens[0], 3600);
+    let srv = Server::start(&served, &[]);
+    let dir = tempdir();
+    let out = dir.path().join("token.txt");
+    let exe = assert_cmd::cargo::cargo_bin("wif-get");
+    let wif_get = || {
+        let mut c = std::process::Command::new(&exe);
+        c.args(["--url", &format!("https://localhost:{}/get_wif_token", srv.port)])
+            .args([
+                "--cert",
+                &pki_file("client.crt"),
+                "--key",
+                &pki_file("client.key"),
+                "--ca",
+                &pki_file("ca-chain.crt"),
+            ])
+            .arg("--out")
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    // How long a whole run takes on this machine now, to start from.
+    let run_time = slowest_of_three(|| assert!(wif_get().status().unwrap().success()));
+
+    // A reader polls the pair the whole time, as a wif-serve started at any moment would.
+    let reader = PairWatcher::start(&out, &tokens);
+    let (mut killed_early, mut completed, mut unpaired) = (0, 0, Vec::new());
+    // Each kill lands a little earlier after a run that finished, a little later after one
+    // that did not: the kills home in on the end of the run, where the two files are written,
+    // whatever the load on this machine.
+    let mut delay = run_time;
+    for i in 0..60u64 {
+        // The server hands out the other token each time, so every write changes the pair.
+        write_token(&served, &tokens[((i + 1) % 2) as usize], 3600);
+        if kill_after(wif_get().spawn().unwrap(), delay) {
+            completed += 1;
+            delay = delay.mul_f64(0.8);
+        } else {
+            killed_early += 1;
+            delay = delay.mul_f64(1.2);
+        }
+        unpaired.extend(pair_problem(&out, &tokens).map(|e| format!("after kill {i}: {e}")));
+    }
+    let (reads, seen) = reader.finish();
+    eprintln!(
+        "{killed_early} of 60 wif-get runs killed mid-run, {completed} finished; {} pairs inconsistent after a \
+         kill, {} of {reads} reads saw an inconsistent pair",
+        unpaired.len(),
+        seen.len()
+    );
+    assert!(unpaired.is_empty(), "kills left {} inconsistent pairs: {unpaired:#?}", unpaired.len());
+    assert!(seen.is_empty(), "readers saw {} inconsistent pairs: {seen:#?}", seen.len());
+    assert!(killed_early >= 10 && completed >= 10, "kills hit all phases: {killed_early} killed, {completed} done");
+    // What the kills left is served by a wif-serve started afresh on it.
+    let in_file = std::fs::read(&out).unwrap();
+    let fresh = Server::start(&out, &[]);
+    let r = get(fresh.port, "client", "/get_wif_token");
+    assert_eq!((r.status, r.body), (200, in_file));
 }
 
 /// Runs wif-impersonate under a shell prelude (limits, signal dispositions).

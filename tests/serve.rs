@@ -662,3 +662,82 @@ fn a_token_type_with_crlf_in_the_metadata_never_becomes_a_header() {
     assert_eq!(line["status"], 200);
     srv.finish_checking_secrecy(&[TOKEN]);
 }
+/// GET `path` on its own thread; the answer, or None when none came within `secs`.
+fn get_within(port: u16, path: &'static str, secs: u64) -> Option<Resp> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(request_raw(
+            port,
+            Some("client"),
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+            false,
+        ));
+    });
+    rx.recv_timeout(Duration::from_secs(secs)).ok().and_then(Result::ok)
+}
+
+/// A 503 whose message says `reason` and names no file.
+fn assert_unavailable_without_paths(r: &Resp, reason: &str, dir: &Path) {
+    assert_eq!(r.status, 503, "{:?}", String::from_utf8_lossy(&r.body));
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(body.contains(reason), "{body}");
+    assert!(!body.contains(&dir.display().to_string()), "the answer names a server path: {body}");
+}
+
+/// wif-serve serving TOKEN (already asked for it once): its directory, token path, server.
+fn serving_token() -> (tempfile::TempDir, std::path::PathBuf, Server) {
+    let (d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let srv = Server::start(&tok, &[]);
+    assert_eq!(get(srv.port, "client", "/get_wif_token").body, TOKEN.as_bytes());
+    (d, tok, srv)
+}
+
+#[test]
+fn a_fifo_at_the_token_path_hangs_neither_the_token_route_nor_health() {
+    let (d, tok, mut srv) = serving_token();
+    std::fs::remove_file(&tok).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&tok).status().unwrap().success());
+    let started = Instant::now();
+    let r = get_within(srv.port, "/get_wif_token", 3).expect("the token route answered within 3 s");
+    assert_unavailable_without_paths(&r, "the token file is not trusted", d.path());
+    let h = get_within(srv.port, "/healthz", 3).expect("/healthz answered within 3 s");
+    assert_eq!(h.status, 503);
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let line = srv.wait_for("the reason in the log", |v| v["event"] == "reload_failed" && v["what"] == "token");
+    let reason = line["reason"].as_str().unwrap();
+    assert!(reason.contains("a FIFO, not a regular file") && reason.contains(&tok.display().to_string()), "{line}");
+    // A real token back in place is served again.
+    std::fs::remove_file(&tok).unwrap();
+    write_token(&tok, TOKEN, 3600);
+    assert_eq!(get(srv.port, "client", "/get_wif_token").body, TOKEN.as_bytes());
+    srv.finish_checking_secrecy(&[TOKEN]);
+}
+
+#[test]
+fn a_token_edited_in_place_stops_being_served() {
+    let (d, tok, mut srv) = serving_token();
+    // Same inode, new bytes: not a write of the wif tools, which rename a new file over it.
+    std::fs::OpenOptions::new().write(true).truncate(true).open(&tok).unwrap().write_all(b"ya29.edited").unwrap();
+    let r = get(srv.port, "client", "/get_wif_token");
+    assert_unavailable_without_paths(&r, "the token file does not match its metadata", d.path());
+    assert!(!String::from_utf8_lossy(&r.body).contains("ya29"));
+    assert_eq!(get(srv.port, "client", "/healthz").status, 503);
+    let line = srv.wait_for("the reason in the log", |v| v["event"] == "reload_failed" && v["what"] == "token");
+    assert!(line["reason"].as_str().unwrap().contains("edited in place"), "{line}");
+    srv.finish_checking_secrecy(&[TOKEN, "ya29.edited"]);
+}
+
+#[test]
+fn a_planted_token_is_not_served() {
+    for (spoil, why) in plantings("a_planted_token_is_not_served") {
+        let (d, tok) = token_dir();
+        plant_pair(&tok, spoil);
+        let mut srv = Server::start(&tok, &[]);
+        let r = get(srv.port, "client", "/get_wif_token");
+        assert_unavailable_without_paths(&r, "is not trusted", d.path());
+        let line = srv.wait_for("the reason in the log", |v| v["event"] == "reload_failed" && v["what"] == "token");
+        assert!(line["reason"].as_str().unwrap().contains(&why), "{line}");
+        srv.finish_checking_secrecy(&["ya29.planted"]);
+    }
+}

@@ -1,9 +1,9 @@
 //! The token being served: read from the token file and its metadata, re-read whenever
 //! either file changes (also when a new file is renamed over the old one), and never
-//! handed out when missing, empty or expired.
+//! handed out when missing, untrusted, not matching its metadata, empty or expired.
 
 use crate::clock;
-use crate::files::{meta_path, read_token};
+use crate::files::{meta_path, read_token, Stored};
 use crate::secret::Secret;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,10 +67,12 @@ pub struct Loaded {
 pub enum State {
     /// A token that may be served.
     Ready(Arc<Loaded>),
-    /// No token may be served; the reason is safe to show (no token bytes in it).
+    /// No token may be served.
     Unavailable {
-        /// Why.
+        /// Why, safe to show clients: no token bytes, no file paths.
         reason: String,
+        /// Why, for the server's log: names the file and the cause.
+        detail: String,
         /// The expiry of the token on disk, when one is there.
         expires_at: Option<String>,
         /// When the token on disk was written, when one is there.
@@ -78,11 +80,20 @@ pub enum State {
     },
 }
 
+/// Why the files on disk cannot be served.
+#[derive(Clone)]
+struct Problem {
+    reason: String,
+    detail: String,
+}
+
+/// What reading one version of the files gave.
+type Outcome = Result<Arc<Loaded>, Problem>;
+
 #[derive(Default)]
 struct Cache {
     stamps: Option<(Stamp, Stamp)>,
-    loaded: Option<Arc<Loaded>>,
-    problem: Option<String>,
+    outcome: Option<Outcome>,
 }
 
 /// The token file with a cheap per-request freshness check (two `stat` calls).
@@ -113,128 +124,117 @@ impl TokenSource {
     }
 
     /// How many times a new version of the files was read, and how many times that failed
-    /// (unreadable, or not matching its metadata with no earlier token to keep serving).
+    /// (missing, untrusted, unreadable, or not matching its metadata).
     pub fn reload_counts(&self) -> (u64, u64) {
         (self.reloads.load(Ordering::Relaxed), self.reload_failures.load(Ordering::Relaxed))
     }
 
     /// Forgets the cached token so the next request reads the files again (SIGHUP).
     pub fn invalidate(&self) {
-        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        c.stamps = None;
+        self.cache().stamps = None;
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The token to serve now, or why there is none.
     pub fn current(&self) -> State {
-        let unavailable =
-            |reason: String, expires_at: Option<String>| State::Unavailable { reason, expires_at, written_at: None };
-        // A token on disk that may not be served (empty, expired): its times are still known.
-        let not_servable = |reason: String, l: &Loaded| State::Unavailable {
-            reason,
-            expires_at: Some(l.expires_at_text.clone()),
-            written_at: Some(l.written_at.clone()),
+        let stamps = match (Stamp::of(&self.path), Stamp::of(&self.meta)) {
+            (Ok(t), Ok(m)) => (t, m),
+            (Err(e), _) => return self.gone(&self.path, &e, "token file"),
+            (_, Err(e)) => return self.gone(&self.meta, &e, "token metadata file"),
         };
-        let token_stamp = match Stamp::of(&self.path) {
-            Ok(s) => s,
-            Err(e) => {
-                *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Cache::default();
-                return unavailable(describe_missing(&self.path, &e, "token file"), None);
+        let cached = {
+            let c = self.cache();
+            if c.stamps == Some(stamps) {
+                c.outcome.clone()
+            } else {
+                None
             }
         };
-        let meta_stamp = match Stamp::of(&self.meta) {
-            Ok(s) => s,
-            Err(e) => {
-                *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Cache::default();
-                return unavailable(describe_missing(&self.meta, &e, "token metadata file"), None);
+        let outcome = match cached {
+            Some(o) => o,
+            None => {
+                // Read with the lock released: a slow disk, a network file system or a FIFO
+                // put at the path never stalls other requests (or /healthz). Requests racing
+                // here may read the same version twice; that is harmless.
+                let o = self.load();
+                let mut c = self.cache();
+                c.stamps = Some(stamps);
+                c.outcome = Some(o.clone());
+                o
             }
         };
-        let stamps = (token_stamp, meta_stamp);
-        let loaded = {
-            let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if c.stamps != Some(stamps) {
-                match self.read(c.loaded.is_none()) {
-                    Ok(Some(t)) => {
-                        self.reloads.fetch_add(1, Ordering::Relaxed);
-                        super::log::Event::new("reload")
-                            .what("token")
-                            .reason(format!(
-                                "read {} ({} bytes, expires at {})",
-                                self.path.display(),
-                                t.meta.bytes,
-                                t.meta.expires_at
-                            ))
-                            .emit();
-                        c.loaded = Some(Arc::new(Loaded {
-                            token: t.token,
-                            expires_at: t.expires_at,
-                            expires_at_text: t.meta.expires_at,
-                            token_type: t.meta.token_type,
-                            written_at: t.meta.written_at,
-                            written_by: t.meta.written_by,
-                        }));
-                        c.problem = None;
-                        c.stamps = Some(stamps);
-                    }
-                    // The token is written before its metadata: a mismatch is usually a write
-                    // in progress. Keep serving the previous token (if still valid) and look
-                    // again on the next request.
-                    Ok(None) if c.loaded.is_some() => {}
-                    Ok(None) => {
-                        self.reload_failures.fetch_add(1, Ordering::Relaxed);
-                        c.problem = Some(format!(
-                            "the token file {} does not match its metadata (being written, or edited by hand)",
-                            self.path.display()
-                        ));
-                        c.stamps = Some(stamps);
-                    }
-                    Err(e) => {
-                        self.reload_failures.fetch_add(1, Ordering::Relaxed);
-                        c.loaded = None;
-                        c.problem = Some(format!("reading the token file: {e}"));
-                        c.stamps = Some(stamps);
-                    }
-                }
-            }
-            match (&c.loaded, &c.problem) {
-                (_, Some(p)) => return unavailable(p.clone(), None),
-                (Some(l), None) => l.clone(),
-                (None, None) => return unavailable("no token has been read yet".into(), None),
-            }
-        };
-        if loaded.token.is_empty() {
-            return not_servable("the token file is empty".into(), &loaded);
+        match outcome {
+            Ok(loaded) => judge(loaded),
+            Err(p) => State::Unavailable { reason: p.reason, detail: p.detail, expires_at: None, written_at: None },
         }
-        if loaded.expires_at <= clock::now_unix() {
-            return not_servable(
-                format!("the token expired at {}; is the refresh pipeline running?", loaded.expires_at_text),
-                &loaded,
-            );
-        }
-        State::Ready(loaded)
     }
-}
 
-impl TokenSource {
-    /// Reads the token and its metadata. The token is written before its metadata, so a
-    /// mismatch is usually a write in progress; with no earlier token to fall back on
-    /// (`settle`), wait up to 200 ms for the metadata to follow before calling it one.
-    fn read(&self, settle: bool) -> crate::error::Result<Option<crate::files::StoredToken>> {
-        let mut attempts = if settle { 20 } else { 1 };
-        loop {
-            attempts -= 1;
-            match read_token(&self.path) {
-                Ok(None) if attempts > 0 => std::thread::sleep(std::time::Duration::from_millis(10)),
-                other => return other,
+    /// A file of the pair cannot be stat'ed: nothing to serve, and nothing cached.
+    fn gone(&self, path: &Path, e: &std::io::Error, what: &str) -> State {
+        *self.cache() = Cache::default();
+        let (reason, detail) = if e.kind() == std::io::ErrorKind::NotFound {
+            (format!("there is no {what}"), format!("there is no {what} {}", path.display()))
+        } else {
+            (
+                format!("the {what} cannot be read"),
+                format!("the {what} {} cannot be read: {}", path.display(), crate::error::io_words(e)),
+            )
+        };
+        State::Unavailable { reason, detail, expires_at: None, written_at: None }
+    }
+
+    /// Reads a new version of the files, logging the outcome. A token that matches neither
+    /// entry of its metadata is not a write in progress (the metadata is written first and
+    /// keeps the replaced token's entry): it was edited in place, and is not served.
+    fn load(&self) -> Outcome {
+        match read_token(&self.path) {
+            Stored::Found(t) => {
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                super::log::Event::new("reload")
+                    .what("token")
+                    .reason(format!(
+                        "read {} ({} bytes, expires at {})",
+                        self.path.display(),
+                        t.meta.bytes,
+                        t.meta.expires_at
+                    ))
+                    .emit();
+                Ok(Arc::new(Loaded {
+                    token: t.token,
+                    expires_at: t.expires_at,
+                    expires_at_text: t.meta.expires_at,
+                    token_type: t.meta.token_type,
+                    written_at: t.meta.written_at,
+                    written_by: t.meta.written_by,
+                }))
+            }
+            other => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                let detail = other.detail();
+                super::log::Event::new("reload_failed").what("token").reason(detail.clone()).emit();
+                Err(Problem { reason: other.reason(), detail })
             }
         }
     }
 }
 
-fn describe_missing(path: &Path, e: &std::io::Error, what: &str) -> String {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        format!("no {what} at {}", path.display())
+/// Whether a token read from disk may be served now.
+fn judge(loaded: Arc<Loaded>) -> State {
+    let why = if loaded.token.is_empty() {
+        "the token file is empty".to_string()
+    } else if loaded.expires_at <= clock::now_unix() {
+        format!("the token expired at {}; is the refresh pipeline running?", loaded.expires_at_text)
     } else {
-        format!("the {what} {} cannot be read: {e}", path.display())
+        return State::Ready(loaded);
+    };
+    State::Unavailable {
+        detail: why.clone(),
+        reason: why,
+        expires_at: Some(loaded.expires_at_text.clone()),
+        written_at: Some(loaded.written_at.clone()),
     }
 }
 
@@ -248,6 +248,16 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    /// A fresh directory with the pair for `token` (expiring in 10 minutes) written in it:
+    /// the directory, the token path and the expiry.
+    fn written(tag: &str, token: &str) -> (PathBuf, PathBuf, String) {
+        let d = dir(tag);
+        let p = d.join("t.txt");
+        let exp = clock::rfc3339(clock::now_unix() + 600);
+        write_token(&p, &Secret::new(token), "access_token", Some(&exp), "test").unwrap();
+        (d, p, exp)
     }
 
     fn token_of(s: &TokenSource) -> Option<String> {
@@ -283,10 +293,7 @@ mod tests {
 
     #[test]
     fn an_empty_token_is_never_served() {
-        let d = dir("empty");
-        let p = d.join("t.txt");
-        let exp = clock::rfc3339(clock::now_unix() + 600);
-        write_token(&p, &Secret::new("x"), "access_token", Some(&exp), "test").unwrap();
+        let (d, p, _) = written("empty", "x");
         std::fs::write(&p, "").unwrap();
         let meta = std::fs::read_to_string(meta_path(&p)).unwrap();
         let meta = meta.replace(&crate::keys::sha256_hex(b"x"), &crate::keys::sha256_hex(b""));
@@ -298,42 +305,74 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 
+    /// The state of a writer stopped between its two renames: the metadata describes `new`
+    /// and keeps the entry of `old`, the token file still holds `old`.
+    fn metadata_written_first(p: &Path, old: &str, new: &str, exp: &str) {
+        let entry = |t: &str| crate::files::TokenMeta {
+            expires_at: exp.to_string(),
+            token_type: "access_token".into(),
+            written_at: clock::rfc3339(clock::now_unix()),
+            written_by: "test".into(),
+            bytes: t.len(),
+            sha256: crate::keys::sha256_hex(t.as_bytes()),
+        };
+        let m = crate::files::MetaFile { current: entry(new), previous: Some(entry(old)) };
+        std::fs::write(meta_path(p), serde_json::to_vec(&m).unwrap()).unwrap();
+    }
+
+    fn unavailable(s: &TokenSource) -> (String, String) {
+        match s.current() {
+            State::Unavailable { reason, detail, .. } => (reason, detail),
+            State::Ready(l) => panic!("served {:?}", l.token),
+        }
+    }
+
     #[test]
-    fn a_half_written_pair_keeps_the_previous_token() {
-        let d = dir("half");
-        let p = d.join("t.txt");
+    fn a_pair_caught_between_the_two_renames_serves_the_token_in_the_file() {
+        let (d, p, exp) = written("half", "old");
         let src = TokenSource::new(p.clone());
-        let exp = clock::rfc3339(clock::now_unix() + 600);
-        write_token(&p, &Secret::new("old"), "access_token", Some(&exp), "test").unwrap();
         assert_eq!(token_of(&src).as_deref(), Some("old"));
-        std::fs::write(&p, "new-but-no-meta-yet").unwrap();
-        assert_eq!(token_of(&src).as_deref(), Some("old"));
+        metadata_written_first(&p, "old", "new", &exp);
+        assert_eq!(token_of(&src).as_deref(), Some("old"), "a server that served the old token");
+        assert_eq!(token_of(&TokenSource::new(p.clone())).as_deref(), Some("old"), "a fresh server");
+        std::fs::write(&p, "new").unwrap();
+        assert_eq!(token_of(&src).as_deref(), Some("new"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
-    fn a_fresh_server_waits_briefly_for_metadata_being_written() {
-        let d = dir("settle");
-        let p = d.join("t.txt");
-        let exp = clock::rfc3339(clock::now_unix() + 600);
-        write_token(&p, &Secret::new("old"), "access_token", Some(&exp), "test").unwrap();
-        std::fs::write(&p, "new").unwrap();
-        let writer = {
-            let (p, exp) = (p.clone(), exp.clone());
-            std::thread::spawn(move || {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                write_token(&p, &Secret::new("new"), "access_token", Some(&exp), "test").unwrap();
-            })
-        };
-        // Nothing was served before, so there is no previous token to fall back on.
-        assert_eq!(token_of(&TokenSource::new(p.clone())).as_deref(), Some("new"));
-        writer.join().unwrap();
-        // A pair that stays mismatched is reported, after the short wait.
+    fn a_token_edited_in_place_stops_being_served() {
+        let (d, p, exp) = written("edit", "old");
+        write_token(&p, &Secret::new("good"), "access_token", Some(&exp), "test").unwrap();
+        let src = TokenSource::new(p.clone());
+        assert_eq!(token_of(&src).as_deref(), Some("good"));
         std::fs::write(&p, "edited by hand").unwrap();
-        match TokenSource::new(p).current() {
-            State::Unavailable { reason, .. } => assert!(reason.contains("does not match"), "{reason}"),
-            State::Ready(_) => panic!("served a token that does not match its metadata"),
+        for s in [&src, &TokenSource::new(p.clone())] {
+            let (reason, detail) = unavailable(s);
+            assert_eq!(reason, "the token file does not match its metadata");
+            assert!(detail.contains(&p.display().to_string()) && detail.contains("edited in place"), "{detail}");
         }
+        assert_eq!(src.reload_counts(), (1, 1));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_or_another_users_file_is_refused_at_once_and_named_only_in_the_detail() {
+        let (d, p, _) = written("fifo", "tok");
+        let src = TokenSource::new(p.clone());
+        assert_eq!(token_of(&src).as_deref(), Some("tok"));
+        std::fs::remove_file(&p).unwrap();
+        assert!(std::process::Command::new("mkfifo").arg(&p).status().unwrap().success());
+        let started = std::time::Instant::now();
+        let (reason, detail) = unavailable(&src);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+        assert_eq!(reason, "the token file is not trusted");
+        assert!(detail.contains("a FIFO") && detail.contains(&p.display().to_string()), "{detail}");
+        // Missing files: the reason names no path either.
+        std::fs::remove_file(&p).unwrap();
+        let (reason, detail) = unavailable(&src);
+        assert_eq!(reason, "there is no token file");
+        assert!(detail.contains(&p.display().to_string()), "{detail}");
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

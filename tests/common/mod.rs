@@ -314,3 +314,51 @@ pub fn python_has(modules: &str) -> bool {
         .is_ok_and(|o| o.status.success());
     available(&format!("python3 with {modules}"), ok)
 }
+
+/// Whether this process runs as root, which a test needs to give files to another user.
+/// Otherwise the test says on stderr that it did not run; in CI (`CI` is set, and CI runs
+/// as root) it fails instead, so an attack test can never pass there by not running.
+pub fn root_available(test: &str) -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        assert!(std::env::var_os("CI").is_none(), "{test} needs root (to chown files), and CI runs as root");
+        eprintln!("{test}: not run: needs root (to chown files to another user)");
+    }
+    root
+}
+
+/// Another user's uid (`nobody`), for files planted by someone else.
+pub const OTHER_UID: u32 = 65534;
+
+/// Gives `path` (not a link's target) to [`OTHER_UID`], as if that user had made it.
+pub fn give_to_other_user(path: &Path) {
+    std::os::unix::fs::lchown(path, Some(OTHER_UID), Some(OTHER_UID)).expect("chown (needs root)");
+}
+
+/// Sets a file's permission bits.
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// One way a file can come from someone else: what makes it so, and the words that say so.
+pub type Planting = (fn(&Path), String);
+
+/// The ways a file can come from someone else: writable by others (mode 0666), and, when
+/// this process is root (see [`root_available`]), owned by another user.
+pub fn plantings(test: &str) -> Vec<Planting> {
+    let mut ways: Vec<Planting> = vec![(|p| set_mode(p, 0o666), "(mode 0666)".into())];
+    if root_available(test) {
+        ways.push((give_to_other_user, format!("owned by uid {OTHER_UID}")));
+    }
+    ways
+}
+
+/// A token (`ya29.planted-by-someone-else`) and matching metadata expiring in 2099 at
+/// `token`, as someone who can write its directory would plant them, then `spoil`ed.
+pub fn plant_pair(token: &Path, spoil: fn(&Path)) {
+    let planted = wif::secret::Secret::new("ya29.planted-by-someone-else");
+    wif::files::write_token(token, &planted, "access_token", Some("2099-01-01T00:00:00Z"), "wif-impersonate").unwrap();
+    spoil(token);
+    spoil(&wif::files::meta_path(token));
+}
