@@ -407,23 +407,7 @@ impl Drop for ConnGuard {
 /// Runs the server until SIGTERM/SIGINT.
 pub fn run(opts: Options) -> Result<()> {
     let tls = tls::TlsSource::load(opts.tls.clone())?;
-    match std::fs::File::open(&opts.token) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => cli::warn(format!(
-            "the token file {} does not exist yet; answering 503 until it does",
-            opts.token.display()
-        )),
-        Err(e) => {
-            let err = Error::io(&opts.token, &e).context("opening the token file (--token)");
-            return Err(if e.kind() == std::io::ErrorKind::PermissionDenied {
-                err.hint(
-                    "token files are written with mode 0600: run wif-serve as the user that runs the refresh pipeline",
-                )
-            } else {
-                err
-            });
-        }
-    }
+    check_token_at_start(&opts.token)?;
     let listener = bind(&opts.listen, "--listen")?;
     let local = listener.local_addr().map_err(|e| Error::new(Kind::Io, format!("listening socket: {e}")))?;
     let metrics_listener = match &opts.metrics_listen {
@@ -530,6 +514,35 @@ pub fn run(opts: Options) -> Result<()> {
     }
     drop(listener);
     shutdown(&shared, opts.shutdown_timeout);
+    Ok(())
+}
+
+/// Says at start what will be served: an unreadable token file stops the server (a wrong
+/// user, which no waiting mends); anything else that keeps the token from being served is a
+/// warning, and 503 until it is mended.
+fn check_token_at_start(token: &std::path::Path) -> Result<()> {
+    use crate::files::{Part, Stored};
+    // Opened only once it is known to be a regular file: opening a FIFO would block.
+    if std::fs::metadata(token).is_ok_and(|m| m.is_file()) {
+        if let Err(e) = std::fs::File::open(token) {
+            let err = Error::io(token, &e).context("opening the token file (--token)");
+            return Err(if e.kind() == std::io::ErrorKind::PermissionDenied {
+                err.hint(
+                    "token files are written with mode 0600: run wif-serve as the user that runs the refresh pipeline",
+                )
+            } else {
+                err
+            });
+        }
+    }
+    match crate::files::read_token(token) {
+        Stored::Found(_) => {}
+        Stored::Missing(Part::Token, _) => cli::warn(format!(
+            "the token file {} does not exist yet; answering 503 until it does",
+            token.display()
+        )),
+        other => cli::warn(format!("{}; answering 503 until that changes", other.detail())),
+    }
     Ok(())
 }
 
@@ -976,8 +989,9 @@ fn respond(shared: &Shared, req: &http::Request) -> Response {
                 body: t.token.expose().as_bytes().to_vec(),
                 reason: None,
             },
-            State::Unavailable { reason, .. } => {
-                Response::error(503, "token_unavailable", &reason).header("Retry-After", "30").because(reason)
+            // The client is told why without the server's paths; the log has them.
+            State::Unavailable { reason, detail, .. } => {
+                Response::error(503, "token_unavailable", &reason).header("Retry-After", "30").because(detail)
             }
         },
         Route::Health => health(&shared.token),
@@ -1002,7 +1016,7 @@ fn health(token: &TokenSource) -> Response {
                 reason: None,
             },
         ),
-        State::Unavailable { reason, expires_at, .. } => Response::json(
+        State::Unavailable { reason, detail, expires_at, .. } => Response::json(
             503,
             &Health {
                 status: "unavailable",
@@ -1011,9 +1025,9 @@ fn health(token: &TokenSource) -> Response {
                 token_type: None,
                 written_at: None,
                 written_by: None,
-                reason: Some(reason.clone()),
+                reason: Some(reason),
             },
         )
-        .because(reason),
+        .because(detail),
     }
 }
