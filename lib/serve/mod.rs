@@ -80,7 +80,9 @@ Connection slots are guarded: a request head must arrive whole within --header-t
 for over a second or an idle connection (oldest first), never one being answered; one client certificate holds at \
 most --max-connections-per-client connections, and --max-connections-per-address limits one address likewise.\n\n\
 The token is never served when its file or metadata (FILE.meta.json, written by --token-out) is missing, empty \
-or expired: 503 with a JSON error instead. The token, certificates, key, client CA and CRLs are re-read when \
+or expired, when the token does not match its metadata, or when either file is not trusted (not a regular file, \
+owned by another user than wif-serve's or root, or writable by others): 503 with a JSON error that says why \
+(without the server's paths, which are in the log) instead. The token, certificates, key, client CA and CRLs are re-read when \
 their files change (also when a new file is renamed over the old one) and on SIGHUP, without a restart and \
 without dropping connections. SIGTERM or SIGINT stop accepting, let requests in progress finish, and exit 0.\n\n\
 Stdout is a JSON-lines log: first {\"event\":\"listening\",\"address\":…,\"url\":…}, then one line per request \
