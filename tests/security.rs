@@ -330,3 +330,48 @@ fn expect_refused_revoked(port: u16) {
     let r = s.write_all(GET).and_then(|()| read_response(&mut s, false).map(|_| ()));
     assert!(r.is_err(), "the revoked client was served");
 }
+
+#[test]
+fn clients_are_told_why_without_the_servers_paths() {
+    let (d, tok) = token_dir();
+    let dir = d.path().to_string_lossy().into_owned();
+    let mut srv = Server::start(&tok, &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = srv.first["metrics_address"].as_str().unwrap().to_string();
+    let plain_health = || {
+        let mut s = TcpStream::connect(&metrics).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        read_response(&mut s, false).unwrap()
+    };
+    let meta = wif::files::meta_path(&tok);
+    // No token; a token without metadata; one edited in place; one others may write.
+    let states: [(&str, Box<dyn Fn()>); 4] = [
+        ("missing", Box::new(|| {})),
+        ("no metadata", Box::new(|| std::fs::remove_file(&meta).unwrap())),
+        ("edited", Box::new(|| std::fs::write(&tok, "ya29.edited-by-hand").unwrap())),
+        (
+            "untrusted",
+            Box::new(|| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o666)).unwrap();
+            }),
+        ),
+    ];
+    for (what, make) in states {
+        if what != "missing" {
+            write_token(&tok, TOKEN, 3600);
+        }
+        make();
+        for r in [get(srv.port, "client", "/get_wif_token"), get(srv.port, "client", "/healthz"), plain_health()] {
+            assert_eq!(r.status, 503, "{what}");
+            let body = String::from_utf8_lossy(&r.body);
+            assert!(!body.contains(&dir) && !body.contains("wif_token.txt"), "{what}: a path told to a client: {body}");
+            assert!(r.json().get("token_file").is_none(), "{what}: {body}");
+        }
+        // The operator's log has the file.
+        let line = srv.wait_for(what, |v| {
+            v["event"] == "request" && v["status"] == 503 && v["reason"].as_str().is_some_and(|r| r.contains(&dir))
+        });
+        assert!(line["reason"].as_str().unwrap().contains("wif_token.txt"), "{line}");
+        srv.seen.clear();
+    }
+}

@@ -539,10 +539,9 @@ fn check_token_at_start(token: &std::path::Path) -> Result<()> {
     }
     match crate::files::read_token(token) {
         Stored::Found(_) => {}
-        Stored::Missing(Part::Token, _) => cli::warn(format!(
-            "the token file {} does not exist yet; answering 503 until it does",
-            token.display()
-        )),
+        Stored::Missing(Part::Token, _) => {
+            cli::warn(format!("the token file {} does not exist yet; answering 503 until it does", token.display()))
+        }
         other => cli::warn(format!("{}; answering 503 until that changes", other.detail())),
     }
     Ok(())
