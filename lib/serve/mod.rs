@@ -9,6 +9,7 @@ pub mod allow;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub(crate) mod pool;
 pub mod tls;
 pub mod token;
 
