@@ -11,10 +11,10 @@
 //! route also takes POST (google-auth sends one, with a certificate chain to bind the token
 //! to, when it finds an Agent Identity certificate); the body is read and ignored.
 //!
-//! Web pages are refused, as the real metadata server refuses them: a page can make the
-//! browser send `Metadata-Flavor` to 127.0.0.1 once it has rebound its own name to it (DNS
-//! rebinding), and then reads the answer as same-origin. So the `Host` must name this server
-//! (see [`is_own_host`]; a page's request carries the page's name), and a request with
+//! Web pages are refused: a page can make the browser send `Metadata-Flavor` to 127.0.0.1
+//! once it has rebound its own name to it (DNS rebinding), and then reads the answer as
+//! same-origin. So the `Host` must name this server (see `is_own_host`; a page's request
+//! carries the page's name), and a request with
 //! `Origin` or with `Sec-Fetch-Site` other than `none` (headers every browser adds to what a
 //! page sends, and no client library does) gets 403. These refusals, and proxied requests,
 //! are logged on stderr, one line each, at most REFUSALS_LOGGED a minute.
@@ -190,7 +190,8 @@ impl State {
             0 => String::new(),
             n => format!(" ({n} more refused since the last line, not logged)"),
         };
-        crate::cli::warn(format!("metadata server: refused {method} {}: {why}{more}", printable(path, 200)));
+        let (method, path) = (printable(method, 20), printable(path, 200));
+        crate::cli::warn(format!("metadata server: refused {method} {path}: {why}{more}"));
     }
 
     /// Tells the refresher a client found no valid token.
@@ -491,7 +492,7 @@ fn screen(headers: &[(String, String)], port: u16) -> std::result::Result<(), (R
 /// `GCE_METADATA_HOST` they were given, `127.0.0.1:PORT`. None of these can be a web page's
 /// own name: DNS rebinding needs a name whose DNS the attacker controls, which is what a
 /// page's requests carry as their Host.
-pub fn is_own_host(host: &str, port: u16) -> bool {
+fn is_own_host(host: &str, port: u16) -> bool {
     let (name, given) = match host.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
             Some((ip, "")) => (ip, None),

@@ -188,6 +188,15 @@ fn serve(dir: &Path, token: &str, ttl: i64) -> (Server, String) {
     (Server::start(&path, &[]), exp)
 }
 
+/// wif-serve with TOKEN for an hour, and a metadata server (with a project number) that has
+/// fetched it.
+fn serving(dir: &Path) -> (Server, Mds) {
+    let (server, _) = serve(dir, TOKEN, 3600);
+    let mds = Mds::start(server.port, &["--project-number", "123456789012"]);
+    mds.wait_stderr("fetched the token", 20);
+    (server, mds)
+}
+
 /// `program script` as a Google client library runs on a consumer host: pointed at the
 /// metadata server `mds` by the environment alone, with no other credentials around.
 fn google_client(mds: &Mds, dir: &Path, program: &str, script: &str) -> Command {
@@ -412,9 +421,7 @@ fn answers_like_the_metadata_server() {
 #[test]
 fn slow_clients_are_cut_off_and_a_full_house_makes_room() {
     let dir = tempdir();
-    let (server, _) = serve(dir.path(), TOKEN, 3600);
-    let mds = Mds::start(server.port, &["--project-number", "123456789012"]);
-    mds.wait_stderr("fetched the token", 20);
+    let (_server, mds) = serving(dir.path());
 
     // All 128 slots held by requests that never finish (half a head, half a body): a client
     // library is still answered at once, in the slot of the oldest, which is closed unanswered.
@@ -476,9 +483,7 @@ fn slow_clients_are_cut_off_and_a_full_house_makes_room() {
 #[test]
 fn dns_rebinding_and_browser_requests_get_403_and_no_token() {
     let dir = tempdir();
-    let (server, _) = serve(dir.path(), TOKEN, 3600);
-    let mds = Mds::start(server.port, &["--project-number", "123456789012"]);
-    mds.wait_stderr("fetched the token", 20);
+    let (_server, mds) = serving(dir.path());
     let port = mds.port();
     let token = "/computeMetadata/v1/instance/service-accounts/default/token";
     let own = format!("Host: {}", mds.host);
