@@ -10,19 +10,28 @@
 //! Google` or with `X-Forwarded-For` (a proxied request could come from anywhere). The token
 //! route also takes POST (google-auth sends one, with a certificate chain to bind the token
 //! to, when it finds an Agent Identity certificate); the body is read and ignored.
+//!
+//! Web pages are refused: a page can make the browser send `Metadata-Flavor` to 127.0.0.1
+//! once it has rebound its own name to it (DNS rebinding), and then reads the answer as
+//! same-origin. So the `Host` must name this server (see `is_own_host`; a page's request
+//! carries the page's name), and a request with
+//! `Origin` or with `Sec-Fetch-Site` other than `none` (headers every browser adds to what a
+//! page sends, and no client library does) gets 403. These refusals, and proxied requests,
+//! are logged on stderr, one line each, at most REFUSALS_LOGGED a minute.
 
 use crate::clock;
 use crate::error::{Error, Kind, Result};
 use crate::get::{self, Cli, Plan};
 use crate::secret::Secret;
+use crate::serve::pool::{Pool, Slot};
 use crate::serve::{http, Deadlined};
 use crate::settings::{OneOrMany, Settings};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -31,7 +40,9 @@ const TOOL: &str = "wif-get";
 pub const DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// Refresh margin when --min-ttl is not given.
 const DEFAULT_MIN_TTL: Duration = Duration::from_secs(300);
-/// Connections served at once; more get 503 at once (loopback clients are few).
+/// Connections served at once (loopback clients are few). At the cap the oldest connection
+/// whose request has not fully arrived is closed to make room; when every one is being
+/// answered, 503 at once.
 const MAX_CONNECTIONS: usize = 128;
 /// Time for reading a whole request (not each read: a client trickling a byte at a time
 /// would hold its slot for ever), and for writing its answer.
@@ -47,6 +58,11 @@ const MAX_RETRY_DELAY: u64 = 60;
 const SLEEP_SLICE: i64 = 15;
 /// Least time between two refresh attempts when clients ask for a token there is none of.
 const MIN_WANTED_GAP: i64 = 2;
+/// Refused requests logged a minute at most; a page in a loop must not flood the log.
+const REFUSALS_LOGGED: u32 = 10;
+/// The Compute Engine metadata server's address: Google's Node.js and Go libraries use it
+/// by default, so it arrives as the Host where it is routed to this server.
+const METADATA_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 
 /// The identity the metadata server describes (from --service-account, --project-id, …).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +119,12 @@ fn plain_value(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| !c.is_whitespace() && !c.is_control())
 }
 
+/// A client's text for an answer or a log line: control characters dropped, at most `max`
+/// characters.
+fn printable(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
 /// The token being served and when it expires.
 pub struct Current {
     /// The token.
@@ -114,26 +136,62 @@ pub struct Current {
 /// What the request handlers share with the refresher.
 pub struct State {
     identity: Identity,
+    /// The port the server listens on: a `Host` with another port is not for us.
+    port: u16,
     /// The metadata tree served, built once from `identity`.
     tree: Node,
     current: RwLock<Option<Current>>,
     warned_scopes: Mutex<HashSet<String>>,
+    refusals: Mutex<Refusals>,
     /// Set when a client found no valid token; wakes the refresher.
     wanted: Mutex<bool>,
     wake: Condvar,
 }
 
+/// Refused requests logged in the current minute, and those not logged since the last line.
+#[derive(Default)]
+struct Refusals {
+    minute: i64,
+    logged: u32,
+    unlogged: u64,
+}
+
 impl State {
-    /// A state with no token yet.
-    pub fn new(identity: Identity) -> State {
+    /// A state with no token yet, for a server listening on `port`.
+    pub fn new(identity: Identity, port: u16) -> State {
         State {
             tree: tree(&identity),
             identity,
+            port,
             current: RwLock::new(None),
             warned_scopes: Mutex::new(HashSet::new()),
+            refusals: Mutex::new(Refusals::default()),
             wanted: Mutex::new(false),
             wake: Condvar::new(),
         }
+    }
+
+    /// Logs a refused request (one line, REFUSALS_LOGGED a minute at most; the next line
+    /// logged counts those that were not).
+    fn log_refusal(&self, method: &str, path: &str, why: &str, now: i64) {
+        let Ok(mut r) = self.refusals.lock() else { return };
+        if r.minute != now.div_euclid(60) {
+            r.minute = now.div_euclid(60);
+            r.logged = 0;
+        }
+        if r.logged >= REFUSALS_LOGGED {
+            r.unlogged += 1;
+            return;
+        }
+        r.logged += 1;
+        let unlogged = std::mem::take(&mut r.unlogged);
+        drop(r);
+        let more = match unlogged {
+            0 => String::new(),
+            n => format!(" ({n} more refused since the last line, not logged)"),
+        };
+        let (method, path) = (printable(method, 20), printable(path, 200));
+        crate::cli::warn(format!("metadata server: refused {method} {path}: {why}{more}"));
     }
 
     /// Tells the refresher a client found no valid token.
@@ -332,8 +390,11 @@ fn to_json(node: &Node) -> Option<Value> {
 /// Answers one request. `headers` are (name, value) pairs; `now` is Unix seconds.
 pub fn answer(state: &State, method: &str, path: &str, query: &str, headers: &[(String, String)], now: i64) -> Reply {
     let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim());
-    if header("x-forwarded-for").is_some() {
-        return Reply::error(403, "Forbidden: requests through a proxy (X-Forwarded-For) are refused");
+    if let Err((reply, why)) = screen(headers, state.port) {
+        if reply.status == 403 {
+            state.log_refusal(method, path, &why, now);
+        }
+        return reply;
     }
     if !matches!(method, "GET" | "HEAD" | "POST") {
         return Reply::error(405, "Method Not Allowed");
@@ -382,8 +443,92 @@ pub fn answer(state: &State, method: &str, path: &str, query: &str, headers: &[(
 }
 
 fn not_found(path: &str) -> Reply {
-    let shown: String = path.chars().filter(|c| !c.is_control()).take(200).collect();
-    Reply::error(404, &format!("Not Found: {shown} is not served by wif-get --metadata-server"))
+    Reply::error(404, &format!("Not Found: {} is not served by wif-get --metadata-server", printable(path, 200)))
+}
+
+/// Refuses, before routing, what may not come from a client library on this host: a proxied
+/// request, a request for another host (a web page that rebound its name to loopback), and
+/// a request a browser made for a page. The answer, and why (for the log) when it is 403.
+fn screen(headers: &[(String, String)], port: u16) -> std::result::Result<(), (Reply, String)> {
+    let all = |name: &'static str| {
+        headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()).collect::<Vec<_>>()
+    };
+    let forbidden = |body: &str, why: String| Err((Reply::error(403, &format!("Forbidden: {body}")), why));
+    if let Some(via) = all("x-forwarded-for").first() {
+        return forbidden(
+            "requests through a proxy (X-Forwarded-For) are refused",
+            format!(
+                "it came through a proxy (X-Forwarded-For: {:?}); set NO_PROXY=127.0.0.1,localhost",
+                printable(via, 100)
+            ),
+        );
+    }
+    match all("host")[..] {
+        [host] if is_own_host(host, port) => {}
+        [host] => {
+            return forbidden(
+                &format!("Host {:?} is not this metadata server", printable(host, 100)),
+                format!(
+                    "Host {:?} is not a name of this server (a web page's name rebound to loopback?); clients use 127.0.0.1:{port}",
+                    printable(host, 100)
+                ),
+            )
+        }
+        [] => return Err((Reply::error(400, "Bad Request: no Host header"), String::new())),
+        _ => return Err((Reply::error(400, "Bad Request: more than one Host header"), String::new())),
+    }
+    if let Some(origin) = all("origin").first() {
+        return forbidden(
+            "requests from web pages (Origin) are refused",
+            format!("a web page sent it (Origin: {:?})", printable(origin, 100)),
+        );
+    }
+    if let Some(site) = all("sec-fetch-site").into_iter().find(|v| !v.eq_ignore_ascii_case("none")) {
+        return forbidden(
+            "requests from web pages (Sec-Fetch-Site) are refused",
+            format!("a web page sent it (Sec-Fetch-Site: {:?})", printable(site, 100)),
+        );
+    }
+    Ok(())
+}
+
+/// Whether `host`, a `Host` header, names this server: a loopback address (127.0.0.0/8,
+/// `[::1]`), `localhost`, or a name of the Compute Engine metadata server
+/// (`metadata.google.internal`, its short name `metadata`, 169.254.169.254), with the port
+/// we listen on or none (a port-forward from 80). Client libraries send the
+/// `GCE_METADATA_HOST` they were given, `127.0.0.1:PORT`. None of these can be a web page's
+/// own name: DNS rebinding needs a name whose DNS the attacker controls, which is what a
+/// page's requests carry as their Host.
+fn is_own_host(host: &str, port: u16) -> bool {
+    let (name, given) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, "")) => (ip, None),
+            Some((ip, after)) => match after.strip_prefix(':') {
+                Some(p) => (ip, Some(p)),
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, p)) => (name, Some(p)),
+            None => (host, None),
+        },
+    };
+    if given.is_some_and(|p| p.parse::<u16>() != Ok(port)) {
+        return false;
+    }
+    let bracketed = host.starts_with('[');
+    match name.parse::<IpAddr>() {
+        Ok(IpAddr::V6(ip)) if bracketed => ip.to_canonical().is_loopback(),
+        Ok(IpAddr::V4(ip)) if !bracketed => ip.is_loopback() || ip == METADATA_IP,
+        Ok(_) => false,
+        Err(_) if bracketed => false,
+        Err(_) => {
+            let name = name.to_ascii_lowercase();
+            let name = name.strip_suffix('.').unwrap_or(&name);
+            matches!(name, "localhost" | "metadata.google.internal" | "metadata")
+        }
+    }
 }
 
 /// The token answer; requested scopes are noted, never minted.
@@ -506,15 +651,20 @@ pub(crate) fn run(cli: &Cli, s: &Settings, plan: &Plan, addr: &str) -> Result<()
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| Error::new(Kind::Internal, format!("installing the signal handler: {e}")))?;
     }
-    let state = Arc::new(State::new(identity));
-    let active = Arc::new(AtomicUsize::new(0));
-    let acceptor = {
-        let (state, stop, active) = (state.clone(), stop.clone(), active.clone());
+    let state = Arc::new(State::new(identity, local.port()));
+    let pool = Arc::new(Pool::new("metadata-conn", MAX_CONNECTIONS));
+    {
+        let (state, stop, pool) = (state.clone(), stop.clone(), pool.clone());
+        // Say so rather than vanish: clients retry a 503.
+        let full = Reply::error(503, "Service Unavailable: too many connections to wif-get's metadata server");
         std::thread::Builder::new()
             .name("accept".into())
-            .spawn(move || accept_loop(listener, state, stop, active))
-            .map_err(|e| Error::new(Kind::Internal, format!("starting the accept thread: {e}")))?
-    };
+            .spawn(move || {
+                let stopped = || stop.load(Ordering::Relaxed);
+                pool.serve(&listener, stopped, &full.to_bytes(false), |sock, slot| handle(sock, slot, &state))
+            })
+            .map_err(|e| Error::new(Kind::Internal, format!("starting the accept thread: {e}")))?;
+    }
     let line = Listening {
         event: "listening",
         address: local.to_string(),
@@ -545,11 +695,11 @@ pub(crate) fn run(cli: &Cli, s: &Settings, plan: &Plan, addr: &str) -> Result<()
         }
     };
     stop.store(true, Ordering::Relaxed);
-    // Wake the blocking accept, then let requests in progress finish (briefly).
+    // Wake the blocking accept, then let requests in progress finish (briefly; the accept
+    // thread waits for all of them, so it is not joined).
     let _ = TcpStream::connect_timeout(&local, Duration::from_secs(1));
-    let _ = acceptor.join();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while active.load(Ordering::Relaxed) > 0 && std::time::Instant::now() < deadline {
+    while pool.open() > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     if outcome.is_ok() {
@@ -558,44 +708,18 @@ pub(crate) fn run(cli: &Cli, s: &Settings, plan: &Plan, addr: &str) -> Result<()
     outcome
 }
 
-/// Accepts connections until stopped, each on its own thread (up to MAX_CONNECTIONS), so a
-/// client that connects and says nothing holds one thread, never the others' answers.
-fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Arc<AtomicBool>, active: Arc<AtomicUsize>) {
-    for conn in listener.incoming() {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let Ok(sock) = conn else {
-            // Out of descriptors or an aborted handshake: pause rather than spin.
-            std::thread::sleep(Duration::from_millis(50));
-            continue;
-        };
-        if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-            // Say so rather than vanish: clients retry a 503. Non-blocking, as the accept
-            // thread must never wait on a client; a fresh socket's buffer takes the answer.
-            let busy = Reply::error(503, "Service Unavailable: too many connections to wif-get's metadata server");
-            let _ = sock.set_nonblocking(true);
-            let _ = (&sock).write_all(&busy.to_bytes(false));
-            continue;
-        }
-        active.fetch_add(1, Ordering::Relaxed);
-        let (state, done) = (state.clone(), active.clone());
-        let spawned = std::thread::Builder::new().name("metadata-conn".into()).spawn(move || {
-            handle(sock, &state);
-            done.fetch_sub(1, Ordering::Relaxed);
-        });
-        if spawned.is_err() {
-            active.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// Reads one request, answers it, and closes the connection.
-fn handle(sock: TcpStream, state: &State) {
+fn handle(sock: &TcpStream, slot: &Slot, state: &State) {
     let _ = sock.set_nodelay(true);
     // One deadline for the whole exchange: a client trickling bytes cannot hold its slot.
-    let mut sock = Deadlined { tcp: &sock, deadline: Instant::now() + IO_TIMEOUT };
-    let (method, reply) = match read_request(&mut sock) {
+    let mut sock = Deadlined { tcp: sock, deadline: Instant::now() + IO_TIMEOUT };
+    let request = read_request(&mut sock);
+    // Closed to make room meanwhile: nobody to answer. Until the request is whole the
+    // connection may be; from here on it is left to finish.
+    if !slot.answering() {
+        return;
+    }
+    let (method, reply) = match request {
         Ok(Some((rq, headers))) => {
             let reply = answer(state, &rq.method, &rq.path, &rq.query, &headers, clock::now_unix());
             (rq.method, reply)
@@ -743,12 +867,15 @@ mod tests {
     use super::*;
 
     fn state() -> State {
-        let st = State::new(Identity {
-            email: "app@p.iam.gserviceaccount.com".into(),
-            project_id: Some("p".into()),
-            project_number: Some(42),
-            scopes: vec![DEFAULT_SCOPE.into()],
-        });
+        let st = State::new(
+            Identity {
+                email: "app@p.iam.gserviceaccount.com".into(),
+                project_id: Some("p".into()),
+                project_number: Some(42),
+                scopes: vec![DEFAULT_SCOPE.into()],
+            },
+            PORT,
+        );
         st.set(Current { token: Secret::new("ya29.test-token-value"), expires_at: 1_000 });
         st
     }
@@ -760,7 +887,14 @@ mod tests {
     /// A client library's GET at Unix time `now` (the token expires at 1000).
     fn get_at(st: &State, target: &str, now: i64) -> Reply {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        answer(st, "GET", path, query, &[("Metadata-Flavor".into(), "Google".into())], now)
+        answer(st, "GET", path, query, &library(), now)
+    }
+
+    const PORT: u16 = 8989;
+
+    /// The headers a client library sends with GCE_METADATA_HOST=127.0.0.1:8989.
+    fn library() -> Headers {
+        vec![("Host".into(), format!("127.0.0.1:{PORT}")), ("Metadata-Flavor".into(), "Google".into())]
     }
 
     const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
@@ -845,7 +979,7 @@ mod tests {
     #[test]
     fn post_only_to_the_token() {
         let st = state();
-        let flavor = [("Metadata-Flavor".to_string(), "Google".to_string())];
+        let flavor = library();
         let r = answer(&st, "POST", "/computeMetadata/v1/instance/service-accounts/default/token", "", &flavor, 400);
         assert_eq!(r.status, 200);
         assert_eq!(answer(&st, "POST", "/computeMetadata/v1/project/project-id", "", &flavor, 400).status, 405);
@@ -853,9 +987,107 @@ mod tests {
             answer(&st, "PUT", "/computeMetadata/v1/instance/service-accounts/default/token", "", &flavor, 400).status,
             405
         );
+        let host = [("Host".to_string(), format!("localhost:{PORT}"))];
         assert_eq!(
-            answer(&st, "POST", "/computeMetadata/v1/instance/service-accounts/default/token", "", &[], 400).status,
+            answer(&st, "POST", "/computeMetadata/v1/instance/service-accounts/default/token", "", &host, 400).status,
             403
         );
+    }
+
+    #[test]
+    fn only_this_servers_names_are_accepted_as_the_host() {
+        for host in [
+            "127.0.0.1:8989",
+            "127.0.0.1",
+            "127.42.0.7:8989",
+            "[::1]:8989",
+            "[::1]",
+            "[::ffff:127.0.0.1]:8989",
+            "localhost:8989",
+            "LocalHost",
+            "localhost.:8989",
+            "metadata.google.internal",
+            "metadata.google.internal.:8989",
+            "Metadata.Google.Internal:8989",
+            "metadata",
+            "metadata:8989",
+            "169.254.169.254",
+            "169.254.169.254:8989",
+        ] {
+            assert!(is_own_host(host, PORT), "{host}");
+        }
+        for host in [
+            "attacker.example",
+            "attacker.example:8989",
+            "localhost.attacker.example:8989",
+            "metadata.google.internal.attacker.example",
+            "127.0.0.1.nip.io:8989",
+            "127.0.0.1:8990",
+            "127.0.0.1:",
+            "127.0.0.1:08989x",
+            "localhost:80",
+            "[::1]:8990",
+            "[::1]x",
+            "[::1",
+            "::1",
+            "[127.0.0.1]:8989",
+            "[localhost]:8989",
+            "10.0.0.1:8989",
+            "0.0.0.0:8989",
+            "[::]:8989",
+            "127.1:8989",
+            "",
+            "metadata.google.internal..",
+        ] {
+            assert!(!is_own_host(host, PORT), "{host}");
+        }
+    }
+
+    #[test]
+    fn web_pages_and_foreign_hosts_are_refused_before_routing() {
+        let st = state();
+        let with = |extra: &[(&str, &str)]| {
+            let mut h = library();
+            h.retain(|(k, _)| !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(k) && e.eq_ignore_ascii_case("host")));
+            h.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            answer(&st, "GET", TOKEN_PATH, "", &h, 400)
+        };
+        assert_eq!(with(&[]).status, 200);
+        assert_eq!(with(&[("Sec-Fetch-Site", "none")]).status, 200);
+        for extra in [
+            ("Host", "attacker.example:8989"),
+            ("Origin", "http://evil.example"),
+            ("Origin", "null"),
+            ("Sec-Fetch-Site", "cross-site"),
+            ("Sec-Fetch-Site", "same-site"),
+            ("Sec-Fetch-Site", "same-origin"),
+            ("X-Forwarded-For", "10.1.2.3"),
+        ] {
+            let r = with(&[extra]);
+            assert_eq!(r.status, 403, "{extra:?}");
+            assert!(!String::from_utf8_lossy(&r.body).contains("ya29"), "{extra:?}");
+        }
+        // The detection probe too: a page learns nothing, not even that we are here.
+        let page = [("Host".to_string(), "attacker.example".to_string())];
+        assert_eq!(answer(&st, "GET", "/", "", &page, 400).status, 403);
+        // HTTP/1.1 requires exactly one Host.
+        let flavor = [("Metadata-Flavor".to_string(), "Google".to_string())];
+        assert_eq!(answer(&st, "GET", TOKEN_PATH, "", &flavor, 400).status, 400);
+        let mut two = library();
+        two.push(("host".into(), "attacker.example".into()));
+        assert_eq!(answer(&st, "GET", TOKEN_PATH, "", &two, 400).status, 400);
+    }
+
+    #[test]
+    fn refusals_are_logged_ten_a_minute_at_most() {
+        let st = state();
+        let counts = || st.refusals.lock().map(|r| (r.logged, r.unlogged)).unwrap();
+        for _ in 0..25 {
+            st.log_refusal("GET", "/", "test", 60);
+        }
+        assert_eq!(counts(), (10, 15));
+        // The next minute starts over; its first line counts the 15 it did not log.
+        st.log_refusal("GET", "/", "test", 120);
+        assert_eq!(counts(), (1, 0));
     }
 }

@@ -12,13 +12,15 @@
 #      root, which must hold exactly the expected files with sane owners and modes; every
 #      tool in it prints --version running as the image's UID 65532.
 #   4. A pod rehearsed on loopback from the staging root, as UID 65532: the server
-#      container's command from deploy/kubernetes/deployment.yaml, probed as the kubelet
-#      would (plain HTTP GET of the manifest's probe paths on its metrics address): live
-#      and not ready without a token; the refresher sidecar's command (wif-refresh-loop,
-#      against wif-emulate) fails its first run (emulator down) and recovers within
-#      seconds of the emulator's return; then ready, a client of another CA is refused,
-#      and a kubelet-style update of the certificate Secret (the ..data symlink swapped)
-#      is picked up without a restart.
+#      container's command from deploy/kubernetes/deployment.yaml ($(POD_IP) expanded as
+#      the kubelet does, to the rehearsal's pod IP 127.0.0.1), probed as the kubelet
+#      would (plain HTTP GET of the manifest's probe paths on its metrics address, which
+#      must be the pod IP): live and not ready without a token; the refresher sidecar's
+#      command (wif-refresh-loop, against wif-emulate) fails its first run (emulator down)
+#      and recovers within seconds of the emulator's return; then ready (also with 100
+#      idle connections held open to the metrics port), a client of another CA is
+#      refused, and a kubelet-style update of the certificate Secret (the ..data symlink
+#      swapped) is picked up without a restart.
 #   5. Every manifest validates against the Kubernetes 1.29 and latest schemas (PyPI
 #      kubernetes-validate, schemas bundled) and wif's own rules (scripts/check_deploy.py).
 #   6. The VM-fleet units scripts/systemd/wif-fetch.{service,timer} and the consumer
@@ -182,12 +184,15 @@ kubelet_secret_dir() { # kubelet_secret_dir DIR VERSION: (re)point DIR/..data at
 }
 kubelet_secret_dir "$work/tls" 1
 
-# The manifest's container commands, with the pod's paths mapped to the rehearsal's, and
-# its httpGet probes (on the metrics port: check_deploy.py holds it to that in step 5).
+# The manifest's container commands, with $(VAR) expanded from the container's env as the
+# kubelet does (the rehearsal's pod IP is 127.0.0.1), the pod's paths and ports mapped to
+# the rehearsal's, and its httpGet probes (on the metrics port: check_deploy.py holds it to
+# that in step 5).
+pod_ip=127.0.0.1
 refresher_cmd=() serve_cmd=() ready_path='' live_path='' probe_timeout=
-eval "$(python3 - "$work" <<'EOF'
-import shlex, sys, yaml
-work = sys.argv[1]
+eval "$(python3 - "$work" "$pod_ip" <<'EOF'
+import re, shlex, sys, yaml
+work, pod_ip = sys.argv[1], sys.argv[2]
 dep = yaml.safe_load(open("deploy/kubernetes/deployment.yaml"))
 spec = dep["spec"]["template"]["spec"]
 paths = {
@@ -196,19 +201,40 @@ paths = {
     "/etc/wif/tls/": f"{work}/tls/",
     "/etc/wif/client-ca/ca.crt": f"{work}/pki/ca-chain.crt",
     "0.0.0.0:8443": "127.0.0.1:0",
-    "0.0.0.0:9464": "127.0.0.1:0",
+    f"{pod_ip}:9464": f"{pod_ip}:0",
 }
-def mapped(cmd):
+def env_of(c):
+    env = {}
+    for e in c.get("env") or []:
+        field = ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        elif field == "status.podIP":
+            env[e["name"]] = pod_ip
+        else:
+            sys.exit(f"check-deploy.sh: the rehearsal cannot set {c['name']}'s env {e['name']}")
+    return env
+def expanded(arg, env):
+    # The kubelet's rule: $(VAR) is VAR's value when the container defines it, $$ is $.
+    def one(m):
+        return "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0))
+    out = re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)", one, arg)
+    if re.search(r"\$\([A-Za-z_][A-Za-z0-9_]*\)", out):
+        sys.exit(f"check-deploy.sh: {arg!r} names a variable the container does not define")
+    return out
+def mapped(c):
+    env = env_of(c)
     out = []
-    for a in cmd:
+    for a in c["command"]:
+        a = expanded(a, env)
         for k, v in paths.items():
             a = a.replace(k, v)
         out.append(a)
     return " ".join(shlex.quote(a) for a in out)
 serve = next(c for c in spec["containers"] if c["name"] == "wif-serve")
 refresher = next(c for c in spec["initContainers"] if c["name"] == "refresher")
-print(f"refresher_cmd=({mapped(refresher['command'])})")
-print(f"serve_cmd=({mapped(serve['command'])})")
+print(f"refresher_cmd=({mapped(refresher)})")
+print(f"serve_cmd=({mapped(serve)})")
 print(f"ready_path={shlex.quote(serve['readinessProbe']['httpGet']['path'])}")
 print(f"live_path={shlex.quote(serve['livenessProbe']['httpGet']['path'])}")
 print(f"probe_timeout={int(serve['readinessProbe'].get('timeoutSeconds', 1))}")
@@ -251,6 +277,7 @@ EOF
 pids+=($!)
 url=$(server_url "$work/serve.log" $!)
 metrics=$(log_field "$work/serve.log" metrics_address)
+[[ $metrics == "$pod_ip":* ]] || die "the metrics listener is on $metrics, not the pod IP $pod_ip"
 kubelet_probe "$metrics" "$live_path" || die "liveness probe ($live_path) failed on a server without a token"
 if kubelet_probe "$metrics" "$ready_path"; then die "readiness probe ($ready_path) passed on a server without a token"; fi
 echo "before the first token: live, not ready (kubelet-style GET http://$metrics$live_path and $ready_path)"
@@ -282,6 +309,18 @@ kubelet_probe "$metrics" "$ready_path" || die "readiness probe still failing aft
 grep -q 'wif-refresh: refreshed' "$work/refresher.log" || die "no refresh logged: $(cat "$work/refresher.log")"
 kubelet_probe "$metrics" "$live_path" || die "liveness probe failed with a token"
 echo "ready $((SECONDS - started)) s after the emulator came back, and live; $(grep 'wif-refresh: refreshed' "$work/refresher.log")"
+# Anyone the NetworkPolicy admits can hold connections to the metrics port: with 100 idle
+# ones open (more than the listener answers at once), the kubelet's probes still pass.
+python3 - "$metrics" "$live_path" "$ready_path" "$probe_timeout" <<'EOF' || die "probes failed while idle connections held the metrics port"
+import socket, sys, urllib.request
+addr, live, ready, timeout = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+host, port = addr.rsplit(":", 1)
+idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(100)]
+for path in [live, ready] * 5:
+    status = urllib.request.urlopen(f"http://{addr}{path}", timeout=timeout).status
+    assert status == 200, f"{path}: {status}"
+print(f"with 100 idle connections to {addr} open: 10 probes ({live}, {ready}) passed within {timeout} s each")
+EOF
 # The manifest's --metrics-listen: what a Prometheus scrape of the pod reads.
 python3 - "$work/serve.log" <<'EOF' || die "the metrics listener of the manifest's wif-serve"
 import json, sys, urllib.request

@@ -200,22 +200,35 @@ def check_deployment(where, dep, objects, errors):
                 errors.append(f"{obj_where}: the PodDisruptionBudget selector does not select the wif-serve pods")
 
 
-# The metrics listener answers one connection at a time, each within this deadline
-# (lib/serve/metrics.rs), so a probe may wait that long behind a slow scraper.
-METRICS_DEADLINE_SECONDS = 5
+def pod_ip_variable(container, host):
+    """The variable a --metrics-listen host $(VAR) or [$(VAR)] names, if the container's env
+    sets it to the pod IP (downward API, status.podIP); else None."""
+    m = re.fullmatch(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\[\$\(([A-Za-z_][A-Za-z0-9_]*)\)\]", host)
+    if not m:
+        return None
+    name = m.group(1) or m.group(2)
+    for e in container.get("env") or []:
+        if e.get("name") == name:
+            field = ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+            return name if field == "status.podIP" else None
+    return None
 
 
 def check_probes(where, serve, scmd, ports, errors):
     """Kubelet httpGet probes on the plain-HTTP metrics listener: no client certificate is
     involved, so no certificate or --allow change can fail every pod's probes at once.
-    Readiness asks /healthz (503 without a token), liveness /livez."""
+    Readiness asks /healthz (503 without a token), liveness /livez. The listener is bound
+    to the pod IP, the address the probes go to, and nothing wider."""
     metrics = flag(scmd, "--metrics-listen") or ""
     host, _, mport = metrics.rpartition(":")
     if not mport.isdigit() or ports.get("metrics") != int(mport):
         errors.append(f"{where}: wif-serve needs --metrics-listen on the port named metrics (the probes use it)")
         return
-    if host not in ("0.0.0.0", "[::]"):
-        errors.append(f"{where}: --metrics-listen must be on all addresses: the kubelet probes the pod IP")
+    if pod_ip_variable(serve, host) is None:
+        errors.append(
+            f"{where}: --metrics-listen must be on the pod IP, $(POD_IP) with POD_IP from the downward API's "
+            f"status.podIP, not {host!r}: the kubelet probes that address, and no other needs the listener"
+        )
     for kind, path in [("readinessProbe", "/healthz"), ("livenessProbe", "/livez")]:
         probe = serve.get(kind) or {}
         get = probe.get("httpGet")
@@ -229,11 +242,8 @@ def check_probes(where, serve, scmd, ports, errors):
             errors.append(f"{where}: wif-serve {kind} must use the metrics port, not {get.get('port')!r}")
         if get.get("path") != path:
             errors.append(f"{where}: wif-serve {kind} must ask {path}, not {get.get('path')!r}")
-        if (probe.get("timeoutSeconds") or 1) <= METRICS_DEADLINE_SECONDS:
-            errors.append(
-                f"{where}: {kind} timeoutSeconds must exceed the metrics listener's "
-                f"{METRICS_DEADLINE_SECONDS} s deadline (a probe may queue behind a scrape)"
-            )
+        if get.get("host"):
+            errors.append(f"{where}: wif-serve {kind} must go to the pod IP (no httpGet.host)")
 
 
 def check_config(where, cm_name, key, refresher, volumes, objects, errors):
@@ -350,8 +360,11 @@ MUTATIONS = [
     ("probe on the https port by name", "deployment.yaml", _set(SERVE + ["livenessProbe", "httpGet", "port"], "https")),
     ("exec probe", "deployment.yaml", _set(SERVE + ["livenessProbe"], {"exec": {"command": ["wif-probe", "live"]}})),
     ("liveness on /healthz", "deployment.yaml", _set(SERVE + ["livenessProbe", "httpGet", "path"], "/healthz")),
-    ("probe timeout under the scrape deadline", "deployment.yaml", _set(SERVE + ["readinessProbe", "timeoutSeconds"], 1)),
+    ("probe to another host", "deployment.yaml", _set(SERVE + ["livenessProbe", "httpGet", "host"], "127.0.0.1")),
     ("metrics on loopback", "deployment.yaml", _set(SERVE + ["command", -1], "--metrics-listen=127.0.0.1:9464")),
+    ("metrics on all addresses", "deployment.yaml", _set(SERVE + ["command", -1], "--metrics-listen=0.0.0.0:9464")),
+    ("POD_IP from the node's IP", "deployment.yaml", _set(SERVE + ["env", 0, "valueFrom", "fieldRef", "fieldPath"], "status.hostIP")),
+    ("POD_IP not set", "deployment.yaml", _set(SERVE + ["env"], _DELETE)),
     ("token file not shared", "deployment.yaml", _set(SIDECAR + ["command", 2], "--token-out=/tmp/wif_token.txt")),
     ("unmounted volume", "deployment.yaml", _set(SERVE + ["volumeMounts", 1, "name"], "server-cert")),
     ("Service selects nothing", "service.yaml", _set(["spec", "selector"], {"app.kubernetes.io/name": "wif"})),

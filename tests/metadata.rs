@@ -97,16 +97,27 @@ impl Mds {
 
     /// One request with the given extra header lines.
     fn request(&self, method: &str, path: &str, headers: &[&str]) -> Resp {
+        let host = format!("Host: {}", self.host);
+        self.raw(method, path, &[&[host.as_str()][..], headers].concat())
+    }
+
+    /// One request with exactly these header lines (and `Connection: close`).
+    fn raw(&self, method: &str, path: &str, headers: &[&str]) -> Resp {
         let mut s = TcpStream::connect(&self.host).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.host);
+        let mut raw = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
         for h in headers {
             raw.push_str(h);
             raw.push_str("\r\n");
         }
         raw.push_str("\r\n");
         s.write_all(raw.as_bytes()).unwrap();
-        read_response(&mut s, method == "HEAD").unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+        read_response(&mut s, method == "HEAD").unwrap_or_else(|e| panic!("{method} {path} {headers:?}: {e}"))
+    }
+
+    /// The port it listens on.
+    fn port(&self) -> u16 {
+        self.host.rsplit(':').next().unwrap().parse().unwrap()
     }
 
     /// POST with `Metadata-Flavor: Google` and a JSON `body`, sent in two writes.
@@ -175,6 +186,15 @@ fn serve(dir: &Path, token: &str, ttl: i64) -> (Server, String) {
     let path = dir.join("wif_token.txt");
     let exp = write_token(&path, token, ttl);
     (Server::start(&path, &[]), exp)
+}
+
+/// wif-serve with TOKEN for an hour, and a metadata server (with a project number) that has
+/// fetched it.
+fn serving(dir: &Path) -> (Server, Mds) {
+    let (server, _) = serve(dir, TOKEN, 3600);
+    let mds = Mds::start(server.port, &["--project-number", "123456789012"]);
+    mds.wait_stderr("fetched the token", 20);
+    (server, mds)
 }
 
 /// `program script` as a Google client library runs on a consumer host: pointed at the
@@ -399,31 +419,33 @@ fn answers_like_the_metadata_server() {
 }
 
 #[test]
-fn slow_clients_are_cut_off_and_a_full_house_answers_503() {
+fn slow_clients_are_cut_off_and_a_full_house_makes_room() {
     let dir = tempdir();
-    let (server, _) = serve(dir.path(), TOKEN, 3600);
-    let mds = Mds::start(server.port, &["--project-number", "123456789012"]);
-    mds.wait_stderr("fetched the token", 20);
+    let (_server, mds) = serving(dir.path());
 
-    // 128 connections in use: the next one gets 503 (with the flavor header) at once.
-    let held: Vec<TcpStream> = (0..128)
-        .map(|_| {
+    // All 128 slots held by requests that never finish (half a head, half a body): a client
+    // library is still answered at once, in the slot of the oldest, which is closed unanswered.
+    let mut held: Vec<TcpStream> = (0..128)
+        .map(|i| {
             let mut s = TcpStream::connect(&mds.host).unwrap();
-            s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+            let partial: &[u8] = if i % 2 == 0 {
+                b"GET / HTTP/1.1\r\n"
+            } else {
+                b"POST /computeMetadata/v1/instance/service-accounts/default/token HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                  Metadata-Flavor: Google\r\nContent-Length: 1000\r\n\r\n{"
+            };
+            s.write_all(partial).unwrap();
             s
         })
         .collect();
-    let mut s = TcpStream::connect(&mds.host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let r = read_response(&mut s, false).unwrap();
-    assert_eq!(r.status, 503);
-    assert_eq!(r.header("metadata-flavor"), Some("Google"));
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    assert_eq!(body_json(&mds.token())["access_token"], TOKEN);
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    let oldest = &mut held[0];
+    oldest.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(std::io::Read::read(oldest, &mut [0u8; 64]).unwrap(), 0, "the oldest was closed, unanswered");
     drop(held);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while mds.token().status != 200 {
-        assert!(Instant::now() < deadline, "slots not freed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     // A client sending a byte every 500 ms (each read is quick) is cut off 10 s after it
     // connected, with 408: a whole-request deadline, not a per-read one.
@@ -450,6 +472,89 @@ fn slow_clients_are_cut_off_and_a_full_house_answers_503() {
     }
     drop(s);
     trickle.join().unwrap();
+    mds.stop_cleanly(&[TOKEN]);
+}
+
+/// DNS rebinding: a page at http://attacker.example:PORT/ whose name then resolves to
+/// 127.0.0.1 fetches the token as same-origin, free to add `Metadata-Flavor: Google`. What
+/// reaches the server is what Chromium sends for that fetch: the page's name as the Host.
+/// Refused with 403 and no token, as are requests with `Origin` or a browser's
+/// `Sec-Fetch-Site`; each refusal is one line on stderr. What client libraries send is served.
+#[test]
+fn dns_rebinding_and_browser_requests_get_403_and_no_token() {
+    let dir = tempdir();
+    let (_server, mds) = serving(dir.path());
+    let port = mds.port();
+    let token = "/computeMetadata/v1/instance/service-accounts/default/token";
+    let own = format!("Host: {}", mds.host);
+    let rebound = format!("Host: attacker.example:{port}");
+    let browser = [
+        "Metadata-Flavor: Google",
+        "Sec-Fetch-Site: same-origin",
+        "Sec-Fetch-Mode: cors",
+        "Sec-Fetch-Dest: empty",
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+        "Accept: */*",
+    ];
+    let other_port = format!("Host: 127.0.0.1:{}", port.wrapping_add(1));
+    let attacks: Vec<(&str, Vec<&str>)> = vec![
+        ("the rebound page, as Chromium sends it", [&[rebound.as_str()][..], &browser[..]].concat()),
+        ("the rebound name alone", vec!["Host: attacker.example", "Metadata-Flavor: Google"]),
+        ("the rebound name with our port", vec![rebound.as_str(), "Metadata-Flavor: Google"]),
+        ("loopback on another port", vec![other_port.as_str(), "Metadata-Flavor: Google"]),
+        ("a cross-origin page (Origin)", vec![own.as_str(), "Metadata-Flavor: Google", "Origin: http://evil.example"]),
+        ("Sec-Fetch-Site: cross-site", vec![own.as_str(), "Metadata-Flavor: Google", "Sec-Fetch-Site: cross-site"]),
+        ("Sec-Fetch-Site: same-site", vec![own.as_str(), "Metadata-Flavor: Google", "Sec-Fetch-Site: same-site"]),
+    ];
+    for (i, (what, headers)) in attacks.iter().enumerate() {
+        // google-auth's POST for the token too.
+        for method in if i == 0 { &["GET", "POST"][..] } else { &["GET"][..] } {
+            let r = mds.raw(method, token, headers);
+            assert_eq!(r.status, 403, "{what}, {method}");
+            assert_eq!(r.header("metadata-flavor"), Some("Google"), "{what}");
+            assert!(!String::from_utf8_lossy(&r.body).contains(TOKEN), "{what}: the token in the answer");
+        }
+    }
+    // Not even the detection probe answers a page.
+    assert_eq!(mds.raw("GET", "/", &["Host: attacker.example"]).status, 403);
+    // HTTP/1.1 requires one Host, exactly.
+    assert_eq!(mds.raw("GET", token, &["Metadata-Flavor: Google"]).status, 400);
+    assert_eq!(mds.raw("GET", token, &[own.as_str(), "Host: attacker.example", "Metadata-Flavor: Google"]).status, 400);
+
+    // One line each on stderr, saying what and why; never the token.
+    let line = mds.wait_stderr("attacker.example", 5);
+    assert!(
+        line.starts_with(&format!(
+            "wif-get: warning: metadata server: refused GET {token}: Host \"attacker.example:{port}\""
+        )) && line.contains("not a name of this server"),
+        "{line}"
+    );
+    mds.wait_stderr("Origin: \"http://evil.example\"", 5);
+    mds.wait_stderr("Sec-Fetch-Site: \"cross-site\"", 5);
+    std::thread::sleep(Duration::from_millis(200));
+    let refused = mds.stderr().lines().filter(|l| l.contains("metadata server: refused")).count();
+    assert_eq!(refused, attacks.len() + 2, "{}", mds.stderr());
+    assert!(!mds.stderr().contains(TOKEN));
+
+    // What client libraries and tools send: GCE_METADATA_HOST as given, or the metadata
+    // server's names where they are routed here.
+    for host in [
+        mds.host.clone(),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        format!("127.0.0.53:{port}"),
+        "metadata.google.internal".into(),
+        format!("metadata.google.internal.:{port}"),
+        format!("metadata:{port}"),
+        "169.254.169.254".into(),
+    ] {
+        let r = mds.raw("GET", token, &[&format!("Host: {host}"), "Metadata-Flavor: Google"]);
+        assert_eq!((r.status, body_json(&r)["access_token"].as_str()), (200, Some(TOKEN)), "{host}");
+    }
+    // A URL typed into the address bar (Sec-Fetch-Site: none) is no page's request; it only
+    // cannot send Metadata-Flavor.
+    assert_eq!(mds.request("GET", "/", &["Sec-Fetch-Site: none"]).status, 200);
+    assert_eq!(mds.request("GET", token, &["Sec-Fetch-Site: none"]).status, 403);
     mds.stop_cleanly(&[TOKEN]);
 }
 

@@ -6,9 +6,12 @@ use crate::common::prom::{parse_both, Samples};
 use crate::common::server::*;
 use crate::common::*;
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const TOKEN: &str = "ya29.c.metrics-test-token-Kp40";
 const TOKEN2: &str = "ya29.c.metrics-test-token-rewritten-Vd77";
@@ -178,7 +181,7 @@ fn a_silent_scraper_does_not_hold_up_the_tls_listener() {
     write_token(&tok, TOKEN, 3600);
     let mut srv = Server::start(&tok, &["--metrics-listen", "127.0.0.1:0"]);
     let addr = srv.first["metrics_address"].as_str().unwrap().to_string();
-    // Sockets that connect and say nothing hold the metrics thread (up to its deadline)...
+    // Sockets that connect and say nothing hold their own threads (up to the head deadline)...
     let silent: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
     // ...and token requests go on.
     let started = std::time::Instant::now();
@@ -186,11 +189,90 @@ fn a_silent_scraper_does_not_hold_up_the_tls_listener() {
         assert_eq!(get(srv.port, "client", "/get_wif_token").status, 200);
     }
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
-    drop(silent);
     srv.wait_count("the requests", 5, |v| v["event"] == "request");
-    // Once they are gone (or timed out) scrapes are answered again.
+    // ...and so do scrapes.
     let (_, s) = scrape(&srv);
     assert_eq!(requests(&s, "/get_wif_token", "200"), 5.0);
+    drop(silent);
+}
+
+/// The kubelet's probes against a metrics listener that anyone the NetworkPolicy admits can
+/// flood: a stream of connections that never say anything (more than the listener's cap of
+/// 64 at any time) and one that sends its request head a byte a second. 20 probes in a row,
+/// spread over 3 s (past the 2 s head deadline), must each answer 200 within 1 s. (Answered
+/// one connection at a time with a 5 s deadline, one idle socket every 2.4 s failed every
+/// probe: a restart loop.)
+#[test]
+fn probes_pass_while_idle_and_trickling_connections_flood_the_metrics_listener() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let srv = Server::start(&tok, &["--metrics-listen", "127.0.0.1:0"]);
+    let addr = srv.first["metrics_address"].as_str().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicUsize::new(0));
+    let flood = {
+        let (addr, stop, opened) = (addr.clone(), stop.clone(), opened.clone());
+        std::thread::spawn(move || {
+            let mut held = VecDeque::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(s) = TcpStream::connect(&addr) {
+                    held.push_back(s);
+                    opened.fetch_add(1, Ordering::Relaxed);
+                }
+                if held.len() > 150 {
+                    held.pop_front();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    // Each time it is cut off, it says after how long, and starts again.
+    let trickle = {
+        let (addr, stop) = (addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut cut_off = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(mut s) = TcpStream::connect(&addr) else { break };
+                let started = Instant::now();
+                let head = b"GET /livez HTTP/1.1\r\nX-Slow: ".iter().chain(std::iter::repeat(&b'a'));
+                for b in head {
+                    if stop.load(Ordering::Relaxed) {
+                        return cut_off;
+                    }
+                    if s.write_all(&[*b]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                cut_off.push(started.elapsed());
+            }
+            cut_off
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while opened.load(Ordering::Relaxed) < 100 {
+        assert!(Instant::now() < deadline, "the flood could not connect");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for i in 0..20 {
+        let path = ["/livez", "/healthz", "/metrics"][i % 3];
+        let started = Instant::now();
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).unwrap();
+        let r = read_response(&mut s, false).unwrap_or_else(|e| panic!("probe {i} ({path}) unanswered: {e}"));
+        let took = started.elapsed();
+        assert_eq!(r.status, 200, "probe {i} ({path})");
+        assert!(took < Duration::from_secs(1), "probe {i} ({path}) took {took:?}");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    let cut_off = trickle.join().unwrap();
+    // The trickler never got its slot for long: closed at the head deadline or to make room.
+    assert!(!cut_off.is_empty(), "the trickling connection was never cut off");
+    assert!(cut_off.iter().all(|t| *t < Duration::from_secs(4)), "{cut_off:?}");
+    assert!(opened.load(Ordering::Relaxed) > 300, "{} connections", opened.load(Ordering::Relaxed));
 }
 
 #[test]

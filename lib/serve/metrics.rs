@@ -6,6 +6,7 @@
 //! secret is exposed: no token, no client identity, only counts and the token's timestamps.
 
 use super::http::{self, Incoming, Response, HEALTH_PATH};
+use super::pool::{Pool, Slot};
 use super::token::{State, TokenSource};
 use super::Deadlined;
 use crate::clock;
@@ -21,9 +22,14 @@ pub const METRICS_PATH: &str = "/metrics";
 pub const LIVE_PATH: &str = "/livez";
 /// `Content-Type` of the text exposition format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// How long one scrape connection may take, from accept to the last byte sent. Scrapes are
-/// answered one at a time, so this also bounds how long one slow client delays the next.
-const SCRAPE_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections answered at once. Probes and scrapers are a handful; at the cap the oldest
+/// connection that has not sent its whole request head is closed to make room (see
+/// `pool`), so idle or trickling sockets cannot lock out the kubelet's probes.
+const MAX_CONNECTIONS: usize = 64;
+/// Time from accept for the request head to arrive: probes and scrapers send it at once.
+const HEAD_DEADLINE: Duration = Duration::from_secs(2);
+/// Time from accept for the whole exchange, the answer sent included.
+const EXCHANGE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The `route` label: the two served paths, and everything else.
 const ROUTES: [&str; 3] = [http::TOKEN_PATH, http::HEALTH_PATH, "other"];
@@ -294,27 +300,43 @@ pub fn is_exposed(addr: &SocketAddr) -> bool {
     !addr.ip().is_loopback()
 }
 
-/// Answers scrapes on `listener` until the process ends, one connection at a time: one
-/// thread, one socket and a deadline per connection, so however scrapers behave they can
-/// delay only each other, never the TLS listener. `render` builds the text.
-pub fn serve(listener: TcpListener, metrics: &Metrics, render: impl Fn() -> String, health: impl Fn() -> Response) {
-    for incoming in listener.incoming() {
-        let Ok(stream) = incoming else {
-            // Out of file descriptors and the like: give the system a moment.
-            std::thread::sleep(Duration::from_millis(50));
-            continue;
-        };
-        answer(stream, metrics, &render, &health);
-    }
+/// Answers scrapes and probes on `listener` until the process ends, each connection on a
+/// thread of its own (up to MAX_CONNECTIONS) with its own deadlines, so however clients
+/// behave they can delay neither each other's answers nor the TLS listener. `render` builds
+/// the text.
+pub fn serve(
+    listener: TcpListener,
+    metrics: &Metrics,
+    render: impl Fn() -> String + Sync,
+    health: impl Fn() -> Response + Sync,
+) {
+    let pool = Pool::new("metrics-conn", MAX_CONNECTIONS);
+    let full = Response::error(503, "busy", "every connection to the metrics listener is being answered; retry")
+        .to_bytes(false, false);
+    pool.serve(&listener, || false, &full, |stream, slot| answer(stream, slot, metrics, &render, &health));
 }
 
-fn answer(stream: TcpStream, metrics: &Metrics, render: &impl Fn() -> String, health: &impl Fn() -> Response) {
-    let deadline = Instant::now() + SCRAPE_DEADLINE;
-    let mut sock = Deadlined { tcp: &stream, deadline };
+fn answer(
+    stream: &TcpStream,
+    slot: &Slot,
+    metrics: &Metrics,
+    render: &impl Fn() -> String,
+    health: &impl Fn() -> Response,
+) {
+    let accepted = Instant::now();
+    let mut sock = Deadlined { tcp: stream, deadline: accepted + HEAD_DEADLINE };
     let mut buf = Vec::new();
-    let (resp, head_only) = match http::read_request(&mut sock, &mut buf, || true) {
-        Incoming::Request(req) => {
-            let head_only = req.method == "HEAD";
+    let request = match http::read_request(&mut sock, &mut buf, || true) {
+        Incoming::Request(req) => Ok(req),
+        Incoming::Invalid(r) => Err(r),
+        // Gone, or silent past the head deadline (or closed to make room meanwhile).
+        Incoming::Closed | Incoming::TimedOut | Incoming::Broken(_) => return,
+    };
+    if !slot.answering() {
+        return;
+    }
+    let (resp, head_only) = match request {
+        Ok(req) => {
             let resp = match (req.path.as_str(), req.method.as_str()) {
                 (METRICS_PATH, "GET" | "HEAD") => {
                     bump(&metrics.scrapes);
@@ -333,11 +355,11 @@ fn answer(stream: TcpStream, metrics: &Metrics, render: &impl Fn() -> String, he
                 }
                 _ => Response::error(404, "not_found", "this listener serves /metrics, /healthz and /livez"),
             };
-            (resp, head_only)
+            (resp, req.method == "HEAD")
         }
-        Incoming::Invalid(r) => (Response::error(r.status, "bad_request", r.reason), false),
-        Incoming::Closed | Incoming::TimedOut | Incoming::Broken(_) => return,
+        Err(r) => (Response::error(r.status, "bad_request", r.reason), false),
     };
+    sock.deadline = accepted + EXCHANGE_DEADLINE;
     let _ = sock.write_all(&resp.to_bytes(head_only, false));
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }

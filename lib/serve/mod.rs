@@ -10,6 +10,7 @@ pub mod conns;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub(crate) mod pool;
 pub mod tls;
 pub mod token;
 
