@@ -90,7 +90,8 @@ Stdout is a JSON-lines log: first {\"event\":\"listening\",\"address\":…,\"url
 (time, peer, client certificate subject and SHA-256 fingerprint, method, path, status, bytes, duration_ms), \
 refused handshakes and connections, reloads and shutdown. The token is never logged.\n\n\
 With --metrics-listen, Prometheus metrics (text format 0.0.4) are served at GET /metrics on a second, plain-HTTP \
-listener, answered one connection at a time on its own thread with a 5 s deadline, so scrapers cannot hold up token \
+listener, each connection on a thread of its own (up to 64; the request head within 2 s; at the cap the oldest \
+connection that has not sent its request is closed), so neither scrapers nor idle sockets hold up probes or token \
 clients; the first log line then also has metrics_address and metrics_url. The same listener answers GET /healthz \
 (200 with the token's expiry when a token can be served, else 503 with why; never the token) and GET /livez (200 \
 while the process answers), for kubelet probes and load-balancer health checks that cannot present a client \
