@@ -344,23 +344,19 @@ fn clients_are_told_why_without_the_servers_paths() {
     };
     let meta = wif::files::meta_path(&tok);
     // No token; a token without metadata; one edited in place; one others may write.
-    let states: [(&str, Box<dyn Fn()>); 4] = [
-        ("missing", Box::new(|| {})),
-        ("no metadata", Box::new(|| std::fs::remove_file(&meta).unwrap())),
-        ("edited", Box::new(|| std::fs::write(&tok, "ya29.edited-by-hand").unwrap())),
-        (
-            "untrusted",
-            Box::new(|| {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o666)).unwrap();
-            }),
-        ),
-    ];
-    for (what, make) in states {
+    for what in ["missing", "no metadata", "edited", "untrusted"] {
         if what != "missing" {
             write_token(&tok, TOKEN, 3600);
         }
-        make();
+        match what {
+            "no metadata" => std::fs::remove_file(&meta).unwrap(),
+            "edited" => std::fs::write(&tok, "ya29.edited-by-hand").unwrap(),
+            "untrusted" => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o666)).unwrap();
+            }
+            _ => {}
+        }
         for r in [get(srv.port, "client", "/get_wif_token"), get(srv.port, "client", "/healthz"), plain_health()] {
             assert_eq!(r.status, 503, "{what}");
             let body = String::from_utf8_lossy(&r.body);
