@@ -93,15 +93,21 @@ fn short_lived_client(dir: &Path, secs: i64) -> String {
     base.display().to_string()
 }
 
-#[test]
-fn a_client_revoked_by_a_new_crl_is_cut_off_on_its_open_connection() {
+/// A server whose `--crl` file at first revokes nobody it trusts, and `client-revoked` served
+/// once on a kept-alive connection; the CRL's path, to put the real one in place.
+fn revoked_client_kept_alive() -> (tempfile::TempDir, Server, PathBuf, Tls) {
     let (d, tok) = token_dir();
     write_token(&tok, TOKEN, 3600);
     let crl = d.path().join("crl.pem");
-    // To start with, a CRL that revokes nobody the server trusts.
     replace_file(&pki_file("other-crl.pem"), &crl);
-    let mut srv = Server::start(&tok, &["--crl", crl.to_str().unwrap()]);
-    let mut kept = served_once(srv.port, "client-revoked");
+    let srv = Server::start(&tok, &["--crl", crl.to_str().unwrap()]);
+    let kept = served_once(srv.port, "client-revoked");
+    (d, srv, crl, kept)
+}
+
+#[test]
+fn a_client_revoked_by_a_new_crl_is_cut_off_on_its_open_connection() {
+    let (_d, mut srv, crl, mut kept) = revoked_client_kept_alive();
     let mut good = served_once(srv.port, "client");
 
     // The CA revokes it: a new CRL is put in place while the connection stays open, and is
@@ -119,12 +125,7 @@ fn a_client_revoked_by_a_new_crl_is_cut_off_on_its_open_connection() {
 
 #[test]
 fn a_new_crl_reaches_open_connections_without_a_new_connection() {
-    let (d, tok) = token_dir();
-    write_token(&tok, TOKEN, 3600);
-    let crl = d.path().join("crl.pem");
-    replace_file(&pki_file("other-crl.pem"), &crl);
-    let mut srv = Server::start(&tok, &["--crl", crl.to_str().unwrap()]);
-    let mut kept = served_once(srv.port, "client-revoked");
+    let (_d, mut srv, crl, mut kept) = revoked_client_kept_alive();
     replace_file(&pki_file("crl.pem"), &crl);
     // No new connection arrives: the server notices the file by itself.
     srv.wait_for("the CRL reload", |v| v["event"] == "reload" && v["what"] == "tls");
