@@ -232,16 +232,17 @@ fn one_allowed_client_cannot_hold_every_slot_and_stalled_requests_give_way() {
         v["event"] == "connection_refused" && v["reason"].as_str().unwrap().contains("--max-connections-per-client 2")
     });
     assert_eq!(refused.len(), 6);
+    // Which two were kept depends on which handshake the server finished first.
     let answers: Vec<u16> = greedy
         .iter_mut()
-        .skip(2)
         .map(|s| {
             s.sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let _ = s.write_all(b"ET /get_wif_token HTTP/1.1\r\n\r\n");
             read_response(s, false).map(|r| r.status).unwrap_or(0)
         })
         .collect();
-    assert!(answers.iter().all(|s| *s == 503 || *s == 0), "{answers:?}");
+    assert!(answers.iter().filter(|s| **s == 200).count() <= 2, "{answers:?}");
+    assert!(answers.iter().all(|s| [200, 503, 0].contains(s)), "{answers:?}");
     assert_eq!(get(srv.port, "client2", "/get_wif_token").body, TOKEN.as_bytes());
     drop(greedy);
     drop(srv);
@@ -371,4 +372,102 @@ fn clients_are_told_why_without_the_servers_paths() {
         assert!(line["reason"].as_str().unwrap().contains("wif_token.txt"), "{line}");
         srv.seen.clear();
     }
+}
+
+#[test]
+fn a_fleet_sharing_one_certificate_is_never_cut_off_unanswered() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    // Per-client limit 4 (a quarter of 16); 12 hosts with the same certificate at once, five
+    // times: a host over the limit is told to come back (503, Retry-After), never closed
+    // before its request is even read because a sibling arrived.
+    let srv = Server::start(&tok, &["--max-connections", "16"]);
+    let port = srv.port;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let hosts: Vec<_> = (0..12)
+            .map(|_| std::thread::spawn(move || request_raw(port, Some("client"), GET, false).map(|r| r.status)))
+            .collect();
+        statuses.extend(hosts.into_iter().map(|h| h.join().unwrap()));
+    }
+    let unanswered = statuses.iter().filter(|s| s.is_err()).count();
+    assert_eq!(unanswered, 0, "connections closed without an answer: {statuses:?}");
+    assert!(statuses.iter().all(|s| matches!(s, Ok(200) | Ok(503))), "{statuses:?}");
+    assert!(statuses.iter().filter(|s| matches!(s, Ok(200))).count() >= 20, "{statuses:?}");
+}
+
+/// How many of `tries` new connections as `client`, one every half second, got the token.
+fn served_while(port: u16, client: &str, tries: usize) -> usize {
+    (0..tries)
+        .filter(|_| {
+            std::thread::sleep(Duration::from_millis(500));
+            request_raw(port, Some(client), GET, false).is_ok_and(|r| r.status == 200)
+        })
+        .count()
+}
+
+#[test]
+fn a_client_that_splits_every_request_cannot_keep_its_slots() {
+    let (_d, tok) = token_dir();
+    write_token(&tok, TOKEN, 3600);
+    let srv = Server::start(&tok, &["--max-connections", "2", "--max-connections-per-client", "2"]);
+    let port = srv.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Each attacking connection sends every request head in two parts 0.9 s apart and
+    // begins the next one as soon as it has its answer: never idle, never stalled a second.
+    let attackers: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let Ok(mut s) = std::panic::catch_unwind(|| served_once(port, "client2")) else { return };
+                let _ = s.write_all(&GET[..5]);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(900));
+                    let mut next = GET[5..].to_vec();
+                    next.extend_from_slice(&GET[..5]);
+                    if s.write_all(&next).is_err() || read_response(&mut s, false).is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let served = served_while(port, "client", 6);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    assert_eq!(served, 6, "another client was locked out");
+}
+
+#[test]
+fn a_client_that_pipelines_and_reads_slowly_cannot_keep_its_slots() {
+    let (_d, tok) = token_dir();
+    // A large token, so that unread answers fill the socket buffers.
+    let big = format!("ya29.{}", "p".repeat(256 * 1024));
+    write_token(&tok, &big, 3600);
+    let srv = Server::start(&tok, &["--max-connections", "2", "--max-connections-per-client", "2"]);
+    let port = srv.port;
+    // Each attacking connection pipelines many requests and never reads an answer: the
+    // server stays busy writing to it, for as long as the client wants.
+    let _held: Vec<Tls> = (0..2)
+        .map(|_| {
+            let mut s = connect(port, client_config(Some("client2"), "ca-chain.crt", None));
+            while s.conn.is_handshaking() {
+                s.conn.complete_io(&mut s.sock).expect("handshake");
+            }
+            let burst: Vec<u8> = GET.iter().copied().cycle().take(GET.len() * 100).collect();
+            s.write_all(&burst).unwrap();
+            s.flush().unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut ok = 0;
+    for _ in 0..3 {
+        let r = request_raw(port, Some("client"), GET, false);
+        ok += usize::from(r.is_ok_and(|r| r.body == big.as_bytes()));
+    }
+    assert_eq!(ok, 3, "another client was locked out by answers nobody reads");
 }

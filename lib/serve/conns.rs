@@ -1,21 +1,25 @@
 //! The table of open connections and the rules for closing one to make room.
 //!
-//! Every connection is in one phase. A connection still in its handshake, done with its
-//! last answer, or whose request head has been incomplete for a while can be closed when a
-//! new client needs its slot; one whose request is complete is left to finish its answer
-//! (milliseconds). The per-address and per-client limits use the same rules, restricted to
-//! the connections of that address or client, so one party can only ever push out its own.
+//! Every connection is in one phase. When a new client needs a slot, a connection gives way
+//! if holding it costs its client nothing and serves nobody: one refused after its handshake,
+//! one still in its handshake, one idle between requests, or one whose request or answer has
+//! been taking longer than a real client ever takes. What a real client does in its first
+//! moments is protected for a short grace: the second after its handshake, its first request
+//! arriving, an answer being written. The per-address and per-client limits use the same
+//! rules, restricted to the connections of that address or client, so one party can only
+//! ever push out its own.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Shutdown, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// How long a request head may stay incomplete before its connection may be closed to make
-/// room. Real clients send their request in one packet: a head still arriving after this is
-/// a slow or stalled client, not one about to be answered.
-pub const READING_GRACE: Duration = Duration::from_secs(1);
+/// How long a connection is protected in a phase a real client passes through quickly: just
+/// verified and about to send its first request, that request arriving, or its answer being
+/// written. Real clients send a request in one packet and read their answer at once; a
+/// connection still there after this is slow or stalling on purpose.
+pub const GRACE: Duration = Duration::from_secs(1);
 
 /// Where a connection is in its life.
 #[repr(u8)]
@@ -23,27 +27,31 @@ pub const READING_GRACE: Duration = Duration::from_secs(1);
 pub enum Phase {
     /// The TLS handshake is in progress.
     Handshake = 0,
-    /// Between requests, nothing received yet.
-    Idle = 1,
+    /// Verified; its first request has not begun.
+    Fresh = 1,
+    /// Between requests (after at least one answer), nothing of the next one received.
+    Idle = 2,
     /// A request head has begun to arrive and is not complete.
-    Reading = 2,
-    /// A complete request is being answered.
-    Busy = 3,
+    Reading = 3,
+    /// Answering: from a complete request until its answer is written; requests pipelined
+    /// behind it and answered at once belong to the same span.
+    Busy = 4,
     /// Refused after its handshake (not allowed, over its client's limit): answering its
     /// first request, if it sends one at once, before closing.
-    Closing = 4,
+    Closing = 5,
     /// Closed.
-    Closed = 5,
+    Closed = 6,
 }
 
 impl Phase {
     fn from_u8(v: u8) -> Phase {
         match v {
             0 => Phase::Handshake,
-            1 => Phase::Idle,
-            2 => Phase::Reading,
-            3 => Phase::Busy,
-            4 => Phase::Closing,
+            1 => Phase::Fresh,
+            2 => Phase::Idle,
+            3 => Phase::Reading,
+            4 => Phase::Busy,
+            5 => Phase::Closing,
             _ => Phase::Closed,
         }
     }
@@ -52,10 +60,12 @@ impl Phase {
     fn words(self) -> &'static str {
         match self {
             Phase::Handshake => "had not finished its TLS handshake",
+            Phase::Fresh => "had sent no request in the second after its handshake",
             Phase::Idle => "was idle between requests",
-            Phase::Reading => "had sent an incomplete request for over a second",
+            Phase::Reading => "had an incomplete request (for over a second, or after earlier answers)",
+            Phase::Busy => "had been slow to take its answers for over a second",
             Phase::Closing => "was being closed (refused after its handshake)",
-            Phase::Busy | Phase::Closed => "was open",
+            Phase::Closed => "was open",
         }
     }
 }
@@ -73,6 +83,9 @@ pub struct Conn {
     pub addr: Option<IpAddr>,
     /// The verified client (its certificate's fingerprint), once the handshake is done.
     client: OnceLock<String>,
+    /// Whether a request has been answered on it: only the first request's arrival is
+    /// protected by the grace.
+    served: AtomicBool,
     /// When it was accepted.
     pub born: Instant,
     /// The table's clock.
@@ -102,6 +115,11 @@ impl Conn {
             let _ = self.stream.shutdown(Shutdown::Both);
         }
         closed
+    }
+
+    /// Records that a request was answered on it.
+    pub fn mark_served(&self) {
+        self.served.store(true, Ordering::Relaxed);
     }
 
     fn in_phase_for(&self) -> Duration {
@@ -135,16 +153,21 @@ impl Scope<'_> {
     }
 }
 
-/// The order in which connections give way: refused ones first, then handshakes, stalled
-/// request heads, and idle keep-alive connections, each oldest first. `None` for a
-/// connection that must be left alone.
-fn eviction_rank(phase: Phase, in_phase: Duration) -> Option<u8> {
+/// The order in which connections give way: refused ones first, then handshakes, idle
+/// keep-alive connections, requests stalled or arriving on a connection already served,
+/// connections that sent nothing after their handshake, and answers not taken, each oldest
+/// first. `None` for a connection that must be left alone: one in the grace of its first
+/// moments or of an answer.
+fn eviction_rank(phase: Phase, in_phase: Duration, served: bool) -> Option<u8> {
+    let late = in_phase >= GRACE;
     match phase {
         Phase::Closing => Some(0),
         Phase::Handshake => Some(1),
-        Phase::Reading if in_phase >= READING_GRACE => Some(2),
-        Phase::Idle => Some(3),
-        Phase::Reading | Phase::Busy | Phase::Closed => None,
+        Phase::Idle => Some(2),
+        Phase::Reading if late || served => Some(3),
+        Phase::Fresh if late => Some(3),
+        Phase::Busy if late => Some(4),
+        Phase::Reading | Phase::Fresh | Phase::Busy | Phase::Closed => None,
     }
 }
 
@@ -200,6 +223,7 @@ impl Table {
             peer,
             addr,
             client: OnceLock::new(),
+            served: AtomicBool::new(false),
             born: Instant::now(),
             epoch: self.epoch,
         });
@@ -232,7 +256,9 @@ impl Table {
         let mut candidates: Vec<(u8, u64, &Arc<Conn>)> = conns
             .iter()
             .filter(|(id, c)| Some(**id) != except && scope.covers(c))
-            .filter_map(|(id, c)| eviction_rank(c.phase(), c.in_phase_for()).map(|r| (r, *id, c)))
+            .filter_map(|(id, c)| {
+                eviction_rank(c.phase(), c.in_phase_for(), c.served.load(Ordering::Relaxed)).map(|r| (r, *id, c))
+            })
             .collect();
         candidates.sort_unstable_by_key(|(rank, id, _)| (*rank, *id));
         // One may have moved on since it was looked at; then the next.
@@ -242,10 +268,11 @@ impl Table {
         })
     }
 
-    /// Closes every connection that is in its handshake, idle, or being refused (shutdown).
+    /// Closes every connection that is waiting for its client: in its handshake, before or
+    /// between requests, or being refused (shutdown).
     pub fn close_waiting(&self) {
         for c in self.lock().values() {
-            let _ = c.close_if(Phase::Idle) || c.close_if(Phase::Handshake) || c.close_if(Phase::Closing);
+            let _ = [Phase::Idle, Phase::Fresh, Phase::Handshake, Phase::Closing].into_iter().any(|p| c.close_if(p));
         }
     }
 }
@@ -255,15 +282,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn connections_give_way_in_order_and_busy_ones_never() {
-        let secs = Duration::from_secs;
-        assert_eq!(eviction_rank(Phase::Closing, secs(0)), Some(0));
-        assert_eq!(eviction_rank(Phase::Handshake, secs(0)), Some(1));
-        assert_eq!(eviction_rank(Phase::Reading, secs(0)), None, "a request arriving now is left to finish");
-        assert_eq!(eviction_rank(Phase::Reading, secs(2)), Some(2), "a stalled request head gives way");
-        assert_eq!(eviction_rank(Phase::Idle, secs(0)), Some(3));
-        assert_eq!(eviction_rank(Phase::Busy, secs(60)), None);
-        assert_eq!(eviction_rank(Phase::Closed, secs(60)), None);
+    fn connections_give_way_in_order_and_only_after_their_grace() {
+        let (now, late) = (Duration::ZERO, GRACE + Duration::from_millis(1));
+        assert_eq!(eviction_rank(Phase::Closing, now, false), Some(0));
+        assert_eq!(eviction_rank(Phase::Handshake, now, false), Some(1));
+        assert_eq!(eviction_rank(Phase::Idle, now, true), Some(2));
+        assert_eq!(eviction_rank(Phase::Fresh, now, false), None, "a client just verified is about to ask");
+        assert_eq!(eviction_rank(Phase::Fresh, late, false), Some(3));
+        assert_eq!(eviction_rank(Phase::Reading, now, false), None, "a first request arriving now is left to finish");
+        assert_eq!(eviction_rank(Phase::Reading, late, false), Some(3), "a stalled request head gives way");
+        assert_eq!(eviction_rank(Phase::Reading, now, true), Some(3), "only the first request has the grace");
+        assert_eq!(eviction_rank(Phase::Busy, now, true), None, "an answer being written is left to finish");
+        assert_eq!(eviction_rank(Phase::Busy, late, true), Some(4), "answers not taken give way");
+        assert_eq!(eviction_rank(Phase::Closed, late, true), None);
     }
 
     #[test]
@@ -277,7 +308,7 @@ mod tests {
             let (id, c) =
                 table.insert(&s, format!("peer-{}", held.len()), s.local_addr().ok().map(|a| a.ip())).unwrap();
             if let Some(k) = client {
-                assert!(c.enter(Phase::Handshake, Phase::Idle));
+                assert!(c.enter(Phase::Handshake, Phase::Fresh) && c.enter(Phase::Fresh, Phase::Idle));
                 table.join_client(id, k);
             }
             held.push(s);

@@ -77,9 +77,10 @@ every second, and on SIGHUP) every open connection's client is verified again be
 whose certificate has expired, or that is now revoked or no longer trusted, is cut off without an answer. No connection \
 lives longer than --max-connection-age.\n\n\
 Connection slots are guarded: a request head must arrive whole within --header-timeout of its first byte; at \
---max-connections a new client takes the slot of a refused connection, a handshake in progress, a request head stalled \
-for over a second or an idle connection (oldest first), never one being answered; one client certificate holds at \
-most --max-connections-per-client connections, and --max-connections-per-address limits one address likewise.\n\n\
+--max-connections a new client takes the slot of a refused connection, a handshake in progress, an idle connection, or \
+one whose request or answer has taken over a second (oldest first), never a client in its first second or one taking \
+its answer; one client certificate holds at most --max-connections-per-client connections (its newest over the limit \
+gets 503 with Retry-After), and --max-connections-per-address limits one address likewise.\n\n\
 The token is never served when its file or metadata (FILE.meta.json, written by --token-out) is missing, empty \
 or expired, when the token does not match its metadata, or when either file is not trusted (not a regular file, \
 owned by another user than wif-serve's or root, or writable by others): 503 with a JSON error that says why \
@@ -139,10 +140,10 @@ pub struct Cli {
     /// Longest a connection stays open, however active: after it the connection is closed after its current answer, and the client reconnects and is verified afresh [default: 10m]
     #[arg(long, value_name = "DURATION", env = "WIF_MAX_CONNECTION_AGE")]
     pub max_connection_age: Option<String>,
-    /// Most connections open at once. At the limit a new client takes the slot of the oldest connection refused after its handshake, else still in its handshake, else with a request head incomplete for over a second, else idle between requests; when all are answering requests it is closed at once. Both are logged [default: 256]
+    /// Most connections open at once. At the limit a new client takes the slot of a connection refused after its handshake, else one still in its handshake, else one idle between requests, else one whose request or answer has taken over a second (oldest first); a client's first second after its handshake, and answers it takes at once, are never cut. When no connection can give way the new one is closed at once. Both are logged [default: 256]
     #[arg(long, value_name = "N", env = "WIF_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Most connections one verified client (one certificate) may hold at once. Beyond it the client's own oldest waiting connection gives way (as at --max-connections), else the new connection is answered 503 with Retry-After and closed [default: a quarter of --max-connections]
+    /// Most connections one verified client (one certificate) may hold at once. Beyond it one of the client's own connections gives way by the rules of --max-connections, else the new connection is answered 503 with Retry-After: 1 and closed. A fleet of hosts sharing one certificate that fetch at the same moment needs room for its burst [default: a quarter of --max-connections]
     #[arg(long, value_name = "N", env = "WIF_MAX_CONNECTIONS_PER_CLIENT")]
     pub max_connections_per_client: Option<usize>,
     /// Most connections from one IP address at once, counted from accept. Beyond it that address's own oldest waiting connection gives way, else the new one is closed. Off by default: clients behind NAT or a load balancer share an address [default: no limit]
@@ -755,7 +756,7 @@ fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<Conn>, guard
         }
     }
     // Closed to make room (or by the shutdown) just as the handshake finished.
-    if !cx.enter(Phase::Handshake, Phase::Idle) {
+    if !cx.enter(Phase::Handshake, Phase::Fresh) {
         return;
     }
     // The verifier only lets a connection through with a verified certificate.
@@ -816,22 +817,44 @@ impl<'t> Session<'t> {
 
         let age_limit = self.cx.born + limits.max_connection_age;
         let mut buf = Vec::new();
+        // The phase this thread last put the connection in (it may since have been closed).
+        let mut phase = Phase::Fresh;
         loop {
-            // Between requests: wait for the first bytes of the next one.
             self.sock.deadline = (Instant::now() + limits.idle_timeout).min(age_limit);
-            if http::await_request(&mut self.stream(), &mut buf).is_some() {
-                return;
+            if buf.is_empty() {
+                // Between requests: wait for the first bytes of the next one.
+                if phase == Phase::Busy {
+                    if !self.cx.enter(Phase::Busy, Phase::Idle) {
+                        return;
+                    }
+                    phase = Phase::Idle;
+                }
+                if http::await_request(&mut self.stream(), &mut buf).is_some() {
+                    return;
+                }
             }
-            // From its first byte, a request head has --header-timeout to arrive whole.
-            if !self.cx.enter(Phase::Idle, Phase::Reading) {
-                return;
+            // From its first byte, a request head has --header-timeout to arrive whole. A
+            // request pipelined behind an answer belongs to the same busy span: a client that
+            // sends many at once and reads the answers slowly gives way after the grace.
+            if phase == Phase::Busy {
+                if self.cx.phase() != Phase::Busy {
+                    return;
+                }
+            } else {
+                if !self.cx.enter(phase, Phase::Reading) {
+                    return;
+                }
+                phase = Phase::Reading;
             }
             let started = Instant::now();
             self.sock.deadline = self.sock.deadline.min(started + limits.header_timeout);
             let (req, resp, keep_alive) = match http::read_request(&mut self.stream(), &mut buf, || true) {
                 Incoming::Request(req) => {
-                    if !self.cx.enter(Phase::Reading, Phase::Busy) {
-                        return;
+                    if phase == Phase::Reading {
+                        if !self.cx.enter(Phase::Reading, Phase::Busy) {
+                            return;
+                        }
+                        phase = Phase::Busy;
                     }
                     // Before anything is answered: is this client still one to serve?
                     if let Err((reason, code)) = self.client.recheck(&shared.tls, &self.conn) {
@@ -871,11 +894,8 @@ impl<'t> Session<'t> {
                 Incoming::Closed | Incoming::Broken(_) => return,
             };
             let sent = self.answer(shared, req.as_ref(), &resp, keep_alive, started);
-            if !sent
-                || !keep_alive
-                || !self.cx.enter(Phase::Busy, Phase::Idle)
-                || shared.shutting_down.load(Ordering::SeqCst)
-            {
+            self.cx.mark_served();
+            if !sent || !keep_alive || shared.shutting_down.load(Ordering::SeqCst) {
                 return;
             }
         }
@@ -922,7 +942,7 @@ impl<'t> Session<'t> {
     /// [`REFUSED_GRACE`], is answered with `refusal`; then the connection is closed. Until
     /// then it is the first to give way when a slot is needed.
     fn refuse(&mut self, shared: &Shared, refusal: Response, code: &'static str) {
-        if !self.cx.enter(Phase::Idle, Phase::Closing) {
+        if !self.cx.enter(Phase::Fresh, Phase::Closing) {
             return;
         }
         self.sock.deadline = Instant::now() + REFUSED_GRACE;
