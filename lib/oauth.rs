@@ -174,6 +174,8 @@ fn is_absolute_uri(s: &str) -> bool {
 /// A value quoted for an error message: escaped (a line break shows as `\r\n`, so it cannot
 /// forge lines on a terminal or in a log) and cut at 64 characters.
 fn preview(value: &str) -> String {
+    // Scrubbed before it is cut, so that no half of a secret survives the cut.
+    let value = crate::secret::scrub(value);
     let cut: String = value.chars().take(64).collect();
     let more = if cut.len() < value.len() { "…" } else { "" };
     format!("{cut:?}{more}")

@@ -267,3 +267,21 @@ fn remote_errors_that_echo_a_form_encoded_secret_are_scrubbed_in_every_encoding(
     assert_leak_free(&out, &[SECRET, json_escaped], 4);
     assert!(stderr(&out).contains("HTTP 400"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_secret_cut_in_half_by_an_excerpt_does_not_leak_its_first_half() {
+    const SECRET: &str = "Xq8~vT2.kLmN9pQrStUvWxYz0123456789AbCdEf";
+    // A proxy's error page quoting the request body, padded so that the 160 characters of
+    // the excerpt end in the middle of the secret.
+    let srv = Echo::start(|body| {
+        let at = body.find(SECRET).unwrap_or(0);
+        // "<html><body><p>" (15) + pad + " Rejected. Request body: " (25) + the body up to the
+        // secret: the secret starts at character 145, 15 characters before the cut.
+        let pad = "x".repeat(105usize.saturating_sub(at));
+        (400, format!("<html><body><p>{pad} Rejected. Request body: {body}</p></body></html>"))
+    });
+    let out = azure_with_secret(&srv, SECRET);
+    let err = stderr(&out);
+    assert!(err.contains("HTTP 400"), "{err}");
+    assert!(!err.contains(&SECRET[..8]), "stderr leaks the start of the secret: {err}");
+}
