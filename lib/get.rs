@@ -113,10 +113,10 @@ google-auth's detection ping, GCE_METADATA_IP=127.0.0.1:PORT) use the token: \
 .../scopes, .../?recursive=true, /computeMetadata/v1/project/project-id and numeric-project-id, and the root probe. \
 gcloud and gsutil (GCE_METADATA_ROOT=127.0.0.1:PORT) detect it only by a numeric-project-id, so give --project-number \
 (a warning says so otherwise). \
-Every answer carries Metadata-Flavor: Google; a request without Metadata-Flavor: Google, or with X-Forwarded-For, \
-gets 403 (set NO_PROXY=127.0.0.1,localhost where an HTTP proxy is configured). So does a request a web page could have \
-made (DNS rebinding, cross-origin): a Host that is not a loopback address, localhost, metadata.google.internal, metadata \
-or 169.254.169.254 (with this server's port, if any), an Origin header, or a Sec-Fetch-Site other than none; a request \
+Every answer carries Metadata-Flavor: Google; a request without Metadata-Flavor: Google, or with X-Forwarded-For or \
+Forwarded, gets 403 (set NO_PROXY=127.0.0.1,localhost where an HTTP proxy is configured). So does a request a web page could \
+have made (DNS rebinding, cross-origin): a Host that is not a loopback address, localhost or metadata.google.internal \
+(with this server's port, if any), an Origin header, or a Sec-Fetch-Site other than none; a request \
 without a Host gets 400. Refusals are logged on stderr, at most 10 lines a minute. The token route also accepts POST (its \
 body is ignored); a request must arrive whole within 10 s; past 128 connections at once the oldest one whose request has \
 not fully arrived is closed (503 only when all 128 are being answered). Its first stdout line is {\"event\":\"listening\",\"address\":\"127.0.0.1:PORT\",\"metadata_host\":...}. \

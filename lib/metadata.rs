@@ -30,7 +30,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -60,9 +60,6 @@ const SLEEP_SLICE: i64 = 15;
 const MIN_WANTED_GAP: i64 = 2;
 /// Refused requests logged a minute at most; a page in a loop must not flood the log.
 const REFUSALS_LOGGED: u32 = 10;
-/// The Compute Engine metadata server's address: Google's Node.js and Go libraries use it
-/// by default, so it arrives as the Host where it is routed to this server.
-const METADATA_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 
 /// The identity the metadata server describes (from --service-account, --project-id, …).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -454,14 +451,16 @@ fn screen(headers: &[(String, String)], port: u16) -> std::result::Result<(), (R
         headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()).collect::<Vec<_>>()
     };
     let forbidden = |body: &str, why: String| Err((Reply::error(403, &format!("Forbidden: {body}")), why));
-    if let Some(via) = all("x-forwarded-for").first() {
-        return forbidden(
-            "requests through a proxy (X-Forwarded-For) are refused",
-            format!(
-                "it came through a proxy (X-Forwarded-For: {:?}); set NO_PROXY=127.0.0.1,localhost",
-                printable(via, 100)
-            ),
-        );
+    for proxied in ["X-Forwarded-For", "Forwarded"] {
+        if let Some(via) = all(proxied).first() {
+            return forbidden(
+                &format!("requests through a proxy ({proxied}) are refused"),
+                format!(
+                    "it came through a proxy ({proxied}: {:?}); set NO_PROXY=127.0.0.1,localhost",
+                    printable(via, 100)
+                ),
+            );
+        }
     }
     match all("host")[..] {
         [host] if is_own_host(host, port) => {}
@@ -493,12 +492,13 @@ fn screen(headers: &[(String, String)], port: u16) -> std::result::Result<(), (R
 }
 
 /// Whether `host`, a `Host` header, names this server: a loopback address (127.0.0.0/8,
-/// `[::1]`), `localhost`, or a name of the Compute Engine metadata server
-/// (`metadata.google.internal`, its short name `metadata`, 169.254.169.254), with the port
-/// we listen on or none (a port-forward from 80). Client libraries send the
-/// `GCE_METADATA_HOST` they were given, `127.0.0.1:PORT`. None of these can be a web page's
-/// own name: DNS rebinding needs a name whose DNS the attacker controls, which is what a
-/// page's requests carry as their Host.
+/// `[::1]`), `localhost`, or `metadata.google.internal` (the Compute Engine metadata
+/// server's name, for a hosts-file entry and a port-forward from 80), with the port we listen
+/// on or none. Client libraries send the `GCE_METADATA_HOST` they were given,
+/// `127.0.0.1:PORT`. DNS rebinding needs a name whose DNS the attacker controls, which is
+/// what a page's requests carry as their Host; short names such as `metadata`, which a
+/// search domain, LLMNR or a DHCP-registered name can make resolve to a host of the
+/// attacker's, and addresses outside loopback are not accepted.
 fn is_own_host(host: &str, port: u16) -> bool {
     let (name, given) = match host.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
@@ -514,19 +514,19 @@ fn is_own_host(host: &str, port: u16) -> bool {
             None => (host, None),
         },
     };
-    if given.is_some_and(|p| p.parse::<u16>() != Ok(port)) {
+    if given.is_some_and(|p| !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>() != Ok(port)) {
         return false;
     }
     let bracketed = host.starts_with('[');
     match name.parse::<IpAddr>() {
         Ok(IpAddr::V6(ip)) if bracketed => ip.to_canonical().is_loopback(),
-        Ok(IpAddr::V4(ip)) if !bracketed => ip.is_loopback() || ip == METADATA_IP,
+        Ok(IpAddr::V4(ip)) if !bracketed => ip.is_loopback(),
         Ok(_) => false,
         Err(_) if bracketed => false,
         Err(_) => {
             let name = name.to_ascii_lowercase();
             let name = name.strip_suffix('.').unwrap_or(&name);
-            matches!(name, "localhost" | "metadata.google.internal" | "metadata")
+            matches!(name, "localhost" | "metadata.google.internal")
         }
     }
 }
@@ -1009,14 +1009,15 @@ mod tests {
             "metadata.google.internal",
             "metadata.google.internal.:8989",
             "Metadata.Google.Internal:8989",
-            "metadata",
-            "metadata:8989",
-            "169.254.169.254",
-            "169.254.169.254:8989",
         ] {
             assert!(is_own_host(host, PORT), "{host}");
         }
         for host in [
+            "metadata",
+            "metadata:8989",
+            "169.254.169.254",
+            "169.254.169.254:8989",
+            "localhost:+8989",
             "attacker.example",
             "attacker.example:8989",
             "localhost.attacker.example:8989",
