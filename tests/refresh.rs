@@ -819,3 +819,75 @@ fn the_metadata_entry_matching_the_token_counts_top_level_or_previous() {
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(stderr(&out).contains("whose expiry is unknown"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_fifo_swapped_in_at_the_lock_or_token_never_hangs_a_run() {
+    let dir = tempdir();
+    let cfg = dead_config(dir.path());
+    let token = dir.path().join("wif_token.txt");
+    let (lock, fifo) = (lock_of(&token), dir.path().join("fifo"));
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // Someone flips the lock path and the token path between a regular file and a link to a
+    // FIFO, as fast as they can, while runs start: a check-then-open race. Every run must end
+    // (refused, or failed for the dead config), never block opening a FIFO.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (stop, lock, token, fifo) = (stop.clone(), lock.clone(), token.clone(), fifo.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for p in [&lock, &token] {
+                    let _ = std::fs::remove_file(p);
+                    let _ = std::fs::write(p, "");
+                    let _ = std::fs::remove_file(p);
+                    let _ = std::os::unix::fs::symlink(&fifo, p);
+                }
+            }
+        })
+    };
+    let mut codes = Vec::new();
+    for _ in 0..30 {
+        let mut c = refresh(&cfg, &token, &[]);
+        c.stderr(std::process::Stdio::null());
+        let mut child = c.spawn().unwrap();
+        let started = std::time::Instant::now();
+        let code = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s.code();
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                panic!("a run hung on the swapped-in FIFO");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        codes.push(code);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+    assert!(codes.iter().all(|c| c.is_some_and(|c| c != 0)), "{codes:?}");
+}
+
+#[test]
+fn root_keeps_its_lock_only_where_others_cannot_swap_it() {
+    use std::os::unix::fs::PermissionsExt;
+    if !crate::common::root_available("root_keeps_its_lock_only_where_others_cannot_swap_it") {
+        return;
+    }
+    let dir = tempdir();
+    let cfg = dead_config(dir.path());
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let token = shared.join("wif_token.txt");
+    let out = run(refresh(&cfg, &token, &[]));
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("can be written by others (mode 777)"), "{}", stderr(&out));
+    assert!(!lock_of(&token).exists());
+    // With the sticky bit (as /tmp), others cannot replace root's files: allowed.
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = run(refresh(&cfg, &token, &[]));
+    assert!(!stderr(&out).contains("can be written by others"), "{}", stderr(&out));
+    assert!(lock_of(&token).exists());
+}
