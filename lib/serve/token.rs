@@ -118,11 +118,6 @@ impl TokenSource {
         }
     }
 
-    /// The token file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// How many times a new version of the files was read, and how many times that failed
     /// (missing, untrusted, unreadable, or not matching its metadata).
     pub fn reload_counts(&self) -> (u64, u64) {

@@ -16,6 +16,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH="$ROOT/scripts/bench"
+# shellcheck source=scripts/bench/nginx-conf.sh
+. "$BENCH/nginx-conf.sh"
 before='' after='' runs=5 duration=5 concurrency=16 nginx=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -77,34 +79,7 @@ start_wif before "$before"
 start_wif after "$after"
 if [ "$nginx" = 1 ]; then
   port=$(free_port)
-  mkdir -p "$WORK/nginx/tmp"
-  cat > "$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-user root;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/tmp;
-  proxy_temp_path $WORK/nginx/tmp;
-  fastcgi_temp_path $WORK/nginx/tmp;
-  uwsgi_temp_path $WORK/nginx/tmp;
-  scgi_temp_path $WORK/nginx/tmp;
-  keepalive_requests 100000;
-  server {
-    listen 127.0.0.1:$port ssl;
-    ssl_certificate $PKI/server-chain.crt;
-    ssl_certificate_key $PKI/server.key;
-    ssl_client_certificate $PKI/ca-chain.crt;
-    ssl_verify_client on;
-    ssl_verify_depth 2;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location = /get_wif_token { default_type text/plain; add_header Cache-Control no-store; alias $TOKEN; }
-  }
-}
-CONF
+  write_nginx_conf "$WORK/nginx" "$port" "$PKI" "$TOKEN"
   taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
   PIDS+=("$!")
   wait_port "$port"

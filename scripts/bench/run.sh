@@ -36,6 +36,8 @@ usage() { sed -n '2,/^set -e/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit "$
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 invocation="scripts/bench/run.sh${*:+ $*}"
 BENCH="$ROOT/scripts/bench"
+# shellcheck source=scripts/bench/nginx-conf.sh
+. "$BENCH/nginx-conf.sh"
 quick=0 runs=3 duration=10 concurrency=16 pipeline_runs=30 out='' install=1 build=1 keep=0 only=crypto,servers,pipeline,profile
 if [ "$(id -u)" = 0 ]; then sched=fifo; else sched=none; fi
 variant_bins=() nojitter=0
@@ -197,39 +199,7 @@ start_nginx() { # start_nginx PKI
   local pki=$1 dir port
   dir="$WORK/nginx-$(basename "$1")"
   port=$(free_port)
-  mkdir -p "$dir/tmp"
-  cat > "$dir/nginx.conf" <<CONF
-# One worker, mutual TLS with the same certificates, the same token file at /get_wif_token.
-worker_processes 1;
-daemon off;
-user root;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log $dir/access.log;
-  client_body_temp_path $dir/tmp;
-  proxy_temp_path $dir/tmp;
-  fastcgi_temp_path $dir/tmp;
-  uwsgi_temp_path $dir/tmp;
-  scgi_temp_path $dir/tmp;
-  keepalive_requests 100000;
-  server {
-    listen 127.0.0.1:$port ssl;
-    ssl_certificate $pki/server-chain.crt;
-    ssl_certificate_key $pki/server.key;
-    ssl_client_certificate $pki/ca-chain.crt;
-    ssl_verify_client on;
-    ssl_verify_depth 2;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location = /get_wif_token {
-      default_type text/plain;
-      add_header Cache-Control no-store;
-      alias $TOKEN;
-    }
-  }
-}
-CONF
+  write_nginx_conf "$dir" "$port" "$pki" "$TOKEN"
   cp "$dir/nginx.conf" "$RES/nginx.conf"
   cmdlog "${PRIO[*]} taskset -c 0 nginx -p DIR -c DIR/nginx.conf -e DIR/error.log   # config below"
   "${ON0[@]}" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
