@@ -52,7 +52,7 @@ pub fn http_request(data: &[u8]) {
     let mut stream = std::io::Cursor::new(data);
     let mut buf = Vec::new();
     for _ in 0..64 {
-        match read_request(&mut stream, &mut buf, || true) {
+        match read_request(&mut stream, &mut buf) {
             Incoming::Request(req) => {
                 let _ = route(&req.method, &req.path);
             }

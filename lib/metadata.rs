@@ -740,7 +740,7 @@ fn read_request(sock: &mut Deadlined) -> std::result::Result<Option<(http::Reque
     let mut buf = Vec::with_capacity(1024);
     let mut headers = Headers::new();
     let mut keep = |name: &str, value: &[u8]| headers.push((name.to_string(), String::from_utf8_lossy(value).into()));
-    let rq = match http::read_request_with(sock, &mut buf, || true, &mut keep) {
+    let rq = match http::read_request_with(sock, &mut buf, &mut keep) {
         http::Incoming::Request(rq) => rq,
         http::Incoming::Invalid(r) => return Err(Reply::error(r.status, r.reason)),
         http::Incoming::TimedOut => return Err(timeout()),

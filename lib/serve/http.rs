@@ -136,28 +136,16 @@ pub enum Incoming {
 }
 
 /// Reads one request head from `r`. `buf` holds bytes already received (pipelining) and
-/// keeps what follows the head. `begin` is called once the request's first byte is there
-/// (the connection is busy from then on); when it returns false the request is dropped.
-pub fn read_request(r: &mut impl Read, buf: &mut Vec<u8>, begin: impl FnMut() -> bool) -> Incoming {
-    read_request_with(r, buf, begin, &mut |_, _| {})
+/// keeps what follows the head. A server that must tell a connection waiting between
+/// requests from one whose request has begun calls [`await_request`] first.
+pub fn read_request(r: &mut impl Read, buf: &mut Vec<u8>) -> Incoming {
+    read_request_with(r, buf, &mut |_, _| {})
 }
 
 /// [`read_request`], handing the request's headers to `on_header` as [`parse_with`] does.
-pub fn read_request_with(
-    r: &mut impl Read,
-    buf: &mut Vec<u8>,
-    mut begin: impl FnMut() -> bool,
-    on_header: &mut dyn FnMut(&str, &[u8]),
-) -> Incoming {
-    let mut begun = false;
+pub fn read_request_with(r: &mut impl Read, buf: &mut Vec<u8>, on_header: &mut dyn FnMut(&str, &[u8])) -> Incoming {
     loop {
         if !buf.is_empty() {
-            if !begun {
-                if !begin() {
-                    return Incoming::Closed;
-                }
-                begun = true;
-            }
             match parse_with(buf, on_header) {
                 Parsed::Complete(req, n) => {
                     buf.drain(..n);
@@ -375,23 +363,18 @@ mod tests {
     fn reading_keeps_pipelined_bytes_and_sees_eof() {
         let mut input = std::io::Cursor::new(b"GET /a HTTP/1.1\r\n\r\nHEAD /b HTTP/1.1\r\n\r\n".to_vec());
         let mut buf = Vec::new();
-        assert!(matches!(read_request(&mut input, &mut buf, || true), Incoming::Request(r) if r.path == "/a"));
-        assert!(matches!(read_request(&mut input, &mut buf, || true), Incoming::Request(r) if r.method == "HEAD"));
-        assert!(matches!(read_request(&mut input, &mut buf, || true), Incoming::Closed));
+        assert!(matches!(read_request(&mut input, &mut buf), Incoming::Request(r) if r.path == "/a"));
+        assert!(matches!(read_request(&mut input, &mut buf), Incoming::Request(r) if r.method == "HEAD"));
+        assert!(matches!(read_request(&mut input, &mut buf), Incoming::Closed));
         let mut cut = std::io::Cursor::new(b"GET /a HTT".to_vec());
-        assert!(matches!(read_request(&mut cut, &mut Vec::new(), || true), Incoming::Broken(_)));
-        let mut refused = std::io::Cursor::new(b"GET /a HTTP/1.1\r\n\r\n".to_vec());
-        assert!(matches!(read_request(&mut refused, &mut Vec::new(), || false), Incoming::Closed));
+        assert!(matches!(read_request(&mut cut, &mut Vec::new()), Incoming::Broken(_)));
     }
 
     #[test]
     fn reading_stops_at_the_size_limit() {
         let mut endless = std::io::repeat(b'a');
         let mut buf = b"GET / HTTP/1.1\r\nX: ".to_vec();
-        assert!(matches!(
-            read_request(&mut endless, &mut buf, || true),
-            Incoming::Invalid(Refusal { status: 431, .. })
-        ));
+        assert!(matches!(read_request(&mut endless, &mut buf), Incoming::Invalid(Refusal { status: 431, .. })));
         assert!(buf.len() <= MAX_HEAD);
     }
 

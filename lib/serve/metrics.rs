@@ -326,7 +326,7 @@ fn answer(
     let accepted = Instant::now();
     let mut sock = Deadlined { tcp: stream, deadline: accepted + HEAD_DEADLINE };
     let mut buf = Vec::new();
-    let request = match http::read_request(&mut sock, &mut buf, || true) {
+    let request = match http::read_request(&mut sock, &mut buf) {
         Incoming::Request(req) => Ok(req),
         Incoming::Invalid(r) => Err(r),
         // Gone, or silent past the head deadline (or closed to make room meanwhile).

@@ -848,7 +848,7 @@ impl<'t> Session<'t> {
             }
             let started = Instant::now();
             self.sock.deadline = self.sock.deadline.min(started + limits.header_timeout);
-            let (req, resp, keep_alive) = match http::read_request(&mut self.stream(), &mut buf, || true) {
+            let (req, resp, keep_alive) = match http::read_request(&mut self.stream(), &mut buf) {
                 Incoming::Request(req) => {
                     if phase == Phase::Reading {
                         if !self.cx.enter(Phase::Reading, Phase::Busy) {
@@ -948,7 +948,7 @@ impl<'t> Session<'t> {
         self.sock.deadline = Instant::now() + REFUSED_GRACE;
         let started = Instant::now();
         let mut buf = Vec::new();
-        match http::read_request(&mut self.stream(), &mut buf, || true) {
+        match http::read_request(&mut self.stream(), &mut buf) {
             Incoming::Request(req) => {
                 self.answer(shared, Some(&req), &refusal, false, started);
             }
