@@ -13,20 +13,24 @@ pub fn now_unix() -> i64 {
     }
 }
 
-/// Formats Unix seconds as RFC 3339 UTC with a `Z` and no fractional seconds.
+/// Formats Unix seconds as RFC 3339 UTC with a `Z` and no fractional seconds. A time RFC 3339
+/// cannot write (before year 0 or after 9999) comes out as the Unix epoch.
 pub fn rfc3339(unix: i64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let d = t.date();
-    let tm = t.time();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        d.year(),
-        u8::from(d.month()),
-        d.day(),
-        tm.hour(),
-        tm.minute(),
-        tm.second()
-    )
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+}
+
+/// Formats a time as RFC 3339 UTC with milliseconds, always three digits: log time stamps.
+pub fn rfc3339_millis(t: OffsetDateTime) -> String {
+    // Not `Rfc3339`: it trims a fraction's trailing zeros (.120 to .12, .000 to nothing), and
+    // log lines keep one width.
+    const MILLIS: &[time::format_description::BorrowedFormatItem<'_>] =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    t.checked_to_offset(time::UtcOffset::UTC)
+        .and_then(|t| t.format(MILLIS).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into())
 }
 
 /// Parses an RFC 3339 timestamp (any offset, optional fraction) into Unix seconds.
@@ -107,6 +111,28 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-01-01T00:00:00Z").unwrap(), 1_767_225_600);
         assert_eq!(parse_rfc3339("2026-01-01T01:00:00.123+01:00").unwrap(), 1_767_225_600);
         assert!(parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn rfc3339_edges() {
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(-62_167_219_200), "0000-01-01T00:00:00Z");
+        assert_eq!(rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
+        // RFC 3339 has no year 10000 nor negative years.
+        for outside in [253_402_300_800, -62_167_219_201, i64::MAX, i64::MIN] {
+            assert_eq!(rfc3339(outside), "1970-01-01T00:00:00Z", "{outside}");
+        }
+    }
+
+    #[test]
+    fn milliseconds_always_three_digits_in_utc() {
+        let t = OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
+        assert_eq!(rfc3339_millis(t), "2026-01-01T00:00:00.000Z");
+        let t = t.replace_nanosecond(120_999_999).unwrap();
+        assert_eq!(rfc3339_millis(t), "2026-01-01T00:00:00.120Z");
+        let t = t.to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
+        assert_eq!(rfc3339_millis(t), "2026-01-01T00:00:00.120Z");
     }
 
     #[test]

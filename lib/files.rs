@@ -69,7 +69,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let name = path.file_name().ok_or_else(|| Error::usage(format!("{} is not a file path", path.display())))?;
     let mut rnd = [0u8; 6];
     let _ = aws_lc_rs::rand::fill(&mut rnd);
-    let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+    let suffix = hex::encode(rnd);
     let prefix = format!(".{}.", name.to_string_lossy());
     sweep_stale_temps(&dir, &prefix);
     let tmp = dir.join(format!("{prefix}{}.{suffix}.tmp", std::process::id()));

@@ -532,8 +532,10 @@ fn agent(id: &Identity, roots: &[CertificateDer<'static>], timeout: Duration) ->
         PrivateKeyDer::Pkcs8(k) => ("PRIVATE KEY", k.secret_pkcs8_der()),
         _ => return Err(Error::input("unsupported client key format").hint("use a PKCS#8, PKCS#1 or SEC1 PEM key")),
     };
-    let pem = Secret::new(pem_encode(label, der));
-    let key = PrivateKey::from_pem(pem.expose().as_bytes())
+    let key = pem_rfc7468::encode_string(label, pem_rfc7468::LineEnding::LF, der)
+        .map(Secret::new)
+        .map_err(|e| e.to_string())
+        .and_then(|pem| PrivateKey::from_pem(pem.expose().as_bytes()).map_err(|e| e.to_string()))
         .map_err(|e| Error::new(Kind::Internal, format!("re-encoding the client key: {e}")))?;
     let chain: Vec<Certificate<'static>> =
         id.chain.iter().map(|c| Certificate::from_der(c.as_ref()).to_owned()).collect();
@@ -553,18 +555,6 @@ fn agent(id: &Identity, roots: &[CertificateDer<'static>], timeout: Duration) ->
         .user_agent(concat!("wif-get/", env!("CARGO_PKG_VERSION")))
         .build()
         .new_agent())
-}
-
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str(&format!("-----END {label}-----\n"));
-    pem
 }
 
 /// A successful answer.

@@ -103,17 +103,19 @@ impl Response {
 pub const AZURE_IMDS_HOST: &str = "169.254.169.254";
 
 /// The scheme and host policy: `https://` anywhere, `http://` only to loopback (and the
-/// link-local Azure metadata address, which is HTTP-only by design).
+/// link-local Azure metadata address, which is HTTP-only by design). The URL is split by
+/// `http::Uri`, the parser ureq sends with, so the host judged here is the host connected to.
 pub fn check_url(url: &str) -> Result<()> {
     let bad = |why: &str| Error::usage(format!("{url:?} {why}"));
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("is not an absolute URL"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit('@').next().unwrap_or("");
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host_port.split(':').next().unwrap_or("")
+    let uri: http::Uri = url.parse().map_err(|e| {
+        bad(&format!("is not a valid URL ({e})"))
+            .hint("write scheme://host[:port]/path, with spaces and other characters outside URLs percent-encoded")
+    })?;
+    let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        return Err(bad("is not an absolute URL"));
     };
+    // An IPv6 literal comes bracketed, as in the URL.
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     if host.is_empty() {
         return Err(bad("has no host"));
     }
@@ -410,17 +412,13 @@ pub fn tls_error(e: &rustls::Error) -> Error {
     }
 }
 
+/// RFC 3986's unreserved characters, the only ones a query component keeps as they are.
+const COMPONENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 /// Percent-encodes a query-string component (RFC 3986 unreserved characters stay).
 pub fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 /// Appends `key=value` pairs to a URL's query string.
@@ -447,26 +445,17 @@ pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Percent-decoding; `plus` turns `+` into a space (forms).
+/// Percent-decoding; `plus` turns `+` into a space (forms). A `%` not followed by two hex
+/// digits stays as it is, and bytes that are not UTF-8 become U+FFFD.
 pub fn percent_decode(s: &str, plus: bool) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' if plus => out.push(b' '),
-            b'%' => match b.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                Some(h) => {
-                    out.push(u8::from_str_radix(&String::from_utf8_lossy(h), 16).unwrap_or(b'%'));
-                    i += 2;
-                }
-                None => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let spaced;
+    let s = if plus && s.contains('+') {
+        spaced = s.replace('+', " ");
+        &spaced
+    } else {
+        s
+    };
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// The reason phrase of a status that wif's servers send.
@@ -515,6 +504,60 @@ mod tests {
             let e = check_url(bad).unwrap_err();
             assert_eq!(e.kind(), Kind::Usage, "{bad}");
         }
+    }
+
+    /// The host judged is the one a request goes to (http::Uri, as ureq splits the URL):
+    /// userinfo, a query or a fragment cannot smuggle a loopback name past the policy.
+    #[test]
+    fn url_policy_edge_cases() {
+        for ok in [
+            "HTTP://127.0.0.1/",
+            "http://user:pw@127.0.0.1/",
+            "http://evil.example@127.0.0.1/",
+            "http://[0:0:0:0:0:0:0:1]:8080/x",
+            "http://127.0.0.1?x",
+            "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("http://127.0.0.1@evil.example/", "not loopback"),
+            ("http://127.0.0.1:pw@evil.example/", "not loopback"),
+            ("http://evil.example#@127.0.0.1/", "not loopback"),
+            ("http://evil.example?@127.0.0.1/", "not loopback"),
+            ("http://[::ffff:127.0.0.1]/", "not loopback"),
+            ("http://127.1/", "not loopback"),
+            ("http://localhost./", "not loopback"),
+            ("https://:443/", "has no host"),
+            ("https:a", "not an absolute URL"),
+            ("http://::1/", "not a valid URL"),
+            ("http://[::1/", "not a valid URL"),
+            ("https://a b/", "not a valid URL"),
+            ("https://", "not a valid URL"),
+            ("ws://127.0.0.1/", "not an http(s) URL"),
+        ] {
+            let e = check_url(bad).unwrap_err();
+            assert_eq!(e.kind(), Kind::Usage, "{bad}");
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn query_components_keep_only_unreserved_characters() {
+        assert_eq!(encode_component("AZaz09-._~"), "AZaz09-._~");
+        assert_eq!(encode_component("api://x/.default y+z&=%"), "api%3A%2F%2Fx%2F.default%20y%2Bz%26%3D%25");
+        assert_eq!(encode_component("caf\u{e9} \u{1F600}"), "caf%C3%A9%20%F0%9F%98%80");
+        assert_eq!(with_query("https://h/p?a=1", &[("b c", "d/e")]), "https://h/p?a=1&b%20c=d%2Fe");
+    }
+
+    #[test]
+    fn percent_decoding_keeps_what_is_not_an_escape() {
+        assert_eq!(percent_decode("a%2fb%2Fc", false), "a/b/c");
+        assert_eq!(percent_decode("a+b%2B", true), "a b+");
+        assert_eq!(percent_decode("a+b", false), "a+b");
+        assert_eq!(percent_decode("%zz%4%", true), "%zz%4%");
+        assert_eq!(percent_decode("%+1", false), "%+1");
+        assert_eq!(percent_decode("%C3%A9%FF", false), "\u{e9}\u{fffd}");
     }
 
     #[test]

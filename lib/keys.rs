@@ -54,7 +54,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 /// Parses PEM certificates (or a single DER certificate).
 pub fn certs_from_bytes(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     if !looks_like_pem(bytes) {
-        if bytes.first() == Some(&0x30) {
+        if looks_like_der(bytes) {
             return Ok(vec![CertificateDer::from(bytes.to_vec())]);
         }
         return Err(
@@ -232,35 +232,26 @@ fn ec_from_der(der: &[u8]) -> Option<SigningKey> {
 }
 
 /// The `privateKey` OCTET STRING of a PKCS#8 PrivateKeyInfo (PKCS#1 for RSA keys).
-fn pkcs8_inner_key(der: &[u8]) -> Option<Vec<u8>> {
-    let (tag, body, _) = der_tlv(der)?;
-    if tag != 0x30 {
-        return None;
-    }
-    let (_, _, rest) = der_tlv(body)?; // version
-    let (_, _, rest) = der_tlv(rest)?; // algorithm
-    let (tag, key, _) = der_tlv(rest)?;
-    (tag == 0x04).then(|| key.to_vec())
+fn pkcs8_inner_key(pkcs8: &[u8]) -> Option<Vec<u8>> {
+    use der::asn1::{AnyRef, OctetStringRef};
+    use der::Reader;
+    let mut reader = der::SliceReader::new(pkcs8).ok()?;
+    reader
+        .sequence(|info| {
+            let _version: u8 = info.decode()?;
+            let _algorithm: AnyRef<'_> = info.decode()?;
+            let key: OctetStringRef<'_> = info.decode()?;
+            // Attributes and a public key (OneAsymmetricKey) may follow; they are not needed.
+            info.read_slice(info.remaining_len())?;
+            Ok(key.as_bytes().to_vec())
+        })
+        .ok()
 }
 
-/// Splits one DER TLV: (tag, contents, the rest).
-fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (first as usize, rest)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
+/// Whether `bytes` start like DER: with a SEQUENCE, as certificates and CRLs do.
+pub fn looks_like_der(bytes: &[u8]) -> bool {
+    use der::Reader;
+    der::SliceReader::new(bytes).is_ok_and(|r| r.peek_tag() == Ok(der::Tag::Sequence))
 }
 
 /// The subjectPublicKey bit string of a certificate.
@@ -292,16 +283,12 @@ pub fn thumbprint_sha256(cert: &[u8]) -> String {
 
 /// The SHA-1 thumbprint in hex, as the Azure portal shows it (upper case).
 pub fn thumbprint_sha1_hex(cert: &[u8]) -> String {
-    hex_upper(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, cert).as_ref())
+    hex::encode_upper(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, cert))
 }
 
 /// SHA-256 of some bytes as lower-case hex (fingerprints in logs).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex_upper(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref()).to_ascii_lowercase()
-}
-
-fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
 }
 
 /// Standard base64 of a certificate, as `x5c` carries it.
@@ -314,11 +301,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn der_walk_rejects_truncation() {
-        assert!(der_tlv(&[0x30]).is_none());
-        assert!(der_tlv(&[0x30, 0x05, 1, 2]).is_none());
-        assert_eq!(der_tlv(&[0x04, 0x02, 9, 8, 7]).unwrap(), (0x04, &[9u8, 8][..], &[7u8][..]));
+    fn pkcs8_gives_the_pkcs1_key_inside() {
+        use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let pkcs8 = AsDer::<Pkcs8V1Der>::as_der(&pair).unwrap().as_ref().to_vec();
+        let pkcs1 = pkcs8_inner_key(&pkcs8).unwrap();
+        assert_eq!(RsaKeyPair::from_der(&pkcs1).unwrap().public_key().as_ref(), pair.public_key().as_ref());
+        // Attributes after the key ([0], as OneAsymmetricKey allows) are skipped.
+        let mut with_attributes = pkcs8.clone();
+        with_attributes.extend_from_slice(&[0xa0, 0x00]);
+        let grown = u16::from_be_bytes([pkcs8[2], pkcs8[3]]) + 2;
+        with_attributes[2..4].copy_from_slice(&grown.to_be_bytes());
+        assert_eq!(pkcs8_inner_key(&with_attributes).unwrap(), pkcs1);
+        // Truncated anywhere, or a length not in its shortest form: refused, never a panic.
+        for n in 0..pkcs8.len() {
+            assert!(pkcs8_inner_key(&pkcs8[..n]).is_none(), "{n}");
+        }
         assert!(pkcs8_inner_key(&[0x30, 0x00]).is_none());
+        assert!(pkcs8_inner_key(&[0x30, 0x81, 0x08, 0x02, 0x01, 0x00, 0x30, 0x00, 0x04, 0x01, 0x07]).is_none());
+        assert_eq!(pkcs8_inner_key(&[0x30, 0x08, 0x02, 0x01, 0x00, 0x30, 0x00, 0x04, 0x01, 0x07]).unwrap(), [7]);
+        assert!(pkcs8_inner_key(&[0x30, 0x08, 0x02, 0x01, 0x00, 0x30, 0x00, 0x05, 0x01, 0x07]).is_none());
+    }
+
+    #[test]
+    fn der_is_told_from_pem_by_its_first_tag() {
+        assert!(looks_like_der(&[0x30, 0x82, 0x01]));
+        assert!(looks_like_der(&[0x30]));
+        for other in [&b""[..], b"-----BEGIN CERTIFICATE-----", &[0x31, 0x00], &[0x04, 0x00]] {
+            assert!(!looks_like_der(other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn digests_in_hex() {
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(sha256_hex(b"abc"), abc);
+        assert_eq!(thumbprint_sha1_hex(b""), "DA39A3EE5E6B4B0D3255BFEF95601890AFD80709");
     }
 
     #[test]

@@ -498,7 +498,9 @@ fn screen(headers: &[(String, String)], port: u16) -> std::result::Result<(), (R
 /// `127.0.0.1:PORT`. DNS rebinding needs a name whose DNS the attacker controls, which is
 /// what a page's requests carry as their Host; short names such as `metadata`, which a
 /// search domain, LLMNR or a DHCP-registered name can make resolve to a host of the
-/// attacker's, and addresses outside loopback are not accepted.
+/// attacker's, and addresses outside loopback are not accepted. Split by hand, not by
+/// `http::uri::Authority`: that parser takes userinfo (`a@localhost`), a `+8989` port, bytes
+/// after `]` and a port past 65535 (as no port), none of which a Host header may carry.
 fn is_own_host(host: &str, port: u16) -> bool {
     let (name, given) = match host.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
@@ -1030,6 +1032,8 @@ mod tests {
             "[::1]:8990",
             "[::1]x",
             "[::1",
+            "user@localhost:8989",
+            "localhost:98989",
             "::1",
             "[127.0.0.1]:8989",
             "[localhost]:8989",

@@ -134,8 +134,9 @@ fn percent_ends(text: &[u8], at: usize, bytes: &[u8], found: &mut dyn FnMut(usiz
 
 /// The byte two hex digits at `text[at..]` stand for.
 fn hex2(text: &[u8], at: usize) -> Option<u8> {
-    let digits = text.get(at..at + 2).filter(|d| d.iter().all(u8::is_ascii_hexdigit))?;
-    u8::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    let mut byte = [0u8; 1];
+    hex::decode_to_slice(text.get(at..at + 2)?, &mut byte).ok()?;
+    Some(byte[0])
 }
 
 /// Ends of the JSON string escapes of `c` at `text[at..]`: `\"`, `\/`, `\n`… and `\uXXXX` (a

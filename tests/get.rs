@@ -247,6 +247,59 @@ fn pkcs12_client_certificate() {
     assert_eq!(seed.log().len(), 3);
 }
 
+/// wif-get hands its key to the TLS client re-encoded as PEM under the label of its form:
+/// each form a user may give (PKCS#8, PKCS#1 RSA, SEC1 EC) must come through a real mTLS
+/// handshake.
+#[test]
+fn client_keys_in_pkcs8_pkcs1_and_sec1() {
+    let dir = tempdir();
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(d).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::write(d.join("ext.cnf"), "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "rsa8.key",
+        "-subj",
+        "/CN=wif-client",
+        "-out",
+        "rsa.csr",
+    ]);
+    let (ca, ca_key) = (pki_file("intermediate-ca.crt"), pki_file("intermediate-ca.key"));
+    openssl(&[
+        "x509", "-req", "-in", "rsa.csr", "-CA", &ca, "-CAkey", &ca_key, "-days", "1", "-extfile", "ext.cnf", "-out",
+        "rsa.crt",
+    ]);
+    openssl(&["pkey", "-in", "rsa8.key", "-traditional", "-out", "rsa1.key"]);
+    openssl(&["ec", "-in", &pki_file("client.key"), "-out", "ec1.key"]);
+    let path = |name: &str| d.join(name).to_string_lossy().into_owned();
+    let seed = Seed::start(&token_file(d, TOKEN), &["--expires-at", &wif::clock::rfc3339(now() + 3600)]);
+    let cases = [
+        (path("rsa.crt"), path("rsa8.key"), "-----BEGIN PRIVATE KEY-----"),
+        (path("rsa.crt"), path("rsa1.key"), "-----BEGIN RSA PRIVATE KEY-----"),
+        (pki_file("client.crt"), pki_file("client.key"), "-----BEGIN PRIVATE KEY-----"),
+        (pki_file("client.crt"), path("ec1.key"), "-----BEGIN EC PRIVATE KEY-----"),
+    ];
+    for (cert, key, header) in &cases {
+        assert!(std::fs::read_to_string(key).unwrap().starts_with(header), "{key}");
+        let out = bin("wif-get")
+            .args(["--url", &seed.url("localhost"), "--cert", cert, "--key", key, "--ca", &pki_file("ca-chain.crt")])
+            .args(["--format", "token"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{key}: {}", stderr(&out));
+        assert_eq!(out.stdout, TOKEN.as_bytes(), "{key}");
+    }
+    assert_eq!(seed.log().len(), cases.len());
+}
+
 #[test]
 fn server_from_another_ca_hierarchy_is_refused() {
     let dir = tempdir();

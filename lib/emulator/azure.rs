@@ -284,7 +284,8 @@ pub fn instance_discovery(st: &State, req: &Req) -> Resp {
     let q = parse_form(req.query.as_bytes());
     let authz = q.iter().find(|(k, _)| k == "authorization_endpoint").map(|(_, v)| v.clone()).unwrap_or_default();
     // https://HOST/TENANT/oauth2/v2.0/authorize
-    let tenant_name = authz.split("://").nth(1).and_then(|r| r.split('/').nth(1)).unwrap_or("");
+    let uri = authz.parse::<http::Uri>().ok();
+    let tenant_name = uri.as_ref().and_then(|u| u.path().split('/').nth(1)).unwrap_or("");
     if tenant(st, tenant_name).is_none() {
         return aad(400, "invalid_instance", 50049, "Unknown or invalid instance.");
     }

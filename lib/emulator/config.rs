@@ -389,8 +389,8 @@ impl RegisteredCert {
 /// Decodes a registered thumbprint: hex (SHA-1 as the portal shows it, or SHA-256) or base64url.
 pub fn parse_thumbprint(t: &str) -> Option<Vec<u8>> {
     let t = t.trim().replace(':', "");
-    if (t.len() == 40 || t.len() == 64) && t.chars().all(|c| c.is_ascii_hexdigit()) {
-        return (0..t.len()).step_by(2).map(|i| u8::from_str_radix(&t[i..i + 2], 16).ok()).collect();
+    if let Some(b) = hex::decode(&t).ok().filter(|b| matches!(b.len(), 20 | 32)) {
+        return Some(b);
     }
     use base64::Engine;
     let b = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok()?;

@@ -155,10 +155,6 @@ fn thumb(v: &Value) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(v.as_str()?.trim_end_matches('=')).ok()
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
-}
-
 /// Verifies a client assertion; returns its claims. The caller checks `jti` replay.
 pub fn verify_assertion(token: &str, x: &Expect<'_>) -> std::result::Result<Jws, AssertionError> {
     use AssertionError as E;
@@ -186,7 +182,7 @@ pub fn verify_assertion(token: &str, x: &Expect<'_>) -> std::result::Result<Jws,
             candidates.push(leaf);
         }
     }
-    let shown = s256.as_deref().or(s1.as_deref()).map(hex).unwrap_or_default();
+    let shown = s256.as_deref().or(s1.as_deref()).map(hex::encode_upper).unwrap_or_default();
     let Some(cert) = candidates.iter().find(|c| signature_ok(&jws, alg, c)) else {
         return Err(match candidates.first() {
             None => E::UnknownKey(shown),
@@ -194,7 +190,7 @@ pub fn verify_assertion(token: &str, x: &Expect<'_>) -> std::result::Result<Jws,
         });
     };
     if cert.not_after < x.now {
-        return Err(E::KeyExpired(hex(&cert.sha1)));
+        return Err(E::KeyExpired(hex::encode_upper(&cert.sha1)));
     }
     let c = &jws.claims;
     let iss = c.get("iss").and_then(Value::as_str);

@@ -99,16 +99,17 @@ impl std::str::FromStr for Rule {
 /// A SHA-256 digest given as hex (colons allowed) or base64 (`sha256//` prefix allowed, as curl
 /// writes pins), as lower-case hex.
 fn digest_hex(s: &str) -> Option<String> {
-    let hex: String = s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
-    if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Some(hex);
+    let mut digest = [0u8; 32];
+    let unseparated: String = s.chars().filter(|c| *c != ':').collect();
+    if hex::decode_to_slice(&unseparated, &mut digest).is_err() {
+        let b64 = s.strip_prefix("sha256//").unwrap_or(s);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')))
+            .ok()?;
+        digest = bytes.try_into().ok()?;
     }
-    let b64 = s.strip_prefix("sha256//").unwrap_or(s);
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')))
-        .ok()?;
-    (bytes.len() == 32).then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Some(hex::encode(digest))
 }
 
 impl Rule {
@@ -180,6 +181,18 @@ mod tests {
     fn base64_pins_like_curl() {
         let b64 = base64::engine::general_purpose::STANDARD.encode([0xab; 32]);
         assert!(allows(&format!("spki-sha256:sha256//{b64}")));
+    }
+
+    #[test]
+    fn digests_come_out_as_lower_case_hex() {
+        let want = Some("ab".repeat(32));
+        let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xab; 32]);
+        for given in ["AB".repeat(32), ["Ab"; 32].join(":"), url_safe] {
+            assert_eq!(digest_hex(&given), want, "{given}");
+        }
+        for wrong in ["ab".repeat(31), "ab".repeat(33), format!("{}zz", "ab".repeat(31)), String::new()] {
+            assert_eq!(digest_hex(&wrong), None, "{wrong}");
+        }
     }
 
     #[test]

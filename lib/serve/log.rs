@@ -22,9 +22,7 @@ pub fn emit<T: Serialize>(event: &T) {
 
 /// The current time as RFC 3339 UTC with milliseconds.
 pub fn now() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    let base = crate::clock::rfc3339(t.unix_timestamp());
-    format!("{}.{:03}Z", base.trim_end_matches('Z'), t.millisecond())
+    crate::clock::rfc3339_millis(time::OffsetDateTime::now_utc())
 }
 
 /// The first line: where the server listens.

@@ -127,7 +127,7 @@ pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertV
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
     let ctx = || format!("loading the CRL {} (--crl)", path.display());
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e).context(ctx()))?;
-    let crls: Vec<CertificateRevocationListDer<'static>> = if bytes.first() == Some(&0x30) {
+    let crls: Vec<CertificateRevocationListDer<'static>> = if crate::keys::looks_like_der(&bytes) {
         vec![CertificateRevocationListDer::from(bytes)]
     } else {
         CertificateRevocationListDer::pem_slice_iter(&bytes)
