@@ -254,31 +254,8 @@ fn pkcs12_client_certificate() {
 fn client_keys_in_pkcs8_pkcs1_and_sec1() {
     let dir = tempdir();
     let d = dir.path();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(d).output().expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    std::fs::write(d.join("ext.cnf"), "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "rsa8.key",
-        "-subj",
-        "/CN=wif-client",
-        "-out",
-        "rsa.csr",
-    ]);
-    let (ca, ca_key) = (pki_file("intermediate-ca.crt"), pki_file("intermediate-ca.key"));
-    openssl(&[
-        "x509", "-req", "-in", "rsa.csr", "-CA", &ca, "-CAkey", &ca_key, "-days", "1", "-extfile", "ext.cnf", "-out",
-        "rsa.crt",
-    ]);
-    openssl(&["pkey", "-in", "rsa8.key", "-traditional", "-out", "rsa1.key"]);
-    openssl(&["ec", "-in", &pki_file("client.key"), "-out", "ec1.key"]);
+    rsa_leaf(d, "wif-client", "extendedKeyUsage=clientAuth");
+    openssl_in(d, &["ec", "-in", &pki_file("client.key"), "-out", "ec1.key"]);
     let path = |name: &str| d.join(name).to_string_lossy().into_owned();
     let seed = Seed::start(&token_file(d, TOKEN), &["--expires-at", &wif::clock::rfc3339(now() + 3600)]);
     let cases = [

@@ -580,40 +580,14 @@ fn server_keys_in_pkcs8_pkcs1_and_sec1() {
     let (d, tok) = token_dir();
     write_token(&tok, TOKEN, 3600);
     let dir = d.path();
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
-    };
     // RSA: a server certificate from the test intermediate CA, its key as PKCS#8 and as PKCS#1.
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "rsa8.key",
-        "-subj",
-        "/CN=localhost",
-        "-out",
-        "rsa.csr",
-    ]);
-    let (ca, ca_key) = (pki_file("intermediate-ca.crt"), pki_file("intermediate-ca.key"));
-    openssl(&[
-        "x509", "-req", "-in", "rsa.csr", "-CA", &ca, "-CAkey", &ca_key, "-days", "1", "-extfile", "ext.cnf", "-out",
-        "rsa.crt",
-    ]);
+    rsa_leaf(dir, "localhost", "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost");
+    let ca = pki_file("intermediate-ca.crt");
     let mut chain = std::fs::read(dir.join("rsa.crt")).unwrap();
     chain.extend(std::fs::read(&ca).unwrap());
     std::fs::write(dir.join("rsa-chain.crt"), chain).unwrap();
-    openssl(&["pkey", "-in", "rsa8.key", "-traditional", "-out", "rsa1.key"]);
     // EC: the test PKI's server key (PKCS#8) as SEC1.
-    openssl(&["ec", "-in", &pki_file("server.key"), "-out", "ec1.key"]);
+    openssl_in(dir, &["ec", "-in", &pki_file("server.key"), "-out", "ec1.key"]);
     let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
     for (cert, key, header) in [
         (path("rsa-chain.crt"), path("rsa8.key"), "-----BEGIN PRIVATE KEY-----"),

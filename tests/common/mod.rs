@@ -43,6 +43,33 @@ pub fn pki_file(name: &str) -> String {
     pki().join(name).to_string_lossy().into_owned()
 }
 
+/// Runs openssl in `dir`; the test fails with openssl's stderr if it fails.
+pub fn openssl_in(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Makes in `dir` an RSA 2048 leaf for `CN=cn` issued by the test intermediate CA with the
+/// extensions `ext` (openssl extension-file lines): `rsa.crt`, its key as PKCS#8 `rsa8.key`
+/// and as PKCS#1 `rsa1.key`.
+pub fn rsa_leaf(dir: &Path, cn: &str, ext: &str) {
+    std::fs::write(dir.join("ext.cnf"), format!("basicConstraints=critical,CA:FALSE\n{ext}\n")).unwrap();
+    let subject = format!("/CN={cn}");
+    openssl_in(
+        dir,
+        &["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "rsa8.key", "-subj", &subject, "-out", "rsa.csr"],
+    );
+    let (ca, ca_key) = (pki_file("intermediate-ca.crt"), pki_file("intermediate-ca.key"));
+    openssl_in(
+        dir,
+        &[
+            "x509", "-req", "-in", "rsa.csr", "-CA", &ca, "-CAkey", &ca_key, "-days", "1", "-extfile", "ext.cnf",
+            "-out", "rsa.crt",
+        ],
+    );
+    openssl_in(dir, &["pkey", "-in", "rsa8.key", "-traditional", "-out", "rsa1.key"]);
+}
+
 /// A fresh temporary directory, removed when dropped.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
