@@ -280,10 +280,13 @@ fn never_serves_an_expired_missing_or_unmatched_token() {
     });
     assert_eq!(line["bytes"], r.body.len());
 
-    // Empty token file with matching metadata, then no metadata at all.
+    // No metadata at all, and written longer ago than the lifetime assumed for that (55 min).
     write_token(&tok, TOKEN, 3600);
     std::fs::remove_file(&meta).unwrap();
-    assert_eq!(get(srv.port, "client", "/get_wif_token").status, 503);
+    set_mtime(&tok, now() - 3301);
+    let r = get(srv.port, "client", "/get_wif_token");
+    assert_eq!(r.status, 503);
+    assert!(r.json()["message"].as_str().unwrap().contains("no metadata"), "{:?}", r.json());
     std::fs::remove_file(&tok).unwrap();
     assert_eq!(get(srv.port, "client", "/get_wif_token").status, 503);
     srv.finish_checking_secrecy(&[TOKEN]);

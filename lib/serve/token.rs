@@ -219,7 +219,7 @@ impl TokenSource {
             }
         };
         match outcome {
-            Ok(loaded) => judge(loaded),
+            Ok(loaded) => judge(loaded, &self.path),
             Err(p) => State::Unavailable { reason: p.reason, detail: p.detail, expires_at: None, written_at: None },
         }
     }
@@ -311,7 +311,7 @@ impl TokenSource {
                 self.meta.display()
             ))
             .emit();
-        self.warn_assumed(stamp, &expires_at_text, &how);
+        self.warn_assumed(stamp, expires_at, &how);
         let is_jwt = crate::jwt::decode_unverified(bare.token.expose()).is_some();
         Arc::new(Loaded {
             token: bare.token,
@@ -325,7 +325,7 @@ impl TokenSource {
     }
 
     /// One warning on stderr per version of a token file without metadata.
-    fn warn_assumed(&self, stamp: Stamp, expires_at: &str, how: &str) {
+    fn warn_assumed(&self, stamp: Stamp, expires_at: i64, how: &str) {
         {
             let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
             if *warned == Some(stamp) {
@@ -333,10 +333,15 @@ impl TokenSource {
             }
             *warned = Some(stamp);
         }
+        let when = clock::rfc3339(expires_at);
+        let what = if expires_at > clock::now_unix() {
+            format!("serving it until {when}, assumed from {how}, and answering 503 after that")
+        } else {
+            format!("answering 503: it is taken to have expired at {when}, assumed from {how}")
+        };
         crate::cli::warn(format!(
-            "the token file {} has no metadata ({}, which the wif tools write beside it): serving it until \
-             {expires_at}, assumed from {how}, and answering 503 after that; --assume-ttl sets the lifetime \
-             assumed (0: never serve a token file without metadata)",
+            "the token file {} has no metadata ({}, which the wif tools write beside it): {what}; --assume-ttl \
+             sets the lifetime assumed (0: never serve a token file without metadata)",
             self.path.display(),
             self.meta.display()
         ));
@@ -350,15 +355,15 @@ impl TokenSource {
         match read_bare_token(&self.path) {
             Ok(bare) => {
                 let (expires_at, how) = assumed_expiry(&bare, ttl, clock::now_unix());
-                self.warn_assumed(stamp, &clock::rfc3339(expires_at), &how);
+                self.warn_assumed(stamp, expires_at, &how);
             }
             Err(stored) => crate::cli::warn(format!("{}; answering 503 until that changes", stored.detail())),
         }
     }
 }
 
-/// Whether a token read from disk may be served now.
-fn judge(loaded: Arc<Loaded>) -> State {
+/// Whether a token read from disk (from the token file `path`) may be served now.
+fn judge(loaded: Arc<Loaded>, path: &Path) -> State {
     let why = if loaded.token.is_empty() {
         "the token file is empty".to_string()
     } else if loaded.expires_at <= clock::now_unix() {
@@ -377,7 +382,7 @@ fn judge(loaded: Arc<Loaded>) -> State {
         return State::Ready(loaded);
     };
     State::Unavailable {
-        detail: why.clone(),
+        detail: format!("{why} (token file {})", path.display()),
         reason: why,
         expires_at: Some(loaded.expires_at_text.clone()),
         written_at: Some(loaded.written_at.clone()),
