@@ -34,13 +34,20 @@ fn rfc3339(v: &Value) -> i64 {
     wif::clock::parse_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}"))).unwrap()
 }
 
-#[test]
-fn wif_get_takes_the_bare_token_from_the_seeds_flask_server() {
+/// The seed's Flask server serving TOKEN from a generator's file (with its directory), if
+/// flask is installed.
+fn flask_serving_the_generators_file() -> Option<(tempfile::TempDir, Seed)> {
     if !python_has("flask") {
-        return;
+        return None;
     }
     let dir = tempdir();
     let seed = Seed::flask(&generator_writes(dir.path(), TOKEN));
+    Some((dir, seed))
+}
+
+#[test]
+fn wif_get_takes_the_bare_token_from_the_seeds_flask_server() {
+    let Some((dir, seed)) = flask_serving_the_generators_file() else { return };
     let out_file = dir.path().join("token.txt");
     let out = get(&seed.url("localhost")).arg("--out").arg(&out_file).output().unwrap();
     let err = stderr(&out);
@@ -75,11 +82,7 @@ fn wif_get_takes_the_bare_token_from_the_seeds_flask_server() {
 
 #[test]
 fn the_metadata_server_serves_the_seeds_bare_token_and_refetches_after_half_its_assumed_lifetime() {
-    if !python_has("flask") {
-        return;
-    }
-    let dir = tempdir();
-    let seed = Seed::flask(&generator_writes(dir.path(), TOKEN));
+    let Some((_dir, seed)) = flask_serving_the_generators_file() else { return };
     let mds = Mds::start(seed.port, &[]);
     // The refresh schedule as it says it: half of the 5 minutes assumed, not a 30 s poll
     // (the default --min-ttl of 5 minutes would make every fetch due at once).
