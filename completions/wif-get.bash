@@ -23,7 +23,7 @@ _wif__get() {
 
     case "${cmd}" in
         wif__get)
-            opts="-h -V --url --cert --key --key-password-file --key-password-env --ca --out --min-ttl --assume-ttl --format --export-name --show-token --force --timeout --retries --max-time --metadata-server --service-account --project-id --project-number --scopes --config --help --version"
+            opts="-h -V --url --cert --key --key-password-file --key-password-env --ca --out --min-ttl --assume-ttl --format --subject-token-type --export-name --show-token --force --timeout --retries --max-time --metadata-server --service-account --project-id --project-number --scopes --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -67,6 +67,10 @@ _wif__get() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "json token export executable gcloud" -- "${cur}"))
+                    return 0
+                    ;;
+                --subject-token-type)
+                    COMPREPLY=($(compgen -W "jwt id_token saml2" -- "${cur}"))
                     return 0
                     ;;
                 --export-name)

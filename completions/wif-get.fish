@@ -6,12 +6,15 @@ complete -c wif-get -l key-password-env -d 'Name of the environment variable hol
 complete -c wif-get -l ca -d 'CA certificates (PEM) that issued the server\'s certificate, e.g. ca-chain.crt' -r -F
 complete -c wif-get -l out -d 'Write the token to FILE (mode 0600, atomically) and FILE.meta.json beside it' -r -F
 complete -c wif-get -l min-ttl -d 'Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m (--metadata-server: refetch when less is left, default 5m)' -r
-complete -c wif-get -l assume-ttl -d 'Expiry to assume when the server sends no X-Token-Expires-At and the token is not a JWT, e.g. 55m' -r
+complete -c wif-get -l assume-ttl -d 'Lifetime to assume, from the fetch, when the server sends no X-Token-Expires-At and the token is not a JWT (the seed\'s Flask server); 0: refuse such a token [default: 5m, the least a token the seed serves has left]' -r
 complete -c wif-get -l format -d 'What to print on stdout [default: json]' -r -f -a "json\t'The wif JSON document with the `fetched` section (no token unless --show-token)'
 token\t'The token alone, without a newline'
 export\t'`export NAME=\'TOKEN\'` for a POSIX shell'
 executable\t'A google-auth executable-sourced credential response (subject tokens: JWT or SAML)'
 gcloud\t'`export CLOUDSDK_AUTH_ACCESS_TOKEN_FILE=\'OUT\'` for gcloud (needs --out; prints no token)'"
+complete -c wif-get -l subject-token-type -d 'With --format executable: the subject token type to report [default: from the token\'s claims]' -r -f -a "jwt\t'urn:ietf:params:oauth:token-type:jwt: a JWT that is not an ID token, e.g. an Azure AD access token'
+id_token\t'urn:ietf:params:oauth:token-type:id_token: an OpenID Connect ID token'
+saml2\t'urn:ietf:params:oauth:token-type:saml2: a base64 SAML 2.0 assertion'"
 complete -c wif-get -l export-name -d 'With --format export: the variable name [default: GOOGLE_OAUTH_ACCESS_TOKEN, which Terraform reads]' -r
 complete -c wif-get -l timeout -d 'Time-out for each attempt (connect, handshake, answer) [default: 30s]' -r
 complete -c wif-get -l retries -d 'Retries after a connection failure or a 5xx answer (never after 4xx) [default: 3]' -r

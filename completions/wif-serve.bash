@@ -23,7 +23,7 @@ _wif__serve() {
 
     case "${cmd}" in
         wif__serve)
-            opts="-h -V --listen --cert --key --client-ca --token --crl --allow --handshake-timeout --idle-timeout --header-timeout --max-connection-age --max-connections --max-connections-per-client --max-connections-per-address --shutdown-timeout --metrics-listen --config --help --version"
+            opts="-h -V --listen --cert --key --client-ca --token --assume-ttl --crl --allow --handshake-timeout --idle-timeout --header-timeout --max-connection-age --max-connections --max-connections-per-client --max-connections-per-address --shutdown-timeout --metrics-listen --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -46,6 +46,10 @@ _wif__serve() {
                     return 0
                     ;;
                 --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --assume-ttl)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

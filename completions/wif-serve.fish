@@ -3,6 +3,7 @@ complete -c wif-serve -l cert -d 'Server certificate chain (PEM, leaf first)' -r
 complete -c wif-serve -l key -d 'Server private key (PEM: PKCS#8, PKCS#1 or SEC1)' -r -F
 complete -c wif-serve -l client-ca -d 'CA certificates (root and intermediates, PEM) that client certificates must chain to' -r -F
 complete -c wif-serve -l token -d 'The token file to serve (written by --token-out, with FILE.meta.json beside it)' -r -F
+complete -c wif-serve -l assume-ttl -d 'Lifetime assumed for a token file without FILE.meta.json (as the seed\'s generator writes it), counted from its modification time; 0: never serve such a file [default: 55m, the seed\'s refresh period]' -r
 complete -c wif-serve -l crl -d 'Certificate revocation list (PEM or DER) of a client CA; repeatable. Certificates whose issuer has no CRL here are not checked' -r -F
 complete -c wif-serve -l allow -d 'Only serve clients with this identity: cn:NAME, dns:NAME, uri:URI, spki-sha256:HEX or cert-sha256:HEX; repeatable' -r
 complete -c wif-serve -l handshake-timeout -d 'Time a client has to complete the TLS handshake [default: 10s]' -r

@@ -336,10 +336,51 @@ fn found(path: &Path, token: Vec<u8>, meta: TokenMeta) -> Stored {
     }
 }
 
+/// A token file with no metadata beside it, as programs other than the wif tools write it
+/// (the seed's Java generator: the token alone). Its expiry is not known; the reader decides
+/// what to assume from when it was written.
+pub struct BareToken {
+    /// The token bytes, without a trailing line end.
+    pub token: Secret,
+    /// When the file was last modified, Unix seconds (of the file whose bytes these are).
+    pub modified: i64,
+}
+
+impl std::fmt::Debug for BareToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BareToken({:?}, modified {})", self.token, self.modified)
+    }
+}
+
+/// Reads a token file that has no metadata, under the same trust rules as `read_token` (a
+/// regular file, owned by this user or root, writable by nobody else). One trailing line end
+/// (LF or CRLF), which a generator may add, is not part of the token; any other whitespace
+/// or control character means the file holds something else, and is refused.
+pub fn read_bare_token(path: &Path) -> std::result::Result<BareToken, Stored> {
+    let (bytes, stat) = read_part_with_stat(path, Part::Token)?;
+    let unusable = |why: &str| Stored::Unusable(Part::Token, path.to_path_buf(), why.to_string());
+    let text = String::from_utf8(bytes).map_err(|_| unusable("it is not UTF-8 text"))?;
+    let token = text.strip_suffix('\n').map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(unusable("it holds whitespace or control characters inside; a token has none"));
+    }
+    let modified = stat
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64);
+    Ok(BareToken { token: Secret::new(token), modified })
+}
+
 /// The bytes of an existing token or metadata file, if it is trusted. The file is opened
 /// without blocking and checked before any read, so a FIFO (or device) put in its place is
 /// refused at once instead of hanging the reader.
 fn read_part(path: &Path, part: Part) -> std::result::Result<Vec<u8>, Stored> {
+    read_part_with_stat(path, part).map(|(bytes, _)| bytes)
+}
+
+/// `read_part`, with the status of the file that was read.
+fn read_part_with_stat(path: &Path, part: Part) -> std::result::Result<(Vec<u8>, std::fs::Metadata), Stored> {
     let unusable = |e: &std::io::Error| Stored::Unusable(part, path.to_path_buf(), crate::error::io_words(e));
     let mut opts = std::fs::OpenOptions::new();
     opts.read(true);
@@ -362,7 +403,7 @@ fn read_part(path: &Path, part: Part) -> std::result::Result<Vec<u8>, Stored> {
     if bytes.len() as u64 > part.limit() {
         return Err(Stored::Unusable(part, path.to_path_buf(), format!("it is larger than {} bytes", part.limit())));
     }
-    Ok(bytes)
+    Ok((bytes, stat))
 }
 
 /// Why an existing file may not be trusted, or `None` if it may: it must be a regular file,

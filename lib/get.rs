@@ -31,6 +31,12 @@ pub const TYPE_HEADER: &str = "x-token-type";
 pub const MAX_TOKEN_BYTES: u64 = 64 * 1024;
 /// Longest wait for the TCP connection of one attempt (within --timeout).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The lifetime assumed for a token whose server says nothing of its expiry (the seed's
+/// Flask server sends the bare token): the seed's generator refreshes every 55 minutes and
+/// Google's access tokens live 60, so a token it serves has at least 5 minutes left.
+pub const DEFAULT_ASSUME_TTL: Duration = Duration::from_secs(5 * 60);
+/// Most characters of a server's error message quoted in wif-get's own.
+const MAX_REASON_CHARS: usize = 300;
 
 /// Examples shown in --help and the manual page.
 pub const EXAMPLES: &[Example] = &[
@@ -84,6 +90,35 @@ pub enum Format {
     Gcloud,
 }
 
+/// What kind of subject token `--format executable` says the token is (google-auth's
+/// executable-sourced response format).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+pub enum SubjectTokenType {
+    /// urn:ietf:params:oauth:token-type:jwt: a JWT that is not an ID token, e.g. an Azure AD access token
+    #[value(name = "jwt")]
+    #[serde(rename = "jwt")]
+    Jwt,
+    /// urn:ietf:params:oauth:token-type:id_token: an OpenID Connect ID token
+    #[value(name = "id_token")]
+    #[serde(rename = "id_token")]
+    IdToken,
+    /// urn:ietf:params:oauth:token-type:saml2: a base64 SAML 2.0 assertion
+    #[value(name = "saml2")]
+    #[serde(rename = "saml2")]
+    Saml2,
+}
+
+impl SubjectTokenType {
+    /// The URN google-auth expects in `token_type`.
+    pub fn urn(self) -> &'static str {
+        match self {
+            SubjectTokenType::Jwt => "urn:ietf:params:oauth:token-type:jwt",
+            SubjectTokenType::IdToken => "urn:ietf:params:oauth:token-type:id_token",
+            SubjectTokenType::Saml2 => "urn:ietf:params:oauth:token-type:saml2",
+        }
+    }
+}
+
 /// Command line of wif-get.
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -96,15 +131,24 @@ server's certificate against --ca and the host name in --url.\n\n\
 With --out, the token is written atomically with mode 0600 (exactly the token bytes), with FILE.meta.json beside \
 it, written first (it also describes the token it replaces, so the pair stays consistent if wif-get is killed \
 between the two); a failed fetch leaves the previous file untouched. The expiry comes from the server's \
-X-Token-Expires-At header, else from the JWT's exp, else from --assume-ttl. With --min-ttl, nothing is fetched while \
+X-Token-Expires-At header, else from the JWT's exp, else it is assumed: --assume-ttl after the fetch (default 5m, \
+the least a token from the seed's Flask server, which sends the bare token, has left: the seed refreshes it every 55 \
+minutes and Google's access tokens live 60), with a warning on stderr and expires_from: assumed and \
+assumed_ttl_seconds in the `fetched` section. With --min-ttl, nothing is fetched while \
 the token in --out is still valid that long, and trusted: both files regular, owned by this user or root, and \
 writable by nobody else (otherwise a warning says why and the token is fetched again).\n\n\
 Connection failures and 5xx answers (503: the server has no fresh token) are retried with exponential backoff and \
 jitter, honouring Retry-After, within --retries and --max-time; 4xx answers and TLS verification failures are not. \
+The error for a 5xx answer quotes the server's reason when its body is a JSON error (wif-serve's 503 says why it \
+has no token), scrubbed of anything shaped like a token and at most 300 characters. \
 --max-time bounds the whole fetch: no attempt waits longer than what is left of it.\n\n\
 Prints the JSON document (stdin, nothing piped: an empty one) with a `fetched` section: url, status, expires_at, \
 bytes, sha256, out, fetched_at (and skipped: true when --min-ttl found the token fresh). The token itself is printed \
-only with --show-token or --format token/export/executable, and never to a terminal unless --force is given; \
+only with --show-token or --format token/export/executable, and never to a terminal unless --force is given. \
+--format executable labels a JWT as an ID token (token-type:id_token) when it has the claims of one (nonce, \
+auth_time, at_hash, c_hash, or azp without the marks of an access token) and as token-type:jwt otherwise, e.g. an \
+Azure AD access token, which carries azp too but also azpacr, scp, idtyp, appid or a typ: at+jwt header; \
+--subject-token-type says it instead. \
 --format gcloud prints `export CLOUDSDK_AUTH_ACCESS_TOKEN_FILE=OUT` (the absolute path of --out) for gcloud.\n\n\
 With --metadata-server 127.0.0.1:PORT, wif-get keeps running and answers on loopback like the Compute Engine \
 metadata server, so that unmodified Google client libraries run with GCE_METADATA_HOST=127.0.0.1:PORT (and, for \
@@ -121,7 +165,9 @@ without a Host gets 400. Refusals are logged on stderr, at most 10 lines a minut
 body is ignored); a request must arrive whole within 10 s; past 128 connections at once the oldest one whose request has \
 not fully arrived is closed (503 only when all 128 are being answered). Its first stdout line is {\"event\":\"listening\",\"address\":\"127.0.0.1:PORT\",\"metadata_host\":...}. \
 It fetches the token at start and again when less than --min-ttl (default 5m) or a quarter of its lifetime \
-is left (by the wall clock, so also right after a suspend), or at once when a client finds no valid token, and \
+is left (by the wall clock, so also right after a suspend), or at once when a client finds no valid token; a \
+token whose lifetime is assumed (no expiry from the server) is fetched again after half of it, and never more \
+often than every 30 s; and \
 keeps serving the last good token while it is unexpired when a refresh fails; one line on stderr per \
 refresh or failure, never the token. If the first fetch is refused (TLS, certificate, 4xx, bad answer) it exits \
 with that error; if wif-serve is unreachable or failing it answers 503 for the token and keeps retrying (1 s, \
@@ -154,12 +200,15 @@ pub struct Cli {
     /// Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m (--metadata-server: refetch when less is left, default 5m)
     #[arg(long, value_name = "DURATION", env = "WIF_GET_MIN_TTL")]
     pub min_ttl: Option<String>,
-    /// Expiry to assume when the server sends no X-Token-Expires-At and the token is not a JWT, e.g. 55m
+    /// Lifetime to assume, from the fetch, when the server sends no X-Token-Expires-At and the token is not a JWT (the seed's Flask server); 0: refuse such a token [default: 5m, the least a token the seed serves has left]
     #[arg(long, value_name = "DURATION", env = "WIF_GET_ASSUME_TTL")]
     pub assume_ttl: Option<String>,
     /// What to print on stdout [default: json]
     #[arg(long, value_enum, env = "WIF_GET_FORMAT")]
     pub format: Option<Format>,
+    /// With --format executable: the subject token type to report [default: from the token's claims]
+    #[arg(long, value_enum, value_name = "TYPE", env = "WIF_GET_SUBJECT_TOKEN_TYPE")]
+    pub subject_token_type: Option<SubjectTokenType>,
     /// With --format export: the variable name [default: GOOGLE_OAUTH_ACCESS_TOKEN, which Terraform reads]
     #[arg(long, value_name = "NAME", env = "WIF_GET_EXPORT_NAME")]
     pub export_name: Option<String>,
@@ -217,6 +266,9 @@ pub struct FetchedSection {
     /// Where the expiry came from: `header`, `jwt`, `assumed` or `file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_from: Option<String>,
+    /// With `expires_from: assumed`: the lifetime assumed from the fetch (--assume-ttl), seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assumed_ttl_seconds: Option<u64>,
     /// Length of the token in bytes.
     pub bytes: usize,
     /// SHA-256 of the token (hex).
@@ -247,8 +299,12 @@ pub(crate) struct Plan {
     out: Option<PathBuf>,
     /// `--min-ttl`: skip while --out is this fresh (or, for the metadata server, refresh margin).
     pub(crate) min_ttl: Option<Duration>,
+    /// The lifetime assumed for a token of unknown expiry; `None`: such a token is refused.
     assume_ttl: Option<Duration>,
+    /// Whether `assume_ttl` is the default (then a warning says it was assumed).
+    assume_ttl_default: bool,
     format: Format,
+    subject_token_type: Option<SubjectTokenType>,
     export_name: String,
     timeout: Duration,
     retries: u32,
@@ -291,12 +347,20 @@ fn plan(cli: &Cli, s: &Settings) -> Result<Plan> {
     if !valid_name {
         return Err(Error::usage(format!("{export_name:?} is not a shell variable name")));
     }
+    let format = s.pick_or(cli.format, "get_format", Format::Json)?;
+    let subject_token_type = s.pick(cli.subject_token_type, "get_subject_token_type")?;
+    if subject_token_type.is_some() && format != Format::Executable {
+        return Err(Error::usage("--subject-token-type only applies to --format executable"));
+    }
+    let assume_ttl = duration_setting(s, cli.assume_ttl.clone(), "get_assume_ttl", "--assume-ttl")?;
     Ok(Plan {
         url,
         out: s.pick(cli.out.clone(), "get_out")?,
         min_ttl: duration_setting(s, cli.min_ttl.clone(), "get_min_ttl", "--min-ttl")?,
-        assume_ttl: duration_setting(s, cli.assume_ttl.clone(), "get_assume_ttl", "--assume-ttl")?,
-        format: s.pick_or(cli.format, "get_format", Format::Json)?,
+        assume_ttl_default: assume_ttl.is_none(),
+        assume_ttl: assume_ttl.or(Some(DEFAULT_ASSUME_TTL)).filter(|d| !d.is_zero()),
+        format,
+        subject_token_type,
         export_name,
         timeout,
         retries: s.pick_or(cli.retries, "retries", 3)?,
@@ -351,7 +415,7 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
             cli::write_stdout(line.as_bytes())
         }
         Format::Executable => {
-            let resp = executable_response(&token, section.expires_at.as_deref())?;
+            let resp = executable_response(&token, section.expires_at.as_deref(), plan.subject_token_type)?;
             let mut text =
                 serde_json::to_string_pretty(&resp).map_err(|e| Error::new(Kind::Internal, e.to_string()))?;
             text.push('\n');
@@ -383,6 +447,7 @@ fn fresh(plan: &Plan) -> Result<Option<(Secret, FetchedSection)>> {
         token_type: stored.meta.token_type.clone(),
         expires_at: Some(stored.meta.expires_at.clone()),
         expires_from: Some("file".into()),
+        assumed_ttl_seconds: None,
         bytes: stored.meta.bytes,
         sha256: stored.meta.sha256.clone(),
         out: Some(out.display().to_string()),
@@ -403,31 +468,34 @@ pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(S
 
     let now = clock::now_unix();
     let token = answer.token;
-    let (expires_at, from) = match (&answer.expires_header, crate::jwt::unverified_exp(token.expose()), plan.assume_ttl)
-    {
-        (Some(h), _, _) => {
+    let (expires_at, from, assumed) = match (&answer.expires_header, crate::jwt::unverified_exp(token.expose())) {
+        (Some(h), _) => {
             let exp = clock::parse_rfc3339(h).map_err(|e| {
                 e.context(format!("{doing}: reading the server's X-Token-Expires-At header"))
                     .hint("the server must send an RFC 3339 time; is it wif-serve?")
             })?;
-            (Some(clock::rfc3339(exp)), "header")
+            (exp, "header", None)
         }
-        (None, Some(exp), _) => (Some(clock::rfc3339(exp)), "jwt"),
-        (None, None, Some(ttl)) => (Some(clock::rfc3339(now + ttl.as_secs() as i64)), "assumed"),
-        (None, None, None) => (None, "unknown"),
+        (None, Some(exp)) => (exp, "jwt", None),
+        (None, None) => {
+            let Some(ttl) = plan.assume_ttl else {
+                return Err(Error::input("the server did not say when the token expires and it is not a JWT")
+                    .context(doing)
+                    .hint("--assume-ttl 0 refuses such a token: give a lifetime (e.g. --assume-ttl 5m), or serve the token with wif-serve, which sends X-Token-Expires-At"));
+            };
+            let exp = now + ttl.as_secs() as i64;
+            if plan.assume_ttl_default {
+                warn_assumed_once(ttl, exp);
+            }
+            (exp, "assumed", Some(ttl.as_secs()))
+        }
     };
+    let expires_at = clock::rfc3339(expires_at);
     let token_type = answer.token_type.unwrap_or_else(|| {
         if crate::jwt::decode_unverified(token.expose()).is_some() { "jwt" } else { "access_token" }.to_string()
     });
     if let Some(out) = &plan.out {
-        if expires_at.is_none() {
-            return Err(Error::input("the server did not say when the token expires and it is not a JWT")
-                .context(format!("writing {}", out.display()))
-                .hint(
-                    "give --assume-ttl (e.g. 55m), or serve the token with wif-serve, which sends X-Token-Expires-At",
-                ));
-        }
-        files::write_token(out, &token, &token_type, expires_at.as_deref(), TOOL)
+        files::write_token(out, &token, &token_type, Some(&expires_at), TOOL)
             .map_err(|e| e.context("writing --out"))?;
     }
     let section = FetchedSection {
@@ -435,8 +503,9 @@ pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(S
         status: Some(answer.status),
         skipped: false,
         token_type,
-        expires_from: expires_at.as_ref().map(|_| from.to_string()),
-        expires_at,
+        expires_from: Some(from.to_string()),
+        assumed_ttl_seconds: assumed,
+        expires_at: Some(expires_at),
         bytes: token.expose().len(),
         sha256: keys::sha256_hex(token.expose().as_bytes()),
         out: plan.out.as_ref().map(|p| p.display().to_string()),
@@ -444,6 +513,20 @@ pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(S
         token: None,
     };
     Ok((token, section))
+}
+
+/// Says, once per process (the metadata server fetches again and again), that the server
+/// gave no expiry and what was assumed.
+fn warn_assumed_once(ttl: Duration, expires_at: i64) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    cli::warn(format!(
+        "the server gave no expiry (no X-Token-Expires-At header, and the token is not a JWT): assuming it expires {} after this fetch, at {}, the least a token from the seed's server has left; --assume-ttl DURATION changes that",
+        clock::human(ttl.as_secs() as i64),
+        clock::rfc3339(expires_at)
+    ));
 }
 
 /// The client certificate chain and key, with facts for error hints.
@@ -621,7 +704,7 @@ fn fetch_once(agent: &ureq::Agent, plan: &Plan, id: &Identity, timeout: Duration
         retry_after: None,
     })?;
     if status != 200 {
-        return Err(status_failure(status, retry_after, id));
+        return Err(status_failure(status, retry_after, id, server_reason(&body)));
     }
     if body.len() as u64 > MAX_TOKEN_BYTES {
         return Err(Failure {
@@ -650,7 +733,27 @@ fn parse_token(body: Vec<u8>) -> Result<Secret> {
     Ok(Secret::new(token))
 }
 
-fn status_failure(status: u16, retry_after: Option<u64>, id: &Identity) -> Failure {
+/// The `message` of a JSON error body (wif-serve's `{"error": code, "message": why}`, which
+/// names no server path), fit to quote: secrets and token shapes scrubbed (a server could
+/// echo one), control characters dropped, at most MAX_REASON_CHARS characters. Any other body
+/// (the seed's HTML, a proxy's page) gives none.
+fn server_reason(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        message: String,
+    }
+    let body: ErrorBody = serde_json::from_slice(body).ok()?;
+    let scrubbed = crate::secret::scrub(&body.message);
+    let mut reason: String = scrubbed.chars().filter(|c| !c.is_control()).take(MAX_REASON_CHARS).collect();
+    if scrubbed.chars().filter(|c| !c.is_control()).count() > MAX_REASON_CHARS {
+        reason.push('…');
+    }
+    let reason = reason.trim();
+    (!reason.is_empty()).then(|| reason.to_string())
+}
+
+fn status_failure(status: u16, retry_after: Option<u64>, id: &Identity, reason: Option<String>) -> Failure {
+    let because = reason.map(|r| format!(": {r}")).unwrap_or_default();
     let refused = |why: String, hint: String| Failure {
         error: Error::new(Kind::Refused, why).hint(hint),
         retry: false,
@@ -669,13 +772,13 @@ fn status_failure(status: u16, retry_after: Option<u64>, id: &Identity) -> Failu
             "the token is served at https://HOST:PORT/get_wif_token".into(),
         ),
         503 => Failure {
-            error: Error::new(Kind::Unavailable, "the server has no fresh token to give (HTTP 503)")
+            error: Error::new(Kind::Unavailable, format!("the server has no fresh token to give (HTTP 503){because}"))
                 .hint("the server's token is missing or expired: check the refresh job (wif-sign | … | wif-impersonate --token-out) on the server"),
             retry: true,
             retry_after,
         },
         s if s == 429 || s >= 500 => Failure {
-            error: Error::new(Kind::Unavailable, format!("the server failed (HTTP {s})")),
+            error: Error::new(Kind::Unavailable, format!("the server failed (HTTP {s}){because}")),
             retry: true,
             retry_after,
         },
@@ -785,40 +888,72 @@ struct ExecutableResponse<'a> {
     expiration_time: Option<i64>,
 }
 
-/// Builds the executable response: JWTs as `id_token` (type `jwt`, or `id_token` for an
-/// OIDC ID token), SAML assertions as `saml_response`; opaque access tokens are refused,
-/// since google-auth would hand them to STS as a subject token.
-fn executable_response<'a>(token: &'a Secret, expires_at: Option<&str>) -> Result<ExecutableResponse<'a>> {
+/// Builds the executable response: JWTs as `id_token` (type `id_token` for an OpenID Connect
+/// ID token, else `jwt`; see [`jwt_kind`]), SAML assertions as `saml_response`; `wanted`
+/// overrides the type, but a JWT type needs a JWT and `saml2` a SAML assertion. Opaque
+/// access tokens are refused, since google-auth would hand them to STS as a subject token.
+fn executable_response<'a>(
+    token: &'a Secret,
+    expires_at: Option<&str>,
+    wanted: Option<SubjectTokenType>,
+) -> Result<ExecutableResponse<'a>> {
     let t = token.expose();
     let expiration_time = expires_at.map(clock::parse_rfc3339).transpose()?;
-    if let Some((_, claims)) = crate::jwt::decode_unverified(t) {
-        let is_id_token =
-            claims.get("nonce").is_some() || claims.get("auth_time").is_some() || claims.get("azp").is_some();
-        return Ok(ExecutableResponse {
-            version: 1,
-            success: true,
-            token_type: if is_id_token {
-                "urn:ietf:params:oauth:token-type:id_token"
-            } else {
-                "urn:ietf:params:oauth:token-type:jwt"
-            },
-            id_token: Some(t),
-            saml_response: None,
-            expiration_time,
-        });
+    let found = match crate::jwt::decode_unverified(t) {
+        Some((header, claims)) => Some(jwt_kind(&header, &claims)),
+        None => is_saml(t).then_some(SubjectTokenType::Saml2),
+    };
+    let kind = match (found, wanted) {
+        (Some(SubjectTokenType::Saml2), Some(w @ (SubjectTokenType::Jwt | SubjectTokenType::IdToken))) => {
+            let name = w.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+            return Err(Error::input(format!(
+                "--subject-token-type {name} needs a JWT, and this token is a SAML assertion"
+            )));
+        }
+        (Some(SubjectTokenType::Jwt | SubjectTokenType::IdToken), Some(SubjectTokenType::Saml2)) => {
+            return Err(Error::input("--subject-token-type saml2 needs a SAML assertion, and this token is a JWT"))
+        }
+        (Some(found), wanted) => wanted.unwrap_or(found),
+        (None, _) => {
+            return Err(Error::input(
+                "--format executable carries a subject token (JWT or SAML), and this token is neither",
+            )
+            .hint("an access token is used directly: try --format token or --format export"))
+        }
+    };
+    let saml = kind == SubjectTokenType::Saml2;
+    Ok(ExecutableResponse {
+        version: 1,
+        success: true,
+        token_type: kind.urn(),
+        id_token: (!saml).then_some(t),
+        saml_response: saml.then_some(t),
+        expiration_time,
+    })
+}
+
+/// Claims only access tokens carry: OAuth scopes (`scp`, `scope`), Azure AD's client of an
+/// access token (`azpacr`, v1 `appid`/`appidacr`) and token type (`idtyp`), RFC 9068's
+/// `client_id`.
+const ACCESS_TOKEN_CLAIMS: &[&str] = &["scp", "scope", "azpacr", "appid", "appidacr", "idtyp", "client_id"];
+/// Claims only OpenID Connect ID tokens carry (OpenID Connect Core 1.0, section 2 and 3.1.3.6).
+const ID_TOKEN_CLAIMS: &[&str] = &["nonce", "auth_time", "at_hash", "c_hash"];
+
+/// Whether a JWT is an OpenID Connect ID token or another JWT. The marks of an access token
+/// come first: an Azure AD v2 access token carries `azp` (the client that asked for it) as
+/// an ID token may, but also `azpacr` (and `scp` or `idtyp`; `roles` is no mark, ID tokens
+/// carry it too); RFC 9068 access tokens say `typ: at+jwt`. Then an ID token's own claims, or `azp` without those marks (Google's
+/// ID tokens from generateIdToken: `azp`, `email`, no nonce).
+fn jwt_kind(header: &serde_json::Value, claims: &serde_json::Value) -> SubjectTokenType {
+    let typ = header.get("typ").and_then(|t| t.as_str()).unwrap_or("").to_ascii_lowercase();
+    let has = |names: &[&str]| names.iter().any(|n| claims.get(n).is_some());
+    if typ == "at+jwt" || typ == "application/at+jwt" || has(ACCESS_TOKEN_CLAIMS) {
+        SubjectTokenType::Jwt
+    } else if has(ID_TOKEN_CLAIMS) || has(&["azp"]) {
+        SubjectTokenType::IdToken
+    } else {
+        SubjectTokenType::Jwt
     }
-    if is_saml(t) {
-        return Ok(ExecutableResponse {
-            version: 1,
-            success: true,
-            token_type: "urn:ietf:params:oauth:token-type:saml2",
-            id_token: None,
-            saml_response: Some(t),
-            expiration_time,
-        });
-    }
-    Err(Error::input("--format executable carries a subject token (JWT or SAML), and this token is neither")
-        .hint("an access token is used directly: try --format token or --format export"))
 }
 
 fn is_saml(t: &str) -> bool {
@@ -850,6 +985,92 @@ mod tests {
 
     #[test]
     fn opaque_tokens_are_not_executable_responses() {
-        assert!(executable_response(&Secret::new("ya29.opaque"), None).is_err());
+        assert!(executable_response(&Secret::new("ya29.opaque"), None, None).is_err());
+        assert!(executable_response(&Secret::new("ya29.opaque"), None, Some(SubjectTokenType::Jwt)).is_err());
+    }
+
+    fn jwt(header: serde_json::Value, claims: serde_json::Value) -> Secret {
+        use base64::Engine;
+        let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        Secret::new(format!("{}.{}.c2ln", b64(&header), b64(&claims)))
+    }
+
+    fn token_type_of(token: &Secret, wanted: Option<SubjectTokenType>) -> &'static str {
+        executable_response(token, None, wanted).unwrap().token_type
+    }
+
+    #[test]
+    fn executable_token_types_follow_the_kind_of_token() {
+        let rs256 = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "k"});
+        // An Azure AD v2 app-only access token (client credentials), claims as Microsoft documents them.
+        let azure_access = jwt(
+            rs256.clone(),
+            serde_json::json!({"aud": "api://wif", "iss": "https://login.microsoftonline.com/t/v2.0", "iat": 1, "nbf": 1,
+                "exp": 2, "aio": "x", "azp": "client-id", "azpacr": "2", "oid": "o", "rh": "r", "roles": ["Read"],
+                "sub": "o", "tid": "t", "uti": "u", "ver": "2.0", "idtyp": "app"}),
+        );
+        // A delegated one: scp instead of roles and idtyp.
+        let azure_delegated = jwt(
+            rs256.clone(),
+            serde_json::json!({"aud": "api://wif", "azp": "client-id", "azpacr": "0", "scp": "user.read", "ver": "2.0"}),
+        );
+        let v1_access =
+            jwt(rs256.clone(), serde_json::json!({"aud": "api://wif", "appid": "c", "appidacr": "2", "ver": "1.0"}));
+        let rfc9068 =
+            jwt(serde_json::json!({"alg": "ES256", "typ": "at+jwt"}), serde_json::json!({"aud": "x", "sub": "y"}));
+        // A Google ID token from generateIdToken: azp and email, no nonce.
+        let google_id = jwt(
+            rs256.clone(),
+            serde_json::json!({"aud": "https://x", "azp": "1234", "email": "sa@p.iam.gserviceaccount.com", "iss": "https://accounts.google.com"}),
+        );
+        let oidc_id =
+            jwt(rs256.clone(), serde_json::json!({"aud": "client-id", "nonce": "n", "sub": "s", "ver": "2.0"}));
+        let plain =
+            jwt(rs256, serde_json::json!({"iss": "https://sts.windows.net/t/", "sub": "s", "aud": "api://wif"}));
+        for t in [&azure_access, &azure_delegated, &v1_access, &rfc9068, &plain] {
+            assert_eq!(token_type_of(t, None), "urn:ietf:params:oauth:token-type:jwt", "{:?}", t.expose());
+        }
+        for t in [&google_id, &oidc_id] {
+            assert_eq!(token_type_of(t, None), "urn:ietf:params:oauth:token-type:id_token", "{:?}", t.expose());
+        }
+        // The user's word wins, within kind: a JWT type for a JWT.
+        assert_eq!(
+            token_type_of(&azure_access, Some(SubjectTokenType::IdToken)),
+            "urn:ietf:params:oauth:token-type:id_token"
+        );
+        assert_eq!(token_type_of(&google_id, Some(SubjectTokenType::Jwt)), "urn:ietf:params:oauth:token-type:jwt");
+        assert!(executable_response(&azure_access, None, Some(SubjectTokenType::Saml2)).is_err());
+        let resp = executable_response(&azure_access, None, None).unwrap();
+        assert_eq!((resp.id_token, resp.saml_response), (Some(azure_access.expose()), None));
+    }
+
+    #[test]
+    fn saml_assertions_go_in_saml_response() {
+        use base64::Engine;
+        let saml = Secret::new(
+            base64::engine::general_purpose::STANDARD
+                .encode("<saml2:Assertion xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\">x</saml2:Assertion>"),
+        );
+        let resp = executable_response(&saml, None, None).unwrap();
+        assert_eq!(resp.token_type, "urn:ietf:params:oauth:token-type:saml2");
+        assert_eq!((resp.id_token, resp.saml_response), (None, Some(saml.expose())));
+        assert!(executable_response(&saml, None, Some(SubjectTokenType::IdToken)).is_err());
+    }
+
+    #[test]
+    fn the_servers_reason_is_quoted_scrubbed_and_bounded() {
+        let body = |message: &str| serde_json::json!({"error": "token_unavailable", "message": message}).to_string();
+        assert_eq!(server_reason(body("there is no token file").as_bytes()).as_deref(), Some("there is no token file"));
+        // Not JSON (the seed's HTML), no message, an empty one: nothing to quote.
+        assert_eq!(server_reason(b"<html>Service Unavailable</html>"), None);
+        assert_eq!(server_reason(br#"{"error":"x"}"#), None);
+        assert_eq!(server_reason(body(" \n ").as_bytes()), None);
+        // A token in the message never reaches the error; neither do line breaks.
+        let leaky =
+            server_reason(body("expired: ya29.a0AfH6SMBleakedleakedleaked\r\nX-Injected: 1").as_bytes()).unwrap();
+        assert!(!leaky.contains("ya29.a0AfH6SMB") && !leaky.contains('\n') && !leaky.contains('\r'), "{leaky}");
+        let long = server_reason(body(&"why ".repeat(500)).as_bytes()).unwrap();
+        assert_eq!(long.chars().count(), MAX_REASON_CHARS + 1, "{long}");
+        assert!(long.ends_with('…'));
     }
 }

@@ -89,7 +89,7 @@ const SERVE_FILES: &[(&str, &str)] = &[
     ("wif_token.txt", "the token file given with --token; served byte for byte, re-read when it changes"),
     (
         "wif_token.txt.meta.json",
-        "beside it: the token's expiry (sent as X-Token-Expires-At); without it, or past it, the answer is 503",
+        "beside it: the token's expiry (sent as X-Token-Expires-At); past it, or when it describes another token, the answer is 503; without it the expiry is the token file's modification time + --assume-ttl",
     ),
     ("/etc/wif/wif.json", "conventional place for the config file given with --config"),
 ];

@@ -58,6 +58,9 @@ const MAX_RETRY_DELAY: u64 = 60;
 const SLEEP_SLICE: i64 = 15;
 /// Least time between two refresh attempts when clients ask for a token there is none of.
 const MIN_WANTED_GAP: i64 = 2;
+/// Least time between two planned fetches of a token whose lifetime is assumed: its server
+/// has no newer expiry to tell, so fetching sooner would learn nothing new.
+const MIN_ASSUMED_REFRESH: i64 = 30;
 /// Refused requests logged a minute at most; a page in a loop must not flood the log.
 const REFUSALS_LOGGED: u32 = 10;
 
@@ -128,6 +131,8 @@ pub struct Current {
     pub token: Secret,
     /// Its expiry, Unix seconds.
     pub expires_at: i64,
+    /// The lifetime assumed, seconds, when the server gave no expiry (see [`refresh_delay`]).
+    pub assumed_ttl: Option<i64>,
 }
 
 /// What the request handlers share with the refresher.
@@ -575,8 +580,17 @@ fn token(state: &State, scopes: Option<&str>, now: i64) -> Reply {
 /// Seconds to wait before the next refresh of a token with `remaining` seconds left: until
 /// `min_ttl` or a quarter of it is left, whichever is more; when that is (nearly) now, the
 /// server has no newer token yet, so poll it every so often without hammering it.
-pub fn refresh_delay(remaining: i64, min_ttl: i64) -> u64 {
+///
+/// A token whose lifetime was assumed (`assumed_ttl`: the server sent no expiry) always
+/// comes with the same `remaining`, so a margin as large as its lifetime would poll for
+/// ever: the margin is capped at half the lifetime, and fetches are MIN_ASSUMED_REFRESH
+/// apart at least (but before the token runs out).
+pub fn refresh_delay(remaining: i64, min_ttl: i64, assumed_ttl: Option<i64>) -> u64 {
     let margin = min_ttl.max(remaining / 4);
+    if let Some(ttl) = assumed_ttl {
+        let until = remaining - margin.min(ttl / 2);
+        return until.max(MIN_ASSUMED_REFRESH).min(remaining - 1).max(1) as u64;
+    }
     let until = remaining - margin;
     if until >= 5 {
         until as u64
@@ -793,12 +807,13 @@ fn refresh_loop(
                 let now = clock::now_unix();
                 let remaining = current.expires_at - now;
                 let sha = crate::keys::sha256_hex(current.token.expose().as_bytes());
-                let wait = refresh_delay(remaining, min_ttl);
+                let wait = refresh_delay(remaining, min_ttl, current.assumed_ttl);
                 let expires_at = current.expires_at;
+                let assumed = if current.assumed_ttl.is_some() { " assumed" } else { "" };
                 // Served before it is announced: whoever reads the line can use it.
                 state.set(current);
                 eprintln!(
-                    "{TOOL}: metadata server: fetched the token from {url} (sha256 {}, expires {}, in {remaining} s); next refresh in {wait} s",
+                    "{TOOL}: metadata server: fetched the token from {url} (sha256 {}, expires{assumed} {}, in {remaining} s); next refresh in {wait} s",
                     &sha[..12],
                     clock::rfc3339(expires_at),
                 );
@@ -846,22 +861,19 @@ fn refresh_loop(
     }
 }
 
-/// One fetch through wif-get's client, which must also tell when the token expires.
+/// One fetch through wif-get's client, which also tells when the token expires (or what
+/// lifetime it assumed).
 fn fetch(cli: &Cli, s: &Settings, plan: &Plan) -> Result<Current> {
     let (token, section) = get::fetch_and_store(cli, s, plan)?;
     let doing = || format!("fetching {}", plan.url_for_messages());
-    let Some(exp) = section.expires_at.as_deref() else {
-        return Err(Error::input("the server did not say when the token expires and it is not a JWT")
-            .context(doing())
-            .hint("give --assume-ttl (e.g. 55m), or serve the token with wif-serve, which sends X-Token-Expires-At"));
-    };
-    let expires_at = clock::parse_rfc3339(exp)?;
+    let exp = section.expires_at.as_deref().unwrap_or_default();
+    let expires_at = clock::parse_rfc3339(exp).map_err(|e| e.context(doing()))?;
     if expires_at <= clock::now_unix() {
         return Err(Error::new(Kind::Unavailable, format!("the server gave a token that expired at {exp}"))
             .context(doing())
             .hint("the server's refresh job is behind; check it (wif-serve answers 503 for expired tokens)"));
     }
-    Ok(Current { token, expires_at })
+    Ok(Current { token, expires_at, assumed_ttl: section.assumed_ttl_seconds.map(|t| t as i64) })
 }
 
 #[cfg(test)]
@@ -878,7 +890,7 @@ mod tests {
             },
             PORT,
         );
-        st.set(Current { token: Secret::new("ya29.test-token-value"), expires_at: 1_000 });
+        st.set(Current { token: Secret::new("ya29.test-token-value"), expires_at: 1_000, assumed_ttl: None });
         st
     }
 
@@ -936,11 +948,28 @@ mod tests {
     #[test]
     fn refresh_timing() {
         // A fresh hour-long token: refreshed when a quarter is left.
-        assert_eq!(refresh_delay(3600, 300), 2700);
+        assert_eq!(refresh_delay(3600, 300, None), 2700);
         // Below the margin already: poll, at most every 30 s, never past expiry.
-        assert_eq!(refresh_delay(200, 300), 30);
-        assert_eq!(refresh_delay(4, 300), 2);
-        assert_eq!(refresh_delay(12, 6), 6);
+        assert_eq!(refresh_delay(200, 300, None), 30);
+        assert_eq!(refresh_delay(4, 300, None), 2);
+        assert_eq!(refresh_delay(12, 6, None), 6);
+    }
+
+    #[test]
+    fn a_token_with_an_assumed_lifetime_is_refetched_after_half_of_it() {
+        // The seed's bare token, 5 min assumed: the default --min-ttl (5 min) would make
+        // every fetch due at once (a 30 s poll for ever); half its lifetime instead.
+        assert_eq!(refresh_delay(300, 300, Some(300)), 150);
+        // A longer lifetime keeps the usual margin: a quarter, or --min-ttl if more.
+        assert_eq!(refresh_delay(3300, 300, Some(3300)), 2475);
+        assert_eq!(refresh_delay(1200, 900, Some(1200)), 600);
+        // Never sooner than 30 s apart, and never after the token has run out.
+        assert_eq!(refresh_delay(40, 300, Some(40)), 30);
+        assert_eq!(refresh_delay(20, 300, Some(20)), 19);
+        assert_eq!(refresh_delay(1, 300, Some(1)), 1);
+        // A schedule, fetch after fetch: always 150 s apart, never a tight loop.
+        let fetches: Vec<u64> = (0..5).map(|_| refresh_delay(300, 300, Some(300))).collect();
+        assert!(fetches.iter().all(|&d| d == 150), "{fetches:?}");
         assert_eq!((retry_delay(1), retry_delay(2), retry_delay(3), retry_delay(30)), (1, 2, 4, 60));
     }
 

@@ -15,9 +15,9 @@ fn now() -> i64 {
 }
 
 /// The seed server, killed when dropped.
-struct Seed {
+pub(crate) struct Seed {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Seed {
@@ -26,7 +26,18 @@ impl Seed {
     }
 
     fn start_with(token_file: &Path, cert: &str, key: &str, extra: &[&str]) -> Seed {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/seed_server.py");
+        Self::spawn("seed_server.py", token_file, cert, key, extra)
+    }
+
+    /// The seed's own Flask app (tests/interop/seed_flask.py, on the real flask package),
+    /// serving the text of `token_file` and nothing else.
+    pub(crate) fn flask(token_file: &Path) -> Seed {
+        Self::spawn("seed_flask.py", token_file, "server-chain.crt", "server.key", &[])
+    }
+
+    /// Runs `script` from tests/interop with the test PKI; it prints {"port": N} first.
+    fn spawn(script: &str, token_file: &Path, cert: &str, key: &str, extra: &[&str]) -> Seed {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(script);
         let mut child = Command::new("python3")
             .arg(script)
             .args(["--cert", &pki_file(cert), "--key", &pki_file(key), "--client-ca", &pki_file("ca-chain.crt")])
@@ -44,7 +55,7 @@ impl Seed {
         Seed { port: v["port"].as_u64().unwrap() as u16, child }
     }
 
-    fn url(&self, host: &str) -> String {
+    pub(crate) fn url(&self, host: &str) -> String {
         format!("https://{host}:{}/get_wif_token", self.port)
     }
 
@@ -72,7 +83,7 @@ fn token_file(dir: &Path, token: &str) -> std::path::PathBuf {
 }
 
 /// wif-get with the good client identity and CA for `url`.
-fn get(url: &str) -> assert_cmd::Command {
+pub(crate) fn get(url: &str) -> assert_cmd::Command {
     let mut c = bin("wif-get");
     c.args(["--url", url, "--cert", &pki_file("client.crt"), "--key", &pki_file("client.key")])
         .args(["--ca", &pki_file("ca-chain.crt")]);
@@ -143,6 +154,43 @@ fn jwt_expiry_and_executable_format() {
     let meta: Value = serde_json::from_slice(&std::fs::read(dir.path().join("token.txt.meta.json")).unwrap()).unwrap();
     assert_eq!(meta["expires_at"], wif::clock::rfc3339(exp));
     assert_eq!(meta["token_type"], "jwt");
+}
+
+#[test]
+fn executable_format_tells_an_azure_access_token_from_an_id_token() {
+    let dir = tempdir();
+    let exp = now() + 1800;
+    // An Azure AD v2 app-only access token (client credentials): azp, but also azpacr, idtyp.
+    let access = fake_jwt(json!({"aud": "api://wif", "iss": "https://login.microsoftonline.com/t/v2.0", "exp": exp,
+        "azp": "11111111-2222-3333-4444-555555555555", "azpacr": "2", "idtyp": "app", "roles": ["Token.Read"],
+        "oid": "o", "sub": "o", "tid": "t", "ver": "2.0"}));
+    // A Google ID token from generateIdToken: azp and email.
+    let id =
+        fake_jwt(json!({"aud": "https://wif.example", "azp": "1234567890", "email": "sa@p.iam.gserviceaccount.com",
+        "iss": "https://accounts.google.com", "sub": "1234567890", "exp": exp}));
+    let file = dir.path().join("served.txt");
+    let seed = Seed::start(&file, &["--expires-at", "none"]);
+    let executable = |token: &str, extra: &[&str]| {
+        std::fs::write(&file, token).unwrap();
+        let out = get(&seed.url("localhost")).args(["--format", "executable"]).args(extra).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_no_token(&out, token);
+        let resp = json_out(&out);
+        assert_eq!((resp["id_token"].as_str(), resp["expiration_time"].as_i64()), (Some(token), Some(exp)));
+        resp["token_type"].as_str().unwrap().to_string()
+    };
+    assert_eq!(executable(&access, &[]), "urn:ietf:params:oauth:token-type:jwt");
+    assert_eq!(executable(&id, &[]), "urn:ietf:params:oauth:token-type:id_token");
+    // The user says what it is.
+    assert_eq!(executable(&access, &["--subject-token-type", "id_token"]), "urn:ietf:params:oauth:token-type:id_token");
+    assert_eq!(executable(&id, &["--subject-token-type", "jwt"]), "urn:ietf:params:oauth:token-type:jwt");
+    let out =
+        get(&seed.url("localhost")).args(["--format", "executable", "--subject-token-type", "saml2"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("needs a SAML assertion"), "{}", stderr(&out));
+    // Only --format executable has a subject token type.
+    let out = get(&seed.url("localhost")).args(["--subject-token-type", "jwt"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
 #[test]

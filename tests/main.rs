@@ -13,5 +13,6 @@ mod refresh;
 mod reliability;
 mod secrets;
 mod security;
+mod seed;
 mod serve;
 mod server_abuse;

@@ -18,7 +18,7 @@ const EMAIL: &str = "wif-demo@wif-demo.iam.gserviceaccount.com";
 const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 /// A running `wif-get --metadata-server`; killed when dropped.
-struct Mds {
+pub(crate) struct Mds {
     child: Child,
     host: String,
     lines: Receiver<String>,
@@ -27,7 +27,7 @@ struct Mds {
 
 impl Mds {
     /// Starts it against wif-serve on `port` with the good client identity, plus `extra`.
-    fn start(port: u16, extra: &[&str]) -> Mds {
+    pub(crate) fn start(port: u16, extra: &[&str]) -> Mds {
         let url = format!("https://localhost:{port}/get_wif_token");
         let mut args: Vec<String> =
             ["--url", &url, "--cert", &pki_file("client.crt"), "--key", &pki_file("client.key")]
@@ -76,7 +76,7 @@ impl Mds {
     }
 
     /// Waits for a stderr line containing `what`.
-    fn wait_stderr(&self, what: &str, secs: u64) -> String {
+    pub(crate) fn wait_stderr(&self, what: &str, secs: u64) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
         if let Some(l) = self.err.lock().unwrap().iter().find(|l| l.contains(what)) {
             return l.clone();
@@ -91,7 +91,7 @@ impl Mds {
         }
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.err.lock().unwrap().join("\n")
     }
 
@@ -142,7 +142,7 @@ impl Mds {
         self.request("GET", path, &["Metadata-Flavor: Google"])
     }
 
-    fn token(&self) -> Resp {
+    pub(crate) fn token(&self) -> Resp {
         self.get("/computeMetadata/v1/instance/service-accounts/default/token")
     }
 
@@ -162,7 +162,7 @@ impl Mds {
     }
 
     /// SIGTERM; expects exit 0 and no token on stderr.
-    fn stop_cleanly(mut self, secrets: &[&str]) {
+    pub(crate) fn stop_cleanly(mut self, secrets: &[&str]) {
         let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(ok.success());
         let code = self.wait_exit("SIGTERM");

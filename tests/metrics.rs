@@ -90,7 +90,7 @@ fn serve_metrics_count_requests_refusals_reloads_and_the_token() {
     refused_connection(srv.port, Some("other-client"));
     // The counters are bumped before the log lines are written.
     srv.wait_for("no certificate", |v| v["event"] == "handshake_failed" && v["code"] == "no_certificate");
-    srv.wait_for("unknown issuer", |v| v["event"] == "handshake_failed" && v["code"] == "unknown_issuer");
+    srv.wait_for("unknown issuer", |v| v["event"] == "handshake_failed" && v["code"] == "unknown_ca");
     srv.wait_count("the requests", 6, |v| v["event"] == "request");
 
     // A new token renamed over the old one, and a SIGHUP for the TLS files.

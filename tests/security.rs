@@ -345,13 +345,17 @@ fn clients_are_told_why_without_the_servers_paths() {
         read_response(&mut s, false).unwrap()
     };
     let meta = wif::files::meta_path(&tok);
-    // No token; a token without metadata; one edited in place; one others may write.
+    // No token; a token without metadata older than the lifetime assumed for it; one edited
+    // in place; one others may write.
     for what in ["missing", "no metadata", "edited", "untrusted"] {
         if what != "missing" {
             write_token(&tok, TOKEN, 3600);
         }
         match what {
-            "no metadata" => std::fs::remove_file(&meta).unwrap(),
+            "no metadata" => {
+                std::fs::remove_file(&meta).unwrap();
+                set_mtime(&tok, now() - 7200);
+            }
             "edited" => std::fs::write(&tok, "ya29.edited-by-hand").unwrap(),
             "untrusted" => {
                 use std::os::unix::fs::PermissionsExt;

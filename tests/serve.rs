@@ -60,10 +60,10 @@ fn refuses_wrong_missing_expired_serveronly_and_revoked_certificates_in_the_hand
     write_token(&tok, TOKEN, 3600);
     let mut srv = Server::start(&tok, &["--crl", &pki_file("crl.pem")]);
     let cases = [
-        (Some("other-client"), "unknown_issuer", "UnknownIssuer"),
+        (Some("other-client"), "unknown_ca", "UnknownIssuer"),
         (None, "no_certificate", "no certificates"),
         (Some("client-expired"), "expired", "expired"),
-        (Some("client-serveronly"), "wrong_key_usage", "client authentication"),
+        (Some("client-serveronly"), "bad_eku", "client authentication"),
         (Some("client-revoked"), "revoked", "Revoked"),
     ];
     for (client, code, words) in cases {
@@ -280,10 +280,13 @@ fn never_serves_an_expired_missing_or_unmatched_token() {
     });
     assert_eq!(line["bytes"], r.body.len());
 
-    // Empty token file with matching metadata, then no metadata at all.
+    // No metadata at all, and written longer ago than the lifetime assumed for that (55 min).
     write_token(&tok, TOKEN, 3600);
     std::fs::remove_file(&meta).unwrap();
-    assert_eq!(get(srv.port, "client", "/get_wif_token").status, 503);
+    set_mtime(&tok, now() - 3301);
+    let r = get(srv.port, "client", "/get_wif_token");
+    assert_eq!(r.status, 503);
+    assert!(r.json()["message"].as_str().unwrap().contains("no metadata"), "{:?}", r.json());
     std::fs::remove_file(&tok).unwrap();
     assert_eq!(get(srv.port, "client", "/get_wif_token").status, 503);
     srv.finish_checking_secrecy(&[TOKEN]);
@@ -312,7 +315,7 @@ fn reloads_the_client_ca_when_it_changes_and_on_sighup() {
     let after = read_response(&mut other, false);
     assert!(after.is_err(), "a client no longer trusted was answered on its open connection: {after:?}");
     let closed = srv.wait_for("the re-verification", |v| v["event"] == "connection_closed");
-    assert_eq!(closed["code"], "unknown_issuer", "{closed}");
+    assert_eq!(closed["code"], "unknown_ca", "{closed}");
     assert_eq!(closed["fingerprint"], cert_fingerprint("other-client"), "{closed}");
     expect_refused(srv.port, Some("other-client"));
 

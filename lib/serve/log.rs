@@ -91,7 +91,7 @@ pub struct Event<'a> {
     /// What was reloaded or affected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub what: Option<&'a str>,
-    /// A short machine-readable cause, e.g. `unknown_issuer` for a refused handshake.
+    /// A short machine-readable cause, e.g. `unknown_ca` for a refused handshake (the label of wif_serve_handshakes_refused_total it counts under).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'static str>,
     /// A count, e.g. open connections.

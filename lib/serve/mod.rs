@@ -81,9 +81,15 @@ Connection slots are guarded: a request head must arrive whole within --header-t
 one whose request or answer has taken over a second (oldest first), never a client in its first second or one taking \
 its answer; one client certificate holds at most --max-connections-per-client connections (its newest over the limit \
 gets 503 with Retry-After), and --max-connections-per-address limits one address likewise.\n\n\
-The token is never served when its file or metadata (FILE.meta.json, written by --token-out) is missing, empty \
-or expired, when the token does not match its metadata, or when either file is not trusted (not a regular file, \
-owned by another user than wif-serve's or root, or writable by others): 503 with a JSON error that says why \
+The token's expiry comes from its metadata (FILE.meta.json, written by --token-out). A token file without \
+metadata, as the seed's Java generator writes it, is served until its modification time plus --assume-ttl \
+(default 55m: the seed rewrites the file every 55 minutes and Google's access tokens live 60, so the token is \
+then at least 5 minutes from expiry; a JWT's own exp, if sooner), one trailing line end not being part of the \
+token; a warning on stderr says so at start and whenever the file changes, and X-Token-Expires-At and /healthz \
+(expires_from: assumed) give the assumed expiry. Metadata that appears or disappears is noticed like any other \
+change: the pair is read again. The token is never served when its file is missing, empty or expired, when its \
+metadata exists but does not match it (edited in place), or when either file is not trusted (not a regular file, \
+owned by another user than wif-serve's or root, or writable by others): 503 with a JSON error whose message says why \
 (without the server's paths, which are in the log) instead. The token, certificates, key, client CA and CRLs are re-read when \
 their files change (also when a new file is renamed over the old one) and on SIGHUP, without a restart and \
 without dropping connections. SIGTERM or SIGINT stop accepting, let requests in progress finish, and exit 0.\n\n\
@@ -98,7 +104,7 @@ clients; the first log line then also has metrics_address and metrics_url. The s
 while the process answers), for kubelet probes and load-balancer health checks that cannot present a client \
 certificate. Metrics: wif_serve_requests_total{route,status}, \
 wif_serve_handshakes_refused_total{reason} (no_certificate, unknown_ca, expired, bad_eku, revoked, not_allowed, timeout, \
-other), wif_serve_reloads_total{what} and wif_serve_reload_failures_total{what} (token, tls), wif_serve_open_connections, \
+other: the same words as the code of the log's handshake_failed lines), wif_serve_reloads_total{what} and wif_serve_reload_failures_total{what} (token, tls), wif_serve_open_connections, \
 wif_serve_connections_total, wif_serve_connections_refused_total, wif_serve_connections_evicted_total, \
 wif_serve_requests_timed_out_total, wif_serve_token_available, wif_serve_token_expiry_timestamp_seconds, \
 wif_serve_token_expires_in_seconds, wif_serve_token_age_seconds, wif_serve_build_info{version}, \
@@ -122,6 +128,9 @@ pub struct Cli {
     /// The token file to serve (written by --token-out, with FILE.meta.json beside it)
     #[arg(long, value_name = "FILE", env = "WIF_TOKEN_FILE")]
     pub token: Option<PathBuf>,
+    /// Lifetime assumed for a token file without FILE.meta.json (as the seed's generator writes it), counted from its modification time; 0: never serve such a file [default: 55m, the seed's refresh period]
+    #[arg(long, value_name = "DURATION", env = "WIF_SERVE_ASSUME_TTL")]
+    pub assume_ttl: Option<String>,
     /// Certificate revocation list (PEM or DER) of a client CA; repeatable. Certificates whose issuer has no CRL here are not checked
     #[arg(long, value_name = "FILE")]
     pub crl: Vec<PathBuf>,
@@ -168,6 +177,8 @@ pub struct Options {
     pub tls: tls::TlsFiles,
     /// The token file.
     pub token: PathBuf,
+    /// Lifetime assumed for a token file without metadata; `None`: such a file is not served.
+    pub assume_ttl: Option<Duration>,
     /// Allowed client identities.
     pub allow: AllowList,
     /// Time-outs and connection limits.
@@ -238,6 +249,11 @@ impl Options {
                 crls,
             },
             token: s.require(cli.token.clone(), "token_file", "--token")?,
+            assume_ttl: match s.pick::<String>(cli.assume_ttl.clone(), "serve_assume_ttl")? {
+                Some(t) => Some(crate::clock::parse_duration(&t).map_err(|e| e.context("--assume-ttl"))?)
+                    .filter(|d| !d.is_zero()),
+                None => Some(token::DEFAULT_ASSUME_TTL),
+            },
             allow: AllowList::parse(&allow)?,
             limits,
             shutdown_timeout: duration(s, cli.shutdown_timeout.clone(), "shutdown_timeout", "--shutdown-timeout", 10)?,
@@ -412,7 +428,8 @@ impl Drop for ConnGuard {
 /// Runs the server until SIGTERM/SIGINT.
 pub fn run(opts: Options) -> Result<()> {
     let tls = tls::TlsSource::load(opts.tls.clone())?;
-    check_token_at_start(&opts.token)?;
+    let token = TokenSource::new(opts.token.clone()).assume_ttl(opts.assume_ttl);
+    check_token_at_start(&opts.token, &token)?;
     let listener = bind(&opts.listen, "--listen")?;
     let local = listener.local_addr().map_err(|e| Error::new(Kind::Io, format!("listening socket: {e}")))?;
     let metrics_listener = match &opts.metrics_listen {
@@ -430,7 +447,7 @@ pub fn run(opts: Options) -> Result<()> {
     };
     let shared = Arc::new(Shared {
         tls,
-        token: TokenSource::new(opts.token.clone()),
+        token,
         allow: opts.allow.clone(),
         limits: opts.limits,
         shutting_down: AtomicBool::new(false),
@@ -524,8 +541,9 @@ pub fn run(opts: Options) -> Result<()> {
 
 /// Says at start what will be served: an unreadable token file stops the server (a wrong
 /// user, which no waiting mends); anything else that keeps the token from being served is a
-/// warning, and 503 until it is mended.
-fn check_token_at_start(token: &std::path::Path) -> Result<()> {
+/// warning, and 503 until it is mended; a token file without metadata is served with an
+/// assumed expiry, and a warning says so.
+fn check_token_at_start(token: &std::path::Path, source: &TokenSource) -> Result<()> {
     use crate::files::{Part, Stored};
     // Opened only once it is known to be a regular file: opening a FIFO would block.
     if std::fs::metadata(token).is_ok_and(|m| m.is_file()) {
@@ -545,6 +563,7 @@ fn check_token_at_start(token: &std::path::Path) -> Result<()> {
         Stored::Missing(Part::Token, _) => {
             cli::warn(format!("the token file {} does not exist yet; answering 503 until it does", token.display()))
         }
+        Stored::Missing(Part::Meta, _) if source.assumes_ttl() => source.warn_if_assumed(),
         other => cli::warn(format!("{}; answering 503 until that changes", other.detail())),
     }
     Ok(())
@@ -640,36 +659,25 @@ impl Write for Deadlined<'_> {
     }
 }
 
-/// Why a certificate was refused: rustls's words and a short code.
-fn tls_refusal(tls: &rustls::Error) -> (String, &'static str) {
-    use rustls::{CertificateError as C, Error as E};
-    let code = match tls {
-        E::NoCertificatesPresented => "no_certificate",
-        E::InvalidCertificate(c) => match c {
-            C::UnknownIssuer => "unknown_issuer",
-            C::Expired | C::ExpiredContext { .. } => "expired",
-            C::NotValidYet | C::NotValidYetContext { .. } => "not_yet_valid",
-            C::Revoked => "revoked",
-            C::InvalidPurpose | C::InvalidPurposeContext { .. } => "wrong_key_usage",
-            C::BadSignature => "bad_signature",
-            _ => "invalid_certificate",
-        },
-        E::AlertReceived(_) => "alert_received",
-        E::PeerIncompatible(_) => "incompatible",
-        _ => "tls_error",
-    };
-    (tls.to_string(), code)
+/// Why a certificate was refused: rustls's words (the finer cause, e.g. "not valid yet") and
+/// the reason counted, whose label is also the log's `code`.
+fn tls_refusal(tls: &rustls::Error) -> (String, Refusal) {
+    (tls.to_string(), Refusal::of_tls(tls))
 }
 
-/// Why a handshake failed: rustls's words (or the I/O condition), and a short code.
-fn handshake_failure(e: &std::io::Error) -> (String, &'static str) {
+/// Why a handshake failed: rustls's words (or the I/O condition), and the reason counted.
+fn handshake_failure(e: &std::io::Error) -> (String, Refusal) {
     if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         return tls_refusal(tls);
     }
     match e.kind() {
-        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ("handshake timed out".into(), "timeout"),
-        std::io::ErrorKind::UnexpectedEof => ("the client closed the connection during the handshake".into(), "closed"),
-        _ => (e.to_string(), "io_error"),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+            ("handshake timed out".into(), Refusal::Timeout)
+        }
+        std::io::ErrorKind::UnexpectedEof => {
+            ("the client closed the connection during the handshake".into(), Refusal::Other)
+        }
+        _ => (e.to_string(), Refusal::Other),
     }
 }
 
@@ -702,19 +710,19 @@ impl Verified {
 
     /// Whether the client may still be served: its certificates still in date, and, when
     /// the CA bundle or CRLs were reloaded since it was last verified, verified again under
-    /// them. `Err` with why not and a short code.
+    /// them. `Err` with why not and the reason counted.
     fn recheck(
         &mut self,
         tls: &tls::TlsSource,
         conn: &rustls::ServerConnection,
-    ) -> std::result::Result<(), (String, &'static str)> {
+    ) -> std::result::Result<(), (String, Refusal)> {
         if crate::clock::now_unix() >= self.valid_until {
             return Err((
                 format!(
                     "the client's certificate chain expired at {} while its connection was open",
                     crate::clock::rfc3339(self.valid_until)
                 ),
-                "expired",
+                Refusal::Expired,
             ));
         }
         if tls.generation() != self.generation {
@@ -740,7 +748,7 @@ fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<Conn>, guard
         Ok(c) => c,
         Err(e) => {
             shared.metrics.refused(Refusal::Other);
-            Event::new("handshake_failed").peer(&cx.peer).reason(e.to_string()).emit();
+            Event::new("handshake_failed").peer(&cx.peer).reason(e.to_string()).code(Refusal::Other.label()).emit();
             return;
         }
     };
@@ -748,9 +756,9 @@ fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<Conn>, guard
     while conn.is_handshaking() {
         if let Err(e) = conn.complete_io(&mut sock) {
             if cx.phase() != Phase::Closed {
-                let (reason, code) = handshake_failure(&e);
-                shared.metrics.refused(Refusal::from_code(code));
-                Event::new("handshake_failed").peer(&cx.peer).reason(reason).code(code).emit();
+                let (reason, refusal) = handshake_failure(&e);
+                shared.metrics.refused(refusal);
+                Event::new("handshake_failed").peer(&cx.peer).reason(reason).code(refusal.label()).emit();
             }
             return;
         }
@@ -761,8 +769,12 @@ fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<Conn>, guard
     }
     // The verifier only lets a connection through with a verified certificate.
     let Some(client) = Verified::new(&conn, built.generation) else {
-        shared.metrics.refused(Refusal::Other);
-        Event::new("handshake_failed").peer(&cx.peer).reason("no client certificate").emit();
+        shared.metrics.refused(Refusal::NoCertificate);
+        Event::new("handshake_failed")
+            .peer(&cx.peer)
+            .reason("no client certificate")
+            .code(Refusal::NoCertificate.label())
+            .emit();
         return;
     };
     drop(built);
@@ -857,13 +869,13 @@ impl<'t> Session<'t> {
                         phase = Phase::Busy;
                     }
                     // Before anything is answered: is this client still one to serve?
-                    if let Err((reason, code)) = self.client.recheck(&shared.tls, &self.conn) {
-                        shared.metrics.refused(Refusal::from_code(code));
+                    if let Err((reason, refusal)) = self.client.recheck(&shared.tls, &self.conn) {
+                        shared.metrics.refused(refusal);
                         Event::new("connection_closed")
                             .peer(&self.cx.peer)
                             .client(&self.client.id)
                             .reason(reason)
-                            .code(code)
+                            .code(refusal.label())
                             .emit();
                         return;
                     }
@@ -985,6 +997,12 @@ struct Health<'a> {
     written_at: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     written_by: Option<&'a str>,
+    /// `metadata`, or `assumed` for a token file without metadata.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_from: Option<&'static str>,
+    /// The lifetime assumed (--assume-ttl) when `expires_from` is `assumed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assumed_ttl_secs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
 }
@@ -1035,7 +1053,12 @@ fn health(token: &TokenSource) -> Response {
                 expires_in_secs: Some(t.expires_at - now),
                 token_type: Some(&t.token_type),
                 written_at: Some(&t.written_at),
-                written_by: Some(&t.written_by),
+                written_by: t.written_by.as_deref(),
+                expires_from: Some(t.expiry.label()),
+                assumed_ttl_secs: match t.expiry {
+                    token::Expiry::Assumed(ttl) => Some(ttl.as_secs()),
+                    token::Expiry::Metadata => None,
+                },
                 reason: None,
             },
         ),
@@ -1048,6 +1071,8 @@ fn health(token: &TokenSource) -> Response {
                 token_type: None,
                 written_at: None,
                 written_by: None,
+                expires_from: None,
+                assumed_ttl_secs: None,
                 reason: Some(reason),
             },
         )

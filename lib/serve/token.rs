@@ -1,13 +1,25 @@
 //! The token being served: read from the token file and its metadata, re-read whenever
 //! either file changes (also when a new file is renamed over the old one), and never
 //! handed out when missing, untrusted, not matching its metadata, empty or expired.
+//!
+//! A token file with no metadata at all (what the seed's Java generator writes) is served
+//! with an assumed expiry: its modification time plus `--assume-ttl`. Only a missing
+//! metadata file counts as "none": metadata that exists but describes another token is the
+//! in-place edit (or a write caught half-way) it always was, and is not served. When the
+//! metadata appears or disappears, the pair is read again, as for any other change.
 
 use crate::clock;
-use crate::files::{meta_path, read_token, Stored};
+use crate::files::{meta_path, read_bare_token, read_token, BareToken, Part, Stored};
 use crate::secret::Secret;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The lifetime assumed for a token file without metadata: the seed's generator rewrites the
+/// file every 55 minutes and Google's access tokens live 60, so a token is at most 5 minutes
+/// short of expiry when it is replaced, and never served expired.
+pub const DEFAULT_ASSUME_TTL: Duration = Duration::from_secs(55 * 60);
 
 /// What identifies one version of a file: a rename-over gives a new inode, an in-place
 /// write a new size or time.
@@ -47,6 +59,26 @@ impl Stamp {
     }
 }
 
+/// Where the expiry of a token being served comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// `FILE.meta.json`, written with the token by the wif tools.
+    Metadata,
+    /// The file has no metadata: its modification time plus this lifetime (`--assume-ttl`),
+    /// or a JWT's own `exp` if that comes first.
+    Assumed(Duration),
+}
+
+impl Expiry {
+    /// `metadata` or `assumed`, as /healthz and the log say it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Expiry::Metadata => "metadata",
+            Expiry::Assumed(_) => "assumed",
+        }
+    }
+}
+
 /// A token read from disk.
 pub struct Loaded {
     /// The token bytes.
@@ -57,10 +89,12 @@ pub struct Loaded {
     pub expires_at_text: String,
     /// The token type from the metadata.
     pub token_type: String,
-    /// When the file was written.
+    /// When the file was written (its modification time when it has no metadata).
     pub written_at: String,
-    /// Which tool wrote it.
-    pub written_by: String,
+    /// Which tool wrote it, when its metadata says.
+    pub written_by: Option<String>,
+    /// Where `expires_at` comes from.
+    pub expiry: Expiry,
 }
 
 /// The token, or why there is none to serve.
@@ -90,9 +124,12 @@ struct Problem {
 /// What reading one version of the files gave.
 type Outcome = Result<Arc<Loaded>, Problem>;
 
+/// The stamps of the token file and of its metadata (`None`: there is none).
+type Stamps = (Stamp, Option<Stamp>);
+
 #[derive(Default)]
 struct Cache {
-    stamps: Option<(Stamp, Stamp)>,
+    stamps: Option<Stamps>,
     outcome: Option<Outcome>,
 }
 
@@ -103,6 +140,11 @@ pub struct TokenSource {
     cache: Mutex<Cache>,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
+    /// The lifetime assumed for a token file without metadata; `None`: such files are not served.
+    assume_ttl: Option<Duration>,
+    /// The token file version last warned about for its assumed expiry: one warning per
+    /// version (at start, then at each change), not one per request.
+    warned: Mutex<Option<Stamp>>,
 }
 
 impl TokenSource {
@@ -115,7 +157,20 @@ impl TokenSource {
             cache: Mutex::new(Cache::default()),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
+            assume_ttl: Some(DEFAULT_ASSUME_TTL),
+            warned: Mutex::new(None),
         }
+    }
+
+    /// The lifetime to assume for a token file without metadata (`None`: do not serve one).
+    pub fn assume_ttl(mut self, ttl: Option<Duration>) -> TokenSource {
+        self.assume_ttl = ttl;
+        self
+    }
+
+    /// Whether a token file without metadata is served (with an assumed expiry).
+    pub fn assumes_ttl(&self) -> bool {
+        self.assume_ttl.is_some()
     }
 
     /// How many times a new version of the files was read, and how many times that failed
@@ -127,6 +182,7 @@ impl TokenSource {
     /// Forgets the cached token so the next request reads the files again (SIGHUP).
     pub fn invalidate(&self) {
         self.cache().stamps = None;
+        *self.warned.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
@@ -136,7 +192,8 @@ impl TokenSource {
     /// The token to serve now, or why there is none.
     pub fn current(&self) -> State {
         let stamps = match (Stamp::of(&self.path), Stamp::of(&self.meta)) {
-            (Ok(t), Ok(m)) => (t, m),
+            (Ok(t), Ok(m)) => (t, Some(m)),
+            (Ok(t), Err(e)) if e.kind() == std::io::ErrorKind::NotFound && self.assume_ttl.is_some() => (t, None),
             (Err(e), _) => return self.gone(&self.path, &e, "token file"),
             (_, Err(e)) => return self.gone(&self.meta, &e, "token metadata file"),
         };
@@ -154,7 +211,7 @@ impl TokenSource {
                 // Read with the lock released: a slow disk, a network file system or a FIFO
                 // put at the path never stalls other requests (or /healthz). Requests racing
                 // here may read the same version twice; that is harmless.
-                let o = self.load();
+                let o = self.load(stamps.0);
                 let mut c = self.cache();
                 c.stamps = Some(stamps);
                 c.outcome = Some(o.clone());
@@ -162,7 +219,7 @@ impl TokenSource {
             }
         };
         match outcome {
-            Ok(loaded) => judge(loaded),
+            Ok(loaded) => judge(loaded, &self.path),
             Err(p) => State::Unavailable { reason: p.reason, detail: p.detail, expires_at: None, written_at: None },
         }
     }
@@ -183,9 +240,17 @@ impl TokenSource {
 
     /// Reads a new version of the files, logging the outcome. A token that matches neither
     /// entry of its metadata is not a write in progress (the metadata is written first and
-    /// keeps the replaced token's entry): it was edited in place, and is not served.
-    fn load(&self) -> Outcome {
-        match read_token(&self.path) {
+    /// keeps the replaced token's entry): it was edited in place, and is not served. A token
+    /// file without metadata is served with an assumed expiry, if one is assumed.
+    fn load(&self, stamp: Stamp) -> Outcome {
+        let stored = match (read_token(&self.path), self.assume_ttl) {
+            (Stored::Missing(Part::Meta, _), Some(ttl)) => match read_bare_token(&self.path) {
+                Ok(bare) => return Ok(self.loaded_bare(bare, ttl, stamp)),
+                Err(stored) => stored,
+            },
+            (stored, _) => stored,
+        };
+        match stored {
             Stored::Found(t) => {
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 super::log::Event::new("reload")
@@ -203,7 +268,8 @@ impl TokenSource {
                     expires_at_text: t.meta.expires_at,
                     token_type: t.meta.token_type,
                     written_at: t.meta.written_at,
-                    written_by: t.meta.written_by,
+                    written_by: Some(t.meta.written_by),
+                    expiry: Expiry::Metadata,
                 }))
             }
             other => {
@@ -216,17 +282,107 @@ impl TokenSource {
     }
 }
 
-/// Whether a token read from disk may be served now.
-fn judge(loaded: Arc<Loaded>) -> State {
+/// A bare token file's expiry: its modification time (or now, if that is in the future: a
+/// clock set wrong never stretches the lifetime) plus `ttl`, or the token's own `exp` when it
+/// is a JWT that expires sooner. Unix seconds, and how it was found, in words.
+fn assumed_expiry(bare: &BareToken, ttl: Duration, now: i64) -> (i64, String) {
+    let assumed = bare.modified.min(now) + ttl.as_secs() as i64;
+    let words = format!("the file's modification time + {}", clock::human(ttl.as_secs() as i64));
+    match crate::jwt::unverified_exp(bare.token.expose()) {
+        Some(exp) if exp < assumed => (exp, format!("the JWT's exp, which comes before {words}")),
+        _ => (assumed, words),
+    }
+}
+
+impl TokenSource {
+    /// Logs the read of a token file without metadata and warns about its assumed expiry
+    /// (once per version of the file); what is served.
+    fn loaded_bare(&self, bare: BareToken, ttl: Duration, stamp: Stamp) -> Arc<Loaded> {
+        let (expires_at, how) = assumed_expiry(&bare, ttl, clock::now_unix());
+        let expires_at_text = clock::rfc3339(expires_at);
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        super::log::Event::new("reload")
+            .what("token")
+            .code("expiry_assumed")
+            .reason(format!(
+                "read {} ({} bytes) without {}: expiry assumed at {expires_at_text} ({how})",
+                self.path.display(),
+                bare.token.expose().len(),
+                self.meta.display()
+            ))
+            .emit();
+        self.warn_assumed(stamp, expires_at, &how);
+        let is_jwt = crate::jwt::decode_unverified(bare.token.expose()).is_some();
+        Arc::new(Loaded {
+            token: bare.token,
+            expires_at,
+            expires_at_text,
+            token_type: if is_jwt { "jwt" } else { "access_token" }.to_string(),
+            written_at: clock::rfc3339(bare.modified),
+            written_by: None,
+            expiry: Expiry::Assumed(ttl),
+        })
+    }
+
+    /// One warning on stderr per version of a token file without metadata.
+    fn warn_assumed(&self, stamp: Stamp, expires_at: i64, how: &str) {
+        {
+            let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+            if *warned == Some(stamp) {
+                return;
+            }
+            *warned = Some(stamp);
+        }
+        let when = clock::rfc3339(expires_at);
+        let what = if expires_at > clock::now_unix() {
+            format!("serving it until {when}, assumed from {how}, and answering 503 after that")
+        } else {
+            format!("answering 503: it is taken to have expired at {when}, assumed from {how}")
+        };
+        crate::cli::warn(format!(
+            "the token file {} has no metadata ({}, which the wif tools write beside it): {what}; --assume-ttl \
+             sets the lifetime assumed (0: never serve a token file without metadata)",
+            self.path.display(),
+            self.meta.display()
+        ));
+    }
+
+    /// At start, for a token file without metadata when an expiry is assumed: the warning
+    /// about its expiry (the first request then reads the same version without warning
+    /// again), or why the file cannot be served.
+    pub fn warn_if_assumed(&self) {
+        let (Some(ttl), Ok(stamp)) = (self.assume_ttl, Stamp::of(&self.path)) else { return };
+        match read_bare_token(&self.path) {
+            Ok(bare) => {
+                let (expires_at, how) = assumed_expiry(&bare, ttl, clock::now_unix());
+                self.warn_assumed(stamp, expires_at, &how);
+            }
+            Err(stored) => crate::cli::warn(format!("{}; answering 503 until that changes", stored.detail())),
+        }
+    }
+}
+
+/// Whether a token read from disk (from the token file `path`) may be served now.
+fn judge(loaded: Arc<Loaded>, path: &Path) -> State {
     let why = if loaded.token.is_empty() {
         "the token file is empty".to_string()
     } else if loaded.expires_at <= clock::now_unix() {
-        format!("the token expired at {}; is the refresh pipeline running?", loaded.expires_at_text)
+        match loaded.expiry {
+            Expiry::Metadata => {
+                format!("the token expired at {}; is the refresh pipeline running?", loaded.expires_at_text)
+            }
+            Expiry::Assumed(ttl) => format!(
+                "the token expired at {} by its assumed lifetime (the token file has no metadata: its modification time + {}{}); is the job that writes it running?",
+                loaded.expires_at_text,
+                clock::human(ttl.as_secs() as i64),
+                if loaded.token_type == "jwt" { ", or the JWT's exp if sooner" } else { "" }
+            ),
+        }
     } else {
         return State::Ready(loaded);
     };
     State::Unavailable {
-        detail: why.clone(),
+        detail: format!("{why} (token file {})", path.display()),
         reason: why,
         expires_at: Some(loaded.expires_at_text.clone()),
         written_at: Some(loaded.written_at.clone()),
@@ -348,6 +504,127 @@ mod tests {
             assert!(detail.contains(&p.display().to_string()) && detail.contains("edited in place"), "{detail}");
         }
         assert_eq!(src.reload_counts(), (1, 1));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Sets the modification time of `p` to `secs` seconds from now.
+    fn touch(p: &Path, secs: i64) {
+        let t = std::time::SystemTime::now()
+            .checked_add(Duration::from_secs(secs.max(0) as u64))
+            .and_then(|t| t.checked_sub(Duration::from_secs((-secs).max(0) as u64)))
+            .unwrap();
+        std::fs::File::options().write(true).open(p).unwrap().set_modified(t).unwrap();
+    }
+
+    /// The seed's generator's file: the token alone, no metadata, mode 0600.
+    fn bare(tag: &str, contents: &str) -> (PathBuf, PathBuf) {
+        let d = dir(tag);
+        let p = d.join("wif_token.txt");
+        crate::files::write_atomic(&p, contents.as_bytes(), 0o600).unwrap();
+        (d, p)
+    }
+
+    fn ready(s: &TokenSource) -> Arc<Loaded> {
+        match s.current() {
+            State::Ready(l) => l,
+            State::Unavailable { detail, .. } => panic!("not served: {detail}"),
+        }
+    }
+
+    #[test]
+    fn a_token_file_without_metadata_is_served_until_its_mtime_plus_the_assumed_lifetime() {
+        let (d, p) = bare("bare", "ya29.bare-token");
+        touch(&p, -600);
+        let written = clock::now_unix() - 600;
+        let src = TokenSource::new(p.clone());
+        let l = ready(&src);
+        assert_eq!(l.token.expose(), "ya29.bare-token");
+        assert_eq!(l.expiry, Expiry::Assumed(DEFAULT_ASSUME_TTL));
+        assert!((l.expires_at - (written + 3300)).abs() <= 1, "{} vs {}", l.expires_at, written + 3300);
+        assert_eq!(l.expires_at_text, clock::rfc3339(l.expires_at));
+        assert_eq!((l.token_type.as_str(), l.written_by.as_deref()), ("access_token", None));
+        // A shorter lifetime, and one the file has outlived: 503, saying why without the path.
+        assert!(
+            (ready(&TokenSource::new(p.clone()).assume_ttl(Some(Duration::from_secs(900)))).expires_at
+                - (written + 900))
+                .abs()
+                <= 1
+        );
+        let (reason, detail) = unavailable(&TokenSource::new(p.clone()).assume_ttl(Some(Duration::from_secs(300))));
+        assert!(reason.contains("expired") && reason.contains("no metadata") && reason.contains("5 min"), "{reason}");
+        assert!(!reason.contains(&d.display().to_string()) && !detail.contains("ya29"), "{reason} / {detail}");
+        // --assume-ttl 0: not served at all, as before.
+        let (reason, _) = unavailable(&TokenSource::new(p.clone()).assume_ttl(None));
+        assert_eq!(reason, "there is no token metadata file");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_bare_token_keeps_its_exact_bytes_but_not_a_trailing_line_end() {
+        for (contents, served) in [
+            ("ya29.exact", Some("ya29.exact")),
+            ("ya29.lf\n", Some("ya29.lf")),
+            ("ya29.crlf\r\n", Some("ya29.crlf")),
+            ("two words", None),
+            ("ya29.a\n\n", None),
+        ] {
+            let (d, p) = bare("bytes", contents);
+            assert_eq!(token_of(&TokenSource::new(p)).as_deref(), served, "{contents:?}");
+            std::fs::remove_dir_all(&d).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_future_mtime_or_a_sooner_jwt_exp_never_stretches_the_assumed_lifetime() {
+        let (d, p) = bare("future", "ya29.future");
+        touch(&p, 86_400);
+        let now = clock::now_unix();
+        let l = ready(&TokenSource::new(p.clone()));
+        assert!(l.expires_at <= now + 3300 + 1, "{} > {}", l.expires_at, now + 3300);
+        use base64::Engine;
+        let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let exp = now + 120;
+        let jwt = format!("{}.{}.c2ln", b64(serde_json::json!({"alg": "RS256"})), b64(serde_json::json!({"exp": exp})));
+        crate::files::write_atomic(&p, jwt.as_bytes(), 0o600).unwrap();
+        let l = ready(&TokenSource::new(p.clone()));
+        assert_eq!((l.expires_at, l.token_type.as_str()), (exp, "jwt"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn metadata_appearing_or_disappearing_is_a_change_like_any_other() {
+        let (d, p) = bare("appear", "ya29.seed");
+        let src = TokenSource::new(p.clone());
+        assert_eq!(ready(&src).expiry, Expiry::Assumed(DEFAULT_ASSUME_TTL));
+        // The wif tools take over the file: the metadata's expiry from then on.
+        let exp = clock::rfc3339(clock::now_unix() + 1200);
+        write_token(&p, &Secret::new("ya29.wif"), "access_token", Some(&exp), "test").unwrap();
+        let l = ready(&src);
+        assert_eq!(
+            (l.token.expose(), l.expiry, l.expires_at_text.as_str()),
+            ("ya29.wif", Expiry::Metadata, exp.as_str())
+        );
+        // The metadata removed: the file is bare again.
+        std::fs::remove_file(meta_path(&p)).unwrap();
+        let l = ready(&src);
+        assert_eq!((l.token.expose(), l.expiry), ("ya29.wif", Expiry::Assumed(DEFAULT_ASSUME_TTL)));
+        // Metadata of another token is a mismatch still, never "no metadata".
+        let other = d.join("other.txt");
+        write_token(&other, &Secret::new("ya29.other"), "access_token", Some(&exp), "test").unwrap();
+        std::fs::copy(meta_path(&other), meta_path(&p)).unwrap();
+        assert_eq!(unavailable(&src).0, "the token file does not match its metadata");
+        assert_eq!(src.reload_counts(), (3, 1));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_bare_file_is_trusted_as_little_as_a_pair() {
+        use std::os::unix::fs::PermissionsExt;
+        let (d, p) = bare("trust", "ya29.planted");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let (reason, detail) = unavailable(&TokenSource::new(p.clone()));
+        assert_eq!(reason, "the token file is not trusted");
+        assert!(detail.contains("mode 0666"), "{detail}");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

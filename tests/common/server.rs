@@ -23,6 +23,13 @@ pub fn write_token(path: &Path, token: &str, ttl: i64) -> String {
     exp
 }
 
+/// Sets a file's modification time to `unix` (seconds), as `touch -d` would: how a test
+/// makes a token file look written long ago without sleeping.
+pub fn set_mtime(path: &Path, unix: i64) {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64);
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(t).unwrap();
+}
+
 /// The required flags.
 pub fn server_args_with(cert: &str, key: &str, client_ca: &str, token: &Path) -> Vec<String> {
     let token = token.to_string_lossy();
