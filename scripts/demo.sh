@@ -78,20 +78,8 @@ server_url() { # server_url LOGFILE PID
   die "the server did not start within 10 s"
 }
 
-# The executables in cargo's JSON build messages (on stdin), one a line: the JSON string
-# "executable" of each compiler-artifact message, with the escapes a path can carry undone.
-executables() {
-  local path
-  sed -n 's/^{"reason":"compiler-artifact".*"executable":"\(\([^"\\]\|\\.\)*\)".*/\1/p' |
-    while IFS= read -r path; do
-      case $path in
-        *\\[!\\\"/]*) die "cargo reported an executable path this script cannot decode: $path" ;;
-      esac
-      path=${path//\\\//\/}
-      path=${path//\\\"/\"}
-      printf '%s\n' "${path//\\\\/\\}"
-    done
-}
+# shellcheck source=scripts/json-string.sh
+. scripts/json-string.sh
 
 say "Building wif (cargo build --bins; the first build takes a few minutes)"
 cmd "cargo build --bins"
@@ -101,7 +89,10 @@ cargo build --bins --message-format=json-render-diagnostics >"$work/build.json" 
   die "cargo build failed (its errors are above); the demo needs the tools built"
 want=(wif-sign wif-azure wif-sts wif-impersonate wif-serve wif-get wif-inspect wif-emulate)
 declare -A built=()
-while IFS= read -r exe; do built[${exe##*/}]=$exe; done < <(executables <"$work/build.json")
+# The "executable" of each compiler-artifact message.
+while IFS= read -r exe; do built[${exe##*/}]=$exe; done < <(
+  grep '^{"reason":"compiler-artifact"' "$work/build.json" | json_string executable
+)
 bindirs=()
 for tool in "${want[@]}"; do
   exe=${built[$tool]:-}

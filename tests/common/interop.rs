@@ -47,7 +47,8 @@ const GO_PACKAGES: &str = "golang-go golang-golang-x-oauth2-google-dev golang-go
 /// fails the test.
 pub fn go_client() -> Option<PathBuf> {
     let go = runs("go", "version");
-    let missing: Vec<&str> = GO_LIBRARIES.into_iter().filter(|l| !Path::new(GOPATH).join("src").join(l).is_dir()).collect();
+    let missing: Vec<&str> =
+        GO_LIBRARIES.into_iter().filter(|l| !Path::new(GOPATH).join("src").join(l).is_dir()).collect();
     let what = if go { format!("Go libraries {} in {GOPATH}", missing.join(", ")) } else { "go".to_string() };
     if !needs(&what, go && missing.is_empty(), &apt(GO_PACKAGES)) {
         return None;
@@ -78,6 +79,7 @@ fn build_go_client() -> PathBuf {
         .output()
         .expect("running go build");
     assert!(built.status.success(), "go build of tests/interop/go failed:\n{}", String::from_utf8_lossy(&built.stderr));
-    std::fs::rename(&partial, &exe).unwrap_or_else(|e| panic!("renaming {} to {}: {e}", partial.display(), exe.display()));
+    std::fs::rename(&partial, &exe)
+        .unwrap_or_else(|e| panic!("renaming {} to {}: {e}", partial.display(), exe.display()));
     exe
 }
