@@ -10,7 +10,8 @@
 # cargo shows a test that returned early for want of a tool as passed; here it is counted
 # as skipped, never as passed. Prints each such test with what it lacked, what test.sh
 # could not set up, and one command that would make them run (the Debian packages of
-# every hint together, then the test command, as root where a test needs root). The last
+# every hint and set-up problem together, then the test command, as root where a test
+# needs root). The last
 # line is "tests: N passed, N failed" with ", N skipped" when any test did not run.
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -63,7 +64,7 @@ if [ "$skipped" -gt 0 ]; then
       "scripts/test.sh"*) ;;
       *) case " ${manual[*]} " in *" $hint "*) ;; *) manual+=("$hint") ;; esac ;;
     esac
-  done < <(cut -f 3 "$skips")
+  done < <(cut -f 3 "$skips"; grep -o 'sudo apt-get install -y [a-z0-9.+ -]*[a-z0-9]' "$setup" || true)
   sudo=sudo
   [ "$(id -u)" != 0 ] || sudo=""
   run="scripts/test.sh"

@@ -64,7 +64,7 @@ python_env() {
       rm -rf "$venv"
       return
     fi
-    if ! "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check --timeout 30 --retries 2 -r "$req"; then
+    if ! "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check --timeout 30 --retries 1 -r "$req"; then
       problem "Python: pip could not install $req (is PyPI reachable? pip's error is above); the tests use the system python3"
       rm -rf "$venv"
       return
@@ -86,7 +86,7 @@ node_env() {
     rm -rf "$dir"
     mkdir -p "$dir"
     cp "$src/package.json" "$src/package-lock.json" "$dir/"
-    if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error); then
+    if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error --fetch-retries=1 --fetch-retry-maxtimeout=10000); then
       problem "Node.js: npm ci could not install $src/package-lock.json (is the npm registry reachable? npm's error is above)"
       rm -rf "$dir"
       return

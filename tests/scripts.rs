@@ -163,11 +163,16 @@ fn the_test_report_counts_tests_that_did_not_run_as_skipped_and_says_how_to_run_
     assert!(lines.contains(&command), "one command for all that can be installed: {text}");
     assert!(text.contains("gcloud") && text.contains("install it by hand"), "{text}");
 
-    // What scripts/test.sh itself could not set up is said too.
-    let setup = "Python packages: pip could not install .ci/requirements.txt (is PyPI reachable?)\n";
+    // What scripts/test.sh itself could not set up is said too, and its packages join the command.
+    let setup = "Python: pip could not install .ci/requirements.txt (is PyPI reachable?)\n\
+                 Python: python3 -m venv failed (on Debian: sudo apt-get install -y python3-venv)\n";
     let (_, lines) = report(CARGO_OUT, "emulator::msal\tpython3 with msal\tscripts/test.sh\n", setup);
     let text = lines.join("\n");
-    assert!(text.contains("pip could not install .ci/requirements.txt"), "{text}");
+    assert!(
+        lines.contains(&"  Python: pip could not install .ci/requirements.txt (is PyPI reachable?)".into()),
+        "{text}"
+    );
+    assert!(lines.contains(&format!("  {sudo}apt-get install -y python3-venv && scripts/test.sh")), "{text}");
     assert_eq!(lines.last().map(String::as_str), Some("tests: 11 passed, 0 failed, 1 skipped"), "{text}");
 }
 
