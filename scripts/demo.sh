@@ -8,13 +8,18 @@
 #   from another CA is refused in the handshake, and stops everything it started.
 #
 # usage: scripts/demo.sh [--keep]     (--keep leaves the demo directory for a look around)
-set -euo pipefail
+#
+# The tools are taken from where cargo says it put them, so CARGO_TARGET_DIR, a target
+# directory or build target in a cargo configuration, and CARGO_PROFILE_* are honoured.
+# The first failure stops the demo with the step, the command and its exit status (the
+# tool's own error is the line above); the exit status is non-zero.
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 keep=0
 case "${1:-}" in
   --keep) keep=1 ;;
-  -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   "") ;;
   *) echo "demo.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 esac
@@ -23,18 +28,40 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/wif-demo.XXXXXX")
 pids=()
 cleanup() {
   local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in ${pids[@]+"${pids[@]}"}; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in ${pids[@]+"${pids[@]}"}; do wait "$p" 2>/dev/null || true; done
   if [ $keep = 1 ]; then echo "demo.sh: files kept in $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [ -t 1 ]; then bold=$'\e[1m' dim=$'\e[2m' red=$'\e[31m' green=$'\e[32m' off=$'\e[0m'; else bold='' dim='' red='' green='' off=''; fi
-say() { printf '\n%s== %s%s\n' "$bold" "$*" "$off"; }
+step="starting"
+say() { step=$*; printf '\n%s== %s%s\n' "$bold" "$*" "$off"; }
 cmd() { printf '%s$ %s%s\n' "$dim" "$*" "$off"; }
 ok() { printf '%s✔ %s%s\n' "$green" "$*" "$off"; }
 die() { printf '%sdemo.sh: %s%s\n' "$red" "$*" "$off" >&2; exit 1; }
+
+# Any command that fails stops the demo here, naming the step and the command; in the
+# pipeline, the first tool that failed (its own error message is printed just above).
+stages=()
+failed() { # failed STATUS LINE COMMAND PIPESTATUS...
+  local status=$1 line=$2 command=$3 i
+  shift 3
+  if [ $# -gt 1 ] && [ ${#stages[@]} -eq $# ]; then
+    for ((i = 0; i < $#; i++)); do
+      local s=${*:i+1:1}
+      if [ "$s" != 0 ] && [ "$s" != 141 ]; then command=${stages[i]} status=$s; break; fi
+    done
+  fi
+  trap - ERR
+  # In a command substitution: the command that used it reports (naming this one).
+  [ "$BASH_SUBSHELL" = 0 ] || exit "$status"
+  printf '%sdemo.sh: stopped at "%s": %s exited with status %s (line %s)%s\n' \
+    "$red" "$step" "$command" "$status" "$line" "$off" >&2
+  exit "$status"
+}
+trap 'failed $? $LINENO "$BASH_COMMAND" "${PIPESTATUS[@]}"' ERR
 
 # The first stdout line of a wif server is {"event":"listening",...,"url":"..."}.
 server_url() { # server_url LOGFILE PID
@@ -51,15 +78,38 @@ server_url() { # server_url LOGFILE PID
   die "the server did not start within 10 s"
 }
 
-say "Building wif (cargo build)"
-cargo build --quiet --bins
-export PATH="$root/target/debug:$PATH"
-tools=(target/debug/wif-sign target/debug/wif-azure target/debug/wif-sts target/debug/wif-impersonate target/debug/wif-serve target/debug/wif-get target/debug/wif-inspect target/debug/wif-emulate)
-ok "built: $(wif-sign --version), ${#tools[@]} tools"
+# shellcheck source=scripts/json-string.sh
+. scripts/json-string.sh
+
+say "Building wif (cargo build --bins; the first build takes a few minutes)"
+cmd "cargo build --bins"
+# Cargo's progress and any compiler errors go to stderr; its messages (where each binary
+# went: CARGO_TARGET_DIR and cargo's configuration decide) to a file.
+cargo build --bins --message-format=json-render-diagnostics >"$work/build.json" ||
+  die "cargo build failed (its errors are above); the demo needs the tools built"
+want=(wif-sign wif-azure wif-sts wif-impersonate wif-serve wif-get wif-inspect wif-emulate)
+declare -A built=()
+# The "executable" of each compiler-artifact message.
+while IFS= read -r exe; do built[${exe##*/}]=$exe; done < <(
+  grep '^{"reason":"compiler-artifact"' "$work/build.json" | json_string executable
+)
+bindirs=()
+for tool in "${want[@]}"; do
+  exe=${built[$tool]:-}
+  [ -n "$exe" ] || die "cargo build reported no $tool binary (its messages: $work/build.json; try --keep)"
+  [ -x "$exe" ] || die "$tool is not an executable file at $exe, where cargo said it put it"
+  case " ${bindirs[*]} " in *" ${exe%/*} "*) ;; *) bindirs+=("${exe%/*}") ;; esac
+done
+PATH="$(IFS=:; echo "${bindirs[*]}"):$PATH"
+export PATH
+version=$(wif-sign --version)
+ok "built: $version, ${#want[@]} tools in ${bindirs[*]}"
 
 say "Making a throwaway PKI (two CA hierarchies, server/client certificates, app keys)"
 cmd "scripts/gen-test-pki.sh $work/pki"
-scripts/gen-test-pki.sh "$work/pki" 2>/dev/null
+# openssl's chatter is kept out of the way, and shown if the script fails.
+scripts/gen-test-pki.sh "$work/pki" 2>"$work/gen-test-pki.err" ||
+  die "making the test PKI failed (openssl said: $(tail -n 5 "$work/gen-test-pki.err"))"
 crts=("$work"/pki/*.crt)
 ok "${#crts[@]} certificates in $work/pki"
 
@@ -83,6 +133,7 @@ cmd "wif-sign --client-id $app --tenant-id $tenant --key pki/app-rsa.key --cert 
 cmd "  | wif-azure --scope api://wif-gcp/.default \\"
 cmd "  | wif-sts --token-url $emu/v1/token --audience $audience \\"
 cmd "  | wif-impersonate --endpoint $emu --service-account $sa --token-out wif_token.txt"
+stages=(wif-sign tee wif-azure tee wif-sts tee wif-impersonate)
 wif-sign --client-id "$app" --tenant-id "$tenant" --key pki/app-rsa.key --cert pki/app-rsa.crt --authority "$emu" \
   | tee 1-sign.json \
   | wif-azure --scope api://wif-gcp/.default \
@@ -90,7 +141,9 @@ wif-sign --client-id "$app" --tenant-id "$tenant" --key pki/app-rsa.key --cert p
   | wif-sts --token-url "$emu/v1/token" --audience "$audience" \
   | tee 3-sts.json \
   | wif-impersonate --endpoint "$emu" --service-account "$sa" --token-out wif_token.txt >4-impersonate.json
-ok "wif_token.txt: $(wc -c <wif_token.txt) bytes, mode $(stat -c %a wif_token.txt)"
+stages=()
+size=$(wc -c <wif_token.txt) mode=$(stat -c %a wif_token.txt)
+ok "wif_token.txt: $size bytes, mode $mode"
 
 for step in 1-sign:assertion 2-azure:azure 3-sts:sts 4-impersonate:impersonated; do
   file=${step%%:*}.json section=${step#*:}
@@ -98,7 +151,8 @@ for step in 1-sign:assertion 2-azure:azure 3-sts:sts 4-impersonate:impersonated;
   wif-inspect --redact --section "$section" "$file"
 done
 say "What the Azure token says about us (wif-inspect --claim sub 2-azure.json)"
-printf 'sub = %s  (the subject Google binds: principal://…/subject/SUB)\n' "$(wif-inspect --claim sub 2-azure.json)"
+sub=$(wif-inspect --claim sub 2-azure.json)
+printf 'sub = %s  (the subject Google binds: principal://…/subject/SUB)\n' "$sub"
 
 say "Publishing the token: wif-serve requires a client certificate from our CA"
 cmd "wif-serve --listen 127.0.0.1:0 --cert pki/server-chain.crt --key pki/server.key --client-ca pki/ca-chain.crt --token wif_token.txt"
@@ -115,15 +169,14 @@ wif-get --url "$url" --cert pki/client.crt --key pki/client.key --ca pki/ca-chai
   </dev/null >fetched.json
 wif-inspect --redact --section fetched fetched.json
 cmp -s wif_token.txt fetched_token.txt || die "the fetched token differs from wif_token.txt"
-ok "fetched_token.txt is byte-identical to wif_token.txt (mode $(stat -c %a fetched_token.txt))"
+mode=$(stat -c %a fetched_token.txt)
+ok "fetched_token.txt is byte-identical to wif_token.txt (mode $mode)"
 
 say "A client whose certificate comes from another CA (\"CA 13.1\") is refused in the handshake"
 cmd "wif-get --url $url --cert pki/other-client.crt --key pki/other-client.key --ca pki/ca-chain.crt --retries 0"
-set +e
+code=0
 wif-get --url "$url" --cert pki/other-client.crt --key pki/other-client.key --ca pki/ca-chain.crt --retries 0 \
-  </dev/null >/dev/null 2>refused.err
-code=$?
-set -e
+  </dev/null >/dev/null 2>refused.err || code=$?
 sed 's/^/  /' refused.err
 [ $code -eq 4 ] || die "expected exit code 4 (refused), got $code"
 ok "refused, exit code $code; nothing was written"
@@ -137,5 +190,6 @@ ok "no log contains the token"
 
 say "Stopping everything"
 kill -TERM "$serve_pid"
-wait "$serve_pid" && ok "wif-serve shut down cleanly (exit 0)"
+wait "$serve_pid"
+ok "wif-serve shut down cleanly (exit 0)"
 cd "$root"

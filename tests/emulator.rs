@@ -689,6 +689,76 @@ fn google_auth_python_exchanges_and_impersonates() {
     assert!(reqs.iter().any(|r| r["path"].as_str().unwrap().ends_with(":generateAccessToken") && r["status"] == 200));
 }
 
+/// Google's Go library (golang.org/x/oauth2/google 0.3.0, as Debian packages it) with the
+/// credential configuration `wif-sts --print-credential-config` prints: the STS exchange and
+/// the impersonation through `google.CredentialsFromJSON`. That version accepts only the real
+/// `https://*.googleapis.com` URLs, so the configuration keeps them and the Go client routes
+/// those hosts to the emulator's TLS listener, as a hosts-file entry would.
+#[test]
+fn go_oauth2_google_exchanges_and_impersonates_with_the_printed_config() {
+    let Some(client) = interop::go_client() else { return };
+    // A lifetime of the emulator's own, so the expiry the library reports can only be its.
+    let lifetime = 1200;
+    let (cert, key) = (pki_file("server-chain.crt"), pki_file("server.key"));
+    let emu = Emu::start(
+        &example(),
+        &["--tls-listen", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key, "--token-lifetime", "20m"],
+    );
+    let tls = emu.tls_url.clone().unwrap();
+    let dir = tempdir();
+    let az_file = dir.path().join("azure.jwt");
+    let doc = sign(&emu, "app-rsa.key", "app-rsa.crt", &[]);
+    ok(azure(&doc, &["--scope", "api://wif-gcp/.default", "--token-out", az_file.to_str().unwrap()]), "azure");
+    let go = |provider_name: &str, impersonate: bool| {
+        let mut args = s(&["--print-credential-config", "--audience", &provider(provider_name), "--credential-file"]);
+        args.push(az_file.to_str().unwrap().to_string());
+        if impersonate {
+            args.extend(s(&["--service-account", SA]));
+        }
+        let printed = ok(run("wif-sts", &args, b""), "wif-sts --print-credential-config");
+        let config: Value = serde_json::from_slice(&printed).unwrap();
+        assert_eq!(config["token_url"], "https://sts.googleapis.com/v1/token");
+        let cfg = dir.path().join(format!("{provider_name}-{impersonate}.json"));
+        std::fs::write(&cfg, &printed).unwrap();
+        let out = std::process::Command::new(&client)
+            .args(["external-account", "-config", cfg.to_str().unwrap(), "-emulator"])
+            .arg(tls.trim_start_matches("https://"))
+            .args(["-ca", &pki_file("ca-chain.crt"), "-server-name", "localhost"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("the Go client printed no JSON ({e}): {} {}", String::from_utf8_lossy(&out.stdout), stderr(&out))
+        });
+        (out.status.code(), v)
+    };
+    let started = wif::clock::now_unix();
+    let (code, impersonated) = go("azure", true);
+    assert_eq!(code, Some(0), "{impersonated}");
+    let (code, federated) = go("azure", false);
+    assert_eq!(code, Some(0), "{federated}");
+    for v in [&impersonated, &federated] {
+        assert_eq!((&v["token_type"], &v["valid"]), (&json!("Bearer"), &json!(true)), "{v}");
+        assert_eq!(v["token_sha256"].as_str().map(str::len), Some(64), "{v}");
+        let expiry = v["expiry"].as_i64().unwrap();
+        assert!((started + lifetime - 5..=wif::clock::now_unix() + lifetime).contains(&expiry), "{v}");
+    }
+    assert_ne!(impersonated["token_sha256"], federated["token_sha256"]);
+    // Refused: a provider whose allowed audience does not match the Azure token.
+    let (code, v) = go("azure-v1", true);
+    assert_eq!(code, Some(1), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("invalid_grant"), "{v}");
+    // The Google hosts were the emulator, over TLS: three exchanges, one impersonation.
+    let google: Vec<(String, u64)> = emu
+        .requests()
+        .iter()
+        .filter(|r| r["scheme"] == "https")
+        .map(|r| (r["path"].as_str().unwrap().to_string(), r["status"].as_u64().unwrap()))
+        .collect();
+    let impersonation = format!("/v1/projects/-/serviceAccounts/{SA}:generateAccessToken");
+    let want = [("/v1/token", 200), (impersonation.as_str(), 200), ("/v1/token", 200), ("/v1/token", 400)];
+    assert_eq!(google, want.map(|(p, s)| (p.to_string(), s)), "{:?}", emu.requests());
+}
+
 /// The document with its assertion re-signed: claims edited, header and key chosen.
 fn resign(
     doc: &Value,

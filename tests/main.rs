@@ -11,6 +11,7 @@ mod metrics;
 mod pipeline;
 mod refresh;
 mod reliability;
+mod scripts;
 mod secrets;
 mod security;
 mod seed;

@@ -512,8 +512,8 @@ fn systemd_units_are_hardened_and_agree_with_the_tools() {
     assert_flags_exist(&words[6..], &refresh_help());
     assert_eq!(flag_value(&words, "--token-out"), token);
 
-    // systemd's own check, where systemd-analyze exists (the binaries pointed at built ones).
-    if std::process::Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success()) {
+    // systemd's own check (the binaries pointed at built ones).
+    if needs("systemd-analyze", runs("systemd-analyze", "--version"), &apt("systemd")) {
         let dir = tempdir();
         let serve_exe = if serve_built { serve_bin.display().to_string() } else { "/bin/true".into() };
         for name in ["wif-refresh.service", "wif-refresh.timer", "wif-serve.service"] {
@@ -535,10 +535,11 @@ fn systemd_units_are_hardened_and_agree_with_the_tools() {
 
 #[test]
 fn the_script_is_lint_clean() {
-    // shellcheck where installed (CI may lack it), bash's own parser always.
+    // bash's own parser always, shellcheck where installed (required in CI).
     let out = std::process::Command::new("bash").arg("-n").arg(script()).output().unwrap();
     assert!(out.status.success(), "bash -n: {}", stderr(&out));
-    if let Ok(out) = std::process::Command::new("shellcheck").arg(script()).output() {
+    if needs("shellcheck", runs("shellcheck", "--version"), &apt("shellcheck")) {
+        let out = std::process::Command::new("shellcheck").arg(script()).output().unwrap();
         assert!(out.status.success(), "shellcheck:\n{}", String::from_utf8_lossy(&out.stdout));
     }
     // The manual page documents every option --help lists, and lints clean.
@@ -549,7 +550,8 @@ fn the_script_is_lint_clean() {
     for opt in options {
         assert!(page.contains(&opt.replace('-', "\\-")), "wif-refresh.1 documents {opt}");
     }
-    if let Ok(out) = std::process::Command::new("mandoc").args(["-Tlint", "-Wwarning"]).arg(&page_path).output() {
+    if needs("mandoc", std::process::Command::new("mandoc").arg("-V").output().is_ok(), &apt("mandoc")) {
+        let out = std::process::Command::new("mandoc").args(["-Tlint", "-Wwarning"]).arg(&page_path).output().unwrap();
         let report = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success() && report.trim().is_empty(), "mandoc: {report}");
     }
@@ -872,7 +874,7 @@ fn a_fifo_swapped_in_at_the_lock_or_token_never_hangs_a_run() {
 #[test]
 fn root_keeps_its_lock_only_where_others_cannot_swap_it() {
     use std::os::unix::fs::PermissionsExt;
-    if !crate::common::root_available("root_keeps_its_lock_only_where_others_cannot_swap_it") {
+    if !root_available("root_keeps_its_lock_only_where_others_cannot_swap_it") {
         return;
     }
     let dir = tempdir();

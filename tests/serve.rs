@@ -492,7 +492,7 @@ fn startup_errors_are_clear() {
 fn have(tool: &str) -> bool {
     let ok = std::process::Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
         || std::process::Command::new(tool).arg("version").output().is_ok_and(|o| o.status.success());
-    available(tool, ok)
+    needs(tool, ok, &apt(tool))
 }
 
 /// An external client fetches the token with client.crt, and gets nothing with the other

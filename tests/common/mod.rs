@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+pub mod interop;
 pub mod prom;
 pub mod server;
 
@@ -302,34 +303,82 @@ pub fn fake_jwt(claims: Value) -> String {
     format!("{h}.{c}.c2lnbmF0dXJl")
 }
 
-/// Whether an external program or library a test needs is present. Outside CI a missing
-/// one skips the test with a note; in CI (`CI` is set, as `.ci/run` installs everything) it
-/// fails the test, so interop tests can never pass by skipping there.
-pub fn available(what: &str, present: bool) -> bool {
+/// Records that the running test, or the part of it that needs `missing`, did not run, and
+/// what would make it run (`hint`, a command where there is one). cargo shows a skipped test
+/// as `ok` and hides what it prints, so each skip is also appended, as one line
+/// `TEST<TAB>MISSING<TAB>HINT`, to the file `WIF_TEST_SKIPS` names (scripts/test.sh sets it
+/// and reports these tests as not run at the end).
+pub fn not_run(missing: &str, hint: &str) {
+    not_run_in(std::thread::current().name().unwrap_or("(a test helper thread)"), missing, hint)
+}
+
+/// [`not_run`] for the test named `test`.
+fn not_run_in(test: &str, missing: &str, hint: &str) {
+    eprintln!("{test}: not run: {missing} is missing ({hint})");
+    let Some(file) = std::env::var_os("WIF_TEST_SKIPS") else { return };
+    let field = |s: &str| s.replace(['\t', '\n', '\r'], " ");
+    let line = format!("{}\t{}\t{}\n", field(test), field(missing), field(hint));
+    // One write of a short line with O_APPEND: lines of parallel tests do not interleave.
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&file)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = written {
+        panic!("{test} did not run and cannot say so in WIF_TEST_SKIPS={}: {e}", file.to_string_lossy());
+    }
+}
+
+/// Whether an external program or library a test needs is present. A missing one skips the
+/// test and records it per [`not_run`] with `hint`; in CI (`CI` is set, as `.ci/run`
+/// installs everything) it fails the test, so interop tests can never pass by skipping there.
+pub fn needs(what: &str, present: bool, hint: &str) -> bool {
     if !present {
         assert!(std::env::var_os("CI").is_none(), "{what} is required in CI (.ci/run installs it)");
-        eprintln!("{what} is not installed; skipping");
+        not_run(what, hint);
     }
     present
 }
 
-/// Whether python3 can import `modules` (comma-separated), per [`available`].
+/// [`needs`], with .ci/run (which installs everything the tests use) as the hint.
+pub fn available(what: &str, present: bool) -> bool {
+    needs(what, present, "sudo bash .ci/run (it installs every tool the tests use)")
+}
+
+/// Whether a program answers `PROGRAM ARG` with success.
+pub fn runs(program: &str, arg: &str) -> bool {
+    std::process::Command::new(program).arg(arg).output().is_ok_and(|o| o.status.success())
+}
+
+/// The Debian command that installs `packages`, as a skip's hint.
+pub fn apt(packages: &str) -> String {
+    format!("sudo apt-get install -y {packages}")
+}
+
+/// Whether python3 can import `modules` (comma-separated), per [`available`]. scripts/test.sh
+/// puts a virtual environment with `.ci/requirements.txt` first on `PATH`.
 pub fn python_has(modules: &str) -> bool {
     let ok = std::process::Command::new("python3")
         .args(["-c", &format!("import {modules}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    available(&format!("python3 with {modules}"), ok)
+    let hint = if runs("python3", "--version") {
+        "scripts/test.sh (it installs .ci/requirements.txt into a virtual environment)".to_string()
+    } else {
+        apt("python3 python3-venv")
+    };
+    needs(&format!("python3 with {modules}"), ok, &hint)
 }
 
-/// Whether this process runs as root, which a test needs to give files to another user.
-/// Otherwise the test says on stderr that it did not run; in CI (`CI` is set, and CI runs
+/// Whether this process runs as root, which `test` needs to give files to another user.
+/// Otherwise the test is recorded as not run ([`not_run`]); in CI (`CI` is set, and CI runs
 /// as root) it fails instead, so an attack test can never pass there by not running.
 pub fn root_available(test: &str) -> bool {
     let root = rustix::process::geteuid().is_root();
     if !root {
         assert!(std::env::var_os("CI").is_none(), "{test} needs root (to chown files), and CI runs as root");
-        eprintln!("{test}: not run: needs root (to chown files to another user)");
+        let name = std::thread::current().name().map(str::to_string).unwrap_or_else(|| test.to_string());
+        not_run_in(&name, "root (to chown files to another user)", "sudo scripts/test.sh");
     }
     root
 }
