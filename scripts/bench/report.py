@@ -568,7 +568,9 @@ if ws_calls and ng_calls and ws_calls.get("accept4") and ng_calls.get("accept4")
     w("| system call | wif-serve | nginx worker |")
     w("|---|---:|---:|")
     wa, na = ws_calls["accept4"], ng_calls["accept4"]
-    names = sorted(set(ws_calls) | set(ng_calls), key=lambda n: -(ws_calls.get(n, 0) / wa + ng_calls.get(n, 0) / na))
+    # Ties by name, so that a re-render gives the same table (set order changes between runs).
+    names = sorted(set(ws_calls) | set(ng_calls),
+                   key=lambda n: (-(ws_calls.get(n, 0) / wa + ng_calls.get(n, 0) / na), n))
     for n in names:
         a, b = ws_calls.get(n, 0) / wa, ng_calls.get(n, 0) / na
         if a >= 0.05 or b >= 0.05:

@@ -15,7 +15,8 @@
 #   --pipeline-runs N  runs of the token pipeline (default 30)
 #   --out FILE       the report (default docs/BENCHMARKS.md); its SVG charts go to bench/ beside it
 #   --no-install     do not apt-get/pip install what is missing
-#   --no-build       use the binaries already in target/release and the loadgen's target
+#   --no-build       use the release binaries already built (where cargo puts them:
+#                    target/release, or CARGO_TARGET_DIR/release)
 #   --keep           keep the work directory (logs, raw JSON results)
 #   --variant-bin LABEL=DIR  also measure the pipeline tools built in DIR (e.g. built with
 #                    AWS_LC_SYS_NO_JITTER_ENTROPY=1 --target-dir DIR/..), shown as "tool [LABEL]"
