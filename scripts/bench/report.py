@@ -1,16 +1,27 @@
 #!/usr/bin/env python3
-"""Turns the raw results of one scripts/bench/run.sh run into docs/BENCHMARKS.md (stdout).
+"""Turns the raw results of one scripts/bench/run.sh run into docs/BENCHMARKS.md and its charts.
 
-usage: report.py RESULTS_DIR
+usage: report.py RESULTS_DIR [--out FILE]
+  --out FILE  write the report to FILE and its charts (SVG) to bench/ beside it, linked from the
+              top of the report; without it the report goes to stdout, without charts
 """
+import argparse
 import glob
 import json
 import os
 import re
-import statistics
 import sys
 
-RES = sys.argv[1]
+import charts
+
+ap = argparse.ArgumentParser(description="Render one scripts/bench/run.sh run as Markdown (and SVG charts).")
+ap.add_argument("results", metavar="RESULTS_DIR")
+ap.add_argument("--out", metavar="FILE", help="the report; its charts go to bench/ in the same directory")
+ARGS = ap.parse_args()
+RES = ARGS.results
+if not os.path.isdir(RES):
+    sys.exit(f"report.py: reading the results: {RES} is not a directory (run scripts/bench/run.sh, or give "
+             "the directory it kept with --keep)")
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = ["wif-serve", "nginx", "flask"]
 SERVER_NAMES = {"wif-serve": "wif-serve (rustls)", "nginx": "nginx (1 worker)", "flask": "Flask + ssl (seed)"}
@@ -125,6 +136,183 @@ def mib(kib):
     return "–" if not kib else f"{kib / 1024:.1f}"
 
 
+pipe = json.loads(read("pipeline.json", "null") or "null")
+
+# ---- charts (docs/bench/*.svg), drawn from the same results as the tables ----
+CASE_LABELS = {("ec", "new-tls13"): "TLS 1.3, P-256", ("ec", "new-tls12"): "TLS 1.2, P-256",
+               ("rsa", "new-tls13"): "TLS 1.3, RSA-2048"}
+CHART_SERVERS = {"wif-serve": ("wif", "wif-serve (rustls + aws-lc)"), "nginx": ("nginx", "nginx, 1 worker (OpenSSL)"),
+                 "flask": ("seed", "Flask + ssl, the seed's server (OpenSSL)")}
+SHORT = {"wif-serve": "wif-serve", "nginx": "nginx", "flask": "Flask"}
+CHARTS = ["handshakes.svg", "cpu-per-handshake.svg", "pipeline-cpu.svg"]
+
+
+def crypto_limit(server, pki):
+    return limit(LIB[server], "p256" if pki == "ec" else "rsa")
+
+
+def server_bars(pki, case, metric, ref):
+    """One chart group: a bar per server, the primary metric's range over runs, a reference value."""
+    bars = []
+    for s in SERVERS:
+        r, rng = pick(s, pki, case)
+        style, name = CHART_SERVERS[s]
+        bar = {"style": style, "name": f"{SHORT[s]}, {CASE_LABELS.get((pki, case), case)}",
+               "value": r.get(metric) if r else None, "ref": ref(s, pki) if r else None}
+        if r and metric in ("handshakes_per_s", "requests_per_s") and rng[2] > 1:
+            bar["lo"], bar["hi"] = rng[0], rng[1]
+        bars.append(bar)
+    return bars
+
+
+def describe(groups, unit, fmt):
+    """The plotted numbers as sentences, for the chart's <desc>."""
+    parts = []
+    for label, bars in groups:
+        vals = []
+        for b in bars:
+            name = b["name"].split(",")[0]
+            if b["value"] is None:
+                vals.append(f"{name} no result")
+                continue
+            extra = f" (range {fmt(b['lo'])}–{fmt(b['hi'])})" if "lo" in b else ""
+            vals.append(f"{name} {fmt(b['value'])}{extra}")
+        parts.append(f"{label}: " + ", ".join(vals) + ".")
+    return f"{unit}. " + " ".join(parts)
+
+
+def ratio_text(a, b):
+    return f"{a / b:.1f}×"
+
+
+def limits_text(fmt):
+    """Each library's crypto limit, passed through fmt (handshakes/s, or CPU ms per handshake)."""
+    return ", ".join(f"{lib} {fmt(limit(lib, p))} ({n})" for lib in ("aws-lc", "OpenSSL")
+                     for p, n in (("p256", "P-256"), ("rsa", "RSA-2048")) if limit(lib.lower(), p))
+
+
+def cpu_floor(server, pki):
+    """The CPU ms per handshake of the public-key work alone: 1000 / the crypto limit."""
+    lim = crypto_limit(server, pki)
+    return 1000 / lim if lim else None
+
+
+def server_charts(chart_dir, method, legend, ranges):
+    """Charts (a) handshakes/s and (b) CPU per handshake; returns their (file, alt text, caption)."""
+    new_cases = [(pki, case) for pki, case, _ in CASES if not case.startswith("keepalive")]
+    have_limit = any(crypto_limit(s, "ec") for s in SERVERS)
+    new = [(CASE_LABELS[c], server_bars(*c, "handshakes_per_s", crypto_limit)) for c in new_cases]
+    keep = [("100 requests per connection",
+             server_bars("ec", "keepalive-tls13", "requests_per_s", lambda server, pki: None))]
+    limits = limits_text(f0)
+    desc = ("Grouped bar chart. "
+            + describe(new, "Full mTLS handshakes per second, new connection per request, " + method, f0)
+            + (f" Crypto limit on one core (dashed marks): {limits}." if limits else "")
+            + " " + describe(keep, "Keep-alive requests per second", f0))
+    notes = []
+    if pick("flask", "ec", "keepalive-tls13")[0]:
+        notes.append("Flask's server (werkzeug) closes the connection after every response, so its "
+                     "keep-alive bar is a new connection per request.")
+    ref = [("ref", None, "crypto limit of the server's TLS library, one core")] if have_limit else []
+    charts.handshakes_chart(os.path.join(chart_dir, CHARTS[0]),
+                            "Handshakes and requests per second, by server (higher is better)", method,
+                            new, keep, legend + ref + ranges, desc, notes)
+    ws, ng, fl = (pick(s, "ec", "new-tls13")[0] for s in SERVERS)
+    wk, nk = (pick(s, "ec", "keepalive-tls13")[0] for s in ("wif-serve", "nginx"))
+    caption = "Full mutual-TLS handshakes per second by server and TLS case, and kept-alive requests per second"
+    if ws and ng and fl:
+        caption = (f"With TLS 1.3 and P-256, wif-serve completes "
+                   f"{ratio_text(ws['handshakes_per_s'], ng['handshakes_per_s'])} nginx's and "
+                   f"{ratio_text(ws['handshakes_per_s'], fl['handshakes_per_s'])} Flask's full mutual-TLS "
+                   "handshakes per second")
+        if wk and nk:
+            caption += (f" and serves {ratio_text(wk['requests_per_s'], nk['requests_per_s'])} nginx's "
+                        "kept-alive requests")
+    if have_limit:
+        caption += "; the dashed marks are each TLS library's crypto limit on one core"
+    made = [(CHARTS[0], "Bar chart of handshakes per second of wif-serve, nginx and Flask for each TLS case, and "
+             "of kept-alive requests per second", caption + ".")]
+
+    cpu = [(CASE_LABELS[c], server_bars(*c, "server_cpu_ms_per_handshake", cpu_floor)) for c in new_cases]
+    floors = limits_text(lambda v: f"{1000 / v:.2f} ms")
+    desc = ("Grouped bar chart. "
+            + describe(cpu, "Server CPU milliseconds per full mTLS handshake, lower is better, from the run with "
+                       "the median handshakes per second", lambda v: f"{v:.3f}")
+            + (f" Public-key work alone (dashed marks): {floors}." if floors else ""))
+    ref = [("ref", None, "public-key work alone (1000 ÷ crypto limit)")] if have_limit else []
+    charts.cpu_chart(os.path.join(chart_dir, CHARTS[1]), "Server CPU per handshake, by server (lower is better)",
+                     "the server's own CPU time (user + system) over the measured time ÷ handshakes; the run with "
+                     "the median handshakes/s", cpu, legend + ref, desc)
+    caption = "Server CPU time per full mutual-TLS handshake by server and TLS case"
+    if ws and ng and fl:
+        caption = ("Server CPU time per full handshake, the steadiest comparison on a shared machine: with TLS 1.3 "
+                   f"and P-256, wif-serve spends {ws['server_cpu_ms_per_handshake']:.2f} ms, nginx "
+                   f"{ng['server_cpu_ms_per_handshake']:.2f} ms and Flask {fl['server_cpu_ms_per_handshake']:.2f} ms")
+    if have_limit:
+        caption += "; the dashed marks are the public-key work alone"
+    made.append((CHARTS[1], "Bar chart of server CPU milliseconds per handshake of wif-serve, nginx and Flask for "
+                 "each TLS case", caption + "."))
+    return made
+
+
+def pipeline_charts(chart_dir):
+    """Chart (c) CPU per pipeline tool against the seed's runtimes; returns its (file, alt text, caption)."""
+    rows = []
+    for name, t in pipe["tools"].items():
+        total = name.startswith("pipeline")
+        label = name.replace("pipeline (4 tools)", "all four wif tools, one pipeline run")
+        rows.append((label, "wif-total" if total else "wif", t["cpu_ms"], None))
+    for name, t in pipe["compare"].items():
+        rows.append((name, "seed", None if "error" in t else t["cpu_ms"], "failed" if "error" in t else None))
+    n = pipe["tools"].get("wif-sign", {}).get("runs", facts.get("pipeline_runs", "?"))
+    backend = "a canned-answer double" if pipe.get("backend") == "double" else "wif-emulate"
+    desc = ("Horizontal bar chart of CPU milliseconds per run (user + system, median), lower is better. "
+            + " ".join(f"{name}: {'failed' if v is None else f'{v:.2f} ms'}." for name, _, v, _ in rows)
+            + " Dashed line: the target of less than 5 ms per tool.")
+    charts.pipeline_chart(
+        os.path.join(chart_dir, CHARTS[2]), "CPU per pipeline tool, against the seed's runtimes (lower is better)",
+        f"each program a process of its own, started by wif-rusage (CPU from wait4(2)); the wif tools against "
+        f"{backend} on loopback", rows,
+        [("bar", "wif", "one wif tool"), ("bar", "wif-total", "the four wif tools together"),
+         ("bar", "seed", "the seed's approach: Python, google-auth, Java"), ("ref", None, "target: < 5 ms per tool")],
+        desc, f"CPU time per run (user + system), ms, median of {n} runs", 5)
+    total = pipe["tools"].get("pipeline (4 tools)")
+    against = [f"{t['cpu_ms']:.0f} ms for {what}" for key, what in (
+        ("python3 -c pass (interpreter start)", "a Python interpreter that only starts"),
+        ("python3 google-auth STS + impersonation", "google-auth's STS exchange and impersonation in Python"),
+        ("java -version (JVM start)", "a JVM that only starts"))
+        for t in [pipe["compare"].get(key, {})] if "cpu_ms" in t]
+    caption = "CPU time of each pipeline tool per run against the seed's Python and Java"
+    if total and against:
+        caption = (f"CPU time per run: all four wif tools together take {total['cpu_ms']:.1f} ms, against "
+                   + (", ".join(against[:-1]) + " and " if len(against) > 1 else "") + against[-1])
+    return [(CHARTS[2], "Bar chart of CPU milliseconds per run of wif-sign, wif-azure, wif-sts and wif-impersonate, "
+             "against Python and Java", caption + ".")]
+
+
+def draw_charts(chart_dir):
+    """Draws the charts that this run's results allow (and removes older ones it cannot redraw);
+    returns (file name, alt text, caption) of each."""
+    os.makedirs(chart_dir, exist_ok=True)
+    runs = int(facts.get("runs", "1") or 1)
+    method = (f"median of {runs} run{'s' if runs > 1 else ''} of {facts.get('duration', '?')} s, "
+              f"{facts.get('concurrency', '?')} connections, server on one core"
+              + ("; whiskers: range over the runs" if runs > 1 else ""))
+    legend = [("bar", style, name) for style, name in CHART_SERVERS.values()]
+    ranges = [("range", None, f"range over {runs} runs")] if runs > 1 else []
+    made = []
+    if any(pick(s, pki, case)[0] for s in SERVERS for pki, case, _ in CASES):
+        made += server_charts(chart_dir, method, legend, ranges)
+    else:
+        charts.remove_stale(os.path.join(chart_dir, CHARTS[0]))
+        charts.remove_stale(os.path.join(chart_dir, CHARTS[1]))
+    if pipe:
+        made += pipeline_charts(chart_dir)
+    else:
+        charts.remove_stale(os.path.join(chart_dir, CHARTS[2]))
+    return made
+
+
 out = []
 w = out.append
 w("# Benchmarks")
@@ -135,6 +323,12 @@ w("Produced by `scripts/bench/run.sh` from one run on "
   f"{facts.get('concurrency', '?')} connections; {facts.get('pipeline_runs', '?')} pipeline runs); do not edit "
   "by hand, rerun the script. The findings and suggestions at the end come from `scripts/bench/analysis.md`.")
 w("")
+if ARGS.out:
+    for name, alt, caption in draw_charts(os.path.join(os.path.dirname(os.path.abspath(ARGS.out)), "bench")):
+        w(f"![{alt}](bench/{name})")
+        w("")
+        w(f"*{caption}*")
+        w("")
 w("## Machine")
 w("")
 w("| fact | value |")
@@ -258,7 +452,6 @@ for s in SERVERS:
     w(f"| {SERVER_NAMES[s]} | {mib(peak_rss(s, 'ec'))} | {mib(peak_rss(s, 'rsa'))} |")
 w("")
 
-pipe = json.loads(read("pipeline.json", "null") or "null")
 if pipe:
     w("## Pipeline")
     w("")
@@ -375,7 +568,9 @@ if ws_calls and ng_calls and ws_calls.get("accept4") and ng_calls.get("accept4")
     w("| system call | wif-serve | nginx worker |")
     w("|---|---:|---:|")
     wa, na = ws_calls["accept4"], ng_calls["accept4"]
-    names = sorted(set(ws_calls) | set(ng_calls), key=lambda n: -(ws_calls.get(n, 0) / wa + ng_calls.get(n, 0) / na))
+    # Ties by name, so that a re-render gives the same table (set order changes between runs).
+    names = sorted(set(ws_calls) | set(ng_calls),
+                   key=lambda n: (-(ws_calls.get(n, 0) / wa + ng_calls.get(n, 0) / na), n))
     for n in names:
         a, b = ws_calls.get(n, 0) / wa, ng_calls.get(n, 0) / na
         if a >= 0.05 or b >= 0.05:
@@ -440,4 +635,9 @@ if conf:
     w("```nginx")
     w(re.sub(r"/tmp/wif-bench\.\w+", "$WORK", conf).rstrip())
     w("```")
-print("\n".join(out))
+text = "\n".join(out) + "\n"
+if ARGS.out:
+    with open(ARGS.out, "w", encoding="utf-8") as f:
+        f.write(text)
+else:
+    sys.stdout.write(text)

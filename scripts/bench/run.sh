@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks of wif: wif-serve against nginx and the seed's Flask design (full mTLS handshakes
 # and keep-alive, P-256 and RSA-2048), the crypto limit of one handshake, and the token
-# pipeline's own cost against the emulator (or a tiny double). Writes docs/BENCHMARKS.md from
-# this one run. Never part of the test suite; run it by hand or as an optional CI step.
+# pipeline's own cost against the emulator (or a tiny double). Writes docs/BENCHMARKS.md and its
+# charts (docs/bench/*.svg) from this one run. Never part of the test suite; run it by hand or as
+# an optional CI step.
 #
 # usage: scripts/bench/run.sh [--quick] [--runs N] [--duration SECS] [--concurrency N]
 #                             [--out FILE] [--no-install] [--no-build] [--keep]
@@ -12,9 +13,10 @@
 #   --duration SECS  measured seconds per run, after 1 s of warm-up (default 10)
 #   --concurrency N  connections the load generator keeps busy (default 16)
 #   --pipeline-runs N  runs of the token pipeline (default 30)
-#   --out FILE       the report (default docs/BENCHMARKS.md)
+#   --out FILE       the report (default docs/BENCHMARKS.md); its SVG charts go to bench/ beside it
 #   --no-install     do not apt-get/pip install what is missing
-#   --no-build       use the binaries already in target/release and the loadgen's target
+#   --no-build       use the release binaries already built (where cargo puts them:
+#                    target/release, or CARGO_TARGET_DIR/release)
 #   --keep           keep the work directory (logs, raw JSON results)
 #   --variant-bin LABEL=DIR  also measure the pipeline tools built in DIR (e.g. built with
 #                    AWS_LC_SYS_NO_JITTER_ENTROPY=1 --target-dir DIR/..), shown as "tool [LABEL]"
@@ -121,10 +123,17 @@ if [ "$nojitter" = 1 ]; then
   fi
   variant_bins+=("built with AWS_LC_SYS_NO_JITTER_ENTROPY=1=$ROOT/target/bench-nojitter/release")
 fi
-BIN="$ROOT/target/release"
-LG="$BENCH/loadgen/target/release/wif-loadgen"
-RUSAGE="$BENCH/loadgen/target/release/wif-rusage"
-for b in "$BIN/wif-serve" "$LG" "$BENCH/loadgen/target/release/wif-cryptospeed" "$RUSAGE"; do
+# Where cargo put the binaries: it honours CARGO_TARGET_DIR and .cargo/config.toml.
+target_dir() { # target_dir PACKAGE_DIR
+  (cd "$1" && cargo metadata --format-version 1 --no-deps 2>/dev/null) \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo "$1/target"
+}
+BIN="$(target_dir "$ROOT")/release"
+LGBIN="$(target_dir "$BENCH/loadgen")/release"
+LG="$LGBIN/wif-loadgen"
+RUSAGE="$LGBIN/wif-rusage"
+CRYPTOSPEED="$LGBIN/wif-cryptospeed"
+for b in "$BIN/wif-serve" "$LG" "$CRYPTOSPEED" "$RUSAGE"; do
   [ -x "$b" ] || { say "$b is not built (run without --no-build)"; exit 1; }
 done
 
@@ -185,6 +194,7 @@ wait_port() { # wait_port PORT
 start_wifserve() { # start_wifserve PKI
   local pki=$1 log
   log="$WORK/log/wif-serve.$(basename "$1").log"
+  : > "$log"  # emptied first: the profile part starts a second server on the same log
   cmdlog "${PRIO[*]} taskset -c 0 wif-serve --listen 127.0.0.1:0 --cert $pki/server-chain.crt --key $pki/server.key --client-ca $pki/ca-chain.crt --token $TOKEN > access.log"
   "${ON0[@]}" "$BIN/wif-serve" --listen 127.0.0.1:0 --cert "$pki/server-chain.crt" --key "$pki/server.key" \
     --client-ca "$pki/ca-chain.crt" --token "$TOKEN" > "$log" 2> "$log.err" &
@@ -229,7 +239,7 @@ start_flask() { # start_flask PKI
 if want crypto; then
 say "crypto limit: aws-lc and OpenSSL speed on CPU 0"
 cmdlog "${PRIO[*]} taskset -c 0 scripts/bench/loadgen/target/release/wif-cryptospeed $crypto_secs"
-"${ON0[@]}" "$BENCH/loadgen/target/release/wif-cryptospeed" "$crypto_secs" > "$RES/cryptospeed.json"
+"${ON0[@]}" "$CRYPTOSPEED" "$crypto_secs" > "$RES/cryptospeed.json"
 cmdlog "${PRIO[*]} taskset -c 0 openssl speed -seconds ${crypto_secs%.*} ecdhx25519 ecdsap256 rsa2048"
 "${ON0[@]}" openssl speed -seconds "$(python3 -c "print(max(1, round($crypto_secs)))")" ecdhx25519 ecdsap256 rsa2048 \
   > "$RES/openssl-speed.txt" 2>/dev/null
@@ -377,11 +387,13 @@ fi
 
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RES/facts.txt"
 mkdir -p "$(dirname "$out")"
-python3 "$BENCH/report.py" "$RES" > "$out"
+# The report and its charts (bench/*.svg beside it), checked to be well-formed XML.
+python3 "$BENCH/report.py" "$RES" --out "$out"
 if [ "$quick" = 0 ]; then
-  # The raw results, so that the report can be re-rendered: python3 scripts/bench/report.py target/bench-results
+  # The raw results, so that the report can be re-rendered:
+  # python3 scripts/bench/report.py target/bench-results --out docs/BENCHMARKS.md
   rm -rf "$ROOT/target/bench-results" && mkdir -p "$ROOT/target" && cp -r "$RES" "$ROOT/target/bench-results"
 fi
-say "report written to $out"
+say "report written to $out, its charts to $(dirname "$out")/bench/"
 [ "$quick" = 1 ] && cat "$out"
 exit 0
