@@ -36,8 +36,11 @@ pub enum Phase {
     /// Answering: from a complete request until its answer is written; requests pipelined
     /// behind it and answered at once belong to the same span.
     Busy = 4,
-    /// Refused after its handshake (not allowed, over its client's limit): answering its
-    /// first request, if it sends one at once, before closing.
+    /// Being closed: refused after its handshake (not allowed, over its client's limit) and
+    /// answering its first request if it sends one at once, or its last answer written
+    /// (`Connection: close`) and its thread tearing it down. It no longer counts as its
+    /// client's: a client fetching once per connection is never over its limit because the
+    /// server has not yet finished closing the connections it already answered.
     Closing = 5,
     /// Closed.
     Closed = 6,
@@ -64,7 +67,7 @@ impl Phase {
             Phase::Idle => "was idle between requests",
             Phase::Reading => "had an incomplete request (for over a second, or after earlier answers)",
             Phase::Busy => "had been slow to take its answers for over a second",
-            Phase::Closing => "was being closed (refused after its handshake)",
+            Phase::Closing => "was being closed (refused after its handshake, or answered for the last time)",
             Phase::Closed => "was open",
         }
     }

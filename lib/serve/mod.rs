@@ -908,6 +908,9 @@ impl<'t> Session<'t> {
             let sent = self.answer(shared, req.as_ref(), &resp, keep_alive, started);
             self.cx.mark_served();
             if !sent || !keep_alive || shared.shutting_down.load(Ordering::SeqCst) {
+                // Its last answer is written (or cannot be): from here on the connection is
+                // only being torn down, and no longer holds one of its client's slots.
+                let _ = self.cx.enter(Phase::Busy, Phase::Closing);
                 return;
             }
         }
