@@ -604,7 +604,9 @@ fn fetch_with_retries(agent: &ureq::Agent, plan: &Plan, id: &Identity) -> Result
             )));
         }
         attempt += 1;
-        eprintln!("{TOOL}: retrying in {:.1}s after: {}", delay.as_secs_f64(), failure.error);
+        let what = format!("GET {}", plan.url_for_messages());
+        let retry = cli::Retry { attempt, of: Some(plan.retries), delay };
+        cli::retrying(TOOL, &what, &failure.error.to_string(), retry);
         std::thread::sleep(delay);
     }
 }

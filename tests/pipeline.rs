@@ -755,9 +755,15 @@ fn unavailable_and_broken_remotes_exit_5() {
         &["--service-account", SA, "--endpoint", &srv.url],
         sts_doc(),
         5,
-        &["HTTP 503", "retry 1/1"],
+        &["HTTP 503"],
     );
-    assert_eq!(e.matches("retry ").count(), 1);
+    // The same line as wif-get's (tests/get.rs): what, why, which retry of how many, the pause.
+    let retries = retry_lines(&e, "wif-impersonate");
+    assert_eq!(retries.len(), 1, "{e}");
+    let r = &retries[0];
+    assert_eq!(r.what, format!("POST {}/v1/projects/-/serviceAccounts/{SA}:generateAccessToken", srv.url));
+    assert_eq!((r.why.as_str(), r.attempt, r.of), ("HTTP 503", 1, Some(1)));
+    assert!((0.3..=0.7).contains(&r.delay_s), "the first backoff is 0.5 s ± 25 %: {e}");
     assert_eq!(srv.requests().len(), 2);
 
     // Truncated and non-JSON bodies.
