@@ -20,6 +20,37 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in the order of their exit codes.
+    pub const ALL: [Kind; 6] = [Kind::Internal, Kind::Usage, Kind::Input, Kind::Refused, Kind::Unavailable, Kind::Io];
+
+    /// A few words for the `--help` footer, e.g. `bad input`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Internal => "internal error",
+            Kind::Usage => "usage",
+            Kind::Input => "bad input",
+            Kind::Refused => "refused",
+            Kind::Unavailable => "unavailable (retryable)",
+            Kind::Io => "I/O",
+        }
+    }
+
+    /// What the exit code means and what to do, for the manual pages.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Kind::Internal => "internal error (a bug; please report it)",
+            Kind::Usage => "usage: wrong or missing flags or settings",
+            Kind::Input => "bad input data: the JSON document, a key, a certificate, a token",
+            Kind::Refused => {
+                "refused by the remote service (OAuth/IAM error, TLS verification failure); retrying will not help"
+            }
+            Kind::Unavailable => {
+                "remote service unavailable or failing (connection, time-out, 429, 5xx, malformed answer); retry later"
+            }
+            Kind::Io => "local I/O error: a file could not be read or written",
+        }
+    }
+
     /// The process exit code for this kind of failure.
     pub fn exit_code(self) -> u8 {
         match self {
@@ -145,6 +176,26 @@ impl<T> Context<T> for Result<T> {
     }
 }
 
+/// One exit status every tool shares: the code, a few words, and what it means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The process exit code.
+    pub code: u8,
+    /// A few words, for the `--help` footer.
+    pub label: &'static str,
+    /// What it means and what to do, for the manual pages.
+    pub meaning: &'static str,
+}
+
+/// Every exit status a tool can end with, success first: the one table `--help`, the manual
+/// pages and `wif(7)` are written from.
+pub fn exit_statuses() -> Vec<ExitStatus> {
+    let success = ExitStatus { code: 0, label: "ok", meaning: "success (or nothing to do: the token was still fresh)" };
+    std::iter::once(success)
+        .chain(Kind::ALL.iter().map(|k| ExitStatus { code: k.exit_code(), label: k.label(), meaning: k.meaning() }))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,10 +216,9 @@ mod tests {
 
     #[test]
     fn exit_codes_are_stable() {
-        let codes: Vec<u8> = [Kind::Internal, Kind::Usage, Kind::Input, Kind::Refused, Kind::Unavailable, Kind::Io]
-            .iter()
-            .map(|k| k.exit_code())
-            .collect();
+        let codes: Vec<u8> = Kind::ALL.iter().map(|k| k.exit_code()).collect();
         assert_eq!(codes, vec![1, 2, 3, 4, 5, 6]);
+        let table: Vec<u8> = exit_statuses().iter().map(|s| s.code).collect();
+        assert_eq!(table, vec![0, 1, 2, 3, 4, 5, 6]);
     }
 }
