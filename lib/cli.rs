@@ -67,6 +67,37 @@ pub fn report(tool: &str, err: &Error) {
 
 static TOOL_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// The arguments clap was given, by id, as the user wrote them: `--key` or `WIF_KEY`.
+static GIVEN: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+/// Parses the command line like `C::parse()`, and remembers which arguments came from the
+/// command line and which from their environment variable, so that errors can name the one
+/// the user wrote (see [`given_as`]).
+pub fn parse<C: clap::Parser>() -> C {
+    use clap::parser::ValueSource;
+    let command = C::command();
+    let mut matches = command.clone().get_matches();
+    let given = command
+        .get_arguments()
+        .filter_map(|a| {
+            let shown = match matches.value_source(a.get_id().as_str())? {
+                ValueSource::EnvVariable => a.get_env()?.to_string_lossy().into_owned(),
+                ValueSource::CommandLine => format!("--{}", a.get_long()?),
+                _ => return None,
+            };
+            Some((a.get_id().to_string(), shown))
+        })
+        .collect();
+    let _ = GIVEN.set(given);
+    C::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut C::command()).exit())
+}
+
+/// How the argument `id` was given, if [`parse`] saw it: `--key`, or `WIF_KEY` when it came
+/// from the environment.
+pub fn given_as(id: &str) -> Option<String> {
+    GIVEN.get()?.iter().find(|(i, _)| i == id).map(|(_, shown)| shown.clone())
+}
+
 /// Prints `tool: warning: …` on stderr (the tool named by `run`, else `wif`).
 pub fn warn(msg: impl std::fmt::Display) {
     let tool = TOOL_NAME.get().map(String::as_str).unwrap_or("wif");
@@ -147,14 +178,19 @@ impl NetArgs {
         if timeout.is_zero() {
             return Err(Error::usage("--timeout must be more than 0 s"));
         }
+        let ca_file = settings.pick_file(self.ca_file.clone(), "ca_file", "ca_file")?;
         let opts = crate::http::HttpOptions {
             timeout,
             retries: settings.pick_or(self.retries, "retries", 3)?,
             max_total: timeout.saturating_mul(4).max(std::time::Duration::from_secs(60)),
-            ca_file: settings.pick(self.ca_file.clone(), "ca_file")?,
+            ca_file: ca_file.as_ref().map(|f| f.path.clone()),
             tool: tool.to_string(),
         };
-        crate::http::Client::new(opts)
+        // Only reading the CA bundle can fail: name the setting that gave it.
+        crate::http::Client::new(opts).map_err(|e| {
+            let origin = ca_file.map(|f| f.origin).unwrap_or_else(|| "SSL_CERT_FILE".into());
+            e.file_setting(&origin, "a CA bundle (PEM) to trust for HTTPS")
+        })
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Error {
     context: Vec<String>,
     cause: String,
     hint: Option<String>,
+    /// The file the error is about does not exist (see [`Error::io`]).
+    not_found: bool,
 }
 
 /// Result with the crate's error.
@@ -81,7 +83,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with the immediate cause.
     pub fn new(kind: Kind, cause: impl Into<String>) -> Self {
-        Error { kind, context: Vec::new(), cause: cause.into(), hint: None }
+        Error { kind, context: Vec::new(), cause: cause.into(), hint: None, not_found: false }
     }
 
     /// Shorthand for a usage error.
@@ -96,7 +98,23 @@ impl Error {
 
     /// Wraps an I/O error, naming the path involved.
     pub fn io(path: &std::path::Path, err: &std::io::Error) -> Self {
-        Self::new(Kind::Io, format!("{}: {}", path.display(), io_reason(err)))
+        let mut e = Self::new(Kind::Io, format!("{}: {}", path.display(), io_reason(err)));
+        e.not_found = err.kind() == std::io::ErrorKind::NotFound;
+        e
+    }
+
+    /// For an error about a file whose path a setting gave: names that setting (`--key`,
+    /// `WIF_KEY` or `config key "key"`, see `Settings::origin`) after what was being done,
+    /// and, when there is no such file, hints that `origin` must name `expected`.
+    pub fn file_setting(mut self, origin: &str, expected: &str) -> Self {
+        match self.context.first_mut() {
+            Some(doing) => *doing = format!("{doing} ({origin})"),
+            None => self.context.push(origin.to_string()),
+        }
+        if self.not_found {
+            self = self.hint(format!("there is no file at that path: check {origin}; it names {expected}"));
+        }
+        self
     }
 
     /// Adds a hint shown after the message (keeps an existing one).
@@ -206,6 +224,20 @@ mod tests {
         let e = e.context("exchanging").context("wif-sts").unwrap_err();
         assert_eq!(e.to_string(), "wif-sts: exchanging: invalid_grant: bad");
         assert_eq!(e.kind().exit_code(), 4);
+    }
+
+    #[test]
+    fn a_missing_file_names_its_setting_and_hints() {
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = Error::io(std::path::Path::new("/k.pem"), &missing)
+            .context("reading the private key")
+            .file_setting("--key", "the private key");
+        assert_eq!(e.to_string(), "reading the private key (--key): /k.pem: no such file or directory");
+        assert_eq!(e.hint_text(), Some("there is no file at that path: check --key; it names the private key"));
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = Error::io(std::path::Path::new("/k.pem"), &denied).file_setting("WIF_KEY", "the private key");
+        assert_eq!(e.to_string(), "WIF_KEY: /k.pem: permission denied");
+        assert_eq!(e.hint_text(), None);
     }
 
     #[test]

@@ -1006,3 +1006,161 @@ fn every_upstream_field_that_reaches_a_file_or_a_header_is_validated() {
         &["the token in the answer holds a line break"],
     );
 }
+
+/// Command line, environment, stdin document, the setting as the message names it, the path.
+type MissingFileCase<'a> = (Vec<String>, Vec<(&'a str, String)>, String, &'a str, String);
+
+/// A file setting that names no file: exit 6, the message names the setting the way the user
+/// gave it (flag, environment variable or config key) and the path, and the hint says to
+/// check that setting. Nothing on stdout.
+#[test]
+fn a_missing_file_names_the_setting_that_gave_it_and_hints_at_the_fix() {
+    let dir = tempdir();
+    let gone = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let (key, cert, ca) = (pki_file("app-rsa.key"), pki_file("app-rsa.crt"), pki_file("ca-chain.crt"));
+    let (client_crt, client_key) = (pki_file("client.crt"), pki_file("client.key"));
+    let (server_crt, server_key) = (pki_file("server-chain.crt"), pki_file("server.key"));
+    let sign = ["wif-sign", "--client-id", APP, "--tenant-id", TENANT];
+    let get = ["wif-get", "--url", "https://127.0.0.1:1/get_wif_token"];
+    let serve = ["wif-serve", "--listen", "127.0.0.1:0", "--token", "/nonexistent/wif_token.txt"];
+    let cases: Vec<MissingFileCase> = vec![
+        (
+            s(&[&sign[..], &["--key", &gone("k.pem"), "--cert", &cert]].concat()),
+            vec![],
+            String::new(),
+            "--key",
+            gone("k.pem"),
+        ),
+        (
+            s(&[&sign[..], &["--cert", &cert]].concat()),
+            vec![("WIF_KEY", gone("k.pem"))],
+            String::new(),
+            "WIF_KEY",
+            gone("k.pem"),
+        ),
+        (
+            s(&[&sign[..], &["--cert", &cert]].concat()),
+            vec![],
+            json!({"config": {"key": gone("k.pem")}}).to_string(),
+            "config key \"key\"",
+            gone("k.pem"),
+        ),
+        (
+            s(&[&sign[..], &["--key", &key, "--cert", &gone("c.crt")]].concat()),
+            vec![],
+            String::new(),
+            "--cert",
+            gone("c.crt"),
+        ),
+        (
+            s(&[&sign[..], &["--key", &pki_file("app.p12"), "--key-password-file", &gone("pw")]].concat()),
+            vec![],
+            String::new(),
+            "--key-password-file",
+            gone("pw"),
+        ),
+        (
+            s(&[&sign[..], &["--config", &gone("wif.json")]].concat()),
+            vec![],
+            String::new(),
+            "--config",
+            gone("wif.json"),
+        ),
+        (s(&["wif-azure", "--from-file", &gone("t.jwt")]), vec![], String::new(), "--from-file", gone("t.jwt")),
+        (
+            s(&["wif-azure", "--client-id", APP, "--token-url", "http://127.0.0.1:1/token"]),
+            vec![("WIF_CLIENT_SECRET_FILE", gone("secret"))],
+            String::new(),
+            "WIF_CLIENT_SECRET_FILE",
+            gone("secret"),
+        ),
+        (
+            s(&["wif-sts", "--audience", AUDIENCE, "--ca-file", &gone("ca.pem")]),
+            vec![],
+            azure_doc(),
+            "--ca-file",
+            gone("ca.pem"),
+        ),
+        (
+            s(&["wif-impersonate", "--service-account", SA]),
+            vec![("SSL_CERT_FILE", gone("ca.pem"))],
+            sts_doc(),
+            "SSL_CERT_FILE",
+            gone("ca.pem"),
+        ),
+        (
+            s(&[&get[..], &["--cert", &gone("c.crt"), "--key", &client_key, "--ca", &ca]].concat()),
+            vec![],
+            String::new(),
+            "--cert",
+            gone("c.crt"),
+        ),
+        (
+            s(&[&get[..], &["--cert", &client_crt, "--key", &gone("c.key"), "--ca", &ca]].concat()),
+            vec![],
+            String::new(),
+            "--key",
+            gone("c.key"),
+        ),
+        (
+            s(&[&get[..], &["--cert", &client_crt, "--key", &client_key]].concat()),
+            vec![("WIF_GET_CA", gone("ca.pem"))],
+            String::new(),
+            "WIF_GET_CA",
+            gone("ca.pem"),
+        ),
+        (
+            s(&[&serve[..], &["--cert", &gone("s.crt"), "--key", &server_key, "--client-ca", &ca]].concat()),
+            vec![],
+            String::new(),
+            "--cert",
+            gone("s.crt"),
+        ),
+        (
+            s(&[&serve[..], &["--cert", &server_crt, "--key", &gone("s.key"), "--client-ca", &ca]].concat()),
+            vec![],
+            String::new(),
+            "--key",
+            gone("s.key"),
+        ),
+        (
+            s(&[&serve[..], &["--cert", &server_crt, "--key", &server_key]].concat()),
+            vec![],
+            json!({"config": {"client_ca": gone("ca.pem")}}).to_string(),
+            "config key \"client_ca\"",
+            gone("ca.pem"),
+        ),
+        (
+            s(&[
+                &serve[..],
+                &["--cert", &server_crt, "--key", &server_key, "--client-ca", &ca, "--crl", &gone("crl.pem")],
+            ]
+            .concat()),
+            vec![],
+            String::new(),
+            "--crl",
+            gone("crl.pem"),
+        ),
+    ];
+    for (args, env, stdin, origin, path) in cases {
+        let mut cmd = bin(&args[0]);
+        cmd.args(&args[1..]).write_stdin(stdin);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(6), "{args:?} {env:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let mut lines = err.lines().filter(|l| !l.contains(": warning: "));
+        let (message, hint) = (lines.next().unwrap_or_default(), lines.next().unwrap_or_default());
+        assert!(message.contains(&format!("({origin})")), "{args:?} {env:?}: the message names {origin}: {err}");
+        assert!(message.ends_with(&format!("{path}: no such file or directory")), "{args:?}: {err}");
+        let hint = hint.strip_prefix(&format!("{}: hint: ", args[0])).unwrap_or_else(|| panic!("a hint: {err}"));
+        assert!(hint.starts_with(&format!("there is no file at that path: check {origin}; it names ")), "{hint}");
+    }
+}
+
+fn s(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
