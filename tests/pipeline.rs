@@ -489,6 +489,89 @@ fn sts_reads_a_credential_configuration() {
     assert!(doc["sts"]["service_account_impersonation_url"].as_str().unwrap().contains(SA));
 }
 
+/// Every field of Google's credential configuration wif has a use for is honoured (a
+/// workforce pool's user project goes to STS, the impersonation lifetime on to
+/// wif-impersonate unless its own settings say otherwise), and the fields it has no use for
+/// are named in one warning line.
+#[test]
+fn sts_honours_the_credential_configuration_and_names_what_it_ignores() {
+    const WORKFORCE: &str = "//iam.googleapis.com/locations/global/workforcePools/wf-pool/providers/azure";
+    let srv = RoutedServer::start(vec![
+        (
+            "/v1/token",
+            vec![Canned::json(200, json!({"access_token": "ya29.fed", "token_type": "Bearer", "expires_in": 3599}))],
+        ),
+        (
+            ":generateAccessToken",
+            vec![Canned::json(200, json!({"accessToken": "ya29.sa", "expireTime": rfc(now() + 1800)}))],
+        ),
+    ]);
+    let dir = tempdir();
+    let tok = dir.path().join("azure.jwt");
+    std::fs::write(&tok, azure_token()).unwrap();
+    let cfg = dir.path().join("cred.json");
+    let config = |audience: &str, source: Value| {
+        json!({"type": "external_account", "audience": audience, "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": format!("{}/v1/token", srv.url), "credential_source": source,
+            "service_account_impersonation_url": format!("{}/v1/projects/-/serviceAccounts/{SA}:generateAccessToken", srv.url),
+            "service_account_impersonation": {"token_lifetime_seconds": 1800, "delegates_hint": "x"},
+            "workforce_pool_user_project": "billed-project", "universe_domain": "googleapis.com",
+            "quota_project_id": "quota", "client_id": "oauth-client", "token_info_url": "https://sts.googleapis.com/v1/introspect",
+            "client_secret": null})
+    };
+    let file_source = json!({"file": tok, "format": {"type": "text"}});
+    std::fs::write(&cfg, config(WORKFORCE, file_source.clone()).to_string()).unwrap();
+    let out = bin("wif-sts").arg("--credential-config").arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warnings: Vec<String> =
+        stderr(&out).lines().filter(|l| l.starts_with("wif-sts: warning: ")).map(str::to_string).collect();
+    assert_eq!(
+        warnings,
+        ["wif-sts: warning: the credential configuration's client_id, quota_project_id, service_account_impersonation.delegates_hint, token_info_url are not used by wif and ignored"],
+        "one line, the null client_secret not among them"
+    );
+    let sts = &srv.requests()[0];
+    assert_eq!(sts.field("audience").as_deref(), Some(WORKFORCE));
+    let options: Value = serde_json::from_str(&sts.field("options").unwrap()).unwrap();
+    assert_eq!(options, json!({"userProject": "billed-project"}));
+    let doc = json_out(&out);
+    assert_eq!(doc["sts"]["service_account_impersonation"], json!({"token_lifetime_seconds": 1800}));
+    assert!(doc["sts"].get("universe_domain").is_none(), "the default universe is not carried");
+
+    // wif-impersonate asks IAM for the configuration's lifetime, at its URL...
+    let out = bin("wif-impersonate").write_stdin(out.stdout.clone()).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let iam = srv.requests().pop().unwrap();
+    assert!(iam.path.ends_with(&format!("/v1/projects/-/serviceAccounts/{SA}:generateAccessToken")), "{}", iam.path);
+    assert_eq!(iam.json()["lifetime"], "1800s");
+    assert_eq!(json_out(&out)["impersonated"]["lifetime"], "1800s");
+    // ...unless its own command line (or environment) says otherwise.
+    let sts_out = json_out(&bin("wif-sts").arg("--credential-config").arg(&cfg).output().unwrap()).to_string();
+    let out = bin("wif-impersonate").args(["--lifetime", "10m"]).write_stdin(sts_out.clone()).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(srv.requests().pop().unwrap().json()["lifetime"], "600s");
+    let out = bin("wif-impersonate").env("WIF_IMPERSONATE_LIFETIME", "900s").write_stdin(sts_out).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(srv.requests().pop().unwrap().json()["lifetime"], "900s");
+
+    // What wif cannot honour is refused with the reason, not silently skipped.
+    let refusals = [
+        (
+            config(AUDIENCE, file_source.clone()),
+            "workforce_pool_user_project is set but the audience is not a workforce pool",
+        ),
+        (config(WORKFORCE, json!({"executable": {"command": "/bin/true"}})), "executable-sourced credentials"),
+        (config(WORKFORCE, json!({"file": tok, "url": "http://127.0.0.1:1/token"})), "both file and url"),
+        (config(WORKFORCE, json!({"file": tok, "format": {"type": "xml"}})), "format.type is \"xml\""),
+    ];
+    for (bad, why) in refusals {
+        std::fs::write(&cfg, bad.to_string()).unwrap();
+        let out = bin("wif-sts").arg("--credential-config").arg(&cfg).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{why}: {}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{why}: {}", stderr(&out));
+    }
+}
+
 fn sts_doc() -> String {
     let mut d: Value = serde_json::from_str(&azure_doc()).unwrap();
     d["sts"] = json!({"token": "ya29.federated", "token_type": "Bearer", "expires_at": rfc(now() + 3600), "endpoint": "https://sts",
