@@ -650,17 +650,24 @@ fn msal_python_gets_a_token_and_is_refused_with_an_unregistered_certificate() {
     assert_eq!(code, Some(0), "{v} {err}");
 }
 
-#[test]
-fn google_auth_python_exchanges_and_impersonates() {
-    if !python_has("google.auth, requests") {
-        return;
-    }
+/// A TLS emulator, its https:// URL, and a fresh directory holding the Azure token that
+/// wif-azure got from it (`azure.jwt`), for credential configurations to name.
+fn tls_emu_with_azure_token() -> (Emu, String, tempfile::TempDir, PathBuf) {
     let emu = tls_emu(&example());
     let tls = emu.tls_url.clone().unwrap();
     let dir = tempdir();
     let az_file = dir.path().join("azure.jwt");
     let doc = sign(&emu, "app-rsa.key", "app-rsa.crt", &[]);
     ok(azure(&doc, &["--scope", "api://wif-gcp/.default", "--token-out", az_file.to_str().unwrap()]), "azure");
+    (emu, tls, dir, az_file)
+}
+
+#[test]
+fn google_auth_python_exchanges_and_impersonates() {
+    if !python_has("google.auth, requests") {
+        return;
+    }
+    let (emu, tls, dir, az_file) = tls_emu_with_azure_token();
     let config = |aud: &str| {
         json!({
             "type": "external_account",
@@ -694,12 +701,7 @@ fn google_auth_python_exchanges_and_impersonates() {
 /// consumes it (the token lives 1800 s, not 3600) and so does google-auth, when installed.
 #[test]
 fn a_printed_credential_configuration_works_against_the_emulator_with_its_lifetime() {
-    let emu = tls_emu(&example());
-    let tls = emu.tls_url.clone().unwrap();
-    let dir = tempdir();
-    let az_file = dir.path().join("azure.jwt");
-    let doc = sign(&emu, "app-rsa.key", "app-rsa.crt", &[]);
-    ok(azure(&doc, &["--scope", "api://wif-gcp/.default", "--token-out", az_file.to_str().unwrap()]), "azure");
+    let (emu, tls, dir, az_file) = tls_emu_with_azure_token();
     let out = bin("wif-sts")
         .args([
             "--print-credential-config",

@@ -1090,8 +1090,30 @@ fn every_upstream_field_that_reaches_a_file_or_a_header_is_validated() {
     );
 }
 
-/// Command line, environment, stdin document, the setting as the message names it, the path.
-type MissingFileCase<'a> = (Vec<String>, Vec<(&'a str, String)>, String, &'a str, String);
+/// One tool run whose file setting names no file.
+struct MissingFile {
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    stdin: String,
+    /// The setting as the message must name it.
+    origin: &'static str,
+    /// The missing file.
+    path: String,
+}
+
+impl MissingFile {
+    fn new(args: &[&[&str]], origin: &'static str, path: String) -> MissingFile {
+        MissingFile { args: s(&args.concat()), env: vec![], stdin: String::new(), origin, path }
+    }
+    fn env(mut self, name: &'static str, value: &str) -> MissingFile {
+        self.env.push((name, value.to_string()));
+        self
+    }
+    fn stdin(mut self, doc: String) -> MissingFile {
+        self.stdin = doc;
+        self
+    }
+}
 
 /// A file setting that names no file: exit 6, the message names the setting the way the user
 /// gave it (flag, environment variable or config key) and the path, and the hint says to
@@ -1103,134 +1125,75 @@ fn a_missing_file_names_the_setting_that_gave_it_and_hints_at_the_fix() {
     let (key, cert, ca) = (pki_file("app-rsa.key"), pki_file("app-rsa.crt"), pki_file("ca-chain.crt"));
     let (client_crt, client_key) = (pki_file("client.crt"), pki_file("client.key"));
     let (server_crt, server_key) = (pki_file("server-chain.crt"), pki_file("server.key"));
-    let sign = ["wif-sign", "--client-id", APP, "--tenant-id", TENANT];
-    let get = ["wif-get", "--url", "https://127.0.0.1:1/get_wif_token"];
-    let serve = ["wif-serve", "--listen", "127.0.0.1:0", "--token", "/nonexistent/wif_token.txt"];
-    let cases: Vec<MissingFileCase> = vec![
-        (
-            s(&[&sign[..], &["--key", &gone("k.pem"), "--cert", &cert]].concat()),
-            vec![],
-            String::new(),
-            "--key",
-            gone("k.pem"),
-        ),
-        (
-            s(&[&sign[..], &["--cert", &cert]].concat()),
-            vec![("WIF_KEY", gone("k.pem"))],
-            String::new(),
-            "WIF_KEY",
-            gone("k.pem"),
-        ),
-        (
-            s(&[&sign[..], &["--cert", &cert]].concat()),
-            vec![],
-            json!({"config": {"key": gone("k.pem")}}).to_string(),
-            "config key \"key\"",
-            gone("k.pem"),
-        ),
-        (
-            s(&[&sign[..], &["--key", &key, "--cert", &gone("c.crt")]].concat()),
-            vec![],
-            String::new(),
-            "--cert",
-            gone("c.crt"),
-        ),
-        (
-            s(&[&sign[..], &["--key", &pki_file("app.p12"), "--key-password-file", &gone("pw")]].concat()),
-            vec![],
-            String::new(),
+    let sign: &[&str] = &["wif-sign", "--client-id", APP, "--tenant-id", TENANT];
+    let get: &[&str] = &["wif-get", "--url", "https://127.0.0.1:1/get_wif_token"];
+    let serve: &[&str] = &["wif-serve", "--listen", "127.0.0.1:0", "--token", "/nonexistent/wif_token.txt"];
+    let in_config = |key: &str, path: String| json!({"config": {key: path}}).to_string();
+    let cases = [
+        MissingFile::new(&[sign, &["--key", &gone("k.pem"), "--cert", &cert]], "--key", gone("k.pem")),
+        MissingFile::new(&[sign, &["--cert", &cert]], "WIF_KEY", gone("k.pem")).env("WIF_KEY", &gone("k.pem")),
+        MissingFile::new(&[sign, &["--cert", &cert]], "config key \"key\"", gone("k.pem"))
+            .stdin(in_config("key", gone("k.pem"))),
+        MissingFile::new(&[sign, &["--key", &key, "--cert", &gone("c.crt")]], "--cert", gone("c.crt")),
+        MissingFile::new(
+            &[sign, &["--key", &pki_file("app.p12"), "--key-password-file", &gone("pw")]],
             "--key-password-file",
             gone("pw"),
         ),
-        (
-            s(&[&sign[..], &["--config", &gone("wif.json")]].concat()),
-            vec![],
-            String::new(),
-            "--config",
-            gone("wif.json"),
-        ),
-        (s(&["wif-azure", "--from-file", &gone("t.jwt")]), vec![], String::new(), "--from-file", gone("t.jwt")),
-        (
-            s(&["wif-azure", "--client-id", APP, "--token-url", "http://127.0.0.1:1/token"]),
-            vec![("WIF_CLIENT_SECRET_FILE", gone("secret"))],
-            String::new(),
+        MissingFile::new(&[sign, &["--config", &gone("wif.json")]], "--config", gone("wif.json")),
+        MissingFile::new(&[&["wif-azure", "--from-file", &gone("t.jwt")]], "--from-file", gone("t.jwt")),
+        MissingFile::new(
+            &[&["wif-azure", "--client-id", APP, "--token-url", "http://127.0.0.1:1/token"]],
             "WIF_CLIENT_SECRET_FILE",
             gone("secret"),
-        ),
-        (
-            s(&["wif-sts", "--audience", AUDIENCE, "--ca-file", &gone("ca.pem")]),
-            vec![],
-            azure_doc(),
+        )
+        .env("WIF_CLIENT_SECRET_FILE", &gone("secret")),
+        MissingFile::new(
+            &[&["wif-sts", "--audience", AUDIENCE, "--ca-file", &gone("ca.pem")]],
             "--ca-file",
             gone("ca.pem"),
-        ),
-        (
-            s(&["wif-impersonate", "--service-account", SA]),
-            vec![("SSL_CERT_FILE", gone("ca.pem"))],
-            sts_doc(),
-            "SSL_CERT_FILE",
-            gone("ca.pem"),
-        ),
-        (
-            s(&[&get[..], &["--cert", &gone("c.crt"), "--key", &client_key, "--ca", &ca]].concat()),
-            vec![],
-            String::new(),
+        )
+        .stdin(azure_doc()),
+        MissingFile::new(&[&["wif-impersonate", "--service-account", SA]], "SSL_CERT_FILE", gone("ca.pem"))
+            .env("SSL_CERT_FILE", &gone("ca.pem"))
+            .stdin(sts_doc()),
+        MissingFile::new(
+            &[get, &["--cert", &gone("c.crt"), "--key", &client_key, "--ca", &ca]],
             "--cert",
             gone("c.crt"),
         ),
-        (
-            s(&[&get[..], &["--cert", &client_crt, "--key", &gone("c.key"), "--ca", &ca]].concat()),
-            vec![],
-            String::new(),
+        MissingFile::new(
+            &[get, &["--cert", &client_crt, "--key", &gone("c.key"), "--ca", &ca]],
             "--key",
             gone("c.key"),
         ),
-        (
-            s(&[&get[..], &["--cert", &client_crt, "--key", &client_key]].concat()),
-            vec![("WIF_GET_CA", gone("ca.pem"))],
-            String::new(),
-            "WIF_GET_CA",
-            gone("ca.pem"),
-        ),
-        (
-            s(&[&serve[..], &["--cert", &gone("s.crt"), "--key", &server_key, "--client-ca", &ca]].concat()),
-            vec![],
-            String::new(),
+        MissingFile::new(&[get, &["--cert", &client_crt, "--key", &client_key]], "WIF_GET_CA", gone("ca.pem"))
+            .env("WIF_GET_CA", &gone("ca.pem")),
+        MissingFile::new(
+            &[serve, &["--cert", &gone("s.crt"), "--key", &server_key, "--client-ca", &ca]],
             "--cert",
             gone("s.crt"),
         ),
-        (
-            s(&[&serve[..], &["--cert", &server_crt, "--key", &gone("s.key"), "--client-ca", &ca]].concat()),
-            vec![],
-            String::new(),
+        MissingFile::new(
+            &[serve, &["--cert", &server_crt, "--key", &gone("s.key"), "--client-ca", &ca]],
             "--key",
             gone("s.key"),
         ),
-        (
-            s(&[&serve[..], &["--cert", &server_crt, "--key", &server_key]].concat()),
-            vec![],
-            json!({"config": {"client_ca": gone("ca.pem")}}).to_string(),
+        MissingFile::new(
+            &[serve, &["--cert", &server_crt, "--key", &server_key]],
             "config key \"client_ca\"",
             gone("ca.pem"),
-        ),
-        (
-            s(&[
-                &serve[..],
-                &["--cert", &server_crt, "--key", &server_key, "--client-ca", &ca, "--crl", &gone("crl.pem")],
-            ]
-            .concat()),
-            vec![],
-            String::new(),
+        )
+        .stdin(in_config("client_ca", gone("ca.pem"))),
+        MissingFile::new(
+            &[serve, &["--cert", &server_crt, "--key", &server_key, "--client-ca", &ca, "--crl", &gone("crl.pem")]],
             "--crl",
             gone("crl.pem"),
         ),
     ];
-    for (args, env, stdin, origin, path) in cases {
+    for MissingFile { args, env, stdin, origin, path } in cases {
         let mut cmd = bin(&args[0]);
-        cmd.args(&args[1..]).write_stdin(stdin);
-        for (k, v) in &env {
-            cmd.env(k, v);
-        }
+        cmd.args(&args[1..]).write_stdin(stdin).envs(env.iter().map(|(k, v)| (k, v)));
         let out = cmd.output().unwrap();
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(6), "{args:?} {env:?}: {err}");
