@@ -395,7 +395,7 @@ fn from_url(cli: &Cli, s: &Settings, url: &str) -> Result<AzureSection> {
 
 fn imds(cli: &Cli, s: &Settings) -> Result<AzureSection> {
     let resource: String = s.require(cli.resource.clone(), "azure_resource", "--resource")?;
-    let endpoint: String = cli.imds_endpoint.clone().unwrap_or_else(|| IMDS_URL.to_string());
+    let endpoint: String = s.pick_or(cli.imds_endpoint.clone(), "imds_endpoint", IMDS_URL.to_string())?;
     let mut q = vec![("api-version", "2018-02-01"), ("resource", resource.as_str())];
     if let Some(id) = &cli.imds_client_id {
         q.push(("client_id", id.as_str()));

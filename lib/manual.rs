@@ -163,7 +163,9 @@ pub fn render(page: &PageInfo) -> String {
     }
     for (env, help) in &envs {
         let key = env.strip_prefix("WIF_").unwrap_or(env).to_ascii_lowercase();
-        let _ = write!(s, ".TP\n.B {}\n{} (config key \\fI{}\\fR)\n", esc(env), esc(help), esc(&key));
+        // The config file cannot name itself.
+        let key = if key == "config" { String::new() } else { format!(" (config key \\fI{}\\fR)", esc(&key)) };
+        let _ = write!(s, ".TP\n.B {}\n{}{key}\n", esc(env), esc(help));
     }
     if https_client {
         s.push_str(".TP\n.B SSL_CERT_FILE\nCA bundle for HTTPS when \\fB\\-\\-ca\\-file\\fR is not given\n");

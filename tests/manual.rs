@@ -104,6 +104,26 @@ fn manual_pages_have_no_groff_warnings() {
     }
 }
 
+/// Each manual page's ENVIRONMENT section names the config key of every variable; a config
+/// holding that key must not be told it "is not a wif setting".
+#[test]
+fn every_documented_config_key_is_a_known_setting() {
+    for page in wif::manual::pages() {
+        for arg in page.command.get_arguments() {
+            let Some(env) = arg.get_env().and_then(|e| e.to_str()) else { continue };
+            let Some(key) = env.strip_prefix("WIF_").map(str::to_ascii_lowercase) else { continue };
+            if key == "config" {
+                continue; // the config file itself
+            }
+            assert!(
+                wif::settings::KNOWN_KEYS.contains(&key.as_str()),
+                "{} documents config key {key} ({env}), which settings::KNOWN_KEYS lacks",
+                page.command.get_name()
+            );
+        }
+    }
+}
+
 #[test]
 fn every_binary_has_a_manual_page() {
     for entry in std::fs::read_dir(root().join("bin")).unwrap() {
