@@ -1142,6 +1142,7 @@ fn a_missing_file_names_the_setting_that_gave_it_and_hints_at_the_fix() {
         ),
         MissingFile::new(&[sign, &["--config", &gone("wif.json")]], "--config", gone("wif.json")),
         MissingFile::new(&[&["wif-azure", "--from-file", &gone("t.jwt")]], "--from-file", gone("t.jwt")),
+        MissingFile::new(&[&["wif-emulate", "--config", &gone("emu.json")]], "--config", gone("emu.json")),
         MissingFile::new(
             &[&["wif-azure", "--client-id", APP, "--token-url", "http://127.0.0.1:1/token"]],
             "WIF_CLIENT_SECRET_FILE",
