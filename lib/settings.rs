@@ -70,6 +70,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "header_timeout",
     "shutdown_timeout",
     "serve_metrics_listen",
+    "serve_assume_ttl",
     "get_url",
     "get_cert",
     "get_key",
