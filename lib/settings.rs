@@ -81,6 +81,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "get_min_ttl",
     "get_assume_ttl",
     "get_format",
+    "get_subject_token_type",
     "get_export_name",
     "get_max_time",
     "get_metadata_server",
