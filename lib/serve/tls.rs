@@ -98,7 +98,9 @@ pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertV
     }
     let mut crls = Vec::new();
     for path in &files.crls {
-        crls.extend(load_crls(path)?);
+        let crl = load_crls(path)
+            .map_err(|e| e.file_setting(&origin("crl", "crl"), "a certificate revocation list (PEM or DER)"))?;
+        crls.extend(crl);
     }
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -137,11 +139,8 @@ pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertV
 
 /// Reads every CRL in a file (PEM with one or more `X509 CRL` blocks, or one DER CRL).
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
-    let ctx = || format!("loading the CRL {} ({})", path.display(), origin("crl", "crl"));
-    let bytes = std::fs::read(path).map_err(|e| {
-        let missing = Error::io(path, &e).context(format!("loading the CRL {}", path.display()));
-        missing.file_setting(&origin("crl", "crl"), "a certificate revocation list (PEM or DER)")
-    })?;
+    let ctx = || format!("loading the CRL {}", path.display());
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e).context(ctx()))?;
     let crls: Vec<CertificateRevocationListDer<'static>> = if bytes.first() == Some(&0x30) {
         vec![CertificateRevocationListDer::from(bytes)]
     } else {
