@@ -23,7 +23,7 @@ _wif__sts() {
 
     case "${cmd}" in
         wif__sts)
-            opts="-h -V --audience --project-number --pool --provider --token-url --scope --subject-token-type --options --credential-config --print-credential-config --service-account --credential-file --credential-url --credential-field --token-out --timeout --retries --ca-file --config --help --version"
+            opts="-h -V --audience --project-number --pool --provider --token-url --scope --subject-token-type --options --credential-config --print-credential-config --service-account --iam-endpoint --impersonation-lifetime --credential-file --credential-url --credential-field --token-out --timeout --retries --ca-file --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -66,6 +66,14 @@ _wif__sts() {
                     return 0
                     ;;
                 --service-account)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --iam-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --impersonation-lifetime)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

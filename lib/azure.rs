@@ -10,7 +10,7 @@ use crate::http::{self, Body, Client, Request};
 use crate::manual::Example;
 use crate::oauth::{self, Service, TokenResponse};
 use crate::secret::Secret;
-use crate::settings::Settings;
+use crate::settings::{FileSetting, Settings};
 use clap::{ArgGroup, Parser, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -137,7 +137,7 @@ pub struct Cli {
 
 /// Entry point of wif-azure.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse::<Cli>();
     cli::run_step(TOOL, &cli.doc, |doc, settings| run(&cli, doc, settings))
 }
 
@@ -161,10 +161,10 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
 fn token_endpoint(cli: &Cli, doc: &Document, s: &Settings) -> Result<AzureSection> {
     let assertion: Option<AssertionSection> = doc.section("assertion")?;
     let secret = crate::keys::read_password(
-        s.pick(cli.client_secret_file.clone(), "client_secret_file")?.as_deref(),
+        s.pick_file(cli.client_secret_file.clone(), "client_secret_file", "client_secret_file")?.as_ref(),
         s.pick::<String>(cli.client_secret_env.clone(), "client_secret_env")?.as_deref(),
-    )
-    .context("reading the client secret")?;
+        "client secret",
+    )?;
     if assertion.is_none() && secret.is_none() {
         return Err(Error::input("the document has no \"assertion\" section and no client secret was given").hint(
             "pipe wif-sign into wif-azure, or give --client-secret-file/--client-secret-env, or take a token with --from-file/--from-url/--imds/--github-actions",
@@ -358,7 +358,11 @@ fn any_token_from_content(content: &[u8], field: Option<&str>) -> Result<Secret>
 
 fn from_file(cli: &Cli, path: &std::path::Path) -> Result<AzureSection> {
     let doing = format!("reading the subject token from {}", path.display());
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e)).context(doing.clone())?;
+    let given = FileSetting { path: path.to_path_buf(), origin: "--from-file".into() };
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::io(path, &e))
+        .context(doing.clone())
+        .map_err(given.explain("the subject token (a JWT), e.g. a projected service account token"))?;
     let token = token_from_content(&bytes, cli.field.as_deref()).context(doing)?;
     external_section(token, "file", &path.display().to_string(), None)
 }
@@ -391,7 +395,7 @@ fn from_url(cli: &Cli, s: &Settings, url: &str) -> Result<AzureSection> {
 
 fn imds(cli: &Cli, s: &Settings) -> Result<AzureSection> {
     let resource: String = s.require(cli.resource.clone(), "azure_resource", "--resource")?;
-    let endpoint: String = cli.imds_endpoint.clone().unwrap_or_else(|| IMDS_URL.to_string());
+    let endpoint: String = s.pick_or(cli.imds_endpoint.clone(), "imds_endpoint", IMDS_URL.to_string())?;
     let mut q = vec![("api-version", "2018-02-01"), ("resource", resource.as_str())];
     if let Some(id) = &cli.imds_client_id {
         q.push(("client_id", id.as_str()));

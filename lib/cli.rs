@@ -67,10 +67,68 @@ pub fn report(tool: &str, err: &Error) {
 
 static TOOL_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// The arguments clap was given, by id, as the user wrote them: `--key` or `WIF_KEY`.
+static GIVEN: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+/// Parses the command line like `C::parse()`, and remembers which arguments came from the
+/// command line and which from their environment variable, so that errors can name the one
+/// the user wrote (see [`given_as`]).
+pub fn parse<C: clap::Parser>() -> C {
+    use clap::parser::ValueSource;
+    let command = C::command();
+    let mut matches = command.clone().get_matches();
+    let given = command
+        .get_arguments()
+        .filter_map(|a| {
+            let shown = match matches.value_source(a.get_id().as_str())? {
+                ValueSource::EnvVariable => a.get_env()?.to_string_lossy().into_owned(),
+                ValueSource::CommandLine => format!("--{}", a.get_long()?),
+                _ => return None,
+            };
+            Some((a.get_id().to_string(), shown))
+        })
+        .collect();
+    let _ = GIVEN.set(given);
+    C::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut C::command()).exit())
+}
+
+/// How the argument `id` was given, if [`parse`] saw it: `--key`, or `WIF_KEY` when it came
+/// from the environment.
+pub fn given_as(id: &str) -> Option<String> {
+    GIVEN.get()?.iter().find(|(i, _)| i == id).map(|(_, shown)| shown.clone())
+}
+
 /// Prints `tool: warning: …` on stderr (the tool named by `run`, else `wif`).
 pub fn warn(msg: impl std::fmt::Display) {
     let tool = TOOL_NAME.get().map(String::as_str).unwrap_or("wif");
     eprintln!("{tool}: warning: {}", crate::secret::scrub(&msg.to_string()));
+}
+
+/// One failed attempt of an operation that is tried again: which one, out of how many
+/// retries (`None`: until it works), and the pause before the next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// The retry about to happen, from 1.
+    pub attempt: u32,
+    /// How many retries there are at most, if bounded.
+    pub of: Option<u32>,
+    /// The pause before it.
+    pub delay: std::time::Duration,
+}
+
+/// The line every tool prints before trying again, whatever it retries:
+/// `tool: what: why; retry 2/3 in 1.0 s` (`retry 2 in 1.0 s` when retries are unbounded).
+pub fn retry_line(tool: &str, what: &str, why: &str, retry: Retry) -> String {
+    let count = match retry.of {
+        Some(of) => format!("{}/{of}", retry.attempt),
+        None => retry.attempt.to_string(),
+    };
+    format!("{tool}: {what}: {why}; retry {count} in {:.1} s", retry.delay.as_secs_f64())
+}
+
+/// Prints [`retry_line`] on stderr, scrubbed of every secret the process holds.
+pub fn retrying(tool: &str, what: &str, why: &str, retry: Retry) {
+    eprintln!("{}", crate::secret::scrub(&retry_line(tool, what, why, retry)));
 }
 
 /// Runs a tool's body: installs the crypto provider, reports failure and picks the exit code.
@@ -120,14 +178,19 @@ impl NetArgs {
         if timeout.is_zero() {
             return Err(Error::usage("--timeout must be more than 0 s"));
         }
+        let ca_file = settings.pick_file(self.ca_file.clone(), "ca_file", "ca_file")?;
         let opts = crate::http::HttpOptions {
             timeout,
             retries: settings.pick_or(self.retries, "retries", 3)?,
             max_total: timeout.saturating_mul(4).max(std::time::Duration::from_secs(60)),
-            ca_file: settings.pick(self.ca_file.clone(), "ca_file")?,
+            ca_file: ca_file.as_ref().map(|f| f.path.clone()),
             tool: tool.to_string(),
         };
-        crate::http::Client::new(opts)
+        // Only reading the CA bundle can fail: name the setting that gave it.
+        crate::http::Client::new(opts).map_err(|e| {
+            let origin = ca_file.map(|f| f.origin).unwrap_or_else(|| "SSL_CERT_FILE".into());
+            e.file_setting(&origin, "a CA bundle (PEM) to trust for HTTPS")
+        })
     }
 }
 
@@ -147,5 +210,25 @@ impl TokenOutArgs {
                 .map_err(|e| e.context("writing --token-out"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn one_retry_line_for_bounded_and_unbounded_retries() {
+        let bounded = Retry { attempt: 1, of: Some(3), delay: Duration::from_millis(640) };
+        assert_eq!(
+            retry_line("wif-azure", "POST https://x/token", "connection refused", bounded),
+            "wif-azure: POST https://x/token: connection refused; retry 1/3 in 0.6 s"
+        );
+        let unbounded = Retry { attempt: 4, of: None, delay: Duration::from_secs(8) };
+        assert_eq!(
+            retry_line("wif-get", "metadata server", "HTTP 503", unbounded),
+            "wif-get: metadata server: HTTP 503; retry 4 in 8.0 s"
+        );
     }
 }

@@ -259,6 +259,22 @@ pub struct StsSection {
     /// From a credential configuration: where wif-impersonate should go next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_impersonation_url: Option<String>,
+    /// From a credential configuration: how wif-impersonate should impersonate (unless its
+    /// own settings say otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_impersonation: Option<ImpersonationOptions>,
+    /// From a credential configuration: the universe domain when it is not `googleapis.com`
+    /// (wif-impersonate's default endpoint is then `https://iamcredentials.DOMAIN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub universe_domain: Option<String>,
+}
+
+/// `service_account_impersonation` of a credential configuration, as Google spells it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImpersonationOptions {
+    /// The access token's lifetime in seconds (IAM's `lifetime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_lifetime_seconds: Option<u64>,
 }
 
 /// `impersonated`: the service-account token from IAM Credentials.

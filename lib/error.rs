@@ -20,6 +20,37 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in the order of their exit codes.
+    pub const ALL: [Kind; 6] = [Kind::Internal, Kind::Usage, Kind::Input, Kind::Refused, Kind::Unavailable, Kind::Io];
+
+    /// A few words for the `--help` footer, e.g. `bad input`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Internal => "internal error",
+            Kind::Usage => "usage",
+            Kind::Input => "bad input",
+            Kind::Refused => "refused",
+            Kind::Unavailable => "unavailable (retryable)",
+            Kind::Io => "I/O",
+        }
+    }
+
+    /// What the exit code means and what to do, for the manual pages.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Kind::Internal => "internal error (a bug; please report it)",
+            Kind::Usage => "usage: wrong or missing flags or settings",
+            Kind::Input => "bad input data: the JSON document, a key, a certificate, a token",
+            Kind::Refused => {
+                "refused by the remote service (OAuth/IAM error, TLS verification failure); retrying will not help"
+            }
+            Kind::Unavailable => {
+                "remote service unavailable or failing (connection, time-out, 429, 5xx, malformed answer); retry later"
+            }
+            Kind::Io => "local I/O error: a file could not be read or written",
+        }
+    }
+
     /// The process exit code for this kind of failure.
     pub fn exit_code(self) -> u8 {
         match self {
@@ -42,6 +73,8 @@ pub struct Error {
     context: Vec<String>,
     cause: String,
     hint: Option<String>,
+    /// The file the error is about does not exist (see [`Error::io`]).
+    not_found: bool,
 }
 
 /// Result with the crate's error.
@@ -50,7 +83,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with the immediate cause.
     pub fn new(kind: Kind, cause: impl Into<String>) -> Self {
-        Error { kind, context: Vec::new(), cause: cause.into(), hint: None }
+        Error { kind, context: Vec::new(), cause: cause.into(), hint: None, not_found: false }
     }
 
     /// Shorthand for a usage error.
@@ -65,7 +98,23 @@ impl Error {
 
     /// Wraps an I/O error, naming the path involved.
     pub fn io(path: &std::path::Path, err: &std::io::Error) -> Self {
-        Self::new(Kind::Io, format!("{}: {}", path.display(), io_reason(err)))
+        let mut e = Self::new(Kind::Io, format!("{}: {}", path.display(), io_reason(err)));
+        e.not_found = err.kind() == std::io::ErrorKind::NotFound;
+        e
+    }
+
+    /// For an error about a file whose path a setting gave: names that setting (`--key`,
+    /// `WIF_KEY` or `config key "key"`, see `Settings::origin`) after what was being done,
+    /// and, when there is no such file, hints that `origin` must name `expected`.
+    pub fn file_setting(mut self, origin: &str, expected: &str) -> Self {
+        match self.context.first_mut() {
+            Some(doing) => *doing = format!("{doing} ({origin})"),
+            None => self.context.push(origin.to_string()),
+        }
+        if self.not_found {
+            self = self.hint(format!("there is no file at that path: check {origin}; it names {expected}"));
+        }
+        self
     }
 
     /// Adds a hint shown after the message (keeps an existing one).
@@ -145,6 +194,26 @@ impl<T> Context<T> for Result<T> {
     }
 }
 
+/// One exit status every tool shares: the code, a few words, and what it means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The process exit code.
+    pub code: u8,
+    /// A few words, for the `--help` footer.
+    pub label: &'static str,
+    /// What it means and what to do, for the manual pages.
+    pub meaning: &'static str,
+}
+
+/// Every exit status a tool can end with, success first: the one table `--help`, the manual
+/// pages and `wif(7)` are written from.
+pub fn exit_statuses() -> Vec<ExitStatus> {
+    let success = ExitStatus { code: 0, label: "ok", meaning: "success (or nothing to do: the token was still fresh)" };
+    std::iter::once(success)
+        .chain(Kind::ALL.iter().map(|k| ExitStatus { code: k.exit_code(), label: k.label(), meaning: k.meaning() }))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +227,20 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_file_names_its_setting_and_hints() {
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = Error::io(std::path::Path::new("/k.pem"), &missing)
+            .context("reading the private key")
+            .file_setting("--key", "the private key");
+        assert_eq!(e.to_string(), "reading the private key (--key): /k.pem: no such file or directory");
+        assert_eq!(e.hint_text(), Some("there is no file at that path: check --key; it names the private key"));
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = Error::io(std::path::Path::new("/k.pem"), &denied).file_setting("WIF_KEY", "the private key");
+        assert_eq!(e.to_string(), "WIF_KEY: /k.pem: permission denied");
+        assert_eq!(e.hint_text(), None);
+    }
+
+    #[test]
     fn first_hint_wins() {
         let e = Error::input("x").hint("inner").hint("outer");
         assert_eq!(e.hint_text(), Some("inner"));
@@ -165,10 +248,9 @@ mod tests {
 
     #[test]
     fn exit_codes_are_stable() {
-        let codes: Vec<u8> = [Kind::Internal, Kind::Usage, Kind::Input, Kind::Refused, Kind::Unavailable, Kind::Io]
-            .iter()
-            .map(|k| k.exit_code())
-            .collect();
+        let codes: Vec<u8> = Kind::ALL.iter().map(|k| k.exit_code()).collect();
         assert_eq!(codes, vec![1, 2, 3, 4, 5, 6]);
+        let table: Vec<u8> = exit_statuses().iter().map(|s| s.code).collect();
+        assert_eq!(table, vec![0, 1, 2, 3, 4, 5, 6]);
     }
 }

@@ -29,6 +29,8 @@ pub const EXPIRES_HEADER: &str = "x-token-expires-at";
 pub const TYPE_HEADER: &str = "x-token-type";
 /// Largest token accepted; real tokens are a few kilobytes.
 pub const MAX_TOKEN_BYTES: u64 = 64 * 1024;
+/// What `--cert` names, for the hint when it names no file.
+const CLIENT_CERT: &str = "the client certificate (PEM chain, leaf first, or PKCS#12) from the CA wif-serve trusts";
 /// Longest wait for the TCP connection of one attempt (within --timeout).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The lifetime assumed for a token whose server says nothing of its expiry (the seed's
@@ -285,7 +287,7 @@ pub struct FetchedSection {
 
 /// Entry point of wif-get.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse::<Cli>();
     cli::run(TOOL, || {
         let (mut doc, settings) = cli.doc.load()?;
         run(&cli, &mut doc, &settings)
@@ -460,8 +462,10 @@ fn fresh(plan: &Plan) -> Result<Option<(Secret, FetchedSection)>> {
 /// Fetches the token (with retries), writes `--out` if given, and describes what it got.
 pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(Secret, FetchedSection)> {
     let identity = load_identity(cli, s)?;
-    let ca_path: PathBuf = s.require(cli.ca.clone(), "get_ca", "--ca")?;
-    let roots = keys::load_certs(&ca_path).map_err(|e| e.context("loading --ca"))?;
+    let ca = s.require_file(cli.ca.clone(), "ca", "get_ca", "--ca")?;
+    let roots = keys::load_certs(&ca.path)
+        .map_err(|e| e.context("loading the CA bundle"))
+        .map_err(ca.explain("the CA certificates (PEM) that issued wif-serve's certificate"))?;
     let agent = agent(&identity, &roots, plan.timeout)?;
     let doing = format!("fetching {}", http::redact_query(&plan.url));
     let answer = fetch_with_retries(&agent, plan, &identity).map_err(|e| e.context(doing.clone()))?;
@@ -538,16 +542,19 @@ struct Identity {
 }
 
 fn load_identity(cli: &Cli, s: &Settings) -> Result<Identity> {
-    let cert_path: PathBuf = s.require(cli.cert.clone(), "get_cert", "--cert")?;
-    let key_path: Option<PathBuf> = s.pick(cli.key.clone(), "get_key")?;
+    let cert = s.require_file(cli.cert.clone(), "cert", "get_cert", "--cert")?;
+    let cert_path = &cert.path;
+    let key_file = s.pick_file(cli.key.clone(), "key", "get_key")?;
     let password = keys::read_password(
-        s.pick(cli.key_password_file.clone(), "get_key_password_file")?.as_deref(),
+        s.pick_file(cli.key_password_file.clone(), "key_password_file", "get_key_password_file")?.as_ref(),
         s.pick::<String>(cli.key_password_env.clone(), "get_key_password_env")?.as_deref(),
+        "key password",
     )?;
-    let (chain, key) = match &key_path {
+    let (chain, key) = match &key_file {
         // No --key: the certificate file is a PKCS#12 (or a PEM holding key and certificate).
         None => {
-            let bundle = keys::load_key(&cert_path, password.as_ref())
+            let bundle = keys::load_key(cert_path, password.as_ref())
+                .map_err(cert.explain(CLIENT_CERT))
                 .map_err(|e| e.hint("give --key KEY.pem, or a PKCS#12 file as --cert with --key-password-file"))?;
             if bundle.chain.is_empty() {
                 return Err(Error::usage(format!("{} holds a key but no certificate", cert_path.display()))
@@ -555,13 +562,16 @@ fn load_identity(cli: &Cli, s: &Settings) -> Result<Identity> {
             }
             (bundle.chain, bundle.key)
         }
-        Some(kp) => {
-            let bundle = keys::load_key(kp, password.as_ref())?;
+        Some(kf) => {
+            let bundle = keys::load_key(&kf.path, password.as_ref())
+                .map_err(kf.explain("the client certificate's private key (PEM, or the PKCS#12 file)"))?;
             // One file for both (PKCS#12, or PEM with key and certificate): its certificates.
-            let chain = if kp == &cert_path && !bundle.chain.is_empty() {
+            let chain = if &kf.path == cert_path && !bundle.chain.is_empty() {
                 bundle.chain
             } else {
-                keys::load_certs(&cert_path).map_err(|e| e.context("loading --cert"))?
+                keys::load_certs(cert_path)
+                    .map_err(|e| e.context("loading the client certificate"))
+                    .map_err(cert.explain(CLIENT_CERT))?
             };
             (chain, bundle.key)
         }
@@ -677,7 +687,9 @@ fn fetch_with_retries(agent: &ureq::Agent, plan: &Plan, id: &Identity) -> Result
             )));
         }
         attempt += 1;
-        eprintln!("{TOOL}: retrying in {:.1}s after: {}", delay.as_secs_f64(), failure.error);
+        let what = format!("GET {}", plan.url_for_messages());
+        let retry = cli::Retry { attempt, of: Some(plan.retries), delay };
+        cli::retrying(TOOL, &what, &failure.error.to_string(), retry);
         std::thread::sleep(delay);
     }
 }

@@ -218,14 +218,9 @@ impl Client {
                 Ok(r) => format!("HTTP {}", r.status),
                 Err(e) => e.cause().to_string(),
             };
-            eprintln!(
-                "{}: {} {}: {why}; retry {attempt}/{} in {:.1} s",
-                self.opts.tool,
-                req.method,
-                redact_query(req.url),
-                self.opts.retries,
-                delay.as_secs_f64()
-            );
+            let what = format!("{} {}", req.method, redact_query(req.url));
+            let retry = crate::cli::Retry { attempt, of: Some(self.opts.retries), delay };
+            crate::cli::retrying(&self.opts.tool, &what, &why, retry);
             std::thread::sleep(delay);
         }
     }

@@ -58,10 +58,12 @@ pub struct Cli {
     /// Service account email to impersonate [default: from the credential configuration's impersonation URL]
     #[arg(long, value_name = "EMAIL", env = "WIF_SERVICE_ACCOUNT")]
     pub service_account: Option<String>,
-    /// IAM Credentials base URL [default: https://iamcredentials.googleapis.com]
+    /// IAM Credentials base URL [default: from the credential configuration's impersonation URL, else
+    /// https://iamcredentials.googleapis.com]
     #[arg(long, value_name = "BASE_URL", env = "WIF_IAM_ENDPOINT")]
     pub endpoint: Option<String>,
-    /// Access token lifetime, 1s to 12h (over 1h needs the org-policy exception) [default: 3600s]
+    /// Access token lifetime, 1s to 12h (over 1h needs the org-policy exception) [default: the credential
+    /// configuration's service_account_impersonation.token_lifetime_seconds, else 3600s]
     #[arg(long, value_name = "DURATION", env = "WIF_IMPERSONATE_LIFETIME")]
     pub lifetime: Option<String>,
     /// OAuth scope of the access token (repeatable) [default: https://www.googleapis.com/auth/cloud-platform]
@@ -101,7 +103,7 @@ struct IdTokenResponse {
 
 /// Entry point of wif-impersonate.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse::<Cli>();
     cli::run_step(TOOL, &cli.doc, |doc, settings| run(&cli, doc, settings))
 }
 
@@ -119,16 +121,23 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
                 .hint("run the pipeline again from the start"));
         }
     }
-    let (service_account, base) =
-        match s.pick::<String>(cli.service_account.clone(), "service_account")? {
-            Some(sa) => (sa, s.pick_or(cli.endpoint.clone(), "iam_endpoint", DEFAULT_ENDPOINT.to_string())?),
-            None => match sts.service_account_impersonation_url.as_deref().and_then(split_impersonation_url) {
-                Some((sa, base)) => (sa, s.pick_or(cli.endpoint.clone(), "iam_endpoint", base)?),
-                None => return Err(Error::usage("--service-account is required").hint(
-                    "give --service-account EMAIL, set WIF_SERVICE_ACCOUNT, or put \"service_account\" in the config",
-                )),
-            },
-        };
+    // What wif-sts carried from a credential configuration: the impersonation URL (its
+    // service account and IAM endpoint) or, in another universe, the endpoint there.
+    let from_config = sts.service_account_impersonation_url.as_deref().and_then(split_impersonation_url);
+    let default_endpoint = match (&from_config, &sts.universe_domain) {
+        (Some((_, base)), _) => base.clone(),
+        (None, Some(universe)) => format!("https://iamcredentials.{universe}"),
+        (None, None) => DEFAULT_ENDPOINT.to_string(),
+    };
+    let base = s.pick_or(cli.endpoint.clone(), "iam_endpoint", default_endpoint)?;
+    let service_account = match (s.pick::<String>(cli.service_account.clone(), "service_account")?, from_config) {
+        (Some(sa), _) | (None, Some((sa, _))) => sa,
+        (None, None) => {
+            return Err(Error::usage("--service-account is required").hint(
+                "give --service-account EMAIL, set WIF_SERVICE_ACCOUNT, or put \"service_account\" in the config",
+            ))
+        }
+    };
     validate_email(&service_account)?;
     let id_token = cli.id_token || s.pick_or(None, "id_token", false)?;
     let base = base.trim_end_matches('/').to_string();
@@ -180,11 +189,14 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
             delegates,
         }
     } else {
-        let lifetime = normalize_lifetime(&s.pick_or(
-            cli.lifetime.clone(),
-            "impersonate_lifetime",
-            DEFAULT_LIFETIME.to_string(),
-        )?)?;
+        // Its own settings first, then what wif-sts carried from a credential configuration.
+        let from_config =
+            sts.service_account_impersonation.as_ref().and_then(|o| o.token_lifetime_seconds).map(|n| format!("{n}s"));
+        let lifetime = normalize_lifetime(
+            &s.pick(cli.lifetime.clone(), "impersonate_lifetime")?
+                .or(from_config)
+                .unwrap_or_else(|| DEFAULT_LIFETIME.to_string()),
+        )?;
         let scopes: Vec<String> = if cli.scopes.is_empty() {
             s.pick_or(None, "impersonate_scope", vec![crate::sts::DEFAULT_SCOPE.to_string()])?
         } else {

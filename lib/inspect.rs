@@ -723,7 +723,11 @@ fn thumbprint_matches(header: Option<&Value>, cert: &[u8]) -> Option<bool> {
 
 /// The reports on the certificates in `--cert`, and its leaf certificate.
 fn describe_certs(cli: &Cli, path: &Path, ctx: &Ctx) -> Result<(Vec<CertReport>, CertificateDer<'static>)> {
-    let password = || keys::read_password(cli.key_password_file.as_deref(), cli.key_password_env.as_deref());
+    let password_file = cli
+        .key_password_file
+        .clone()
+        .map(|path| crate::settings::FileSetting { path, origin: "--key-password-file".into() });
+    let password = || keys::read_password(password_file.as_ref(), cli.key_password_env.as_deref(), "key password");
     // A PKCS#12 keystore holds the certificate and its key: describe both.
     let (certs, own_key) = if crate::keys::is_pkcs12(path) {
         let bundle = keys::load_key(path, password()?.as_ref()).map_err(|e| e.context("reading --cert"))?;

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Kind, Result};
 use crate::secret::Secret;
+use crate::settings::FileSetting;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
 };
@@ -130,20 +131,20 @@ pub fn key_from_pkcs12(bytes: &[u8], password: Option<&Secret>) -> Result<KeyBun
     Ok(KeyBundle { key, chain: certs })
 }
 
-/// Reads a password from a file (first line) or from the named environment variable.
-pub fn read_password(file: Option<&Path>, env_name: Option<&str>) -> Result<Option<Secret>> {
-    if let Some(path) = file {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Error::io(path, &e).context("reading the key password file"))?;
+/// Reads a secret — `what`, e.g. "key password" — from a file (its first line) or from the
+/// named environment variable.
+pub fn read_password(file: Option<&FileSetting>, env_name: Option<&str>, what: &str) -> Result<Option<Secret>> {
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(&f.path)
+            .map_err(|e| Error::io(&f.path, &e).context(format!("reading the {what} file")))
+            .map_err(f.explain(&format!("a file whose first line is the {what}")))?;
         let line = text.lines().next().unwrap_or("");
         return Ok(Some(Secret::new(line)));
     }
     if let Some(name) = env_name {
         return match std::env::var(name) {
             Ok(v) => Ok(Some(Secret::new(v))),
-            Err(_) => {
-                Err(Error::usage(format!("the environment variable {name} (named for the key password) is not set")))
-            }
+            Err(_) => Err(Error::usage(format!("the environment variable {name} (named for the {what}) is not set"))),
         };
     }
     Ok(None)

@@ -3,6 +3,7 @@
 //! `wif(7)` overview. `tests/manual.rs` keeps the checked-in copies in `man/` and
 //! `completions/` in sync (set `WIF_UPDATE_MAN=1` to rewrite them).
 
+use crate::error::exit_statuses;
 use clap::CommandFactory;
 use std::fmt::Write as _;
 
@@ -17,24 +18,23 @@ pub struct Example {
 /// The date printed in the pages' title lines (kept fixed so regeneration is reproducible).
 pub const MAN_DATE: &str = "2026-11-23";
 
-/// The exit codes every tool shares (see `error::Kind`).
-pub const EXIT_CODES: &[(u8, &str)] = &[
-    (0, "success (or nothing to do: the token was still fresh)"),
-    (1, "internal error (a bug; please report it)"),
-    (2, "usage: wrong or missing flags or settings"),
-    (3, "bad input data: the JSON document, a key, a certificate, a token"),
-    (4, "refused by the remote service (OAuth/IAM error, TLS verification failure); retrying will not help"),
-    (5, "remote service unavailable or failing (connection, time-out, 429, 5xx, malformed answer); retry later"),
-    (6, "local I/O error: a file could not be read or written"),
-];
-
-/// The `after_help` text of a tool: its examples and where the exit codes are documented.
+/// The `after_help` text of a tool: its examples and the exit statuses, in a line.
 pub fn after_help(name: &str, examples: &[Example]) -> String {
     let mut s = String::from("Examples:\n");
     for e in examples {
         let _ = writeln!(s, "  # {}\n  {}\n", e.about, e.cmd);
     }
-    let _ = write!(s, "Exit status: 0 ok, 2 usage, 3 bad input, 4 refused, 5 unavailable (retryable), 6 I/O. See {name}(1) and wif(7).");
+    let codes: Vec<String> = exit_statuses().iter().map(|x| format!("{} {}", x.code, x.label)).collect();
+    let _ = write!(s, "Exit status: {}. See {name}(1) and wif(7).", codes.join(", "));
+    s
+}
+
+/// The EXIT STATUS section of every manual page, `wif(7)` included.
+pub fn exit_status_section() -> String {
+    let mut s = String::from(".SH \"EXIT STATUS\"\n");
+    for x in exit_statuses() {
+        let _ = write!(s, ".TP\n.B {}\n{}\n", x.code, esc(x.meaning));
+    }
     s
 }
 
@@ -104,6 +104,25 @@ fn esc(s: &str) -> String {
     }
 }
 
+/// Writes every non-ASCII character as a roff escape (`\(em`, `\[u2026]`), so that every man
+/// implementation renders it whatever its input encoding: groff reads raw UTF-8 as Latin-1
+/// unless told otherwise, and warns.
+fn ascii_roff(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            c if c.is_ascii() => out.push(c),
+            '\u{2014}' => out.push_str("\\(em"),
+            '\u{2013}' => out.push_str("\\(en"),
+            '\u{a0}' => out.push_str("\\~"),
+            c => {
+                let _ = write!(out, "\\[u{:04X}]", c as u32);
+            }
+        }
+    }
+    out
+}
+
 /// Renders one tool's manual page (section 1).
 pub fn render(page: &PageInfo) -> String {
     let cmd = page.command.clone();
@@ -128,10 +147,7 @@ pub fn render(page: &PageInfo) -> String {
             let _ = write!(s, "{sep}{}\n.PP\n.RS 4\n.nf\n{}\n.fi\n.RE\n", esc(e.about), esc(e.cmd));
         }
     }
-    s.push_str(".SH \"EXIT STATUS\"\n");
-    for (code, what) in EXIT_CODES {
-        let _ = write!(s, ".TP\n.B {code}\n{}\n", esc(what));
-    }
+    s.push_str(&exit_status_section());
     let envs: Vec<(String, String)> = cmd
         .get_arguments()
         .filter_map(|a| {
@@ -147,7 +163,9 @@ pub fn render(page: &PageInfo) -> String {
     }
     for (env, help) in &envs {
         let key = env.strip_prefix("WIF_").unwrap_or(env).to_ascii_lowercase();
-        let _ = write!(s, ".TP\n.B {}\n{} (config key \\fI{}\\fR)\n", esc(env), esc(help), esc(&key));
+        // The config file cannot name itself.
+        let key = if key == "config" { String::new() } else { format!(" (config key \\fI{}\\fR)", esc(&key)) };
+        let _ = write!(s, ".TP\n.B {}\n{}{key}\n", esc(env), esc(help));
     }
     if https_client {
         s.push_str(".TP\n.B SSL_CERT_FILE\nCA bundle for HTTPS when \\fB\\-\\-ca\\-file\\fR is not given\n");
@@ -166,7 +184,7 @@ pub fn render(page: &PageInfo) -> String {
     s.push_str(".SH \"SEE ALSO\"\n");
     let others: Vec<String> = ALL_TOOLS.iter().filter(|t| **t != name).map(|t| format!(".BR {t} (1),")).collect();
     let _ = writeln!(s, "{}\n.BR wif (7)", others.join("\n"));
-    s
+    ascii_roff(&s)
 }
 
 /// Every binary of the package.
@@ -200,5 +218,15 @@ mod tests {
     fn escaping() {
         assert_eq!(esc(".hidden"), "\\&.hidden");
         assert_eq!(esc("a-b\\c"), "a\\-b\\ec");
+    }
+
+    #[test]
+    fn non_ascii_becomes_roff_escapes() {
+        assert_eq!(
+            ascii_roff("token\u{2011}type:\u{2026} \u{2014} caf\u{e9}"),
+            "token\\[u2011]type:\\[u2026] \\(em caf\\[u00E9]"
+        );
+        assert_eq!(ascii_roff("\u{1F512}"), "\\[u1F512]");
+        assert!(render(&pages().remove(0)).is_ascii());
     }
 }

@@ -837,10 +837,12 @@ fn refresh_loop(
                 };
                 let wait = retry_delay(failures);
                 let hint = e.hint_text().map(|h| format!(" (hint: {h})")).unwrap_or_default();
-                eprintln!(
-                    "{TOOL}: metadata server: refreshing the token failed: {}{}; {serving}; retrying in {wait} s",
-                    crate::secret::scrub(&e.to_string()),
-                    crate::secret::scrub(&hint),
+                let retry = crate::cli::Retry { attempt: failures, of: None, delay: Duration::from_secs(wait) };
+                crate::cli::retrying(
+                    TOOL,
+                    "metadata server",
+                    &format!("refreshing the token failed: {e}{hint}; {serving}"),
+                    retry,
                 );
                 wait
             }

@@ -10,7 +10,7 @@ use crate::document::Document;
 use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Config keys that any wif tool understands; others draw a warning (likely typos).
 pub const KNOWN_KEYS: &[&str] = &[
@@ -31,6 +31,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "azure_resource",
     "azure_audience",
     "azure_grant",
+    "imds_endpoint",
     "client_secret_file",
     "client_secret_env",
     "sts_audience",
@@ -63,8 +64,13 @@ pub const KNOWN_KEYS: &[&str] = &[
     "handshake_timeout",
     "idle_timeout",
     "max_connections",
+    "max_connections_per_client",
+    "max_connections_per_address",
+    "max_connection_age",
+    "header_timeout",
     "shutdown_timeout",
     "serve_metrics_listen",
+    "serve_assume_ttl",
     "get_url",
     "get_cert",
     "get_key",
@@ -75,6 +81,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "get_min_ttl",
     "get_assume_ttl",
     "get_format",
+    "get_subject_token_type",
     "get_export_name",
     "get_max_time",
     "get_metadata_server",
@@ -103,7 +110,10 @@ impl Settings {
     /// once about keys no wif tool knows.
     pub fn load(doc: &mut Document, file: Option<&Path>) -> Result<Settings> {
         let mut config = match file {
-            Some(path) => read_config_file(path)?,
+            Some(path) => read_config_file(path).map_err(|e| {
+                let origin = crate::cli::given_as("config").unwrap_or_else(|| "--config".into());
+                e.file_setting(&origin, "a JSON object of wif settings (see wif(7))")
+            })?,
             None => Map::new(),
         };
         for (k, v) in doc.config() {
@@ -165,9 +175,51 @@ impl Settings {
         })
     }
 
+    /// A file setting: the flag's path if given, else the config's, with where it came from.
+    pub fn pick_file(&self, flag: Option<PathBuf>, arg: &str, key: &str) -> Result<Option<FileSetting>> {
+        let by_flag = flag.is_some();
+        Ok(self.pick(flag, key)?.map(|path| FileSetting { path, origin: self.origin(by_flag, arg, key) }))
+    }
+
+    /// Like `pick_file`, but a missing value is a usage error (see `require`).
+    pub fn require_file(&self, flag: Option<PathBuf>, arg: &str, key: &str, flag_name: &str) -> Result<FileSetting> {
+        let by_flag = flag.is_some();
+        let path = self.require(flag, key, flag_name)?;
+        Ok(FileSetting { path, origin: self.origin(by_flag, arg, key) })
+    }
+
+    /// Where a setting in force was given, to name it in messages: the flag (`--key`) or its
+    /// environment variable (`WIF_KEY`) when clap had it (`by_flag`, argument id `arg`), else
+    /// the config key (`config key "key"`).
+    pub fn origin(&self, by_flag: bool, arg: &str, key: &str) -> String {
+        if by_flag {
+            crate::cli::given_as(arg).unwrap_or_else(|| format!("--{}", arg.replace('_', "-")))
+        } else {
+            format!("config key \"{key}\"")
+        }
+    }
+
     /// The value, or a default.
     pub fn pick_or<T: DeserializeOwned>(&self, flag: Option<T>, key: &str, default: T) -> Result<T> {
         Ok(self.pick(flag, key)?.unwrap_or(default))
+    }
+}
+
+/// A file named by a setting, and where the setting was given (`--key`, `WIF_KEY`, `config
+/// key "key"`), so that an error about the file can say what to fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSetting {
+    /// The path.
+    pub path: PathBuf,
+    /// Where it was given.
+    pub origin: String,
+}
+
+impl FileSetting {
+    /// An error about this file, naming the setting and, when the file does not exist, what
+    /// it should name (see `Error::file_setting`).
+    pub fn explain<'a>(&'a self, expected: &'a str) -> impl FnOnce(Error) -> Error + 'a {
+        move |e| e.file_setting(&self.origin, expected)
     }
 }
 

@@ -80,11 +80,16 @@ pub const EXAMPLES: &[Example] = &[
     },
 ];
 
-/// Command line of wif-sign.
+/// What `--key` names, for the hint when it names no file.
+const KEY_FILE: &str = "the application's private key: PEM (PKCS#8, PKCS#1, SEC1) or PKCS#12 (.p12/.pfx)";
+/// What `--cert` names, likewise.
+const CERT_FILE: &str = "the certificate (PEM or DER) registered with the identity provider";
+
 /// How far `nbf`/`iat` are back-dated: a verifier whose clock runs a little behind ours would
 /// otherwise see an assertion from the future and refuse it (AADSTS700024).
 pub const CLOCK_SKEW_MARGIN: i64 = 30;
 
+/// Command line of wif-sign.
 #[derive(Parser, Debug)]
 #[command(
     name = "wif-sign",
@@ -153,15 +158,15 @@ struct Claims<'a> {
 
 /// Entry point of wif-sign.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse::<Cli>();
     cli::run_step(TOOL, &cli.doc, |doc, settings| sign(&cli, doc, settings))
 }
 
 /// Signs the assertion and adds the `assertion` section.
 pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     let client_id: String = s.require(cli.client_id.clone(), "client_id", "--client-id")?;
-    let key_path: PathBuf = s.require(cli.key.clone(), "key", "--key")?;
-    let cert_path: Option<PathBuf> = s.pick(cli.cert.clone(), "cert")?;
+    let key_file = s.require_file(cli.key.clone(), "key", "key", "--key")?;
+    let cert_file = s.pick_file(cli.cert.clone(), "cert", "cert")?;
     let audience: Option<String> = s.pick(cli.audience.clone(), "assertion_audience")?;
     let tenant: Option<String> = s.pick(cli.tenant_id.clone(), "tenant_id")?;
     let token_endpoint = match (&audience, &tenant) {
@@ -186,12 +191,13 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     }
 
     let password = keys::read_password(
-        s.pick(cli.key_password_file.clone(), "key_password_file")?.as_deref(),
+        s.pick_file(cli.key_password_file.clone(), "key_password_file", "key_password_file")?.as_ref(),
         s.pick::<String>(cli.key_password_env.clone(), "key_password_env")?.as_deref(),
+        "key password",
     )?;
-    let bundle = keys::load_key(&key_path, password.as_ref())?;
-    let chain = match &cert_path {
-        Some(p) => keys::load_certs(p)?,
+    let bundle = keys::load_key(&key_file.path, password.as_ref()).map_err(key_file.explain(KEY_FILE))?;
+    let chain = match &cert_file {
+        Some(f) => keys::load_certs(&f.path).map_err(f.explain(CERT_FILE))?,
         None if !bundle.chain.is_empty() => bundle.chain.clone(),
         None => {
             return Err(Error::usage("--cert is required: the assertion names the certificate by its thumbprint")
@@ -200,7 +206,7 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     };
     let leaf = &chain[0];
     let key = keys::signing_key(&bundle.key)
-        .map_err(|e| e.context(format!("loading the private key {}", key_path.display())))?;
+        .map_err(|e| e.context(format!("loading the private key {}", key_file.path.display())))?;
     keys::check_key_matches_cert(&key, leaf).map_err(|e| e.context("checking the key against the certificate"))?;
     check_cert_dates(leaf)?;
 

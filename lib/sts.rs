@@ -3,13 +3,13 @@
 
 use crate::cli::{self, DocArgs, NetArgs, TokenOutArgs};
 use crate::clock;
-use crate::document::{AzureSection, Document, StsSection, TokenFields};
+use crate::document::{AzureSection, Document, ImpersonationOptions, StsSection, TokenFields};
 use crate::error::{Context, Error, Result};
 use crate::http::{self, Body, Request};
 use crate::manual::Example;
 use crate::oauth::{self, Service, TokenResponse};
 use crate::secret::Secret;
-use crate::settings::Settings;
+use crate::settings::{FileSetting, Settings};
 use clap::Parser;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -43,6 +43,10 @@ pub const EXAMPLES: &[Example] = &[
         about: "Write a google-auth credential configuration for the same pool",
         cmd: "wif-sts --print-credential-config --audience $AUD --service-account $SA --credential-file /var/lib/wif/azure.jwt > clientLibraryConfig.json",
     },
+    Example {
+        about: "The same for wif-emulate (google-auth then talks to it), with 30-minute tokens",
+        cmd: "wif-sts --print-credential-config --audience $AUD --token-url https://127.0.0.1:8443/v1/token --iam-endpoint https://127.0.0.1:8443 --service-account $SA --impersonation-lifetime 30m --credential-file azure.jwt > emulated.json",
+    },
 ];
 
 /// Command line of wif-sts.
@@ -56,9 +60,16 @@ Google's Security Token Service, as RFC 8693 and Workload Identity Federation de
 the workload identity provider as audience, the scope, requested_token_type access_token, subject_token and \
 subject_token_type.\n\n\
 The audience is given whole (--audience) or built from --project-number, --pool and --provider. A gcloud / \
-google-auth `external_account` credential configuration (--credential-config) can supply the audience, token URL, \
-subject token type and a credential source, and its service_account_impersonation_url is passed on to \
-wif-impersonate.\n\nAdds the `sts` section.",
+google-auth `external_account` credential configuration (--credential-config) can supply the audience, token_url \
+(else the STS of its universe_domain), subject_token_type, the credential_source (a file or a URL, with headers, \
+as text or JSON) and a workforce pool's workforce_pool_user_project (sent as options.userProject); flags and \
+settings win over it. Its service_account_impersonation_url, service_account_impersonation.token_lifetime_seconds \
+and a universe_domain other than googleapis.com go into the `sts` section for wif-impersonate, whose own settings \
+win over them. Fields wif has no use for (client_id, quota_project_id, token_info_url, …) are named in one \
+warning; executable, X.509 and AWS credential sources are refused.\n\n\
+--print-credential-config writes such a file for client libraries that do the exchange themselves, with the \
+pipeline's STS token URL and IAM Credentials endpoint (--iam-endpoint, WIF_IAM_ENDPOINT), so that it works \
+against wif-emulate or a private endpoint too.\n\nAdds the `sts` section.",
     after_help = crate::manual::after_help("wif-sts", EXAMPLES)
 )]
 pub struct Cli {
@@ -96,6 +107,15 @@ pub struct Cli {
     /// (ignored otherwise, so one WIF_SERVICE_ACCOUNT can configure wif-sts and wif-impersonate)
     #[arg(long, value_name = "EMAIL", env = "WIF_SERVICE_ACCOUNT")]
     pub service_account: Option<String>,
+    /// With --print-credential-config and --service-account: the IAM Credentials base URL of the
+    /// impersonation URL, e.g. wif-emulate's or a private endpoint's (ignored otherwise)
+    /// [default: https://iamcredentials.googleapis.com]
+    #[arg(long, value_name = "BASE_URL", env = "WIF_IAM_ENDPOINT")]
+    pub iam_endpoint: Option<String>,
+    /// With --print-credential-config and --service-account: the impersonated token's lifetime,
+    /// written as service_account_impersonation.token_lifetime_seconds (ignored otherwise) [default: 3600s]
+    #[arg(long, value_name = "DURATION", env = "WIF_IMPERSONATE_LIFETIME")]
+    pub impersonation_lifetime: Option<String>,
     /// With --print-credential-config: the file holding the subject token (e.g. written by wif-azure --token-out)
     #[arg(long, value_name = "FILE", requires = "print_credential_config", conflicts_with = "credential_url")]
     pub credential_file: Option<PathBuf>,
@@ -113,26 +133,52 @@ pub struct Cli {
     pub doc: DocArgs,
 }
 
-/// The parts of an `external_account` credential configuration wif uses.
+/// Google's `external_account` credential configuration (gcloud `iam workload-identity-pools
+/// create-cred-config`, google-auth `external_account` / `identity_pool`): the fields wif has a
+/// use for. Every other field lands in `other` and is named in one warning (see
+/// [`read_credential_config`]).
 #[derive(Debug, Deserialize)]
 pub struct CredentialConfig {
     /// Must be `external_account`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The workload identity provider.
+    /// The workload (or workforce) identity provider.
     pub audience: String,
     /// Subject token type URN.
     #[serde(default)]
     pub subject_token_type: Option<String>,
-    /// STS endpoint.
+    /// STS endpoint [default: `https://sts.{universe_domain}/v1/token`].
     #[serde(default)]
     pub token_url: Option<String>,
     /// Where to get the subject token.
     #[serde(default)]
     pub credential_source: Option<CredentialSource>,
-    /// IAM Credentials URL for impersonation.
+    /// IAM Credentials `generateAccessToken` URL for impersonation.
     #[serde(default)]
     pub service_account_impersonation_url: Option<String>,
+    /// Impersonation options: the token lifetime.
+    #[serde(default)]
+    pub service_account_impersonation: Option<ImpersonationConfig>,
+    /// Workforce pools: the project billed, sent to STS as `options.userProject`.
+    #[serde(default)]
+    pub workforce_pool_user_project: Option<String>,
+    /// The universe domain [default: googleapis.com].
+    #[serde(default)]
+    pub universe_domain: Option<String>,
+    /// Every other field: not used by wif.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `service_account_impersonation` of a credential configuration.
+#[derive(Debug, Deserialize)]
+pub struct ImpersonationConfig {
+    /// The impersonated access token's lifetime, seconds.
+    #[serde(default)]
+    pub token_lifetime_seconds: Option<u64>,
+    /// Every other field: not used by wif.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// `credential_source` of a credential configuration (file or URL).
@@ -150,22 +196,123 @@ pub struct CredentialSource {
     /// How to read the content.
     #[serde(default)]
     pub format: Option<SourceFormat>,
+    /// Every other field: executable, certificate and AWS sources are refused, the rest unused.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// `credential_source.format`.
 #[derive(Debug, Deserialize)]
 pub struct SourceFormat {
-    /// `text` or `json`.
-    #[serde(rename = "type")]
-    pub kind: String,
+    /// `text` or `json` [default: text].
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
     /// The JSON field holding the token.
     #[serde(default)]
     pub subject_token_field_name: Option<String>,
+    /// Every other field: not used by wif.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// The universe domain of Google's public cloud.
+const DEFAULT_UNIVERSE: &str = "googleapis.com";
+
+impl CredentialConfig {
+    /// The STS endpoint it names, or the default of its universe.
+    pub fn token_url(&self) -> String {
+        match (&self.token_url, self.universe()) {
+            (Some(u), _) => u.clone(),
+            (None, DEFAULT_UNIVERSE) => DEFAULT_TOKEN_URL.to_string(),
+            (None, universe) => format!("https://sts.{universe}/v1/token"),
+        }
+    }
+
+    /// Its universe domain.
+    pub fn universe(&self) -> &str {
+        self.universe_domain.as_deref().filter(|u| !u.is_empty()).unwrap_or(DEFAULT_UNIVERSE)
+    }
+
+    /// The subject token's `format`: the JSON field holding it, or `None` for text.
+    fn source_field(&self) -> Result<Option<String>> {
+        let format = self.credential_source.as_ref().and_then(|c| c.format.as_ref());
+        match format.map(|f| (f.kind.as_deref().unwrap_or("text"), f)) {
+            None | Some(("text", _)) => Ok(None),
+            Some(("json", f)) => f.subject_token_field_name.clone().map(Some).ok_or_else(|| {
+                Error::input("credential_source.format is json but names no subject_token_field_name")
+                    .hint("add \"subject_token_field_name\": the field of the JSON content that holds the token")
+            }),
+            Some((other, _)) => Err(Error::input(format!("credential_source.format.type is {other:?}"))
+                .hint("the format type is \"text\" (the whole content is the token) or \"json\"")),
+        }
+    }
+
+    /// Refuses what wif cannot honour, and lists the fields it does not use (set to
+    /// something other than null), each by its path in the file.
+    fn check(&self) -> Result<Vec<String>> {
+        if self.kind != "external_account" {
+            return Err(Error::input(format!("its type is {:?}, not \"external_account\"", self.kind)));
+        }
+        let set = |m: &BTreeMap<String, serde_json::Value>, prefix: &str| -> Vec<String> {
+            m.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| format!("{prefix}{k}")).collect()
+        };
+        let mut ignored = set(&self.other, "");
+        if let Some(src) = &self.credential_source {
+            let refused = [
+                ("executable", "executable-sourced credentials (credential_source.executable) are not supported by wif-sts", "run the program yourself, e.g. from the refresh job, write its token to a file and name it in credential_source.file (or give it to wif-azure --from-file)"),
+                ("certificate", "X.509 federation (credential_source.certificate) is not supported by wif-sts", "use a token source (file or url), or the client libraries themselves for X.509 federation"),
+                ("environment_id", "AWS credential sources (credential_source.environment_id) are not supported by wif-sts", "use a token source (file or url)"),
+            ];
+            for (field, why, hint) in refused {
+                if src.other.get(field).is_some_and(|v| !v.is_null()) {
+                    return Err(Error::input(why).hint(hint));
+                }
+            }
+            match (&src.file, &src.url) {
+                (Some(_), Some(_)) => {
+                    return Err(Error::input("credential_source has both file and url")
+                        .hint("keep the one that holds the subject token"))
+                }
+                (None, None) => {
+                    return Err(Error::input("credential_source has neither file nor url")
+                        .hint("name the file holding the subject token (\"file\") or the URL serving it (\"url\")"))
+                }
+                _ => {}
+            }
+            self.source_field()?;
+            ignored.extend(set(&src.other, "credential_source."));
+            if let Some(f) = &src.format {
+                ignored.extend(set(&f.other, "credential_source.format."));
+            }
+        }
+        if let Some(imp) = &self.service_account_impersonation {
+            if let Some(secs) = imp.token_lifetime_seconds {
+                if !(1..=crate::iam::MAX_LIFETIME_SECS).contains(&secs) {
+                    return Err(Error::input(format!(
+                        "service_account_impersonation.token_lifetime_seconds is {secs}: IAM grants 1 to 43200 seconds"
+                    )));
+                }
+            }
+            ignored.extend(set(&imp.other, "service_account_impersonation."));
+        }
+        if self.workforce_pool_user_project.is_some() && !self.audience.contains("/workforcePools/") {
+            return Err(Error::input(
+                "workforce_pool_user_project is set but the audience is not a workforce pool provider",
+            )
+            .hint("remove workforce_pool_user_project: workload identity pools bill their own project"));
+        }
+        let universe = self.universe();
+        if !universe.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+            return Err(Error::input(format!("universe_domain {universe:?} is not a domain name")));
+        }
+        ignored.sort();
+        Ok(ignored)
+    }
 }
 
 /// Entry point of wif-sts.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse::<Cli>();
     if cli.print_credential_config {
         return cli::run(TOOL, || {
             let (_, settings) = cli.doc.load()?;
@@ -236,46 +383,64 @@ pub fn credential_config(cli: &Cli, s: &Settings) -> Result<serde_json::Value> {
         "token_url": token_url,
         "credential_source": source,
     });
+    http::check_url(&token_url).map_err(|e| e.context("checking the STS token URL"))?;
     if let Some(sa) = s.pick::<String>(cli.service_account.clone(), "service_account")? {
-        let base: String = s.pick_or(None, "iam_endpoint", crate::iam::DEFAULT_ENDPOINT.to_string())?;
+        // The endpoint the pipeline's wif-impersonate uses, so that the file works against
+        // wif-emulate or a private endpoint too.
+        let base: String =
+            s.pick_or(cli.iam_endpoint.clone(), "iam_endpoint", crate::iam::DEFAULT_ENDPOINT.to_string())?;
+        http::check_url(&base).map_err(|e| e.context("checking the IAM Credentials endpoint"))?;
         config["service_account_impersonation_url"] =
             json!(format!("{}/v1/projects/-/serviceAccounts/{sa}:generateAccessToken", base.trim_end_matches('/')));
+        if let Some(l) = s.pick::<String>(cli.impersonation_lifetime.clone(), "impersonate_lifetime")? {
+            let secs = clock::parse_duration(&l)?.as_secs();
+            if !(1..=crate::iam::MAX_LIFETIME_SECS).contains(&secs) {
+                return Err(Error::usage(format!(
+                    "--impersonation-lifetime {l} is out of range: IAM grants 1s to 43200s (12h)"
+                )));
+            }
+            config["service_account_impersonation"] = json!({ "token_lifetime_seconds": secs });
+        }
     }
     Ok(config)
 }
 
-/// Reads a credential configuration file.
-pub fn read_credential_config(path: &std::path::Path) -> Result<CredentialConfig> {
+/// Reads a credential configuration file, refuses what wif cannot honour, and warns once
+/// about the fields it does not use.
+pub fn read_credential_config(file: &FileSetting) -> Result<CredentialConfig> {
+    let path = &file.path;
     let doing = format!("reading the credential configuration {}", path.display());
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e)).context(doing.clone())?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::io(path, &e))
+        .context(doing.clone())
+        .map_err(file.explain("a gcloud / google-auth external_account credential configuration (JSON)"))?;
     let c: CredentialConfig = serde_json::from_slice(&bytes)
         .map_err(|e| Error::input(format!("not an external_account configuration ({})", crate::document::scrub(&e))))
         .context(doing.clone())?;
-    if c.kind != "external_account" {
-        return Err(Error::input(format!("its type is {:?}, not \"external_account\"", c.kind)).context(doing));
+    let ignored = c.check().context(doing)?;
+    if !ignored.is_empty() {
+        cli::warn(format!(
+            "the credential configuration's {} {} not used by wif and ignored",
+            ignored.join(", "),
+            if ignored.len() == 1 { "is" } else { "are" }
+        ));
     }
     Ok(c)
 }
 
 /// Exchanges the subject token and adds the `sts` section.
 pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
-    let cred = match s.pick(cli.credential_config.clone(), "credential_config")? {
-        Some(p) => Some(read_credential_config(&p)?),
+    let cred = match s.pick_file(cli.credential_config.clone(), "credential_config", "credential_config")? {
+        Some(f) => Some(read_credential_config(&f)?),
         None => None,
     };
     let audience = audience(cli, s, cred.as_ref())?;
     let token_url: String = match s.pick(cli.token_url.clone(), "sts_token_url")? {
         Some(u) => u,
-        None => cred.as_ref().and_then(|c| c.token_url.clone()).unwrap_or_else(|| DEFAULT_TOKEN_URL.to_string()),
+        None => cred.as_ref().map(CredentialConfig::token_url).unwrap_or_else(|| DEFAULT_TOKEN_URL.to_string()),
     };
     let scope = s.pick_or(cli.scope.clone(), "sts_scope", DEFAULT_SCOPE.to_string())?;
-    let options: Option<String> = s.pick(cli.options.clone(), "sts_options")?;
-    if let Some(o) = &options {
-        match serde_json::from_str::<serde_json::Value>(o) {
-            Ok(serde_json::Value::Object(_)) => {}
-            _ => return Err(Error::usage("--options must be a JSON object, e.g. '{\"userProject\":\"my-project\"}'")),
-        }
-    }
+    let options = sts_options(s.pick(cli.options.clone(), "sts_options")?, cred.as_ref())?;
 
     let client = cli.net.client(TOOL, s)?;
     let (subject, from_doc_type) = subject_token(doc, cred.as_ref(), &client)?;
@@ -313,7 +478,12 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         audience,
         scope,
         subject_token_type,
-        service_account_impersonation_url: cred.and_then(|c| c.service_account_impersonation_url),
+        service_account_impersonation_url: cred.as_ref().and_then(|c| c.service_account_impersonation_url.clone()),
+        service_account_impersonation: cred
+            .as_ref()
+            .and_then(|c| c.service_account_impersonation.as_ref()?.token_lifetime_seconds)
+            .map(|secs| ImpersonationOptions { token_lifetime_seconds: Some(secs) }),
+        universe_domain: cred.as_ref().map(|c| c.universe().to_string()).filter(|u| u != DEFAULT_UNIVERSE),
     };
     cli.token_out.write(TOOL, &section.token)?;
     doc.set("sts", &section)
@@ -334,18 +504,11 @@ fn subject_token(
         }
         return Ok((az.token.token, Some(az.subject_token_type)));
     }
-    let Some(src) = cred.and_then(|c| c.credential_source.as_ref()) else {
+    let (Some(cred), Some(src)) = (cred, cred.and_then(|c| c.credential_source.as_ref())) else {
         return Err(Error::input("the document has no \"azure\" section")
             .hint("run wif-azure before wif-sts (… | wif-azure | wif-sts), or give --credential-config with a credential_source"));
     };
-    let field = match &src.format {
-        Some(f) if f.kind == "json" => Some(
-            f.subject_token_field_name
-                .clone()
-                .ok_or_else(|| Error::input("credential_source.format json needs subject_token_field_name"))?,
-        ),
-        _ => None,
-    };
+    let field = cred.source_field()?;
     let token = if let Some(path) = &src.file {
         let doing = format!("reading the subject token from {}", path.display());
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e)).context(doing.clone())?;
@@ -359,13 +522,30 @@ fn subject_token(
             .context(doing.clone())?;
         crate::azure::token_from_content(&resp.body, field.as_deref()).context(doing)?
     } else {
-        return Err(Error::input("credential_source has neither file nor url")
-            .hint("executable and AWS sources are not supported by wif-sts"));
+        return Err(Error::input("credential_source has neither file nor url"));
     };
     if token.is_empty() {
         return Err(Error::input("the subject token from the credential source is empty"));
     }
     Ok((token, None))
+}
+
+/// The STS `options`: `--options` (a JSON object), plus a workforce pool's user project from
+/// the credential configuration as `userProject` unless `--options` names one.
+fn sts_options(given: Option<String>, cred: Option<&CredentialConfig>) -> Result<Option<String>> {
+    let mut options = match &given {
+        Some(o) => match serde_json::from_str::<serde_json::Value>(o) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => return Err(Error::usage("--options must be a JSON object, e.g. '{\"userProject\":\"my-project\"}'")),
+        },
+        None => serde_json::Map::new(),
+    };
+    let Some(project) = cred.and_then(|c| c.workforce_pool_user_project.as_deref()) else { return Ok(given) };
+    if options.contains_key("userProject") {
+        return Ok(given);
+    }
+    options.insert("userProject".into(), project.into());
+    Ok(Some(serde_json::Value::Object(options).to_string()))
 }
 
 /// `//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/R`.
@@ -447,6 +627,23 @@ mod tests {
             "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/P_x/providers/r"
         )
         .is_err());
+    }
+
+    #[test]
+    fn credential_configuration_universe_and_unused_fields() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<CredentialConfig>(v).unwrap();
+        let aud = build_audience("1", "p", "r");
+        let c =
+            parse(serde_json::json!({"type": "external_account", "audience": aud, "universe_domain": "cloud.example"}));
+        assert_eq!(c.token_url(), "https://sts.cloud.example/v1/token");
+        assert_eq!(c.check().unwrap(), Vec::<String>::new());
+        let c = parse(serde_json::json!({"type": "external_account", "audience": aud, "token_info_url": "x",
+            "credential_source": {"file": "/t", "environment_id": null, "regional_cred_verification_url": "y"}}));
+        assert_eq!(c.token_url(), DEFAULT_TOKEN_URL);
+        assert_eq!(c.check().unwrap(), ["credential_source.regional_cred_verification_url", "token_info_url"]);
+        let c = parse(serde_json::json!({"type": "external_account", "audience": aud,
+            "service_account_impersonation": {"token_lifetime_seconds": 0}}));
+        assert!(c.check().unwrap_err().to_string().contains("1 to 43200"));
     }
 
     #[test]

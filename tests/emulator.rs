@@ -650,17 +650,24 @@ fn msal_python_gets_a_token_and_is_refused_with_an_unregistered_certificate() {
     assert_eq!(code, Some(0), "{v} {err}");
 }
 
-#[test]
-fn google_auth_python_exchanges_and_impersonates() {
-    if !python_has("google.auth, requests") {
-        return;
-    }
+/// A TLS emulator, its https:// URL, and a fresh directory holding the Azure token that
+/// wif-azure got from it (`azure.jwt`), for credential configurations to name.
+fn tls_emu_with_azure_token() -> (Emu, String, tempfile::TempDir, PathBuf) {
     let emu = tls_emu(&example());
     let tls = emu.tls_url.clone().unwrap();
     let dir = tempdir();
     let az_file = dir.path().join("azure.jwt");
     let doc = sign(&emu, "app-rsa.key", "app-rsa.crt", &[]);
     ok(azure(&doc, &["--scope", "api://wif-gcp/.default", "--token-out", az_file.to_str().unwrap()]), "azure");
+    (emu, tls, dir, az_file)
+}
+
+#[test]
+fn google_auth_python_exchanges_and_impersonates() {
+    if !python_has("google.auth, requests") {
+        return;
+    }
+    let (emu, tls, dir, az_file) = tls_emu_with_azure_token();
     let config = |aud: &str| {
         json!({
             "type": "external_account",
@@ -1029,4 +1036,71 @@ fn principal_sets_by_group_and_whole_pool() {
     refused(&imp("other-group@wif-demo.iam.gserviceaccount.com"), "PERMISSION_DENIED");
     refused(&imp("wrong-role@wif-demo.iam.gserviceaccount.com"), "PERMISSION_DENIED");
     refused(&imp("missing@wif-demo.iam.gserviceaccount.com"), "PERMISSION_DENIED");
+}
+
+/// `wif-sts --print-credential-config` with the pipeline's IAM endpoint (WIF_IAM_ENDPOINT)
+/// and a 30-minute lifetime writes a file that works against wif-emulate: the Rust pipeline
+/// consumes it (the token lives 1800 s, not 3600) and so does google-auth, when installed.
+#[test]
+fn a_printed_credential_configuration_works_against_the_emulator_with_its_lifetime() {
+    let (emu, tls, dir, az_file) = tls_emu_with_azure_token();
+    let out = bin("wif-sts")
+        .args([
+            "--print-credential-config",
+            "--audience",
+            &provider("azure"),
+            "--token-url",
+            &format!("{tls}/v1/token"),
+        ])
+        .args([
+            "--service-account",
+            SA,
+            "--impersonation-lifetime",
+            "30m",
+            "--credential-file",
+            az_file.to_str().unwrap(),
+        ])
+        .env("WIF_IAM_ENDPOINT", &tls)
+        .output()
+        .unwrap();
+    let cfg_json: Value = serde_json::from_slice(&ok(out, "wif-sts --print-credential-config")).unwrap();
+    assert_eq!(
+        cfg_json["service_account_impersonation_url"],
+        format!("{tls}/v1/projects/-/serviceAccounts/{SA}:generateAccessToken")
+    );
+    assert_eq!(cfg_json["token_url"], format!("{tls}/v1/token"));
+    assert_eq!(cfg_json["service_account_impersonation"]["token_lifetime_seconds"], 1800);
+    let cfg = dir.path().join("cred.json");
+    std::fs::write(&cfg, cfg_json.to_string()).unwrap();
+
+    // The Rust pipeline: no flags but the file (and the CA the emulator's certificate is from).
+    let ca = pki_file("ca-chain.crt");
+    let before = wif::clock::now_unix();
+    let sts = ok(run("wif-sts", &s(&["--credential-config", cfg.to_str().unwrap(), "--ca-file", &ca]), b""), "wif-sts");
+    let out = ok(
+        run("wif-impersonate", &s(&["--ca-file", &ca, "--token-out", dir.path().join("t").to_str().unwrap()]), &sts),
+        "wif-impersonate",
+    );
+    let after = wif::clock::now_unix();
+    let imp = serde_json::from_slice::<Value>(&out).unwrap()["impersonated"].clone();
+    assert_eq!(imp["lifetime"], "1800s");
+    assert!(imp["endpoint"].as_str().unwrap().starts_with(&tls), "{imp}");
+    let expires = wif::clock::parse_rfc3339(imp["expires_at"].as_str().unwrap()).unwrap();
+    assert!((before + 1800..=after + 1800).contains(&expires), "issued for 1800 s: {imp}");
+
+    // google-auth with the same file.
+    if !python_has("google.auth, requests") {
+        return;
+    }
+    let before = wif::clock::now_unix();
+    let env = [("REQUESTS_CA_BUNDLE", ca)];
+    let (code, v, err) = python("google_auth_client.py", &s(&[cfg.to_str().unwrap()]), &env);
+    let after = wif::clock::now_unix();
+    assert_eq!(code, Some(0), "{v} {err}");
+    let expiry = wif::clock::parse_rfc3339(&format!("{}Z", v["expiry"].as_str().unwrap())).unwrap();
+    assert!((before + 1800..=after + 1800).contains(&expiry), "google-auth asked for 1800 s too: {v}");
+    let reqs = emu.requests();
+    let asked: Vec<&Value> =
+        reqs.iter().filter(|r| r["path"].as_str().unwrap().ends_with(":generateAccessToken")).collect();
+    assert_eq!(asked.len(), 2, "wif-impersonate and google-auth both impersonated at the emulator");
 }

@@ -91,7 +91,7 @@ pub(crate) fn get(url: &str) -> assert_cmd::Command {
 }
 
 fn retry_lines(err: &str) -> usize {
-    err.lines().filter(|l| l.starts_with("wif-get: retrying in ")).count()
+    crate::common::retry_lines(err, "wif-get").len()
 }
 
 fn assert_no_token(out: &std::process::Output, token: &str) {
@@ -381,8 +381,13 @@ fn connection_refused_is_retried_within_bounds_then_exit_5() {
     let out = get(&format!("https://localhost:{port}/get_wif_token")).args(["--retries", "2"]).output().unwrap();
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     let err = stderr(&out);
-    assert_eq!(retry_lines(&err), 2, "{err}");
-    assert!(err.contains("after: connection refused"), "{err}");
+    let retries = crate::common::retry_lines(&err, "wif-get");
+    assert_eq!(retries.len(), 2, "{err}");
+    for (i, r) in retries.iter().enumerate() {
+        assert_eq!((r.attempt, r.of), (i as u32 + 1, Some(2)), "{err}");
+        assert_eq!(r.what, format!("GET https://localhost:{port}/get_wif_token"));
+        assert!(r.why.contains("connection refused"), "{err}");
+    }
     // Backoff 0.5 s then 1 s, each ±25 %.
     assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
     // --max-time bounds the whole run even with many retries allowed.
@@ -408,8 +413,10 @@ fn unavailable_503_is_retried_honouring_retry_after() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, TOKEN.as_bytes());
     let err = stderr(&out);
-    assert_eq!(retry_lines(&err), 2, "{err}");
-    assert!(err.contains("wif-get: retrying in 1.0s after: the server has no fresh token"), "{err}");
+    let retries = crate::common::retry_lines(&err, "wif-get");
+    assert_eq!(retries.len(), 2, "{err}");
+    assert!(retries[0].why.starts_with("the server has no fresh token"), "{err}");
+    assert_eq!(retries[0].delay_s, 1.0, "Retry-After: 1 sets the pause");
     assert!(started.elapsed() >= Duration::from_secs(2), "Retry-After: 1 was honoured");
     let statuses: Vec<Value> = seed.log().iter().map(|l| l["status"].clone()).collect();
     assert_eq!(statuses, vec![json!(503), json!(503), json!(200)]);

@@ -255,7 +255,9 @@ impl Config {
     /// Reads and checks a config file, loading the certificates it names.
     pub fn load(path: &Path) -> Result<Config> {
         let doing = format!("reading the emulator config {}", path.display());
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e)).context(doing.clone())?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e)).context(doing.clone()).map_err(|e| {
+            e.file_setting("--config", "the emulator's configuration (wif-emulate --print-example-config)")
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::parse(&bytes, &base).context(doing)
     }

@@ -256,7 +256,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     let tls = match (&cli.tls_listen, &cli.tls_cert, &cli.tls_key) {
         (Some(addr), Some(cert), Some(key)) => Some((
             bind(addr, cli.allow_remote)?,
-            server::tls_config(cert, key).map_err(|e| e.context("loading --tls-cert/--tls-key"))?,
+            server::tls_config(cert, key).map_err(|e| e.context("loading the TLS certificate and key"))?,
         )),
         _ => None,
     };

@@ -272,8 +272,10 @@ fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, loca
 
 /// The rustls server configuration for `--tls-listen`.
 pub fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustls::ServerConfig>> {
-    let chain = crate::keys::load_certs(cert)?;
-    let bundle = crate::keys::load_key(key, None)?;
+    let chain = crate::keys::load_certs(cert)
+        .map_err(|e| e.file_setting("--tls-cert", "the emulator's TLS certificate chain (PEM, leaf first)"))?;
+    let bundle = crate::keys::load_key(key, None)
+        .map_err(|e| e.file_setting("--tls-key", "the private key of --tls-cert (PEM)"))?;
     let cfg = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, bundle.key)

@@ -264,7 +264,7 @@ impl Options {
 
 /// Entry point of wif-serve.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse::<Cli>();
     cli::run(TOOL, || {
         let (_, settings) = cli.doc.load()?;
         let opts = Options::resolve(&cli, &settings)?;

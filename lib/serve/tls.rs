@@ -59,18 +59,30 @@ impl Built {
     }
 }
 
+/// Where a file setting of wif-serve was given: its flag or variable, else its config key.
+fn origin(arg: &str, key: &str) -> String {
+    crate::cli::given_as(arg).unwrap_or_else(|| format!("config key \"{key}\""))
+}
+
 /// Builds the server configuration: TLS 1.3 and 1.2, aws-lc-rs, and a client certificate
 /// required and verified against the client CA bundle and the CRLs.
 pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertVerifier>)> {
     let chain = crate::keys::load_certs(&files.cert).map_err(|e| {
-        e.context("loading the server certificate (--cert)")
+        e.context("loading the server certificate")
+            .file_setting(&origin("cert", "serve_cert"), "the server's certificate chain")
             .hint("give the server's certificate chain in PEM, leaf first")
     })?;
     warn_if_not_current(&files.cert, &chain[0]);
-    let key = crate::keys::load_key(&files.key, None).map_err(|e| e.context("loading the server key (--key)"))?.key;
+    let key = crate::keys::load_key(&files.key, None)
+        .map_err(|e| {
+            e.context("loading the server key")
+                .file_setting(&origin("key", "serve_key"), "the private key of the server certificate (PEM)")
+        })?
+        .key;
 
     let ca = crate::keys::load_certs(&files.client_ca).map_err(|e| {
-        e.context("loading the client CA bundle (--client-ca)")
+        e.context("loading the client CA bundle")
+            .file_setting(&origin("client_ca", "client_ca"), "the CA certificates that issue client certificates")
             .hint("give the root and intermediate certificates that issue client certificates, in PEM")
     })?;
     let mut roots = RootCertStore::empty();
@@ -86,7 +98,9 @@ pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertV
     }
     let mut crls = Vec::new();
     for path in &files.crls {
-        crls.extend(load_crls(path)?);
+        let crl = load_crls(path)
+            .map_err(|e| e.file_setting(&origin("crl", "crl"), "a certificate revocation list (PEM or DER)"))?;
+        crls.extend(crl);
     }
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -125,7 +139,7 @@ pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertV
 
 /// Reads every CRL in a file (PEM with one or more `X509 CRL` blocks, or one DER CRL).
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
-    let ctx = || format!("loading the CRL {} (--crl)", path.display());
+    let ctx = || format!("loading the CRL {}", path.display());
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e).context(ctx()))?;
     let crls: Vec<CertificateRevocationListDer<'static>> = if crate::keys::looks_like_der(&bytes) {
         vec![CertificateRevocationListDer::from(bytes)]

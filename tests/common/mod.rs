@@ -418,3 +418,44 @@ pub fn plant_pair(token: &Path, spoil: fn(&Path)) {
     spoil(token);
     spoil(&wif::files::meta_path(token));
 }
+
+/// One retry line, as every tool prints it: `tool: what: why; retry N/M in X s` (`retry N in
+/// X s` when the retries are unbounded).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryLine {
+    /// What was tried, e.g. `GET https://host/path` (up to the first `: `).
+    pub what: String,
+    /// Why it failed.
+    pub why: String,
+    /// The retry about to happen, from 1.
+    pub attempt: u32,
+    /// How many retries at most, if bounded.
+    pub of: Option<u32>,
+    /// The pause before it, seconds.
+    pub delay_s: f64,
+}
+
+/// The retry lines `tool` wrote on stderr. A line of that tool that mentions a retry in any
+/// other shape fails the test: there is one format.
+pub fn retry_lines(stderr: &str, tool: &str) -> Vec<RetryLine> {
+    let prefix = format!("{tool}: ");
+    let mut found = Vec::new();
+    for line in stderr.lines().filter(|l| l.starts_with(&prefix)) {
+        let Some((head, tail)) = line.rsplit_once("; retry ") else {
+            assert!(!line.contains("retrying"), "a retry line in another format: {line}");
+            continue;
+        };
+        let parsed = (|| {
+            let (count, rest) = tail.split_once(" in ")?;
+            let delay_s = rest.strip_suffix(" s")?.parse::<f64>().ok()?;
+            let (attempt, of) = match count.split_once('/') {
+                Some((a, o)) => (a.parse().ok()?, Some(o.parse().ok()?)),
+                None => (count.parse().ok()?, None),
+            };
+            let (what, why) = head[prefix.len()..].split_once(": ")?;
+            Some(RetryLine { what: what.into(), why: why.into(), attempt, of, delay_s })
+        })();
+        found.push(parsed.unwrap_or_else(|| panic!("a retry line in another format: {line}")));
+    }
+    found
+}
