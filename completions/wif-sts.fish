@@ -10,7 +10,7 @@ complete -c wif-sts -l credential-config -d 'gcloud / google-auth external_accou
 complete -c wif-sts -l service-account -d 'With --print-credential-config: the service account the client libraries should impersonate (ignored otherwise, so one WIF_SERVICE_ACCOUNT can configure wif-sts and wif-impersonate)' -r
 complete -c wif-sts -l iam-endpoint -d 'With --print-credential-config and --service-account: the IAM Credentials base URL of the impersonation URL, e.g. wif-emulate\'s or a private endpoint\'s (ignored otherwise) [default: https://iamcredentials.googleapis.com]' -r
 complete -c wif-sts -l impersonation-lifetime -d 'With --print-credential-config and --service-account: the impersonated token\'s lifetime, written as service_account_impersonation.token_lifetime_seconds (ignored otherwise) [default: 3600s]' -r
-complete -c wif-sts -l credential-file -d 'With --print-credential-config: the file holding the subject token (e.g. written by wif-azure --token-out)' -r -F
+complete -c wif-sts -l credential-file -d 'With --print-credential-config: the file holding the subject token (e.g. written by wif-azure --token-out); a relative path is written made absolute, so the configuration works from any directory' -r -F
 complete -c wif-sts -l credential-url -d 'With --print-credential-config: a URL serving the subject token' -r
 complete -c wif-sts -l credential-field -d 'With --print-credential-config: the JSON field holding the token in the file or URL content' -r
 complete -c wif-sts -l token-out -d 'Also write the token (exact bytes, mode 0600, atomically) to FILE, with FILE.meta.json beside it' -r -F

@@ -260,8 +260,9 @@ pub enum Stored {
     /// The file does not exist.
     Missing(Part, PathBuf),
     /// The file exists but is not trusted: why (naming no path).
-    Untrusted(Part, PathBuf, String),
-    /// The file cannot be read or is not what it should be: why (naming no path).
+    Untrusted(Part, PathBuf, Distrust),
+    /// The file cannot be read or is not what it should be: why (naming no path, owner or
+    /// content: safe to show a client).
     Unusable(Part, PathBuf, String),
     /// The metadata describes neither the token in the file nor the one before it: the file
     /// was edited in place, or written by something other than the wif tools.
@@ -274,8 +275,8 @@ impl Stored {
         match self {
             Stored::Found(_) => "the token was found".into(),
             Stored::Missing(part, _) => format!("there is no {}", part.name()),
-            Stored::Untrusted(part, _, _) => format!("the {} is not trusted", part.name()),
-            Stored::Unusable(part, _, _) => format!("the {} cannot be used", part.name()),
+            Stored::Untrusted(part, _, why) => format!("the {} is not trusted: {}", part.name(), why.shown),
+            Stored::Unusable(part, _, why) => format!("the {} cannot be used: {why}", part.name()),
             Stored::Mismatch(_) => "the token file does not match its metadata".into(),
         }
     }
@@ -285,7 +286,9 @@ impl Stored {
         match self {
             Stored::Found(t) => format!("the token was found (expires at {})", t.meta.expires_at),
             Stored::Missing(part, p) => format!("there is no {} {}", part.name(), p.display()),
-            Stored::Untrusted(part, p, why) => format!("the {} {} is not trusted: {why}", part.name(), p.display()),
+            Stored::Untrusted(part, p, why) => {
+                format!("the {} {} is not trusted: {}", part.name(), p.display(), why.detail)
+            }
             Stored::Unusable(part, p, why) => format!("the {} {} cannot be used: {why}", part.name(), p.display()),
             Stored::Mismatch(p) => format!(
                 "the token file {} does not match its metadata (edited in place, or not written by the wif tools)",
@@ -357,10 +360,23 @@ impl std::fmt::Debug for BareToken {
 /// (LF or CRLF), which a generator may add, is not part of the token; any other whitespace
 /// or control character means the file holds something else, and is refused.
 pub fn read_bare_token(path: &Path) -> std::result::Result<BareToken, Stored> {
-    let (bytes, stat) = read_part_with_stat(path, Part::Token)?;
+    let (mut bytes, mut stat) = read_part_with_stat(path, Part::Token)?;
+    if bytes.is_empty() {
+        // A generator that rewrites the file in place empties it first: look once more.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        (bytes, stat) = read_part_with_stat(path, Part::Token)?;
+    }
     let unusable = |why: &str| Stored::Unusable(Part::Token, path.to_path_buf(), why.to_string());
     let text = String::from_utf8(bytes).map_err(|_| unusable("it is not UTF-8 text"))?;
     let token = text.strip_suffix('\n').map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+    if token.is_empty() {
+        return Err(unusable("it is empty"));
+    }
+    if token.starts_with(['{', '[']) {
+        return Err(unusable(
+            "it holds JSON, not a bare token: a token file holds the access token alone (the access_token value)",
+        ));
+    }
     if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(unusable("it holds whitespace or control characters inside; a token has none"));
     }
@@ -379,8 +395,38 @@ fn read_part(path: &Path, part: Part) -> std::result::Result<Vec<u8>, Stored> {
     read_part_with_stat(path, part).map(|(bytes, _)| bytes)
 }
 
-/// `read_part`, with the status of the file that was read.
+/// `read_part`, with the status of the file that was read. A file rewritten in place (the
+/// seed's generator truncates and writes) can be caught half-written: the read counts only
+/// when the file's size and modification time were the same before and after it and the
+/// bytes read are all of it; otherwise it is read again, a few times, then refused.
 fn read_part_with_stat(path: &Path, part: Part) -> std::result::Result<(Vec<u8>, std::fs::Metadata), Stored> {
+    for attempt in 0..4 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(5 << attempt));
+        }
+        let (bytes, before, after) = read_part_once(path, part)?;
+        if unchanged(&before, &after, bytes.len()) {
+            return Ok((bytes, after));
+        }
+    }
+    Err(Stored::Unusable(part, path.to_path_buf(), "it kept changing while it was read (rewritten in place?)".into()))
+}
+
+/// Whether a file's status before and after a read of `read` bytes says nothing wrote to it
+/// meanwhile.
+fn unchanged(before: &std::fs::Metadata, after: &std::fs::Metadata, read: usize) -> bool {
+    let same_time = match (before.modified(), after.modified()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => true,
+    };
+    same_time && before.len() == after.len() && after.len() == read as u64
+}
+
+/// One open and read of a token or metadata file: its bytes, and its status before and
+/// after the read.
+type ReadOnce = (Vec<u8>, std::fs::Metadata, std::fs::Metadata);
+
+fn read_part_once(path: &Path, part: Part) -> std::result::Result<ReadOnce, Stored> {
     let unusable = |e: &std::io::Error| Stored::Unusable(part, path.to_path_buf(), crate::error::io_words(e));
     let mut opts = std::fs::OpenOptions::new();
     opts.read(true);
@@ -389,28 +435,44 @@ fn read_part_with_stat(path: &Path, part: Part) -> std::result::Result<(Vec<u8>,
         use std::os::unix::fs::OpenOptionsExt;
         opts.custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32);
     }
-    let file = match opts.open(path) {
+    let mut file = match opts.open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Stored::Missing(part, path.to_path_buf())),
         Err(e) => return Err(unusable(&e)),
     };
-    let stat = file.metadata().map_err(|e| unusable(&e))?;
-    if let Some(why) = distrust(&stat) {
+    let before = file.metadata().map_err(|e| unusable(&e))?;
+    if let Some(why) = distrust(&before) {
         return Err(Stored::Untrusted(part, path.to_path_buf(), why));
     }
     let mut bytes = Vec::new();
-    file.take(part.limit() + 1).read_to_end(&mut bytes).map_err(|e| unusable(&e))?;
+    (&mut file).take(part.limit() + 1).read_to_end(&mut bytes).map_err(|e| unusable(&e))?;
     if bytes.len() as u64 > part.limit() {
         return Err(Stored::Unusable(part, path.to_path_buf(), format!("it is larger than {} bytes", part.limit())));
     }
-    Ok((bytes, stat))
+    let after = file.metadata().map_err(|e| unusable(&e))?;
+    Ok((bytes, before, after))
+}
+
+/// Why a file is not trusted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Distrust {
+    /// In words for anyone (a client's 503): no owner's uid.
+    pub shown: String,
+    /// In words for the operator (stderr, the server's log).
+    pub detail: String,
+}
+
+impl Distrust {
+    fn same(why: String) -> Distrust {
+        Distrust { shown: why.clone(), detail: why }
+    }
 }
 
 /// Why an existing file may not be trusted, or `None` if it may: it must be a regular file,
 /// owned by this process's effective user or root, and writable by nobody else. A file
 /// another user could have made or changed (say, in a shared or world-writable directory)
 /// could carry a token and an expiry of their choosing.
-fn distrust(stat: &std::fs::Metadata) -> Option<String> {
+fn distrust(stat: &std::fs::Metadata) -> Option<Distrust> {
     let kind = stat.file_type();
     if !kind.is_file() {
         let what = if kind.is_dir() {
@@ -432,20 +494,23 @@ fn distrust(stat: &std::fs::Metadata) -> Option<String> {
             #[cfg(not(unix))]
             "not a file"
         };
-        return Some(format!("it is {what}, not a regular file"));
+        return Some(Distrust::same(format!("it is {what}, not a regular file")));
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
         let me = rustix::process::geteuid().as_raw();
         if stat.uid() != me && stat.uid() != 0 {
-            return Some(format!("it is owned by uid {}, not by this user (uid {me}) or root", stat.uid()));
+            return Some(Distrust {
+                shown: "it is owned by another user than the reader's or root".into(),
+                detail: format!("it is owned by uid {}, not by this user (uid {me}) or root", stat.uid()),
+            });
         }
         if stat.mode() & 0o022 != 0 {
-            return Some(format!(
+            return Some(Distrust::same(format!(
                 "others can write it (mode {:04o}); only its owner may (chmod go-w)",
                 stat.mode() & 0o7777
-            ));
+            )));
         }
     }
     None
@@ -643,7 +708,11 @@ mod tests {
         let s = read_token(&p);
         assert!(matches!(s, Stored::Untrusted(Part::Meta, _, _)), "{}", s.detail());
         assert!(s.detail().contains("mode 0666") && s.detail().contains(".meta.json"), "{}", s.detail());
-        assert_eq!(s.reason(), "the token metadata file is not trusted", "no path, no owner");
+        assert_eq!(
+            s.reason(),
+            "the token metadata file is not trusted: others can write it (mode 0666); only its owner may (chmod go-w)",
+            "no path"
+        );
         std::fs::set_permissions(meta_path(&p), std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o620)).unwrap();
         assert!(matches!(read_token(&p), Stored::Untrusted(Part::Token, _, _)));
@@ -664,6 +733,78 @@ mod tests {
         let e = write_atomic(&p, b"x", 0o600).unwrap_err();
         assert_eq!(e.kind(), Kind::Io);
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_bare_file_that_is_empty_or_json_is_not_a_token() {
+        let (d, p) = token_in("bare-shapes");
+        for (content, why) in [
+            ("", "it is empty"),
+            ("\n", "it is empty"),
+            (r#"{"access_token":"ya29.x","expires_in":3599}"#, "it holds JSON"),
+            ("ya29.a b", "whitespace"),
+        ] {
+            std::fs::write(&p, content).unwrap();
+            match read_bare_token(&p) {
+                Err(s @ Stored::Unusable(Part::Token, _, _)) => {
+                    assert!(s.reason().contains(why), "{content:?}: {}", s.reason());
+                    assert!(!s.reason().contains(&d.display().to_string()), "{}", s.reason());
+                }
+                Err(s) => panic!("{content:?}: {}", s.detail()),
+                Ok(_) => panic!("{content:?} was taken for a token"),
+            }
+        }
+        std::fs::write(&p, "ya29.bare\r\n").unwrap();
+        assert_eq!(read_bare_token(&p).unwrap().token.expose(), "ya29.bare");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_read_counts_only_when_the_file_did_not_change_under_it() {
+        let (d, p) = token_in("unchanged");
+        std::fs::write(&p, "abc").unwrap();
+        let short = std::fs::metadata(&p).unwrap();
+        std::fs::write(&p, "abcdef").unwrap();
+        let long = std::fs::metadata(&p).unwrap();
+        assert!(unchanged(&long, &long, 6));
+        assert!(!unchanged(&long, &long, 3), "fewer bytes read than the file holds");
+        assert!(!unchanged(&short, &long, 6), "the size changed during the read");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// The seed's generator rewrites its file in place (truncate, then write): a reader racing
+    /// it gets the whole token or an error, never a piece of one.
+    #[test]
+    fn a_file_rewritten_in_place_is_never_read_half_written() {
+        use std::io::Write;
+        let (d, p) = token_in("in-place");
+        let token = format!("ya29.{}", "x".repeat(1500));
+        std::fs::write(&p, &token).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (p, token, stop) = (p.clone(), token.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&p).unwrap();
+                    f.write_all(token.as_bytes()).unwrap();
+                }
+            })
+        };
+        let (mut whole, mut refused) = (0, 0);
+        for _ in 0..300 {
+            match read_bare_token(&p) {
+                Ok(t) => {
+                    assert_eq!(t.token.expose().len(), token.len(), "a piece of the token was read");
+                    whole += 1;
+                }
+                Err(Stored::Unusable(..)) => refused += 1,
+                Err(s) => panic!("{}", s.detail()),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(whole > 0, "never read whole ({refused} refused)");
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

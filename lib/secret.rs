@@ -25,7 +25,7 @@ fn hold(s: &str) {
 }
 
 /// Replaces, in text meant for a person, every secret this process holds and anything
-/// shaped like a bearer token (a JWT, a Google `ya29.` access token) with `<redacted>`.
+/// shaped like a bearer token (a JWT, a Google `ya29.` access token or `1//` refresh token) with `<redacted>`.
 ///
 /// A remote service that echoes our request quotes a secret the way it travelled, or the way
 /// the service re-encoded it, so each secret is found in every encoding wif sends it in and
@@ -276,7 +276,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Redacts words that look like JWTs (`eyJ….….…`) or Google access tokens (`ya29.…`).
+/// Redacts words that look like JWTs (`eyJ….….…`), Google access tokens (`ya29.…`) or
+/// Google refresh tokens (`1//…`).
 fn scrub_token_shapes(text: &str) -> String {
     let is_tok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '+' | '/' | '=');
     let mut out = String::with_capacity(text.len());
@@ -287,7 +288,8 @@ fn scrub_token_shapes(text: &str) -> String {
         let word = &rest[i..i + word_len];
         let jwt = word.starts_with("eyJ") && word.matches('.').count() >= 2 && word.len() > 20;
         let google = word.starts_with("ya29.") && word.len() > 12;
-        if jwt || google {
+        let refresh = word.starts_with("1//") && word.len() > 12;
+        if jwt || google || refresh {
             out.push_str(&word[..if google { 5 } else { 3 }]);
             out.push_str("<redacted>");
         } else {
@@ -373,6 +375,7 @@ mod tests {
         let _held: Secret = serde_json::from_str("\"client-secret-canary-42\"").unwrap();
         let text = "invalid_client: bad secret client-secret-canary-42 for eyJhbGciOi.eyJzdWIiOiJ4In0.c2ln and ya29.a0AfH6SMB, ok";
         assert_eq!(scrub(text), "invalid_client: bad secret <redacted> for eyJ<redacted> and ya29.<redacted>, ok");
+        assert_eq!(scrub("refresh 1//0gLEAKREFRESHtoken-x, 1//2"), "refresh 1//<redacted>, 1//2");
         assert_eq!(scrub("AADSTS700027: Client assertion failed."), "AADSTS700027: Client assertion failed.");
     }
 

@@ -116,7 +116,8 @@ pub struct Cli {
     /// written as service_account_impersonation.token_lifetime_seconds (ignored otherwise) [default: 3600s]
     #[arg(long, value_name = "DURATION", env = "WIF_IMPERSONATE_LIFETIME")]
     pub impersonation_lifetime: Option<String>,
-    /// With --print-credential-config: the file holding the subject token (e.g. written by wif-azure --token-out)
+    /// With --print-credential-config: the file holding the subject token (e.g. written by wif-azure --token-out);
+    /// a relative path is written made absolute, so the configuration works from any directory
     #[arg(long, value_name = "FILE", requires = "print_credential_config", conflicts_with = "credential_url")]
     pub credential_file: Option<PathBuf>,
     /// With --print-credential-config: a URL serving the subject token
@@ -365,7 +366,11 @@ pub fn credential_config(cli: &Cli, s: &Settings) -> Result<serde_json::Value> {
         None => json!({"type": "text"}),
     };
     let source = match (&cli.credential_file, &cli.credential_url) {
-        (Some(f), _) => json!({"file": f, "format": format}),
+        (Some(f), _) => {
+            // A client library reads the file from its own working directory.
+            let f = std::path::absolute(f).map_err(|e| Error::io(f, &e).context("making --credential-file absolute"))?;
+            json!({"file": f, "format": format})
+        }
         (None, Some(u)) => {
             http::check_url(u)?;
             json!({"url": u, "format": format})

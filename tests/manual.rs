@@ -75,6 +75,22 @@ fn every_exit_status_is_in_help_and_readme() {
             .collect();
         assert_eq!(listed, codes, "{tool} --help: {footer}");
     }
+    // wif-refresh passes a failing step's code on: its --help lists every one, in words.
+    let out =
+        std::process::Command::new("bash").arg(root().join("scripts/wif-refresh")).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
+    let para = help.split("Exit status: ").nth(1).expect("wif-refresh --help has an exit status paragraph");
+    for x in wif::error::exit_statuses().iter().filter(|x| x.code != 0) {
+        let word = x.label.split(' ').next().unwrap();
+        assert!(
+            para.contains(&format!("{} {word}", x.code))
+                || para.contains(&format!("{} remote {word}", x.code))
+                || para.contains(&format!("{} local {word}", x.code)),
+            "wif-refresh --help lacks {} {}: {para}",
+            x.code,
+            x.label
+        );
+    }
     // The README's table: rows `| CODE | meaning | what to do |` under "## Exit codes".
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let table = readme.split("## Exit codes").nth(1).expect("README has ## Exit codes").split("\n## ").next().unwrap();

@@ -975,6 +975,17 @@ fn printed_credential_config_round_trips_through_wif_sts() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(srv.requests()[0].field("subject_token"), Some(azure_token_from(&tok)));
     assert_eq!(json_out(&out)["sts"]["service_account_impersonation_url"], cfg["service_account_impersonation_url"]);
+    // A relative --credential-file is written absolute: client libraries run elsewhere.
+    let out = bin("wif-sts")
+        .current_dir(dir.path())
+        .args(["--print-credential-config", "--project-number", "123456789", "--pool", "pool-1", "--provider", "azure"])
+        .args(["--credential-file", "azure.jwt"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = json_out(&out)["credential_source"]["file"].as_str().unwrap().to_string();
+    assert_eq!(std::fs::canonicalize(&file).unwrap(), std::fs::canonicalize(&tok).unwrap(), "{file}");
+    assert!(Path::new(&file).is_absolute(), "{file}");
 }
 
 fn azure_token_from(p: &Path) -> String {

@@ -712,7 +712,8 @@ fn a_planted_token_is_not_served() {
         plant_pair(&tok, spoil);
         let mut srv = Server::start(&tok, &[]);
         let r = get(srv.port, "client", "/get_wif_token");
-        assert_unavailable_without_paths(&r, "is not trusted", d.path());
+        assert_unavailable_without_paths(&r, "is not trusted: ", d.path());
+        assert!(!String::from_utf8_lossy(&r.body).contains("uid"), "the answer names no owner");
         let line = srv.wait_for("the reason in the log", |v| v["event"] == "reload_failed" && v["what"] == "token");
         assert!(line["reason"].as_str().unwrap().contains(&why), "{line}");
         srv.finish_checking_secrecy(&["ya29.planted"]);

@@ -371,11 +371,16 @@ fn judge(loaded: Arc<Loaded>, path: &Path) -> State {
             Expiry::Metadata => {
                 format!("the token expired at {}; is the refresh pipeline running?", loaded.expires_at_text)
             }
+            Expiry::Assumed(_) if crate::jwt::unverified_exp(loaded.token.expose()) == Some(loaded.expires_at) => {
+                format!(
+                    "the token expired at {} by the JWT's own exp (the token file has no metadata); is the job that writes it running?",
+                    loaded.expires_at_text
+                )
+            }
             Expiry::Assumed(ttl) => format!(
-                "the token expired at {} by its assumed lifetime (the token file has no metadata: its modification time + {}{}); is the job that writes it running?",
+                "the token expired at {} by its assumed lifetime (the token file has no metadata: its modification time + {}); is the job that writes it running?",
                 loaded.expires_at_text,
                 clock::human(ttl.as_secs() as i64),
-                if loaded.token_type == "jwt" { ", or the JWT's exp if sooner" } else { "" }
             ),
         }
     } else {
@@ -623,7 +628,10 @@ mod tests {
         let (d, p) = bare("trust", "ya29.planted");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
         let (reason, detail) = unavailable(&TokenSource::new(p.clone()));
-        assert_eq!(reason, "the token file is not trusted");
+        assert_eq!(
+            reason,
+            "the token file is not trusted: others can write it (mode 0666); only its owner may (chmod go-w)"
+        );
         assert!(detail.contains("mode 0666"), "{detail}");
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -638,7 +646,7 @@ mod tests {
         let started = std::time::Instant::now();
         let (reason, detail) = unavailable(&src);
         assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
-        assert_eq!(reason, "the token file is not trusted");
+        assert_eq!(reason, "the token file is not trusted: it is a FIFO, not a regular file");
         assert!(detail.contains("a FIFO") && detail.contains(&p.display().to_string()), "{detail}");
         // Missing files: the reason names no path either.
         std::fs::remove_file(&p).unwrap();
