@@ -40,7 +40,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${WIF_IMAGE_PROFILE:-debug}
 uid=65532
-target_dir=${CARGO_TARGET_DIR:-target}
+# Where cargo puts what it builds (CARGO_TARGET_DIR or cargo's configuration).
+# shellcheck source=scripts/json-string.sh
+. scripts/json-string.sh
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked | json_string target_directory)
 
 say() { printf '\n== %s\n' "$*"; }
 die() {
@@ -67,7 +70,7 @@ python3 -c 'import kubernetes_validate, yaml, docker' 2>/dev/null ||
   die "python3 lacks kubernetes-validate, PyYAML or docker: python3 -m pip install -r .ci/deploy-requirements.txt"
 
 if command -v shellcheck >/dev/null; then
-  shellcheck scripts/check-deploy.sh scripts/container/build-rootfs.sh scripts/container/wif-refresh-loop
+  shellcheck -x scripts/check-deploy.sh scripts/container/build-rootfs.sh scripts/container/wif-refresh-loop
   echo "shellcheck: the deployment scripts are clean"
 fi
 
