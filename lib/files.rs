@@ -357,8 +357,8 @@ impl std::fmt::Debug for BareToken {
 
 /// Reads a token file that has no metadata, under the same trust rules as `read_token` (a
 /// regular file, owned by this user or root, writable by nobody else). One trailing line end
-/// (LF or CRLF), which a generator may add, is not part of the token; any other whitespace
-/// or control character means the file holds something else, and is refused.
+/// (LF or CRLF), which a generator may add, is not part of the token; what is left must be a
+/// token alone (`oauth::bare_token`).
 pub fn read_bare_token(path: &Path) -> std::result::Result<BareToken, Stored> {
     let (mut bytes, mut stat) = read_part_with_stat(path, Part::Token)?;
     if bytes.is_empty() {
@@ -366,20 +366,10 @@ pub fn read_bare_token(path: &Path) -> std::result::Result<BareToken, Stored> {
         std::thread::sleep(std::time::Duration::from_millis(20));
         (bytes, stat) = read_part_with_stat(path, Part::Token)?;
     }
-    let unusable = |why: &str| Stored::Unusable(Part::Token, path.to_path_buf(), why.to_string());
-    let text = String::from_utf8(bytes).map_err(|_| unusable("it is not UTF-8 text"))?;
+    let unusable = |why: &str| Stored::Unusable(Part::Token, path.to_path_buf(), format!("it {why}"));
+    let text = String::from_utf8(bytes).map_err(|_| unusable("is not UTF-8 text"))?;
     let token = text.strip_suffix('\n').map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
-    if token.is_empty() {
-        return Err(unusable("it is empty"));
-    }
-    if token.starts_with(['{', '[']) {
-        return Err(unusable(
-            "it holds JSON, not a bare token: a token file holds the access token alone (the access_token value)",
-        ));
-    }
-    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(unusable("it holds whitespace or control characters inside; a token has none"));
-    }
+    let token = crate::oauth::bare_token(token).map_err(unusable)?;
     let modified = stat
         .modified()
         .ok()
@@ -743,7 +733,8 @@ mod tests {
             ("", "it is empty"),
             ("\n", "it is empty"),
             (r#"{"access_token":"ya29.x","expires_in":3599}"#, "it holds JSON"),
-            ("ya29.a b", "whitespace"),
+            ("ya29.a b", "it holds a space"),
+            ("ya29.a\nb", "it holds a line break"),
         ] {
             std::fs::write(&p, content).unwrap();
             match read_bare_token(&p) {

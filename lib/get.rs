@@ -733,21 +733,19 @@ fn fetch_once(agent: &ureq::Agent, plan: &Plan, id: &Identity, timeout: Duration
 /// The token from a 200 body: UTF-8, no whitespace inside (a trailing newline is dropped).
 fn parse_token(body: Vec<u8>) -> Result<Secret> {
     let text = String::from_utf8(body).map_err(|_| Error::input("the answer is not text; that is not a token"))?;
-    let token = text.trim_end_matches(['\r', '\n']).trim_start_matches(['\r', '\n']);
-    if token.is_empty() {
-        return Err(Error::new(Kind::Unavailable, "the server answered 200 with an empty body")
-            .hint("the server's token file is empty; check its refresh job"));
+    let token = text.trim_matches(['\r', '\n']);
+    match crate::oauth::bare_token(token) {
+        Ok(token) => Ok(Secret::new(token)),
+        Err(_) if token.is_empty() => Err(Error::new(Kind::Unavailable, "the server answered 200 with an empty body")
+            .hint("the server's token file is empty; check its refresh job")),
+        Err(flaw) => Err(Error::input(format!("the answer {flaw}; that is not a token"))
+            .hint("is the URL the /get_wif_token route of wif-serve?")),
     }
-    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::input("the answer holds whitespace or control characters; that is not a token")
-            .hint("is the URL the /get_wif_token route of wif-serve?"));
-    }
-    Ok(Secret::new(token))
 }
 
 /// The `message` of a JSON error body (wif-serve's `{"error": code, "message": why}`, which
-/// names no server path), fit to quote: secrets and token shapes scrubbed (a server could
-/// echo one), control characters dropped, at most MAX_REASON_CHARS characters. Any other body
+/// names no server path), fit to quote (`secret::quote`: a server could echo a secret), at
+/// most MAX_REASON_CHARS characters. Any other body
 /// (the seed's HTML, a proxy's page) gives none.
 fn server_reason(body: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
@@ -755,13 +753,8 @@ fn server_reason(body: &[u8]) -> Option<String> {
         message: String,
     }
     let body: ErrorBody = serde_json::from_slice(body).ok()?;
-    let scrubbed = crate::secret::scrub(&body.message);
-    let mut reason: String = scrubbed.chars().filter(|c| !c.is_control()).take(MAX_REASON_CHARS).collect();
-    if scrubbed.chars().filter(|c| !c.is_control()).count() > MAX_REASON_CHARS {
-        reason.push('…');
-    }
-    let reason = reason.trim();
-    (!reason.is_empty()).then(|| reason.to_string())
+    let reason = crate::secret::quote(&body.message, MAX_REASON_CHARS);
+    (!reason.is_empty()).then_some(reason)
 }
 
 fn status_failure(status: u16, retry_after: Option<u64>, id: &Identity, reason: Option<String>) -> Failure {

@@ -86,15 +86,11 @@ impl Response {
 
     /// A short, printable excerpt of a non-JSON error body (HTML error pages, proxies).
     pub fn excerpt(&self) -> String {
-        // Scrubbed before it is cut: a secret the service quotes back and the cut falls in
-        // the middle of would no longer be recognised, and half of it would be printed.
-        let text = crate::secret::scrub(&String::from_utf8_lossy(&self.body));
-        let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let cut: String = one_line.chars().take(160).collect();
-        if cut.is_empty() {
+        let quoted = crate::secret::quote(&String::from_utf8_lossy(&self.body), 160);
+        if quoted.is_empty() {
             "(empty body)".into()
         } else {
-            cut
+            quoted
         }
     }
 }

@@ -281,13 +281,23 @@ fn validate_email(sa: &str) -> Result<()> {
     }
 }
 
+/// `secs` if IAM grants it as a token lifetime (1 s to 12 h); else why, naming `what` (the
+/// setting that asked for it), for the caller to make a usage or input error of.
+pub fn lifetime_in_range(secs: u64, what: &str) -> std::result::Result<u64, String> {
+    if (1..=MAX_LIFETIME_SECS).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(format!(
+            "{what} is out of range: IAM grants 1 to {MAX_LIFETIME_SECS} seconds (at most {MAX_LIFETIME_SECS}s, 12h)"
+        ))
+    }
+}
+
 /// Validates a lifetime (1 s to 12 h) and writes it as IAM wants it: `NNNs`.
 pub fn normalize_lifetime(l: &str) -> Result<String> {
-    let secs = clock::parse_duration(l)?.as_secs();
-    if !(1..=MAX_LIFETIME_SECS).contains(&secs) {
-        return Err(Error::usage(format!("--lifetime {l} is out of range: IAM grants 1s to 43200s (12h)"))
-            .hint("the default limit is 3600s; longer lifetimes need the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension"));
-    }
+    let secs = lifetime_in_range(clock::parse_duration(l)?.as_secs(), &format!("--lifetime {l}")).map_err(|why| {
+        Error::usage(why).hint("the default limit is 3600s; longer lifetimes need the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension")
+    })?;
     if secs > 3600 {
         cli::warn("lifetimes over 3600s are refused unless the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension lists this service account");
     }

@@ -132,6 +132,20 @@ fn byte_flaw(b: u8) -> &'static str {
     }
 }
 
+/// Checks a token that a file or an answer carries alone (the seed's `wif_token.txt` and its
+/// Flask server's body), once the caller has taken off the line ends it allows around it: it
+/// must be one token ([`token_flaw`]), not, say, a whole JSON token response. On failure,
+/// what is wrong, never what the text is.
+pub fn bare_token(token: &str) -> std::result::Result<&str, &'static str> {
+    if token.starts_with(['{', '[']) {
+        return Err("holds JSON, not the token alone (the access_token value)");
+    }
+    match token_flaw(token) {
+        Some(flaw) => Err(flaw),
+        None => Ok(token),
+    }
+}
+
 /// Refuses a token from a service's answer that [`token_flaw`] finds fault with.
 pub fn check_token(token: &Secret, field: &str) -> Result<()> {
     match token_flaw(token.expose()) {

@@ -276,6 +276,23 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// `text` from elsewhere (a service's answer, a server's error message) made fit to quote
+/// in a message: scrubbed ([`scrub`]) before it is cut, so that no cut falls inside a secret
+/// and leaves half of it unrecognised; control characters dropped and whitespace run into
+/// single spaces, so it is one line that cannot drive a terminal; at most `max` characters,
+/// with `…` when cut.
+pub fn quote(text: &str, max: usize) -> String {
+    let scrubbed = scrub(text);
+    let words: Vec<&str> =
+        scrubbed.split(|c: char| c.is_whitespace() || c.is_control()).filter(|w| !w.is_empty()).collect();
+    let one_line = words.join(" ");
+    let mut cut: String = one_line.chars().take(max).collect();
+    if cut.len() < one_line.len() {
+        cut.push('…');
+    }
+    cut
+}
+
 /// Redacts words that look like JWTs (`eyJ….….…`), Google access tokens (`ya29.…`) or
 /// Google refresh tokens (`1//…`).
 fn scrub_token_shapes(text: &str) -> String {
@@ -444,6 +461,18 @@ mod tests {
         }
         let other = STANDARD.encode("app:another-value-entirely");
         assert_eq!(scrub(&format!("Basic {other}")), format!("Basic {other}"), "other blobs stay");
+    }
+
+    #[test]
+    fn quotes_are_one_scrubbed_line_cut_after_scrubbing() {
+        assert_eq!(
+            quote("token\n  expired\x1b[31m at ya29.a0AfH6SMBxyz", 100),
+            "token expired [31m at ya29.<redacted>"
+        );
+        // The cut falls inside the token: it is still recognised, none of it printed.
+        let q = quote("why: ya29.a0AfH6SMBsecretsecret", 12);
+        assert_eq!(q, "why: ya29.<r…");
+        assert_eq!(quote(" \t\r\n", 10), "");
     }
 
     #[test]

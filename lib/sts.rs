@@ -288,11 +288,8 @@ impl CredentialConfig {
         }
         if let Some(imp) = &self.service_account_impersonation {
             if let Some(secs) = imp.token_lifetime_seconds {
-                if !(1..=crate::iam::MAX_LIFETIME_SECS).contains(&secs) {
-                    return Err(Error::input(format!(
-                        "service_account_impersonation.token_lifetime_seconds is {secs}: IAM grants 1 to 43200 seconds"
-                    )));
-                }
+                let what = format!("service_account_impersonation.token_lifetime_seconds {secs}");
+                crate::iam::lifetime_in_range(secs, &what).map_err(Error::input)?;
             }
             ignored.extend(set(&imp.other, "service_account_impersonation."));
         }
@@ -398,12 +395,9 @@ pub fn credential_config(cli: &Cli, s: &Settings) -> Result<serde_json::Value> {
         config["service_account_impersonation_url"] =
             json!(format!("{}/v1/projects/-/serviceAccounts/{sa}:generateAccessToken", base.trim_end_matches('/')));
         if let Some(l) = s.pick::<String>(cli.impersonation_lifetime.clone(), "impersonate_lifetime")? {
-            let secs = clock::parse_duration(&l)?.as_secs();
-            if !(1..=crate::iam::MAX_LIFETIME_SECS).contains(&secs) {
-                return Err(Error::usage(format!(
-                    "--impersonation-lifetime {l} is out of range: IAM grants 1s to 43200s (12h)"
-                )));
-            }
+            let what = format!("--impersonation-lifetime {l}");
+            let secs =
+                crate::iam::lifetime_in_range(clock::parse_duration(&l)?.as_secs(), &what).map_err(Error::usage)?;
             config["service_account_impersonation"] = json!({ "token_lifetime_seconds": secs });
         }
     }
