@@ -369,6 +369,10 @@ pub fn read_bare_token(path: &Path) -> std::result::Result<BareToken, Stored> {
     let unusable = |why: &str| Stored::Unusable(Part::Token, path.to_path_buf(), format!("it {why}"));
     let text = String::from_utf8(bytes).map_err(|_| unusable("is not UTF-8 text"))?;
     let token = text.strip_suffix('\n').map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+    if token.starts_with(['{', '[']) {
+        // Whole token responses are JSON; wif-serve serves the token alone.
+        return Err(unusable("holds JSON, not the token alone (the access_token value)"));
+    }
     let token = crate::oauth::bare_token(token).map_err(unusable)?;
     let modified = stat
         .modified()

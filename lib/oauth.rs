@@ -134,12 +134,8 @@ fn byte_flaw(b: u8) -> &'static str {
 
 /// Checks a token that a file or an answer carries alone (the seed's `wif_token.txt` and its
 /// Flask server's body), once the caller has taken off the line ends it allows around it: it
-/// must be one token ([`token_flaw`]), not, say, a whole JSON token response. On failure,
-/// what is wrong, never what the text is.
+/// must be one token ([`token_flaw`]). On failure, what is wrong, never what the text is.
 pub fn bare_token(token: &str) -> std::result::Result<&str, &'static str> {
-    if token.starts_with(['{', '[']) {
-        return Err("holds JSON, not the token alone (the access_token value)");
-    }
     match token_flaw(token) {
         Some(flaw) => Err(flaw),
         None => Ok(token),
