@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    wif::azure::main()
+    wif::tools::azure::main()
 }

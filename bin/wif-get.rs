@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    wif::get::main()
+    wif::tools::get::main()
 }

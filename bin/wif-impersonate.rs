@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    wif::iam::main()
+    wif::tools::impersonate::main()
 }

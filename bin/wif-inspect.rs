@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    wif::inspect::main()
+    wif::tools::inspect::main()
 }

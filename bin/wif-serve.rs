@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    wif::serve::main()
+    wif::tools::serve::main()
 }

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    wif::sign::main()
+    wif::tools::sign::main()
 }

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    wif::sts::main()
+    wif::tools::sts::main()
 }

@@ -1,9 +1,10 @@
 //! What every binary shares: reading the document, printing it, reporting errors and
 //! mapping them to exit codes.
 
-use crate::document::{Document, MAX_DOCUMENT_BYTES};
-use crate::error::{Context, Error, Kind, Result};
-use crate::settings::Settings;
+use crate::core::diag;
+use crate::core::document::{Document, MAX_DOCUMENT_BYTES};
+use crate::core::error::{Context, Error, Kind, Result};
+use crate::core::settings::Settings;
 use clap::Args;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -56,23 +57,9 @@ pub fn write_stdout(bytes: &[u8]) -> Result<()> {
     }
 }
 
-/// Prints an error as `tool: what: why`, then `tool: hint: …` when one is known.
-pub fn report(tool: &str, err: &Error) {
-    let mut err_out = std::io::stderr().lock();
-    let _ = writeln!(err_out, "{tool}: {}", crate::secret::scrub(&err.to_string()));
-    if let Some(h) = err.hint_text() {
-        let _ = writeln!(err_out, "{tool}: hint: {}", crate::secret::scrub(h));
-    }
-}
-
-static TOOL_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// The arguments clap was given, by id, as the user wrote them: `--key` or `WIF_KEY`.
-static GIVEN: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
-
 /// Parses the command line like `C::parse()`, and remembers which arguments came from the
 /// command line and which from their environment variable, so that errors can name the one
-/// the user wrote (see [`given_as`]).
+/// the user wrote (see [`crate::core::settings::given_as`]).
 pub fn parse<C: clap::Parser>() -> C {
     use clap::parser::ValueSource;
     let command = C::command();
@@ -88,57 +75,18 @@ pub fn parse<C: clap::Parser>() -> C {
             Some((a.get_id().to_string(), shown))
         })
         .collect();
-    let _ = GIVEN.set(given);
+    crate::core::settings::remember_given(given);
     C::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut C::command()).exit())
-}
-
-/// How the argument `id` was given, if [`parse`] saw it: `--key`, or `WIF_KEY` when it came
-/// from the environment.
-pub fn given_as(id: &str) -> Option<String> {
-    GIVEN.get()?.iter().find(|(i, _)| i == id).map(|(_, shown)| shown.clone())
-}
-
-/// Prints `tool: warning: …` on stderr (the tool named by `run`, else `wif`).
-pub fn warn(msg: impl std::fmt::Display) {
-    let tool = TOOL_NAME.get().map(String::as_str).unwrap_or("wif");
-    eprintln!("{tool}: warning: {}", crate::secret::scrub(&msg.to_string()));
-}
-
-/// One failed attempt of an operation that is tried again: which one, out of how many
-/// retries (`None`: until it works), and the pause before the next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Retry {
-    /// The retry about to happen, from 1.
-    pub attempt: u32,
-    /// How many retries there are at most, if bounded.
-    pub of: Option<u32>,
-    /// The pause before it.
-    pub delay: std::time::Duration,
-}
-
-/// The line every tool prints before trying again, whatever it retries:
-/// `tool: what: why; retry 2/3 in 1.0 s` (`retry 2 in 1.0 s` when retries are unbounded).
-pub fn retry_line(tool: &str, what: &str, why: &str, retry: Retry) -> String {
-    let count = match retry.of {
-        Some(of) => format!("{}/{of}", retry.attempt),
-        None => retry.attempt.to_string(),
-    };
-    format!("{tool}: {what}: {why}; retry {count} in {:.1} s", retry.delay.as_secs_f64())
-}
-
-/// Prints [`retry_line`] on stderr, scrubbed of every secret the process holds.
-pub fn retrying(tool: &str, what: &str, why: &str, retry: Retry) {
-    eprintln!("{}", crate::secret::scrub(&retry_line(tool, what, why, retry)));
 }
 
 /// Runs a tool's body: installs the crypto provider, reports failure and picks the exit code.
 pub fn run(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
-    let _ = TOOL_NAME.set(tool.to_string());
-    crate::tls::install_crypto_provider();
+    diag::set_tool(tool);
+    crate::core::tls::install_crypto_provider();
     match body() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            report(tool, &e);
+            diag::report(tool, &e);
             ExitCode::from(e.kind().exit_code())
         }
     }
@@ -172,7 +120,7 @@ impl NetArgs {
     pub fn client(&self, tool: &str, settings: &Settings) -> Result<crate::http::Client> {
         let timeout = settings.pick(self.timeout.clone(), "timeout")?;
         let timeout = match timeout {
-            Some(t) => crate::clock::parse_duration(&t)?,
+            Some(t) => crate::core::clock::parse_duration(&t)?,
             None => std::time::Duration::from_secs(30),
         };
         if timeout.is_zero() {
@@ -204,31 +152,11 @@ pub struct TokenOutArgs {
 
 impl TokenOutArgs {
     /// Writes the section's token if `--token-out` was given.
-    pub fn write(&self, tool: &str, token: &crate::document::TokenFields) -> Result<()> {
+    pub fn write(&self, tool: &str, token: &crate::core::document::TokenFields) -> Result<()> {
         if let Some(path) = &self.token_out {
-            crate::files::write_token(path, &token.token, &token.token_type, token.expires_at.as_deref(), tool)
+            crate::core::files::write_token(path, &token.token, &token.token_type, token.expires_at.as_deref(), tool)
                 .map_err(|e| e.context("writing --token-out"))?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn one_retry_line_for_bounded_and_unbounded_retries() {
-        let bounded = Retry { attempt: 1, of: Some(3), delay: Duration::from_millis(640) };
-        assert_eq!(
-            retry_line("wif-azure", "POST https://x/token", "connection refused", bounded),
-            "wif-azure: POST https://x/token: connection refused; retry 1/3 in 0.6 s"
-        );
-        let unbounded = Retry { attempt: 4, of: None, delay: Duration::from_secs(8) };
-        assert_eq!(
-            retry_line("wif-get", "metadata server", "HTTP 503", unbounded),
-            "wif-get: metadata server: HTTP 503; retry 4 in 8.0 s"
-        );
     }
 }

@@ -1,8 +1,8 @@
 //! The HTTP client every exchange uses: ureq over rustls (aws-lc-rs), strict URL policy,
 //! time-outs always set, bounded bodies, error bodies kept, and retries with backoff.
 
-use crate::error::{Error, Kind, Result};
-use crate::secret::Secret;
+use crate::core::error::{Error, Kind, Result};
+use crate::core::secret::Secret;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,7 +74,7 @@ impl Response {
             } else if !self.is_json_type() {
                 format!("a body that is not JSON (content type {})", self.content_type.as_deref().unwrap_or("none"))
             } else {
-                format!("JSON that does not fit ({})", crate::document::scrub(&e))
+                format!("JSON that does not fit ({})", crate::core::document::scrub(&e))
             };
             Error::new(Kind::Unavailable, format!("the server answered HTTP {} with {what}", self.status))
         })
@@ -86,7 +86,7 @@ impl Response {
 
     /// A short, printable excerpt of a non-JSON error body (HTML error pages, proxies).
     pub fn excerpt(&self) -> String {
-        let quoted = crate::secret::quote(&String::from_utf8_lossy(&self.body), 160);
+        let quoted = crate::core::secret::quote(&String::from_utf8_lossy(&self.body), 160);
         if quoted.is_empty() {
             "(empty body)".into()
         } else {
@@ -164,8 +164,8 @@ pub struct Client {
 impl Client {
     /// Builds a client; fails if the CA file cannot be read.
     pub fn new(opts: HttpOptions) -> Result<Client> {
-        crate::tls::install_crypto_provider();
-        let roots = match crate::tls::roots(opts.ca_file.as_deref())? {
+        crate::core::tls::install_crypto_provider();
+        let roots = match crate::core::tls::roots(opts.ca_file.as_deref())? {
             Some(certs) => {
                 RootCerts::from(certs.iter().map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned()))
             }
@@ -215,8 +215,8 @@ impl Client {
                 Err(e) => e.cause().to_string(),
             };
             let what = format!("{} {}", req.method, redact_query(req.url));
-            let retry = crate::cli::Retry { attempt, of: Some(self.opts.retries), delay };
-            crate::cli::retrying(&self.opts.tool, &what, &why, retry);
+            let retry = crate::core::diag::Retry { attempt, of: Some(self.opts.retries), delay };
+            crate::core::diag::retrying(&self.opts.tool, &what, &why, retry);
             std::thread::sleep(delay);
         }
     }

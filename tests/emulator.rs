@@ -318,7 +318,7 @@ fn id_token_and_imds() {
     let doc = ok(sts(&emu, &doc, "azure"), "wif-sts");
     let out = impersonate(&emu, &doc, &["--id-token", "--audience", "https://svc.example.com", "--include-email"]);
     let d: Value = serde_json::from_slice(&ok(out, "id token")).unwrap();
-    let (_, claims) = wif::jwt::decode_unverified(d["impersonated"]["token"].as_str().unwrap()).unwrap();
+    let (_, claims) = wif::core::jwt::decode_unverified(d["impersonated"]["token"].as_str().unwrap()).unwrap();
     assert_eq!(claims["aud"], "https://svc.example.com");
     assert_eq!(claims["email"], SA);
     assert_eq!(claims["iss"], "https://accounts.google.com");
@@ -389,7 +389,7 @@ fn azure_refusals_have_the_real_codes() {
     };
     refused(&with_secret("wrong"), "AADSTS7000215");
     let d: Value = serde_json::from_slice(&ok(with_secret("s3cret-value"), "secret")).unwrap();
-    let (_, claims) = wif::jwt::decode_unverified(d["azure"]["token"].as_str().unwrap()).unwrap();
+    let (_, claims) = wif::core::jwt::decode_unverified(d["azure"]["token"].as_str().unwrap()).unwrap();
     assert_eq!(claims["azpacr"], "1");
     // The client's hint fires on the emulator's answer.
     let out = azure(&sign(&emu, "other-app-rsa.key", "other-app-rsa.crt", &[]), &scope);
@@ -623,7 +623,7 @@ fn msal_python_gets_a_token_and_is_refused_with_an_unregistered_certificate() {
     let (code, v, err) = msal(&emu, "app-rsa.key", "app-rsa.crt", "api://wif-gcp/.default", &[]);
     assert_eq!(code, Some(0), "{v} {err}");
     assert_eq!(v["token_type"], "Bearer");
-    let (_, claims) = wif::jwt::decode_unverified(v["access_token"].as_str().unwrap()).unwrap();
+    let (_, claims) = wif::core::jwt::decode_unverified(v["access_token"].as_str().unwrap()).unwrap();
     assert_eq!(claims["aud"], API_APP);
     assert_eq!(claims["azp"], APP);
     let (code, v, _) = msal(&emu, "other-app-rsa.key", "other-app-rsa.crt", "api://wif-gcp/.default", &[]);
@@ -738,7 +738,7 @@ fn go_oauth2_google_exchanges_and_impersonates_with_the_printed_config() {
         });
         (out.status.code(), v)
     };
-    let started = wif::clock::now_unix();
+    let started = wif::core::clock::now_unix();
     let (code, impersonated) = go("azure", true);
     assert_eq!(code, Some(0), "{impersonated}");
     let (code, federated) = go("azure", false);
@@ -747,7 +747,7 @@ fn go_oauth2_google_exchanges_and_impersonates_with_the_printed_config() {
         assert_eq!((&v["token_type"], &v["valid"]), (&json!("Bearer"), &json!(true)), "{v}");
         assert_eq!(v["token_sha256"].as_str().map(str::len), Some(64), "{v}");
         let expiry = v["expiry"].as_i64().unwrap();
-        assert!((started + lifetime - 5..=wif::clock::now_unix() + lifetime).contains(&expiry), "{v}");
+        assert!((started + lifetime - 5..=wif::core::clock::now_unix() + lifetime).contains(&expiry), "{v}");
     }
     assert_ne!(impersonated["token_sha256"], federated["token_sha256"]);
     // Refused: a provider whose allowed audience does not match the Azure token.
@@ -1002,7 +1002,7 @@ fn thumbprint_only_registration_needs_the_certificate_in_x5c() {
         .output()
         .unwrap()
         .stdout;
-    let sha256 = wif::keys::thumbprint_sha256(&der);
+    let sha256 = wif::core::keys::thumbprint_sha256(&der);
     cfg["azure"]["apps"][0]["thumbprints"] = json!([sha256]);
     let emu = Emu::start(&cfg, &[]);
     let doc = sign(&emu, "app-rsa.key", "app-rsa.crt", &["--x5c", "--thumbprint", "sha256"]);
@@ -1075,29 +1075,29 @@ fn a_printed_credential_configuration_works_against_the_emulator_with_its_lifeti
 
     // The Rust pipeline: no flags but the file (and the CA the emulator's certificate is from).
     let ca = pki_file("ca-chain.crt");
-    let before = wif::clock::now_unix();
+    let before = wif::core::clock::now_unix();
     let sts = ok(run("wif-sts", &s(&["--credential-config", cfg.to_str().unwrap(), "--ca-file", &ca]), b""), "wif-sts");
     let out = ok(
         run("wif-impersonate", &s(&["--ca-file", &ca, "--token-out", dir.path().join("t").to_str().unwrap()]), &sts),
         "wif-impersonate",
     );
-    let after = wif::clock::now_unix();
+    let after = wif::core::clock::now_unix();
     let imp = serde_json::from_slice::<Value>(&out).unwrap()["impersonated"].clone();
     assert_eq!(imp["lifetime"], "1800s");
     assert!(imp["endpoint"].as_str().unwrap().starts_with(&tls), "{imp}");
-    let expires = wif::clock::parse_rfc3339(imp["expires_at"].as_str().unwrap()).unwrap();
+    let expires = wif::core::clock::parse_rfc3339(imp["expires_at"].as_str().unwrap()).unwrap();
     assert!((before + 1800..=after + 1800).contains(&expires), "issued for 1800 s: {imp}");
 
     // google-auth with the same file.
     if !python_has("google.auth, requests") {
         return;
     }
-    let before = wif::clock::now_unix();
+    let before = wif::core::clock::now_unix();
     let env = [("REQUESTS_CA_BUNDLE", ca)];
     let (code, v, err) = python("google_auth_client.py", &s(&[cfg.to_str().unwrap()]), &env);
-    let after = wif::clock::now_unix();
+    let after = wif::core::clock::now_unix();
     assert_eq!(code, Some(0), "{v} {err}");
-    let expiry = wif::clock::parse_rfc3339(&format!("{}Z", v["expiry"].as_str().unwrap())).unwrap();
+    let expiry = wif::core::clock::parse_rfc3339(&format!("{}Z", v["expiry"].as_str().unwrap())).unwrap();
     assert!((before + 1800..=after + 1800).contains(&expiry), "google-auth asked for 1800 s too: {v}");
     let reqs = emu.requests();
     let asked: Vec<&Value> =

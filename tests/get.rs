@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "ya29.c.b0AXv0zTPk-opaque-access-token-for-tests_0123456789";
 
 fn now() -> i64 {
-    wif::clock::now_unix()
+    wif::core::clock::now_unix()
 }
 
 /// The seed server, killed when dropped.
@@ -101,7 +101,7 @@ fn assert_no_token(out: &std::process::Output, token: &str) {
 #[test]
 fn fetches_the_token_writes_it_0600_with_meta() {
     let dir = tempdir();
-    let exp = wif::clock::rfc3339(now() + 3600);
+    let exp = wif::core::clock::rfc3339(now() + 3600);
     let seed = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp]);
     let out_file = dir.path().join("token.txt");
     let out = get(&seed.url("localhost"))
@@ -121,7 +121,7 @@ fn fetches_the_token_writes_it_0600_with_meta() {
     assert_eq!(f["expires_at"], exp.as_str());
     assert_eq!(f["expires_from"], "header");
     assert_eq!(f["bytes"], TOKEN.len());
-    assert_eq!(f["sha256"], wif::keys::sha256_hex(TOKEN.as_bytes()));
+    assert_eq!(f["sha256"], wif::core::keys::sha256_hex(TOKEN.as_bytes()));
     assert_eq!(f["out"], out_file.display().to_string());
     assert!(f.get("token").is_none());
     assert_eq!(std::fs::read(&out_file).unwrap(), TOKEN.as_bytes());
@@ -152,7 +152,7 @@ fn jwt_expiry_and_executable_format() {
     assert_eq!(resp["id_token"], jwt.as_str());
     assert_eq!(resp["expiration_time"], exp);
     let meta: Value = serde_json::from_slice(&std::fs::read(dir.path().join("token.txt.meta.json")).unwrap()).unwrap();
-    assert_eq!(meta["expires_at"], wif::clock::rfc3339(exp));
+    assert_eq!(meta["expires_at"], wif::core::clock::rfc3339(exp));
     assert_eq!(meta["token_type"], "jwt");
 }
 
@@ -196,7 +196,7 @@ fn executable_format_tells_an_azure_access_token_from_an_id_token() {
 #[test]
 fn token_and_export_formats() {
     let dir = tempdir();
-    let exp = wif::clock::rfc3339(now() + 3600);
+    let exp = wif::core::clock::rfc3339(now() + 3600);
     let seed = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp]);
     let out = get(&seed.url("localhost")).args(["--format", "token"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -219,7 +219,7 @@ fn token_and_export_formats() {
 #[test]
 fn gcloud_and_terraform_formats() {
     let dir = tempdir();
-    let exp = wif::clock::rfc3339(now() + 3600);
+    let exp = wif::core::clock::rfc3339(now() + 3600);
     let seed = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp]);
     // Terraform's google provider reads GOOGLE_OAUTH_ACCESS_TOKEN: the default export name.
     let out = get(&seed.url("localhost")).args(["--format", "export"]).output().unwrap();
@@ -253,7 +253,7 @@ fn gcloud_and_terraform_formats() {
 #[test]
 fn pkcs12_client_certificate() {
     let dir = tempdir();
-    let exp = wif::clock::rfc3339(now() + 3600);
+    let exp = wif::core::clock::rfc3339(now() + 3600);
     let seed = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp]);
     let out = bin("wif-get")
         .args(["--url", &seed.url("localhost"), "--cert", &pki_file("client.p12")])
@@ -305,7 +305,7 @@ fn client_keys_in_pkcs8_pkcs1_and_sec1() {
     rsa_leaf(d, "wif-client", "extendedKeyUsage=clientAuth");
     openssl_in(d, &["ec", "-in", &pki_file("client.key"), "-out", "ec1.key"]);
     let path = |name: &str| d.join(name).to_string_lossy().into_owned();
-    let seed = Seed::start(&token_file(d, TOKEN), &["--expires-at", &wif::clock::rfc3339(now() + 3600)]);
+    let seed = Seed::start(&token_file(d, TOKEN), &["--expires-at", &wif::core::clock::rfc3339(now() + 3600)]);
     let cases = [
         (path("rsa.crt"), path("rsa8.key"), "-----BEGIN PRIVATE KEY-----"),
         (path("rsa.crt"), path("rsa1.key"), "-----BEGIN RSA PRIVATE KEY-----"),
@@ -403,7 +403,7 @@ fn connection_refused_is_retried_within_bounds_then_exit_5() {
 #[test]
 fn unavailable_503_is_retried_honouring_retry_after() {
     let dir = tempdir();
-    let exp = wif::clock::rfc3339(now() + 3600);
+    let exp = wif::core::clock::rfc3339(now() + 3600);
     let seed = Seed::start(
         &token_file(dir.path(), TOKEN),
         &["--expires-at", &exp, "--fail-first", "2", "--fail-status", "503", "--retry-after", "1"],
@@ -425,7 +425,7 @@ fn unavailable_503_is_retried_honouring_retry_after() {
 #[test]
 fn dropped_connections_are_retried() {
     let dir = tempdir();
-    let exp = wif::clock::rfc3339(now() + 3600);
+    let exp = wif::core::clock::rfc3339(now() + 3600);
     let seed = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp, "--close-first", "1"]);
     let out = get(&seed.url("localhost")).args(["--format", "token"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -450,7 +450,7 @@ fn failure_leaves_the_previous_token_file_untouched() {
     let dir = tempdir();
     let out_file = dir.path().join("token.txt");
     let meta_file = dir.path().join("token.txt.meta.json");
-    let exp = wif::clock::rfc3339(now() + 3600);
+    let exp = wif::core::clock::rfc3339(now() + 3600);
     let good = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp]);
     let out = get(&good.url("localhost")).arg("--out").arg(&out_file).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -473,7 +473,7 @@ fn failure_leaves_the_previous_token_file_untouched() {
 fn min_ttl_skips_the_fetch_while_the_token_is_fresh() {
     let dir = tempdir();
     let out_file = dir.path().join("token.txt");
-    let exp = wif::clock::rfc3339(now() + 3600);
+    let exp = wif::core::clock::rfc3339(now() + 3600);
     let seed = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp]);
     let url = seed.url("localhost");
     let out = get(&url).arg("--out").arg(&out_file).args(["--min-ttl", "10m"]).output().unwrap();
@@ -485,7 +485,7 @@ fn min_ttl_skips_the_fetch_while_the_token_is_fresh() {
     let f = &json_out(&out)["fetched"];
     assert_eq!(f["skipped"], true);
     assert_eq!(f["expires_at"], exp.as_str());
-    assert_eq!(f["sha256"], wif::keys::sha256_hex(TOKEN.as_bytes()));
+    assert_eq!(f["sha256"], wif::core::keys::sha256_hex(TOKEN.as_bytes()));
     // Not fresh for 2 hours: fetched again.
     let out = get(&url).arg("--out").arg(&out_file).args(["--min-ttl", "2h"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -496,7 +496,7 @@ fn min_ttl_skips_the_fetch_while_the_token_is_fresh() {
 #[test]
 fn settings_come_from_the_config() {
     let dir = tempdir();
-    let exp = wif::clock::rfc3339(now() + 3600);
+    let exp = wif::core::clock::rfc3339(now() + 3600);
     let seed = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp]);
     let out_file = dir.path().join("t.txt");
     let config = json!({
@@ -540,7 +540,7 @@ fn expired_client_certificate_warns_and_is_refused() {
 /// The seed server handing out TOKEN (an hour left), and a path for --out beside it.
 fn seed_serving_token() -> (tempfile::TempDir, Seed, std::path::PathBuf) {
     let dir = tempdir();
-    let exp = wif::clock::rfc3339(now() + 3600);
+    let exp = wif::core::clock::rfc3339(now() + 3600);
     let seed = Seed::start(&token_file(dir.path(), TOKEN), &["--expires-at", &exp]);
     let out_file = dir.path().join("token.txt");
     (dir, seed, out_file)
@@ -572,7 +572,7 @@ fn min_ttl_never_trusts_a_planted_token() {
 fn a_metadata_path_that_is_a_directory_fails_before_the_token_is_touched() {
     let (_dir, seed, out_file) = seed_serving_token();
     std::fs::write(&out_file, "ya29.the-old-token").unwrap();
-    std::fs::create_dir(wif::files::meta_path(&out_file)).unwrap();
+    std::fs::create_dir(wif::core::files::meta_path(&out_file)).unwrap();
     let out = get(&seed.url("localhost")).arg("--out").arg(&out_file).output().unwrap();
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     assert!(stderr(&out).contains("token.txt.meta.json"), "{}", stderr(&out));

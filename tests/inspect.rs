@@ -48,7 +48,7 @@ fn decodes_a_signed_assertion_without_showing_it() {
     assert!(t["expiry"].as_str().unwrap().starts_with("expires in "), "{}", t["expiry"]);
     let exp = doc["assertion"]["claims"]["exp"].as_i64().unwrap();
     assert_eq!(t["times"]["exp"]["unix"], exp);
-    assert_eq!(t["times"]["exp"]["utc"], wif::clock::rfc3339(exp));
+    assert_eq!(t["times"]["exp"]["utc"], wif::core::clock::rfc3339(exp));
     assert_eq!(t["facts"]["client_id"], APP);
     assert!(t.get("token").is_none() && t.get("signature").is_none());
     assert_eq!(report["document"]["fields"], json!(["version", "assertion"]));
@@ -63,7 +63,7 @@ fn decodes_a_signed_assertion_without_showing_it() {
 fn claim_picks_the_azure_token_first() {
     let (_, mut doc) = signed_doc();
     let azure = fake_jwt(
-        json!({"iss": "https://sts.windows.net/t/", "sub": "azure-subject-42", "aud": ["api://wif", "x"], "exp": wif::clock::now_unix() + 3000}),
+        json!({"iss": "https://sts.windows.net/t/", "sub": "azure-subject-42", "aud": ["api://wif", "x"], "exp": wif::core::clock::now_unix() + 3000}),
     );
     doc["azure"] = json!({"token": azure, "token_type": "urn:ietf:params:oauth:token-type:jwt", "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", "source": "azure-v2", "endpoint": "https://x"});
     let input = serde_json::to_vec(&doc).unwrap();
@@ -144,7 +144,7 @@ fn verify_with_the_right_certificate_passes_and_with_another_fails() {
     let jwt = doc["assertion"]["token"].as_str().unwrap();
     let parts: Vec<&str> = jwt.split('.').collect();
     let forged_claims =
-        URL_SAFE_NO_PAD.encode(json!({"sub": "attacker", "exp": wif::clock::now_unix() + 600}).to_string());
+        URL_SAFE_NO_PAD.encode(json!({"sub": "attacker", "exp": wif::core::clock::now_unix() + 600}).to_string());
     let forged = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
     let out = inspect(forged.as_bytes(), &["--verify-cert", &pki_file("app-rsa.crt"), "--claim", "sub"]);
     assert_eq!(out.status.code(), Some(3));
@@ -188,10 +188,10 @@ fn token_file_with_metadata_and_opaque_preview() {
     let token = "ya29.a0AfB_byC-opaque-google-access-token-xyz";
     let file = dir.path().join("wif_token.txt");
     std::fs::write(&file, token).unwrap();
-    let exp = wif::clock::now_unix() + 41 * 60 + 30;
+    let exp = wif::core::clock::now_unix() + 41 * 60 + 30;
     let meta = json!({
-        "expires_at": wif::clock::rfc3339(exp), "token_type": "Bearer", "written_at": wif::clock::rfc3339(wif::clock::now_unix()),
-        "written_by": "wif-impersonate", "bytes": token.len(), "sha256": wif::keys::sha256_hex(token.as_bytes())
+        "expires_at": wif::core::clock::rfc3339(exp), "token_type": "Bearer", "written_at": wif::core::clock::rfc3339(wif::core::clock::now_unix()),
+        "written_by": "wif-impersonate", "bytes": token.len(), "sha256": wif::core::keys::sha256_hex(token.as_bytes())
     });
     std::fs::write(dir.path().join("wif_token.txt.meta.json"), meta.to_string()).unwrap();
     let out = bin("wif-inspect").arg("--token-file").arg(&file).arg("--json").output().unwrap();
@@ -201,7 +201,7 @@ fn token_file_with_metadata_and_opaque_preview() {
     assert_eq!(t["preview"], "ya29.a…");
     assert_eq!(t["bytes"], token.len());
     assert_eq!(t["token_type"], "Bearer");
-    assert_eq!(t["expires_at"], wif::clock::rfc3339(exp));
+    assert_eq!(t["expires_at"], wif::core::clock::rfc3339(exp));
     assert_eq!(t["expiry"], "expires in 41 min");
     assert_eq!(t["facts"]["written_by"], "wif-impersonate");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(token));
@@ -219,7 +219,7 @@ fn token_file_with_metadata_and_opaque_preview() {
 
 #[test]
 fn expired_tokens_and_bad_input() {
-    let old = fake_jwt(json!({"sub": "s", "exp": wif::clock::now_unix() - 200}));
+    let old = fake_jwt(json!({"sub": "s", "exp": wif::core::clock::now_unix() - 200}));
     let out = inspect(old.as_bytes(), &["--json"]);
     assert!(out.status.success());
     let t = &json_out(&out)["tokens"][0];
@@ -239,7 +239,7 @@ fn expired_tokens_and_bad_input() {
 fn fetched_sections_and_oauth_responses() {
     // wif-get's section holds facts, not the token.
     let doc = json!({"version": 1, "fetched": {"url": "https://h/get_wif_token", "status": 200, "token_type": "access_token",
-        "expires_at": wif::clock::rfc3339(wif::clock::now_unix() + 630), "bytes": 30, "sha256": "ab", "fetched_at": "2026-01-01T00:00:00Z"}});
+        "expires_at": wif::core::clock::rfc3339(wif::core::clock::now_unix() + 630), "bytes": 30, "sha256": "ab", "fetched_at": "2026-01-01T00:00:00Z"}});
     let out = inspect(doc.to_string().as_bytes(), &["--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let t = &json_out(&out)["tokens"][0];
@@ -247,7 +247,7 @@ fn fetched_sections_and_oauth_responses() {
     assert_eq!(t["bytes"], 30);
     assert_eq!(t["expiry"], "expires in 10 min");
     // An OAuth token response.
-    let id = fake_jwt(json!({"sub": "oauth-sub", "exp": wif::clock::now_unix() + 60}));
+    let id = fake_jwt(json!({"sub": "oauth-sub", "exp": wif::core::clock::now_unix() + 60}));
     let resp =
         json!({"access_token": "ya29.opaque-token-value", "id_token": id, "token_type": "Bearer", "expires_in": 3599});
     let out = inspect(resp.to_string().as_bytes(), &["--claim", "sub"]);

@@ -23,14 +23,18 @@ fn check_or_update(path: &Path, want: &str, stale: &mut Vec<String>) {
 #[test]
 fn manual_pages_and_completions_are_in_sync() {
     let mut stale = Vec::new();
-    let pages = wif::manual::pages();
-    assert_eq!(pages.len(), wif::manual::ALL_TOOLS.len());
+    let pages = crate::common::manpages::pages();
+    assert_eq!(pages.len(), wif::core::help::ALL_TOOLS.len());
     for page in &pages {
         let name = page.command.get_name().to_string();
-        check_or_update(&root().join("man").join(format!("{name}.1")), &wif::manual::render(page), &mut stale);
+        check_or_update(
+            &root().join("man").join(format!("{name}.1")),
+            &crate::common::manpages::render(page),
+            &mut stale,
+        );
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-            let file = root().join("completions").join(wif::manual::completion_file(&name, shell));
-            check_or_update(&file, &wif::manual::completions(&page.command, shell), &mut stale);
+            let file = root().join("completions").join(crate::common::manpages::completion_file(&name, shell));
+            check_or_update(&file, &crate::common::manpages::completions(&page.command, shell), &mut stale);
         }
     }
     assert!(
@@ -50,7 +54,7 @@ fn with_exit_status(page: &str, section: &str) -> String {
 fn wif_7_exit_status_is_written_from_the_same_table() {
     let path = root().join("man/wif.7");
     let page = std::fs::read_to_string(&path).unwrap();
-    let want = with_exit_status(&page, &wif::manual::exit_status_section());
+    let want = with_exit_status(&page, &crate::common::manpages::exit_status_section());
     let mut stale = Vec::new();
     check_or_update(&path, &want, &mut stale);
     assert!(
@@ -61,8 +65,8 @@ fn wif_7_exit_status_is_written_from_the_same_table() {
 
 #[test]
 fn every_exit_status_is_in_help_and_readme() {
-    let codes: Vec<u8> = wif::error::exit_statuses().iter().map(|x| x.code).collect();
-    for tool in wif::manual::ALL_TOOLS {
+    let codes: Vec<u8> = wif::core::error::exit_statuses().iter().map(|x| x.code).collect();
+    for tool in wif::core::help::ALL_TOOLS {
         let out = crate::common::bin(tool).arg("--help").output().unwrap();
         let help = String::from_utf8_lossy(&out.stdout).into_owned();
         let footer = help.lines().find_map(|l| l.strip_prefix("Exit status: ")).expect("an exit status line");
@@ -80,7 +84,7 @@ fn every_exit_status_is_in_help_and_readme() {
         std::process::Command::new("bash").arg(root().join("scripts/wif-refresh")).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
     let para = help.split("Exit status: ").nth(1).expect("wif-refresh --help has an exit status paragraph");
-    for x in wif::error::exit_statuses().iter().filter(|x| x.code != 0) {
+    for x in wif::core::error::exit_statuses().iter().filter(|x| x.code != 0) {
         let word = x.label.split(' ').next().unwrap();
         assert!(
             para.contains(&format!("{} {word}", x.code))
@@ -124,7 +128,7 @@ fn manual_pages_have_no_groff_warnings() {
 /// holding that key must not be told it "is not a wif setting".
 #[test]
 fn every_documented_config_key_is_a_known_setting() {
-    for page in wif::manual::pages() {
+    for page in crate::common::manpages::pages() {
         for arg in page.command.get_arguments() {
             let Some(env) = arg.get_env().and_then(|e| e.to_str()) else { continue };
             let Some(key) = env.strip_prefix("WIF_").map(str::to_ascii_lowercase) else { continue };
@@ -132,7 +136,7 @@ fn every_documented_config_key_is_a_known_setting() {
                 continue; // the config file itself
             }
             assert!(
-                wif::settings::KNOWN_KEYS.contains(&key.as_str()),
+                wif::core::settings::KNOWN_KEYS.contains(&key.as_str()),
                 "{} documents config key {key} ({env}), which settings::KNOWN_KEYS lacks",
                 page.command.get_name()
             );
@@ -145,7 +149,7 @@ fn every_binary_has_a_manual_page() {
     for entry in std::fs::read_dir(root().join("bin")).unwrap() {
         let name = entry.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned();
         assert!(root().join("man").join(format!("{name}.1")).exists(), "man/{name}.1 is missing");
-        assert!(wif::manual::ALL_TOOLS.contains(&name.as_str()), "{name} is not in manual::ALL_TOOLS");
+        assert!(wif::core::help::ALL_TOOLS.contains(&name.as_str()), "{name} is not in manual::ALL_TOOLS");
     }
     assert!(root().join("man/wif.7").exists());
 }
@@ -168,7 +172,7 @@ fn manual_pages_lint_clean() {
 
 #[test]
 fn help_shows_examples_and_version_works() {
-    for tool in wif::manual::ALL_TOOLS {
+    for tool in wif::core::help::ALL_TOOLS {
         let out = crate::common::bin(tool).arg("--help").output().unwrap();
         assert!(out.status.success());
         let help = String::from_utf8_lossy(&out.stdout);

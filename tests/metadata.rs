@@ -250,7 +250,7 @@ fn nodejs_google_auth_library_gets_our_token() {
     assert_eq!(v["token"], TOKEN);
     assert_eq!(v["client_email"], EMAIL);
     // expiry_date is milliseconds, computed from our expires_in.
-    let want = wif::clock::parse_rfc3339(&exp).unwrap() * 1000;
+    let want = wif::core::clock::parse_rfc3339(&exp).unwrap() * 1000;
     let got = v["expiry_date"].as_i64().unwrap();
     assert!((got - want).abs() <= 5000, "google-auth-library's expiry {got} vs the token's {want}");
     mds.stop_cleanly(&[TOKEN]);
@@ -276,10 +276,10 @@ fn go_oauth2_google_and_metadata_get_our_token() {
     assert_eq!(v["email"], EMAIL);
     assert_eq!(v["scopes"], json!([CLOUD_PLATFORM]));
     assert_eq!(v["default_project_id"], "wif-demo");
-    let want = wif::clock::parse_rfc3339(&exp).unwrap();
+    let want = wif::core::clock::parse_rfc3339(&exp).unwrap();
     for how in ["compute", "default"] {
         let t = &v[how];
-        assert_eq!(t["token_sha256"], wif::keys::sha256_hex(TOKEN.as_bytes()), "{how}: {v}");
+        assert_eq!(t["token_sha256"], wif::core::keys::sha256_hex(TOKEN.as_bytes()), "{how}: {v}");
         assert_eq!(t["token_length"], TOKEN.len(), "{how}: {v}");
         assert_eq!((&t["token_type"], &t["valid"]), (&json!("Bearer"), &json!(true)), "{how}: {v}");
         let got = t["expiry"].as_i64().unwrap();
@@ -362,7 +362,7 @@ fn google_auth_compute_engine_credentials_get_our_token() {
     assert_eq!(v["service_account_email"], EMAIL);
     assert_eq!(v["scopes"], json!([CLOUD_PLATFORM]));
     assert_eq!(v["valid"], true);
-    let want = wif::clock::parse_rfc3339(&exp).unwrap();
+    let want = wif::core::clock::parse_rfc3339(&exp).unwrap();
     let got = v["expiry"].as_i64().unwrap();
     assert!((got - want).abs() <= 5, "google-auth's expiry {got} vs the token's {want}");
     mds.stop_cleanly(&[TOKEN]);
@@ -388,7 +388,7 @@ fn answers_like_the_metadata_server() {
     let t = body_json(&r);
     assert_eq!(t["access_token"], TOKEN);
     assert_eq!(t["token_type"], "Bearer");
-    let left = wif::clock::parse_rfc3339(&exp).unwrap() - wif::clock::now_unix();
+    let left = wif::core::clock::parse_rfc3339(&exp).unwrap() - wif::core::clock::now_unix();
     assert!((t["expires_in"].as_i64().unwrap() - left).abs() <= 3, "{t} vs {left}");
     // The email alias, and requested scopes (served the token as issued).
     let r = mds.get(&format!("/computeMetadata/v1/instance/service-accounts/{EMAIL}/token?scopes=x,y"));

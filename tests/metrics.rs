@@ -129,7 +129,7 @@ fn serve_metrics_count_requests_refusals_reloads_and_the_token() {
     assert_eq!(s.get("wif_serve_reload_failures_total", &[("what", "token")]), 0.0);
     assert_eq!(s.get("wif_serve_reload_failures_total", &[("what", "tls")]), 0.0);
     assert_eq!(s.get("wif_serve_token_available", &[]), 1.0);
-    let exp2 = wif::clock::parse_rfc3339(&exp2).unwrap() as f64;
+    let exp2 = wif::core::clock::parse_rfc3339(&exp2).unwrap() as f64;
     assert_eq!(s.get("wif_serve_token_expiry_timestamp_seconds", &[]), exp2);
     let left = s.get("wif_serve_token_expires_in_seconds", &[]);
     assert!((1790.0..=1800.0).contains(&left), "{left}");
@@ -145,7 +145,7 @@ fn serve_metrics_count_requests_refusals_reloads_and_the_token() {
     let h = metrics_request(&addr, "GET /healthz HTTP/1.1\r\n\r\n");
     let v: Value = serde_json::from_slice(&h.body).unwrap();
     assert_eq!((h.status, v["status"].as_str()), (200, Some("ok")), "{v}");
-    assert_eq!(wif::clock::parse_rfc3339(v["expires_at"].as_str().unwrap()).unwrap() as f64, exp2);
+    assert_eq!(wif::core::clock::parse_rfc3339(v["expires_at"].as_str().unwrap()).unwrap() as f64, exp2);
     assert!(!String::from_utf8_lossy(&h.body).contains(TOKEN2));
     let l = metrics_request(&addr, "GET /livez HTTP/1.1\r\n\r\n");
     assert_eq!((l.status, serde_json::from_slice::<Value>(&l.body).unwrap()["status"].as_str()), (200, Some("alive")));

@@ -997,7 +997,7 @@ fn the_example_config_uses_only_known_keys() {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/wif.json")).unwrap();
     let cfg: Value = serde_json::from_str(&text).unwrap();
     for key in cfg.as_object().unwrap().keys() {
-        assert!(wif::settings::KNOWN_KEYS.contains(&key.as_str()), "{key}");
+        assert!(wif::core::settings::KNOWN_KEYS.contains(&key.as_str()), "{key}");
     }
 }
 

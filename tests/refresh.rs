@@ -32,7 +32,7 @@ fn bin_dir() -> String {
 }
 
 fn now() -> i64 {
-    wif::clock::now_unix()
+    wif::core::clock::now_unix()
 }
 
 fn azure_jwt() -> String {
@@ -57,7 +57,7 @@ fn sts_ok() -> Canned {
 
 /// IAM's answer: the token with an expiry one hour from now, in IAM's exact format.
 fn iam_ok() -> (Canned, String) {
-    let expire = wif::clock::rfc3339(now() + 3600);
+    let expire = wif::core::clock::rfc3339(now() + 3600);
     (Canned::json(200, json!({"accessToken": FINAL, "expireTime": expire})), expire)
 }
 
@@ -306,10 +306,10 @@ fn a_dead_remote_exits_5_and_writes_nothing() {
     assert!(!token.exists());
 
     // An expired previous token is kept as it is, and the summary says it has expired.
-    let past = wif::clock::rfc3339(now() - 60);
+    let past = wif::core::clock::rfc3339(now() - 60);
     std::fs::write(&token, "old").unwrap();
     let m = json!({"expires_at": past, "token_type": "access_token", "written_at": past,
-                   "written_by": "wif-impersonate", "bytes": 3, "sha256": wif::keys::sha256_hex(b"old")});
+                   "written_by": "wif-impersonate", "bytes": 3, "sha256": wif::core::keys::sha256_hex(b"old")});
     std::fs::write(dir.path().join("wif_token.txt.meta.json"), m.to_string()).unwrap();
     // Trusted whatever the umask: nobody else can write them.
     set_mode(&token, 0o600);
@@ -587,7 +587,7 @@ fn the_textfile_records_good_skipped_and_failed_runs() {
     assert_eq!(get(&s, "wif_refresh_last_success_timestamp_seconds"), ran);
     assert_eq!(get(&s, "wif_refresh_last_exit_code"), 0.0);
     assert_eq!(get(&s, "wif_refresh_skipped_fresh"), 0.0);
-    let exp = wif::clock::parse_rfc3339(&expire).unwrap() as f64;
+    let exp = wif::core::clock::parse_rfc3339(&expire).unwrap() as f64;
     assert_eq!(get(&s, "wif_refresh_token_expiry_timestamp_seconds"), exp);
     let ttl = get(&s, "wif_refresh_token_ttl_seconds");
     assert!((3500.0..=3600.0).contains(&ttl), "{ttl}");
@@ -780,11 +780,11 @@ fn the_metadata_entry_matching_the_token_counts_top_level_or_previous() {
     let token = dir.path().join("wif_token.txt");
     std::fs::write(&token, FINAL).unwrap();
     set_mode(&token, 0o600);
-    let meta_file = wif::files::meta_path(&token);
+    let meta_file = wif::core::files::meta_path(&token);
     let entry = |token: &str, exp: i64| {
-        json!({"expires_at": wif::clock::rfc3339(exp), "token_type": "access_token",
-               "written_at": wif::clock::rfc3339(now()), "written_by": "wif-impersonate",
-               "bytes": token.len(), "sha256": wif::keys::sha256_hex(token.as_bytes())})
+        json!({"expires_at": wif::core::clock::rfc3339(exp), "token_type": "access_token",
+               "written_at": wif::core::clock::rfc3339(now()), "written_by": "wif-impersonate",
+               "bytes": token.len(), "sha256": wif::core::keys::sha256_hex(token.as_bytes())})
     };
     let write_meta = |top: Value, previous: Value, previous_first: bool| {
         let mut m = serde_json::Map::new();
@@ -804,7 +804,7 @@ fn the_metadata_entry_matching_the_token_counts_top_level_or_previous() {
     write_meta(entry("ya29.the-next-token", now() - 60), entry(FINAL, in_an_hour), false);
     let out = run(refresh(&cfg, &token, &[]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let fresh = format!("is fresh until {}", wif::clock::rfc3339(in_an_hour));
+    let fresh = format!("is fresh until {}", wif::core::clock::rfc3339(in_an_hour));
     assert!(stderr(&out).contains(&fresh), "{}", stderr(&out));
     // The nested fields are never taken for the top-level ones, wherever they stand: here
     // the top-level entry lives long but describes another token; this one has 5 minutes.
@@ -813,7 +813,7 @@ fn the_metadata_entry_matching_the_token_counts_top_level_or_previous() {
     let out = run(refresh(&cfg, &token, &[]));
     assert_eq!(out.status.code(), Some(5), "refreshed (and the remote is dead): {}", stderr(&out));
     let last = stderr(&out).lines().last().unwrap().to_string();
-    let kept = format!("kept the previous token (expires {}", wif::clock::rfc3339(soon));
+    let kept = format!("kept the previous token (expires {}", wif::core::clock::rfc3339(soon));
     assert!(last.contains(&kept), "{last}");
     // An entry for neither: not fresh, whatever the entries say.
     write_meta(entry("ya29.one", in_an_hour), entry("ya29.two", in_an_hour), false);

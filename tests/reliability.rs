@@ -46,12 +46,12 @@ fn seed_token(iam: &TestServer, out: &Path) {
 /// finish whole writes between the two reads, so a token that matches no entry counts only
 /// when it did not change meanwhile.
 fn pair(out: &Path) -> Result<String, String> {
-    let meta = wif::files::meta_path(out);
+    let meta = wif::core::files::meta_path(out);
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let mut token = read(out)?;
     for _ in 0..3 {
         let m: serde_json::Value = serde_json::from_slice(&read(&meta)?).map_err(|e| format!("metadata: {e}"))?;
-        let sha = wif::keys::sha256_hex(&token);
+        let sha = wif::core::keys::sha256_hex(&token);
         if m["sha256"] == sha || m["previous"]["sha256"] == sha {
             return Ok(String::from_utf8_lossy(&token).into_owned());
         }

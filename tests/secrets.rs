@@ -145,21 +145,21 @@ fn debug_output_of_the_library_types_never_shows_a_secret() {
         "endpoint": "x", "audience": "a", "scope": "s", "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"},
         "other": {"anything": canary}})
         .to_string();
-    let parsed = wif::document::Document::parse(doc.as_bytes()).unwrap();
-    let section: wif::document::StsSection = parsed.require("sts", "wif-sts").unwrap();
-    let key = wif::keys::load_key(std::path::Path::new(&pki_file("app-rsa.key")), None).unwrap();
+    let parsed = wif::core::document::Document::parse(doc.as_bytes()).unwrap();
+    let section: wif::core::document::StsSection = parsed.require("sts", "wif-sts").unwrap();
+    let key = wif::core::keys::load_key(std::path::Path::new(&pki_file("app-rsa.key")), None).unwrap();
     let dir = tempdir();
     let file = dir.path().join("t");
-    let secret = wif::secret::Secret::new(canary);
-    wif::files::write_token(&file, &secret, "access_token", Some("2099-01-01T00:00:00Z"), "test").unwrap();
-    let stored = wif::files::read_token(&file);
-    assert!(matches!(stored, wif::files::Stored::Found(_)), "{}", stored.detail());
+    let secret = wif::core::secret::Secret::new(canary);
+    wif::core::files::write_token(&file, &secret, "access_token", Some("2099-01-01T00:00:00Z"), "test").unwrap();
+    let stored = wif::core::files::read_token(&file);
+    assert!(matches!(stored, wif::core::files::Stored::Found(_)), "{}", stored.detail());
     for shown in [
         format!("{parsed:?}"),
         format!("{section:?}"),
         format!("{secret:?} {secret}"),
         format!("{stored:?}"),
-        format!("{:?}", wif::secret::Secret::new(CANARY_PASSWORD)),
+        format!("{:?}", wif::core::secret::Secret::new(CANARY_PASSWORD)),
     ] {
         assert!(!shown.contains(canary) && !shown.contains(CANARY_PASSWORD), "Debug shows a secret: {shown}");
     }

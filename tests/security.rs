@@ -344,7 +344,7 @@ fn clients_are_told_why_without_the_servers_paths() {
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         read_response(&mut s, false).unwrap()
     };
-    let meta = wif::files::meta_path(&tok);
+    let meta = wif::core::files::meta_path(&tok);
     // No token; a token without metadata older than the lifetime assumed for it; one edited
     // in place; one others may write.
     for what in ["missing", "no metadata", "edited", "untrusted"] {

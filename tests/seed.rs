@@ -31,7 +31,7 @@ fn warnings<'a>(stderr: &'a str, words: &str) -> Vec<&'a str> {
 }
 
 fn rfc3339(v: &Value) -> i64 {
-    wif::clock::parse_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}"))).unwrap()
+    wif::core::clock::parse_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}"))).unwrap()
 }
 
 /// The seed's Flask server serving TOKEN from a generator's file (with its directory), if
@@ -62,10 +62,10 @@ fn wif_get_takes_the_bare_token_from_the_seeds_flask_server() {
     assert_eq!(f["assumed_ttl_seconds"], GET_ASSUMES);
     assert_eq!(rfc3339(&f["expires_at"]) - rfc3339(&f["fetched_at"]), GET_ASSUMES);
     assert_eq!((f["token_type"].as_str(), f["bytes"].as_u64()), (Some("access_token"), Some(TOKEN.len() as u64)));
-    assert_eq!(f["sha256"], wif::keys::sha256_hex(TOKEN.as_bytes()));
+    assert_eq!(f["sha256"], wif::core::keys::sha256_hex(TOKEN.as_bytes()));
     // The token bytes exactly, and metadata with the assumed expiry beside them.
     assert_eq!(std::fs::read(&out_file).unwrap(), TOKEN.as_bytes());
-    let meta: Value = serde_json::from_slice(&std::fs::read(wif::files::meta_path(&out_file)).unwrap()).unwrap();
+    let meta: Value = serde_json::from_slice(&std::fs::read(wif::core::files::meta_path(&out_file)).unwrap()).unwrap();
     assert_eq!(meta["expires_at"], f["expires_at"]);
 
     // --assume-ttl says otherwise, without a warning.
@@ -173,7 +173,7 @@ fn wif_serve_assume_ttl_sets_or_refuses_the_lifetime_of_a_bare_token_file() {
     let srv = Server::start(&tok, &["--assume-ttl", "10m"]);
     let r = get_over_tls(srv.port, "client", "/get_wif_token");
     assert_eq!(r.body, TOKEN.as_bytes());
-    assert_eq!(wif::clock::parse_rfc3339(r.header("x-token-expires-at").unwrap()).unwrap(), written + 600);
+    assert_eq!(wif::core::clock::parse_rfc3339(r.header("x-token-expires-at").unwrap()).unwrap(), written + 600);
     drop(srv);
     // 0: a token file without metadata is not served (wif's own files always have it).
     let srv = Server::start(&tok, &["--assume-ttl", "0"]);

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "ya29.c.serve-test-token-Zq81";
 fn cert_fingerprint(name: &str) -> String {
-    let der = wif::keys::load_certs(Path::new(&pki_file(&format!("{name}.crt")))).unwrap().remove(0);
-    wif::keys::sha256_hex(der.as_ref())
+    let der = wif::core::keys::load_certs(Path::new(&pki_file(&format!("{name}.crt")))).unwrap().remove(0);
+    wif::core::keys::sha256_hex(der.as_ref())
 }
 
 #[test]
@@ -40,7 +40,7 @@ fn serves_the_exact_token_with_headers_and_an_audit_line() {
     assert!(line["subject"].as_str().unwrap().contains("CN=wif-client"), "{line}");
     assert!(line["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
-    wif::clock::parse_rfc3339(line["time"].as_str().unwrap()).unwrap();
+    wif::core::clock::parse_rfc3339(line["time"].as_str().unwrap()).unwrap();
     srv.finish_checking_secrecy(&[TOKEN]);
 }
 
@@ -95,9 +95,9 @@ fn allow_list_answers_403_to_unlisted_clients() {
 
     // SPIFFE ID and a public-key pin (of client2's key, from its certificate).
     let spki = {
-        let der = wif::keys::load_certs(Path::new(&pki_file("client2.crt"))).unwrap().remove(0);
+        let der = wif::core::keys::load_certs(Path::new(&pki_file("client2.crt"))).unwrap().remove(0);
         let (_, c) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
-        wif::keys::sha256_hex(c.public_key().raw)
+        wif::core::keys::sha256_hex(c.public_key().raw)
     };
     let srv = Server::start(
         &tok,
@@ -234,7 +234,7 @@ fn picks_up_a_new_token_renamed_over_the_old_one() {
     // A new pair written elsewhere, then renamed over (metadata first, as a careful writer might not).
     let staged = d.path().join("staged.txt");
     let exp2 = write_token(&staged, "ya29.second-token", 7200);
-    std::fs::rename(wif::files::meta_path(&staged), wif::files::meta_path(&tok)).unwrap();
+    std::fs::rename(wif::core::files::meta_path(&staged), wif::core::files::meta_path(&tok)).unwrap();
     std::fs::rename(&staged, &tok).unwrap();
     let r = get(srv.port, "client", "/get_wif_token");
     assert_eq!(r.body, b"ya29.second-token");
@@ -267,7 +267,7 @@ fn never_serves_an_expired_missing_or_unmatched_token() {
     assert!(!h.body.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()));
 
     // The metadata says it expired.
-    let meta = wif::files::meta_path(&tok);
+    let meta = wif::core::files::meta_path(&tok);
     let mut m: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
     m["expires_at"] = "2020-01-01T00:00:00Z".into();
     std::fs::write(&meta, serde_json::to_vec(&m).unwrap()).unwrap();
@@ -614,9 +614,9 @@ fn a_token_type_with_crlf_in_the_metadata_never_becomes_a_header() {
     let meta = serde_json::json!({
         "expires_at": exp, "token_type": "Bearer\r\nX-Injected: yes\r\nContent-Length: 0",
         "written_at": exp, "written_by": "wif-sts", "bytes": TOKEN.len(),
-        "sha256": wif::keys::sha256_hex(TOKEN.as_bytes()),
+        "sha256": wif::core::keys::sha256_hex(TOKEN.as_bytes()),
     });
-    std::fs::write(wif::files::meta_path(&tok), serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+    std::fs::write(wif::core::files::meta_path(&tok), serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
     let mut srv = Server::start(&tok, &[]);
 
     let mut s = connect(srv.port, client_config(Some("client"), "ca-chain.crt", None));

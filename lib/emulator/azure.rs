@@ -6,7 +6,7 @@ use super::errors::{self, azure as aad};
 use super::keys::{self, AssertionError};
 use super::server::{parse_form, Req, Resp};
 use super::State;
-use crate::clock;
+use crate::core::clock;
 use serde_json::json;
 
 /// The client assertion type Azure accepts.

@@ -4,7 +4,7 @@
 //! `!`, `&&`, `||`, parentheses and the `startsWith`, `endsWith`, `contains` and `size`
 //! methods. Like Google, a missing key is an evaluation error, not `false`.
 
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 use serde_json::{Map, Value};
 
 /// A parsed expression.

@@ -5,8 +5,8 @@
 //! Paths in it (certificates) are relative to the config file. Unknown keys are refused,
 //! so a typo cannot silently weaken what the emulator checks.
 
-use crate::error::{Context, Error, Result};
-use crate::keys;
+use crate::core::error::{Context, Error, Result};
+use crate::core::keys;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -268,7 +268,7 @@ impl Config {
             .map_err(|e| Error::input(format!("not a valid emulator config: {e}")))
             .map_err(|e| e.hint("wif-emulate --print-example-config shows a complete one; see docs/EMULATOR.md"))?;
         for d in [&c.token_lifetime, &c.clock_skew, &c.max_assertion_lifetime].into_iter().flatten() {
-            crate::clock::parse_duration(d)?;
+            crate::core::clock::parse_duration(d)?;
         }
         if let Some(az) = &mut c.azure {
             if !is_guid(&az.tenant) {
@@ -346,7 +346,7 @@ impl Config {
 }
 
 fn dur(v: &Option<String>, default: i64) -> i64 {
-    v.as_deref().and_then(|d| crate::clock::parse_duration(d).ok()).map(|d| d.as_secs() as i64).unwrap_or(default)
+    v.as_deref().and_then(|d| crate::core::clock::parse_duration(d).ok()).map(|d| d.as_secs() as i64).unwrap_or(default)
 }
 
 /// Whether `s` is a GUID in the 8-4-4-4-12 form.

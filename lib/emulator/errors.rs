@@ -3,7 +3,7 @@
 //! Google API errors (IAM Credentials).
 
 use super::server::Resp;
-use crate::jwt::random_uuid as guid;
+use crate::core::jwt::random_uuid as guid;
 use serde_json::{json, Value};
 
 /// A JSON response; `outcome` is what the request log records.
@@ -19,7 +19,7 @@ pub fn json(status: u16, body: &Value, outcome: impl Into<String>) -> Resp {
 
 /// Azure AD's timestamp form in error bodies: `2026-01-31 12:00:00Z`.
 fn azure_time() -> String {
-    crate::clock::rfc3339(crate::clock::now_unix()).replace('T', " ")
+    crate::core::clock::rfc3339(crate::core::clock::now_unix()).replace('T', " ")
 }
 
 /// An Azure AD error: `{"error", "error_description": "AADSTSn: …\r\nTrace ID…", "error_codes": [n], …}`.

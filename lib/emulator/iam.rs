@@ -8,7 +8,7 @@ use super::keys;
 use super::server::{percent_decode, Req, Resp};
 use super::sts::FederatedToken;
 use super::State;
-use crate::clock;
+use crate::core::clock;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -7,7 +7,7 @@ use super::errors::{self, oauth};
 use super::keys::AssertionError;
 use super::server::{parse_form, Req, Resp};
 use super::State;
-use crate::clock;
+use crate::core::clock;
 use serde_json::json;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -65,7 +65,7 @@ pub fn token(st: &State, req: &Req, name: &str) -> Resp {
     let exp = now + st.token_lifetime;
     let mut claims = json!({
         "iss": iss.issuer, "sub": client.client_id, "aud": audience, "client_id": client.client_id,
-        "iat": now, "nbf": now, "exp": exp, "jti": crate::jwt::random_uuid(),
+        "iat": now, "nbf": now, "exp": exp, "jti": crate::core::jwt::random_uuid(),
     });
     if let Some(scope) = field("scope") {
         claims["scope"] = json!(scope);

@@ -3,7 +3,7 @@
 //! (RS256, PS256, ES256, ES384), thumbprint matching and the time window.
 
 use super::config::RegisteredCert;
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, KeyPair, RsaKeyPair, UnparsedPublicKey};
@@ -24,7 +24,7 @@ impl Signer {
     /// A fresh RSA-2048 key.
     pub fn generate() -> Result<Signer> {
         let pair = RsaKeyPair::generate(KeySize::Rsa2048)
-            .map_err(|_| Error::new(crate::error::Kind::Internal, "generating the RSA signing key failed"))?;
+            .map_err(|_| Error::new(crate::core::error::Kind::Internal, "generating the RSA signing key failed"))?;
         let pk = pair.public_key();
         let n = pk.modulus().big_endian_without_leading_zero().to_vec();
         let e = pk.exponent().big_endian_without_leading_zero().to_vec();
@@ -215,7 +215,7 @@ pub fn verify_assertion(token: &str, x: &Expect<'_>) -> std::result::Result<Jws,
     let nbf = num_claim(c, "nbf");
     let iat = num_claim(c, "iat");
     let start = nbf.or(iat).unwrap_or(x.now);
-    let when = |t: i64| crate::clock::rfc3339(t);
+    let when = |t: i64| crate::core::clock::rfc3339(t);
     let range = format!(
         "Current time: {}, assertion valid from {}, expiry time of assertion {}.",
         when(x.now),

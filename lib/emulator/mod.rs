@@ -13,8 +13,8 @@ pub mod server;
 pub mod sts;
 
 use crate::cli;
-use crate::error::{Error, Kind, Result};
-use crate::manual::Example;
+use crate::core::error::{Error, Kind, Result};
+use crate::core::help::Example;
 use clap::Parser;
 use config::Config;
 use serde_json::json;
@@ -28,6 +28,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const TOOL: &str = "wif-emulate";
+
+/// What the manual page says beyond the flags.
+pub const PAGE: crate::core::help::Page = crate::core::help::Page { examples: EXAMPLES, files: FILES };
+
+/// The files of the manual page.
+const FILES: &[(&str, &str)] = &[(
+    "emulator.json",
+    "the emulator configuration given with --config: tenant, apps and certificates, issuers, pools, providers, service accounts (wif-emulate --print-example-config; docs/EMULATOR.md)",
+)];
 
 /// Examples shown in --help and the manual page.
 pub const EXAMPLES: &[Example] = &[
@@ -64,7 +73,7 @@ condition, impersonation bindings, lifetimes) and answers in their formats and s
 client libraries work against it and every refusal can be tested.\n\n\
 On start it prints one JSON line {\"event\":\"listening\",\"address\",\"url\"[,\"tls_url\"]} on stdout, then one \
 JSON line per request (never a token). SIGTERM or SIGINT stop it. See docs/EMULATOR.md for the configuration.",
-    after_help = crate::manual::after_help("wif-emulate", EXAMPLES)
+    after_help = crate::core::help::after_help("wif-emulate", EXAMPLES)
 )]
 pub struct Cli {
     /// Emulator configuration (JSON; see --print-example-config)
@@ -134,7 +143,7 @@ impl State {
         if !self.config.reject_replayed_assertions {
             return true;
         }
-        let now = crate::clock::now_unix();
+        let now = crate::core::clock::now_unix();
         let Ok(mut seen) = self.jtis.lock() else { return false };
         seen.retain(|_, e| *e + 600 > now);
         seen.insert(format!("{scope}\n{jti}"), exp).is_none()
@@ -150,7 +159,7 @@ impl State {
         client_id: &str,
         endpoint: &str,
     ) -> std::result::Result<(), keys::AssertionError> {
-        let now = crate::clock::now_unix();
+        let now = crate::core::clock::now_unix();
         let expect = keys::Expect {
             certs,
             thumbprints,
@@ -240,7 +249,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     let config = Config::load(&path)?;
     let lifetime = match &cli.token_lifetime {
         Some(l) => {
-            let secs = crate::clock::parse_duration(l)?.as_secs() as i64;
+            let secs = crate::core::clock::parse_duration(l)?.as_secs() as i64;
             if secs < 1 {
                 return Err(Error::usage("--token-lifetime must be at least 1s"));
             }
@@ -249,7 +258,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         None => None,
     };
     let delay = match &cli.delay {
-        Some(d) => crate::clock::parse_duration(d)?,
+        Some(d) => crate::core::clock::parse_duration(d)?,
         None => Duration::ZERO,
     };
     let plain = bind(cli.listen.as_deref().unwrap_or("127.0.0.1:0"), cli.allow_remote)?;
@@ -282,6 +291,6 @@ pub fn run(cli: &Cli) -> Result<()> {
     if let Some(t) = tls_thread {
         let _ = t.join();
     }
-    server::emit(&json!({"event": "stopped", "time": crate::clock::rfc3339(crate::clock::now_unix())}));
+    server::emit(&json!({"event": "stopped", "time": crate::core::clock::rfc3339(crate::core::clock::now_unix())}));
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! HTTP/1.1 with keep-alive parsed by httparse, one JSON log line per request on stdout.
 
 use super::State;
-use crate::error::{Error, Kind, Result};
+use crate::core::error::{Error, Kind, Result};
 pub use crate::http::{parse_form, percent_decode};
 use serde_json::json;
 use std::io::{Read, Write};
@@ -272,9 +272,9 @@ fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, loca
 
 /// The rustls server configuration for `--tls-listen`.
 pub fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustls::ServerConfig>> {
-    let chain = crate::keys::load_certs(cert)
+    let chain = crate::core::keys::load_certs(cert)
         .map_err(|e| e.file_setting("--tls-cert", "the emulator's TLS certificate chain (PEM, leaf first)"))?;
-    let bundle = crate::keys::load_key(key, None)
+    let bundle = crate::core::keys::load_key(key, None)
         .map_err(|e| e.file_setting("--tls-key", "the private key of --tls-cert (PEM)"))?;
     let cfg = rustls::ServerConfig::builder()
         .with_no_client_auth()
@@ -293,7 +293,7 @@ pub fn emit(line: &serde_json::Value) {
 /// The log line for one request: never a token, secret or query string.
 pub fn log_line(req: &Req, resp: &Resp, took: Duration) -> serde_json::Value {
     json!({
-        "time": crate::clock::rfc3339(crate::clock::now_unix()),
+        "time": crate::core::clock::rfc3339(crate::core::clock::now_unix()),
         "event": "request",
         "scheme": req.scheme,
         "method": req.method,

@@ -9,7 +9,7 @@ use super::errors::{self, oauth};
 use super::keys;
 use super::server::{parse_form, Req, Resp};
 use super::State;
-use crate::clock;
+use crate::core::clock;
 use serde_json::{json, Map, Value};
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";

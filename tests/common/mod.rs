@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub mod interop;
+pub mod manpages;
 pub mod prom;
 pub mod server;
 
@@ -413,10 +414,11 @@ pub fn plantings(test: &str) -> Vec<Planting> {
 /// A token (`ya29.planted-by-someone-else`) and matching metadata expiring in 2099 at
 /// `token`, as someone who can write its directory would plant them, then `spoil`ed.
 pub fn plant_pair(token: &Path, spoil: fn(&Path)) {
-    let planted = wif::secret::Secret::new("ya29.planted-by-someone-else");
-    wif::files::write_token(token, &planted, "access_token", Some("2099-01-01T00:00:00Z"), "wif-impersonate").unwrap();
+    let planted = wif::core::secret::Secret::new("ya29.planted-by-someone-else");
+    wif::core::files::write_token(token, &planted, "access_token", Some("2099-01-01T00:00:00Z"), "wif-impersonate")
+        .unwrap();
     spoil(token);
-    spoil(&wif::files::meta_path(token));
+    spoil(&wif::core::files::meta_path(token));
 }
 
 /// One retry line, as every tool prints it: `tool: what: why; retry N/M in X s` (`retry N in

@@ -18,8 +18,9 @@ pub fn now() -> i64 {
 
 /// Writes a token file and its metadata the way --token-out does; returns the expiry text.
 pub fn write_token(path: &Path, token: &str, ttl: i64) -> String {
-    let exp = wif::clock::rfc3339(now() + ttl);
-    wif::files::write_token(path, &wif::secret::Secret::new(token), "access_token", Some(&exp), "test").unwrap();
+    let exp = wif::core::clock::rfc3339(now() + ttl);
+    wif::core::files::write_token(path, &wif::core::secret::Secret::new(token), "access_token", Some(&exp), "test")
+        .unwrap();
     exp
 }
 
@@ -243,9 +244,9 @@ pub fn client_config(
     ca: &str,
     version: Option<&'static rustls::SupportedProtocolVersion>,
 ) -> Arc<rustls::ClientConfig> {
-    wif::tls::install_crypto_provider();
+    wif::core::tls::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
-    for c in wif::keys::load_certs(Path::new(&pki_file(ca))).unwrap() {
+    for c in wif::core::keys::load_certs(Path::new(&pki_file(ca))).unwrap() {
         roots.add(c).unwrap();
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -259,8 +260,8 @@ pub fn client_config(
         .with_root_certificates(roots);
     let config = match client {
         Some(name) => {
-            let chain = wif::keys::load_certs(Path::new(&pki_file(&format!("{name}.crt")))).unwrap();
-            let key = wif::keys::load_key(Path::new(&pki_file(&format!("{name}.key"))), None).unwrap().key;
+            let chain = wif::core::keys::load_certs(Path::new(&pki_file(&format!("{name}.crt")))).unwrap();
+            let key = wif::core::keys::load_key(Path::new(&pki_file(&format!("{name}.key"))), None).unwrap().key;
             builder.with_client_auth_cert(chain, key).unwrap()
         }
         None => builder.with_no_client_auth(),

@@ -2,7 +2,7 @@
 //! built once, shared by every connection, and rebuilt when one of the files changes.
 
 use super::token::Stamp;
-use crate::error::{Error, Kind, Result};
+use crate::core::error::{Error, Kind, Result};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -61,26 +61,26 @@ impl Built {
 
 /// Where a file setting of wif-serve was given: its flag or variable, else its config key.
 fn origin(arg: &str, key: &str) -> String {
-    crate::cli::given_as(arg).unwrap_or_else(|| format!("config key \"{key}\""))
+    crate::core::settings::given_as(arg).unwrap_or_else(|| format!("config key \"{key}\""))
 }
 
 /// Builds the server configuration: TLS 1.3 and 1.2, aws-lc-rs, and a client certificate
 /// required and verified against the client CA bundle and the CRLs.
 pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertVerifier>)> {
-    let chain = crate::keys::load_certs(&files.cert).map_err(|e| {
+    let chain = crate::core::keys::load_certs(&files.cert).map_err(|e| {
         e.context("loading the server certificate")
             .file_setting(&origin("cert", "serve_cert"), "the server's certificate chain")
             .hint("give the server's certificate chain in PEM, leaf first")
     })?;
     warn_if_not_current(&files.cert, &chain[0]);
-    let key = crate::keys::load_key(&files.key, None)
+    let key = crate::core::keys::load_key(&files.key, None)
         .map_err(|e| {
             e.context("loading the server key")
                 .file_setting(&origin("key", "serve_key"), "the private key of the server certificate (PEM)")
         })?
         .key;
 
-    let ca = crate::keys::load_certs(&files.client_ca).map_err(|e| {
+    let ca = crate::core::keys::load_certs(&files.client_ca).map_err(|e| {
         e.context("loading the client CA bundle")
             .file_setting(&origin("client_ca", "client_ca"), "the CA certificates that issue client certificates")
             .hint("give the root and intermediate certificates that issue client certificates, in PEM")
@@ -141,7 +141,7 @@ pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertV
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
     let ctx = || format!("loading the CRL {}", path.display());
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e).context(ctx()))?;
-    let crls: Vec<CertificateRevocationListDer<'static>> = if crate::keys::looks_like_der(&bytes) {
+    let crls: Vec<CertificateRevocationListDer<'static>> = if crate::core::keys::looks_like_der(&bytes) {
         vec![CertificateRevocationListDer::from(bytes)]
     } else {
         CertificateRevocationListDer::pem_slice_iter(&bytes)
@@ -180,15 +180,15 @@ fn check_crl(crl: &CertificateRevocationListDer<'_>) -> Result<()> {
 fn warn_if_not_current(path: &Path, leaf: &[u8]) {
     if let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) {
         let v = cert.validity();
-        let now = crate::clock::now_unix();
+        let now = crate::core::clock::now_unix();
         if v.not_after.timestamp() < now {
-            crate::cli::warn(format!(
+            crate::core::diag::warn(format!(
                 "the server certificate {} expired at {}; clients will refuse it",
                 path.display(),
-                crate::clock::rfc3339(v.not_after.timestamp())
+                crate::core::clock::rfc3339(v.not_after.timestamp())
             ));
         } else if v.not_before.timestamp() > now {
-            crate::cli::warn(format!("the server certificate {} is not valid yet", path.display()));
+            crate::core::diag::warn(format!("the server certificate {} is not valid yet", path.display()));
         }
     }
 }

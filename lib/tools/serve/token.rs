@@ -8,9 +8,9 @@
 //! in-place edit (or a write caught half-way) it always was, and is not served. When the
 //! metadata appears or disappears, the pair is read again, as for any other change.
 
-use crate::clock;
-use crate::files::{meta_path, read_bare_token, read_token, BareToken, Part, Stored};
-use crate::secret::Secret;
+use crate::core::clock;
+use crate::core::files::{meta_path, read_bare_token, read_token, BareToken, Part, Stored};
+use crate::core::secret::Secret;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -232,7 +232,7 @@ impl TokenSource {
         } else {
             (
                 format!("the {what} cannot be read"),
-                format!("the {what} {} cannot be read: {}", path.display(), crate::error::io_words(e)),
+                format!("the {what} {} cannot be read: {}", path.display(), crate::core::error::io_words(e)),
             )
         };
         State::Unavailable { reason, detail, expires_at: None, written_at: None }
@@ -288,7 +288,7 @@ impl TokenSource {
 fn assumed_expiry(bare: &BareToken, ttl: Duration, now: i64) -> (i64, String) {
     let assumed = bare.modified.min(now) + ttl.as_secs() as i64;
     let words = format!("the file's modification time + {}", clock::human(ttl.as_secs() as i64));
-    match crate::jwt::unverified_exp(bare.token.expose()) {
+    match crate::core::jwt::unverified_exp(bare.token.expose()) {
         Some(exp) if exp < assumed => (exp, format!("the JWT's exp, which comes before {words}")),
         _ => (assumed, words),
     }
@@ -312,7 +312,7 @@ impl TokenSource {
             ))
             .emit();
         self.warn_assumed(stamp, expires_at, &how);
-        let is_jwt = crate::jwt::decode_unverified(bare.token.expose()).is_some();
+        let is_jwt = crate::core::jwt::decode_unverified(bare.token.expose()).is_some();
         Arc::new(Loaded {
             token: bare.token,
             expires_at,
@@ -339,7 +339,7 @@ impl TokenSource {
         } else {
             format!("answering 503: it is taken to have expired at {when}, assumed from {how}")
         };
-        crate::cli::warn(format!(
+        crate::core::diag::warn(format!(
             "the token file {} has no metadata ({}, which the wif tools write beside it): {what}; --assume-ttl \
              sets the lifetime assumed (0: never serve a token file without metadata)",
             self.path.display(),
@@ -357,7 +357,7 @@ impl TokenSource {
                 let (expires_at, how) = assumed_expiry(&bare, ttl, clock::now_unix());
                 self.warn_assumed(stamp, expires_at, &how);
             }
-            Err(stored) => crate::cli::warn(format!("{}; answering 503 until that changes", stored.detail())),
+            Err(stored) => crate::core::diag::warn(format!("{}; answering 503 until that changes", stored.detail())),
         }
     }
 }
@@ -371,7 +371,7 @@ fn judge(loaded: Arc<Loaded>, path: &Path) -> State {
             Expiry::Metadata => {
                 format!("the token expired at {}; is the refresh pipeline running?", loaded.expires_at_text)
             }
-            Expiry::Assumed(_) if crate::jwt::unverified_exp(loaded.token.expose()) == Some(loaded.expires_at) => {
+            Expiry::Assumed(_) if crate::core::jwt::unverified_exp(loaded.token.expose()) == Some(loaded.expires_at) => {
                 format!(
                     "the token expired at {} by the JWT's own exp (the token file has no metadata); is the job that writes it running?",
                     loaded.expires_at_text
@@ -397,7 +397,7 @@ fn judge(loaded: Arc<Loaded>, path: &Path) -> State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::files::write_token;
+    use crate::core::files::write_token;
 
     fn dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("wif-serve-token-{tag}-{}", std::process::id()));
@@ -452,7 +452,7 @@ mod tests {
         let (d, p, _) = written("empty", "x");
         std::fs::write(&p, "").unwrap();
         let meta = std::fs::read_to_string(meta_path(&p)).unwrap();
-        let meta = meta.replace(&crate::keys::sha256_hex(b"x"), &crate::keys::sha256_hex(b""));
+        let meta = meta.replace(&crate::core::keys::sha256_hex(b"x"), &crate::core::keys::sha256_hex(b""));
         std::fs::write(meta_path(&p), meta).unwrap();
         match TokenSource::new(p).current() {
             State::Unavailable { reason, .. } => assert!(reason.contains("empty"), "{reason}"),
@@ -464,15 +464,15 @@ mod tests {
     /// The state of a writer stopped between its two renames: the metadata describes `new`
     /// and keeps the entry of `old`, the token file still holds `old`.
     fn metadata_written_first(p: &Path, old: &str, new: &str, exp: &str) {
-        let entry = |t: &str| crate::files::TokenMeta {
+        let entry = |t: &str| crate::core::files::TokenMeta {
             expires_at: exp.to_string(),
             token_type: "access_token".into(),
             written_at: clock::rfc3339(clock::now_unix()),
             written_by: "test".into(),
             bytes: t.len(),
-            sha256: crate::keys::sha256_hex(t.as_bytes()),
+            sha256: crate::core::keys::sha256_hex(t.as_bytes()),
         };
-        let m = crate::files::MetaFile { current: entry(new), previous: Some(entry(old)) };
+        let m = crate::core::files::MetaFile { current: entry(new), previous: Some(entry(old)) };
         std::fs::write(meta_path(p), serde_json::to_vec(&m).unwrap()).unwrap();
     }
 
@@ -525,7 +525,7 @@ mod tests {
     fn bare(tag: &str, contents: &str) -> (PathBuf, PathBuf) {
         let d = dir(tag);
         let p = d.join("wif_token.txt");
-        crate::files::write_atomic(&p, contents.as_bytes(), 0o600).unwrap();
+        crate::core::files::write_atomic(&p, contents.as_bytes(), 0o600).unwrap();
         (d, p)
     }
 
@@ -590,7 +590,7 @@ mod tests {
         let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
         let exp = now + 120;
         let jwt = format!("{}.{}.c2ln", b64(serde_json::json!({"alg": "RS256"})), b64(serde_json::json!({"exp": exp})));
-        crate::files::write_atomic(&p, jwt.as_bytes(), 0o600).unwrap();
+        crate::core::files::write_atomic(&p, jwt.as_bytes(), 0o600).unwrap();
         let l = ready(&TokenSource::new(p.clone()));
         assert_eq!((l.expires_at, l.token_type.as_str()), (exp, "jwt"));
         std::fs::remove_dir_all(&d).unwrap();

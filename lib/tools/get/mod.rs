@@ -2,16 +2,18 @@
 //! server) at `/get_wif_token` with a client certificate, verifies the server against the
 //! given CA chain and host name, and writes the token atomically.
 
+pub mod metadata;
+
 use crate::cli::{self, DocArgs};
-use crate::clock;
-use crate::document::Document;
-use crate::error::{Error, Kind, Result};
-use crate::files;
+use crate::core::clock;
+use crate::core::document::Document;
+use crate::core::error::{Error, Kind, Result};
+use crate::core::files;
+use crate::core::help::Example;
+use crate::core::keys;
+use crate::core::secret::Secret;
+use crate::core::settings::Settings;
 use crate::http;
-use crate::keys;
-use crate::manual::Example;
-use crate::secret::Secret;
-use crate::settings::Settings;
 use clap::{Parser, ValueEnum};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
@@ -39,6 +41,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_ASSUME_TTL: Duration = Duration::from_secs(5 * 60);
 /// Most characters of a server's error message quoted in wif-get's own.
 const MAX_REASON_CHARS: usize = 300;
+
+/// What the manual page says beyond the flags.
+pub const PAGE: crate::core::help::Page =
+    crate::core::help::Page { examples: EXAMPLES, files: crate::core::help::TOKEN_FILES };
 
 /// Examples shown in --help and the manual page.
 pub const EXAMPLES: &[Example] = &[
@@ -175,7 +181,7 @@ refresh or failure, never the token. If the first fetch is refused (TLS, certifi
 with that error; if wif-serve is unreachable or failing it answers 503 for the token and keeps retrying (1 s, \
 2 s, ... up to 60 s apart). Requested ?scopes= are not minted: the token has the scopes wif-impersonate gave it. \
 SIGTERM or SIGINT stops it (exit 0). Addresses other than loopback are refused.",
-    after_help = crate::manual::after_help("wif-get", EXAMPLES)
+    after_help = crate::core::help::after_help("wif-get", EXAMPLES)
 )]
 pub struct Cli {
     /// Token URL, e.g. https://tokens.internal:8443/get_wif_token
@@ -375,7 +381,7 @@ fn plan(cli: &Cli, s: &Settings) -> Result<Plan> {
 pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     let plan = plan(cli, s)?;
     if let Some(addr) = s.pick(cli.metadata_server.clone(), "get_metadata_server")? {
-        return crate::metadata::run(cli, s, &plan, &addr);
+        return metadata::run(cli, s, &plan, &addr);
     }
     let prints_token = !matches!(plan.format, Format::Json | Format::Gcloud) || cli.show_token;
     if prints_token && !cli.force && std::io::stdout().is_terminal() {
@@ -435,7 +441,7 @@ fn fresh(plan: &Plan) -> Result<Option<(Secret, FetchedSection)>> {
         files::Stored::Found(t) => t,
         files::Stored::Missing(..) => return Ok(None),
         other => {
-            cli::warn(format!("not using the token in --out: {}; fetching a new one", other.detail()));
+            crate::core::diag::warn(format!("not using the token in --out: {}; fetching a new one", other.detail()));
             return Ok(None);
         }
     };
@@ -472,7 +478,7 @@ pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(S
 
     let now = clock::now_unix();
     let token = answer.token;
-    let (expires_at, from, assumed) = match (&answer.expires_header, crate::jwt::unverified_exp(token.expose())) {
+    let (expires_at, from, assumed) = match (&answer.expires_header, crate::core::jwt::unverified_exp(token.expose())) {
         (Some(h), _) => {
             let exp = clock::parse_rfc3339(h).map_err(|e| {
                 e.context(format!("{doing}: reading the server's X-Token-Expires-At header"))
@@ -496,7 +502,7 @@ pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(S
     };
     let expires_at = clock::rfc3339(expires_at);
     let token_type = answer.token_type.unwrap_or_else(|| {
-        if crate::jwt::decode_unverified(token.expose()).is_some() { "jwt" } else { "access_token" }.to_string()
+        if crate::core::jwt::decode_unverified(token.expose()).is_some() { "jwt" } else { "access_token" }.to_string()
     });
     if let Some(out) = &plan.out {
         files::write_token(out, &token, &token_type, Some(&expires_at), TOOL)
@@ -526,7 +532,7 @@ fn warn_assumed_once(ttl: Duration, expires_at: i64) {
     if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         return;
     }
-    cli::warn(format!(
+    crate::core::diag::warn(format!(
         "the server gave no expiry (no X-Token-Expires-At header, and the token is not a JWT): assuming it expires {} after this fetch, at {}, the least a token from the seed's server has left; --assume-ttl DURATION changes that",
         clock::human(ttl.as_secs() as i64),
         clock::rfc3339(expires_at)
@@ -591,7 +597,7 @@ fn warn_if_expired(cert: &CertificateDer<'_>) {
     if let Ok((_, c)) = x509_parser::parse_x509_certificate(cert.as_ref()) {
         let not_after = c.validity().not_after.timestamp();
         if not_after < clock::now_unix() {
-            cli::warn(format!(
+            crate::core::diag::warn(format!(
                 "the client certificate expired at {}; the server will refuse it",
                 clock::rfc3339(not_after)
             ));
@@ -688,8 +694,8 @@ fn fetch_with_retries(agent: &ureq::Agent, plan: &Plan, id: &Identity) -> Result
         }
         attempt += 1;
         let what = format!("GET {}", plan.url_for_messages());
-        let retry = cli::Retry { attempt, of: Some(plan.retries), delay };
-        cli::retrying(TOOL, &what, &failure.error.to_string(), retry);
+        let retry = crate::core::diag::Retry { attempt, of: Some(plan.retries), delay };
+        crate::core::diag::retrying(TOOL, &what, &failure.error.to_string(), retry);
         std::thread::sleep(delay);
     }
 }
@@ -711,7 +717,10 @@ fn fetch_once(agent: &ureq::Agent, plan: &Plan, id: &Identity, timeout: Duration
     let retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok());
     let mut body = Vec::new();
     resp.body_mut().as_reader().take(MAX_TOKEN_BYTES + 1).read_to_end(&mut body).map_err(|e| Failure {
-        error: Error::new(Kind::Unavailable, format!("reading the answer failed: {}", crate::error::io_words(&e))),
+        error: Error::new(
+            Kind::Unavailable,
+            format!("reading the answer failed: {}", crate::core::error::io_words(&e)),
+        ),
         retry: true,
         retry_after: None,
     })?;
@@ -734,7 +743,7 @@ fn fetch_once(agent: &ureq::Agent, plan: &Plan, id: &Identity, timeout: Duration
 fn parse_token(body: Vec<u8>) -> Result<Secret> {
     let text = String::from_utf8(body).map_err(|_| Error::input("the answer is not text; that is not a token"))?;
     let token = text.trim_matches(['\r', '\n']);
-    match crate::oauth::bare_token(token) {
+    match crate::core::token::bare_token(token) {
         Ok(token) => Ok(Secret::new(token)),
         Err(_) if token.is_empty() => Err(Error::new(Kind::Unavailable, "the server answered 200 with an empty body")
             .hint("the server's token file is empty; check its refresh job")),
@@ -753,7 +762,7 @@ fn server_reason(body: &[u8]) -> Option<String> {
         message: String,
     }
     let body: ErrorBody = serde_json::from_slice(body).ok()?;
-    let reason = crate::secret::quote(&body.message, MAX_REASON_CHARS);
+    let reason = crate::core::secret::quote(&body.message, MAX_REASON_CHARS);
     (!reason.is_empty()).then_some(reason)
 }
 
@@ -815,7 +824,7 @@ fn transport_failure(e: &ureq::Error, timeout: Duration) -> Failure {
                 K::ConnectionReset => net("the server reset the connection".into()),
                 K::TimedOut | K::WouldBlock => net(format!("no answer within {} s", seconds(timeout))),
                 K::UnexpectedEof => net("the server closed the connection without answering".into()),
-                _ => net(format!("network error: {}", crate::error::io_words(io))),
+                _ => net(format!("network error: {}", crate::core::error::io_words(io))),
             }
         }
         E::Timeout(_) => net(format!("no answer within {} s", seconds(timeout))),
@@ -904,7 +913,7 @@ fn executable_response<'a>(
 ) -> Result<ExecutableResponse<'a>> {
     let t = token.expose();
     let expiration_time = expires_at.map(clock::parse_rfc3339).transpose()?;
-    let found = match crate::jwt::decode_unverified(t) {
+    let found = match crate::core::jwt::decode_unverified(t) {
         Some((header, claims)) => Some(jwt_kind(&header, &claims)),
         None => is_saml(t).then_some(SubjectTokenType::Saml2),
     };

@@ -4,13 +4,13 @@
 //! another system made (a file, a URL, Azure IMDS, GitHub Actions).
 
 use crate::cli::{self, DocArgs, NetArgs, TokenOutArgs};
-use crate::document::{AssertionSection, AzureSection, Document, SubjectClaims, TokenFields};
-use crate::error::{Context, Error, Kind, Result};
+use crate::core::document::{AssertionSection, AzureSection, Document, SubjectClaims, TokenFields};
+use crate::core::error::{Context, Error, Kind, Result};
+use crate::core::help::Example;
+use crate::core::secret::Secret;
+use crate::core::settings::{FileSetting, Settings};
 use crate::http::{self, Body, Client, Request};
-use crate::manual::Example;
-use crate::oauth::{self, Service, TokenResponse};
-use crate::secret::Secret;
-use crate::settings::{FileSetting, Settings};
+use crate::protocol::oauth::{self, Service, TokenResponse};
 use clap::{ArgGroup, Parser, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +32,10 @@ pub enum Grant {
     /// urn:ietf:params:oauth:grant-type:jwt-bearer with the assertion as the grant (RFC 7523)
     JwtBearer,
 }
+
+/// What the manual page says beyond the flags.
+pub const PAGE: crate::core::help::Page =
+    crate::core::help::Page { examples: EXAMPLES, files: crate::core::help::CONFIG_FILES };
 
 /// Examples shown in --help and the manual page.
 pub const EXAMPLES: &[Example] = &[
@@ -75,7 +79,7 @@ Other issuers (e.g. ServiceAuthCentral): --grant jwt-bearer or --grant client-cr
 --token-url. Tokens made elsewhere: --from-file, --from-url, --imds (Azure managed identity) or --github-actions.\n\n\
 Adds the `azure` section: the token, its expiry and its decoded iss/aud/sub/exp, which decide whether STS will \
 accept it.",
-    after_help = crate::manual::after_help("wif-azure", EXAMPLES),
+    after_help = crate::core::help::after_help("wif-azure", EXAMPLES),
     group(ArgGroup::new("source").args(["from_file", "from_url", "imds", "github_actions"]))
 )]
 pub struct Cli {
@@ -160,7 +164,7 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
 
 fn token_endpoint(cli: &Cli, doc: &Document, s: &Settings) -> Result<AzureSection> {
     let assertion: Option<AssertionSection> = doc.section("assertion")?;
-    let secret = crate::keys::read_password(
+    let secret = crate::core::keys::read_password(
         s.pick_file(cli.client_secret_file.clone(), "client_secret_file", "client_secret_file")?.as_ref(),
         s.pick::<String>(cli.client_secret_env.clone(), "client_secret_env")?.as_deref(),
         "client secret",
@@ -182,8 +186,9 @@ fn token_endpoint(cli: &Cli, doc: &Document, s: &Settings) -> Result<AzureSectio
             Some(a) => a.token_endpoint.clone(),
             None => {
                 let tenant: String = s.require(None, "tenant_id", "--token-url (or tenant_id in the config)")?;
-                let authority: String = s.pick_or(None, "authority", crate::sign::DEFAULT_AUTHORITY.to_string())?;
-                crate::sign::azure_token_endpoint(&authority, &tenant)?
+                let authority: String =
+                    s.pick_or(None, "authority", crate::tools::sign::DEFAULT_AUTHORITY.to_string())?;
+                crate::tools::sign::azure_token_endpoint(&authority, &tenant)?
             }
         },
     };
@@ -295,7 +300,7 @@ fn section(token: Secret, tr: &TokenResponse, endpoint: &str, client_id: Option<
 
 /// The STS-relevant claims of a JWT, if the token is one.
 pub fn claims_of(token: &Secret) -> Option<SubjectClaims> {
-    let (_, c) = crate::jwt::decode_unverified(token.expose())?;
+    let (_, c) = crate::core::jwt::decode_unverified(token.expose())?;
     Some(SubjectClaims {
         iss: c.get("iss").and_then(|v| v.as_str()).map(str::to_string),
         aud: c.get("aud").cloned(),
@@ -330,7 +335,7 @@ fn external_section(
 /// refuses one that is not a token (spaces, line breaks, control or non-ASCII characters).
 pub fn token_from_content(content: &[u8], field: Option<&str>) -> Result<Secret> {
     let token = any_token_from_content(content, field)?;
-    match oauth::token_flaw(token.expose()) {
+    match crate::core::token::token_flaw(token.expose()) {
         // Empty tokens get their own message from the callers.
         Some(flaw) if !token.is_empty() => Err(Error::input(format!("the token {flaw}"))
             .hint("a token is visible ASCII only: is this the right file, URL or --field?")),

@@ -2,14 +2,14 @@
 //! access token — plus gcloud/google-auth `external_account` credential configurations.
 
 use crate::cli::{self, DocArgs, NetArgs, TokenOutArgs};
-use crate::clock;
-use crate::document::{AzureSection, Document, ImpersonationOptions, StsSection, TokenFields};
-use crate::error::{Context, Error, Result};
+use crate::core::clock;
+use crate::core::document::{AzureSection, Document, ImpersonationOptions, StsSection, TokenFields};
+use crate::core::error::{Context, Error, Result};
+use crate::core::help::Example;
+use crate::core::secret::Secret;
+use crate::core::settings::{FileSetting, Settings};
 use crate::http::{self, Body, Request};
-use crate::manual::Example;
-use crate::oauth::{self, Service, TokenResponse};
-use crate::secret::Secret;
-use crate::settings::{FileSetting, Settings};
+use crate::protocol::oauth::{self, Service, TokenResponse};
 use clap::Parser;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -24,6 +24,10 @@ pub const DEFAULT_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
 pub const DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// What the manual page says beyond the flags.
+pub const PAGE: crate::core::help::Page =
+    crate::core::help::Page { examples: EXAMPLES, files: crate::core::help::CONFIG_FILES };
 
 /// Examples shown in --help and the manual page.
 pub const EXAMPLES: &[Example] = &[
@@ -70,7 +74,7 @@ warning; executable, X.509 and AWS credential sources are refused.\n\n\
 --print-credential-config writes such a file for client libraries that do the exchange themselves, with the \
 pipeline's STS token URL and IAM Credentials endpoint (--iam-endpoint, WIF_IAM_ENDPOINT), so that it works \
 against wif-emulate or a private endpoint too.\n\nAdds the `sts` section.",
-    after_help = crate::manual::after_help("wif-sts", EXAMPLES)
+    after_help = crate::core::help::after_help("wif-sts", EXAMPLES)
 )]
 pub struct Cli {
     /// Workload identity provider: //iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/R
@@ -289,7 +293,7 @@ impl CredentialConfig {
         if let Some(imp) = &self.service_account_impersonation {
             if let Some(secs) = imp.token_lifetime_seconds {
                 let what = format!("service_account_impersonation.token_lifetime_seconds {secs}");
-                crate::iam::lifetime_in_range(secs, &what).map_err(Error::input)?;
+                crate::tools::impersonate::lifetime_in_range(secs, &what).map_err(Error::input)?;
             }
             ignored.extend(set(&imp.other, "service_account_impersonation."));
         }
@@ -356,7 +360,7 @@ pub fn credential_config(cli: &Cli, s: &Settings) -> Result<serde_json::Value> {
     let token_url = s.pick_or(cli.token_url.clone(), "sts_token_url", DEFAULT_TOKEN_URL.to_string())?;
     let subject_token_type = match s.pick::<String>(cli.subject_token_type.clone(), "subject_token_type")? {
         Some(t) => expand_token_type(&t)?,
-        None => crate::azure::JWT_TOKEN_TYPE.to_string(),
+        None => crate::tools::azure::JWT_TOKEN_TYPE.to_string(),
     };
     let format = match &cli.credential_field {
         Some(f) => json!({"type": "json", "subject_token_field_name": f}),
@@ -389,15 +393,18 @@ pub fn credential_config(cli: &Cli, s: &Settings) -> Result<serde_json::Value> {
     if let Some(sa) = s.pick::<String>(cli.service_account.clone(), "service_account")? {
         // The endpoint the pipeline's wif-impersonate uses, so that the file works against
         // wif-emulate or a private endpoint too.
-        let base: String =
-            s.pick_or(cli.iam_endpoint.clone(), "iam_endpoint", crate::iam::DEFAULT_ENDPOINT.to_string())?;
+        let base: String = s.pick_or(
+            cli.iam_endpoint.clone(),
+            "iam_endpoint",
+            crate::tools::impersonate::DEFAULT_ENDPOINT.to_string(),
+        )?;
         http::check_url(&base).map_err(|e| e.context("checking the IAM Credentials endpoint"))?;
         config["service_account_impersonation_url"] =
             json!(format!("{}/v1/projects/-/serviceAccounts/{sa}:generateAccessToken", base.trim_end_matches('/')));
         if let Some(l) = s.pick::<String>(cli.impersonation_lifetime.clone(), "impersonate_lifetime")? {
             let what = format!("--impersonation-lifetime {l}");
-            let secs =
-                crate::iam::lifetime_in_range(clock::parse_duration(&l)?.as_secs(), &what).map_err(Error::usage)?;
+            let secs = crate::tools::impersonate::lifetime_in_range(clock::parse_duration(&l)?.as_secs(), &what)
+                .map_err(Error::usage)?;
             config["service_account_impersonation"] = json!({ "token_lifetime_seconds": secs });
         }
     }
@@ -414,11 +421,13 @@ pub fn read_credential_config(file: &FileSetting) -> Result<CredentialConfig> {
         .context(doing.clone())
         .map_err(file.explain("a gcloud / google-auth external_account credential configuration (JSON)"))?;
     let c: CredentialConfig = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::input(format!("not an external_account configuration ({})", crate::document::scrub(&e))))
+        .map_err(|e| {
+            Error::input(format!("not an external_account configuration ({})", crate::core::document::scrub(&e)))
+        })
         .context(doing.clone())?;
     let ignored = c.check().context(doing)?;
     if !ignored.is_empty() {
-        cli::warn(format!(
+        crate::core::diag::warn(format!(
             "the credential configuration's {} {} not used by wif and ignored",
             ignored.join(", "),
             if ignored.len() == 1 { "is" } else { "are" }
@@ -449,7 +458,7 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
             .as_ref()
             .and_then(|c| c.subject_token_type.clone())
             .or(from_doc_type)
-            .unwrap_or_else(|| crate::azure::JWT_TOKEN_TYPE.into()),
+            .unwrap_or_else(|| crate::tools::azure::JWT_TOKEN_TYPE.into()),
     };
 
     let mut fields: Vec<(&str, &str)> = vec![
@@ -511,7 +520,7 @@ fn subject_token(
     let token = if let Some(path) = &src.file {
         let doing = format!("reading the subject token from {}", path.display());
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e)).context(doing.clone())?;
-        crate::azure::token_from_content(&bytes, field.as_deref()).context(doing)?
+        crate::tools::azure::token_from_content(&bytes, field.as_deref()).context(doing)?
     } else if let Some(url) = &src.url {
         let doing = format!("fetching the subject token from {}", http::redact_query(url));
         let headers = src.headers.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
@@ -519,7 +528,7 @@ fn subject_token(
             .send(&Request { method: "GET", url, headers, bearer: None, body: Body::Empty })
             .and_then(|r| oauth::check(r, Service::Oauth))
             .context(doing.clone())?;
-        crate::azure::token_from_content(&resp.body, field.as_deref()).context(doing)?
+        crate::tools::azure::token_from_content(&resp.body, field.as_deref()).context(doing)?
     } else {
         return Err(Error::input("credential_source has neither file nor url"));
     };

@@ -1,33 +1,16 @@
-//! Manual pages and shell completions, generated from the clap definitions plus the
-//! hand-written sections (EXAMPLES, EXIT STATUS, ENVIRONMENT, FILES, SEE ALSO), and the
-//! `wif(7)` overview. `tests/manual.rs` keeps the checked-in copies in `man/` and
-//! `completions/` in sync (set `WIF_UPDATE_MAN=1` to rewrite them).
+//! Manual pages and shell completions, generated from each tool's clap definition and the help
+//! it carries as data (`wif::core::help`), plus the hand-written sections (EXIT STATUS,
+//! ENVIRONMENT, SEE ALSO). `tests/manual.rs` keeps the checked-in copies in `man/` and
+//! `completions/` in sync (set `WIF_UPDATE_MAN=1` to rewrite them). Only the tests aggregate the
+//! tools, so the library never imports every tool back.
 
-use crate::error::exit_statuses;
 use clap::CommandFactory;
 use std::fmt::Write as _;
-
-/// One example: what it does, and the command.
-pub struct Example {
-    /// What the example does.
-    pub about: &'static str,
-    /// The command line.
-    pub cmd: &'static str,
-}
+use wif::core::error::exit_statuses;
+use wif::core::help::{Page, ALL_TOOLS};
 
 /// The date printed in the pages' title lines (kept fixed so regeneration is reproducible).
 pub const MAN_DATE: &str = "2026-11-23";
-
-/// The `after_help` text of a tool: its examples and the exit statuses, in a line.
-pub fn after_help(name: &str, examples: &[Example]) -> String {
-    let mut s = String::from("Examples:\n");
-    for e in examples {
-        let _ = writeln!(s, "  # {}\n  {}\n", e.about, e.cmd);
-    }
-    let codes: Vec<String> = exit_statuses().iter().map(|x| format!("{} {}", x.code, x.label)).collect();
-    let _ = write!(s, "Exit status: {}. See {name}(1) and wif(7).", codes.join(", "));
-    s
-}
 
 /// The EXIT STATUS section of every manual page, `wif(7)` included.
 pub fn exit_status_section() -> String {
@@ -38,61 +21,28 @@ pub fn exit_status_section() -> String {
     s
 }
 
-/// A manual page's description beyond what clap knows.
+/// A tool's manual page: its command definition and the help it carries as data.
 pub struct PageInfo {
     /// The tool's command definition.
     pub command: clap::Command,
-    /// Examples.
-    pub examples: &'static [Example],
-    /// FILES entries: (path, meaning).
-    pub files: &'static [(&'static str, &'static str)],
+    /// Examples and files.
+    pub page: &'static Page,
 }
 
 /// Every binary's manual page information, in a stable order.
 pub fn pages() -> Vec<PageInfo> {
+    use wif::tools;
     vec![
-        PageInfo { command: crate::sign::Cli::command(), examples: crate::sign::EXAMPLES, files: CONFIG_FILES },
-        PageInfo { command: crate::azure::Cli::command(), examples: crate::azure::EXAMPLES, files: CONFIG_FILES },
-        PageInfo { command: crate::sts::Cli::command(), examples: crate::sts::EXAMPLES, files: CONFIG_FILES },
-        PageInfo { command: crate::iam::Cli::command(), examples: crate::iam::EXAMPLES, files: TOKEN_FILES },
-        PageInfo { command: crate::serve::Cli::command(), examples: crate::serve::EXAMPLES, files: SERVE_FILES },
-        PageInfo { command: crate::get::Cli::command(), examples: crate::get::EXAMPLES, files: TOKEN_FILES },
-        PageInfo { command: crate::inspect::Cli::command(), examples: crate::inspect::EXAMPLES, files: TOKEN_FILES },
-        PageInfo {
-            command: crate::emulator::Cli::command(),
-            examples: crate::emulator::EXAMPLES,
-            files: EMULATOR_FILES,
-        },
+        PageInfo { command: tools::sign::Cli::command(), page: &tools::sign::PAGE },
+        PageInfo { command: tools::azure::Cli::command(), page: &tools::azure::PAGE },
+        PageInfo { command: tools::sts::Cli::command(), page: &tools::sts::PAGE },
+        PageInfo { command: tools::impersonate::Cli::command(), page: &tools::impersonate::PAGE },
+        PageInfo { command: tools::serve::Cli::command(), page: &tools::serve::PAGE },
+        PageInfo { command: tools::get::Cli::command(), page: &tools::get::PAGE },
+        PageInfo { command: tools::inspect::Cli::command(), page: &tools::inspect::PAGE },
+        PageInfo { command: wif::emulator::Cli::command(), page: &wif::emulator::PAGE },
     ]
 }
-
-const CONFIG_FILES: &[(&str, &str)] = &[(
-    "/etc/wif/wif.json",
-    "conventional place for the config file given with --config (a JSON object of settings; see wif(7))",
-)];
-
-const EMULATOR_FILES: &[(&str, &str)] = &[(
-    "emulator.json",
-    "the emulator configuration given with --config: tenant, apps and certificates, issuers, pools, providers, service accounts (wif-emulate --print-example-config; docs/EMULATOR.md)",
-)];
-
-const TOKEN_FILES: &[(&str, &str)] = &[
-    ("wif_token.txt", "the token written by --token-out: exactly the token bytes, mode 0600, replaced atomically"),
-    (
-        "wif_token.txt.meta.json",
-        "beside it: expires_at, token_type, written_at, written_by, bytes and the token's SHA-256",
-    ),
-    ("/etc/wif/wif.json", "conventional place for the config file given with --config"),
-];
-
-const SERVE_FILES: &[(&str, &str)] = &[
-    ("wif_token.txt", "the token file given with --token; served byte for byte, re-read when it changes"),
-    (
-        "wif_token.txt.meta.json",
-        "beside it: the token's expiry (sent as X-Token-Expires-At); past it, or when it describes another token, the answer is 503; without it the expiry is the token file's modification time + --assume-ttl",
-    ),
-    ("/etc/wif/wif.json", "conventional place for the config file given with --config"),
-];
 
 /// Escapes text for roff: backslashes, and a leading dot or quote.
 fn esc(s: &str) -> String {
@@ -140,9 +90,9 @@ pub fn render(page: &PageInfo) -> String {
     // clap_mangen separates possible values with ".br, blank line, .br", which mandoc flags.
     let mut s = String::from_utf8_lossy(&buf).replace(".br\n\n.br\n", ".sp\n");
 
-    if !page.examples.is_empty() {
+    if !page.page.examples.is_empty() {
         s.push_str(".SH EXAMPLES\n");
-        for (i, e) in page.examples.iter().enumerate() {
+        for (i, e) in page.page.examples.iter().enumerate() {
             let sep = if i == 0 { "" } else { ".PP\n" };
             let _ = write!(s, "{sep}{}\n.PP\n.RS 4\n.nf\n{}\n.fi\n.RE\n", esc(e.about), esc(e.cmd));
         }
@@ -175,9 +125,9 @@ pub fn render(page: &PageInfo) -> String {
             ".PP\nSettings are taken from, highest first: flags, these environment variables, the \\fBconfig\\fR object of the JSON document on stdin, and the file given with \\fB\\-\\-config\\fR.\n",
         );
     }
-    if !page.files.is_empty() {
+    if !page.page.files.is_empty() {
         s.push_str(".SH FILES\n");
-        for (path, what) in page.files {
+        for (path, what) in page.page.files {
             let _ = write!(s, ".TP\n.I {}\n{}\n", esc(path), esc(what));
         }
     }
@@ -186,10 +136,6 @@ pub fn render(page: &PageInfo) -> String {
     let _ = writeln!(s, "{}\n.BR wif (7)", others.join("\n"));
     ascii_roff(&s)
 }
-
-/// Every binary of the package.
-pub const ALL_TOOLS: &[&str] =
-    &["wif-sign", "wif-azure", "wif-sts", "wif-impersonate", "wif-serve", "wif-get", "wif-inspect", "wif-emulate"];
 
 /// Shell completions for one command.
 pub fn completions(cmd: &clap::Command, shell: clap_complete::Shell) -> String {
@@ -211,7 +157,7 @@ pub fn completion_file(name: &str, shell: clap_complete::Shell) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+mod unit {
     use super::*;
 
     #[test]

@@ -19,13 +19,13 @@
 //! page sends, and no client library does) gets 403. These refusals, and proxied requests,
 //! are logged on stderr, one line each, at most REFUSALS_LOGGED a minute.
 
-use crate::clock;
-use crate::error::{Error, Kind, Result};
-use crate::get::{self, Cli, Plan};
-use crate::secret::Secret;
-use crate::serve::pool::{Pool, Slot};
-use crate::serve::{http, Deadlined};
-use crate::settings::{OneOrMany, Settings};
+use super::{self as get, Cli, Plan};
+use crate::core::clock;
+use crate::core::error::{Error, Kind, Result};
+use crate::core::secret::Secret;
+use crate::core::settings::{OneOrMany, Settings};
+use crate::server::pool::{Pool, Slot};
+use crate::server::{http, Deadlined};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -193,7 +193,7 @@ impl State {
             n => format!(" ({n} more refused since the last line, not logged)"),
         };
         let (method, path) = (printable(method, 20), printable(path, 200));
-        crate::cli::warn(format!("metadata server: refused {method} {path}: {why}{more}"));
+        crate::core::diag::warn(format!("metadata server: refused {method} {path}: {why}{more}"));
     }
 
     /// Tells the refresher a client found no valid token.
@@ -550,7 +550,7 @@ fn token(state: &State, scopes: Option<&str>, now: i64) -> Reply {
             let first_time =
                 state.warned_scopes.lock().map(|mut w| w.len() < 64 && w.insert(key.clone())).unwrap_or(false);
             if first_time {
-                crate::cli::warn(format!(
+                crate::core::diag::warn(format!(
                     "metadata server: a client asked for scopes {key}; it gets the token as issued, with {}",
                     state.identity.scopes.join(",")
                 ));
@@ -654,7 +654,7 @@ pub(crate) fn run(cli: &Cli, s: &Settings, plan: &Plan, addr: &str) -> Result<()
     let identity = Identity::from_settings(cli, s)?;
     if identity.project_number.is_none() {
         // gcloud's detection reads project/numeric-project-id and wants digits there.
-        crate::cli::warn(
+        crate::core::diag::warn(
             "metadata server: gcloud and gsutil will not detect this metadata server without --project-number \
              (client libraries will)",
         );
@@ -806,7 +806,7 @@ fn refresh_loop(
             Ok(current) => {
                 let now = clock::now_unix();
                 let remaining = current.expires_at - now;
-                let sha = crate::keys::sha256_hex(current.token.expose().as_bytes());
+                let sha = crate::core::keys::sha256_hex(current.token.expose().as_bytes());
                 let wait = refresh_delay(remaining, min_ttl, current.assumed_ttl);
                 let expires_at = current.expires_at;
                 let assumed = if current.assumed_ttl.is_some() { " assumed" } else { "" };
@@ -837,8 +837,8 @@ fn refresh_loop(
                 };
                 let wait = retry_delay(failures);
                 let hint = e.hint_text().map(|h| format!(" (hint: {h})")).unwrap_or_default();
-                let retry = crate::cli::Retry { attempt: failures, of: None, delay: Duration::from_secs(wait) };
-                crate::cli::retrying(
+                let retry = crate::core::diag::Retry { attempt: failures, of: None, delay: Duration::from_secs(wait) };
+                crate::core::diag::retrying(
                     TOOL,
                     "metadata server",
                     &format!("refreshing the token failed: {e}{hint}; {serving}"),

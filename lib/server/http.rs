@@ -278,7 +278,7 @@ impl Response {
         ];
         for (name, value) in standard.into_iter().chain(self.headers.iter().map(|(k, v)| (*k, v.as_str()))) {
             if !crate::http::push_header(&mut head, name, value) {
-                crate::serve::log::Event::new("header_refused")
+                crate::tools::serve::log::Event::new("header_refused")
                     .what(name)
                     .reason("its value holds a line break or a control character; the answer went without it")
                     .emit();

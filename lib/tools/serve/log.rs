@@ -22,7 +22,7 @@ pub fn emit<T: Serialize>(event: &T) {
 
 /// The current time as RFC 3339 UTC with milliseconds.
 pub fn now() -> String {
-    crate::clock::rfc3339_millis(time::OffsetDateTime::now_utc())
+    crate::core::clock::rfc3339_millis(time::OffsetDateTime::now_utc())
 }
 
 /// The first line: where the server listens.

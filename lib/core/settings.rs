@@ -6,8 +6,8 @@
 //! file under the document's `config` and passes the result on, so
 //! `wif-sign --config wif.json | wif-azure | wif-sts | …` configures the whole pipeline.
 
-use crate::document::Document;
-use crate::error::{Error, Result};
+use crate::core::document::Document;
+use crate::core::error::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -111,7 +111,7 @@ impl Settings {
     pub fn load(doc: &mut Document, file: Option<&Path>) -> Result<Settings> {
         let mut config = match file {
             Some(path) => read_config_file(path).map_err(|e| {
-                let origin = crate::cli::given_as("config").unwrap_or_else(|| "--config".into());
+                let origin = crate::core::settings::given_as("config").unwrap_or_else(|| "--config".into());
                 e.file_setting(&origin, "a JSON object of wif settings (see wif(7))")
             })?,
             None => Map::new(),
@@ -129,7 +129,7 @@ impl Settings {
         }
         for key in config.keys() {
             if !KNOWN_KEYS.contains(&key.as_str()) {
-                crate::cli::warn(format!("config key \"{key}\" is not a wif setting and is ignored"));
+                crate::core::diag::warn(format!("config key \"{key}\" is not a wif setting and is ignored"));
             }
         }
         doc.set_config(config.clone());
@@ -193,7 +193,7 @@ impl Settings {
     /// the config key (`config key "key"`).
     pub fn origin(&self, by_flag: bool, arg: &str, key: &str) -> String {
         if by_flag {
-            crate::cli::given_as(arg).unwrap_or_else(|| format!("--{}", arg.replace('_', "-")))
+            crate::core::settings::given_as(arg).unwrap_or_else(|| format!("--{}", arg.replace('_', "-")))
         } else {
             format!("config key \"{key}\"")
         }
@@ -274,6 +274,20 @@ impl OneOrMany {
     }
 }
 
+/// The arguments clap was given, by id, as the user wrote them: `--key` or `WIF_KEY`.
+static GIVEN: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+/// Remembers how each argument was given (see [`given_as`]); the command-line parser calls it once.
+pub fn remember_given(given: Vec<(String, String)>) {
+    let _ = GIVEN.set(given);
+}
+
+/// How the argument `id` was given, if [`parse`] saw it: `--key`, or `WIF_KEY` when it came
+/// from the environment.
+pub fn given_as(id: &str) -> Option<String> {
+    GIVEN.get()?.iter().find(|(i, _)| i == id).map(|(_, shown)| shown.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,7 +330,7 @@ mod tests {
     fn missing_required_setting_names_flag_env_and_key() {
         let s = Settings::default();
         let e = s.require::<String>(None, "client_id", "--client-id").unwrap_err();
-        assert_eq!(e.kind(), crate::error::Kind::Usage);
+        assert_eq!(e.kind(), crate::core::error::Kind::Usage);
         let hint = e.hint_text().unwrap();
         assert!(hint.contains("WIF_CLIENT_ID") && hint.contains("\"client_id\""));
     }

@@ -2,7 +2,7 @@
 //! from the client certificate (subject CN, DNS or URI SAN such as a SPIFFE ID, or a pin of
 //! the public key or of the whole certificate).
 
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 use base64::Engine;
 use x509_parser::extensions::GeneralName;
 
@@ -28,7 +28,7 @@ pub struct Identity {
 impl Identity {
     /// Reads the identity of a DER certificate (already verified by the TLS layer).
     pub fn from_der(der: &[u8]) -> Identity {
-        let fingerprint = crate::keys::sha256_hex(der);
+        let fingerprint = crate::core::keys::sha256_hex(der);
         let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
             return Identity { subject: "<unparsable certificate>".into(), fingerprint, ..Identity::default() };
         };
@@ -39,7 +39,7 @@ impl Identity {
                 .iter_common_name()
                 .filter_map(|a| a.as_str().ok().map(str::to_string))
                 .collect(),
-            spki_sha256: crate::keys::sha256_hex(cert.public_key().raw),
+            spki_sha256: crate::core::keys::sha256_hex(cert.public_key().raw),
             fingerprint,
             not_after: cert.validity().not_after.timestamp(),
             ..Identity::default()
@@ -200,7 +200,7 @@ mod tests {
         assert!(AllowList::default().allows(&id()));
         for bad in ["wif-client", "cn:", "email:a@b", "spki-sha256:zz"] {
             let e = AllowList::parse(&[bad.to_string()]).unwrap_err();
-            assert_eq!(e.kind(), crate::error::Kind::Usage, "{bad}");
+            assert_eq!(e.kind(), crate::core::error::Kind::Usage, "{bad}");
         }
     }
 }

@@ -5,11 +5,11 @@
 //! come from fixed sets, so the number of series is bounded whatever clients send. Nothing
 //! secret is exposed: no token, no client identity, only counts and the token's timestamps.
 
-use super::http::{self, Incoming, Response, HEALTH_PATH};
-use super::pool::{Pool, Slot};
 use super::token::{State, TokenSource};
-use super::Deadlined;
-use crate::clock;
+use crate::core::clock;
+use crate::server::http::{self, Incoming, Response, HEALTH_PATH};
+use crate::server::pool::{Pool, Slot};
+use crate::server::Deadlined;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -421,9 +421,10 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         let p = d.join("t.txt");
         let exp = clock::rfc3339(clock::now_unix() + 600);
-        crate::files::write_token(&p, &crate::secret::Secret::new("x"), "access_token", Some(&exp), "test").unwrap();
+        crate::core::files::write_token(&p, &crate::core::secret::Secret::new("x"), "access_token", Some(&exp), "test")
+            .unwrap();
         // Make it look written two hours ago and expired an hour ago.
-        let meta_path = crate::files::meta_path(&p);
+        let meta_path = crate::core::files::meta_path(&p);
         let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
         let now = clock::now_unix();
         meta["expires_at"] = clock::rfc3339(now - 3600).into();

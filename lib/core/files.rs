@@ -7,9 +7,9 @@
 //! renames leaves a consistent pair. Existing files are read only when this user (or root)
 //! wrote them and nobody else can change them, and never by blocking on a FIFO.
 
-use crate::clock;
-use crate::error::{Error, Kind, Result};
-use crate::secret::Secret;
+use crate::core::clock;
+use crate::core::error::{Error, Kind, Result};
+use crate::core::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -47,7 +47,7 @@ pub struct MetaFile {
 impl MetaFile {
     /// The entry describing `token`: the current one, else the previous one.
     pub fn entry_for(&self, token: &[u8]) -> Option<&TokenMeta> {
-        let sha = crate::keys::sha256_hex(token);
+        let sha = crate::core::keys::sha256_hex(token);
         std::iter::once(&self.current).chain(&self.previous).find(|e| e.sha256 == sha)
     }
 }
@@ -197,7 +197,7 @@ fn new_meta(path: &Path, token: &Secret, token_type: &str, expires_at: Option<&s
         written_at: clock::rfc3339(now),
         written_by: tool.to_string(),
         bytes: token.expose().len(),
-        sha256: crate::keys::sha256_hex(token.expose().as_bytes()),
+        sha256: crate::core::keys::sha256_hex(token.expose().as_bytes()),
     };
     Ok(MetaFile { current, previous })
 }
@@ -358,7 +358,7 @@ impl std::fmt::Debug for BareToken {
 /// Reads a token file that has no metadata, under the same trust rules as `read_token` (a
 /// regular file, owned by this user or root, writable by nobody else). One trailing line end
 /// (LF or CRLF), which a generator may add, is not part of the token; what is left must be a
-/// token alone (`oauth::bare_token`).
+/// token alone (`core::token::bare_token`).
 pub fn read_bare_token(path: &Path) -> std::result::Result<BareToken, Stored> {
     let (mut bytes, mut stat) = read_part_with_stat(path, Part::Token)?;
     if bytes.is_empty() {
@@ -373,7 +373,7 @@ pub fn read_bare_token(path: &Path) -> std::result::Result<BareToken, Stored> {
         // Whole token responses are JSON; wif-serve serves the token alone.
         return Err(unusable("holds JSON, not the token alone (the access_token value)"));
     }
-    let token = crate::oauth::bare_token(token).map_err(unusable)?;
+    let token = crate::core::token::bare_token(token).map_err(unusable)?;
     let modified = stat
         .modified()
         .ok()
@@ -421,7 +421,7 @@ fn unchanged(before: &std::fs::Metadata, after: &std::fs::Metadata, read: usize)
 type ReadOnce = (Vec<u8>, std::fs::Metadata, std::fs::Metadata);
 
 fn read_part_once(path: &Path, part: Part) -> std::result::Result<ReadOnce, Stored> {
-    let unusable = |e: &std::io::Error| Stored::Unusable(part, path.to_path_buf(), crate::error::io_words(e));
+    let unusable = |e: &std::io::Error| Stored::Unusable(part, path.to_path_buf(), crate::core::error::io_words(e));
     let mut opts = std::fs::OpenOptions::new();
     opts.read(true);
     #[cfg(unix)]
@@ -610,9 +610,9 @@ mod tests {
         let second = write(&p, "second", &in_an_hour());
         let text: serde_json::Value = serde_json::from_slice(&std::fs::read(meta_path(&p)).unwrap()).unwrap();
         // Today's fields keep their meaning: the token in the file.
-        assert_eq!(text["sha256"], crate::keys::sha256_hex(b"second"));
+        assert_eq!(text["sha256"], crate::core::keys::sha256_hex(b"second"));
         assert_eq!(text["expires_at"], second.expires_at.as_str());
-        assert_eq!(text["previous"]["sha256"], crate::keys::sha256_hex(b"first"));
+        assert_eq!(text["previous"]["sha256"], crate::core::keys::sha256_hex(b"first"));
         assert_eq!(text["previous"]["expires_at"], first.expires_at.as_str());
         assert!(text["previous"].get("previous").is_none(), "one level only");
         // The previous token's entry is carried, never an entry of a token older than that.
@@ -640,7 +640,7 @@ mod tests {
         // The next write keeps the entry of the token really in the file.
         write(&p, "newer", &in_an_hour());
         let m: MetaFile = serde_json::from_slice(&std::fs::read(meta_path(&p)).unwrap()).unwrap();
-        assert_eq!(m.previous.unwrap().sha256, crate::keys::sha256_hex(b"old"));
+        assert_eq!(m.previous.unwrap().sha256, crate::core::keys::sha256_hex(b"old"));
         assert_eq!(read(&p).unwrap(), "newer");
         std::fs::remove_dir_all(&d).unwrap();
     }

@@ -2,13 +2,13 @@
 //! its private key, in the form MSAL makes it for Azure AD.
 
 use crate::cli::{self, DocArgs, TokenOutArgs};
-use crate::clock;
-use crate::document::{AssertionSection, Document, TokenFields};
-use crate::error::{Error, Result};
-use crate::keys::{self, KeyType};
-use crate::manual::Example;
-use crate::secret::Secret;
-use crate::settings::Settings;
+use crate::core::clock;
+use crate::core::document::{AssertionSection, Document, TokenFields};
+use crate::core::error::{Error, Result};
+use crate::core::help::Example;
+use crate::core::keys::{self, KeyType};
+use crate::core::secret::Secret;
+use crate::core::settings::Settings;
 use clap::{Parser, ValueEnum};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
@@ -60,6 +60,10 @@ pub enum Thumbprint {
     Sha256,
 }
 
+/// What the manual page says beyond the flags.
+pub const PAGE: crate::core::help::Page =
+    crate::core::help::Page { examples: EXAMPLES, files: crate::core::help::CONFIG_FILES };
+
 /// Examples shown in --help and the manual page.
 pub const EXAMPLES: &[Example] = &[
     Example {
@@ -100,7 +104,7 @@ Azure AD certificate credentials: header alg, typ JWT and the certificate thumbp
 aud = the token endpoint, iss = sub = the client id, a random jti, nbf/iat = now minus 30 s (so a verifier whose clock is a little behind still accepts it) and exp = now + lifetime.\n\n\
 Reads the wif JSON document on stdin (nothing piped: an empty one), adds the `assertion` section and writes the \
 document to stdout for wif-azure. The private key never leaves this process; only the signed JWT does.",
-    after_help = crate::manual::after_help("wif-sign", EXAMPLES)
+    after_help = crate::core::help::after_help("wif-sign", EXAMPLES)
 )]
 pub struct Cli {
     /// Application (client) id: the assertion's iss and sub
@@ -225,7 +229,7 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         aud: &token_endpoint,
         iss: &client_id,
         sub: &client_id,
-        jti: crate::jwt::random_uuid(),
+        jti: crate::core::jwt::random_uuid(),
         nbf: now - CLOCK_SKEW_MARGIN,
         iat: now - CLOCK_SKEW_MARGIN,
         exp: now + lifetime,
@@ -293,7 +297,7 @@ fn check_cert_dates(cert: &[u8]) -> Result<()> {
     let now = clock::now_unix();
     let v = c.validity();
     if v.not_after.timestamp() < now {
-        cli::warn(format!(
+        crate::core::diag::warn(format!(
             "the certificate expired at {}; identity providers refuse assertions for expired credentials",
             clock::rfc3339(v.not_after.timestamp())
         ));
@@ -317,10 +321,10 @@ mod tests {
 
     #[test]
     fn jti_is_uuid4() {
-        let j = crate::jwt::random_uuid();
+        let j = crate::core::jwt::random_uuid();
         assert_eq!(j.len(), 36);
         assert_eq!(&j[14..15], "4");
-        assert_ne!(j, crate::jwt::random_uuid());
+        assert_ne!(j, crate::core::jwt::random_uuid());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The JSON document that flows through the pipe: a format version, a `config` object,
 //! one section per step, and any other field carried through untouched.
 
-use crate::error::{Error, Result};
-use crate::secret::Secret;
+use crate::core::error::{Error, Result};
+use crate::core::secret::Secret;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -103,7 +103,8 @@ impl Document {
 
     /// Sets (replaces) a section.
     pub fn set<T: Serialize>(&mut self, name: &str, section: &T) -> Result<()> {
-        let v = serde_json::to_value(section).map_err(|e| Error::new(crate::error::Kind::Internal, e.to_string()))?;
+        let v =
+            serde_json::to_value(section).map_err(|e| Error::new(crate::core::error::Kind::Internal, e.to_string()))?;
         self.fields.insert(name.to_string(), v);
         Ok(())
     }
@@ -328,7 +329,7 @@ mod tests {
     #[test]
     fn rejects_bad_documents_without_echoing_them() {
         let e = Document::parse(b"{\"token\": \"s3cret").unwrap_err();
-        assert_eq!(e.kind(), crate::error::Kind::Input);
+        assert_eq!(e.kind(), crate::core::error::Kind::Input);
         assert!(!e.to_string().contains("s3cret"));
         assert!(Document::parse(b"[1]").is_err());
         assert!(Document::parse(b"{\"version\": 99}").is_err());

@@ -2,15 +2,15 @@
 //! (IAM Credentials `generateAccessToken`) or ID token (`generateIdToken`).
 
 use crate::cli::{self, DocArgs, NetArgs, TokenOutArgs};
-use crate::clock;
-use crate::document::{AzureSection, Document, ImpersonatedSection, StsSection, TokenFields};
-use crate::error::{Context, Error, Kind, Result};
-use crate::hints;
+use crate::core::clock;
+use crate::core::document::{AzureSection, Document, ImpersonatedSection, StsSection, TokenFields};
+use crate::core::error::{Context, Error, Kind, Result};
+use crate::core::help::Example;
+use crate::core::secret::Secret;
+use crate::core::settings::Settings;
 use crate::http::{Body, Request};
-use crate::manual::Example;
-use crate::oauth::{self, Service};
-use crate::secret::Secret;
-use crate::settings::Settings;
+use crate::protocol::hints;
+use crate::protocol::oauth::{self, Service};
 use clap::Parser;
 use serde::Deserialize;
 use serde_json::json;
@@ -24,6 +24,10 @@ pub const DEFAULT_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
 pub const DEFAULT_LIFETIME: &str = "3600s";
 /// Longest lifetime IAM grants (with the org-policy exception).
 pub const MAX_LIFETIME_SECS: u64 = 43_200;
+
+/// What the manual page says beyond the flags.
+pub const PAGE: crate::core::help::Page =
+    crate::core::help::Page { examples: EXAMPLES, files: crate::core::help::TOKEN_FILES };
 
 /// Examples shown in --help and the manual page.
 pub const EXAMPLES: &[Example] = &[
@@ -52,7 +56,7 @@ with --id-token) with the federated token from wif-sts as the bearer. The federa
 roles/iam.workloadIdentityUser on the service account.\n\n\
 Adds the `impersonated` section; with --token-out the token alone goes to a file, atomically and with mode 0600, \
 so wif-serve can publish it. On any failure the existing file is left exactly as it was.",
-    after_help = crate::manual::after_help("wif-impersonate", EXAMPLES)
+    after_help = crate::core::help::after_help("wif-impersonate", EXAMPLES)
 )]
 pub struct Cli {
     /// Service account email to impersonate [default: from the credential configuration's impersonation URL]
@@ -111,7 +115,7 @@ pub fn main() -> ExitCode {
 pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     let sts: StsSection = doc.require("sts", "wif-sts")?;
     // It goes into the Authorization header as it is.
-    if let Some(flaw) = oauth::token_flaw(sts.token.token.expose()) {
+    if let Some(flaw) = crate::core::token::token_flaw(sts.token.token.expose()) {
         return Err(Error::input(format!("the document's federated token (sts.token) {flaw}"))
             .hint("run wif-sts again; a token is visible ASCII only"));
     }
@@ -178,7 +182,7 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
             .ok_or_else(|| Error::new(Kind::Unavailable, "the response has no token"))
             .context(doing.clone())?;
         oauth::check_token(&token, "token").context(doing.clone())?;
-        let expires_at = crate::jwt::unverified_exp(token.expose()).map(clock::rfc3339);
+        let expires_at = crate::core::jwt::unverified_exp(token.expose()).map(clock::rfc3339);
         ImpersonatedSection {
             token: TokenFields { token, token_type: "id_token".into(), expires_at },
             endpoint: url.clone(),
@@ -198,7 +202,7 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
                 .unwrap_or_else(|| DEFAULT_LIFETIME.to_string()),
         )?;
         let scopes: Vec<String> = if cli.scopes.is_empty() {
-            s.pick_or(None, "impersonate_scope", vec![crate::sts::DEFAULT_SCOPE.to_string()])?
+            s.pick_or(None, "impersonate_scope", vec![crate::tools::sts::DEFAULT_SCOPE.to_string()])?
         } else {
             cli.scopes.clone()
         };
@@ -299,7 +303,7 @@ pub fn normalize_lifetime(l: &str) -> Result<String> {
         Error::usage(why).hint("the default limit is 3600s; longer lifetimes need the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension")
     })?;
     if secs > 3600 {
-        cli::warn("lifetimes over 3600s are refused unless the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension lists this service account");
+        crate::core::diag::warn("lifetimes over 3600s are refused unless the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension lists this service account");
     }
     Ok(format!("{secs}s"))
 }

@@ -1,11 +1,12 @@
 //! Token endpoint responses: success bodies (OAuth 2.0, RFC 8693, Azure v1 quirks) and the
 //! error bodies of Azure AD, Google STS and Google APIs, turned into errors with hints.
 
-use crate::clock;
-use crate::error::{Error, Kind, Result};
-use crate::hints;
+use crate::core::clock;
+use crate::core::error::{Error, Kind, Result};
+use crate::core::secret::Secret;
+use crate::core::token::{byte_flaw, token_flaw};
 use crate::http::Response;
-use crate::secret::Secret;
+use crate::protocol::hints;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -90,7 +91,7 @@ impl TokenResponse {
         if let Some(on) = self.expires_on.filter(|s| *s > 0) {
             return Some(clock::rfc3339(on));
         }
-        crate::jwt::unverified_exp(token.expose()).map(clock::rfc3339)
+        crate::core::jwt::unverified_exp(token.expose()).map(clock::rfc3339)
     }
 }
 
@@ -108,38 +109,6 @@ fn bad_answer(what: String) -> Error {
     Error::new(Kind::Unavailable, what).hint(
         "no genuine token service answers that: check the URL, and whether a proxy or TLS interception alters the answers; nothing was written (a previous token file is kept)",
     )
-}
-
-/// What is wrong with a token for storing it in a file, serving it and sending it in an
-/// `Authorization` header, if anything. Tokens are visible ASCII (JWTs, RFC 6750
-/// `b64token`, Google's `ya29.`): never spaces, line breaks, control or non-ASCII
-/// characters. Says what is wrong, never what the token is.
-pub fn token_flaw(token: &str) -> Option<&'static str> {
-    if token.is_empty() {
-        return Some("is empty");
-    }
-    token.bytes().find(|b| !(0x21..0x7f).contains(b)).map(byte_flaw)
-}
-
-/// What a byte that has no place in a token or a token type makes of it.
-fn byte_flaw(b: u8) -> &'static str {
-    match b {
-        b' ' => "holds a space",
-        b'\r' | b'\n' => "holds a line break",
-        0x80.. => "holds a non-ASCII character",
-        0..=0x1f | 0x7f => "holds a control character",
-        _ => "holds a character that no token type has",
-    }
-}
-
-/// Checks a token that a file or an answer carries alone (the seed's `wif_token.txt` and its
-/// Flask server's body), once the caller has taken off the line ends it allows around it: it
-/// must be one token ([`token_flaw`]). On failure, what is wrong, never what the text is.
-pub fn bare_token(token: &str) -> std::result::Result<&str, &'static str> {
-    match token_flaw(token) {
-        Some(flaw) => Err(flaw),
-        None => Ok(token),
-    }
 }
 
 /// Refuses a token from a service's answer that [`token_flaw`] finds fault with.
@@ -185,7 +154,7 @@ fn is_absolute_uri(s: &str) -> bool {
 /// forge lines on a terminal or in a log) and cut at 64 characters.
 fn preview(value: &str) -> String {
     // Scrubbed before it is cut, so that no half of a secret survives the cut.
-    let value = crate::secret::scrub(value);
+    let value = crate::core::secret::scrub(value);
     let cut: String = value.chars().take(64).collect();
     let more = if cut.len() < value.len() { "…" } else { "" };
     format!("{cut:?}{more}")

@@ -1,9 +1,9 @@
 //! Keys and certificates: PEM (PKCS#1, PKCS#8, SEC1) and PKCS#12 loading, thumbprints,
 //! and the check that a key belongs to its certificate.
 
-use crate::error::{Error, Kind, Result};
-use crate::secret::Secret;
-use crate::settings::FileSetting;
+use crate::core::error::{Error, Kind, Result};
+use crate::core::secret::Secret;
+use crate::core::settings::FileSetting;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
 };
@@ -158,7 +158,7 @@ pub fn warn_if_readable_by_others(path: &Path) {
         if let Ok(m) = std::fs::metadata(path) {
             let mode = m.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
-                crate::cli::warn(format!(
+                crate::core::diag::warn(format!(
                     "private key {} is accessible by others (mode {mode:04o}); run chmod 600 on it",
                     path.display()
                 ));

@@ -7,24 +7,23 @@
 
 pub mod allow;
 pub mod conns;
-pub mod http;
 pub mod log;
 pub mod metrics;
-pub(crate) mod pool;
 pub mod tls;
 pub mod token;
 
 use crate::cli::{self, DocArgs};
-use crate::error::{Error, Kind, Result};
-use crate::manual::Example;
-use crate::settings::Settings;
+use crate::core::error::{Error, Kind, Result};
+use crate::core::help::Example;
+use crate::core::settings::Settings;
+use crate::server::http::{self, Incoming, Response, Route};
+use crate::server::Deadlined;
 use allow::{AllowList, Identity};
 use clap::Parser;
 use conns::{Conn, Phase, Scope, Table};
-use http::{Incoming, Response, Route};
 use log::Event;
 use metrics::{Metrics, Refusal};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +33,19 @@ use std::time::{Duration, Instant};
 use token::{State, TokenSource};
 
 const TOOL: &str = "wif-serve";
+
+/// What the manual page says beyond the flags.
+pub const PAGE: crate::core::help::Page = crate::core::help::Page { examples: EXAMPLES, files: FILES };
+
+/// The files of the manual page.
+const FILES: &[(&str, &str)] = &[
+    ("wif_token.txt", "the token file given with --token; served byte for byte, re-read when it changes"),
+    (
+        "wif_token.txt.meta.json",
+        "beside it: the token's expiry (sent as X-Token-Expires-At); past it, or when it describes another token, the answer is 503; without it the expiry is the token file's modification time + --assume-ttl",
+    ),
+    ("/etc/wif/wif.json", "conventional place for the config file given with --config"),
+];
 
 /// Examples shown in --help and the manual page.
 pub const EXAMPLES: &[Example] = &[
@@ -110,7 +122,7 @@ wif_serve_requests_timed_out_total, wif_serve_token_available, wif_serve_token_e
 wif_serve_token_expires_in_seconds, wif_serve_token_age_seconds, wif_serve_build_info{version}, \
 wif_serve_start_time_seconds and wif_serve_scrapes_total. They hold no token and no client identity, but have no \
 authentication either: a non-loopback address draws a warning.",
-    after_help = crate::manual::after_help("wif-serve", EXAMPLES)
+    after_help = crate::core::help::after_help("wif-serve", EXAMPLES)
 )]
 pub struct Cli {
     /// Address and port to listen on, e.g. 0.0.0.0:8443 or 127.0.0.1:0 (any free port)
@@ -191,7 +203,7 @@ pub struct Options {
 
 fn duration(s: &Settings, flag: Option<String>, key: &str, name: &str, default: u64) -> Result<Duration> {
     let d = match s.pick::<String>(flag, key)? {
-        Some(t) => crate::clock::parse_duration(&t).map_err(|e| e.context(name.to_string()))?,
+        Some(t) => crate::core::clock::parse_duration(&t).map_err(|e| e.context(name.to_string()))?,
         None => Duration::from_secs(default),
     };
     if d.is_zero() {
@@ -250,7 +262,7 @@ impl Options {
             },
             token: s.require(cli.token.clone(), "token_file", "--token")?,
             assume_ttl: match s.pick::<String>(cli.assume_ttl.clone(), "serve_assume_ttl")? {
-                Some(t) => Some(crate::clock::parse_duration(&t).map_err(|e| e.context("--assume-ttl"))?)
+                Some(t) => Some(crate::core::clock::parse_duration(&t).map_err(|e| e.context("--assume-ttl"))?)
                     .filter(|d| !d.is_zero()),
                 None => Some(token::DEFAULT_ASSUME_TTL),
             },
@@ -437,7 +449,7 @@ pub fn run(opts: Options) -> Result<()> {
             let l = bind(addr, "--metrics-listen")?;
             let a = l.local_addr().map_err(|e| Error::new(Kind::Io, format!("metrics listening socket: {e}")))?;
             if metrics::is_exposed(&a) {
-                cli::warn(format!(
+                crate::core::diag::warn(format!(
                     "the metrics listener {a} is not on loopback: anyone who reaches it can read the metrics (no token, but the token's expiry and refused clients); bind it to 127.0.0.1 or a management network"
                 ));
             }
@@ -477,7 +489,7 @@ pub fn run(opts: Options) -> Result<()> {
     let metrics_address = match metrics_listener {
         Some((l, a)) => {
             let shared = shared.clone();
-            let started = crate::clock::now_unix();
+            let started = crate::core::clock::now_unix();
             spawn_named("metrics", move || {
                 let render = || shared.metrics.render(shared.open_connections(), &shared.token, started);
                 metrics::serve(l, &shared.metrics, render, || health(&shared.token))
@@ -544,7 +556,7 @@ pub fn run(opts: Options) -> Result<()> {
 /// warning, and 503 until it is mended; a token file without metadata is served with an
 /// assumed expiry, and a warning says so.
 fn check_token_at_start(token: &std::path::Path, source: &TokenSource) -> Result<()> {
-    use crate::files::{Part, Stored};
+    use crate::core::files::{Part, Stored};
     // Opened only once it is known to be a regular file: opening a FIFO would block.
     if std::fs::metadata(token).is_ok_and(|m| m.is_file()) {
         if let Err(e) = std::fs::File::open(token) {
@@ -558,13 +570,14 @@ fn check_token_at_start(token: &std::path::Path, source: &TokenSource) -> Result
             });
         }
     }
-    match crate::files::read_token(token) {
+    match crate::core::files::read_token(token) {
         Stored::Found(_) => {}
-        Stored::Missing(Part::Token, _) => {
-            cli::warn(format!("the token file {} does not exist yet; answering 503 until it does", token.display()))
-        }
+        Stored::Missing(Part::Token, _) => crate::core::diag::warn(format!(
+            "the token file {} does not exist yet; answering 503 until it does",
+            token.display()
+        )),
         Stored::Missing(Part::Meta, _) if source.assumes_ttl() => source.warn_if_assumed(),
-        other => cli::warn(format!("{}; answering 503 until that changes", other.detail())),
+        other => crate::core::diag::warn(format!("{}; answering 503 until that changes", other.detail())),
     }
     Ok(())
 }
@@ -625,40 +638,6 @@ fn shutdown(shared: &Shared, grace: Duration) {
     Event::new("stopped").connections(shared.open_connections()).emit();
 }
 
-/// A socket whose every read and write must finish before a deadline.
-pub(crate) struct Deadlined<'a> {
-    pub(crate) tcp: &'a TcpStream,
-    pub(crate) deadline: Instant,
-}
-
-impl Deadlined<'_> {
-    fn remaining(&self) -> std::io::Result<Duration> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            Err(std::io::ErrorKind::TimedOut.into())
-        } else {
-            Ok(left)
-        }
-    }
-}
-
-impl Read for Deadlined<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.tcp.set_read_timeout(Some(self.remaining()?))?;
-        (&mut &*self.tcp).read(buf)
-    }
-}
-
-impl Write for Deadlined<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tcp.set_write_timeout(Some(self.remaining()?))?;
-        (&mut &*self.tcp).write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Why a certificate was refused: rustls's words (the finer cause, e.g. "not valid yet") and
 /// the reason counted, whose label is also the log's `code`.
 fn tls_refusal(tls: &rustls::Error) -> (String, Refusal) {
@@ -716,11 +695,11 @@ impl Verified {
         tls: &tls::TlsSource,
         conn: &rustls::ServerConnection,
     ) -> std::result::Result<(), (String, Refusal)> {
-        if crate::clock::now_unix() >= self.valid_until {
+        if crate::core::clock::now_unix() >= self.valid_until {
             return Err((
                 format!(
                     "the client's certificate chain expired at {} while its connection was open",
-                    crate::clock::rfc3339(self.valid_until)
+                    crate::core::clock::rfc3339(self.valid_until)
                 ),
                 Refusal::Expired,
             ));
@@ -1046,7 +1025,7 @@ fn respond(shared: &Shared, req: &http::Request) -> Response {
 /// why. Served at /healthz over mutual TLS and on the metrics listener (plain HTTP, for
 /// kubelet probes and load-balancer health checks). Never the token.
 fn health(token: &TokenSource) -> Response {
-    let now = crate::clock::now_unix();
+    let now = crate::core::clock::now_unix();
     match token.current() {
         State::Ready(t) => Response::json(
             200,

@@ -1,6 +1,6 @@
 //! Time: RFC 3339 timestamps, durations like `3600s` or `10m`, and expiry arithmetic.
 
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

@@ -1,6 +1,6 @@
 //! TLS plumbing: the one crypto provider (aws-lc-rs) and trust roots for outgoing HTTPS.
 
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 use rustls_pki_types::CertificateDer;
 use std::path::Path;
 
@@ -19,7 +19,7 @@ pub fn roots(ca_file: Option<&Path>) -> Result<Option<Vec<CertificateDer<'static
         (None, Some(p)) => Path::new(p),
         (None, None) => return Ok(None),
     };
-    let certs = crate::keys::load_certs(path).map_err(|e| e.context("loading the CA bundle for HTTPS"))?;
+    let certs = crate::core::keys::load_certs(path).map_err(|e| e.context("loading the CA bundle for HTTPS"))?;
     if certs.is_empty() {
         return Err(Error::input(format!("{} holds no certificates", path.display())));
     }

@@ -3,13 +3,13 @@
 //! thumbprints Azure AD knows a certificate by, and verifies JWT signatures.
 
 use crate::cli;
-use crate::clock;
-use crate::document::MAX_DOCUMENT_BYTES;
-use crate::error::{Error, Kind, Result};
-use crate::files;
+use crate::core::clock;
+use crate::core::document::MAX_DOCUMENT_BYTES;
+use crate::core::error::{Error, Kind, Result};
+use crate::core::files;
+use crate::core::help::Example;
+use crate::core::keys;
 use crate::http;
-use crate::keys;
-use crate::manual::Example;
 use clap::Parser;
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
@@ -23,6 +23,10 @@ const TOOL: &str = "wif-inspect";
 
 /// Sections that carry a token, most relevant first for `--claim`.
 pub const PREFERRED_SECTIONS: &[&str] = &["azure", "impersonated", "sts", "assertion", "fetched"];
+
+/// What the manual page says beyond the flags.
+pub const PAGE: crate::core::help::Page =
+    crate::core::help::Page { examples: EXAMPLES, files: crate::core::help::TOKEN_FILES };
 
 /// Examples shown in --help and the manual page.
 pub const EXAMPLES: &[Example] = &[
@@ -62,7 +66,7 @@ certificate's SHA-1 thumbprint as the Azure portal shows it, x5t and x5t#S256 as
 issuer and validity; with --key, whether the key belongs to it.\n\n\
 --jwks FILE|URL or --verify-cert CERT verifies each JWT's signature (RS256/384/512, PS256/384/512, ES256/384) and \
 its exp/nbf (60 s leeway). Exit status 3 when a signature or time check fails, so scripts can test it.",
-    after_help = crate::manual::after_help("wif-inspect", EXAMPLES)
+    after_help = crate::core::help::after_help("wif-inspect", EXAMPLES)
 )]
 pub struct Cli {
     /// A token or a wif document to read; `-` or nothing: stdin
@@ -405,7 +409,7 @@ enum Input {
 
 /// Prints a document (or one section) as JSON with every token replaced by its preview.
 fn print_redacted(bytes: &[u8], section: Option<&str>) -> Result<()> {
-    let doc = crate::document::Document::parse(bytes)?;
+    let doc = crate::core::document::Document::parse(bytes)?;
     let mut value = match section {
         Some(name) => {
             let v = doc.get(name).cloned().ok_or_else(|| {
@@ -425,8 +429,8 @@ fn print_redacted(bytes: &[u8], section: Option<&str>) -> Result<()> {
 /// Shortens secret strings in place: fields named like tokens, and anything token-shaped.
 fn redact(v: &mut Value, secret_field: bool) {
     match v {
-        Value::String(s) if secret_field || crate::secret::scrub(s) != *s => {
-            *s = crate::secret::Secret::new(std::mem::take(s)).preview();
+        Value::String(s) if secret_field || crate::core::secret::scrub(s) != *s => {
+            *s = crate::core::secret::Secret::new(std::mem::take(s)).preview();
         }
         Value::Array(items) => items.iter_mut().for_each(|i| redact(i, secret_field)),
         Value::Object(map) => {
@@ -601,13 +605,13 @@ fn from_token_file(path: &Path) -> Result<Found> {
                 found.facts.insert("meta".into(), Value::from(meta_path.display().to_string()));
                 return Ok(found);
             }
-            files::Stored::Mismatch(_) => cli::warn(format!(
+            files::Stored::Mismatch(_) => crate::core::diag::warn(format!(
                 "{} does not belong to the token in {} (SHA-256 differs); its expiry is ignored",
                 meta_path.display(),
                 path.display()
             )),
             files::Stored::Missing(files::Part::Token, _) => {}
-            other => cli::warn(format!("{}; the metadata is ignored", other.detail())),
+            other => crate::core::diag::warn(format!("{}; the metadata is ignored", other.detail())),
         }
     }
     // Any file the user names, a pipe included (--token-file <(...)).
@@ -640,7 +644,7 @@ fn describe(f: Found, ctx: &Ctx) -> TokenReport {
     if let Some(token) = f.token {
         r.bytes = Some(token.len());
         r.sha256 = Some(keys::sha256_hex(token.as_bytes()));
-        if let Some((header, claims)) = crate::jwt::decode_unverified(&token) {
+        if let Some((header, claims)) = crate::core::jwt::decode_unverified(&token) {
             r.kind = "jwt";
             for (name, past, future) in [
                 ("exp", "expired", "expires"),
@@ -726,10 +730,10 @@ fn describe_certs(cli: &Cli, path: &Path, ctx: &Ctx) -> Result<(Vec<CertReport>,
     let password_file = cli
         .key_password_file
         .clone()
-        .map(|path| crate::settings::FileSetting { path, origin: "--key-password-file".into() });
+        .map(|path| crate::core::settings::FileSetting { path, origin: "--key-password-file".into() });
     let password = || keys::read_password(password_file.as_ref(), cli.key_password_env.as_deref(), "key password");
     // A PKCS#12 keystore holds the certificate and its key: describe both.
-    let (certs, own_key) = if crate::keys::is_pkcs12(path) {
+    let (certs, own_key) = if crate::core::keys::is_pkcs12(path) {
         let bundle = keys::load_key(path, password()?.as_ref()).map_err(|e| e.context("reading --cert"))?;
         if bundle.chain.is_empty() {
             return Err(Error::input(format!("{} holds no certificate", path.display())));
@@ -833,7 +837,7 @@ impl Verifier {
                 }
             },
         };
-        if let Some((_, claims)) = crate::jwt::decode_unverified(token) {
+        if let Some((_, claims)) = crate::core::jwt::decode_unverified(token) {
             let num = |n: &str| claims.get(n).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
             match num("exp") {
                 Some(exp) if exp + 60 < now => problems.push(format!("expired at {}", clock::rfc3339(exp))),

@@ -1,0 +1,5 @@
+//! Clients of the protocols wif speaks — OAuth 2.0 answers, Azure AD / OIDC issuers, Google STS
+//! and IAM Credentials — with no command line in them, usable by another Rust program.
+
+pub mod hints;
+pub mod oauth;
