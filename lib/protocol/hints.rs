@@ -20,33 +20,123 @@ pub fn aadsts(code: u64) -> Option<&'static str> {
     })
 }
 
-/// A hint for a Google STS OAuth error, read from the error and its description.
+/// Why Google STS refused an exchange. STS answers with OAuth error codes, and one code
+/// (`invalid_grant`, `invalid_request`) covers several causes that only its description tells
+/// apart, so the code decides first and the description only within it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StsRefusal {
+    /// The pool or provider does not exist, is disabled or deleted.
+    NoProvider,
+    /// The scope is not one STS grants.
+    BadScope,
+    /// The audience is not a provider's resource name.
+    AudienceFormat,
+    /// The token's `aud` is not an allowed audience of the provider.
+    AudienceNotAllowed,
+    /// The token's `iss` is not the provider's issuer.
+    IssuerMismatch,
+    /// The provider's attribute condition refused the token.
+    ConditionFailed,
+    /// The token has expired.
+    Expired,
+    /// The token's signature did not verify with the issuer's keys.
+    Signature,
+    /// Some field of the request is missing or malformed.
+    Malformed,
+}
+
+impl StsRefusal {
+    /// The refusal an STS error code (and its description) names, if it is a known one.
+    pub fn of(error: &str, description: &str) -> Option<StsRefusal> {
+        let d = description.to_ascii_lowercase();
+        let has = |word: &str| d.contains(word);
+        Some(if error == "invalid_target" || has("pool") && (has("disabled") || has("not found") || has("deleted")) {
+            StsRefusal::NoProvider
+        } else if error == "invalid_scope" {
+            StsRefusal::BadScope
+        } else if has("audience") && (has("format") || has("invalid value")) {
+            StsRefusal::AudienceFormat
+        } else if has("audience") {
+            StsRefusal::AudienceNotAllowed
+        } else if has("issuer") || has("iss ") {
+            StsRefusal::IssuerMismatch
+        } else if has("attribute condition") || has("condition") {
+            StsRefusal::ConditionFailed
+        } else if has("expired") || has("stale") || has("exp") && has("time") {
+            StsRefusal::Expired
+        } else if has("signature") || has("jwk") || has("key") {
+            StsRefusal::Signature
+        } else if error == "invalid_request" {
+            StsRefusal::Malformed
+        } else {
+            return None;
+        })
+    }
+
+    /// What to check.
+    pub fn hint(self) -> &'static str {
+        match self {
+            StsRefusal::NoProvider => "the workload identity pool or provider does not exist, is disabled or deleted: check --audience (gcloud iam workload-identity-pools providers describe …)",
+            StsRefusal::BadScope => "the scope is not valid for STS: use https://www.googleapis.com/auth/cloud-platform",
+            StsRefusal::AudienceFormat => "the audience must look like //iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER (a project number, not the project id)",
+            StsRefusal::AudienceNotAllowed => "the subject token's `aud` is not an allowed audience of the provider: compare `wif-inspect` of the Azure token with the provider's allowed audiences (by default the provider's full resource name)",
+            StsRefusal::IssuerMismatch => "the subject token's `iss` does not match the provider's issuer URI: v1 Azure tokens use https://sts.windows.net/TENANT/, v2 tokens https://login.microsoftonline.com/TENANT/v2.0",
+            StsRefusal::ConditionFailed => "the provider's attribute condition rejected the token's mapped attributes: check the condition against the token's claims (wif-inspect)",
+            StsRefusal::Expired => "the subject token has expired: run the pipeline from the start (wif-azure) and check this machine's clock",
+            StsRefusal::Signature => "STS could not verify the token's signature with the issuer's published keys: check the provider's issuer URI (and any uploaded JWKS)",
+            StsRefusal::Malformed => "a required field is missing or malformed: check --audience, --subject-token-type and the subject token",
+        }
+    }
+}
+
+/// A hint for a Google STS OAuth error, from its code and description (see [`StsRefusal`]).
 pub fn sts(error: &str, description: &str) -> Option<String> {
-    let d = description.to_ascii_lowercase();
-    let h = if error == "invalid_target"
-        || d.contains("pool") && (d.contains("disabled") || d.contains("not found") || d.contains("deleted"))
-    {
-        "the workload identity pool or provider does not exist, is disabled or deleted: check --audience (gcloud iam workload-identity-pools providers describe …)"
-    } else if error == "invalid_scope" {
-        "the scope is not valid for STS: use https://www.googleapis.com/auth/cloud-platform"
-    } else if d.contains("audience") && (d.contains("format") || d.contains("invalid value")) {
-        "the audience must look like //iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER (a project number, not the project id)"
-    } else if d.contains("audience") {
-        "the subject token's `aud` is not an allowed audience of the provider: compare `wif-inspect` of the Azure token with the provider's allowed audiences (by default the provider's full resource name)"
-    } else if d.contains("issuer") || d.contains("iss ") {
-        "the subject token's `iss` does not match the provider's issuer URI: v1 Azure tokens use https://sts.windows.net/TENANT/, v2 tokens https://login.microsoftonline.com/TENANT/v2.0"
-    } else if d.contains("attribute condition") || d.contains("condition") {
-        "the provider's attribute condition rejected the token's mapped attributes: check the condition against the token's claims (wif-inspect)"
-    } else if d.contains("expired") || d.contains("stale") || d.contains("exp") && d.contains("time") {
-        "the subject token has expired: run the pipeline from the start (wif-azure) and check this machine's clock"
-    } else if d.contains("signature") || d.contains("jwk") || d.contains("key") {
-        "STS could not verify the token's signature with the issuer's published keys: check the provider's issuer URI (and any uploaded JWKS)"
-    } else if error == "invalid_request" {
-        "a required field is missing or malformed: check --audience, --subject-token-type and the subject token"
-    } else {
-        return None;
-    };
-    Some(h.to_string())
+    StsRefusal::of(error, description).map(|r| r.hint().to_string())
+}
+
+/// Why IAM Credentials refused, from its canonical status code (`PERMISSION_DENIED`, …), or
+/// the HTTP status when the answer names none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IamRefusal {
+    /// The caller may not impersonate the service account (or it does not exist).
+    PermissionDenied,
+    /// The bearer token was not accepted.
+    Unauthenticated,
+    /// The service account does not exist.
+    NotFound,
+    /// A field of the request was refused.
+    InvalidArgument,
+}
+
+impl IamRefusal {
+    /// The refusal a Google API error names: by its `status`, else by the HTTP status.
+    pub fn of(status: Option<&str>, http_status: u16) -> Option<IamRefusal> {
+        Some(match (status, http_status) {
+            (Some("PERMISSION_DENIED"), _) | (None, 403) => IamRefusal::PermissionDenied,
+            (Some("UNAUTHENTICATED"), _) | (None, 401) => IamRefusal::Unauthenticated,
+            (Some("NOT_FOUND"), _) => IamRefusal::NotFound,
+            (Some("INVALID_ARGUMENT"), _) => IamRefusal::InvalidArgument,
+            _ => return None,
+        })
+    }
+}
+
+/// A hint for an IAM refusal when impersonating `service_account`; `principal` is the
+/// federated principal when known, `lifetime_secs` the access token lifetime asked for.
+pub fn iam(
+    refusal: IamRefusal,
+    service_account: &str,
+    principal: Option<&str>,
+    lifetime_secs: Option<u64>,
+) -> Option<String> {
+    Some(match refusal {
+        IamRefusal::PermissionDenied => iam_permission_denied(service_account, principal),
+        IamRefusal::Unauthenticated => "IAM did not accept the federated token: it may have expired or be for another scope; run the pipeline again".to_string(),
+        IamRefusal::NotFound => format!("the service account {service_account} does not exist (check the email and project)"),
+        // Without the org-policy exception IAM refuses any lifetime over an hour.
+        IamRefusal::InvalidArgument if lifetime_secs.is_some_and(|l| l > 3600) => "lifetimes over 3600s need the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension for this service account".to_string(),
+        IamRefusal::InvalidArgument => return None,
+    })
 }
 
 /// The principal string IAM sees for a federated subject, from the STS audience and the
@@ -61,7 +151,7 @@ pub fn principal_for(audience: &str, sub: &str) -> Option<String> {
 }
 
 /// A hint for IAM `PERMISSION_DENIED` on impersonation.
-pub fn iam_permission_denied(service_account: &str, principal: Option<&str>) -> String {
+fn iam_permission_denied(service_account: &str, principal: Option<&str>) -> String {
     let who = principal.unwrap_or("principal://iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/subject/SUBJECT");
     format!(
         "the federated principal may not impersonate {service_account}: grant it roles/iam.workloadIdentityUser: gcloud iam service-accounts add-iam-policy-binding {service_account} --role=roles/iam.workloadIdentityUser --member=\"{who}\" (and check the service account exists)"
@@ -96,6 +186,18 @@ mod tests {
         assert!(sts("invalid_target", "The target service indicated by the \"audience\" parameters is invalid.")
             .unwrap()
             .contains("does not exist"));
+    }
+
+    #[test]
+    fn iam_refusals_by_status_code() {
+        assert_eq!(IamRefusal::of(Some("PERMISSION_DENIED"), 400), Some(IamRefusal::PermissionDenied));
+        assert_eq!(IamRefusal::of(None, 403), Some(IamRefusal::PermissionDenied));
+        assert_eq!(IamRefusal::of(None, 401), Some(IamRefusal::Unauthenticated));
+        assert_eq!(IamRefusal::of(Some("FAILED_PRECONDITION"), 403), None);
+        let sa = "sa@p.iam.gserviceaccount.com";
+        assert!(iam(IamRefusal::PermissionDenied, sa, None, None).unwrap().contains("roles/iam.workloadIdentityUser"));
+        assert!(iam(IamRefusal::InvalidArgument, sa, None, Some(7200)).unwrap().contains("org policy"));
+        assert_eq!(iam(IamRefusal::InvalidArgument, sa, None, Some(600)), None);
     }
 
     #[test]

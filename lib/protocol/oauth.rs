@@ -243,40 +243,107 @@ struct GoogleError {
     status: Option<String>,
 }
 
+/// What a service said in the body of a refusal.
+pub enum Said {
+    /// Google's API error format (IAM Credentials): `{"error": {"message", "status"}}`.
+    Google {
+        /// The canonical status code, e.g. `PERMISSION_DENIED`.
+        status: Option<String>,
+        /// The message.
+        message: String,
+    },
+    /// An OAuth 2.0 error (RFC 6749 §5.2), with Azure AD's `error_codes`.
+    Oauth {
+        /// The error code, e.g. `invalid_grant`.
+        error: String,
+        /// `error_description`.
+        description: String,
+        /// Azure AD's AADSTS codes.
+        codes: Option<Vec<u64>>,
+    },
+    /// Neither: the body is quoted as an excerpt.
+    Unknown,
+}
+
+/// A refusal: the HTTP status and what the body said.
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: u16,
+    /// The error body, decoded.
+    pub said: Said,
+}
+
+impl Refusal {
+    /// Decodes the error body of a response that is not 2xx.
+    pub fn of(resp: &Response) -> Refusal {
+        let said = if let Ok(g) = serde_json::from_slice::<GoogleErrorBody>(&resp.body) {
+            Said::Google { status: g.error.status, message: g.error.message.unwrap_or_default() }
+        } else if let Ok(o) = serde_json::from_slice::<OAuthErrorBody>(&resp.body) {
+            Said::Oauth { error: o.error, description: o.error_description.unwrap_or_default(), codes: o.error_codes }
+        } else {
+            Said::Unknown
+        };
+        Refusal { status: resp.status, said }
+    }
+
+    /// 429 and 5xx: worth another try later.
+    pub fn retryable(&self) -> bool {
+        self.status == 429 || self.status >= 500
+    }
+
+    /// The error: what the service said, classed as refused (4xx) or unavailable (429,
+    /// 5xx), with the hint `service`'s error codes (else the HTTP status) call for.
+    fn error(&self, resp: &Response, service: Service) -> Error {
+        let kind = if self.retryable() { Kind::Unavailable } else { Kind::Refused };
+        match &self.said {
+            Said::Google { status, message } => {
+                let status = status.clone().unwrap_or_else(|| format!("HTTP {}", self.status));
+                Error::new(kind, format!("{status}: {}", first_line(message)))
+            }
+            Said::Oauth { error, description, codes } => {
+                let err = Error::new(kind, format!("{error}: {}", first_line(description)));
+                let hint = match service {
+                    Service::Azure | Service::Oauth => {
+                        aadsts_code(codes.as_deref(), description).and_then(hints::aadsts).map(str::to_string)
+                    }
+                    Service::Sts => hints::sts(error, description),
+                    Service::Iam => None,
+                };
+                match hint {
+                    Some(h) => err.hint(h),
+                    None => err,
+                }
+            }
+            Said::Unknown => {
+                let err = Error::new(kind, format!("HTTP {}: {}", self.status, resp.excerpt()));
+                match self.status {
+                    404 => err.hint("the URL is wrong: check the endpoint (--token-url / --endpoint)"),
+                    401 | 403 => err.hint("the server refused the credentials"),
+                    _ if self.retryable() => err.hint("the service is unavailable; it was retried, try again later"),
+                    _ => err,
+                }
+            }
+        }
+    }
+}
+
 /// Passes a 2xx response through; turns anything else into an error that says what the
 /// service said, classed as refused (4xx) or retryable (429, 5xx), with a hint if known.
 pub fn check(resp: Response, service: Service) -> Result<Response> {
+    check_with(resp, service, |_| None)
+}
+
+/// [`check`], with a hint of the caller's for refusals the service's own table has none for
+/// (chosen from the [`Refusal`]'s status and error code).
+pub fn check_with(resp: Response, service: Service, hint: impl FnOnce(&Refusal) -> Option<String>) -> Result<Response> {
     if resp.ok() {
         return Ok(resp);
     }
-    let retryable = resp.status == 429 || resp.status >= 500;
-    let kind = if retryable { Kind::Unavailable } else { Kind::Refused };
-    if let Ok(g) = serde_json::from_slice::<GoogleErrorBody>(&resp.body) {
-        let status = g.error.status.unwrap_or_else(|| format!("HTTP {}", resp.status));
-        let msg = first_line(g.error.message.as_deref().unwrap_or(""));
-        return Err(Error::new(kind, format!("{status}: {msg}")));
-    }
-    if let Ok(o) = serde_json::from_slice::<OAuthErrorBody>(&resp.body) {
-        let desc = o.error_description.as_deref().unwrap_or("");
-        let mut err = Error::new(kind, format!("{}: {}", o.error, first_line(desc)));
-        let hint = match service {
-            Service::Azure | Service::Oauth => {
-                aadsts_code(o.error_codes.as_deref(), desc).and_then(hints::aadsts).map(str::to_string)
-            }
-            Service::Sts => hints::sts(&o.error, desc),
-            Service::Iam => None,
-        };
-        if let Some(h) = hint {
-            err = err.hint(h);
-        }
-        return Err(err);
-    }
-    let err = Error::new(kind, format!("HTTP {}: {}", resp.status, resp.excerpt()));
-    Err(match resp.status {
-        404 => err.hint("the URL is wrong: check the endpoint (--token-url / --endpoint)"),
-        401 | 403 => err.hint("the server refused the credentials"),
-        _ if retryable => err.hint("the service is unavailable; it was retried, try again later"),
-        _ => err,
+    let refusal = Refusal::of(&resp);
+    let err = refusal.error(&resp, service);
+    Err(match hint(&refusal) {
+        Some(h) => err.hint(h),
+        None => err,
     })
 }
 

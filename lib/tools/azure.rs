@@ -5,23 +5,20 @@
 
 use crate::cli::{self, DocArgs, NetArgs, TokenOutArgs};
 use crate::core::document::{AssertionSection, AzureSection, Document, SubjectClaims, TokenFields};
-use crate::core::error::{Context, Error, Kind, Result};
+use crate::core::error::{Error, Kind, Result};
 use crate::core::help::Example;
 use crate::core::secret::Secret;
 use crate::core::settings::{FileSetting, Settings};
-use crate::http::{self, Body, Client, Request};
-use crate::protocol::oauth::{self, Service, TokenResponse};
+use crate::http;
+use crate::protocol::azure::{self, ClientAuth, ImdsRequest, Issued, Source, Target, TokenRequest};
+use crate::protocol::oauth::TokenResponse;
+use crate::protocol::sts::JWT_TOKEN_TYPE;
+use crate::protocol::subject::{self, UrlSource};
 use clap::{ArgGroup, Parser, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const TOOL: &str = "wif-azure";
-
-/// The subject token type STS gets for JWTs.
-pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
-const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-const IMDS_URL: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
 
 /// The grant to use at a token endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -186,9 +183,8 @@ fn token_endpoint(cli: &Cli, doc: &Document, s: &Settings) -> Result<AzureSectio
             Some(a) => a.token_endpoint.clone(),
             None => {
                 let tenant: String = s.require(None, "tenant_id", "--token-url (or tenant_id in the config)")?;
-                let authority: String =
-                    s.pick_or(None, "authority", crate::tools::sign::DEFAULT_AUTHORITY.to_string())?;
-                crate::tools::sign::azure_token_endpoint(&authority, &tenant)?
+                let authority: String = s.pick_or(None, "authority", azure::DEFAULT_AUTHORITY.to_string())?;
+                azure::token_endpoint(&authority, &tenant)?
             }
         },
     };
@@ -196,30 +192,22 @@ fn token_endpoint(cli: &Cli, doc: &Document, s: &Settings) -> Result<AzureSectio
     let audience: Option<String> = s.pick(cli.audience.clone(), "azure_audience")?;
     let resource: Option<String> = s.pick(cli.resource.clone(), "azure_resource")?;
     let scope: Option<String> = s.pick(cli.scope.clone(), "azure_scope")?;
+    let default_scope = azure::default_scope(&client_id);
 
-    let assertion_token = assertion.as_ref().map(|a| a.token.token.clone());
-    let mut fields: Vec<(&str, String)> = vec![("client_id", client_id.clone())];
-    let facts = match grant {
+    let grant = match grant {
         Grant::JwtBearer => {
-            let tok = assertion_token.as_ref().ok_or_else(|| {
+            let assertion = assertion.as_ref().map(|a| &a.token.token).ok_or_else(|| {
                 Error::input("--grant jwt-bearer needs the assertion from wif-sign")
                     .hint("pipe wif-sign --audience TOKEN_URL … into wif-azure")
             })?;
-            let aud = audience.clone().ok_or_else(|| {
+            let audience = audience.as_deref().ok_or_else(|| {
                 Error::usage("--audience is required with --grant jwt-bearer")
                     .hint("the audience the issuer should put in the token, e.g. the STS audience //iam.googleapis.com/projects/…")
             })?;
-            fields.push(("grant_type", JWT_BEARER_GRANT.into()));
-            fields.push(("assertion", tok.expose().to_string()));
-            fields.push(("audience", aud.clone()));
-            if let Some(sc) = &scope {
-                fields.push(("scope", sc.clone()));
-            }
-            Facts { source: "jwt-bearer", scope: scope.clone(), resource: None, audience: Some(aud) }
+            azure::Grant::JwtBearer { assertion, audience, scope: scope.as_deref() }
         }
         Grant::ClientCredentials => {
-            fields.push(("grant_type", "client_credentials".into()));
-            match (&assertion, &secret) {
+            let auth = match (&assertion, &secret) {
                 (Some(a), _) => {
                     // Client authentication by assertion: its aud must be this exact endpoint.
                     if a.token_endpoint != url {
@@ -229,66 +217,61 @@ fn token_endpoint(cli: &Cli, doc: &Document, s: &Settings) -> Result<AzureSectio
                         ))
                         .hint("the assertion's aud must be the exact token endpoint: give wif-sign the matching --tenant-id/--audience, or drop --token-url"));
                     }
-                    fields.push(("client_assertion_type", CLIENT_ASSERTION_TYPE.into()));
-                    fields.push(("client_assertion", a.token.token.expose().to_string()));
+                    ClientAuth::Assertion(&a.token.token)
                 }
-                (None, Some(sec)) => fields.push(("client_secret", sec.expose().to_string())),
+                (None, Some(sec)) => ClientAuth::Secret(sec),
                 (None, None) => return Err(Error::new(Kind::Internal, "no client credential")),
-            }
-            if let Some(aud) = &audience {
-                fields.push(("audience", aud.clone()));
-                if let Some(sc) = &scope {
-                    fields.push(("scope", sc.clone()));
+            };
+            let target = match (&audience, &resource) {
+                (Some(aud), _) => Target::Audience { audience: aud, scope: scope.as_deref() },
+                (None, Some(res)) => {
+                    if azure::is_v2_endpoint(&url) {
+                        return Err(Error::usage("--resource is for the Azure AD v1 endpoint, but the token endpoint is v2")
+                            .hint("use --scope RESOURCE/.default with v2, or sign for v1: wif-sign --audience https://login.microsoftonline.com/TENANT/oauth2/token"));
+                    }
+                    Target::Resource(res)
                 }
-                Facts {
-                    source: "client-credentials",
-                    scope: scope.clone(),
-                    resource: None,
-                    audience: Some(aud.clone()),
-                }
-            } else if let Some(res) = &resource {
-                if url.contains("/oauth2/v2.0/") {
-                    return Err(Error::usage("--resource is for the Azure AD v1 endpoint, but the token endpoint is v2")
-                        .hint("use --scope RESOURCE/.default with v2, or sign for v1: wif-sign --audience https://login.microsoftonline.com/TENANT/oauth2/token"));
-                }
-                fields.push(("resource", res.clone()));
-                Facts { source: "azure-v1", scope: None, resource: Some(res.clone()), audience: None }
-            } else {
-                let sc = scope.clone().unwrap_or_else(|| format!("api://{client_id}/.default"));
-                fields.push(("scope", sc.clone()));
-                let source = if url.contains("/oauth2/v2.0/") { "azure-v2" } else { "client-credentials" };
-                Facts { source, scope: Some(sc), resource: None, audience: None }
-            }
+                (None, None) => Target::Scope(scope.as_deref().unwrap_or(&default_scope)),
+            };
+            azure::Grant::ClientCredentials { auth, target }
         }
     };
-
+    let request = TokenRequest { url: &url, client_id: &client_id, grant };
     let client = cli.net.client(TOOL, s)?;
-    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let service = if facts.source.starts_with("azure") { Service::Azure } else { Service::Oauth };
-    let doing = format!("requesting a token at {}", http::redact_query(&url));
-    let resp = client
-        .send(&Request { method: "POST", url: &url, headers: vec![], bearer: None, body: Body::Form(&pairs) })
-        .and_then(|r| oauth::check(r, service))
-        .context(doing.clone())?;
-    let (tr, token) = TokenResponse::from_response(&resp).context(doing)?;
-    Ok(section(token, &tr, &url, Some(client_id), facts))
+    let issued = azure::request_token(&client, &request)?;
+    Ok(section(issued, &url, Some(client_id.clone()), facts(&request)))
 }
 
 /// The non-secret facts of a request that the section records.
 struct Facts {
-    source: &'static str,
+    source: Source,
     scope: Option<String>,
     resource: Option<String>,
     audience: Option<String>,
 }
 
-fn section(token: Secret, tr: &TokenResponse, endpoint: &str, client_id: Option<String>, facts: Facts) -> AzureSection {
-    let expires_at = tr.expires_at(&token);
-    let claims = claims_of(&token);
+/// What a token request asked for, as the section records it.
+fn facts(req: &TokenRequest<'_>) -> Facts {
+    let owned = |s: Option<&str>| s.map(str::to_string);
+    let (scope, resource, audience) = match req.grant {
+        azure::Grant::JwtBearer { audience, scope, .. }
+        | azure::Grant::ClientCredentials { target: Target::Audience { audience, scope }, .. } => {
+            (owned(scope), None, Some(audience.to_string()))
+        }
+        azure::Grant::ClientCredentials { target: Target::Resource(r), .. } => (None, Some(r.to_string()), None),
+        azure::Grant::ClientCredentials { target: Target::Scope(sc), .. } => (Some(sc.to_string()), None, None),
+    };
+    Facts { source: req.source(), scope, resource, audience }
+}
+
+fn section(issued: Issued, endpoint: &str, client_id: Option<String>, facts: Facts) -> AzureSection {
+    let expires_at = issued.answer.expires_at(&issued.token);
+    let claims = claims_of(&issued.token);
+    let token_type = issued.answer.token_type.clone().unwrap_or_else(|| "Bearer".into());
     AzureSection {
-        token: TokenFields { token_type: tr.token_type.clone().unwrap_or_else(|| "Bearer".into()), token, expires_at },
+        token: TokenFields { token_type, token: issued.token, expires_at },
         subject_token_type: JWT_TOKEN_TYPE.into(),
-        source: facts.source.into(),
+        source: facts.source.name().into(),
         endpoint: http::redact_query(endpoint).to_string(),
         client_id,
         scope: facts.scope,
@@ -310,66 +293,28 @@ pub fn claims_of(token: &Secret) -> Option<SubjectClaims> {
 }
 
 /// A section for a token taken as-is (file, URL): expiry from the JWT.
-fn external_section(
-    token: Secret,
-    source: &'static str,
-    endpoint: &str,
-    audience: Option<String>,
-) -> Result<AzureSection> {
+fn external_section(token: Secret, source: Source, endpoint: &str, audience: Option<String>) -> Result<AzureSection> {
     if token.is_empty() {
         return Err(Error::input("the subject token is empty"));
     }
-    let tr = TokenResponse {
+    let answer = TokenResponse {
         access_token: None,
         token_type: None,
         expires_in: None,
         expires_on: None,
         issued_token_type: None,
     };
-    let mut sec = section(token, &tr, endpoint, None, Facts { source, scope: None, resource: None, audience });
+    let facts = Facts { source, scope: None, resource: None, audience };
+    let mut sec = section(Issued { token, answer }, endpoint, None, facts);
     sec.token.token_type = JWT_TOKEN_TYPE.into();
     Ok(sec)
 }
 
-/// Extracts the token from text content: the whole (trimmed) content, or a JSON field;
-/// refuses one that is not a token (spaces, line breaks, control or non-ASCII characters).
-pub fn token_from_content(content: &[u8], field: Option<&str>) -> Result<Secret> {
-    let token = any_token_from_content(content, field)?;
-    match crate::core::token::token_flaw(token.expose()) {
-        // Empty tokens get their own message from the callers.
-        Some(flaw) if !token.is_empty() => Err(Error::input(format!("the token {flaw}"))
-            .hint("a token is visible ASCII only: is this the right file, URL or --field?")),
-        _ => Ok(token),
-    }
-}
-
-fn any_token_from_content(content: &[u8], field: Option<&str>) -> Result<Secret> {
-    match field {
-        None => {
-            let text = std::str::from_utf8(content).map_err(|_| Error::input("the token is not UTF-8 text"))?;
-            Ok(Secret::new(text.trim()))
-        }
-        Some(f) => {
-            let v: serde_json::Value = serde_json::from_slice(content)
-                .map_err(|_| Error::input(format!("the content is not JSON, so it has no field {f:?}")))?;
-            match v.get(f) {
-                Some(serde_json::Value::String(s)) => Ok(Secret::new(s.trim())),
-                Some(_) => Err(Error::input(format!("the JSON field {f:?} is not a string"))),
-                None => Err(Error::input(format!("the JSON has no field {f:?}"))),
-            }
-        }
-    }
-}
-
 fn from_file(cli: &Cli, path: &std::path::Path) -> Result<AzureSection> {
-    let doing = format!("reading the subject token from {}", path.display());
     let given = FileSetting { path: path.to_path_buf(), origin: "--from-file".into() };
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::io(path, &e))
-        .context(doing.clone())
-        .map_err(given.explain("the subject token (a JWT), e.g. a projected service account token"))?;
-    let token = token_from_content(&bytes, cli.field.as_deref()).context(doing)?;
-    external_section(token, "file", &path.display().to_string(), None)
+    let explain = given.explain("the subject token (a JWT), e.g. a projected service account token");
+    let token = subject::read_file(path, cli.field.as_deref(), explain)?;
+    external_section(token, Source::File, &path.display().to_string(), None)
 }
 
 fn parse_header(h: &str) -> Result<(&str, String)> {
@@ -379,48 +324,21 @@ fn parse_header(h: &str) -> Result<(&str, String)> {
     Ok((k.trim(), v.trim().to_string()))
 }
 
-fn get_ok(
-    client: &Client,
-    url: &str,
-    headers: Vec<(&str, String)>,
-    bearer: Option<&Secret>,
-) -> Result<crate::http::Response> {
-    let resp = client.send(&Request { method: "GET", url, headers, bearer, body: Body::Empty })?;
-    oauth::check(resp, Service::Oauth)
-}
-
 fn from_url(cli: &Cli, s: &Settings, url: &str) -> Result<AzureSection> {
-    let doing = format!("fetching the subject token from {}", http::redact_query(url));
     let headers = cli.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>>>()?;
     let client = cli.net.client(TOOL, s)?;
-    let resp = get_ok(&client, url, headers, None).context(doing.clone())?;
-    let token = token_from_content(&resp.body, cli.field.as_deref()).context(doing)?;
-    external_section(token, "url", url, None)
+    let token = subject::fetch(&client, UrlSource { url, headers, field: cli.field.as_deref() })?;
+    external_section(token, Source::Url, url, None)
 }
 
 fn imds(cli: &Cli, s: &Settings) -> Result<AzureSection> {
     let resource: String = s.require(cli.resource.clone(), "azure_resource", "--resource")?;
-    let endpoint: String = s.pick_or(cli.imds_endpoint.clone(), "imds_endpoint", IMDS_URL.to_string())?;
-    let mut q = vec![("api-version", "2018-02-01"), ("resource", resource.as_str())];
-    if let Some(id) = &cli.imds_client_id {
-        q.push(("client_id", id.as_str()));
-    }
-    let url = http::with_query(&endpoint, &q);
+    let endpoint: String = s.pick_or(cli.imds_endpoint.clone(), "imds_endpoint", azure::IMDS_URL.to_string())?;
     let client = cli.net.client(TOOL, s)?;
-    let doing = format!("asking Azure IMDS at {} for a managed-identity token", http::redact_query(&endpoint));
-    let resp = client
-        .send(&Request {
-            method: "GET",
-            url: &url,
-            headers: vec![("Metadata", "true".into())],
-            bearer: None,
-            body: Body::Empty,
-        })
-        .and_then(|r| oauth::check(r, Service::Azure))
-        .context(doing.clone())?;
-    let (tr, token) = TokenResponse::from_response(&resp).context(doing)?;
-    let facts = Facts { source: "imds", scope: None, resource: Some(resource), audience: None };
-    Ok(section(token, &tr, &endpoint, cli.imds_client_id.clone(), facts))
+    let request = ImdsRequest { endpoint: &endpoint, resource: &resource, client_id: cli.imds_client_id.as_deref() };
+    let issued = azure::imds_token(&client, &request)?;
+    let facts = Facts { source: Source::Imds, scope: None, resource: Some(resource), audience: None };
+    Ok(section(issued, &endpoint, cli.imds_client_id.clone(), facts))
 }
 
 fn github_actions(cli: &Cli, s: &Settings) -> Result<AzureSection> {
@@ -433,29 +351,14 @@ fn github_actions(cli: &Cli, s: &Settings) -> Result<AzureSection> {
     let base = need("ACTIONS_ID_TOKEN_REQUEST_URL")?;
     let bearer = Secret::new(need("ACTIONS_ID_TOKEN_REQUEST_TOKEN")?);
     let audience: Option<String> = s.pick(cli.audience.clone(), "azure_audience")?;
-    let url = match &audience {
-        Some(a) => http::with_query(&base, &[("audience", a)]),
-        None => base.clone(),
-    };
     let client = cli.net.client(TOOL, s)?;
-    let doing = "requesting the GitHub Actions OIDC token";
-    let resp = get_ok(&client, &url, vec![], Some(&bearer)).context(doing)?;
-    let token = token_from_content(&resp.body, Some("value")).context(doing)?;
-    external_section(token, "github-actions", &base, audience)
+    let token = subject::github_actions(&client, &base, &bearer, audience.as_deref())?;
+    external_section(token, Source::GithubActions, &base, audience)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn content_extraction() {
-        assert_eq!(token_from_content(b"  abc.def.ghi\n", None).unwrap().expose(), "abc.def.ghi");
-        assert_eq!(token_from_content(br#"{"value":"t"}"#, Some("value")).unwrap().expose(), "t");
-        assert!(token_from_content(br#"{"value":1}"#, Some("value")).is_err());
-        assert!(token_from_content(b"plain", Some("value")).is_err());
-        assert!(token_from_content(&[0xff, 0xfe], None).is_err());
-    }
 
     #[test]
     fn header_parsing() {

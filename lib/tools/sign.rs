@@ -6,58 +6,48 @@ use crate::core::clock;
 use crate::core::document::{AssertionSection, Document, TokenFields};
 use crate::core::error::{Error, Result};
 use crate::core::help::Example;
-use crate::core::keys::{self, KeyType};
-use crate::core::secret::Secret;
+use crate::core::keys;
 use crate::core::settings::Settings;
+use crate::protocol::assertion::{self, Alg, AssertionRequest, Thumbprint};
+use crate::protocol::azure;
+use clap::builder::PossibleValue;
 use clap::{Parser, ValueEnum};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const TOOL: &str = "wif-sign";
 
-/// The default Azure AD authority.
-pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+// The algorithms and thumbprints as --alg and --thumbprint offer them.
+impl ValueEnum for Alg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Alg::Rs256, Alg::Ps256, Alg::Es256, Alg::Es384]
+    }
 
-/// Signing algorithms wif-sign can use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, serde::Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Alg {
-    /// RSASSA-PKCS1-v1_5 with SHA-256 (RSA keys; MSAL's default)
-    #[value(name = "RS256")]
-    Rs256,
-    /// RSASSA-PSS with SHA-256 (RSA keys; pairs with x5t#S256)
-    #[value(name = "PS256")]
-    Ps256,
-    /// ECDSA P-256 with SHA-256
-    #[value(name = "ES256")]
-    Es256,
-    /// ECDSA P-384 with SHA-384
-    #[value(name = "ES384")]
-    Es384,
-}
-
-impl Alg {
-    /// The JOSE name, e.g. `RS256`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Alg::Rs256 => "RS256",
-            Alg::Ps256 => "PS256",
-            Alg::Es256 => "ES256",
-            Alg::Es384 => "ES384",
-        }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self {
+            Alg::Rs256 => "RSASSA-PKCS1-v1_5 with SHA-256 (RSA keys; MSAL's default)",
+            Alg::Ps256 => "RSASSA-PSS with SHA-256 (RSA keys; pairs with x5t#S256)",
+            Alg::Es256 => "ECDSA P-256 with SHA-256",
+            Alg::Es384 => "ECDSA P-384 with SHA-384",
+        };
+        Some(PossibleValue::new(self.name()).help(help))
     }
 }
 
-/// Certificate thumbprint header to send.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Thumbprint {
-    /// `x5t`: SHA-1 of the certificate (what Azure AD shows and MSAL sends)
-    Sha1,
-    /// `x5t#S256`: SHA-256 of the certificate (Azure's newer form, signed with PS256 for RSA)
-    Sha256,
+impl ValueEnum for Thumbprint {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Thumbprint::Sha1, Thumbprint::Sha256]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            Thumbprint::Sha1 => {
+                PossibleValue::new("sha1").help("`x5t`: SHA-1 of the certificate (what Azure AD shows and MSAL sends)")
+            }
+            Thumbprint::Sha256 => PossibleValue::new("sha256")
+                .help("`x5t#S256`: SHA-256 of the certificate (Azure's newer form, signed with PS256 for RSA)"),
+        })
+    }
 }
 
 /// What the manual page says beyond the flags.
@@ -88,10 +78,6 @@ pub const EXAMPLES: &[Example] = &[
 const KEY_FILE: &str = "the application's private key: PEM (PKCS#8, PKCS#1, SEC1) or PKCS#12 (.p12/.pfx)";
 /// What `--cert` names, likewise.
 const CERT_FILE: &str = "the certificate (PEM or DER) registered with the identity provider";
-
-/// How far `nbf`/`iat` are back-dated: a verifier whose clock runs a little behind ours would
-/// otherwise see an assertion from the future and refuse it (AADSTS700024).
-pub const CLOCK_SKEW_MARGIN: i64 = 30;
 
 /// Command line of wif-sign.
 #[derive(Parser, Debug)]
@@ -149,17 +135,6 @@ pub struct Cli {
     pub doc: DocArgs,
 }
 
-#[derive(Serialize)]
-struct Claims<'a> {
-    aud: &'a str,
-    iss: &'a str,
-    sub: &'a str,
-    jti: String,
-    nbf: i64,
-    iat: i64,
-    exp: i64,
-}
-
 /// Entry point of wif-sign.
 pub fn main() -> ExitCode {
     let cli = cli::parse::<Cli>();
@@ -176,23 +151,20 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     let token_endpoint = match (&audience, &tenant) {
         (Some(aud), _) => aud.clone(),
         (None, Some(t)) => {
-            let authority: String = s.pick_or(cli.authority.clone(), "authority", DEFAULT_AUTHORITY.to_string())?;
+            let authority: String =
+                s.pick_or(cli.authority.clone(), "authority", azure::DEFAULT_AUTHORITY.to_string())?;
             crate::http::check_url(&authority).map_err(|e| e.context("checking --authority"))?;
-            azure_token_endpoint(&authority, t)?
+            azure::token_endpoint(&authority, t)?
         }
         (None, None) => {
             return Err(Error::usage("--tenant-id is required (or --audience for issuers other than Azure AD)")
                 .hint("give --tenant-id, set WIF_TENANT_ID, or put \"tenant_id\" in the config"))
         }
     };
-    let lifetime = match s.pick::<String>(cli.lifetime.clone(), "assertion_lifetime")? {
+    let lifetime = assertion::check_lifetime(match s.pick::<String>(cli.lifetime.clone(), "assertion_lifetime")? {
         Some(l) => clock::parse_duration(&l)?.as_secs() as i64,
-        None => 600,
-    };
-    if !(1..=86_400).contains(&lifetime) {
-        return Err(Error::usage("--lifetime must be between 1s and 24h")
-            .hint("Azure AD accepts assertions valid for up to 10 minutes by default"));
-    }
+        None => assertion::DEFAULT_LIFETIME_SECS,
+    })?;
 
     let password = keys::read_password(
         s.pick_file(cli.key_password_file.clone(), "key_password_file", "key_password_file")?.as_ref(),
@@ -214,80 +186,32 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     keys::check_key_matches_cert(&key, leaf).map_err(|e| e.context("checking the key against the certificate"))?;
     check_cert_dates(leaf)?;
 
-    let thumb = s.pick_or(cli.thumbprint, "thumbprint", Thumbprint::Sha1)?;
-    let alg = choose_alg(s.pick(cli.alg, "assertion_alg")?, key.key_type, thumb)?;
-    let mut header = Header::new(alg);
-    match thumb {
-        Thumbprint::Sha1 => header.x5t = Some(keys::thumbprint_sha1(leaf)),
-        Thumbprint::Sha256 => header.x5t_s256 = Some(keys::thumbprint_sha256(leaf)),
-    }
-    if s.pick_or(Some(cli.x5c).filter(|b| *b), "x5c", false)? {
-        header.x5c = Some(chain.iter().map(|c| keys::x5c_entry(c)).collect());
-    }
-    let now = clock::now_unix();
-    let claims = Claims {
-        aud: &token_endpoint,
-        iss: &client_id,
-        sub: &client_id,
-        jti: crate::core::jwt::random_uuid(),
-        nbf: now - CLOCK_SKEW_MARGIN,
-        iat: now - CLOCK_SKEW_MARGIN,
-        exp: now + lifetime,
+    let thumbprint = s.pick_or(cli.thumbprint, "thumbprint", Thumbprint::Sha1)?;
+    let alg = assertion::choose_alg(s.pick(cli.alg, "assertion_alg")?, key.key_type, thumbprint)?;
+    let request = AssertionRequest {
+        client_id: client_id.clone(),
+        audience: token_endpoint.clone(),
+        lifetime_secs: lifetime,
+        alg,
+        thumbprint,
+        x5c: s.pick_or(Some(cli.x5c).filter(|b| *b), "x5c", false)?,
     };
-    let encoding = match key.key_type {
-        KeyType::Rsa => EncodingKey::from_rsa_der(&key.jwt_der),
-        KeyType::EcP256 | KeyType::EcP384 => EncodingKey::from_ec_der(&key.jwt_der),
-    };
-    let jwt = jsonwebtoken::encode(&header, &claims, &encoding)
-        .map_err(|e| Error::input(format!("signing the assertion failed: {e}")))?;
+    let signed = assertion::sign(&request, &key, &chain)?;
 
     let section = AssertionSection {
         token: TokenFields {
-            token: Secret::new(jwt),
-            token_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
-            expires_at: Some(clock::rfc3339(claims.exp)),
+            token: signed.jwt,
+            token_type: assertion::CLIENT_ASSERTION_TYPE.into(),
+            expires_at: Some(clock::rfc3339(signed.claims.exp)),
         },
         client_id: client_id.clone(),
         tenant_id: if audience.is_none() { tenant } else { None },
         token_endpoint: token_endpoint.clone(),
-        header: serde_json::to_value(&header).unwrap_or_default(),
-        claims: serde_json::to_value(&claims).unwrap_or_default(),
+        header: serde_json::to_value(&signed.header).unwrap_or_default(),
+        claims: serde_json::to_value(&signed.claims).unwrap_or_default(),
     };
     cli.token_out.write(TOOL, &section.token)?;
     doc.set("assertion", &section)
-}
-
-/// `{authority}/{tenant}/oauth2/v2.0/token`, refusing tenants that would change the path.
-pub fn azure_token_endpoint(authority: &str, tenant: &str) -> Result<String> {
-    if tenant.is_empty() || !tenant.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')) {
-        return Err(Error::usage(format!("{tenant:?} is not a tenant id"))
-            .hint("a tenant is a GUID or a domain like contoso.onmicrosoft.com"));
-    }
-    Ok(format!("{}/{tenant}/oauth2/v2.0/token", authority.trim_end_matches('/')))
-}
-
-fn choose_alg(requested: Option<Alg>, key: KeyType, thumb: Thumbprint) -> Result<Algorithm> {
-    let alg = match (requested, key) {
-        (None, KeyType::Rsa) if thumb == Thumbprint::Sha256 => Alg::Ps256,
-        (None, KeyType::Rsa) => Alg::Rs256,
-        (None, KeyType::EcP256) => Alg::Es256,
-        (None, KeyType::EcP384) => Alg::Es384,
-        (Some(a), _) => a,
-    };
-    let fits = matches!(
-        (alg, key),
-        (Alg::Rs256 | Alg::Ps256, KeyType::Rsa) | (Alg::Es256, KeyType::EcP256) | (Alg::Es384, KeyType::EcP384)
-    );
-    if !fits {
-        return Err(Error::usage(format!("--alg {} does not fit a {key:?} key", alg.name()))
-            .hint("RSA keys sign RS256 or PS256, P-256 keys ES256, P-384 keys ES384"));
-    }
-    Ok(match alg {
-        Alg::Rs256 => Algorithm::RS256,
-        Alg::Ps256 => Algorithm::PS256,
-        Alg::Es256 => Algorithm::ES256,
-        Alg::Es384 => Algorithm::ES384,
-    })
 }
 
 fn check_cert_dates(cert: &[u8]) -> Result<()> {
@@ -303,34 +227,4 @@ fn check_cert_dates(cert: &[u8]) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_endpoint_shape() {
-        assert_eq!(
-            azure_token_endpoint("https://login.microsoftonline.com/", "contoso.onmicrosoft.com").unwrap(),
-            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
-        );
-        assert!(azure_token_endpoint("https://x", "a/../b").is_err());
-        assert!(azure_token_endpoint("https://x", "").is_err());
-    }
-
-    #[test]
-    fn jti_is_uuid4() {
-        let j = crate::core::jwt::random_uuid();
-        assert_eq!(j.len(), 36);
-        assert_eq!(&j[14..15], "4");
-        assert_ne!(j, crate::core::jwt::random_uuid());
-    }
-
-    #[test]
-    fn alg_must_fit_key() {
-        assert_eq!(choose_alg(None, KeyType::Rsa, Thumbprint::Sha256).unwrap(), Algorithm::PS256);
-        assert_eq!(choose_alg(None, KeyType::EcP256, Thumbprint::Sha1).unwrap(), Algorithm::ES256);
-        assert!(choose_alg(Some(Alg::Es256), KeyType::Rsa, Thumbprint::Sha1).is_err());
-    }
 }

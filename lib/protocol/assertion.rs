@@ -1,0 +1,208 @@
+//! The RFC 7523 client assertion wif-sign makes, in the form MSAL makes it for Azure AD: the
+//! claims, the header with the certificate thumbprint (`x5t` or `x5t#S256`, optionally `x5c`),
+//! the lifetime rules and the signing itself. Loading the key and the certificate is the
+//! caller's business.
+
+use crate::core::clock;
+use crate::core::error::{Error, Kind, Result};
+use crate::core::keys::{self, KeyType, SigningKey};
+use crate::core::secret::Secret;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rustls::pki_types::CertificateDer;
+use serde::{Deserialize, Serialize};
+
+/// The `client_assertion_type` of a JWT client assertion (RFC 7523), also the token type
+/// wif-sign records for it.
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How far `nbf`/`iat` are back-dated: a verifier whose clock runs a little behind ours would
+/// otherwise see an assertion from the future and refuse it (AADSTS700024).
+pub const CLOCK_SKEW_MARGIN: i64 = 30;
+
+/// Lifetime of an assertion when none is asked for: Azure AD's default limit, 10 minutes.
+pub const DEFAULT_LIFETIME_SECS: i64 = 600;
+
+/// Longest lifetime wif signs an assertion for: a day.
+pub const MAX_LIFETIME_SECS: i64 = 86_400;
+
+/// Signing algorithms of a client assertion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Alg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (RSA keys; MSAL's default).
+    Rs256,
+    /// RSASSA-PSS with SHA-256 (RSA keys; pairs with x5t#S256).
+    Ps256,
+    /// ECDSA P-256 with SHA-256.
+    Es256,
+    /// ECDSA P-384 with SHA-384.
+    Es384,
+}
+
+impl Alg {
+    /// The JOSE name, e.g. `RS256`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::Rs256 => "RS256",
+            Alg::Ps256 => "PS256",
+            Alg::Es256 => "ES256",
+            Alg::Es384 => "ES384",
+        }
+    }
+
+    /// The algorithm as the JWT library names it.
+    fn jwt(self) -> Algorithm {
+        match self {
+            Alg::Rs256 => Algorithm::RS256,
+            Alg::Ps256 => Algorithm::PS256,
+            Alg::Es256 => Algorithm::ES256,
+            Alg::Es384 => Algorithm::ES384,
+        }
+    }
+}
+
+/// Which certificate thumbprint the header carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Thumbprint {
+    /// `x5t`: SHA-1 of the certificate (what Azure AD shows and MSAL sends).
+    Sha1,
+    /// `x5t#S256`: SHA-256 of the certificate (Azure's newer form, signed with PS256 for RSA).
+    Sha256,
+}
+
+/// What to sign: everything but the key and the certificates.
+#[derive(Clone, Debug)]
+pub struct AssertionRequest {
+    /// The client (application) id: `iss` and `sub`.
+    pub client_id: String,
+    /// The `aud`: the exact token endpoint the assertion is presented at.
+    pub audience: String,
+    /// Seconds from now until `exp` (see [`check_lifetime`]).
+    pub lifetime_secs: i64,
+    /// The algorithm to sign with (see [`choose_alg`]).
+    pub alg: Alg,
+    /// The thumbprint header to send.
+    pub thumbprint: Thumbprint,
+    /// Also send the whole certificate chain as `x5c`.
+    pub x5c: bool,
+}
+
+/// The claims of a client assertion, as signed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Claims {
+    /// The token endpoint.
+    pub aud: String,
+    /// The client id.
+    pub iss: String,
+    /// The client id again.
+    pub sub: String,
+    /// A random UUID, so the assertion cannot be replayed.
+    pub jti: String,
+    /// Not before: now minus [`CLOCK_SKEW_MARGIN`].
+    pub nbf: i64,
+    /// Issued at: the same as `nbf`.
+    pub iat: i64,
+    /// Expiry: now plus the lifetime.
+    pub exp: i64,
+}
+
+/// A signed assertion with the header and claims it carries.
+pub struct Signed {
+    /// The compact JWT.
+    pub jwt: Secret,
+    /// The header as signed.
+    pub header: Header,
+    /// The claims as signed.
+    pub claims: Claims,
+}
+
+/// Refuses a lifetime outside 1 s to 24 h.
+pub fn check_lifetime(secs: i64) -> Result<i64> {
+    if (1..=MAX_LIFETIME_SECS).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(Error::usage("--lifetime must be between 1s and 24h")
+            .hint("Azure AD accepts assertions valid for up to 10 minutes by default"))
+    }
+}
+
+/// Signs the assertion with `key` for the leaf certificate of `chain` (the first one).
+pub fn sign(req: &AssertionRequest, key: &SigningKey, chain: &[CertificateDer<'_>]) -> Result<Signed> {
+    let Some(leaf) = chain.first() else {
+        return Err(Error::new(Kind::Internal, "no certificate to name in the assertion"));
+    };
+    let mut header = Header::new(req.alg.jwt());
+    match req.thumbprint {
+        Thumbprint::Sha1 => header.x5t = Some(keys::thumbprint_sha1(leaf)),
+        Thumbprint::Sha256 => header.x5t_s256 = Some(keys::thumbprint_sha256(leaf)),
+    }
+    if req.x5c {
+        header.x5c = Some(chain.iter().map(|c| keys::x5c_entry(c)).collect());
+    }
+    let now = clock::now_unix();
+    let claims = Claims {
+        aud: req.audience.clone(),
+        iss: req.client_id.clone(),
+        sub: req.client_id.clone(),
+        jti: crate::core::jwt::random_uuid(),
+        nbf: now - CLOCK_SKEW_MARGIN,
+        iat: now - CLOCK_SKEW_MARGIN,
+        exp: now + req.lifetime_secs,
+    };
+    let encoding = match key.key_type {
+        KeyType::Rsa => EncodingKey::from_rsa_der(&key.jwt_der),
+        KeyType::EcP256 | KeyType::EcP384 => EncodingKey::from_ec_der(&key.jwt_der),
+    };
+    let jwt = jsonwebtoken::encode(&header, &claims, &encoding)
+        .map_err(|e| Error::input(format!("signing the assertion failed: {e}")))?;
+    Ok(Signed { jwt: Secret::new(jwt), header, claims })
+}
+
+/// The algorithm to sign with: the one asked for, which must fit the key, else the key's
+/// default (PS256 for RSA with the SHA-256 thumbprint, as Azure AD expects).
+pub fn choose_alg(requested: Option<Alg>, key: KeyType, thumb: Thumbprint) -> Result<Alg> {
+    let alg = match (requested, key) {
+        (None, KeyType::Rsa) if thumb == Thumbprint::Sha256 => Alg::Ps256,
+        (None, KeyType::Rsa) => Alg::Rs256,
+        (None, KeyType::EcP256) => Alg::Es256,
+        (None, KeyType::EcP384) => Alg::Es384,
+        (Some(a), _) => a,
+    };
+    let fits = matches!(
+        (alg, key),
+        (Alg::Rs256 | Alg::Ps256, KeyType::Rsa) | (Alg::Es256, KeyType::EcP256) | (Alg::Es384, KeyType::EcP384)
+    );
+    if !fits {
+        return Err(Error::usage(format!("--alg {} does not fit a {key:?} key", alg.name()))
+            .hint("RSA keys sign RS256 or PS256, P-256 keys ES256, P-384 keys ES384"));
+    }
+    Ok(alg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jti_is_uuid4() {
+        let j = crate::core::jwt::random_uuid();
+        assert_eq!(j.len(), 36);
+        assert_eq!(&j[14..15], "4");
+        assert_ne!(j, crate::core::jwt::random_uuid());
+    }
+
+    #[test]
+    fn alg_must_fit_key() {
+        assert_eq!(choose_alg(None, KeyType::Rsa, Thumbprint::Sha256).unwrap(), Alg::Ps256);
+        assert_eq!(choose_alg(None, KeyType::EcP256, Thumbprint::Sha1).unwrap(), Alg::Es256);
+        assert!(choose_alg(Some(Alg::Es256), KeyType::Rsa, Thumbprint::Sha1).is_err());
+    }
+
+    #[test]
+    fn lifetimes() {
+        assert_eq!(check_lifetime(600).unwrap(), 600);
+        assert!(check_lifetime(0).is_err());
+        assert!(check_lifetime(MAX_LIFETIME_SECS + 1).is_err());
+    }
+}
