@@ -122,6 +122,8 @@ impl Ask<'_> {
 
 /// A token IAM issued.
 pub struct Generated {
+    /// The method's URL that issued it.
+    pub url: String,
     /// The token.
     pub token: Secret,
     /// Its expiry in Unix seconds: IAM's `expireTime` for access tokens, `exp` for ID tokens.
@@ -176,13 +178,13 @@ pub fn generate(client: &Client, who: &Impersonation<'_>, ask: &Ask<'_>) -> Resu
                 Some(t) => Some(expire_time(t).context(doing)?),
                 None => None,
             };
-            Ok(Generated { token, expires_at })
+            Ok(Generated { url, token, expires_at })
         }
         Ask::IdToken { .. } => {
             let r: IdTokenResponse = resp.json().context(doing.clone())?;
             let token = present(r.token, "token").context(doing)?;
             let expires_at = crate::core::jwt::unverified_exp(token.expose());
-            Ok(Generated { token, expires_at })
+            Ok(Generated { url, token, expires_at })
         }
     }
 }
