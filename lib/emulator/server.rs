@@ -4,6 +4,7 @@
 use super::State;
 use crate::core::error::{Error, Kind, Result};
 pub use crate::http::{parse_form, percent_decode};
+use crate::server::{http, Framing, Response};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -56,55 +57,20 @@ impl Req {
     }
 }
 
-/// A response.
-pub struct Resp {
-    /// Status code.
-    pub status: u16,
-    /// Content type.
-    pub content_type: &'static str,
-    /// Extra headers.
-    pub headers: Vec<(&'static str, String)>,
-    /// Body.
-    pub body: Vec<u8>,
-    /// What the log records: `ok`, an error code, …
-    pub outcome: String,
+/// The headers of every emulator answer around its own; `Connection: close` last when the
+/// connection closes after it.
+fn framing(close: bool) -> Framing<'static> {
+    const STANDARD: &[(&str, &str)] = &[("Cache-Control", "no-store"), ("Pragma", "no-cache")];
+    Framing { standard: STANDARD, last: if close { &[("Connection", "close")] } else { &[] }, ..Framing::default() }
 }
 
-/// Only the status and outcome: bodies can hold tokens.
-impl std::fmt::Debug for Resp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Resp({}, {}, <{} bytes>)", self.status, self.outcome, self.body.len())
-    }
-}
-
-fn write_resp(w: &mut impl Write, r: &Resp, close: bool) -> std::io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nPragma: no-cache\r\n",
-        r.status,
-        crate::http::reason_phrase(r.status),
-        r.content_type,
-        r.body.len()
-    );
-    for (k, v) in &r.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if close {
-        head.push_str("Connection: close\r\n");
-    }
-    head.push_str("\r\n");
-    w.write_all(head.as_bytes())?;
-    w.write_all(&r.body)?;
+fn write_resp(w: &mut impl Write, r: &Response, close: bool) -> std::io::Result<()> {
+    w.write_all(&r.encode(&framing(close), false).bytes)?;
     w.flush()
 }
 
-fn plain(status: u16, text: &str) -> Resp {
-    Resp {
-        status,
-        content_type: "text/plain; charset=utf-8",
-        headers: Vec::new(),
-        body: text.as_bytes().to_vec(),
-        outcome: "bad_http".into(),
-    }
+fn plain(status: u16, text: &str) -> Response {
+    Response::new(status, "text/plain; charset=utf-8", text.as_bytes().to_vec()).because("bad_http")
 }
 
 /// A parsed request head: the request (without its body) and how the body is framed.
@@ -118,7 +84,7 @@ struct Head {
 
 /// Parses a request head from the start of `buf`: `Ok(None)` if more bytes are needed,
 /// `Err` with the answer for a request that cannot be served.
-fn parse_head(buf: &[u8], scheme: &'static str, local: &str) -> std::result::Result<Option<Head>, Resp> {
+fn parse_head(buf: &[u8], scheme: &'static str, local: &str) -> std::result::Result<Option<Head>, Response> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut parsed = httparse::Request::new(&mut headers);
     let len = match parsed.parse(buf) {
@@ -192,13 +158,9 @@ fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, st
         {
             return;
         }
-        while buf.len() < head.content_length {
-            if !read_more(&mut s, &mut buf) {
-                return;
-            }
-        }
         let mut req = head.req;
-        req.body = buf.drain(..head.content_length).collect();
+        let Ok(body) = http::read_body(&mut s, &mut buf, head.content_length) else { return };
+        req.body = body;
         let started = Instant::now();
         let resp = state.handle(&req);
         state.log_request(&req, &resp, started.elapsed());
@@ -291,7 +253,7 @@ pub fn emit(line: &serde_json::Value) {
 }
 
 /// The log line for one request: never a token, secret or query string.
-pub fn log_line(req: &Req, resp: &Resp, took: Duration) -> serde_json::Value {
+pub fn log_line(req: &Req, resp: &Response, took: Duration) -> serde_json::Value {
     json!({
         "time": crate::core::clock::rfc3339(crate::core::clock::now_unix()),
         "event": "request",
@@ -299,7 +261,7 @@ pub fn log_line(req: &Req, resp: &Resp, took: Duration) -> serde_json::Value {
         "method": req.method,
         "path": req.path,
         "status": resp.status,
-        "outcome": resp.outcome,
+        "outcome": resp.reason.as_deref().unwrap_or_default(),
         "ms": took.as_millis() as u64,
     })
 }
