@@ -226,6 +226,16 @@ impl State {
     }
 }
 
+/// The listeners hand their requests to the state.
+impl server::Handler for State {
+    fn handle(&self, req: &Req) -> Response {
+        State::handle(self, req)
+    }
+    fn log_request(&self, req: &Req, resp: &Response, took: Duration) {
+        State::log_request(self, req, resp, took)
+    }
+}
+
 /// Entry point of wif-emulate.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,7 +1,6 @@
 //! The listeners: plain HTTP and (optionally) HTTPS with rustls, a thread per connection,
 //! HTTP/1.1 with keep-alive parsed by httparse, one JSON log line per request on stdout.
 
-use super::State;
 use crate::core::error::{Error, Kind, Result};
 pub use crate::http::{parse_form, percent_decode};
 use crate::server::{http, Framing, Response};
@@ -15,6 +14,15 @@ use std::time::{Duration, Instant};
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
 const MAX_CONNECTIONS: usize = 128;
+
+/// What answers the requests a listener reads (the emulator's state): the listener knows
+/// nothing else of it.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(&self, req: &Req) -> Response;
+    /// Records one answered request.
+    fn log_request(&self, req: &Req, resp: &Response, took: Duration);
+}
 
 /// One HTTP request as the handlers see it.
 pub struct Req {
@@ -137,7 +145,7 @@ fn read_more(s: &mut impl Read, buf: &mut Vec<u8>) -> bool {
 }
 
 /// Serves requests on one connection until it closes or asks to.
-fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, state: &State) {
+fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, state: &impl Handler) {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let head = loop {
@@ -171,10 +179,10 @@ fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, st
 }
 
 /// Runs an accept loop until `stop` is set; each connection gets a thread.
-pub fn accept_loop(
+pub fn accept_loop<H: Handler>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    state: Arc<State>,
+    state: Arc<H>,
     stop: Arc<AtomicBool>,
 ) -> Result<()> {
     listener.set_nonblocking(true).map_err(|e| Error::new(Kind::Io, format!("setting up the listener: {e}")))?;
@@ -199,7 +207,7 @@ pub fn accept_loop(
         let (state, tls, local, active) = (state.clone(), tls.clone(), local.clone(), active.clone());
         active.fetch_add(1, Ordering::SeqCst);
         std::thread::spawn(move || {
-            handle_stream(stream, tls, &local, &state);
+            handle_stream(stream, tls, &local, &*state);
             active.fetch_sub(1, Ordering::SeqCst);
         });
     }
@@ -211,7 +219,7 @@ pub fn accept_loop(
     Ok(())
 }
 
-fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, local: &str, state: &State) {
+fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, local: &str, state: &impl Handler) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));

@@ -1,6 +1,6 @@
 //! The bounded HTTP/1.1 request reader every server uses: a request head is bounded in size
 //! (`MAX_HEAD`) and header count (`MAX_HEADERS`), must arrive before the connection's
-//! deadline (see [`super::Deadlined`]), and a body is only read when asked for, up to a limit
+//! deadline (see `Deadlined`), and a body is only read when asked for, up to a limit
 //! ([`read_body`]). Anything else is a clear 4xx.
 
 use std::io::{ErrorKind, Read};

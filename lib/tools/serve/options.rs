@@ -1,7 +1,8 @@
 //! wif-serve's options, resolved from flags, environment, the document's config and --config.
 
 use super::allow::AllowList;
-use super::{tls, token, Cli};
+use super::command::Cli;
+use super::{tls, token};
 use crate::core::error::{Error, Result};
 use crate::core::settings::Settings;
 use std::path::PathBuf;
