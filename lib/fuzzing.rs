@@ -44,7 +44,8 @@ pub fn jwt(data: &[u8]) {
 
 /// wif-serve's HTTP/1.1 request-head parser, fed as one buffer and as a pipelined stream.
 pub fn http_request(data: &[u8]) {
-    use crate::server::http::{parse, read_request, route, Incoming, Parsed};
+    use crate::server::http::{parse, read_request, Incoming, Parsed};
+    use crate::tools::serve::routes::route;
     if let Parsed::Complete(req, len) = parse(data) {
         assert!(len <= data.len(), "a request head cannot be longer than the input");
         let _ = route(&req.method, &req.path);

@@ -27,6 +27,12 @@ pub fn warn(msg: impl std::fmt::Display) {
     eprintln!("{tool}: warning: {}", crate::core::secret::scrub(&msg.to_string()));
 }
 
+/// Prints a plain information line `tool: …` on stderr, scrubbed of every secret the
+/// process holds (a long-running tool saying what it did: a refresh, a stop).
+pub fn info(tool: &str, msg: impl std::fmt::Display) {
+    eprintln!("{tool}: {}", crate::core::secret::scrub(&msg.to_string()));
+}
+
 /// One failed attempt of an operation that is tried again: which one, out of how many
 /// retries (`None`: until it works), and the pause before the next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,9 +4,10 @@
 use super::config::{AppConfig, AzureConfig, ResourceConfig};
 use super::errors::{self, azure as aad};
 use super::keys::{self, AssertionError};
-use super::server::{parse_form, Req, Resp};
+use super::server::{parse_form, Req};
 use super::State;
 use crate::core::clock;
+use crate::server::Response;
 use serde_json::json;
 
 /// The client assertion type Azure accepts.
@@ -29,15 +30,15 @@ fn tenant<'a>(st: &'a State, name: &str) -> Option<&'a AzureConfig> {
     })
 }
 
-fn tenant_not_found(name: &str) -> Resp {
+fn tenant_not_found(name: &str) -> Response {
     aad(400, "invalid_request", 90002, &format!("Tenant '{name}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."))
 }
 
-fn missing(param: &str) -> Resp {
+fn missing(param: &str) -> Response {
     aad(400, "invalid_request", 900144, &format!("The request body must contain the following parameter: '{param}'."))
 }
 
-fn resource_not_found(name: &str, tenant: &str) -> Resp {
+fn resource_not_found(name: &str, tenant: &str) -> Response {
     aad(400, "invalid_resource", 500011, &format!("The resource principal named {name} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."))
 }
 
@@ -50,7 +51,7 @@ fn find_resource<'a>(az: &'a AzureConfig, name: &str) -> Option<&'a ResourceConf
 }
 
 /// `POST /{tenant}/oauth2/v2.0/token` and `POST /{tenant}/oauth2/token`.
-pub fn token(st: &State, req: &Req, tenant_name: &str, v2: bool) -> Resp {
+pub fn token(st: &State, req: &Req, tenant_name: &str, v2: bool) -> Response {
     let Some(az) = tenant(st, tenant_name) else { return tenant_not_found(tenant_name) };
     let form = if req.is_form() { parse_form(&req.body) } else { Vec::new() };
     let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
@@ -200,7 +201,7 @@ fn issue(
     (st.signer.sign(&c), iat, exp)
 }
 
-fn check_assertion(st: &State, app: &AppConfig, assertion: &str, endpoint: &str) -> Result<(), Resp> {
+fn check_assertion(st: &State, app: &AppConfig, assertion: &str, endpoint: &str) -> Result<(), Response> {
     let key_help = format!("Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'.", app.client_id);
     st.client_assertion(assertion, &app.certs, &app.thumbprint_bytes, true, &app.client_id, endpoint).map_err(|e| match e {
         AssertionError::Malformed(m) => aad(400, "invalid_request", 50027, &format!("JWT token is invalid or malformed: {m}")),
@@ -220,7 +221,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `GET /{tenant}/v2.0/.well-known/openid-configuration` (and v1 without `v2.0`).
-pub fn discovery(st: &State, req: &Req, tenant_name: &str, v2: bool) -> Resp {
+pub fn discovery(st: &State, req: &Req, tenant_name: &str, v2: bool) -> Response {
     let Some(az) = tenant(st, tenant_name) else { return tenant_not_found(tenant_name) };
     let base = format!("{}/{}", req.base_url(), az.tenant);
     let body = if v2 {
@@ -270,7 +271,7 @@ pub fn discovery(st: &State, req: &Req, tenant_name: &str, v2: bool) -> Resp {
 }
 
 /// `GET /{tenant}/discovery/v2.0/keys`.
-pub fn jwks(st: &State, tenant_name: &str) -> Resp {
+pub fn jwks(st: &State, tenant_name: &str) -> Response {
     if tenant_name != "common" && tenant(st, tenant_name).is_none() {
         return tenant_not_found(tenant_name);
     }
@@ -280,7 +281,7 @@ pub fn jwks(st: &State, tenant_name: &str) -> Resp {
 /// `GET /common/discovery/instance`: MSAL's instance discovery (when MSAL is given this URL
 /// as `instance_discovery`), pointing at this host's discovery document for the tenant in
 /// the `authorization_endpoint` parameter.
-pub fn instance_discovery(st: &State, req: &Req) -> Resp {
+pub fn instance_discovery(st: &State, req: &Req) -> Response {
     let q = parse_form(req.query.as_bytes());
     let authz = q.iter().find(|(k, _)| k == "authorization_endpoint").map(|(_, v)| v.clone()).unwrap_or_default();
     // https://HOST/TENANT/oauth2/v2.0/authorize
@@ -299,7 +300,7 @@ pub fn instance_discovery(st: &State, req: &Req) -> Resp {
 }
 
 /// `GET /metadata/identity/oauth2/token`: Azure IMDS managed-identity tokens (v1 form).
-pub fn imds(st: &State, req: &Req) -> Resp {
+pub fn imds(st: &State, req: &Req) -> Response {
     let bad = |msg: &str| errors::oauth(400, "invalid_request", msg);
     if req.header("metadata").map(str::to_ascii_lowercase).as_deref() != Some("true") {
         return bad("Required metadata header not specified");

@@ -2,19 +2,13 @@
 //! codes, trace and correlation ids; plain OAuth errors (Google STS, other issuers); and
 //! Google API errors (IAM Credentials).
 
-use super::server::Resp;
 use crate::core::jwt::random_uuid as guid;
+use crate::server::Response;
 use serde_json::{json, Value};
 
 /// A JSON response; `outcome` is what the request log records.
-pub fn json(status: u16, body: &Value, outcome: impl Into<String>) -> Resp {
-    Resp {
-        status,
-        content_type: "application/json; charset=utf-8",
-        headers: Vec::new(),
-        body: body.to_string().into_bytes(),
-        outcome: outcome.into(),
-    }
+pub fn json(status: u16, body: &Value, outcome: impl Into<String>) -> Response {
+    Response::new(status, "application/json; charset=utf-8", body.to_string().into_bytes()).because(outcome)
 }
 
 /// Azure AD's timestamp form in error bodies: `2026-01-31 12:00:00Z`.
@@ -23,7 +17,7 @@ fn azure_time() -> String {
 }
 
 /// An Azure AD error: `{"error", "error_description": "AADSTSn: …\r\nTrace ID…", "error_codes": [n], …}`.
-pub fn azure(status: u16, error: &str, code: u64, message: &str) -> Resp {
+pub fn azure(status: u16, error: &str, code: u64, message: &str) -> Response {
     let (trace, corr, ts) = (guid(), guid(), azure_time());
     let body = json!({
         "error": error,
@@ -38,12 +32,12 @@ pub fn azure(status: u16, error: &str, code: u64, message: &str) -> Resp {
 }
 
 /// A plain OAuth 2.0 error (RFC 6749 §5.2), as Google STS sends it.
-pub fn oauth(status: u16, error: &str, description: &str) -> Resp {
+pub fn oauth(status: u16, error: &str, description: &str) -> Response {
     json(status, &json!({"error": error, "error_description": description}), error.to_string())
 }
 
 /// A Google API error: `{"error": {"code", "message", "status", "details"}}`.
-pub fn google(code: u16, status: &str, message: &str, reason: Option<(&str, &str)>) -> Resp {
+pub fn google(code: u16, status: &str, message: &str, reason: Option<(&str, &str)>) -> Response {
     let mut err = json!({"code": code, "message": message, "status": status});
     if let Some((reason, permission)) = reason {
         err["details"] = json!([{
@@ -57,7 +51,7 @@ pub fn google(code: u16, status: &str, message: &str, reason: Option<(&str, &str
 }
 
 /// IAM's refusal to impersonate, identical whether the account is missing or not bound.
-pub fn iam_denied(permission: &str) -> Resp {
+pub fn iam_denied(permission: &str) -> Response {
     google(
         403,
         "PERMISSION_DENIED",
@@ -67,21 +61,21 @@ pub fn iam_denied(permission: &str) -> Resp {
 }
 
 /// The answer to a request that does not match any endpoint.
-pub fn not_found(path: &str) -> Resp {
+pub fn not_found(path: &str) -> Response {
     google(404, "NOT_FOUND", &format!("The requested URL {path} was not found on this server."), None)
 }
 
 /// Wrong HTTP method for an endpoint.
-pub fn method_not_allowed(allowed: &str) -> Resp {
+pub fn method_not_allowed(allowed: &str) -> Response {
     let mut r = google(405, "METHOD_NOT_ALLOWED", &format!("Use {allowed}."), None);
     r.headers.push(("Allow", allowed.to_string()));
     r
 }
 
 /// Fault injection: a retryable 503.
-pub fn unavailable() -> Resp {
+pub fn unavailable() -> Response {
     let mut r = google(503, "UNAVAILABLE", "The service is currently unavailable.", None);
     r.headers.push(("Retry-After", "1".into()));
-    r.outcome = "injected_503".into();
+    r.reason = Some("injected_503".into());
     r
 }

@@ -5,10 +5,11 @@
 use super::config::ServiceAccountConfig;
 use super::errors::{self, google, iam_denied};
 use super::keys;
-use super::server::{percent_decode, Req, Resp};
+use super::server::{percent_decode, Req};
 use super::sts::FederatedToken;
 use super::State;
 use crate::core::clock;
+use crate::server::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -43,16 +44,16 @@ struct IdTokenRequest {
     organization_number_included: Option<bool>,
 }
 
-fn invalid(msg: &str) -> Resp {
+fn invalid(msg: &str) -> Response {
     google(400, "INVALID_ARGUMENT", msg, None)
 }
 
-fn unauthenticated() -> Resp {
+fn unauthenticated() -> Response {
     google(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.", None)
 }
 
 /// `POST /v1/projects/-/serviceAccounts/{email}:{method}`.
-pub fn handle(st: &State, req: &Req, last_segment: &str) -> Resp {
+pub fn handle(st: &State, req: &Req, last_segment: &str) -> Response {
     let decoded = percent_decode(last_segment, false);
     let Some((email, method)) = decoded.rsplit_once(':') else { return errors::not_found(&req.path) };
     let permission = match method {
@@ -193,7 +194,7 @@ fn authorize(
     sa: Option<&ServiceAccountConfig>,
     delegates: Option<&[String]>,
     permission: &str,
-) -> Result<(), Resp> {
+) -> Result<(), Response> {
     let Some(sa) = sa else { return Err(iam_denied(permission)) };
     let find = |e: &str| st.config.google.as_ref().and_then(|g| g.service_accounts.iter().find(|s| s.email == e));
     let mut chain: Vec<&ServiceAccountConfig> = Vec::new();

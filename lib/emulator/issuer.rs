@@ -5,9 +5,10 @@
 use super::config::{IssuerClient, IssuerConfig};
 use super::errors::{self, oauth};
 use super::keys::AssertionError;
-use super::server::{parse_form, Req, Resp};
+use super::server::{parse_form, Req};
 use super::State;
 use crate::core::clock;
+use crate::server::Response;
 use serde_json::json;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -17,7 +18,7 @@ fn find<'a>(st: &'a State, name: &str) -> Option<&'a IssuerConfig> {
 }
 
 /// `POST /issuers/{name}/v1/token`.
-pub fn token(st: &State, req: &Req, name: &str) -> Resp {
+pub fn token(st: &State, req: &Req, name: &str) -> Response {
     let Some(iss) = find(st, name) else { return errors::not_found(&req.path) };
     if !req.is_form() {
         return oauth(400, "invalid_request", "The request must be application/x-www-form-urlencoded.");
@@ -75,7 +76,7 @@ pub fn token(st: &State, req: &Req, name: &str) -> Resp {
     errors::json(200, &body, "ok")
 }
 
-fn check(st: &State, client: &IssuerClient, assertion: &str, endpoint: &str, error: &str) -> Result<(), Resp> {
+fn check(st: &State, client: &IssuerClient, assertion: &str, endpoint: &str, error: &str) -> Result<(), Response> {
     st.client_assertion(assertion, &client.certs, &[], false, &client.client_id, endpoint).map_err(|e| {
         let msg = match e {
             AssertionError::Malformed(m) => format!("Invalid assertion: {m}"),
@@ -93,7 +94,7 @@ fn check(st: &State, client: &IssuerClient, assertion: &str, endpoint: &str, err
 }
 
 /// `GET /issuers/{name}/.well-known/openid-configuration`.
-pub fn discovery(st: &State, req: &Req, name: &str) -> Resp {
+pub fn discovery(st: &State, req: &Req, name: &str) -> Response {
     let Some(iss) = find(st, name) else { return errors::not_found(&req.path) };
     let base = format!("{}/issuers/{name}", req.base_url());
     let body = json!({
@@ -110,7 +111,7 @@ pub fn discovery(st: &State, req: &Req, name: &str) -> Resp {
 }
 
 /// `GET /issuers/{name}/jwks`.
-pub fn jwks(st: &State, name: &str) -> Resp {
+pub fn jwks(st: &State, name: &str) -> Response {
     match find(st, name) {
         Some(_) => errors::json(200, &st.jwks(), "ok"),
         None => errors::not_found(&format!("/issuers/{name}/jwks")),

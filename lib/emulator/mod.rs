@@ -15,10 +15,11 @@ pub mod sts;
 use crate::cli;
 use crate::core::error::{Error, Kind, Result};
 use crate::core::help::Example;
+use crate::server::Response;
 use clap::Parser;
 use config::Config;
 use serde_json::json;
-use server::{Req, Resp};
+use server::Req;
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -180,7 +181,7 @@ impl State {
     }
 
     /// Answers one request (after any injected delay or failure).
-    pub fn handle(&self, req: &Req) -> Resp {
+    pub fn handle(&self, req: &Req) -> Response {
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }
@@ -190,10 +191,11 @@ impl State {
         self.route(req)
     }
 
-    fn route(&self, req: &Req) -> Resp {
+    fn route(&self, req: &Req) -> Response {
         let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
-        let post = |f: &dyn Fn() -> Resp| if req.method == "POST" { f() } else { errors::method_not_allowed("POST") };
-        let get = |f: &dyn Fn() -> Resp| if req.method == "GET" { f() } else { errors::method_not_allowed("GET") };
+        let post =
+            |f: &dyn Fn() -> Response| if req.method == "POST" { f() } else { errors::method_not_allowed("POST") };
+        let get = |f: &dyn Fn() -> Response| if req.method == "GET" { f() } else { errors::method_not_allowed("GET") };
         match segs.as_slice() {
             ["v1", "token"] => post(&|| sts::token(self, req)),
             ["v1", "projects", _, "serviceAccounts", rest] => post(&|| iam::handle(self, req, rest)),
@@ -214,7 +216,7 @@ impl State {
     }
 
     /// Prints the request's log line.
-    pub fn log_request(&self, req: &Req, resp: &Resp, took: Duration) {
+    pub fn log_request(&self, req: &Req, resp: &Response, took: Duration) {
         server::emit(&server::log_line(req, resp, took));
     }
 
@@ -224,20 +226,31 @@ impl State {
     }
 }
 
+/// The listeners hand their requests to the state.
+impl server::Handler for State {
+    fn handle(&self, req: &Req) -> Response {
+        State::handle(self, req)
+    }
+    fn log_request(&self, req: &Req, resp: &Response, took: Duration) {
+        State::log_request(self, req, resp, took)
+    }
+}
+
 /// Entry point of wif-emulate.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::run(TOOL, || run(&cli))
 }
 
-fn bind(addr: &str, allow_remote: bool) -> Result<TcpListener> {
+/// Binds `addr`, given with `flag`: loopback only unless `allow_remote`.
+fn bind(addr: &str, flag: &str, allow_remote: bool) -> Result<TcpListener> {
     let sock: std::net::SocketAddr =
         addr.parse().map_err(|_| Error::usage(format!("{addr:?} is not an ADDRESS:PORT like 127.0.0.1:8080")))?;
     if !sock.ip().is_loopback() && !allow_remote {
         return Err(Error::usage(format!("{addr} is not a loopback address"))
             .hint("the emulator is for tests and demos on this machine; add --allow-remote to listen elsewhere"));
     }
-    TcpListener::bind(sock).map_err(|e| Error::new(Kind::Io, format!("cannot listen on {addr}: {e}")))
+    crate::server::bind(&[sock], flag, |_, e| Error::new(Kind::Io, format!("cannot listen on {addr}: {e}")))
 }
 
 /// Starts the listeners and serves until SIGTERM/SIGINT.
@@ -261,10 +274,10 @@ pub fn run(cli: &Cli) -> Result<()> {
         Some(d) => crate::core::clock::parse_duration(d)?,
         None => Duration::ZERO,
     };
-    let plain = bind(cli.listen.as_deref().unwrap_or("127.0.0.1:0"), cli.allow_remote)?;
+    let plain = bind(cli.listen.as_deref().unwrap_or("127.0.0.1:0"), "--listen", cli.allow_remote)?;
     let tls = match (&cli.tls_listen, &cli.tls_cert, &cli.tls_key) {
         (Some(addr), Some(cert), Some(key)) => Some((
-            bind(addr, cli.allow_remote)?,
+            bind(addr, "--tls-listen", cli.allow_remote)?,
             server::tls_config(cert, key).map_err(|e| e.context("loading the TLS certificate and key"))?,
         )),
         _ => None,

@@ -1,9 +1,9 @@
 //! The listeners: plain HTTP and (optionally) HTTPS with rustls, a thread per connection,
 //! HTTP/1.1 with keep-alive parsed by httparse, one JSON log line per request on stdout.
 
-use super::State;
 use crate::core::error::{Error, Kind, Result};
 pub use crate::http::{parse_form, percent_decode};
+use crate::server::{http, Framing, Response};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,6 +14,15 @@ use std::time::{Duration, Instant};
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
 const MAX_CONNECTIONS: usize = 128;
+
+/// What answers the requests a listener reads (the emulator's state): the listener knows
+/// nothing else of it.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(&self, req: &Req) -> Response;
+    /// Records one answered request.
+    fn log_request(&self, req: &Req, resp: &Response, took: Duration);
+}
 
 /// One HTTP request as the handlers see it.
 pub struct Req {
@@ -56,55 +65,20 @@ impl Req {
     }
 }
 
-/// A response.
-pub struct Resp {
-    /// Status code.
-    pub status: u16,
-    /// Content type.
-    pub content_type: &'static str,
-    /// Extra headers.
-    pub headers: Vec<(&'static str, String)>,
-    /// Body.
-    pub body: Vec<u8>,
-    /// What the log records: `ok`, an error code, …
-    pub outcome: String,
+/// The headers of every emulator answer around its own; `Connection: close` last when the
+/// connection closes after it.
+fn framing(close: bool) -> Framing<'static> {
+    const STANDARD: &[(&str, &str)] = &[("Cache-Control", "no-store"), ("Pragma", "no-cache")];
+    Framing { standard: STANDARD, last: if close { &[("Connection", "close")] } else { &[] }, ..Framing::default() }
 }
 
-/// Only the status and outcome: bodies can hold tokens.
-impl std::fmt::Debug for Resp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Resp({}, {}, <{} bytes>)", self.status, self.outcome, self.body.len())
-    }
-}
-
-fn write_resp(w: &mut impl Write, r: &Resp, close: bool) -> std::io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nPragma: no-cache\r\n",
-        r.status,
-        crate::http::reason_phrase(r.status),
-        r.content_type,
-        r.body.len()
-    );
-    for (k, v) in &r.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if close {
-        head.push_str("Connection: close\r\n");
-    }
-    head.push_str("\r\n");
-    w.write_all(head.as_bytes())?;
-    w.write_all(&r.body)?;
+fn write_resp(w: &mut impl Write, r: &Response, close: bool) -> std::io::Result<()> {
+    w.write_all(&r.encode(&framing(close), false).bytes)?;
     w.flush()
 }
 
-fn plain(status: u16, text: &str) -> Resp {
-    Resp {
-        status,
-        content_type: "text/plain; charset=utf-8",
-        headers: Vec::new(),
-        body: text.as_bytes().to_vec(),
-        outcome: "bad_http".into(),
-    }
+fn plain(status: u16, text: &str) -> Response {
+    Response::new(status, "text/plain; charset=utf-8", text.as_bytes().to_vec()).because("bad_http")
 }
 
 /// A parsed request head: the request (without its body) and how the body is framed.
@@ -118,7 +92,7 @@ struct Head {
 
 /// Parses a request head from the start of `buf`: `Ok(None)` if more bytes are needed,
 /// `Err` with the answer for a request that cannot be served.
-fn parse_head(buf: &[u8], scheme: &'static str, local: &str) -> std::result::Result<Option<Head>, Resp> {
+fn parse_head(buf: &[u8], scheme: &'static str, local: &str) -> std::result::Result<Option<Head>, Response> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut parsed = httparse::Request::new(&mut headers);
     let len = match parsed.parse(buf) {
@@ -171,7 +145,7 @@ fn read_more(s: &mut impl Read, buf: &mut Vec<u8>) -> bool {
 }
 
 /// Serves requests on one connection until it closes or asks to.
-fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, state: &State) {
+fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, state: &impl Handler) {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let head = loop {
@@ -192,13 +166,9 @@ fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, st
         {
             return;
         }
-        while buf.len() < head.content_length {
-            if !read_more(&mut s, &mut buf) {
-                return;
-            }
-        }
         let mut req = head.req;
-        req.body = buf.drain(..head.content_length).collect();
+        let Ok(body) = http::read_body(&mut s, &mut buf, head.content_length) else { return };
+        req.body = body;
         let started = Instant::now();
         let resp = state.handle(&req);
         state.log_request(&req, &resp, started.elapsed());
@@ -209,10 +179,10 @@ fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, st
 }
 
 /// Runs an accept loop until `stop` is set; each connection gets a thread.
-pub fn accept_loop(
+pub fn accept_loop<H: Handler>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    state: Arc<State>,
+    state: Arc<H>,
     stop: Arc<AtomicBool>,
 ) -> Result<()> {
     listener.set_nonblocking(true).map_err(|e| Error::new(Kind::Io, format!("setting up the listener: {e}")))?;
@@ -237,7 +207,7 @@ pub fn accept_loop(
         let (state, tls, local, active) = (state.clone(), tls.clone(), local.clone(), active.clone());
         active.fetch_add(1, Ordering::SeqCst);
         std::thread::spawn(move || {
-            handle_stream(stream, tls, &local, &state);
+            handle_stream(stream, tls, &local, &*state);
             active.fetch_sub(1, Ordering::SeqCst);
         });
     }
@@ -249,7 +219,7 @@ pub fn accept_loop(
     Ok(())
 }
 
-fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, local: &str, state: &State) {
+fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, local: &str, state: &impl Handler) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
@@ -291,7 +261,7 @@ pub fn emit(line: &serde_json::Value) {
 }
 
 /// The log line for one request: never a token, secret or query string.
-pub fn log_line(req: &Req, resp: &Resp, took: Duration) -> serde_json::Value {
+pub fn log_line(req: &Req, resp: &Response, took: Duration) -> serde_json::Value {
     json!({
         "time": crate::core::clock::rfc3339(crate::core::clock::now_unix()),
         "event": "request",
@@ -299,7 +269,7 @@ pub fn log_line(req: &Req, resp: &Resp, took: Duration) -> serde_json::Value {
         "method": req.method,
         "path": req.path,
         "status": resp.status,
-        "outcome": resp.outcome,
+        "outcome": resp.reason.as_deref().unwrap_or_default(),
         "ms": took.as_millis() as u64,
     })
 }

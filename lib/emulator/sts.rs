@@ -7,9 +7,10 @@ use super::cel::{self, Env};
 use super::config::{PoolConfig, ProviderConfig};
 use super::errors::{self, oauth};
 use super::keys;
-use super::server::{parse_form, Req, Resp};
+use super::server::{parse_form, Req};
 use super::State;
 use crate::core::clock;
+use crate::server::Response;
 use serde_json::{json, Map, Value};
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -34,16 +35,16 @@ pub struct FederatedToken {
     pub exp: i64,
 }
 
-fn invalid_request(msg: &str) -> Resp {
+fn invalid_request(msg: &str) -> Response {
     oauth(400, "invalid_request", msg)
 }
 
-fn invalid_grant(msg: &str) -> Resp {
+fn invalid_grant(msg: &str) -> Response {
     oauth(400, "invalid_grant", msg)
 }
 
 /// The fields of a form or JSON body (STS takes both).
-fn fields(req: &Req) -> Result<Vec<(String, String)>, Resp> {
+fn fields(req: &Req) -> Result<Vec<(String, String)>, Response> {
     if req.is_json() {
         let v: Map<String, Value> =
             serde_json::from_slice(&req.body).map_err(|_| invalid_request("Invalid JSON payload received."))?;
@@ -76,7 +77,7 @@ fn parse_audience(a: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// `POST /v1/token`.
-pub fn token(st: &State, req: &Req) -> Resp {
+pub fn token(st: &State, req: &Req) -> Response {
     let form = match fields(req) {
         Ok(f) => f,
         Err(r) => return r,
@@ -158,7 +159,7 @@ fn exchange(
     provider: &ProviderConfig,
     subject: &str,
     scopes: Vec<String>,
-) -> Result<(String, i64), Resp> {
+) -> Result<(String, i64), Response> {
     let jws = keys::parse_jws(subject).ok_or_else(|| invalid_grant("Unable to parse the ID Token."))?;
     let claims = &jws.claims;
     let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");

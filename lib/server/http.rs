@@ -1,5 +1,7 @@
-//! HTTP/1.1 for one purpose: small GET/HEAD requests without bodies. Request heads are
-//! bounded (`MAX_HEAD`), bodies are refused, and everything else is a clear 4xx.
+//! The bounded HTTP/1.1 request reader every server uses: a request head is bounded in size
+//! (`MAX_HEAD`) and header count (`MAX_HEADERS`), must arrive before the connection's
+//! deadline (see `Deadlined`), and a body is only read when asked for, up to a limit
+//! ([`read_body`]). Anything else is a clear 4xx.
 
 use std::io::{ErrorKind, Read};
 
@@ -7,11 +9,6 @@ use std::io::{ErrorKind, Read};
 pub const MAX_HEAD: usize = 8 * 1024;
 /// The most header lines a request may have.
 pub const MAX_HEADERS: usize = 64;
-
-/// The path that serves the token.
-pub const TOKEN_PATH: &str = "/get_wif_token";
-/// The health route.
-pub const HEALTH_PATH: &str = "/healthz";
 
 /// A parsed request head (all the server reads of a request).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,6 +170,34 @@ pub fn await_request(r: &mut impl Read, buf: &mut Vec<u8>) -> Option<Incoming> {
     None
 }
 
+/// Why a request's body did not arrive whole.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// The connection's deadline passed first.
+    TimedOut,
+    /// The client closed the connection, or another I/O error.
+    Closed,
+}
+
+/// Reads the `len` bytes of a request's body: first those already in `buf` after the head
+/// (taken out of it, so a pipelined request behind stays), then from `r`. The caller bounds
+/// `len` (its body limit) before calling.
+pub fn read_body(r: &mut impl Read, buf: &mut Vec<u8>, len: usize) -> Result<Vec<u8>, BodyEnd> {
+    let mut body: Vec<u8> = buf.drain(..len.min(buf.len())).collect();
+    let mut chunk = [0u8; 8192];
+    while body.len() < len {
+        let room = (len - body.len()).min(chunk.len());
+        match r.read(&mut chunk[..room]) {
+            Ok(0) => return Err(BodyEnd::Closed),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return Err(BodyEnd::TimedOut),
+            Err(_) => return Err(BodyEnd::Closed),
+        }
+    }
+    Ok(body)
+}
+
 /// Reads once into `buf` (up to `MAX_HEAD` in all); `Err` with how reading ended.
 fn fill(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<(), Incoming> {
     let mut chunk = [0u8; 4096];
@@ -189,107 +214,6 @@ fn fill(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<(), Incoming> {
         // A client that closes without close_notify between requests is common (curl does).
         Err(e) if e.kind() == ErrorKind::UnexpectedEof && buf.is_empty() => Err(Incoming::Closed),
         Err(e) => Err(Incoming::Broken(e)),
-    }
-}
-
-/// Where a request goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    /// `GET`/`HEAD /get_wif_token`.
-    Token,
-    /// `GET`/`HEAD /healthz`.
-    Health,
-    /// A known path with another method: 405.
-    MethodNotAllowed,
-    /// Anything else: 404.
-    NotFound,
-}
-
-/// Routes a request.
-pub fn route(method: &str, path: &str) -> Route {
-    let known = match path {
-        TOKEN_PATH => Route::Token,
-        HEALTH_PATH => Route::Health,
-        _ => return Route::NotFound,
-    };
-    match method {
-        "GET" | "HEAD" => known,
-        _ => Route::MethodNotAllowed,
-    }
-}
-
-/// An answer: status, content type, extra headers and body.
-#[derive(Clone, Debug)]
-pub struct Response {
-    /// Status code.
-    pub status: u16,
-    /// `Content-Type`.
-    pub content_type: &'static str,
-    /// Headers beyond the standard ones.
-    pub headers: Vec<(&'static str, String)>,
-    /// The body (left out of the wire for HEAD).
-    pub body: Vec<u8>,
-    /// Why the request was refused, for the log.
-    pub reason: Option<String>,
-}
-
-impl Response {
-    /// A JSON answer.
-    pub fn json(status: u16, body: &impl serde::Serialize) -> Response {
-        let mut bytes = serde_json::to_vec(body).unwrap_or_default();
-        bytes.push(b'\n');
-        Response { status, content_type: "application/json", headers: Vec::new(), body: bytes, reason: None }
-    }
-
-    /// A JSON error answer `{"error": code, "message": text}`.
-    pub fn error(status: u16, code: &str, message: &str) -> Response {
-        Response::json(status, &serde_json::json!({"error": code, "message": message}))
-    }
-
-    /// Adds a header.
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
-        self.headers.push((name, value.into()));
-        self
-    }
-
-    /// Records why the request was refused (for the log only).
-    pub fn because(mut self, reason: impl Into<String>) -> Response {
-        self.reason = Some(reason.into());
-        self
-    }
-
-    /// The bytes on the wire; `head_only` for HEAD (Content-Length still tells the size).
-    ///
-    /// A header whose value would split the head (CR, LF, NUL or another control
-    /// character, e.g. a token type from a tampered metadata file) is left out and the
-    /// omission logged: the client gets the answer without that header, never a header
-    /// of someone else's making.
-    pub fn to_bytes(&self, head_only: bool, keep_alive: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.body.len());
-        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, crate::http::reason_phrase(self.status));
-        let length = self.body.len().to_string();
-        let connection = if keep_alive { "keep-alive" } else { "close" };
-        let standard = [
-            ("Content-Type", self.content_type),
-            ("Content-Length", length.as_str()),
-            ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Connection", connection),
-        ];
-        for (name, value) in standard.into_iter().chain(self.headers.iter().map(|(k, v)| (*k, v.as_str()))) {
-            if !crate::http::push_header(&mut head, name, value) {
-                crate::tools::serve::log::Event::new("header_refused")
-                    .what(name)
-                    .reason("its value holds a line break or a control character; the answer went without it")
-                    .emit();
-            }
-        }
-        head.push_str("\r\n");
-        out.extend_from_slice(head.as_bytes());
-        if !head_only {
-            out.extend_from_slice(&self.body);
-        }
-        out
     }
 }
 
@@ -316,7 +240,7 @@ mod tests {
         let raw = b"GET /get_wif_token?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\nGET /next";
         let (r, n) = complete(raw);
         assert_eq!(r.method, "GET");
-        assert_eq!(r.path, TOKEN_PATH);
+        assert_eq!(r.path, "/get_wif_token");
         assert!(r.keep_alive && !r.has_body);
         assert_eq!(&raw[n..], b"GET /next");
     }
@@ -379,37 +303,13 @@ mod tests {
     }
 
     #[test]
-    fn routes() {
-        assert_eq!(route("GET", TOKEN_PATH), Route::Token);
-        assert_eq!(route("HEAD", TOKEN_PATH), Route::Token);
-        assert_eq!(route("GET", HEALTH_PATH), Route::Health);
-        assert_eq!(route("POST", TOKEN_PATH), Route::MethodNotAllowed);
-        assert_eq!(route("GET", "/get_wif_token/"), Route::NotFound);
-        assert_eq!(route("GET", "/"), Route::NotFound);
-    }
-
-    #[test]
-    fn header_values_that_would_split_the_head_are_left_out() {
-        let r = Response::error(503, "x", "y")
-            .header("X-Token-Type", "Bearer\r\nX-Injected: yes")
-            .header("X-Token-Expires-At", "2099-01-01T00:00:00Z\r\n")
-            .header("Retry-After", "30");
-        let text = String::from_utf8(r.to_bytes(false, false)).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(!head.contains("X-Injected") && !head.contains("X-Token"), "{head}");
-        assert!(head.ends_with("\r\nRetry-After: 30"), "the other headers stay: {head}");
-        assert_eq!(body.as_bytes(), r.body);
-    }
-
-    #[test]
-    fn head_answers_keep_the_length_and_drop_the_body() {
-        let r = Response::error(404, "not_found", "no");
-        let full = String::from_utf8(r.to_bytes(false, true)).unwrap();
-        let head = String::from_utf8(r.to_bytes(true, false)).unwrap();
-        assert!(full.starts_with("HTTP/1.1 404 Not Found\r\n"));
-        assert!(full.contains(&format!("Content-Length: {}\r\n", r.body.len())));
-        assert!(head.contains(&format!("Content-Length: {}\r\n", r.body.len())));
-        assert!(head.ends_with("Connection: close\r\n\r\n"));
-        assert!(full.contains("Cache-Control: no-store\r\n"));
+    fn a_body_is_read_from_the_buffer_first_and_leaves_what_follows() {
+        let mut rest = std::io::Cursor::new(b"lo, world".to_vec());
+        let mut buf = b"hel".to_vec();
+        assert_eq!(read_body(&mut rest, &mut buf, 5).unwrap(), b"hello");
+        let mut buf = b"abcGET /".to_vec();
+        assert_eq!(read_body(&mut std::io::empty(), &mut buf, 3).unwrap(), b"abc");
+        assert_eq!(buf, b"GET /");
+        assert_eq!(read_body(&mut std::io::empty(), &mut Vec::new(), 1), Err(BodyEnd::Closed));
     }
 }

@@ -10,29 +10,41 @@
 //! is complete is being answered and is left to finish (each listener bounds that with its
 //! own deadline); only when every slot is answering does a newcomer get `full` at once.
 
+use super::state::{AtomicState, ConnState};
 use std::io::Write as _;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Accepted; its request has not fully arrived.
-const WAITING: u8 = 0;
-/// Its request is complete: being answered.
-const ANSWERING: u8 = 1;
-/// Closed to make room.
-const CLOSED: u8 = 2;
+/// Where a pooled connection is in its life.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SlotState {
+    /// Accepted; its request has not fully arrived.
+    Waiting = 0,
+    /// Its request is complete: being answered.
+    Answering = 1,
+    /// Closed to make room.
+    Closed = 2,
+}
+
+impl ConnState for SlotState {
+    const ALL: &'static [SlotState] = &[SlotState::Waiting, SlotState::Answering, SlotState::Closed];
+    fn to_byte(self) -> u8 {
+        self as u8
+    }
+}
 
 /// One connection's standing in its [`Pool`], handed to the handler.
 pub(crate) struct Slot {
-    state: Arc<AtomicU8>,
+    state: Arc<AtomicState<SlotState>>,
 }
 
 impl Slot {
     /// To call once the request has fully arrived: from then on the connection is not closed
     /// to make room. False if it already was; the handler then drops it unanswered.
     pub(crate) fn answering(&self) -> bool {
-        self.state.compare_exchange(WAITING, ANSWERING, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        self.state.moved(SlotState::Waiting, SlotState::Answering)
     }
 }
 
@@ -40,7 +52,7 @@ impl Slot {
 struct Entry {
     id: u64,
     socket: TcpStream,
-    state: Arc<AtomicU8>,
+    state: Arc<AtomicState<SlotState>>,
 }
 
 /// The connections of one listener.
@@ -70,14 +82,12 @@ impl Pool {
     /// every connection is answering.
     fn make_room(&self) -> bool {
         let conns = self.conns();
-        let live = conns.iter().filter(|c| c.state.load(Ordering::SeqCst) != CLOSED).count();
+        let live = conns.iter().filter(|c| c.state.load() != SlotState::Closed).count();
         if live < self.max {
             return true;
         }
         // The oldest first; one may have moved on meanwhile, then the next.
-        let closed = conns
-            .iter()
-            .find(|c| c.state.compare_exchange(WAITING, CLOSED, Ordering::SeqCst, Ordering::SeqCst).is_ok());
+        let closed = conns.iter().find(|c| c.state.moved(SlotState::Waiting, SlotState::Closed));
         match closed {
             // Its thread's read returns at once and the thread ends.
             Some(c) => {
@@ -122,7 +132,7 @@ impl Pool {
                     continue;
                 }
                 let Ok(socket) = stream.try_clone() else { continue };
-                let (id, state) = (next_id, Arc::new(AtomicU8::new(WAITING)));
+                let (id, state) = (next_id, Arc::new(AtomicState::new(SlotState::Waiting)));
                 next_id += 1;
                 self.conns().push(Entry { id, socket, state: state.clone() });
                 let spawned = std::thread::Builder::new().name(self.name.into()).spawn_scoped(scope, move || {

@@ -9,9 +9,10 @@
 //! rules, restricted to the connections of that address or client, so one party can only
 //! ever push out its own.
 
+use crate::server::state::{AtomicState, ConnState};
 use std::collections::HashMap;
 use std::net::{IpAddr, Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -46,19 +47,15 @@ pub enum Phase {
     Closed = 6,
 }
 
-impl Phase {
-    fn from_u8(v: u8) -> Phase {
-        match v {
-            0 => Phase::Handshake,
-            1 => Phase::Fresh,
-            2 => Phase::Idle,
-            3 => Phase::Reading,
-            4 => Phase::Busy,
-            5 => Phase::Closing,
-            _ => Phase::Closed,
-        }
+impl ConnState for Phase {
+    const ALL: &'static [Phase] =
+        &[Phase::Handshake, Phase::Fresh, Phase::Idle, Phase::Reading, Phase::Busy, Phase::Closing, Phase::Closed];
+    fn to_byte(self) -> u8 {
+        self as u8
     }
+}
 
+impl Phase {
     /// Why a connection in this phase was chosen, for the log.
     fn words(self) -> &'static str {
         match self {
@@ -77,7 +74,7 @@ impl Phase {
 pub struct Conn {
     /// A handle on the socket, to shut it down from outside its thread.
     stream: TcpStream,
-    phase: AtomicU8,
+    phase: AtomicState<Phase>,
     /// When the current phase began, in milliseconds on the table's clock.
     since_ms: AtomicU64,
     /// The client's address and port, for the log.
@@ -98,13 +95,13 @@ pub struct Conn {
 impl Conn {
     /// The current phase.
     pub fn phase(&self) -> Phase {
-        Phase::from_u8(self.phase.load(Ordering::SeqCst))
+        self.phase.load()
     }
 
     /// Moves from `from` to `to`; false if the connection is not (any more) in `from`, e.g.
     /// because it was closed to make room or by the shutdown.
     pub fn enter(&self, from: Phase, to: Phase) -> bool {
-        let moved = self.phase.compare_exchange(from as u8, to as u8, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+        let moved = self.phase.moved(from, to);
         if moved {
             self.since_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::SeqCst);
         }
@@ -221,7 +218,7 @@ impl Table {
     pub fn insert(&self, stream: &TcpStream, peer: String, addr: Option<IpAddr>) -> Option<(u64, Arc<Conn>)> {
         let conn = Arc::new(Conn {
             stream: stream.try_clone().ok()?,
-            phase: AtomicU8::new(Phase::Handshake as u8),
+            phase: AtomicState::new(Phase::Handshake),
             since_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
             peer,
             addr,

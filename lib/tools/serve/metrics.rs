@@ -5,11 +5,13 @@
 //! come from fixed sets, so the number of series is bounded whatever clients send. Nothing
 //! secret is exposed: no token, no client identity, only counts and the token's timestamps.
 
+use super::routes::{wire, HEALTH_PATH, TOKEN_PATH};
 use super::token::{State, TokenSource};
 use crate::core::clock;
-use crate::server::http::{self, Incoming, Response, HEALTH_PATH};
+use crate::server::http::{self, Incoming};
 use crate::server::pool::{Pool, Slot};
 use crate::server::Deadlined;
+use crate::server::Response;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,7 +34,7 @@ const HEAD_DEADLINE: Duration = Duration::from_secs(2);
 const EXCHANGE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The `route` label: the two served paths, and everything else.
-const ROUTES: [&str; 3] = [http::TOKEN_PATH, http::HEALTH_PATH, "other"];
+const ROUTES: [&str; 3] = [TOKEN_PATH, HEALTH_PATH, "other"];
 /// The statuses wif-serve answers with; anything else is counted under the last, `other`.
 const STATUSES: [u16; 10] = [200, 400, 403, 404, 405, 408, 413, 431, 500, 503];
 
@@ -58,7 +60,8 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    const ALL: [Refusal; 8] = [
+    /// Every reason, in the order of the counters.
+    pub const ALL: [Refusal; 8] = [
         Refusal::NoCertificate,
         Refusal::UnknownCa,
         Refusal::Expired,
@@ -80,26 +83,6 @@ impl Refusal {
             Refusal::NotAllowed => "not_allowed",
             Refusal::Timeout => "timeout",
             Refusal::Other => "other",
-        }
-    }
-
-    /// The reason a certificate (or the TLS exchange) is refused for. The log's `code` is
-    /// this label too, so a log line and the counter it bumps use one word; the finer cause
-    /// (not yet valid, bad signature, a TLS alert) is in the log line's `reason`.
-    pub fn of_tls(e: &rustls::Error) -> Refusal {
-        use rustls::{CertificateError as C, Error as E};
-        match e {
-            E::NoCertificatesPresented => Refusal::NoCertificate,
-            E::InvalidCertificate(c) => match c {
-                C::UnknownIssuer | C::BadSignature => Refusal::UnknownCa,
-                C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
-                    Refusal::Expired
-                }
-                C::InvalidPurpose | C::InvalidPurposeContext { .. } => Refusal::BadEku,
-                C::Revoked => Refusal::Revoked,
-                _ => Refusal::Other,
-            },
-            _ => Refusal::Other,
         }
     }
 }
@@ -318,8 +301,8 @@ pub fn serve(
     health: impl Fn() -> Response + Sync,
 ) {
     let pool = Pool::new("metrics-conn", MAX_CONNECTIONS);
-    let full = Response::error(503, "busy", "every connection to the metrics listener is being answered; retry")
-        .to_bytes(false, false);
+    let full = Response::error(503, "busy", "every connection to the metrics listener is being answered; retry");
+    let full = wire(&full, false, false);
     pool.serve(&listener, || false, &full, |stream, slot| answer(stream, slot, metrics, &render, &health));
 }
 
@@ -347,13 +330,7 @@ fn answer(
             let resp = match (req.path.as_str(), req.method.as_str()) {
                 (METRICS_PATH, "GET" | "HEAD") => {
                     bump(&metrics.scrapes);
-                    Response {
-                        status: 200,
-                        content_type: CONTENT_TYPE,
-                        headers: Vec::new(),
-                        body: render().into_bytes(),
-                        reason: None,
-                    }
+                    Response::new(200, CONTENT_TYPE, render().into_bytes())
                 }
                 (HEALTH_PATH, "GET" | "HEAD") => health(),
                 (LIVE_PATH, "GET" | "HEAD") => Response::json(200, &serde_json::json!({"status": "alive"})),
@@ -367,35 +344,13 @@ fn answer(
         Err(r) => (Response::error(r.status, "bad_request", r.reason), false),
     };
     sock.deadline = accepted + EXCHANGE_DEADLINE;
-    let _ = sock.write_all(&resp.to_bytes(head_only, false));
+    let _ = sock.write_all(&wire(&resp, head_only, false));
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_tls_refusal_maps_to_one_of_the_eight_reasons() {
-        use rustls::{AlertDescription as A, CertificateError as C, Error as E, PeerIncompatible as P};
-        let cases = [
-            (E::NoCertificatesPresented, "no_certificate"),
-            (E::InvalidCertificate(C::UnknownIssuer), "unknown_ca"),
-            (E::InvalidCertificate(C::BadSignature), "unknown_ca"),
-            (E::InvalidCertificate(C::Expired), "expired"),
-            (E::InvalidCertificate(C::NotValidYet), "expired"),
-            (E::InvalidCertificate(C::InvalidPurpose), "bad_eku"),
-            (E::InvalidCertificate(C::Revoked), "revoked"),
-            (E::InvalidCertificate(C::BadEncoding), "other"),
-            (E::AlertReceived(A::HandshakeFailure), "other"),
-            (E::PeerIncompatible(P::Tls12NotOffered), "other"),
-            (E::DecryptError, "other"),
-        ];
-        for (e, label) in cases {
-            assert_eq!(Refusal::of_tls(&e).label(), label, "{e:?}");
-            assert!(Refusal::ALL.iter().any(|r| r.label() == label));
-        }
-    }
 
     #[test]
     fn unknown_statuses_and_paths_fall_into_bounded_labels() {

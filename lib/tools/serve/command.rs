@@ -1,0 +1,152 @@
+//! wif-serve's command line, and its manual page as data.
+
+use crate::cli::DocArgs;
+use crate::core::help::Example;
+use clap::Parser;
+use std::path::PathBuf;
+
+/// What the manual page says beyond the flags.
+pub const PAGE: crate::core::help::Page = crate::core::help::Page { examples: EXAMPLES, files: FILES };
+
+/// The files of the manual page.
+const FILES: &[(&str, &str)] = &[
+    ("wif_token.txt", "the token file given with --token; served byte for byte, re-read when it changes"),
+    (
+        "wif_token.txt.meta.json",
+        "beside it: the token's expiry (sent as X-Token-Expires-At); past it, or when it describes another token, the answer is 503; without it the expiry is the token file's modification time + --assume-ttl",
+    ),
+    ("/etc/wif/wif.json", "conventional place for the config file given with --config"),
+];
+
+/// Examples shown in --help and the manual page.
+pub const EXAMPLES: &[Example] = &[
+    Example {
+        about: "Serve the token written by wif-impersonate --token-out to clients of the internal CA",
+        cmd: "wif-serve --listen 0.0.0.0:8443 --cert server-chain.crt --key server.key --client-ca ca-chain.crt --token /var/lib/wif/wif_token.txt",
+    },
+    Example {
+        about: "Only for two workloads (by SPIFFE ID and by common name), with a revocation list",
+        cmd: "wif-serve --listen 127.0.0.1:8443 --cert server-chain.crt --key server.key --client-ca ca-chain.crt --token wif_token.txt --crl crl.pem --allow uri:spiffe://example.org/batch --allow cn:report-host",
+    },
+    Example {
+        about: "Fetch the token as the seed's Python client does",
+        cmd: "python3 -c 'import requests; print(requests.get(\"https://localhost:8443/get_wif_token\", cert=(\"client.crt\", \"client.key\"), verify=\"ca-chain.crt\").text)'",
+    },
+    Example {
+        about: "With Prometheus metrics on loopback, for a local agent or node's scraper",
+        cmd: "wif-serve --listen 0.0.0.0:8443 --cert server-chain.crt --key server.key --client-ca ca-chain.crt --token wif_token.txt --metrics-listen 127.0.0.1:9464",
+    },
+    Example {
+        about: "Re-read certificates, CRLs and the token now (they are also picked up when they change)",
+        cmd: "kill -HUP $(pidof wif-serve)",
+    },
+];
+
+/// Command line of wif-serve.
+#[derive(Parser, Debug)]
+#[command(
+    name = "wif-serve",
+    version,
+    about = "Serve the token file over mutual TLS at GET /get_wif_token",
+    long_about = "Serve the token file over HTTPS to clients holding a certificate from the given CA (mutual TLS), \
+at GET /get_wif_token: exactly the token's bytes, with Cache-Control: no-store, X-Token-Expires-At and X-Token-Type (from the metadata). \
+GET /healthz tells whether a token can be served and until when, never the token.\n\n\
+A client certificate is required and verified in the TLS handshake (TLS 1.3 or 1.2): it must chain to \
+--client-ca, be within its validity, carry the clientAuth extended key usage and not be revoked by a --crl. \
+Clients that fail are refused in the handshake and logged. With --allow, a verified client that matches no listed \
+identity is answered 403 to its first request and the connection is closed at once (logged with its identity).\n\n\
+A client stays verified only as long as its certificate: when the CA bundle or a CRL changes (the files are looked at \
+every second, and on SIGHUP) every open connection's client is verified again before its next request, and a client \
+whose certificate has expired, or that is now revoked or no longer trusted, is cut off without an answer. No connection \
+lives longer than --max-connection-age.\n\n\
+Connection slots are guarded: a request head must arrive whole within --header-timeout of its first byte; at \
+--max-connections a new client takes the slot of a refused connection, a handshake in progress, an idle connection, or \
+one whose request or answer has taken over a second (oldest first), never a client in its first second or one taking \
+its answer; one client certificate holds at most --max-connections-per-client connections (its newest over the limit \
+gets 503 with Retry-After), and --max-connections-per-address limits one address likewise.\n\n\
+The token's expiry comes from its metadata (FILE.meta.json, written by --token-out). A token file without \
+metadata, as the seed's Java generator writes it, is served until its modification time plus --assume-ttl \
+(default 55m: the seed rewrites the file every 55 minutes and Google's access tokens live 60, so the token is \
+then at least 5 minutes from expiry; a JWT's own exp, if sooner), one trailing line end not being part of the \
+token; a warning on stderr says so at start and whenever the file changes, and X-Token-Expires-At and /healthz \
+(expires_from: assumed) give the assumed expiry. Metadata that appears or disappears is noticed like any other \
+change: the pair is read again. The token is never served when its file is missing, empty or expired, when its \
+metadata exists but does not match it (edited in place), or when either file is not trusted (not a regular file, \
+owned by another user than wif-serve's or root, or writable by others): 503 with a JSON error whose message says why \
+(without the server's paths, which are in the log) instead. The token, certificates, key, client CA and CRLs are re-read when \
+their files change (also when a new file is renamed over the old one) and on SIGHUP, without a restart and \
+without dropping connections. SIGTERM or SIGINT stop accepting, let requests in progress finish, and exit 0.\n\n\
+Stdout is a JSON-lines log: first {\"event\":\"listening\",\"address\":…,\"url\":…}, then one line per request \
+(time, peer, client certificate subject and SHA-256 fingerprint, method, path, status, bytes, duration_ms), \
+refused handshakes and connections, reloads and shutdown. The token is never logged.\n\n\
+With --metrics-listen, Prometheus metrics (text format 0.0.4) are served at GET /metrics on a second, plain-HTTP \
+listener, each connection on a thread of its own (up to 64; the request head within 2 s; at the cap the oldest \
+connection that has not sent its request is closed), so neither scrapers nor idle sockets hold up probes or token \
+clients; the first log line then also has metrics_address and metrics_url. The same listener answers GET /healthz \
+(200 with the token's expiry when a token can be served, else 503 with why; never the token) and GET /livez (200 \
+while the process answers), for kubelet probes and load-balancer health checks that cannot present a client \
+certificate. Metrics: wif_serve_requests_total{route,status}, \
+wif_serve_handshakes_refused_total{reason} (no_certificate, unknown_ca, expired, bad_eku, revoked, not_allowed, timeout, \
+other: the same words as the code of the log's handshake_failed lines), wif_serve_reloads_total{what} and wif_serve_reload_failures_total{what} (token, tls), wif_serve_open_connections, \
+wif_serve_connections_total, wif_serve_connections_refused_total, wif_serve_connections_evicted_total, \
+wif_serve_requests_timed_out_total, wif_serve_token_available, wif_serve_token_expiry_timestamp_seconds, \
+wif_serve_token_expires_in_seconds, wif_serve_token_age_seconds, wif_serve_build_info{version}, \
+wif_serve_start_time_seconds and wif_serve_scrapes_total. They hold no token and no client identity, but have no \
+authentication either: a non-loopback address draws a warning.",
+    after_help = crate::core::help::after_help("wif-serve", EXAMPLES)
+)]
+pub struct Cli {
+    /// Address and port to listen on, e.g. 0.0.0.0:8443 or 127.0.0.1:0 (any free port)
+    #[arg(long, value_name = "ADDR:PORT", env = "WIF_LISTEN")]
+    pub listen: Option<String>,
+    /// Server certificate chain (PEM, leaf first)
+    #[arg(long, value_name = "CHAIN.pem", env = "WIF_SERVE_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Server private key (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "KEY.pem", env = "WIF_SERVE_KEY")]
+    pub key: Option<PathBuf>,
+    /// CA certificates (root and intermediates, PEM) that client certificates must chain to
+    #[arg(long, value_name = "CA_CHAIN.pem", env = "WIF_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// The token file to serve (written by --token-out, with FILE.meta.json beside it)
+    #[arg(long, value_name = "FILE", env = "WIF_TOKEN_FILE")]
+    pub token: Option<PathBuf>,
+    /// Lifetime assumed for a token file without FILE.meta.json (as the seed's generator writes it), counted from its modification time; 0: never serve such a file [default: 55m, the seed's refresh period]
+    #[arg(long, value_name = "DURATION", env = "WIF_SERVE_ASSUME_TTL")]
+    pub assume_ttl: Option<String>,
+    /// Certificate revocation list (PEM or DER) of a client CA; repeatable. Certificates whose issuer has no CRL here are not checked
+    #[arg(long, value_name = "FILE")]
+    pub crl: Vec<PathBuf>,
+    /// Only serve clients with this identity: cn:NAME, dns:NAME, uri:URI, spki-sha256:HEX or cert-sha256:HEX; repeatable
+    #[arg(long, value_name = "IDENTITY")]
+    pub allow: Vec<String>,
+    /// Time a client has to complete the TLS handshake [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "WIF_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<String>,
+    /// Time a connection may stay silent before (or while) sending a request [default: 30s]
+    #[arg(long, value_name = "DURATION", env = "WIF_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// Time a client has, from the first byte of a request, to send its request line and headers (the request must also be complete within --idle-timeout) [default: 5s]
+    #[arg(long, value_name = "DURATION", env = "WIF_HEADER_TIMEOUT")]
+    pub header_timeout: Option<String>,
+    /// Longest a connection stays open, however active: after it the connection is closed after its current answer, and the client reconnects and is verified afresh [default: 10m]
+    #[arg(long, value_name = "DURATION", env = "WIF_MAX_CONNECTION_AGE")]
+    pub max_connection_age: Option<String>,
+    /// Most connections open at once. At the limit a new client takes the slot of a connection refused after its handshake, else one still in its handshake, else one idle between requests, else one whose request or answer has taken over a second (oldest first); a client's first second after its handshake, and answers it takes at once, are never cut. When no connection can give way the new one is closed at once. Both are logged [default: 256]
+    #[arg(long, value_name = "N", env = "WIF_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most connections one verified client (one certificate) may hold at once. Beyond it one of the client's own connections gives way by the rules of --max-connections, else the new connection is answered 503 with Retry-After: 1 and closed. A fleet of hosts sharing one certificate that fetch at the same moment needs room for its burst [default: a quarter of --max-connections]
+    #[arg(long, value_name = "N", env = "WIF_MAX_CONNECTIONS_PER_CLIENT")]
+    pub max_connections_per_client: Option<usize>,
+    /// Most connections from one IP address at once, counted from accept. Beyond it that address's own oldest waiting connection gives way, else the new one is closed. Off by default: clients behind NAT or a load balancer share an address [default: no limit]
+    #[arg(long, value_name = "N", env = "WIF_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
+    /// On SIGTERM, how long requests in progress may take to finish [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "WIF_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<String>,
+    /// Also serve Prometheus metrics (GET /metrics) and health checks (GET /healthz, /livez) on this address, over plain HTTP without authentication, e.g. 127.0.0.1:9464 [default: off]. Keep it on loopback or a management network: another address draws a warning on stderr
+    #[arg(long, value_name = "ADDR:PORT", env = "WIF_SERVE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    #[command(flatten)]
+    pub doc: DocArgs,
+}

@@ -1,0 +1,187 @@
+//! Why a client is refused in its TLS handshake (or cut off when its certificate stops
+//! verifying), and the client a handshake verified.
+
+use super::allow::Identity;
+use super::log::Event;
+use super::metrics::{Metrics, Refusal};
+use super::tls;
+
+/// Why a client's TLS handshake failed: each carries the reason it is counted under
+/// ([`HandshakeFailure::refusal`]), whose label is also the log's `code`, and its words for
+/// the log ([`HandshakeFailure::reason`]).
+#[derive(Debug)]
+pub enum HandshakeFailure {
+    /// rustls could not start a server connection.
+    Setup(rustls::Error),
+    /// rustls refused the exchange or the client's certificate.
+    Tls(rustls::Error),
+    /// The handshake did not finish within `--handshake-timeout`.
+    TimedOut,
+    /// The client closed the connection during the handshake.
+    ClientClosed,
+    /// Another I/O error, in its words.
+    Io(String),
+    /// The handshake finished without a client certificate.
+    NoCertificate,
+}
+
+impl HandshakeFailure {
+    /// Why the handshake whose I/O failed with `e` failed.
+    pub fn of_io(e: &std::io::Error) -> HandshakeFailure {
+        if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            return HandshakeFailure::Tls(tls.clone());
+        }
+        match e.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => HandshakeFailure::TimedOut,
+            std::io::ErrorKind::UnexpectedEof => HandshakeFailure::ClientClosed,
+            _ => HandshakeFailure::Io(e.to_string()),
+        }
+    }
+
+    /// The reason counted in `wif_serve_handshakes_refused_total`.
+    pub fn refusal(&self) -> Refusal {
+        use rustls::{CertificateError as C, Error as E};
+        match self {
+            HandshakeFailure::Tls(E::NoCertificatesPresented) | HandshakeFailure::NoCertificate => {
+                Refusal::NoCertificate
+            }
+            HandshakeFailure::Tls(E::InvalidCertificate(c)) => match c {
+                C::UnknownIssuer | C::BadSignature => Refusal::UnknownCa,
+                C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
+                    Refusal::Expired
+                }
+                C::InvalidPurpose | C::InvalidPurposeContext { .. } => Refusal::BadEku,
+                C::Revoked => Refusal::Revoked,
+                _ => Refusal::Other,
+            },
+            HandshakeFailure::TimedOut => Refusal::Timeout,
+            HandshakeFailure::Tls(_) | HandshakeFailure::Setup(_) | HandshakeFailure::ClientClosed => Refusal::Other,
+            HandshakeFailure::Io(_) => Refusal::Other,
+        }
+    }
+
+    /// The log's `code`: the label of the reason counted, so a log line and the counter it
+    /// bumps use one word.
+    pub fn code(&self) -> &'static str {
+        self.refusal().label()
+    }
+
+    /// The finer cause for the log's `reason`: rustls's words (e.g. "not valid yet"), or the
+    /// I/O condition.
+    pub fn reason(&self) -> String {
+        match self {
+            HandshakeFailure::Setup(e) | HandshakeFailure::Tls(e) => e.to_string(),
+            HandshakeFailure::TimedOut => "handshake timed out".into(),
+            HandshakeFailure::ClientClosed => "the client closed the connection during the handshake".into(),
+            HandshakeFailure::Io(words) => words.clone(),
+            HandshakeFailure::NoCertificate => "no client certificate".into(),
+        }
+    }
+
+    /// Counts the refusal and logs the `handshake_failed` line for the client at `peer`.
+    pub fn record(&self, metrics: &Metrics, peer: &str) {
+        metrics.refused(self.refusal());
+        Event::new("handshake_failed").peer(peer).reason(self.reason()).code(self.code()).emit();
+    }
+}
+
+/// A client verified in the handshake, and what must stay true for it to be served.
+pub(super) struct Verified {
+    pub id: Identity,
+    /// The earliest end of validity in the chain it presented, Unix seconds.
+    valid_until: i64,
+    /// The TLS build it was last verified under.
+    generation: u64,
+    pub tls_version: &'static str,
+}
+
+impl Verified {
+    pub fn new(conn: &rustls::ServerConnection, generation: u64) -> Option<Verified> {
+        let chain = conn.peer_certificates()?;
+        let id = Identity::from_der(chain.first()?.as_ref());
+        let intermediates = chain[1..]
+            .iter()
+            .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+            .map(|(_, c)| c.validity().not_after.timestamp());
+        let valid_until = intermediates.fold(id.not_after, i64::min);
+        let tls_version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "TLS",
+        };
+        Some(Verified { id, valid_until, generation, tls_version })
+    }
+
+    /// Whether the client may still be served: its certificates still in date, and, when
+    /// the CA bundle or CRLs were reloaded since it was last verified, verified again under
+    /// them. `Err` with why not and the reason counted.
+    pub fn recheck(
+        &mut self,
+        tls: &tls::TlsSource,
+        conn: &rustls::ServerConnection,
+    ) -> std::result::Result<(), (String, Refusal)> {
+        if crate::core::clock::now_unix() >= self.valid_until {
+            return Err((
+                format!(
+                    "the client's certificate chain expired at {} while its connection was open",
+                    crate::core::clock::rfc3339(self.valid_until)
+                ),
+                Refusal::Expired,
+            ));
+        }
+        if tls.generation() != self.generation {
+            let built = tls.current();
+            built.verify_client(conn.peer_certificates().unwrap_or_default()).map_err(|e| {
+                let failure = HandshakeFailure::Tls(e);
+                let (why, code) = (failure.reason(), failure.refusal());
+                (
+                    format!("the client's certificate no longer verifies under the reloaded CA and CRL files: {why}"),
+                    code,
+                )
+            })?;
+            self.generation = built.generation;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tls_refusal_maps_to_one_of_the_eight_reasons() {
+        use rustls::{AlertDescription as A, CertificateError as C, Error as E, PeerIncompatible as P};
+        let cases = [
+            (E::NoCertificatesPresented, "no_certificate"),
+            (E::InvalidCertificate(C::UnknownIssuer), "unknown_ca"),
+            (E::InvalidCertificate(C::BadSignature), "unknown_ca"),
+            (E::InvalidCertificate(C::Expired), "expired"),
+            (E::InvalidCertificate(C::NotValidYet), "expired"),
+            (E::InvalidCertificate(C::InvalidPurpose), "bad_eku"),
+            (E::InvalidCertificate(C::Revoked), "revoked"),
+            (E::InvalidCertificate(C::BadEncoding), "other"),
+            (E::AlertReceived(A::HandshakeFailure), "other"),
+            (E::PeerIncompatible(P::Tls12NotOffered), "other"),
+            (E::DecryptError, "other"),
+        ];
+        for (e, label) in cases {
+            assert_eq!(HandshakeFailure::Tls(e.clone()).code(), label, "{e:?}");
+            assert!(Refusal::ALL.iter().any(|r| r.label() == label));
+        }
+    }
+
+    #[test]
+    fn io_conditions_keep_their_codes_and_words() {
+        let timed_out = HandshakeFailure::of_io(&std::io::ErrorKind::TimedOut.into());
+        assert_eq!((timed_out.code(), timed_out.reason().as_str()), ("timeout", "handshake timed out"));
+        let closed = HandshakeFailure::of_io(&std::io::ErrorKind::UnexpectedEof.into());
+        assert_eq!(closed.code(), "other");
+        assert_eq!(closed.reason(), "the client closed the connection during the handshake");
+        let tls = std::io::Error::new(std::io::ErrorKind::InvalidData, E::NoCertificatesPresented);
+        assert_eq!(HandshakeFailure::of_io(&tls).code(), "no_certificate");
+        assert_eq!(HandshakeFailure::NoCertificate.reason(), "no client certificate");
+    }
+
+    use rustls::Error as E;
+}

@@ -1,0 +1,123 @@
+//! wif-serve's options, resolved from flags, environment, the document's config and --config.
+
+use super::allow::AllowList;
+use super::command::Cli;
+use super::{tls, token};
+use crate::core::error::{Error, Result};
+use crate::core::settings::Settings;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the server needs, resolved from flags, environment and config.
+#[derive(Debug)]
+pub struct Options {
+    /// Where to listen.
+    pub listen: String,
+    /// TLS files.
+    pub tls: tls::TlsFiles,
+    /// The token file.
+    pub token: PathBuf,
+    /// Lifetime assumed for a token file without metadata; `None`: such a file is not served.
+    pub assume_ttl: Option<Duration>,
+    /// Allowed client identities.
+    pub allow: AllowList,
+    /// Time-outs and connection limits.
+    pub limits: Limits,
+    /// Grace period on shutdown.
+    pub shutdown_timeout: Duration,
+    /// Where to serve metrics, if anywhere.
+    pub metrics_listen: Option<String>,
+}
+
+/// A duration setting: the flag, else the setting `key`, else `default` seconds; never 0.
+fn duration(s: &Settings, flag: Option<String>, key: &str, name: &str, default: u64) -> Result<Duration> {
+    let d = match s.pick::<String>(flag, key)? {
+        Some(t) => crate::core::clock::parse_duration(&t).map_err(|e| e.context(name.to_string()))?,
+        None => Duration::from_secs(default),
+    };
+    if d.is_zero() {
+        return Err(Error::usage(format!("{name} must be more than 0 s")));
+    }
+    Ok(d)
+}
+
+impl Options {
+    /// Resolves the options (flags > environment > document config > --config file).
+    pub fn resolve(cli: &Cli, s: &Settings) -> Result<Options> {
+        let allow = if cli.allow.is_empty() { s.list("allow")? } else { cli.allow.clone() };
+        let crls =
+            if cli.crl.is_empty() { s.list("crl")?.into_iter().map(PathBuf::from).collect() } else { cli.crl.clone() };
+        let max_connections = s.pick_or(cli.max_connections, "max_connections", 256)?;
+        let max_per_client =
+            s.pick_or(cli.max_connections_per_client, "max_connections_per_client", (max_connections / 4).max(1))?;
+        let max_per_address = s.pick(cli.max_connections_per_address, "max_connections_per_address")?;
+        for (n, flag) in [
+            (Some(max_connections), "--max-connections"),
+            (Some(max_per_client), "--max-connections-per-client"),
+            (max_per_address, "--max-connections-per-address"),
+        ] {
+            if n == Some(0) {
+                return Err(Error::usage(format!("{flag} must be at least 1")));
+            }
+        }
+        let limits = Limits {
+            handshake_timeout: duration(
+                s,
+                cli.handshake_timeout.clone(),
+                "handshake_timeout",
+                "--handshake-timeout",
+                10,
+            )?,
+            idle_timeout: duration(s, cli.idle_timeout.clone(), "idle_timeout", "--idle-timeout", 30)?,
+            header_timeout: duration(s, cli.header_timeout.clone(), "header_timeout", "--header-timeout", 5)?,
+            max_connection_age: duration(
+                s,
+                cli.max_connection_age.clone(),
+                "max_connection_age",
+                "--max-connection-age",
+                600,
+            )?,
+            max_connections,
+            max_per_client,
+            max_per_address,
+        };
+        Ok(Options {
+            listen: s.require(cli.listen.clone(), "listen", "--listen")?,
+            tls: tls::TlsFiles {
+                cert: s.require(cli.cert.clone(), "serve_cert", "--cert")?,
+                key: s.require(cli.key.clone(), "serve_key", "--key")?,
+                client_ca: s.require(cli.client_ca.clone(), "client_ca", "--client-ca")?,
+                crls,
+            },
+            token: s.require(cli.token.clone(), "token_file", "--token")?,
+            assume_ttl: match s.pick::<String>(cli.assume_ttl.clone(), "serve_assume_ttl")? {
+                Some(t) => Some(crate::core::clock::parse_duration(&t).map_err(|e| e.context("--assume-ttl"))?)
+                    .filter(|d| !d.is_zero()),
+                None => Some(token::DEFAULT_ASSUME_TTL),
+            },
+            allow: AllowList::parse(&allow)?,
+            limits,
+            shutdown_timeout: duration(s, cli.shutdown_timeout.clone(), "shutdown_timeout", "--shutdown-timeout", 10)?,
+            metrics_listen: s.pick(cli.metrics_listen.clone(), "serve_metrics_listen")?,
+        })
+    }
+}
+
+/// The connection limits, resolved.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Time to finish the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time a connection may wait for its next request (and to finish sending it).
+    pub idle_timeout: Duration,
+    /// Time from a request's first byte to its last header.
+    pub header_timeout: Duration,
+    /// Longest a connection stays open.
+    pub max_connection_age: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Most connections one verified client may hold.
+    pub max_per_client: usize,
+    /// Most connections from one address, if limited.
+    pub max_per_address: Option<usize>,
+}

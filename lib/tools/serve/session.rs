@@ -1,0 +1,256 @@
+//! One wif-serve connection: the TLS handshake, then requests until close, time-out or
+//! shutdown.
+
+use super::conns::{Conn, Phase, Scope};
+use super::handshake::{HandshakeFailure, Verified};
+use super::log::{self, Event};
+use super::metrics::Refusal;
+use super::routes::{respond, wire};
+use super::shared::{ConnGuard, Shared};
+use super::tls;
+use crate::server::http::{self, Incoming};
+use crate::server::{Deadlined, Response};
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a client refused after its handshake (not allowed, over its limit) has to send
+/// its first request, which is answered with the refusal before the connection is closed.
+const REFUSED_GRACE: Duration = Duration::from_secs(1);
+
+/// One connection: the handshake, then requests until close, time-out or shutdown.
+pub(super) fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<Conn>, guard: ConnGuard) {
+    let shared = guard.shared.clone();
+    let _ = tcp.set_nodelay(true);
+    let mut conn = match rustls::ServerConnection::new(built.config.clone()) {
+        Ok(c) => c,
+        Err(e) => return HandshakeFailure::Setup(e).record(&shared.metrics, &cx.peer),
+    };
+    let mut sock = Deadlined { tcp: &tcp, deadline: cx.born + shared.limits.handshake_timeout };
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut sock) {
+            if cx.phase() != Phase::Closed {
+                HandshakeFailure::of_io(&e).record(&shared.metrics, &cx.peer);
+            }
+            return;
+        }
+    }
+    // Closed to make room (or by the shutdown) just as the handshake finished.
+    if !cx.enter(Phase::Handshake, Phase::Fresh) {
+        return;
+    }
+    // The verifier only lets a connection through with a verified certificate.
+    let Some(client) = Verified::new(&conn, built.generation) else {
+        return HandshakeFailure::NoCertificate.record(&shared.metrics, &cx.peer);
+    };
+    drop(built);
+    let mut session = Session { conn, sock, client, cx };
+    session.serve(&shared, guard.id);
+    session.close();
+    drop(guard);
+}
+
+/// A verified client's connection, after its handshake.
+struct Session<'t> {
+    conn: rustls::ServerConnection,
+    sock: Deadlined<'t>,
+    client: Verified,
+    cx: Arc<Conn>,
+}
+
+impl<'t> Session<'t> {
+    /// Refuses the client if it is not allowed or over its limit, else answers its requests
+    /// until it closes, times out, is refused or the server stops.
+    fn serve(&mut self, shared: &Shared, id: u64) {
+        let limits = shared.limits;
+        if !shared.allow.allows(&self.client.id) {
+            // Counted once per connection, and never kept open: the slot goes back at once.
+            shared.metrics.refused(Refusal::NotAllowed);
+            let refusal =
+                Response::error(403, "forbidden", "this client certificate is not on the server's allow-list")
+                    .because("client identity not in the allow-list");
+            return self.refuse(shared, refusal, "not_allowed");
+        }
+        let cap = limits.max_per_client;
+        let key = self.client.id.fingerprint.clone();
+        if shared.conns.join_client(id, &key) >= cap
+            && !shared.evict(
+                Scope::Client(&key),
+                Some(id),
+                format!("its client reached its limit (--max-connections-per-client {cap}) and this, its oldest connection,"),
+            )
+        {
+            shared.metrics.connection_refused();
+            let why = format!("this client holds too many connections at once (--max-connections-per-client {cap})");
+            Event::new("connection_refused").peer(&self.cx.peer).client(&self.client.id).reason(&why).emit();
+            let refusal = Response::error(
+                503,
+                "too_many_connections",
+                "this client certificate holds too many connections to the server at once; retry shortly",
+            )
+            .header("Retry-After", "1")
+            .because(why);
+            return self.refuse(shared, refusal, "too_many_connections");
+        }
+
+        let age_limit = self.cx.born + limits.max_connection_age;
+        let mut buf = Vec::new();
+        // The phase this thread last put the connection in (it may since have been closed).
+        let mut phase = Phase::Fresh;
+        loop {
+            self.sock.deadline = (Instant::now() + limits.idle_timeout).min(age_limit);
+            if buf.is_empty() {
+                // Between requests: wait for the first bytes of the next one.
+                if phase == Phase::Busy {
+                    if !self.cx.enter(Phase::Busy, Phase::Idle) {
+                        return;
+                    }
+                    phase = Phase::Idle;
+                }
+                if http::await_request(&mut self.stream(), &mut buf).is_some() {
+                    return;
+                }
+            }
+            // From its first byte, a request head has --header-timeout to arrive whole. A
+            // request pipelined behind an answer belongs to the same busy span: a client that
+            // sends many at once and reads the answers slowly gives way after the grace.
+            if phase == Phase::Busy {
+                if self.cx.phase() != Phase::Busy {
+                    return;
+                }
+            } else {
+                if !self.cx.enter(phase, Phase::Reading) {
+                    return;
+                }
+                phase = Phase::Reading;
+            }
+            let started = Instant::now();
+            self.sock.deadline = self.sock.deadline.min(started + limits.header_timeout);
+            let (req, resp, keep_alive) = match http::read_request(&mut self.stream(), &mut buf) {
+                Incoming::Request(req) => {
+                    if phase == Phase::Reading {
+                        if !self.cx.enter(Phase::Reading, Phase::Busy) {
+                            return;
+                        }
+                        phase = Phase::Busy;
+                    }
+                    // Before anything is answered: is this client still one to serve?
+                    if let Err((reason, refusal)) = self.client.recheck(&shared.tls, &self.conn) {
+                        shared.metrics.refused(refusal);
+                        Event::new("connection_closed")
+                            .peer(&self.cx.peer)
+                            .client(&self.client.id)
+                            .reason(reason)
+                            .code(refusal.label())
+                            .emit();
+                        return;
+                    }
+                    let resp = respond(&shared.token, &req);
+                    let keep_alive = req.keep_alive
+                        && !req.has_body
+                        && !shared.shutting_down.load(Ordering::SeqCst)
+                        && Instant::now() < age_limit;
+                    (Some(req), resp, keep_alive)
+                }
+                Incoming::Invalid(r) => {
+                    (None, Response::error(r.status, "bad_request", r.reason).because(r.reason), false)
+                }
+                Incoming::TimedOut => {
+                    // Slow-loris: a request begun and not finished in time.
+                    shared.metrics.request_timed_out();
+                    Event::new("request_timed_out")
+                        .peer(&self.cx.peer)
+                        .reason(format!(
+                            "the request was not complete within --header-timeout ({} s) of its first byte, or --idle-timeout ({} s); closing",
+                            limits.header_timeout.as_secs_f64(),
+                            limits.idle_timeout.as_secs_f64()
+                        ))
+                        .code("timeout")
+                        .emit();
+                    return;
+                }
+                Incoming::Closed | Incoming::Broken(_) => return,
+            };
+            let sent = self.answer(shared, req.as_ref(), &resp, keep_alive, started);
+            self.cx.mark_served();
+            if !sent || !keep_alive || shared.shutting_down.load(Ordering::SeqCst) {
+                // Its last answer is written (or cannot be): from here on the connection is
+                // only being torn down, and no longer holds one of its client's slots.
+                let _ = self.cx.enter(Phase::Busy, Phase::Closing);
+                return;
+            }
+        }
+    }
+
+    fn stream(&mut self) -> rustls::Stream<'_, rustls::ServerConnection, Deadlined<'t>> {
+        rustls::Stream::new(&mut self.conn, &mut self.sock)
+    }
+
+    /// Writes `resp` and logs the request line; false if it could not be sent.
+    fn answer(
+        &mut self,
+        shared: &Shared,
+        req: Option<&http::Request>,
+        resp: &Response,
+        keep_alive: bool,
+        started: Instant,
+    ) -> bool {
+        let head_only = req.is_some_and(|r| r.method == "HEAD");
+        let bytes = wire(resp, head_only, keep_alive);
+        self.sock.deadline = Instant::now() + shared.limits.idle_timeout;
+        let mut stream = self.stream();
+        let sent = stream.write_all(&bytes).and_then(|()| stream.flush()).is_ok();
+        let body_bytes = if head_only || !sent { 0 } else { resp.body.len() };
+        shared.metrics.request(req.map(|r| r.path.as_str()), resp.status);
+        log::emit(&log::RequestLine {
+            event: "request",
+            time: log::now(),
+            peer: self.cx.peer.clone(),
+            subject: &self.client.id.subject,
+            fingerprint: &self.client.id.fingerprint,
+            tls: self.client.tls_version,
+            method: req.map_or("-", |r| r.method.as_str()),
+            path: req.map_or("-", |r| r.path.as_str()),
+            status: resp.status,
+            bytes: body_bytes,
+            duration_ms: (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            reason: resp.reason.as_deref(),
+        });
+        sent
+    }
+
+    /// Refuses the client right after its handshake: its first request, if it comes within
+    /// [`REFUSED_GRACE`], is answered with `refusal`; then the connection is closed. Until
+    /// then it is the first to give way when a slot is needed.
+    fn refuse(&mut self, shared: &Shared, refusal: Response, code: &'static str) {
+        if !self.cx.enter(Phase::Fresh, Phase::Closing) {
+            return;
+        }
+        self.sock.deadline = Instant::now() + REFUSED_GRACE;
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        match http::read_request(&mut self.stream(), &mut buf) {
+            Incoming::Request(req) => {
+                self.answer(shared, Some(&req), &refusal, false, started);
+            }
+            _ => Event::new("connection_closed")
+                .peer(&self.cx.peer)
+                .client(&self.client.id)
+                .reason(format!("{}; closed after the handshake", refusal.reason.as_deref().unwrap_or("refused")))
+                .code(code)
+                .emit(),
+        }
+    }
+
+    /// Says goodbye properly (best effort).
+    fn close(&mut self) {
+        self.conn.send_close_notify();
+        while self.conn.wants_write() {
+            if self.conn.write_tls(&mut self.sock).is_err() {
+                break;
+            }
+        }
+    }
+}

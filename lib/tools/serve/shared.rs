@@ -1,0 +1,85 @@
+//! What every connection thread of wif-serve shares, and the admission of new connections.
+
+use super::allow::AllowList;
+use super::conns::{Scope, Table};
+use super::log::Event;
+use super::metrics::Metrics;
+use super::options::Limits;
+use super::tls;
+use super::token::TokenSource;
+use std::net::IpAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// What every connection thread shares.
+pub(super) struct Shared {
+    pub tls: tls::TlsSource,
+    pub token: TokenSource,
+    pub allow: AllowList,
+    pub limits: Limits,
+    pub shutting_down: AtomicBool,
+    pub conns: Table,
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    pub fn open_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Makes room for a new connection from `ip`: `Err` with why it must be refused when
+    /// every connection it could replace is busy with a request.
+    pub fn admit(&self, ip: Option<IpAddr>) -> std::result::Result<(), String> {
+        let max = self.limits.max_connections;
+        if self.conns.len() >= max
+            && !self.evict(
+                Scope::All,
+                None,
+                format!("the connection limit (--max-connections {max}) was reached and this, the oldest connection,"),
+            )
+        {
+            return Err(format!("too many connections (--max-connections {max})"));
+        }
+        if let (Some(cap), Some(ip)) = (self.limits.max_per_address, ip) {
+            if self.conns.count(Scope::Address(ip), None) >= cap
+                && !self.evict(
+                    Scope::Address(ip),
+                    None,
+                    format!(
+                        "{ip} reached its limit (--max-connections-per-address {cap}) and this, its oldest connection,"
+                    ),
+                )
+            {
+                return Err(format!("too many connections from {ip} (--max-connections-per-address {cap})"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the connection in `scope` that gives way first (see [`conns::Table::make_room`])
+    /// and logs why (`words` leads into the phase it was in); false when there is none.
+    pub fn evict(&self, scope: Scope<'_>, except: Option<u64>, words: String) -> bool {
+        let Some(e) = self.conns.make_room(scope, except) else { return false };
+        // Logged outside the table's lock: a slow stdout must not hold up the connections.
+        self.metrics.connection_evicted();
+        Event::new("connection_closed")
+            .peer(&e.peer)
+            .reason(format!("{words} {}", e.why))
+            .code("evicted")
+            .connections(e.open)
+            .emit();
+        true
+    }
+}
+
+/// Removes a connection from the table when its thread ends, however it ends.
+pub(super) struct ConnGuard {
+    pub shared: Arc<Shared>,
+    pub id: u64,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.shared.conns.remove(self.id);
+    }
+}
