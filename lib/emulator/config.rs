@@ -394,8 +394,7 @@ pub fn parse_thumbprint(t: &str) -> Option<Vec<u8>> {
     if let Some(b) = hex::decode(&t).ok().filter(|b| matches!(b.len(), 20 | 32)) {
         return Some(b);
     }
-    use base64::Engine;
-    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok()?;
+    let b = crate::core::jwt::base64url_decode(&t)?;
     matches!(b.len(), 20 | 32).then_some(b)
 }
 

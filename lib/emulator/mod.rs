@@ -172,7 +172,7 @@ impl State {
         };
         let jws = keys::verify_assertion(token, &expect)?;
         let jti = jws.claims.get("jti").and_then(serde_json::Value::as_str).unwrap_or("");
-        let exp = keys::num_claim(&jws.claims, "exp").unwrap_or(now);
+        let exp = crate::core::jwt::numeric_claim(&jws.claims, "exp").unwrap_or(now);
         if !self.fresh_jti(endpoint, jti, exp) {
             return Err(keys::AssertionError::Replayed(jti.to_string()));
         }

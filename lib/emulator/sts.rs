@@ -10,6 +10,7 @@ use super::keys;
 use super::server::{parse_form, Req, Resp};
 use super::State;
 use crate::core::clock;
+use crate::core::jwt::{self, Jws};
 use serde_json::{json, Map, Value};
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -159,7 +160,7 @@ fn exchange(
     subject: &str,
     scopes: Vec<String>,
 ) -> Result<(String, i64), Resp> {
-    let jws = keys::parse_jws(subject).ok_or_else(|| invalid_grant("Unable to parse the ID Token."))?;
+    let jws = Jws::parse(subject).ok_or_else(|| invalid_grant("Unable to parse the ID Token."))?;
     let claims = &jws.claims;
     let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
     if iss != provider.issuer {
@@ -195,13 +196,13 @@ fn exchange(
         )));
     }
     let now = clock::now_unix();
-    let Some(exp) = keys::num_claim(claims, "exp") else {
+    let Some(exp) = jwt::numeric_claim(claims, "exp") else {
         return Err(invalid_grant("The ID Token has no exp claim."));
     };
     if exp <= now {
         return Err(invalid_grant(&format!("The ID Token has expired: exp {} is in the past.", clock::rfc3339(exp))));
     }
-    let iat = keys::num_claim(claims, "iat").unwrap_or(now);
+    let iat = jwt::numeric_claim(claims, "iat").unwrap_or(now);
     if iat > now + st.config.clock_skew() {
         return Err(invalid_grant("The ID Token's iat is in the future; check the clocks."));
     }
