@@ -214,10 +214,9 @@ fn exchange(
 
     // Attribute mapping.
     let mut env = Env { assertion: claims.clone(), google: Map::new(), attribute: Map::new() };
-    for (target, expr) in &provider.attribute_mapping {
-        let value = cel::parse(expr)
-            .map_err(|e| e.cause().to_string())
-            .and_then(|e| cel::eval(&e, &env))
+    for mapping in &provider.mapping {
+        let target = &mapping.target;
+        let value = cel::eval(&mapping.expr, &env)
             .map_err(|e| invalid_grant(&format!("The attribute mapping {target} could not be evaluated: {e}.")))?;
         if let Some(name) = target.strip_prefix("google.") {
             env.google.insert(name.into(), value);
@@ -237,8 +236,8 @@ fn exchange(
         Some(Value::String(s)) => vec![s.clone()],
         _ => Vec::new(),
     };
-    if let Some(cond) = &provider.attribute_condition {
-        let ok = cel::parse(cond).ok().and_then(|e| cel::eval(&e, &env).ok()) == Some(Value::Bool(true));
+    if let Some(cond) = &provider.condition {
+        let ok = cel::eval(cond, &env).ok() == Some(Value::Bool(true));
         if !ok {
             return Err(invalid_grant("The given credential is rejected by the attribute condition."));
         }
