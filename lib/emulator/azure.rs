@@ -5,7 +5,7 @@ use super::config::{AppConfig, AzureConfig, ResourceConfig};
 use super::errors::{self, azure as aad};
 use super::keys::{self, AssertionError};
 use super::server::{parse_form, Req, Resp};
-use super::State;
+use super::state::State;
 use crate::core::clock;
 use serde_json::json;
 

@@ -6,7 +6,7 @@ use super::config::{IssuerClient, IssuerConfig};
 use super::errors::{self, oauth};
 use super::keys::AssertionError;
 use super::server::{parse_form, Req, Resp};
-use super::State;
+use super::state::State;
 use crate::core::clock;
 use serde_json::json;
 

@@ -37,7 +37,8 @@ impl Signer {
     /// Signs claims as an RS256 JWT with `typ` JWT and this key's `kid`.
     pub fn sign(&self, claims: &Value) -> String {
         let header = json!({"typ": "JWT", "alg": "RS256", "kid": self.kid});
-        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let mut sig = vec![0u8; self.pair.public_modulus_len()];
         // Signing with a valid in-memory key only fails on allocation failure.
         let _ = self.pair.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig);
@@ -174,7 +175,8 @@ pub fn verify_assertion(token: &str, x: &Expect<'_>) -> std::result::Result<Jws,
     if !aud_ok {
         return Err(E::WrongAudience(c.get("aud").map(|a| a.to_string()).unwrap_or_else(|| "(none)".into())));
     }
-    let exp = jwt::numeric_claim(c, "exp").ok_or_else(|| E::Malformed("the assertion has no numeric exp claim.".into()))?;
+    let exp =
+        jwt::numeric_claim(c, "exp").ok_or_else(|| E::Malformed("the assertion has no numeric exp claim.".into()))?;
     let nbf = jwt::numeric_claim(c, "nbf");
     let iat = jwt::numeric_claim(c, "iat");
     let start = nbf.or(iat).unwrap_or(x.now);

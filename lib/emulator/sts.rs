@@ -8,7 +8,7 @@ use super::config::{PoolConfig, ProviderConfig};
 use super::errors::{self, oauth};
 use super::keys;
 use super::server::{parse_form, Req, Resp};
-use super::State;
+use super::state::{FederatedToken, State};
 use crate::core::clock;
 use crate::core::jwt::{self, Jws};
 use serde_json::{json, Map, Value};
@@ -17,23 +17,6 @@ const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 const BAD_AUDIENCE: &str = "Invalid value for \"audience\". This value should be the full resource name of the Identity Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.";
 const SUBJECT_TYPES: &[&str] = &["urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:id_token"];
-
-/// What IAM needs to know about a federated token.
-#[derive(Clone, Debug)]
-pub struct FederatedToken {
-    /// `projects/N/locations/global/workloadIdentityPools/P`.
-    pub pool: String,
-    /// `google.subject`.
-    pub subject: String,
-    /// `google.groups`.
-    pub groups: Vec<String>,
-    /// Custom attributes (`attribute.NAME` → values).
-    pub attributes: Map<String, Value>,
-    /// Granted scopes.
-    pub scopes: Vec<String>,
-    /// Expiry, Unix seconds.
-    pub exp: i64,
-}
 
 fn invalid_request(msg: &str) -> Resp {
     oauth(400, "invalid_request", msg)

@@ -85,4 +85,3 @@ pub fn describe_certs(
         certs.into_iter().next().ok_or_else(|| Error::input(format!("{} holds no certificate", path.display())))?;
     Ok((out, leaf))
 }
-

@@ -163,4 +163,3 @@ fn from_token_file(path: &Path) -> Result<Found> {
     let token = String::from_utf8(bytes).map_err(|_| Error::input(format!("{} is not text", path.display())))?;
     Ok(bare(&format!("file:{}", path.display()), token.trim_end_matches(['\r', '\n'])))
 }
-

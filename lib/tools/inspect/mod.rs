@@ -248,4 +248,3 @@ fn verify_failed(failed: &[String]) -> Error {
     Error::input(format!("verification failed: {}", failed.join(", ")))
         .hint("the token was not signed by the key given, was altered, or is outside its validity period")
 }
-

@@ -151,7 +151,6 @@ pub struct Report {
     pub document: Option<Value>,
 }
 
-
 /// When the report is made and where: now, and the local offset dates are shown in.
 pub struct Ctx {
     /// Now, Unix seconds.

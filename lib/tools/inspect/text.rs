@@ -120,4 +120,3 @@ fn plain(v: &Value) -> String {
         other => other.to_string(),
     }
 }
-

@@ -149,4 +149,3 @@ pub fn thumbprint_matches(header: Option<&Value>, cert: &[u8]) -> Option<bool> {
     }
     None
 }
-

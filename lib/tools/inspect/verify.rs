@@ -159,4 +159,3 @@ fn fetch_json(src: &str, tool: &str) -> Result<Value> {
     serde_json::from_slice(&bytes)
         .map_err(|e| Error::input(format!("not JSON (line {} column {})", e.line(), e.column())))
 }
-
