@@ -2,6 +2,7 @@
 //! printed with --json, and the times in them shown three ways.
 
 use crate::core::clock;
+use crate::core::secret::Secret;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use time::{OffsetDateTime, UtcOffset};
@@ -93,10 +94,10 @@ pub struct TokenReport {
     pub thumbprint_matches_cert: Option<bool>,
     /// The raw token (--show-secrets only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// The JWT signature (--show-secrets only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub signature: Option<String>,
+    pub signature: Option<Secret>,
 }
 
 /// A certificate described.

@@ -78,10 +78,10 @@ pub fn render_text(r: &Report, ctx: &Ctx) -> String {
             }
         }
         if let Some(tok) = &t.token {
-            let _ = writeln!(s, "  token:     {tok}");
+            let _ = writeln!(s, "  token:     {}", tok.expose());
         }
         if let Some(sig) = &t.signature {
-            let _ = writeln!(s, "  signature: {sig}");
+            let _ = writeln!(s, "  signature: {}", sig.expose());
         }
         s.push('\n');
     }

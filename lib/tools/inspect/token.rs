@@ -6,6 +6,7 @@ use crate::core::clock;
 use crate::core::error::{Error, Result};
 use crate::core::jwt;
 use crate::core::keys;
+use crate::core::secret::Secret;
 use serde_json::{Map, Value};
 
 /// Sections that carry a token, most relevant first for `--claim`.
@@ -85,7 +86,7 @@ pub fn describe(f: Found, ctx: &Ctx) -> TokenReport {
             }
             r.header = Some(header);
             r.claims = Some(claims);
-            r.signature = token.rsplit('.').next().map(str::to_string);
+            r.signature = token.rsplit('.').next().map(Secret::new);
         } else {
             r.kind = TokenKind::Opaque;
             // Six characters say which kind of token it is (ya29., gho_…) without giving
@@ -94,7 +95,7 @@ pub fn describe(f: Found, ctx: &Ctx) -> TokenReport {
             let head: String = token.chars().take(n).collect();
             r.preview = Some(format!("{head}…"));
         }
-        r.token = Some(token);
+        r.token = Some(Secret::new(token));
     }
     if let Some(e) = exp {
         r.expires_at = Some(clock::rfc3339(e));
@@ -106,7 +107,7 @@ pub fn describe(f: Found, ctx: &Ctx) -> TokenReport {
 
 /// The raw token of a JWT report (to verify it).
 pub fn raw_token_of(t: &TokenReport) -> Option<String> {
-    (t.kind == TokenKind::Jwt).then(|| t.token.clone()).flatten()
+    (t.kind == TokenKind::Jwt).then(|| t.token.as_ref().map(|s| s.expose().to_string())).flatten()
 }
 
 /// The claim from the most relevant JWT: the one chosen with --section, else azure first.
