@@ -29,17 +29,27 @@ impl DocArgs {
 
 /// Reads the document from stdin; a terminal (nothing piped) gives an empty document.
 pub fn read_document() -> Result<Document> {
+    match read_stdin().map_err(|e| Error::new(Kind::Io, format!("stdin: {e}")))? {
+        Some(buf) => Document::parse(&buf),
+        None => Ok(Document::new()),
+    }
+}
+
+/// What is piped to stdin, up to one byte more than a document may hold (so that the
+/// caller can tell "too large"); `None` when stdin is a terminal (nothing piped).
+pub fn read_stdin() -> std::io::Result<Option<Vec<u8>>> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        return Ok(Document::new());
+        return Ok(None);
     }
+    read_bounded(stdin.lock()).map(Some)
+}
+
+/// Reads up to one byte more than a document may hold.
+pub fn read_bounded(reader: impl Read) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
-    stdin
-        .lock()
-        .take(MAX_DOCUMENT_BYTES as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::new(Kind::Io, format!("stdin: {e}")))?;
-    Document::parse(&buf)
+    reader.take(MAX_DOCUMENT_BYTES as u64 + 1).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// Writes the document to stdout. A closed pipe is not an error worth a message.

@@ -1,5 +1,6 @@
-//! JWT helpers that do not verify: decoding a token's header and claims for display and
-//! for the non-secret facts a later step needs.
+//! JWT helpers that do not verify: taking a compact JWS apart (for a verifier, which then
+//! checks the signature itself, and for display), reading numeric claims, and the
+//! non-secret facts a later step needs.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -15,27 +16,92 @@ pub fn random_uuid() -> String {
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-/// The decoded header and claims of a compact JWS, without verifying the signature.
-pub fn decode_unverified(token: &str) -> Option<(Value, Value)> {
-    let mut parts = token.trim().split('.');
-    let (h, c, _s) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let header: Value = serde_json::from_slice(&b64url(h)?).ok()?;
-    let claims: Value = serde_json::from_slice(&b64url(c)?).ok()?;
-    (header.is_object() && claims.is_object()).then_some((header, claims))
+/// A compact JWS taken apart, header and claims decoded; the signature is not verified.
+pub struct Jws {
+    /// The protected header (a JSON object).
+    pub header: Value,
+    /// The claims (a JSON object).
+    pub claims: Value,
+    /// `header.payload`: what the signature covers.
+    pub signing_input: String,
+    /// The signature bytes.
+    pub signature: Vec<u8>,
 }
 
-fn b64url(s: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
+/// How the segments of a compact JWS are read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// As a verifier reads them: unpadded base64url, nothing around the token.
+    Strict,
+    /// As a display reads them: whitespace around the token and `=` padding tolerated.
+    Lenient,
+}
+
+/// The three segments of a compact JWS (exactly three).
+fn segments(token: &str) -> Option<[&str; 3]> {
+    let mut parts = token.split('.');
+    let found = [parts.next()?, parts.next()?, parts.next()?];
+    parts.next().is_none().then_some(found)
+}
+
+fn decode_segment(segment: &str, reading: Reading) -> Option<Vec<u8>> {
+    match reading {
+        Reading::Strict => URL_SAFE_NO_PAD.decode(segment).ok(),
+        Reading::Lenient => base64url_decode(segment),
+    }
+}
+
+/// A segment holding a JSON object.
+fn object_segment(segment: &str, reading: Reading) -> Option<Value> {
+    let value: Value = serde_json::from_slice(&decode_segment(segment, reading)?).ok()?;
+    value.is_object().then_some(value)
+}
+
+/// The header and claims of a compact JWS, and the segments they came from.
+fn read(token: &str, reading: Reading) -> Option<(Value, Value, [&str; 3])> {
+    let token = if reading == Reading::Lenient { token.trim() } else { token };
+    let parts = segments(token)?;
+    let header = object_segment(parts[0], reading)?;
+    let claims = object_segment(parts[1], reading)?;
+    Some((header, claims, parts))
+}
+
+impl Jws {
+    /// Parses a compact JWS strictly, as a verifier must: three unpadded base64url
+    /// segments, header and claims JSON objects, nothing around it.
+    pub fn parse(token: &str) -> Option<Jws> {
+        let (header, claims, [h, c, s]) = read(token, Reading::Strict)?;
+        let signature = decode_segment(s, Reading::Strict)?;
+        Some(Jws { header, claims, signing_input: format!("{h}.{c}"), signature })
+    }
+}
+
+/// The decoded header and claims of a compact JWS, without verifying the signature
+/// (whitespace around the token and `=` padding tolerated).
+pub fn decode_unverified(token: &str) -> Option<(Value, Value)> {
+    read(token, Reading::Lenient).map(|(header, claims, _)| (header, claims))
+}
+
+/// Base64url with or without `=` padding (MSAL pads thumbprints), as JWT fields carry it.
+pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok()
+}
+
+/// A JSON number, integer or float, as whole seconds (a float is cut toward zero, as
+/// MSAL's float `exp` is meant).
+pub fn whole_seconds(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| value.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+}
+
+/// A numeric claim (`exp`, `iat`, `nbf`, …): a JSON integer or float, in whole seconds.
+pub fn numeric_claim(claims: &Value, name: &str) -> Option<i64> {
+    claims.get(name).and_then(whole_seconds)
 }
 
 /// The `exp` claim of a JWT (integer or float seconds), unverified.
 pub fn unverified_exp(token: &str) -> Option<i64> {
     let (_, claims) = decode_unverified(token)?;
-    let exp = claims.get("exp")?;
-    exp.as_i64().or_else(|| exp.as_f64().map(|f| f as i64))
+    numeric_claim(&claims, "exp")
 }
 
 #[cfg(test)]
@@ -56,5 +122,32 @@ mod tests {
         for bad in ["", "a.b", "a.b.c.d", "ya29.opaque-token", &make("[]", "{}")] {
             assert!(decode_unverified(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn strict_parse_keeps_what_was_signed() {
+        let t = make(r#"{"alg":"RS256"}"#, r#"{"sub":"a"}"#);
+        let jws = Jws::parse(&t).unwrap();
+        assert_eq!(jws.claims["sub"], "a");
+        assert_eq!(format!("{}.sig", jws.signing_input), t);
+        assert_eq!(jws.signature, URL_SAFE_NO_PAD.decode("sig").unwrap());
+        // A verifier takes no padding and nothing around the token; a display does.
+        let padded = format!("{}=.{}", URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#), &t[t.find('.').unwrap() + 1..]);
+        for lenient_only in [format!(" {t}\n"), padded] {
+            assert!(Jws::parse(&lenient_only).is_none(), "{lenient_only}");
+            assert!(decode_unverified(&lenient_only).is_some(), "{lenient_only}");
+        }
+        assert!(Jws::parse(&t.replace(".sig", ".s!g")).is_none());
+    }
+
+    #[test]
+    fn numbers_may_be_floats() {
+        let c = serde_json::json!({"exp": 1700000000.7, "iat": 5, "nbf": "5"});
+        assert_eq!(numeric_claim(&c, "exp"), Some(1_700_000_000));
+        assert_eq!(numeric_claim(&c, "iat"), Some(5));
+        assert_eq!(numeric_claim(&c, "nbf"), None);
+        assert_eq!(numeric_claim(&c, "auth_time"), None);
+        assert_eq!(base64url_decode("AAE="), Some(vec![0, 1]));
+        assert_eq!(base64url_decode("AAE"), Some(vec![0, 1]));
     }
 }

@@ -5,11 +5,14 @@
 //! Paths in it (certificates) are relative to the config file. Unknown keys are refused,
 //! so a typo cannot silently weaken what the emulator checks.
 
+use super::cel::{self, Expr};
+use crate::core::clock::parse_duration;
 use crate::core::error::{Context, Error, Result};
 use crate::core::keys;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The whole configuration.
 #[derive(Debug, Deserialize)]
@@ -38,6 +41,30 @@ pub struct Config {
     /// set false to allow that.
     #[serde(default = "yes")]
     pub reject_replayed_assertions: bool,
+    /// The three durations above, parsed (defaults filled in).
+    #[serde(skip)]
+    pub timing: Timing,
+}
+
+/// The configuration's durations, parsed once when it is loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Default lifetime of issued tokens.
+    pub token_lifetime: Duration,
+    /// Clock skew tolerated for `nbf`/`iat` in the future.
+    pub clock_skew: Duration,
+    /// Longest client-assertion lifetime accepted.
+    pub max_assertion_lifetime: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            token_lifetime: Duration::from_secs(3600),
+            clock_skew: Duration::from_secs(300),
+            max_assertion_lifetime: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// The Azure AD tenant.
@@ -205,6 +232,21 @@ pub struct ProviderConfig {
     /// A disabled provider refuses exchanges.
     #[serde(default)]
     pub disabled: bool,
+    /// `attribute_mapping` compiled, in its order (a mapping may read the ones before it).
+    #[serde(skip)]
+    pub mapping: Vec<Mapping>,
+    /// `attribute_condition` compiled.
+    #[serde(skip)]
+    pub condition: Option<Expr>,
+}
+
+/// One attribute mapping, compiled.
+#[derive(Debug)]
+pub struct Mapping {
+    /// `google.subject`, `google.groups` or `attribute.NAME`.
+    pub target: String,
+    /// The CEL expression that gives its value.
+    pub expr: Expr,
 }
 
 /// A service account and its IAM policy.
@@ -267,9 +309,12 @@ impl Config {
         let mut c: Config = serde_json::from_slice(bytes)
             .map_err(|e| Error::input(format!("not a valid emulator config: {e}")))
             .map_err(|e| e.hint("wif-emulate --print-example-config shows a complete one; see docs/EMULATOR.md"))?;
-        for d in [&c.token_lifetime, &c.clock_skew, &c.max_assertion_lifetime].into_iter().flatten() {
-            crate::core::clock::parse_duration(d)?;
-        }
+        let defaults = Timing::default();
+        c.timing = Timing {
+            token_lifetime: duration_or(&c.token_lifetime, defaults.token_lifetime)?,
+            clock_skew: duration_or(&c.clock_skew, defaults.clock_skew)?,
+            max_assertion_lifetime: duration_or(&c.max_assertion_lifetime, defaults.max_assertion_lifetime)?,
+        };
         if let Some(az) = &mut c.azure {
             if !is_guid(&az.tenant) {
                 return Err(Error::input(format!("azure.tenant {:?} is not a GUID", az.tenant)));
@@ -302,12 +347,12 @@ impl Config {
                 cl.certs = load_registered(&cl.certificates, base)?;
             }
         }
-        if let Some(g) = &c.google {
+        if let Some(g) = &mut c.google {
             if g.project_number.is_empty() || !g.project_number.chars().all(|ch| ch.is_ascii_digit()) {
                 return Err(Error::input(format!("google.project_number {:?} is not a number", g.project_number)));
             }
-            for pool in &g.pools {
-                for p in &pool.providers {
+            for pool in &mut g.pools {
+                for p in &mut pool.providers {
                     if !p.attribute_mapping.contains_key("google.subject") {
                         return Err(Error::input(format!(
                             "provider {}/{}: attribute_mapping must map google.subject",
@@ -318,10 +363,12 @@ impl Config {
                         if k != "google.subject" && k != "google.groups" && !k.starts_with("attribute.") {
                             return Err(Error::input(format!("provider {}: cannot map {k:?}", p.id)));
                         }
-                        super::cel::parse(expr).map_err(|e| e.context(format!("provider {} mapping {k}", p.id)))?;
+                        let expr = cel::parse(expr).map_err(|e| e.context(format!("provider {} mapping {k}", p.id)))?;
+                        p.mapping.push(Mapping { target: k.clone(), expr });
                     }
                     if let Some(cond) = &p.attribute_condition {
-                        super::cel::parse(cond).map_err(|e| e.context(format!("provider {} condition", p.id)))?;
+                        let expr = cel::parse(cond).map_err(|e| e.context(format!("provider {} condition", p.id)))?;
+                        p.condition = Some(expr);
                     }
                 }
             }
@@ -331,22 +378,28 @@ impl Config {
 
     /// The default lifetime of issued tokens, in seconds.
     pub fn token_lifetime(&self) -> i64 {
-        dur(&self.token_lifetime, 3600)
+        seconds(self.timing.token_lifetime)
     }
 
     /// Tolerated clock skew in seconds.
     pub fn clock_skew(&self) -> i64 {
-        dur(&self.clock_skew, 300)
+        seconds(self.timing.clock_skew)
     }
 
     /// Longest accepted client-assertion lifetime in seconds.
     pub fn max_assertion_lifetime(&self) -> i64 {
-        dur(&self.max_assertion_lifetime, 3600)
+        seconds(self.timing.max_assertion_lifetime)
     }
 }
 
-fn dur(v: &Option<String>, default: i64) -> i64 {
-    v.as_deref().and_then(|d| crate::core::clock::parse_duration(d).ok()).map(|d| d.as_secs() as i64).unwrap_or(default)
+/// A configured duration, or the default when it is not set.
+fn duration_or(text: &Option<String>, default: Duration) -> Result<Duration> {
+    text.as_deref().map(parse_duration).unwrap_or(Ok(default))
+}
+
+/// Whole seconds of a duration, for arithmetic on Unix times.
+fn seconds(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Whether `s` is a GUID in the 8-4-4-4-12 form.
@@ -394,8 +447,7 @@ pub fn parse_thumbprint(t: &str) -> Option<Vec<u8>> {
     if let Some(b) = hex::decode(&t).ok().filter(|b| matches!(b.len(), 20 | 32)) {
         return Some(b);
     }
-    use base64::Engine;
-    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok()?;
+    let b = crate::core::jwt::base64url_decode(&t)?;
     matches!(b.len(), 20 | 32).then_some(b)
 }
 
@@ -422,6 +474,8 @@ mod tests {
         assert_eq!(az.tenant, "7a1c9e4b-0d2f-4c3a-9b8e-1f2a3b4c5d6e");
         assert_eq!(c.google.unwrap().project_number, "123456789012");
         assert_eq!(c.token_lifetime.as_deref(), Some("1h"));
+        assert_eq!(c.timing.token_lifetime, Duration::from_secs(3600));
+        assert_eq!(c.timing.clock_skew, Duration::from_secs(300));
         assert!(c.reject_replayed_assertions);
         let relaxed = Config::parse(br#"{"reject_replayed_assertions": false}"#, Path::new(".")).unwrap();
         assert!(!relaxed.reject_replayed_assertions);

@@ -6,10 +6,9 @@ use super::config::ServiceAccountConfig;
 use super::errors::{self, google, iam_denied};
 use super::keys;
 use super::server::{percent_decode, Req};
-use super::sts::FederatedToken;
-use super::State;
-use crate::core::clock;
 use crate::server::Response;
+use super::state::{FederatedToken, State};
+use crate::core::clock;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -4,6 +4,7 @@
 
 use super::config::RegisteredCert;
 use crate::core::error::{Error, Result};
+use crate::core::jwt::{self, Jws};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, KeyPair, RsaKeyPair, UnparsedPublicKey};
@@ -28,24 +29,25 @@ impl Signer {
         let pk = pair.public_key();
         let n = pk.modulus().big_endian_without_leading_zero().to_vec();
         let e = pk.exponent().big_endian_without_leading_zero().to_vec();
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &n);
-        let kid = URL_SAFE_NO_PAD.encode(digest.as_ref());
+        // The kid is the x5t-style thumbprint of the modulus: stable for the key's life.
+        let kid = crate::core::keys::thumbprint_sha1(&n);
         Ok(Signer { pair, kid, n, e })
     }
 
     /// Signs claims as an RS256 JWT with `typ` JWT and this key's `kid`.
     pub fn sign(&self, claims: &Value) -> String {
         let header = json!({"typ": "JWT", "alg": "RS256", "kid": self.kid});
-        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let mut sig = vec![0u8; self.pair.public_modulus_len()];
         // Signing with a valid in-memory key only fails on allocation failure.
         let _ = self.pair.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig);
-        format!("{input}.{}", b64(&sig))
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig))
     }
 
     /// The public key as a JWK.
     pub fn jwk(&self) -> Value {
-        json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid, "n": b64(&self.n), "e": b64(&self.e)})
+        json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid, "n": URL_SAFE_NO_PAD.encode(&self.n), "e": URL_SAFE_NO_PAD.encode(&self.e)})
     }
 
     /// Verifies a JWS made by this key.
@@ -57,54 +59,16 @@ impl Signer {
         }
         let der = self.pair.public_key().as_ref().to_vec();
         UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, der)
-            .verify(jws.input.as_bytes(), &jws.signature)
+            .verify(jws.signing_input.as_bytes(), &jws.signature)
             .is_ok()
     }
-}
-
-fn b64(b: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(b)
 }
 
 /// Random bytes as base64url (token bodies, ids).
 pub fn random_b64(n: usize) -> String {
     let mut b = vec![0u8; n];
     let _ = aws_lc_rs::rand::fill(&mut b);
-    b64(&b)
-}
-
-/// A parsed compact JWS.
-pub struct Jws {
-    /// Header.
-    pub header: Value,
-    /// Claims.
-    pub claims: Value,
-    /// `header.payload`, what was signed.
-    pub input: String,
-    /// The signature bytes.
-    pub signature: Vec<u8>,
-}
-
-/// Parses a compact JWS whose header and payload are JSON objects.
-pub fn parse_jws(token: &str) -> Option<Jws> {
-    let mut parts = token.split('.');
-    let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let dec = |p: &str| URL_SAFE_NO_PAD.decode(p).ok();
-    let header: Value = serde_json::from_slice(&dec(h)?).ok()?;
-    let claims: Value = serde_json::from_slice(&dec(c)?).ok()?;
-    if !header.is_object() || !claims.is_object() {
-        return None;
-    }
-    Some(Jws { header, claims, input: format!("{h}.{c}"), signature: dec(s)? })
-}
-
-/// A numeric claim (JSON integer or float, as MSAL sends), in whole seconds.
-pub fn num_claim(claims: &Value, name: &str) -> Option<i64> {
-    let v = claims.get(name)?;
-    v.as_i64().or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+    URL_SAFE_NO_PAD.encode(&b)
 }
 
 /// Why a client assertion was refused.
@@ -152,13 +116,13 @@ pub struct Expect<'a> {
 
 /// Decodes a thumbprint header: base64url with or without `=` padding (MSAL pads).
 fn thumb(v: &Value) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(v.as_str()?.trim_end_matches('=')).ok()
+    jwt::base64url_decode(v.as_str()?)
 }
 
 /// Verifies a client assertion; returns its claims. The caller checks `jti` replay.
 pub fn verify_assertion(token: &str, x: &Expect<'_>) -> std::result::Result<Jws, AssertionError> {
     use AssertionError as E;
-    let jws = parse_jws(token).ok_or_else(|| E::Malformed("JWT token is invalid or malformed.".into()))?;
+    let jws = Jws::parse(token).ok_or_else(|| E::Malformed("JWT token is invalid or malformed.".into()))?;
     let alg = jws.header.get("alg").and_then(Value::as_str).unwrap_or("");
     if !matches!(alg, "RS256" | "PS256" | "ES256" | "ES384") {
         return Err(E::Malformed(format!("'{alg}' is not a supported signature algorithm for client assertions.")));
@@ -211,9 +175,10 @@ pub fn verify_assertion(token: &str, x: &Expect<'_>) -> std::result::Result<Jws,
     if !aud_ok {
         return Err(E::WrongAudience(c.get("aud").map(|a| a.to_string()).unwrap_or_else(|| "(none)".into())));
     }
-    let exp = num_claim(c, "exp").ok_or_else(|| E::Malformed("the assertion has no numeric exp claim.".into()))?;
-    let nbf = num_claim(c, "nbf");
-    let iat = num_claim(c, "iat");
+    let exp =
+        jwt::numeric_claim(c, "exp").ok_or_else(|| E::Malformed("the assertion has no numeric exp claim.".into()))?;
+    let nbf = jwt::numeric_claim(c, "nbf");
+    let iat = jwt::numeric_claim(c, "iat");
     let start = nbf.or(iat).unwrap_or(x.now);
     let when = |t: i64| crate::core::clock::rfc3339(t);
     let range = format!(
@@ -255,7 +220,7 @@ fn signature_ok(jws: &Jws, alg: &str, cert: &RegisteredCert) -> bool {
         ("ES384", false, 97) => &signature::ECDSA_P384_SHA384_FIXED,
         _ => return false,
     };
-    UnparsedPublicKey::new(algorithm, &cert.public_key).verify(jws.input.as_bytes(), &jws.signature).is_ok()
+    UnparsedPublicKey::new(algorithm, &cert.public_key).verify(jws.signing_input.as_bytes(), &jws.signature).is_ok()
 }
 
 #[cfg(test)]
@@ -266,11 +231,11 @@ mod tests {
     fn signs_and_verifies_its_own_tokens() {
         let s = Signer::generate().unwrap();
         let t = s.sign(&json!({"sub": "x"}));
-        let jws = parse_jws(&t).unwrap();
+        let jws = Jws::parse(&t).unwrap();
         assert!(s.verify(&jws));
         assert_eq!(jws.claims["sub"], "x");
-        let mut forged = parse_jws(&t).unwrap();
-        forged.input.push('x');
+        let mut forged = Jws::parse(&t).unwrap();
+        forged.signing_input.push('x');
         assert!(!s.verify(&forged));
         assert_eq!(s.jwk()["kid"], s.kid);
     }
@@ -280,13 +245,5 @@ mod tests {
         assert_eq!(thumb(&json!("AAEC")), Some(vec![0, 1, 2]));
         assert_eq!(thumb(&json!("AAE=")), Some(vec![0, 1]));
         assert_eq!(thumb(&json!("AAE")), Some(vec![0, 1]));
-    }
-
-    #[test]
-    fn numbers_may_be_floats() {
-        let c = json!({"exp": 1700000000.7, "iat": 5});
-        assert_eq!(num_claim(&c, "exp"), Some(1_700_000_000));
-        assert_eq!(num_claim(&c, "iat"), Some(5));
-        assert_eq!(num_claim(&c, "nbf"), None);
     }
 }

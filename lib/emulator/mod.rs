@@ -9,23 +9,24 @@ pub mod errors;
 pub mod iam;
 pub mod issuer;
 pub mod keys;
+mod routes;
 pub mod server;
+pub mod state;
 pub mod sts;
+
+pub use state::State;
 
 use crate::cli;
 use crate::core::error::{Error, Kind, Result};
 use crate::core::help::Example;
-use crate::server::Response;
 use clap::Parser;
 use config::Config;
 use serde_json::json;
-use server::Req;
-use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 const TOOL: &str = "wif-emulate";
@@ -109,148 +110,20 @@ pub struct Cli {
     pub print_example_config: bool,
 }
 
-/// Everything the handlers share.
-pub struct State {
-    /// The configuration.
-    pub config: Config,
-    /// The signing key.
-    pub signer: keys::Signer,
-    /// Lifetime of issued tokens, seconds.
-    pub token_lifetime: i64,
-    jtis: Mutex<HashMap<String, i64>>,
-    /// Federated tokens issued by STS, by token.
-    pub federated: Mutex<HashMap<String, sts::FederatedToken>>,
-    fail_left: AtomicU64,
-    delay: Duration,
-}
-
-impl State {
-    /// A state for a configuration.
-    pub fn new(config: Config, token_lifetime: Option<i64>, fail_first: u64, delay: Duration) -> Result<State> {
-        let lifetime = token_lifetime.unwrap_or_else(|| config.token_lifetime());
-        Ok(State {
-            signer: keys::Signer::generate()?,
-            token_lifetime: lifetime,
-            config,
-            jtis: Mutex::new(HashMap::new()),
-            federated: Mutex::new(HashMap::new()),
-            fail_left: AtomicU64::new(fail_first),
-            delay,
-        })
-    }
-
-    /// Records a client assertion's `jti`; false if it was seen before (a replay).
-    pub fn fresh_jti(&self, scope: &str, jti: &str, exp: i64) -> bool {
-        if !self.config.reject_replayed_assertions {
-            return true;
-        }
-        let now = crate::core::clock::now_unix();
-        let Ok(mut seen) = self.jtis.lock() else { return false };
-        seen.retain(|_, e| *e + 600 > now);
-        seen.insert(format!("{scope}\n{jti}"), exp).is_none()
-    }
-
-    /// Verifies a client assertion for the token endpoint `endpoint` and records its `jti`.
-    pub fn client_assertion(
-        &self,
-        token: &str,
-        certs: &[config::RegisteredCert],
-        thumbprints: &[Vec<u8>],
-        require_thumbprint: bool,
-        client_id: &str,
-        endpoint: &str,
-    ) -> std::result::Result<(), keys::AssertionError> {
-        let now = crate::core::clock::now_unix();
-        let expect = keys::Expect {
-            certs,
-            thumbprints,
-            require_thumbprint,
-            client_id,
-            audience: endpoint,
-            now,
-            skew: self.config.clock_skew(),
-            max_lifetime: self.config.max_assertion_lifetime(),
-        };
-        let jws = keys::verify_assertion(token, &expect)?;
-        let jti = jws.claims.get("jti").and_then(serde_json::Value::as_str).unwrap_or("");
-        let exp = keys::num_claim(&jws.claims, "exp").unwrap_or(now);
-        if !self.fresh_jti(endpoint, jti, exp) {
-            return Err(keys::AssertionError::Replayed(jti.to_string()));
-        }
-        Ok(())
-    }
-
-    /// Answers one request (after any injected delay or failure).
-    pub fn handle(&self, req: &Req) -> Response {
-        if !self.delay.is_zero() {
-            std::thread::sleep(self.delay);
-        }
-        if self.fail_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            return errors::unavailable();
-        }
-        self.route(req)
-    }
-
-    fn route(&self, req: &Req) -> Response {
-        let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
-        let post =
-            |f: &dyn Fn() -> Response| if req.method == "POST" { f() } else { errors::method_not_allowed("POST") };
-        let get = |f: &dyn Fn() -> Response| if req.method == "GET" { f() } else { errors::method_not_allowed("GET") };
-        match segs.as_slice() {
-            ["v1", "token"] => post(&|| sts::token(self, req)),
-            ["v1", "projects", _, "serviceAccounts", rest] => post(&|| iam::handle(self, req, rest)),
-            ["metadata", "identity", "oauth2", "token"] => get(&|| azure::imds(self, req)),
-            ["issuers", name, "v1", "token"] => post(&|| issuer::token(self, req, name)),
-            ["issuers", name, ".well-known", "openid-configuration"] => get(&|| issuer::discovery(self, req, name)),
-            ["issuers", name, "jwks"] => get(&|| issuer::jwks(self, name)),
-            ["common", "discovery", "instance"] => get(&|| azure::instance_discovery(self, req)),
-            [tenant, "oauth2", "v2.0", "token"] => post(&|| azure::token(self, req, tenant, true)),
-            [tenant, "oauth2", "token"] => post(&|| azure::token(self, req, tenant, false)),
-            [tenant, "v2.0", ".well-known", "openid-configuration"] => {
-                get(&|| azure::discovery(self, req, tenant, true))
-            }
-            [tenant, ".well-known", "openid-configuration"] => get(&|| azure::discovery(self, req, tenant, false)),
-            [tenant, "discovery", "v2.0", "keys"] | [tenant, "discovery", "keys"] => get(&|| azure::jwks(self, tenant)),
-            _ => errors::not_found(&req.path),
-        }
-    }
-
-    /// Prints the request's log line.
-    pub fn log_request(&self, req: &Req, resp: &Response, took: Duration) {
-        server::emit(&server::log_line(req, resp, took));
-    }
-
-    /// The JWKS of the emulator's key.
-    pub fn jwks(&self) -> serde_json::Value {
-        json!({ "keys": [self.signer.jwk()] })
-    }
-}
-
-/// The listeners hand their requests to the state.
-impl server::Handler for State {
-    fn handle(&self, req: &Req) -> Response {
-        State::handle(self, req)
-    }
-    fn log_request(&self, req: &Req, resp: &Response, took: Duration) {
-        State::log_request(self, req, resp, took)
-    }
-}
-
 /// Entry point of wif-emulate.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::run(TOOL, || run(&cli))
 }
 
-/// Binds `addr`, given with `flag`: loopback only unless `allow_remote`.
-fn bind(addr: &str, flag: &str, allow_remote: bool) -> Result<TcpListener> {
+fn bind(addr: &str, allow_remote: bool) -> Result<TcpListener> {
     let sock: std::net::SocketAddr =
         addr.parse().map_err(|_| Error::usage(format!("{addr:?} is not an ADDRESS:PORT like 127.0.0.1:8080")))?;
     if !sock.ip().is_loopback() && !allow_remote {
         return Err(Error::usage(format!("{addr} is not a loopback address"))
             .hint("the emulator is for tests and demos on this machine; add --allow-remote to listen elsewhere"));
     }
-    crate::server::bind(&[sock], flag, |_, e| Error::new(Kind::Io, format!("cannot listen on {addr}: {e}")))
+    TcpListener::bind(sock).map_err(|e| Error::new(Kind::Io, format!("cannot listen on {addr}: {e}")))
 }
 
 /// Starts the listeners and serves until SIGTERM/SIGINT.
@@ -274,10 +147,10 @@ pub fn run(cli: &Cli) -> Result<()> {
         Some(d) => crate::core::clock::parse_duration(d)?,
         None => Duration::ZERO,
     };
-    let plain = bind(cli.listen.as_deref().unwrap_or("127.0.0.1:0"), "--listen", cli.allow_remote)?;
+    let plain = bind(cli.listen.as_deref().unwrap_or("127.0.0.1:0"), cli.allow_remote)?;
     let tls = match (&cli.tls_listen, &cli.tls_cert, &cli.tls_key) {
         (Some(addr), Some(cert), Some(key)) => Some((
-            bind(addr, "--tls-listen", cli.allow_remote)?,
+            bind(addr, cli.allow_remote)?,
             server::tls_config(cert, key).map_err(|e| e.context("loading the TLS certificate and key"))?,
         )),
         _ => None,

@@ -8,32 +8,16 @@ use super::config::{PoolConfig, ProviderConfig};
 use super::errors::{self, oauth};
 use super::keys;
 use super::server::{parse_form, Req};
-use super::State;
-use crate::core::clock;
 use crate::server::Response;
+use super::state::{FederatedToken, State};
+use crate::core::clock;
+use crate::core::jwt::{self, Jws};
 use serde_json::{json, Map, Value};
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 const BAD_AUDIENCE: &str = "Invalid value for \"audience\". This value should be the full resource name of the Identity Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.";
 const SUBJECT_TYPES: &[&str] = &["urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:id_token"];
-
-/// What IAM needs to know about a federated token.
-#[derive(Clone, Debug)]
-pub struct FederatedToken {
-    /// `projects/N/locations/global/workloadIdentityPools/P`.
-    pub pool: String,
-    /// `google.subject`.
-    pub subject: String,
-    /// `google.groups`.
-    pub groups: Vec<String>,
-    /// Custom attributes (`attribute.NAME` → values).
-    pub attributes: Map<String, Value>,
-    /// Granted scopes.
-    pub scopes: Vec<String>,
-    /// Expiry, Unix seconds.
-    pub exp: i64,
-}
 
 fn invalid_request(msg: &str) -> Response {
     oauth(400, "invalid_request", msg)
@@ -160,7 +144,7 @@ fn exchange(
     subject: &str,
     scopes: Vec<String>,
 ) -> Result<(String, i64), Response> {
-    let jws = keys::parse_jws(subject).ok_or_else(|| invalid_grant("Unable to parse the ID Token."))?;
+    let jws = Jws::parse(subject).ok_or_else(|| invalid_grant("Unable to parse the ID Token."))?;
     let claims = &jws.claims;
     let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
     if iss != provider.issuer {
@@ -196,13 +180,13 @@ fn exchange(
         )));
     }
     let now = clock::now_unix();
-    let Some(exp) = keys::num_claim(claims, "exp") else {
+    let Some(exp) = jwt::numeric_claim(claims, "exp") else {
         return Err(invalid_grant("The ID Token has no exp claim."));
     };
     if exp <= now {
         return Err(invalid_grant(&format!("The ID Token has expired: exp {} is in the past.", clock::rfc3339(exp))));
     }
-    let iat = keys::num_claim(claims, "iat").unwrap_or(now);
+    let iat = jwt::numeric_claim(claims, "iat").unwrap_or(now);
     if iat > now + st.config.clock_skew() {
         return Err(invalid_grant("The ID Token's iat is in the future; check the clocks."));
     }
@@ -214,10 +198,9 @@ fn exchange(
 
     // Attribute mapping.
     let mut env = Env { assertion: claims.clone(), google: Map::new(), attribute: Map::new() };
-    for (target, expr) in &provider.attribute_mapping {
-        let value = cel::parse(expr)
-            .map_err(|e| e.cause().to_string())
-            .and_then(|e| cel::eval(&e, &env))
+    for mapping in &provider.mapping {
+        let target = &mapping.target;
+        let value = cel::eval(&mapping.expr, &env)
             .map_err(|e| invalid_grant(&format!("The attribute mapping {target} could not be evaluated: {e}.")))?;
         if let Some(name) = target.strip_prefix("google.") {
             env.google.insert(name.into(), value);
@@ -237,8 +220,8 @@ fn exchange(
         Some(Value::String(s)) => vec![s.clone()],
         _ => Vec::new(),
     };
-    if let Some(cond) = &provider.attribute_condition {
-        let ok = cel::parse(cond).ok().and_then(|e| cel::eval(&e, &env).ok()) == Some(Value::Bool(true));
+    if let Some(cond) = &provider.condition {
+        let ok = cel::eval(cond, &env).ok() == Some(Value::Bool(true));
         if !ok {
             return Err(invalid_grant("The given credential is rejected by the attribute condition."));
         }

@@ -1,0 +1,115 @@
+//! What the emulator's handlers share: the configuration, the signing key, the `jti`s
+//! seen, the federated tokens STS issued (for IAM), and the injected faults.
+
+use super::config::{self, Config};
+use super::keys;
+use crate::core::error::Result;
+use crate::core::jwt;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// What IAM needs to know about a federated token.
+#[derive(Clone, Debug)]
+pub struct FederatedToken {
+    /// `projects/N/locations/global/workloadIdentityPools/P`.
+    pub pool: String,
+    /// `google.subject`.
+    pub subject: String,
+    /// `google.groups`.
+    pub groups: Vec<String>,
+    /// Custom attributes (`attribute.NAME` → values).
+    pub attributes: Map<String, Value>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+}
+
+/// Everything the handlers share.
+pub struct State {
+    /// The configuration.
+    pub config: Config,
+    /// The signing key.
+    pub signer: keys::Signer,
+    /// Lifetime of issued tokens, seconds.
+    pub token_lifetime: i64,
+    jtis: Mutex<HashMap<String, i64>>,
+    /// Federated tokens issued by STS, by token.
+    pub federated: Mutex<HashMap<String, FederatedToken>>,
+    fail_left: AtomicU64,
+    delay: Duration,
+}
+
+impl State {
+    /// A state for a configuration.
+    pub fn new(config: Config, token_lifetime: Option<i64>, fail_first: u64, delay: Duration) -> Result<State> {
+        let lifetime = token_lifetime.unwrap_or_else(|| config.token_lifetime());
+        Ok(State {
+            signer: keys::Signer::generate()?,
+            token_lifetime: lifetime,
+            config,
+            jtis: Mutex::new(HashMap::new()),
+            federated: Mutex::new(HashMap::new()),
+            fail_left: AtomicU64::new(fail_first),
+            delay,
+        })
+    }
+
+    /// Records a client assertion's `jti`; false if it was seen before (a replay).
+    pub fn fresh_jti(&self, scope: &str, jti: &str, exp: i64) -> bool {
+        if !self.config.reject_replayed_assertions {
+            return true;
+        }
+        let now = crate::core::clock::now_unix();
+        let Ok(mut seen) = self.jtis.lock() else { return false };
+        seen.retain(|_, e| *e + 600 > now);
+        seen.insert(format!("{scope}\n{jti}"), exp).is_none()
+    }
+
+    /// Verifies a client assertion for the token endpoint `endpoint` and records its `jti`.
+    pub fn client_assertion(
+        &self,
+        token: &str,
+        certs: &[config::RegisteredCert],
+        thumbprints: &[Vec<u8>],
+        require_thumbprint: bool,
+        client_id: &str,
+        endpoint: &str,
+    ) -> std::result::Result<(), keys::AssertionError> {
+        let now = crate::core::clock::now_unix();
+        let expect = keys::Expect {
+            certs,
+            thumbprints,
+            require_thumbprint,
+            client_id,
+            audience: endpoint,
+            now,
+            skew: self.config.clock_skew(),
+            max_lifetime: self.config.max_assertion_lifetime(),
+        };
+        let jws = keys::verify_assertion(token, &expect)?;
+        let jti = jws.claims.get("jti").and_then(serde_json::Value::as_str).unwrap_or("");
+        let exp = jwt::numeric_claim(&jws.claims, "exp").unwrap_or(now);
+        if !self.fresh_jti(endpoint, jti, exp) {
+            return Err(keys::AssertionError::Replayed(jti.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Fault injection before a request is answered: waits `--delay`; true when the
+    /// request must fail (one of the first `--fail-first`).
+    pub fn delay_or_fail(&self) -> bool {
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
+        self.fail_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+    }
+
+    /// The JWKS of the emulator's key.
+    pub fn jwks(&self) -> serde_json::Value {
+        json!({ "keys": [self.signer.jwk()] })
+    }
+}
