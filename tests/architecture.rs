@@ -676,11 +676,11 @@ fn table_violations(rows: &[(String, String)], files: &BTreeSet<String>) -> Vec<
 }
 
 /// The document with the table's rows rewritten for `files`: descriptions kept where the path
-/// still exists, a TODO for a new one; ordered by layer, then path.
+/// still exists, a TODO for a new one; ordered by layer, then path (a folder's `mod.rs` first).
 fn rewrite_table(doc: &str, files: &BTreeSet<String>) -> Result<String, String> {
     let known: BTreeMap<String, String> = table_rows(doc)?.into_iter().collect();
     let mut order: Vec<&String> = files.iter().collect();
-    order.sort_by_key(|f| (layer(f), f.to_string()));
+    order.sort_by_key(|f| (layer(f), f.replace("/mod.rs", "/")));
     let mut table = String::from("| file | owns |\n|---|---|\n");
     for f in order {
         let what = known.get(f).filter(|d| !d.is_empty()).map_or(TODO, String::as_str);
