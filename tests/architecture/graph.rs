@@ -139,6 +139,13 @@ pub(super) fn children(files: &BTreeMap<String, Source>, file: &str) -> BTreeSet
     files.keys().filter_map(|f| tail(f)).filter(|r| !r.contains('/') && r != "lib" && r != "mod").collect()
 }
 
+/// The files that are unit-test modules of another (`#[cfg(test)] mod tests;` in it).
+fn unit_test_files(files: &BTreeMap<String, Source>) -> Vec<String> {
+    let children =
+        files.iter().flat_map(|(f, s)| s.test_children.iter().map(move |c| [module_of(f), vec![c.clone()]].concat()));
+    children.filter_map(|module| file_of(files, &module)).collect()
+}
+
 /// One import edge between two files: the names taken and the first line that takes one.
 #[derive(Debug, Default)]
 pub(super) struct Edge {
@@ -158,7 +165,11 @@ pub(super) struct Lib {
 impl Lib {
     /// Builds the graph from (path, text) pairs; paths are `lib/…`.
     pub(super) fn from_sources(sources: Vec<(String, String)>) -> Lib {
-        let files: BTreeMap<String, Source> = sources.into_iter().map(|(p, t)| (p, parse_source(&t))).collect();
+        let mut files: BTreeMap<String, Source> = sources.into_iter().map(|(p, t)| (p, parse_source(&t))).collect();
+        for test_file in unit_test_files(&files) {
+            let src = files.get_mut(&test_file).expect("found among the files");
+            (src.toks, src.unit_tests) = (Vec::new(), true);
+        }
         let mut graph = Graph::new();
         for (file, src) in &files {
             let node = graph.entry(file.clone()).or_default();

@@ -226,9 +226,10 @@ pub(super) fn layer_violations(lib: &Lib) -> Vec<String> {
     out
 }
 
-/// Every file with more than `MAX_LINES` lines before its unit tests.
+/// Every file with more than `MAX_LINES` lines before its unit tests (a file of unit tests is
+/// not held to it).
 pub(super) fn size_violations(lib: &Lib) -> Vec<String> {
-    let big = lib.files.iter().filter(|(_, s)| s.lines > MAX_LINES);
+    let big = lib.files.iter().filter(|(_, s)| !s.unit_tests && s.lines > MAX_LINES);
     big.map(|(f, s)| format!("{f}: {} lines before its unit tests (at most {MAX_LINES})", s.lines)).collect()
 }
 

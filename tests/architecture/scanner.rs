@@ -2,7 +2,8 @@
 
 use super::graph::{edge_line, Lib};
 use super::rules::{
-    cycle_report, layer_violations, rewrite_table, table_rows, table_violations, TABLE_BEGIN, TABLE_END, TODO,
+    cycle_report, layer_violations, rewrite_table, size_violations, table_rows, table_violations, TABLE_BEGIN,
+    TABLE_END, TODO,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,7 +26,7 @@ const TREE: [(&str, &str); 7] = [
     ("lib/tools/azure.rs", "pub const JWT: &str = \"\";"),
 ];
 
-fn tree_with(extra: &[(&'static str, &'static str)]) -> Lib {
+fn tree_with<'a>(extra: &[(&'a str, &'a str)]) -> Lib {
     let mut files: BTreeMap<&str, &str> = TREE.into_iter().collect();
     files.extend(extra.iter().copied());
     lib_of(&files.into_iter().collect::<Vec<_>>())
@@ -129,4 +130,16 @@ fn doc_table_is_checked_and_rewritten() {
         table_violations(&table_rows(&new).expect("table"), &files),
         ["lib/core/clock.rs: say in docs/ARCHITECTURE.md what it owns (one line)"]
     );
+}
+
+#[test]
+fn unit_tests_in_a_file_of_their_own_are_left_out() {
+    let tests = format!("use super::*;\nuse crate::tools::azure::JWT;\n{}", "#[test]\nfn t() {}\n".repeat(300));
+    let lib = tree_with(&[
+        ("lib/core/clock.rs", "pub fn now() {}\n\n#[cfg(test)]\nmod tests;\n"),
+        ("lib/core/clock/tests.rs", &tests),
+    ]);
+    assert_eq!(edges(&lib), Vec::<String>::new());
+    assert_eq!(lib.files["lib/core/clock.rs"].lines, 2);
+    assert!(size_violations(&lib).is_empty() && layer_violations(&lib).is_empty());
 }

@@ -159,19 +159,28 @@ pub(super) fn test_module_end(toks: &[Tok], i: usize) -> Option<usize> {
 
 /// A lib file read for the checks: its lines before the unit tests and its code's tokens.
 pub(super) struct Source {
+    /// Lines before the unit-test module (all of them if there is none).
     pub(super) lines: usize,
+    /// The code's tokens, unit-test modules left out.
     pub(super) toks: Vec<Tok>,
+    /// The unit-test modules kept in files of their own (`#[cfg(test)] mod tests;`).
+    pub(super) test_children: Vec<String>,
+    /// Whether the file is itself such a unit-test module: left out of the checks.
+    pub(super) unit_tests: bool,
 }
 
-/// Reads a file's text: counts its lines up to the unit-test module and drops every
-/// `#[cfg(test)] mod` block from the tokens.
+/// Reads a file's text: counts its lines up to the unit-test module, drops every
+/// `#[cfg(test)] mod` block from the tokens and notes the unit-test modules kept apart.
 pub(super) fn parse_source(text: &str) -> Source {
     let all = tokens(&code_only(text));
-    let (mut toks, mut lines, mut i) = (Vec::new(), text.lines().count(), 0);
+    let (mut toks, mut test_children, mut lines, mut i) = (Vec::new(), Vec::new(), text.lines().count(), 0);
     while i < all.len() {
         match test_module_end(&all, i) {
             Some(end) => {
                 lines = lines.min(all[i].line - 1);
+                if all[end].text == ";" {
+                    test_children.push(all[end - 1].text.clone());
+                }
                 i = end + 1;
             }
             None => {
@@ -180,5 +189,5 @@ pub(super) fn parse_source(text: &str) -> Source {
             }
         }
     }
-    Source { lines, toks }
+    Source { lines, toks, test_children, unit_tests: false }
 }
