@@ -1,5 +1,6 @@
 //! Integration tests: the binaries run as users run them, against servers on loopback.
 
+mod architecture;
 mod common;
 mod emulator;
 mod fuzz_corpus;
