@@ -110,9 +110,6 @@ pub struct Wording {
     pub redirect_hint: &'static str,
     /// Message (before the cause) for a body that could not be read.
     pub body_read: &'static str,
-    /// Whether an error of the HTTP library's own TLS layer is a refusal (final) or a
-    /// request failure (retried).
-    pub tls_setup: Kind,
     /// The words for a failed handshake.
     pub handshake: fn(&TlsFailure) -> Words,
     /// Message when the given CA certificates hold none usable.
@@ -148,7 +145,6 @@ impl Wording {
         host_hint: "check the URL and DNS",
         redirect_hint: "give the final URL; token endpoints do not redirect",
         body_read: "reading the response body failed",
-        tls_setup: Kind::Refused,
         handshake: service_handshake,
         no_usable_root: "the CA certificates hold no usable CA certificate",
         unusable_identity: "loading the client certificate and key",
@@ -215,10 +211,9 @@ impl Trouble {
 
     /// The kind of error (exit code): a refusal (TLS, redirect) or a bad URL are final;
     /// everything else is the service being unavailable, worth another attempt.
-    pub fn kind(&self, w: &Wording) -> Kind {
+    pub fn kind(&self) -> Kind {
         match self {
-            Trouble::Handshake(_) | Trouble::Redirect => Kind::Refused,
-            Trouble::TlsSetup(_) => w.tls_setup,
+            Trouble::Handshake(_) | Trouble::Redirect | Trouble::TlsSetup(_) => Kind::Refused,
             Trouble::BadUrl(_) => Kind::Usage,
             _ => Kind::Unavailable,
         }
@@ -226,7 +221,7 @@ impl Trouble {
 
     /// The error to report, in `w`'s words.
     pub fn error(&self, w: &Wording) -> Error {
-        let kind = self.kind(w);
+        let kind = self.kind();
         let err = |msg: String| Error::new(kind, msg);
         let io = |e: &std::io::Error| match w.network {
             IoDetail::Kind => e.kind().to_string(),
@@ -245,8 +240,7 @@ impl Trouble {
             Trouble::Redirect => err("the server answered with a redirect".into()).hint(w.redirect_hint),
             Trouble::BodyOverLimit(n) => err(format!("the response body is larger than {n} bytes")),
             Trouble::BodyRead(e) => err(format!("{}: {}", w.body_read, io_words(e))),
-            Trouble::TlsSetup(m) if kind == Kind::Refused => err(format!("TLS failed: {m}")),
-            Trouble::TlsSetup(m) => err(format!("request failed: {m}")),
+            Trouble::TlsSetup(m) => err(format!("TLS failed: {m}")),
             Trouble::Handshake(f) => {
                 let words = (w.handshake)(f);
                 with_hint(err(format!("TLS handshake failed: {}", words.what)), words.hint)
@@ -347,7 +341,7 @@ mod tests {
         let w = &Wording::SERVICE;
         let refused =
             Trouble::of(ureq::Error::Io(std::io::ErrorKind::ConnectionRefused.into()), Duration::from_secs(3));
-        assert_eq!(refused.kind(w), Kind::Unavailable);
+        assert_eq!(refused.kind(), Kind::Unavailable);
         assert_eq!(refused.error(w).to_string(), "connection refused");
         let slow = Trouble::of(ureq::Error::Io(std::io::ErrorKind::TimedOut.into()), Duration::from_millis(1500));
         assert_eq!(slow.error(w).to_string(), "no answer within 1.5 s");
@@ -355,9 +349,9 @@ mod tests {
             ureq::Error::Rustls(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)),
             Duration::from_secs(1),
         );
-        assert_eq!(tls.kind(w), Kind::Refused);
+        assert_eq!(tls.kind(), Kind::Refused);
         assert!(tls.error(w).hint_text().unwrap().contains("--ca-file"));
-        assert_eq!(Trouble::Redirect.kind(w), Kind::Refused);
-        assert_eq!(Trouble::BadUrl("x".into()).kind(w), Kind::Usage);
+        assert_eq!(Trouble::Redirect.kind(), Kind::Refused);
+        assert_eq!(Trouble::BadUrl("x".into()).kind(), Kind::Usage);
     }
 }
