@@ -196,6 +196,20 @@ fn handshake_words(f: &TlsFailure) -> Words {
 mod tests {
     use super::*;
 
+    /// The classification is shared; the words are wif-get's, naming its flags and wif-serve.
+    #[test]
+    fn transport_failures_in_wif_gets_words() {
+        use crate::http::Trouble;
+        let refused = Trouble::Refused.error(&WORDING);
+        assert_eq!((refused.kind(), refused.to_string()), (Kind::Unavailable, "connection refused".to_string()));
+        assert!(refused.hint_text().unwrap().contains("is wif-serve running"));
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let tls = Trouble::Handshake(TlsFailure { what: Handshake::of(&unknown), error: unknown }).error(&WORDING);
+        assert_eq!(tls.kind(), Kind::Refused);
+        assert_eq!(tls.to_string(), "TLS handshake failed: the server's certificate is not issued by a CA in --ca");
+        assert!(tls.hint_text().unwrap().contains("CA 13.1"));
+    }
+
     #[test]
     fn token_bodies() {
         assert_eq!(parse_token(b"abc.def\n".to_vec()).unwrap().expose(), "abc.def");
