@@ -141,8 +141,9 @@ impl NetArgs {
             timeout,
             retries: settings.pick_or(self.retries, "retries", 3)?,
             max_total: timeout.saturating_mul(4).max(std::time::Duration::from_secs(60)),
-            ca_file: ca_file.as_ref().map(|f| f.path.clone()),
+            roots: crate::http::Roots::Public(ca_file.as_ref().map(|f| f.path.clone())),
             tool: tool.to_string(),
+            ..Default::default()
         };
         // Only reading the CA bundle can fail: name the setting that gave it.
         crate::http::Client::new(opts).map_err(|e| {

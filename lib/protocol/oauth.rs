@@ -372,6 +372,7 @@ mod tests {
             content_type: Some("application/json".into()),
             retry_after: None,
             body: body.as_bytes().to_vec(),
+            ..Default::default()
         }
     }
 

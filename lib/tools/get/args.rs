@@ -1,0 +1,222 @@
+//! wif-get's command line: its flags, what it prints, and its help as data.
+
+use crate::cli::DocArgs;
+use crate::core::help::Example;
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The tool's name, starting every line it prints on stderr.
+pub(crate) const TOOL: &str = "wif-get";
+
+/// What the manual page says beyond the flags.
+pub const PAGE: crate::core::help::Page =
+    crate::core::help::Page { examples: EXAMPLES, files: crate::core::help::TOKEN_FILES };
+
+/// Examples shown in --help and the manual page.
+pub const EXAMPLES: &[Example] = &[
+    Example {
+        about: "Fetch the token over mTLS and keep it in a 0600 file",
+        cmd: "wif-get --url https://tokens.internal:8443/get_wif_token --cert client.crt --key client.key --ca ca-chain.crt --out /var/lib/wif/token.txt",
+    },
+    Example {
+        about: "From cron: fetch only when the token left has less than 10 minutes",
+        cmd: "*/5 * * * * wif-get --config /etc/wif/get.json --min-ttl 10m </dev/null >/dev/null",
+    },
+    Example {
+        about: "With a PKCS#12 client certificate",
+        cmd: "wif-get --url https://tokens.internal:8443/get_wif_token --cert client.p12 --key-password-file client.pass --ca ca-chain.crt --out token.txt",
+    },
+    Example {
+        about: "Use the token in a shell: Terraform's google provider reads GOOGLE_OAUTH_ACCESS_TOKEN",
+        cmd: "eval \"$(wif-get --config /etc/wif/get.json --format export)\" && terraform plan",
+    },
+    Example {
+        about: "gcloud reads the token from the file CLOUDSDK_AUTH_ACCESS_TOKEN_FILE names (or --access-token-file)",
+        cmd: "eval \"$(wif-get --config /etc/wif/get.json --out ~/.wif/token.txt --format gcloud)\" && gcloud storage ls",
+    },
+    Example {
+        about: "Answer like the GCE metadata server on loopback, for unmodified Google client libraries",
+        cmd: "wif-get --config /etc/wif/get.json --metadata-server 127.0.0.1:8989 --service-account app@my-project.iam.gserviceaccount.com --project-id my-project --project-number 123456789012",
+    },
+    Example {
+        about: "Point a program's Google client library at it (past any HTTP proxy)",
+        cmd: "NO_PROXY=127.0.0.1,localhost GCE_METADATA_HOST=127.0.0.1:8989 GCE_METADATA_IP=127.0.0.1:8989 python3 app.py",
+    },
+    Example {
+        about: "Point gcloud at it (it needs --project-number to detect the server)",
+        cmd: "GCE_METADATA_ROOT=127.0.0.1:8989 GCE_METADATA_IP=127.0.0.1:8989 gcloud auth print-access-token",
+    },
+];
+
+/// What to print on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The wif JSON document with the `fetched` section (no token unless --show-token)
+    Json,
+    /// The token alone, without a newline
+    Token,
+    /// `export NAME='TOKEN'` for a POSIX shell
+    Export,
+    /// A google-auth executable-sourced credential response (subject tokens: JWT or SAML)
+    Executable,
+    /// `export CLOUDSDK_AUTH_ACCESS_TOKEN_FILE='OUT'` for gcloud (needs --out; prints no token)
+    Gcloud,
+}
+
+/// What kind of subject token `--format executable` says the token is (google-auth's
+/// executable-sourced response format).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+pub enum SubjectTokenType {
+    /// urn:ietf:params:oauth:token-type:jwt: a JWT that is not an ID token, e.g. an Azure AD access token
+    #[value(name = "jwt")]
+    #[serde(rename = "jwt")]
+    Jwt,
+    /// urn:ietf:params:oauth:token-type:id_token: an OpenID Connect ID token
+    #[value(name = "id_token")]
+    #[serde(rename = "id_token")]
+    IdToken,
+    /// urn:ietf:params:oauth:token-type:saml2: a base64 SAML 2.0 assertion
+    #[value(name = "saml2")]
+    #[serde(rename = "saml2")]
+    Saml2,
+}
+
+impl SubjectTokenType {
+    /// The URN google-auth expects in `token_type`.
+    pub fn urn(self) -> &'static str {
+        match self {
+            SubjectTokenType::Jwt => "urn:ietf:params:oauth:token-type:jwt",
+            SubjectTokenType::IdToken => "urn:ietf:params:oauth:token-type:id_token",
+            SubjectTokenType::Saml2 => "urn:ietf:params:oauth:token-type:saml2",
+        }
+    }
+}
+
+/// Command line of wif-get.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "wif-get",
+    version,
+    about = "Fetch the token from wif-serve over mutual TLS and write it atomically",
+    long_about = "Fetch the token from wif-serve (or any server publishing it at /get_wif_token) over mutual TLS: \
+the client presents --cert/--key (PEM, or PKCS#12 with --key-password-file/--key-password-env), and verifies the \
+server's certificate against --ca and the host name in --url.\n\n\
+With --out, the token is written atomically with mode 0600 (exactly the token bytes), with FILE.meta.json beside \
+it, written first (it also describes the token it replaces, so the pair stays consistent if wif-get is killed \
+between the two); a failed fetch leaves the previous file untouched. The expiry comes from the server's \
+X-Token-Expires-At header, else from the JWT's exp, else it is assumed: --assume-ttl after the fetch (default 5m, \
+the least a token from the seed's Flask server, which sends the bare token, has left: the seed refreshes it every 55 \
+minutes and Google's access tokens live 60), with a warning on stderr and expires_from: assumed and \
+assumed_ttl_seconds in the `fetched` section. With --min-ttl, nothing is fetched while \
+the token in --out is still valid that long, and trusted: both files regular, owned by this user or root, and \
+writable by nobody else (otherwise a warning says why and the token is fetched again).\n\n\
+Connection failures and 5xx answers (503: the server has no fresh token) are retried with exponential backoff and \
+jitter, honouring Retry-After, within --retries and --max-time; 4xx answers and TLS verification failures are not. \
+The error for a 5xx answer quotes the server's reason when its body is a JSON error (wif-serve's 503 says why it \
+has no token), scrubbed of anything shaped like a token and at most 300 characters. \
+--max-time bounds the whole fetch: no attempt waits longer than what is left of it.\n\n\
+Prints the JSON document (stdin, nothing piped: an empty one) with a `fetched` section: url, status, expires_at, \
+bytes, sha256, out, fetched_at (and skipped: true when --min-ttl found the token fresh). The token itself is printed \
+only with --show-token or --format token/export/executable, and never to a terminal unless --force is given. \
+--format executable labels a JWT as an ID token (token-type:id_token) when it has the claims of one (nonce, \
+auth_time, at_hash, c_hash, or azp without the marks of an access token) and as token-type:jwt otherwise, e.g. an \
+Azure AD access token, which carries azp too but also azpacr, scp, idtyp, appid or a typ: at+jwt header; \
+--subject-token-type says it instead. \
+--format gcloud prints `export CLOUDSDK_AUTH_ACCESS_TOKEN_FILE=OUT` (the absolute path of --out) for gcloud.\n\n\
+With --metadata-server 127.0.0.1:PORT, wif-get keeps running and answers on loopback like the Compute Engine \
+metadata server, so that unmodified Google client libraries run with GCE_METADATA_HOST=127.0.0.1:PORT (and, for \
+google-auth's detection ping, GCE_METADATA_IP=127.0.0.1:PORT) use the token: \
+/computeMetadata/v1/instance/service-accounts/default/token (also under the --service-account email), .../email, \
+.../scopes, .../?recursive=true, /computeMetadata/v1/project/project-id and numeric-project-id, and the root probe. \
+gcloud and gsutil (GCE_METADATA_ROOT=127.0.0.1:PORT) detect it only by a numeric-project-id, so give --project-number \
+(a warning says so otherwise). \
+Every answer carries Metadata-Flavor: Google; a request without Metadata-Flavor: Google, or with X-Forwarded-For or \
+Forwarded, gets 403 (set NO_PROXY=127.0.0.1,localhost where an HTTP proxy is configured). So does a request a web page could \
+have made (DNS rebinding, cross-origin): a Host that is not a loopback address, localhost or metadata.google.internal \
+(with this server's port, if any), an Origin header, or a Sec-Fetch-Site other than none; a request \
+without a Host gets 400. Refusals are logged on stderr, at most 10 lines a minute. The token route also accepts POST (its \
+body is ignored); a request must arrive whole within 10 s; past 128 connections at once the oldest one whose request has \
+not fully arrived is closed (503 only when all 128 are being answered). Its first stdout line is {\"event\":\"listening\",\"address\":\"127.0.0.1:PORT\",\"metadata_host\":...}. \
+It fetches the token at start and again when less than --min-ttl (default 5m) or a quarter of its lifetime \
+is left (by the wall clock, so also right after a suspend), or at once when a client finds no valid token; a \
+token whose lifetime is assumed (no expiry from the server) is fetched again after half of it, and never more \
+often than every 30 s; and \
+keeps serving the last good token while it is unexpired when a refresh fails; one line on stderr per \
+refresh or failure, never the token. If the first fetch is refused (TLS, certificate, 4xx, bad answer) it exits \
+with that error; if wif-serve is unreachable or failing it answers 503 for the token and keeps retrying (1 s, \
+2 s, ... up to 60 s apart). Requested ?scopes= are not minted: the token has the scopes wif-impersonate gave it. \
+SIGTERM or SIGINT stops it (exit 0). Addresses other than loopback are refused.",
+    after_help = crate::core::help::after_help("wif-get", EXAMPLES)
+)]
+pub struct Cli {
+    /// Token URL, e.g. https://tokens.internal:8443/get_wif_token
+    #[arg(long, value_name = "URL", env = "WIF_GET_URL")]
+    pub url: Option<String>,
+    /// Client certificate (PEM chain), or a PKCS#12 file holding certificate and key (then --key is not needed)
+    #[arg(long, value_name = "FILE", env = "WIF_GET_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Client private key: PEM (PKCS#8, PKCS#1, SEC1) or PKCS#12
+    #[arg(long, value_name = "FILE", env = "WIF_GET_KEY")]
+    pub key: Option<PathBuf>,
+    /// File whose first line is the PKCS#12 password
+    #[arg(long, value_name = "FILE", env = "WIF_GET_KEY_PASSWORD_FILE")]
+    pub key_password_file: Option<PathBuf>,
+    /// Name of the environment variable holding the PKCS#12 password
+    #[arg(long, value_name = "VAR", env = "WIF_GET_KEY_PASSWORD_ENV")]
+    pub key_password_env: Option<String>,
+    /// CA certificates (PEM) that issued the server's certificate, e.g. ca-chain.crt
+    #[arg(long, value_name = "FILE", env = "WIF_GET_CA")]
+    pub ca: Option<PathBuf>,
+    /// Write the token to FILE (mode 0600, atomically) and FILE.meta.json beside it
+    #[arg(long, value_name = "FILE", env = "WIF_GET_OUT")]
+    pub out: Option<PathBuf>,
+    /// Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m (--metadata-server: refetch when less is left, default 5m)
+    #[arg(long, value_name = "DURATION", env = "WIF_GET_MIN_TTL")]
+    pub min_ttl: Option<String>,
+    /// Lifetime to assume, from the fetch, when the server sends no X-Token-Expires-At and the token is not a JWT (the seed's Flask server); 0: refuse such a token [default: 5m, the least a token the seed serves has left]
+    #[arg(long, value_name = "DURATION", env = "WIF_GET_ASSUME_TTL")]
+    pub assume_ttl: Option<String>,
+    /// What to print on stdout [default: json]
+    #[arg(long, value_enum, env = "WIF_GET_FORMAT")]
+    pub format: Option<Format>,
+    /// With --format executable: the subject token type to report [default: from the token's claims]
+    #[arg(long, value_enum, value_name = "TYPE", env = "WIF_GET_SUBJECT_TOKEN_TYPE")]
+    pub subject_token_type: Option<SubjectTokenType>,
+    /// With --format export: the variable name [default: GOOGLE_OAUTH_ACCESS_TOKEN, which Terraform reads]
+    #[arg(long, value_name = "NAME", env = "WIF_GET_EXPORT_NAME")]
+    pub export_name: Option<String>,
+    /// With --format json: include the token in the `fetched` section
+    #[arg(long)]
+    pub show_token: bool,
+    /// Print the token even when stdout is a terminal
+    #[arg(long)]
+    pub force: bool,
+    /// Time-out for each attempt (connect, handshake, answer) [default: 30s]
+    #[arg(long, value_name = "DURATION", env = "WIF_TIMEOUT")]
+    pub timeout: Option<String>,
+    /// Retries after a connection failure or a 5xx answer (never after 4xx) [default: 3]
+    #[arg(long, value_name = "N", env = "WIF_RETRIES")]
+    pub retries: Option<u32>,
+    /// Give up once this much time has passed, attempts and retries included [default: 2m]
+    #[arg(long, value_name = "DURATION", env = "WIF_GET_MAX_TIME")]
+    pub max_time: Option<String>,
+    /// Keep running and answer like the GCE metadata server on this loopback ADDRESS:PORT (port 0: any free one)
+    #[arg(long, value_name = "ADDRESS:PORT", env = "WIF_GET_METADATA_SERVER")]
+    pub metadata_server: Option<String>,
+    /// With --metadata-server: the service account's email the token belongs to
+    #[arg(long, value_name = "EMAIL", env = "WIF_GET_SERVICE_ACCOUNT")]
+    pub service_account: Option<String>,
+    /// With --metadata-server: the project id served at /computeMetadata/v1/project/project-id
+    #[arg(long, value_name = "ID", env = "WIF_GET_PROJECT_ID")]
+    pub project_id: Option<String>,
+    /// With --metadata-server: the project number served at /computeMetadata/v1/project/numeric-project-id
+    #[arg(long, value_name = "NUMBER", env = "WIF_GET_PROJECT_NUMBER")]
+    pub project_number: Option<String>,
+    /// With --metadata-server: the token's scopes, comma-separated [default: https://www.googleapis.com/auth/cloud-platform]
+    #[arg(long, value_name = "SCOPES", env = "WIF_GET_SCOPES")]
+    pub scopes: Option<String>,
+    #[command(flatten)]
+    pub doc: DocArgs,
+}

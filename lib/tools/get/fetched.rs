@@ -1,0 +1,159 @@
+//! The `fetched` section: a token fetched (and stored in `--out`), or found fresh there.
+
+use super::args::{Cli, TOOL};
+use super::fetch::{client, fetch};
+use super::identity::load_identity;
+use super::plan::Plan;
+use crate::core::clock;
+use crate::core::error::{Error, Result};
+use crate::core::files;
+use crate::core::keys;
+use crate::core::secret::Secret;
+use crate::core::settings::Settings;
+use crate::http;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The `fetched` section: what was fetched, from where, and where it went (never the token
+/// unless asked for).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FetchedSection {
+    /// The URL fetched.
+    pub url: String,
+    /// HTTP status of the answer (absent when skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// True when --min-ttl found the token in --out fresh and nothing was fetched.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+    /// Token type: from the server's X-Token-Type, else `jwt` or `access_token`.
+    pub token_type: String,
+    /// Absolute expiry, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Where the expiry came from: `header`, `jwt`, `assumed` or `file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_from: Option<String>,
+    /// With `expires_from: assumed`: the lifetime assumed from the fetch (--assume-ttl), seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assumed_ttl_seconds: Option<u64>,
+    /// Length of the token in bytes.
+    pub bytes: usize,
+    /// SHA-256 of the token (hex).
+    pub sha256: String,
+    /// The file written (or found fresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<String>,
+    /// When the token was fetched (or the file written), RFC 3339 UTC.
+    pub fetched_at: String,
+    /// The token itself, only with --show-token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+}
+
+/// The token in `--out` when `--min-ttl` says it is fresh enough. A token file or metadata
+/// that is not trusted (another user's, writable by others, not a regular file) or does not
+/// belong together is never used: it is fetched again, with a warning saying why.
+pub(crate) fn fresh(plan: &Plan) -> Result<Option<(Secret, FetchedSection)>> {
+    let (Some(out), Some(ttl)) = (&plan.out, plan.min_ttl) else { return Ok(None) };
+    let stored = match files::read_token(out) {
+        files::Stored::Found(t) => t,
+        files::Stored::Missing(..) => return Ok(None),
+        other => {
+            crate::core::diag::warn(format!("not using the token in --out: {}; fetching a new one", other.detail()));
+            return Ok(None);
+        }
+    };
+    if stored.expires_at - clock::now_unix() <= ttl.as_secs() as i64 {
+        return Ok(None);
+    }
+    let section = FetchedSection {
+        url: plan.url.clone(),
+        status: None,
+        skipped: true,
+        token_type: stored.meta.token_type.clone(),
+        expires_at: Some(stored.meta.expires_at.clone()),
+        expires_from: Some("file".into()),
+        assumed_ttl_seconds: None,
+        bytes: stored.meta.bytes,
+        sha256: stored.meta.sha256.clone(),
+        out: Some(out.display().to_string()),
+        fetched_at: stored.meta.written_at.clone(),
+        token: None,
+    };
+    Ok(Some((stored.token, section)))
+}
+
+/// Fetches the token (with retries), writes `--out` if given, and describes what it got.
+pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(Secret, FetchedSection)> {
+    let identity = load_identity(cli, s)?;
+    let ca = s.require_file(cli.ca.clone(), "ca", "get_ca", "--ca")?;
+    let roots = keys::load_certs(&ca.path)
+        .map_err(|e| e.context("loading the CA bundle"))
+        .map_err(ca.explain("the CA certificates (PEM) that issued wif-serve's certificate"))?;
+    let client = client(plan, &identity, roots)?;
+    let doing = format!("fetching {}", http::redact_query(&plan.url));
+    let answer = fetch(&client, plan, &identity).map_err(|e| e.context(doing.clone()))?;
+
+    let now = clock::now_unix();
+    let token = answer.token;
+    let (expires_at, from, assumed) = match (&answer.expires_header, crate::core::jwt::unverified_exp(token.expose())) {
+        (Some(h), _) => {
+            let exp = clock::parse_rfc3339(h).map_err(|e| {
+                e.context(format!("{doing}: reading the server's X-Token-Expires-At header"))
+                    .hint("the server must send an RFC 3339 time; is it wif-serve?")
+            })?;
+            (exp, "header", None)
+        }
+        (None, Some(exp)) => (exp, "jwt", None),
+        (None, None) => {
+            let Some(ttl) = plan.assume_ttl else {
+                return Err(Error::input("the server did not say when the token expires and it is not a JWT")
+                    .context(doing)
+                    .hint("--assume-ttl 0 refuses such a token: give a lifetime (e.g. --assume-ttl 5m), or serve the token with wif-serve, which sends X-Token-Expires-At"));
+            };
+            let exp = now + ttl.as_secs() as i64;
+            if plan.assume_ttl_default {
+                warn_assumed_once(ttl, exp);
+            }
+            (exp, "assumed", Some(ttl.as_secs()))
+        }
+    };
+    let expires_at = clock::rfc3339(expires_at);
+    let token_type = answer.token_type.unwrap_or_else(|| {
+        if crate::core::jwt::decode_unverified(token.expose()).is_some() { "jwt" } else { "access_token" }.to_string()
+    });
+    if let Some(out) = &plan.out {
+        files::write_token(out, &token, &token_type, Some(&expires_at), TOOL)
+            .map_err(|e| e.context("writing --out"))?;
+    }
+    let section = FetchedSection {
+        url: plan.url.clone(),
+        status: Some(answer.status),
+        skipped: false,
+        token_type,
+        expires_from: Some(from.to_string()),
+        assumed_ttl_seconds: assumed,
+        expires_at: Some(expires_at),
+        bytes: token.expose().len(),
+        sha256: keys::sha256_hex(token.expose().as_bytes()),
+        out: plan.out.as_ref().map(|p| p.display().to_string()),
+        fetched_at: clock::rfc3339(now),
+        token: None,
+    };
+    Ok((token, section))
+}
+
+/// Says, once per process (the metadata server fetches again and again), that the server
+/// gave no expiry and what was assumed.
+fn warn_assumed_once(ttl: Duration, expires_at: i64) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    crate::core::diag::warn(format!(
+        "the server gave no expiry (no X-Token-Expires-At header, and the token is not a JWT): assuming it expires {} after this fetch, at {}, the least a token from the seed's server has left; --assume-ttl DURATION changes that",
+        clock::human(ttl.as_secs() as i64),
+        clock::rfc3339(expires_at)
+    ));
+}

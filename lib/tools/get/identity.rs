@@ -1,0 +1,82 @@
+//! The client certificate and key wif-get presents, loaded and checked.
+
+use super::args::Cli;
+use crate::core::clock;
+use crate::core::error::{Error, Result};
+use crate::core::keys;
+use crate::core::settings::Settings;
+use crate::http::ClientIdentity;
+use rustls_pki_types::CertificateDer;
+
+/// What `--cert` names, for the hint when it names no file.
+const CLIENT_CERT: &str = "the client certificate (PEM chain, leaf first, or PKCS#12) from the CA wif-serve trusts";
+
+/// The client certificate chain and key, with facts for error hints.
+pub(crate) struct Identity {
+    /// What the HTTP client presents.
+    pub(crate) tls: ClientIdentity,
+    /// The certificate's subject, for the hint when the server does not allow it.
+    pub(crate) subject: String,
+    /// The certificate's SHA-256 (hex), likewise.
+    pub(crate) sha256: String,
+}
+
+/// Loads `--cert` / `--key` (PEM or PKCS#12), checks that they belong together, and warns
+/// when the certificate has expired.
+pub(crate) fn load_identity(cli: &Cli, s: &Settings) -> Result<Identity> {
+    let cert = s.require_file(cli.cert.clone(), "cert", "get_cert", "--cert")?;
+    let cert_path = &cert.path;
+    let key_file = s.pick_file(cli.key.clone(), "key", "get_key")?;
+    let password = keys::read_password(
+        s.pick_file(cli.key_password_file.clone(), "key_password_file", "get_key_password_file")?.as_ref(),
+        s.pick::<String>(cli.key_password_env.clone(), "get_key_password_env")?.as_deref(),
+        "key password",
+    )?;
+    let (chain, key) = match &key_file {
+        // No --key: the certificate file is a PKCS#12 (or a PEM holding key and certificate).
+        None => {
+            let bundle = keys::load_key(cert_path, password.as_ref())
+                .map_err(cert.explain(CLIENT_CERT))
+                .map_err(|e| e.hint("give --key KEY.pem, or a PKCS#12 file as --cert with --key-password-file"))?;
+            if bundle.chain.is_empty() {
+                return Err(Error::usage(format!("{} holds a key but no certificate", cert_path.display()))
+                    .hint("give the certificate with --cert and the key with --key"));
+            }
+            (bundle.chain, bundle.key)
+        }
+        Some(kf) => {
+            let bundle = keys::load_key(&kf.path, password.as_ref())
+                .map_err(kf.explain("the client certificate's private key (PEM, or the PKCS#12 file)"))?;
+            // One file for both (PKCS#12, or PEM with key and certificate): its certificates.
+            let chain = if &kf.path == cert_path && !bundle.chain.is_empty() {
+                bundle.chain
+            } else {
+                keys::load_certs(cert_path)
+                    .map_err(|e| e.context("loading the client certificate"))
+                    .map_err(cert.explain(CLIENT_CERT))?
+            };
+            (chain, bundle.key)
+        }
+    };
+    if let Ok(sk) = keys::signing_key(&key) {
+        keys::check_key_matches_cert(&sk, &chain[0]).map_err(|e| e.context("checking --key against --cert"))?;
+    }
+    let subject = x509_parser::parse_x509_certificate(chain[0].as_ref())
+        .map(|(_, c)| c.subject().to_string())
+        .unwrap_or_else(|_| "(unparsable)".into());
+    let sha256 = keys::sha256_hex(chain[0].as_ref());
+    warn_if_expired(&chain[0]);
+    Ok(Identity { tls: ClientIdentity { chain, key }, subject, sha256 })
+}
+
+fn warn_if_expired(cert: &CertificateDer<'_>) {
+    if let Ok((_, c)) = x509_parser::parse_x509_certificate(cert.as_ref()) {
+        let not_after = c.validity().not_after.timestamp();
+        if not_after < clock::now_unix() {
+            crate::core::diag::warn(format!(
+                "the client certificate expired at {}; the server will refuse it",
+                clock::rfc3339(not_after)
+            ));
+        }
+    }
+}

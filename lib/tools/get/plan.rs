@@ -1,0 +1,91 @@
+//! What wif-get will do, resolved once from flags, environment and config.
+
+use super::args::{Cli, Format, SubjectTokenType};
+use crate::core::clock;
+use crate::core::error::{Error, Result};
+use crate::core::settings::Settings;
+use crate::http;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The lifetime assumed for a token whose server says nothing of its expiry (the seed's
+/// Flask server sends the bare token): the seed's generator refreshes every 55 minutes and
+/// Google's access tokens live 60, so a token it serves has at least 5 minutes left.
+pub const DEFAULT_ASSUME_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// Everything wif-get needs, resolved from flags, environment and config.
+#[derive(Clone)]
+pub(crate) struct Plan {
+    pub(crate) url: String,
+    pub(crate) out: Option<PathBuf>,
+    /// `--min-ttl`: skip while --out is this fresh (or, for the metadata server, refresh margin).
+    pub(crate) min_ttl: Option<Duration>,
+    /// The lifetime assumed for a token of unknown expiry; `None`: such a token is refused.
+    pub(crate) assume_ttl: Option<Duration>,
+    /// Whether `assume_ttl` is the default (then a warning says it was assumed).
+    pub(crate) assume_ttl_default: bool,
+    pub(crate) format: Format,
+    pub(crate) subject_token_type: Option<SubjectTokenType>,
+    pub(crate) export_name: String,
+    pub(crate) timeout: Duration,
+    pub(crate) retries: u32,
+    pub(crate) max_time: Duration,
+}
+
+impl Plan {
+    /// The token URL without its query, for messages.
+    pub(crate) fn url_for_messages(&self) -> &str {
+        http::redact_query(&self.url)
+    }
+}
+
+pub(crate) fn duration_setting(s: &Settings, flag: Option<String>, key: &str, name: &str) -> Result<Option<Duration>> {
+    match s.pick::<String>(flag, key)? {
+        Some(v) => clock::parse_duration(&v).map(Some).map_err(|e| e.context(format!("reading {name}"))),
+        None => Ok(None),
+    }
+}
+
+/// Resolves the plan from flags, environment and config, refusing what cannot work.
+pub(crate) fn plan(cli: &Cli, s: &Settings) -> Result<Plan> {
+    let url: String = s.require(cli.url.clone(), "get_url", "--url")?;
+    http::check_url(&url)?;
+    if !url.to_ascii_lowercase().starts_with("https://") {
+        return Err(Error::usage(format!("{url:?} is not an https:// URL"))
+            .hint("the token is served over mutual TLS only: https://HOST:PORT/get_wif_token"));
+    }
+    let timeout = duration_setting(s, cli.timeout.clone(), "timeout", "--timeout")?.unwrap_or(Duration::from_secs(30));
+    if timeout.is_zero() {
+        return Err(Error::usage("--timeout must be more than 0 s"));
+    }
+    let max_time =
+        duration_setting(s, cli.max_time.clone(), "get_max_time", "--max-time")?.unwrap_or(Duration::from_secs(120));
+    if max_time.is_zero() {
+        return Err(Error::usage("--max-time must be more than 0 s"));
+    }
+    let export_name = s.pick_or(cli.export_name.clone(), "get_export_name", "GOOGLE_OAUTH_ACCESS_TOKEN".to_string())?;
+    let valid_name = export_name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && export_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_name {
+        return Err(Error::usage(format!("{export_name:?} is not a shell variable name")));
+    }
+    let format = s.pick_or(cli.format, "get_format", Format::Json)?;
+    let subject_token_type = s.pick(cli.subject_token_type, "get_subject_token_type")?;
+    if subject_token_type.is_some() && format != Format::Executable {
+        return Err(Error::usage("--subject-token-type only applies to --format executable"));
+    }
+    let assume_ttl = duration_setting(s, cli.assume_ttl.clone(), "get_assume_ttl", "--assume-ttl")?;
+    Ok(Plan {
+        url,
+        out: s.pick(cli.out.clone(), "get_out")?,
+        min_ttl: duration_setting(s, cli.min_ttl.clone(), "get_min_ttl", "--min-ttl")?,
+        assume_ttl_default: assume_ttl.is_none(),
+        assume_ttl: assume_ttl.or(Some(DEFAULT_ASSUME_TTL)).filter(|d| !d.is_zero()),
+        format,
+        subject_token_type,
+        export_name,
+        timeout,
+        retries: s.pick_or(cli.retries, "retries", 3)?,
+        max_time,
+    })
+}
