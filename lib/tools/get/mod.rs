@@ -453,13 +453,13 @@ fn fresh(plan: &Plan) -> Result<Option<(Secret, FetchedSection)>> {
         status: None,
         skipped: true,
         token_type: stored.meta.token_type.clone(),
-        expires_at: Some(stored.meta.expires_at.clone()),
+        expires_at: Some(stored.meta.expires_at.to_string()),
         expires_from: Some("file".into()),
         assumed_ttl_seconds: None,
         bytes: stored.meta.bytes,
         sha256: stored.meta.sha256.clone(),
         out: Some(out.display().to_string()),
-        fetched_at: stored.meta.written_at.clone(),
+        fetched_at: stored.meta.written_at.to_string(),
         token: None,
     };
     Ok(Some((stored.token, section)))

@@ -265,9 +265,9 @@ impl TokenSource {
                 Ok(Arc::new(Loaded {
                     token: t.token,
                     expires_at: t.expires_at,
-                    expires_at_text: t.meta.expires_at,
+                    expires_at_text: t.meta.expires_at.to_string(),
                     token_type: t.meta.token_type,
-                    written_at: t.meta.written_at,
+                    written_at: t.meta.written_at.to_string(),
                     written_by: Some(t.meta.written_by),
                     expiry: Expiry::Metadata,
                 }))
@@ -465,9 +465,9 @@ mod tests {
     /// and keeps the entry of `old`, the token file still holds `old`.
     fn metadata_written_first(p: &Path, old: &str, new: &str, exp: &str) {
         let entry = |t: &str| crate::core::files::TokenMeta {
-            expires_at: exp.to_string(),
+            expires_at: exp.parse().unwrap(),
             token_type: "access_token".into(),
-            written_at: clock::rfc3339(clock::now_unix()),
+            written_at: clock::Timestamp::now(),
             written_by: "test".into(),
             bytes: t.len(),
             sha256: crate::core::keys::sha256_hex(t.as_bytes()),
