@@ -113,7 +113,7 @@ pub fn main() -> ExitCode {
 
 /// Impersonates the service account and adds the `impersonated` section.
 pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
-    let sts: StsSection = doc.require("sts", "wif-sts")?;
+    let sts: StsSection = doc.require()?;
     // It goes into the Authorization header as it is.
     if let Some(flaw) = crate::core::token::token_flaw(sts.token.token.expose()) {
         return Err(Error::input(format!("the document's federated token (sts.token) {flaw}"))
@@ -229,7 +229,7 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         }
     };
     cli.token_out.write(TOOL, &section.token)?;
-    doc.set("impersonated", &section)
+    doc.set(&section)
 }
 
 /// IAM's `expireTime` (RFC 3339) in Unix seconds, refused when it is not one or lies in the
@@ -261,7 +261,7 @@ fn explain(e: Error, service_account: &str, principal: Option<&str>) -> Error {
 
 /// The principal IAM sees, if the document tells (STS audience + the subject's `sub`).
 fn principal(doc: &Document, sts: &StsSection) -> Option<String> {
-    let az: AzureSection = doc.section("azure").ok()??;
+    let az: AzureSection = doc.section().ok()??;
     let sub = az.claims?.sub?;
     hints::principal_for(&sts.audience, &sub)
 }

@@ -254,7 +254,7 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         claims: serde_json::to_value(&claims).unwrap_or_default(),
     };
     cli.token_out.write(TOOL, &section.token)?;
-    doc.set("assertion", &section)
+    doc.set(&section)
 }
 
 /// `{authority}/{tenant}/oauth2/v2.0/token`, refusing tenants that would change the path.

@@ -291,6 +291,11 @@ pub struct FetchedSection {
     pub token: Option<Secret>,
 }
 
+impl crate::core::document::Section for FetchedSection {
+    const NAME: &'static str = "fetched";
+    const MADE_BY: &'static str = "wif-get";
+}
+
 /// Entry point of wif-get.
 pub fn main() -> ExitCode {
     let cli = cli::parse::<Cli>();
@@ -405,7 +410,7 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     }
     match plan.format {
         Format::Json => {
-            doc.set("fetched", &section)?;
+            doc.set(&section)?;
             cli::write_document(doc)
         }
         Format::Token => cli::write_stdout(token.expose().as_bytes()),
