@@ -9,7 +9,8 @@ use crate::core::settings::Settings;
 /// and check that printing and re-parsing gives the same document.
 pub fn document(data: &[u8]) {
     let Ok(mut doc) = Document::parse(data) else { return };
-    let Ok(settings) = Settings::load(&mut doc, None) else { return };
+    let Ok(settings) = Settings::load(&doc, None) else { return };
+    settings.pass_on(&mut doc);
     let _ = settings.pick::<String>(None, "client_id");
     let _ = settings.pick::<u32>(None, "retries");
     let _ = doc.section::<AssertionSection>();

@@ -11,6 +11,7 @@ use crate::core::error::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Config keys that any wif tool understands; others draw a warning (likely typos).
 pub const KNOWN_KEYS: &[&str] = &[
@@ -106,9 +107,9 @@ pub struct Settings {
 
 impl Settings {
     /// Reads `--config FILE` (if any), merges it under the document's `config` (the document
-    /// wins), writes the merged object back into the document for the next step, and warns
-    /// once about keys no wif tool knows.
-    pub fn load(doc: &mut Document, file: Option<&Path>) -> Result<Settings> {
+    /// wins), and warns once about keys no wif tool knows. The document is left as it was:
+    /// [`Settings::pass_on`] hands the merged config to the next step.
+    pub fn load(doc: &Document, file: Option<&Path>) -> Result<Settings> {
         let mut config = match file {
             Some(path) => read_config_file(path).map_err(|e| {
                 let origin = crate::core::settings::given_as("config").unwrap_or_else(|| "--config".into());
@@ -132,8 +133,41 @@ impl Settings {
                 crate::core::diag::warn(format!("config key \"{key}\" is not a wif setting and is ignored"));
             }
         }
-        doc.set_config(config.clone());
         Ok(Settings { config })
+    }
+
+    /// Writes the merged config into the document's `config`, so that the next step of the
+    /// pipe gets the settings this one was given (`wif-sign --config wif.json | wif-azure | …`).
+    pub fn pass_on(&self, doc: &mut Document) {
+        doc.set_config(self.config.clone());
+    }
+
+    /// A duration setting (`90s`, `10m`, `1h30m`, or seconds): the flag's, else the config's.
+    /// A value that is not a duration is an error in `context` (e.g. `reading --min-ttl`), if given.
+    pub fn duration(&self, flag: Option<String>, key: &str, context: Option<&str>) -> Result<Option<Duration>> {
+        let Some(text) = self.pick::<String>(flag, key)? else { return Ok(None) };
+        let parsed = crate::core::clock::parse_duration(&text);
+        Ok(Some(match context {
+            Some(doing) => parsed.map_err(|e| e.context(doing.to_string()))?,
+            None => parsed?,
+        }))
+    }
+
+    /// Like [`Settings::duration`], `default` when unset, and zero refused as a usage error
+    /// naming `name` (`--timeout must be more than 0 s`).
+    pub fn duration_over_zero(
+        &self,
+        flag: Option<String>,
+        key: &str,
+        name: &str,
+        context: Option<&str>,
+        default: Duration,
+    ) -> Result<Duration> {
+        let d = self.duration(flag, key, context)?.unwrap_or(default);
+        if d.is_zero() {
+            return Err(Error::usage(format!("{name} must be more than 0 s")));
+        }
+        Ok(d)
     }
 
     /// Settings from a plain object (tests, embedded use).
@@ -307,7 +341,8 @@ mod tests {
         std::fs::write(&file, r#"{"client_id":"from-file","tenant_id":"file-tenant","sts_audience":"file-aud"}"#)
             .unwrap();
         let mut doc = doc_with_config(json!({"client_id": "from-doc"}));
-        let s = Settings::load(&mut doc, Some(&file)).unwrap();
+        let s = Settings::load(&doc, Some(&file)).unwrap();
+        s.pass_on(&mut doc);
         assert_eq!(s.pick(Some("flag".to_string()), "client_id").unwrap().unwrap(), "flag");
         assert_eq!(s.pick::<String>(None, "client_id").unwrap().unwrap(), "from-doc");
         assert_eq!(s.pick::<String>(None, "tenant_id").unwrap().unwrap(), "file-tenant");
@@ -336,9 +371,25 @@ mod tests {
     }
 
     #[test]
+    fn durations_from_flag_or_config_with_default_and_no_zero() {
+        let s = Settings::from_map(
+            json!({"timeout": "2m", "get_max_time": "0s", "idle_timeout": "soon"}).as_object().unwrap().clone(),
+        );
+        assert_eq!(s.duration(None, "timeout", None).unwrap(), Some(Duration::from_secs(120)));
+        assert_eq!(s.duration(Some("5s".into()), "timeout", None).unwrap(), Some(Duration::from_secs(5)));
+        assert_eq!(s.duration(None, "get_min_ttl", None).unwrap(), None);
+        let d = s.duration_over_zero(None, "retries", "--x", None, Duration::from_secs(30)).unwrap();
+        assert_eq!(d, Duration::from_secs(30));
+        let e = s.duration_over_zero(None, "get_max_time", "--max-time", None, Duration::from_secs(1)).unwrap_err();
+        assert_eq!(e.to_string(), "--max-time must be more than 0 s");
+        let e = s.duration(None, "idle_timeout", Some("reading --idle-timeout")).unwrap_err();
+        assert!(e.to_string().starts_with("reading --idle-timeout: "), "{e}");
+    }
+
+    #[test]
     fn secrets_in_config_are_refused() {
-        let mut doc = doc_with_config(json!({"client_secret": "abc"}));
-        let e = Settings::load(&mut doc, None).unwrap_err();
+        let doc = doc_with_config(json!({"client_secret": "abc"}));
+        let e = Settings::load(&doc, None).unwrap_err();
         assert!(!e.to_string().contains("abc"));
     }
 }

@@ -332,10 +332,7 @@ impl Plan {
 }
 
 pub(crate) fn duration_setting(s: &Settings, flag: Option<String>, key: &str, name: &str) -> Result<Option<Duration>> {
-    match s.pick::<String>(flag, key)? {
-        Some(v) => clock::parse_duration(&v).map(Some).map_err(|e| e.context(format!("reading {name}"))),
-        None => Ok(None),
-    }
+    s.duration(flag, key, Some(&format!("reading {name}")))
 }
 
 fn plan(cli: &Cli, s: &Settings) -> Result<Plan> {
