@@ -735,10 +735,10 @@ fn describe_certs(cli: &Cli, path: &Path, ctx: &Ctx) -> Result<(Vec<CertReport>,
     // A PKCS#12 keystore holds the certificate and its key: describe both.
     let (certs, own_key) = if crate::core::keys::is_pkcs12(path) {
         let bundle = keys::load_key(path, password()?.as_ref()).map_err(|e| e.context("reading --cert"))?;
-        if bundle.chain.is_empty() {
+        let Some(chain) = bundle.chain else {
             return Err(Error::input(format!("{} holds no certificate", path.display())));
-        }
-        (bundle.chain, Some(bundle.key))
+        };
+        (chain.into_vec(), Some(bundle.key))
     } else {
         (keys::load_certs(path).map_err(|e| e.context("reading --cert"))?, None)
     };
