@@ -22,7 +22,8 @@ impl DocArgs {
     /// Reads the document from stdin and loads the settings in force.
     pub fn load(&self) -> Result<(Document, Settings)> {
         let mut doc = read_document().context("reading the document on stdin")?;
-        let settings = Settings::load(&mut doc, self.config.as_deref())?;
+        let settings = Settings::load(&doc, self.config.as_deref())?;
+        settings.pass_on(&mut doc);
         Ok((doc, settings))
     }
 }
@@ -128,14 +129,13 @@ pub struct NetArgs {
 impl NetArgs {
     /// Builds the HTTP client with these settings.
     pub fn client(&self, tool: &str, settings: &Settings) -> Result<crate::http::Client> {
-        let timeout = settings.pick(self.timeout.clone(), "timeout")?;
-        let timeout = match timeout {
-            Some(t) => crate::core::clock::parse_duration(&t)?,
-            None => std::time::Duration::from_secs(30),
-        };
-        if timeout.is_zero() {
-            return Err(Error::usage("--timeout must be more than 0 s"));
-        }
+        let timeout = settings.duration_over_zero(
+            self.timeout.clone(),
+            "timeout",
+            "--timeout",
+            None,
+            std::time::Duration::from_secs(30),
+        )?;
         let ca_file = settings.pick_file(self.ca_file.clone(), "ca_file", "ca_file")?;
         let opts = crate::http::HttpOptions {
             timeout,

@@ -9,13 +9,14 @@ use crate::core::settings::Settings;
 /// and check that printing and re-parsing gives the same document.
 pub fn document(data: &[u8]) {
     let Ok(mut doc) = Document::parse(data) else { return };
-    let Ok(settings) = Settings::load(&mut doc, None) else { return };
+    let Ok(settings) = Settings::load(&doc, None) else { return };
+    settings.pass_on(&mut doc);
     let _ = settings.pick::<String>(None, "client_id");
     let _ = settings.pick::<u32>(None, "retries");
-    let _ = doc.section::<AssertionSection>("assertion");
-    let _ = doc.section::<AzureSection>("azure");
-    let _ = doc.section::<StsSection>("sts");
-    let _ = doc.section::<ImpersonatedSection>("impersonated");
+    let _ = doc.section::<AssertionSection>();
+    let _ = doc.section::<AzureSection>();
+    let _ = doc.section::<StsSection>();
+    let _ = doc.section::<ImpersonatedSection>();
     let printed = doc.to_json();
     let again = Document::parse(printed.as_bytes()).expect("a printed document parses again");
     // Keys and order survive (float digits may differ by one ulp without float_roundtrip).

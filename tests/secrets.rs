@@ -146,7 +146,7 @@ fn debug_output_of_the_library_types_never_shows_a_secret() {
         "other": {"anything": canary}})
         .to_string();
     let parsed = wif::core::document::Document::parse(doc.as_bytes()).unwrap();
-    let section: wif::core::document::StsSection = parsed.require("sts", "wif-sts").unwrap();
+    let section: wif::core::document::StsSection = parsed.require().unwrap();
     let key = wif::core::keys::load_key(std::path::Path::new(&pki_file("app-rsa.key")), None).unwrap();
     let dir = tempdir();
     let file = dir.path().join("t");

@@ -35,9 +35,68 @@ pub fn rfc3339_millis(t: OffsetDateTime) -> String {
 
 /// Parses an RFC 3339 timestamp (any offset, optional fraction) into Unix seconds.
 pub fn parse_rfc3339(s: &str) -> Result<i64> {
-    OffsetDateTime::parse(s.trim(), &Rfc3339)
-        .map(|t| t.unix_timestamp())
-        .map_err(|_| Error::input(format!("{s:?} is not an RFC 3339 time (like 2026-01-31T12:00:00Z)")))
+    Timestamp::parse(s).map(Timestamp::unix)
+}
+
+/// An instant in whole Unix seconds, parsed once from RFC 3339 and written back as RFC 3339
+/// UTC with a `Z` and no fraction (the form every wif tool writes), in JSON as that string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// The instant `unix` seconds after the Unix epoch.
+    pub const fn from_unix(unix: i64) -> Self {
+        Timestamp(unix)
+    }
+
+    /// Now, to the second.
+    pub fn now() -> Self {
+        Timestamp(now_unix())
+    }
+
+    /// Parses RFC 3339 (any offset, optional fraction, which is dropped).
+    pub fn parse(s: &str) -> Result<Self> {
+        OffsetDateTime::parse(s.trim(), &Rfc3339)
+            .map(|t| Timestamp(t.unix_timestamp()))
+            .map_err(|_| Error::input(format!("{s:?} is not an RFC 3339 time (like 2026-01-31T12:00:00Z)")))
+    }
+
+    /// Seconds since the Unix epoch.
+    pub const fn unix(self) -> i64 {
+        self.0
+    }
+
+    /// This instant moved by `secs` seconds (saturating).
+    pub const fn plus_secs(self, secs: i64) -> Self {
+        Timestamp(self.0.saturating_add(secs))
+    }
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Timestamp::parse(s)
+    }
+}
+
+/// RFC 3339 UTC, `2026-01-31T12:00:00Z` (see [`rfc3339`]).
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&rfc3339(self.0))
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Timestamp::parse(&text).map_err(|_| serde::de::Error::custom("not an RFC 3339 time"))
+    }
 }
 
 /// Parses durations: `3600s`, `10m`, `1h`, `1h30m`, `2d`, or a bare number of seconds.
@@ -123,6 +182,20 @@ mod tests {
         for outside in [253_402_300_800, -62_167_219_201, i64::MAX, i64::MIN] {
             assert_eq!(rfc3339(outside), "1970-01-01T00:00:00Z", "{outside}");
         }
+    }
+
+    #[test]
+    fn timestamps_parse_once_and_print_as_rfc3339() {
+        let t: Timestamp = "2026-01-01T01:00:00.123+01:00".parse().unwrap();
+        assert_eq!(t, Timestamp::from_unix(1_767_225_600));
+        assert_eq!(t.to_string(), "2026-01-01T00:00:00Z");
+        assert_eq!(serde_json::to_string(&t).unwrap(), "\"2026-01-01T00:00:00Z\"");
+        let back: Timestamp = serde_json::from_str("\"2026-01-01T00:00:00Z\"").unwrap();
+        assert_eq!(back, t);
+        let e = serde_json::from_str::<Timestamp>("\"s3cret\"").unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        assert!(serde_json::from_str::<Timestamp>("17").is_err());
+        assert_eq!(t.plus_secs(60).unix(), 1_767_225_660);
     }
 
     #[test]

@@ -84,7 +84,8 @@ impl Document {
     }
 
     /// A section decoded into its type, or `None` if absent.
-    pub fn section<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+    pub fn section<T: Section>(&self) -> Result<Option<T>> {
+        let name = T::NAME;
         match self.fields.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => T::deserialize(v)
@@ -94,18 +95,19 @@ impl Document {
     }
 
     /// A section that must be there, with a hint naming the step that makes it.
-    pub fn require<T: DeserializeOwned>(&self, name: &str, made_by: &str) -> Result<T> {
-        self.section(name)?.ok_or_else(|| {
+    pub fn require<T: Section>(&self) -> Result<T> {
+        let (name, made_by) = (T::NAME, T::MADE_BY);
+        self.section()?.ok_or_else(|| {
             Error::input(format!("the document has no \"{name}\" section"))
                 .hint(format!("run {made_by} before this step, e.g. `{made_by} ... | this-step`, or pipe a saved document that has it"))
         })
     }
 
-    /// Sets (replaces) a section.
-    pub fn set<T: Serialize>(&mut self, name: &str, section: &T) -> Result<()> {
+    /// Sets (replaces) a section, under its name.
+    pub fn set<T: Section>(&mut self, section: &T) -> Result<()> {
         let v =
             serde_json::to_value(section).map_err(|e| Error::new(crate::core::error::Kind::Internal, e.to_string()))?;
-        self.fields.insert(name.to_string(), v);
+        self.fields.insert(T::NAME.to_string(), v);
         Ok(())
     }
 
@@ -135,6 +137,15 @@ impl Document {
     pub fn fields(&self) -> &Map<String, Value> {
         &self.fields
     }
+}
+
+/// A section of the document: its type carries its name and the step that makes it, so
+/// `doc.section::<StsSection>()` and `doc.set(&section)` need no name beside the type.
+pub trait Section: Serialize + DeserializeOwned {
+    /// The section's field name in the document, e.g. `"sts"`.
+    const NAME: &'static str;
+    /// The tool that makes it, named in the hint when a step needs it and it is missing.
+    const MADE_BY: &'static str;
 }
 
 /// Where a JSON parse failed, without echoing the input (it may hold a secret).
@@ -194,6 +205,11 @@ pub struct AssertionSection {
     pub claims: Value,
 }
 
+impl Section for AssertionSection {
+    const NAME: &'static str = "assertion";
+    const MADE_BY: &'static str = "wif-sign";
+}
+
 /// The claims of a subject token that decide whether STS accepts it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct SubjectClaims {
@@ -240,6 +256,11 @@ pub struct AzureSection {
     pub claims: Option<SubjectClaims>,
 }
 
+impl Section for AzureSection {
+    const NAME: &'static str = "azure";
+    const MADE_BY: &'static str = "wif-azure";
+}
+
 /// `sts`: the federated access token from Google STS.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StsSection {
@@ -268,6 +289,11 @@ pub struct StsSection {
     /// (wif-impersonate's default endpoint is then `https://iamcredentials.DOMAIN`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub universe_domain: Option<String>,
+}
+
+impl Section for StsSection {
+    const NAME: &'static str = "sts";
+    const MADE_BY: &'static str = "wif-sts";
 }
 
 /// `service_account_impersonation` of a credential configuration, as Google spells it.
@@ -302,6 +328,11 @@ pub struct ImpersonatedSection {
     pub delegates: Vec<String>,
 }
 
+impl Section for ImpersonatedSection {
+    const NAME: &'static str = "impersonated";
+    const MADE_BY: &'static str = "wif-impersonate";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,11 +346,22 @@ mod tests {
         }
     }
 
+    /// A section of the tests' own.
+    #[derive(Serialize, Deserialize)]
+    struct Probe {
+        k: u8,
+    }
+
+    impl Section for Probe {
+        const NAME: &'static str = "sts";
+        const MADE_BY: &'static str = "a test";
+    }
+
     #[test]
     fn unknown_fields_survive_in_order() {
         let input = br#"{"zeta":1,"version":1,"custom":{"a":[1,2]},"alpha":"x"}"#;
         let mut d = Document::parse(input).unwrap();
-        d.set("sts", &json!({"k": 1})).unwrap();
+        d.set(&Probe { k: 1 }).unwrap();
         let out: Value = serde_json::from_str(&d.to_json()).unwrap();
         let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["zeta", "version", "custom", "alpha", "sts"]);
@@ -339,7 +381,7 @@ mod tests {
     #[test]
     fn missing_section_names_the_step() {
         let d = Document::new();
-        let e = d.require::<AzureSection>("azure", "wif-azure").unwrap_err();
+        let e = d.require::<AzureSection>().unwrap_err();
         assert!(e.to_string().contains("no \"azure\" section"));
         assert!(e.hint_text().unwrap().contains("wif-azure"));
     }
@@ -347,9 +389,9 @@ mod tests {
     #[test]
     fn malformed_section_does_not_echo_values() {
         let d = Document::parse(br#"{"sts": {"token": 5, "token_type": "x"}}"#).unwrap();
-        assert!(d.section::<StsSection>("sts").is_err());
+        assert!(d.section::<StsSection>().is_err());
         let d = Document::parse(br#"{"azure": {"token": "abc", "token_type": 7}}"#).unwrap();
-        let e = d.section::<AzureSection>("azure").unwrap_err();
+        let e = d.section::<AzureSection>().unwrap_err();
         assert!(!e.to_string().contains("abc"), "{e}");
     }
 }

@@ -17,14 +17,78 @@ use std::path::Path;
 pub struct KeyBundle {
     /// The private key.
     pub key: PrivateKeyDer<'static>,
-    /// Certificates found in the same file, leaf first.
-    pub chain: Vec<CertificateDer<'static>>,
+    /// Certificates found in the same file, leaf first, if there were any.
+    pub chain: Option<CertChain>,
 }
 
 impl std::fmt::Debug for KeyBundle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "KeyBundle(<private key>, {} certificates)", self.chain.len())
+        write!(f, "KeyBundle(<private key>, {} certificates)", self.chain.as_ref().map_or(0, CertChain::len))
     }
+}
+
+/// A certificate chain that is never empty: the leaf, then the certificates that issued it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertChain(Vec<CertificateDer<'static>>);
+
+impl CertChain {
+    /// The chain of `certs` (leaf first), or `None` when there are none.
+    pub fn new(certs: Vec<CertificateDer<'static>>) -> Option<Self> {
+        (!certs.is_empty()).then_some(CertChain(certs))
+    }
+
+    /// The end-entity certificate.
+    pub fn leaf(&self) -> &CertificateDer<'static> {
+        &self.0[0]
+    }
+
+    /// The certificates after the leaf (intermediates, perhaps a root).
+    pub fn rest(&self) -> &[CertificateDer<'static>] {
+        &self.0[1..]
+    }
+
+    /// Every certificate, leaf first.
+    pub fn certs(&self) -> &[CertificateDer<'static>] {
+        &self.0
+    }
+
+    /// How many certificates (at least one).
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The certificates, leaf first, as rustls takes them.
+    pub fn into_vec(self) -> Vec<CertificateDer<'static>> {
+        self.0
+    }
+}
+
+/// The validity checks [`warn_if_not_current`] makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValidityCheck {
+    /// Only whether it has expired.
+    Expiry,
+    /// Whether it has expired or is not valid yet.
+    ExpiryAndStart,
+}
+
+/// Warns when a certificate has expired (`{what} expired at {time}; {consequence}`) or, with
+/// [`ValidityCheck::ExpiryAndStart`], is not valid yet (`{what} is not valid yet`). A
+/// certificate that is not X.509 is an error (callers that checked it already ignore it).
+pub fn warn_if_not_current(cert: &[u8], what: &str, consequence: &str, check: ValidityCheck) -> Result<()> {
+    let Ok((_, c)) = x509_parser::parse_x509_certificate(cert) else {
+        return Err(Error::input("the certificate is not valid X.509"));
+    };
+    let v = c.validity();
+    let now = crate::core::clock::now_unix();
+    if v.not_after.timestamp() < now {
+        let at = crate::core::clock::Timestamp::from_unix(v.not_after.timestamp());
+        crate::core::diag::warn(format!("{what} expired at {at}; {consequence}"));
+    } else if check == ValidityCheck::ExpiryAndStart && v.not_before.timestamp() > now {
+        crate::core::diag::warn(format!("{what} is not valid yet"));
+    }
+    Ok(())
 }
 
 /// The kinds of signing key wif supports.
@@ -46,7 +110,13 @@ fn looks_like_pem(bytes: &[u8]) -> bool {
     bytes.windows(11).any(|w| w == b"-----BEGIN ")
 }
 
-/// Loads every certificate in a PEM file (a DER file holds one).
+/// Loads a certificate chain, leaf first, from a PEM file (a DER file holds the leaf alone).
+pub fn load_chain(path: &Path) -> Result<CertChain> {
+    let certs = load_certs(path)?;
+    CertChain::new(certs).ok_or_else(|| Error::input(format!("no certificate in {}", path.display())))
+}
+
+/// Loads every certificate in a PEM file (a DER file holds one): a CA bundle, or a chain.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let bytes = read(path, "certificate file")?;
     certs_from_bytes(&bytes).map_err(|e| e.context(format!("reading certificates from {}", path.display())))
@@ -102,7 +172,7 @@ pub fn key_from_pem(bytes: &[u8]) -> Result<KeyBundle> {
             .hint("a key file starts with -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY)"),
         other => Error::input(format!("malformed PEM key: {other}")),
     })?;
-    let chain = CertificateDer::pem_slice_iter(bytes).filter_map(|c| c.ok()).collect();
+    let chain = CertChain::new(CertificateDer::pem_slice_iter(bytes).filter_map(|c| c.ok()).collect());
     Ok(KeyBundle { key, chain })
 }
 
@@ -128,7 +198,7 @@ pub fn key_from_pkcs12(bytes: &[u8], password: Option<&Secret>) -> Result<KeyBun
     };
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(chain.key().to_vec()));
     let certs = chain.chain().iter().map(|c| CertificateDer::from(c.as_der().to_vec())).collect();
-    Ok(KeyBundle { key, chain: certs })
+    Ok(KeyBundle { key, chain: CertChain::new(certs) })
 }
 
 /// Reads a secret — `what`, e.g. "key password" — from a file (its first line) or from the

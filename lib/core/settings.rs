@@ -11,85 +11,143 @@ use crate::core::error::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-/// Config keys that any wif tool understands; others draw a warning (likely typos).
-pub const KNOWN_KEYS: &[&str] = &[
-    "client_id",
-    "tenant_id",
-    "key",
-    "cert",
-    "key_password_file",
-    "key_password_env",
-    "authority",
-    "assertion_audience",
-    "assertion_lifetime",
-    "assertion_alg",
-    "x5c",
-    "thumbprint",
-    "azure_token_url",
-    "azure_scope",
-    "azure_resource",
-    "azure_audience",
-    "azure_grant",
-    "imds_endpoint",
-    "client_secret_file",
-    "client_secret_env",
-    "sts_audience",
-    "sts_token_url",
-    "sts_scope",
-    "project_number",
-    "pool",
-    "provider",
-    "subject_token_type",
-    "sts_options",
-    "credential_config",
-    "service_account",
-    "iam_endpoint",
-    "impersonate_lifetime",
-    "impersonate_scope",
-    "delegates",
-    "id_token_audience",
-    "include_email",
-    "id_token",
-    "ca_file",
-    "timeout",
-    "retries",
-    "listen",
-    "serve_cert",
-    "serve_key",
-    "client_ca",
-    "token_file",
-    "crl",
-    "allow",
-    "handshake_timeout",
-    "idle_timeout",
-    "max_connections",
-    "max_connections_per_client",
-    "max_connections_per_address",
-    "max_connection_age",
-    "header_timeout",
-    "shutdown_timeout",
-    "serve_metrics_listen",
-    "serve_assume_ttl",
-    "get_url",
-    "get_cert",
-    "get_key",
-    "get_key_password_file",
-    "get_key_password_env",
-    "get_ca",
-    "get_out",
-    "get_min_ttl",
-    "get_assume_ttl",
-    "get_format",
-    "get_subject_token_type",
-    "get_export_name",
-    "get_max_time",
-    "get_metadata_server",
-    "get_service_account",
-    "get_project_id",
-    "get_project_number",
-    "get_scopes",
-];
+/// A config key and the environment variable that gives the same setting: the config object's
+/// key is the variable's name without `WIF_`, in lower case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The key in the config object and `--config` file, e.g. `client_id`.
+    pub name: &'static str,
+    /// The environment variable clap reads for the flag, e.g. `WIF_CLIENT_ID`.
+    pub env: &'static str,
+}
+
+/// What names a config key in `Settings`' methods: a [`Key`] from the table, or (until every
+/// caller names one) its name as a string.
+pub trait ConfigKey: Copy {
+    /// The key's name in the config object.
+    fn name(&self) -> &str;
+    /// The environment variable for the same setting.
+    fn env(&self) -> String;
+}
+
+impl ConfigKey for Key {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn env(&self) -> String {
+        self.env.to_string()
+    }
+}
+
+impl ConfigKey for &str {
+    fn name(&self) -> &str {
+        self
+    }
+    fn env(&self) -> String {
+        format!("WIF_{}", self.to_ascii_uppercase())
+    }
+}
+
+/// The one table of config keys: a constant in [`key`] for each, [`KEYS`] and [`KNOWN_KEYS`].
+macro_rules! config_keys {
+    ($($konst:ident = $name:literal, $env:literal;)*) => {
+        /// Every config key wif knows, one constant each (`key::CLIENT_ID`), with its
+        /// environment variable: for `Settings::pick` and clap's `env =`.
+        pub mod key {
+            use super::Key;
+            $(
+                #[doc = concat!("`", $name, "`, or `", $env, "`.")]
+                pub const $konst: Key = Key { name: $name, env: $env };
+            )*
+        }
+
+        /// Every config key wif knows, in the table's order.
+        pub const KEYS: &[Key] = &[$(key::$konst),*];
+
+        /// Config keys that any wif tool understands; others draw a warning (likely typos).
+        pub const KNOWN_KEYS: &[&str] = &[$($name),*];
+    };
+}
+
+config_keys! {
+    CLIENT_ID = "client_id", "WIF_CLIENT_ID";
+    TENANT_ID = "tenant_id", "WIF_TENANT_ID";
+    KEY = "key", "WIF_KEY";
+    CERT = "cert", "WIF_CERT";
+    KEY_PASSWORD_FILE = "key_password_file", "WIF_KEY_PASSWORD_FILE";
+    KEY_PASSWORD_ENV = "key_password_env", "WIF_KEY_PASSWORD_ENV";
+    AUTHORITY = "authority", "WIF_AUTHORITY";
+    ASSERTION_AUDIENCE = "assertion_audience", "WIF_ASSERTION_AUDIENCE";
+    ASSERTION_LIFETIME = "assertion_lifetime", "WIF_ASSERTION_LIFETIME";
+    ASSERTION_ALG = "assertion_alg", "WIF_ASSERTION_ALG";
+    X5C = "x5c", "WIF_X5C";
+    THUMBPRINT = "thumbprint", "WIF_THUMBPRINT";
+    AZURE_TOKEN_URL = "azure_token_url", "WIF_AZURE_TOKEN_URL";
+    AZURE_SCOPE = "azure_scope", "WIF_AZURE_SCOPE";
+    AZURE_RESOURCE = "azure_resource", "WIF_AZURE_RESOURCE";
+    AZURE_AUDIENCE = "azure_audience", "WIF_AZURE_AUDIENCE";
+    AZURE_GRANT = "azure_grant", "WIF_AZURE_GRANT";
+    IMDS_ENDPOINT = "imds_endpoint", "WIF_IMDS_ENDPOINT";
+    CLIENT_SECRET_FILE = "client_secret_file", "WIF_CLIENT_SECRET_FILE";
+    CLIENT_SECRET_ENV = "client_secret_env", "WIF_CLIENT_SECRET_ENV";
+    STS_AUDIENCE = "sts_audience", "WIF_STS_AUDIENCE";
+    STS_TOKEN_URL = "sts_token_url", "WIF_STS_TOKEN_URL";
+    STS_SCOPE = "sts_scope", "WIF_STS_SCOPE";
+    PROJECT_NUMBER = "project_number", "WIF_PROJECT_NUMBER";
+    POOL = "pool", "WIF_POOL";
+    PROVIDER = "provider", "WIF_PROVIDER";
+    SUBJECT_TOKEN_TYPE = "subject_token_type", "WIF_SUBJECT_TOKEN_TYPE";
+    STS_OPTIONS = "sts_options", "WIF_STS_OPTIONS";
+    CREDENTIAL_CONFIG = "credential_config", "WIF_CREDENTIAL_CONFIG";
+    SERVICE_ACCOUNT = "service_account", "WIF_SERVICE_ACCOUNT";
+    IAM_ENDPOINT = "iam_endpoint", "WIF_IAM_ENDPOINT";
+    IMPERSONATE_LIFETIME = "impersonate_lifetime", "WIF_IMPERSONATE_LIFETIME";
+    IMPERSONATE_SCOPE = "impersonate_scope", "WIF_IMPERSONATE_SCOPE";
+    DELEGATES = "delegates", "WIF_DELEGATES";
+    ID_TOKEN_AUDIENCE = "id_token_audience", "WIF_ID_TOKEN_AUDIENCE";
+    INCLUDE_EMAIL = "include_email", "WIF_INCLUDE_EMAIL";
+    ID_TOKEN = "id_token", "WIF_ID_TOKEN";
+    CA_FILE = "ca_file", "WIF_CA_FILE";
+    TIMEOUT = "timeout", "WIF_TIMEOUT";
+    RETRIES = "retries", "WIF_RETRIES";
+    LISTEN = "listen", "WIF_LISTEN";
+    SERVE_CERT = "serve_cert", "WIF_SERVE_CERT";
+    SERVE_KEY = "serve_key", "WIF_SERVE_KEY";
+    CLIENT_CA = "client_ca", "WIF_CLIENT_CA";
+    TOKEN_FILE = "token_file", "WIF_TOKEN_FILE";
+    CRL = "crl", "WIF_CRL";
+    ALLOW = "allow", "WIF_ALLOW";
+    HANDSHAKE_TIMEOUT = "handshake_timeout", "WIF_HANDSHAKE_TIMEOUT";
+    IDLE_TIMEOUT = "idle_timeout", "WIF_IDLE_TIMEOUT";
+    MAX_CONNECTIONS = "max_connections", "WIF_MAX_CONNECTIONS";
+    MAX_CONNECTIONS_PER_CLIENT = "max_connections_per_client", "WIF_MAX_CONNECTIONS_PER_CLIENT";
+    MAX_CONNECTIONS_PER_ADDRESS = "max_connections_per_address", "WIF_MAX_CONNECTIONS_PER_ADDRESS";
+    MAX_CONNECTION_AGE = "max_connection_age", "WIF_MAX_CONNECTION_AGE";
+    HEADER_TIMEOUT = "header_timeout", "WIF_HEADER_TIMEOUT";
+    SHUTDOWN_TIMEOUT = "shutdown_timeout", "WIF_SHUTDOWN_TIMEOUT";
+    SERVE_METRICS_LISTEN = "serve_metrics_listen", "WIF_SERVE_METRICS_LISTEN";
+    SERVE_ASSUME_TTL = "serve_assume_ttl", "WIF_SERVE_ASSUME_TTL";
+    GET_URL = "get_url", "WIF_GET_URL";
+    GET_CERT = "get_cert", "WIF_GET_CERT";
+    GET_KEY = "get_key", "WIF_GET_KEY";
+    GET_KEY_PASSWORD_FILE = "get_key_password_file", "WIF_GET_KEY_PASSWORD_FILE";
+    GET_KEY_PASSWORD_ENV = "get_key_password_env", "WIF_GET_KEY_PASSWORD_ENV";
+    GET_CA = "get_ca", "WIF_GET_CA";
+    GET_OUT = "get_out", "WIF_GET_OUT";
+    GET_MIN_TTL = "get_min_ttl", "WIF_GET_MIN_TTL";
+    GET_ASSUME_TTL = "get_assume_ttl", "WIF_GET_ASSUME_TTL";
+    GET_FORMAT = "get_format", "WIF_GET_FORMAT";
+    GET_SUBJECT_TOKEN_TYPE = "get_subject_token_type", "WIF_GET_SUBJECT_TOKEN_TYPE";
+    GET_EXPORT_NAME = "get_export_name", "WIF_GET_EXPORT_NAME";
+    GET_MAX_TIME = "get_max_time", "WIF_GET_MAX_TIME";
+    GET_METADATA_SERVER = "get_metadata_server", "WIF_GET_METADATA_SERVER";
+    GET_SERVICE_ACCOUNT = "get_service_account", "WIF_GET_SERVICE_ACCOUNT";
+    GET_PROJECT_ID = "get_project_id", "WIF_GET_PROJECT_ID";
+    GET_PROJECT_NUMBER = "get_project_number", "WIF_GET_PROJECT_NUMBER";
+    GET_SCOPES = "get_scopes", "WIF_GET_SCOPES";
+}
 
 /// Keys that would put a secret into a config file or a document.
 const FORBIDDEN_KEYS: &[(&str, &str)] = &[
@@ -106,9 +164,9 @@ pub struct Settings {
 
 impl Settings {
     /// Reads `--config FILE` (if any), merges it under the document's `config` (the document
-    /// wins), writes the merged object back into the document for the next step, and warns
-    /// once about keys no wif tool knows.
-    pub fn load(doc: &mut Document, file: Option<&Path>) -> Result<Settings> {
+    /// wins), and warns once about keys no wif tool knows. The document is left as it was:
+    /// [`Settings::pass_on`] hands the merged config to the next step.
+    pub fn load(doc: &Document, file: Option<&Path>) -> Result<Settings> {
         let mut config = match file {
             Some(path) => read_config_file(path).map_err(|e| {
                 let origin = crate::core::settings::given_as("config").unwrap_or_else(|| "--config".into());
@@ -132,8 +190,46 @@ impl Settings {
                 crate::core::diag::warn(format!("config key \"{key}\" is not a wif setting and is ignored"));
             }
         }
-        doc.set_config(config.clone());
         Ok(Settings { config })
+    }
+
+    /// Writes the merged config into the document's `config`, so that the next step of the
+    /// pipe gets the settings this one was given (`wif-sign --config wif.json | wif-azure | …`).
+    pub fn pass_on(&self, doc: &mut Document) {
+        doc.set_config(self.config.clone());
+    }
+
+    /// A duration setting (`90s`, `10m`, `1h30m`, or seconds): the flag's, else the config's.
+    /// A value that is not a duration is an error in `context` (e.g. `reading --min-ttl`), if given.
+    pub fn duration(
+        &self,
+        flag: Option<String>,
+        key: impl ConfigKey,
+        context: Option<&str>,
+    ) -> Result<Option<Duration>> {
+        let Some(text) = self.pick::<String>(flag, key)? else { return Ok(None) };
+        let parsed = crate::core::clock::parse_duration(&text);
+        Ok(Some(match context {
+            Some(doing) => parsed.map_err(|e| e.context(doing.to_string()))?,
+            None => parsed?,
+        }))
+    }
+
+    /// Like [`Settings::duration`], `default` when unset, and zero refused as a usage error
+    /// naming `name` (`--timeout must be more than 0 s`).
+    pub fn duration_over_zero(
+        &self,
+        flag: Option<String>,
+        key: impl ConfigKey,
+        name: &str,
+        context: Option<&str>,
+        default: Duration,
+    ) -> Result<Duration> {
+        let d = self.duration(flag, key, context)?.unwrap_or(default);
+        if d.is_zero() {
+            return Err(Error::usage(format!("{name} must be more than 0 s")));
+        }
+        Ok(d)
     }
 
     /// Settings from a plain object (tests, embedded use).
@@ -142,16 +238,16 @@ impl Settings {
     }
 
     /// A config list: one string or an array of them (empty when unset).
-    pub fn list(&self, key: &str) -> Result<Vec<String>> {
+    pub fn list(&self, key: impl ConfigKey) -> Result<Vec<String>> {
         Ok(self.pick::<OneOrMany>(None, key)?.map(OneOrMany::into_vec).unwrap_or_default())
     }
 
     /// The flag's value if given (or set by its environment variable), else the config's.
-    pub fn pick<T: DeserializeOwned>(&self, flag: Option<T>, key: &str) -> Result<Option<T>> {
+    pub fn pick<T: DeserializeOwned>(&self, flag: Option<T>, key: impl ConfigKey) -> Result<Option<T>> {
         if flag.is_some() {
             return Ok(flag);
         }
-        let Some(v) = self.config.get(key) else { return Ok(None) };
+        let Some(v) = self.config.get(key.name()) else { return Ok(None) };
         if v.is_null() {
             return Ok(None);
         }
@@ -164,25 +260,34 @@ impl Settings {
                 return Ok(Some(t));
             }
         }
-        Err(Error::input(format!("config key \"{key}\" has the wrong type ({})", type_name(v))))
+        Err(Error::input(format!("config key \"{}\" has the wrong type ({})", key.name(), type_name(v))))
     }
 
     /// Like `pick`, but a missing value is a usage error naming all three ways to give it.
-    pub fn require<T: DeserializeOwned>(&self, flag: Option<T>, key: &str, flag_name: &str) -> Result<T> {
+    pub fn require<T: DeserializeOwned>(&self, flag: Option<T>, key: impl ConfigKey, flag_name: &str) -> Result<T> {
         self.pick(flag, key)?.ok_or_else(|| {
-            Error::usage(format!("{flag_name} is required"))
-                .hint(format!("give {flag_name}, set WIF_{}, or put \"{key}\" in the config", key.to_ascii_uppercase()))
+            Error::usage(format!("{flag_name} is required")).hint(format!(
+                "give {flag_name}, set {}, or put \"{}\" in the config",
+                key.env(),
+                key.name()
+            ))
         })
     }
 
     /// A file setting: the flag's path if given, else the config's, with where it came from.
-    pub fn pick_file(&self, flag: Option<PathBuf>, arg: &str, key: &str) -> Result<Option<FileSetting>> {
+    pub fn pick_file(&self, flag: Option<PathBuf>, arg: &str, key: impl ConfigKey) -> Result<Option<FileSetting>> {
         let by_flag = flag.is_some();
         Ok(self.pick(flag, key)?.map(|path| FileSetting { path, origin: self.origin(by_flag, arg, key) }))
     }
 
     /// Like `pick_file`, but a missing value is a usage error (see `require`).
-    pub fn require_file(&self, flag: Option<PathBuf>, arg: &str, key: &str, flag_name: &str) -> Result<FileSetting> {
+    pub fn require_file(
+        &self,
+        flag: Option<PathBuf>,
+        arg: &str,
+        key: impl ConfigKey,
+        flag_name: &str,
+    ) -> Result<FileSetting> {
         let by_flag = flag.is_some();
         let path = self.require(flag, key, flag_name)?;
         Ok(FileSetting { path, origin: self.origin(by_flag, arg, key) })
@@ -191,16 +296,16 @@ impl Settings {
     /// Where a setting in force was given, to name it in messages: the flag (`--key`) or its
     /// environment variable (`WIF_KEY`) when clap had it (`by_flag`, argument id `arg`), else
     /// the config key (`config key "key"`).
-    pub fn origin(&self, by_flag: bool, arg: &str, key: &str) -> String {
+    pub fn origin(&self, by_flag: bool, arg: &str, key: impl ConfigKey) -> String {
         if by_flag {
             crate::core::settings::given_as(arg).unwrap_or_else(|| format!("--{}", arg.replace('_', "-")))
         } else {
-            format!("config key \"{key}\"")
+            format!("config key \"{}\"", key.name())
         }
     }
 
     /// The value, or a default.
-    pub fn pick_or<T: DeserializeOwned>(&self, flag: Option<T>, key: &str, default: T) -> Result<T> {
+    pub fn pick_or<T: DeserializeOwned>(&self, flag: Option<T>, key: impl ConfigKey, default: T) -> Result<T> {
         Ok(self.pick(flag, key)?.unwrap_or(default))
     }
 }
@@ -307,7 +412,8 @@ mod tests {
         std::fs::write(&file, r#"{"client_id":"from-file","tenant_id":"file-tenant","sts_audience":"file-aud"}"#)
             .unwrap();
         let mut doc = doc_with_config(json!({"client_id": "from-doc"}));
-        let s = Settings::load(&mut doc, Some(&file)).unwrap();
+        let s = Settings::load(&doc, Some(&file)).unwrap();
+        s.pass_on(&mut doc);
         assert_eq!(s.pick(Some("flag".to_string()), "client_id").unwrap().unwrap(), "flag");
         assert_eq!(s.pick::<String>(None, "client_id").unwrap().unwrap(), "from-doc");
         assert_eq!(s.pick::<String>(None, "tenant_id").unwrap().unwrap(), "file-tenant");
@@ -336,9 +442,41 @@ mod tests {
     }
 
     #[test]
+    fn durations_from_flag_or_config_with_default_and_no_zero() {
+        let s = Settings::from_map(
+            json!({"timeout": "2m", "get_max_time": "0s", "idle_timeout": "soon"}).as_object().unwrap().clone(),
+        );
+        assert_eq!(s.duration(None, "timeout", None).unwrap(), Some(Duration::from_secs(120)));
+        assert_eq!(s.duration(Some("5s".into()), "timeout", None).unwrap(), Some(Duration::from_secs(5)));
+        assert_eq!(s.duration(None, "get_min_ttl", None).unwrap(), None);
+        let d = s.duration_over_zero(None, "retries", "--x", None, Duration::from_secs(30)).unwrap();
+        assert_eq!(d, Duration::from_secs(30));
+        let e = s.duration_over_zero(None, "get_max_time", "--max-time", None, Duration::from_secs(1)).unwrap_err();
+        assert_eq!(e.to_string(), "--max-time must be more than 0 s");
+        let e = s.duration(None, "idle_timeout", Some("reading --idle-timeout")).unwrap_err();
+        assert!(e.to_string().starts_with("reading --idle-timeout: "), "{e}");
+    }
+
+    #[test]
+    fn one_table_names_each_key_and_its_environment_variable() {
+        let mut seen = std::collections::HashSet::new();
+        for k in KEYS {
+            assert_eq!(k.env, format!("WIF_{}", k.name.to_ascii_uppercase()), "{k:?}");
+            assert!(seen.insert(k.name), "{} twice", k.name);
+        }
+        assert_eq!(KNOWN_KEYS.len(), KEYS.len());
+        assert!(KEYS.iter().zip(KNOWN_KEYS).all(|(k, n)| k.name == *n));
+        let s = Settings::from_map(json!({"client_id": "app"}).as_object().unwrap().clone());
+        assert_eq!(s.pick::<String>(None, key::CLIENT_ID).unwrap(), s.pick::<String>(None, "client_id").unwrap());
+        let hint =
+            |k| Settings::default().require::<String>(None, k, "--x").unwrap_err().hint_text().unwrap().to_string();
+        assert_eq!(hint(key::STS_AUDIENCE), "give --x, set WIF_STS_AUDIENCE, or put \"sts_audience\" in the config");
+    }
+
+    #[test]
     fn secrets_in_config_are_refused() {
-        let mut doc = doc_with_config(json!({"client_secret": "abc"}));
-        let e = Settings::load(&mut doc, None).unwrap_err();
+        let doc = doc_with_config(json!({"client_secret": "abc"}));
+        let e = Settings::load(&doc, None).unwrap_err();
         assert!(!e.to_string().contains("abc"));
     }
 }

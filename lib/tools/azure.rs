@@ -156,11 +156,11 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         token_endpoint(cli, doc, s)?
     };
     cli.token_out.write(TOOL, &section.token)?;
-    doc.set("azure", &section)
+    doc.set(&section)
 }
 
 fn token_endpoint(cli: &Cli, doc: &Document, s: &Settings) -> Result<AzureSection> {
-    let assertion: Option<AssertionSection> = doc.section("assertion")?;
+    let assertion: Option<AssertionSection> = doc.section()?;
     let secret = crate::core::keys::read_password(
         s.pick_file(cli.client_secret_file.clone(), "client_secret_file", "client_secret_file")?.as_ref(),
         s.pick::<String>(cli.client_secret_env.clone(), "client_secret_env")?.as_deref(),

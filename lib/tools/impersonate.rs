@@ -90,7 +90,7 @@ pub fn main() -> ExitCode {
 
 /// Impersonates the service account and adds the `impersonated` section.
 pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
-    let sts: StsSection = doc.require("sts", "wif-sts")?;
+    let sts: StsSection = doc.require()?;
     // It goes into the Authorization header as it is.
     if let Some(flaw) = crate::core::token::token_flaw(sts.token.token.expose()) {
         return Err(Error::input(format!("the document's federated token (sts.token) {flaw}"))
@@ -181,12 +181,12 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         }
     };
     cli.token_out.write(TOOL, &section.token)?;
-    doc.set("impersonated", &section)
+    doc.set(&section)
 }
 
 /// The principal IAM sees, if the document tells (STS audience + the subject's `sub`).
 fn principal(doc: &Document, sts: &StsSection) -> Option<String> {
-    let az: AzureSection = doc.section("azure").ok()??;
+    let az: AzureSection = doc.section().ok()??;
     let sub = az.claims?.sub?;
     hints::principal_for(&sts.audience, &sub)
 }

@@ -172,15 +172,15 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         "key password",
     )?;
     let bundle = keys::load_key(&key_file.path, password.as_ref()).map_err(key_file.explain(KEY_FILE))?;
-    let chain = match &cert_file {
-        Some(f) => keys::load_certs(&f.path).map_err(f.explain(CERT_FILE))?,
-        None if !bundle.chain.is_empty() => bundle.chain.clone(),
-        None => {
+    let chain = match (&cert_file, bundle.chain.clone()) {
+        (Some(f), _) => keys::load_chain(&f.path).map_err(f.explain(CERT_FILE))?,
+        (None, Some(chain)) => chain,
+        (None, None) => {
             return Err(Error::usage("--cert is required: the assertion names the certificate by its thumbprint")
                 .hint("give the certificate registered with the app (--cert, WIF_CERT or \"cert\" in the config)"))
         }
     };
-    let leaf = &chain[0];
+    let leaf = chain.leaf();
     let key = keys::signing_key(&bundle.key)
         .map_err(|e| e.context(format!("loading the private key {}", key_file.path.display())))?;
     keys::check_key_matches_cert(&key, leaf).map_err(|e| e.context("checking the key against the certificate"))?;
@@ -196,7 +196,7 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         thumbprint,
         x5c: s.pick_or(Some(cli.x5c).filter(|b| *b), "x5c", false)?,
     };
-    let signed = assertion::sign(&request, &key, &chain)?;
+    let signed = assertion::sign(&request, &key, chain.certs())?;
 
     let section = AssertionSection {
         token: TokenFields {
@@ -211,20 +211,14 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         claims: serde_json::to_value(&signed.claims).unwrap_or_default(),
     };
     cli.token_out.write(TOOL, &section.token)?;
-    doc.set("assertion", &section)
+    doc.set(&section)
 }
 
 fn check_cert_dates(cert: &[u8]) -> Result<()> {
-    let Ok((_, c)) = x509_parser::parse_x509_certificate(cert) else {
-        return Err(Error::input("the certificate is not valid X.509"));
-    };
-    let now = clock::now_unix();
-    let v = c.validity();
-    if v.not_after.timestamp() < now {
-        crate::core::diag::warn(format!(
-            "the certificate expired at {}; identity providers refuse assertions for expired credentials",
-            clock::rfc3339(v.not_after.timestamp())
-        ));
-    }
-    Ok(())
+    keys::warn_if_not_current(
+        cert,
+        "the certificate",
+        "identity providers refuse assertions for expired credentials",
+        keys::ValidityCheck::Expiry,
+    )
 }

@@ -306,7 +306,7 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         universe_domain: cred.as_ref().map(|c| c.universe().to_string()).filter(|u| u != DEFAULT_UNIVERSE),
     };
     cli.token_out.write(TOOL, &section.token)?;
-    doc.set("sts", &section)
+    doc.set(&section)
 }
 
 /// The subject token: the document's `azure` section, else the credential source.
@@ -315,7 +315,7 @@ fn subject_token(
     cred: Option<&CredentialConfig>,
     client: &http::Client,
 ) -> Result<(Secret, Option<String>)> {
-    if let Some(az) = doc.section::<AzureSection>("azure")? {
+    if let Some(az) = doc.section::<AzureSection>()? {
         if let Some(exp) = az.claims.as_ref().and_then(|c| c.exp) {
             if exp <= clock::now_unix() {
                 return Err(Error::input(format!("the subject token expired at {}", clock::rfc3339(exp)))

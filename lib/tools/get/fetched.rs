@@ -51,6 +51,11 @@ pub struct FetchedSection {
     pub token: Option<Secret>,
 }
 
+impl crate::core::document::Section for FetchedSection {
+    const NAME: &'static str = "fetched";
+    const MADE_BY: &'static str = "wif-get";
+}
+
 /// The token in `--out` when `--min-ttl` says it is fresh enough. A token file or metadata
 /// that is not trusted (another user's, writable by others, not a regular file) or does not
 /// belong together is never used: it is fetched again, with a warning saying why.
@@ -72,13 +77,13 @@ pub(crate) fn fresh(plan: &Plan) -> Result<Option<(Secret, FetchedSection)>> {
         status: None,
         skipped: true,
         token_type: stored.meta.token_type.clone(),
-        expires_at: Some(stored.meta.expires_at.clone()),
+        expires_at: Some(stored.meta.expires_at.to_string()),
         expires_from: Some("file".into()),
         assumed_ttl_seconds: None,
         bytes: stored.meta.bytes,
         sha256: stored.meta.sha256.clone(),
         out: Some(out.display().to_string()),
-        fetched_at: stored.meta.written_at.clone(),
+        fetched_at: stored.meta.written_at.to_string(),
         token: None,
     };
     Ok(Some((stored.token, section)))

@@ -1,12 +1,10 @@
 //! The client certificate and key wif-get presents, loaded and checked.
 
 use super::args::Cli;
-use crate::core::clock;
 use crate::core::error::{Error, Result};
 use crate::core::keys;
 use crate::core::settings::Settings;
 use crate::http::ClientIdentity;
-use rustls_pki_types::CertificateDer;
 
 /// What `--cert` names, for the hint when it names no file.
 const CLIENT_CERT: &str = "the client certificate (PEM chain, leaf first, or PKCS#12) from the CA wif-serve trusts";
@@ -38,45 +36,37 @@ pub(crate) fn load_identity(cli: &Cli, s: &Settings) -> Result<Identity> {
             let bundle = keys::load_key(cert_path, password.as_ref())
                 .map_err(cert.explain(CLIENT_CERT))
                 .map_err(|e| e.hint("give --key KEY.pem, or a PKCS#12 file as --cert with --key-password-file"))?;
-            if bundle.chain.is_empty() {
+            let Some(chain) = bundle.chain else {
                 return Err(Error::usage(format!("{} holds a key but no certificate", cert_path.display()))
                     .hint("give the certificate with --cert and the key with --key"));
-            }
-            (bundle.chain, bundle.key)
+            };
+            (chain, bundle.key)
         }
         Some(kf) => {
             let bundle = keys::load_key(&kf.path, password.as_ref())
                 .map_err(kf.explain("the client certificate's private key (PEM, or the PKCS#12 file)"))?;
             // One file for both (PKCS#12, or PEM with key and certificate): its certificates.
-            let chain = if &kf.path == cert_path && !bundle.chain.is_empty() {
-                bundle.chain
-            } else {
-                keys::load_certs(cert_path)
+            let chain = match bundle.chain {
+                Some(chain) if &kf.path == cert_path => chain,
+                _ => keys::load_chain(cert_path)
                     .map_err(|e| e.context("loading the client certificate"))
-                    .map_err(cert.explain(CLIENT_CERT))?
+                    .map_err(cert.explain(CLIENT_CERT))?,
             };
             (chain, bundle.key)
         }
     };
     if let Ok(sk) = keys::signing_key(&key) {
-        keys::check_key_matches_cert(&sk, &chain[0]).map_err(|e| e.context("checking --key against --cert"))?;
+        keys::check_key_matches_cert(&sk, chain.leaf()).map_err(|e| e.context("checking --key against --cert"))?;
     }
-    let subject = x509_parser::parse_x509_certificate(chain[0].as_ref())
+    let subject = x509_parser::parse_x509_certificate(chain.leaf().as_ref())
         .map(|(_, c)| c.subject().to_string())
         .unwrap_or_else(|_| "(unparsable)".into());
-    let sha256 = keys::sha256_hex(chain[0].as_ref());
-    warn_if_expired(&chain[0]);
-    Ok(Identity { tls: ClientIdentity { chain, key }, subject, sha256 })
-}
-
-fn warn_if_expired(cert: &CertificateDer<'_>) {
-    if let Ok((_, c)) = x509_parser::parse_x509_certificate(cert.as_ref()) {
-        let not_after = c.validity().not_after.timestamp();
-        if not_after < clock::now_unix() {
-            crate::core::diag::warn(format!(
-                "the client certificate expired at {}; the server will refuse it",
-                clock::rfc3339(not_after)
-            ));
-        }
-    }
+    let sha256 = keys::sha256_hex(chain.leaf().as_ref());
+    let _ = keys::warn_if_not_current(
+        chain.leaf(),
+        "the client certificate",
+        "the server will refuse it",
+        keys::ValidityCheck::Expiry,
+    );
+    Ok(Identity { tls: ClientIdentity { chain: chain.into_vec(), key }, subject, sha256 })
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 pub(crate) fn print(plan: &Plan, doc: &mut Document, token: &Secret, section: &FetchedSection) -> Result<()> {
     match plan.format {
         Format::Json => {
-            doc.set("fetched", section)?;
+            doc.set(section)?;
             cli::write_document(doc)
         }
         Format::Token => cli::write_stdout(token.expose().as_bytes()),

@@ -1,7 +1,6 @@
 //! What wif-get will do, resolved once from flags, environment and config.
 
 use super::args::{Cli, Format, SubjectTokenType};
-use crate::core::clock;
 use crate::core::error::{Error, Result};
 use crate::core::settings::Settings;
 use crate::http;
@@ -40,10 +39,7 @@ impl Plan {
 }
 
 pub(crate) fn duration_setting(s: &Settings, flag: Option<String>, key: &str, name: &str) -> Result<Option<Duration>> {
-    match s.pick::<String>(flag, key)? {
-        Some(v) => clock::parse_duration(&v).map(Some).map_err(|e| e.context(format!("reading {name}"))),
-        None => Ok(None),
-    }
+    s.duration(flag, key, Some(&format!("reading {name}")))
 }
 
 /// Resolves the plan from flags, environment and config, refusing what cannot work.

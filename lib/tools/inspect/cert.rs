@@ -31,10 +31,10 @@ pub fn describe_certs(
     // A PKCS#12 keystore holds the certificate and its key: describe both.
     let (certs, own_key) = if keys::is_pkcs12(path) {
         let bundle = keys::load_key(path, password()?.as_ref()).map_err(|e| e.context("reading --cert"))?;
-        if bundle.chain.is_empty() {
+        let Some(chain) = bundle.chain else {
             return Err(Error::input(format!("{} holds no certificate", path.display())));
-        }
-        (bundle.chain, Some(bundle.key))
+        };
+        (chain.into_vec(), Some(bundle.key))
     } else {
         (keys::load_certs(path).map_err(|e| e.context("reading --cert"))?, None)
     };

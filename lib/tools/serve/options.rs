@@ -31,14 +31,7 @@ pub struct Options {
 
 /// A duration setting: the flag, else the setting `key`, else `default` seconds; never 0.
 fn duration(s: &Settings, flag: Option<String>, key: &str, name: &str, default: u64) -> Result<Duration> {
-    let d = match s.pick::<String>(flag, key)? {
-        Some(t) => crate::core::clock::parse_duration(&t).map_err(|e| e.context(name.to_string()))?,
-        None => Duration::from_secs(default),
-    };
-    if d.is_zero() {
-        return Err(Error::usage(format!("{name} must be more than 0 s")));
-    }
-    Ok(d)
+    s.duration_over_zero(flag, key, name, Some(name), Duration::from_secs(default))
 }
 
 impl Options {

@@ -67,12 +67,17 @@ fn origin(arg: &str, key: &str) -> String {
 /// Builds the server configuration: TLS 1.3 and 1.2, aws-lc-rs, and a client certificate
 /// required and verified against the client CA bundle and the CRLs.
 pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertVerifier>)> {
-    let chain = crate::core::keys::load_certs(&files.cert).map_err(|e| {
+    let chain = crate::core::keys::load_chain(&files.cert).map_err(|e| {
         e.context("loading the server certificate")
             .file_setting(&origin("cert", "serve_cert"), "the server's certificate chain")
             .hint("give the server's certificate chain in PEM, leaf first")
     })?;
-    warn_if_not_current(&files.cert, &chain[0]);
+    let _ = crate::core::keys::warn_if_not_current(
+        chain.leaf(),
+        &format!("the server certificate {}", files.cert.display()),
+        "clients will refuse it",
+        crate::core::keys::ValidityCheck::ExpiryAndStart,
+    );
     let key = crate::core::keys::load_key(&files.key, None)
         .map_err(|e| {
             e.context("loading the server key")
@@ -116,7 +121,7 @@ pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertV
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| Error::new(Kind::Internal, e.to_string()))?
         .with_client_cert_verifier(verifier.clone())
-        .with_single_cert(chain, key)
+        .with_single_cert(chain.into_vec(), key)
         .map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => Error::input(format!(
                 "the key {} does not belong to the certificate {}",
@@ -175,22 +180,6 @@ fn check_crl(crl: &CertificateRevocationListDer<'_>) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn warn_if_not_current(path: &Path, leaf: &[u8]) {
-    if let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) {
-        let v = cert.validity();
-        let now = crate::core::clock::now_unix();
-        if v.not_after.timestamp() < now {
-            crate::core::diag::warn(format!(
-                "the server certificate {} expired at {}; clients will refuse it",
-                path.display(),
-                crate::core::clock::rfc3339(v.not_after.timestamp())
-            ));
-        } else if v.not_before.timestamp() > now {
-            crate::core::diag::warn(format!("the server certificate {} is not valid yet", path.display()));
-        }
-    }
 }
 
 /// The configuration in force, swapped atomically when the files change.

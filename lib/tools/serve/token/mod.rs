@@ -265,9 +265,9 @@ impl TokenSource {
                 Ok(Arc::new(Loaded {
                     token: t.token,
                     expires_at: t.expires_at,
-                    expires_at_text: t.meta.expires_at,
+                    expires_at_text: t.meta.expires_at.to_string(),
                     token_type: t.meta.token_type,
-                    written_at: t.meta.written_at,
+                    written_at: t.meta.written_at.to_string(),
                     written_by: Some(t.meta.written_by),
                     expiry: Expiry::Metadata,
                 }))
