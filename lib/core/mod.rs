@@ -14,3 +14,4 @@ pub mod secret;
 pub mod settings;
 pub mod tls;
 pub mod token;
+pub mod wire;

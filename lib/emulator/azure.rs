@@ -5,9 +5,9 @@ use super::config::{AppConfig, AzureConfig, ResourceConfig};
 use super::errors::{self, azure as aad};
 use super::keys::{self, AssertionError};
 use super::server::{parse_form, Req};
-use crate::server::Response;
 use super::state::State;
 use crate::core::clock;
+use crate::server::Response;
 use serde_json::json;
 
 /// The client assertion type Azure accepts.

@@ -6,9 +6,9 @@ use super::config::ServiceAccountConfig;
 use super::errors::{self, google, iam_denied};
 use super::keys;
 use super::server::{percent_decode, Req};
-use crate::server::Response;
 use super::state::{FederatedToken, State};
 use crate::core::clock;
+use crate::server::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

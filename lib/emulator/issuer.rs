@@ -6,9 +6,9 @@ use super::config::{IssuerClient, IssuerConfig};
 use super::errors::{self, oauth};
 use super::keys::AssertionError;
 use super::server::{parse_form, Req};
-use crate::server::Response;
 use super::state::State;
 use crate::core::clock;
+use crate::server::Response;
 use serde_json::json;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";

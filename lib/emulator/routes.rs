@@ -4,8 +4,8 @@
 use super::errors;
 use super::server::{self, Req};
 use super::state::State;
-use crate::server::Response;
 use super::{azure, iam, issuer, sts};
+use crate::server::Response;
 use std::time::Duration;
 
 impl State {
@@ -19,7 +19,8 @@ impl State {
 
     fn route(&self, req: &Req) -> Response {
         let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
-        let post = |f: &dyn Fn() -> Response| if req.method == "POST" { f() } else { errors::method_not_allowed("POST") };
+        let post =
+            |f: &dyn Fn() -> Response| if req.method == "POST" { f() } else { errors::method_not_allowed("POST") };
         let get = |f: &dyn Fn() -> Response| if req.method == "GET" { f() } else { errors::method_not_allowed("GET") };
         match segs.as_slice() {
             ["v1", "token"] => post(&|| sts::token(self, req)),

@@ -8,10 +8,10 @@ use super::config::{PoolConfig, ProviderConfig};
 use super::errors::{self, oauth};
 use super::keys;
 use super::server::{parse_form, Req};
-use crate::server::Response;
 use super::state::{FederatedToken, State};
 use crate::core::clock;
 use crate::core::jwt::{self, Jws};
+use crate::server::Response;
 use serde_json::{json, Map, Value};
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";

@@ -6,7 +6,7 @@
 //! - [`failure`]: transport and status failures classified, worded for the audience;
 //! - [`tls`]: the roots trusted and the client certificate presented;
 //! - [`response`]: the answer as handed over;
-//! - [`url`] and [`headers`]: what may be requested and sent (also used by the servers).
+//! - [`url`] and [`headers`]: what may be requested and sent (header syntax: `core::wire`).
 
 pub mod client;
 pub mod failure;
@@ -17,7 +17,6 @@ pub mod url;
 
 pub use client::{backoff, Attempt, Body, Client, GiveUp, HttpOptions, Request, CONNECT_TIMEOUT, MAX_BODY_BYTES};
 pub use failure::{rustls_cause, Handshake, Status, TlsFailure, Trouble, Wording, Words};
-pub use headers::{is_header_name, is_header_value, push_header, reason_phrase};
 pub use response::Response;
 pub use tls::{ClientIdentity, Roots};
 pub use url::{check_url, encode_component, parse_form, percent_decode, redact_query, with_query, AZURE_IMDS_HOST};

@@ -90,14 +90,14 @@ impl Response {
     /// [`Encoded::left_out`]: the client gets the answer without that header, never a header
     /// of someone else's making.
     pub fn encode(&self, framing: &Framing<'_>, head_only: bool) -> Encoded {
-        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, crate::http::reason_phrase(self.status));
+        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, crate::core::wire::reason_phrase(self.status));
         let length = self.body.len().to_string();
         let content = [("Content-Type", self.content_type), ("Content-Length", length.as_str())];
         let own = self.headers.iter().map(|(k, v)| (*k, v.as_str()));
         let mut left_out = Vec::new();
         let all = framing.first.iter().copied().chain(content).chain(framing.standard.iter().copied());
         for (name, value) in all.chain(own).chain(framing.last.iter().copied()) {
-            if !crate::http::push_header(&mut head, name, value) {
+            if !crate::core::wire::push_header(&mut head, name, value) {
                 left_out.push(name.to_string());
             }
         }

@@ -1,19 +1,19 @@
 //! The metadata beside a token file: what it records about the token (nothing secret), with
 //! the entry of the token it replaces, and its path.
 
-use crate::core::clock::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// What the metadata records about one token (nothing secret).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TokenMeta {
-    /// Absolute expiry (RFC 3339 UTC in the file).
-    pub expires_at: Timestamp,
+    /// Absolute expiry, RFC 3339, as recorded (parsed once, into [`super::StoredToken`]'s
+    /// `expires_at`, when the token is read).
+    pub expires_at: String,
     /// Token type, e.g. `access_token`.
     pub token_type: String,
-    /// When the file was written (RFC 3339 UTC in the file).
-    pub written_at: Timestamp,
+    /// When the file was written, RFC 3339 UTC, as recorded (shown, never computed with).
+    pub written_at: String,
     /// The tool that wrote it.
     pub written_by: String,
     /// Length of the token in bytes.

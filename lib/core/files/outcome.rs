@@ -2,6 +2,7 @@
 //! safe for a client (no path, no owner) and in words for the operator.
 
 use super::meta::TokenMeta;
+use crate::core::clock::Timestamp;
 use crate::core::secret::Secret;
 use std::path::PathBuf;
 
@@ -11,8 +12,8 @@ pub struct StoredToken {
     pub token: Secret,
     /// Its metadata entry (the current one, or the previous one while a write is under way).
     pub meta: TokenMeta,
-    /// Expiry, Unix seconds.
-    pub expires_at: i64,
+    /// Its expiry, parsed once from the metadata.
+    pub expires_at: Timestamp,
 }
 
 impl std::fmt::Debug for StoredToken {

@@ -68,7 +68,7 @@ fn token_file_round_trip_and_mode() {
     let Stored::Found(t) = read_token(&p) else { panic!("{}", read_token(&p).detail()) };
     assert_eq!(t.token.expose(), "ya29.token");
     assert_eq!(t.meta.expires_at.to_string(), exp);
-    assert_eq!(t.expires_at, clock::parse_rfc3339(&exp).unwrap());
+    assert_eq!(t.expires_at.unix(), clock::parse_rfc3339(&exp).unwrap());
     // Only the two files remain: no temp files left behind.
     assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2);
     std::fs::remove_dir_all(&d).unwrap();

@@ -58,9 +58,9 @@ pub(super) fn new_meta(
         _ => None,
     };
     let current = TokenMeta {
-        expires_at,
+        expires_at: text.to_string(),
         token_type: token_type.to_string(),
-        written_at: now,
+        written_at: now.to_string(),
         written_by: tool.to_string(),
         bytes: token.expose().len(),
         sha256: crate::core::keys::sha256_hex(token.expose().as_bytes()),
@@ -110,8 +110,10 @@ fn found(path: &Path, token: Vec<u8>, meta: TokenMeta) -> Stored {
     let Ok(token) = String::from_utf8(token) else {
         return Stored::Unusable(Part::Token, path.to_path_buf(), "it is not UTF-8 text".into());
     };
-    let expires_at = meta.expires_at.unix();
-    Stored::Found(Box::new(StoredToken { token: Secret::new(token), meta, expires_at }))
+    match Timestamp::parse(&meta.expires_at) {
+        Ok(expires_at) => Stored::Found(Box::new(StoredToken { token: Secret::new(token), meta, expires_at })),
+        Err(e) => Stored::Unusable(Part::Meta, meta_path(path), format!("its expires_at is not usable: {e}")),
+    }
 }
 
 /// A token file with no metadata beside it, as programs other than the wif tools write it

@@ -69,7 +69,7 @@ pub(crate) fn fresh(plan: &Plan) -> Result<Option<(Secret, FetchedSection)>> {
             return Ok(None);
         }
     };
-    if stored.expires_at - clock::now_unix() <= ttl.as_secs() as i64 {
+    if stored.expires_at.unix() - clock::now_unix() <= ttl.as_secs() as i64 {
         return Ok(None);
     }
     let section = FetchedSection {
@@ -77,13 +77,13 @@ pub(crate) fn fresh(plan: &Plan) -> Result<Option<(Secret, FetchedSection)>> {
         status: None,
         skipped: true,
         token_type: stored.meta.token_type.clone(),
-        expires_at: Some(stored.meta.expires_at.to_string()),
+        expires_at: Some(stored.meta.expires_at.clone()),
         expires_from: Some("file".into()),
         assumed_ttl_seconds: None,
         bytes: stored.meta.bytes,
         sha256: stored.meta.sha256.clone(),
         out: Some(out.display().to_string()),
-        fetched_at: stored.meta.written_at.to_string(),
+        fetched_at: stored.meta.written_at.clone(),
         token: None,
     };
     Ok(Some((stored.token, section)))

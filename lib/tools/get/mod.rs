@@ -23,7 +23,6 @@ pub use fetch::{EXPIRES_HEADER, MAX_TOKEN_BYTES, TYPE_HEADER};
 pub(crate) use fetched::fetch_and_store;
 pub use fetched::FetchedSection;
 pub use output::shell_quote;
-pub(crate) use plan::Plan;
 pub use plan::DEFAULT_ASSUME_TTL;
 
 use crate::cli;

@@ -142,9 +142,9 @@ fn from_token_file(path: &Path) -> Result<Found> {
         match files::read_token(path) {
             files::Stored::Found(t) => {
                 let mut found = bare(&format!("file:{}", path.display()), t.token.expose());
-                found.expires_at = Some(t.meta.expires_at.to_string());
+                found.expires_at = Some(t.meta.expires_at);
                 found.token_type = Some(t.meta.token_type);
-                found.facts.insert("written_at".into(), Value::from(t.meta.written_at.to_string()));
+                found.facts.insert("written_at".into(), Value::from(t.meta.written_at));
                 found.facts.insert("written_by".into(), Value::from(t.meta.written_by));
                 found.facts.insert("meta".into(), Value::from(meta_path.display().to_string()));
                 return Ok(found);

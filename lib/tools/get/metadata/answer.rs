@@ -33,7 +33,7 @@ const FRAMING: Framing<'static> = Framing {
 };
 
 /// The whole HTTP/1.1 answer; `head_only` for HEAD. Headers go through
-/// `http::push_header`, which never writes one whose value would split the head.
+/// `core::wire::push_header`, which never writes one whose value would split the head.
 pub fn wire(resp: &Response, head_only: bool) -> Vec<u8> {
     resp.encode(&FRAMING, head_only).bytes
 }

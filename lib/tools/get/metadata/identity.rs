@@ -3,7 +3,7 @@
 
 use crate::core::error::{Error, Result};
 use crate::core::settings::{OneOrMany, Settings};
-use crate::tools::get::Cli;
+use crate::tools::get::args::Cli;
 
 /// The scopes assumed when none are configured (wif-impersonate's default).
 pub const DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";

@@ -4,7 +4,9 @@ use super::state::{Current, State};
 use crate::core::clock;
 use crate::core::error::{Error, Kind, Result};
 use crate::core::settings::Settings;
-use crate::tools::get::{self as get, Cli, Plan};
+use crate::tools::get::args::Cli;
+use crate::tools::get::fetched::fetch_and_store;
+use crate::tools::get::plan::Plan;
 use std::time::Duration;
 
 /// The tool whose name starts the refresher's lines.
@@ -146,7 +148,7 @@ pub(super) fn refresh_loop(
 /// One fetch through wif-get's client, which also tells when the token expires (or what
 /// lifetime it assumed).
 fn fetch(cli: &Cli, s: &Settings, plan: &Plan) -> Result<Current> {
-    let (token, section) = get::fetch_and_store(cli, s, plan)?;
+    let (token, section) = fetch_and_store(cli, s, plan)?;
     let doing = || format!("fetching {}", plan.url_for_messages());
     let exp = section.expires_at.as_deref().unwrap_or_default();
     let expires_at = clock::parse_rfc3339(exp).map_err(|e| e.context(doing()))?;

@@ -264,10 +264,10 @@ impl TokenSource {
                     .emit();
                 Ok(Arc::new(Loaded {
                     token: t.token,
-                    expires_at: t.expires_at,
-                    expires_at_text: t.meta.expires_at.to_string(),
+                    expires_at: t.expires_at.unix(),
+                    expires_at_text: t.meta.expires_at,
                     token_type: t.meta.token_type,
-                    written_at: t.meta.written_at.to_string(),
+                    written_at: t.meta.written_at,
                     written_by: Some(t.meta.written_by),
                     expiry: Expiry::Metadata,
                 }))

@@ -69,9 +69,9 @@ fn an_empty_token_is_never_served() {
 /// and keeps the entry of `old`, the token file still holds `old`.
 fn metadata_written_first(p: &Path, old: &str, new: &str, exp: &str) {
     let entry = |t: &str| crate::core::files::TokenMeta {
-        expires_at: exp.parse().unwrap(),
+        expires_at: exp.to_string(),
         token_type: "access_token".into(),
-        written_at: clock::Timestamp::now(),
+        written_at: clock::rfc3339(clock::now_unix()),
         written_by: "test".into(),
         bytes: t.len(),
         sha256: crate::core::keys::sha256_hex(t.as_bytes()),
