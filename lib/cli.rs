@@ -4,6 +4,7 @@
 use crate::core::diag;
 use crate::core::document::{Document, MAX_DOCUMENT_BYTES};
 use crate::core::error::{Context, Error, Kind, Result};
+use crate::core::settings::key;
 use crate::core::settings::Settings;
 use clap::Args;
 use std::io::{IsTerminal, Read, Write};
@@ -116,13 +117,13 @@ pub fn run_step(tool: &str, args: &DocArgs, step: impl FnOnce(&mut Document, &Se
 #[derive(Args, Debug, Clone, Default)]
 pub struct NetArgs {
     /// Time-out for each HTTP attempt, e.g. 30s [default: 30s]
-    #[arg(long, value_name = "DURATION", env = "WIF_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", env = key::TIMEOUT.env)]
     pub timeout: Option<String>,
     /// Retries after a connection error, 429 or 5xx (never after other 4xx) [default: 3]
-    #[arg(long, value_name = "N", env = "WIF_RETRIES")]
+    #[arg(long, value_name = "N", env = key::RETRIES.env)]
     pub retries: Option<u32>,
     /// CA bundle (PEM) to trust for HTTPS instead of the built-in Mozilla roots
-    #[arg(long, value_name = "FILE", env = "WIF_CA_FILE")]
+    #[arg(long, value_name = "FILE", env = key::CA_FILE.env)]
     pub ca_file: Option<PathBuf>,
 }
 
@@ -131,15 +132,15 @@ impl NetArgs {
     pub fn client(&self, tool: &str, settings: &Settings) -> Result<crate::http::Client> {
         let timeout = settings.duration_over_zero(
             self.timeout.clone(),
-            "timeout",
+            key::TIMEOUT,
             "--timeout",
             None,
             std::time::Duration::from_secs(30),
         )?;
-        let ca_file = settings.pick_file(self.ca_file.clone(), "ca_file", "ca_file")?;
+        let ca_file = settings.pick_file(self.ca_file.clone(), "ca_file", key::CA_FILE)?;
         let opts = crate::http::HttpOptions {
             timeout,
-            retries: settings.pick_or(self.retries, "retries", 3)?,
+            retries: settings.pick_or(self.retries, key::RETRIES, 3)?,
             max_total: timeout.saturating_mul(4).max(std::time::Duration::from_secs(60)),
             roots: crate::http::Roots::Public(ca_file.as_ref().map(|f| f.path.clone())),
             tool: tool.to_string(),

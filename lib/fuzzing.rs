@@ -3,6 +3,7 @@
 //! the same code on every `cargo test`. Each function must never panic, whatever the input.
 
 use crate::core::document::{AssertionSection, AzureSection, Document, ImpersonatedSection, StsSection};
+use crate::core::settings::key;
 use crate::core::settings::Settings;
 
 /// The JSON document parser and merger: parse, merge settings, read every typed section,
@@ -11,8 +12,8 @@ pub fn document(data: &[u8]) {
     let Ok(mut doc) = Document::parse(data) else { return };
     let Ok(settings) = Settings::load(&doc, None) else { return };
     settings.pass_on(&mut doc);
-    let _ = settings.pick::<String>(None, "client_id");
-    let _ = settings.pick::<u32>(None, "retries");
+    let _ = settings.pick::<String>(None, key::CLIENT_ID);
+    let _ = settings.pick::<u32>(None, key::RETRIES);
     let _ = doc.section::<AssertionSection>();
     let _ = doc.section::<AzureSection>();
     let _ = doc.section::<StsSection>();

@@ -23,33 +23,6 @@ pub struct Key {
     pub env: &'static str,
 }
 
-/// What names a config key in `Settings`' methods: a [`Key`] from the table, or (until every
-/// caller names one) its name as a string.
-pub trait ConfigKey: Copy {
-    /// The key's name in the config object.
-    fn name(&self) -> &str;
-    /// The environment variable for the same setting.
-    fn env(&self) -> String;
-}
-
-impl ConfigKey for Key {
-    fn name(&self) -> &str {
-        self.name
-    }
-    fn env(&self) -> String {
-        self.env.to_string()
-    }
-}
-
-impl ConfigKey for &str {
-    fn name(&self) -> &str {
-        self
-    }
-    fn env(&self) -> String {
-        format!("WIF_{}", self.to_ascii_uppercase())
-    }
-}
-
 /// The one table of config keys: a constant in [`key`] for each, [`KEYS`] and [`KNOWN_KEYS`].
 macro_rules! config_keys {
     ($($konst:ident = $name:literal, $env:literal;)*) => {
@@ -201,12 +174,7 @@ impl Settings {
 
     /// A duration setting (`90s`, `10m`, `1h30m`, or seconds): the flag's, else the config's.
     /// A value that is not a duration is an error in `context` (e.g. `reading --min-ttl`), if given.
-    pub fn duration(
-        &self,
-        flag: Option<String>,
-        key: impl ConfigKey,
-        context: Option<&str>,
-    ) -> Result<Option<Duration>> {
+    pub fn duration(&self, flag: Option<String>, key: Key, context: Option<&str>) -> Result<Option<Duration>> {
         let Some(text) = self.pick::<String>(flag, key)? else { return Ok(None) };
         let parsed = crate::core::clock::parse_duration(&text);
         Ok(Some(match context {
@@ -220,7 +188,7 @@ impl Settings {
     pub fn duration_over_zero(
         &self,
         flag: Option<String>,
-        key: impl ConfigKey,
+        key: Key,
         name: &str,
         context: Option<&str>,
         default: Duration,
@@ -238,16 +206,16 @@ impl Settings {
     }
 
     /// A config list: one string or an array of them (empty when unset).
-    pub fn list(&self, key: impl ConfigKey) -> Result<Vec<String>> {
+    pub fn list(&self, key: Key) -> Result<Vec<String>> {
         Ok(self.pick::<OneOrMany>(None, key)?.map(OneOrMany::into_vec).unwrap_or_default())
     }
 
     /// The flag's value if given (or set by its environment variable), else the config's.
-    pub fn pick<T: DeserializeOwned>(&self, flag: Option<T>, key: impl ConfigKey) -> Result<Option<T>> {
+    pub fn pick<T: DeserializeOwned>(&self, flag: Option<T>, key: Key) -> Result<Option<T>> {
         if flag.is_some() {
             return Ok(flag);
         }
-        let Some(v) = self.config.get(key.name()) else { return Ok(None) };
+        let Some(v) = self.config.get(key.name) else { return Ok(None) };
         if v.is_null() {
             return Ok(None);
         }
@@ -260,34 +228,25 @@ impl Settings {
                 return Ok(Some(t));
             }
         }
-        Err(Error::input(format!("config key \"{}\" has the wrong type ({})", key.name(), type_name(v))))
+        Err(Error::input(format!("config key \"{}\" has the wrong type ({})", key.name, type_name(v))))
     }
 
     /// Like `pick`, but a missing value is a usage error naming all three ways to give it.
-    pub fn require<T: DeserializeOwned>(&self, flag: Option<T>, key: impl ConfigKey, flag_name: &str) -> Result<T> {
+    pub fn require<T: DeserializeOwned>(&self, flag: Option<T>, key: Key, flag_name: &str) -> Result<T> {
         self.pick(flag, key)?.ok_or_else(|| {
-            Error::usage(format!("{flag_name} is required")).hint(format!(
-                "give {flag_name}, set {}, or put \"{}\" in the config",
-                key.env(),
-                key.name()
-            ))
+            Error::usage(format!("{flag_name} is required"))
+                .hint(format!("give {flag_name}, set {}, or put \"{}\" in the config", key.env, key.name))
         })
     }
 
     /// A file setting: the flag's path if given, else the config's, with where it came from.
-    pub fn pick_file(&self, flag: Option<PathBuf>, arg: &str, key: impl ConfigKey) -> Result<Option<FileSetting>> {
+    pub fn pick_file(&self, flag: Option<PathBuf>, arg: &str, key: Key) -> Result<Option<FileSetting>> {
         let by_flag = flag.is_some();
         Ok(self.pick(flag, key)?.map(|path| FileSetting { path, origin: self.origin(by_flag, arg, key) }))
     }
 
     /// Like `pick_file`, but a missing value is a usage error (see `require`).
-    pub fn require_file(
-        &self,
-        flag: Option<PathBuf>,
-        arg: &str,
-        key: impl ConfigKey,
-        flag_name: &str,
-    ) -> Result<FileSetting> {
+    pub fn require_file(&self, flag: Option<PathBuf>, arg: &str, key: Key, flag_name: &str) -> Result<FileSetting> {
         let by_flag = flag.is_some();
         let path = self.require(flag, key, flag_name)?;
         Ok(FileSetting { path, origin: self.origin(by_flag, arg, key) })
@@ -296,16 +255,16 @@ impl Settings {
     /// Where a setting in force was given, to name it in messages: the flag (`--key`) or its
     /// environment variable (`WIF_KEY`) when clap had it (`by_flag`, argument id `arg`), else
     /// the config key (`config key "key"`).
-    pub fn origin(&self, by_flag: bool, arg: &str, key: impl ConfigKey) -> String {
+    pub fn origin(&self, by_flag: bool, arg: &str, key: Key) -> String {
         if by_flag {
             crate::core::settings::given_as(arg).unwrap_or_else(|| format!("--{}", arg.replace('_', "-")))
         } else {
-            format!("config key \"{}\"", key.name())
+            format!("config key \"{}\"", key.name)
         }
     }
 
     /// The value, or a default.
-    pub fn pick_or<T: DeserializeOwned>(&self, flag: Option<T>, key: impl ConfigKey, default: T) -> Result<T> {
+    pub fn pick_or<T: DeserializeOwned>(&self, flag: Option<T>, key: Key, default: T) -> Result<T> {
         Ok(self.pick(flag, key)?.unwrap_or(default))
     }
 }
@@ -414,10 +373,10 @@ mod tests {
         let mut doc = doc_with_config(json!({"client_id": "from-doc"}));
         let s = Settings::load(&doc, Some(&file)).unwrap();
         s.pass_on(&mut doc);
-        assert_eq!(s.pick(Some("flag".to_string()), "client_id").unwrap().unwrap(), "flag");
-        assert_eq!(s.pick::<String>(None, "client_id").unwrap().unwrap(), "from-doc");
-        assert_eq!(s.pick::<String>(None, "tenant_id").unwrap().unwrap(), "file-tenant");
-        assert_eq!(s.pick::<String>(None, "pool").unwrap(), None);
+        assert_eq!(s.pick(Some("flag".to_string()), key::CLIENT_ID).unwrap().unwrap(), "flag");
+        assert_eq!(s.pick::<String>(None, key::CLIENT_ID).unwrap().unwrap(), "from-doc");
+        assert_eq!(s.pick::<String>(None, key::TENANT_ID).unwrap().unwrap(), "file-tenant");
+        assert_eq!(s.pick::<String>(None, key::POOL).unwrap(), None);
         // The merged config travels on in the document.
         assert_eq!(doc.config()["sts_audience"], json!("file-aud"));
         assert_eq!(doc.config()["client_id"], json!("from-doc"));
@@ -427,15 +386,15 @@ mod tests {
     #[test]
     fn numbers_stand_for_strings_and_wrong_types_are_named() {
         let s = Settings::from_map(json!({"project_number": 123, "retries": "x"}).as_object().unwrap().clone());
-        assert_eq!(s.pick::<String>(None, "project_number").unwrap().unwrap(), "123");
-        let e = s.pick::<u32>(None, "retries").unwrap_err();
+        assert_eq!(s.pick::<String>(None, key::PROJECT_NUMBER).unwrap().unwrap(), "123");
+        let e = s.pick::<u32>(None, key::RETRIES).unwrap_err();
         assert!(e.to_string().contains("wrong type (a string)"));
     }
 
     #[test]
     fn missing_required_setting_names_flag_env_and_key() {
         let s = Settings::default();
-        let e = s.require::<String>(None, "client_id", "--client-id").unwrap_err();
+        let e = s.require::<String>(None, key::CLIENT_ID, "--client-id").unwrap_err();
         assert_eq!(e.kind(), crate::core::error::Kind::Usage);
         let hint = e.hint_text().unwrap();
         assert!(hint.contains("WIF_CLIENT_ID") && hint.contains("\"client_id\""));
@@ -446,14 +405,14 @@ mod tests {
         let s = Settings::from_map(
             json!({"timeout": "2m", "get_max_time": "0s", "idle_timeout": "soon"}).as_object().unwrap().clone(),
         );
-        assert_eq!(s.duration(None, "timeout", None).unwrap(), Some(Duration::from_secs(120)));
-        assert_eq!(s.duration(Some("5s".into()), "timeout", None).unwrap(), Some(Duration::from_secs(5)));
-        assert_eq!(s.duration(None, "get_min_ttl", None).unwrap(), None);
-        let d = s.duration_over_zero(None, "retries", "--x", None, Duration::from_secs(30)).unwrap();
+        assert_eq!(s.duration(None, key::TIMEOUT, None).unwrap(), Some(Duration::from_secs(120)));
+        assert_eq!(s.duration(Some("5s".into()), key::TIMEOUT, None).unwrap(), Some(Duration::from_secs(5)));
+        assert_eq!(s.duration(None, key::GET_MIN_TTL, None).unwrap(), None);
+        let d = s.duration_over_zero(None, key::RETRIES, "--x", None, Duration::from_secs(30)).unwrap();
         assert_eq!(d, Duration::from_secs(30));
-        let e = s.duration_over_zero(None, "get_max_time", "--max-time", None, Duration::from_secs(1)).unwrap_err();
+        let e = s.duration_over_zero(None, key::GET_MAX_TIME, "--max-time", None, Duration::from_secs(1)).unwrap_err();
         assert_eq!(e.to_string(), "--max-time must be more than 0 s");
-        let e = s.duration(None, "idle_timeout", Some("reading --idle-timeout")).unwrap_err();
+        let e = s.duration(None, key::IDLE_TIMEOUT, Some("reading --idle-timeout")).unwrap_err();
         assert!(e.to_string().starts_with("reading --idle-timeout: "), "{e}");
     }
 
@@ -467,7 +426,7 @@ mod tests {
         assert_eq!(KNOWN_KEYS.len(), KEYS.len());
         assert!(KEYS.iter().zip(KNOWN_KEYS).all(|(k, n)| k.name == *n));
         let s = Settings::from_map(json!({"client_id": "app"}).as_object().unwrap().clone());
-        assert_eq!(s.pick::<String>(None, key::CLIENT_ID).unwrap(), s.pick::<String>(None, "client_id").unwrap());
+        assert_eq!(s.pick::<String>(None, key::CLIENT_ID).unwrap(), s.pick::<String>(None, key::CLIENT_ID).unwrap());
         let hint =
             |k| Settings::default().require::<String>(None, k, "--x").unwrap_err().hint_text().unwrap().to_string();
         assert_eq!(hint(key::STS_AUDIENCE), "give --x, set WIF_STS_AUDIENCE, or put \"sts_audience\" in the config");

@@ -8,7 +8,7 @@ use crate::core::document::{AssertionSection, AzureSection, Document, SubjectCla
 use crate::core::error::{Error, Kind, Result};
 use crate::core::help::Example;
 use crate::core::secret::Secret;
-use crate::core::settings::{FileSetting, Settings};
+use crate::core::settings::{key, FileSetting, Settings};
 use crate::http;
 use crate::protocol::azure::{self, ClientAuth, ImdsRequest, Issued, Source, Target, TokenRequest};
 use crate::protocol::oauth::TokenResponse;
@@ -81,28 +81,28 @@ accept it.",
 )]
 pub struct Cli {
     /// v2 scope to request [default: api://CLIENT_ID/.default]
-    #[arg(long, value_name = "SCOPE", env = "WIF_AZURE_SCOPE")]
+    #[arg(long, value_name = "SCOPE", env = key::AZURE_SCOPE.env)]
     pub scope: Option<String>,
     /// v1 resource (Azure AD v1 endpoint /oauth2/token, or IMDS)
-    #[arg(long, value_name = "URI", env = "WIF_AZURE_RESOURCE")]
+    #[arg(long, value_name = "URI", env = key::AZURE_RESOURCE.env)]
     pub resource: Option<String>,
     /// Token endpoint [default: the assertion's audience]
-    #[arg(long, value_name = "URL", env = "WIF_AZURE_TOKEN_URL")]
+    #[arg(long, value_name = "URL", env = key::AZURE_TOKEN_URL.env)]
     pub token_url: Option<String>,
     /// Grant type [default: client-credentials]
-    #[arg(long, value_enum, env = "WIF_AZURE_GRANT")]
+    #[arg(long, value_enum, env = key::AZURE_GRANT.env)]
     pub grant: Option<Grant>,
     /// Audience to request from a non-Azure issuer (or from GitHub Actions)
-    #[arg(long, value_name = "AUDIENCE", env = "WIF_AZURE_AUDIENCE")]
+    #[arg(long, value_name = "AUDIENCE", env = key::AZURE_AUDIENCE.env)]
     pub audience: Option<String>,
     /// Client id [default: the assertion's]
-    #[arg(long, value_name = "ID", env = "WIF_CLIENT_ID")]
+    #[arg(long, value_name = "ID", env = key::CLIENT_ID.env)]
     pub client_id: Option<String>,
     /// File whose first line is the client secret (instead of an assertion)
-    #[arg(long, value_name = "FILE", env = "WIF_CLIENT_SECRET_FILE")]
+    #[arg(long, value_name = "FILE", env = key::CLIENT_SECRET_FILE.env)]
     pub client_secret_file: Option<PathBuf>,
     /// Name of the environment variable holding the client secret
-    #[arg(long, value_name = "VAR", env = "WIF_CLIENT_SECRET_ENV")]
+    #[arg(long, value_name = "VAR", env = key::CLIENT_SECRET_ENV.env)]
     pub client_secret_env: Option<String>,
     /// Take the subject token from a file (e.g. a Kubernetes projected token)
     #[arg(long, value_name = "FILE")]
@@ -123,7 +123,7 @@ pub struct Cli {
     #[arg(long, value_name = "ID", requires = "imds")]
     pub imds_client_id: Option<String>,
     /// IMDS token URL [default: http://169.254.169.254/metadata/identity/oauth2/token]
-    #[arg(long, value_name = "URL", requires = "imds", env = "WIF_IMDS_ENDPOINT")]
+    #[arg(long, value_name = "URL", requires = "imds", env = key::IMDS_ENDPOINT.env)]
     pub imds_endpoint: Option<String>,
     /// Get a GitHub Actions OIDC token (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN); --audience sets its aud
     #[arg(long)]
@@ -162,8 +162,8 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
 fn token_endpoint(cli: &Cli, doc: &Document, s: &Settings) -> Result<AzureSection> {
     let assertion: Option<AssertionSection> = doc.section()?;
     let secret = crate::core::keys::read_password(
-        s.pick_file(cli.client_secret_file.clone(), "client_secret_file", "client_secret_file")?.as_ref(),
-        s.pick::<String>(cli.client_secret_env.clone(), "client_secret_env")?.as_deref(),
+        s.pick_file(cli.client_secret_file.clone(), "client_secret_file", key::CLIENT_SECRET_FILE)?.as_ref(),
+        s.pick::<String>(cli.client_secret_env.clone(), key::CLIENT_SECRET_ENV)?.as_deref(),
         "client secret",
     )?;
     if assertion.is_none() && secret.is_none() {
@@ -171,27 +171,27 @@ fn token_endpoint(cli: &Cli, doc: &Document, s: &Settings) -> Result<AzureSectio
             "pipe wif-sign into wif-azure, or give --client-secret-file/--client-secret-env, or take a token with --from-file/--from-url/--imds/--github-actions",
         ));
     }
-    let client_id: String = match s.pick(cli.client_id.clone(), "client_id")? {
+    let client_id: String = match s.pick(cli.client_id.clone(), key::CLIENT_ID)? {
         Some(c) => c,
         None => assertion.as_ref().map(|a| a.client_id.clone()).ok_or_else(|| {
             Error::usage("--client-id is required with a client secret").hint("give --client-id or set WIF_CLIENT_ID")
         })?,
     };
-    let url: String = match s.pick(cli.token_url.clone(), "azure_token_url")? {
+    let url: String = match s.pick(cli.token_url.clone(), key::AZURE_TOKEN_URL)? {
         Some(u) => u,
         None => match &assertion {
             Some(a) => a.token_endpoint.clone(),
             None => {
-                let tenant: String = s.require(None, "tenant_id", "--token-url (or tenant_id in the config)")?;
-                let authority: String = s.pick_or(None, "authority", azure::DEFAULT_AUTHORITY.to_string())?;
+                let tenant: String = s.require(None, key::TENANT_ID, "--token-url (or tenant_id in the config)")?;
+                let authority: String = s.pick_or(None, key::AUTHORITY, azure::DEFAULT_AUTHORITY.to_string())?;
                 azure::token_endpoint(&authority, &tenant)?
             }
         },
     };
-    let grant = s.pick_or(cli.grant, "azure_grant", Grant::ClientCredentials)?;
-    let audience: Option<String> = s.pick(cli.audience.clone(), "azure_audience")?;
-    let resource: Option<String> = s.pick(cli.resource.clone(), "azure_resource")?;
-    let scope: Option<String> = s.pick(cli.scope.clone(), "azure_scope")?;
+    let grant = s.pick_or(cli.grant, key::AZURE_GRANT, Grant::ClientCredentials)?;
+    let audience: Option<String> = s.pick(cli.audience.clone(), key::AZURE_AUDIENCE)?;
+    let resource: Option<String> = s.pick(cli.resource.clone(), key::AZURE_RESOURCE)?;
+    let scope: Option<String> = s.pick(cli.scope.clone(), key::AZURE_SCOPE)?;
     let default_scope = azure::default_scope(&client_id);
 
     let grant = match grant {
@@ -332,8 +332,8 @@ fn from_url(cli: &Cli, s: &Settings, url: &str) -> Result<AzureSection> {
 }
 
 fn imds(cli: &Cli, s: &Settings) -> Result<AzureSection> {
-    let resource: String = s.require(cli.resource.clone(), "azure_resource", "--resource")?;
-    let endpoint: String = s.pick_or(cli.imds_endpoint.clone(), "imds_endpoint", azure::IMDS_URL.to_string())?;
+    let resource: String = s.require(cli.resource.clone(), key::AZURE_RESOURCE, "--resource")?;
+    let endpoint: String = s.pick_or(cli.imds_endpoint.clone(), key::IMDS_ENDPOINT, azure::IMDS_URL.to_string())?;
     let client = cli.net.client(TOOL, s)?;
     let request = ImdsRequest { endpoint: &endpoint, resource: &resource, client_id: cli.imds_client_id.as_deref() };
     let issued = azure::imds_token(&client, &request)?;
@@ -350,7 +350,7 @@ fn github_actions(cli: &Cli, s: &Settings) -> Result<AzureSection> {
     };
     let base = need("ACTIONS_ID_TOKEN_REQUEST_URL")?;
     let bearer = Secret::new(need("ACTIONS_ID_TOKEN_REQUEST_TOKEN")?);
-    let audience: Option<String> = s.pick(cli.audience.clone(), "azure_audience")?;
+    let audience: Option<String> = s.pick(cli.audience.clone(), key::AZURE_AUDIENCE)?;
     let client = cli.net.client(TOOL, s)?;
     let token = subject::github_actions(&client, &base, &bearer, audience.as_deref())?;
     external_section(token, Source::GithubActions, &base, audience)

@@ -6,6 +6,7 @@ use crate::core::clock;
 use crate::core::document::{AzureSection, Document, ImpersonatedSection, StsSection, TokenFields};
 use crate::core::error::{Error, Result};
 use crate::core::help::Example;
+use crate::core::settings::key;
 use crate::core::settings::Settings;
 use crate::protocol::iam::{self, Ask, Impersonation};
 use crate::protocol::{hints, sts};
@@ -49,15 +50,15 @@ so wif-serve can publish it. On any failure the existing file is left exactly as
 )]
 pub struct Cli {
     /// Service account email to impersonate [default: from the credential configuration's impersonation URL]
-    #[arg(long, value_name = "EMAIL", env = "WIF_SERVICE_ACCOUNT")]
+    #[arg(long, value_name = "EMAIL", env = key::SERVICE_ACCOUNT.env)]
     pub service_account: Option<String>,
     /// IAM Credentials base URL [default: from the credential configuration's impersonation URL, else
     /// https://iamcredentials.googleapis.com]
-    #[arg(long, value_name = "BASE_URL", env = "WIF_IAM_ENDPOINT")]
+    #[arg(long, value_name = "BASE_URL", env = key::IAM_ENDPOINT.env)]
     pub endpoint: Option<String>,
     /// Access token lifetime, 1s to 12h (over 1h needs the org-policy exception) [default: the credential
     /// configuration's service_account_impersonation.token_lifetime_seconds, else 3600s]
-    #[arg(long, value_name = "DURATION", env = "WIF_IMPERSONATE_LIFETIME")]
+    #[arg(long, value_name = "DURATION", env = key::IMPERSONATE_LIFETIME.env)]
     pub lifetime: Option<String>,
     /// OAuth scope of the access token (repeatable) [default: https://www.googleapis.com/auth/cloud-platform]
     #[arg(long = "scope", value_name = "SCOPE")]
@@ -69,7 +70,7 @@ pub struct Cli {
     #[arg(long, requires = "audience")]
     pub id_token: bool,
     /// Audience of the ID token (with --id-token)
-    #[arg(long, value_name = "AUDIENCE", env = "WIF_ID_TOKEN_AUDIENCE")]
+    #[arg(long, value_name = "AUDIENCE", env = key::ID_TOKEN_AUDIENCE.env)]
     pub audience: Option<String>,
     /// Include the service account's email in the ID token (with --id-token)
     #[arg(long, requires = "id_token")]
@@ -110,8 +111,8 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         (None, Some(universe)) => format!("https://iamcredentials.{universe}"),
         (None, None) => iam::DEFAULT_ENDPOINT.to_string(),
     };
-    let base = s.pick_or(cli.endpoint.clone(), "iam_endpoint", default_endpoint)?;
-    let service_account = match (s.pick::<String>(cli.service_account.clone(), "service_account")?, from_config) {
+    let base = s.pick_or(cli.endpoint.clone(), key::IAM_ENDPOINT, default_endpoint)?;
+    let service_account = match (s.pick::<String>(cli.service_account.clone(), key::SERVICE_ACCOUNT)?, from_config) {
         (Some(sa), _) | (None, Some((sa, _))) => sa,
         (None, None) => {
             return Err(Error::usage("--service-account is required").hint(
@@ -120,10 +121,10 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         }
     };
     iam::validate_email(&service_account)?;
-    let id_token = cli.id_token || s.pick_or(None, "id_token", false)?;
+    let id_token = cli.id_token || s.pick_or(None, key::ID_TOKEN, false)?;
     let base = base.trim_end_matches('/').to_string();
     let delegates: Vec<String> =
-        if cli.delegates.is_empty() { s.pick_or(None, "delegates", Vec::new())? } else { cli.delegates.clone() };
+        if cli.delegates.is_empty() { s.pick_or(None, key::DELEGATES, Vec::new())? } else { cli.delegates.clone() };
 
     let client = cli.net.client(TOOL, s)?;
     let principal = principal(doc, &sts);
@@ -135,8 +136,8 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         principal: principal.as_deref(),
     };
     let section = if id_token {
-        let audience: String = s.require(cli.audience.clone(), "id_token_audience", "--audience")?;
-        let include_email = cli.include_email || s.pick_or(None, "include_email", false)?;
+        let audience: String = s.require(cli.audience.clone(), key::ID_TOKEN_AUDIENCE, "--audience")?;
+        let include_email = cli.include_email || s.pick_or(None, key::INCLUDE_EMAIL, false)?;
         let generated = iam::generate(&client, &who, &Ask::IdToken { audience: &audience, include_email })?;
         ImpersonatedSection {
             token: TokenFields {
@@ -156,12 +157,12 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         let from_config =
             sts.service_account_impersonation.as_ref().and_then(|o| o.token_lifetime_seconds).map(|n| format!("{n}s"));
         let lifetime_secs = lifetime(
-            &s.pick(cli.lifetime.clone(), "impersonate_lifetime")?
+            &s.pick(cli.lifetime.clone(), key::IMPERSONATE_LIFETIME)?
                 .or(from_config)
                 .unwrap_or_else(|| iam::DEFAULT_LIFETIME.to_string()),
         )?;
         let scopes: Vec<String> = if cli.scopes.is_empty() {
-            s.pick_or(None, "impersonate_scope", vec![sts::DEFAULT_SCOPE.to_string()])?
+            s.pick_or(None, key::IMPERSONATE_SCOPE, vec![sts::DEFAULT_SCOPE.to_string()])?
         } else {
             cli.scopes.clone()
         };

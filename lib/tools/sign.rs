@@ -7,6 +7,7 @@ use crate::core::document::{AssertionSection, Document, TokenFields};
 use crate::core::error::{Error, Result};
 use crate::core::help::Example;
 use crate::core::keys;
+use crate::core::settings::key;
 use crate::core::settings::Settings;
 use crate::protocol::assertion::{self, Alg, AssertionRequest, Thumbprint};
 use crate::protocol::azure;
@@ -94,40 +95,40 @@ document to stdout for wif-azure. The private key never leaves this process; onl
 )]
 pub struct Cli {
     /// Application (client) id: the assertion's iss and sub
-    #[arg(long, value_name = "ID", env = "WIF_CLIENT_ID")]
+    #[arg(long, value_name = "ID", env = key::CLIENT_ID.env)]
     pub client_id: Option<String>,
     /// Azure AD tenant id or domain; the token endpoint is {authority}/{tenant}/oauth2/v2.0/token
-    #[arg(long, value_name = "TENANT", env = "WIF_TENANT_ID")]
+    #[arg(long, value_name = "TENANT", env = key::TENANT_ID.env)]
     pub tenant_id: Option<String>,
     /// Private key: PEM (PKCS#8, PKCS#1 RSA, SEC1 EC) or PKCS#12 (.p12/.pfx)
-    #[arg(long, value_name = "FILE", env = "WIF_KEY")]
+    #[arg(long, value_name = "FILE", env = key::KEY.env)]
     pub key: Option<PathBuf>,
     /// Certificate (PEM or DER) registered with the identity provider; optional with a PKCS#12 key that holds it
-    #[arg(long, value_name = "FILE", env = "WIF_CERT")]
+    #[arg(long, value_name = "FILE", env = key::CERT.env)]
     pub cert: Option<PathBuf>,
     /// File whose first line is the PKCS#12 password
-    #[arg(long, value_name = "FILE", env = "WIF_KEY_PASSWORD_FILE")]
+    #[arg(long, value_name = "FILE", env = key::KEY_PASSWORD_FILE.env)]
     pub key_password_file: Option<PathBuf>,
     /// Name of the environment variable holding the PKCS#12 password
-    #[arg(long, value_name = "VAR", env = "WIF_KEY_PASSWORD_ENV")]
+    #[arg(long, value_name = "VAR", env = key::KEY_PASSWORD_ENV.env)]
     pub key_password_env: Option<String>,
     /// Azure AD authority [default: https://login.microsoftonline.com]
-    #[arg(long, value_name = "URL", env = "WIF_AUTHORITY")]
+    #[arg(long, value_name = "URL", env = key::AUTHORITY.env)]
     pub authority: Option<String>,
     /// The assertion's aud for issuers other than Azure AD (replaces the Azure token endpoint)
-    #[arg(long, value_name = "URL", env = "WIF_ASSERTION_AUDIENCE")]
+    #[arg(long, value_name = "URL", env = key::ASSERTION_AUDIENCE.env)]
     pub audience: Option<String>,
     /// Assertion lifetime [default: 10m]
-    #[arg(long, value_name = "DURATION", env = "WIF_ASSERTION_LIFETIME")]
+    #[arg(long, value_name = "DURATION", env = key::ASSERTION_LIFETIME.env)]
     pub lifetime: Option<String>,
     /// Signing algorithm [default: RS256 for RSA keys (PS256 with --thumbprint sha256), ES256/ES384 for EC keys]
-    #[arg(long, value_enum, env = "WIF_ASSERTION_ALG")]
+    #[arg(long, value_enum, env = key::ASSERTION_ALG.env)]
     pub alg: Option<Alg>,
     /// Thumbprint header: x5t (sha1) or x5t#S256 (sha256) [default: sha1]
-    #[arg(long, value_enum, env = "WIF_THUMBPRINT")]
+    #[arg(long, value_enum, env = key::THUMBPRINT.env)]
     pub thumbprint: Option<Thumbprint>,
     /// Also send the certificate chain in the x5c header (for subject-name/issuer registration)
-    #[arg(long, env = "WIF_X5C")]
+    #[arg(long, env = key::X5C.env)]
     pub x5c: bool,
     #[command(flatten)]
     pub token_out: TokenOutArgs,
@@ -143,16 +144,16 @@ pub fn main() -> ExitCode {
 
 /// Signs the assertion and adds the `assertion` section.
 pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
-    let client_id: String = s.require(cli.client_id.clone(), "client_id", "--client-id")?;
-    let key_file = s.require_file(cli.key.clone(), "key", "key", "--key")?;
-    let cert_file = s.pick_file(cli.cert.clone(), "cert", "cert")?;
-    let audience: Option<String> = s.pick(cli.audience.clone(), "assertion_audience")?;
-    let tenant: Option<String> = s.pick(cli.tenant_id.clone(), "tenant_id")?;
+    let client_id: String = s.require(cli.client_id.clone(), key::CLIENT_ID, "--client-id")?;
+    let key_file = s.require_file(cli.key.clone(), "key", key::KEY, "--key")?;
+    let cert_file = s.pick_file(cli.cert.clone(), "cert", key::CERT)?;
+    let audience: Option<String> = s.pick(cli.audience.clone(), key::ASSERTION_AUDIENCE)?;
+    let tenant: Option<String> = s.pick(cli.tenant_id.clone(), key::TENANT_ID)?;
     let token_endpoint = match (&audience, &tenant) {
         (Some(aud), _) => aud.clone(),
         (None, Some(t)) => {
             let authority: String =
-                s.pick_or(cli.authority.clone(), "authority", azure::DEFAULT_AUTHORITY.to_string())?;
+                s.pick_or(cli.authority.clone(), key::AUTHORITY, azure::DEFAULT_AUTHORITY.to_string())?;
             crate::http::check_url(&authority).map_err(|e| e.context("checking --authority"))?;
             azure::token_endpoint(&authority, t)?
         }
@@ -161,14 +162,15 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
                 .hint("give --tenant-id, set WIF_TENANT_ID, or put \"tenant_id\" in the config"))
         }
     };
-    let lifetime = assertion::check_lifetime(match s.pick::<String>(cli.lifetime.clone(), "assertion_lifetime")? {
-        Some(l) => clock::parse_duration(&l)?.as_secs() as i64,
-        None => assertion::DEFAULT_LIFETIME_SECS,
-    })?;
+    let lifetime =
+        assertion::check_lifetime(match s.pick::<String>(cli.lifetime.clone(), key::ASSERTION_LIFETIME)? {
+            Some(l) => clock::parse_duration(&l)?.as_secs() as i64,
+            None => assertion::DEFAULT_LIFETIME_SECS,
+        })?;
 
     let password = keys::read_password(
-        s.pick_file(cli.key_password_file.clone(), "key_password_file", "key_password_file")?.as_ref(),
-        s.pick::<String>(cli.key_password_env.clone(), "key_password_env")?.as_deref(),
+        s.pick_file(cli.key_password_file.clone(), "key_password_file", key::KEY_PASSWORD_FILE)?.as_ref(),
+        s.pick::<String>(cli.key_password_env.clone(), key::KEY_PASSWORD_ENV)?.as_deref(),
         "key password",
     )?;
     let bundle = keys::load_key(&key_file.path, password.as_ref()).map_err(key_file.explain(KEY_FILE))?;
@@ -186,15 +188,15 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     keys::check_key_matches_cert(&key, leaf).map_err(|e| e.context("checking the key against the certificate"))?;
     check_cert_dates(leaf)?;
 
-    let thumbprint = s.pick_or(cli.thumbprint, "thumbprint", Thumbprint::Sha1)?;
-    let alg = assertion::choose_alg(s.pick(cli.alg, "assertion_alg")?, key.key_type, thumbprint)?;
+    let thumbprint = s.pick_or(cli.thumbprint, key::THUMBPRINT, Thumbprint::Sha1)?;
+    let alg = assertion::choose_alg(s.pick(cli.alg, key::ASSERTION_ALG)?, key.key_type, thumbprint)?;
     let request = AssertionRequest {
         client_id: client_id.clone(),
         audience: token_endpoint.clone(),
         lifetime_secs: lifetime,
         alg,
         thumbprint,
-        x5c: s.pick_or(Some(cli.x5c).filter(|b| *b), "x5c", false)?,
+        x5c: s.pick_or(Some(cli.x5c).filter(|b| *b), key::X5C, false)?,
     };
     let signed = assertion::sign(&request, &key, chain.certs())?;
 

@@ -7,7 +7,7 @@ use crate::core::document::{AzureSection, Document, ImpersonationOptions, StsSec
 use crate::core::error::{Context, Error, Result};
 use crate::core::help::Example;
 use crate::core::secret::Secret;
-use crate::core::settings::{FileSetting, Settings};
+use crate::core::settings::{key, FileSetting, Settings};
 use crate::http;
 use crate::protocol::external_account::{CredentialConfig, DEFAULT_UNIVERSE};
 use crate::protocol::iam;
@@ -72,47 +72,47 @@ against wif-emulate or a private endpoint too.\n\nAdds the `sts` section.",
 )]
 pub struct Cli {
     /// Workload identity provider: //iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/R
-    #[arg(long, value_name = "AUDIENCE", env = "WIF_STS_AUDIENCE")]
+    #[arg(long, value_name = "AUDIENCE", env = key::STS_AUDIENCE.env)]
     pub audience: Option<String>,
     /// Project number (digits) to build the audience from, with --pool and --provider
-    #[arg(long, value_name = "N", env = "WIF_PROJECT_NUMBER")]
+    #[arg(long, value_name = "N", env = key::PROJECT_NUMBER.env)]
     pub project_number: Option<String>,
     /// Workload identity pool id
-    #[arg(long, value_name = "POOL", env = "WIF_POOL")]
+    #[arg(long, value_name = "POOL", env = key::POOL.env)]
     pub pool: Option<String>,
     /// Workload identity pool provider id
-    #[arg(long, value_name = "PROVIDER", env = "WIF_PROVIDER")]
+    #[arg(long, value_name = "PROVIDER", env = key::PROVIDER.env)]
     pub provider: Option<String>,
     /// STS token endpoint [default: https://sts.googleapis.com/v1/token]
-    #[arg(long, value_name = "URL", env = "WIF_STS_TOKEN_URL")]
+    #[arg(long, value_name = "URL", env = key::STS_TOKEN_URL.env)]
     pub token_url: Option<String>,
     /// Scope of the federated token [default: https://www.googleapis.com/auth/cloud-platform]
-    #[arg(long, value_name = "SCOPE", env = "WIF_STS_SCOPE")]
+    #[arg(long, value_name = "SCOPE", env = key::STS_SCOPE.env)]
     pub scope: Option<String>,
     /// Subject token type: jwt, id_token, saml2, or a full urn:ietf:params:oauth:token-type:… [default: jwt]
-    #[arg(long, value_name = "TYPE", env = "WIF_SUBJECT_TOKEN_TYPE")]
+    #[arg(long, value_name = "TYPE", env = key::SUBJECT_TOKEN_TYPE.env)]
     pub subject_token_type: Option<String>,
     /// STS `options` as a JSON object, e.g. '{"userProject":"my-project"}'
-    #[arg(long, value_name = "JSON", env = "WIF_STS_OPTIONS")]
+    #[arg(long, value_name = "JSON", env = key::STS_OPTIONS.env)]
     pub options: Option<String>,
     /// gcloud / google-auth external_account credential configuration file
-    #[arg(long, value_name = "FILE", env = "WIF_CREDENTIAL_CONFIG")]
+    #[arg(long, value_name = "FILE", env = key::CREDENTIAL_CONFIG.env)]
     pub credential_config: Option<PathBuf>,
     /// Print a google-auth / gcloud external_account credential configuration instead of exchanging
     #[arg(long)]
     pub print_credential_config: bool,
     /// With --print-credential-config: the service account the client libraries should impersonate
     /// (ignored otherwise, so one WIF_SERVICE_ACCOUNT can configure wif-sts and wif-impersonate)
-    #[arg(long, value_name = "EMAIL", env = "WIF_SERVICE_ACCOUNT")]
+    #[arg(long, value_name = "EMAIL", env = key::SERVICE_ACCOUNT.env)]
     pub service_account: Option<String>,
     /// With --print-credential-config and --service-account: the IAM Credentials base URL of the
     /// impersonation URL, e.g. wif-emulate's or a private endpoint's (ignored otherwise)
     /// [default: https://iamcredentials.googleapis.com]
-    #[arg(long, value_name = "BASE_URL", env = "WIF_IAM_ENDPOINT")]
+    #[arg(long, value_name = "BASE_URL", env = key::IAM_ENDPOINT.env)]
     pub iam_endpoint: Option<String>,
     /// With --print-credential-config and --service-account: the impersonated token's lifetime,
     /// written as service_account_impersonation.token_lifetime_seconds (ignored otherwise) [default: 3600s]
-    #[arg(long, value_name = "DURATION", env = "WIF_IMPERSONATE_LIFETIME")]
+    #[arg(long, value_name = "DURATION", env = key::IMPERSONATE_LIFETIME.env)]
     pub impersonation_lifetime: Option<String>,
     /// With --print-credential-config: the file holding the subject token (e.g. written by wif-azure --token-out);
     /// a relative path is written made absolute, so the configuration works from any directory
@@ -149,12 +149,12 @@ pub fn main() -> ExitCode {
 
 /// The workload identity provider audience from flags, settings or a credential configuration.
 fn audience(cli: &Cli, s: &Settings, cred: Option<&CredentialConfig>) -> Result<String> {
-    let audience = match s.pick::<String>(cli.audience.clone(), "sts_audience")? {
+    let audience = match s.pick::<String>(cli.audience.clone(), key::STS_AUDIENCE)? {
         Some(a) => a,
         None => match (
-            s.pick::<String>(cli.project_number.clone(), "project_number")?,
-            s.pick::<String>(cli.pool.clone(), "pool")?,
-            s.pick::<String>(cli.provider.clone(), "provider")?,
+            s.pick::<String>(cli.project_number.clone(), key::PROJECT_NUMBER)?,
+            s.pick::<String>(cli.pool.clone(), key::POOL)?,
+            s.pick::<String>(cli.provider.clone(), key::PROVIDER)?,
         ) {
             (Some(n), Some(p), Some(r)) => sts::build_audience(&n, &p, &r),
             (None, None, None) => match cred {
@@ -177,8 +177,8 @@ fn audience(cli: &Cli, s: &Settings, cred: Option<&CredentialConfig>) -> Result<
 pub fn credential_config(cli: &Cli, s: &Settings) -> Result<serde_json::Value> {
     use serde_json::json;
     let audience = audience(cli, s, None)?;
-    let token_url = s.pick_or(cli.token_url.clone(), "sts_token_url", DEFAULT_TOKEN_URL.to_string())?;
-    let subject_token_type = match s.pick::<String>(cli.subject_token_type.clone(), "subject_token_type")? {
+    let token_url = s.pick_or(cli.token_url.clone(), key::STS_TOKEN_URL, DEFAULT_TOKEN_URL.to_string())?;
+    let subject_token_type = match s.pick::<String>(cli.subject_token_type.clone(), key::SUBJECT_TOKEN_TYPE)? {
         Some(t) => sts::expand_token_type(&t)?,
         None => JWT_TOKEN_TYPE.to_string(),
     };
@@ -210,14 +210,14 @@ pub fn credential_config(cli: &Cli, s: &Settings) -> Result<serde_json::Value> {
         "credential_source": source,
     });
     http::check_url(&token_url).map_err(|e| e.context("checking the STS token URL"))?;
-    if let Some(sa) = s.pick::<String>(cli.service_account.clone(), "service_account")? {
+    if let Some(sa) = s.pick::<String>(cli.service_account.clone(), key::SERVICE_ACCOUNT)? {
         // The endpoint the pipeline's wif-impersonate uses, so that the file works against
         // wif-emulate or a private endpoint too.
-        let base: String = s.pick_or(cli.iam_endpoint.clone(), "iam_endpoint", iam::DEFAULT_ENDPOINT.to_string())?;
+        let base: String = s.pick_or(cli.iam_endpoint.clone(), key::IAM_ENDPOINT, iam::DEFAULT_ENDPOINT.to_string())?;
         http::check_url(&base).map_err(|e| e.context("checking the IAM Credentials endpoint"))?;
         config["service_account_impersonation_url"] =
             json!(iam::method_url(&base, &sa, iam::Method::GenerateAccessToken));
-        if let Some(l) = s.pick::<String>(cli.impersonation_lifetime.clone(), "impersonate_lifetime")? {
+        if let Some(l) = s.pick::<String>(cli.impersonation_lifetime.clone(), key::IMPERSONATE_LIFETIME)? {
             let what = format!("--impersonation-lifetime {l}");
             let secs = iam::lifetime_in_range(clock::parse_duration(&l)?.as_secs(), &what).map_err(Error::usage)?;
             config["service_account_impersonation"] = json!({ "token_lifetime_seconds": secs });
@@ -253,21 +253,21 @@ pub fn read_credential_config(file: &FileSetting) -> Result<CredentialConfig> {
 
 /// Exchanges the subject token and adds the `sts` section.
 pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
-    let cred = match s.pick_file(cli.credential_config.clone(), "credential_config", "credential_config")? {
+    let cred = match s.pick_file(cli.credential_config.clone(), "credential_config", key::CREDENTIAL_CONFIG)? {
         Some(f) => Some(read_credential_config(&f)?),
         None => None,
     };
     let audience = audience(cli, s, cred.as_ref())?;
-    let token_url: String = match s.pick(cli.token_url.clone(), "sts_token_url")? {
+    let token_url: String = match s.pick(cli.token_url.clone(), key::STS_TOKEN_URL)? {
         Some(u) => u,
         None => cred.as_ref().map(CredentialConfig::token_url).unwrap_or_else(|| DEFAULT_TOKEN_URL.to_string()),
     };
-    let scope = s.pick_or(cli.scope.clone(), "sts_scope", DEFAULT_SCOPE.to_string())?;
-    let options = sts_options(s.pick(cli.options.clone(), "sts_options")?, cred.as_ref())?;
+    let scope = s.pick_or(cli.scope.clone(), key::STS_SCOPE, DEFAULT_SCOPE.to_string())?;
+    let options = sts_options(s.pick(cli.options.clone(), key::STS_OPTIONS)?, cred.as_ref())?;
 
     let client = cli.net.client(TOOL, s)?;
     let (subject, from_doc_type) = subject_token(doc, cred.as_ref(), &client)?;
-    let subject_token_type = match s.pick::<String>(cli.subject_token_type.clone(), "subject_token_type")? {
+    let subject_token_type = match s.pick::<String>(cli.subject_token_type.clone(), key::SUBJECT_TOKEN_TYPE)? {
         Some(t) => sts::expand_token_type(&t)?,
         None => cred
             .as_ref()

@@ -2,6 +2,7 @@
 
 use crate::cli::DocArgs;
 use crate::core::help::Example;
+use crate::core::settings::key;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -152,40 +153,40 @@ SIGTERM or SIGINT stops it (exit 0). Addresses other than loopback are refused."
 )]
 pub struct Cli {
     /// Token URL, e.g. https://tokens.internal:8443/get_wif_token
-    #[arg(long, value_name = "URL", env = "WIF_GET_URL")]
+    #[arg(long, value_name = "URL", env = key::GET_URL.env)]
     pub url: Option<String>,
     /// Client certificate (PEM chain), or a PKCS#12 file holding certificate and key (then --key is not needed)
-    #[arg(long, value_name = "FILE", env = "WIF_GET_CERT")]
+    #[arg(long, value_name = "FILE", env = key::GET_CERT.env)]
     pub cert: Option<PathBuf>,
     /// Client private key: PEM (PKCS#8, PKCS#1, SEC1) or PKCS#12
-    #[arg(long, value_name = "FILE", env = "WIF_GET_KEY")]
+    #[arg(long, value_name = "FILE", env = key::GET_KEY.env)]
     pub key: Option<PathBuf>,
     /// File whose first line is the PKCS#12 password
-    #[arg(long, value_name = "FILE", env = "WIF_GET_KEY_PASSWORD_FILE")]
+    #[arg(long, value_name = "FILE", env = key::GET_KEY_PASSWORD_FILE.env)]
     pub key_password_file: Option<PathBuf>,
     /// Name of the environment variable holding the PKCS#12 password
-    #[arg(long, value_name = "VAR", env = "WIF_GET_KEY_PASSWORD_ENV")]
+    #[arg(long, value_name = "VAR", env = key::GET_KEY_PASSWORD_ENV.env)]
     pub key_password_env: Option<String>,
     /// CA certificates (PEM) that issued the server's certificate, e.g. ca-chain.crt
-    #[arg(long, value_name = "FILE", env = "WIF_GET_CA")]
+    #[arg(long, value_name = "FILE", env = key::GET_CA.env)]
     pub ca: Option<PathBuf>,
     /// Write the token to FILE (mode 0600, atomically) and FILE.meta.json beside it
-    #[arg(long, value_name = "FILE", env = "WIF_GET_OUT")]
+    #[arg(long, value_name = "FILE", env = key::GET_OUT.env)]
     pub out: Option<PathBuf>,
     /// Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m (--metadata-server: refetch when less is left, default 5m)
-    #[arg(long, value_name = "DURATION", env = "WIF_GET_MIN_TTL")]
+    #[arg(long, value_name = "DURATION", env = key::GET_MIN_TTL.env)]
     pub min_ttl: Option<String>,
     /// Lifetime to assume, from the fetch, when the server sends no X-Token-Expires-At and the token is not a JWT (the seed's Flask server); 0: refuse such a token [default: 5m, the least a token the seed serves has left]
-    #[arg(long, value_name = "DURATION", env = "WIF_GET_ASSUME_TTL")]
+    #[arg(long, value_name = "DURATION", env = key::GET_ASSUME_TTL.env)]
     pub assume_ttl: Option<String>,
     /// What to print on stdout [default: json]
-    #[arg(long, value_enum, env = "WIF_GET_FORMAT")]
+    #[arg(long, value_enum, env = key::GET_FORMAT.env)]
     pub format: Option<Format>,
     /// With --format executable: the subject token type to report [default: from the token's claims]
-    #[arg(long, value_enum, value_name = "TYPE", env = "WIF_GET_SUBJECT_TOKEN_TYPE")]
+    #[arg(long, value_enum, value_name = "TYPE", env = key::GET_SUBJECT_TOKEN_TYPE.env)]
     pub subject_token_type: Option<SubjectTokenType>,
     /// With --format export: the variable name [default: GOOGLE_OAUTH_ACCESS_TOKEN, which Terraform reads]
-    #[arg(long, value_name = "NAME", env = "WIF_GET_EXPORT_NAME")]
+    #[arg(long, value_name = "NAME", env = key::GET_EXPORT_NAME.env)]
     pub export_name: Option<String>,
     /// With --format json: include the token in the `fetched` section
     #[arg(long)]
@@ -194,28 +195,28 @@ pub struct Cli {
     #[arg(long)]
     pub force: bool,
     /// Time-out for each attempt (connect, handshake, answer) [default: 30s]
-    #[arg(long, value_name = "DURATION", env = "WIF_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", env = key::TIMEOUT.env)]
     pub timeout: Option<String>,
     /// Retries after a connection failure or a 5xx answer (never after 4xx) [default: 3]
-    #[arg(long, value_name = "N", env = "WIF_RETRIES")]
+    #[arg(long, value_name = "N", env = key::RETRIES.env)]
     pub retries: Option<u32>,
     /// Give up once this much time has passed, attempts and retries included [default: 2m]
-    #[arg(long, value_name = "DURATION", env = "WIF_GET_MAX_TIME")]
+    #[arg(long, value_name = "DURATION", env = key::GET_MAX_TIME.env)]
     pub max_time: Option<String>,
     /// Keep running and answer like the GCE metadata server on this loopback ADDRESS:PORT (port 0: any free one)
-    #[arg(long, value_name = "ADDRESS:PORT", env = "WIF_GET_METADATA_SERVER")]
+    #[arg(long, value_name = "ADDRESS:PORT", env = key::GET_METADATA_SERVER.env)]
     pub metadata_server: Option<String>,
     /// With --metadata-server: the service account's email the token belongs to
-    #[arg(long, value_name = "EMAIL", env = "WIF_GET_SERVICE_ACCOUNT")]
+    #[arg(long, value_name = "EMAIL", env = key::GET_SERVICE_ACCOUNT.env)]
     pub service_account: Option<String>,
     /// With --metadata-server: the project id served at /computeMetadata/v1/project/project-id
-    #[arg(long, value_name = "ID", env = "WIF_GET_PROJECT_ID")]
+    #[arg(long, value_name = "ID", env = key::GET_PROJECT_ID.env)]
     pub project_id: Option<String>,
     /// With --metadata-server: the project number served at /computeMetadata/v1/project/numeric-project-id
-    #[arg(long, value_name = "NUMBER", env = "WIF_GET_PROJECT_NUMBER")]
+    #[arg(long, value_name = "NUMBER", env = key::GET_PROJECT_NUMBER.env)]
     pub project_number: Option<String>,
     /// With --metadata-server: the token's scopes, comma-separated [default: https://www.googleapis.com/auth/cloud-platform]
-    #[arg(long, value_name = "SCOPES", env = "WIF_GET_SCOPES")]
+    #[arg(long, value_name = "SCOPES", env = key::GET_SCOPES.env)]
     pub scopes: Option<String>,
     #[command(flatten)]
     pub doc: DocArgs,

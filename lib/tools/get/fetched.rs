@@ -9,6 +9,7 @@ use crate::core::error::{Error, Result};
 use crate::core::files;
 use crate::core::keys;
 use crate::core::secret::Secret;
+use crate::core::settings::key;
 use crate::core::settings::Settings;
 use crate::http;
 use serde::{Deserialize, Serialize};
@@ -92,7 +93,7 @@ pub(crate) fn fresh(plan: &Plan) -> Result<Option<(Secret, FetchedSection)>> {
 /// Fetches the token (with retries), writes `--out` if given, and describes what it got.
 pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(Secret, FetchedSection)> {
     let identity = load_identity(cli, s)?;
-    let ca = s.require_file(cli.ca.clone(), "ca", "get_ca", "--ca")?;
+    let ca = s.require_file(cli.ca.clone(), "ca", key::GET_CA, "--ca")?;
     let roots = keys::load_certs(&ca.path)
         .map_err(|e| e.context("loading the CA bundle"))
         .map_err(ca.explain("the CA certificates (PEM) that issued wif-serve's certificate"))?;

@@ -3,6 +3,7 @@
 use super::args::Cli;
 use crate::core::error::{Error, Result};
 use crate::core::keys;
+use crate::core::settings::key;
 use crate::core::settings::Settings;
 use crate::http::ClientIdentity;
 
@@ -22,12 +23,12 @@ pub(crate) struct Identity {
 /// Loads `--cert` / `--key` (PEM or PKCS#12), checks that they belong together, and warns
 /// when the certificate has expired.
 pub(crate) fn load_identity(cli: &Cli, s: &Settings) -> Result<Identity> {
-    let cert = s.require_file(cli.cert.clone(), "cert", "get_cert", "--cert")?;
+    let cert = s.require_file(cli.cert.clone(), "cert", key::GET_CERT, "--cert")?;
     let cert_path = &cert.path;
-    let key_file = s.pick_file(cli.key.clone(), "key", "get_key")?;
+    let key_file = s.pick_file(cli.key.clone(), "key", key::GET_KEY)?;
     let password = keys::read_password(
-        s.pick_file(cli.key_password_file.clone(), "key_password_file", "get_key_password_file")?.as_ref(),
-        s.pick::<String>(cli.key_password_env.clone(), "get_key_password_env")?.as_deref(),
+        s.pick_file(cli.key_password_file.clone(), "key_password_file", key::GET_KEY_PASSWORD_FILE)?.as_ref(),
+        s.pick::<String>(cli.key_password_env.clone(), key::GET_KEY_PASSWORD_ENV)?.as_deref(),
         "key password",
     )?;
     let (chain, key) = match &key_file {

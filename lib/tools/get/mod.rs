@@ -28,6 +28,7 @@ pub use plan::DEFAULT_ASSUME_TTL;
 use crate::cli;
 use crate::core::document::Document;
 use crate::core::error::{Error, Result};
+use crate::core::settings::key;
 use crate::core::settings::Settings;
 use args::TOOL;
 use std::io::IsTerminal;
@@ -46,7 +47,7 @@ pub fn main() -> ExitCode {
 /// `--metadata-server`, serves the token like the GCE metadata server until stopped.
 pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     let plan = plan::plan(cli, s)?;
-    if let Some(addr) = s.pick(cli.metadata_server.clone(), "get_metadata_server")? {
+    if let Some(addr) = s.pick(cli.metadata_server.clone(), key::GET_METADATA_SERVER)? {
         return metadata::run(cli, s, &plan, &addr);
     }
     let prints_token = !matches!(plan.format, Format::Json | Format::Gcloud) || cli.show_token;

@@ -3,6 +3,7 @@
 use super::args::{Cli, Format, SubjectTokenType};
 use crate::core::error::{Error, Result};
 use crate::core::settings::Settings;
+use crate::core::settings::{key, Key};
 use crate::http;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,50 +39,52 @@ impl Plan {
     }
 }
 
-pub(crate) fn duration_setting(s: &Settings, flag: Option<String>, key: &str, name: &str) -> Result<Option<Duration>> {
+pub(crate) fn duration_setting(s: &Settings, flag: Option<String>, key: Key, name: &str) -> Result<Option<Duration>> {
     s.duration(flag, key, Some(&format!("reading {name}")))
 }
 
 /// Resolves the plan from flags, environment and config, refusing what cannot work.
 pub(crate) fn plan(cli: &Cli, s: &Settings) -> Result<Plan> {
-    let url: String = s.require(cli.url.clone(), "get_url", "--url")?;
+    let url: String = s.require(cli.url.clone(), key::GET_URL, "--url")?;
     http::check_url(&url)?;
     if !url.to_ascii_lowercase().starts_with("https://") {
         return Err(Error::usage(format!("{url:?} is not an https:// URL"))
             .hint("the token is served over mutual TLS only: https://HOST:PORT/get_wif_token"));
     }
-    let timeout = duration_setting(s, cli.timeout.clone(), "timeout", "--timeout")?.unwrap_or(Duration::from_secs(30));
+    let timeout =
+        duration_setting(s, cli.timeout.clone(), key::TIMEOUT, "--timeout")?.unwrap_or(Duration::from_secs(30));
     if timeout.is_zero() {
         return Err(Error::usage("--timeout must be more than 0 s"));
     }
     let max_time =
-        duration_setting(s, cli.max_time.clone(), "get_max_time", "--max-time")?.unwrap_or(Duration::from_secs(120));
+        duration_setting(s, cli.max_time.clone(), key::GET_MAX_TIME, "--max-time")?.unwrap_or(Duration::from_secs(120));
     if max_time.is_zero() {
         return Err(Error::usage("--max-time must be more than 0 s"));
     }
-    let export_name = s.pick_or(cli.export_name.clone(), "get_export_name", "GOOGLE_OAUTH_ACCESS_TOKEN".to_string())?;
+    let export_name =
+        s.pick_or(cli.export_name.clone(), key::GET_EXPORT_NAME, "GOOGLE_OAUTH_ACCESS_TOKEN".to_string())?;
     let valid_name = export_name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && export_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid_name {
         return Err(Error::usage(format!("{export_name:?} is not a shell variable name")));
     }
-    let format = s.pick_or(cli.format, "get_format", Format::Json)?;
-    let subject_token_type = s.pick(cli.subject_token_type, "get_subject_token_type")?;
+    let format = s.pick_or(cli.format, key::GET_FORMAT, Format::Json)?;
+    let subject_token_type = s.pick(cli.subject_token_type, key::GET_SUBJECT_TOKEN_TYPE)?;
     if subject_token_type.is_some() && format != Format::Executable {
         return Err(Error::usage("--subject-token-type only applies to --format executable"));
     }
-    let assume_ttl = duration_setting(s, cli.assume_ttl.clone(), "get_assume_ttl", "--assume-ttl")?;
+    let assume_ttl = duration_setting(s, cli.assume_ttl.clone(), key::GET_ASSUME_TTL, "--assume-ttl")?;
     Ok(Plan {
         url,
-        out: s.pick(cli.out.clone(), "get_out")?,
-        min_ttl: duration_setting(s, cli.min_ttl.clone(), "get_min_ttl", "--min-ttl")?,
+        out: s.pick(cli.out.clone(), key::GET_OUT)?,
+        min_ttl: duration_setting(s, cli.min_ttl.clone(), key::GET_MIN_TTL, "--min-ttl")?,
         assume_ttl_default: assume_ttl.is_none(),
         assume_ttl: assume_ttl.or(Some(DEFAULT_ASSUME_TTL)).filter(|d| !d.is_zero()),
         format,
         subject_token_type,
         export_name,
         timeout,
-        retries: s.pick_or(cli.retries, "retries", 3)?,
+        retries: s.pick_or(cli.retries, key::RETRIES, 3)?,
         max_time,
     })
 }

@@ -2,6 +2,7 @@
 
 use crate::cli::DocArgs;
 use crate::core::help::Example;
+use crate::core::settings::key;
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -97,22 +98,22 @@ authentication either: a non-loopback address draws a warning.",
 )]
 pub struct Cli {
     /// Address and port to listen on, e.g. 0.0.0.0:8443 or 127.0.0.1:0 (any free port)
-    #[arg(long, value_name = "ADDR:PORT", env = "WIF_LISTEN")]
+    #[arg(long, value_name = "ADDR:PORT", env = key::LISTEN.env)]
     pub listen: Option<String>,
     /// Server certificate chain (PEM, leaf first)
-    #[arg(long, value_name = "CHAIN.pem", env = "WIF_SERVE_CERT")]
+    #[arg(long, value_name = "CHAIN.pem", env = key::SERVE_CERT.env)]
     pub cert: Option<PathBuf>,
     /// Server private key (PEM: PKCS#8, PKCS#1 or SEC1)
-    #[arg(long, value_name = "KEY.pem", env = "WIF_SERVE_KEY")]
+    #[arg(long, value_name = "KEY.pem", env = key::SERVE_KEY.env)]
     pub key: Option<PathBuf>,
     /// CA certificates (root and intermediates, PEM) that client certificates must chain to
-    #[arg(long, value_name = "CA_CHAIN.pem", env = "WIF_CLIENT_CA")]
+    #[arg(long, value_name = "CA_CHAIN.pem", env = key::CLIENT_CA.env)]
     pub client_ca: Option<PathBuf>,
     /// The token file to serve (written by --token-out, with FILE.meta.json beside it)
-    #[arg(long, value_name = "FILE", env = "WIF_TOKEN_FILE")]
+    #[arg(long, value_name = "FILE", env = key::TOKEN_FILE.env)]
     pub token: Option<PathBuf>,
     /// Lifetime assumed for a token file without FILE.meta.json (as the seed's generator writes it), counted from its modification time; 0: never serve such a file [default: 55m, the seed's refresh period]
-    #[arg(long, value_name = "DURATION", env = "WIF_SERVE_ASSUME_TTL")]
+    #[arg(long, value_name = "DURATION", env = key::SERVE_ASSUME_TTL.env)]
     pub assume_ttl: Option<String>,
     /// Certificate revocation list (PEM or DER) of a client CA; repeatable. Certificates whose issuer has no CRL here are not checked
     #[arg(long, value_name = "FILE")]
@@ -121,31 +122,31 @@ pub struct Cli {
     #[arg(long, value_name = "IDENTITY")]
     pub allow: Vec<String>,
     /// Time a client has to complete the TLS handshake [default: 10s]
-    #[arg(long, value_name = "DURATION", env = "WIF_HANDSHAKE_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", env = key::HANDSHAKE_TIMEOUT.env)]
     pub handshake_timeout: Option<String>,
     /// Time a connection may stay silent before (or while) sending a request [default: 30s]
-    #[arg(long, value_name = "DURATION", env = "WIF_IDLE_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", env = key::IDLE_TIMEOUT.env)]
     pub idle_timeout: Option<String>,
     /// Time a client has, from the first byte of a request, to send its request line and headers (the request must also be complete within --idle-timeout) [default: 5s]
-    #[arg(long, value_name = "DURATION", env = "WIF_HEADER_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", env = key::HEADER_TIMEOUT.env)]
     pub header_timeout: Option<String>,
     /// Longest a connection stays open, however active: after it the connection is closed after its current answer, and the client reconnects and is verified afresh [default: 10m]
-    #[arg(long, value_name = "DURATION", env = "WIF_MAX_CONNECTION_AGE")]
+    #[arg(long, value_name = "DURATION", env = key::MAX_CONNECTION_AGE.env)]
     pub max_connection_age: Option<String>,
     /// Most connections open at once. At the limit a new client takes the slot of a connection refused after its handshake, else one still in its handshake, else one idle between requests, else one whose request or answer has taken over a second (oldest first); a client's first second after its handshake, and answers it takes at once, are never cut. When no connection can give way the new one is closed at once. Both are logged [default: 256]
-    #[arg(long, value_name = "N", env = "WIF_MAX_CONNECTIONS")]
+    #[arg(long, value_name = "N", env = key::MAX_CONNECTIONS.env)]
     pub max_connections: Option<usize>,
     /// Most connections one verified client (one certificate) may hold at once. Beyond it one of the client's own connections gives way by the rules of --max-connections, else the new connection is answered 503 with Retry-After: 1 and closed. A fleet of hosts sharing one certificate that fetch at the same moment needs room for its burst [default: a quarter of --max-connections]
-    #[arg(long, value_name = "N", env = "WIF_MAX_CONNECTIONS_PER_CLIENT")]
+    #[arg(long, value_name = "N", env = key::MAX_CONNECTIONS_PER_CLIENT.env)]
     pub max_connections_per_client: Option<usize>,
     /// Most connections from one IP address at once, counted from accept. Beyond it that address's own oldest waiting connection gives way, else the new one is closed. Off by default: clients behind NAT or a load balancer share an address [default: no limit]
-    #[arg(long, value_name = "N", env = "WIF_MAX_CONNECTIONS_PER_ADDRESS")]
+    #[arg(long, value_name = "N", env = key::MAX_CONNECTIONS_PER_ADDRESS.env)]
     pub max_connections_per_address: Option<usize>,
     /// On SIGTERM, how long requests in progress may take to finish [default: 10s]
-    #[arg(long, value_name = "DURATION", env = "WIF_SHUTDOWN_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", env = key::SHUTDOWN_TIMEOUT.env)]
     pub shutdown_timeout: Option<String>,
     /// Also serve Prometheus metrics (GET /metrics) and health checks (GET /healthz, /livez) on this address, over plain HTTP without authentication, e.g. 127.0.0.1:9464 [default: off]. Keep it on loopback or a management network: another address draws a warning on stderr
-    #[arg(long, value_name = "ADDR:PORT", env = "WIF_SERVE_METRICS_LISTEN")]
+    #[arg(long, value_name = "ADDR:PORT", env = key::SERVE_METRICS_LISTEN.env)]
     pub metrics_listen: Option<String>,
     #[command(flatten)]
     pub doc: DocArgs,

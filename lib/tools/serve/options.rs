@@ -4,7 +4,7 @@ use super::allow::AllowList;
 use super::command::Cli;
 use super::{tls, token};
 use crate::core::error::{Error, Result};
-use crate::core::settings::Settings;
+use crate::core::settings::{key, Key, Settings};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,20 +30,23 @@ pub struct Options {
 }
 
 /// A duration setting: the flag, else the setting `key`, else `default` seconds; never 0.
-fn duration(s: &Settings, flag: Option<String>, key: &str, name: &str, default: u64) -> Result<Duration> {
+fn duration(s: &Settings, flag: Option<String>, key: Key, name: &str, default: u64) -> Result<Duration> {
     s.duration_over_zero(flag, key, name, Some(name), Duration::from_secs(default))
 }
 
 impl Options {
     /// Resolves the options (flags > environment > document config > --config file).
     pub fn resolve(cli: &Cli, s: &Settings) -> Result<Options> {
-        let allow = if cli.allow.is_empty() { s.list("allow")? } else { cli.allow.clone() };
-        let crls =
-            if cli.crl.is_empty() { s.list("crl")?.into_iter().map(PathBuf::from).collect() } else { cli.crl.clone() };
-        let max_connections = s.pick_or(cli.max_connections, "max_connections", 256)?;
+        let allow = if cli.allow.is_empty() { s.list(key::ALLOW)? } else { cli.allow.clone() };
+        let crls = if cli.crl.is_empty() {
+            s.list(key::CRL)?.into_iter().map(PathBuf::from).collect()
+        } else {
+            cli.crl.clone()
+        };
+        let max_connections = s.pick_or(cli.max_connections, key::MAX_CONNECTIONS, 256)?;
         let max_per_client =
-            s.pick_or(cli.max_connections_per_client, "max_connections_per_client", (max_connections / 4).max(1))?;
-        let max_per_address = s.pick(cli.max_connections_per_address, "max_connections_per_address")?;
+            s.pick_or(cli.max_connections_per_client, key::MAX_CONNECTIONS_PER_CLIENT, (max_connections / 4).max(1))?;
+        let max_per_address = s.pick(cli.max_connections_per_address, key::MAX_CONNECTIONS_PER_ADDRESS)?;
         for (n, flag) in [
             (Some(max_connections), "--max-connections"),
             (Some(max_per_client), "--max-connections-per-client"),
@@ -57,16 +60,16 @@ impl Options {
             handshake_timeout: duration(
                 s,
                 cli.handshake_timeout.clone(),
-                "handshake_timeout",
+                key::HANDSHAKE_TIMEOUT,
                 "--handshake-timeout",
                 10,
             )?,
-            idle_timeout: duration(s, cli.idle_timeout.clone(), "idle_timeout", "--idle-timeout", 30)?,
-            header_timeout: duration(s, cli.header_timeout.clone(), "header_timeout", "--header-timeout", 5)?,
+            idle_timeout: duration(s, cli.idle_timeout.clone(), key::IDLE_TIMEOUT, "--idle-timeout", 30)?,
+            header_timeout: duration(s, cli.header_timeout.clone(), key::HEADER_TIMEOUT, "--header-timeout", 5)?,
             max_connection_age: duration(
                 s,
                 cli.max_connection_age.clone(),
-                "max_connection_age",
+                key::MAX_CONNECTION_AGE,
                 "--max-connection-age",
                 600,
             )?,
@@ -75,23 +78,29 @@ impl Options {
             max_per_address,
         };
         Ok(Options {
-            listen: s.require(cli.listen.clone(), "listen", "--listen")?,
+            listen: s.require(cli.listen.clone(), key::LISTEN, "--listen")?,
             tls: tls::TlsFiles {
-                cert: s.require(cli.cert.clone(), "serve_cert", "--cert")?,
-                key: s.require(cli.key.clone(), "serve_key", "--key")?,
-                client_ca: s.require(cli.client_ca.clone(), "client_ca", "--client-ca")?,
+                cert: s.require(cli.cert.clone(), key::SERVE_CERT, "--cert")?,
+                key: s.require(cli.key.clone(), key::SERVE_KEY, "--key")?,
+                client_ca: s.require(cli.client_ca.clone(), key::CLIENT_CA, "--client-ca")?,
                 crls,
             },
-            token: s.require(cli.token.clone(), "token_file", "--token")?,
-            assume_ttl: match s.pick::<String>(cli.assume_ttl.clone(), "serve_assume_ttl")? {
+            token: s.require(cli.token.clone(), key::TOKEN_FILE, "--token")?,
+            assume_ttl: match s.pick::<String>(cli.assume_ttl.clone(), key::SERVE_ASSUME_TTL)? {
                 Some(t) => Some(crate::core::clock::parse_duration(&t).map_err(|e| e.context("--assume-ttl"))?)
                     .filter(|d| !d.is_zero()),
                 None => Some(token::DEFAULT_ASSUME_TTL),
             },
             allow: AllowList::parse(&allow)?,
             limits,
-            shutdown_timeout: duration(s, cli.shutdown_timeout.clone(), "shutdown_timeout", "--shutdown-timeout", 10)?,
-            metrics_listen: s.pick(cli.metrics_listen.clone(), "serve_metrics_listen")?,
+            shutdown_timeout: duration(
+                s,
+                cli.shutdown_timeout.clone(),
+                key::SHUTDOWN_TIMEOUT,
+                "--shutdown-timeout",
+                10,
+            )?,
+            metrics_listen: s.pick(cli.metrics_listen.clone(), key::SERVE_METRICS_LISTEN)?,
         })
     }
 }

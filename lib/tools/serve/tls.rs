@@ -3,6 +3,7 @@
 
 use super::token::Stamp;
 use crate::core::error::{Error, Kind, Result};
+use crate::core::settings::{key, Key};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -60,8 +61,8 @@ impl Built {
 }
 
 /// Where a file setting of wif-serve was given: its flag or variable, else its config key.
-fn origin(arg: &str, key: &str) -> String {
-    crate::core::settings::given_as(arg).unwrap_or_else(|| format!("config key \"{key}\""))
+fn origin(arg: &str, key: Key) -> String {
+    crate::core::settings::given_as(arg).unwrap_or_else(|| format!("config key \"{}\"", key.name))
 }
 
 /// Builds the server configuration: TLS 1.3 and 1.2, aws-lc-rs, and a client certificate
@@ -69,7 +70,7 @@ fn origin(arg: &str, key: &str) -> String {
 pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertVerifier>)> {
     let chain = crate::core::keys::load_chain(&files.cert).map_err(|e| {
         e.context("loading the server certificate")
-            .file_setting(&origin("cert", "serve_cert"), "the server's certificate chain")
+            .file_setting(&origin("cert", key::SERVE_CERT), "the server's certificate chain")
             .hint("give the server's certificate chain in PEM, leaf first")
     })?;
     let _ = crate::core::keys::warn_if_not_current(
@@ -81,13 +82,13 @@ pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertV
     let key = crate::core::keys::load_key(&files.key, None)
         .map_err(|e| {
             e.context("loading the server key")
-                .file_setting(&origin("key", "serve_key"), "the private key of the server certificate (PEM)")
+                .file_setting(&origin("key", key::SERVE_KEY), "the private key of the server certificate (PEM)")
         })?
         .key;
 
     let ca = crate::core::keys::load_certs(&files.client_ca).map_err(|e| {
         e.context("loading the client CA bundle")
-            .file_setting(&origin("client_ca", "client_ca"), "the CA certificates that issue client certificates")
+            .file_setting(&origin("client_ca", key::CLIENT_CA), "the CA certificates that issue client certificates")
             .hint("give the root and intermediate certificates that issue client certificates, in PEM")
     })?;
     let mut roots = RootCertStore::empty();
@@ -104,7 +105,7 @@ pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertV
     let mut crls = Vec::new();
     for path in &files.crls {
         let crl = load_crls(path)
-            .map_err(|e| e.file_setting(&origin("crl", "crl"), "a certificate revocation list (PEM or DER)"))?;
+            .map_err(|e| e.file_setting(&origin("crl", key::CRL), "a certificate revocation list (PEM or DER)"))?;
         crls.extend(crl);
     }
 

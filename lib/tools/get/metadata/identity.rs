@@ -2,7 +2,7 @@
 //! text that goes into an answer or a log line.
 
 use crate::core::error::{Error, Result};
-use crate::core::settings::{OneOrMany, Settings};
+use crate::core::settings::{key, OneOrMany, Settings};
 use crate::tools::get::args::Cli;
 
 /// The scopes assumed when none are configured (wif-impersonate's default).
@@ -24,20 +24,20 @@ pub struct Identity {
 impl Identity {
     /// Reads and checks the metadata settings.
     pub fn from_settings(cli: &Cli, s: &Settings) -> Result<Identity> {
-        let email: String = s.require(cli.service_account.clone(), "get_service_account", "--service-account")?;
+        let email: String = s.require(cli.service_account.clone(), key::GET_SERVICE_ACCOUNT, "--service-account")?;
         let email = email.trim().to_string();
         let (local, domain) = email.split_once('@').unwrap_or(("", ""));
         if local.is_empty() || domain.is_empty() || !plain_value(&email) || email.contains('/') {
             return Err(Error::usage(format!("--service-account {email:?} is not an email address"))
                 .hint("give the service account the token belongs to, e.g. app@my-project.iam.gserviceaccount.com"));
         }
-        let project_id: Option<String> = s.pick(cli.project_id.clone(), "get_project_id")?;
+        let project_id: Option<String> = s.pick(cli.project_id.clone(), key::GET_PROJECT_ID)?;
         if let Some(p) = &project_id {
             if p.is_empty() || !plain_value(p) {
                 return Err(Error::usage(format!("--project-id {p:?} is not a project id")));
             }
         }
-        let project_number = match s.pick::<String>(cli.project_number.clone(), "get_project_number")? {
+        let project_number = match s.pick::<String>(cli.project_number.clone(), key::GET_PROJECT_NUMBER)? {
             Some(n) => Some(n.trim().parse::<u64>().map_err(|_| {
                 Error::usage(format!("--project-number {n:?} is not a number"))
                     .hint("the project number is the numeric id, e.g. 123456789012 (gcloud projects describe ID)")
@@ -45,7 +45,7 @@ impl Identity {
             None => None,
         };
         // A flag or config string is comma-separated; a config list is taken as it is.
-        let scopes = match s.pick::<OneOrMany>(cli.scopes.clone().map(OneOrMany::One), "get_scopes")? {
+        let scopes = match s.pick::<OneOrMany>(cli.scopes.clone().map(OneOrMany::One), key::GET_SCOPES)? {
             Some(OneOrMany::One(t)) => t.split([',', ' ']).filter(|x| !x.is_empty()).map(String::from).collect(),
             Some(OneOrMany::Many(l)) => l,
             None => vec![DEFAULT_SCOPE.to_string()],
