@@ -33,7 +33,7 @@ pub struct TokenResponse {
 /// A whole number from a JSON number (floats are cut) or a string holding one.
 fn whole_number(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::Number(_) => crate::core::jwt::whole_seconds(v),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }

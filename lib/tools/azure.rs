@@ -288,7 +288,7 @@ pub fn claims_of(token: &Secret) -> Option<SubjectClaims> {
         iss: c.get("iss").and_then(|v| v.as_str()).map(str::to_string),
         aud: c.get("aud").cloned(),
         sub: c.get("sub").and_then(|v| v.as_str()).map(str::to_string),
-        exp: c.get("exp").and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))),
+        exp: crate::core::jwt::numeric_claim(&c, "exp"),
     })
 }
 

@@ -4,7 +4,7 @@ use super::args::{Cli, TOOL};
 use super::fetch::{client, fetch};
 use super::identity::load_identity;
 use super::plan::Plan;
-use crate::core::clock;
+use crate::core::clock::{self, Timestamp};
 use crate::core::error::{Error, Result};
 use crate::core::files;
 use crate::core::keys;
@@ -57,10 +57,21 @@ impl crate::core::document::Section for FetchedSection {
     const MADE_BY: &'static str = "wif-get";
 }
 
+/// A token in hand: the token, the `fetched` section describing it, and its expiry (parsed
+/// once, where it was learnt).
+pub struct Fetched {
+    /// The token.
+    pub token: Secret,
+    /// What the document says of it.
+    pub section: FetchedSection,
+    /// When it expires.
+    pub expires_at: Timestamp,
+}
+
 /// The token in `--out` when `--min-ttl` says it is fresh enough. A token file or metadata
 /// that is not trusted (another user's, writable by others, not a regular file) or does not
 /// belong together is never used: it is fetched again, with a warning saying why.
-pub(crate) fn fresh(plan: &Plan) -> Result<Option<(Secret, FetchedSection)>> {
+pub(crate) fn fresh(plan: &Plan) -> Result<Option<Fetched>> {
     let (Some(out), Some(ttl)) = (&plan.out, plan.min_ttl) else { return Ok(None) };
     let stored = match files::read_token(out) {
         files::Stored::Found(t) => t,
@@ -87,11 +98,11 @@ pub(crate) fn fresh(plan: &Plan) -> Result<Option<(Secret, FetchedSection)>> {
         fetched_at: stored.meta.written_at.clone(),
         token: None,
     };
-    Ok(Some((stored.token, section)))
+    Ok(Some(Fetched { token: stored.token, section, expires_at: stored.expires_at }))
 }
 
 /// Fetches the token (with retries), writes `--out` if given, and describes what it got.
-pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(Secret, FetchedSection)> {
+pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<Fetched> {
     let identity = load_identity(cli, s)?;
     let ca = s.require_file(cli.ca.clone(), "ca", key::GET_CA, "--ca")?;
     let roots = keys::load_certs(&ca.path)
@@ -105,7 +116,7 @@ pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(S
     let token = answer.token;
     let (expires_at, from, assumed) = match (&answer.expires_header, crate::core::jwt::unverified_exp(token.expose())) {
         (Some(h), _) => {
-            let exp = clock::parse_rfc3339(h).map_err(|e| {
+            let exp = Timestamp::parse(h).map(Timestamp::unix).map_err(|e| {
                 e.context(format!("{doing}: reading the server's X-Token-Expires-At header"))
                     .hint("the server must send an RFC 3339 time; is it wif-serve?")
             })?;
@@ -125,7 +136,8 @@ pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(S
             (exp, "assumed", Some(ttl.as_secs()))
         }
     };
-    let expires_at = clock::rfc3339(expires_at);
+    let expiry = Timestamp::from_unix(expires_at);
+    let expires_at = expiry.to_string();
     let token_type = answer.token_type.unwrap_or_else(|| {
         if crate::core::jwt::decode_unverified(token.expose()).is_some() { "jwt" } else { "access_token" }.to_string()
     });
@@ -147,7 +159,7 @@ pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<(S
         fetched_at: clock::rfc3339(now),
         token: None,
     };
-    Ok((token, section))
+    Ok(Fetched { token, section, expires_at: expiry })
 }
 
 /// Says, once per process (the metadata server fetches again and again), that the server

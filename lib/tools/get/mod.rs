@@ -63,12 +63,12 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
             .hint("e.g. --out ~/.wif/token.txt --format gcloud, then eval the printed export line"));
     }
 
-    let (token, mut section) = match fetched::fresh(&plan)? {
+    let mut fetched = match fetched::fresh(&plan)? {
         Some(found) => found,
         None => fetch_and_store(cli, s, &plan)?,
     };
     if cli.show_token {
-        section.token = Some(token.clone());
+        fetched.section.token = Some(fetched.token.clone());
     }
-    output::print(&plan, doc, &token, &section)
+    output::print(&plan, doc, &fetched)
 }

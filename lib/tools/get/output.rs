@@ -2,10 +2,10 @@
 //! executable-sourced credential response.
 
 use super::args::{Format, SubjectTokenType};
-use super::fetched::FetchedSection;
+use super::fetched::Fetched;
 use super::plan::Plan;
 use crate::cli;
-use crate::core::clock;
+use crate::core::clock::Timestamp;
 use crate::core::document::Document;
 use crate::core::error::{Error, Kind, Result};
 use crate::core::secret::Secret;
@@ -15,10 +15,11 @@ use std::path::Path;
 
 /// Prints what `--format` asks for: the document with `fetched` added, the token, a shell
 /// line, or the executable response.
-pub(crate) fn print(plan: &Plan, doc: &mut Document, token: &Secret, section: &FetchedSection) -> Result<()> {
+pub(crate) fn print(plan: &Plan, doc: &mut Document, fetched: &Fetched) -> Result<()> {
+    let token = &fetched.token;
     match plan.format {
         Format::Json => {
-            doc.set(section)?;
+            doc.set(&fetched.section)?;
             cli::write_document(doc)
         }
         Format::Token => cli::write_stdout(token.expose().as_bytes()),
@@ -36,7 +37,7 @@ pub(crate) fn print(plan: &Plan, doc: &mut Document, token: &Secret, section: &F
             cli::write_stdout(line.as_bytes())
         }
         Format::Executable => {
-            let resp = executable_response(token, section.expires_at.as_deref(), plan.subject_token_type)?;
+            let resp = executable_response(token, Some(fetched.expires_at), plan.subject_token_type)?;
             let mut text =
                 serde_json::to_string_pretty(&resp).map_err(|e| Error::new(Kind::Internal, e.to_string()))?;
             text.push('\n');
@@ -70,11 +71,11 @@ struct ExecutableResponse<'a> {
 /// access tokens are refused, since google-auth would hand them to STS as a subject token.
 fn executable_response<'a>(
     token: &'a Secret,
-    expires_at: Option<&str>,
+    expires_at: Option<Timestamp>,
     wanted: Option<SubjectTokenType>,
 ) -> Result<ExecutableResponse<'a>> {
     let t = token.expose();
-    let expiration_time = expires_at.map(clock::parse_rfc3339).transpose()?;
+    let expiration_time = expires_at.map(Timestamp::unix);
     let found = match crate::core::jwt::decode_unverified(t) {
         Some((header, claims)) => Some(jwt_kind(&header, &claims)),
         None => is_saml(t).then_some(SubjectTokenType::Saml2),

@@ -105,8 +105,8 @@ fn digest_hex(s: &str) -> Option<String> {
         let b64 = s.strip_prefix("sha256//").unwrap_or(s);
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')))
-            .ok()?;
+            .ok()
+            .or_else(|| crate::core::jwt::base64url_decode(b64))?;
         digest = bytes.try_into().ok()?;
     }
     Some(hex::encode(digest))

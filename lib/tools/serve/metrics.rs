@@ -226,12 +226,10 @@ impl Metrics {
     fn render_token(&self, t: &mut Text, token: &TokenSource) {
         let now = clock::now_unix();
         let (available, expires_at, written_at) = match token.current() {
-            State::Ready(l) => (1, Some(l.expires_at), clock::parse_rfc3339(&l.written_at).ok()),
-            State::Unavailable { expires_at, written_at, .. } => (
-                0,
-                expires_at.and_then(|e| clock::parse_rfc3339(&e).ok()),
-                written_at.and_then(|w| clock::parse_rfc3339(&w).ok()),
-            ),
+            State::Ready(l) => (1, Some(l.expires_at), l.written_unix),
+            State::Unavailable { expired, .. } => {
+                (0, expired.as_ref().map(|l| l.expires_at), expired.and_then(|l| l.written_unix))
+            }
         };
         t.family("wif_serve_token_available", "gauge", "1 when a token can be served now, else 0 (503)");
         t.sample("wif_serve_token_available", &[], available);

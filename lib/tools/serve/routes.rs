@@ -130,11 +130,11 @@ pub fn health(token: &TokenSource) -> Response {
                 reason: None,
             },
         ),
-        State::Unavailable { reason, detail, expires_at, .. } => Response::json(
+        State::Unavailable { reason, detail, expired, .. } => Response::json(
             503,
             &Health {
                 status: "unavailable",
-                expires_at,
+                expires_at: expired.map(|l| l.expires_at_text.clone()),
                 expires_in_secs: None,
                 token_type: None,
                 written_at: None,

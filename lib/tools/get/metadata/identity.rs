@@ -5,8 +5,8 @@ use crate::core::error::{Error, Result};
 use crate::core::settings::{key, OneOrMany, Settings};
 use crate::tools::get::args::Cli;
 
-/// The scopes assumed when none are configured (wif-impersonate's default).
-pub const DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// The scope a token has when none are configured: Google's "all of Cloud" scope.
+pub use crate::protocol::sts::DEFAULT_SCOPE;
 
 /// The identity the metadata server describes (from --service-account, --project-id, …).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -148,14 +148,16 @@ pub(super) fn refresh_loop(
 /// One fetch through wif-get's client, which also tells when the token expires (or what
 /// lifetime it assumed).
 fn fetch(cli: &Cli, s: &Settings, plan: &Plan) -> Result<Current> {
-    let (token, section) = fetch_and_store(cli, s, plan)?;
+    let fetched = fetch_and_store(cli, s, plan)?;
     let doing = || format!("fetching {}", plan.url_for_messages());
-    let exp = section.expires_at.as_deref().unwrap_or_default();
-    let expires_at = clock::parse_rfc3339(exp).map_err(|e| e.context(doing()))?;
+    let expires_at = fetched.expires_at.unix();
     if expires_at <= clock::now_unix() {
-        return Err(Error::new(Kind::Unavailable, format!("the server gave a token that expired at {exp}"))
-            .context(doing())
-            .hint("the server's refresh job is behind; check it (wif-serve answers 503 for expired tokens)"));
+        return Err(Error::new(
+            Kind::Unavailable,
+            format!("the server gave a token that expired at {}", fetched.expires_at),
+        )
+        .context(doing())
+        .hint("the server's refresh job is behind; check it (wif-serve answers 503 for expired tokens)"));
     }
-    Ok(Current { token, expires_at, assumed_ttl: section.assumed_ttl_seconds.map(|t| t as i64) })
+    Ok(Current { token: fetched.token, expires_at, assumed_ttl: fetched.section.assumed_ttl_seconds.map(|t| t as i64) })
 }

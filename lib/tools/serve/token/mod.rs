@@ -89,8 +89,10 @@ pub struct Loaded {
     pub expires_at_text: String,
     /// The token type from the metadata.
     pub token_type: String,
-    /// When the file was written (its modification time when it has no metadata).
+    /// When the file was written (its modification time when it has no metadata), as recorded.
     pub written_at: String,
+    /// The same, Unix seconds, when the record is a time (parsed once, here).
+    pub written_unix: Option<i64>,
     /// Which tool wrote it, when its metadata says.
     pub written_by: Option<String>,
     /// Where `expires_at` comes from.
@@ -107,10 +109,8 @@ pub enum State {
         reason: String,
         /// Why, for the server's log: names the file and the cause.
         detail: String,
-        /// The expiry of the token on disk, when one is there.
-        expires_at: Option<String>,
-        /// When the token on disk was written, when one is there.
-        written_at: Option<String>,
+        /// The token on disk that may no longer be served (expired), when one is there.
+        expired: Option<Arc<Loaded>>,
     },
 }
 
@@ -220,7 +220,7 @@ impl TokenSource {
         };
         match outcome {
             Ok(loaded) => judge(loaded, &self.path),
-            Err(p) => State::Unavailable { reason: p.reason, detail: p.detail, expires_at: None, written_at: None },
+            Err(p) => State::Unavailable { reason: p.reason, detail: p.detail, expired: None },
         }
     }
 
@@ -235,7 +235,7 @@ impl TokenSource {
                 format!("the {what} {} cannot be read: {}", path.display(), crate::core::error::io_words(e)),
             )
         };
-        State::Unavailable { reason, detail, expires_at: None, written_at: None }
+        State::Unavailable { reason, detail, expired: None }
     }
 
     /// Reads a new version of the files, logging the outcome. A token that matches neither
@@ -267,6 +267,7 @@ impl TokenSource {
                     expires_at: t.expires_at.unix(),
                     expires_at_text: t.meta.expires_at,
                     token_type: t.meta.token_type,
+                    written_unix: clock::Timestamp::parse(&t.meta.written_at).ok().map(clock::Timestamp::unix),
                     written_at: t.meta.written_at,
                     written_by: Some(t.meta.written_by),
                     expiry: Expiry::Metadata,
@@ -319,6 +320,7 @@ impl TokenSource {
             expires_at_text,
             token_type: if is_jwt { "jwt" } else { "access_token" }.to_string(),
             written_at: clock::rfc3339(bare.modified),
+            written_unix: Some(bare.modified),
             written_by: None,
             expiry: Expiry::Assumed(ttl),
         })
@@ -386,12 +388,7 @@ fn judge(loaded: Arc<Loaded>, path: &Path) -> State {
     } else {
         return State::Ready(loaded);
     };
-    State::Unavailable {
-        detail: format!("{why} (token file {})", path.display()),
-        reason: why,
-        expires_at: Some(loaded.expires_at_text.clone()),
-        written_at: Some(loaded.written_at.clone()),
-    }
+    State::Unavailable { detail: format!("{why} (token file {})", path.display()), reason: why, expired: Some(loaded) }
 }
 
 #[cfg(test)]
