@@ -5,6 +5,7 @@
 use crate::core::document::{AssertionSection, AzureSection, Document, ImpersonatedSection, StsSection};
 use crate::core::settings::key;
 use crate::core::settings::Settings;
+use crate::emulator::server::Handler as _;
 
 /// The JSON document parser and merger: parse, merge settings, read every typed section,
 /// and check that printing and re-parsing gives the same document.

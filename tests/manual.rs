@@ -24,7 +24,7 @@ fn check_or_update(path: &Path, want: &str, stale: &mut Vec<String>) {
 fn manual_pages_and_completions_are_in_sync() {
     let mut stale = Vec::new();
     let pages = crate::common::manpages::pages();
-    assert_eq!(pages.len(), wif::core::help::ALL_TOOLS.len());
+    assert_eq!(pages.len(), wif::tools::ALL_TOOLS.len());
     for page in &pages {
         let name = page.command.get_name().to_string();
         check_or_update(
@@ -66,7 +66,7 @@ fn wif_7_exit_status_is_written_from_the_same_table() {
 #[test]
 fn every_exit_status_is_in_help_and_readme() {
     let codes: Vec<u8> = wif::core::error::exit_statuses().iter().map(|x| x.code).collect();
-    for tool in wif::core::help::ALL_TOOLS {
+    for tool in wif::tools::ALL_TOOLS {
         let out = crate::common::bin(tool).arg("--help").output().unwrap();
         let help = String::from_utf8_lossy(&out.stdout).into_owned();
         let footer = help.lines().find_map(|l| l.strip_prefix("Exit status: ")).expect("an exit status line");
@@ -149,7 +149,7 @@ fn every_binary_has_a_manual_page() {
     for entry in std::fs::read_dir(root().join("bin")).unwrap() {
         let name = entry.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned();
         assert!(root().join("man").join(format!("{name}.1")).exists(), "man/{name}.1 is missing");
-        assert!(wif::core::help::ALL_TOOLS.contains(&name.as_str()), "{name} is not in manual::ALL_TOOLS");
+        assert!(wif::tools::ALL_TOOLS.contains(&name.as_str()), "{name} is not in manual::ALL_TOOLS");
     }
     assert!(root().join("man/wif.7").exists());
 }
@@ -172,7 +172,7 @@ fn manual_pages_lint_clean() {
 
 #[test]
 fn help_shows_examples_and_version_works() {
-    for tool in wif::core::help::ALL_TOOLS {
+    for tool in wif::tools::ALL_TOOLS {
         let out = crate::common::bin(tool).arg("--help").output().unwrap();
         assert!(out.status.success());
         let help = String::from_utf8_lossy(&out.stdout);

@@ -1,7 +1,8 @@
-//! The help every tool carries as data: its examples and the files it reads, and the text
-//! after `--help` built from them. The manual pages and completions are generated from these
-//! and the tools' clap definitions outside the library (`tests/manual.rs`), so the library
-//! never imports every tool back.
+//! The help a tool carries as data: its examples and the files it reads (the token and
+//! config file formats shared by several tools are described here), and the text after
+//! `--help` built from them. The manual pages and completions are generated from these and
+//! the tools' clap definitions outside the library (`tests/common/manpages.rs`), so the
+//! library never imports every tool back.
 
 use crate::core::error::exit_statuses;
 use std::fmt::Write as _;
@@ -32,10 +33,6 @@ pub fn after_help(name: &str, examples: &[Example]) -> String {
     let _ = write!(s, "Exit status: {}. See {name}(1) and wif(7).", codes.join(", "));
     s
 }
-
-/// Every binary of the package.
-pub const ALL_TOOLS: &[&str] =
-    &["wif-sign", "wif-azure", "wif-sts", "wif-impersonate", "wif-serve", "wif-get", "wif-inspect", "wif-emulate"];
 
 /// The FILES entry of a tool that reads only the config file.
 pub const CONFIG_FILES: &[(&str, &str)] = &[(

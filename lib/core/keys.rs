@@ -1,5 +1,6 @@
-//! Keys and certificates: PEM (PKCS#1, PKCS#8, SEC1) and PKCS#12 loading, thumbprints,
-//! and the check that a key belongs to its certificate.
+//! Keys and certificates: PEM (PKCS#1, PKCS#8, SEC1) and PKCS#12 loading, `CertChain` (a
+//! certificate chain that is never empty), thumbprints, the check that a key belongs to its
+//! certificate, and the one warning for a certificate that is expired or not yet valid.
 
 use crate::core::error::{Error, Kind, Result};
 use crate::core::secret::Secret;

@@ -4,9 +4,10 @@
 use super::config::{AppConfig, AzureConfig, ResourceConfig};
 use super::errors::{self, azure as aad};
 use super::keys::{self, AssertionError};
-use super::server::{parse_form, Req};
+use super::server::Req;
 use super::state::State;
 use crate::core::clock;
+use crate::http::parse_form;
 use crate::server::Response;
 use serde_json::json;
 

@@ -5,9 +5,10 @@
 use super::config::ServiceAccountConfig;
 use super::errors::{self, google, iam_denied};
 use super::keys;
-use super::server::{percent_decode, Req};
+use super::server::Req;
 use super::state::{FederatedToken, State};
 use crate::core::clock;
+use crate::http::percent_decode;
 use crate::server::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};

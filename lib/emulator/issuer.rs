@@ -5,9 +5,10 @@
 use super::config::{IssuerClient, IssuerConfig};
 use super::errors::{self, oauth};
 use super::keys::AssertionError;
-use super::server::{parse_form, Req};
+use super::server::Req;
 use super::state::State;
 use crate::core::clock;
+use crate::http::parse_form;
 use crate::server::Response;
 use serde_json::json;
 

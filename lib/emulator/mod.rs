@@ -116,14 +116,15 @@ pub fn main() -> ExitCode {
     cli::run(TOOL, || run(&cli))
 }
 
-fn bind(addr: &str, allow_remote: bool) -> Result<TcpListener> {
+/// Binds `addr`, given with `flag`: loopback only unless `allow_remote`.
+fn bind(addr: &str, flag: &str, allow_remote: bool) -> Result<TcpListener> {
     let sock: std::net::SocketAddr =
         addr.parse().map_err(|_| Error::usage(format!("{addr:?} is not an ADDRESS:PORT like 127.0.0.1:8080")))?;
     if !sock.ip().is_loopback() && !allow_remote {
         return Err(Error::usage(format!("{addr} is not a loopback address"))
             .hint("the emulator is for tests and demos on this machine; add --allow-remote to listen elsewhere"));
     }
-    TcpListener::bind(sock).map_err(|e| Error::new(Kind::Io, format!("cannot listen on {addr}: {e}")))
+    crate::server::bind(&[sock], flag, |_, e| Error::new(Kind::Io, format!("cannot listen on {addr}: {e}")))
 }
 
 /// Starts the listeners and serves until SIGTERM/SIGINT.
@@ -147,10 +148,10 @@ pub fn run(cli: &Cli) -> Result<()> {
         Some(d) => crate::core::clock::parse_duration(d)?,
         None => Duration::ZERO,
     };
-    let plain = bind(cli.listen.as_deref().unwrap_or("127.0.0.1:0"), cli.allow_remote)?;
+    let plain = bind(cli.listen.as_deref().unwrap_or("127.0.0.1:0"), "--listen", cli.allow_remote)?;
     let tls = match (&cli.tls_listen, &cli.tls_cert, &cli.tls_key) {
         (Some(addr), Some(cert), Some(key)) => Some((
-            bind(addr, cli.allow_remote)?,
+            bind(addr, "--tls-listen", cli.allow_remote)?,
             server::tls_config(cert, key).map_err(|e| e.context("loading the TLS certificate and key"))?,
         )),
         _ => None,

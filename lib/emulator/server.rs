@@ -2,7 +2,6 @@
 //! HTTP/1.1 with keep-alive parsed by httparse, one JSON log line per request on stdout.
 
 use crate::core::error::{Error, Kind, Result};
-pub use crate::http::{parse_form, percent_decode};
 use crate::server::{http, Framing, Response};
 use serde_json::json;
 use std::io::{Read, Write};
@@ -277,6 +276,7 @@ pub fn log_line(req: &Req, resp: &Response, took: Duration) -> serde_json::Value
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::{parse_form, percent_decode};
 
     #[test]
     fn heads_parse_or_are_refused() {

@@ -7,10 +7,11 @@ use super::cel::{self, Env};
 use super::config::{PoolConfig, ProviderConfig};
 use super::errors::{self, oauth};
 use super::keys;
-use super::server::{parse_form, Req};
+use super::server::Req;
 use super::state::{FederatedToken, State};
 use crate::core::clock;
 use crate::core::jwt::{self, Jws};
+use crate::http::parse_form;
 use crate::server::Response;
 use serde_json::{json, Map, Value};
 

@@ -175,6 +175,15 @@ impl Client {
         })
     }
 
+    /// Whether a retry ending at `end` (from the first attempt) would pass `max_total`: a firm
+    /// bound is never reached, a quiet one only never passed.
+    fn past_bound(&self, end: Duration) -> bool {
+        match self.opts.give_up {
+            GiveUp::Firmly { .. } => end >= self.opts.max_total,
+            GiveUp::Quietly => end > self.opts.max_total,
+        }
+    }
+
     /// Sends a request and lets `judge` say what each answer comes to; transport failures
     /// are classified once (see [`Trouble`]) and retried when the service may come back.
     /// This is the one retry loop: the bounds are `retries` and `max_total` (see [`GiveUp`]),
@@ -205,7 +214,7 @@ impl Client {
                 return last;
             }
             let delay = backoff(attempt, retry_after);
-            if start.elapsed() + delay >= self.opts.max_total {
+            if self.past_bound(start.elapsed() + delay) {
                 return self.give_up(last, attempt, start);
             }
             attempt += 1;

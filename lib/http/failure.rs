@@ -239,7 +239,14 @@ impl Trouble {
             Trouble::BadUrl(u) => Error::usage(format!("bad URL {u:?}")),
             Trouble::Redirect => err("the server answered with a redirect".into()).hint(w.redirect_hint),
             Trouble::BodyOverLimit(n) => err(format!("the response body is larger than {n} bytes")),
-            Trouble::BodyRead(e) => err(format!("{}: {}", w.body_read, io_words(e))),
+            Trouble::BodyRead(e) => {
+                // The services' wording quotes the whole I/O error here, wif-get's its words.
+                let detail = match w.network {
+                    IoDetail::Kind => e.to_string(),
+                    IoDetail::Words => io_words(e),
+                };
+                err(format!("{}: {detail}", w.body_read))
+            }
             Trouble::TlsSetup(m) => err(format!("TLS failed: {m}")),
             Trouble::Handshake(f) => {
                 let words = (w.handshake)(f);
@@ -293,7 +300,7 @@ impl Status {
             401 | 403 => Status::Denied,
             404 => Status::NotFound,
             503 => Status::Unavailable,
-            429 | 500..=599 => Status::Failing,
+            429 | 500.. => Status::Failing,
             _ => Status::Unexpected,
         }
     }

@@ -20,9 +20,11 @@ pub fn aadsts(code: u64) -> Option<&'static str> {
     })
 }
 
-/// Why Google STS refused an exchange. STS answers with OAuth error codes, and one code
+/// Why Google STS refused an exchange. STS answers with OAuth error codes, but one code
 /// (`invalid_grant`, `invalid_request`) covers several causes that only its description tells
-/// apart, so the code decides first and the description only within it.
+/// apart: the codes that name one cause (`invalid_target`, `invalid_scope`) decide alone, the
+/// description tells the others apart, and `invalid_request` with no known description is a
+/// malformed request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StsRefusal {
     /// The pool or provider does not exist, is disabled or deleted.
@@ -104,17 +106,24 @@ pub enum IamRefusal {
     Unauthenticated,
     /// The service account does not exist.
     NotFound,
-    /// A field of the request was refused.
+    /// The lifetime asked for was refused (`INVALID_ARGUMENT` about the lifetime).
+    LifetimeRefused,
+    /// Another field of the request was refused.
     InvalidArgument,
 }
 
 impl IamRefusal {
-    /// The refusal a Google API error names: by its `status`, else by the HTTP status.
-    pub fn of(status: Option<&str>, http_status: u16) -> Option<IamRefusal> {
+    /// The refusal a Google API error names: by its `status`, else by the HTTP status; an
+    /// `INVALID_ARGUMENT` is about the lifetime when its `message` says so (IAM has no finer
+    /// code for it).
+    pub fn of(status: Option<&str>, message: &str, http_status: u16) -> Option<IamRefusal> {
         Some(match (status, http_status) {
             (Some("PERMISSION_DENIED"), _) | (None, 403) => IamRefusal::PermissionDenied,
             (Some("UNAUTHENTICATED"), _) | (None, 401) => IamRefusal::Unauthenticated,
             (Some("NOT_FOUND"), _) => IamRefusal::NotFound,
+            (Some("INVALID_ARGUMENT"), _) if message.to_ascii_lowercase().contains("lifetime") => {
+                IamRefusal::LifetimeRefused
+            }
             (Some("INVALID_ARGUMENT"), _) => IamRefusal::InvalidArgument,
             _ => return None,
         })
@@ -122,19 +131,14 @@ impl IamRefusal {
 }
 
 /// A hint for an IAM refusal when impersonating `service_account`; `principal` is the
-/// federated principal when known, `lifetime_secs` the access token lifetime asked for.
-pub fn iam(
-    refusal: IamRefusal,
-    service_account: &str,
-    principal: Option<&str>,
-    lifetime_secs: Option<u64>,
-) -> Option<String> {
+/// federated principal when known.
+pub fn iam(refusal: IamRefusal, service_account: &str, principal: Option<&str>) -> Option<String> {
     Some(match refusal {
         IamRefusal::PermissionDenied => iam_permission_denied(service_account, principal),
         IamRefusal::Unauthenticated => "IAM did not accept the federated token: it may have expired or be for another scope; run the pipeline again".to_string(),
         IamRefusal::NotFound => format!("the service account {service_account} does not exist (check the email and project)"),
         // Without the org-policy exception IAM refuses any lifetime over an hour.
-        IamRefusal::InvalidArgument if lifetime_secs.is_some_and(|l| l > 3600) => "lifetimes over 3600s need the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension for this service account".to_string(),
+        IamRefusal::LifetimeRefused => "lifetimes over 3600s need the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension for this service account".to_string(),
         IamRefusal::InvalidArgument => return None,
     })
 }
@@ -190,14 +194,17 @@ mod tests {
 
     #[test]
     fn iam_refusals_by_status_code() {
-        assert_eq!(IamRefusal::of(Some("PERMISSION_DENIED"), 400), Some(IamRefusal::PermissionDenied));
-        assert_eq!(IamRefusal::of(None, 403), Some(IamRefusal::PermissionDenied));
-        assert_eq!(IamRefusal::of(None, 401), Some(IamRefusal::Unauthenticated));
-        assert_eq!(IamRefusal::of(Some("FAILED_PRECONDITION"), 403), None);
+        assert_eq!(IamRefusal::of(Some("PERMISSION_DENIED"), "", 400), Some(IamRefusal::PermissionDenied));
+        assert_eq!(IamRefusal::of(None, "", 403), Some(IamRefusal::PermissionDenied));
+        assert_eq!(IamRefusal::of(None, "", 401), Some(IamRefusal::Unauthenticated));
+        assert_eq!(IamRefusal::of(Some("FAILED_PRECONDITION"), "", 403), None);
+        let lifetime = "The lifetime requested exceeds the maximum allowed.";
+        assert_eq!(IamRefusal::of(Some("INVALID_ARGUMENT"), lifetime, 400), Some(IamRefusal::LifetimeRefused));
+        assert_eq!(IamRefusal::of(Some("INVALID_ARGUMENT"), "Invalid scope", 400), Some(IamRefusal::InvalidArgument));
         let sa = "sa@p.iam.gserviceaccount.com";
-        assert!(iam(IamRefusal::PermissionDenied, sa, None, None).unwrap().contains("roles/iam.workloadIdentityUser"));
-        assert!(iam(IamRefusal::InvalidArgument, sa, None, Some(7200)).unwrap().contains("org policy"));
-        assert_eq!(iam(IamRefusal::InvalidArgument, sa, None, Some(600)), None);
+        assert!(iam(IamRefusal::PermissionDenied, sa, None).unwrap().contains("roles/iam.workloadIdentityUser"));
+        assert!(iam(IamRefusal::LifetimeRefused, sa, None).unwrap().contains("org policy"));
+        assert_eq!(iam(IamRefusal::InvalidArgument, sa, None), None);
     }
 
     #[test]

@@ -156,10 +156,6 @@ pub fn generate(client: &Client, who: &Impersonation<'_>, ask: &Ask<'_>) -> Resu
         let names: Vec<String> = who.delegates.iter().map(|d| format!("projects/-/serviceAccounts/{d}")).collect();
         body["delegates"] = json!(names);
     }
-    let lifetime = match ask {
-        Ask::AccessToken { lifetime_secs, .. } => Some(*lifetime_secs),
-        Ask::IdToken { .. } => None,
-    };
     let resp = client
         .send(&Request {
             method: "POST",
@@ -168,7 +164,7 @@ pub fn generate(client: &Client, who: &Impersonation<'_>, ask: &Ask<'_>) -> Resu
             bearer: Some(who.bearer),
             body: Body::Json(&body),
         })
-        .and_then(|r| oauth::check_with(r, Service::Iam, |refusal| hint(refusal, who, lifetime)))
+        .and_then(|r| oauth::check_with(r, Service::Iam, |refusal| hint(refusal, who)))
         .context(doing.clone())?;
     match ask {
         Ask::AccessToken { .. } => {
@@ -199,14 +195,16 @@ fn present(token: Option<Secret>, field: &str) -> Result<Secret> {
 }
 
 /// The hint for an IAM refusal in Google's error format, by its status code.
-fn hint(refusal: &Refusal, who: &Impersonation<'_>, lifetime_secs: Option<u64>) -> Option<String> {
-    let status = match &refusal.said {
-        Said::Google { status, .. } => status.as_deref(),
-        // An OAuth error is no IAM answer; an unknown body already has the HTTP status's hint.
-        Said::Oauth { .. } | Said::Unknown => return None,
+fn hint(refusal: &Refusal, who: &Impersonation<'_>) -> Option<String> {
+    let (status, message) = match &refusal.said {
+        Said::Google { status, message } => (status.as_deref(), message.as_str()),
+        // A body in no known format (a proxy's page): the HTTP status decides.
+        Said::Unknown => (None, ""),
+        // An OAuth error is no IAM answer.
+        Said::Oauth { .. } => return None,
     };
-    let refusal = IamRefusal::of(status, refusal.status)?;
-    hints::iam(refusal, who.service_account, who.principal, lifetime_secs)
+    let refusal = IamRefusal::of(status, message, refusal.status)?;
+    hints::iam(refusal, who.service_account, who.principal)
 }
 
 /// IAM's `expireTime` (RFC 3339) in Unix seconds, refused when it is not one or lies in the

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 /// A socket whose every read and write must finish before a deadline.
 pub struct Deadlined<'a> {
+    /// The connection.
     pub tcp: &'a TcpStream,
+    /// When every read and write must have finished.
     pub deadline: Instant,
 }
 

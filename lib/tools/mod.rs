@@ -8,3 +8,7 @@ pub mod inspect;
 pub mod serve;
 pub mod sign;
 pub mod sts;
+
+/// Every binary of the package.
+pub const ALL_TOOLS: &[&str] =
+    &["wif-sign", "wif-azure", "wif-sts", "wif-impersonate", "wif-serve", "wif-get", "wif-inspect", "wif-emulate"];

@@ -7,7 +7,8 @@
 use clap::CommandFactory;
 use std::fmt::Write as _;
 use wif::core::error::exit_statuses;
-use wif::core::help::{Page, ALL_TOOLS};
+use wif::core::help::Page;
+use wif::tools::ALL_TOOLS;
 
 /// The date printed in the pages' title lines (kept fixed so regeneration is reproducible).
 pub const MAN_DATE: &str = "2026-11-23";

@@ -18,19 +18,15 @@ pub mod metadata;
 pub mod output;
 pub mod plan;
 
-pub use args::{Cli, Format, SubjectTokenType, EXAMPLES, PAGE};
-pub use fetch::{EXPIRES_HEADER, MAX_TOKEN_BYTES, TYPE_HEADER};
-pub(crate) use fetched::fetch_and_store;
-pub use fetched::FetchedSection;
-pub use output::shell_quote;
-pub use plan::DEFAULT_ASSUME_TTL;
+pub use args::{Cli, EXAMPLES, PAGE};
+use fetched::fetch_and_store;
 
 use crate::cli;
 use crate::core::document::Document;
 use crate::core::error::{Error, Result};
 use crate::core::settings::key;
 use crate::core::settings::Settings;
-use args::TOOL;
+use args::{Format, TOOL};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

@@ -52,7 +52,7 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// A google-auth executable-sourced credential response.
-#[derive(Serialize, Debug)]
+#[derive(Serialize)]
 struct ExecutableResponse<'a> {
     version: u8,
     success: bool,

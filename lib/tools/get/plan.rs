@@ -39,8 +39,14 @@ impl Plan {
     }
 }
 
+/// A duration setting, unset when neither flag nor config gives it; `name` is the flag.
 pub(crate) fn duration_setting(s: &Settings, flag: Option<String>, key: Key, name: &str) -> Result<Option<Duration>> {
     s.duration(flag, key, Some(&format!("reading {name}")))
+}
+
+/// A duration setting that must be more than zero, `default` when not set.
+fn over_zero(s: &Settings, flag: Option<String>, key: Key, name: &str, default: Duration) -> Result<Duration> {
+    s.duration_over_zero(flag, key, name, Some(&format!("reading {name}")), default)
 }
 
 /// Resolves the plan from flags, environment and config, refusing what cannot work.
@@ -51,16 +57,8 @@ pub(crate) fn plan(cli: &Cli, s: &Settings) -> Result<Plan> {
         return Err(Error::usage(format!("{url:?} is not an https:// URL"))
             .hint("the token is served over mutual TLS only: https://HOST:PORT/get_wif_token"));
     }
-    let timeout =
-        duration_setting(s, cli.timeout.clone(), key::TIMEOUT, "--timeout")?.unwrap_or(Duration::from_secs(30));
-    if timeout.is_zero() {
-        return Err(Error::usage("--timeout must be more than 0 s"));
-    }
-    let max_time =
-        duration_setting(s, cli.max_time.clone(), key::GET_MAX_TIME, "--max-time")?.unwrap_or(Duration::from_secs(120));
-    if max_time.is_zero() {
-        return Err(Error::usage("--max-time must be more than 0 s"));
-    }
+    let timeout = over_zero(s, cli.timeout.clone(), key::TIMEOUT, "--timeout", Duration::from_secs(30))?;
+    let max_time = over_zero(s, cli.max_time.clone(), key::GET_MAX_TIME, "--max-time", Duration::from_secs(120))?;
     let export_name =
         s.pick_or(cli.export_name.clone(), key::GET_EXPORT_NAME, "GOOGLE_OAUTH_ACCESS_TOKEN".to_string())?;
     let valid_name = export_name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')

@@ -5,8 +5,7 @@ use crate::core::error::{Error, Result};
 use crate::core::settings::{key, OneOrMany, Settings};
 use crate::tools::get::args::Cli;
 
-/// The scope a token has when none are configured: Google's "all of Cloud" scope.
-pub use crate::protocol::sts::DEFAULT_SCOPE;
+use crate::protocol::sts::DEFAULT_SCOPE;
 
 /// The identity the metadata server describes (from --service-account, --project-id, …).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,8 +1,12 @@
 //! Unit tests of the metadata server: answers, the screen, refresh timing.
 
-use super::answer::{is_own_host, JSON};
+use super::answer::{answer, is_own_host, Headers, JSON};
+use super::identity::Identity;
+use super::refresh::{refresh_delay, refresh_due, retry_delay, sleep_slice};
+use super::state::{Current, State};
 use super::*;
 use crate::core::secret::Secret;
+use crate::protocol::sts::DEFAULT_SCOPE;
 use serde_json::Value;
 
 fn state() -> State {
