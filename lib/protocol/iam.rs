@@ -2,7 +2,7 @@
 //! token (`generateIdToken`) for a caller allowed to impersonate it, with the federated token
 //! as bearer. Refusals are hinted by IAM's status code ([`hints::IamRefusal`]).
 
-use crate::core::clock;
+use crate::core::clock::{self, Timestamp};
 use crate::core::error::{Context, Error, Kind, Result};
 use crate::core::secret::Secret;
 use crate::http::{Body, Client, Request};
@@ -126,8 +126,8 @@ pub struct Generated {
     pub url: String,
     /// The token.
     pub token: Secret,
-    /// Its expiry in Unix seconds: IAM's `expireTime` for access tokens, `exp` for ID tokens.
-    pub expires_at: Option<i64>,
+    /// Its expiry: IAM's `expireTime` for access tokens, `exp` for ID tokens.
+    pub expires_at: Option<Timestamp>,
 }
 
 #[derive(Deserialize)]
@@ -179,7 +179,7 @@ pub fn generate(client: &Client, who: &Impersonation<'_>, ask: &Ask<'_>) -> Resu
         Ask::IdToken { .. } => {
             let r: IdTokenResponse = resp.json().context(doing.clone())?;
             let token = present(r.token, "token").context(doing)?;
-            let expires_at = crate::core::jwt::unverified_exp(token.expose());
+            let expires_at = crate::core::jwt::unverified_exp(token.expose()).map(Timestamp::from_unix);
             Ok(Generated { url, token, expires_at })
         }
     }
@@ -209,12 +209,12 @@ fn hint(refusal: &Refusal, who: &Impersonation<'_>) -> Option<String> {
 
 /// IAM's `expireTime` (RFC 3339) in Unix seconds, refused when it is not one or lies in the
 /// past or absurdly far ahead (see [`oauth::check_expiry`]).
-fn expire_time(text: &str) -> Result<i64> {
-    let at = clock::parse_rfc3339(text).map_err(|_| {
+fn expire_time(text: &str) -> Result<Timestamp> {
+    let at = Timestamp::parse(text).map_err(|_| {
         Error::new(Kind::Unavailable, format!("the expireTime in the answer, {text:?}, is not an RFC 3339 time"))
             .hint("IAM Credentials answers like 2026-01-31T12:00:00Z; is --endpoint an IAM Credentials API?")
     })?;
-    oauth::check_expiry(at, clock::now_unix(), "expireTime")?;
+    oauth::check_expiry(at.unix(), clock::now_unix(), "expireTime")?;
     Ok(at)
 }
 

@@ -1,7 +1,7 @@
 //! Token endpoint responses: success bodies (OAuth 2.0, RFC 8693, Azure v1 quirks) and the
 //! error bodies of Azure AD, Google STS and Google APIs, turned into errors with hints.
 
-use crate::core::clock;
+use crate::core::clock::{self, Timestamp};
 use crate::core::error::{Error, Kind, Result};
 use crate::core::secret::Secret;
 use crate::core::token::{byte_flaw, token_flaw};
@@ -83,15 +83,15 @@ impl TokenResponse {
     }
 
     /// The absolute expiry: from `expires_in`, else `expires_on`, else the JWT's `exp`.
-    pub fn expires_at(&self, token: &Secret) -> Option<String> {
+    pub fn expires_at(&self, token: &Secret) -> Option<Timestamp> {
         let now = clock::now_unix();
         if let Some(s) = self.expires_in.filter(|s| *s > 0) {
-            return Some(clock::rfc3339(now + s));
+            return Some(Timestamp::from_unix(now + s));
         }
         if let Some(on) = self.expires_on.filter(|s| *s > 0) {
-            return Some(clock::rfc3339(on));
+            return Some(Timestamp::from_unix(on));
         }
-        crate::core::jwt::unverified_exp(token.expose()).map(clock::rfc3339)
+        crate::core::jwt::unverified_exp(token.expose()).map(Timestamp::from_unix)
     }
 }
 
@@ -454,9 +454,9 @@ mod tests {
     #[test]
     fn expiry_sources() {
         let t: TokenResponse = serde_json::from_str(r#"{"access_token":"x","expires_in":"3599"}"#).unwrap();
-        let at = clock::parse_rfc3339(&t.expires_at(&Secret::new("x")).unwrap()).unwrap();
+        let at = t.expires_at(&Secret::new("x")).unwrap().unix();
         assert!((at - clock::now_unix() - 3599).abs() <= 2);
         let t: TokenResponse = serde_json::from_str(r#"{"access_token":"x","expires_on":"2000000000"}"#).unwrap();
-        assert_eq!(t.expires_at(&Secret::new("x")).unwrap(), clock::rfc3339(2_000_000_000));
+        assert_eq!(t.expires_at(&Secret::new("x")).unwrap().to_string(), clock::rfc3339(2_000_000_000));
     }
 }

@@ -1,7 +1,7 @@
 //! Google STS: the RFC 8693 token exchange as google-auth sends it (a subject token for a
 //! federated access token), the workload identity provider audience, and the token type URNs.
 
-use crate::core::clock;
+use crate::core::clock::{self, Timestamp};
 use crate::core::error::{Context, Error, Result};
 use crate::core::secret::Secret;
 use crate::http::{self, Body, Client, Request};
@@ -107,8 +107,8 @@ pub struct Exchanged {
     pub token_type: String,
     /// `issued_token_type`, if STS named it.
     pub issued_token_type: Option<String>,
-    /// Expiry, RFC 3339 (an hour from now when the answer does not say).
-    pub expires_at: String,
+    /// Expiry (an hour from now when the answer does not say).
+    pub expires_at: Timestamp,
 }
 
 /// Exchanges the subject token at STS; refusals carry STS's hints.
@@ -129,7 +129,7 @@ pub fn exchange(client: &Client, req: &ExchangeRequest<'_>) -> Result<Exchanged>
         .context(doing.clone())?;
     let (answer, token) = TokenResponse::from_response(&resp).context(doing)?;
     let expires_at =
-        answer.expires_at(&token).unwrap_or_else(|| clock::rfc3339(clock::now_unix() + ASSUMED_LIFETIME_SECS));
+        answer.expires_at(&token).unwrap_or_else(|| Timestamp::from_unix(clock::now_unix() + ASSUMED_LIFETIME_SECS));
     Ok(Exchanged {
         token,
         token_type: answer.token_type.unwrap_or_else(|| "Bearer".into()),

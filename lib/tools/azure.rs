@@ -265,7 +265,7 @@ fn facts(req: &TokenRequest<'_>) -> Facts {
 }
 
 fn section(issued: Issued, endpoint: &str, client_id: Option<String>, facts: Facts) -> AzureSection {
-    let expires_at = issued.answer.expires_at(&issued.token);
+    let expires_at = issued.answer.expires_at(&issued.token).map(|t| t.to_string());
     let claims = claims_of(&issued.token);
     let token_type = issued.answer.token_type.clone().unwrap_or_else(|| "Bearer".into());
     AzureSection {

@@ -143,7 +143,7 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
             token: TokenFields {
                 token: generated.token,
                 token_type: "id_token".into(),
-                expires_at: generated.expires_at.map(clock::rfc3339),
+                expires_at: generated.expires_at.map(|t| t.to_string()),
             },
             endpoint: generated.url,
             service_account,
@@ -171,7 +171,7 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
             token: TokenFields {
                 token: generated.token,
                 token_type: "access_token".into(),
-                expires_at: generated.expires_at.map(clock::rfc3339),
+                expires_at: generated.expires_at.map(|t| t.to_string()),
             },
             endpoint: generated.url,
             service_account,

@@ -291,7 +291,7 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         token: TokenFields {
             token: exchanged.token,
             token_type: exchanged.token_type,
-            expires_at: Some(exchanged.expires_at),
+            expires_at: Some(exchanged.expires_at.to_string()),
         },
         issued_token_type: exchanged.issued_token_type,
         endpoint: token_url,
