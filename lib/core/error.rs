@@ -125,6 +125,14 @@ impl Error {
         self
     }
 
+    /// Adds the hint if there is one (see [`Error::hint`]).
+    pub fn hint_if(self, hint: Option<impl Into<String>>) -> Self {
+        match hint {
+            Some(h) => self.hint(h),
+            None => self,
+        }
+    }
+
     /// Prefixes what the caller was doing.
     pub fn context(mut self, what: impl Into<String>) -> Self {
         self.context.insert(0, what.into());

@@ -228,9 +228,9 @@ impl Trouble {
             IoDetail::Words => io_words(e),
         };
         match self {
-            Trouble::Refused => with_hint(err("connection refused".into()), w.refused_hint),
+            Trouble::Refused => err("connection refused".into()).hint_if(w.refused_hint),
             Trouble::Reset => err(w.reset.into()),
-            Trouble::Timeout(t) => with_hint(err(format!("no answer within {} s", seconds(*t))), w.timeout_hint),
+            Trouble::Timeout(t) => err(format!("no answer within {} s", seconds(*t))).hint_if(w.timeout_hint),
             Trouble::ClosedEarly => err(w.closed_early.into()),
             Trouble::Network(e) => err(format!("network error: {}", io(e))),
             Trouble::HostNotFound => err("the host name does not resolve".into()).hint(w.host_hint),
@@ -250,17 +250,10 @@ impl Trouble {
             Trouble::TlsSetup(m) => err(format!("TLS failed: {m}")),
             Trouble::Handshake(f) => {
                 let words = (w.handshake)(f);
-                with_hint(err(format!("TLS handshake failed: {}", words.what)), words.hint)
+                err(format!("TLS handshake failed: {}", words.what)).hint_if(words.hint)
             }
             Trouble::Other(m) => err(format!("request failed: {m}")),
         }
-    }
-}
-
-fn with_hint(e: Error, hint: Option<&str>) -> Error {
-    match hint {
-        Some(h) => e.hint(h),
-        None => e,
     }
 }
 

@@ -198,10 +198,8 @@ fn present(token: Option<Secret>, field: &str) -> Result<Secret> {
 fn hint(refusal: &Refusal, who: &Impersonation<'_>) -> Option<String> {
     let (status, message) = match &refusal.said {
         Said::Google { status, message } => (status.as_deref(), message.as_str()),
-        // A body in no known format (a proxy's page): the HTTP status decides.
-        Said::Unknown => (None, ""),
-        // An OAuth error is no IAM answer.
-        Said::Oauth { .. } => return None,
+        // An OAuth error is no IAM answer; an unknown body already has the HTTP status's hint.
+        Said::Oauth { .. } | Said::Unknown => return None,
     };
     let refusal = IamRefusal::of(status, message, refusal.status)?;
     hints::iam(refusal, who.service_account, who.principal)

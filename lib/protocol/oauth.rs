@@ -309,10 +309,7 @@ impl Refusal {
                     Service::Sts => hints::sts(error, description),
                     Service::Iam => None,
                 };
-                match hint {
-                    Some(h) => err.hint(h),
-                    None => err,
-                }
+                err.hint_if(hint)
             }
             Said::Unknown => {
                 let err = Error::new(kind, format!("HTTP {}: {}", self.status, resp.excerpt()));
@@ -341,10 +338,7 @@ pub fn check_with(resp: Response, service: Service, hint: impl FnOnce(&Refusal) 
     }
     let refusal = Refusal::of(&resp);
     let err = refusal.error(&resp, service);
-    Err(match hint(&refusal) {
-        Some(h) => err.hint(h),
-        None => err,
-    })
+    Err(err.hint_if(hint(&refusal)))
 }
 
 /// Azure's error code: the first of `error_codes`, else the number after `AADSTS`.

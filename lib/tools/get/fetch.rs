@@ -140,11 +140,7 @@ fn status_error(resp: &Response, id: &Identity) -> Error {
             Some("wif-get expects 200 with the token from GET /get_wif_token".into()),
         ),
     };
-    let error = Error::new(status.kind(), why);
-    match hint {
-        Some(h) => error.hint(h),
-        None => error,
-    }
+    Error::new(status.kind(), why).hint_if(hint)
 }
 
 /// How wif-get tells of transport failures: in terms of wif-serve and of its own flags.
