@@ -288,7 +288,7 @@ impl Refusal {
 
     /// 429 and 5xx: worth another try later.
     pub fn retryable(&self) -> bool {
-        self.status == 429 || self.status >= 500
+        crate::http::Status::of(self.status).retries()
     }
 
     /// The error: what the service said, classed as refused (4xx) or unavailable (429,
