@@ -1,6 +1,7 @@
 //! Integration tests: the binaries run as users run them, against servers on loopback.
 
 mod architecture;
+mod broker;
 mod common;
 mod emulator;
 mod fuzz_corpus;
@@ -18,3 +19,4 @@ mod security;
 mod seed;
 mod serve;
 mod server_abuse;
+mod storage;

@@ -1,0 +1,1 @@
+//! wif-emulate's STS downscoping and its enforcing Cloud Storage subset.
