@@ -5,7 +5,9 @@
 #     wif-sign | wif-azure | wif-sts | wif-impersonate --token-out wif_token.txt
 #   against it and shows the JSON after each step (tokens shortened), publishes the token
 #   with wif-serve over mutual TLS, fetches it with wif-get, shows that a client certificate
-#   from another CA is refused in the handshake, and stops everything it started.
+#   from another CA is refused in the handshake, then runs wif-serve as a credential broker
+#   (--policy: two clients, two buckets, each client's token downscoped at the emulator's STS
+#   reads its own bucket and is refused the other's), and stops everything it started.
 #
 # usage: scripts/demo.sh [--keep]     (--keep leaves the demo directory for a look around)
 #
@@ -19,7 +21,7 @@ root=$PWD
 keep=0
 case "${1:-}" in
   --keep) keep=1 ;;
-  -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   "") ;;
   *) echo "demo.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 esac
@@ -115,6 +117,16 @@ ok "${#crts[@]} certificates in $work/pki"
 
 say "Starting wif-emulate: Azure AD + Google STS + IAM Credentials on loopback"
 cp examples/emulator.json "$work/emulator.json"
+# Two Cloud Storage buckets the service account may read, for the broker part at the end.
+storage='"storage": {"buckets": ['\
+'{"name": "team-a-data", "objects": [{"name": "reports/q1.csv", "content": "a,b\n1,2\n", "content_type": "text/csv"}], '\
+'"iam": [{"role": "roles/storage.objectViewer", "members": ["serviceAccount:wif-demo@wif-demo.iam.gserviceaccount.com"]}]}, '\
+'{"name": "team-b-data", "objects": [{"name": "builds/app.tar", "content": "build v1\n", "content_type": "application/x-tar"}], '\
+'"iam": [{"role": "roles/storage.objectViewer", "members": ["serviceAccount:wif-demo@wif-demo.iam.gserviceaccount.com"]}]}]},'
+if ! grep -q '"storage"' examples/emulator.json; then
+  storage=$storage awk '{ print } /^  "google": \{$/ { print "    " ENVIRON["storage"] }' examples/emulator.json \
+    >"$work/emulator.json"
+fi
 cd "$work"
 cmd "wif-emulate --config emulator.json --listen 127.0.0.1:0"
 wif-emulate --config emulator.json --listen 127.0.0.1:0 >emulator.log 2>emulator.log.err &
@@ -187,6 +199,71 @@ if grep -qF -- "$(cat wif_token.txt)" serve.log emulator.log serve.log.err emula
   die "a log contains the token"
 fi
 ok "no log contains the token"
+
+say "Per-client credentials: wif-serve --policy gives each client only its own bucket"
+cat >policy.json <<'JSON'
+{ "version": 1, "rules": [
+  { "name": "team-a", "match": { "cn": "wif-client" },
+    "access_boundary": { "accessBoundaryRules": [ {
+      "availableResource": "//storage.googleapis.com/projects/_/buckets/team-a-data",
+      "availablePermissions": ["inRole:roles/storage.objectViewer"] } ] } },
+  { "name": "team-b", "match": { "uri": "spiffe://example.org/wif-client-2" },
+    "access_boundary": { "accessBoundaryRules": [ {
+      "availableResource": "//storage.googleapis.com/projects/_/buckets/team-b-data",
+      "availablePermissions": ["inRole:roles/storage.objectViewer"] } ] } } ] }
+JSON
+cmd "wif-serve … --token wif_token.txt --policy policy.json --sts-endpoint $emu/v1/token --ledger ledger.jsonl"
+wif-serve --listen 127.0.0.1:0 --cert pki/server-chain.crt --key pki/server.key --client-ca pki/ca-chain.crt \
+  --token wif_token.txt --policy policy.json --sts-endpoint "$emu/v1/token" --ledger ledger.jsonl \
+  >broker.log 2>broker.log.err </dev/null &
+pids+=($!)
+broker=$(server_url broker.log $!)
+ok "broker at $broker: rule team-a (CN wif-client) → gs://team-a-data, team-b (spiffe://…/wif-client-2) → gs://team-b-data"
+
+# gcs_read TOKEN BUCKET OBJECT: reads an object from the emulator's Cloud Storage (plain
+# HTTP through bash's /dev/tcp: no other tool needed); prints the status and the body.
+gcs_read() {
+  local hostport=${emu#http://}
+  exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}"
+  printf 'GET /storage/v1/b/%s/o/%s?alt=media HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n' \
+    "$2" "${3//\//%2F}" "$hostport" "$1" >&3
+  local response
+  response=$(tr -d '\r' <&3)
+  exec 3<&-
+  printf '%s\n' "$response" | sed -n '1s/^HTTP\/1.1 \([0-9]*\).*/\1/p'
+  printf '%s\n' "${response#*$'\n\n'}"
+}
+allowed=0 refused=0
+for who in client:team-a-data/reports/q1.csv client2:team-b-data/builds/app.tar; do
+  name=${who%%:*} own=${who#*:}
+  cmd "wif-get --url $broker --cert pki/$name.crt --key pki/$name.key --ca pki/ca-chain.crt --out $name.token"
+  wif-get --url "$broker" --cert "pki/$name.crt" --key "pki/$name.key" --ca pki/ca-chain.crt --out "$name.token" \
+    </dev/null >/dev/null
+  if cmp -s wif_token.txt "$name.token"; then die "$name got the unscoped token"; fi
+  for object in team-a-data/reports/q1.csv team-b-data/builds/app.tar; do
+    { read -r status; body=$(cat); } < <(gcs_read "$(cat "$name.token")" "${object%%/*}" "${object#*/}")
+    if [ "$object" = "$own" ]; then
+      [ "$status" = 200 ] || die "$name could not read its own gs://$object (HTTP $status): $body"
+      ok "$name reads gs://$object: HTTP 200, \"$(head -n 1 <<<"$body")\""
+      allowed=$((allowed + 1))
+    else
+      [ "$status" = 403 ] || die "$name was not refused gs://$object (HTTP $status)"
+      ok "$name is refused gs://$object: HTTP 403, $(json_string message <<<"$body" | head -n 1 | cut -c1-72)…"
+      refused=$((refused + 1))
+    fi
+  done
+done
+ok "$allowed reads allowed, $refused refused"
+say "The issuance ledger (ledger.jsonl: one JSON line per credential handed out, never a token)"
+while IFS= read -r line; do
+  field() { json_string "$1" <<<"$line" | head -n 1; }
+  printf '%s  %s  rule %s via %s  source %s… → issued %s…  boundary %s…\n' "$(field time)" \
+    "$(field subject)" "$(field rule)" "$(field via)" "$(field source_sha256)" "$(field issued_sha256)" \
+    "$(field boundary_sha256)"
+done <ledger.jsonl
+if grep -qF -f <(for t in client.token client2.token wif_token.txt; do cat "$t"; echo; done) broker.log broker.log.err ledger.jsonl; then
+  die "a broker log contains a token"
+fi
 
 say "Stopping everything"
 kill -TERM "$serve_pid"

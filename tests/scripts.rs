@@ -77,6 +77,12 @@ fn demo_runs_the_tools_where_cargo_put_them() {
     assert!(so.lines().any(|l| l == built), "{so}");
     assert!(se.contains("Compiling wif v0.1.0 (stand-in)"), "cargo's progress is shown: {se}");
     assert_eq!(so.lines().last(), Some("✔ wif-serve shut down cleanly (exit 0)"), "{so}");
+    // The broker part: each client reads its own bucket and is refused the other's.
+    for (client, own, other) in [("client", "team-a", "team-b"), ("client2", "team-b", "team-a")] {
+        assert!(so.lines().any(|l| l.starts_with(&format!("✔ {client} reads gs://{own}-data/"))), "{so}");
+        assert!(so.lines().any(|l| l.starts_with(&format!("✔ {client} is refused gs://{other}-data/"))), "{so}");
+    }
+    assert!(so.contains("✔ 2 reads allowed, 2 refused"), "{so}");
     // Its temporary directory (the PKI, the token) is gone.
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.iter().all(|n| !n.to_string_lossy().starts_with("wif-demo.")), "{left:?}");
