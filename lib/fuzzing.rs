@@ -140,6 +140,7 @@ pub fn cel(data: &[u8]) {
         assertion: serde_json::json!({"sub": "s", "tid": "t", "groups": ["a", "b"], "n": 3, "nested": {"x": [1, {"y": "z"}]}}),
         google: serde_json::Map::from_iter([("subject".to_string(), serde_json::Value::from("s"))]),
         attribute: serde_json::Map::from_iter([("app".to_string(), serde_json::Value::from("a"))]),
+        ..Env::default()
     };
     let _ = eval(&expr, &env);
 }

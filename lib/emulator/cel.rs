@@ -3,6 +3,10 @@
 //! `google.subject` paths and `["key"]` indexing, `+` (concatenation), `==`, `!=`, `in`,
 //! `!`, `&&`, `||`, parentheses and the `startsWith`, `endsWith`, `contains` and `size`
 //! methods. Like Google, a missing key is an evaluation error, not `false`.
+//!
+//! Credential Access Boundary conditions ([`parse_condition`]) see other roots:
+//! `resource.name`, `resource.type`, `resource.service` and
+//! `api.getAttribute('NAME', DEFAULT)`.
 
 use crate::core::error::{Error, Result};
 use serde_json::{Map, Value};
@@ -14,7 +18,7 @@ pub enum Expr {
     Lit(Value),
     /// A list literal.
     List(Vec<Expr>),
-    /// A root variable (`assertion`, `google`, `attribute`).
+    /// A root variable (`assertion`, `google`, `attribute`; `resource`, `api` in boundary conditions).
     Var(String),
     /// `e.name`.
     Member(Box<Expr>, String),
@@ -133,7 +137,13 @@ struct Parser<'a> {
     toks: Vec<Tok>,
     pos: usize,
     src: &'a str,
+    roots: &'a [&'a str],
 }
+
+/// The variables of workload identity attribute mappings and conditions.
+const ATTRIBUTE_ROOTS: &[&str] = &["assertion", "attribute", "google"];
+/// The variables of Credential Access Boundary availability conditions.
+const CONDITION_ROOTS: &[&str] = &["resource", "api"];
 
 impl Parser<'_> {
     fn err(&self, why: &str) -> Error {
@@ -243,8 +253,8 @@ impl Parser<'_> {
                 "true" => Expr::Lit(Value::Bool(true)),
                 "false" => Expr::Lit(Value::Bool(false)),
                 "null" => Expr::Lit(Value::Null),
-                "assertion" | "attribute" | "google" => Expr::Var(w),
-                _ => return Err(self.err(&format!("unknown name {w:?} (use assertion, attribute or google)"))),
+                _ if self.roots.contains(&w.as_str()) => Expr::Var(w),
+                _ => return Err(self.err(&format!("unknown name {w:?} (use {})", self.roots.join(", ")))),
             },
             Tok::Sym("(") => {
                 let e = self.or()?;
@@ -257,9 +267,18 @@ impl Parser<'_> {
     }
 }
 
-/// Parses an expression.
+/// Parses an attribute mapping or condition (roots `assertion`, `attribute`, `google`).
 pub fn parse(src: &str) -> Result<Expr> {
-    let mut p = Parser { toks: lex(src)?, pos: 0, src };
+    parse_with(src, ATTRIBUTE_ROOTS)
+}
+
+/// Parses a Credential Access Boundary availability condition (roots `resource`, `api`).
+pub fn parse_condition(src: &str) -> Result<Expr> {
+    parse_with(src, CONDITION_ROOTS)
+}
+
+fn parse_with<'a>(src: &'a str, roots: &'a [&'a str]) -> Result<Expr> {
+    let mut p = Parser { toks: lex(src)?, pos: 0, src, roots };
     if p.toks.is_empty() {
         return Err(p.err("empty"));
     }
@@ -271,6 +290,7 @@ pub fn parse(src: &str) -> Result<Expr> {
 }
 
 /// The variables an expression can see.
+#[derive(Default)]
 pub struct Env {
     /// The subject token's claims.
     pub assertion: Value,
@@ -278,6 +298,10 @@ pub struct Env {
     pub google: Map<String, Value>,
     /// Mapped custom attributes.
     pub attribute: Map<String, Value>,
+    /// A boundary condition's `resource` (`name`, `type`, `service`).
+    pub resource: Map<String, Value>,
+    /// The request attributes `api.getAttribute` reads.
+    pub api: Map<String, Value>,
 }
 
 /// Evaluates an expression; errors are messages for the STS error description.
@@ -288,6 +312,8 @@ pub fn eval(e: &Expr, env: &Env) -> std::result::Result<Value, String> {
         Expr::Var(name) => match name.as_str() {
             "assertion" => env.assertion.clone(),
             "google" => Value::Object(env.google.clone()),
+            "resource" => Value::Object(env.resource.clone()),
+            "api" => Value::Object(env.api.clone()),
             _ => Value::Object(env.attribute.clone()),
         },
         Expr::Member(obj, key) => field(&eval(obj, env)?, key)?,
@@ -308,6 +334,10 @@ pub fn eval(e: &Expr, env: &Env) -> std::result::Result<Value, String> {
                 ("contains", Value::String(s), [Value::String(p)]) => Value::Bool(s.contains(p.as_str())),
                 ("size", Value::String(s), []) => Value::from(s.chars().count()),
                 ("size", Value::Array(a), []) => Value::from(a.len()),
+                // `api.getAttribute(name, default)`: the request attribute, else the default.
+                ("getAttribute", Value::Object(m), [Value::String(k), default]) if matches!(**obj, Expr::Var(ref v) if v == "api") => {
+                    m.get(k).cloned().unwrap_or_else(|| default.clone())
+                }
                 _ => return Err(format!("no matching overload for {method}")),
             }
         }
@@ -383,6 +413,7 @@ mod tests {
             assertion: json!({"sub": "sub-1", "tid": "t-1", "roles": ["reader", "writer"], "appid": "app-9", "n": 3}),
             google,
             attribute,
+            ..Env::default()
         }
     }
 
@@ -418,6 +449,23 @@ mod tests {
         assert_eq!(run("assertion.nope == 'x' && false").unwrap(), json!(false));
         assert!(run("assertion.tid.startsWith(1)").is_err());
         assert!(run("!assertion.tid").is_err());
+    }
+
+    #[test]
+    fn boundary_conditions() {
+        let mut env = Env::default();
+        env.resource.insert("name".into(), json!("projects/_/buckets/b/objects/reports/q1.csv"));
+        env.resource.insert("type".into(), json!("storage.googleapis.com/Object"));
+        env.api.insert("storage.googleapis.com/objectListPrefix".into(), json!("reports/"));
+        let run = |src: &str| eval(&parse_condition(src).unwrap(), &env);
+        assert_eq!(run("resource.name.startsWith('projects/_/buckets/b/objects/reports/')").unwrap(), json!(true));
+        assert_eq!(run("resource.name.endsWith('.csv') && resource.type == 'storage.googleapis.com/Object'").unwrap(), json!(true));
+        assert_eq!(run("resource.type != 'storage.googleapis.com/Object' || !true").unwrap(), json!(false));
+        assert_eq!(run("api.getAttribute('storage.googleapis.com/objectListPrefix', '') == 'reports/'").unwrap(), json!(true));
+        assert_eq!(run("api.getAttribute('other', 'x')").unwrap(), json!("x"));
+        assert!(parse_condition("assertion.sub == 'x'").is_err());
+        assert!(parse("resource.name == 'x'").is_err());
+        assert!(run("resource.getAttribute('name', '')").is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! so a typo cannot silently weaken what the emulator checks.
 
 use super::cel::{self, Expr};
+use super::storage::config::StorageConfig;
 use crate::core::clock::parse_duration;
 use crate::core::error::{Context, Error, Result};
 use crate::core::keys;
@@ -196,6 +197,9 @@ pub struct GoogleConfig {
     /// Service accounts.
     #[serde(default)]
     pub service_accounts: Vec<ServiceAccountConfig>,
+    /// Cloud Storage: buckets, objects, bucket IAM.
+    #[serde(default)]
+    pub storage: StorageConfig,
 }
 
 /// A workload identity pool.
@@ -351,6 +355,7 @@ impl Config {
             if g.project_number.is_empty() || !g.project_number.chars().all(|ch| ch.is_ascii_digit()) {
                 return Err(Error::input(format!("google.project_number {:?} is not a number", g.project_number)));
             }
+            g.storage.prepare()?;
             for pool in &mut g.pools {
                 for p in &mut pool.providers {
                     if !p.attribute_mapping.contains_key("google.subject") {

@@ -1,12 +1,13 @@
 //! IAM Credentials: `generateAccessToken` and `generateIdToken` for a service account,
 //! authorized by a federated token from the emulated STS and the service account's
-//! `roles/iam.workloadIdentityUser` (or `serviceAccountTokenCreator`) bindings.
+//! `roles/iam.workloadIdentityUser` (or `serviceAccountTokenCreator`) bindings. The access
+//! tokens it issues are remembered for Cloud Storage and STS downscoping.
 
 use super::config::ServiceAccountConfig;
 use super::errors::{self, google, iam_denied};
 use super::keys;
 use super::server::Req;
-use super::state::{FederatedToken, State};
+use super::state::{AccessToken, FederatedToken, State};
 use crate::core::clock;
 use crate::http::percent_decode;
 use crate::server::Response;
@@ -101,11 +102,10 @@ pub fn handle(st: &State, req: &Req, last_segment: &str) -> Response {
             },
         };
         let lifetime = lifetime.min(st.token_lifetime);
-        let body = json!({
-            "accessToken": format!("ya29.c.{}", keys::random_b64(120)),
-            "expireTime": clock::rfc3339(now + lifetime),
-        });
-        errors::json(200, &body, "ok")
+        let token = format!("ya29.c.{}", keys::random_b64(120));
+        let exp = now + lifetime;
+        st.record_access_token(token.clone(), AccessToken { email: email.to_string(), scopes, exp, boundary: None });
+        errors::json(200, &json!({"accessToken": token, "expireTime": clock::rfc3339(exp)}), "ok")
     } else {
         let body: IdTokenRequest = match serde_json::from_slice(&req.body) {
             Ok(b) => b,

@@ -3,8 +3,10 @@
 //! as strictly as the real services and answers in their formats, for demos, tests and CI.
 
 pub mod azure;
+pub mod boundary;
 pub mod cel;
 pub mod config;
+pub mod downscope;
 pub mod errors;
 pub mod iam;
 pub mod issuer;
@@ -12,6 +14,7 @@ pub mod keys;
 mod routes;
 pub mod server;
 pub mod state;
+pub mod storage;
 pub mod sts;
 
 pub use state::State;

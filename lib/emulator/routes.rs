@@ -4,7 +4,7 @@
 use super::errors;
 use super::server::{self, Req};
 use super::state::State;
-use super::{azure, iam, issuer, sts};
+use super::{azure, iam, issuer, storage, sts};
 use crate::server::Response;
 use std::time::Duration;
 
@@ -36,6 +36,9 @@ fn route(st: &State, req: &Req) -> Response {
         ["issuers", name, "v1", "token"] => post(&|| issuer::token(st, req, name)),
         ["issuers", name, ".well-known", "openid-configuration"] => get(&|| issuer::discovery(st, req, name)),
         ["issuers", name, "jwks"] => get(&|| issuer::jwks(st, name)),
+        ["storage", "v1", "b", bucket, "o"] => get(&|| storage::json_api(st, req, bucket, None)),
+        ["storage", "v1", "b", bucket, "o", object] => get(&|| storage::json_api(st, req, bucket, Some(object))),
+        ["download", "storage", "v1", "b", bucket, "o", object] => get(&|| storage::download(st, req, bucket, object)),
         ["common", "discovery", "instance"] => get(&|| azure::instance_discovery(st, req)),
         [tenant, "oauth2", "v2.0", "token"] => post(&|| azure::token(st, req, tenant, true)),
         [tenant, "oauth2", "token"] => post(&|| azure::token(st, req, tenant, false)),

@@ -1,6 +1,8 @@
 //! What the emulator's handlers share: the configuration, the signing key, the `jti`s
-//! seen, the federated tokens STS issued (for IAM), and the injected faults.
+//! seen, the federated tokens STS issued (for IAM), the access tokens IAM and STS
+//! downscoping issued (for Cloud Storage), and the injected faults.
 
+use super::boundary::Boundary;
 use super::config::{self, Config};
 use super::keys;
 use crate::core::error::Result;
@@ -8,8 +10,25 @@ use crate::core::jwt;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Most access tokens remembered at once; beyond it the soonest to expire are forgotten.
+const MAX_ACCESS_TOKENS: usize = 100_000;
+
+/// What Cloud Storage and STS downscoping need to know about an access token the
+/// emulator issued (IAM `generateAccessToken`, or STS downscoping).
+#[derive(Clone, Debug)]
+pub struct AccessToken {
+    /// The service account it acts as.
+    pub email: String,
+    /// Its OAuth scopes.
+    pub scopes: Vec<String>,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// The Credential Access Boundary it carries (downscoped tokens).
+    pub boundary: Option<Arc<Boundary>>,
+}
 
 /// What IAM needs to know about a federated token.
 #[derive(Clone, Debug)]
@@ -39,6 +58,7 @@ pub struct State {
     jtis: Mutex<HashMap<String, i64>>,
     /// Federated tokens issued by STS, by token.
     pub federated: Mutex<HashMap<String, FederatedToken>>,
+    access: Mutex<HashMap<String, AccessToken>>,
     fail_left: AtomicU64,
     delay: Duration,
 }
@@ -53,6 +73,7 @@ impl State {
             config,
             jtis: Mutex::new(HashMap::new()),
             federated: Mutex::new(HashMap::new()),
+            access: Mutex::new(HashMap::new()),
             fail_left: AtomicU64::new(fail_first),
             delay,
         })
@@ -97,6 +118,25 @@ impl State {
             return Err(keys::AssertionError::Replayed(jti.to_string()));
         }
         Ok(())
+    }
+
+    /// Remembers an access token it issued, forgetting expired ones (and, past
+    /// [`MAX_ACCESS_TOKENS`], the soonest to expire) so the map stays bounded.
+    pub fn record_access_token(&self, token: String, info: AccessToken) {
+        let now = crate::core::clock::now_unix();
+        let Ok(mut map) = self.access.lock() else { return };
+        map.retain(|_, t| t.exp > now);
+        while map.len() >= MAX_ACCESS_TOKENS {
+            let Some(first) = map.iter().min_by_key(|(_, t)| t.exp).map(|(k, _)| k.clone()) else { break };
+            map.remove(&first);
+        }
+        map.insert(token, info);
+    }
+
+    /// A live access token the emulator issued.
+    pub fn access_token(&self, token: &str) -> Option<AccessToken> {
+        let now = crate::core::clock::now_unix();
+        self.access.lock().ok()?.get(token).filter(|t| t.exp > now).cloned()
     }
 
     /// Fault injection before a request is answered: waits `--delay`; true when the

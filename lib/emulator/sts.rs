@@ -1,7 +1,8 @@
 //! Google STS `POST /v1/token`: the RFC 8693 exchange of an OIDC subject token for an
 //! opaque federated access token, with the checks Workload Identity Federation makes: the
 //! provider named by the audience, the token's issuer, signature, audience and expiry,
-//! the attribute mapping and the attribute condition.
+//! the attribute mapping and the attribute condition. An access token as the subject is
+//! downscoping (`downscope.rs`).
 
 use super::cel::{self, Env};
 use super::config::{PoolConfig, ProviderConfig};
@@ -16,7 +17,7 @@ use crate::server::Response;
 use serde_json::{json, Map, Value};
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+use super::downscope::ACCESS_TOKEN;
 const BAD_AUDIENCE: &str = "Invalid value for \"audience\". This value should be the full resource name of the Identity Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.";
 const SUBJECT_TYPES: &[&str] = &["urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:id_token"];
 
@@ -85,6 +86,9 @@ pub fn token(st: &State, req: &Req) -> Response {
     let Some(subject_type) = field("subject_token_type") else {
         return invalid_request("Invalid value for \"subject_token_type\": it is required.");
     };
+    if subject_type == ACCESS_TOKEN {
+        return super::downscope::token(st, field);
+    }
     if !SUBJECT_TYPES.contains(&subject_type) {
         return invalid_request(&format!("Invalid value for \"subject_token_type\": {subject_type} is not supported for OIDC providers; use urn:ietf:params:oauth:token-type:jwt or id_token."));
     }
@@ -198,7 +202,7 @@ fn exchange(
     }
 
     // Attribute mapping.
-    let mut env = Env { assertion: claims.clone(), google: Map::new(), attribute: Map::new() };
+    let mut env = Env { assertion: claims.clone(), ..Env::default() };
     for mapping in &provider.mapping {
         let target = &mapping.target;
         let value = cel::eval(&mapping.expr, &env)
