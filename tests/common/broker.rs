@@ -82,7 +82,8 @@ impl Emu {
         let sink = lines.clone();
         std::thread::spawn(move || {
             for line in out.map_while(Result::ok) {
-                let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("emulator log is not JSON ({e}): {line}"));
+                let v =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("emulator log is not JSON ({e}): {line}"));
                 sink.lock().unwrap().push(v);
             }
         });
@@ -150,7 +151,8 @@ pub fn renew(emu: &Emu, token_file: &Path) -> String {
         (staged.path().join("wif_token.txt.meta.json"), wif::core::files::meta_path(token_file)),
         (staged.path().join("wif_token.txt"), token_file.to_path_buf()),
     ] {
-        std::fs::rename(&from, &to).unwrap_or_else(|e| panic!("renaming {} over {}: {e}", from.display(), to.display()));
+        std::fs::rename(&from, &to)
+            .unwrap_or_else(|e| panic!("renaming {} over {}: {e}", from.display(), to.display()));
     }
     token
 }
@@ -350,7 +352,9 @@ pub fn stop_checking_secrecy(srv: Server, tokens: &[&str]) {
 /// The ledger file's lines, decoded (each must be JSON).
 pub fn ledger(file: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(file).unwrap_or_default();
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("ledger line not JSON ({e}): {l}"))).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("ledger line not JSON ({e}): {l}")))
+        .collect()
 }
 
 /// The first 16 hex of a token's SHA-256, as the ledger writes it.
