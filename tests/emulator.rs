@@ -16,29 +16,29 @@ const APP: &str = "0b6f3d2a-5c4e-4f1a-8e7d-9a0b1c2d3e4f";
 const APP_OBJECT: &str = "5e4d3c2b-1a09-4f8e-8d7c-6b5a49382716";
 const API_APP: &str = "c9d8e7f6-a5b4-4c3d-8e2f-1a0b9c8d7e6f";
 const POOL: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/wif-pool";
-const SA: &str = "wif-demo@wif-demo.iam.gserviceaccount.com";
+pub(crate) const SA: &str = "wif-demo@wif-demo.iam.gserviceaccount.com";
 
-fn provider(name: &str) -> String {
+pub(crate) fn provider(name: &str) -> String {
     format!("{POOL}/providers/{name}")
 }
 
 /// The example configuration shipped in examples/emulator.json.
-fn example() -> Value {
+pub(crate) fn example() -> Value {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/emulator.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
 /// A running wif-emulate; killed when dropped.
-struct Emu {
+pub(crate) struct Emu {
     child: Child,
-    url: String,
-    tls_url: Option<String>,
+    pub(crate) url: String,
+    pub(crate) tls_url: Option<String>,
     log: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
 impl Emu {
-    fn start(config: &Value, extra: &[&str]) -> Emu {
+    pub(crate) fn start(config: &Value, extra: &[&str]) -> Emu {
         let dir = tempdir();
         // Certificate paths in the config are relative to it: pki/ next to the config file.
         std::os::unix::fs::symlink(pki(), dir.path().join("pki")).unwrap();
@@ -76,7 +76,7 @@ impl Emu {
     }
 
     /// The request log lines, decoded (each must be JSON).
-    fn requests(&self) -> Vec<Value> {
+    pub(crate) fn requests(&self) -> Vec<Value> {
         // The emulator logs before it answers; give the reader thread a moment.
         std::thread::sleep(std::time::Duration::from_millis(250));
         let lines = self.log.lock().unwrap().clone();
@@ -87,7 +87,7 @@ impl Emu {
             .collect()
     }
 
-    fn raw_log(&self) -> String {
+    pub(crate) fn raw_log(&self) -> String {
         std::thread::sleep(std::time::Duration::from_millis(250));
         self.log.lock().unwrap().join("\n")
     }
@@ -104,7 +104,7 @@ fn run(name: &str, args: &[String], stdin: &[u8]) -> Output {
     bin(name).args(args).write_stdin(stdin.to_vec()).output().unwrap()
 }
 
-fn s(v: &[&str]) -> Vec<String> {
+pub(crate) fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
@@ -172,7 +172,7 @@ fn now() -> i64 {
 }
 
 /// The full v2 pipeline; returns the final document and the token file's content.
-fn full_pipeline(emu: &Emu, key: &str, cert: &str, sign_extra: &[&str]) -> (Value, String) {
+pub(crate) fn full_pipeline(emu: &Emu, key: &str, cert: &str, sign_extra: &[&str]) -> (Value, String) {
     let dir = tempdir();
     let out = dir.path().join("wif_token.txt");
     let doc = sign(emu, key, cert, sign_extra);
@@ -580,7 +580,7 @@ fn interop_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(name)
 }
 
-fn python(script: &str, args: &[String], env: &[(&str, String)]) -> (Option<i32>, Value, String) {
+pub(crate) fn python(script: &str, args: &[String], env: &[(&str, String)]) -> (Option<i32>, Value, String) {
     let mut c = std::process::Command::new("python3");
     c.arg(interop_script(script)).args(args);
     for (k, v) in env {
@@ -609,7 +609,7 @@ fn msal(emu: &Emu, key: &str, cert: &str, scope: &str, extra: &[&str]) -> (Optio
 }
 
 /// An emulator that also listens with TLS (the test PKI's server certificate).
-fn tls_emu(config: &Value) -> Emu {
+pub(crate) fn tls_emu(config: &Value) -> Emu {
     let (cert, key) = (pki_file("server-chain.crt"), pki_file("server.key"));
     Emu::start(config, &["--tls-listen", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key])
 }
@@ -652,7 +652,7 @@ fn msal_python_gets_a_token_and_is_refused_with_an_unregistered_certificate() {
 
 /// A TLS emulator, its https:// URL, and a fresh directory holding the Azure token that
 /// wif-azure got from it (`azure.jwt`), for credential configurations to name.
-fn tls_emu_with_azure_token() -> (Emu, String, tempfile::TempDir, PathBuf) {
+pub(crate) fn tls_emu_with_azure_token() -> (Emu, String, tempfile::TempDir, PathBuf) {
     let emu = tls_emu(&example());
     let tls = emu.tls_url.clone().unwrap();
     let dir = tempdir();
@@ -662,22 +662,26 @@ fn tls_emu_with_azure_token() -> (Emu, String, tempfile::TempDir, PathBuf) {
     (emu, tls, dir, az_file)
 }
 
+/// google-auth's credential configuration for the emulator at `tls`: provider `aud`, the
+/// Azure token in `az_file`, impersonating [`SA`].
+pub(crate) fn external_account(tls: &str, aud: &str, az_file: &Path) -> Value {
+    json!({
+        "type": "external_account",
+        "audience": aud,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": format!("{tls}/v1/token"),
+        "service_account_impersonation_url": format!("{tls}/v1/projects/-/serviceAccounts/{SA}:generateAccessToken"),
+        "credential_source": {"file": az_file, "format": {"type": "text"}},
+    })
+}
+
 #[test]
 fn google_auth_python_exchanges_and_impersonates() {
     if !python_has("google.auth, requests") {
         return;
     }
     let (emu, tls, dir, az_file) = tls_emu_with_azure_token();
-    let config = |aud: &str| {
-        json!({
-            "type": "external_account",
-            "audience": aud,
-            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-            "token_url": format!("{tls}/v1/token"),
-            "service_account_impersonation_url": format!("{tls}/v1/projects/-/serviceAccounts/{SA}:generateAccessToken"),
-            "credential_source": {"file": az_file, "format": {"type": "text"}},
-        })
-    };
+    let config = |aud: &str| external_account(&tls, aud, &az_file);
     let env = [("REQUESTS_CA_BUNDLE", pki_file("ca-chain.crt"))];
     let cfg = dir.path().join("cred.json");
     std::fs::write(&cfg, config(&provider("azure")).to_string()).unwrap();
@@ -879,7 +883,7 @@ fn assertion_header_and_claims_are_checked() {
 }
 
 /// POSTs to the emulator; returns the status and the decoded JSON body.
-fn post(url: &str, content_type: &str, body: &str, bearer: Option<&str>) -> (u16, Value) {
+pub(crate) fn post(url: &str, content_type: &str, body: &str, bearer: Option<&str>) -> (u16, Value) {
     let mut r = ureq::post(url).config().http_status_as_error(false).build().header("Content-Type", content_type);
     if let Some(b) = bearer {
         r = r.header("Authorization", &format!("Bearer {b}"));

@@ -152,9 +152,10 @@ impl Rule {
         let condition = match r.availability_condition {
             None => None,
             Some(c) => {
-                let expr = c.expression.filter(|e| !e.trim().is_empty()).ok_or_else(|| {
-                    format!("{at}: availabilityCondition needs a non-empty expression.")
-                })?;
+                let expr = c
+                    .expression
+                    .filter(|e| !e.trim().is_empty())
+                    .ok_or_else(|| format!("{at}: availabilityCondition needs a non-empty expression."))?;
                 let parsed = cel::parse_condition(&expr)
                     .map_err(|e| format!("{at}: the availability condition does not parse: {}", e.cause()))?;
                 Some(parsed)
@@ -190,8 +191,9 @@ mod tests {
     #[test]
     fn prefix_conditions_decide() {
         let cond = "resource.name.startsWith('projects/_/buckets/team-a/objects/reports/') || api.getAttribute('storage.googleapis.com/objectListPrefix', '').startsWith('reports/')";
-        let b = Boundary::from_options(&options(vec![rule(B, json!(["inRole:roles/storage.objectViewer"]), Some(cond))]))
-            .unwrap();
+        let b =
+            Boundary::from_options(&options(vec![rule(B, json!(["inRole:roles/storage.objectViewer"]), Some(cond))]))
+                .unwrap();
         let obj = |o| Target { bucket: "team-a", object: Some(o), list_prefix: None };
         assert!(b.allows(Permission::ObjectsGet, &obj("reports/q1.csv")));
         assert!(!b.allows(Permission::ObjectsGet, &obj("secrets/x")));
@@ -199,7 +201,10 @@ mod tests {
         let list = |p| Target { bucket: "team-a", object: None, list_prefix: p };
         assert!(b.allows(Permission::ObjectsList, &list(Some("reports/"))));
         assert!(!b.allows(Permission::ObjectsList, &list(Some(""))));
-        assert!(!b.allows(Permission::ObjectsGet, &Target { bucket: "team-b", object: Some("reports/q1.csv"), list_prefix: None }));
+        assert!(!b.allows(
+            Permission::ObjectsGet,
+            &Target { bucket: "team-b", object: Some("reports/q1.csv"), list_prefix: None }
+        ));
     }
 
     #[test]
@@ -221,8 +226,14 @@ mod tests {
         bad(json!({}).to_string(), "required");
         bad(options(vec![]), "At least one");
         bad(options(vec![rule(B, viewer.clone(), None); 11]), "at most 10");
-        bad(options(vec![rule("//storage.googleapis.com/projects/p/buckets/x", viewer.clone(), None)]), "availableResource");
-        bad(options(vec![rule("//bigquery.googleapis.com/projects/_/datasets/d", viewer.clone(), None)]), "availableResource");
+        bad(
+            options(vec![rule("//storage.googleapis.com/projects/p/buckets/x", viewer.clone(), None)]),
+            "availableResource",
+        );
+        bad(
+            options(vec![rule("//bigquery.googleapis.com/projects/_/datasets/d", viewer.clone(), None)]),
+            "availableResource",
+        );
         bad(options(vec![rule(B, json!([]), None)]), "at least one role");
         bad(options(vec![rule(B, json!(["storage.objects.get"]), None)]), "inRole:");
         bad(options(vec![rule(B, json!(["inRole:roles/owner"]), None)]), "not supported");

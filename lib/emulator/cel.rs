@@ -459,9 +459,15 @@ mod tests {
         env.api.insert("storage.googleapis.com/objectListPrefix".into(), json!("reports/"));
         let run = |src: &str| eval(&parse_condition(src).unwrap(), &env);
         assert_eq!(run("resource.name.startsWith('projects/_/buckets/b/objects/reports/')").unwrap(), json!(true));
-        assert_eq!(run("resource.name.endsWith('.csv') && resource.type == 'storage.googleapis.com/Object'").unwrap(), json!(true));
+        assert_eq!(
+            run("resource.name.endsWith('.csv') && resource.type == 'storage.googleapis.com/Object'").unwrap(),
+            json!(true)
+        );
         assert_eq!(run("resource.type != 'storage.googleapis.com/Object' || !true").unwrap(), json!(false));
-        assert_eq!(run("api.getAttribute('storage.googleapis.com/objectListPrefix', '') == 'reports/'").unwrap(), json!(true));
+        assert_eq!(
+            run("api.getAttribute('storage.googleapis.com/objectListPrefix', '') == 'reports/'").unwrap(),
+            json!(true)
+        );
         assert_eq!(run("api.getAttribute('other', 'x')").unwrap(), json!("x"));
         assert!(parse_condition("assertion.sub == 'x'").is_err());
         assert!(parse("resource.name == 'x'").is_err());

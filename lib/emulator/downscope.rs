@@ -32,7 +32,11 @@ pub fn token<'a>(st: &State, field: impl Fn(&str) -> Option<&'a str>) -> Respons
         Err(why) => return oauth(400, "invalid_request", &why),
     };
     let Some(source) = st.access_token(subject) else {
-        return oauth(400, "invalid_grant", "The subject_token is not a valid access token: it is unknown or has expired.");
+        return oauth(
+            400,
+            "invalid_grant",
+            "The subject_token is not a valid access token: it is unknown or has expired.",
+        );
     };
     if source.boundary.is_some() {
         return oauth(

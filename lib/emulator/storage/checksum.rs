@@ -31,8 +31,7 @@ pub fn md5(data: &[u8]) -> [u8; 16] {
     }
     msg.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_le_bytes());
     for chunk in msg.chunks_exact(64) {
-        let w: Vec<u32> =
-            chunk.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let w: Vec<u32> = chunk.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         let [mut a, mut b, mut c, mut d] = state;
         for i in 0..64 {
             let (f, g) = match i / 16 {
@@ -41,7 +40,8 @@ pub fn md5(data: &[u8]) -> [u8; 16] {
                 2 => (b ^ c ^ d, (3 * i + 5) % 16),
                 _ => (c ^ (b | !d), (7 * i) % 16),
             };
-            let rotated = a.wrapping_add(f).wrapping_add(k[i]).wrapping_add(w[g]).rotate_left(SHIFTS[(i / 16) * 4 + i % 4]);
+            let rotated =
+                a.wrapping_add(f).wrapping_add(k[i]).wrapping_add(w[g]).rotate_left(SHIFTS[(i / 16) * 4 + i % 4]);
             (a, d, c) = (d, c, b);
             b = b.wrapping_add(rotated);
         }

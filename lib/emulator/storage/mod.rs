@@ -80,7 +80,9 @@ fn serve(st: &State, req: &Req, bucket: &str, call: Call, query: &[(String, Stri
         Call::List => objects::list(b, generation, &base, &param),
         Call::Metadata(o) | Call::Media(o) => {
             let wanted = param("generation");
-            let Some(obj) = b.objects.iter().find(|x| x.name == o).filter(|_| wanted.is_none_or(|g| g == generation.to_string())) else {
+            let Some(obj) =
+                b.objects.iter().find(|x| x.name == o).filter(|_| wanted.is_none_or(|g| g == generation.to_string()))
+            else {
                 return gcs_error(404, &format!("No such object: {bucket}/{o}"), "notFound", "no_such_object");
             };
             if matches!(call, Call::Media(_)) {

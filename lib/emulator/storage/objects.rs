@@ -105,7 +105,9 @@ pub fn list<'q>(b: &BucketConfig, generation: i64, base: &str, param: &dyn Fn(&s
     let max = match param("maxResults").map(str::parse::<usize>) {
         None => MAX_RESULTS,
         Some(Ok(n)) if n > 0 => n.min(MAX_RESULTS),
-        Some(_) => return gcs_error(400, "Invalid argument: maxResults must be a positive number.", "invalid", "invalid"),
+        Some(_) => {
+            return gcs_error(400, "Invalid argument: maxResults must be a positive number.", "invalid", "invalid")
+        }
     };
     let after = match param("pageToken").filter(|t| !t.is_empty()) {
         None => None,
