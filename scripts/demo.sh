@@ -117,16 +117,6 @@ ok "${#crts[@]} certificates in $work/pki"
 
 say "Starting wif-emulate: Azure AD + Google STS + IAM Credentials on loopback"
 cp examples/emulator.json "$work/emulator.json"
-# Two Cloud Storage buckets the service account may read, for the broker part at the end.
-storage='"storage": {"buckets": ['\
-'{"name": "team-a-data", "objects": [{"name": "reports/q1.csv", "content": "a,b\n1,2\n", "content_type": "text/csv"}], '\
-'"iam": [{"role": "roles/storage.objectViewer", "members": ["serviceAccount:wif-demo@wif-demo.iam.gserviceaccount.com"]}]}, '\
-'{"name": "team-b-data", "objects": [{"name": "builds/app.tar", "content": "build v1\n", "content_type": "application/x-tar"}], '\
-'"iam": [{"role": "roles/storage.objectViewer", "members": ["serviceAccount:wif-demo@wif-demo.iam.gserviceaccount.com"]}]}]},'
-if ! grep -q '"storage"' examples/emulator.json; then
-  storage=$storage awk '{ print } /^  "google": \{$/ { print "    " ENVIRON["storage"] }' examples/emulator.json \
-    >"$work/emulator.json"
-fi
 cd "$work"
 cmd "wif-emulate --config emulator.json --listen 127.0.0.1:0"
 wif-emulate --config emulator.json --listen 127.0.0.1:0 >emulator.log 2>emulator.log.err &
@@ -234,13 +224,13 @@ gcs_read() {
   printf '%s\n' "${response#*$'\n\n'}"
 }
 allowed=0 refused=0
-for who in client:team-a-data/reports/q1.csv client2:team-b-data/builds/app.tar; do
+for who in client:team-a-data/reports/q1.csv client2:team-b-data/deploy/manifest.json; do
   name=${who%%:*} own=${who#*:}
   cmd "wif-get --url $broker --cert pki/$name.crt --key pki/$name.key --ca pki/ca-chain.crt --out $name.token"
   wif-get --url "$broker" --cert "pki/$name.crt" --key "pki/$name.key" --ca pki/ca-chain.crt --out "$name.token" \
     </dev/null >/dev/null
   if cmp -s wif_token.txt "$name.token"; then die "$name got the unscoped token"; fi
-  for object in team-a-data/reports/q1.csv team-b-data/builds/app.tar; do
+  for object in team-a-data/reports/q1.csv team-b-data/deploy/manifest.json; do
     { read -r status; body=$(cat); } < <(gcs_read "$(cat "$name.token")" "${object%%/*}" "${object#*/}")
     if [ "$object" = "$own" ]; then
       [ "$status" = 200 ] || die "$name could not read its own gs://$object (HTTP $status): $body"

@@ -417,7 +417,7 @@ fn wif_get_and_its_metadata_server_work_unchanged_against_a_policy() {
     assert_eq!(read_object(&b.emu, &fetched, BUCKET_A, "reports/q1.csv").0, 403);
     assert_no_token("wif-get's output", &(stderr(&out) + &String::from_utf8_lossy(&out.stdout)), &[&fetched]);
     if python_has("google.cloud.storage") {
-        gcs_client_conformance(&b, &fetched);
+        gcs_client_conformance(&b, &out_file);
     }
     // The metadata server, as client (team A).
     let mds = crate::metadata::Mds::start(srv.port, &[]);
@@ -430,22 +430,26 @@ fn wif_get_and_its_metadata_server_work_unchanged_against_a_policy() {
     stop_checking_secrecy(srv, &[&fetched, &token, &b.source]);
 }
 
-/// The official google-cloud-storage client (tests/interop/gcs_client.py) with team B's token.
-fn gcs_client_conformance(b: &Bench, token: &str) {
+/// The official google-cloud-storage client (tests/interop/gcs_client.py) with team B's
+/// token as wif-get wrote it: lists and reads team B's bucket, is refused team A's.
+fn gcs_client_conformance(b: &Bench, token_file: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/gcs_client.py");
-    if !needs("tests/interop/gcs_client.py", script.is_file(), "git merge i16-emu") {
-        return;
-    }
     let out = std::process::Command::new("python3")
         .arg(&script)
-        .args([&b.emu.url, token, BUCKET_B, "builds/app.tar", BUCKET_A, "reports/q1.csv"])
+        .args(["--endpoint", &b.emu.url, "--token-file", token_file, "--project", "wif-demo"])
+        .args(["--list", &format!("{BUCKET_B}/builds/"), "--read", &format!("{BUCKET_B}/builds/app.tar")])
+        .args(["--read", &format!("{BUCKET_A}/reports/q1.csv"), "--list", BUCKET_A])
         .output()
         .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("gcs_client.py printed no JSON ({e}): {}", stderr(&out)));
     assert!(out.status.success(), "{v} {}", stderr(&out));
-    assert_eq!(v["read"], BUILD, "{v}");
-    assert_eq!(v["refused_status"], 403, "{v}");
+    let r = &v["results"];
+    assert_eq!((r[0]["ok"].as_bool(), &r[0]["items"]), (Some(true), &json!(["builds/app.tar"])), "{v}");
+    let sha = wif::core::keys::sha256_hex(BUILD.as_bytes());
+    assert_eq!((r[1]["status"].as_u64(), r[1]["sha256"].as_str()), (Some(200), Some(sha.as_str())), "{v}");
+    assert_eq!((r[2]["ok"].as_bool(), r[2]["status"].as_u64()), (Some(false), Some(403)), "{v}");
+    assert_eq!((r[3]["ok"].as_bool(), r[3]["status"].as_u64()), (Some(false), Some(403)), "{v}");
 }
 
 #[test]
