@@ -109,7 +109,7 @@ pub struct Cli {
     /// CA certificates (root and intermediates, PEM) that client certificates must chain to
     #[arg(long, value_name = "CA_CHAIN.pem", env = key::CLIENT_CA.env)]
     pub client_ca: Option<PathBuf>,
-    /// The token file to serve (written by --token-out, with FILE.meta.json beside it)
+    /// The token file to serve (written by --token-out, with FILE.meta.json beside it); with --policy, the token source called "default"
     #[arg(long, value_name = "FILE", env = key::TOKEN_FILE.env)]
     pub token: Option<PathBuf>,
     /// Lifetime assumed for a token file without FILE.meta.json (as the seed's generator writes it), counted from its modification time; 0: never serve such a file [default: 55m, the seed's refresh period]
@@ -148,6 +148,21 @@ pub struct Cli {
     /// Also serve Prometheus metrics (GET /metrics) and health checks (GET /healthz, /livez) on this address, over plain HTTP without authentication, e.g. 127.0.0.1:9464 [default: off]. Keep it on loopback or a management network: another address draws a warning on stderr
     #[arg(long, value_name = "ADDR:PORT", env = key::SERVE_METRICS_LISTEN.env)]
     pub metrics_listen: Option<String>,
+    /// Per-client credentials: a JSON policy whose first rule matching the client certificate picks a token source and an optional Credential Access Boundary, applied by downscoping at --sts-endpoint; a client no rule matches gets 403. Re-read when it changes and on SIGHUP (a bad new policy is refused, the old one stays) [default: every allowed client gets the --token file]
+    #[arg(long, value_name = "FILE", env = key::SERVE_POLICY.env)]
+    pub policy: Option<PathBuf>,
+    /// The STS token endpoint that downscopes tokens for --policy rules with an access_boundary [default: https://sts.googleapis.com/v1/token]
+    #[arg(long, value_name = "URL", env = key::SERVE_STS_ENDPOINT.env)]
+    pub sts_endpoint: Option<String>,
+    /// CA bundle (PEM) to trust for --sts-endpoint instead of the built-in Mozilla roots
+    #[arg(long, value_name = "FILE", env = key::SERVE_STS_CA_FILE.env)]
+    pub sts_ca_file: Option<PathBuf>,
+    /// Time-out of one downscoping call at --sts-endpoint (one quick retry within it); past it the client gets 503 with Retry-After [default: 10s]
+    #[arg(long, value_name = "DURATION", env = key::SERVE_STS_TIMEOUT.env)]
+    pub sts_timeout: Option<String>,
+    /// Issuance ledger: append one JSON line per credential handed out (client identity, rule, token digests, boundary digest, expiry, cache or STS; never a token) to FILE, created 0600 [default: with --policy, on stdout among the log lines; without, none]
+    #[arg(long, value_name = "FILE", env = key::SERVE_LEDGER.env)]
+    pub ledger: Option<PathBuf>,
     #[command(flatten)]
     pub doc: DocArgs,
 }

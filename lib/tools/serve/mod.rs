@@ -6,13 +6,16 @@
 //! re-read when their files change; SIGHUP forces that, SIGTERM/SIGINT stop gracefully.
 
 pub mod allow;
+pub mod broker;
 mod command;
 pub mod conns;
 mod handshake;
+pub mod ledger;
 mod listener;
 pub mod log;
 pub mod metrics;
 mod options;
+pub mod policy;
 pub mod routes;
 mod session;
 mod shared;
