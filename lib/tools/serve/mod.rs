@@ -23,12 +23,10 @@ pub mod tls;
 pub mod token;
 
 use crate::cli;
-pub use command::{Cli, EXAMPLES, PAGE};
+pub use command::{Cli, EXAMPLES, PAGE, TOOL};
 pub use listener::run;
 pub use options::{Limits, Options};
 use std::process::ExitCode;
-
-const TOOL: &str = "wif-serve";
 
 /// Entry point of wif-serve.
 pub fn main() -> ExitCode {

@@ -154,7 +154,7 @@ impl PolicyOptions {
             retries: 1,
             max_total: self.sts_timeout,
             roots: crate::http::Roots::Public(self.sts_ca_file.as_ref().map(|f| f.path.clone())),
-            tool: super::TOOL.to_string(),
+            tool: super::command::TOOL.to_string(),
             ..Default::default()
         };
         let client = crate::http::Client::new(opts).map_err(|e| match &self.sts_ca_file {

@@ -302,7 +302,13 @@ impl Broker {
             return Grant::Unmatched;
         };
         let grant = self.grant_by(&active, rule, &w.sts);
-        self.stats.grant(&rule.name, &grant);
+        match &grant {
+            Grant::Issued(i) => self.stats.grant(&rule.name, Outcome::Issued, i.via == Via::Cache),
+            Grant::Unmatched => {}
+            Grant::SourceUnavailable { .. } | Grant::MintFailed { .. } => {
+                self.stats.grant(&rule.name, Outcome::Unavailable, false)
+            }
+        }
         grant
     }
 

@@ -2,8 +2,7 @@
 //! hits, unmatched clients and policy reloads. Rule names come from the policy, so the
 //! number of series is bounded by it.
 
-use super::downscope::{Call, Via};
-use super::Grant;
+use super::downscope::Call;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -68,12 +67,8 @@ impl Stats {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn grant(&self, rule: &str, grant: &Grant) {
-        let (outcome, hit) = match grant {
-            Grant::Issued(i) => (Outcome::Issued, i.via == Via::Cache),
-            Grant::Unmatched => return,
-            Grant::SourceUnavailable { .. } | Grant::MintFailed { .. } => (Outcome::Unavailable, false),
-        };
+    /// Counts a grant under `rule`; `hit`: handed out from the cache.
+    pub fn grant(&self, rule: &str, outcome: Outcome, hit: bool) {
         self.with(|s| {
             *s.grants.entry((rule.to_string(), outcome)).or_default() += 1;
             if hit {
