@@ -238,7 +238,9 @@ for who in client:team-a-data/reports/q1.csv client2:team-b-data/deploy/manifest
       allowed=$((allowed + 1))
     else
       [ "$status" = 403 ] || die "$name was not refused gs://$object (HTTP $status)"
-      ok "$name is refused gs://$object: HTTP 403, $(json_string message <<<"$body" | head -n 1 | cut -c1-72)…"
+      why=$(json_string message <<<"$body" | head -n 1)
+      why=${why#* } why=${why%% to the *}
+      ok "$name is refused gs://$object: HTTP 403, \"$why\""
       refused=$((refused + 1))
     fi
   done
