@@ -174,6 +174,14 @@ fn mint(boundary: &Boundary, source: &Loaded, sts: &Downscoper) -> Result<Minted
         refused: e.kind() == crate::core::error::Kind::Refused,
         detail: e.to_string(),
     })?;
+    if d.token == source.token {
+        // An STS (or something posing as one) that hands back the source token has narrowed
+        // nothing: handing it out would be the broader credential under the rule's name.
+        return Err(Failure {
+            detail: format!("{} answered with the source token itself, not a narrowed one", sts.url),
+            refused: false,
+        });
+    }
     let expires_at = d.expires_at.map_or(source.expires_at, |t| t.unix().min(source.expires_at));
     Ok(Minted {
         sha256: crate::core::keys::sha256_hex(d.token.expose().as_bytes())[..DIGEST_PREFIX].to_string(),
@@ -337,6 +345,13 @@ mod tests {
         assert_eq!(results, vec![Call::Refused]);
         assert!(cache.get("r", &b, &src, &sts, |_| panic!("no second call within the memory")).is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_answer_that_is_the_source_token_is_refused() {
+        let (sts, _) = fake_sts(200, r#"{"access_token":"ya29.source","token_type":"Bearer"}"#, Duration::ZERO);
+        let f = Cache::default().get("r", &boundary(), &source("ya29.source", 3600), &sts, |_| {}).err().unwrap();
+        assert!(f.detail.contains("source token itself"), "{f:?}");
     }
 
     #[test]
