@@ -23,7 +23,7 @@ _wif__serve() {
 
     case "${cmd}" in
         wif__serve)
-            opts="-h -V --listen --cert --key --client-ca --token --assume-ttl --crl --allow --handshake-timeout --idle-timeout --header-timeout --max-connection-age --max-connections --max-connections-per-client --max-connections-per-address --shutdown-timeout --metrics-listen --config --help --version"
+            opts="-h -V --listen --cert --key --client-ca --token --assume-ttl --crl --allow --handshake-timeout --idle-timeout --header-timeout --max-connection-age --max-connections --max-connections-per-client --max-connections-per-address --shutdown-timeout --metrics-listen --policy --sts-endpoint --sts-ca-file --sts-timeout --ledger --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -94,6 +94,26 @@ _wif__serve() {
                     return 0
                     ;;
                 --metrics-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sts-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sts-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sts-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ledger)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

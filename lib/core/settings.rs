@@ -102,6 +102,11 @@ config_keys! {
     SHUTDOWN_TIMEOUT = "shutdown_timeout", "WIF_SHUTDOWN_TIMEOUT";
     SERVE_METRICS_LISTEN = "serve_metrics_listen", "WIF_SERVE_METRICS_LISTEN";
     SERVE_ASSUME_TTL = "serve_assume_ttl", "WIF_SERVE_ASSUME_TTL";
+    SERVE_POLICY = "serve_policy", "WIF_SERVE_POLICY";
+    SERVE_STS_ENDPOINT = "serve_sts_endpoint", "WIF_SERVE_STS_ENDPOINT";
+    SERVE_STS_CA_FILE = "serve_sts_ca_file", "WIF_SERVE_STS_CA_FILE";
+    SERVE_STS_TIMEOUT = "serve_sts_timeout", "WIF_SERVE_STS_TIMEOUT";
+    SERVE_LEDGER = "serve_ledger", "WIF_SERVE_LEDGER";
     GET_URL = "get_url", "WIF_GET_URL";
     GET_CERT = "get_cert", "WIF_GET_CERT";
     GET_KEY = "get_key", "WIF_GET_KEY";

@@ -3,6 +3,7 @@
 
 pub mod assertion;
 pub mod azure;
+pub mod boundary;
 pub mod external_account;
 pub mod hints;
 pub mod iam;

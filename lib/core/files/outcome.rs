@@ -29,6 +29,9 @@ pub enum Part {
     Token,
     /// `FILE.meta.json`.
     Meta,
+    /// A file that decides who gets which token (wif-serve's `--policy`): trusted only on
+    /// the same terms as the tokens it hands out.
+    Policy,
 }
 
 impl Part {
@@ -36,6 +39,7 @@ impl Part {
         match self {
             Part::Token => "token file",
             Part::Meta => "token metadata file",
+            Part::Policy => "policy file",
         }
     }
 
@@ -45,6 +49,7 @@ impl Part {
         match self {
             Part::Token => 4 << 20,
             Part::Meta => 64 * 1024,
+            Part::Policy => 1 << 20,
         }
     }
 }

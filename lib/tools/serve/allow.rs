@@ -98,7 +98,7 @@ impl std::str::FromStr for Rule {
 
 /// A SHA-256 digest given as hex (colons allowed) or base64 (`sha256//` prefix allowed, as curl
 /// writes pins), as lower-case hex.
-fn digest_hex(s: &str) -> Option<String> {
+pub(super) fn digest_hex(s: &str) -> Option<String> {
     let mut digest = [0u8; 32];
     let unseparated: String = s.chars().filter(|c| *c != ':').collect();
     if hex::decode_to_slice(&unseparated, &mut digest).is_err() {

@@ -6,6 +6,9 @@ use crate::core::settings::key;
 use clap::Parser;
 use std::path::PathBuf;
 
+/// The tool's name, in messages.
+pub const TOOL: &str = "wif-serve";
+
 /// What the manual page says beyond the flags.
 pub const PAGE: crate::core::help::Page = crate::core::help::Page { examples: EXAMPLES, files: FILES };
 
@@ -17,6 +20,11 @@ const FILES: &[(&str, &str)] = &[
         "beside it: the token's expiry (sent as X-Token-Expires-At); past it, or when it describes another token, the answer is 503; without it the expiry is the token file's modification time + --assume-ttl",
     ),
     ("/etc/wif/wif.json", "conventional place for the config file given with --config"),
+    (
+        "/etc/wif/policy.json",
+        "conventional place for the policy given with --policy (trusted only when owned by wif-serve's user or root and not writable by others); its format is in docs/POLICY.md",
+    ),
+    ("ledger.jsonl", "the issuance ledger given with --ledger: appended, one JSON line per credential handed out, mode 0600"),
 ];
 
 /// Examples shown in --help and the manual page.
@@ -36,6 +44,10 @@ pub const EXAMPLES: &[Example] = &[
     Example {
         about: "With Prometheus metrics on loopback, for a local agent or node's scraper",
         cmd: "wif-serve --listen 0.0.0.0:8443 --cert server-chain.crt --key server.key --client-ca ca-chain.crt --token wif_token.txt --metrics-listen 127.0.0.1:9464",
+    },
+    Example {
+        about: "A credential broker: each client's certificate picks its rule in policy.json; boundaries are applied at Google's STS",
+        cmd: "wif-serve --listen 0.0.0.0:8443 --cert server-chain.crt --key server.key --client-ca ca-chain.crt --policy /etc/wif/policy.json --ledger /var/log/wif/ledger.jsonl",
     },
     Example {
         about: "Re-read certificates, CRLs and the token now (they are also picked up when they change)",
@@ -77,6 +89,24 @@ owned by another user than wif-serve's or root, or writable by others): 503 with
 (without the server's paths, which are in the log) instead. The token, certificates, key, client CA and CRLs are re-read when \
 their files change (also when a new file is renamed over the old one) and on SIGHUP, without a restart and \
 without dropping connections. SIGTERM or SIGINT stop accepting, let requests in progress finish, and exit 0.\n\n\
+With --policy FILE, wif-serve is a credential broker: each verified (and allowed) client gets only the credential its \
+identity entitles it to. The policy (JSON, \"version\": 1) names token sources (\"tokens\": NAME → token file, one per \
+service account, each written by its own pipeline; \"default\" is --token) and ordered rules; the first rule whose \
+\"match\" fits the client certificate (cn, dns, uri such as a SPIFFE ID, spki_sha256 or cert_sha256 pins; every key \
+given must match, a list matches when one value does; or \"any\": true) picks a token source and, optionally, an \
+\"access_boundary\" (Google's Credential Access Boundary: up to 10 rules on Cloud Storage buckets with inRole: roles \
+and optional CEL conditions). A boundary is applied by downscoping the source token at --sts-endpoint, as google-auth's \
+downscoped.Credentials does; the narrowed token is cached per rule for the source token it came from (until a minute \
+before it expires, or until it expires when that is its source's expiry), concurrent requests for one rule make one STS \
+call, a new source token or a new policy drops what depended on the old one. It fails closed: when the narrowed token \
+cannot be minted the client gets 503 with Retry-After: 5 (a failure is remembered for 5 s per rule), never the broader \
+token. A client no rule matches gets 403 (logged with its identity). Answers carry X-Wif-Rule and, when narrowed, \
+X-Wif-Access-Boundary (a digest of the boundary). The policy is re-read when its file changes (looked at every second) \
+and on SIGHUP: a policy that cannot be read or is not valid is refused with a policy_refused log line and the one in \
+force stays; a new one logs policy_loaded. Every credential handed out (GET answered 200) is one line of the issuance \
+ledger: time, peer, client identity (subject, CNs, SANs, SPKI and certificate SHA-256), rule, token source, SHA-256 \
+prefixes of the source and issued tokens, the boundary's digest, expiry and via (file, cache or sts); never a token. \
+It goes to --ledger FILE, else, with a policy, to stdout. Without --policy nothing changes.\n\n\
 Stdout is a JSON-lines log: first {\"event\":\"listening\",\"address\":…,\"url\":…}, then one line per request \
 (time, peer, client certificate subject and SHA-256 fingerprint, method, path, status, bytes, duration_ms), \
 refused handshakes and connections, reloads and shutdown. The token is never logged.\n\n\
@@ -92,7 +122,10 @@ other: the same words as the code of the log's handshake_failed lines), wif_serv
 wif_serve_connections_total, wif_serve_connections_refused_total, wif_serve_connections_evicted_total, \
 wif_serve_requests_timed_out_total, wif_serve_token_available, wif_serve_token_expiry_timestamp_seconds, \
 wif_serve_token_expires_in_seconds, wif_serve_token_age_seconds, wif_serve_build_info{version}, \
-wif_serve_start_time_seconds and wif_serve_scrapes_total. They hold no token and no client identity, but have no \
+wif_serve_start_time_seconds and wif_serve_scrapes_total; with --policy also wif_serve_policy_rules, \
+wif_serve_policy_reloads_total{result}, wif_serve_grants_total{rule,outcome}, wif_serve_downscope_calls_total{rule,result}, \
+wif_serve_downscope_cache_hits_total{rule}, wif_serve_source_available{source} and \
+wif_serve_source_expires_in_seconds{source}, and the refusal reason no_policy_match. They hold no token and no client identity, but have no \
 authentication either: a non-loopback address draws a warning.",
     after_help = crate::core::help::after_help("wif-serve", EXAMPLES)
 )]
@@ -109,7 +142,7 @@ pub struct Cli {
     /// CA certificates (root and intermediates, PEM) that client certificates must chain to
     #[arg(long, value_name = "CA_CHAIN.pem", env = key::CLIENT_CA.env)]
     pub client_ca: Option<PathBuf>,
-    /// The token file to serve (written by --token-out, with FILE.meta.json beside it)
+    /// The token file to serve (written by --token-out, with FILE.meta.json beside it); with --policy, the token source called "default"
     #[arg(long, value_name = "FILE", env = key::TOKEN_FILE.env)]
     pub token: Option<PathBuf>,
     /// Lifetime assumed for a token file without FILE.meta.json (as the seed's generator writes it), counted from its modification time; 0: never serve such a file [default: 55m, the seed's refresh period]
@@ -148,6 +181,21 @@ pub struct Cli {
     /// Also serve Prometheus metrics (GET /metrics) and health checks (GET /healthz, /livez) on this address, over plain HTTP without authentication, e.g. 127.0.0.1:9464 [default: off]. Keep it on loopback or a management network: another address draws a warning on stderr
     #[arg(long, value_name = "ADDR:PORT", env = key::SERVE_METRICS_LISTEN.env)]
     pub metrics_listen: Option<String>,
+    /// Per-client credentials: a JSON policy whose first rule matching the client certificate picks a token source and an optional Credential Access Boundary, applied by downscoping at --sts-endpoint; a client no rule matches gets 403. Re-read when it changes and on SIGHUP (a bad new policy is refused, the old one stays) [default: every allowed client gets the --token file]
+    #[arg(long, value_name = "FILE", env = key::SERVE_POLICY.env)]
+    pub policy: Option<PathBuf>,
+    /// The STS token endpoint that downscopes tokens for --policy rules with an access_boundary [default: https://sts.googleapis.com/v1/token]
+    #[arg(long, value_name = "URL", env = key::SERVE_STS_ENDPOINT.env)]
+    pub sts_endpoint: Option<String>,
+    /// CA bundle (PEM) to trust for --sts-endpoint instead of the built-in Mozilla roots
+    #[arg(long, value_name = "FILE", env = key::SERVE_STS_CA_FILE.env)]
+    pub sts_ca_file: Option<PathBuf>,
+    /// Time-out of one downscoping call at --sts-endpoint (one quick retry within it); past it the client gets 503 with Retry-After [default: 10s]
+    #[arg(long, value_name = "DURATION", env = key::SERVE_STS_TIMEOUT.env)]
+    pub sts_timeout: Option<String>,
+    /// Issuance ledger: append one JSON line per credential handed out (client identity, rule, token digests, boundary digest, expiry, cache or STS; never a token) to FILE, created 0600 [default: with --policy, on stdout among the log lines; without, none]
+    #[arg(long, value_name = "FILE", env = key::SERVE_LEDGER.env)]
+    pub ledger: Option<PathBuf>,
     #[command(flatten)]
     pub doc: DocArgs,
 }

@@ -1,9 +1,12 @@
 //! wif-serve's listeners: binding, the accept loop, signals, reloads and the graceful stop.
 
+use super::broker::Broker;
 use super::conns::Table;
+use super::ledger::Ledger;
 use super::log::{self, Event};
 use super::metrics::{self, Metrics};
 use super::options::Options;
+use super::policy::DEFAULT_SOURCE;
 use super::routes::{health, TOKEN_PATH};
 use super::session::serve_connection;
 use super::shared::{ConnGuard, Shared};
@@ -49,8 +52,24 @@ const TLS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Runs the server until SIGTERM/SIGINT.
 pub fn run(opts: Options) -> Result<()> {
     let tls = tls::TlsSource::load(opts.tls.clone())?;
-    let token = TokenSource::new(opts.token.clone()).assume_ttl(opts.assume_ttl);
-    check_token_at_start(&opts.token, &token)?;
+    let ledger = match (&opts.ledger, opts.policy.is_some()) {
+        (Some(file), _) => Ledger::open(file)?,
+        (None, true) => Ledger::Stdout,
+        (None, false) => Ledger::Off,
+    };
+    let policy = match &opts.policy {
+        Some(p) => Some((p.file.clone(), p.downscoper()?)),
+        None => None,
+    };
+    let broker = Broker::new(opts.token.clone(), opts.assume_ttl, policy, ledger)?;
+    for (name, source) in broker.sources_at_start() {
+        let flag = if name == DEFAULT_SOURCE && opts.token.is_some() {
+            "--token".to_string()
+        } else {
+            format!("token source {name} of --policy")
+        };
+        check_token_at_start(source.path(), &source, &flag)?;
+    }
     let listener = bind(&opts.listen, "--listen")?;
     let local = listener.local_addr().map_err(|e| Error::new(Kind::Io, format!("listening socket: {e}")))?;
     let metrics_listener = match &opts.metrics_listen {
@@ -68,7 +87,7 @@ pub fn run(opts: Options) -> Result<()> {
     };
     let shared = Arc::new(Shared {
         tls,
-        token,
+        broker,
         allow: opts.allow.clone(),
         limits: opts.limits,
         shutting_down: AtomicBool::new(false),
@@ -93,6 +112,7 @@ pub fn run(opts: Options) -> Result<()> {
             if let Some(result) = shared.tls.refresh() {
                 log_tls_reload(&shared.metrics, result, "a certificate, key, CA or CRL file changed");
             }
+            shared.broker.refresh(false);
         }
     })?;
     let metrics_address = match metrics_listener {
@@ -100,8 +120,8 @@ pub fn run(opts: Options) -> Result<()> {
             let shared = shared.clone();
             let started = crate::core::clock::now_unix();
             spawn_named("metrics", move || {
-                let render = || shared.metrics.render(shared.open_connections(), &shared.token, started);
-                metrics::serve(l, &shared.metrics, render, || health(&shared.token))
+                let render = || shared.metrics.render(shared.open_connections(), &shared.broker, started);
+                metrics::serve(l, &shared.metrics, render, || health(&shared.broker))
             })?;
             Some(a)
         }
@@ -115,6 +135,7 @@ pub fn run(opts: Options) -> Result<()> {
         metrics_address: metrics_address.map(|a| a.to_string()),
         metrics_url: metrics_address.map(|a| http_url(&a, metrics::METRICS_PATH)),
     });
+    shared.broker.log_loaded();
 
     for incoming in listener.incoming() {
         if shared.shutting_down.load(Ordering::SeqCst) {
@@ -164,12 +185,12 @@ pub fn run(opts: Options) -> Result<()> {
 /// user, which no waiting mends); anything else that keeps the token from being served is a
 /// warning, and 503 until it is mended; a token file without metadata is served with an
 /// assumed expiry, and a warning says so.
-fn check_token_at_start(token: &std::path::Path, source: &TokenSource) -> Result<()> {
+fn check_token_at_start(token: &std::path::Path, source: &TokenSource, flag: &str) -> Result<()> {
     use crate::core::files::{Part, Stored};
     // Opened only once it is known to be a regular file: opening a FIFO would block.
     if std::fs::metadata(token).is_ok_and(|m| m.is_file()) {
         if let Err(e) = std::fs::File::open(token) {
-            let err = Error::io(token, &e).context("opening the token file (--token)");
+            let err = Error::io(token, &e).context(format!("opening the token file ({flag})"));
             return Err(if e.kind() == std::io::ErrorKind::PermissionDenied {
                 err.hint(
                     "token files are written with mode 0600: run wif-serve as the user that runs the refresh pipeline",
@@ -212,7 +233,8 @@ fn log_tls_reload(metrics: &Metrics, result: Result<()>, why: &str) {
 fn handle_signals(mut signals: signal_hook::iterator::Signals, shared: Arc<Shared>, local: SocketAddr) {
     for sig in signals.forever() {
         if sig == signal_hook::consts::SIGHUP {
-            shared.token.invalidate();
+            shared.broker.invalidate_sources();
+            shared.broker.refresh(true);
             log_tls_reload(&shared.metrics, shared.tls.reload(), "SIGHUP");
             continue;
         }

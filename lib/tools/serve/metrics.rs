@@ -5,6 +5,7 @@
 //! come from fixed sets, so the number of series is bounded whatever clients send. Nothing
 //! secret is exposed: no token, no client identity, only counts and the token's timestamps.
 
+use super::broker::{Broker, Samples};
 use super::routes::{wire, HEALTH_PATH, TOKEN_PATH};
 use super::token::{State, TokenSource};
 use crate::core::clock;
@@ -53,6 +54,9 @@ pub enum Refusal {
     Revoked,
     /// A verified certificate that matches no `--allow` identity (answered 403).
     NotAllowed,
+    /// A verified, allowed certificate that no rule of the `--policy` matches (answered 403,
+    /// counted per request).
+    NoPolicyMatch,
     /// The handshake did not finish within `--handshake-timeout`.
     Timeout,
     /// Anything else: closed mid-handshake, incompatible client, a TLS protocol error.
@@ -61,13 +65,14 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason, in the order of the counters.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::NoCertificate,
         Refusal::UnknownCa,
         Refusal::Expired,
         Refusal::BadEku,
         Refusal::Revoked,
         Refusal::NotAllowed,
+        Refusal::NoPolicyMatch,
         Refusal::Timeout,
         Refusal::Other,
     ];
@@ -81,6 +86,7 @@ impl Refusal {
             Refusal::BadEku => "bad_eku",
             Refusal::Revoked => "revoked",
             Refusal::NotAllowed => "not_allowed",
+            Refusal::NoPolicyMatch => "no_policy_match",
             Refusal::Timeout => "timeout",
             Refusal::Other => "other",
         }
@@ -149,7 +155,7 @@ impl Metrics {
     }
 
     /// The exposition text: the counters, `open` connections, and the token's state now.
-    pub fn render(&self, open: usize, token: &TokenSource, started: i64) -> String {
+    pub fn render(&self, open: usize, broker: &Broker, started: i64) -> String {
         let mut t = Text::default();
         t.family("wif_serve_build_info", "gauge", "Always 1; the version of wif-serve in the label");
         t.sample("wif_serve_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
@@ -178,7 +184,7 @@ impl Metrics {
         t.family(
             "wif_serve_handshakes_refused_total",
             "counter",
-            "Clients refused: in the TLS handshake, or (not_allowed) verified but not on the --allow list",
+            "Clients refused: in the TLS handshake, or verified but not on the --allow list (not_allowed) or matching no --policy rule (no_policy_match, per request)",
         );
         for why in Refusal::ALL {
             t.sample(
@@ -205,7 +211,7 @@ impl Metrics {
         t.family("wif_serve_open_connections", "gauge", "TLS connections open now");
         t.sample("wif_serve_open_connections", &[], open);
 
-        let (token_reloads, token_failures) = token.reload_counts();
+        let (token_reloads, token_failures) = broker.default.as_ref().map_or((0, 0), |t| t.reload_counts());
         t.family("wif_serve_reloads_total", "counter", "Successful re-reads of the token or the TLS files");
         t.sample("wif_serve_reloads_total", &[("what", "token")], token_reloads);
         t.sample("wif_serve_reloads_total", &[("what", "tls")], read(&self.tls_reloads));
@@ -217,7 +223,10 @@ impl Metrics {
         t.sample("wif_serve_reload_failures_total", &[("what", "token")], token_failures);
         t.sample("wif_serve_reload_failures_total", &[("what", "tls")], read(&self.tls_reload_failures));
 
-        self.render_token(&mut t, token);
+        if let Some(token) = &broker.default {
+            self.render_token(&mut t, token);
+        }
+        render_broker(&mut t, broker);
         t.family("wif_serve_scrapes_total", "counter", "Answers on the metrics listener, this one included");
         t.sample("wif_serve_scrapes_total", &[], read(&self.scrapes));
         t.out
@@ -251,6 +260,52 @@ impl Metrics {
             );
             t.sample("wif_serve_token_age_seconds", &[], now - written);
         }
+    }
+}
+
+/// The broker's series: per-rule grants, downscoping calls and cache hits, the policy's
+/// reloads and size, and each policy token source's availability.
+fn render_broker(t: &mut Text, broker: &Broker) {
+    let Samples { grants, calls, cache_hits, reloads_ok, reloads_refused, rules, .. } = broker.samples();
+    let Some(rules) = rules else { return };
+    t.family("wif_serve_policy_rules", "gauge", "Rules of the --policy in force");
+    t.sample("wif_serve_policy_rules", &[], rules);
+    t.family("wif_serve_policy_reloads_total", "counter", "Reads of the --policy file: taken (ok) or refused");
+    t.sample("wif_serve_policy_reloads_total", &[("result", "ok")], reloads_ok);
+    t.sample("wif_serve_policy_reloads_total", &[("result", "refused")], reloads_refused);
+    t.family(
+        "wif_serve_grants_total",
+        "counter",
+        "Credentials asked for by clients a --policy rule matched, by rule and outcome",
+    );
+    for ((rule, outcome), n) in &grants {
+        t.sample("wif_serve_grants_total", &[("rule", rule), ("outcome", outcome.label())], n);
+    }
+    t.family("wif_serve_downscope_calls_total", "counter", "Downscoping calls to STS, by rule and result");
+    for ((rule, result), n) in &calls {
+        t.sample("wif_serve_downscope_calls_total", &[("rule", rule), ("result", result)], n);
+    }
+    t.family(
+        "wif_serve_downscope_cache_hits_total",
+        "counter",
+        "Downscoped credentials handed out from the cache, by rule",
+    );
+    for (rule, n) in &cache_hits {
+        t.sample("wif_serve_downscope_cache_hits_total", &[("rule", rule)], n);
+    }
+    t.family("wif_serve_source_available", "gauge", "1 when the --policy token source can be served now, else 0");
+    let now = clock::now_unix();
+    let mut expiries = Vec::new();
+    for (name, state) in broker.source_states() {
+        let up = matches!(state, State::Ready(_));
+        if let State::Ready(l) = &state {
+            expiries.push((name.clone(), l.expires_at - now));
+        }
+        t.sample("wif_serve_source_available", &[("source", &name)], u8::from(up));
+    }
+    t.family("wif_serve_source_expires_in_seconds", "gauge", "Seconds until the --policy token source's token expires");
+    for (name, secs) in expiries {
+        t.sample("wif_serve_source_expires_in_seconds", &[("source", &name)], secs);
     }
 }
 
@@ -350,6 +405,10 @@ fn answer(
 mod tests {
     use super::*;
 
+    fn broker(token: std::path::PathBuf) -> Broker {
+        Broker::new(Some(token), None, None, super::super::ledger::Ledger::Off).unwrap()
+    }
+
     #[test]
     fn unknown_statuses_and_paths_fall_into_bounded_labels() {
         let m = Metrics::default();
@@ -357,8 +416,8 @@ mod tests {
         m.request(Some("/anything/a/client/made/up"), 418);
         m.request(None, 400);
         m.refused(Refusal::NotAllowed);
-        let src = TokenSource::new(std::env::temp_dir().join("wif-metrics-unit-no-such-token"));
-        let text = m.render(3, &src, 1_700_000_000);
+        let src = std::env::temp_dir().join("wif-metrics-unit-no-such-token");
+        let text = m.render(3, &broker(src), 1_700_000_000);
         assert!(text.contains("wif_serve_requests_total{route=\"/get_wif_token\",status=\"200\"} 1\n"), "{text}");
         assert!(text.contains("wif_serve_requests_total{route=\"other\",status=\"other\"} 1\n"), "{text}");
         assert!(text.contains("wif_serve_requests_total{route=\"other\",status=\"400\"} 1\n"), "{text}");
@@ -383,7 +442,7 @@ mod tests {
         meta["expires_at"] = clock::rfc3339(now - 3600).into();
         meta["written_at"] = clock::rfc3339(now - 7200).into();
         std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
-        let text = Metrics::default().render(0, &TokenSource::new(p), now);
+        let text = Metrics::default().render(0, &broker(p), now);
         let value = |name: &str| {
             let line =
                 text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {text}"));

@@ -6,13 +6,16 @@
 //! re-read when their files change; SIGHUP forces that, SIGTERM/SIGINT stop gracefully.
 
 pub mod allow;
+pub mod broker;
 mod command;
 pub mod conns;
 mod handshake;
+pub mod ledger;
 mod listener;
 pub mod log;
 pub mod metrics;
 mod options;
+pub mod policy;
 pub mod routes;
 mod session;
 mod shared;
@@ -20,12 +23,10 @@ pub mod tls;
 pub mod token;
 
 use crate::cli;
-pub use command::{Cli, EXAMPLES, PAGE};
+pub use command::{Cli, EXAMPLES, PAGE, TOOL};
 pub use listener::run;
 pub use options::{Limits, Options};
 use std::process::ExitCode;
-
-const TOOL: &str = "wif-serve";
 
 /// Entry point of wif-serve.
 pub fn main() -> ExitCode {

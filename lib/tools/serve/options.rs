@@ -15,8 +15,12 @@ pub struct Options {
     pub listen: String,
     /// TLS files.
     pub tls: tls::TlsFiles,
-    /// The token file.
-    pub token: PathBuf,
+    /// The token file (`--token`); optional with a policy whose rules all name a source.
+    pub token: Option<PathBuf>,
+    /// The policy, and how to downscope for it.
+    pub policy: Option<PolicyOptions>,
+    /// The issuance ledger file.
+    pub ledger: Option<PathBuf>,
     /// Lifetime assumed for a token file without metadata; `None`: such a file is not served.
     pub assume_ttl: Option<Duration>,
     /// Allowed client identities.
@@ -77,6 +81,10 @@ impl Options {
             max_per_client,
             max_per_address,
         };
+        let policy = match s.pick::<PathBuf>(cli.policy.clone(), key::SERVE_POLICY)? {
+            Some(file) => Some(PolicyOptions::resolve(cli, s, file)?),
+            None => None,
+        };
         Ok(Options {
             listen: s.require(cli.listen.clone(), key::LISTEN, "--listen")?,
             tls: tls::TlsFiles {
@@ -85,7 +93,12 @@ impl Options {
                 client_ca: s.require(cli.client_ca.clone(), key::CLIENT_CA, "--client-ca")?,
                 crls,
             },
-            token: s.require(cli.token.clone(), key::TOKEN_FILE, "--token")?,
+            token: match &policy {
+                Some(_) => s.pick(cli.token.clone(), key::TOKEN_FILE)?,
+                None => Some(s.require(cli.token.clone(), key::TOKEN_FILE, "--token")?),
+            },
+            policy,
+            ledger: s.pick(cli.ledger.clone(), key::SERVE_LEDGER)?,
             assume_ttl: match s.pick::<String>(cli.assume_ttl.clone(), key::SERVE_ASSUME_TTL)? {
                 Some(t) => Some(crate::core::clock::parse_duration(&t).map_err(|e| e.context("--assume-ttl"))?)
                     .filter(|d| !d.is_zero()),
@@ -102,6 +115,53 @@ impl Options {
             )?,
             metrics_listen: s.pick(cli.metrics_listen.clone(), key::SERVE_METRICS_LISTEN)?,
         })
+    }
+}
+
+/// `--policy` and how its boundaries are applied.
+#[derive(Debug)]
+pub struct PolicyOptions {
+    /// The policy file.
+    pub file: PathBuf,
+    /// The STS token endpoint that downscopes.
+    pub sts_endpoint: String,
+    /// A CA bundle for it, instead of the Mozilla roots.
+    pub sts_ca_file: Option<crate::core::settings::FileSetting>,
+    /// Time-out of one downscoping call.
+    pub sts_timeout: Duration,
+}
+
+impl PolicyOptions {
+    fn resolve(cli: &Cli, s: &Settings, file: PathBuf) -> Result<PolicyOptions> {
+        let sts_endpoint = s
+            .pick(cli.sts_endpoint.clone(), key::SERVE_STS_ENDPOINT)?
+            .unwrap_or_else(|| crate::protocol::sts::DEFAULT_TOKEN_URL.to_string());
+        crate::http::check_url(&sts_endpoint).map_err(|e| e.context("--sts-endpoint"))?;
+        Ok(PolicyOptions {
+            file,
+            sts_endpoint,
+            sts_ca_file: s.pick_file(cli.sts_ca_file.clone(), "sts_ca_file", key::SERVE_STS_CA_FILE)?,
+            sts_timeout: duration(s, cli.sts_timeout.clone(), key::SERVE_STS_TIMEOUT, "--sts-timeout", 10)?,
+        })
+    }
+
+    /// The HTTP client and endpoint that downscope: one quick retry, then the client gets
+    /// 503 and comes back (its own retry is the better one: the source may have changed).
+    pub fn downscoper(&self) -> Result<super::broker::downscope::Downscoper> {
+        let opts = crate::http::HttpOptions {
+            timeout: self.sts_timeout,
+            connect_timeout: self.sts_timeout.min(Duration::from_secs(5)),
+            retries: 1,
+            max_total: self.sts_timeout,
+            roots: crate::http::Roots::Public(self.sts_ca_file.as_ref().map(|f| f.path.clone())),
+            tool: super::command::TOOL.to_string(),
+            ..Default::default()
+        };
+        let client = crate::http::Client::new(opts).map_err(|e| match &self.sts_ca_file {
+            Some(f) => e.file_setting(&f.origin, "a CA bundle (PEM) to trust for the STS endpoint"),
+            None => e,
+        })?;
+        Ok(super::broker::downscope::Downscoper { client, url: self.sts_endpoint.clone() })
     }
 }
 

@@ -1,5 +1,7 @@
 //! wif-serve's routes over mutual TLS: the token, `/healthz`, and how answers are framed.
 
+use super::allow::Identity;
+use super::broker::{Broker, Grant, Issued, MINT_RETRY_AFTER, SOURCE_RETRY_AFTER};
 use super::log::Event;
 use super::token::{self, State, TokenSource};
 use crate::server::http::Request;
@@ -75,42 +77,148 @@ struct Health<'a> {
     reason: Option<String>,
 }
 
-/// The answer to one well-formed request from a verified, allowed client.
-pub fn respond(token: &TokenSource, req: &Request) -> Response {
+/// The answer to one request, with the credential it hands out (for the ledger) and whether
+/// the client was refused for matching no rule of the policy.
+pub struct Answer {
+    /// What is sent.
+    pub resp: Response,
+    /// The credential in it, for a token answered 200.
+    pub issued: Option<Issued>,
+    /// No rule of the policy matched the client.
+    pub unmatched: bool,
+}
+
+impl From<Response> for Answer {
+    fn from(resp: Response) -> Answer {
+        Answer { resp, issued: None, unmatched: false }
+    }
+}
+
+/// The answer to one well-formed request from a verified, allowed client `id`.
+pub fn respond(broker: &Broker, id: &Identity, req: &Request) -> Answer {
     let route = route(&req.method, &req.path);
     if req.has_body && matches!(route, Route::Token | Route::Health) {
         return Response::error(413, "body_not_accepted", "requests to this server carry no body")
-            .because("request with a body");
+            .because("request with a body")
+            .into();
     }
     match route {
-        Route::NotFound => Response::error(404, "not_found", "the token is at /get_wif_token").because("unknown path"),
+        Route::NotFound => {
+            Response::error(404, "not_found", "the token is at /get_wif_token").because("unknown path").into()
+        }
         Route::MethodNotAllowed => Response::error(405, "method_not_allowed", "use GET or HEAD")
             .header("Allow", "GET, HEAD")
-            .because("method not allowed"),
-        Route::Token => match token.current() {
-            State::Ready(t) => Response {
+            .because("method not allowed")
+            .into(),
+        Route::Token => token_answer(broker.grant(id)),
+        Route::Health => health(broker).into(),
+    }
+}
+
+/// The token route's answer to a grant.
+fn token_answer(grant: Grant) -> Answer {
+    match grant {
+        Grant::Issued(issued) => {
+            let c = &issued.credential;
+            let mut headers = vec![
+                ("X-Token-Expires-At", c.expires_at_text().to_string()),
+                ("X-Token-Type", c.token_type().to_string()),
+            ];
+            headers.extend(issued.rule.clone().map(|r| ("X-Wif-Rule", r)));
+            headers.extend(issued.boundary.clone().map(|b| ("X-Wif-Access-Boundary", b)));
+            let resp = Response {
                 status: 200,
                 content_type: "text/plain",
-                headers: vec![
-                    ("X-Token-Expires-At", t.expires_at_text.clone()),
-                    ("X-Token-Type", t.token_type.clone()),
-                ],
-                body: t.token.expose().as_bytes().to_vec(),
+                headers,
+                body: c.token().as_bytes().to_vec(),
                 reason: None,
-            },
-            // The client is told why without the server's paths; the log has them.
-            State::Unavailable { reason, detail, .. } => {
-                Response::error(503, "token_unavailable", &reason).header("Retry-After", "30").because(detail)
-            }
+            };
+            Answer { resp, issued: Some(issued), unmatched: false }
+        }
+        Grant::Unmatched => Answer {
+            resp: Response::error(403, "forbidden", "no rule of the server's policy matches this client certificate")
+                .because("no rule of the policy matches the client"),
+            issued: None,
+            unmatched: true,
         },
-        Route::Health => health(token),
+        // The client is told why without the server's paths; the log has them.
+        Grant::SourceUnavailable { reason, detail } => Response::error(503, "token_unavailable", &reason)
+            .header("Retry-After", SOURCE_RETRY_AFTER)
+            .because(detail)
+            .into(),
+        Grant::MintFailed { detail, .. } => Response::error(
+            503,
+            "credential_unavailable",
+            "the credential for this client cannot be issued right now; retry later",
+        )
+        .header("Retry-After", MINT_RETRY_AFTER)
+        .because(detail)
+        .into(),
     }
 }
 
 /// The health answer: 200 with the token's expiry when a token can be served, else 503 with
 /// why. Served at /healthz over mutual TLS and on the metrics listener (plain HTTP, for
 /// kubelet probes and load-balancer health checks). Never the token.
-pub fn health(token: &TokenSource) -> Response {
+pub fn health(broker: &Broker) -> Response {
+    match (&broker.default, broker.has_policy()) {
+        (Some(token), false) => token_health(token),
+        _ => policy_health(broker),
+    }
+}
+
+/// One token source in the health answer of a server with a policy.
+#[derive(serde::Serialize)]
+struct SourceHealth {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_in_secs: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// With a policy: 200 when every token source it uses can be served, else 503; each source
+/// by name (never its path, never a token).
+fn policy_health(broker: &Broker) -> Response {
+    let now = crate::core::clock::now_unix();
+    let mut tokens = std::collections::BTreeMap::new();
+    let mut down = Vec::new();
+    for (name, state) in broker.source_states() {
+        let h = match state {
+            State::Ready(t) => SourceHealth {
+                status: "ok",
+                expires_at: Some(t.expires_at_text.clone()),
+                expires_in_secs: Some(t.expires_at - now),
+                reason: None,
+            },
+            State::Unavailable { reason, detail, expired } => {
+                down.push(format!("{name}: {detail}"));
+                SourceHealth {
+                    status: "unavailable",
+                    expires_at: expired.map(|l| l.expires_at_text.clone()),
+                    expires_in_secs: None,
+                    reason: Some(reason),
+                }
+            }
+        };
+        tokens.insert(name, h);
+    }
+    let status = if down.is_empty() { "ok" } else { "unavailable" };
+    let resp = Response::json(
+        if down.is_empty() { 200 } else { 503 },
+        &serde_json::json!({"status": status, "tokens": tokens}),
+    );
+    if down.is_empty() {
+        resp
+    } else {
+        resp.because(down.join("; "))
+    }
+}
+
+/// Without a policy: the token file's state.
+fn token_health(token: &TokenSource) -> Response {
     let now = crate::core::clock::now_unix();
     match token.current() {
         State::Ready(t) => Response::json(

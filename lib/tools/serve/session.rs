@@ -1,8 +1,10 @@
 //! One wif-serve connection: the TLS handshake, then requests until close, time-out or
 //! shutdown.
 
+use super::broker::Issued;
 use super::conns::{Conn, Phase, Scope};
 use super::handshake::{HandshakeFailure, Verified};
+use super::ledger;
 use super::log::{self, Event};
 use super::metrics::Refusal;
 use super::routes::{respond, wire};
@@ -128,7 +130,7 @@ impl<'t> Session<'t> {
             }
             let started = Instant::now();
             self.sock.deadline = self.sock.deadline.min(started + limits.header_timeout);
-            let (req, resp, keep_alive) = match http::read_request(&mut self.stream(), &mut buf) {
+            let (req, answer, keep_alive) = match http::read_request(&mut self.stream(), &mut buf) {
                 Incoming::Request(req) => {
                     if phase == Phase::Reading {
                         if !self.cx.enter(Phase::Reading, Phase::Busy) {
@@ -147,15 +149,18 @@ impl<'t> Session<'t> {
                             .emit();
                         return;
                     }
-                    let resp = respond(&shared.token, &req);
+                    let answer = respond(&shared.broker, &self.client.id, &req);
+                    if answer.unmatched {
+                        shared.metrics.refused(Refusal::NoPolicyMatch);
+                    }
                     let keep_alive = req.keep_alive
                         && !req.has_body
                         && !shared.shutting_down.load(Ordering::SeqCst)
                         && Instant::now() < age_limit;
-                    (Some(req), resp, keep_alive)
+                    (Some(req), answer, keep_alive)
                 }
                 Incoming::Invalid(r) => {
-                    (None, Response::error(r.status, "bad_request", r.reason).because(r.reason), false)
+                    (None, Response::error(r.status, "bad_request", r.reason).because(r.reason).into(), false)
                 }
                 Incoming::TimedOut => {
                     // Slow-loris: a request begun and not finished in time.
@@ -173,7 +178,10 @@ impl<'t> Session<'t> {
                 }
                 Incoming::Closed | Incoming::Broken(_) => return,
             };
-            let sent = self.answer(shared, req.as_ref(), &resp, keep_alive, started);
+            let sent = self.answer(shared, req.as_ref(), &answer.resp, keep_alive, started);
+            if let (true, Some(issued), Some("GET")) = (sent, &answer.issued, req.as_ref().map(|r| r.method.as_str())) {
+                self.record(shared, issued);
+            }
             self.cx.mark_served();
             if !sent || !keep_alive || shared.shutting_down.load(Ordering::SeqCst) {
                 // Its last answer is written (or cannot be): from here on the connection is
@@ -219,6 +227,23 @@ impl<'t> Session<'t> {
             reason: resp.reason.as_deref(),
         });
         sent
+    }
+
+    /// One line in the issuance ledger for a credential handed out.
+    fn record(&self, shared: &Shared, issued: &Issued) {
+        shared.broker.ledger.record(&ledger::Line {
+            time: log::now(),
+            event: "credential_issued",
+            peer: &self.cx.peer,
+            client: ledger::Client::of(&self.client.id),
+            rule: issued.rule.as_deref(),
+            token_source: &issued.source,
+            source_sha256: &issued.source_sha256,
+            issued_sha256: issued.credential.sha256(),
+            boundary_sha256: issued.boundary.as_deref(),
+            expires_at: issued.credential.expires_at_text(),
+            via: issued.via.label(),
+        });
     }
 
     /// Refuses the client right after its handshake: its first request, if it comes within

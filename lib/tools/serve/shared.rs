@@ -1,12 +1,12 @@
 //! What every connection thread of wif-serve shares, and the admission of new connections.
 
 use super::allow::AllowList;
+use super::broker::Broker;
 use super::conns::{Scope, Table};
 use super::log::Event;
 use super::metrics::Metrics;
 use super::options::Limits;
 use super::tls;
-use super::token::TokenSource;
 use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// What every connection thread shares.
 pub(super) struct Shared {
     pub tls: tls::TlsSource,
-    pub token: TokenSource,
+    pub broker: Broker,
     pub allow: AllowList,
     pub limits: Limits,
     pub shutting_down: AtomicBool,

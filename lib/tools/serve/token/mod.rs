@@ -83,6 +83,9 @@ impl Expiry {
 pub struct Loaded {
     /// The token bytes.
     pub token: Secret,
+    /// SHA-256 of the token bytes, hex: names this version in the ledger and keys what was
+    /// derived from it.
+    pub sha256: String,
     /// Expiry, Unix seconds.
     pub expires_at: i64,
     /// Expiry as written in the metadata (RFC 3339).
@@ -166,6 +169,11 @@ impl TokenSource {
     pub fn assume_ttl(mut self, ttl: Option<Duration>) -> TokenSource {
         self.assume_ttl = ttl;
         self
+    }
+
+    /// The token file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Whether a token file without metadata is served (with an assumed expiry).
@@ -263,6 +271,7 @@ impl TokenSource {
                     ))
                     .emit();
                 Ok(Arc::new(Loaded {
+                    sha256: crate::core::keys::sha256_hex(t.token.expose().as_bytes()),
                     token: t.token,
                     expires_at: t.expires_at.unix(),
                     expires_at_text: t.meta.expires_at,
@@ -315,6 +324,7 @@ impl TokenSource {
         self.warn_assumed(stamp, expires_at, &how);
         let is_jwt = crate::core::jwt::decode_unverified(bare.token.expose()).is_some();
         Arc::new(Loaded {
+            sha256: crate::core::keys::sha256_hex(bare.token.expose().as_bytes()),
             token: bare.token,
             expires_at,
             expires_at_text,

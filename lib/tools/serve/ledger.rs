@@ -1,0 +1,145 @@
+//! The issuance ledger: one JSON line per credential handed out (a `GET /get_wif_token`
+//! answered with a token) — who got it, by which rule, from which source, narrowed by which
+//! boundary, until when, and whether STS was called — never a token, only digests of it.
+//! Appended to `--ledger FILE` (created 0600; refused when another user owns it or others
+//! can write it), else, with a policy, on stdout among the log lines.
+
+use super::allow::Identity;
+use super::log;
+use crate::core::error::{Error, Result};
+use serde::Serialize;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Where ledger lines go.
+pub enum Ledger {
+    /// Nowhere: no policy and no `--ledger` (the request log says enough).
+    Off,
+    /// Among the log lines on stdout.
+    Stdout,
+    /// Appended to a file.
+    File(Mutex<File>),
+}
+
+/// The client, as the ledger records it.
+#[derive(Serialize)]
+pub struct Client<'a> {
+    /// Subject (RFC 4514).
+    pub subject: &'a str,
+    /// Subject common names.
+    pub cn: &'a [String],
+    /// DNS subjectAltNames.
+    pub dns: &'a [String],
+    /// URI subjectAltNames.
+    pub uris: &'a [String],
+    /// SHA-256 of the public key, hex.
+    pub spki_sha256: &'a str,
+    /// SHA-256 of the certificate, hex.
+    pub fingerprint: &'a str,
+}
+
+impl<'a> Client<'a> {
+    /// The ledger's view of a verified identity.
+    pub fn of(id: &'a Identity) -> Client<'a> {
+        Client {
+            subject: &id.subject,
+            cn: &id.common_names,
+            dns: &id.dns,
+            uris: &id.uris,
+            spki_sha256: &id.spki_sha256,
+            fingerprint: &id.fingerprint,
+        }
+    }
+}
+
+/// One credential handed out.
+#[derive(Serialize)]
+pub struct Line<'a> {
+    /// When.
+    pub time: String,
+    /// Always `credential_issued`.
+    pub event: &'static str,
+    /// The client's address.
+    pub peer: &'a str,
+    /// Who.
+    pub client: Client<'a>,
+    /// The policy rule, `null` without a policy.
+    pub rule: Option<&'a str>,
+    /// The token source's name.
+    pub token_source: &'a str,
+    /// First hex digits of the source token's SHA-256.
+    pub source_sha256: &'a str,
+    /// First hex digits of the issued token's SHA-256.
+    pub issued_sha256: &'a str,
+    /// The boundary's digest, `null` when the token was not narrowed.
+    pub boundary_sha256: Option<&'a str>,
+    /// The issued token's expiry.
+    pub expires_at: &'a str,
+    /// `file`, `sts` or `cache`.
+    pub via: &'static str,
+}
+
+impl Ledger {
+    /// Opens `--ledger FILE` for appending (creating it 0600), refusing one that is not a
+    /// regular file of this user's that only this user can write.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        }
+        let doing = || format!("opening the ledger (--ledger {})", path.display());
+        let file = opts.open(path).map_err(|e| Error::io(path, &e).context(doing()))?;
+        let stat = file.metadata().map_err(|e| Error::io(path, &e).context(doing()))?;
+        if !stat.is_file() {
+            return Err(Error::usage(format!("{}: not a regular file", path.display())).context(doing()));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let me = rustix::process::geteuid().as_raw();
+            if stat.uid() != me {
+                return Err(Error::usage(format!(
+                    "{} is owned by uid {}, not by this user (uid {me})",
+                    path.display(),
+                    stat.uid()
+                ))
+                .context(doing())
+                .hint("the ledger records who got which credential: keep it in a file only wif-serve's user writes"));
+            }
+            if stat.mode() & 0o022 != 0 {
+                return Err(Error::usage(format!(
+                    "others can write {} (mode {:04o})",
+                    path.display(),
+                    stat.mode() & 0o7777
+                ))
+                .context(doing())
+                .hint("chmod go-w it: a ledger others can write proves nothing"));
+            }
+        }
+        Ok(Ledger::File(Mutex::new(file)))
+    }
+
+    /// Records one issuance. A ledger file that cannot be written is reported in the log
+    /// (the credential has been handed out already; the log line says so).
+    pub fn record(&self, line: &Line<'_>) {
+        match self {
+            Ledger::Off => {}
+            Ledger::Stdout => log::emit(line),
+            Ledger::File(f) => {
+                let Ok(mut bytes) = serde_json::to_vec(line) else { return };
+                bytes.push(b'\n');
+                let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = f.write_all(&bytes) {
+                    log::Event::new("ledger_failed")
+                        .reason(format!("writing the ledger: {e}; a credential was issued to {}", line.client.subject))
+                        .emit();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! wif-serve's policy (`--policy FILE`, version 1): which verified client gets which
+//! credential. Ordered rules, first match wins; each names a client match (subject CN, DNS
+//! or URI SAN, SPKI or certificate pin, all given keys required) and a grant: a token source
+//! (one of several token files) and/or a Credential Access Boundary applied by downscoping.
+//! Everything is checked when the file is read, and a flaw is named by its JSON path.
+
+use super::allow::{digest_hex, Identity, Rule as Id};
+use crate::core::error::{Error, Result};
+use crate::core::files::{read_trusted, Part};
+use crate::protocol::boundary::AccessBoundary;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The policy format this server reads.
+pub const VERSION: u32 = 1;
+/// The token source `--token` provides, unless the policy's `tokens` defines it.
+pub const DEFAULT_SOURCE: &str = "default";
+
+/// A loaded, checked policy.
+#[derive(Debug)]
+pub struct Policy {
+    /// Token source name → token file (relative paths resolved against the policy's folder).
+    pub tokens: BTreeMap<String, PathBuf>,
+    /// The rules, in order.
+    pub rules: Vec<Rule>,
+}
+
+/// One rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// Its name: in headers, the log, the ledger and metric labels.
+    pub name: String,
+    /// Which clients it matches.
+    pub matcher: Matcher,
+    /// The token source it hands out (narrowed, if it has a boundary).
+    pub source: String,
+    /// The boundary applied by downscoping, if any.
+    pub boundary: Option<Arc<Boundary>>,
+}
+
+/// A boundary with its digest, computed once.
+#[derive(Debug)]
+pub struct Boundary {
+    /// Google's boundary object.
+    pub boundary: AccessBoundary,
+    /// [`AccessBoundary::digest`].
+    pub digest: String,
+}
+
+/// Which clients a rule matches.
+#[derive(Debug)]
+pub enum Matcher {
+    /// Every verified client (`"any": true`).
+    Any,
+    /// Every key given must match; a key matches when one of its values does.
+    All(Vec<Vec<Id>>),
+}
+
+impl Matcher {
+    /// Whether a verified client matches.
+    pub fn matches(&self, id: &Identity) -> bool {
+        match self {
+            Matcher::Any => true,
+            Matcher::All(keys) => keys.iter().all(|any| any.iter().any(|r| r.matches(id))),
+        }
+    }
+}
+
+impl Policy {
+    /// The first rule matching the client, if any.
+    pub fn select(&self, id: &Identity) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.matcher.matches(id))
+    }
+
+    /// Reads and checks the policy file. `has_default`: whether `--token` was given (the
+    /// `default` source).
+    pub fn load(path: &Path, has_default: bool) -> Result<Policy> {
+        let bytes = read_trusted(path, Part::Policy).map_err(|s| Error::input(s.detail()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Policy::parse(&bytes, base, has_default).map_err(|e| {
+            e.context(format!("reading the policy {}", path.display()))
+                .hint("see wif-serve(1) and docs/POLICY.md for the format; the file is JSON with \"version\": 1")
+        })
+    }
+
+    /// Parses and checks a policy's bytes; relative token paths are resolved against `base`.
+    pub fn parse(bytes: &[u8], base: &Path, has_default: bool) -> Result<Policy> {
+        let raw: RawPolicy =
+            serde_json::from_slice(bytes).map_err(|e| Error::input(format!("not a valid policy: {e}")))?;
+        let flaw = |path: String, why: String| Error::input(format!("{path}: {why}"));
+        if raw.version != VERSION {
+            return Err(flaw(
+                "version".into(),
+                format!("{} is not a version this server reads (it reads {VERSION})", raw.version),
+            ));
+        }
+        let mut tokens = BTreeMap::new();
+        for (name, file) in raw.tokens {
+            check_name(&name).map_err(|why| flaw(format!("tokens.{name}"), why))?;
+            if file.as_os_str().is_empty() {
+                return Err(flaw(format!("tokens.{name}"), "is empty: give the token file's path".into()));
+            }
+            tokens.insert(name, base.join(file));
+        }
+        if raw.rules.is_empty() {
+            return Err(flaw("rules".into(), "is empty: a policy has at least one rule".into()));
+        }
+        let mut rules: Vec<Rule> = Vec::new();
+        for (i, r) in raw.rules.into_iter().enumerate() {
+            let at = |field: &str| format!("rules[{i}].{field}");
+            check_name(&r.name).map_err(|why| flaw(at("name"), why))?;
+            if rules.iter().any(|x| x.name == r.name) {
+                return Err(flaw(at("name"), format!("{:?} names an earlier rule too; rule names are unique", r.name)));
+            }
+            let matcher = r.matches.matcher().map_err(|(key, why)| flaw(format!("rules[{i}].match{key}"), why))?;
+            let source = r.token.unwrap_or_else(|| DEFAULT_SOURCE.to_string());
+            if !(tokens.contains_key(&source) || source == DEFAULT_SOURCE && has_default) {
+                let why = if source == DEFAULT_SOURCE {
+                    "the rule names no token source and --token was not given: add \"token\": NAME, or give --token"
+                        .to_string()
+                } else {
+                    format!("{source:?} is not a token source of \"tokens\"")
+                };
+                return Err(flaw(at("token"), why));
+            }
+            let boundary = match r.access_boundary {
+                Some(b) => {
+                    b.check().map_err(|f| flaw(format!("{}.{}", at("access_boundary"), f.path), f.why))?;
+                    Some(Arc::new(Boundary { digest: b.digest(), boundary: b }))
+                }
+                None => None,
+            };
+            rules.push(Rule { name: r.name, matcher, source, boundary });
+        }
+        Ok(Policy { tokens, rules })
+    }
+
+    /// The token file of source `name` (`default`: `--token`).
+    pub fn source_path<'a>(&'a self, name: &str, default: Option<&'a Path>) -> Option<&'a Path> {
+        self.tokens.get(name).map(PathBuf::as_path).or(if name == DEFAULT_SOURCE { default } else { None })
+    }
+
+    /// The names of the token sources the rules use, each once.
+    pub fn used_sources(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.rules.iter().map(|r| r.source.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+/// Rule and token source names: 1–64 of `A-Z a-z 0-9 . _ -` (they go into headers and labels).
+fn check_name(name: &str) -> std::result::Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a name: use 1 to 64 letters, digits, '.', '_' or '-'"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    version: u32,
+    #[serde(default)]
+    tokens: BTreeMap<String, PathBuf>,
+    rules: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    #[serde(rename = "match")]
+    matches: RawMatch,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_boundary: Option<AccessBoundary>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn values(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    #[serde(default)]
+    cn: Option<OneOrMany>,
+    #[serde(default)]
+    dns: Option<OneOrMany>,
+    #[serde(default)]
+    uri: Option<OneOrMany>,
+    #[serde(default)]
+    spki_sha256: Option<OneOrMany>,
+    #[serde(default)]
+    cert_sha256: Option<OneOrMany>,
+    #[serde(default)]
+    any: Option<bool>,
+}
+
+/// A flaw in a `match`: the key's path below `match` (e.g. `.cn[1]`) and why.
+type MatchFlaw = (String, String);
+
+/// A `match` key: its name, its values as given, and how one value becomes an identity.
+type MatchKey = (&'static str, Option<OneOrMany>, fn(&str) -> Option<Id>);
+
+impl RawMatch {
+    fn matcher(self) -> std::result::Result<Matcher, MatchFlaw> {
+        let keys: [MatchKey; 5] = [
+            ("cn", self.cn, |v| Some(Id::Cn(v.to_string()))),
+            ("dns", self.dns, |v| Some(Id::Dns(v.to_ascii_lowercase()))),
+            ("uri", self.uri, |v| Some(Id::Uri(v.to_string()))),
+            ("spki_sha256", self.spki_sha256, |v| digest_hex(v).map(Id::Spki)),
+            ("cert_sha256", self.cert_sha256, |v| digest_hex(v).map(Id::Cert)),
+        ];
+        let mut all = Vec::new();
+        for (key, given, make) in keys {
+            let Some(given) = given else { continue };
+            let values = given.values();
+            if values.is_empty() {
+                return Err((format!(".{key}"), "is an empty list: give at least one value".into()));
+            }
+            let mut any = Vec::new();
+            for (j, v) in values.iter().enumerate() {
+                let v = v.trim();
+                let id = if v.is_empty() { None } else { make(v) };
+                let Some(id) = id else {
+                    let what = if key.ends_with("sha256") { "a SHA-256 digest (hex or base64)" } else { "a value" };
+                    return Err((format!(".{key}[{j}]"), format!("{v:?} is not {what}")));
+                };
+                any.push(id);
+            }
+            all.push(any);
+        }
+        match (self.any, all.is_empty()) {
+            (Some(true), true) => Ok(Matcher::Any),
+            (Some(true), false) => {
+                Err((String::new(), "\"any\": true matches every client; it cannot be combined with other keys".into()))
+            }
+            (Some(false), _) => {
+                Err((".any".into(), "false matches nothing: leave it out, or use true for every client".into()))
+            }
+            (None, true) => Err((
+                String::new(),
+                "is empty: name at least one of cn, dns, uri, spki_sha256, cert_sha256, or \"any\": true".into(),
+            )),
+            (None, false) => Ok(Matcher::All(all)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
