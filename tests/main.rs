@@ -2,6 +2,7 @@
 
 mod architecture;
 mod broker;
+mod broker_attacks;
 mod common;
 mod emulator;
 mod fuzz_corpus;

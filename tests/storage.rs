@@ -435,6 +435,20 @@ fn google_auth_downscopes_and_google_cloud_storage_is_held_to_the_boundary() {
         assert_eq!((refused["ok"].as_bool(), refused["status"].as_u64()), (Some(false), Some(403)), "{refused}");
         assert!(refused["error"].as_str().unwrap().contains("does not have storage.objects"), "{refused}");
     }
+    let downloads: Vec<(String, u64)> = emu
+        .requests()
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().starts_with("/download/storage/v1/b/"))
+        .map(|r| (r["path"].as_str().unwrap().to_string(), r["status"].as_u64().unwrap()))
+        .collect();
+    assert!(
+        downloads.contains(&("/download/storage/v1/b/team-a-data/o/reports%2Fq1.csv".into(), 200)),
+        "{downloads:?}"
+    );
+    assert!(
+        downloads.contains(&("/download/storage/v1/b/team-a-data/o/private%2Fsalaries.csv".into(), 403)),
+        "{downloads:?}"
+    );
     // The service account's own token, on the plain listener: all of team-a-data, never locked-data.
     let sa = sa_token(&emu);
     let sa_file = dir.path().join("sa.txt");

@@ -120,7 +120,7 @@ impl Boundary {
         self.rules.iter().any(|r| {
             r.bucket == target.bucket
                 && r.roles.iter().any(|role| role.grants(permission))
-                && r.condition.as_ref().is_none_or(|c| cel::eval(c, &env) == Ok(Value::Bool(true)))
+                && r.condition.as_ref().map_or(true, |c| cel::eval(c, &env) == Ok(Value::Bool(true)))
         })
     }
 }

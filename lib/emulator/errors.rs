@@ -1,6 +1,6 @@
 //! Responses in the formats the real services use: Azure AD's OAuth errors with AADSTS
 //! codes, trace and correlation ids; plain OAuth errors (Google STS, other issuers); and
-//! Google API errors (IAM Credentials).
+//! Google API errors (IAM Credentials); Cloud Storage's JSON API errors.
 
 use crate::core::jwt::random_uuid as guid;
 use crate::server::Response;
@@ -48,6 +48,17 @@ pub fn google(code: u16, status: &str, message: &str, reason: Option<(&str, &str
         }]);
     }
     json(code, &json!({ "error": err }), status.to_string())
+}
+
+/// A Cloud Storage JSON API error `{"error":{"code","message","errors":[{"message","domain","reason"}]}}`;
+/// `outcome` is what the request log records.
+pub fn storage(code: u16, message: &str, reason: &str, outcome: &str) -> Response {
+    let mut detail = json!({"message": message, "domain": "global", "reason": reason});
+    if code == 401 {
+        detail["locationType"] = json!("header");
+        detail["location"] = json!("Authorization");
+    }
+    json(code, &json!({"error": {"code": code, "message": message, "errors": [detail]}}), outcome)
 }
 
 /// IAM's refusal to impersonate, identical whether the account is missing or not bound.

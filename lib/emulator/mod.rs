@@ -1,6 +1,7 @@
 //! `wif-emulate`: an offline emulator of Azure AD (v1/v2 token endpoints, discovery, JWKS,
-//! IMDS), other OIDC issuers, Google STS and IAM Credentials that checks what it receives
-//! as strictly as the real services and answers in their formats, for demos, tests and CI.
+//! IMDS), other OIDC issuers, Google STS (with downscoping), IAM Credentials and a Cloud
+//! Storage subset that checks what it receives as strictly as the real services and answers
+//! in their formats, for demos, tests and CI.
 
 pub mod azure;
 pub mod boundary;
@@ -40,7 +41,7 @@ pub const PAGE: crate::core::help::Page = crate::core::help::Page { examples: EX
 /// The files of the manual page.
 const FILES: &[(&str, &str)] = &[(
     "emulator.json",
-    "the emulator configuration given with --config: tenant, apps and certificates, issuers, pools, providers, service accounts (wif-emulate --print-example-config; docs/EMULATOR.md)",
+    "the emulator configuration given with --config: tenant, apps and certificates, issuers, pools, providers, service accounts, Cloud Storage buckets with their objects and IAM bindings (wif-emulate --print-example-config; docs/EMULATOR.md)",
 )];
 
 /// Examples shown in --help and the manual page.
@@ -68,13 +69,15 @@ pub const EXAMPLES: &[Example] = &[
 #[command(
     name = "wif-emulate",
     version,
-    about = "Offline emulator of Azure AD, Google STS and IAM Credentials for demos, tests and CI",
+    about = "Offline emulator of Azure AD, Google STS, IAM Credentials and Cloud Storage for demos, tests and CI",
     long_about = "An offline emulator of the services the wif pipeline talks to: Azure AD (v2 and v1 token endpoints, \
 OIDC discovery, JWKS, IMDS), other OAuth/OIDC issuers (jwt-bearer, client credentials with an audience), Google STS \
-(/v1/token) and IAM Credentials (generateAccessToken, generateIdToken).\n\n\
+(/v1/token, with downscoping by Credential Access Boundaries), IAM Credentials (generateAccessToken, \
+generateIdToken) and a Cloud Storage JSON API subset (list objects, object metadata and media) that enforces \
+bucket IAM bindings and the tokens' access boundaries.\n\n\
 It verifies what it receives as strictly as the real services (assertion signatures against registered \
 certificates, thumbprints, audiences, time windows, jti replay, scopes, provider issuer/audience/attribute \
-condition, impersonation bindings, lifetimes) and answers in their formats and status codes, so the official \
+condition, impersonation bindings, lifetimes, access boundaries) and answers in their formats and status codes, so the official \
 client libraries work against it and every refusal can be tested.\n\n\
 On start it prints one JSON line {\"event\":\"listening\",\"address\",\"url\"[,\"tls_url\"]} on stdout, then one \
 JSON line per request (never a token). SIGTERM or SIGINT stop it. See docs/EMULATOR.md for the configuration.",

@@ -240,7 +240,7 @@ impl BucketConfig {
     /// Whether the service account `email` holds a role granting `p` on this bucket.
     pub fn allows(&self, email: &str, p: Permission) -> bool {
         let member = format!("serviceAccount:{email}");
-        self.iam.iter().any(|b| b.role.grants(p) && b.members.iter().any(|m| *m == member))
+        self.iam.iter().any(|b| b.role.grants(p) && b.members.contains(&member))
     }
 }
 

@@ -5,6 +5,8 @@
 //! its bearer token is a live access token the emulator issued, with a storage scope, whose
 //! service account holds a role granting the permission on the bucket, and whose Credential
 //! Access Boundary (if any) makes the permission available on the resource.
+//!
+//! The answers' errors come from `errors::storage`, in Cloud Storage's shape.
 
 pub mod checksum;
 pub mod config;
@@ -17,7 +19,6 @@ use super::state::{AccessToken, State};
 use crate::http::{parse_form, percent_decode};
 use crate::server::Response;
 use config::{BucketConfig, Permission};
-use serde_json::json;
 
 /// Scopes that reach Cloud Storage.
 const STORAGE_SCOPES: &[&str] = &[
@@ -81,9 +82,9 @@ fn serve(st: &State, req: &Req, bucket: &str, call: Call, query: &[(String, Stri
         Call::Metadata(o) | Call::Media(o) => {
             let wanted = param("generation");
             let Some(obj) =
-                b.objects.iter().find(|x| x.name == o).filter(|_| wanted.is_none_or(|g| g == generation.to_string()))
+                b.objects.iter().find(|x| x.name == o).filter(|_| wanted.map_or(true, |g| g == generation.to_string()))
             else {
-                return gcs_error(404, &format!("No such object: {bucket}/{o}"), "notFound", "no_such_object");
+                return errors::storage(404, &format!("No such object: {bucket}/{o}"), "notFound", "no_such_object");
             };
             if matches!(call, Call::Media(_)) {
                 objects::media(b, obj, generation)
@@ -108,7 +109,7 @@ fn authenticate(st: &State, req: &Req, p: Permission, object: bool) -> Result<Ac
         return Err(unauthorized("Invalid Credentials", "authError"));
     };
     if !caller.scopes.iter().any(|s| STORAGE_SCOPES.contains(&s.as_str())) {
-        return Err(gcs_error(403, "Provided scope(s) are not authorized", "insufficientPermissions", "scope"));
+        return Err(errors::storage(403, "Provided scope(s) are not authorized", "insufficientPermissions", "scope"));
     }
     Ok(caller)
 }
@@ -117,7 +118,7 @@ fn authenticate(st: &State, req: &Req, p: Permission, object: bool) -> Result<Ac
 /// and, for a downscoped token, a boundary rule making `p` available on the target.
 fn authorized(caller: &AccessToken, bucket: Option<&BucketConfig>, p: Permission, target: &Target) -> bool {
     let iam = bucket.is_some_and(|b| b.allows(&caller.email, p));
-    iam && caller.boundary.as_ref().is_none_or(|b| b.allows(p, target))
+    iam && caller.boundary.as_ref().map_or(true, |b| b.allows(p, target))
 }
 
 /// "does not have storage.objects.get access to the Google Cloud Storage object. …"
@@ -129,21 +130,11 @@ fn lacks(p: Permission, object: bool) -> String {
 
 /// Cloud Storage's 403 for a caller without the permission (same whether the bucket exists).
 fn denied(email: &str, p: Permission, object: bool) -> Response {
-    gcs_error(403, &format!("{email} {}", lacks(p, object)), "forbidden", "forbidden")
+    errors::storage(403, &format!("{email} {}", lacks(p, object)), "forbidden", "forbidden")
 }
 
 fn unauthorized(message: &str, reason: &str) -> Response {
-    let mut r = gcs_error(401, message, reason, "unauthenticated");
+    let mut r = errors::storage(401, message, reason, "unauthenticated");
     r.headers.push(("WWW-Authenticate", "Bearer realm=\"https://accounts.google.com/\"".into()));
     r
-}
-
-/// An error in Cloud Storage's JSON API shape; `outcome` is what the request log records.
-pub fn gcs_error(code: u16, message: &str, reason: &str, outcome: &str) -> Response {
-    let mut detail = json!({"message": message, "domain": "global", "reason": reason});
-    if code == 401 {
-        detail["locationType"] = json!("header");
-        detail["location"] = json!("Authorization");
-    }
-    errors::json(code, &json!({"error": {"code": code, "message": message, "errors": [detail]}}), outcome)
 }

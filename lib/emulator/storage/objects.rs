@@ -1,8 +1,8 @@
 //! Cloud Storage's answers about objects: the object resource, a listing with prefixes and
 //! pages, and the media with the headers google-cloud-storage reads (`X-Goog-Hash`, …).
 
+use super::super::errors;
 use super::config::{BucketConfig, ObjectConfig};
-use super::gcs_error;
 use crate::core::clock;
 use crate::http::encode_component;
 use crate::server::Response;
@@ -106,18 +106,23 @@ pub fn list<'q>(b: &BucketConfig, generation: i64, base: &str, param: &dyn Fn(&s
         None => MAX_RESULTS,
         Some(Ok(n)) if n > 0 => n.min(MAX_RESULTS),
         Some(_) => {
-            return gcs_error(400, "Invalid argument: maxResults must be a positive number.", "invalid", "invalid")
+            return errors::storage(
+                400,
+                "Invalid argument: maxResults must be a positive number.",
+                "invalid",
+                "invalid",
+            )
         }
     };
     let after = match param("pageToken").filter(|t| !t.is_empty()) {
         None => None,
         Some(t) => match URL_SAFE_NO_PAD.decode(t).ok().and_then(|k| String::from_utf8(k).ok()) {
             Some(k) => Some(k),
-            None => return gcs_error(400, "Invalid page token.", "invalid", "invalid"),
+            None => return errors::storage(400, "Invalid page token.", "invalid", "invalid"),
         },
     };
     let all = entries(b, param("prefix").unwrap_or(""), param("delimiter").unwrap_or(""));
-    let mut rest = all.iter().filter(|e| after.as_deref().is_none_or(|a| e.key() > a)).peekable();
+    let mut rest = all.iter().filter(|e| after.as_deref().map_or(true, |a| e.key() > a)).peekable();
     let (mut items, mut prefixes, mut last) = (Vec::new(), Vec::new(), None);
     for e in rest.by_ref().take(max) {
         match e {
@@ -130,5 +135,5 @@ pub fn list<'q>(b: &BucketConfig, generation: i64, base: &str, param: &dyn Fn(&s
     if let (Some(k), Some(_)) = (last, rest.peek()) {
         body["nextPageToken"] = json!(URL_SAFE_NO_PAD.encode(k));
     }
-    super::super::errors::json(200, &body, "ok")
+    errors::json(200, &body, "ok")
 }
