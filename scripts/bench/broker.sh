@@ -17,6 +17,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH="$ROOT/scripts/bench"
+# shellcheck source=scripts/bench/workdir.sh
+. "$BENCH/workdir.sh"
 bindir="${CARGO_TARGET_DIR:-$ROOT/target}/release" lg='' runs=5 duration=5 concurrency=16
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,12 +39,7 @@ done
 [ -x "$lg" ] || lg="$BENCH/loadgen/target/release/wif-loadgen"
 [ -x "$lg" ] || { echo "broker.sh: build the load generator first: (cd scripts/bench/loadgen && cargo build --release)" >&2; exit 2; }
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-bash "$ROOT/scripts/gen-test-pki.sh" "$WORK/pki" 2>/dev/null
-PKI="$WORK/pki"
+bench_workdir
 cd "$WORK"
 
 # The emulator: examples/emulator.json plus a bucket the service account may read.
@@ -77,8 +74,6 @@ cat > policy.json <<'JSON'
   "availabilityCondition": { "expression": "resource.name.startsWith('projects/_/buckets/bench-bucket/objects/data/')" } } ] } } ] }
 JSON
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 names=() urls=() spids=()
 start_serve() { # start_serve NAME EXTRA...
   local name=$1 port

@@ -18,6 +18,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH="$ROOT/scripts/bench"
 # shellcheck source=scripts/bench/nginx-conf.sh
 . "$BENCH/nginx-conf.sh"
+# shellcheck source=scripts/bench/workdir.sh
+. "$BENCH/workdir.sh"
 before='' after='' runs=5 duration=5 concurrency=16 nginx=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,12 +42,7 @@ if [ "$nginx" = 1 ] && ! command -v nginx >/dev/null; then
   echo "compare-serve.sh: nginx not found (apt-get install nginx-light), or --no-nginx" >&2; exit 2
 fi
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-bash "$ROOT/scripts/gen-test-pki.sh" "$WORK/pki" 2>/dev/null
-PKI="$WORK/pki"
+bench_workdir
 TOKEN="$WORK/wif_token.txt"
 exp=$(date -u -d '+2 hours' +%Y-%m-%dT%H:%M:%SZ)
 "$after" --version >/dev/null
@@ -63,8 +60,6 @@ with open(path, "w") as f:
 os.chmod(path, 0o600)
 PY
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 names=() urls=() spids=()
 start_wif() { # start_wif NAME BIN
