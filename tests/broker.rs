@@ -348,6 +348,13 @@ fn the_ledger_has_one_line_per_credential_in_the_file_or_on_stdout() {
     assert_no_token("the ledger", &text, &[&a, &b.source]);
     stop_checking_secrecy(srv, &[&a, &b.source]);
 
+    // A ledger others can write proves nothing: the server refuses to start with it.
+    set_mode(Path::new(&ledger_file), 0o666);
+    let mut all = crate::common::server::server_args(&pki_file("ca-chain.crt"), &b.token_file);
+    all.extend(["--policy", b.policy.to_str().unwrap(), "--ledger", &ledger_file].map(String::from));
+    let out = bin("wif-serve").args(&all).output().unwrap();
+    assert!(!out.status.success() && stderr(&out).contains("ledger"), "{}", stderr(&out));
+
     // Without --ledger, the same lines come on stdout among the log lines.
     let mut srv = b.serve(&[]);
     token_for(srv.port, "client");
