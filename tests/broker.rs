@@ -97,7 +97,7 @@ fn an_unmatched_client_gets_403_and_is_logged_with_its_identity() {
         assert_eq!(r.status, 403);
         assert_eq!(
             r.json(),
-            json!({"error":"forbidden","error_description":"no rule of the server's policy matches this client certificate"})
+            json!({"error":"forbidden","message":"no rule of the server's policy matches this client certificate"})
         );
         assert!(r.header("x-wif-rule").is_none());
     }
@@ -130,7 +130,7 @@ fn sts_down_means_503_with_retry_after_never_the_source_and_recovery_when_it_is_
         if method == "GET" {
             assert_eq!(
                 r.json(),
-                json!({"error":"credential_unavailable","error_description":"the credential for this client cannot be issued right now; retry later"})
+                json!({"error":"credential_unavailable","message":"the credential for this client cannot be issued right now; retry later"})
             );
         }
         assert_no_token("a 503 answer", &String::from_utf8_lossy(&r.body), &[&b.source]);

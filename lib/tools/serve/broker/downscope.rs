@@ -186,7 +186,8 @@ fn mint(boundary: &Boundary, source: &Loaded, sts: &Downscoper) -> Result<Minted
     Ok(Minted {
         sha256: crate::core::keys::sha256_hex(d.token.expose().as_bytes())[..DIGEST_PREFIX].to_string(),
         token: d.token,
-        token_type: d.token_type,
+        // What X-Token-Type says of the source (e.g. access_token), not OAuth's scheme word.
+        token_type: source.token_type.clone(),
         expires_at,
         expires_at_text: clock::rfc3339(expires_at),
     })
