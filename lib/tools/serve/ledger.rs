@@ -90,7 +90,9 @@ impl Ledger {
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+            // NONBLOCK: a FIFO in its place would otherwise hold the start until a reader
+            // comes; without one, the open fails at once (and with one, it is no regular file).
+            opts.mode(0o600).custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32);
         }
         let doing = || format!("opening the ledger (--ledger {})", path.display());
         let file = opts.open(path).map_err(|e| Error::io(path, &e).context(doing()))?;

@@ -170,9 +170,11 @@ impl Cache {
 
 /// One STS call: the source token narrowed by the boundary, expiring no later than it.
 fn mint(boundary: &Boundary, source: &Loaded, sts: &Downscoper) -> Result<Minted, Failure> {
+    // The detail goes to the log: an STS (or a proxy before it) that quotes the request in
+    // its refusal would put the source token there, so it is scrubbed of every secret held.
     let d = downscope(&sts.client, &sts.url, &source.token, &boundary.boundary).map_err(|e: Error| Failure {
         refused: e.kind() == crate::core::error::Kind::Refused,
-        detail: e.to_string(),
+        detail: crate::core::secret::scrub(&e.to_string()),
     })?;
     if d.token == source.token {
         // An STS (or something posing as one) that hands back the source token has narrowed

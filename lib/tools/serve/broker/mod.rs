@@ -244,14 +244,15 @@ impl Broker {
     /// A policy that cannot be read or is not valid is refused; the one in force stays.
     pub fn refresh(&self, force: bool) {
         let Some(w) = &self.watched else { return };
+        // The stamp's lock is held through the read and the swap: the once-a-second look and
+        // SIGHUP never load at once, so an older read cannot replace a newer policy (and
+        // stay, its file's stamp already seen).
+        let mut stamp = lock(&w.stamp);
         let now = Stamp::of(&w.path).ok();
-        {
-            let mut stamp = lock(&w.stamp);
-            if !force && *stamp == now {
-                return;
-            }
-            *stamp = now;
+        if !force && *stamp == now {
+            return;
         }
+        *stamp = now;
         match Policy::load(&w.path, self.default.is_some()) {
             Ok(policy) => {
                 let active = self.activate(&w.registry, policy);

@@ -240,7 +240,13 @@ impl RawMatch {
             }
             let mut any = Vec::new();
             for (j, v) in values.iter().enumerate() {
-                let v = v.trim();
+                if v.trim() != v {
+                    // Not trimmed: "wif-client " would then name the client "wif-client".
+                    return Err((
+                        format!(".{key}[{j}]"),
+                        format!("{v:?} has white space around it; values are matched exactly: remove it"),
+                    ));
+                }
                 let id = if v.is_empty() { None } else { make(v) };
                 let Some(id) = id else {
                     let what = if key.ends_with("sha256") { "a SHA-256 digest (hex or base64)" } else { "a value" };
