@@ -110,7 +110,7 @@ pub fn respond(broker: &Broker, id: &Identity, req: &Request) -> Answer {
             .header("Allow", "GET, HEAD")
             .because("method not allowed")
             .into(),
-        Route::Token => token_answer(broker.grant(id)),
+        Route::Token => token_answer(broker.grant(id, req.method == "GET")),
         Route::Health => health(broker).into(),
     }
 }

@@ -287,8 +287,9 @@ impl Broker {
         }
     }
 
-    /// What the verified client `id` gets now.
-    pub fn grant(&self, id: &Identity) -> Grant {
+    /// What the verified client `id` gets now. `hands_out`: the answer carries the token
+    /// (GET); a HEAD asks only for its headers and is not counted as a grant.
+    pub fn grant(&self, id: &Identity, hands_out: bool) -> Grant {
         let Some(w) = &self.watched else {
             return match self.default.as_ref().map(|d| d.current()) {
                 Some(state) => from_source(state, None, DEFAULT_SOURCE),
@@ -303,6 +304,9 @@ impl Broker {
             return Grant::Unmatched;
         };
         let grant = self.grant_by(&active, rule, &w.sts);
+        if !hands_out {
+            return grant;
+        }
         match &grant {
             Grant::Issued(i) => self.stats.grant(&rule.name, Outcome::Issued, i.via == Via::Cache),
             Grant::Unmatched => {}
