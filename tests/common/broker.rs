@@ -6,10 +6,9 @@
 use super::server::{connect, read_response, Resp, Server};
 use super::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The service account examples/emulator.json lets the pipeline impersonate.
@@ -47,11 +46,9 @@ pub fn emulator_config() -> Value {
 
 /// A running wif-emulate (plain HTTP on loopback) with its request log; killed when dropped.
 pub struct Emu {
-    child: Child,
+    inner: crate::emulator::Emu,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
-    lines: Arc<Mutex<Vec<Value>>>,
-    _dir: tempfile::TempDir,
 }
 
 impl Emu {
@@ -62,32 +59,8 @@ impl Emu {
 
     /// Starts the emulator with `config` (certificate paths relative to the test PKI).
     pub fn with(config: &Value) -> Emu {
-        let dir = tempdir();
-        std::os::unix::fs::symlink(pki(), dir.path().join("pki")).unwrap();
-        let file = dir.path().join("emulator.json");
-        std::fs::write(&file, config.to_string()).unwrap();
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("wif-emulate"))
-            .arg("--config")
-            .arg(&file)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting wif-emulate");
-        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first: Value = serde_json::from_str(&out.next().expect("the emulator's first line").unwrap()).unwrap();
-        assert_eq!(first["event"], "listening", "{first}");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in out.map_while(Result::ok) {
-                let v =
-                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("emulator log is not JSON ({e}): {line}"));
-                sink.lock().unwrap().push(v);
-            }
-        });
-        Emu { child, url: first["url"].as_str().unwrap().to_string(), lines, _dir: dir }
+        let inner = crate::emulator::Emu::start(config, &[]);
+        Emu { url: inner.url.clone(), inner }
     }
 
     /// The STS endpoint.
@@ -97,8 +70,7 @@ impl Emu {
 
     /// Every request line logged so far (after a moment for the log reader).
     pub fn requests(&self) -> Vec<Value> {
-        std::thread::sleep(std::time::Duration::from_millis(250));
-        self.lines.lock().unwrap().iter().filter(|v| v["event"] == "request").cloned().collect()
+        self.inner.requests()
     }
 
     /// How many STS requests (`POST /v1/token`) the emulator has answered so far.
@@ -108,14 +80,7 @@ impl Emu {
 
     /// The emulator's log as text, for secrecy checks.
     pub fn log_text(&self) -> String {
-        self.lines.lock().unwrap().iter().map(Value::to_string).collect::<Vec<_>>().join("\n")
-    }
-}
-
-impl Drop for Emu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.inner.raw_log()
     }
 }
 
