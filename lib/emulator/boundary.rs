@@ -3,14 +3,14 @@
 //! conditions in the CEL subset), compiled once, and asked whether a request may pass.
 
 use super::cel::{self, Env, Expr};
-use super::storage::config::{valid_bucket_name, Permission, Role};
+use super::storage::config::{Permission, Role};
 use crate::http::percent_decode;
+use crate::protocol::boundary::{is_bucket_name, BUCKET_PREFIX};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 /// Most rules one boundary may hold.
 pub const MAX_RULES: usize = 10;
-const RESOURCE_PREFIX: &str = "//storage.googleapis.com/projects/_/buckets/";
 
 /// The `options` field: `{"accessBoundary": {...}}`.
 #[derive(Deserialize)]
@@ -131,8 +131,8 @@ impl Rule {
         let at = format!("accessBoundaryRules[{i}]");
         let resource = r.available_resource.unwrap_or_default();
         let bucket = resource
-            .strip_prefix(RESOURCE_PREFIX)
-            .filter(|b| valid_bucket_name(b))
+            .strip_prefix(BUCKET_PREFIX)
+            .filter(|b| is_bucket_name(b))
             .ok_or_else(|| format!("{at}: invalid availableResource {resource:?}: only Cloud Storage buckets are supported, as //storage.googleapis.com/projects/_/buckets/BUCKET."))?;
         let permissions = r.available_permissions.unwrap_or_default();
         if permissions.is_empty() {

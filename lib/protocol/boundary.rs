@@ -143,8 +143,6 @@ impl AccessBoundary {
 pub struct Downscoped {
     /// The narrowed access token.
     pub token: Secret,
-    /// `token_type` (default `Bearer`).
-    pub token_type: String,
     /// Its expiry when STS said (`expires_in`); when it does not, the source token's applies.
     pub expires_at: Option<Timestamp>,
 }
@@ -170,7 +168,7 @@ pub fn downscope(client: &Client, url: &str, source: &Secret, boundary: &AccessB
     let (answer, token) = TokenResponse::from_response(&resp).context(doing)?;
     let expires_at =
         answer.expires_in.filter(|s| *s > 0).map(|s| Timestamp::from_unix(crate::core::clock::now_unix() + s));
-    Ok(Downscoped { token, token_type: answer.token_type.unwrap_or_else(|| "Bearer".into()), expires_at })
+    Ok(Downscoped { token, expires_at })
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub use atomic::write_atomic;
 pub use meta::{meta_path, MetaFile, TokenMeta};
 pub use outcome::{Distrust, Part, Stored, StoredToken};
 pub use token::{read_bare_token, read_token, write_token, BareToken};
-pub use trusted::read_trusted;
+pub use trusted::{distrust, read_trusted};
 
 #[cfg(test)]
 mod tests;

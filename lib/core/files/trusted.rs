@@ -84,7 +84,7 @@ fn read_part_once(path: &Path, part: Part) -> std::result::Result<ReadOnce, Stor
 /// owned by this process's effective user or root, and writable by nobody else. A file
 /// another user could have made or changed (say, in a shared or world-writable directory)
 /// could carry a token and an expiry of their choosing.
-fn distrust(stat: &std::fs::Metadata) -> Option<Distrust> {
+pub fn distrust(stat: &std::fs::Metadata) -> Option<Distrust> {
     let kind = stat.file_type();
     if !kind.is_file() {
         let what = if kind.is_dir() {

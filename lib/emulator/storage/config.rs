@@ -2,6 +2,7 @@
 //! objects and their IAM bindings, and the predefined roles with the permissions they grant.
 
 use crate::core::error::{Error, Result};
+use crate::protocol::boundary::is_bucket_name;
 use serde::Deserialize;
 use std::collections::HashSet;
 
@@ -164,16 +165,6 @@ impl TryFrom<String> for Role {
     }
 }
 
-/// Whether `name` is a bucket name as Cloud Storage accepts it: 3–63 characters of lowercase
-/// letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit.
-pub fn valid_bucket_name(name: &str) -> bool {
-    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    (3..=63).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
-        && edge(name.chars().next())
-        && edge(name.chars().last())
-}
-
 impl StorageConfig {
     /// Checks names (valid and unique buckets, non-empty and unique objects, members) and
     /// computes what answers need: content types, checksums, the generation.
@@ -197,7 +188,7 @@ impl StorageConfig {
     fn check(&self) -> Result<()> {
         let mut buckets = HashSet::new();
         for b in &self.buckets {
-            if !valid_bucket_name(&b.name) {
+            if !is_bucket_name(&b.name) {
                 return Err(Error::input(format!(
                     "google.storage.buckets: {:?} is not a bucket name (3-63 characters: lowercase letters, digits, -, _ and ., starting and ending with a letter or digit)",
                     b.name
@@ -251,10 +242,10 @@ mod tests {
     #[test]
     fn bucket_names() {
         for ok in ["abc", "team-a-data", "a.b_c-1", &"a".repeat(63)] {
-            assert!(valid_bucket_name(ok), "{ok}");
+            assert!(is_bucket_name(ok), "{ok}");
         }
         for bad in ["ab", "Team-a", "-abc", "abc-", "a b c", &"a".repeat(64), "abc/def"] {
-            assert!(!valid_bucket_name(bad), "{bad}");
+            assert!(!is_bucket_name(bad), "{bad}");
         }
     }
 

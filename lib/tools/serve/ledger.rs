@@ -83,7 +83,7 @@ pub struct Line<'a> {
 
 impl Ledger {
     /// Opens `--ledger FILE` for appending (creating it 0600), refusing one that is not a
-    /// regular file of this user's that only this user can write.
+    /// regular file of this user's (or root's) that nobody else can write.
     pub fn open(path: &Path) -> Result<Ledger> {
         let mut opts = std::fs::OpenOptions::new();
         opts.append(true).create(true);
@@ -97,31 +97,12 @@ impl Ledger {
         let doing = || format!("opening the ledger (--ledger {})", path.display());
         let file = opts.open(path).map_err(|e| Error::io(path, &e).context(doing()))?;
         let stat = file.metadata().map_err(|e| Error::io(path, &e).context(doing()))?;
-        if !stat.is_file() {
-            return Err(Error::usage(format!("{}: not a regular file", path.display())).context(doing()));
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let me = rustix::process::geteuid().as_raw();
-            if stat.uid() != me {
-                return Err(Error::usage(format!(
-                    "{} is owned by uid {}, not by this user (uid {me})",
-                    path.display(),
-                    stat.uid()
-                ))
+        // The same terms as the files wif reads: a regular file, this user's (or root's), that
+        // nobody else can write. A ledger others can write proves nothing.
+        if let Some(why) = crate::core::files::distrust(&stat) {
+            return Err(Error::usage(format!("{}: {}", path.display(), why.detail))
                 .context(doing())
-                .hint("the ledger records who got which credential: keep it in a file only wif-serve's user writes"));
-            }
-            if stat.mode() & 0o022 != 0 {
-                return Err(Error::usage(format!(
-                    "others can write {} (mode {:04o})",
-                    path.display(),
-                    stat.mode() & 0o7777
-                ))
-                .context(doing())
-                .hint("chmod go-w it: a ledger others can write proves nothing"));
-            }
+                .hint("keep the ledger in a file only wif-serve's user can write (chmod go-w)"));
         }
         Ok(Ledger::File(Mutex::new(file)))
     }

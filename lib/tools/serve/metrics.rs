@@ -5,6 +5,7 @@
 //! come from fixed sets, so the number of series is bounded whatever clients send. Nothing
 //! secret is exposed: no token, no client identity, only counts and the token's timestamps.
 
+use super::broker::downscope::Call;
 use super::broker::{Broker, Samples};
 use super::routes::{wire, HEALTH_PATH, TOKEN_PATH};
 use super::token::{State, TokenSource};
@@ -266,10 +267,10 @@ impl Metrics {
 /// The broker's series: per-rule grants, downscoping calls and cache hits, the policy's
 /// reloads and size, and each policy token source's availability.
 fn render_broker(t: &mut Text, broker: &Broker) {
-    let Samples { grants, calls, cache_hits, reloads_ok, reloads_refused, rules, .. } = broker.samples();
-    let Some(rules) = rules else { return };
+    let Samples { rules, reloads_ok, reloads_refused, policy_rules, .. } = broker.samples();
+    let Some(policy_rules) = policy_rules else { return };
     t.family("wif_serve_policy_rules", "gauge", "Rules of the --policy in force");
-    t.sample("wif_serve_policy_rules", &[], rules);
+    t.sample("wif_serve_policy_rules", &[], policy_rules);
     t.family("wif_serve_policy_reloads_total", "counter", "Reads of the --policy file: taken (ok) or refused");
     t.sample("wif_serve_policy_reloads_total", &[("result", "ok")], reloads_ok);
     t.sample("wif_serve_policy_reloads_total", &[("result", "refused")], reloads_refused);
@@ -278,20 +279,27 @@ fn render_broker(t: &mut Text, broker: &Broker) {
         "counter",
         "Credentials asked for by clients a --policy rule matched, by rule and outcome",
     );
-    for ((rule, outcome), n) in &grants {
-        t.sample("wif_serve_grants_total", &[("rule", rule), ("outcome", outcome.label())], n);
+    for (rule, c) in &rules {
+        t.sample("wif_serve_grants_total", &[("rule", rule), ("outcome", "issued")], c.issued);
+        t.sample("wif_serve_grants_total", &[("rule", rule), ("outcome", "unavailable")], c.unavailable);
     }
     t.family("wif_serve_downscope_calls_total", "counter", "Downscoping calls to STS, by rule and result");
-    for ((rule, result), n) in &calls {
-        t.sample("wif_serve_downscope_calls_total", &[("rule", rule), ("result", result)], n);
+    for (rule, c) in &rules {
+        for call in Call::ALL.into_iter().filter(|call| c.calls[*call as usize] > 0) {
+            t.sample(
+                "wif_serve_downscope_calls_total",
+                &[("rule", rule), ("result", call.label())],
+                c.calls[call as usize],
+            );
+        }
     }
     t.family(
         "wif_serve_downscope_cache_hits_total",
         "counter",
         "Downscoped credentials handed out from the cache, by rule",
     );
-    for (rule, n) in &cache_hits {
-        t.sample("wif_serve_downscope_cache_hits_total", &[("rule", rule)], n);
+    for (rule, c) in rules.iter().filter(|(_, c)| c.cache_hits > 0) {
+        t.sample("wif_serve_downscope_cache_hits_total", &[("rule", rule)], c.cache_hits);
     }
     t.family("wif_serve_source_available", "gauge", "1 when the --policy token source can be served now, else 0");
     let now = clock::now_unix();

@@ -78,6 +78,9 @@ pub enum Call {
 }
 
 impl Call {
+    /// Every result, in the order of the counters.
+    pub const ALL: [Call; 3] = [Call::Ok, Call::Refused, Call::Failed];
+
     /// The metric label.
     pub fn label(self) -> &'static str {
         match self {
@@ -135,7 +138,13 @@ impl Cache {
         sts: &Downscoper,
         on_call: impl FnOnce(Call),
     ) -> Result<(Arc<Minted>, Via), Failure> {
-        let slot = lock(&self.slots).entry(rule.to_string()).or_default().clone();
+        let slot = {
+            let mut slots = lock(&self.slots);
+            match slots.get(rule) {
+                Some(slot) => slot.clone(),
+                None => slots.entry(rule.to_string()).or_default().clone(),
+            }
+        };
         let mut slot = lock(&slot);
         if slot.source != source.sha256 {
             // A new source token: what was minted from the old one goes.

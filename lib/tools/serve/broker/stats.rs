@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The outcome of a grant, as the `outcome` label says it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// A credential was handed out.
     Issued,
@@ -16,25 +16,24 @@ pub enum Outcome {
     Unavailable,
 }
 
-impl Outcome {
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Issued => "issued",
-            Outcome::Unavailable => "unavailable",
-        }
-    }
+/// One rule's counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RuleCounts {
+    /// Credentials handed out.
+    pub issued: u64,
+    /// Requests answered 503.
+    pub unavailable: u64,
+    /// Credentials handed out from the cache.
+    pub cache_hits: u64,
+    /// STS downscoping calls by result, in the order of [`Call::ALL`].
+    pub calls: [u64; 3],
 }
 
 /// A snapshot of the counters.
 #[derive(Default)]
 pub struct Samples {
-    /// Grants by rule and outcome.
-    pub grants: BTreeMap<(String, Outcome), u64>,
-    /// STS downscoping calls by rule and result (`ok`, `refused`, `failed`).
-    pub calls: BTreeMap<(String, &'static str), u64>,
-    /// Cache hits by rule.
-    pub cache_hits: BTreeMap<String, u64>,
+    /// The counters of each rule that has been asked for.
+    pub rules: BTreeMap<String, RuleCounts>,
     /// Clients no rule matched.
     pub unmatched: u64,
     /// Policies read and taken.
@@ -42,20 +41,25 @@ pub struct Samples {
     /// Policies read and refused.
     pub reloads_refused: u64,
     /// Rules of the policy in force, with a policy.
-    pub rules: Option<usize>,
+    pub policy_rules: Option<usize>,
 }
 
 #[derive(Default)]
 pub(super) struct Stats {
-    counts: Mutex<Samples>,
+    rules: Mutex<BTreeMap<String, RuleCounts>>,
     unmatched: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_refused: AtomicU64,
 }
 
 impl Stats {
-    fn with(&self, f: impl FnOnce(&mut Samples)) {
-        f(&mut self.counts.lock().unwrap_or_else(|p| p.into_inner()));
+    /// Changes the counters of `rule` (its name is copied only the first time).
+    fn with(&self, rule: &str, f: impl FnOnce(&mut RuleCounts)) {
+        let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        match rules.get_mut(rule) {
+            Some(c) => f(c),
+            None => f(rules.entry(rule.to_string()).or_default()),
+        }
     }
 
     pub fn unmatched(&self) {
@@ -69,28 +73,26 @@ impl Stats {
 
     /// Counts a grant under `rule`; `hit`: handed out from the cache.
     pub fn grant(&self, rule: &str, outcome: Outcome, hit: bool) {
-        self.with(|s| {
-            *s.grants.entry((rule.to_string(), outcome)).or_default() += 1;
-            if hit {
-                *s.cache_hits.entry(rule.to_string()).or_default() += 1;
+        self.with(rule, |c| match outcome {
+            Outcome::Issued => {
+                c.issued += 1;
+                c.cache_hits += u64::from(hit);
             }
+            Outcome::Unavailable => c.unavailable += 1,
         });
     }
 
     pub fn downscope_call(&self, rule: &str, call: Call) {
-        self.with(|s| *s.calls.entry((rule.to_string(), call.label())).or_default() += 1);
+        self.with(rule, |c| c.calls[call as usize] += 1);
     }
 
-    pub fn samples(&self, rules: Option<usize>) -> Samples {
-        let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn samples(&self, policy_rules: Option<usize>) -> Samples {
         Samples {
-            grants: c.grants.clone(),
-            calls: c.calls.clone(),
-            cache_hits: c.cache_hits.clone(),
+            rules: self.rules.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             unmatched: self.unmatched.load(Ordering::Relaxed),
             reloads_ok: self.reloads_ok.load(Ordering::Relaxed),
             reloads_refused: self.reloads_refused.load(Ordering::Relaxed),
-            rules,
+            policy_rules,
         }
     }
 }
