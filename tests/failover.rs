@@ -1,0 +1,1 @@
+//! Issue 17: failover tests (filled in by its slice).

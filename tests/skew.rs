@@ -1,0 +1,1 @@
+//! Issue 17: skew tests (filled in by its slice).
