@@ -21,6 +21,33 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: &Req) -> Response;
     /// Records one answered request.
     fn log_request(&self, req: &Req, resp: &Response, took: Duration);
+    /// The handler's clock (Unix seconds), for the `Date` header of every answer.
+    fn now(&self) -> i64;
+}
+
+/// What the log records of an answer never sent: the listener closes the connection instead
+/// (an injected `reset`).
+const RESET: &str = "injected_reset";
+
+/// An answer that is never sent: the listener closes the connection without answering.
+pub fn reset() -> Response {
+    Response::new(0, "text/plain", Vec::new()).because(RESET)
+}
+
+/// Whether `r` is [`reset`]'s.
+pub fn is_reset(r: &Response) -> bool {
+    r.reason.as_deref() == Some(RESET)
+}
+
+/// `unix` as an HTTP date (IMF-fixdate, RFC 9110 §5.6.7): `Sun, 06 Dec 2026 08:49:37 GMT`.
+pub fn http_date(unix: i64) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(FORMAT).ok())
+        .unwrap_or_else(|| "Thu, 01 Jan 1970 00:00:00 GMT".into())
 }
 
 /// One HTTP request as the handlers see it.
@@ -64,15 +91,15 @@ impl Req {
     }
 }
 
-/// The headers of every emulator answer around its own; `Connection: close` last when the
-/// connection closes after it.
-fn framing(close: bool) -> Framing<'static> {
-    const STANDARD: &[(&str, &str)] = &[("Cache-Control", "no-store"), ("Pragma", "no-cache")];
-    Framing { standard: STANDARD, last: if close { &[("Connection", "close")] } else { &[] }, ..Framing::default() }
-}
-
-fn write_resp(w: &mut impl Write, r: &Response, close: bool) -> std::io::Result<()> {
-    w.write_all(&r.encode(&framing(close), false).bytes)?;
+/// The headers of every emulator answer around its own: `Date` (the emulator's clock, `now`)
+/// first; `Connection: close` last when the connection closes after it.
+fn write_resp(w: &mut impl Write, r: &Response, close: bool, now: i64) -> std::io::Result<()> {
+    let date = http_date(now);
+    let first = [("Date", date.as_str())];
+    let standard = [("Cache-Control", "no-store"), ("Pragma", "no-cache")];
+    let last: &[(&str, &str)] = if close { &[("Connection", "close")] } else { &[] };
+    let framing = Framing { first: &first, standard: &standard, last };
+    w.write_all(&r.encode(&framing, false).bytes)?;
     w.flush()
 }
 
@@ -153,7 +180,7 @@ fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, st
                 Ok(None) if read_more(&mut s, &mut buf) => {}
                 Ok(None) => return,
                 Err(resp) => {
-                    let _ = write_resp(&mut s, &resp, true);
+                    let _ = write_resp(&mut s, &resp, true, state.now());
                     return;
                 }
             }
@@ -171,7 +198,7 @@ fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, st
         let started = Instant::now();
         let resp = state.handle(&req);
         state.log_request(&req, &resp, started.elapsed());
-        if write_resp(&mut s, &resp, head.close).is_err() || head.close {
+        if is_reset(&resp) || write_resp(&mut s, &resp, head.close, state.now()).is_err() || head.close {
             return;
         }
     }
@@ -293,6 +320,12 @@ mod tests {
         assert_eq!(status(b"GARBAGE\x01\r\n\r\n"), Some(400));
         assert_eq!(status(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Some(411));
         assert_eq!(status(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"), Some(413));
+    }
+
+    #[test]
+    fn dates_are_imf_fixdate() {
+        assert_eq!(http_date(1_796_546_977), "Sun, 06 Dec 2026 08:49:37 GMT");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 
     #[test]
