@@ -13,6 +13,7 @@ pub mod faults;
 pub mod iam;
 pub mod issuer;
 pub mod keys;
+pub mod mtls;
 mod routes;
 pub mod server;
 pub mod state;

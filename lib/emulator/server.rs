@@ -66,6 +66,9 @@ pub struct Req {
     pub scheme: &'static str,
     /// The `Host` header (else the listener's address).
     pub host: String,
+    /// The client certificate chain presented in the TLS handshake (DER, leaf first); empty
+    /// on plain HTTP or when none was presented.
+    pub peer_certs: Vec<Vec<u8>>,
 }
 
 impl Req {
@@ -153,6 +156,7 @@ fn parse_head(buf: &[u8], scheme: &'static str, local: &str) -> std::result::Res
         headers: hdrs.clone(),
         body: Vec::new(),
         scheme,
+        peer_certs: Vec::new(),
     };
     let expect_continue = lower("expect").is_some_and(|e| e == "100-continue");
     Ok(Some(Head { len, req, close, content_length, expect_continue }))
@@ -170,8 +174,9 @@ fn read_more(s: &mut impl Read, buf: &mut Vec<u8>) -> bool {
     }
 }
 
-/// Serves requests on one connection until it closes or asks to.
-fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, state: &impl Handler) {
+/// Serves requests on one connection until it closes or asks to; `peer` is the client's
+/// certificate chain from the TLS handshake.
+fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, peer: &[Vec<u8>], state: &impl Handler) {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let head = loop {
@@ -193,6 +198,7 @@ fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, st
             return;
         }
         let mut req = head.req;
+        req.peer_certs = peer.to_vec();
         let Ok(body) = http::read_body(&mut s, &mut buf, head.content_length) else { return };
         req.body = body;
         let started = Instant::now();
@@ -251,7 +257,7 @@ fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, loca
     let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
     let _ = stream.set_nodelay(true);
     match tls {
-        None => serve_conn(stream, "http", local.to_string(), state),
+        None => serve_conn(stream, "http", local.to_string(), &[], state),
         Some(cfg) => {
             let Ok(conn) = rustls::ServerConnection::new(cfg) else { return };
             let mut tls_stream = rustls::StreamOwned::new(conn, stream);
@@ -261,19 +267,25 @@ fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, loca
                     return;
                 }
             }
-            serve_conn(tls_stream, "https", local.to_string(), state);
+            let peer: Vec<Vec<u8>> = tls_stream
+                .conn
+                .peer_certificates()
+                .map(|chain| chain.iter().map(|c| c.to_vec()).collect())
+                .unwrap_or_default();
+            serve_conn(tls_stream, "https", local.to_string(), &peer, state);
         }
     }
 }
 
-/// The rustls server configuration for `--tls-listen`.
+/// The rustls server configuration for `--tls-listen`: a client certificate is requested,
+/// optional, and proven by the handshake signature (see `mtls.rs`).
 pub fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustls::ServerConfig>> {
     let chain = crate::core::keys::load_certs(cert)
         .map_err(|e| e.file_setting("--tls-cert", "the emulator's TLS certificate chain (PEM, leaf first)"))?;
     let bundle = crate::core::keys::load_key(key, None)
         .map_err(|e| e.file_setting("--tls-key", "the private key of --tls-cert (PEM)"))?;
     let cfg = rustls::ServerConfig::builder()
-        .with_no_client_auth()
+        .with_client_cert_verifier(Arc::new(super::mtls::AnyClientCert::new()))
         .with_single_cert(chain, bundle.key)
         .map_err(|e| Error::input(format!("the TLS certificate and key do not fit: {e}")))?;
     Ok(Arc::new(cfg))
