@@ -183,7 +183,7 @@ mod tests {
         let leaf = CertificateDer::from(vec![1u8, 2, 3]);
         let ca = CertificateDer::from(vec![4u8, 5]);
         assert_eq!(subject_token(&leaf, &[]).unwrap().expose(), r#"["AQID"]"#);
-        assert_eq!(subject_token(&leaf, &[ca.clone()]).unwrap().expose(), r#"["AQID", "BAU="]"#);
+        assert_eq!(subject_token(&leaf, std::slice::from_ref(&ca)).unwrap().expose(), r#"["AQID", "BAU="]"#);
         assert_eq!(subject_token(&leaf, &[leaf.clone(), ca.clone()]).unwrap().expose(), r#"["AQID", "BAU="]"#);
         assert!(subject_token(&leaf, &[ca, leaf.clone()]).is_err());
     }
