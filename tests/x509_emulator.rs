@@ -292,3 +292,42 @@ fn the_clock_offset_shows_in_every_date_and_in_time_checks() {
         assert!((date(&r) - now() - secs).abs() <= 5);
     }
 }
+
+/// `wif-sts --x509` against the emulator's TLS listener as `name` of the test PKI.
+fn wif_sts_x509(emu: &Emu, name: &str, chain: &str) -> std::process::Output {
+    let tls = emu.tls_url.as_deref().unwrap();
+    bin("wif-sts")
+        .args(["--x509", "--audience", &provider("x509"), "--token-url", &format!("{tls}/v1/token")])
+        .args(["--cert", &pki_file(&format!("{name}.crt")), "--key", &pki_file(&format!("{name}.key"))])
+        .args(["--trust-chain", &pki_file(chain), "--ca-file", &pki_file("ca-chain.crt")])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_x509_pipeline_gets_a_token_from_the_emulator() {
+    let emu = tls_emu(&config());
+    let sts = wif_sts_x509(&emu, "client", "intermediate-ca.crt");
+    assert!(sts.status.success(), "wif-sts: {}", String::from_utf8_lossy(&sts.stderr));
+    let doc: Value = serde_json::from_slice(&sts.stdout).unwrap();
+    assert_eq!(doc["sts"]["path"], "x509");
+    let dir = tempdir();
+    let token_file = dir.path().join("wif_token.txt");
+    let tls = emu.tls_url.as_deref().unwrap();
+    let out = bin("wif-impersonate")
+        .args(["--endpoint", tls, "--ca-file", &pki_file("ca-chain.crt"), "--service-account", SA])
+        .arg("--token-out")
+        .arg(&token_file)
+        .write_stdin(sts.stdout)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "wif-impersonate: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(&token_file).unwrap().starts_with("ya29."));
+    // IAM was called over mTLS with the same certificate: its request is in the log.
+    let iam = emu.requests().into_iter().filter(|r| r["path"].as_str().unwrap_or("").contains(":generateAccessToken"));
+    assert!(iam.into_iter().any(|r| r["scheme"] == "https" && r["status"] == 200));
+    // A certificate of the other hierarchy is refused by STS: exit 4.
+    let other = wif_sts_x509(&emu, "other-client", "other-intermediate-ca.crt");
+    assert_eq!(other.status.code(), Some(4), "{}", String::from_utf8_lossy(&other.stderr));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("invalid_grant"));
+}
