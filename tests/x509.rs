@@ -46,10 +46,8 @@ fn cert_and_key(name: &str) -> [String; 4] {
 
 /// SHA-256 (hex) of the DER of the first certificate in a PEM file.
 fn leaf_sha256(pem: &str) -> String {
-    let out = std::process::Command::new("openssl")
-        .args(["x509", "-in", pem, "-outform", "DER"])
-        .output()
-        .expect("openssl");
+    let out =
+        std::process::Command::new("openssl").args(["x509", "-in", pem, "-outform", "DER"]).output().expect("openssl");
     assert!(out.status.success());
     wif::core::keys::sha256_hex(&out.stdout)
 }
@@ -95,7 +93,8 @@ fn the_x509_pipeline_ends_in_the_token_file() {
     let mode = std::fs::metadata(&token).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions())).unwrap();
     assert_eq!(mode & 0o777, 0o600);
     let calls: Vec<Value> = e.emu.requests();
-    let iam = calls.iter().find(|r| r["path"].as_str().unwrap_or("").contains(":generateAccessToken")).expect("an IAM call");
+    let iam =
+        calls.iter().find(|r| r["path"].as_str().unwrap_or("").contains(":generateAccessToken")).expect("an IAM call");
     assert_eq!(iam["scheme"], "https");
     assert_eq!(iam["status"], 200);
 }
@@ -103,10 +102,7 @@ fn the_x509_pipeline_ends_in_the_token_file() {
 #[test]
 fn a_pkcs12_workload_certificate_works_and_is_presented_to_iam_too() {
     let e = tls_emu(&[]);
-    let sts = sts_x509(
-        &e.base,
-        &["--cert", &pki_file("client.p12"), "--key-password-file", &pki_file("app.p12.pass")],
-    );
+    let sts = sts_x509(&e.base, &["--cert", &pki_file("client.p12"), "--key-password-file", &pki_file("app.p12.pass")]);
     assert!(sts.status.success(), "{}", stderr(&sts));
     let doc = json_out(&sts);
     assert_eq!(doc["sts"]["certificate"]["key_file"], pki_file("client.p12"));
@@ -179,10 +175,9 @@ fn googles_files_both_ways_printed_then_read() {
     assert_eq!(json_out(&imp)["impersonated"]["service_account"], SA);
 
     // The default location: GOOGLE_API_CERTIFICATE_CONFIG, then gcloud's directory.
-    for (var, value) in [
-        ("GOOGLE_API_CERTIFICATE_CONFIG", cert_config.clone()),
-        ("CLOUDSDK_CONFIG", dir.path().to_path_buf()),
-    ] {
+    for (var, value) in
+        [("GOOGLE_API_CERTIFICATE_CONFIG", cert_config.clone()), ("CLOUDSDK_CONFIG", dir.path().to_path_buf())]
+    {
         let sts = bin("wif-sts")
             .args(["--x509", "--audience", &x509_audience(), "--trust-chain", &chain])
             .args(["--token-url", &format!("{}/v1/token", e.base), "--ca-file", &pki_file("ca-chain.crt")])

@@ -174,7 +174,8 @@ fn dn(name: &X509Name<'_>) -> Value {
 }
 
 /// The `assertion` the attribute mapping and condition read of a leaf: `subject.dn.{cn,o,ou}`,
-/// `issuer.dn.{cn,o,ou}`, `san.{dns,uri,email,ip}` (lists), `sha256Fingerprint` (standard
+/// `issuer.dn.{cn,o,ou}`, `san.{dns,uri,email,ip}` (the first name of each kind, as Google's
+/// guide describes them; absent when there is none), `sha256Fingerprint` (standard
 /// base64 of the SHA-256 of the DER, unpadded) and `serialNumberHex` (uppercase hex).
 pub fn assertion(der: &[u8], cert: &X509Certificate<'_>) -> Value {
     let (mut dns, mut uri, mut email, mut ip) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -193,10 +194,17 @@ pub fn assertion(der: &[u8], cert: &X509Certificate<'_>) -> Value {
     json!({
         "subject": {"dn": dn(cert.subject())},
         "issuer": {"dn": dn(cert.issuer())},
-        "san": {"dns": dns, "uri": uri, "email": email, "ip": ip},
+        "san": first_names([("dns", dns), ("uri", uri), ("email", email), ("ip", ip)]),
         "sha256Fingerprint": base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_ref()),
         "serialNumberHex": format!("{:X}", cert.tbs_certificate.serial),
     })
+}
+
+/// The first name of each kind that the certificate has.
+fn first_names(kinds: [(&str, Vec<String>); 4]) -> Value {
+    let firsts =
+        kinds.into_iter().filter_map(|(kind, names)| Some((kind.to_string(), json!(names.into_iter().next()?))));
+    Value::Object(firsts.collect())
 }
 
 fn ip_text(bytes: &[u8]) -> Option<String> {
