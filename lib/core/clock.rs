@@ -99,6 +99,17 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
     }
 }
 
+/// Parses an HTTP `Date` in the IMF-fixdate form every current server sends (RFC 9110
+/// §5.6.7: `Sun, 06 Nov 1994 08:49:37 GMT`) into Unix seconds; `None` for anything else (the
+/// obsolete RFC 850 and asctime forms included: a clock judged by a date read wrongly is worse
+/// than no judgement).
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    const IMF_FIXDATE: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(s.trim(), IMF_FIXDATE).ok().map(|t| t.assume_utc().unix_timestamp())
+}
+
 /// Parses durations: `3600s`, `10m`, `1h`, `1h30m`, `2d`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let bad = || {
@@ -206,6 +217,15 @@ mod tests {
         assert_eq!(rfc3339_millis(t), "2026-01-01T00:00:00.120Z");
         let t = t.to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
         assert_eq!(rfc3339_millis(t), "2026-01-01T00:00:00.120Z");
+    }
+
+    #[test]
+    fn http_dates_in_imf_fixdate_only() {
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(parse_http_date(" Thu, 01 Jan 2026 00:00:00 GMT "), Some(1_767_225_600));
+        for bad in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 +0100", ""] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
     }
 
     #[test]
