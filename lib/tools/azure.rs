@@ -10,7 +10,10 @@ use crate::core::help::Example;
 use crate::core::secret::Secret;
 use crate::core::settings::{key, FileSetting, Settings};
 use crate::http;
-use crate::protocol::azure::{self, ClientAuth, ImdsRequest, Issued, Source, Target, TokenRequest};
+use crate::core::diag;
+use crate::protocol::assertion;
+use crate::protocol::azure::{self, ClientAuth, ImdsRequest, Issued, Outcome, Source, Target, TimeRefused, TokenRequest};
+use crate::protocol::hints;
 use crate::protocol::oauth::TokenResponse;
 use crate::protocol::sts::JWT_TOKEN_TYPE;
 use crate::protocol::subject::{self, UrlSource};
@@ -238,8 +241,44 @@ fn token_endpoint(cli: &Cli, doc: &Document, s: &Settings) -> Result<AzureSectio
     };
     let request = TokenRequest { url: &url, client_id: &client_id, grant };
     let client = cli.net.client(TOOL, s)?;
-    let issued = azure::request_token(&client, &request)?;
+    let issued = match azure::try_request_token(&client, &request)? {
+        Outcome::Issued(issued) => issued,
+        Outcome::AssertionTimeRefused(refused) => retry_at_server_time(&client, &request, assertion.as_ref(), refused)?,
+    };
     Ok(section(issued, &url, Some(client_id.clone()), facts(&request)))
+}
+
+/// After the token endpoint refused the assertion for its time: when the answer's `Date`
+/// shows this machine's clock off by more than the assertion's back-dating, signs the
+/// assertion again by its signer recipe at the server's time, warns, and sends the request
+/// once more. Never more than once; a skew without a recipe, or a second refusal, is an error
+/// whose hint names the skew.
+fn retry_at_server_time(
+    client: &http::Client,
+    request: &TokenRequest<'_>,
+    assertion: Option<&AssertionSection>,
+    refused: TimeRefused,
+) -> Result<Issued> {
+    let TimeRefused { error, skew, server } = refused;
+    let Some(skew) = skew.filter(|s| hints::skew_matters(*s)) else {
+        return Err(error);
+    };
+    let (Some(a), Some(recipe)) = (assertion, assertion.and_then(|a| a.signer.as_ref())) else {
+        return Err(error.replace_hint(hints::assertion_skew_no_signer(skew, &server)));
+    };
+    let signed = assertion::sign_again(recipe, &a.client_id, &a.token_endpoint, skew.server_now())?;
+    diag::warn(format!(
+        "{}; signed the assertion again with the server's time — fix the clock (chrony/ntp)",
+        skew.describe(&server)
+    ));
+    let again = format!("retrying once with the assertion signed again at {server}'s time");
+    match azure::try_request_token(client, &request.with_assertion(&signed.jwt)).map_err(|e| e.context(&again))? {
+        Outcome::Issued(issued) => Ok(issued),
+        Outcome::AssertionTimeRefused(refused) => Err(refused
+            .error
+            .context(again)
+            .replace_hint(hints::assertion_skew_persists(refused.skew.unwrap_or(skew), &server))),
+    }
 }
 
 /// The non-secret facts of a request that the section records.
