@@ -7,6 +7,7 @@
 use super::cel::{self, Env};
 use super::config::{PoolConfig, ProviderConfig};
 use super::errors::{self, oauth};
+use super::faults::Service;
 use super::keys;
 use super::server::Req;
 use super::state::{FederatedToken, State};
@@ -59,6 +60,19 @@ fn parse_audience(a: &str) -> Option<(&str, &str, &str)> {
             Some((n, p, r))
         }
         _ => None,
+    }
+}
+
+/// The `subject_token_type` of X.509 exchanges.
+pub const MTLS: &str = "urn:ietf:params:oauth:token-type:mtls";
+
+/// Which STS a `POST /v1/token` goes to, for fault injection: `sts-x509` for mtls
+/// exchanges, else `sts`.
+pub fn service(req: &Req) -> Service {
+    let form = fields(req).unwrap_or_default();
+    match form.iter().any(|(k, v)| k == "subject_token_type" && v == MTLS) {
+        true => Service::StsX509,
+        false => Service::Sts,
     }
 }
 
@@ -184,7 +198,7 @@ fn exchange(
             auds.join(", ")
         )));
     }
-    let now = clock::now_unix();
+    let now = st.now();
     let Some(exp) = jwt::numeric_claim(claims, "exp") else {
         return Err(invalid_grant("The ID Token has no exp claim."));
     };
