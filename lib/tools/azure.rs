@@ -75,6 +75,10 @@ pub const EXAMPLES: &[Example] = &[
 By default: the OAuth 2.0 client-credentials grant at Azure AD, authenticated by the client assertion that \
 wif-sign put in the document (or a client secret from a file or environment variable), at the token endpoint \
 the assertion was signed for. --scope asks the v2 endpoint, --resource the v1 endpoint.\n\n\
+When the endpoint refuses the assertion for its time (AADSTS700024) and the answer's Date shows this machine's \
+clock off by more than the assertion's 30 s back-dating, wif-azure signs the assertion again at the server's time \
+(by the assertion's `signer`, which wif-sign records), sends the request once more and warns; an assertion without \
+`signer`, or a second refusal, is an error whose hint names the skew.\n\n\
 Other issuers (e.g. ServiceAuthCentral): --grant jwt-bearer or --grant client-credentials with --audience and \
 --token-url. Tokens made elsewhere: --from-file, --from-url, --imds (Azure managed identity) or --github-actions.\n\n\
 Adds the `azure` section: the token, its expiry and its decoded iss/aud/sub/exp, which decide whether STS will \

@@ -85,7 +85,10 @@ pub const EXAMPLES: &[Example] = &[
 Azure AD certificate credentials: header alg, typ JWT and the certificate thumbprint (x5t, or x5t#S256); claims \
 aud = the token endpoint, iss = sub = the client id, a random jti, nbf/iat = now minus 30 s (so a verifier whose clock is a little behind still accepts it) and exp = now + lifetime.\n\n\
 Reads the wif JSON document on stdin (nothing piped: an empty one), adds the `assertion` section and writes the \
-document to stdout for wif-azure. The private key never leaves this process; only the signed JWT does.",
+document to stdout for wif-azure. The private key never leaves this process; only the signed JWT does. The section's \
+`signer` records how to sign again (the key and certificate files as absolute paths, the password file or variable \
+name, alg, thumbprint, x5c, lifetime; never a secret): wif-azure signs again with it, once, at Azure AD's time when \
+this machine's clock is off.",
     after_help = crate::core::help::after_help("wif-sign", EXAMPLES)
 )]
 pub struct Cli {
