@@ -252,7 +252,8 @@ mod tests {
     fn http_dates_in_imf_fixdate_only() {
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
         assert_eq!(parse_http_date(" Thu, 01 Jan 2026 00:00:00 GMT "), Some(1_767_225_600));
-        for bad in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 +0100", ""] {
+        for bad in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 +0100", ""]
+        {
             assert_eq!(parse_http_date(bad), None, "{bad}");
         }
     }

@@ -422,7 +422,8 @@ mod tests {
                          "header": {}, "claims": {}});
         let d = Document::parse(json!({ "assertion": old }).to_string().as_bytes()).unwrap();
         assert_eq!(d.require::<AssertionSection>().unwrap().signer, None);
-        let recipe = json!({"key_file": "/k", "alg": "RS256", "thumbprint": "sha1", "x5c": false, "lifetime_secs": 600});
+        let recipe =
+            json!({"key_file": "/k", "alg": "RS256", "thumbprint": "sha1", "x5c": false, "lifetime_secs": 600});
         let mut with = old.clone();
         with["signer"] = recipe.clone();
         let d = Document::parse(json!({ "assertion": with }).to_string().as_bytes()).unwrap();

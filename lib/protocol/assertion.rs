@@ -206,10 +206,7 @@ pub fn load_key_material(
 
 /// The recipe wif-sign records beside the assertion: absolute paths and the choices made,
 /// never a secret.
-pub fn recipe(
-    files: &SignerFiles<'_>,
-    req: &AssertionRequest,
-) -> Result<SignerRecipe> {
+pub fn recipe(files: &SignerFiles<'_>, req: &AssertionRequest) -> Result<SignerRecipe> {
     let absolute = |p: &std::path::Path| {
         std::path::absolute(p).map_err(|e| Error::io(p, &e).context("making the signer's paths absolute"))
     };
@@ -270,8 +267,7 @@ pub fn sign_again(recipe: &SignerRecipe, client_id: &str, audience: &str, now: i
     let material = files.load().map_err(|e| e.context(doing))?;
     let thumbprint: Thumbprint = recorded("thumbprint", &recipe.thumbprint).map_err(|e| e.context(doing))?;
     let alg: Alg = recorded("alg", &recipe.alg).map_err(|e| e.context(doing))?;
-    let alg = choose_alg(Some(alg), material.key.key_type, thumbprint)
-        .map_err(|e| e.context(doing))?;
+    let alg = choose_alg(Some(alg), material.key.key_type, thumbprint).map_err(|e| e.context(doing))?;
     let request = AssertionRequest {
         client_id: client_id.to_string(),
         audience: audience.to_string(),

@@ -173,10 +173,7 @@ impl<'a> TokenRequest<'a> {
     /// Whether the client assertion goes with the request (as client authentication or as the
     /// grant), so that a time refusal is about it.
     pub fn signs_with_assertion(&self) -> bool {
-        matches!(
-            self.grant,
-            Grant::JwtBearer { .. } | Grant::ClientCredentials { auth: ClientAuth::Assertion(_), .. }
-        )
+        matches!(self.grant, Grant::JwtBearer { .. } | Grant::ClientCredentials { auth: ClientAuth::Assertion(_), .. })
     }
 
     /// The form fields, in the order MSAL sends them.
@@ -340,15 +337,23 @@ mod tests {
         assert!(refuses_assertion_time(&refusal(
             serde_json::json!({"error": "invalid_client", "error_description": time, "error_codes": [700024]})
         )));
-        assert!(refuses_assertion_time(&refusal(serde_json::json!({"error": "invalid_client", "error_description": time}))));
+        assert!(refuses_assertion_time(&refusal(
+            serde_json::json!({"error": "invalid_client", "error_description": time})
+        )));
         let cert = "AADSTS700027: The certificate with identifier used to sign the client assertion is expired on application.";
         assert!(!refuses_assertion_time(&refusal(
             serde_json::json!({"error": "invalid_client", "error_description": cert, "error_codes": [700027]})
         )));
-        assert!(!refuses_assertion_time(&refusal(serde_json::json!({"error": "invalid_client", "error_description": cert}))));
+        assert!(!refuses_assertion_time(&refusal(
+            serde_json::json!({"error": "invalid_client", "error_description": cert})
+        )));
         let other = "The assertion has expired.";
-        assert!(refuses_assertion_time(&refusal(serde_json::json!({"error": "invalid_grant", "error_description": other}))));
-        assert!(!refuses_assertion_time(&refusal(serde_json::json!({"error": "invalid_scope", "error_description": other}))));
+        assert!(refuses_assertion_time(&refusal(
+            serde_json::json!({"error": "invalid_grant", "error_description": other})
+        )));
+        assert!(!refuses_assertion_time(&refusal(
+            serde_json::json!({"error": "invalid_scope", "error_description": other})
+        )));
         assert!(!refuses_assertion_time(&refusal(serde_json::json!({"error": {"status": "PERMISSION_DENIED"}}))));
     }
 

@@ -4,15 +4,17 @@
 //! another system made (a file, a URL, Azure IMDS, GitHub Actions).
 
 use crate::cli::{self, DocArgs, NetArgs, TokenOutArgs};
+use crate::core::diag;
 use crate::core::document::{AssertionSection, AzureSection, Document, SubjectClaims, TokenFields};
 use crate::core::error::{Error, Kind, Result};
 use crate::core::help::Example;
 use crate::core::secret::Secret;
 use crate::core::settings::{key, FileSetting, Settings};
 use crate::http;
-use crate::core::diag;
 use crate::protocol::assertion;
-use crate::protocol::azure::{self, ClientAuth, ImdsRequest, Issued, Outcome, Source, Target, TimeRefused, TokenRequest};
+use crate::protocol::azure::{
+    self, ClientAuth, ImdsRequest, Issued, Outcome, Source, Target, TimeRefused, TokenRequest,
+};
 use crate::protocol::hints;
 use crate::protocol::oauth::TokenResponse;
 use crate::protocol::sts::JWT_TOKEN_TYPE;
