@@ -100,7 +100,7 @@ impl Drop for Emu {
     }
 }
 
-fn run(name: &str, args: &[String], stdin: &[u8]) -> Output {
+pub(crate) fn run(name: &str, args: &[String], stdin: &[u8]) -> Output {
     bin(name).args(args).write_stdin(stdin.to_vec()).output().unwrap()
 }
 
@@ -108,7 +108,7 @@ pub(crate) fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
-fn ok(out: Output, what: &str) -> Vec<u8> {
+pub(crate) fn ok(out: Output, what: &str) -> Vec<u8> {
     assert!(out.status.success(), "{what} failed: {}", stderr(&out));
     out.stdout
 }

@@ -4,19 +4,9 @@
 //! wif-sts's hint names the skew when STS refuses the subject token for its time.
 
 use crate::common::*;
-use crate::emulator::{example, provider, s, Emu, APP, SA, TENANT};
+use crate::emulator::{example, ok, provider, run, s, Emu, APP, SA, TENANT};
 use serde_json::{json, Value};
 use std::process::Output;
-
-/// Runs a tool with `args`, `stdin` piped in.
-fn run(name: &str, args: &[String], stdin: &[u8]) -> Output {
-    bin(name).args(args).write_stdin(stdin.to_vec()).output().unwrap()
-}
-
-fn ok(out: Output, what: &str) -> Vec<u8> {
-    assert!(out.status.success(), "{what} failed: {}", stderr(&out));
-    out.stdout
-}
 
 /// wif-sign for the emulator's tenant and app with the registered RSA key.
 fn sign(emu: &Emu) -> Value {
