@@ -19,6 +19,9 @@ pub mod server;
 pub mod state;
 pub mod storage;
 pub mod sts;
+mod sts_x509;
+pub mod trust;
+pub mod x509;
 
 pub use state::State;
 
