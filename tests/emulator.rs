@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-const TENANT: &str = "7a1c9e4b-0d2f-4c3a-9b8e-1f2a3b4c5d6e";
-const APP: &str = "0b6f3d2a-5c4e-4f1a-8e7d-9a0b1c2d3e4f";
+pub(crate) const TENANT: &str = "7a1c9e4b-0d2f-4c3a-9b8e-1f2a3b4c5d6e";
+pub(crate) const APP: &str = "0b6f3d2a-5c4e-4f1a-8e7d-9a0b1c2d3e4f";
 const APP_OBJECT: &str = "5e4d3c2b-1a09-4f8e-8d7c-6b5a49382716";
 const API_APP: &str = "c9d8e7f6-a5b4-4c3d-8e2f-1a0b9c8d7e6f";
 const POOL: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/wif-pool";
@@ -100,7 +100,7 @@ impl Drop for Emu {
     }
 }
 
-fn run(name: &str, args: &[String], stdin: &[u8]) -> Output {
+pub(crate) fn run(name: &str, args: &[String], stdin: &[u8]) -> Output {
     bin(name).args(args).write_stdin(stdin.to_vec()).output().unwrap()
 }
 
@@ -108,7 +108,7 @@ pub(crate) fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
-fn ok(out: Output, what: &str) -> Vec<u8> {
+pub(crate) fn ok(out: Output, what: &str) -> Vec<u8> {
     assert!(out.status.success(), "{what} failed: {}", stderr(&out));
     out.stdout
 }

@@ -99,6 +99,46 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
     }
 }
 
+/// Parses an HTTP `Date` in the IMF-fixdate form every current server sends (RFC 9110
+/// §5.6.7: `Sun, 06 Nov 1994 08:49:37 GMT`) into Unix seconds; `None` for anything else (the
+/// obsolete RFC 850 and asctime forms included: a clock judged by a date read wrongly is worse
+/// than no judgement).
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    const IMF_FIXDATE: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(s.trim(), IMF_FIXDATE).ok().map(|t| t.assume_utc().unix_timestamp())
+}
+
+/// How far a server's clock is from this machine's, as the `Date` of its answer shows it:
+/// the server's time minus ours, so positive when this machine's clock is behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Skew(i64);
+
+impl Skew {
+    /// The skew an answer dated `date` (an HTTP `Date`), received at `local_now`, shows;
+    /// `None` when the date is not an IMF-fixdate.
+    pub fn measure(date: &str, local_now: i64) -> Option<Skew> {
+        parse_http_date(date).map(|server| Skew(server.saturating_sub(local_now)))
+    }
+
+    /// The server's time minus this machine's, in seconds.
+    pub const fn secs(self) -> i64 {
+        self.0
+    }
+
+    /// The server's time now, by this machine's clock and the skew.
+    pub fn server_now(self) -> i64 {
+        now_unix().saturating_add(self.0)
+    }
+
+    /// `this machine's clock is 600 s behind SERVER's` (or `ahead of`).
+    pub fn describe(self, server: &str) -> String {
+        let way = if self.0 >= 0 { "behind" } else { "ahead of" };
+        format!("this machine's clock is {} s {way} {server}'s", self.0.unsigned_abs())
+    }
+}
+
 /// Parses durations: `3600s`, `10m`, `1h`, `1h30m`, `2d`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let bad = || {
@@ -206,6 +246,28 @@ mod tests {
         assert_eq!(rfc3339_millis(t), "2026-01-01T00:00:00.120Z");
         let t = t.to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
         assert_eq!(rfc3339_millis(t), "2026-01-01T00:00:00.120Z");
+    }
+
+    #[test]
+    fn http_dates_in_imf_fixdate_only() {
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(parse_http_date(" Thu, 01 Jan 2026 00:00:00 GMT "), Some(1_767_225_600));
+        for bad in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 +0100", ""]
+        {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn skew_from_a_date_and_which_way_it_goes() {
+        let date = "Thu, 01 Jan 2026 00:10:00 GMT";
+        let behind = Skew::measure(date, 1_767_225_600).unwrap();
+        assert_eq!(behind.secs(), 600);
+        assert_eq!(behind.describe("login.example"), "this machine's clock is 600 s behind login.example's");
+        let ahead = Skew::measure(date, 1_767_225_600 + 1200).unwrap();
+        assert_eq!(ahead.describe("sts.example"), "this machine's clock is 600 s ahead of sts.example's");
+        assert!((ahead.server_now() - (now_unix() - 600)).abs() <= 1);
+        assert_eq!(Skew::measure("yesterday", 0), None);
     }
 
     #[test]

@@ -204,6 +204,36 @@ pub struct AssertionSection {
     pub header: Value,
     /// The JWT claims as signed.
     pub claims: Value,
+    /// How to sign the assertion again (wif-azure does, once, when the token endpoint refuses
+    /// it for this machine's clock); absent from assertions wif-sign did not make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<SignerRecipe>,
+}
+
+/// `assertion.signer`: where the key is and how the assertion was signed, never a secret (a
+/// password is named by its file or environment variable, not held). Paths are absolute, so a
+/// later step in another directory finds the same files.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignerRecipe {
+    /// The private key file.
+    pub key_file: std::path::PathBuf,
+    /// The certificate file, when the key file does not hold the certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The file whose first line is the PKCS#12 password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_password_file: Option<std::path::PathBuf>,
+    /// The environment variable holding the PKCS#12 password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_password_env: Option<String>,
+    /// The JOSE algorithm, e.g. `RS256`.
+    pub alg: String,
+    /// The thumbprint header: `sha1` (`x5t`) or `sha256` (`x5t#S256`).
+    pub thumbprint: String,
+    /// Whether the header carries the chain as `x5c`.
+    pub x5c: bool,
+    /// The assertion's lifetime in seconds.
+    pub lifetime_secs: i64,
 }
 
 impl Section for AssertionSection {
@@ -418,6 +448,22 @@ mod tests {
         let e = d.require::<AzureSection>().unwrap_err();
         assert!(e.to_string().contains("no \"azure\" section"));
         assert!(e.hint_text().unwrap().contains("wif-azure"));
+    }
+
+    #[test]
+    fn assertions_without_a_signer_recipe_still_read() {
+        let old = json!({"token": "a.b.c", "token_type": "t", "client_id": "app", "token_endpoint": "https://x/t",
+                         "header": {}, "claims": {}});
+        let d = Document::parse(json!({ "assertion": old }).to_string().as_bytes()).unwrap();
+        assert_eq!(d.require::<AssertionSection>().unwrap().signer, None);
+        let recipe =
+            json!({"key_file": "/k", "alg": "RS256", "thumbprint": "sha1", "x5c": false, "lifetime_secs": 600});
+        let mut with = old.clone();
+        with["signer"] = recipe.clone();
+        let d = Document::parse(json!({ "assertion": with }).to_string().as_bytes()).unwrap();
+        let signer = d.require::<AssertionSection>().unwrap().signer.unwrap();
+        assert_eq!(signer.key_file, std::path::Path::new("/k"));
+        assert_eq!(serde_json::to_value(&signer).unwrap(), recipe, "absent options stay absent");
     }
 
     #[test]

@@ -125,6 +125,13 @@ impl Error {
         self
     }
 
+    /// Replaces the hint: a cause found after the error was made (a clock skew behind a time
+    /// refusal) that explains it better than the hint it came with.
+    pub fn replace_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
     /// Adds the hint if there is one (see [`Error::hint`]).
     pub fn hint_if(self, hint: Option<impl Into<String>>) -> Self {
         match hint {

@@ -1,12 +1,15 @@
 //! The RFC 7523 client assertion wif-sign makes, in the form MSAL makes it for Azure AD: the
 //! claims, the header with the certificate thumbprint (`x5t` or `x5t#S256`, optionally `x5c`),
-//! the lifetime rules and the signing itself. Loading the key and the certificate is the
-//! caller's business.
+//! the lifetime rules and the signing itself; loading the key and its certificate (checked
+//! against each other), and the recipe (`assertion.signer`) by which wif-azure signs the same
+//! assertion again, once, at a token endpoint's time when this machine's clock is off.
 
 use crate::core::clock;
+use crate::core::document::SignerRecipe;
 use crate::core::error::{Error, Kind, Result};
-use crate::core::keys::{self, KeyType, SigningKey};
+use crate::core::keys::{self, CertChain, KeyType, SigningKey};
 use crate::core::secret::Secret;
+use crate::core::settings::FileSetting;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
@@ -127,8 +130,14 @@ pub fn check_lifetime(secs: i64) -> Result<i64> {
     }
 }
 
-/// Signs the assertion with `key` for the leaf certificate of `chain` (the first one).
+/// Signs the assertion with `key` for the leaf certificate of `chain` (the first one), now.
 pub fn sign(req: &AssertionRequest, key: &SigningKey, chain: &[CertificateDer<'_>]) -> Result<Signed> {
+    sign_at(req, key, chain, clock::now_unix())
+}
+
+/// Signs the assertion as [`sign`] does, as if it were `now` (Unix seconds): a token
+/// endpoint's time when this machine's clock is off.
+pub fn sign_at(req: &AssertionRequest, key: &SigningKey, chain: &[CertificateDer<'_>], now: i64) -> Result<Signed> {
     let Some(leaf) = chain.first() else {
         return Err(Error::new(Kind::Internal, "no certificate to name in the assertion"));
     };
@@ -140,7 +149,6 @@ pub fn sign(req: &AssertionRequest, key: &SigningKey, chain: &[CertificateDer<'_
     if req.x5c {
         header.x5c = Some(chain.iter().map(|c| keys::x5c_entry(c)).collect());
     }
-    let now = clock::now_unix();
     let claims = Claims {
         aud: req.audience.clone(),
         iss: req.client_id.clone(),
@@ -157,6 +165,124 @@ pub fn sign(req: &AssertionRequest, key: &SigningKey, chain: &[CertificateDer<'_
     let jwt = jsonwebtoken::encode(&header, &claims, &encoding)
         .map_err(|e| Error::input(format!("signing the assertion failed: {e}")))?;
     Ok(Signed { jwt: Secret::new(jwt), header, claims })
+}
+
+/// The key an assertion is signed with and the certificate chain it names, checked to belong
+/// together.
+pub struct KeyMaterial {
+    /// The private key.
+    pub key: SigningKey,
+    /// The certificate (leaf first, then what came with it).
+    pub chain: CertChain,
+}
+
+/// What `--key` names, for the hint when it names no file.
+pub const KEY_FILE: &str = "the application's private key: PEM (PKCS#8, PKCS#1, SEC1) or PKCS#12 (.p12/.pfx)";
+/// What `--cert` names, likewise.
+pub const CERT_FILE: &str = "the certificate (PEM or DER) registered with the identity provider";
+
+/// Loads the private key (with `password` for PKCS#12) and the certificate: `cert_file`, else
+/// the certificates the key file holds; refuses a key that is not the certificate's.
+pub fn load_key_material(
+    key_file: &FileSetting,
+    cert_file: Option<&FileSetting>,
+    password: Option<&Secret>,
+) -> Result<KeyMaterial> {
+    let bundle = keys::load_key(&key_file.path, password).map_err(key_file.explain(KEY_FILE))?;
+    let chain = match (cert_file, bundle.chain.clone()) {
+        (Some(f), _) => keys::load_chain(&f.path).map_err(f.explain(CERT_FILE))?,
+        (None, Some(chain)) => chain,
+        (None, None) => {
+            return Err(Error::usage("--cert is required: the assertion names the certificate by its thumbprint")
+                .hint("give the certificate registered with the app (--cert, WIF_CERT or \"cert\" in the config)"))
+        }
+    };
+    let key = keys::signing_key(&bundle.key)
+        .map_err(|e| e.context(format!("loading the private key {}", key_file.path.display())))?;
+    keys::check_key_matches_cert(&key, chain.leaf())
+        .map_err(|e| e.context("checking the key against the certificate"))?;
+    Ok(KeyMaterial { key, chain })
+}
+
+/// The recipe wif-sign records beside the assertion: absolute paths and the choices made,
+/// never a secret.
+pub fn recipe(files: &SignerFiles<'_>, req: &AssertionRequest) -> Result<SignerRecipe> {
+    let absolute = |p: &std::path::Path| {
+        std::path::absolute(p).map_err(|e| Error::io(p, &e).context("making the signer's paths absolute"))
+    };
+    Ok(SignerRecipe {
+        key_file: absolute(&files.key_file.path)?,
+        cert_file: files.cert_file.map(|f| absolute(&f.path)).transpose()?,
+        key_password_file: files.key_password_file.map(|f| absolute(&f.path)).transpose()?,
+        key_password_env: files.key_password_env.map(str::to_string),
+        alg: req.alg.name().to_string(),
+        thumbprint: match req.thumbprint {
+            Thumbprint::Sha1 => "sha1",
+            Thumbprint::Sha256 => "sha256",
+        }
+        .to_string(),
+        x5c: req.x5c,
+        lifetime_secs: req.lifetime_secs,
+    })
+}
+
+/// The files (and password variable) an assertion's key material comes from.
+pub struct SignerFiles<'a> {
+    /// The private key.
+    pub key_file: &'a FileSetting,
+    /// The certificate, unless the key file holds it.
+    pub cert_file: Option<&'a FileSetting>,
+    /// The PKCS#12 password's file.
+    pub key_password_file: Option<&'a FileSetting>,
+    /// The PKCS#12 password's environment variable.
+    pub key_password_env: Option<&'a str>,
+}
+
+impl SignerFiles<'_> {
+    /// Reads the password (if any) and loads the key material.
+    pub fn load(&self) -> Result<KeyMaterial> {
+        let password = keys::read_password(self.key_password_file, self.key_password_env, "key password")?;
+        load_key_material(self.key_file, self.cert_file, password.as_ref())
+    }
+}
+
+/// Signs again, by `recipe`, the assertion for `client_id` at `audience`, as if it were `now`
+/// (the token endpoint's time): the same key, certificate, algorithm, header and lifetime as
+/// wif-sign used, a new `jti`.
+pub fn sign_again(recipe: &SignerRecipe, client_id: &str, audience: &str, now: i64) -> Result<Signed> {
+    let doing = "signing the assertion again by the document's assertion.signer";
+    let setting = |path: &std::path::Path, field: &str| FileSetting {
+        path: path.to_path_buf(),
+        origin: format!("assertion.signer.{field}"),
+    };
+    let key_file = setting(&recipe.key_file, "key_file");
+    let cert_file = recipe.cert_file.as_deref().map(|p| setting(p, "cert_file"));
+    let password_file = recipe.key_password_file.as_deref().map(|p| setting(p, "key_password_file"));
+    let files = SignerFiles {
+        key_file: &key_file,
+        cert_file: cert_file.as_ref(),
+        key_password_file: password_file.as_ref(),
+        key_password_env: recipe.key_password_env.as_deref(),
+    };
+    let material = files.load().map_err(|e| e.context(doing))?;
+    let thumbprint: Thumbprint = recorded("thumbprint", &recipe.thumbprint).map_err(|e| e.context(doing))?;
+    let alg: Alg = recorded("alg", &recipe.alg).map_err(|e| e.context(doing))?;
+    let alg = choose_alg(Some(alg), material.key.key_type, thumbprint).map_err(|e| e.context(doing))?;
+    let request = AssertionRequest {
+        client_id: client_id.to_string(),
+        audience: audience.to_string(),
+        lifetime_secs: check_lifetime(recipe.lifetime_secs).map_err(|e| e.context(doing))?,
+        alg,
+        thumbprint,
+        x5c: recipe.x5c,
+    };
+    sign_at(&request, &material.key, material.chain.certs(), now)
+}
+
+/// A choice the recipe names as wif-sign wrote it (`RS256`, `sha1`).
+fn recorded<T: serde::de::DeserializeOwned>(field: &str, value: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|_| Error::input(format!("assertion.signer.{field} {value:?} is not one wif-sign writes")))
 }
 
 /// The algorithm to sign with: the one asked for, which must fit the key, else the key's

@@ -1,13 +1,17 @@
 //! Azure AD (and any OAuth 2.0 / OIDC issuer's) token endpoint: the client-credentials grant
 //! authenticated by a JWT client assertion or a client secret (v2 scopes, v1 resources, or an
 //! audience for other issuers), the jwt-bearer grant (RFC 7523), and Azure IMDS managed
-//! identities. The answers are parsed and checked by [`TokenResponse::from_response`].
+//! identities. The answers are parsed and checked by [`TokenResponse::from_response`]; a
+//! refusal of the assertion for its time comes back with the clock skew the answer's `Date`
+//! shows, so that the caller can sign again at the server's time.
 
+use crate::core::clock::Skew;
 use crate::core::error::{Context, Error, Result};
 use crate::core::secret::Secret;
 use crate::http::{self, Body, Client, Request};
 use crate::protocol::assertion::CLIENT_ASSERTION_TYPE;
-use crate::protocol::oauth::{self, Service, TokenResponse};
+use crate::protocol::hints;
+use crate::protocol::oauth::{self, Refusal, Said, Service, TokenResponse};
 
 /// The default Azure AD authority.
 pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
@@ -139,7 +143,7 @@ pub struct Issued {
     pub answer: TokenResponse,
 }
 
-impl TokenRequest<'_> {
+impl<'a> TokenRequest<'a> {
     /// Where the token comes from, by grant, target and endpoint.
     pub fn source(&self) -> Source {
         match self.grant {
@@ -149,6 +153,27 @@ impl TokenRequest<'_> {
             Grant::ClientCredentials { target: Target::Scope(_), .. } if is_v2_endpoint(self.url) => Source::AzureV2,
             Grant::ClientCredentials { target: Target::Scope(_), .. } => Source::ClientCredentials,
         }
+    }
+
+    /// The same request with another client assertion (one signed again).
+    pub fn with_assertion<'b>(&self, assertion: &'b Secret) -> TokenRequest<'b>
+    where
+        'a: 'b,
+    {
+        let grant = match self.grant {
+            Grant::JwtBearer { audience, scope, .. } => Grant::JwtBearer { assertion, audience, scope },
+            Grant::ClientCredentials { auth: ClientAuth::Assertion(_), target } => {
+                Grant::ClientCredentials { auth: ClientAuth::Assertion(assertion), target }
+            }
+            other => other,
+        };
+        TokenRequest { url: self.url, client_id: self.client_id, grant }
+    }
+
+    /// Whether the client assertion goes with the request (as client authentication or as the
+    /// grant), so that a time refusal is about it.
+    pub fn signs_with_assertion(&self) -> bool {
+        matches!(self.grant, Grant::JwtBearer { .. } | Grant::ClientCredentials { auth: ClientAuth::Assertion(_), .. })
     }
 
     /// The form fields, in the order MSAL sends them.
@@ -186,6 +211,33 @@ impl TokenRequest<'_> {
 
 /// Asks the token endpoint for a token; refusals carry Azure's AADSTS hints.
 pub fn request_token(client: &Client, req: &TokenRequest<'_>) -> Result<Issued> {
+    match try_request_token(client, req)? {
+        Outcome::Issued(issued) => Ok(issued),
+        Outcome::AssertionTimeRefused(refused) => Err(refused.error),
+    }
+}
+
+/// How a token request ended, when it got an answer that means something.
+pub enum Outcome {
+    /// The token.
+    Issued(Issued),
+    /// The client assertion was refused for its time (see [`TimeRefused`]).
+    AssertionTimeRefused(TimeRefused),
+}
+
+/// The endpoint refused the client assertion as not yet valid or expired (Azure AD's
+/// AADSTS700024): the error, and how far this machine's clock is from the endpoint's.
+pub struct TimeRefused {
+    /// The refusal as [`request_token`] reports it, AADSTS hint and all.
+    pub error: Error,
+    /// The skew the answer's `Date` shows, if it had one.
+    pub skew: Option<Skew>,
+    /// The endpoint's host, for messages.
+    pub server: String,
+}
+
+/// [`request_token`], telling a refusal of the assertion's time apart from other failures.
+pub fn try_request_token(client: &Client, req: &TokenRequest<'_>) -> Result<Outcome> {
     let service = match req.source() {
         Source::AzureV1 | Source::AzureV2 => Service::Azure,
         _ => Service::Oauth,
@@ -194,10 +246,41 @@ pub fn request_token(client: &Client, req: &TokenRequest<'_>) -> Result<Issued> 
     let doing = format!("requesting a token at {}", http::redact_query(req.url));
     let resp = client
         .send(&Request { method: "POST", url: req.url, headers: vec![], bearer: None, body: Body::Form(&fields) })
-        .and_then(|r| oauth::check(r, service))
         .context(doing.clone())?;
+    let time_refused = !resp.ok() && req.signs_with_assertion() && refuses_assertion_time(&Refusal::of(&resp));
+    let skew = hints::answer_skew(&resp);
+    let resp = match oauth::check(resp, service).context(doing.clone()) {
+        Err(error) if time_refused => {
+            return Ok(Outcome::AssertionTimeRefused(TimeRefused { error, skew, server: hints::host_of(req.url) }))
+        }
+        checked => checked?,
+    };
     let (answer, token) = TokenResponse::from_response(&resp).context(doing)?;
-    Ok(Issued { token, answer })
+    Ok(Outcome::Issued(Issued { token, answer }))
+}
+
+/// Azure AD's code for an assertion outside its valid time range.
+const AADSTS_ASSERTION_TIME: u64 = 700024;
+
+/// Whether a refusal says the assertion is not within its valid time range: Azure AD's
+/// AADSTS700024, or (from an issuer that names no AADSTS code) an `invalid_client` /
+/// `invalid_grant` whose description says the assertion is expired or not yet valid.
+fn refuses_assertion_time(refusal: &Refusal) -> bool {
+    let Said::Oauth { error, description, codes } = &refusal.said else {
+        return false;
+    };
+    let code = codes.as_ref().and_then(|c| c.first().copied());
+    let d = description.to_ascii_lowercase();
+    match code {
+        Some(c) => c == AADSTS_ASSERTION_TIME,
+        None if d.contains("aadsts") => d.contains("aadsts700024"),
+        // An AADSTS code names its cause (700027 says "expired" of a certificate); other
+        // issuers only describe it.
+        None => {
+            matches!(error.as_str(), "invalid_client" | "invalid_grant")
+                && (d.contains("valid time range") || d.contains("not yet valid") || d.contains("expired"))
+        }
+    }
 }
 
 /// A managed-identity token request at Azure IMDS.
@@ -244,6 +327,36 @@ mod tests {
         assert!(token_endpoint("https://x", "").is_err());
     }
 
+    fn refusal(body: serde_json::Value) -> Refusal {
+        Refusal::of(&crate::http::Response { status: 400, body: body.to_string().into_bytes(), ..Default::default() })
+    }
+
+    #[test]
+    fn assertion_time_refusals_told_apart() {
+        let time = "AADSTS700024: Client assertion is not within its valid time range. Current time: …";
+        assert!(refuses_assertion_time(&refusal(
+            serde_json::json!({"error": "invalid_client", "error_description": time, "error_codes": [700024]})
+        )));
+        assert!(refuses_assertion_time(&refusal(
+            serde_json::json!({"error": "invalid_client", "error_description": time})
+        )));
+        let cert = "AADSTS700027: The certificate with identifier used to sign the client assertion is expired on application.";
+        assert!(!refuses_assertion_time(&refusal(
+            serde_json::json!({"error": "invalid_client", "error_description": cert, "error_codes": [700027]})
+        )));
+        assert!(!refuses_assertion_time(&refusal(
+            serde_json::json!({"error": "invalid_client", "error_description": cert})
+        )));
+        let other = "The assertion has expired.";
+        assert!(refuses_assertion_time(&refusal(
+            serde_json::json!({"error": "invalid_grant", "error_description": other})
+        )));
+        assert!(!refuses_assertion_time(&refusal(
+            serde_json::json!({"error": "invalid_scope", "error_description": other})
+        )));
+        assert!(!refuses_assertion_time(&refusal(serde_json::json!({"error": {"status": "PERMISSION_DENIED"}}))));
+    }
+
     #[test]
     fn form_fields_and_source() {
         let secret = Secret::new("s3cret");
@@ -256,6 +369,7 @@ mod tests {
             },
         };
         assert_eq!(req.source(), Source::AzureV2);
+        assert!(!req.signs_with_assertion());
         assert_eq!(
             req.form(),
             [
@@ -271,6 +385,7 @@ mod tests {
             grant: Grant::JwtBearer { assertion: &secret, audience: "aud", scope: None },
         };
         assert_eq!(req.source(), Source::JwtBearer);
+        assert!(req.signs_with_assertion());
         assert_eq!(req.form()[1], ("grant_type", JWT_BEARER_GRANT));
     }
 }

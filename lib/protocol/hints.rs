@@ -1,5 +1,10 @@
 //! Hints for failures whose cause is known: Azure AD's AADSTS codes, Google STS errors, IAM
-//! permission errors and certificate problems. Each names the likely cause and what to try.
+//! permission errors, certificate problems, and a clock skew behind a time refusal (measured
+//! from the answer's `Date`). Each names the likely cause and what to try.
+
+use crate::core::clock::{self, Skew};
+use crate::http::Response;
+use crate::protocol::assertion::CLOCK_SKEW_MARGIN;
 
 /// A hint for an Azure AD error code (the number after `AADSTS`).
 pub fn aadsts(code: u64) -> Option<&'static str> {
@@ -17,6 +22,51 @@ pub fn aadsts(code: u64) -> Option<&'static str> {
         700025 => "this is a public client; client assertions need a confidential app registration",
         7000218 => "the request body must contain client_assertion or client_secret",
         _ => return None,
+    })
+}
+
+/// The clock skew an answer's `Date` shows, measured as it arrives.
+pub fn answer_skew(resp: &Response) -> Option<Skew> {
+    Skew::measure(resp.header("date")?, clock::now_unix())
+}
+
+/// A URL's host (the URL itself if it has none), to name a server in a message.
+pub fn host_of(url: &str) -> String {
+    url.parse::<::http::Uri>().ok().and_then(|u| u.host().map(str::to_string)).unwrap_or_else(|| url.to_string())
+}
+
+/// Whether a skew explains a time refusal: more than the assertion's back-dating, which
+/// absorbs anything smaller.
+pub fn skew_matters(skew: Skew) -> bool {
+    skew.secs().abs() > CLOCK_SKEW_MARGIN
+}
+
+/// The hint when the assertion was refused for a skewed clock and cannot be signed again:
+/// it carries no `signer` recipe (it was not made by wif-sign).
+pub fn assertion_skew_no_signer(skew: Skew, server: &str) -> String {
+    format!(
+        "{}, more than the {CLOCK_SKEW_MARGIN} s the assertion is back-dated by: fix the clock (chrony/ntp; timedatectl shows it); the assertion has no signer recipe (assertion.signer, which wif-sign writes), so it could not be signed again at the server's time",
+        skew.describe(server)
+    )
+}
+
+/// The hint when the assertion, signed again at the server's time, was refused again.
+pub fn assertion_skew_persists(skew: Skew, server: &str) -> String {
+    format!(
+        "{}; the assertion signed again at the server's time was refused too: fix the clock (chrony/ntp), then check the assertion's lifetime (--lifetime) and the certificate's validity",
+        skew.describe(server)
+    )
+}
+
+/// The hint for an STS refusal of the subject token as expired or not yet valid when the
+/// answer's `Date` shows this machine's clock off (a subject token that seemed fresh here).
+pub fn sts_time_skew(error: &str, description: &str, skew: Option<Skew>, server: &str) -> Option<String> {
+    let skew = skew.filter(|s| skew_matters(*s))?;
+    matches!(StsRefusal::of(error, description)?, StsRefusal::Expired | StsRefusal::NotYetValid).then(|| {
+        format!(
+            "{}: the subject token is judged by STS's clock, not this one's (it is the identity provider's; there is nothing to sign again): fix the clock (chrony/ntp) and run the pipeline again from wif-azure",
+            skew.describe(server)
+        )
     })
 }
 
@@ -41,6 +91,8 @@ pub enum StsRefusal {
     ConditionFailed,
     /// The token has expired.
     Expired,
+    /// The token is not valid yet: its `iat`/`nbf` is in STS's future.
+    NotYetValid,
     /// The token's signature did not verify with the issuer's keys.
     Signature,
     /// Some field of the request is missing or malformed.
@@ -64,6 +116,8 @@ impl StsRefusal {
             StsRefusal::IssuerMismatch
         } else if has("attribute condition") || has("condition") {
             StsRefusal::ConditionFailed
+        } else if has("in the future") || has("not yet valid") {
+            StsRefusal::NotYetValid
         } else if has("expired") || has("stale") || has("exp") && has("time") {
             StsRefusal::Expired
         } else if has("signature") || has("jwk") || has("key") {
@@ -85,6 +139,7 @@ impl StsRefusal {
             StsRefusal::IssuerMismatch => "the subject token's `iss` does not match the provider's issuer URI: v1 Azure tokens use https://sts.windows.net/TENANT/, v2 tokens https://login.microsoftonline.com/TENANT/v2.0",
             StsRefusal::ConditionFailed => "the provider's attribute condition rejected the token's mapped attributes: check the condition against the token's claims (wif-inspect)",
             StsRefusal::Expired => "the subject token has expired: run the pipeline from the start (wif-azure) and check this machine's clock",
+            StsRefusal::NotYetValid => "the subject token is not valid yet by STS's clock: the identity provider's clock (or this machine's, for a token made here) is ahead; check the clocks",
             StsRefusal::Signature => "STS could not verify the token's signature with the issuer's published keys: check the provider's issuer URI (and any uploaded JWKS)",
             StsRefusal::Malformed => "a required field is missing or malformed: check --audience, --subject-token-type and the subject token",
         }
@@ -190,6 +245,28 @@ mod tests {
         assert!(sts("invalid_target", "The target service indicated by the \"audience\" parameters is invalid.")
             .unwrap()
             .contains("does not exist"));
+    }
+
+    #[test]
+    fn skew_hints_only_for_time_refusals_beyond_the_back_dating() {
+        let behind = Skew::measure("Thu, 01 Jan 2026 00:10:00 GMT", 1_767_225_600);
+        let slight = Skew::measure("Thu, 01 Jan 2026 00:00:20 GMT", 1_767_225_600);
+        let expired = "ID Token issued at 1 has expired";
+        let hint = sts_time_skew("invalid_grant", expired, behind, "sts.example").unwrap();
+        assert!(hint.starts_with("this machine's clock is 600 s behind sts.example's"), "{hint}");
+        let future = "The ID Token's iat is in the future; check the clocks.";
+        assert_eq!(StsRefusal::of("invalid_grant", future), Some(StsRefusal::NotYetValid));
+        assert!(sts_time_skew("invalid_grant", future, behind, "s").is_some());
+        assert_eq!(sts_time_skew("invalid_grant", expired, slight, "s"), None);
+        assert_eq!(sts_time_skew("invalid_grant", expired, None, "s"), None);
+        assert_eq!(sts_time_skew("invalid_grant", "The audience does not match", behind, "s"), None);
+        assert!(assertion_skew_no_signer(behind.unwrap(), "login").contains("600 s behind login's"));
+    }
+
+    #[test]
+    fn hosts_for_messages() {
+        assert_eq!(host_of("https://login.microsoftonline.com/t/oauth2/v2.0/token"), "login.microsoftonline.com");
+        assert_eq!(host_of("http://127.0.0.1:8080/t"), "127.0.0.1");
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub fn exchange(client: &Client, req: &ExchangeRequest<'_>) -> Result<Exchanged>
     let doing = format!("exchanging the subject token at {}", http::redact_query(req.url));
     let resp = client
         .send(&Request { method: "POST", url: req.url, headers: vec![], bearer: None, body: Body::Form(&fields) })
-        .and_then(|r| oauth::check(r, Service::Sts))
+        .and_then(|r| check_naming_skew(r, req.url))
         .context(doing.clone())?;
     let (answer, token) = TokenResponse::from_response(&resp).context(doing)?;
     let expires_at =
@@ -135,6 +135,23 @@ pub fn exchange(client: &Client, req: &ExchangeRequest<'_>) -> Result<Exchanged>
         token_type: answer.token_type.unwrap_or_else(|| "Bearer".into()),
         issued_token_type: answer.issued_token_type,
         expires_at,
+    })
+}
+
+/// [`oauth::check`] for STS at `url`, whose hint names this machine's clock skew when STS
+/// refused the subject token as expired or not yet valid and the answer's `Date` shows the
+/// clock off.
+pub fn check_naming_skew(resp: http::Response, url: &str) -> Result<http::Response> {
+    use crate::protocol::hints;
+    let skew_hint = match (resp.ok(), oauth::Refusal::of(&resp).said) {
+        (false, oauth::Said::Oauth { error, description, .. }) => {
+            hints::sts_time_skew(&error, &description, hints::answer_skew(&resp), &hints::host_of(url))
+        }
+        _ => None,
+    };
+    oauth::check(resp, Service::Sts).map_err(|e| match skew_hint {
+        Some(hint) => e.replace_hint(hint),
+        None => e,
     })
 }
 

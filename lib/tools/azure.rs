@@ -4,13 +4,18 @@
 //! another system made (a file, a URL, Azure IMDS, GitHub Actions).
 
 use crate::cli::{self, DocArgs, NetArgs, TokenOutArgs};
+use crate::core::diag;
 use crate::core::document::{AssertionSection, AzureSection, Document, SubjectClaims, TokenFields};
 use crate::core::error::{Error, Kind, Result};
 use crate::core::help::Example;
 use crate::core::secret::Secret;
 use crate::core::settings::{key, FileSetting, Settings};
 use crate::http;
-use crate::protocol::azure::{self, ClientAuth, ImdsRequest, Issued, Source, Target, TokenRequest};
+use crate::protocol::assertion;
+use crate::protocol::azure::{
+    self, ClientAuth, ImdsRequest, Issued, Outcome, Source, Target, TimeRefused, TokenRequest,
+};
+use crate::protocol::hints;
 use crate::protocol::oauth::TokenResponse;
 use crate::protocol::sts::JWT_TOKEN_TYPE;
 use crate::protocol::subject::{self, UrlSource};
@@ -72,6 +77,10 @@ pub const EXAMPLES: &[Example] = &[
 By default: the OAuth 2.0 client-credentials grant at Azure AD, authenticated by the client assertion that \
 wif-sign put in the document (or a client secret from a file or environment variable), at the token endpoint \
 the assertion was signed for. --scope asks the v2 endpoint, --resource the v1 endpoint.\n\n\
+When the endpoint refuses the assertion for its time (AADSTS700024) and the answer's Date shows this machine's \
+clock off by more than the assertion's 30 s back-dating, wif-azure signs the assertion again at the server's time \
+(by the assertion's `signer`, which wif-sign records), sends the request once more and warns; an assertion without \
+`signer`, or a second refusal, is an error whose hint names the skew.\n\n\
 Other issuers (e.g. ServiceAuthCentral): --grant jwt-bearer or --grant client-credentials with --audience and \
 --token-url. Tokens made elsewhere: --from-file, --from-url, --imds (Azure managed identity) or --github-actions.\n\n\
 Adds the `azure` section: the token, its expiry and its decoded iss/aud/sub/exp, which decide whether STS will \
@@ -238,8 +247,44 @@ fn token_endpoint(cli: &Cli, doc: &Document, s: &Settings) -> Result<AzureSectio
     };
     let request = TokenRequest { url: &url, client_id: &client_id, grant };
     let client = cli.net.client(TOOL, s)?;
-    let issued = azure::request_token(&client, &request)?;
+    let issued = match azure::try_request_token(&client, &request)? {
+        Outcome::Issued(issued) => issued,
+        Outcome::AssertionTimeRefused(refused) => retry_at_server_time(&client, &request, assertion.as_ref(), refused)?,
+    };
     Ok(section(issued, &url, Some(client_id.clone()), facts(&request)))
+}
+
+/// After the token endpoint refused the assertion for its time: when the answer's `Date`
+/// shows this machine's clock off by more than the assertion's back-dating, signs the
+/// assertion again by its signer recipe at the server's time, warns, and sends the request
+/// once more. Never more than once; a skew without a recipe, or a second refusal, is an error
+/// whose hint names the skew.
+fn retry_at_server_time(
+    client: &http::Client,
+    request: &TokenRequest<'_>,
+    assertion: Option<&AssertionSection>,
+    refused: TimeRefused,
+) -> Result<Issued> {
+    let TimeRefused { error, skew, server } = refused;
+    let Some(skew) = skew.filter(|s| hints::skew_matters(*s)) else {
+        return Err(error);
+    };
+    let (Some(a), Some(recipe)) = (assertion, assertion.and_then(|a| a.signer.as_ref())) else {
+        return Err(error.replace_hint(hints::assertion_skew_no_signer(skew, &server)));
+    };
+    let signed = assertion::sign_again(recipe, &a.client_id, &a.token_endpoint, skew.server_now())?;
+    diag::warn(format!(
+        "{}; signed the assertion again with the server's time — fix the clock (chrony/ntp)",
+        skew.describe(&server)
+    ));
+    let again = format!("retrying once with the assertion signed again at {server}'s time");
+    match azure::try_request_token(client, &request.with_assertion(&signed.jwt)).map_err(|e| e.context(&again))? {
+        Outcome::Issued(issued) => Ok(issued),
+        Outcome::AssertionTimeRefused(refused) => Err(refused
+            .error
+            .context(again)
+            .replace_hint(hints::assertion_skew_persists(refused.skew.unwrap_or(skew), &server))),
+    }
 }
 
 /// The non-secret facts of a request that the section records.

@@ -9,7 +9,7 @@ use crate::core::help::Example;
 use crate::core::keys;
 use crate::core::settings::key;
 use crate::core::settings::Settings;
-use crate::protocol::assertion::{self, Alg, AssertionRequest, Thumbprint};
+use crate::protocol::assertion::{self, Alg, AssertionRequest, KeyMaterial, SignerFiles, Thumbprint};
 use crate::protocol::azure;
 use clap::builder::PossibleValue;
 use clap::{Parser, ValueEnum};
@@ -75,11 +75,6 @@ pub const EXAMPLES: &[Example] = &[
     },
 ];
 
-/// What `--key` names, for the hint when it names no file.
-const KEY_FILE: &str = "the application's private key: PEM (PKCS#8, PKCS#1, SEC1) or PKCS#12 (.p12/.pfx)";
-/// What `--cert` names, likewise.
-const CERT_FILE: &str = "the certificate (PEM or DER) registered with the identity provider";
-
 /// Command line of wif-sign.
 #[derive(Parser, Debug)]
 #[command(
@@ -90,7 +85,10 @@ const CERT_FILE: &str = "the certificate (PEM or DER) registered with the identi
 Azure AD certificate credentials: header alg, typ JWT and the certificate thumbprint (x5t, or x5t#S256); claims \
 aud = the token endpoint, iss = sub = the client id, a random jti, nbf/iat = now minus 30 s (so a verifier whose clock is a little behind still accepts it) and exp = now + lifetime.\n\n\
 Reads the wif JSON document on stdin (nothing piped: an empty one), adds the `assertion` section and writes the \
-document to stdout for wif-azure. The private key never leaves this process; only the signed JWT does.",
+document to stdout for wif-azure. The private key never leaves this process; only the signed JWT does. The section's \
+`signer` records how to sign again (the key and certificate files as absolute paths, the password file or variable \
+name, alg, thumbprint, x5c, lifetime; never a secret): wif-azure signs again with it, once, at Azure AD's time when \
+this machine's clock is off.",
     after_help = crate::core::help::after_help("wif-sign", EXAMPLES)
 )]
 pub struct Cli {
@@ -168,25 +166,16 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
             None => assertion::DEFAULT_LIFETIME_SECS,
         })?;
 
-    let password = keys::read_password(
-        s.pick_file(cli.key_password_file.clone(), "key_password_file", key::KEY_PASSWORD_FILE)?.as_ref(),
-        s.pick::<String>(cli.key_password_env.clone(), key::KEY_PASSWORD_ENV)?.as_deref(),
-        "key password",
-    )?;
-    let bundle = keys::load_key(&key_file.path, password.as_ref()).map_err(key_file.explain(KEY_FILE))?;
-    let chain = match (&cert_file, bundle.chain.clone()) {
-        (Some(f), _) => keys::load_chain(&f.path).map_err(f.explain(CERT_FILE))?,
-        (None, Some(chain)) => chain,
-        (None, None) => {
-            return Err(Error::usage("--cert is required: the assertion names the certificate by its thumbprint")
-                .hint("give the certificate registered with the app (--cert, WIF_CERT or \"cert\" in the config)"))
-        }
+    let password_file = s.pick_file(cli.key_password_file.clone(), "key_password_file", key::KEY_PASSWORD_FILE)?;
+    let password_env: Option<String> = s.pick(cli.key_password_env.clone(), key::KEY_PASSWORD_ENV)?;
+    let files = SignerFiles {
+        key_file: &key_file,
+        cert_file: cert_file.as_ref(),
+        key_password_file: password_file.as_ref(),
+        key_password_env: password_env.as_deref(),
     };
-    let leaf = chain.leaf();
-    let key = keys::signing_key(&bundle.key)
-        .map_err(|e| e.context(format!("loading the private key {}", key_file.path.display())))?;
-    keys::check_key_matches_cert(&key, leaf).map_err(|e| e.context("checking the key against the certificate"))?;
-    check_cert_dates(leaf)?;
+    let KeyMaterial { key, chain } = files.load()?;
+    check_cert_dates(chain.leaf())?;
 
     let thumbprint = s.pick_or(cli.thumbprint, key::THUMBPRINT, Thumbprint::Sha1)?;
     let alg = assertion::choose_alg(s.pick(cli.alg, key::ASSERTION_ALG)?, key.key_type, thumbprint)?;
@@ -199,6 +188,7 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         x5c: s.pick_or(Some(cli.x5c).filter(|b| *b), key::X5C, false)?,
     };
     let signed = assertion::sign(&request, &key, chain.certs())?;
+    let signer = assertion::recipe(&files, &request)?;
 
     let section = AssertionSection {
         token: TokenFields {
@@ -211,6 +201,7 @@ pub fn sign(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
         token_endpoint: token_endpoint.clone(),
         header: serde_json::to_value(&signed.header).unwrap_or_default(),
         claims: serde_json::to_value(&signed.claims).unwrap_or_default(),
+        signer: Some(signer),
     };
     cli.token_out.write(TOOL, &section.token)?;
     doc.set(&section)

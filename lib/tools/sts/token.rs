@@ -72,10 +72,14 @@ fn subject_token(
     client: &http::Client,
 ) -> Result<(Secret, Option<String>)> {
     if let Some(az) = doc.section::<AzureSection>()? {
-        if let Some(exp) = az.claims.as_ref().and_then(|c| c.exp) {
+        // The section's expiry first: from a token endpoint's lifetime (expires_in) wif-azure
+        // reckoned it by this machine's clock, so a clock that is off does not make a fresh
+        // token look expired here; the token's `exp` (the issuer's clock) when there is none.
+        let expiry = az.token.expires_at.as_deref().and_then(|t| clock::parse_rfc3339(t).ok());
+        if let Some(exp) = expiry.or(az.claims.as_ref().and_then(|c| c.exp)) {
             if exp <= clock::now_unix() {
                 return Err(Error::input(format!("the subject token expired at {}", clock::rfc3339(exp)))
-                    .hint("run the pipeline again from wif-azure; STS refuses expired tokens"));
+                    .hint("run the pipeline again from wif-azure; STS refuses expired tokens (if this machine's clock is off, fix it: timedatectl)"));
             }
         }
         return Ok((az.token.token, Some(az.subject_token_type)));
