@@ -23,7 +23,7 @@ _wif__emulate() {
 
     case "${cmd}" in
         wif__emulate)
-            opts="-h -V --config --listen --tls-listen --tls-cert --tls-key --allow-remote --fail-first --delay --token-lifetime --print-example-config --help --version"
+            opts="-h -V --config --listen --tls-listen --tls-cert --tls-key --allow-remote --fail-first --delay --fault --clock-offset --token-lifetime --print-example-config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -54,6 +54,14 @@ _wif__emulate() {
                     return 0
                     ;;
                 --delay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fault)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --clock-offset)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -86,6 +86,10 @@ fn emulator_state() -> &'static crate::emulator::State {
                 client["secrets"] = serde_json::json!(["fuzz-secret"]);
             }
         }
+        // The X.509 provider's trust store names files of the test PKI.
+        for pool in cfg["google"]["pools"].as_array_mut().into_iter().flatten() {
+            pool["providers"].as_array_mut().into_iter().for_each(|p| p.retain(|p| p.get("x509").is_none()));
+        }
         let config = Config::parse(cfg.to_string().as_bytes(), std::path::Path::new("."))
             .unwrap_or_else(|e| panic!("the fuzz config parses: {e}"));
         crate::emulator::State::new(config, None, 0, std::time::Duration::ZERO).expect("emulator state")
@@ -126,6 +130,7 @@ pub fn emulator_request(data: &[u8]) {
         body: if get { Vec::new() } else { rest.to_vec() },
         scheme: "http",
         host: "127.0.0.1:8080".into(),
+        peer_certs: Vec::new(),
     };
     let resp = emulator_state().handle(&req);
     assert!((200..600).contains(&resp.status), "a real HTTP status");
@@ -162,6 +167,7 @@ mod tests {
             body: body.to_vec(),
             scheme: "http",
             host: "127.0.0.1:8080".into(),
+            peer_certs: Vec::new(),
         };
         let resp = emulator_state().handle(&req);
         assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));

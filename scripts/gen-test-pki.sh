@@ -154,9 +154,27 @@ openssl pkcs12 -export -inkey app-rsa.key -in app-rsa.crt -name wif-app -passout
 openssl pkcs12 -export -inkey client.key -in client.crt -certfile intermediate-ca.crt -name wif-client \
   -passout file:app.p12.pass -out client.p12
 
+# For the X.509 path (Workload Identity Federation with certificates): a P-384 workload, a
+# leaf whose RSA-1024 key Google refuses, and the trust store of hierarchy "CA 13" as gcloud
+# takes it (--trust-store-config-path; JSON is YAML), the PEM text inline.
+newkey_p384() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$1" 2>/dev/null; }
+newkey_p384 client-p384.key
+openssl req -new -key client-p384.key -subj "/O=wif test/CN=wif-client-p384" -out client-p384.csr
+WIF_SAN="URI:spiffe://example.org/wif-client-p384" sign intermediate-ca client-p384.csr client-p384.crt client_ext
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out client-rsa1024.key 2>/dev/null
+openssl req -new -key client-rsa1024.key -subj "/O=wif test/CN=wif-client-rsa1024" -out client-rsa1024.csr
+WIF_SAN="DNS:rsa1024.example.org" sign intermediate-ca client-rsa1024.csr client-rsa1024.crt client_ext
+pem_json() { awk 'BEGIN { ORS = "" } { gsub(/\r/, ""); print $0 "\\n" }' "$1"; }
+cat > trust-store.json <<JSON
+{"trustStore": {
+  "trustAnchors": [{"pemCertificate": "$(pem_json root-ca.crt)"}],
+  "intermediateCas": [{"pemCertificate": "$(pem_json intermediate-ca.crt)"}]
+}}
+JSON
+
 rm -f ./*.csr
 chmod 600 ./*.key ./*.p12 ./*.pass
-chmod 644 ./*.crt crl.pem
+chmod 644 ./*.crt crl.pem trust-store.json
 echo "gen-test-pki.sh: test PKI ($alg) written to $PWD" >&2
 
 # A CRL of the other hierarchy (revokes nothing the server trusts): a starting point for

@@ -2,17 +2,21 @@
 //! or a secret), OIDC discovery, the JWKS, MSAL's instance discovery and the IMDS endpoint.
 
 use super::config::{AppConfig, AzureConfig, ResourceConfig};
-use super::errors::{self, azure as aad};
+use super::errors;
 use super::keys::{self, AssertionError};
 use super::server::Req;
 use super::state::State;
-use crate::core::clock;
 use crate::http::parse_form;
 use crate::server::Response;
 use serde_json::json;
 
 /// The client assertion type Azure accepts.
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// An Azure AD error answer dated by the emulator's clock.
+fn aad(st: &State, status: u16, error: &str, code: u64, message: &str) -> Response {
+    errors::azure(st.now(), status, error, code, message)
+}
 
 /// The v2 issuer of a tenant.
 pub fn issuer_v2(tenant: &str) -> String {
@@ -31,16 +35,22 @@ fn tenant<'a>(st: &'a State, name: &str) -> Option<&'a AzureConfig> {
     })
 }
 
-fn tenant_not_found(name: &str) -> Response {
-    aad(400, "invalid_request", 90002, &format!("Tenant '{name}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."))
+fn tenant_not_found(st: &State, name: &str) -> Response {
+    aad(st, 400, "invalid_request", 90002, &format!("Tenant '{name}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."))
 }
 
-fn missing(param: &str) -> Response {
-    aad(400, "invalid_request", 900144, &format!("The request body must contain the following parameter: '{param}'."))
+fn missing(st: &State, param: &str) -> Response {
+    aad(
+        st,
+        400,
+        "invalid_request",
+        900144,
+        &format!("The request body must contain the following parameter: '{param}'."),
+    )
 }
 
-fn resource_not_found(name: &str, tenant: &str) -> Response {
-    aad(400, "invalid_resource", 500011, &format!("The resource principal named {name} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."))
+fn resource_not_found(st: &State, name: &str, tenant: &str) -> Response {
+    aad(st, 400, "invalid_resource", 500011, &format!("The resource principal named {name} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."))
 }
 
 /// A resource by application id URI or app id (optionally with a trailing slash).
@@ -53,26 +63,28 @@ fn find_resource<'a>(az: &'a AzureConfig, name: &str) -> Option<&'a ResourceConf
 
 /// `POST /{tenant}/oauth2/v2.0/token` and `POST /{tenant}/oauth2/token`.
 pub fn token(st: &State, req: &Req, tenant_name: &str, v2: bool) -> Response {
-    let Some(az) = tenant(st, tenant_name) else { return tenant_not_found(tenant_name) };
+    let Some(az) = tenant(st, tenant_name) else { return tenant_not_found(st, tenant_name) };
     let form = if req.is_form() { parse_form(&req.body) } else { Vec::new() };
     let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
-    let Some(grant) = field("grant_type") else { return missing("grant_type") };
+    let Some(grant) = field("grant_type") else { return missing(st, "grant_type") };
     if grant != "client_credentials" {
         return aad(
+            st,
             400,
             "unsupported_grant_type",
             70003,
             &format!("The app requested an unsupported grant type '{grant}'."),
         );
     }
-    let Some(client_id) = field("client_id") else { return missing("client_id") };
+    let Some(client_id) = field("client_id") else { return missing(st, "client_id") };
     let Some(app) = az.apps.iter().find(|a| a.client_id.eq_ignore_ascii_case(client_id)) else {
-        return aad(400, "unauthorized_client", 700016, &format!("Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", az.tenant));
+        return aad(st, 400, "unauthorized_client", 700016, &format!("Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", az.tenant));
     };
     let endpoint = format!("{}{}", req.base_url(), req.path);
     let acr = match (field("client_assertion"), field("client_secret")) {
         (Some(_), Some(_)) => {
             return aad(
+                st,
                 400,
                 "invalid_request",
                 90023,
@@ -81,10 +93,10 @@ pub fn token(st: &State, req: &Req, tenant_name: &str, v2: bool) -> Response {
         }
         (Some(assertion), None) => {
             match field("client_assertion_type") {
-                None => return missing("client_assertion_type"),
+                None => return missing(st, "client_assertion_type"),
                 Some(CLIENT_ASSERTION_TYPE) => {}
                 Some(other) => {
-                    return aad(400, "invalid_request", 70002, &format!("Error validating credentials. The client_assertion_type '{other}' is not supported; use '{CLIENT_ASSERTION_TYPE}'."))
+                    return aad(st, 400, "invalid_request", 70002, &format!("Error validating credentials. The client_assertion_type '{other}' is not supported; use '{CLIENT_ASSERTION_TYPE}'."))
                 }
             }
             if let Err(r) = check_assertion(st, app, assertion, &endpoint) {
@@ -94,12 +106,13 @@ pub fn token(st: &State, req: &Req, tenant_name: &str, v2: bool) -> Response {
         }
         (None, Some(secret)) => {
             if !app.secrets.iter().any(|s| constant_time_eq(s.as_bytes(), secret.as_bytes())) {
-                return aad(401, "invalid_client", 7000215, &format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", app.client_id));
+                return aad(st, 401, "invalid_client", 7000215, &format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", app.client_id));
             }
             "1"
         }
         (None, None) => {
             return aad(
+                st,
                 400,
                 "invalid_client",
                 7000218,
@@ -109,30 +122,30 @@ pub fn token(st: &State, req: &Req, tenant_name: &str, v2: bool) -> Response {
     };
     let (resource, requested) = if v2 {
         if field("resource").is_some() {
-            return aad(400, "invalid_request", 901002, "The 'resource' request parameter is not supported.");
+            return aad(st, 400, "invalid_request", 901002, "The 'resource' request parameter is not supported.");
         }
-        let Some(scope) = field("scope") else { return missing("scope") };
+        let Some(scope) = field("scope") else { return missing(st, "scope") };
         let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
         let base = match scopes.as_slice() {
             [one] => one.strip_suffix("/.default"),
             _ => None,
         };
         let Some(base) = base.filter(|b| !b.is_empty()) else {
-            return aad(400, "invalid_scope", 70011, &format!("The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."));
+            return aad(st, 400, "invalid_scope", 70011, &format!("The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."));
         };
         match find_resource(az, base) {
             Some(r) => (r, base.to_string()),
-            None => return resource_not_found(base, &az.tenant),
+            None => return resource_not_found(st, base, &az.tenant),
         }
     } else {
-        let Some(res) = field("resource") else { return missing("resource") };
+        let Some(res) = field("resource") else { return missing(st, "resource") };
         match find_resource(az, res) {
             Some(r) => (r, res.to_string()),
-            None => return resource_not_found(res, &az.tenant),
+            None => return resource_not_found(st, res, &az.tenant),
         }
     };
     let (token, iat, exp) = issue(st, az, resource, &requested, &app.client_id, &app.object_id, acr, &app.roles);
-    let life = exp - clock::now_unix();
+    let life = exp - st.now();
     let body = if v2 {
         json!({"token_type": "Bearer", "expires_in": life, "ext_expires_in": life, "access_token": token})
     } else {
@@ -162,7 +175,7 @@ fn issue(
     acr: &str,
     roles: &[String],
 ) -> (String, i64, i64) {
-    let now = clock::now_unix();
+    let now = st.now();
     // Azure back-dates iat/nbf by five minutes against clock skew.
     let iat = now - 300;
     let exp = now + st.token_lifetime;
@@ -205,15 +218,15 @@ fn issue(
 fn check_assertion(st: &State, app: &AppConfig, assertion: &str, endpoint: &str) -> Result<(), Response> {
     let key_help = format!("Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'.", app.client_id);
     st.client_assertion(assertion, &app.certs, &app.thumbprint_bytes, true, &app.client_id, endpoint).map_err(|e| match e {
-        AssertionError::Malformed(m) => aad(400, "invalid_request", 50027, &format!("JWT token is invalid or malformed: {m}")),
-        AssertionError::NoThumbprint => aad(401, "invalid_client", 700027, &format!("Client assertion failed signature validation. [Reason - The client assertion has no x5t or x5t#S256 header, so no registered key can be found. {key_help}]")),
-        AssertionError::UnknownKey(t) => aad(401, "invalid_client", 700027, &format!("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{t}', {key_help}]")),
-        AssertionError::KeyExpired(t) => aad(401, "invalid_client", 700027, &format!("Client assertion contains an invalid signature. [Reason - The key used is expired., Thumbprint of key used by client: '{t}', {key_help}]")),
-        AssertionError::BadSignature(t) => aad(401, "invalid_client", 700027, &format!("Client assertion failed signature validation. [Reason - The key was found but use of the key to verify the signature failed., Thumbprint of key used by client: '{t}', {key_help}]")),
-        AssertionError::WrongClient(m) => aad(401, "invalid_client", 700021, &format!("Client assertion application identifier doesn't match 'client_id' parameter: {m}.")),
-        AssertionError::WrongAudience(got) => aad(401, "invalid_client", 700023, &format!("Client assertion audience claim does not match Realm issuer. The audience {got} must be the token endpoint {endpoint}.")),
-        AssertionError::Time(m) => aad(400, "invalid_client", 700024, &m),
-        AssertionError::Replayed(j) => aad(401, "invalid_client", 50013, &format!("Assertion is invalid: its jti {j} was already used (replayed client assertion).")),
+        AssertionError::Malformed(m) => aad(st, 400, "invalid_request", 50027, &format!("JWT token is invalid or malformed: {m}")),
+        AssertionError::NoThumbprint => aad(st, 401, "invalid_client", 700027, &format!("Client assertion failed signature validation. [Reason - The client assertion has no x5t or x5t#S256 header, so no registered key can be found. {key_help}]")),
+        AssertionError::UnknownKey(t) => aad(st, 401, "invalid_client", 700027, &format!("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{t}', {key_help}]")),
+        AssertionError::KeyExpired(t) => aad(st, 401, "invalid_client", 700027, &format!("Client assertion contains an invalid signature. [Reason - The key used is expired., Thumbprint of key used by client: '{t}', {key_help}]")),
+        AssertionError::BadSignature(t) => aad(st, 401, "invalid_client", 700027, &format!("Client assertion failed signature validation. [Reason - The key was found but use of the key to verify the signature failed., Thumbprint of key used by client: '{t}', {key_help}]")),
+        AssertionError::WrongClient(m) => aad(st, 401, "invalid_client", 700021, &format!("Client assertion application identifier doesn't match 'client_id' parameter: {m}.")),
+        AssertionError::WrongAudience(got) => aad(st, 401, "invalid_client", 700023, &format!("Client assertion audience claim does not match Realm issuer. The audience {got} must be the token endpoint {endpoint}.")),
+        AssertionError::Time(m) => aad(st, 400, "invalid_client", 700024, &m),
+        AssertionError::Replayed(j) => aad(st, 401, "invalid_client", 50013, &format!("Assertion is invalid: its jti {j} was already used (replayed client assertion).")),
     })
 }
 
@@ -223,7 +236,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// `GET /{tenant}/v2.0/.well-known/openid-configuration` (and v1 without `v2.0`).
 pub fn discovery(st: &State, req: &Req, tenant_name: &str, v2: bool) -> Response {
-    let Some(az) = tenant(st, tenant_name) else { return tenant_not_found(tenant_name) };
+    let Some(az) = tenant(st, tenant_name) else { return tenant_not_found(st, tenant_name) };
     let base = format!("{}/{}", req.base_url(), az.tenant);
     let body = if v2 {
         json!({
@@ -274,7 +287,7 @@ pub fn discovery(st: &State, req: &Req, tenant_name: &str, v2: bool) -> Response
 /// `GET /{tenant}/discovery/v2.0/keys`.
 pub fn jwks(st: &State, tenant_name: &str) -> Response {
     if tenant_name != "common" && tenant(st, tenant_name).is_none() {
-        return tenant_not_found(tenant_name);
+        return tenant_not_found(st, tenant_name);
     }
     errors::json(200, &st.jwks(), "ok")
 }
@@ -289,7 +302,7 @@ pub fn instance_discovery(st: &State, req: &Req) -> Response {
     let uri = authz.parse::<http::Uri>().ok();
     let tenant_name = uri.as_ref().and_then(|u| u.path().split('/').nth(1)).unwrap_or("");
     if tenant(st, tenant_name).is_none() {
-        return aad(400, "invalid_instance", 50049, "Unknown or invalid instance.");
+        return aad(st, 400, "invalid_instance", 50049, "Unknown or invalid instance.");
     }
     let host = req.host.clone();
     let body = json!({
@@ -322,9 +335,9 @@ pub fn imds(st: &State, req: &Req) -> Response {
         None => None,
     };
     let Some(mi) = mi else { return errors::oauth(400, "invalid_request", "Identity not found") };
-    let Some(resource) = find_resource(az, res) else { return resource_not_found(res, &az.tenant) };
+    let Some(resource) = find_resource(az, res) else { return resource_not_found(st, res, &az.tenant) };
     let (token, iat, exp) = issue(st, az, resource, res, &mi.client_id, &mi.object_id, "2", &[]);
-    let life = (exp - clock::now_unix()).to_string();
+    let life = (exp - st.now()).to_string();
     let body = json!({
         "access_token": token,
         "client_id": mi.client_id,

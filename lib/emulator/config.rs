@@ -216,14 +216,18 @@ pub struct PoolConfig {
     pub providers: Vec<ProviderConfig>,
 }
 
-/// An OIDC workload identity pool provider.
+/// A workload identity pool provider: OIDC (`issuer`) or X.509 (`x509`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Provider id.
     pub id: String,
-    /// Issuer URI; must be one the emulator issues tokens as.
+    /// Issuer URI of an OIDC provider; must be one the emulator issues tokens as.
+    #[serde(default)]
     pub issuer: String,
+    /// An X.509 provider's trust store (instead of `issuer`).
+    #[serde(default)]
+    pub x509: Option<super::trust::X509Config>,
     /// Allowed audiences [default: https://iam.googleapis.com/ + the provider's resource name].
     #[serde(default)]
     pub allowed_audiences: Vec<String>,
@@ -356,8 +360,25 @@ impl Config {
                 return Err(Error::input(format!("google.project_number {:?} is not a number", g.project_number)));
             }
             g.storage.prepare()?;
-            for pool in &mut g.pools {
-                for p in &mut pool.providers {
+            for (pi, pool) in g.pools.iter_mut().enumerate() {
+                for (ri, p) in pool.providers.iter_mut().enumerate() {
+                    let at = format!("google.pools[{pi}].providers[{ri}]");
+                    match (&mut p.x509, p.issuer.is_empty()) {
+                        (Some(x509), true) => {
+                            x509.prepare(base, &format!("{at}.x509"))?;
+                            if p.attribute_mapping.is_empty() {
+                                // Google's default for X.509 providers.
+                                p.attribute_mapping.insert("google.subject".into(), "assertion.subject.dn.cn".into());
+                            }
+                        }
+                        (None, false) => {}
+                        _ => {
+                            return Err(Error::input(format!(
+                                "{at} ({}): give exactly one of issuer (OIDC) and x509",
+                                p.id
+                            )))
+                        }
+                    }
                     if !p.attribute_mapping.contains_key("google.subject") {
                         return Err(Error::input(format!(
                             "provider {}/{}: attribute_mapping must map google.subject",
@@ -473,6 +494,10 @@ mod tests {
             for cl in iss["clients"].as_array_mut().unwrap() {
                 cl["certificates"] = serde_json::json!([]);
             }
+        }
+        // The X.509 provider's trust store names files of the test PKI.
+        for pool in v["google"]["pools"].as_array_mut().unwrap() {
+            pool["providers"].as_array_mut().unwrap().retain(|p| p.get("x509").is_none());
         }
         let c = Config::parse(v.to_string().as_bytes(), Path::new(".")).unwrap();
         let az = c.azure.unwrap();

@@ -11,14 +11,12 @@ pub fn json(status: u16, body: &Value, outcome: impl Into<String>) -> Response {
     Response::new(status, "application/json; charset=utf-8", body.to_string().into_bytes()).because(outcome)
 }
 
-/// Azure AD's timestamp form in error bodies: `2026-01-31 12:00:00Z`.
-fn azure_time() -> String {
-    crate::core::clock::rfc3339(crate::core::clock::now_unix()).replace('T', " ")
-}
-
-/// An Azure AD error: `{"error", "error_description": "AADSTSn: …\r\nTrace ID…", "error_codes": [n], …}`.
-pub fn azure(status: u16, error: &str, code: u64, message: &str) -> Response {
-    let (trace, corr, ts) = (guid(), guid(), azure_time());
+/// An Azure AD error dated `now` (Unix seconds, the emulator's clock): `{"error",
+/// "error_description": "AADSTSn: …\r\nTrace ID…", "error_codes": [n], "timestamp", …}`.
+pub fn azure(now: i64, status: u16, error: &str, code: u64, message: &str) -> Response {
+    // Azure AD's timestamp form in error bodies: `2026-01-31 12:00:00Z`.
+    let ts = crate::core::clock::rfc3339(now).replace('T', " ");
+    let (trace, corr) = (guid(), guid());
     let body = json!({
         "error": error,
         "error_description": format!("AADSTS{code}: {message}\r\nTrace ID: {trace}\r\nCorrelation ID: {corr}\r\nTimestamp: {ts}"),

@@ -66,7 +66,7 @@ pub fn handle(st: &State, req: &Req, last_segment: &str) -> Response {
         let (scheme, tok) = h.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| tok.trim().to_string())
     });
-    let now = clock::now_unix();
+    let now = st.now();
     let caller = bearer.and_then(|t| st.federated.lock().ok()?.get(&t).cloned()).filter(|f| f.exp > now);
     let Some(caller) = caller else { return unauthenticated() };
     if !caller.scopes.iter().any(|s| CALLER_SCOPES.contains(&s.as_str())) {

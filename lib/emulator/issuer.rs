@@ -7,7 +7,6 @@ use super::errors::{self, oauth};
 use super::keys::AssertionError;
 use super::server::Req;
 use super::state::State;
-use crate::core::clock;
 use crate::http::parse_form;
 use crate::server::Response;
 use serde_json::json;
@@ -63,7 +62,7 @@ pub fn token(st: &State, req: &Req, name: &str) -> Response {
             &format!("The client {client_id} is not authorized for the audience {audience}."),
         );
     }
-    let now = clock::now_unix();
+    let now = st.now();
     let exp = now + st.token_lifetime;
     let mut claims = json!({
         "iss": iss.issuer, "sub": client.client_id, "aud": audience, "client_id": client.client_id,

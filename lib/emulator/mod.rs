@@ -9,14 +9,19 @@ pub mod cel;
 pub mod config;
 pub mod downscope;
 pub mod errors;
+pub mod faults;
 pub mod iam;
 pub mod issuer;
 pub mod keys;
+pub mod mtls;
 mod routes;
 pub mod server;
 pub mod state;
 pub mod storage;
 pub mod sts;
+mod sts_x509;
+pub mod trust;
+pub mod x509;
 
 pub use state::State;
 
@@ -61,6 +66,10 @@ pub const EXAMPLES: &[Example] = &[
     Example {
         about: "Test retries: the first two requests fail with 503",
         cmd: "wif-emulate --config emulator.json --fail-first 2",
+    },
+    Example {
+        about: "Test failover: Azure AD is down, the first X.509 exchange is refused; the clock runs 10 minutes ahead",
+        cmd: "wif-emulate --config emulator.json --fault azure=unavailable --fault sts-x509=refused:1 --clock-offset 10m",
     },
 ];
 
@@ -108,6 +117,15 @@ pub struct Cli {
     /// Fault injection: wait this long before answering each request, e.g. 2s
     #[arg(long, value_name = "DURATION")]
     pub delay: Option<String>,
+    /// Fault injection per service: SERVICE=KIND[:N], SERVICE azure, issuer, sts, sts-x509, iam
+    /// or storage; KIND unavailable (503, Retry-After: 1), refused (the service's own refusal)
+    /// or reset (the connection closed unanswered); :N only the first N requests (repeatable)
+    #[arg(long, value_name = "SERVICE=KIND[:N]")]
+    pub fault: Vec<String>,
+    /// Run the emulator's clock this far ahead of the machine's (negative: behind), e.g. 10m
+    /// or -10m: every time check, issued timestamp and Date header follows it
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub clock_offset: Option<String>,
     /// Lifetime of every issued token, e.g. 30s (overrides the config's token_lifetime)
     #[arg(long, value_name = "DURATION")]
     pub token_lifetime: Option<String>,
@@ -131,6 +149,21 @@ fn bind(addr: &str, flag: &str, allow_remote: bool) -> Result<TcpListener> {
             .hint("the emulator is for tests and demos on this machine; add --allow-remote to listen elsewhere"));
     }
     crate::server::bind(&[sock], flag, |_, e| Error::new(Kind::Io, format!("cannot listen on {addr}: {e}")))
+}
+
+/// A signed duration in seconds: `10m`, `+10m`, `-10m`.
+fn parse_offset(text: &str) -> Result<i64> {
+    let t = text.trim();
+    let (sign, magnitude) = match t.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let secs: i64 = crate::core::clock::parse_duration(magnitude)
+        .map_err(|e| e.context("--clock-offset"))?
+        .as_secs()
+        .try_into()
+        .map_err(|_| Error::usage(format!("--clock-offset {text:?} is too large")))?;
+    Ok(sign * secs)
 }
 
 /// Starts the listeners and serves until SIGTERM/SIGINT.
@@ -162,7 +195,10 @@ pub fn run(cli: &Cli) -> Result<()> {
         )),
         _ => None,
     };
-    let state = Arc::new(State::new(config, lifetime, cli.fail_first, delay)?);
+    let offset = cli.clock_offset.as_deref().map(parse_offset).transpose()?.unwrap_or(0);
+    let faults = faults::Faults::parse(&cli.fault)?;
+    let state =
+        Arc::new(State::new(config, lifetime, cli.fail_first, delay)?.with_clock_offset(offset).with_faults(faults));
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())
@@ -186,4 +222,15 @@ pub fn run(cli: &Cli) -> Result<()> {
     }
     server::emit(&json!({"event": "stopped", "time": crate::core::clock::rfc3339(crate::core::clock::now_unix())}));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clock_offsets_are_signed() {
+        assert_eq!(super::parse_offset("10m").unwrap(), 600);
+        assert_eq!(super::parse_offset("+1h").unwrap(), 3600);
+        assert_eq!(super::parse_offset("-10m").unwrap(), -600);
+        assert!(super::parse_offset("-soon").is_err());
+    }
 }

@@ -2,6 +2,7 @@
 //! faults; and the request log line: the emulator's [`server::Handler`].
 
 use super::errors;
+use super::faults::{self, Service};
 use super::server::{self, Req};
 use super::state::State;
 use super::{azure, iam, issuer, storage, sts};
@@ -22,6 +23,11 @@ impl server::Handler for State {
     fn log_request(&self, req: &Req, resp: &Response, took: Duration) {
         server::emit(&server::log_line(req, resp, took));
     }
+
+    /// The emulator's clock (`--clock-offset`).
+    fn now(&self) -> i64 {
+        State::now(self)
+    }
 }
 
 /// The handler of a method and path.
@@ -29,22 +35,40 @@ fn route(st: &State, req: &Req) -> Response {
     let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
     let post = |f: &dyn Fn() -> Response| if req.method == "POST" { f() } else { errors::method_not_allowed("POST") };
     let get = |f: &dyn Fn() -> Response| if req.method == "GET" { f() } else { errors::method_not_allowed("GET") };
+    // The service's injected fault (`--fault`), if any, else its answer.
+    let at = |service: Service, f: &dyn Fn() -> Response| match st.faults.take(service) {
+        Some(kind) => faults::answer(service, kind, st.now()),
+        None => f(),
+    };
+    use Service::{Azure, Iam, Issuer, Storage};
     match segs.as_slice() {
-        ["v1", "token"] => post(&|| sts::token(st, req)),
-        ["v1", "projects", _, "serviceAccounts", rest] => post(&|| iam::handle(st, req, rest)),
-        ["metadata", "identity", "oauth2", "token"] => get(&|| azure::imds(st, req)),
-        ["issuers", name, "v1", "token"] => post(&|| issuer::token(st, req, name)),
-        ["issuers", name, ".well-known", "openid-configuration"] => get(&|| issuer::discovery(st, req, name)),
-        ["issuers", name, "jwks"] => get(&|| issuer::jwks(st, name)),
-        ["storage", "v1", "b", bucket, "o"] => get(&|| storage::json_api(st, req, bucket, None)),
-        ["storage", "v1", "b", bucket, "o", object] => get(&|| storage::json_api(st, req, bucket, Some(object))),
-        ["download", "storage", "v1", "b", bucket, "o", object] => get(&|| storage::download(st, req, bucket, object)),
-        ["common", "discovery", "instance"] => get(&|| azure::instance_discovery(st, req)),
-        [tenant, "oauth2", "v2.0", "token"] => post(&|| azure::token(st, req, tenant, true)),
-        [tenant, "oauth2", "token"] => post(&|| azure::token(st, req, tenant, false)),
-        [tenant, "v2.0", ".well-known", "openid-configuration"] => get(&|| azure::discovery(st, req, tenant, true)),
-        [tenant, ".well-known", "openid-configuration"] => get(&|| azure::discovery(st, req, tenant, false)),
-        [tenant, "discovery", "v2.0", "keys"] | [tenant, "discovery", "keys"] => get(&|| azure::jwks(st, tenant)),
+        ["v1", "token"] => at(sts::service(req), &|| post(&|| sts::token(st, req))),
+        ["v1", "projects", _, "serviceAccounts", rest] => at(Iam, &|| post(&|| iam::handle(st, req, rest))),
+        ["metadata", "identity", "oauth2", "token"] => at(Azure, &|| get(&|| azure::imds(st, req))),
+        ["issuers", name, "v1", "token"] => at(Issuer, &|| post(&|| issuer::token(st, req, name))),
+        ["issuers", name, ".well-known", "openid-configuration"] => {
+            at(Issuer, &|| get(&|| issuer::discovery(st, req, name)))
+        }
+        ["issuers", name, "jwks"] => at(Issuer, &|| get(&|| issuer::jwks(st, name))),
+        ["storage", "v1", "b", bucket, "o"] => at(Storage, &|| get(&|| storage::json_api(st, req, bucket, None))),
+        ["storage", "v1", "b", bucket, "o", object] => {
+            at(Storage, &|| get(&|| storage::json_api(st, req, bucket, Some(object))))
+        }
+        ["download", "storage", "v1", "b", bucket, "o", object] => {
+            at(Storage, &|| get(&|| storage::download(st, req, bucket, object)))
+        }
+        ["common", "discovery", "instance"] => at(Azure, &|| get(&|| azure::instance_discovery(st, req))),
+        [tenant, "oauth2", "v2.0", "token"] => at(Azure, &|| post(&|| azure::token(st, req, tenant, true))),
+        [tenant, "oauth2", "token"] => at(Azure, &|| post(&|| azure::token(st, req, tenant, false))),
+        [tenant, "v2.0", ".well-known", "openid-configuration"] => {
+            at(Azure, &|| get(&|| azure::discovery(st, req, tenant, true)))
+        }
+        [tenant, ".well-known", "openid-configuration"] => {
+            at(Azure, &|| get(&|| azure::discovery(st, req, tenant, false)))
+        }
+        [tenant, "discovery", "v2.0", "keys"] | [tenant, "discovery", "keys"] => {
+            at(Azure, &|| get(&|| azure::jwks(st, tenant)))
+        }
         _ => errors::not_found(&req.path),
     }
 }

@@ -21,6 +21,33 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: &Req) -> Response;
     /// Records one answered request.
     fn log_request(&self, req: &Req, resp: &Response, took: Duration);
+    /// The handler's clock (Unix seconds), for the `Date` header of every answer.
+    fn now(&self) -> i64;
+}
+
+/// What the log records of an answer never sent: the listener closes the connection instead
+/// (an injected `reset`).
+const RESET: &str = "injected_reset";
+
+/// An answer that is never sent: the listener closes the connection without answering.
+pub fn reset() -> Response {
+    Response::new(0, "text/plain", Vec::new()).because(RESET)
+}
+
+/// Whether `r` is [`reset`]'s.
+pub fn is_reset(r: &Response) -> bool {
+    r.reason.as_deref() == Some(RESET)
+}
+
+/// `unix` as an HTTP date (IMF-fixdate, RFC 9110 §5.6.7): `Sun, 06 Dec 2026 08:49:37 GMT`.
+pub fn http_date(unix: i64) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(FORMAT).ok())
+        .unwrap_or_else(|| "Thu, 01 Jan 1970 00:00:00 GMT".into())
 }
 
 /// One HTTP request as the handlers see it.
@@ -39,6 +66,9 @@ pub struct Req {
     pub scheme: &'static str,
     /// The `Host` header (else the listener's address).
     pub host: String,
+    /// The client certificate chain presented in the TLS handshake (DER, leaf first); empty
+    /// on plain HTTP or when none was presented.
+    pub peer_certs: Vec<Vec<u8>>,
 }
 
 impl Req {
@@ -64,15 +94,15 @@ impl Req {
     }
 }
 
-/// The headers of every emulator answer around its own; `Connection: close` last when the
-/// connection closes after it.
-fn framing(close: bool) -> Framing<'static> {
-    const STANDARD: &[(&str, &str)] = &[("Cache-Control", "no-store"), ("Pragma", "no-cache")];
-    Framing { standard: STANDARD, last: if close { &[("Connection", "close")] } else { &[] }, ..Framing::default() }
-}
-
-fn write_resp(w: &mut impl Write, r: &Response, close: bool) -> std::io::Result<()> {
-    w.write_all(&r.encode(&framing(close), false).bytes)?;
+/// The headers of every emulator answer around its own: `Date` (the emulator's clock, `now`)
+/// first; `Connection: close` last when the connection closes after it.
+fn write_resp(w: &mut impl Write, r: &Response, close: bool, now: i64) -> std::io::Result<()> {
+    let date = http_date(now);
+    let first = [("Date", date.as_str())];
+    let standard = [("Cache-Control", "no-store"), ("Pragma", "no-cache")];
+    let last: &[(&str, &str)] = if close { &[("Connection", "close")] } else { &[] };
+    let framing = Framing { first: &first, standard: &standard, last };
+    w.write_all(&r.encode(&framing, false).bytes)?;
     w.flush()
 }
 
@@ -126,6 +156,7 @@ fn parse_head(buf: &[u8], scheme: &'static str, local: &str) -> std::result::Res
         headers: hdrs.clone(),
         body: Vec::new(),
         scheme,
+        peer_certs: Vec::new(),
     };
     let expect_continue = lower("expect").is_some_and(|e| e == "100-continue");
     Ok(Some(Head { len, req, close, content_length, expect_continue }))
@@ -143,8 +174,9 @@ fn read_more(s: &mut impl Read, buf: &mut Vec<u8>) -> bool {
     }
 }
 
-/// Serves requests on one connection until it closes or asks to.
-fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, state: &impl Handler) {
+/// Serves requests on one connection until it closes or asks to; `peer` is the client's
+/// certificate chain from the TLS handshake.
+fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, peer: &[Vec<u8>], state: &impl Handler) {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let head = loop {
@@ -153,7 +185,7 @@ fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, st
                 Ok(None) if read_more(&mut s, &mut buf) => {}
                 Ok(None) => return,
                 Err(resp) => {
-                    let _ = write_resp(&mut s, &resp, true);
+                    let _ = write_resp(&mut s, &resp, true, state.now());
                     return;
                 }
             }
@@ -166,12 +198,13 @@ fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, st
             return;
         }
         let mut req = head.req;
+        req.peer_certs = peer.to_vec();
         let Ok(body) = http::read_body(&mut s, &mut buf, head.content_length) else { return };
         req.body = body;
         let started = Instant::now();
         let resp = state.handle(&req);
         state.log_request(&req, &resp, started.elapsed());
-        if write_resp(&mut s, &resp, head.close).is_err() || head.close {
+        if is_reset(&resp) || write_resp(&mut s, &resp, head.close, state.now()).is_err() || head.close {
             return;
         }
     }
@@ -224,7 +257,7 @@ fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, loca
     let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
     let _ = stream.set_nodelay(true);
     match tls {
-        None => serve_conn(stream, "http", local.to_string(), state),
+        None => serve_conn(stream, "http", local.to_string(), &[], state),
         Some(cfg) => {
             let Ok(conn) = rustls::ServerConnection::new(cfg) else { return };
             let mut tls_stream = rustls::StreamOwned::new(conn, stream);
@@ -234,19 +267,25 @@ fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, loca
                     return;
                 }
             }
-            serve_conn(tls_stream, "https", local.to_string(), state);
+            let peer: Vec<Vec<u8>> = tls_stream
+                .conn
+                .peer_certificates()
+                .map(|chain| chain.iter().map(|c| c.to_vec()).collect())
+                .unwrap_or_default();
+            serve_conn(tls_stream, "https", local.to_string(), &peer, state);
         }
     }
 }
 
-/// The rustls server configuration for `--tls-listen`.
+/// The rustls server configuration for `--tls-listen`: a client certificate is requested,
+/// optional, and proven by the handshake signature (see `mtls.rs`).
 pub fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustls::ServerConfig>> {
     let chain = crate::core::keys::load_certs(cert)
         .map_err(|e| e.file_setting("--tls-cert", "the emulator's TLS certificate chain (PEM, leaf first)"))?;
     let bundle = crate::core::keys::load_key(key, None)
         .map_err(|e| e.file_setting("--tls-key", "the private key of --tls-cert (PEM)"))?;
     let cfg = rustls::ServerConfig::builder()
-        .with_no_client_auth()
+        .with_client_cert_verifier(Arc::new(super::mtls::AnyClientCert::new()))
         .with_single_cert(chain, bundle.key)
         .map_err(|e| Error::input(format!("the TLS certificate and key do not fit: {e}")))?;
     Ok(Arc::new(cfg))
@@ -293,6 +332,12 @@ mod tests {
         assert_eq!(status(b"GARBAGE\x01\r\n\r\n"), Some(400));
         assert_eq!(status(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Some(411));
         assert_eq!(status(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"), Some(413));
+    }
+
+    #[test]
+    fn dates_are_imf_fixdate() {
+        assert_eq!(http_date(1_796_546_977), "Sun, 06 Dec 2026 08:49:37 GMT");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 
     #[test]

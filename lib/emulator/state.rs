@@ -61,6 +61,10 @@ pub struct State {
     access: Mutex<HashMap<String, AccessToken>>,
     fail_left: AtomicU64,
     delay: Duration,
+    /// How far the emulator's clock runs ahead of the machine's (negative: behind), seconds.
+    clock_offset: i64,
+    /// Per-service fault injection (`--fault`).
+    pub faults: super::faults::Faults,
 }
 
 impl State {
@@ -76,7 +80,27 @@ impl State {
             access: Mutex::new(HashMap::new()),
             fail_left: AtomicU64::new(fail_first),
             delay,
+            clock_offset: 0,
+            faults: super::faults::Faults::default(),
         })
+    }
+
+    /// The same state with its clock `secs` ahead of the machine's (behind when negative).
+    pub fn with_clock_offset(mut self, secs: i64) -> State {
+        self.clock_offset = secs;
+        self
+    }
+
+    /// The same state with these injected faults.
+    pub fn with_faults(mut self, faults: super::faults::Faults) -> State {
+        self.faults = faults;
+        self
+    }
+
+    /// The emulator's clock, Unix seconds: the machine's plus `--clock-offset`. Every time
+    /// check, issued timestamp and `Date` header reads it.
+    pub fn now(&self) -> i64 {
+        crate::core::clock::now_unix().saturating_add(self.clock_offset)
     }
 
     /// Records a client assertion's `jti`; false if it was seen before (a replay).
@@ -84,7 +108,7 @@ impl State {
         if !self.config.reject_replayed_assertions {
             return true;
         }
-        let now = crate::core::clock::now_unix();
+        let now = self.now();
         let Ok(mut seen) = self.jtis.lock() else { return false };
         seen.retain(|_, e| *e + 600 > now);
         seen.insert(format!("{scope}\n{jti}"), exp).is_none()
@@ -100,7 +124,7 @@ impl State {
         client_id: &str,
         endpoint: &str,
     ) -> std::result::Result<(), keys::AssertionError> {
-        let now = crate::core::clock::now_unix();
+        let now = self.now();
         let expect = keys::Expect {
             certs,
             thumbprints,
@@ -123,7 +147,7 @@ impl State {
     /// Remembers an access token it issued, forgetting expired ones (and, past
     /// [`MAX_ACCESS_TOKENS`], the soonest to expire) so the map stays bounded.
     pub fn record_access_token(&self, token: String, info: AccessToken) {
-        let now = crate::core::clock::now_unix();
+        let now = self.now();
         let Ok(mut map) = self.access.lock() else { return };
         map.retain(|_, t| t.exp > now);
         while map.len() >= MAX_ACCESS_TOKENS {
@@ -135,7 +159,7 @@ impl State {
 
     /// A live access token the emulator issued.
     pub fn access_token(&self, token: &str) -> Option<AccessToken> {
-        let now = crate::core::clock::now_unix();
+        let now = self.now();
         self.access.lock().ok()?.get(token).filter(|t| t.exp > now).cloned()
     }
 

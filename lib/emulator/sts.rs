@@ -7,6 +7,7 @@
 use super::cel::{self, Env};
 use super::config::{PoolConfig, ProviderConfig};
 use super::errors::{self, oauth};
+use super::faults::Service;
 use super::keys;
 use super::server::Req;
 use super::state::{FederatedToken, State};
@@ -62,6 +63,19 @@ fn parse_audience(a: &str) -> Option<(&str, &str, &str)> {
     }
 }
 
+/// The `subject_token_type` of X.509 exchanges.
+pub const MTLS: &str = "urn:ietf:params:oauth:token-type:mtls";
+
+/// Which STS a `POST /v1/token` goes to, for fault injection: `sts-x509` for mtls
+/// exchanges, else `sts`.
+pub fn service(req: &Req) -> Service {
+    let form = fields(req).unwrap_or_default();
+    match form.iter().any(|(k, v)| k == "subject_token_type" && v == MTLS) {
+        true => Service::StsX509,
+        false => Service::Sts,
+    }
+}
+
 /// `POST /v1/token`.
 pub fn token(st: &State, req: &Req) -> Response {
     let form = match fields(req) {
@@ -89,8 +103,9 @@ pub fn token(st: &State, req: &Req) -> Response {
     if subject_type == ACCESS_TOKEN {
         return super::downscope::token(st, field);
     }
-    if !SUBJECT_TYPES.contains(&subject_type) {
-        return invalid_request(&format!("Invalid value for \"subject_token_type\": {subject_type} is not supported for OIDC providers; use urn:ietf:params:oauth:token-type:jwt or id_token."));
+    let mtls = subject_type == MTLS;
+    if !mtls && !SUBJECT_TYPES.contains(&subject_type) {
+        return invalid_request(&format!("Invalid value for \"subject_token_type\": {subject_type} is not supported; use urn:ietf:params:oauth:token-type:jwt or id_token (OIDC providers) or {MTLS} (X.509 providers)."));
     }
     let Some(subject) = field("subject_token") else {
         return invalid_request("Invalid value for \"subject_token\": it is required.");
@@ -121,7 +136,13 @@ pub fn token(st: &State, req: &Req) -> Response {
     let Some((pool, provider)) = target else {
         return oauth(400, "invalid_target", "The target service indicated by the \"audience\" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn't exist.");
     };
-    match exchange(st, number, pool, provider, subject, scopes) {
+    let assertion = match (mtls, &provider.x509) {
+        (true, Some(x509)) => super::sts_x509::verify(st, req, x509, subject),
+        (false, None) => verify_oidc(st, number, pool, provider, subject),
+        (true, None) => Err(invalid_request(&format!("Invalid value for \"subject_token_type\": {MTLS} is only supported for X.509 providers; provider {provider_id} is an OIDC provider."))),
+        (false, Some(_)) => Err(invalid_request(&format!("Invalid value for \"subject_token_type\": {subject_type} is not supported for X.509 providers; use {MTLS} with the client certificate over mutual TLS."))),
+    };
+    match assertion.and_then(|a| federate(st, number, pool, provider, a, scopes)) {
         Ok((token, life)) => errors::json(
             200,
             &json!({"access_token": token, "issued_token_type": ACCESS_TOKEN, "token_type": "Bearer", "expires_in": life}),
@@ -141,14 +162,14 @@ fn known_issuer(st: &State, iss: &str) -> bool {
     azure || st.config.issuers.iter().any(|i| i.issuer == iss)
 }
 
-fn exchange(
+/// Verifies an OIDC subject token for `provider`: its claims, for the attribute mapping.
+fn verify_oidc(
     st: &State,
     number: &str,
     pool: &PoolConfig,
     provider: &ProviderConfig,
     subject: &str,
-    scopes: Vec<String>,
-) -> Result<(String, i64), Response> {
+) -> Result<Value, Response> {
     let jws = Jws::parse(subject).ok_or_else(|| invalid_grant("Unable to parse the ID Token."))?;
     let claims = &jws.claims;
     let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
@@ -184,7 +205,7 @@ fn exchange(
             auds.join(", ")
         )));
     }
-    let now = clock::now_unix();
+    let now = st.now();
     let Some(exp) = jwt::numeric_claim(claims, "exp") else {
         return Err(invalid_grant("The ID Token has no exp claim."));
     };
@@ -200,9 +221,22 @@ fn exchange(
             "The ID Token is valid for more than 24 hours (from iat to exp), which is not allowed.",
         ));
     }
+    Ok(claims.clone())
+}
 
-    // Attribute mapping.
-    let mut env = Env { assertion: claims.clone(), ..Env::default() };
+/// Maps the verified `assertion` (OIDC claims, or a certificate's attributes) through the
+/// provider's attribute mapping, checks its condition and issues the federated token:
+/// the token and its lifetime in seconds.
+fn federate(
+    st: &State,
+    number: &str,
+    pool: &PoolConfig,
+    provider: &ProviderConfig,
+    assertion: Value,
+    scopes: Vec<String>,
+) -> Result<(String, i64), Response> {
+    let now = st.now();
+    let mut env = Env { assertion, ..Env::default() };
     for mapping in &provider.mapping {
         let target = &mapping.target;
         let value = cel::eval(&mapping.expr, &env)
