@@ -1,5 +1,5 @@
 complete -c wif-impersonate -l service-account -d 'Service account email to impersonate [default: from the credential configuration\'s impersonation URL]' -r
-complete -c wif-impersonate -l endpoint -d 'IAM Credentials base URL [default: from the credential configuration\'s impersonation URL, else https://iamcredentials.googleapis.com]' -r
+complete -c wif-impersonate -l endpoint -d 'IAM Credentials base URL [default: from the credential configuration\'s impersonation URL, else https://iamcredentials.mtls.googleapis.com after the X.509 path, else https://iamcredentials.googleapis.com]' -r
 complete -c wif-impersonate -l lifetime -d 'Access token lifetime, 1s to 12h (over 1h needs the org-policy exception) [default: the credential configuration\'s service_account_impersonation.token_lifetime_seconds, else 3600s]' -r
 complete -c wif-impersonate -l scope -d 'OAuth scope of the access token (repeatable) [default: https://www.googleapis.com/auth/cloud-platform]' -r
 complete -c wif-impersonate -l delegate -d 'Delegate service account in the delegation chain (repeatable)' -r

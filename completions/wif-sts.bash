@@ -23,7 +23,7 @@ _wif__sts() {
 
     case "${cmd}" in
         wif__sts)
-            opts="-h -V --audience --project-number --pool --provider --token-url --scope --subject-token-type --options --credential-config --print-credential-config --service-account --iam-endpoint --impersonation-lifetime --credential-file --credential-url --credential-field --token-out --timeout --retries --ca-file --config --help --version"
+            opts="-h -V --audience --project-number --pool --provider --token-url --scope --subject-token-type --options --credential-config --print-credential-config --service-account --iam-endpoint --impersonation-lifetime --credential-file --credential-url --credential-field --x509 --cert --key --key-password-file --key-password-env --trust-chain --certificate-config --certificate-config-out --token-out --timeout --retries --ca-file --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -86,6 +86,34 @@ _wif__sts() {
                     return 0
                     ;;
                 --credential-field)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-password-env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trust-chain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --certificate-config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --certificate-config-out)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

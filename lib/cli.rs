@@ -130,6 +130,16 @@ pub struct NetArgs {
 impl NetArgs {
     /// Builds the HTTP client with these settings.
     pub fn client(&self, tool: &str, settings: &Settings) -> Result<crate::http::Client> {
+        self.client_presenting(tool, settings, None)
+    }
+
+    /// Builds the HTTP client with these settings, presenting `identity` (mutual TLS).
+    pub fn client_presenting(
+        &self,
+        tool: &str,
+        settings: &Settings,
+        identity: Option<crate::http::ClientIdentity>,
+    ) -> Result<crate::http::Client> {
         let timeout = settings.duration_over_zero(
             self.timeout.clone(),
             key::TIMEOUT,
@@ -143,6 +153,7 @@ impl NetArgs {
             retries: settings.pick_or(self.retries, key::RETRIES, 3)?,
             max_total: timeout.saturating_mul(4).max(std::time::Duration::from_secs(60)),
             roots: crate::http::Roots::Public(ca_file.as_ref().map(|f| f.path.clone())),
+            identity,
             tool: tool.to_string(),
             ..Default::default()
         };

@@ -6,6 +6,7 @@ use crate::core::secret::Secret;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::path::PathBuf;
 
 /// The document format version this build reads and writes.
 pub const FORMAT_VERSION: u64 = 1;
@@ -289,6 +290,39 @@ pub struct StsSection {
     /// (wif-impersonate's default endpoint is then `https://iamcredentials.DOMAIN`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub universe_domain: Option<String>,
+    /// The federation path: `token` (a subject token from an IdP) or `x509` (the workload
+    /// certificate over mutual TLS). Absent in documents from before the X.509 path: `token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// On the X.509 path: the workload certificate, which wif-impersonate presents too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<WorkloadCertificate>,
+}
+
+/// The `sts` section's facts of the workload certificate (X.509 path): what it is, and
+/// where its files are so the next step can present it too. Paths and names only, never a
+/// key or a password.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkloadCertificate {
+    /// SHA-256 of the leaf certificate (DER), lowercase hex.
+    pub sha256: String,
+    /// The leaf's subject.
+    pub subject: String,
+    /// The leaf's expiry, RFC 3339 UTC.
+    pub not_after: String,
+    /// The certificate file (absolute).
+    pub cert_file: PathBuf,
+    /// The key file (absolute): PEM, or the PKCS#12 file.
+    pub key_file: PathBuf,
+    /// The file holding the PKCS#12 password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_password_file: Option<PathBuf>,
+    /// The environment variable holding the PKCS#12 password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_password_env: Option<String>,
+    /// The PEM file of intermediate certificates sent after the leaf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_chain_file: Option<PathBuf>,
 }
 
 impl Section for StsSection {

@@ -343,6 +343,48 @@ pub fn check_key_matches_cert(key: &SigningKey, cert: &CertificateDer<'_>) -> Re
     }
 }
 
+/// The certificate chain (leaf first) and key a client presents for mutual TLS: `cert` a PEM
+/// chain with `key` a PEM key, or one file (PKCS#12 opened with `password`, or a PEM holding
+/// both) when `key` is `None` or names the same file. `cert_what` says what `cert` should
+/// be, for the error when it names no file. Checks that the key belongs to the leaf.
+pub fn load_cert_and_key(
+    cert: &FileSetting,
+    key: Option<&FileSetting>,
+    password: Option<&Secret>,
+    cert_what: &str,
+) -> Result<(CertChain, PrivateKeyDer<'static>)> {
+    let (chain, key) = match key {
+        // No key file: the certificate file is a PKCS#12 (or a PEM holding key and certificate).
+        None => {
+            let bundle = load_key(&cert.path, password)
+                .map_err(cert.explain(cert_what))
+                .map_err(|e| e.hint("give --key KEY.pem, or a PKCS#12 file as --cert with --key-password-file"))?;
+            let Some(chain) = bundle.chain else {
+                return Err(Error::usage(format!("{} holds a key but no certificate", cert.path.display()))
+                    .hint("give the certificate with --cert and the key with --key"));
+            };
+            (chain, bundle.key)
+        }
+        Some(kf) => {
+            let bundle = load_key(&kf.path, password)
+                .map_err(kf.explain("the certificate's private key (PEM, or the PKCS#12 file)"))?;
+            // One file for both (PKCS#12, or PEM with key and certificate): its certificates.
+            let chain = match bundle.chain {
+                Some(chain) if kf.path == cert.path => chain,
+                _ => load_chain(&cert.path)
+                    .map_err(|e| e.context("loading the certificate"))
+                    .map_err(cert.explain(cert_what))?,
+            };
+            (chain, bundle.key)
+        }
+    };
+    if let Ok(sk) = signing_key(&key) {
+        check_key_matches_cert(&sk, chain.leaf())
+            .map_err(|e| e.context(format!("checking the key against {}", cert.origin)))?;
+    }
+    Ok((chain, key))
+}
+
 /// `x5t`: base64url SHA-1 of the certificate DER, without padding (RFC 7515).
 pub fn thumbprint_sha1(cert: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, cert))

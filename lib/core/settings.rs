@@ -74,6 +74,13 @@ config_keys! {
     SUBJECT_TOKEN_TYPE = "subject_token_type", "WIF_SUBJECT_TOKEN_TYPE";
     STS_OPTIONS = "sts_options", "WIF_STS_OPTIONS";
     CREDENTIAL_CONFIG = "credential_config", "WIF_CREDENTIAL_CONFIG";
+    X509 = "x509", "WIF_X509";
+    X509_CERT = "x509_cert", "WIF_X509_CERT";
+    X509_KEY = "x509_key", "WIF_X509_KEY";
+    X509_KEY_PASSWORD_FILE = "x509_key_password_file", "WIF_X509_KEY_PASSWORD_FILE";
+    X509_KEY_PASSWORD_ENV = "x509_key_password_env", "WIF_X509_KEY_PASSWORD_ENV";
+    TRUST_CHAIN = "trust_chain", "WIF_TRUST_CHAIN";
+    CERTIFICATE_CONFIG = "certificate_config", "WIF_CERTIFICATE_CONFIG";
     SERVICE_ACCOUNT = "service_account", "WIF_SERVICE_ACCOUNT";
     IAM_ENDPOINT = "iam_endpoint", "WIF_IAM_ENDPOINT";
     IMPERSONATE_LIFETIME = "impersonate_lifetime", "WIF_IMPERSONATE_LIFETIME";

@@ -71,9 +71,48 @@ pub struct CredentialSource {
     /// How to read the content.
     #[serde(default)]
     pub format: Option<SourceFormat>,
-    /// Every other field: executable, certificate and AWS sources are refused, the rest unused.
+    /// The X.509 path: the workload certificate (via a `certificate_config.json`) and its chain.
+    #[serde(default)]
+    pub certificate: Option<CertificateSource>,
+    /// Every other field: executable and AWS sources are refused, the rest unused.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `credential_source.certificate`: where the workload certificate is (google-auth's rules:
+/// exactly one of `use_default_certificate_config: true` and `certificate_config_location`).
+#[derive(Debug, Deserialize)]
+pub struct CertificateSource {
+    /// Use the certificate configuration found by `GOOGLE_API_CERTIFICATE_CONFIG`, else gcloud's.
+    #[serde(default)]
+    pub use_default_certificate_config: Option<bool>,
+    /// The `certificate_config.json` to use.
+    #[serde(default)]
+    pub certificate_config_location: Option<PathBuf>,
+    /// A PEM file of the intermediate certificates sent after the leaf.
+    #[serde(default)]
+    pub trust_chain_path: Option<PathBuf>,
+    /// Every other field: not used by wif.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+impl CertificateSource {
+    /// The `certificate_config.json` it names, or `None` for the default one.
+    pub fn location(&self) -> Result<Option<&PathBuf>> {
+        let location = self.certificate_config_location.as_ref().filter(|p| !p.as_os_str().is_empty());
+        match (location, self.use_default_certificate_config.unwrap_or(false)) {
+            (Some(_), true) => Err(Error::input(
+                "credential_source.certificate has both certificate_config_location and use_default_certificate_config: true",
+            )
+            .hint("keep one: the file's location, or use_default_certificate_config for GOOGLE_API_CERTIFICATE_CONFIG / gcloud's")),
+            (None, false) => Err(Error::input(
+                "credential_source.certificate has no certificate_config_location and use_default_certificate_config is not true",
+            )
+            .hint("name the certificate_config.json, or set use_default_certificate_config to true")),
+            (location, _) => Ok(location),
+        }
+    }
 }
 
 /// `credential_source.format`.
@@ -135,7 +174,6 @@ impl CredentialConfig {
         if let Some(src) = &self.credential_source {
             let refused = [
                 ("executable", "executable-sourced credentials (credential_source.executable) are not supported by wif-sts", "run the program yourself, e.g. from the refresh job, write its token to a file and name it in credential_source.file (or give it to wif-azure --from-file)"),
-                ("certificate", "X.509 federation (credential_source.certificate) is not supported by wif-sts", "use a token source (file or url), or the client libraries themselves for X.509 federation"),
                 ("environment_id", "AWS credential sources (credential_source.environment_id) are not supported by wif-sts", "use a token source (file or url)"),
             ];
             for (field, why, hint) in refused {
@@ -143,16 +181,32 @@ impl CredentialConfig {
                     return Err(Error::input(why).hint(hint));
                 }
             }
-            match (&src.file, &src.url) {
-                (Some(_), Some(_)) => {
-                    return Err(Error::input("credential_source has both file and url")
-                        .hint("keep the one that holds the subject token"))
+            let given: Vec<&str> =
+                [("file", src.file.is_some()), ("url", src.url.is_some()), ("certificate", src.certificate.is_some())]
+                    .into_iter()
+                    .filter_map(|(name, set)| set.then_some(name))
+                    .collect();
+            match given.as_slice() {
+                [] => {
+                    return Err(Error::input("credential_source has no file, url or certificate").hint(
+                        "name the file holding the subject token (\"file\"), the URL serving it (\"url\"), or the workload certificate (\"certificate\")",
+                    ))
                 }
-                (None, None) => {
-                    return Err(Error::input("credential_source has neither file nor url")
-                        .hint("name the file holding the subject token (\"file\") or the URL serving it (\"url\")"))
+                [_] => {}
+                [first @ .., last] => {
+                    return Err(Error::input(format!("credential_source has both {} and {last}", first.join(", ")))
+                        .hint("file, url and certificate exclude each other: keep the one that gives the subject token"))
                 }
-                _ => {}
+            }
+            if let Some(cert) = &src.certificate {
+                cert.location()?;
+                if self.subject_token_type.as_deref().is_some_and(|t| t != crate::protocol::x509::MTLS_TOKEN_TYPE) {
+                    return Err(Error::input(format!(
+                        "credential_source.certificate needs subject_token_type {}",
+                        crate::protocol::x509::MTLS_TOKEN_TYPE
+                    )));
+                }
+                ignored.extend(set(&cert.other, "credential_source.certificate."));
             }
             self.source_field()?;
             ignored.extend(set(&src.other, "credential_source."));

@@ -10,3 +10,4 @@ pub mod iam;
 pub mod oauth;
 pub mod sts;
 pub mod subject;
+pub mod x509;

@@ -3,13 +3,16 @@
 
 use crate::cli::{self, DocArgs, NetArgs, TokenOutArgs};
 use crate::core::clock;
-use crate::core::document::{AzureSection, Document, ImpersonatedSection, StsSection, TokenFields};
-use crate::core::error::{Error, Result};
+use crate::core::document::{
+    AzureSection, Document, ImpersonatedSection, StsSection, TokenFields, WorkloadCertificate,
+};
+use crate::core::error::{Context, Error, Result};
 use crate::core::help::Example;
-use crate::core::settings::key;
-use crate::core::settings::Settings;
+use crate::core::keys;
+use crate::core::settings::{key, FileSetting, Settings};
+use crate::http::ClientIdentity;
 use crate::protocol::iam::{self, Ask, Impersonation};
-use crate::protocol::{hints, sts};
+use crate::protocol::{hints, sts, x509};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -44,6 +47,8 @@ pub const EXAMPLES: &[Example] = &[
     long_about = "Impersonate a Google service account: call IAM Credentials generateAccessToken (or generateIdToken \
 with --id-token) with the federated token from wif-sts as the bearer. The federated principal needs \
 roles/iam.workloadIdentityUser on the service account.\n\n\
+After wif-sts's X.509 path (the `sts` section's path \"x509\"), the same workload certificate is presented \
+again, over mutual TLS, and the default endpoint is https://iamcredentials.mtls.googleapis.com.\n\n\
 Adds the `impersonated` section; with --token-out the token alone goes to a file, atomically and with mode 0600, \
 so wif-serve can publish it. On any failure the existing file is left exactly as it was.",
     after_help = crate::core::help::after_help("wif-impersonate", EXAMPLES)
@@ -53,7 +58,7 @@ pub struct Cli {
     #[arg(long, value_name = "EMAIL", env = key::SERVICE_ACCOUNT.env)]
     pub service_account: Option<String>,
     /// IAM Credentials base URL [default: from the credential configuration's impersonation URL, else
-    /// https://iamcredentials.googleapis.com]
+    /// https://iamcredentials.mtls.googleapis.com after the X.509 path, else https://iamcredentials.googleapis.com]
     #[arg(long, value_name = "BASE_URL", env = key::IAM_ENDPOINT.env)]
     pub endpoint: Option<String>,
     /// Access token lifetime, 1s to 12h (over 1h needs the org-policy exception) [default: the credential
@@ -109,6 +114,7 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     let default_endpoint = match (&from_config, &sts.universe_domain) {
         (Some((_, base)), _) => base.clone(),
         (None, Some(universe)) => format!("https://iamcredentials.{universe}"),
+        (None, None) if sts.certificate.is_some() => x509::DEFAULT_MTLS_IAM_ENDPOINT.to_string(),
         (None, None) => iam::DEFAULT_ENDPOINT.to_string(),
     };
     let base = s.pick_or(cli.endpoint.clone(), key::IAM_ENDPOINT, default_endpoint)?;
@@ -126,7 +132,8 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     let delegates: Vec<String> =
         if cli.delegates.is_empty() { s.pick_or(None, key::DELEGATES, Vec::new())? } else { cli.delegates.clone() };
 
-    let client = cli.net.client(TOOL, s)?;
+    let identity = sts.certificate.as_ref().map(workload_identity).transpose()?;
+    let client = cli.net.client_presenting(TOOL, s, identity)?;
     let principal = principal(doc, &sts);
     let who = Impersonation {
         endpoint: &base,
@@ -183,6 +190,29 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     };
     cli.token_out.write(TOOL, &section.token)?;
     doc.set(&section)
+}
+
+/// On the X.509 path, the workload certificate wif-sts presented, presented again: IAM
+/// Credentials' mTLS endpoint binds the call to it.
+fn workload_identity(c: &WorkloadCertificate) -> Result<ClientIdentity> {
+    let origin = |what: &str| format!("sts.certificate.{what}");
+    let password_file =
+        c.key_password_file.clone().map(|path| FileSetting { path, origin: origin("key_password_file") });
+    let password = keys::read_password(password_file.as_ref(), c.key_password_env.as_deref(), "key password")?;
+    let cert = FileSetting { path: c.cert_file.clone(), origin: origin("cert_file") };
+    let key = FileSetting { path: c.key_file.clone(), origin: origin("key_file") };
+    let (chain, key) =
+        keys::load_cert_and_key(&cert, Some(&key), password.as_ref(), "the workload certificate wif-sts presented")
+            .context("loading the workload certificate of the X.509 path")?;
+    if keys::sha256_hex(chain.leaf().as_ref()) != c.sha256 {
+        return Err(Error::input(format!("{} is no longer the certificate wif-sts presented", c.cert_file.display()))
+            .hint("the certificate was renewed in between: run the pipeline again from wif-sts"));
+    }
+    let rest = match &c.trust_chain_file {
+        Some(f) => keys::load_certs(f).context("reading the trust chain")?,
+        None => chain.rest().to_vec(),
+    };
+    Ok(ClientIdentity { chain: std::iter::once(chain.leaf().clone()).chain(rest).collect(), key })
 }
 
 /// The principal IAM sees, if the document tells (STS audience + the subject's `sub`).

@@ -1,7 +1,7 @@
 //! The client certificate and key wif-get presents, loaded and checked.
 
 use super::args::Cli;
-use crate::core::error::{Error, Result};
+use crate::core::error::Result;
 use crate::core::keys;
 use crate::core::settings::key;
 use crate::core::settings::Settings;
@@ -24,41 +24,13 @@ pub(crate) struct Identity {
 /// when the certificate has expired.
 pub(crate) fn load_identity(cli: &Cli, s: &Settings) -> Result<Identity> {
     let cert = s.require_file(cli.cert.clone(), "cert", key::GET_CERT, "--cert")?;
-    let cert_path = &cert.path;
     let key_file = s.pick_file(cli.key.clone(), "key", key::GET_KEY)?;
     let password = keys::read_password(
         s.pick_file(cli.key_password_file.clone(), "key_password_file", key::GET_KEY_PASSWORD_FILE)?.as_ref(),
         s.pick::<String>(cli.key_password_env.clone(), key::GET_KEY_PASSWORD_ENV)?.as_deref(),
         "key password",
     )?;
-    let (chain, key) = match &key_file {
-        // No --key: the certificate file is a PKCS#12 (or a PEM holding key and certificate).
-        None => {
-            let bundle = keys::load_key(cert_path, password.as_ref())
-                .map_err(cert.explain(CLIENT_CERT))
-                .map_err(|e| e.hint("give --key KEY.pem, or a PKCS#12 file as --cert with --key-password-file"))?;
-            let Some(chain) = bundle.chain else {
-                return Err(Error::usage(format!("{} holds a key but no certificate", cert_path.display()))
-                    .hint("give the certificate with --cert and the key with --key"));
-            };
-            (chain, bundle.key)
-        }
-        Some(kf) => {
-            let bundle = keys::load_key(&kf.path, password.as_ref())
-                .map_err(kf.explain("the client certificate's private key (PEM, or the PKCS#12 file)"))?;
-            // One file for both (PKCS#12, or PEM with key and certificate): its certificates.
-            let chain = match bundle.chain {
-                Some(chain) if &kf.path == cert_path => chain,
-                _ => keys::load_chain(cert_path)
-                    .map_err(|e| e.context("loading the client certificate"))
-                    .map_err(cert.explain(CLIENT_CERT))?,
-            };
-            (chain, bundle.key)
-        }
-    };
-    if let Ok(sk) = keys::signing_key(&key) {
-        keys::check_key_matches_cert(&sk, chain.leaf()).map_err(|e| e.context("checking --key against --cert"))?;
-    }
+    let (chain, key) = keys::load_cert_and_key(&cert, key_file.as_ref(), password.as_ref(), CLIENT_CERT)?;
     let subject = x509_parser::parse_x509_certificate(chain.leaf().as_ref())
         .map(|(_, c)| c.subject().to_string())
         .unwrap_or_else(|_| "(unparsable)".into());

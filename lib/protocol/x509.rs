@@ -1,0 +1,190 @@
+//! Workload Identity Federation with X.509 certificates, as google-auth (≥ 2.39) speaks it:
+//! the subject token built from the certificate chain, Google's `certificate_config.json`
+//! and where it is found, the mutual-TLS endpoints, and the facts of a certificate worth
+//! recording.
+
+use crate::core::clock::{self, Timestamp};
+use crate::core::error::{Context, Error, Result};
+use crate::core::keys;
+use crate::core::secret::Secret;
+use base64::Engine;
+use rustls_pki_types::CertificateDer;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// The subject token type of the X.509 path.
+pub const MTLS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:mtls";
+/// Google STS over mutual TLS.
+pub const DEFAULT_MTLS_TOKEN_URL: &str = "https://sts.mtls.googleapis.com/v1/token";
+/// IAM Credentials over mutual TLS.
+pub const DEFAULT_MTLS_IAM_ENDPOINT: &str = "https://iamcredentials.mtls.googleapis.com";
+/// The environment variable naming the certificate configuration (google-auth, gcloud).
+pub const CERTIFICATE_CONFIG_ENV: &str = "GOOGLE_API_CERTIFICATE_CONFIG";
+/// The file name of the certificate configuration in gcloud's configuration directory.
+pub const CERTIFICATE_CONFIG_NAME: &str = "certificate_config.json";
+
+/// The workload certificate and key a `certificate_config.json` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateConfig {
+    /// The certificate (PEM).
+    pub cert_path: PathBuf,
+    /// Its private key (PEM).
+    pub key_path: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct CertificateConfigFile {
+    #[serde(default)]
+    cert_configs: Option<Value>,
+}
+
+/// The `certificate_config.json` google-auth finds when none is named: the one
+/// `GOOGLE_API_CERTIFICATE_CONFIG` names, else gcloud's default. `None` when none is set.
+pub fn find_certificate_config() -> Option<PathBuf> {
+    match std::env::var_os(CERTIFICATE_CONFIG_ENV).filter(|p| !p.is_empty()) {
+        Some(p) => Some(PathBuf::from(p)),
+        None => default_certificate_config(),
+    }
+}
+
+/// gcloud's default `certificate_config.json`: in `$CLOUDSDK_CONFIG`, else
+/// `~/.config/gcloud`. `None` when neither that variable nor `HOME` is set.
+pub fn default_certificate_config() -> Option<PathBuf> {
+    let dir = match std::env::var_os("CLOUDSDK_CONFIG").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").filter(|h| !h.is_empty())?).join(".config/gcloud"),
+    };
+    Some(dir.join(CERTIFICATE_CONFIG_NAME))
+}
+
+/// Reads a `certificate_config.json`: `{"version": 1, "cert_configs": {"workload":
+/// {"cert_path", "key_path"}}}`. Relative paths in it are taken from the file's directory.
+pub fn read_certificate_config(path: &Path) -> Result<CertificateConfig> {
+    let doing = format!("reading the certificate configuration {}", path.display());
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e)).context(doing.clone())?;
+    parse_certificate_config(&bytes, path.parent().unwrap_or(Path::new("."))).context(doing)
+}
+
+fn parse_certificate_config(bytes: &[u8], dir: &Path) -> Result<CertificateConfig> {
+    let shape = "it must look like {\"version\": 1, \"cert_configs\": {\"workload\": {\"cert_path\": \"…\", \"key_path\": \"…\"}}}";
+    let file: CertificateConfigFile =
+        serde_json::from_slice(bytes).map_err(|_| Error::input("it is not a JSON object").hint(shape))?;
+    let workload = file.cert_configs.as_ref().and_then(|c| c.get("workload"));
+    let Some(workload) = workload else {
+        return Err(Error::input("it has no cert_configs.workload").hint(shape));
+    };
+    let path = |name: &str| -> Result<PathBuf> {
+        match workload.get(name) {
+            Some(Value::String(p)) if !p.is_empty() => Ok(dir.join(p)),
+            _ => Err(Error::input(format!("cert_configs.workload.{name} is missing or not a path")).hint(shape)),
+        }
+    };
+    Ok(CertificateConfig { cert_path: path("cert_path")?, key_path: path("key_path")? })
+}
+
+/// The `certificate_config.json` content naming `cert` and `key`.
+pub fn certificate_config_json(cert: &Path, key: &Path) -> Value {
+    json!({"version": 1, "cert_configs": {"workload": {"cert_path": cert, "key_path": key}}})
+}
+
+/// The `subject_token` of the X.509 path: a JSON array of the standard-base64 DER
+/// certificates, the leaf first, then the trust chain in its order — text for text what
+/// google-auth's `json.dumps` makes. A trust chain may start with the leaf (it is then
+/// not repeated) but must not hold it anywhere else.
+pub fn subject_token(leaf: &CertificateDer<'_>, trust_chain: &[CertificateDer<'_>]) -> Result<Secret> {
+    let b64 = |c: &CertificateDer<'_>| base64::engine::general_purpose::STANDARD.encode(c.as_ref());
+    let mut chain = vec![b64(leaf)];
+    for (i, cert) in trust_chain.iter().enumerate() {
+        if cert.as_ref() == leaf.as_ref() {
+            if i == 0 {
+                continue;
+            }
+            return Err(Error::input(format!(
+                "the trust chain holds the leaf certificate as its certificate {}",
+                i + 1
+            ))
+            .hint("the trust chain file lists the intermediate CAs (the leaf may only come first)"));
+        }
+        chain.push(b64(cert));
+    }
+    let quoted: Vec<String> = chain.iter().map(|c| format!("\"{c}\"")).collect();
+    Ok(Secret::new(format!("[{}]", quoted.join(", "))))
+}
+
+/// What is worth recording about the workload certificate.
+#[derive(Debug, Clone)]
+pub struct CertFacts {
+    /// SHA-256 of the DER certificate, lowercase hex.
+    pub sha256: String,
+    /// Its subject as text, e.g. `O=wif test, CN=wif-client`.
+    pub subject: String,
+    /// The end of its validity.
+    pub not_after: Timestamp,
+    /// The start of its validity.
+    pub not_before: Timestamp,
+}
+
+/// Reads the facts of a certificate.
+pub fn facts(cert: &CertificateDer<'_>) -> Result<CertFacts> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|_| Error::input("the workload certificate is not valid X.509"))?;
+    let v = c.validity();
+    Ok(CertFacts {
+        sha256: keys::sha256_hex(cert.as_ref()),
+        subject: c.subject().to_string(),
+        not_after: Timestamp::from_unix(v.not_after.timestamp()),
+        not_before: Timestamp::from_unix(v.not_before.timestamp()),
+    })
+}
+
+/// Refuses a certificate that has expired or is not valid yet: STS would refuse it too.
+pub fn check_current(f: &CertFacts) -> Result<()> {
+    let now = clock::now_unix();
+    if f.not_after.unix() < now {
+        return Err(Error::input(format!("the workload certificate ({}) expired at {}", f.subject, f.not_after))
+            .hint("renew it from your CA; STS refuses expired certificates"));
+    }
+    if f.not_before.unix() > now {
+        return Err(Error::input(format!(
+            "the workload certificate ({}) is not valid before {}",
+            f.subject, f.not_before
+        ))
+        .hint("wait until then, or check this machine's clock"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_config_paths() {
+        let c = parse_certificate_config(
+            br#"{"version": 1, "cert_configs": {"workload": {"cert_path": "c.pem", "key_path": "/k.pem"}}}"#,
+            Path::new("/etc/wif"),
+        )
+        .unwrap();
+        assert_eq!(c.cert_path, Path::new("/etc/wif/c.pem"));
+        assert_eq!(c.key_path, Path::new("/k.pem"));
+        assert!(parse_certificate_config(br#"{"cert_configs": {}}"#, Path::new("/")).is_err());
+        assert!(parse_certificate_config(br#"{"cert_configs": {"workload": {"cert_path": "c"}}}"#, Path::new("/"))
+            .unwrap_err()
+            .to_string()
+            .contains("key_path"));
+        let round = certificate_config_json(Path::new("/c"), Path::new("/k"));
+        let back = parse_certificate_config(round.to_string().as_bytes(), Path::new("/")).unwrap();
+        assert_eq!(back.cert_path, Path::new("/c"));
+    }
+
+    #[test]
+    fn subject_token_like_google_auth() {
+        let leaf = CertificateDer::from(vec![1u8, 2, 3]);
+        let ca = CertificateDer::from(vec![4u8, 5]);
+        assert_eq!(subject_token(&leaf, &[]).unwrap().expose(), r#"["AQID"]"#);
+        assert_eq!(subject_token(&leaf, std::slice::from_ref(&ca)).unwrap().expose(), r#"["AQID", "BAU="]"#);
+        assert_eq!(subject_token(&leaf, &[leaf.clone(), ca.clone()]).unwrap().expose(), r#"["AQID", "BAU="]"#);
+        assert!(subject_token(&leaf, &[ca, leaf.clone()]).is_err());
+    }
+}
