@@ -7,7 +7,10 @@
 #   with wif-serve over mutual TLS, fetches it with wif-get, shows that a client certificate
 #   from another CA is refused in the handshake, then runs wif-serve as a credential broker
 #   (--policy: two clients, two buckets, each client's token downscoped at the emulator's STS
-#   reads its own bucket and is refused the other's), and stops everything it started.
+#   reads its own bucket and is refused the other's), takes the X.509 path
+#     wif-sts --x509 | wif-impersonate   (the client certificate to STS over mutual TLS)
+#   and shows wif-refresh failing over from Azure AD (made to answer 503) to X.509, and
+#   stops everything it started.
 #
 # usage: scripts/demo.sh [--keep]     (--keep leaves the demo directory for a look around)
 #
@@ -21,7 +24,7 @@ root=$PWD
 keep=0
 case "${1:-}" in
   --keep) keep=1 ;;
-  -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   "") ;;
   *) echo "demo.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 esac
@@ -255,6 +258,52 @@ while IFS= read -r line; do
 done <ledger.jsonl
 if grep -qF -f <(for t in client.token client2.token wif_token.txt; do cat "$t"; echo; done) broker.log broker.log.err ledger.jsonl; then
   die "a broker log contains a token"
+fi
+
+say "The X.509 path: the client certificate straight to Google's STS over mutual TLS (no Azure AD)"
+# A second emulator, with an https listener (Google's mtls endpoints) and its Azure AD down.
+cmd "wif-emulate --config emulator.json --listen 127.0.0.1:0 --tls-listen 127.0.0.1:0 --tls-cert pki/server-chain.crt --tls-key pki/server.key --fault azure=unavailable"
+wif-emulate --config emulator.json --listen 127.0.0.1:0 --tls-listen 127.0.0.1:0 --tls-cert pki/server-chain.crt \
+  --tls-key pki/server.key --fault azure=unavailable >emulator2.log 2>emulator2.log.err &
+pids+=($!)
+emu2=$(server_url emulator2.log $!)
+mtls=$(head -n 1 emulator2.log | json_string tls_url)
+x509_audience=${audience%/azure}/x509
+ok "emulator at $emu2 and $mtls (its Azure AD answers 503)"
+cmd "wif-sts --x509 --cert pki/client.crt --key pki/client.key --trust-chain pki/client-chain.crt --audience $x509_audience \\"
+cmd "    --token-url $mtls/v1/token --ca-file pki/ca-chain.crt \\"
+cmd "  | wif-impersonate --endpoint $mtls --ca-file pki/ca-chain.crt --service-account $sa --token-out x509_token.txt"
+stages=(wif-sts tee wif-impersonate)
+wif-sts --x509 --cert pki/client.crt --key pki/client.key --trust-chain pki/client-chain.crt --audience "$x509_audience" \
+    --token-url "$mtls/v1/token" --ca-file pki/ca-chain.crt </dev/null \
+  | tee 5-sts-x509.json \
+  | wif-impersonate --endpoint "$mtls" --ca-file pki/ca-chain.crt --service-account "$sa" --token-out x509_token.txt \
+    >6-impersonate-x509.json
+stages=()
+wif-inspect --redact --section sts 5-sts-x509.json
+ok "x509_token.txt: $(wc -c <x509_token.txt) bytes, for $sa, via the certificate with CN wif-client"
+
+say "Failover: wif-refresh tries Azure AD first, then X.509, in the same run"
+cat >azure.json <<JSON
+{ "client_id": "$app", "tenant_id": "$tenant", "key": "pki/app-rsa.key", "cert": "pki/app-rsa.crt",
+  "authority": "$emu2", "azure_scope": "api://wif-gcp/.default", "retries": 0,
+  "sts_audience": "$audience", "sts_token_url": "$emu2/v1/token",
+  "service_account": "$sa", "iam_endpoint": "$emu2" }
+JSON
+cat >x509.json <<JSON
+{ "x509": true, "x509_cert": "pki/client.crt", "x509_key": "pki/client.key", "trust_chain": "pki/client-chain.crt",
+  "sts_audience": "$x509_audience", "sts_token_url": "$mtls/v1/token", "ca_file": "pki/ca-chain.crt",
+  "service_account": "$sa", "iam_endpoint": "$mtls" }
+JSON
+cmd "wif-refresh --token-out failover_token.txt --path azure=azure.json --path x509=x509.json --textfile wif.prom"
+"$root/scripts/wif-refresh" --token-out failover_token.txt --path azure=azure.json --path x509=x509.json \
+  --textfile wif.prom </dev/null 2>refresh.err
+sed 's/^/  /' refresh.err
+grep '^wif_refresh_path{' wif.prom | sed 's/^/  /'
+grep -q '^wif_refresh_path{.*path="x509".* 1$' wif.prom || die "wif.prom does not say the token came from the x509 path"
+ok "Azure AD was down; the token in failover_token.txt came from the X.509 path"
+if grep -qF -f <(cat x509_token.txt; echo; cat failover_token.txt) emulator2.log emulator2.log.err refresh.err; then
+  die "a log contains a token"
 fi
 
 say "Stopping everything"
