@@ -330,4 +330,7 @@ fn the_x509_pipeline_gets_a_token_from_the_emulator() {
     let other = wif_sts_x509(&emu, "other-client", "other-intermediate-ca.crt");
     assert_eq!(other.status.code(), Some(4), "{}", String::from_utf8_lossy(&other.stderr));
     assert!(String::from_utf8_lossy(&other.stderr).contains("invalid_grant"));
+    // The hint says what to do about an untrusted chain.
+    assert!(String::from_utf8_lossy(&other.stderr)
+        .contains("hint: the chain does not lead to an anchor of the provider's trust store"));
 }

@@ -97,6 +97,21 @@ pub enum StsRefusal {
     Signature,
     /// Some field of the request is missing or malformed.
     Malformed,
+    /// X.509: no client certificate reached STS in the TLS handshake.
+    NoClientCertificate,
+    /// X.509: the subject token's leaf is not the certificate of the handshake.
+    CertificateMismatch,
+    /// X.509: the chain does not lead to an anchor of the provider's trust store.
+    CertificateUntrusted,
+    /// X.509: a certificate of the chain has expired or is not valid yet.
+    CertificateTime,
+    /// X.509: a key type or size outside Google's limits.
+    CertificateKey,
+    /// X.509: the chain is longer than Google allows.
+    ChainTooLong,
+    /// The subject token type does not fit the provider (mTLS to an OIDC provider, or a JWT
+    /// to an X.509 provider).
+    ProviderKind,
 }
 
 impl StsRefusal {
@@ -104,6 +119,9 @@ impl StsRefusal {
     pub fn of(error: &str, description: &str) -> Option<StsRefusal> {
         let d = description.to_ascii_lowercase();
         let has = |word: &str| d.contains(word);
+        if let Some(x509) = StsRefusal::of_certificate(&d) {
+            return Some(x509);
+        }
         Some(if error == "invalid_target" || has("pool") && (has("disabled") || has("not found") || has("deleted")) {
             StsRefusal::NoProvider
         } else if error == "invalid_scope" {
@@ -129,15 +147,48 @@ impl StsRefusal {
         })
     }
 
+    /// The X.509 refusals, told apart by the (lowercase) description.
+    fn of_certificate(d: &str) -> Option<StsRefusal> {
+        let has = |word: &str| d.contains(word);
+        if has("only supported for x.509") || has("not supported for x.509") {
+            return Some(StsRefusal::ProviderKind);
+        }
+        if !has("certificate") {
+            return None;
+        }
+        Some(if has("handshake") && (has("no client certificate") || has("not presented") || has("without")) {
+            StsRefusal::NoClientCertificate
+        } else if has("does not match") {
+            StsRefusal::CertificateMismatch
+        } else if has("too long") || has("depth") {
+            StsRefusal::ChainTooLong
+        } else if has("trust store") || has("trust anchor") || has("could not be verified") {
+            StsRefusal::CertificateUntrusted
+        } else if has("expired") || has("not yet valid") || has("validity") {
+            StsRefusal::CertificateTime
+        } else if has("key") && (has("supported") || has("bits")) {
+            StsRefusal::CertificateKey
+        } else {
+            return None;
+        })
+    }
+
     /// What to check.
     pub fn hint(self) -> &'static str {
         match self {
+            StsRefusal::NoClientCertificate => "STS saw no client certificate: the X.509 path must reach the mTLS endpoint (https://sts.mtls.googleapis.com/v1/token) directly; a proxy that ends TLS drops the certificate",
+            StsRefusal::CertificateMismatch => "the certificate list sent is not led by the certificate of the TLS handshake: give the same certificate to --cert that the key belongs to, with only intermediates in --trust-chain",
+            StsRefusal::CertificateUntrusted => "the chain does not lead to an anchor of the provider's trust store: give the intermediate CAs with --trust-chain, or add the issuing CA to the trust store (gcloud iam workload-identity-pools providers update-x509 … --trust-store-config-path=trust_store.yaml)",
+            StsRefusal::CertificateTime => "a certificate of the chain has expired or is not valid yet by STS's clock: renew it from your CA (wif-inspect --cert shows its dates), and check this machine's clock",
+            StsRefusal::CertificateKey => "Google accepts RSA keys of 2048 to 4096 bits and ECDSA P-256 or P-384 keys in the chain: reissue the certificate with such a key",
+            StsRefusal::ChainTooLong => "Google accepts at most 5 certificates from the leaf to a trust anchor: shorten the chain, or put an intermediate CA in the trust store as an anchor",
+            StsRefusal::ProviderKind => "the audience names a provider of the other kind: the X.509 path (--x509) needs a provider made with create-x509, a subject token needs an OIDC or SAML provider",
             StsRefusal::NoProvider => "the workload identity pool or provider does not exist, is disabled or deleted: check --audience (gcloud iam workload-identity-pools providers describe …)",
             StsRefusal::BadScope => "the scope is not valid for STS: use https://www.googleapis.com/auth/cloud-platform",
             StsRefusal::AudienceFormat => "the audience must look like //iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER (a project number, not the project id)",
             StsRefusal::AudienceNotAllowed => "the subject token's `aud` is not an allowed audience of the provider: compare `wif-inspect` of the Azure token with the provider's allowed audiences (by default the provider's full resource name)",
             StsRefusal::IssuerMismatch => "the subject token's `iss` does not match the provider's issuer URI: v1 Azure tokens use https://sts.windows.net/TENANT/, v2 tokens https://login.microsoftonline.com/TENANT/v2.0",
-            StsRefusal::ConditionFailed => "the provider's attribute condition rejected the token's mapped attributes: check the condition against the token's claims (wif-inspect)",
+            StsRefusal::ConditionFailed => "the provider's attribute condition rejected the mapped attributes: check the condition against the token's claims (wif-inspect), or on the X.509 path against the certificate (openssl x509 -noout -subject -issuer -ext subjectAltName)",
             StsRefusal::Expired => "the subject token has expired: run the pipeline from the start (wif-azure) and check this machine's clock",
             StsRefusal::NotYetValid => "the subject token is not valid yet by STS's clock: the identity provider's clock (or this machine's, for a token made here) is ahead; check the clocks",
             StsRefusal::Signature => "STS could not verify the token's signature with the issuer's published keys: check the provider's issuer URI (and any uploaded JWKS)",
@@ -245,6 +296,26 @@ mod tests {
         assert!(sts("invalid_target", "The target service indicated by the \"audience\" parameters is invalid.")
             .unwrap()
             .contains("does not exist"));
+    }
+
+    #[test]
+    fn x509_refusals_by_description() {
+        let of = |d: &str| StsRefusal::of("invalid_grant", d);
+        let cases = [
+            ("No client certificate was presented in the TLS handshake.", StsRefusal::NoClientCertificate),
+            ("The leaf certificate of the subject_token does not match the client certificate presented in the mTLS handshake.", StsRefusal::CertificateMismatch),
+            ("The certificate chain could not be verified against the trust store of the workload identity pool provider.", StsRefusal::CertificateUntrusted),
+            ("The certificate CN=x (subject_token[0]) has expired: its validity ended at 2020-02-01T00:00:00Z.", StsRefusal::CertificateTime),
+            ("The certificate CN=x has an RSA 1024-bit key; only RSA keys of 2048 to 4096 bits are supported.", StsRefusal::CertificateKey),
+            ("The certificate chain is too long: at most 5 certificates may lead to a trust anchor.", StsRefusal::ChainTooLong),
+            ("urn:ietf:params:oauth:token-type:mtls is only supported for X.509 providers", StsRefusal::ProviderKind),
+        ];
+        for (description, refusal) in cases {
+            assert_eq!(of(description), Some(refusal), "{description}");
+        }
+        // A subject token's expiry is not a certificate's.
+        assert_eq!(of("ID Token issued at 1 has expired"), Some(StsRefusal::Expired));
+        assert!(StsRefusal::CertificateUntrusted.hint().contains("--trust-chain"));
     }
 
     #[test]
