@@ -3,13 +3,15 @@
 
 use super::args::{audience, Cli, TOOL};
 use crate::core::clock;
-use crate::core::document::{AzureSection, Document, ImpersonationOptions, StsSection, TokenFields};
+use crate::core::document::{
+    AzureSection, Document, ImpersonationOptions, StsSection, TokenFields, WorkloadCertificate,
+};
 use crate::core::error::{Error, Result};
 use crate::core::secret::Secret;
 use crate::core::settings::{key, Settings};
 use crate::http;
 use crate::protocol::external_account::{CredentialConfig, DEFAULT_UNIVERSE};
-use crate::protocol::sts::{self, ExchangeRequest, DEFAULT_SCOPE, DEFAULT_TOKEN_URL, JWT_TOKEN_TYPE};
+use crate::protocol::sts::{self, ExchangeRequest, Exchanged, DEFAULT_SCOPE, DEFAULT_TOKEN_URL, JWT_TOKEN_TYPE};
 use crate::protocol::subject::{self, UrlSource};
 
 /// Exchanges the subject token and adds the `sts` section.
@@ -44,6 +46,32 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings, cred: Option<CredentialC
             options: options.as_deref(),
         },
     )?;
+    let asked = Asked { endpoint: token_url, audience, scope, subject_token_type };
+    record(cli, doc, exchanged, asked, cred.as_ref(), None)
+}
+
+/// What an exchange asked STS for, recorded in the `sts` section.
+pub struct Asked {
+    /// The STS token endpoint.
+    pub endpoint: String,
+    /// The workload identity provider.
+    pub audience: String,
+    /// The scope.
+    pub scope: String,
+    /// The subject token type sent.
+    pub subject_token_type: String,
+}
+
+/// Adds the `sts` section for an exchange — with what a credential configuration says of the
+/// steps after it, and on the X.509 path the workload `certificate` — and writes --token-out.
+pub fn record(
+    cli: &Cli,
+    doc: &mut Document,
+    exchanged: Exchanged,
+    asked: Asked,
+    cred: Option<&CredentialConfig>,
+    certificate: Option<WorkloadCertificate>,
+) -> Result<()> {
     let section = StsSection {
         token: TokenFields {
             token: exchanged.token,
@@ -51,15 +79,17 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings, cred: Option<CredentialC
             expires_at: Some(exchanged.expires_at.to_string()),
         },
         issued_token_type: exchanged.issued_token_type,
-        endpoint: token_url,
-        audience,
-        scope,
-        subject_token_type,
-        service_account_impersonation_url: cred.as_ref().and_then(|c| c.service_account_impersonation_url.clone()),
-        service_account_impersonation: impersonation_options(cred.as_ref()),
-        universe_domain: cred.as_ref().map(|c| c.universe().to_string()).filter(|u| u != DEFAULT_UNIVERSE),
-        path: Some("token".into()),
-        certificate: None,
+        endpoint: asked.endpoint,
+        audience: asked.audience,
+        scope: asked.scope,
+        subject_token_type: asked.subject_token_type,
+        service_account_impersonation_url: cred.and_then(|c| c.service_account_impersonation_url.clone()),
+        service_account_impersonation: cred
+            .and_then(|c| c.service_account_impersonation.as_ref()?.token_lifetime_seconds)
+            .map(|secs| ImpersonationOptions { token_lifetime_seconds: Some(secs) }),
+        universe_domain: cred.map(|c| c.universe().to_string()).filter(|u| u != DEFAULT_UNIVERSE),
+        path: Some(if certificate.is_some() { "x509" } else { "token" }.into()),
+        certificate,
     };
     cli.token_out.write(TOOL, &section.token)?;
     doc.set(&section)
@@ -119,10 +149,4 @@ pub fn sts_options(given: Option<String>, cred: Option<&CredentialConfig>) -> Re
     }
     options.insert("userProject".into(), project.into());
     Ok(Some(serde_json::Value::Object(options).to_string()))
-}
-
-/// A credential configuration's impersonation lifetime, for wif-impersonate.
-pub fn impersonation_options(cred: Option<&CredentialConfig>) -> Option<ImpersonationOptions> {
-    cred.and_then(|c| c.service_account_impersonation.as_ref()?.token_lifetime_seconds)
-        .map(|secs| ImpersonationOptions { token_lifetime_seconds: Some(secs) })
 }
