@@ -35,18 +35,8 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings, cred: Option<CredentialC
             .unwrap_or_else(|| JWT_TOKEN_TYPE.into()),
     };
 
-    let exchanged = sts::exchange(
-        &client,
-        &ExchangeRequest {
-            url: &token_url,
-            audience: &audience,
-            scope: &scope,
-            subject_token: &subject,
-            subject_token_type: &subject_token_type,
-            options: options.as_deref(),
-        },
-    )?;
     let asked = Asked { endpoint: token_url, audience, scope, subject_token_type };
+    let exchanged = sts::exchange(&client, &asked.request(&subject, options.as_deref()))?;
     record(cli, doc, exchanged, asked, cred.as_ref(), None)
 }
 
@@ -60,6 +50,20 @@ pub struct Asked {
     pub scope: String,
     /// The subject token type sent.
     pub subject_token_type: String,
+}
+
+impl Asked {
+    /// The exchange request of `subject` with these facts.
+    pub fn request<'a>(&'a self, subject: &'a Secret, options: Option<&'a str>) -> ExchangeRequest<'a> {
+        ExchangeRequest {
+            url: &self.endpoint,
+            audience: &self.audience,
+            scope: &self.scope,
+            subject_token: subject,
+            subject_token_type: &self.subject_token_type,
+            options,
+        }
+    }
 }
 
 /// Adds the `sts` section for an exchange — with what a credential configuration says of the

@@ -11,7 +11,7 @@ use crate::core::keys::{self, CertChain};
 use crate::core::settings::{key, FileSetting, Settings};
 use crate::http::ClientIdentity;
 use crate::protocol::external_account::{CertificateSource, CredentialConfig};
-use crate::protocol::sts::{self, ExchangeRequest, DEFAULT_SCOPE};
+use crate::protocol::sts::{self, DEFAULT_SCOPE};
 use crate::protocol::x509::{self, CertFacts, DEFAULT_MTLS_IAM_ENDPOINT, DEFAULT_MTLS_TOKEN_URL, MTLS_TOKEN_TYPE};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
@@ -158,19 +158,9 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings, cred: Option<CredentialC
     let workload = load(cli, s, &locate(cli, s, cred.as_ref())?)?;
     let subject = x509::subject_token(&workload.leaf, &workload.trust_chain)?;
     let client = cli.net.client_presenting(TOOL, s, Some(workload.identity()))?;
-    let exchanged = sts::exchange(
-        &client,
-        &ExchangeRequest {
-            url: &token_url,
-            audience: &audience,
-            scope: &scope,
-            subject_token: &subject,
-            subject_token_type: MTLS_TOKEN_TYPE,
-            options: options.as_deref(),
-        },
-    )
-    .map_err(|e| e.context(format!("presenting the workload certificate {}", workload.facts.subject)))?;
     let asked = Asked { endpoint: token_url, audience, scope, subject_token_type: MTLS_TOKEN_TYPE.into() };
+    let exchanged = sts::exchange(&client, &asked.request(&subject, options.as_deref()))
+        .map_err(|e| e.context(format!("presenting the workload certificate {}", workload.facts.subject)))?;
     record(cli, doc, exchanged, asked, cred.as_ref(), Some(workload.recorded))
 }
 
