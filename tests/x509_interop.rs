@@ -2,8 +2,9 @@
 //! with `credential_source.certificate`): google-auth obtains federated and impersonated
 //! tokens from wif-emulate's mTLS listener with a gcloud-shaped configuration and with the
 //! one `wif-sts --print-credential-config --x509` writes; and wif-sts --x509 sends STS the
-//! same request google-auth sends, compared field by field at a recording mTLS server.
-//! A missing python3 or module is recorded as not run (tests/common `python_has`).
+//! same request google-auth sends, compared field by field at a recording mTLS server; and
+//! gcloud, where installed, takes the printed configuration too. A missing python3, module or
+//! gcloud is recorded as not run (tests/common `python_has`, `not_run`).
 
 use crate::common::*;
 use crate::emulator::{example, provider, python, s, tls_emu, Emu, SA};
@@ -181,6 +182,51 @@ fn google_auth_accepts_the_configuration_wif_sts_prints() {
         assert_token(&v, impersonate);
     }
     assert_eq!(statuses(&emu, "/v1/token"), vec![200, 200]);
+    assert_eq!(statuses(&emu, ":generateAccessToken"), vec![200]);
+}
+
+/// gcloud, where it is installed, takes the configuration wif-sts prints: `gcloud auth login
+/// --cred-file` stores it and `gcloud auth print-access-token` does the exchange and the
+/// impersonation itself (its bundled google-auth), over mTLS at the emulator. CI machines
+/// have no gcloud (it is not in Debian's archive), so there the test says it did not run.
+#[test]
+fn gcloud_accepts_the_configuration_wif_sts_prints() {
+    if !runs("gcloud", "version") {
+        not_run("gcloud", "install the Google Cloud CLI (https://cloud.google.com/sdk/docs/install)");
+        return;
+    }
+    let emu = tls_emu(&example());
+    let tls = emu.tls_url.clone().unwrap();
+    let dir = tempdir();
+    let cert_config = path_str(&dir.path().join("certificate_config.json"));
+    let config = printed_config(&[
+        "--token-url",
+        &format!("{tls}/v1/token"),
+        "--service-account",
+        SA,
+        "--iam-endpoint",
+        &tls,
+        "--certificate-config-out",
+        &cert_config,
+    ]);
+    let cred = dir.path().join("cred.json");
+    std::fs::write(&cred, config.to_string()).unwrap();
+    let gcloud = |args: &[&str]| {
+        std::process::Command::new("gcloud")
+            .args(args)
+            .env("CLOUDSDK_CONFIG", dir.path().join("gcloud"))
+            .env("REQUESTS_CA_BUNDLE", pki_file("ca-chain.crt"))
+            .env_remove("GOOGLE_API_CERTIFICATE_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let login = gcloud(&["auth", "login", "--quiet", &format!("--cred-file={}", path_str(&cred))]);
+    assert!(login.status.success(), "{}", stderr(&login));
+    assert!(stderr(&login).contains(SA), "{}", stderr(&login));
+    let token = gcloud(&["auth", "print-access-token", "--quiet"]);
+    assert!(token.status.success(), "{}", stderr(&token));
+    assert!(String::from_utf8_lossy(&token.stdout).starts_with("ya29."), "an access token from the emulator");
+    assert_eq!(statuses(&emu, "/v1/token"), vec![200]);
     assert_eq!(statuses(&emu, ":generateAccessToken"), vec![200]);
 }
 
