@@ -134,6 +134,12 @@ fn first_element(seq: &[u8]) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// Most certificates a `subject_token` may hold: the leaf, its intermediate CAs up to the
+/// depth limit and the anchor, with room to spare. Google documents no number; the emulator
+/// refuses a longer list before it parses any of it, so a request cannot make it parse and
+/// try hundreds of certificates.
+pub const MAX_SUBJECT_CERTS: usize = 10;
+
 /// Why a `subject_token` is not what STS takes.
 pub fn decode_subject_token(text: &str) -> Result<Vec<Vec<u8>>, String> {
     let list: Vec<Value> = match serde_json::from_str(text) {
@@ -142,6 +148,12 @@ pub fn decode_subject_token(text: &str) -> Result<Vec<Vec<u8>>, String> {
     };
     if list.is_empty() {
         return Err("the subject_token holds no certificate".into());
+    }
+    if list.len() > MAX_SUBJECT_CERTS {
+        return Err(format!(
+            "the subject_token holds {} certificates, more than {MAX_SUBJECT_CERTS}: send the leaf and the intermediate CAs that lead to the trust anchor",
+            list.len()
+        ));
     }
     list.iter()
         .enumerate()
