@@ -7,6 +7,7 @@ use crate::common::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Arc;
 
 /// A secret that must never show in an error, and the forms it could show in (itself, and
 /// the byte list a `Debug` of its bytes prints).
@@ -149,4 +150,62 @@ fn wif_azure_does_not_echo_the_files_the_signer_recipe_names() {
 
 fn s(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
+}
+
+/// A client resolver that presents `client.crt` but signs the handshake with `client2.key`:
+/// a certificate copied from somewhere, without its key.
+#[derive(Debug)]
+struct Stolen(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Stolen {
+    fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn stolen_certificate_client() -> Arc<rustls::ClientConfig> {
+    wif::core::tls::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in wif::core::keys::load_certs(Path::new(&pki_file("ca-chain.crt"))).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let certs = wif::core::keys::load_certs(Path::new(&pki_file("client.crt"))).unwrap();
+    let other_key = wif::core::keys::load_key(Path::new(&pki_file("client2.key")), None).unwrap().key;
+    let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&other_key).unwrap();
+    let resolver = Stolen(Arc::new(rustls::sign::CertifiedKey::new(certs, signer)));
+    Arc::new(
+        rustls::ClientConfig::builder().with_root_certificates(roots).with_client_cert_resolver(Arc::new(resolver)),
+    )
+}
+
+#[test]
+fn a_certificate_presented_without_its_key_gets_no_answer() {
+    use std::io::{Read, Write};
+    let emu = crate::emulator::tls_emu(&crate::emulator::example());
+    let port: u16 = emu.tls_url.as_deref().unwrap().rsplit(':').next().unwrap().parse().unwrap();
+    let token = {
+        use base64::Engine;
+        let der = wif::core::keys::load_certs(Path::new(&pki_file("client.crt"))).unwrap().remove(0);
+        json!([base64::engine::general_purpose::STANDARD.encode(der.as_ref())]).to_string()
+    };
+    let body = format!(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&audience={}&scope=x&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Amtls&subject_token={}",
+        percent_encoding::utf8_percent_encode(&crate::emulator::provider("x509"), percent_encoding::NON_ALPHANUMERIC),
+        percent_encoding::utf8_percent_encode(&token, percent_encoding::NON_ALPHANUMERIC),
+    );
+    let mut tls = crate::common::server::connect(port, stolen_certificate_client());
+    let request = format!(
+        "POST /v1/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let wrote = tls.write_all(request.as_bytes()).and_then(|_| tls.flush());
+    let mut answer = Vec::new();
+    let read = wrote.and_then(|_| tls.read_to_end(&mut answer));
+    assert!(read.is_err() || answer.is_empty(), "the handshake must fail: {:?}", String::from_utf8_lossy(&answer));
+    assert!(!String::from_utf8_lossy(&answer).contains("access_token"));
+    let logged = emu.requests();
+    assert!(logged.iter().all(|r| r["path"] != "/v1/token"), "no request got through: {logged:?}");
 }
