@@ -340,7 +340,7 @@ fn padded_token(leaf: &str, file: &str, n: usize) -> String {
     let der = |f: &str| wif::core::keys::load_certs(Path::new(&pki_file(f))).unwrap().remove(0);
     let b64 = |c: &[u8]| base64::engine::general_purpose::STANDARD.encode(c);
     let mut list = vec![b64(der(leaf).as_ref())];
-    list.extend(std::iter::repeat_n(b64(der(file).as_ref()), n));
+    list.extend(std::iter::repeat(b64(der(file).as_ref())).take(n));
     serde_json::to_string(&list).unwrap()
 }
 

@@ -3,13 +3,15 @@
 
 use super::args::{audience, Cli, TOOL};
 use crate::core::clock;
-use crate::core::document::{AzureSection, Document, ImpersonationOptions, StsSection, TokenFields};
+use crate::core::document::{
+    AzureSection, Document, ImpersonationOptions, StsSection, TokenFields, WorkloadCertificate,
+};
 use crate::core::error::{Error, Result};
 use crate::core::secret::Secret;
 use crate::core::settings::{key, Settings};
 use crate::http;
 use crate::protocol::external_account::{CredentialConfig, DEFAULT_UNIVERSE};
-use crate::protocol::sts::{self, ExchangeRequest, DEFAULT_SCOPE, DEFAULT_TOKEN_URL, JWT_TOKEN_TYPE};
+use crate::protocol::sts::{self, ExchangeRequest, Exchanged, DEFAULT_SCOPE, DEFAULT_TOKEN_URL, JWT_TOKEN_TYPE};
 use crate::protocol::subject::{self, UrlSource};
 
 /// Exchanges the subject token and adds the `sts` section.
@@ -33,17 +35,30 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings, cred: Option<CredentialC
             .unwrap_or_else(|| JWT_TOKEN_TYPE.into()),
     };
 
-    let exchanged = sts::exchange(
-        &client,
-        &ExchangeRequest {
-            url: &token_url,
-            audience: &audience,
-            scope: &scope,
-            subject_token: &subject,
-            subject_token_type: &subject_token_type,
-            options: options.as_deref(),
-        },
-    )?;
+    let request = ExchangeRequest {
+        url: &token_url,
+        audience: &audience,
+        scope: &scope,
+        subject_token: &subject,
+        subject_token_type: &subject_token_type,
+        options: options.as_deref(),
+    };
+    let exchanged = sts::exchange(&client, &request)?;
+    record(cli, doc, exchanged, &request, cred.as_ref(), "token", None)
+}
+
+/// Publishes an exchange: the federated token to `--token-out`, and the `sts` section
+/// (what was sent, the credential configuration's hints for wif-impersonate, the `path`
+/// and, on the X.509 path, the workload certificate) to the document.
+pub fn record(
+    cli: &Cli,
+    doc: &mut Document,
+    exchanged: Exchanged,
+    sent: &ExchangeRequest<'_>,
+    cred: Option<&CredentialConfig>,
+    path: &str,
+    certificate: Option<WorkloadCertificate>,
+) -> Result<()> {
     let section = StsSection {
         token: TokenFields {
             token: exchanged.token,
@@ -51,15 +66,15 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings, cred: Option<CredentialC
             expires_at: Some(exchanged.expires_at.to_string()),
         },
         issued_token_type: exchanged.issued_token_type,
-        endpoint: token_url,
-        audience,
-        scope,
-        subject_token_type,
-        service_account_impersonation_url: cred.as_ref().and_then(|c| c.service_account_impersonation_url.clone()),
-        service_account_impersonation: impersonation_options(cred.as_ref()),
-        universe_domain: cred.as_ref().map(|c| c.universe().to_string()).filter(|u| u != DEFAULT_UNIVERSE),
-        path: Some("token".into()),
-        certificate: None,
+        endpoint: sent.url.to_string(),
+        audience: sent.audience.to_string(),
+        scope: sent.scope.to_string(),
+        subject_token_type: sent.subject_token_type.to_string(),
+        service_account_impersonation_url: cred.and_then(|c| c.service_account_impersonation_url.clone()),
+        service_account_impersonation: impersonation_options(cred),
+        universe_domain: cred.map(|c| c.universe().to_string()).filter(|u| u != DEFAULT_UNIVERSE),
+        path: Some(path.into()),
+        certificate,
     };
     cli.token_out.write(TOOL, &section.token)?;
     doc.set(&section)

@@ -4,13 +4,13 @@
 
 use super::args::{audience, Cli, TOOL};
 use super::config::finish_config;
-use super::token::sts_options;
-use crate::core::document::{Document, StsSection, TokenFields, WorkloadCertificate};
+use super::token::{record, sts_options};
+use crate::core::document::{Document, WorkloadCertificate};
 use crate::core::error::{Context, Error, Result};
 use crate::core::keys::{self, CertChain};
 use crate::core::settings::{key, FileSetting, Settings};
 use crate::http::ClientIdentity;
-use crate::protocol::external_account::{CertificateSource, CredentialConfig, DEFAULT_UNIVERSE};
+use crate::protocol::external_account::{CertificateSource, CredentialConfig};
 use crate::protocol::sts::{self, ExchangeRequest, DEFAULT_SCOPE};
 use crate::protocol::x509::{self, CertFacts, DEFAULT_MTLS_IAM_ENDPOINT, DEFAULT_MTLS_TOKEN_URL, MTLS_TOKEN_TYPE};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -158,37 +158,17 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings, cred: Option<CredentialC
     let workload = load(cli, s, &locate(cli, s, cred.as_ref())?)?;
     let subject = x509::subject_token(&workload.leaf, &workload.trust_chain)?;
     let client = cli.net.client_presenting(TOOL, s, Some(workload.identity()))?;
-    let exchanged = sts::exchange(
-        &client,
-        &ExchangeRequest {
-            url: &token_url,
-            audience: &audience,
-            scope: &scope,
-            subject_token: &subject,
-            subject_token_type: MTLS_TOKEN_TYPE,
-            options: options.as_deref(),
-        },
-    )
-    .map_err(|e| e.context(format!("presenting the workload certificate {}", workload.facts.subject)))?;
-    let section = StsSection {
-        token: TokenFields {
-            token: exchanged.token,
-            token_type: exchanged.token_type,
-            expires_at: Some(exchanged.expires_at.to_string()),
-        },
-        issued_token_type: exchanged.issued_token_type,
-        endpoint: token_url,
-        audience,
-        scope,
-        subject_token_type: MTLS_TOKEN_TYPE.into(),
-        service_account_impersonation_url: cred.as_ref().and_then(|c| c.service_account_impersonation_url.clone()),
-        service_account_impersonation: super::token::impersonation_options(cred.as_ref()),
-        universe_domain: cred.as_ref().map(|c| c.universe().to_string()).filter(|u| u != DEFAULT_UNIVERSE),
-        path: Some("x509".into()),
-        certificate: Some(workload.recorded),
+    let request = ExchangeRequest {
+        url: &token_url,
+        audience: &audience,
+        scope: &scope,
+        subject_token: &subject,
+        subject_token_type: MTLS_TOKEN_TYPE,
+        options: options.as_deref(),
     };
-    cli.token_out.write(TOOL, &section.token)?;
-    doc.set(&section)
+    let exchanged = sts::exchange(&client, &request)
+        .map_err(|e| e.context(format!("presenting the workload certificate {}", workload.facts.subject)))?;
+    record(cli, doc, exchanged, &request, cred.as_ref(), "x509", Some(workload.recorded))
 }
 
 /// The credential configuration of the X.509 path (`credential_source.certificate`), and
