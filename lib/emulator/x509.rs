@@ -54,7 +54,7 @@ impl KeyType {
         }
     }
 
-    /// For error messages: `RSA 1024`, `EC P-256`.
+    /// For error messages: `an RSA 1024-bit key`, `an EC P-256 key`.
     pub fn describe(&self) -> String {
         match self {
             KeyType::Rsa(bits) => format!("an RSA {bits}-bit key"),
@@ -140,7 +140,8 @@ fn first_element(seq: &[u8]) -> Option<Vec<u8>> {
 /// try hundreds of certificates.
 pub const MAX_SUBJECT_CERTS: usize = 10;
 
-/// Why a `subject_token` is not what STS takes.
+/// The certificates (DER, leaf first) of a `subject_token`, each parsed once to make sure it
+/// is X.509; or why the token is not what STS takes.
 pub fn decode_subject_token(text: &str) -> Result<Vec<Vec<u8>>, String> {
     let list: Vec<Value> = match serde_json::from_str(text) {
         Ok(Value::Array(list)) => list,
