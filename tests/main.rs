@@ -24,5 +24,6 @@ mod server_abuse;
 mod skew;
 mod storage;
 mod x509;
+mod x509_attacks;
 mod x509_emulator;
 mod x509_interop;

@@ -172,3 +172,45 @@ fn wif_sts_names_the_skew_when_sts_refuses_the_token_for_its_time() {
     assert!(!hint.contains("this machine's clock is"), "{hint}");
     assert!(hint.contains("expired"), "{hint}");
 }
+
+/// Azure AD's refusal of an assertion for its time, dated `date` (or undated).
+fn time_refusal(date: Option<&str>) -> Canned {
+    let body = json!({"error": "invalid_client", "error_codes": [700024],
+                      "error_description": "AADSTS700024: Client assertion is not within its valid time range. Current time: 2026-12-06T08:00:00Z"});
+    let canned = Canned::json(400, body);
+    match date {
+        Some(d) => canned.header("Date", d),
+        None => canned,
+    }
+}
+
+#[test]
+fn an_absurd_or_unreadable_date_is_not_signed_for() {
+    // A token endpoint whose Date is a day and more off, in the year 9999 or 0001, repeated,
+    // or not a date: wif-azure does not sign an assertion at that time, asks once, and says so.
+    let cases: [(&str, Vec<String>, Option<&str>); 5] = [
+        ("two days ahead", vec![http_date_in(2 * 86400)], Some("more than a day")),
+        ("two days behind", vec![http_date_in(-2 * 86400)], Some("more than a day")),
+        ("year 9999", vec!["Fri, 31 Dec 9999 23:59:59 GMT".into()], Some("more than a day")),
+        ("year 1", vec!["Mon, 01 Jan 0001 00:00:00 GMT".into()], Some("more than a day")),
+        ("not a date", vec!["tomorrow, probably".into()], None),
+    ];
+    for (what, dates, said) in cases {
+        let answers = dates.iter().map(|d| time_refusal(Some(d))).collect::<Vec<_>>();
+        let server = TestServer::start(answers);
+        let mut a = s(&["--authority", &server.url, "--tenant-id", TENANT, "--client-id", APP]);
+        a.extend(s(&["--key", &pki_file("app-rsa.key"), "--cert", &pki_file("app-rsa.crt")]));
+        let doc: Value = serde_json::from_slice(&ok(run("wif-sign", &a, b""), "wif-sign")).unwrap();
+        let out = azure(&doc);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(4), "{what}: {err}");
+        assert!(err.contains("AADSTS700024"), "{what}: {err}");
+        assert!(warnings(&out).is_empty(), "{what}: nothing signed again: {err}");
+        assert_eq!(server.requests().len(), 1, "{what}: no retry");
+        if let Some(said) = said {
+            let hint =
+                err.lines().find(|l| l.starts_with("wif-azure: hint:")).unwrap_or_else(|| panic!("{what}: {err}"));
+            assert!(hint.contains(said) && hint.contains("not signed again"), "{what}: {hint}");
+        }
+    }
+}

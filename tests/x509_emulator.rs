@@ -334,3 +334,64 @@ fn the_x509_pipeline_gets_a_token_from_the_emulator() {
     assert!(String::from_utf8_lossy(&other.stderr)
         .contains("hint: the chain does not lead to an anchor of the provider's trust store"));
 }
+
+/// A subject_token of `n` copies of `file`'s first certificate after `leaf`'s.
+fn padded_token(leaf: &str, file: &str, n: usize) -> String {
+    let der = |f: &str| wif::core::keys::load_certs(Path::new(&pki_file(f))).unwrap().remove(0);
+    let b64 = |c: &[u8]| base64::engine::general_purpose::STANDARD.encode(c);
+    let mut list = vec![b64(der(leaf).as_ref())];
+    list.extend(std::iter::repeat(b64(der(file).as_ref())).take(n));
+    serde_json::to_string(&list).unwrap()
+}
+
+#[test]
+fn no_federated_token_for_a_certificate_the_trust_store_does_not_anchor() {
+    let emu = tls_emu(&config());
+    // (client presented in the handshake, subject_token) pairs that must all be refused, each
+    // with Google's invalid_grant: CA certificates used as the workload's (the anchor itself,
+    // self-signed; the intermediate), a certificate without clientAuth, another hierarchy's
+    // leaf whatever anchor its chain lists.
+    let cases: [(&str, &[&str]); 7] = [
+        ("root-ca", &["root-ca.crt"]),
+        ("root-ca", &["root-ca.crt", "root-ca.crt"]),
+        ("intermediate-ca", &["intermediate-ca.crt"]),
+        ("intermediate-ca", &["intermediate-ca.crt", "root-ca.crt"]),
+        ("client-serveronly", &["client-serveronly.crt", "intermediate-ca.crt"]),
+        ("server", &["server.crt", "intermediate-ca.crt", "root-ca.crt"]),
+        ("other-client", &["other-client.crt", "intermediate-ca.crt", "root-ca.crt"]),
+    ];
+    for (who, chain) in cases {
+        let r = exchange(&emu, pki_client(who), "x509", &subject_token(chain));
+        let body = r.json();
+        assert_eq!((r.status, body["error"].as_str()), (400, Some("invalid_grant")), "{who} {chain:?}: {body}");
+        assert!(body.get("access_token").is_none(), "{who} {chain:?}");
+    }
+    // The right leaf with the anchor listed, or with another hierarchy's certificates beside
+    // its own, still builds only through the provider's anchor: accepted, as the same subject.
+    for chain in [
+        &["client.crt", "intermediate-ca.crt", "root-ca.crt"][..],
+        &["client.crt", "other-intermediate-ca.crt", "other-root-ca.crt", "intermediate-ca.crt"],
+    ] {
+        let r = exchange(&emu, pki_client("client"), "x509", &subject_token(chain));
+        assert_eq!(r.status, 200, "{chain:?}: {:?}", String::from_utf8_lossy(&r.body));
+    }
+}
+
+#[test]
+fn malformed_and_oversized_subject_tokens_are_refused_quickly() {
+    let emu = tls_emu(&config());
+    let client = || pki_client("client");
+    for bad in [r#"["!!!not base64"]"#, "[1]", r#"[["MIIB"]]"#, "[]", r#"{"0": "MIIB"}"#, r#"["aGVsbG8="]"#, "null"] {
+        let r = exchange(&emu, client(), "x509", bad);
+        refused(&r, 400, "invalid_request", "subject_token");
+    }
+    // The leaf followed by many copies of an intermediate, or of the leaf itself: an answer,
+    // never a token from the padding, and in good time.
+    for (file, n) in [("intermediate-ca.crt", 400), ("client.crt", 400), ("other-intermediate-ca.crt", 400)] {
+        let started = std::time::Instant::now();
+        let r = exchange(&emu, client(), "x509", &padded_token("client.crt", file, n));
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{file} x{n}: {:?}", started.elapsed());
+        assert_eq!(r.status, 400, "{file} x{n}: {:?}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["error"], "invalid_request", "{file} x{n}");
+    }
+}

@@ -135,12 +135,27 @@ pub fn certs_from_bytes(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     }
     let certs: Vec<_> = CertificateDer::pem_slice_iter(bytes)
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::input(format!("malformed PEM: {e}")))?;
+        .map_err(|e| Error::input(format!("malformed PEM: {}", pem_problem(&e))))?;
     if certs.is_empty() {
         return Err(Error::input("the file holds PEM blocks but no CERTIFICATE")
             .hint("is this the key file instead of the certificate?"));
     }
     Ok(certs)
+}
+
+/// What is wrong with a PEM file, in words that quote nothing of it: the parser's own
+/// messages quote the offending line (a key file's, or whatever file a document named as
+/// one) and base64 errors name the offending byte.
+pub fn pem_problem(e: &rustls_pki_types::pem::Error) -> &'static str {
+    use rustls_pki_types::pem::Error as Pem;
+    match e {
+        Pem::MissingSectionEnd { .. } => "a -----BEGIN section has no -----END line",
+        Pem::IllegalSectionStart { .. } => "a -----BEGIN line is not of the form -----BEGIN LABEL-----",
+        Pem::Base64Decode(_) => "a section's body is not valid base64",
+        Pem::NoItemsFound => "no PEM section of the expected kind",
+        Pem::SectionTooLarge => "a PEM section is larger than 256 MB",
+        _ => "the file could not be read as PEM",
+    }
 }
 
 /// Loads a private key: PEM (PKCS#8, PKCS#1, SEC1) or PKCS#12 (`.p12`/`.pfx`, or any
@@ -171,7 +186,7 @@ pub fn key_from_pem(bytes: &[u8]) -> Result<KeyBundle> {
     let key = PrivateKeyDer::from_pem_slice(bytes).map_err(|e| match e {
         rustls_pki_types::pem::Error::NoItemsFound => Error::input("no private key in the file")
             .hint("a key file starts with -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY)"),
-        other => Error::input(format!("malformed PEM key: {other}")),
+        other => Error::input(format!("malformed PEM key: {}", pem_problem(&other))),
     })?;
     let chain = CertChain::new(CertificateDer::pem_slice_iter(bytes).filter_map(|c| c.ok()).collect());
     Ok(KeyBundle { key, chain })

@@ -54,7 +54,7 @@ impl KeyType {
         }
     }
 
-    /// For error messages: `RSA 1024`, `EC P-256`.
+    /// For error messages: `an RSA 1024-bit key`, `an EC P-256 key`.
     pub fn describe(&self) -> String {
         match self {
             KeyType::Rsa(bits) => format!("an RSA {bits}-bit key"),
@@ -134,7 +134,14 @@ fn first_element(seq: &[u8]) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// Why a `subject_token` is not what STS takes.
+/// Most certificates a `subject_token` may hold: the leaf, its intermediate CAs up to the
+/// depth limit and the anchor, with room to spare. Google documents no number; the emulator
+/// refuses a longer list before it parses any of it, so a request cannot make it parse and
+/// try hundreds of certificates.
+pub const MAX_SUBJECT_CERTS: usize = 10;
+
+/// The certificates (DER, leaf first) of a `subject_token`, each parsed once to make sure it
+/// is X.509; or why the token is not what STS takes.
 pub fn decode_subject_token(text: &str) -> Result<Vec<Vec<u8>>, String> {
     let list: Vec<Value> = match serde_json::from_str(text) {
         Ok(Value::Array(list)) => list,
@@ -142,6 +149,12 @@ pub fn decode_subject_token(text: &str) -> Result<Vec<Vec<u8>>, String> {
     };
     if list.is_empty() {
         return Err("the subject_token holds no certificate".into());
+    }
+    if list.len() > MAX_SUBJECT_CERTS {
+        return Err(format!(
+            "the subject_token holds {} certificates, more than {MAX_SUBJECT_CERTS}: send the leaf and the intermediate CAs that lead to the trust anchor",
+            list.len()
+        ));
     }
     list.iter()
         .enumerate()

@@ -41,6 +41,25 @@ pub fn skew_matters(skew: Skew) -> bool {
     skew.secs().abs() > CLOCK_SKEW_MARGIN
 }
 
+/// The largest skew wif-azure signs again for (a day): a `Date` further off is more likely a
+/// broken or hostile server than a machine's clock, and an assertion signed at it would be
+/// useless anywhere else.
+pub const MAX_RESIGN_SKEW: i64 = 24 * 3600;
+
+/// Whether a skew is small enough to sign again at the server's time ([`MAX_RESIGN_SKEW`]).
+pub fn skew_plausible(skew: Skew) -> bool {
+    skew.secs().unsigned_abs() <= MAX_RESIGN_SKEW.unsigned_abs()
+}
+
+/// The hint when the answer's `Date` is further off than [`MAX_RESIGN_SKEW`]: nothing was
+/// signed again.
+pub fn assertion_skew_implausible(skew: Skew, server: &str) -> String {
+    format!(
+        "{}, by the Date of its answer: more than a day ({MAX_RESIGN_SKEW} s), so the assertion was not signed again at that time; check this machine's clock (timedatectl) and that {server} is the token endpoint you meant",
+        skew.describe(server)
+    )
+}
+
 /// The hint when the assertion was refused for a skewed clock and cannot be signed again:
 /// it carries no `signer` recipe (it was not made by wif-sign).
 pub fn assertion_skew_no_signer(skew: Skew, server: &str) -> String {
@@ -332,6 +351,11 @@ mod tests {
         assert_eq!(sts_time_skew("invalid_grant", expired, None, "s"), None);
         assert_eq!(sts_time_skew("invalid_grant", "The audience does not match", behind, "s"), None);
         assert!(assertion_skew_no_signer(behind.unwrap(), "login").contains("600 s behind login's"));
+        assert!(skew_plausible(behind.unwrap()));
+        let far = Skew::measure("Fri, 31 Dec 9999 23:59:59 GMT", 1_767_225_600).unwrap();
+        let past = Skew::measure("Mon, 01 Jan 0001 00:00:00 GMT", 1_767_225_600).unwrap();
+        assert!(!skew_plausible(far) && !skew_plausible(past));
+        assert!(assertion_skew_implausible(far, "login").contains("not signed again"));
     }
 
     #[test]

@@ -78,7 +78,7 @@ By default: the OAuth 2.0 client-credentials grant at Azure AD, authenticated by
 wif-sign put in the document (or a client secret from a file or environment variable), at the token endpoint \
 the assertion was signed for. --scope asks the v2 endpoint, --resource the v1 endpoint.\n\n\
 When the endpoint refuses the assertion for its time (AADSTS700024) and the answer's Date shows this machine's \
-clock off by more than the assertion's 30 s back-dating, wif-azure signs the assertion again at the server's time \
+clock off by more than the assertion's 30 s back-dating (and by no more than a day), wif-azure signs the assertion again at the server's time \
 (by the assertion's `signer`, which wif-sign records), sends the request once more and warns; an assertion without \
 `signer`, or a second refusal, is an error whose hint names the skew.\n\n\
 Other issuers (e.g. ServiceAuthCentral): --grant jwt-bearer or --grant client-credentials with --audience and \
@@ -257,8 +257,9 @@ fn token_endpoint(cli: &Cli, doc: &Document, s: &Settings) -> Result<AzureSectio
 /// After the token endpoint refused the assertion for its time: when the answer's `Date`
 /// shows this machine's clock off by more than the assertion's back-dating, signs the
 /// assertion again by its signer recipe at the server's time, warns, and sends the request
-/// once more. Never more than once; a skew without a recipe, or a second refusal, is an error
-/// whose hint names the skew.
+/// once more. Never more than once; a skew without a recipe, one over a day
+/// ([`hints::MAX_RESIGN_SKEW`]: a `Date` that absurd is not believed), or a second refusal, is
+/// an error whose hint names the skew.
 fn retry_at_server_time(
     client: &http::Client,
     request: &TokenRequest<'_>,
@@ -272,6 +273,9 @@ fn retry_at_server_time(
     let (Some(a), Some(recipe)) = (assertion, assertion.and_then(|a| a.signer.as_ref())) else {
         return Err(error.replace_hint(hints::assertion_skew_no_signer(skew, &server)));
     };
+    if !hints::skew_plausible(skew) {
+        return Err(error.replace_hint(hints::assertion_skew_implausible(skew, &server)));
+    }
     let signed = assertion::sign_again(recipe, &a.client_id, &a.token_endpoint, skew.server_now())?;
     diag::warn(format!(
         "{}; signed the assertion again with the server's time — fix the clock (chrony/ntp)",

@@ -150,9 +150,9 @@ pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
     let crls: Vec<CertificateRevocationListDer<'static>> = if crate::core::keys::looks_like_der(&bytes) {
         vec![CertificateRevocationListDer::from(bytes)]
     } else {
-        CertificateRevocationListDer::pem_slice_iter(&bytes)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::input(format!("malformed PEM: {e}")).context(ctx()))?
+        CertificateRevocationListDer::pem_slice_iter(&bytes).collect::<std::result::Result<_, _>>().map_err(|e| {
+            Error::input(format!("malformed PEM: {}", crate::core::keys::pem_problem(&e))).context(ctx())
+        })?
     };
     if crls.is_empty() {
         return Err(Error::input("no X509 CRL found")
