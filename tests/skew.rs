@@ -214,3 +214,30 @@ fn an_absurd_or_unreadable_date_is_not_signed_for() {
         }
     }
 }
+
+#[test]
+fn a_document_cannot_have_wif_azure_sign_with_a_key_it_names() {
+    // A document from elsewhere names a key this user can read, and a token endpoint answers
+    // "not within its valid time range" with a plausible Date: wif-azure signs again only an
+    // assertion that key signed, for the same client and endpoint — never claims it is handed.
+    let other = ("other-app-rsa.key", "other-app-rsa.crt");
+    for what in ["another key", "a made-up assertion"] {
+        let server = TestServer::start(vec![time_refusal(Some(&http_date_in(600))), time_refusal(None)]);
+        let mut a = s(&["--authority", &server.url, "--tenant-id", TENANT, "--client-id", APP]);
+        a.extend(s(&["--key", &pki_file("app-rsa.key"), "--cert", &pki_file("app-rsa.crt")]));
+        let mut doc: Value = serde_json::from_slice(&ok(run("wif-sign", &a, b""), "wif-sign")).unwrap();
+        if what == "another key" {
+            doc["assertion"]["signer"]["key_file"] = json!(pki_file(other.0));
+            doc["assertion"]["signer"]["cert_file"] = json!(pki_file(other.1));
+        } else {
+            let aud = doc["assertion"]["token_endpoint"].clone();
+            doc["assertion"]["token"] = json!(fake_jwt(json!({"iss": APP, "sub": APP, "aud": aud})));
+        }
+        let out = azure(&doc);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{what}: {err}");
+        assert!(err.contains("the document's assertion was not signed with"), "{what}: {err}");
+        assert!(warnings(&out).is_empty(), "{what}: nothing signed again: {err}");
+        assert_eq!(server.requests().len(), 1, "{what}: no second request");
+    }
+}

@@ -246,10 +246,18 @@ impl SignerFiles<'_> {
     }
 }
 
-/// Signs again, by `recipe`, the assertion for `client_id` at `audience`, as if it were `now`
-/// (the token endpoint's time): the same key, certificate, algorithm, header and lifetime as
-/// wif-sign used, a new `jti`.
-pub fn sign_again(recipe: &SignerRecipe, client_id: &str, audience: &str, now: i64) -> Result<Signed> {
+/// Signs again, by `recipe`, the assertion `original` for `client_id` at `audience`, as if it
+/// were `now` (the token endpoint's time): the same key, certificate, algorithm, header and
+/// lifetime as wif-sign used, a new `jti`. Only an `original` that the recipe's key signed,
+/// for this `client_id` and `audience`, is signed again: a document from elsewhere cannot
+/// name a key and have wif sign claims it chose (see [`signed_by`]).
+pub fn sign_again(
+    recipe: &SignerRecipe,
+    original: &Secret,
+    client_id: &str,
+    audience: &str,
+    now: i64,
+) -> Result<Signed> {
     let doing = "signing the assertion again by the document's assertion.signer";
     let setting = |path: &std::path::Path, field: &str| FileSetting {
         path: path.to_path_buf(),
@@ -265,6 +273,13 @@ pub fn sign_again(recipe: &SignerRecipe, client_id: &str, audience: &str, now: i
         key_password_env: recipe.key_password_env.as_deref(),
     };
     let material = files.load().map_err(|e| e.context(doing))?;
+    if !signed_by(original.expose(), &material.key, client_id, audience) {
+        return Err(Error::input(format!(
+            "{doing}: the document's assertion was not signed with {} for {client_id} at {audience}",
+            recipe.key_file.display()
+        ))
+        .hint("only an assertion wif-sign made with that key is signed again; run the pipeline from wif-sign"));
+    }
     let thumbprint: Thumbprint = recorded("thumbprint", &recipe.thumbprint).map_err(|e| e.context(doing))?;
     let alg: Alg = recorded("alg", &recipe.alg).map_err(|e| e.context(doing))?;
     let alg = choose_alg(Some(alg), material.key.key_type, thumbprint).map_err(|e| e.context(doing))?;
@@ -277,6 +292,25 @@ pub fn sign_again(recipe: &SignerRecipe, client_id: &str, audience: &str, now: i
         x5c: recipe.x5c,
     };
     sign_at(&request, &material.key, material.chain.certs(), now)
+}
+
+/// Whether `jwt` is an assertion `key` signed (by the algorithm its header names) whose
+/// `iss` and `sub` are `client_id` and whose `aud` is `audience`.
+pub fn signed_by(jwt: &str, key: &SigningKey, client_id: &str, audience: &str) -> bool {
+    use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+    let Some(jws) = crate::core::jwt::Jws::parse(jwt) else { return false };
+    let claim = |name: &str| jws.claims.get(name).and_then(serde_json::Value::as_str);
+    if claim("iss") != Some(client_id) || claim("sub") != Some(client_id) || claim("aud") != Some(audience) {
+        return false;
+    }
+    let algorithm: &dyn VerificationAlgorithm = match (jws.header.get("alg").and_then(|a| a.as_str()), key.key_type) {
+        (Some("RS256"), KeyType::Rsa) => &signature::RSA_PKCS1_2048_8192_SHA256,
+        (Some("PS256"), KeyType::Rsa) => &signature::RSA_PSS_2048_8192_SHA256,
+        (Some("ES256"), KeyType::EcP256) => &signature::ECDSA_P256_SHA256_FIXED,
+        (Some("ES384"), KeyType::EcP384) => &signature::ECDSA_P384_SHA384_FIXED,
+        _ => return false,
+    };
+    UnparsedPublicKey::new(algorithm, &key.public_key).verify(jws.signing_input.as_bytes(), &jws.signature).is_ok()
 }
 
 /// A choice the recipe names as wif-sign wrote it (`RS256`, `sha1`).

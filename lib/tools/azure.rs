@@ -80,7 +80,8 @@ the assertion was signed for. --scope asks the v2 endpoint, --resource the v1 en
 When the endpoint refuses the assertion for its time (AADSTS700024) and the answer's Date shows this machine's \
 clock off by more than the assertion's 30 s back-dating (and by no more than a day), wif-azure signs the assertion again at the server's time \
 (by the assertion's `signer`, which wif-sign records), sends the request once more and warns; an assertion without \
-`signer`, or a second refusal, is an error whose hint names the skew.\n\n\
+`signer`, or a second refusal, is an error whose hint names the skew. Only an assertion the signer's key made, for the \
+same client and token endpoint, is signed again: a document cannot name a key and have wif-azure sign for it.\n\n\
 Other issuers (e.g. ServiceAuthCentral): --grant jwt-bearer or --grant client-credentials with --audience and \
 --token-url. Tokens made elsewhere: --from-file, --from-url, --imds (Azure managed identity) or --github-actions.\n\n\
 Adds the `azure` section: the token, its expiry and its decoded iss/aud/sub/exp, which decide whether STS will \
@@ -276,7 +277,7 @@ fn retry_at_server_time(
     if !hints::skew_plausible(skew) {
         return Err(error.replace_hint(hints::assertion_skew_implausible(skew, &server)));
     }
-    let signed = assertion::sign_again(recipe, &a.client_id, &a.token_endpoint, skew.server_now())?;
+    let signed = assertion::sign_again(recipe, &a.token.token, &a.client_id, &a.token_endpoint, skew.server_now())?;
     diag::warn(format!(
         "{}; signed the assertion again with the server's time — fix the clock (chrony/ntp)",
         skew.describe(&server)
