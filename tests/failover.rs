@@ -468,3 +468,27 @@ fn without_paths_the_metrics_and_messages_are_as_before() {
     }
     assert_eq!(m.get("wif_refresh_last_exit_code"), 0.0);
 }
+
+#[test]
+fn a_step_killed_by_a_signal_is_named_so_and_the_next_path_runs() {
+    // wif-sign killed (a time-out's SIGKILL, the OOM killer): the warning says so rather than
+    // calling the path misconfigured, and the x509 path still gets the token.
+    let emu = emulator(&[]);
+    let s = Setup::new(&emu);
+    let bin = s.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["wif-azure", "wif-sts", "wif-impersonate"] {
+        std::os::unix::fs::symlink(Path::new(&bin_dir()).join(tool), bin.join(tool)).unwrap();
+    }
+    let killer = bin.join("wif-sign");
+    std::fs::write(&killer, "#!/bin/sh\nkill -KILL $$\n").unwrap();
+    set_mode(&killer, 0o755);
+    let mut args = s.paths(&["azure", "x509"]);
+    args.extend(["--bin-dir".to_string(), bin.display().to_string()]);
+    let out = s.refresh(&args).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("wif-sign of the path azure was killed by signal 9"), "{err}");
+    assert!(!err.contains("cannot work as configured"), "{err}");
+    assert!(err.contains("via x509"), "{err}");
+}
