@@ -104,11 +104,22 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
 /// obsolete RFC 850 and asctime forms included: a clock judged by a date read wrongly is worse
 /// than no judgement).
 pub fn parse_http_date(s: &str) -> Option<i64> {
-    const IMF_FIXDATE: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
     time::PrimitiveDateTime::parse(s.trim(), IMF_FIXDATE).ok().map(|t| t.assume_utc().unix_timestamp())
 }
+
+/// `unix` as an HTTP date (IMF-fixdate, RFC 9110 §5.6.7): `Sun, 06 Dec 2026 08:49:37 GMT`;
+/// the epoch for a time `time` cannot hold.
+pub fn http_date(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(IMF_FIXDATE).ok())
+        .unwrap_or_else(|| "Thu, 01 Jan 1970 00:00:00 GMT".into())
+}
+
+/// The one form of an HTTP date wif reads and writes.
+const IMF_FIXDATE: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+);
 
 /// How far a server's clock is from this machine's, as the `Date` of its answer shows it:
 /// the server's time minus ours, so positive when this machine's clock is behind.
@@ -250,6 +261,9 @@ mod tests {
 
     #[test]
     fn http_dates_in_imf_fixdate_only() {
+        assert_eq!(http_date(1_796_546_977), "Sun, 06 Dec 2026 08:49:37 GMT");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(parse_http_date(&http_date(1_796_546_977)), Some(1_796_546_977));
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
         assert_eq!(parse_http_date(" Thu, 01 Jan 2026 00:00:00 GMT "), Some(1_767_225_600));
         for bad in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 +0100", ""]

@@ -39,17 +39,6 @@ pub fn is_reset(r: &Response) -> bool {
     r.reason.as_deref() == Some(RESET)
 }
 
-/// `unix` as an HTTP date (IMF-fixdate, RFC 9110 §5.6.7): `Sun, 06 Dec 2026 08:49:37 GMT`.
-pub fn http_date(unix: i64) -> String {
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(FORMAT).ok())
-        .unwrap_or_else(|| "Thu, 01 Jan 1970 00:00:00 GMT".into())
-}
-
 /// One HTTP request as the handlers see it.
 pub struct Req {
     /// Method.
@@ -97,7 +86,7 @@ impl Req {
 /// The headers of every emulator answer around its own: `Date` (the emulator's clock, `now`)
 /// first; `Connection: close` last when the connection closes after it.
 fn write_resp(w: &mut impl Write, r: &Response, close: bool, now: i64) -> std::io::Result<()> {
-    let date = http_date(now);
+    let date = crate::core::clock::http_date(now);
     let first = [("Date", date.as_str())];
     let standard = [("Cache-Control", "no-store"), ("Pragma", "no-cache")];
     let last: &[(&str, &str)] = if close { &[("Connection", "close")] } else { &[] };
@@ -332,12 +321,6 @@ mod tests {
         assert_eq!(status(b"GARBAGE\x01\r\n\r\n"), Some(400));
         assert_eq!(status(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Some(411));
         assert_eq!(status(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"), Some(413));
-    }
-
-    #[test]
-    fn dates_are_imf_fixdate() {
-        assert_eq!(http_date(1_796_546_977), "Sun, 06 Dec 2026 08:49:37 GMT");
-        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 
     #[test]

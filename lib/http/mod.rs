@@ -19,7 +19,9 @@ pub use client::{backoff, Attempt, Body, Client, GiveUp, HttpOptions, Request, C
 pub use failure::{rustls_cause, Handshake, Status, TlsFailure, Trouble, Wording, Words};
 pub use response::Response;
 pub use tls::{ClientIdentity, Roots};
-pub use url::{check_url, encode_component, parse_form, percent_decode, redact_query, with_query, AZURE_IMDS_HOST};
+pub use url::{
+    check_url, encode_component, host_of, parse_form, percent_decode, redact_query, with_query, AZURE_IMDS_HOST,
+};
 
 #[cfg(test)]
 mod tests {

@@ -39,6 +39,11 @@ fn is_loopback(host: &str) -> bool {
     host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A URL's host (the URL itself if it has none), to name a server in a message.
+pub fn host_of(url: &str) -> String {
+    url.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_string)).unwrap_or_else(|| url.to_string())
+}
+
 /// A URL without its query string (queries can carry tokens).
 pub fn redact_query(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
@@ -94,6 +99,12 @@ pub fn percent_decode(s: &str, plus: bool) -> String {
 mod tests {
     use super::*;
     use crate::core::error::Kind;
+
+    #[test]
+    fn hosts_for_messages() {
+        assert_eq!(host_of("https://login.microsoftonline.com/t/oauth2/v2.0/token"), "login.microsoftonline.com");
+        assert_eq!(host_of("http://127.0.0.1:8080/t"), "127.0.0.1");
+    }
 
     #[test]
     fn url_policy() {

@@ -251,7 +251,7 @@ pub fn try_request_token(client: &Client, req: &TokenRequest<'_>) -> Result<Outc
     let skew = hints::answer_skew(&resp);
     let resp = match oauth::check(resp, service).context(doing.clone()) {
         Err(error) if time_refused => {
-            return Ok(Outcome::AssertionTimeRefused(TimeRefused { error, skew, server: hints::host_of(req.url) }))
+            return Ok(Outcome::AssertionTimeRefused(TimeRefused { error, skew, server: http::host_of(req.url) }))
         }
         checked => checked?,
     };

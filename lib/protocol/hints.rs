@@ -30,11 +30,6 @@ pub fn answer_skew(resp: &Response) -> Option<Skew> {
     Skew::measure(resp.header("date")?, clock::now_unix())
 }
 
-/// A URL's host (the URL itself if it has none), to name a server in a message.
-pub fn host_of(url: &str) -> String {
-    url.parse::<::http::Uri>().ok().and_then(|u| u.host().map(str::to_string)).unwrap_or_else(|| url.to_string())
-}
-
 /// Whether a skew explains a time refusal: more than the assertion's back-dating, which
 /// absorbs anything smaller.
 pub fn skew_matters(skew: Skew) -> bool {
@@ -356,12 +351,6 @@ mod tests {
         let past = Skew::measure("Mon, 01 Jan 0001 00:00:00 GMT", 1_767_225_600).unwrap();
         assert!(!skew_plausible(far) && !skew_plausible(past));
         assert!(assertion_skew_implausible(far, "login").contains("not signed again"));
-    }
-
-    #[test]
-    fn hosts_for_messages() {
-        assert_eq!(host_of("https://login.microsoftonline.com/t/oauth2/v2.0/token"), "login.microsoftonline.com");
-        assert_eq!(host_of("http://127.0.0.1:8080/t"), "127.0.0.1");
     }
 
     #[test]

@@ -145,7 +145,7 @@ pub fn check_naming_skew(resp: http::Response, url: &str) -> Result<http::Respon
     use crate::protocol::hints;
     let skew_hint = match (resp.ok(), oauth::Refusal::of(&resp).said) {
         (false, oauth::Said::Oauth { error, description, .. }) => {
-            hints::sts_time_skew(&error, &description, hints::answer_skew(&resp), &hints::host_of(url))
+            hints::sts_time_skew(&error, &description, hints::answer_skew(&resp), &http::host_of(url))
         }
         _ => None,
     };
