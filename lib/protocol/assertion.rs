@@ -207,9 +207,7 @@ pub fn load_key_material(
 /// The recipe wif-sign records beside the assertion: absolute paths and the choices made,
 /// never a secret.
 pub fn recipe(files: &SignerFiles<'_>, req: &AssertionRequest) -> Result<SignerRecipe> {
-    let absolute = |p: &std::path::Path| {
-        std::path::absolute(p).map_err(|e| Error::io(p, &e).context("making the signer's paths absolute"))
-    };
+    let absolute = crate::core::files::absolute;
     Ok(SignerRecipe {
         key_file: absolute(&files.key_file.path)?,
         cert_file: files.cert_file.map(|f| absolute(&f.path)).transpose()?,

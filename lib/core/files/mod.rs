@@ -25,5 +25,11 @@ pub use outcome::{Distrust, Part, Stored, StoredToken};
 pub use token::{read_bare_token, read_token, write_token, BareToken};
 pub use trusted::{distrust, read_trusted};
 
+/// `path` made absolute (from the working directory), for a path recorded for another step
+/// or program that may run elsewhere; it need not exist.
+pub fn absolute(path: &std::path::Path) -> crate::core::error::Result<std::path::PathBuf> {
+    std::path::absolute(path).map_err(|e| crate::core::error::Error::io(path, &e).context("making the path absolute"))
+}
+
 #[cfg(test)]
 mod tests;

@@ -27,7 +27,7 @@ pub fn credential_config(cli: &Cli, s: &Settings, audience: String) -> Result<se
     let source = match (&cli.credential_file, &cli.credential_url) {
         (Some(f), _) => {
             // A client library reads the file from its own working directory.
-            let f = std::path::absolute(f).map_err(|e| Error::io(f, &e).context("making --credential-file absolute"))?;
+            let f = crate::core::files::absolute(f).map_err(|e| e.context("--credential-file"))?;
             json!({"file": f, "format": format})
         }
         (None, Some(u)) => {

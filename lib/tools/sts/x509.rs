@@ -7,6 +7,7 @@ use super::config::finish_config;
 use super::token::{record, sts_options, Asked};
 use crate::core::document::{Document, WorkloadCertificate};
 use crate::core::error::{Context, Error, Result};
+use crate::core::files::absolute;
 use crate::core::keys::{self, CertChain};
 use crate::core::settings::{key, FileSetting, Settings};
 use crate::http::ClientIdentity;
@@ -15,7 +16,6 @@ use crate::protocol::sts::{self, DEFAULT_SCOPE};
 use crate::protocol::x509::{self, CertFacts, DEFAULT_MTLS_IAM_ENDPOINT, DEFAULT_MTLS_TOKEN_URL, MTLS_TOKEN_TYPE};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
-use std::path::{Path, PathBuf};
 
 /// What `--cert` names, for the hint when it names no file.
 const WORKLOAD_CERT: &str =
@@ -102,10 +102,6 @@ impl Workload {
         let chain = std::iter::once(self.leaf.clone()).chain(self.trust_chain.iter().cloned()).collect();
         ClientIdentity { chain, key: self.key.clone_key() }
     }
-}
-
-fn absolute(path: &Path) -> Result<PathBuf> {
-    std::path::absolute(path).map_err(|e| Error::io(path, &e).context("making the path absolute"))
 }
 
 /// Loads and checks the workload certificate: the key must be the certificate's, the
