@@ -4,11 +4,15 @@
 //! recording.
 
 use crate::core::clock::{self, Timestamp};
+use crate::core::document::WorkloadCertificate;
 use crate::core::error::{Context, Error, Result};
+use crate::core::files::absolute;
 use crate::core::keys;
 use crate::core::secret::Secret;
+use crate::core::settings::FileSetting;
+use crate::http::ClientIdentity;
 use base64::Engine;
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -136,6 +140,92 @@ pub fn facts(cert: &CertificateDer<'_>) -> Result<CertFacts> {
         not_after: Timestamp::from_unix(v.not_after.timestamp()),
         not_before: Timestamp::from_unix(v.not_before.timestamp()),
     })
+}
+
+/// What `cert` names, for the hint when it names no file.
+const WORKLOAD_CERT: &str =
+    "the workload certificate (PEM, leaf first, or PKCS#12) from a CA in the provider's trust store";
+
+/// Where a workload certificate is, each file with where it was named (for errors).
+pub struct WorkloadFiles {
+    /// The certificate (PEM chain, leaf first, or PKCS#12).
+    pub cert: FileSetting,
+    /// Its key, when not in `cert`.
+    pub key: Option<FileSetting>,
+    /// The file holding the PKCS#12 password.
+    pub password_file: Option<FileSetting>,
+    /// The environment variable holding the PKCS#12 password.
+    pub password_env: Option<String>,
+    /// The intermediate CA certificates sent after the leaf.
+    pub trust_chain: Option<FileSetting>,
+}
+
+/// A workload certificate loaded: what a client presents and what it sends STS.
+pub struct Workload {
+    /// The leaf.
+    pub leaf: CertificateDer<'static>,
+    /// The certificates after it: the trust chain file's, else those after the leaf in the
+    /// certificate file.
+    pub trust_chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    /// Its facts.
+    pub facts: CertFacts,
+}
+
+impl WorkloadFiles {
+    /// The files an `sts` section recorded (see [`WorkloadFiles::record`]).
+    pub fn recorded(c: &WorkloadCertificate) -> WorkloadFiles {
+        let named = |path: &Path, what: &str| FileSetting {
+            path: path.to_path_buf(),
+            origin: format!("sts.certificate.{what}"),
+        };
+        WorkloadFiles {
+            cert: named(&c.cert_file, "cert_file"),
+            key: Some(named(&c.key_file, "key_file")),
+            password_file: c.key_password_file.as_deref().map(|p| named(p, "key_password_file")),
+            password_env: c.key_password_env.clone(),
+            trust_chain: c.trust_chain_file.as_deref().map(|p| named(p, "trust_chain_file")),
+        }
+    }
+
+    /// Loads the certificate, its key (which must be the certificate's) and its chain.
+    pub fn load(&self) -> Result<Workload> {
+        let password = keys::read_password(self.password_file.as_ref(), self.password_env.as_deref(), "key password")?;
+        let (chain, key) = keys::load_cert_and_key(&self.cert, self.key.as_ref(), password.as_ref(), WORKLOAD_CERT)
+            .context("loading the workload certificate")?;
+        let trust_chain = match &self.trust_chain {
+            Some(f) => keys::load_certs(&f.path)
+                .context("reading the trust chain")
+                .map_err(f.explain("a PEM file of the intermediate CA certificates"))?,
+            None => chain.rest().to_vec(),
+        };
+        let leaf = chain.leaf().clone();
+        let facts = facts(&leaf)?;
+        Ok(Workload { leaf, trust_chain, key, facts })
+    }
+
+    /// What the `sts` section records of the certificate these files hold: its facts and
+    /// the files, absolute, so the next step presents it too.
+    pub fn record(&self, facts: &CertFacts) -> Result<WorkloadCertificate> {
+        Ok(WorkloadCertificate {
+            sha256: facts.sha256.clone(),
+            subject: facts.subject.clone(),
+            not_after: facts.not_after.to_string(),
+            cert_file: absolute(&self.cert.path)?,
+            key_file: absolute(&self.key.as_ref().unwrap_or(&self.cert).path)?,
+            key_password_file: self.password_file.as_ref().map(|f| absolute(&f.path)).transpose()?,
+            key_password_env: self.password_env.clone(),
+            trust_chain_file: self.trust_chain.as_ref().map(|f| absolute(&f.path)).transpose()?,
+        })
+    }
+}
+
+impl Workload {
+    /// The TLS identity: the leaf, then the trust chain.
+    pub fn identity(&self) -> ClientIdentity {
+        let chain = std::iter::once(self.leaf.clone()).chain(self.trust_chain.iter().cloned()).collect();
+        ClientIdentity { chain, key: self.key.clone_key() }
+    }
 }
 
 /// Refuses a certificate that has expired or is not valid yet: STS would refuse it too.

@@ -8,11 +8,11 @@ use crate::core::document::{
 };
 use crate::core::error::{Context, Error, Result};
 use crate::core::help::Example;
-use crate::core::keys;
-use crate::core::settings::{key, FileSetting, Settings};
+use crate::core::settings::{key, Settings};
 use crate::http::ClientIdentity;
 use crate::protocol::iam::{self, Ask, Impersonation};
-use crate::protocol::{hints, sts, x509};
+use crate::protocol::x509::{self, WorkloadFiles};
+use crate::protocol::{hints, sts};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -195,24 +195,13 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
 /// On the X.509 path, the workload certificate wif-sts presented, presented again: IAM
 /// Credentials' mTLS endpoint binds the call to it.
 fn workload_identity(c: &WorkloadCertificate) -> Result<ClientIdentity> {
-    let origin = |what: &str| format!("sts.certificate.{what}");
-    let password_file =
-        c.key_password_file.clone().map(|path| FileSetting { path, origin: origin("key_password_file") });
-    let password = keys::read_password(password_file.as_ref(), c.key_password_env.as_deref(), "key password")?;
-    let cert = FileSetting { path: c.cert_file.clone(), origin: origin("cert_file") };
-    let key = FileSetting { path: c.key_file.clone(), origin: origin("key_file") };
-    let (chain, key) =
-        keys::load_cert_and_key(&cert, Some(&key), password.as_ref(), "the workload certificate wif-sts presented")
-            .context("loading the workload certificate of the X.509 path")?;
-    if keys::sha256_hex(chain.leaf().as_ref()) != c.sha256 {
+    let workload =
+        WorkloadFiles::recorded(c).load().context("presenting the workload certificate of the X.509 path")?;
+    if workload.facts.sha256 != c.sha256 {
         return Err(Error::input(format!("{} is no longer the certificate wif-sts presented", c.cert_file.display()))
             .hint("the certificate was renewed in between: run the pipeline again from wif-sts"));
     }
-    let rest = match &c.trust_chain_file {
-        Some(f) => keys::load_certs(f).context("reading the trust chain")?,
-        None => chain.rest().to_vec(),
-    };
-    Ok(ClientIdentity { chain: std::iter::once(chain.leaf().clone()).chain(rest).collect(), key })
+    Ok(workload.identity())
 }
 
 /// The principal IAM sees, if the document tells (STS audience + the subject's `sub`).

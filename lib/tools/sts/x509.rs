@@ -6,33 +6,22 @@ use super::args::{audience, Cli, TOOL};
 use super::config::finish_config;
 use super::token::{record, sts_options, Asked};
 use crate::core::document::{Document, WorkloadCertificate};
-use crate::core::error::{Context, Error, Result};
+use crate::core::error::{Error, Result};
 use crate::core::files::absolute;
-use crate::core::keys::{self, CertChain};
+use crate::core::keys;
 use crate::core::settings::{key, FileSetting, Settings};
-use crate::http::ClientIdentity;
 use crate::protocol::external_account::{CertificateSource, CredentialConfig};
 use crate::protocol::sts::{self, DEFAULT_SCOPE};
-use crate::protocol::x509::{self, CertFacts, DEFAULT_MTLS_IAM_ENDPOINT, DEFAULT_MTLS_TOKEN_URL, MTLS_TOKEN_TYPE};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use crate::protocol::x509::{
+    self, Workload, WorkloadFiles, DEFAULT_MTLS_IAM_ENDPOINT, DEFAULT_MTLS_TOKEN_URL, MTLS_TOKEN_TYPE,
+};
 use serde_json::json;
-
-/// What `--cert` names, for the hint when it names no file.
-const WORKLOAD_CERT: &str =
-    "the workload certificate (PEM, leaf first, or PKCS#12) from a CA in the provider's trust store";
 
 /// Whether the X.509 path is asked for: `--x509` (or the `x509` setting), or a credential
 /// configuration whose source is a certificate.
 pub fn wanted(cli: &Cli, s: &Settings, cred: Option<&CredentialConfig>) -> Result<bool> {
     let from_config = cred.and_then(|c| c.credential_source.as_ref()).is_some_and(|src| src.certificate.is_some());
     Ok(from_config || s.pick_or(Some(cli.x509).filter(|b| *b), key::X509, false)?)
-}
-
-/// The files the workload certificate comes from.
-struct Files {
-    cert: FileSetting,
-    key: Option<FileSetting>,
-    trust_chain: Option<FileSetting>,
 }
 
 /// The certificate source of a credential configuration, if it has one.
@@ -43,7 +32,7 @@ fn certificate_source(cred: Option<&CredentialConfig>) -> Option<&CertificateSou
 /// Where the certificate and key are: `--cert`/`--key`, else the certificate configuration
 /// (`--certificate-config`, the credential configuration's, `GOOGLE_API_CERTIFICATE_CONFIG`,
 /// gcloud's default).
-fn locate(cli: &Cli, s: &Settings, cred: Option<&CredentialConfig>) -> Result<Files> {
+fn locate(cli: &Cli, s: &Settings, cred: Option<&CredentialConfig>) -> Result<WorkloadFiles> {
     let source = certificate_source(cred);
     let trust_chain = match s.pick_file(cli.trust_chain.clone(), "trust_chain", key::TRUST_CHAIN)? {
         Some(f) => Some(f),
@@ -54,7 +43,11 @@ fn locate(cli: &Cli, s: &Settings, cred: Option<&CredentialConfig>) -> Result<Fi
     };
     if let Some(cert) = s.pick_file(cli.cert.clone(), "cert", key::X509_CERT)? {
         let key = s.pick_file(cli.key.clone(), "key", key::X509_KEY)?;
-        return Ok(Files { cert, key, trust_chain });
+        return with_password(
+            cli,
+            s,
+            WorkloadFiles { cert, key, password_file: None, password_env: None, trust_chain },
+        );
     }
     let (config, origin) =
         match s.pick_file(cli.certificate_config.clone(), "certificate_config", key::CERTIFICATE_CONFIG)? {
@@ -80,60 +73,32 @@ fn locate(cli: &Cli, s: &Settings, cred: Option<&CredentialConfig>) -> Result<Fi
     let named = x509::read_certificate_config(&config)
         .map_err(|e| e.file_setting(&origin, "Google's certificate_config.json"))?;
     let from = |what: &str| format!("cert_configs.workload.{what} of {}", config.display());
-    Ok(Files {
+    let files = WorkloadFiles {
         cert: FileSetting { path: named.cert_path, origin: from("cert_path") },
         key: Some(FileSetting { path: named.key_path, origin: from("key_path") }),
+        password_file: None,
+        password_env: None,
         trust_chain,
+    };
+    with_password(cli, s, files)
+}
+
+/// The files with the PKCS#12 password's file or variable from the settings.
+fn with_password(cli: &Cli, s: &Settings, files: WorkloadFiles) -> Result<WorkloadFiles> {
+    Ok(WorkloadFiles {
+        password_file: s.pick_file(cli.key_password_file.clone(), "key_password_file", key::X509_KEY_PASSWORD_FILE)?,
+        password_env: s.pick::<String>(cli.key_password_env.clone(), key::X509_KEY_PASSWORD_ENV)?,
+        ..files
     })
 }
 
-/// The workload certificate loaded: what is presented and what is recorded.
-struct Workload {
-    leaf: CertificateDer<'static>,
-    trust_chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    facts: CertFacts,
-    recorded: WorkloadCertificate,
-}
-
-impl Workload {
-    /// The TLS identity: the leaf, then the trust chain.
-    fn identity(&self) -> ClientIdentity {
-        let chain = std::iter::once(self.leaf.clone()).chain(self.trust_chain.iter().cloned()).collect();
-        ClientIdentity { chain, key: self.key.clone_key() }
-    }
-}
-
-/// Loads and checks the workload certificate: the key must be the certificate's, the
-/// certificate current. Without a trust chain file, the certificates after the leaf in the
-/// certificate file are the chain.
-fn load(cli: &Cli, s: &Settings, files: &Files) -> Result<Workload> {
-    let password_file = s.pick_file(cli.key_password_file.clone(), "key_password_file", key::X509_KEY_PASSWORD_FILE)?;
-    let password_env = s.pick::<String>(cli.key_password_env.clone(), key::X509_KEY_PASSWORD_ENV)?;
-    let password = keys::read_password(password_file.as_ref(), password_env.as_deref(), "key password")?;
-    let (chain, key): (CertChain, _) =
-        keys::load_cert_and_key(&files.cert, files.key.as_ref(), password.as_ref(), WORKLOAD_CERT)
-            .context("loading the workload certificate")?;
-    let leaf = chain.leaf().clone();
-    let trust_chain = match &files.trust_chain {
-        Some(f) => keys::load_certs(&f.path)
-            .context("reading the trust chain")
-            .map_err(f.explain("a PEM file of the intermediate CA certificates"))?,
-        None => chain.rest().to_vec(),
-    };
-    let facts = x509::facts(&leaf)?;
-    x509::check_current(&facts)?;
-    let recorded = WorkloadCertificate {
-        sha256: facts.sha256.clone(),
-        subject: facts.subject.clone(),
-        not_after: facts.not_after.to_string(),
-        cert_file: absolute(&files.cert.path)?,
-        key_file: absolute(&files.key.as_ref().unwrap_or(&files.cert).path)?,
-        key_password_file: password_file.map(|f| absolute(&f.path)).transpose()?,
-        key_password_env: password_env,
-        trust_chain_file: files.trust_chain.as_ref().map(|f| absolute(&f.path)).transpose()?,
-    };
-    Ok(Workload { leaf, trust_chain, key, facts, recorded })
+/// Loads and checks the workload certificate (current, its key the certificate's) and what
+/// the `sts` section records of it.
+fn load(files: &WorkloadFiles) -> Result<(Workload, WorkloadCertificate)> {
+    let workload = files.load()?;
+    x509::check_current(&workload.facts)?;
+    let recorded = files.record(&workload.facts)?;
+    Ok((workload, recorded))
 }
 
 /// Exchanges the workload certificate at STS over mutual TLS and adds the `sts` section.
@@ -151,25 +116,22 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings, cred: Option<CredentialC
     }
     let scope = s.pick_or(cli.scope.clone(), key::STS_SCOPE, DEFAULT_SCOPE.to_string())?;
     let options = sts_options(s.pick(cli.options.clone(), key::STS_OPTIONS)?, cred.as_ref())?;
-    let workload = load(cli, s, &locate(cli, s, cred.as_ref())?)?;
+    let (workload, recorded) = load(&locate(cli, s, cred.as_ref())?)?;
     let subject = x509::subject_token(&workload.leaf, &workload.trust_chain)?;
     let client = cli.net.client_presenting(TOOL, s, Some(workload.identity()))?;
     let asked = Asked { endpoint: token_url, audience, scope, subject_token_type: MTLS_TOKEN_TYPE.into() };
     let exchanged = sts::exchange(&client, &asked.request(&subject, options.as_deref()))
         .map_err(|e| e.context(format!("presenting the workload certificate {}", workload.facts.subject)))?;
-    record(cli, doc, exchanged, asked, cred.as_ref(), Some(workload.recorded))
+    record(cli, doc, exchanged, asked, cred.as_ref(), Some(recorded))
 }
 
 /// The credential configuration of the X.509 path (`credential_source.certificate`), and
 /// with `--certificate-config-out` the `certificate_config.json` it names.
 pub fn credential_config(cli: &Cli, s: &Settings, audience: String) -> Result<serde_json::Value> {
     let files = locate(cli, s, None)?;
-    let workload = load(cli, s, &files)?;
-    let key_file = &workload.recorded.key_file;
-    if keys::is_pkcs12(key_file)
-        || workload.recorded.key_password_file.is_some()
-        || workload.recorded.key_password_env.is_some()
-    {
+    let (_, recorded) = load(&files)?;
+    let key_file = &recorded.key_file;
+    if keys::is_pkcs12(key_file) || recorded.key_password_file.is_some() || recorded.key_password_env.is_some() {
         return Err(Error::usage(format!("{} is a PKCS#12 file; certificate_config.json names PEM files", key_file.display()))
             .hint("convert it: openssl pkcs12 -in workload.p12 -nokeys -out workload.crt && openssl pkcs12 -in workload.p12 -nocerts -nodes -out workload.key (mode 0600)"));
     }
@@ -180,7 +142,7 @@ pub fn credential_config(cli: &Cli, s: &Settings, audience: String) -> Result<se
         s.pick_file(cli.certificate_config.clone(), "certificate_config", key::CERTIFICATE_CONFIG)?,
     ) {
         (Some(out), _) => {
-            let content = x509::certificate_config_json(&workload.recorded.cert_file, &workload.recorded.key_file);
+            let content = x509::certificate_config_json(&recorded.cert_file, &recorded.key_file);
             let mut text = serde_json::to_string_pretty(&content).unwrap_or_default();
             text.push('\n');
             crate::core::files::write_atomic(out, text.as_bytes(), 0o644)
@@ -202,7 +164,7 @@ pub fn credential_config(cli: &Cli, s: &Settings, audience: String) -> Result<se
             ));
         }
     }
-    if let Some(chain) = &workload.recorded.trust_chain_file {
+    if let Some(chain) = &recorded.trust_chain_file {
         certificate.insert("trust_chain_path".into(), json!(chain));
     }
     let source = json!({ "certificate": certificate });
