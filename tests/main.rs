@@ -1,6 +1,9 @@
 //! Integration tests: the binaries run as users run them, against servers on loopback.
 
 mod architecture;
+mod bearer;
+mod bearer_emulator;
+mod bearer_get;
 mod broker;
 mod broker_attacks;
 mod common;

@@ -6,6 +6,7 @@
 //! re-read when their files change; SIGHUP forces that, SIGTERM/SIGINT stop gracefully.
 
 pub mod allow;
+pub mod bearer;
 pub mod broker;
 mod command;
 pub mod conns;
