@@ -4,6 +4,7 @@ mod architecture;
 mod bearer;
 mod bearer_emulator;
 mod bearer_get;
+mod bearer_policy;
 mod broker;
 mod broker_attacks;
 mod common;

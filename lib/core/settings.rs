@@ -114,11 +114,13 @@ config_keys! {
     SERVE_STS_CA_FILE = "serve_sts_ca_file", "WIF_SERVE_STS_CA_FILE";
     SERVE_STS_TIMEOUT = "serve_sts_timeout", "WIF_SERVE_STS_TIMEOUT";
     SERVE_LEDGER = "serve_ledger", "WIF_SERVE_LEDGER";
+    SERVE_BEARER_ISSUERS = "serve_bearer_issuers", "WIF_SERVE_BEARER_ISSUERS";
     GET_URL = "get_url", "WIF_GET_URL";
     GET_CERT = "get_cert", "WIF_GET_CERT";
     GET_KEY = "get_key", "WIF_GET_KEY";
     GET_KEY_PASSWORD_FILE = "get_key_password_file", "WIF_GET_KEY_PASSWORD_FILE";
     GET_KEY_PASSWORD_ENV = "get_key_password_env", "WIF_GET_KEY_PASSWORD_ENV";
+    GET_BEARER_FILE = "get_bearer_file", "WIF_GET_BEARER_FILE";
     GET_CA = "get_ca", "WIF_GET_CA";
     GET_OUT = "get_out", "WIF_GET_OUT";
     GET_MIN_TTL = "get_min_ttl", "WIF_GET_MIN_TTL";
