@@ -342,13 +342,7 @@ fn faults_hit_the_kubernetes_and_github_issuers() {
         emu.requests().into_iter().filter(|r| r["path"].as_str().unwrap().starts_with("/github/")).collect();
     assert!(logged.iter().all(|r| r["outcome"] == "injected_github_refused"), "{logged:?}");
     // Other services are not affected.
-    let (status, _) = crate::emulator::post(
-        &format!("{}/{TENANT}/oauth2/v2.0/token", emu.url),
-        "application/x-www-form-urlencoded",
-        &azure_form("api://wif-serve/.default"),
-        None,
-    );
-    assert_eq!(status, 200);
+    assert_eq!(caller_token(&emu.url, "api://wif-serve/.default").0, 200);
 }
 
 #[test]
@@ -368,23 +362,25 @@ const CALLER: &str = "3f2e1d0c-9b8a-4c7d-8e6f-5a4b3c2d1e0f";
 const CALLER_OBJECT: &str = "8c7b6a59-4837-4261-9f5e-4d3c2b1a0f9e";
 const WIF_SERVE_APP: &str = "a4b5c6d7-e8f9-4a0b-9c1d-2e3f4a5b6c7d";
 
-fn azure_form(scope_or_resource: &str) -> String {
-    let key = if scope_or_resource.ends_with("/.default") { "scope" } else { "resource" };
-    format!(
+/// The caller app's client-credentials request at the v2 endpoint (`scope`, ending in
+/// `/.default`) or the v1 endpoint (`resource`): status and answer.
+fn caller_token(emu_url: &str, scope_or_resource: &str) -> (u16, Value) {
+    let (path, key) = if scope_or_resource.ends_with("/.default") {
+        ("oauth2/v2.0/token", "scope")
+    } else {
+        ("oauth2/token", "resource")
+    };
+    let form = format!(
         "grant_type=client_credentials&client_id={CALLER}&client_secret=wif-serve-caller-test-secret&{key}={}",
         bearer::query_escape(scope_or_resource)
-    )
+    );
+    crate::emulator::post(&format!("{emu_url}/{TENANT}/{path}"), "application/x-www-form-urlencoded", &form, None)
 }
 
 #[test]
 fn azure_tokens_for_wif_serve_are_shaped_as_azure_writes_them() {
     let emu = Emu::start(&example(), &[]);
-    let (status, v) = crate::emulator::post(
-        &format!("{}/{TENANT}/oauth2/v2.0/token", emu.url),
-        "application/x-www-form-urlencoded",
-        &azure_form("api://wif-serve/.default"),
-        None,
-    );
+    let (status, v) = caller_token(&emu.url, "api://wif-serve/.default");
     assert_eq!(status, 200, "{v}");
     let token = v["access_token"].as_str().unwrap();
     let mut resp = ureq::get(&format!("{}/{TENANT}/discovery/v2.0/keys", emu.url)).call().unwrap();
@@ -397,12 +393,7 @@ fn azure_tokens_for_wif_serve_are_shaped_as_azure_writes_them() {
     assert_eq!(c["roles"], json!(["Credentials.Fetch"]));
     assert!(c.get("appid").is_none(), "{c}");
     // The v1 endpoint for a resource that accepts v2 tokens still gets a v2 token.
-    let (status, v) = crate::emulator::post(
-        &format!("{}/{TENANT}/oauth2/token", emu.url),
-        "application/x-www-form-urlencoded",
-        &azure_form("api://wif-serve"),
-        None,
-    );
+    let (status, v) = caller_token(&emu.url, "api://wif-serve");
     assert_eq!(status, 200, "{v}");
     let c = verify(&jwks, v["access_token"].as_str().unwrap(), WIF_SERVE_APP);
     assert_eq!((c["ver"].as_str(), c["azp"].as_str()), (Some("2.0"), Some(CALLER)));

@@ -89,8 +89,9 @@ pub struct GithubConfig {
     pub runs: Vec<GithubRun>,
 }
 
-/// A workflow run (a job) that may ask for an OIDC token.
-#[derive(Debug, Deserialize)]
+/// A workflow run (a job) that may ask for an OIDC token. Its `Debug` leaves the request
+/// token out.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GithubRun {
     /// What `ACTIONS_ID_TOKEN_REQUEST_TOKEN` holds for the job (a test value).
@@ -118,6 +119,17 @@ pub struct GithubRun {
     /// The run's numeric id [default: derived from the request token].
     #[serde(default)]
     pub run_id: Option<String>,
+}
+
+impl std::fmt::Debug for GithubRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubRun")
+            .field("repository", &self.repository)
+            .field("ref", &self.git_ref)
+            .field("environment", &self.environment)
+            .field("workflow", &self.workflow)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checks the bearer issuers and makes their key paths absolute (relative to `base`).

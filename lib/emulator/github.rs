@@ -51,7 +51,7 @@ pub fn idtoken(st: &State, req: &Req, name: &str) -> Response {
     };
     let query = parse_form(req.query.as_bytes());
     let param = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    if param("api-version").is_none_or(str::is_empty) {
+    if !param("api-version").is_some_and(|v| !v.is_empty()) {
         return errors::github(400, "The api-version query parameter is required.", "no_api_version");
     }
     let owner = run.repository.split('/').next().unwrap_or_default();
