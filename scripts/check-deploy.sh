@@ -22,7 +22,9 @@
 #      refused, and a kubelet-style update of the certificate Secret (the ..data symlink
 #      swapped) is picked up without a restart.
 #   5. Every manifest validates against the Kubernetes 1.29 and latest schemas (PyPI
-#      kubernetes-validate, schemas bundled) and wif's own rules (scripts/check_deploy.py).
+#      kubernetes-validate, schemas bundled) and wif's own rules (scripts/check_deploy.py),
+#      the bearer issuers file and consumer pod among them; the GitHub Actions example
+#      (deploy/github/) asks for a trusted audience and passes shellcheck.
 #   6. The VM-fleet units scripts/systemd/wif-fetch.{service,timer} and the consumer
 #      hosts' wif-metadata.service: systemd-analyze verify (where installed), wif-get's
 #      flags, the same user and token file as wif-serve.service, a loopback address. (Step 4 also runs the fleet's chain: refresher → wif-serve →
@@ -380,6 +382,7 @@ echo "wif-refresh-loop stopped on SIGTERM with status 0"
 
 say "5. deploy/kubernetes/: schemas and wif's rules"
 python3 scripts/check_deploy.py manifests
+python3 scripts/check_deploy.py github
 # kubectl is not in Debian's archive; where it is installed, also check what
 # `kubectl apply -k` would send: the kustomization rendered (labels, image, namespace).
 if command -v kubectl >/dev/null; then

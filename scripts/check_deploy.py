@@ -5,6 +5,7 @@
     python3 scripts/check_deploy.py context DIR [IGNORE]  # the .dockerignore (or IGNORE) context vs cargo's dep-info in DIR
     python3 scripts/check_deploy.py rendered FILE  # schemas only, e.g. for `kubectl kustomize` output
     python3 scripts/check_deploy.py self-test      # broken copies of the manifests must fail
+    python3 scripts/check_deploy.py github         # deploy/github/*.yml: the bearer-token workflow examples
 
 Schemas: kubernetes-validate (the Kubernetes OpenAPI schemas, bundled in the package, so no
 network), strict (unknown fields are errors), against the oldest version the manifests
@@ -12,7 +13,10 @@ support (1.29: native sidecars) and the newest the package knows. A kind or apiV
 without a schema is an error, except cert-manager's Certificate, checked by hand below.
 Then the rules the schemas cannot express: the security context, kubelet probes on the
 plain-HTTP metrics listener (never the mTLS port), names that must agree across objects and
-with the Dockerfile.
+with the Dockerfile; the bearer issuers file (bearer-issuers.yaml, the same as
+examples/bearer-issuers.json) by the rules of docs/BEARER.md; and the consumer examples in
+consumer/ (their own namespace, not in the kustomization): a projected token whose audience
+is a trusted Kubernetes issuer's, read by wif-get --bearer-file without a certificate.
 Called by scripts/check-deploy.sh; exit 1 with one line per problem.
 """
 
@@ -30,6 +34,16 @@ KDIR = os.path.join(ROOT, "deploy", "kubernetes")
 # The oldest Kubernetes with native sidecars on by default, and the newest with a schema.
 VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
 CERT_MANAGER_USAGES = {"server auth", "client auth", "digital signature", "key encipherment"}
+# Objects without a namespace: the kustomization's namespace is not theirs.
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+# Consumer examples: manifests for the namespaces of wif-serve's clients, outside the kustomization.
+CONSUMER_DIR = "consumer/"
+BEARER_FILE = "bearer-issuers.yaml"
+BEARER_EXAMPLE = os.path.join(ROOT, "examples", "bearer-issuers.json")
+BEARER_ALGORITHMS = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"}
+BEARER_KINDS = {"oidc", "kubernetes", "github", "azure"}
+BEARER_ISSUER_KEYS = {"name", "kind", "issuer", "audience", "jwks_uri", "jwks_file", "jwks_ca_file",
+                      "algorithms", "max_lifetime", "leeway", "claims"}
 
 
 def load_docs(path):
@@ -289,13 +303,15 @@ def check_manifests(files):
                 continue
             check_schema(where, doc, errors)
             ns = (doc.get("metadata") or {}).get("namespace")
-            if doc["kind"] != "Namespace" and ns != namespace:
+            if rel.startswith(CONSUMER_DIR) or doc["kind"] in CLUSTER_SCOPED:
+                pass
+            elif ns != namespace:
                 errors.append(f"{where}: namespace {ns!r}, not the kustomization's {namespace!r}")
             if doc["kind"] == "Secret" and (doc.get("data") or doc.get("stringData")):
                 errors.append(f"{where}: a Secret with data does not belong in the repository")
             if rel in listed:
                 objects.append((where, doc))
-    unlisted = sorted(set(files) - set(listed) - {"kustomization.yaml"})
+    unlisted = sorted(f for f in set(files) - set(listed) - {"kustomization.yaml"} if not f.startswith(CONSUMER_DIR))
     with open(os.path.join(KDIR, "kustomization.yaml")) as f:
         text = f.read()
     for rel in unlisted:
@@ -320,13 +336,172 @@ def check_manifests(files):
         ):
             if c.get("image") not in images:
                 errors.append(f"{w}: image {c.get('image')!r} is not set by the kustomization's images")
+    issuers = check_bearer_issuers(files, errors)
+    for rel, docs in sorted(files.items()):
+        if rel.startswith(CONSUMER_DIR):
+            try:
+                check_consumer(f"deploy/kubernetes/{rel}", docs, issuers, errors)
+            except (KeyError, TypeError, AttributeError, IndexError) as e:
+                errors.append(f"deploy/kubernetes/{rel}: malformed ({type(e).__name__}: {e})")
     return errors
 
 
+def duration_secs(text):
+    """Seconds of a duration such as 1h10m or 30s (wif's forms h, m, s), or None."""
+    if not isinstance(text, str) or not re.fullmatch(r"(\d+h)?(\d+m)?(\d+s)?", text) or not text:
+        return None
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", text))
+
+
+def https_or_loopback(url):
+    return isinstance(url, str) and (
+        url.startswith("https://") or re.match(r"http://(127\.[0-9.]+|\[::1\]|localhost)(:\d+)?/", url) is not None
+    )
+
+
+def check_issuers(where, doc, errors):
+    """The issuers file by docs/BEARER.md ("The issuers file"); the issuers, or [] if unusable."""
+    if not isinstance(doc, dict):
+        errors.append(f"{where}: not a JSON object")
+        return []
+    for k in set(doc) - {"version", "max_token_bytes", "issuers"}:
+        errors.append(f"{where}: {k}: unknown key")
+    if doc.get("version") != 1:
+        errors.append(f"{where}: version: must be 1")
+    mtb = doc.get("max_token_bytes", 4096)
+    if not isinstance(mtb, int) or not 512 <= mtb <= 7168:
+        errors.append(f"{where}: max_token_bytes: must be 512..7168")
+    issuers = doc.get("issuers")
+    if not isinstance(issuers, list) or not issuers:
+        errors.append(f"{where}: issuers: at least one issuer")
+        return []
+    names, urls = set(), set()
+    for i, iss in enumerate(issuers):
+        at = f"{where}: issuers[{i}]"
+        if not isinstance(iss, dict):
+            errors.append(f"{at}: not an object")
+            continue
+        for k in set(iss) - BEARER_ISSUER_KEYS:
+            errors.append(f"{at}.{k}: unknown key")
+        name = iss.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name) or name in names:
+            errors.append(f"{at}.name: 1-64 of A-Za-z0-9._- and unique")
+        names.add(name)
+        if iss.get("kind", "oidc") not in BEARER_KINDS:
+            errors.append(f"{at}.kind: one of {sorted(BEARER_KINDS)}")
+        if not https_or_loopback(iss.get("issuer")) or iss.get("issuer") in urls:
+            errors.append(f"{at}.issuer: an https URL (http on loopback), unique")
+        urls.add(iss.get("issuer"))
+        aud = iss.get("audience")
+        auds = [aud] if isinstance(aud, str) else aud
+        if not isinstance(auds, list) or not auds or not all(isinstance(a, str) and a for a in auds):
+            errors.append(f"{at}.audience: a string or a non-empty list of strings")
+        if ("jwks_uri" in iss) == ("jwks_file" in iss):
+            errors.append(f"{at}: exactly one of jwks_uri and jwks_file")
+        elif "jwks_uri" in iss and not https_or_loopback(iss["jwks_uri"]):
+            errors.append(f"{at}.jwks_uri: an https URL (http on loopback)")
+        if "jwks_ca_file" in iss and "jwks_uri" not in iss:
+            errors.append(f"{at}.jwks_ca_file: only with jwks_uri")
+        algs = iss.get("algorithms", ["RS256", "ES256"])
+        if not isinstance(algs, list) or not algs or set(algs) - BEARER_ALGORITHMS:
+            errors.append(f"{at}.algorithms: only asymmetric algorithms ({' '.join(sorted(BEARER_ALGORITHMS))}); never none or HS*")
+        life = duration_secs(iss.get("max_lifetime", "2h"))
+        if life is None or not 60 <= life <= 86400:
+            errors.append(f"{at}.max_lifetime: a duration from 1m to 24h")
+        leeway = duration_secs(iss.get("leeway", "30s"))
+        if leeway is None or leeway > 300:
+            errors.append(f"{at}.leeway: a duration from 0s to 5m")
+        claims = iss.get("claims", [])
+        if not isinstance(claims, list) or len(claims) > 16 or not all(isinstance(c, str) and c for c in claims):
+            errors.append(f"{at}.claims: at most 16 claim names or JSON Pointers")
+    return [i for i in issuers if isinstance(i, dict)]
+
+
+def check_bearer_issuers(files, errors):
+    """bearer-issuers.yaml's ConfigMap: a valid issuers file, the same as the example's."""
+    docs = files.get(BEARER_FILE)
+    if not docs:
+        return []
+    where = f"deploy/kubernetes/{BEARER_FILE}"
+    cms = [d for d in docs if isinstance(d, dict) and d.get("kind") == "ConfigMap"]
+    text = ((cms[0].get("data") or {}) if cms else {}).get("issuers.json")
+    if text is None:
+        errors.append(f"{where}: needs a ConfigMap with the key issuers.json")
+        return []
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        errors.append(f"{where}: issuers.json is not JSON: {e}")
+        return []
+    issuers = check_issuers(f"{where}: issuers.json", doc, errors)
+    with open(BEARER_EXAMPLE) as f:
+        example = json.load(f)
+    if doc != example:
+        errors.append(f"{where}: issuers.json differs from examples/bearer-issuers.json (keep them the same)")
+    return issuers
+
+
+def check_consumer(where, docs, issuers, errors):
+    """A consumer pod without a certificate: its projected token's audience is a trusted
+    Kubernetes issuer's, short-lived, and wif-get sends it (--bearer-file in that volume)."""
+    accounts = {d["metadata"]["name"] for d in docs if d.get("kind") == "ServiceAccount"}
+    pods = [d for d in docs if d.get("kind") == "Pod"]
+    if not pods:
+        errors.append(f"{where}: a consumer example needs a Pod")
+    k8s = [i for i in issuers if i.get("kind") == "kubernetes"]
+    for pod in pods:
+        spec = pod["spec"]
+        if spec.get("serviceAccountName") not in accounts:
+            errors.append(f"{where}: serviceAccountName {spec.get('serviceAccountName')!r} is not a ServiceAccount of the file")
+        if spec.get("automountServiceAccountToken") is not False:
+            errors.append(f"{where}: automountServiceAccountToken must be false (the pod's only token is wif-serve's)")
+        if (spec.get("securityContext") or {}).get("runAsNonRoot") is not True:
+            errors.append(f"{where}: pod securityContext.runAsNonRoot must be true")
+        volumes = {v["name"]: v for v in spec.get("volumes") or []}
+        containers = (spec.get("containers") or []) + (spec.get("initContainers") or [])
+        for c in containers:
+            check_container(f"{where}: container {c['name']}", c, errors)
+        gets = [c for c in containers if (c.get("command") or [None])[0] == "wif-get"]
+        if not gets:
+            errors.append(f"{where}: no wif-get container")
+        for c in gets:
+            cmd = c["command"]
+            at = f"{where}: container {c['name']}"
+            for f in ["--cert", "--key", "--key-password-file", "--key-password-env"]:
+                if flag(cmd, f) is not None:
+                    errors.append(f"{at}: {f} with --bearer-file: a bearer client presents no certificate")
+            if not (flag(cmd, "--url") or "").startswith("https://"):
+                errors.append(f"{at}: --url must be https://")
+            md = flag(cmd, "--metadata-server")
+            if md is not None and not re.match(r"(127\.[0-9.]+|\[::1\]):\d+$", md):
+                errors.append(f"{at}: --metadata-server must be on loopback")
+            path = flag(cmd, "--bearer-file")
+            vol = volumes.get(mounted(c, path or "/nonexistent")) or {}
+            mount = next((m for m in c.get("volumeMounts") or [] if m["name"] == mounted(c, path or "/nonexistent")), None)
+            sources = [s["serviceAccountToken"] for s in (vol.get("projected") or {}).get("sources") or []
+                       if "serviceAccountToken" in s]
+            rel = path[len(mount["mountPath"].rstrip("/")) + 1:] if mount and path else None
+            token = next((t for t in sources if t.get("path") == rel), None)
+            if token is None:
+                errors.append(f"{at}: --bearer-file must be a serviceAccountToken of a projected volume mounted here")
+                continue
+            trusting = [i for i in k8s if token.get("audience") in ([i["audience"]] if isinstance(i.get("audience"), str) else i.get("audience") or [])]
+            if not trusting:
+                errors.append(
+                    f"{at}: the projected token's audience {token.get('audience')!r} is no Kubernetes issuer's audience in "
+                    f"{BEARER_FILE} (never the API server's default: set one for wif-serve alone)"
+                )
+            secs = token.get("expirationSeconds", 3600)
+            life = min((duration_secs(i.get("max_lifetime", "2h")) or 0 for i in trusting), default=7200)
+            if not 600 <= secs <= life:
+                errors.append(f"{at}: expirationSeconds {secs}: at least 600 (the API server's minimum) and at most the issuer's max_lifetime ({life} s)")
+
+
 # Broken copies of the manifests the checks must reject: (what, file, change).
-def _set(path, value):
+def _set(path, value, doc=0):
     def change(docs):
-        node = docs[0]
+        node = docs[doc]
         for p in path[:-1]:
             node = node[p]
         if value is _DELETE:
@@ -341,6 +516,7 @@ _DELETE = object()
 POD = ["spec", "template", "spec"]
 SERVE = POD + ["containers", 0]
 SIDECAR = POD + ["initContainers", 0]
+CONSUMER_POD = ["spec"]
 MUTATIONS = [
     ("wrong apiVersion", "deployment.yaml", _set(["apiVersion"], "apps/v2")),
     ("misspelt kind", "service.yaml", _set(["kind"], "Sevice")),
@@ -374,6 +550,19 @@ MUTATIONS = [
     ("a Secret with data", "serviceaccount.yaml", lambda d: d.append(
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k", "namespace": "wif"}, "data": {"a": "Yg=="}})),
     ("bad Certificate usage", "cert-manager/certificates.yaml", _set(["spec", "usages"], ["server-auth"])),
+    ("an HMAC bearer algorithm", BEARER_FILE, lambda d: d[0]["data"].update(
+        {"issuers.json": d[0]["data"]["issuers.json"].replace('"RS256", "ES256"', '"RS256", "HS256"')})),
+    ("issuers file unlike the example", BEARER_FILE, lambda d: d[0]["data"].update(
+        {"issuers.json": d[0]["data"]["issuers.json"].replace('"wif-serve"', '"wif"')})),
+    ("consumer token for the API server", "consumer/bearer-pod.yaml",
+     _set(CONSUMER_POD + ["volumes", 0, "projected", "sources", 0, "serviceAccountToken", "audience"], _DELETE, doc=1)),
+    ("consumer token too long-lived", "consumer/bearer-pod.yaml",
+     _set(CONSUMER_POD + ["volumes", 0, "projected", "sources", 0, "serviceAccountToken", "expirationSeconds"], 86400, doc=1)),
+    ("consumer with a certificate too", "consumer/bearer-pod.yaml",
+     lambda d: d[1]["spec"]["initContainers"][0]["command"].append("--cert=/etc/wif/client.crt")),
+    ("bearer file not the projected token", "consumer/bearer-pod.yaml",
+     _set(CONSUMER_POD + ["initContainers", 0, "command", 3], "--bearer-file=/etc/wif/server-ca/ca.crt", doc=1)),
+    ("consumer with the API token", "consumer/bearer-pod.yaml", _set(CONSUMER_POD + ["automountServiceAccountToken"], True, doc=1)),
 ]
 
 
@@ -391,11 +580,46 @@ def self_test(files):
             print(f"  caught {what}: {errors[0]}")
         else:
             missed.append(what)
+    missed += workflow_self_test()
     if missed:
         print("check_deploy.py: self-test: these broken manifests passed: " + ", ".join(missed), file=sys.stderr)
         return 1
-    print(f"check_deploy.py: self-test: all {len(MUTATIONS)} broken manifests rejected")
+    print(f"check_deploy.py: self-test: all {len(MUTATIONS)} broken manifests and {len(WORKFLOW_MUTATIONS)} workflows rejected")
     return 0
+
+
+def _step(i, old, new):
+    def change(wf):
+        step = wf["jobs"]["deploy"]["steps"][i]
+        step["run"] = step["run"].replace(old, new)
+
+    return change
+
+
+# Broken copies of deploy/github/wif-token.yml the checks must reject.
+WORKFLOW_MUTATIONS = [
+    ("no id-token permission", lambda wf: wf["permissions"].pop("id-token")),
+    ("GitHub's default audience", _step(2, "audience=$WIF_AUDIENCE", "audience=https://github.com/octo-org")),
+    ("token file without umask 077", _step(2, "umask 077", "umask 022")),
+    ("a certificate with the bearer token", _step(3, "--ca ", "--cert client.crt --key client.key --ca ")),
+]
+
+
+def workflow_self_test():
+    with open(BEARER_EXAMPLE) as f:
+        issuers = json.load(f)["issuers"]
+    with open(os.path.join(GITHUB_DIR, "wif-token.yml")) as f:
+        baseline = yaml.safe_load(f)
+    missed = []
+    for what, change in WORKFLOW_MUTATIONS:
+        broken = copy.deepcopy(baseline)
+        change(broken)
+        errors = check_workflow("deploy/github/wif-token.yml", broken, issuers)
+        if errors:
+            print(f"  caught {what}: {errors[0]}")
+        else:
+            missed.append(what)
+    return missed
 
 
 def check_context(dep_dir, ignore_file):
@@ -431,6 +655,68 @@ def check_context(dep_dir, ignore_file):
     return errors
 
 
+GITHUB_DIR = os.path.join(ROOT, "deploy", "github")
+
+
+def check_workflow(where, wf, example_issuers):
+    """A GitHub Actions example (docs/BEARER.md): id-token: write, the OIDC token asked for an
+    audience wif-serve's github issuer trusts, written under umask 077 to RUNNER_TEMP, sent by
+    wif-get --bearer-file (no certificate); each run: block passes shellcheck where installed."""
+    import shutil
+    import subprocess
+
+    errors = []
+    if not isinstance(wf, dict) or not isinstance(wf.get("jobs"), dict):
+        return [f"{where}: not a workflow (no jobs)"]
+    env = wf.get("env") or {}
+    audiences = set()
+    for i in example_issuers:
+        if i.get("kind") == "github":
+            aud = i.get("audience")
+            audiences |= {aud} if isinstance(aud, str) else set(aud or [])
+    for name, job in wf["jobs"].items():
+        at = f"{where}: jobs.{name}"
+        perms = {**(wf.get("permissions") or {}), **(job.get("permissions") or {})}
+        if perms.get("id-token") != "write":
+            errors.append(f"{at}: needs permissions id-token: write to get its OIDC token")
+        runs = [st.get("run") for st in job.get("steps") or [] if st.get("run")]
+        asks = [r for r in runs if "ACTIONS_ID_TOKEN_REQUEST_URL" in r]
+        gets = [r for r in runs if re.search(r"(^|\n)\s*wif-get\s", r)]
+        if not asks or not gets:
+            errors.append(f"{at}: needs a step asking ACTIONS_ID_TOKEN_REQUEST_URL for the token and one running wif-get")
+            continue
+        for r in asks:
+            m = re.search(r"ACTIONS_ID_TOKEN_REQUEST_URL&audience=([^\"\s]+)", r)
+            aud = m and re.sub(r"\$\{?([A-Z_]+)\}?", lambda v: str(env.get(v.group(1), v.group(0))), m.group(1))
+            if aud not in audiences:
+                errors.append(f"{at}: the token's audience {aud!r} is no github issuer's audience in examples/bearer-issuers.json")
+            if "umask 077" not in r or "RUNNER_TEMP" not in r:
+                errors.append(f"{at}: write the OIDC token under umask 077 into $RUNNER_TEMP")
+            if "ACTIONS_ID_TOKEN_REQUEST_TOKEN" in r.split("ACTIONS_ID_TOKEN_REQUEST_URL")[1].split("\n")[0]:
+                errors.append(f"{at}: the request token belongs in the Authorization header, not the URL")
+        for r in gets:
+            if "--bearer-file" not in r or re.search(r"--(cert|key)\b", r):
+                errors.append(f"{at}: wif-get must send the token with --bearer-file, without --cert/--key")
+        if shutil.which("shellcheck"):
+            for r in runs:
+                sc = subprocess.run(["shellcheck", "-s", "bash", "-"], input=r, capture_output=True, text=True)
+                if sc.returncode != 0:
+                    errors.append(f"{at}: shellcheck: {sc.stdout.strip().splitlines()[1] if sc.stdout.strip() else sc.stderr.strip()}")
+    return errors
+
+
+def check_workflows():
+    with open(BEARER_EXAMPLE) as f:
+        issuers = check_issuers("examples/bearer-issuers.json", json.load(f), errors := [])
+    names = sorted(n for n in os.listdir(GITHUB_DIR) if n.endswith((".yml", ".yaml"))) if os.path.isdir(GITHUB_DIR) else []
+    for name in names:
+        with open(os.path.join(GITHUB_DIR, name)) as f:
+            errors += check_workflow(f"deploy/github/{name}", yaml.safe_load(f), issuers)
+    if not errors:
+        print(f"check_deploy.py: {len(names)} GitHub workflow example(s) ask for a trusted audience and send it as a bearer token")
+    return errors
+
+
 def main(argv):
     if len(argv) == 2 and argv[1] == "manifests":
         errors = check_manifests(load_all())
@@ -444,6 +730,8 @@ def main(argv):
             check_schema(f"{argv[2]}: {doc.get('kind')} {(doc.get('metadata') or {}).get('name')}", doc, errors)
         if not errors:
             print(f"check_deploy.py: the {len(docs)} objects kustomize renders are valid")
+    elif len(argv) == 2 and argv[1] == "github":
+        errors = check_workflows()
     elif len(argv) == 2 and argv[1] == "self-test":
         return self_test(load_all())
     elif len(argv) in (3, 4) and argv[1] == "context":

@@ -9,8 +9,10 @@
 #   (--policy: two clients, two buckets, each client's token downscoped at the emulator's STS
 #   reads its own bucket and is refused the other's), takes the X.509 path
 #     wif-sts --x509 | wif-impersonate   (the client certificate to STS over mutual TLS)
-#   and shows wif-refresh failing over from Azure AD (made to answer 503) to X.509, and
-#   stops everything it started.
+#   shows wif-refresh failing over from Azure AD (made to answer 503) to X.509, then the
+#   bearer fallback (wif-serve --bearer-issuers: a Kubernetes service-account token from the
+#   emulator fetches the token with wif-get --bearer-file, no certificate; a tampered token
+#   is refused 401), and stops everything it started.
 #
 # usage: scripts/demo.sh [--keep]     (--keep leaves the demo directory for a look around)
 #
@@ -213,19 +215,23 @@ pids+=($!)
 broker=$(server_url broker.log $!)
 ok "broker at $broker: rule team-a (CN wif-client) → gs://team-a-data, team-b (spiffe://…/wif-client-2) → gs://team-b-data"
 
-# gcs_read TOKEN BUCKET OBJECT: reads an object from the emulator's Cloud Storage (plain
-# HTTP through bash's /dev/tcp: no other tool needed); prints the status and the body.
-gcs_read() {
-  local hostport=${emu#http://}
+# emu_http METHOD PATH [AUTHORIZATION [JSON_BODY]]: one request to the emulator (plain HTTP
+# through bash's /dev/tcp: no other tool needed); prints the status and the body.
+emu_http() {
+  local hostport=${emu#http://} head body=${4:-}
   exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}"
-  printf 'GET /storage/v1/b/%s/o/%s?alt=media HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n' \
-    "$2" "${3//\//%2F}" "$hostport" "$1" >&3
+  head="$1 $2 HTTP/1.1\r\nHost: $hostport\r\nConnection: close\r\n"
+  [ -z "${3:-}" ] || head+="Authorization: $3\r\n"
+  [ -z "$body" ] || head+="Content-Type: application/json\r\nContent-Length: ${#body}\r\n"
+  printf "%b\r\n%s" "$head" "$body" >&3
   local response
   response=$(tr -d '\r' <&3)
   exec 3<&-
   printf '%s\n' "$response" | sed -n '1s/^HTTP\/1.1 \([0-9]*\).*/\1/p'
   printf '%s\n' "${response#*$'\n\n'}"
 }
+# gcs_read TOKEN BUCKET OBJECT: reads an object from the emulator's Cloud Storage.
+gcs_read() { emu_http GET "/storage/v1/b/$2/o/${3//\//%2F}?alt=media" "Bearer $1"; }
 allowed=0 refused=0
 for who in client:team-a-data/reports/q1.csv client2:team-b-data/deploy/manifest.json; do
   name=${who%%:*} own=${who#*:}
@@ -305,6 +311,61 @@ ok "Azure AD was down; the token in failover_token.txt came from the X.509 path"
 if grep -qF -f <(cat x509_token.txt; echo; cat failover_token.txt) emulator2.log emulator2.log.err refresh.err; then
   die "a log contains a token"
 fi
+
+say "Clients without a certificate: a Kubernetes service-account token as a bearer token"
+# The emulator's Kubernetes issuer "prod" (examples/emulator.json) answers TokenRequests as
+# the API server does; wif-serve trusts its JWKS for audience wif-serve.
+k8s_issuer=https://kubernetes.default.svc.cluster.local
+cat >bearer-issuers.json <<JSON
+{ "version": 1, "issuers": [ { "name": "k8s-prod", "kind": "kubernetes", "issuer": "$k8s_issuer",
+  "audience": "wif-serve", "jwks_uri": "$emu/k8s/prod/openid/v1/jwks", "max_lifetime": "1h10m" } ] }
+JSON
+request='{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"audiences":["wif-serve"],"expirationSeconds":3600}}'
+cmd "POST $emu/k8s/prod/api/v1/namespaces/batch/serviceaccounts/report/token $request"
+{ read -r status; body=$(cat); } < <(emu_http POST /k8s/prod/api/v1/namespaces/batch/serviceaccounts/report/token "" "$request")
+[ "$status" = 201 ] || die "the emulator's TokenRequest answered HTTP $status: $body"
+(umask 077; json_string token <<<"$body" | head -n 1 | tr -d '\n' >k8s-token.jwt)
+[ -s k8s-token.jwt ] || die "the TokenRequest answer has no status.token: $body"
+printf 'sub = %s, aud = %s, exp = %s  (what the kubelet writes into a projected volume)\n' \
+  "$(wif-inspect --token-file k8s-token.jwt --claim sub)" "$(wif-inspect --token-file k8s-token.jwt --claim aud | tr -d '\n ')" \
+  "$(wif-inspect --token-file k8s-token.jwt --claim exp)"
+cmd "wif-serve … --token wif_token.txt --bearer-issuers bearer-issuers.json --allow bearer:k8s-prod:system:serviceaccount:batch:report --allow cn:wif-client"
+wif-serve --listen 127.0.0.1:0 --cert pki/server-chain.crt --key pki/server.key --client-ca pki/ca-chain.crt \
+  --token wif_token.txt --bearer-issuers bearer-issuers.json \
+  --allow bearer:k8s-prod:system:serviceaccount:batch:report --allow cn:wif-client \
+  >bearer.log 2>bearer.log.err </dev/null &
+pids+=($!)
+bearer_url=$(server_url bearer.log $!)
+ok "serving at $bearer_url: certificate clients as before, and clients of issuer k8s-prod without one"
+cmd "wif-get --url $bearer_url --ca pki/ca-chain.crt --bearer-file k8s-token.jwt --out bearer_token.txt"
+wif-get --url "$bearer_url" --ca pki/ca-chain.crt --bearer-file k8s-token.jwt --out bearer_token.txt \
+  </dev/null >bearer-fetched.json
+wif-inspect --redact --section fetched bearer-fetched.json
+cmp -s wif_token.txt bearer_token.txt || die "the token fetched with the bearer token differs from wif_token.txt"
+ok "bearer_token.txt is byte-identical to wif_token.txt: fetched without a client certificate"
+
+say "A tampered token (its namespace changed to kube-system) is refused with 401"
+# The payload re-encoded with another namespace and sub; the signature is the original's.
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+payload=$(cut -d. -f2 k8s-token.jwt | tr -- '-_' '+/')
+while [ $((${#payload} % 4)) != 0 ]; do payload+='='; done
+forged=$(base64 -d <<<"$payload" | sed 's/batch/kube-system/g' | b64url)
+(umask 077; printf '%s.%s.%s' "$(cut -d. -f1 k8s-token.jwt)" "$forged" "$(cut -d. -f3 k8s-token.jwt)" >forged-token.jwt)
+cmd "wif-get --url $bearer_url --ca pki/ca-chain.crt --bearer-file forged-token.jwt --retries 0"
+code=0
+wif-get --url "$bearer_url" --ca pki/ca-chain.crt --bearer-file forged-token.jwt --retries 0 \
+  </dev/null >/dev/null 2>forged.err || code=$?
+sed 's/^/  /' forged.err
+[ $code -eq 4 ] || die "expected exit code 4 (refused), got $code"
+grep -q '"status":401' bearer.log || die "wif-serve logged no 401"
+grep -q '"code":"bad_signature"' bearer.log || die "wif-serve did not log the refusal as bad_signature"
+ok "refused: HTTP 401, logged as bad_signature; exit code $code, nothing written"
+say "wif-serve's log of the bearer clients (issuer, sub, jti, token digest; never the token)"
+grep '"auth":"bearer"' bearer.log
+if grep -qF -f <(cat k8s-token.jwt; echo; cat forged-token.jwt; echo; cat bearer_token.txt; echo) bearer.log bearer.log.err emulator.log; then
+  die "a log contains a token"
+fi
+ok "no log contains the service-account token or the Google token"
 
 say "Stopping everything"
 kill -TERM "$serve_pid"

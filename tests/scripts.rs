@@ -83,6 +83,9 @@ fn demo_runs_the_tools_where_cargo_put_them() {
         assert!(so.lines().any(|l| l.starts_with(&format!("✔ {client} is refused gs://{other}-data/"))), "{so}");
     }
     assert!(so.contains("✔ 2 reads allowed, 2 refused"), "{so}");
+    // The bearer part: the token fetched without a certificate, a tampered token refused.
+    assert!(so.lines().any(|l| l.starts_with("✔ bearer_token.txt is byte-identical to wif_token.txt")), "{so}");
+    assert!(so.lines().any(|l| l.starts_with("✔ refused: HTTP 401, logged as bad_signature")), "{so}");
     // Its temporary directory (the PKI, the token) is gone.
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.iter().all(|n| !n.to_string_lossy().starts_with("wif-demo.")), "{left:?}");
