@@ -26,6 +26,12 @@ pub struct Bearer {
     issuers: Vec<Issuer>,
 }
 
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bearer").field("issuers", &self.issuer_names()).finish()
+    }
+}
+
 impl Bearer {
     /// Reads and checks the issuers file, loads JWKS files (a failure stops the start) and
     /// fetches JWKS URLs once (a failure is a warning: the server starts, and the URL is
