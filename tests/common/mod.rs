@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 pub mod broker;
 pub mod interop;
+pub mod jwt;
 pub mod manpages;
 pub mod prom;
 pub mod server;
