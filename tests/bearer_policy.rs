@@ -198,11 +198,18 @@ fn without_bearer_a_client_without_certificate_fails_in_the_handshake_and_with_i
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"], "invalid_request");
     let challenge = r.header("www-authenticate").unwrap();
-    assert!(challenge.starts_with("Bearer realm=\"wif-serve\", error=\"invalid_request\", error_description=\""), "{challenge}");
+    assert!(
+        challenge.starts_with("Bearer realm=\"wif-serve\", error=\"invalid_request\", error_description=\""),
+        "{challenge}"
+    );
     let lines = requests(&mut on);
     assert_eq!(lines.len(), 4);
     for l in &lines[..3] {
-        assert_eq!((l["status"].as_u64(), l["auth"].as_str(), l["code"].as_str()), (Some(401), Some("bearer"), Some("no_token")), "{l}");
+        assert_eq!(
+            (l["status"].as_u64(), l["auth"].as_str(), l["code"].as_str()),
+            (Some(401), Some("bearer"), Some("no_token")),
+            "{l}"
+        );
         assert!(l.get("subject").is_none() && l.get("fingerprint").is_none() && l.get("bearer").is_none(), "{l}");
     }
     assert_eq!(lines[3]["code"], "malformed");
@@ -234,7 +241,10 @@ fn a_bearer_client_is_served_logged_and_recorded_without_its_token() {
     assert_eq!(entries.len(), 1, "{text}");
     let client = &entries[0]["client"];
     assert_eq!(client["kind"], "bearer");
-    assert_eq!((client["issuer"].as_str(), client["iss"].as_str(), client["sub"].as_str()), (Some("test"), Some(ISS), Some("alice")));
+    assert_eq!(
+        (client["issuer"].as_str(), client["iss"].as_str(), client["sub"].as_str()),
+        (Some("test"), Some(ISS), Some("alice"))
+    );
     assert_eq!(client["claims"], json!({"team": "data", "roles": ["reader", "deployer"]}));
     assert_eq!((client["jti"].as_str(), client["token_sha256"].as_str()), (Some("jti-alice-1"), Some(digest)));
     let exp = wif::core::clock::parse_rfc3339(client["token_expires_at"].as_str().unwrap()).unwrap();
@@ -359,7 +369,8 @@ fn policy_rules_match_bearer_clients_by_issuer_sub_and_claims() {
     }));
     let mut srv = b.serve(&["--policy", &policy]);
     let rule = |r: &Resp| r.header("x-wif-rule").map(str::to_string);
-    let report = bearer_get(srv.port, "/get_wif_token", Some(&b.token_for("system:serviceaccount:batch:report", json!({}))));
+    let report =
+        bearer_get(srv.port, "/get_wif_token", Some(&b.token_for("system:serviceaccount:batch:report", json!({}))));
     assert_eq!((report.status, rule(&report).as_deref()), (200, Some("report")));
     let deployer = b.token_for("carol", json!({"team": "data", "roles": ["reader", "deployer"]}));
     let r = bearer_get(srv.port, "/get_wif_token", Some(&deployer));

@@ -43,7 +43,7 @@ pub(super) fn admit(
     id: u64,
     peer: &str,
     req: &Request,
-) -> Result<Principal, Denied> {
+) -> Result<Principal, Box<Denied>> {
     let Some(verifier) = &shared.bearer else {
         return Err(refused(shared, Code::NoToken, "bearer clients are off".into(), None));
     };
@@ -66,7 +66,8 @@ pub(super) fn admit(
             if let Err(why) = shared.join_client(id, &identity.client_key()) {
                 Event::new("connection_refused").peer(peer).bearer(log_fields(&identity)).reason(&why).emit();
                 let resp = too_many_connections("client", why);
-                return Err(Denied { resp, code: "too_many_connections", client: Some(Principal::Bearer(identity)) });
+                let client = Some(Principal::Bearer(identity));
+                return Err(Box::new(Denied { resp, code: "too_many_connections", client }));
             }
             client.bound = Some((identity.issuer.clone(), identity.sub.clone()));
         }
@@ -76,7 +77,7 @@ pub(super) fn admit(
         shared.metrics.refused(Refusal::NotAllowed);
         let resp = Response::error(403, "forbidden", "this client is not on the server's allow-list")
             .because("client identity not in the allow-list");
-        return Err(Denied { resp, code: Refusal::NotAllowed.label(), client: Some(principal) });
+        return Err(Box::new(Denied { resp, code: Refusal::NotAllowed.label(), client: Some(principal) }));
     }
     if let Principal::Bearer(b) = &principal {
         shared.metrics.bearer_accepted(&b.issuer);
@@ -85,9 +86,9 @@ pub(super) fn admit(
 }
 
 /// Counts a refusal and makes its answer (`detail` for the log only).
-fn refused(shared: &Shared, code: Code, detail: String, client: Option<BearerIdentity>) -> Denied {
+fn refused(shared: &Shared, code: Code, detail: String, client: Option<BearerIdentity>) -> Box<Denied> {
     shared.metrics.bearer_refused(code);
-    Denied { resp: refusal(code, detail), code: code.label(), client: client.map(Principal::Bearer) }
+    Box::new(Denied { resp: refusal(code, detail), code: code.label(), client: client.map(Principal::Bearer) })
 }
 
 /// The answer to a refused bearer token (RFC 6750 §3): the JSON error, `WWW-Authenticate`
@@ -117,7 +118,8 @@ mod tests {
             assert!(!words.contains('"') && !words.contains('\\'), "{code:?}: {words}");
             let resp = refusal(code, "detail".into());
             assert_eq!(resp.status, code.status());
-            let header = |name: &str| resp.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+            let header =
+                |name: &str| resp.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
             let challenge = header("WWW-Authenticate").expect("a challenge");
             assert!(challenge.starts_with("Bearer realm=\"wif-serve\""), "{challenge}");
             assert_eq!(challenge.contains("error="), code != Code::NoToken, "{challenge}");

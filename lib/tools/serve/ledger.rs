@@ -7,9 +7,9 @@
 use super::allow::Principal;
 use super::bearer::ClaimValue;
 use super::log;
-use std::collections::BTreeMap;
 use crate::core::error::{Error, Result};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -161,7 +161,10 @@ impl Ledger {
                 let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
                 if let Err(e) = f.write_all(&bytes) {
                     log::Event::new("ledger_failed")
-                        .reason(format!("writing the ledger: {e}; a credential was issued to {}", line.client.describe()))
+                        .reason(format!(
+                            "writing the ledger: {e}; a credential was issued to {}",
+                            line.client.describe()
+                        ))
                         .emit();
                 }
             }

@@ -355,7 +355,11 @@ fn render_broker(t: &mut Text, broker: &Broker) {
 
 /// The bearer series: verified and refused requests, and each issuer's keys.
 fn render_bearer(t: &mut Text, b: &BearerCounters, jwks: &[IssuerStats]) {
-    t.family("wif_serve_bearer_accepted_total", "counter", "Requests of bearer clients whose token verified, by issuer");
+    t.family(
+        "wif_serve_bearer_accepted_total",
+        "counter",
+        "Requests of bearer clients whose token verified, by issuer",
+    );
     for (issuer, c) in &b.accepted {
         t.sample("wif_serve_bearer_accepted_total", &[("issuer", issuer)], read(c));
     }

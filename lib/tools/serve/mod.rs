@@ -7,6 +7,7 @@
 
 pub mod allow;
 pub mod bearer;
+mod bearer_session;
 pub mod broker;
 mod command;
 pub mod conns;
@@ -18,7 +19,6 @@ pub mod metrics;
 mod options;
 pub mod policy;
 pub mod routes;
-mod bearer_session;
 mod session;
 mod shared;
 pub mod tls;

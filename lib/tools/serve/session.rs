@@ -50,7 +50,7 @@ pub(super) fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<C
     let auth = match Verified::new(&conn, built.generation) {
         Some(verified) => {
             let principal = Principal::Certificate(verified.id.clone());
-            Auth::Certificate { verified, principal }
+            Auth::Certificate(Box::new(CertificateClient { verified, principal }))
         }
         None if shared.bearer.is_some() => Auth::Bearer(BearerClient::default()),
         None => return HandshakeFailure::NoCertificate.record(&shared.metrics, &cx.peer),
@@ -66,9 +66,15 @@ pub(super) fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<C
 /// How a connection's client is known.
 enum Auth {
     /// By the certificate verified in the handshake.
-    Certificate { verified: Verified, principal: Principal },
+    Certificate(Box<CertificateClient>),
     /// By the bearer token of each request.
     Bearer(BearerClient),
+}
+
+/// A client verified by its certificate, and that identity as a client.
+struct CertificateClient {
+    verified: Verified,
+    principal: Principal,
 }
 
 /// A connection after its handshake.
@@ -94,7 +100,8 @@ impl<'t> Session<'t> {
     /// the client's requests until it closes, times out, is refused or the server stops.
     fn serve(&mut self, shared: &Shared, id: u64) {
         let limits = shared.limits;
-        if let Auth::Certificate { verified, principal } = &self.auth {
+        if let Auth::Certificate(c) = &self.auth {
+            let CertificateClient { verified, principal } = c.as_ref();
             if !shared.allow.allows(principal) {
                 // Counted once per connection, and never kept open: the slot goes back at once.
                 shared.metrics.refused(Refusal::NotAllowed);
@@ -104,7 +111,11 @@ impl<'t> Session<'t> {
                 return self.refuse(shared, refusal, "not_allowed");
             }
             if let Err(why) = shared.join_client(id, &verified.id.fingerprint) {
-                Event::new("connection_refused").peer(&self.cx.peer).client(&verified.id.subject, &verified.id.fingerprint).reason(&why).emit();
+                Event::new("connection_refused")
+                    .peer(&self.cx.peer)
+                    .client(&verified.id.subject, &verified.id.fingerprint)
+                    .reason(&why)
+                    .emit();
                 return self.refuse(shared, too_many_connections("client certificate", why), "too_many_connections");
             }
         }
@@ -167,7 +178,8 @@ impl<'t> Session<'t> {
                     }
                     let bearer = matches!(client, Principal::Bearer(_));
                     // A bearer client refused (no rule matches it) is not kept.
-                    let keep_alive = !(bearer && answer.unmatched)
+                    let refused_bearer = bearer && answer.unmatched;
+                    let keep_alive = !refused_bearer
                         && req.keep_alive
                         && !req.has_body
                         && !shared.shutting_down.load(Ordering::SeqCst)
@@ -196,7 +208,7 @@ impl<'t> Session<'t> {
             let (req, client) = req.map_or((None, None), |(r, c)| (Some(r), c));
             // A certificate client is known even when its request is not.
             let client = client.or_else(|| match &self.auth {
-                Auth::Certificate { principal, .. } => Some(principal.clone()),
+                Auth::Certificate(c) => Some(c.principal.clone()),
                 Auth::Bearer(_) => None,
             });
             let bearer = matches!(self.auth, Auth::Bearer(_));
@@ -221,15 +233,15 @@ impl<'t> Session<'t> {
     /// Whether the request may be routed, and as whom: a certificate client's certificate
     /// checked again (`Err(None)`: cut off without an answer), a bearer client's token
     /// verified (`Err(Some)`: the refusal to answer before closing).
-    fn admit(&mut self, shared: &Shared, id: u64, req: &http::Request) -> Result<Principal, Option<Denied>> {
+    fn admit(&mut self, shared: &Shared, id: u64, req: &http::Request) -> Result<Principal, Option<Box<Denied>>> {
         match &mut self.auth {
-            Auth::Certificate { verified, principal } => match verified.recheck(&shared.tls, &self.conn) {
-                Ok(()) => Ok(principal.clone()),
+            Auth::Certificate(c) => match c.verified.recheck(&shared.tls, &self.conn) {
+                Ok(()) => Ok(c.principal.clone()),
                 Err((reason, refusal)) => {
                     shared.metrics.refused(refusal);
                     Event::new("connection_closed")
                         .peer(&self.cx.peer)
-                        .client(&verified.id.subject, &verified.id.fingerprint)
+                        .client(&c.verified.id.subject, &c.verified.id.fingerprint)
                         .reason(reason)
                         .code(refusal.label())
                         .emit();
@@ -310,8 +322,8 @@ impl<'t> Session<'t> {
     /// comes within [`REFUSED_GRACE`], is answered with `refusal`; then the connection is
     /// closed. Until then it is the first to give way when a slot is needed.
     fn refuse(&mut self, shared: &Shared, refusal: Response, code: &'static str) {
-        let Auth::Certificate { verified, principal } = &self.auth else { return };
-        let (id, principal) = (verified.id.clone(), principal.clone());
+        let Auth::Certificate(c) = &self.auth else { return };
+        let (id, principal) = (c.verified.id.clone(), c.principal.clone());
         if !self.cx.enter(Phase::Fresh, Phase::Closing) {
             return;
         }

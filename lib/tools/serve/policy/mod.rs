@@ -85,10 +85,10 @@ impl Matcher {
             }
             (Matcher::Bearer(m), Principal::Bearer(b)) => {
                 m.issuers.contains(&b.issuer)
-                    && m.subs.as_ref().is_none_or(|subs| subs.contains(&b.sub))
-                    && m.claims.iter().all(|(name, values)| {
-                        b.claims.get(name).is_some_and(|have| values.iter().any(|v| have.has(v)))
-                    })
+                    && m.subs.as_ref().map_or(true, |subs| subs.contains(&b.sub))
+                    && m.claims
+                        .iter()
+                        .all(|(name, values)| b.claims.get(name).is_some_and(|have| values.iter().any(|v| have.has(v))))
             }
             (Matcher::All(_), Principal::Bearer(_)) | (Matcher::Bearer(_), Principal::Certificate(_)) => false,
         }
@@ -142,7 +142,8 @@ impl Policy {
             if rules.iter().any(|x| x.name == r.name) {
                 return Err(flaw(at("name"), format!("{:?} names an earlier rule too; rule names are unique", r.name)));
             }
-            let matcher = r.matches.matcher(issuers).map_err(|(key, why)| flaw(format!("rules[{i}].match{key}"), why))?;
+            let matcher =
+                r.matches.matcher(issuers).map_err(|(key, why)| flaw(format!("rules[{i}].match{key}"), why))?;
             let source = r.token.unwrap_or_else(|| DEFAULT_SOURCE.to_string());
             if !(tokens.contains_key(&source) || source == DEFAULT_SOURCE && has_default) {
                 let why = if source == DEFAULT_SOURCE {

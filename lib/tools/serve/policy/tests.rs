@@ -137,12 +137,25 @@ fn bearer_rules_match_issuer_sub_and_claims_and_never_certificate_clients() {
     assert_eq!(name(&bearer("k8s-prod", "system:serviceaccount:batch:report", &[])), Some("report"));
     let ns = [("/kubernetes.io/namespace", one("batch"))];
     assert_eq!(name(&bearer("k8s-prod", "system:serviceaccount:batch:other", &ns)), Some("batch"));
-    assert_eq!(name(&bearer("k8s-prod", "system:serviceaccount:web:x", &[("/kubernetes.io/namespace", one("web"))])), None);
+    assert_eq!(
+        name(&bearer("k8s-prod", "system:serviceaccount:web:x", &[("/kubernetes.io/namespace", one("web"))])),
+        None
+    );
     // An array claim matches when one of its elements is a value; every claim named must match.
     let roles = ClaimValue::Many(vec!["read".into(), "deploy".into()]);
-    assert_eq!(name(&bearer("github", "repo:octo/app", &[("repository", one("octo/app")), ("roles", roles.clone())])), Some("deployers"));
+    assert_eq!(
+        name(&bearer("github", "repo:octo/app", &[("repository", one("octo/app")), ("roles", roles.clone())])),
+        Some("deployers")
+    );
     assert_eq!(name(&bearer("github", "repo:octo/app", &[("roles", roles)])), None);
-    assert_eq!(name(&bearer("github", "repo:octo/app", &[("repository", one("octo/app")), ("roles", ClaimValue::Many(vec!["read".into()]))])), None);
+    assert_eq!(
+        name(&bearer(
+            "github",
+            "repo:octo/app",
+            &[("repository", one("octo/app")), ("roles", ClaimValue::Many(vec!["read".into()]))]
+        )),
+        None
+    );
     // The same sub from another issuer is another client; a certificate rule never matches a bearer client.
     assert_eq!(name(&bearer("github", "system:serviceaccount:batch:report", &[])), None);
     assert_eq!(name(&bearer("k8s-prod", "alice", &[])), None);
