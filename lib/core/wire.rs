@@ -6,6 +6,18 @@ pub fn is_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Names chosen in a configuration that go into headers, log lines and metric labels
+/// (wif-serve's rules, token sources, bearer issuers): 1–64 of `A-Z a-z 0-9 . _ -`.
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a name: use 1 to 64 letters, digits, '.', '_' or '-'"))
+    }
+}
+
 /// Whether `value` can go into an HTTP header as it is: visible ASCII, spaces and tabs
 /// (RFC 9110 field-value without obs-text). A CR or LF would end the header there and let
 /// whoever chose the value write headers, or a body, of their own.

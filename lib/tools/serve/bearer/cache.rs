@@ -106,6 +106,21 @@ impl Fetch for UrlFetch {
     }
 }
 
+/// One issuer's keys, for the metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuerStats {
+    /// The issuer's name.
+    pub name: String,
+    /// Usable keys held now.
+    pub keys: usize,
+    /// Seconds since the keys were last loaded successfully (`None`: never).
+    pub age_secs: Option<i64>,
+    /// Successful loads (fetches or file reads) so far.
+    pub fetches_ok: u64,
+    /// Failed loads so far.
+    pub fetches_failed: u64,
+}
+
 /// What the cache holds now.
 #[derive(Default)]
 struct State {
@@ -294,9 +309,9 @@ impl Cache {
     }
 
     /// The counters for the metrics.
-    pub fn stats(&self, now: i64) -> super::IssuerStats {
+    pub fn stats(&self, now: i64) -> IssuerStats {
         let st = self.state();
-        super::IssuerStats {
+        IssuerStats {
             name: self.name.clone(),
             keys: st.keys.as_ref().map_or(0, |k| k.keys.len()),
             age_secs: st.loaded_at.map(|t| (now - t).max(0)),

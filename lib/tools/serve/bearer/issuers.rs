@@ -5,6 +5,7 @@
 use super::jwks::Alg;
 use crate::core::error::{Error, Result};
 use crate::core::files::{read_trusted, Part};
+use crate::core::wire::check_name;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -248,17 +249,6 @@ fn check_issuer(r: RawIssuer, base: &Path) -> std::result::Result<IssuerConfig, 
     let leeway = check_duration("leeway", r.leeway, LEEWAY)?;
     let claims = check_claims(r.claims, r.kind)?;
     Ok(IssuerConfig { name: r.name, issuer: r.issuer, audiences, keys, algorithms, max_lifetime, leeway, claims })
-}
-
-/// Issuer names: 1–64 of `A-Z a-z 0-9 . _ -` (they go into logs, labels and `--allow`).
-fn check_name(name: &str) -> std::result::Result<(), String> {
-    let ok = (1..=64).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{name:?} is not a name: use 1 to 64 letters, digits, '.', '_' or '-'"))
-    }
 }
 
 /// https anywhere, http on loopback only (the one HTTP client's rule).

@@ -139,7 +139,7 @@ impl Key {
     /// Whether this key may verify a token signed with `alg`: its type fits, and its own
     /// `alg`, if any, is the same.
     pub fn fits(&self, alg: Alg) -> bool {
-        self.key_type == alg.key_type() && self.alg.as_deref().is_none_or(|a| a == alg.name())
+        self.key_type == alg.key_type() && self.alg.iter().all(|a| a == alg.name())
     }
 }
 

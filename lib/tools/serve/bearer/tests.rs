@@ -8,6 +8,7 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPa
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -492,7 +493,8 @@ fn refusals_of_the_claims_in_order() {
         edit(&mut c);
         rsa().sign(&rs256("r1"), &c)
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, Code)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit, Code)> = vec![
         ("no aud", Box::new(|c| drop(c.as_object_mut().unwrap().remove("aud"))), Code::WrongAudience),
         ("other aud", Box::new(|c| c["aud"] = json!("other")), Code::WrongAudience),
         ("aud list without us", Box::new(|c| c["aud"] = json!(["a", "b"])), Code::WrongAudience),
@@ -532,7 +534,7 @@ fn refusals_of_the_claims_in_order() {
     }
     // Accepted: the audience list holding ours, a float exp, a sub of 1024 bytes.
     for edit in [
-        Box::new(|c: &mut Value| c["aud"] = json!(["x", AUD])) as Box<dyn Fn(&mut Value)>,
+        Box::new(|c: &mut Value| c["aud"] = json!(["x", AUD])) as Edit,
         Box::new(|c: &mut Value| c["exp"] = json!(NOW as f64 + 0.5)),
         Box::new(|c: &mut Value| c["sub"] = json!("s".repeat(1024))),
     ] {

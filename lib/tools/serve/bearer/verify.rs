@@ -3,9 +3,10 @@
 //! signature, then the claims (audience, expiry, validity window, lifetime, subject).
 
 use super::cache::{Cache, Lookup};
+use super::code::{Code, Refused};
+use super::identity::{BearerIdentity, ClaimValue};
 use super::issuers::IssuerConfig;
 use super::jwks::{Alg, Key, KeySet};
-use super::{BearerIdentity, ClaimValue, Code, Refused};
 use crate::core::jwt::{self, Jws};
 use crate::core::secret::quote;
 use serde_json::Value;

@@ -8,6 +8,7 @@
 use super::allow::{digest_hex, Principal, Rule as Id};
 use crate::core::error::{Error, Result};
 use crate::core::files::{read_trusted, Part};
+use crate::core::wire::check_name;
 use crate::protocol::boundary::AccessBoundary;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -177,17 +178,6 @@ impl Policy {
         names.sort_unstable();
         names.dedup();
         names
-    }
-}
-
-/// Rule and token source names: 1–64 of `A-Z a-z 0-9 . _ -` (they go into headers and labels).
-fn check_name(name: &str) -> std::result::Result<(), String> {
-    let ok = (1..=64).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{name:?} is not a name: use 1 to 64 letters, digits, '.', '_' or '-'"))
     }
 }
 
