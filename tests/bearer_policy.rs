@@ -409,3 +409,32 @@ fn policy_rules_match_bearer_clients_by_issuer_sub_and_claims() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("rules[0].match.issuer[0]"), "{err}");
 }
+
+#[test]
+fn the_issuers_keys_follow_their_file_and_sighup_and_a_bad_issuers_file_stops_the_start() {
+    let b = Bench::new();
+    let mut srv = b.serve(&[]);
+    srv.wait_for("jwks_loaded at start", |v| v["event"] == "jwks_loaded" && v["what"] == "test");
+    let next = jwt::signing_key_rsa();
+    let token = jwt::sign(&next, &json!({}), &jwt::claims(ISS, AUD, "alice"));
+    let r = bearer_get(srv.port, "/healthz", Some(&token));
+    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("invalid_token")));
+    // The watch loop sees the new file.
+    let jwks = b.path("jwks.json");
+    std::fs::write(&jwks, jwt::jwks_json(&[&b.key, &next])).unwrap();
+    srv.wait_count("jwks_loaded after the change", 2, |v| v["event"] == "jwks_loaded" && v["what"] == "test");
+    assert_eq!(bearer_get(srv.port, "/healthz", Some(&token)).status, 200);
+    // SIGHUP reads it again.
+    srv.signal("-HUP");
+    srv.wait_count("jwks_loaded after SIGHUP", 3, |v| v["event"] == "jwks_loaded" && v["what"] == "test");
+    srv.finish_checking_secrecy(&[&token]);
+
+    std::fs::write(b.path("issuers.json"), json!({"version": 1, "issuers": [{"name": "test", "issuer": ISS, "audience": AUD, "jwks_file": "jwks.json", "algorithms": ["HS256"]}]}).to_string()).unwrap();
+    let mut all = server_args(&pki_file("ca-chain.crt"), &b.token);
+    all.extend(["--bearer-issuers".to_string(), b.path("issuers.json")]);
+    let out = bin("wif-serve").args(&all).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("issuers[0].algorithms"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing served, nothing logged: {}", String::from_utf8_lossy(&out.stdout));
+}
