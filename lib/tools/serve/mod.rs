@@ -7,6 +7,7 @@
 
 pub mod allow;
 pub mod bearer;
+mod bearer_session;
 pub mod broker;
 mod command;
 pub mod conns;
