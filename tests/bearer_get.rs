@@ -56,18 +56,19 @@ fn never_shown(out: &std::process::Output, secret: &str) {
     assert!(!stderr(out).contains(secret), "the token reached stderr: {}", stderr(out));
 }
 
-fn bearer_dir() -> (tempfile::TempDir, PathBuf) {
+/// A new directory with the bearer token file `wif-token` holding `jwt`.
+fn bearer_file(jwt: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempdir();
     let path = dir.path().join("wif-token");
+    write_bearer(&path, jwt);
     (dir, path)
 }
 
 #[test]
 fn sends_the_file_as_a_bearer_token_without_a_client_certificate_and_says_so_in_fetched() {
     let server = HttpsRecorder::start(vec![token_answer(3600)]);
-    let (dir, file) = bearer_dir();
     let jwt = projected_jwt(SUB, 3600);
-    write_bearer(&file, &jwt);
+    let (dir, file) = bearer_file(&jwt);
     let out_file = dir.path().join("token.txt");
     let out = wif_get(&server.url(), &file, &["--out", out_file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -96,8 +97,7 @@ fn sends_the_file_as_a_bearer_token_without_a_client_certificate_and_says_so_in_
 #[test]
 fn a_relative_file_is_recorded_absolute_and_a_certificate_fetch_says_auth_certificate() {
     let server = HttpsRecorder::start(vec![token_answer(3600)]);
-    let (dir, file) = bearer_dir();
-    write_bearer(&file, &projected_jwt(SUB, 3600));
+    let (dir, file) = bearer_file(&projected_jwt(SUB, 3600));
     let out = bin("wif-get")
         .current_dir(dir.path())
         .args(["--url", &server.url(), "--ca", &pki_file("ca-chain.crt"), "--bearer-file", "wif-token"])
@@ -127,9 +127,8 @@ fn a_relative_file_is_recorded_absolute_and_a_certificate_fetch_says_auth_certif
 #[test]
 fn the_file_is_read_again_for_each_fetch() {
     let server = HttpsRecorder::start(vec![token_answer(3600)]);
-    let (_dir, file) = bearer_dir();
     let (first, second) = (projected_jwt(SUB, 3600), projected_jwt("system:serviceaccount:batch:other", 3600));
-    write_bearer(&file, &first);
+    let (_dir, file) = bearer_file(&first);
     let out = wif_get(&server.url(), &file, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     // Rotated as kubelet does it: a new file renamed over the old one.
@@ -146,9 +145,8 @@ fn the_file_is_read_again_for_each_fetch() {
 fn the_metadata_server_reads_the_file_again_before_each_refresh() {
     // Tokens that live 6 s: refreshed every 3 s or so.
     let server = HttpsRecorder::start(vec![token_answer(6)]);
-    let (_dir, file) = bearer_dir();
     let (first, second) = (projected_jwt(SUB, 3600), projected_jwt(SUB, 7200));
-    write_bearer(&file, &first);
+    let (_dir, file) = bearer_file(&first);
     let args: Vec<String> = [
         "--url",
         &server.url(),
@@ -183,8 +181,7 @@ fn the_metadata_server_reads_the_file_again_before_each_refresh() {
 #[test]
 fn bearer_file_and_a_client_certificate_are_a_usage_error_naming_both() {
     let server = HttpsRecorder::start(vec![token_answer(3600)]);
-    let (_dir, file) = bearer_dir();
-    write_bearer(&file, &projected_jwt(SUB, 3600));
+    let (_dir, file) = bearer_file(&projected_jwt(SUB, 3600));
     let given: [(&[&str], &str); 3] = [
         (&["--cert", "client.crt"], "--cert"),
         (&["--key", "client.key"], "--key"),
@@ -260,8 +257,7 @@ fn a_bad_bearer_file_stops_before_any_request_and_never_quotes_it() {
 fn check_spoils(spoils: &[Spoil], secretish: &str) {
     let server = HttpsRecorder::start(vec![token_answer(3600)]);
     for (what, spoil, words) in spoils {
-        let (dir, file) = bearer_dir();
-        write_bearer(&file, &projected_jwt(SUB, 3600));
+        let (dir, file) = bearer_file(&projected_jwt(SUB, 3600));
         spoil(&file);
         let out_file = dir.path().join("token.txt");
         let out = wif_get(&server.url(), &file, &["--out", out_file.to_str().unwrap()]);
@@ -278,9 +274,8 @@ fn check_spoils(spoils: &[Spoil], secretish: &str) {
 #[test]
 fn an_expired_token_is_sent_with_a_warning() {
     let server = HttpsRecorder::start(vec![token_answer(3600)]);
-    let (_dir, file) = bearer_dir();
     let jwt = projected_jwt(SUB, -600);
-    write_bearer(&file, &jwt);
+    let (_dir, file) = bearer_file(&jwt);
     let out = wif_get(&server.url(), &file, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
@@ -296,9 +291,8 @@ fn a_401_is_not_retried_and_says_the_server_refused_the_bearer_token() {
     let refusal = Canned::json(401, json!({"error": "invalid_token", "message": "the token has expired"}))
         .header("WWW-Authenticate", "Bearer realm=\"wif-serve\", error=\"invalid_token\"");
     let server = HttpsRecorder::start(vec![refusal]);
-    let (dir, file) = bearer_dir();
     let jwt = projected_jwt(SUB, 3600);
-    write_bearer(&file, &jwt);
+    let (dir, file) = bearer_file(&jwt);
     let out_file = dir.path().join("token.txt");
     let out = wif_get(&server.url(), &file, &["--retries", "3", "--out", out_file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
@@ -316,9 +310,8 @@ fn a_401_is_not_retried_and_says_the_server_refused_the_bearer_token() {
 fn a_403_names_the_tokens_issuer_and_subject_not_a_certificate() {
     let refusal = Canned::json(403, json!({"error": "not_allowed", "message": "this client is not allowed"}));
     let server = HttpsRecorder::start(vec![refusal]);
-    let (_dir, file) = bearer_dir();
     let jwt = projected_jwt(SUB, 3600);
-    write_bearer(&file, &jwt);
+    let (_dir, file) = bearer_file(&jwt);
     let out = wif_get(&server.url(), &file, &[]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert_eq!(server.requests().len(), 1);
@@ -334,9 +327,8 @@ fn a_server_that_requires_a_client_certificate_is_told_of_in_bearer_terms() {
     let (_tdir, token_file) = crate::common::server::token_dir();
     crate::common::server::write_token(&token_file, ACCESS_TOKEN, 3600);
     let mut serve = Server::start(&token_file, &[]);
-    let (_dir, file) = bearer_dir();
     let jwt = projected_jwt(SUB, 3600);
-    write_bearer(&file, &jwt);
+    let (_dir, file) = bearer_file(&jwt);
     let url = format!("https://localhost:{}/get_wif_token", serve.port);
     let out = wif_get(&url, &file, &[]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
@@ -349,9 +341,8 @@ fn a_server_that_requires_a_client_certificate_is_told_of_in_bearer_terms() {
 #[test]
 fn json_output_never_holds_the_bearer_token_even_with_show_token() {
     let server = HttpsRecorder::start(vec![token_answer(3600)]);
-    let (_dir, file) = bearer_dir();
     let jwt = projected_jwt(SUB, 3600);
-    write_bearer(&file, &jwt);
+    let (_dir, file) = bearer_file(&jwt);
     let out = wif_get(&server.url(), &file, &["--show-token"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let doc: Value = json_out(&out);
