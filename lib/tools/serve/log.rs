@@ -4,10 +4,13 @@ use serde::Serialize;
 use std::io::Write;
 use std::sync::Mutex;
 
-static STDOUT: Mutex<()> = Mutex::new(());
+/// Lines logged before the `listening` line (e.g. the bearer issuers' keys loaded at
+/// start), held so that `listening` stays the first line; `None` once it is written.
+static STDOUT: Mutex<Option<Vec<Vec<u8>>>> = Mutex::new(Some(Vec::new()));
 
-/// Writes one event as a JSON line and flushes it. A closed stdout is ignored: the log is
-/// for the operator, and losing it must not stop the service.
+/// Writes one event as a JSON line and flushes it (before [`listening`], holds it until
+/// then). A closed stdout is ignored: the log is for the operator, and losing it must not
+/// stop the service.
 pub fn emit<T: Serialize>(event: &T) {
     // Unit tests would interleave log lines with the test harness's output.
     if cfg!(test) {
@@ -15,9 +18,30 @@ pub fn emit<T: Serialize>(event: &T) {
     }
     let Ok(mut line) = serde_json::to_vec(event) else { return };
     line.push(b'\n');
-    let _guard = STDOUT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut held = STDOUT.lock().unwrap_or_else(|p| p.into_inner());
+    match held.as_mut() {
+        Some(early) => early.push(line),
+        None => write_out(&line),
+    }
+}
+
+/// Writes the first line, `listening`, then the lines held until it.
+pub fn listening(line: &Listening<'_>) {
+    if cfg!(test) {
+        return;
+    }
+    let Ok(mut first) = serde_json::to_vec(line) else { return };
+    first.push(b'\n');
+    let mut held = STDOUT.lock().unwrap_or_else(|p| p.into_inner());
+    write_out(&first);
+    for early in held.take().unwrap_or_default() {
+        write_out(&early);
+    }
+}
+
+fn write_out(line: &[u8]) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&line).and_then(|()| out.flush());
+    let _ = out.write_all(line).and_then(|()| out.flush());
 }
 
 /// The current time as RFC 3339 UTC with milliseconds.
@@ -51,10 +75,18 @@ pub struct RequestLine<'a> {
     pub time: String,
     /// The client's address.
     pub peer: String,
-    /// The client certificate's subject.
-    pub subject: &'a str,
-    /// SHA-256 of the client certificate (hex).
-    pub fingerprint: &'a str,
+    /// The client certificate's subject (certificate clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<&'a str>,
+    /// SHA-256 of the client certificate, hex (certificate clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<&'a str>,
+    /// `bearer` for a client without a certificate (absent for certificate clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<&'static str>,
+    /// The verified bearer token's identity (bearer clients, once their token verified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer: Option<BearerFields<'a>>,
     /// The TLS version negotiated.
     pub tls: &'a str,
     /// Request method.
@@ -70,6 +102,24 @@ pub struct RequestLine<'a> {
     /// Why the request was refused, for 4xx/5xx answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
+    /// The refusal's code, for a refused bearer client (e.g. `expired`, `not_allowed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+}
+
+/// A bearer client in the log: who its verified token says it is, and the token's digest
+/// (never the token). Plain fields: the verifier logs through this module, so this module
+/// does not know the verifier's types.
+#[derive(Clone, Copy, Serialize)]
+pub struct BearerFields<'a> {
+    /// The issuer's name in `--bearer-issuers`.
+    pub issuer: &'a str,
+    /// The token's `sub`.
+    pub sub: &'a str,
+    /// The token's `jti`, `null` when it has none.
+    pub jti: Option<&'a str>,
+    /// The first 16 hex digits of the token's SHA-256.
+    pub token_sha256: &'a str,
 }
 
 /// Anything else: refused handshakes, refused connections, reloads, shutdown.
@@ -103,6 +153,9 @@ pub struct Event<'a> {
     /// SHA-256 of the client certificate (hex), for events about a verified client.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<&'a str>,
+    /// The bearer client, for events about a verified bearer client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer: Option<BearerFields<'a>>,
 }
 
 impl<'a> Event<'a> {
@@ -118,6 +171,7 @@ impl<'a> Event<'a> {
             connections: None,
             subject: None,
             fingerprint: None,
+            bearer: None,
         }
     }
 
@@ -131,6 +185,12 @@ impl<'a> Event<'a> {
     /// With the peer address.
     pub fn peer(mut self, peer: impl ToString) -> Self {
         self.peer = Some(peer.to_string());
+        self
+    }
+
+    /// With the verified bearer client's identity.
+    pub fn bearer(mut self, fields: BearerFields<'a>) -> Self {
+        self.bearer = Some(fields);
         self
     }
 
