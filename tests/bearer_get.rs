@@ -5,6 +5,7 @@
 //! still requires one.
 
 use crate::common::https::HttpsRecorder;
+use crate::common::jwt;
 use crate::common::server::{now, Server};
 use crate::common::*;
 use crate::metadata::Mds;
@@ -348,4 +349,135 @@ fn json_output_never_holds_the_bearer_token_even_with_show_token() {
     let doc: Value = json_out(&out);
     assert_eq!(doc["fetched"]["token"], ACCESS_TOKEN);
     never_shown(&out, &jwt);
+}
+
+/// wif-serve with bearer clients on: one issuer `k8s` (kind kubernetes) whose JWKS is a file
+/// holding a test-held RSA key, its token file served, plus `extra` flags.
+struct BearerServe {
+    serve: Server,
+    key: jwt::SigningKey,
+    _dir: tempfile::TempDir,
+}
+
+impl BearerServe {
+    fn start(extra: &[&str]) -> BearerServe {
+        let (dir, token_file) = crate::common::server::token_dir();
+        crate::common::server::write_token(&token_file, ACCESS_TOKEN, 3600);
+        let key = jwt::signing_key_rsa();
+        std::fs::write(dir.path().join("jwks.json"), jwt::jwks_json(&[&key])).unwrap();
+        let issuers = json!({"version": 1, "issuers": [{"name": "k8s", "kind": "kubernetes", "issuer": ISS,
+            "audience": "wif-serve", "jwks_file": "jwks.json"}]});
+        let issuers_file = dir.path().join("issuers.json");
+        std::fs::write(&issuers_file, issuers.to_string()).unwrap();
+        let mut args = vec!["--bearer-issuers", issuers_file.to_str().unwrap()];
+        args.extend(extra);
+        BearerServe { serve: Server::start(&token_file, &args), key, _dir: dir }
+    }
+
+    fn url(&self) -> String {
+        format!("https://localhost:{}/get_wif_token", self.serve.port)
+    }
+
+    /// A projected token of `sub` signed by the issuer's key, with `changes` to its claims.
+    fn token(&self, sub: &str, changes: Value) -> String {
+        let mut claims = jwt::claims(ISS, "wif-serve", sub);
+        claims["kubernetes.io"] = json!({"namespace": "batch", "serviceaccount": {"name": "report"}});
+        for (k, v) in changes.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        jwt::sign(&self.key, &json!({}), &claims)
+    }
+
+    /// The request lines wif-serve logged so far.
+    fn requests(&mut self) -> Vec<Value> {
+        self.serve.drain().into_iter().filter(|l| l["event"] == "request").collect()
+    }
+}
+
+#[test]
+fn end_to_end_wif_serve_verifies_the_files_token_and_each_rotation() {
+    let mut srv = BearerServe::start(&[]);
+    let first = srv.token(SUB, json!({}));
+    let (dir, file) = bearer_file(&first);
+    let out_file = dir.path().join("token.txt");
+    let out = wif_get(&srv.url(), &file, &["--out", out_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), ACCESS_TOKEN);
+    assert_eq!(json_out(&out)["fetched"]["bearer"]["sub"], SUB);
+    never_shown(&out, &first);
+
+    // Rotated: the next fetch presents the new token, and wif-serve sees its subject.
+    let second = srv.token("system:serviceaccount:batch:other", json!({}));
+    write_bearer(&file, &second);
+    let out = wif_get(&srv.url(), &file, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    never_shown(&out, &second);
+    let lines = srv.requests();
+    let subs: Vec<(&str, &str, u64)> = lines
+        .iter()
+        .map(|l| (l["auth"].as_str().unwrap(), l["bearer"]["sub"].as_str().unwrap(), l["status"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(subs, [("bearer", SUB, 200), ("bearer", "system:serviceaccount:batch:other", 200)], "{lines:#?}");
+    srv.serve.finish_checking_secrecy(&[&first, &second]);
+}
+
+#[test]
+fn end_to_end_refusals_are_not_retried_and_quote_wif_serves_reason() {
+    let mut srv = BearerServe::start(&["--allow", &format!("bearer:k8s:{SUB}")]);
+    let now = now();
+    let cases = [
+        ("expired", srv.token(SUB, json!({"iat": now - 900, "nbf": now - 900, "exp": now - 300})), 401),
+        ("audience", srv.token(SUB, json!({"aud": "another-server"})), 401),
+        ("not allowed", srv.token("system:serviceaccount:batch:intruder", json!({})), 403),
+    ];
+    for (what, token, status) in &cases {
+        let (_dir, file) = bearer_file(token);
+        let out = wif_get(&srv.url(), &file, &["--retries", "3"]);
+        assert_eq!(out.status.code(), Some(4), "{what}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(&format!("(HTTP {status}): ")), "{what}: the server's reason is not quoted: {err}");
+        if *status == 401 {
+            assert!(err.contains("the server refused the bearer token") && err.contains("audience"), "{what}: {err}");
+        } else {
+            assert!(err.contains("allow-list") && err.contains("intruder"), "{what}: {err}");
+        }
+        assert_eq!(err.contains("warning: the bearer token"), *what == "expired", "{what}: {err}");
+        never_shown(&out, token);
+    }
+    let lines = srv.requests();
+    let codes: Vec<(&str, u64)> =
+        lines.iter().map(|l| (l["code"].as_str().unwrap_or("-"), l["status"].as_u64().unwrap())).collect();
+    // One request each: nothing retried.
+    assert_eq!(codes, [("expired", 401), ("wrong_audience", 401), ("not_allowed", 403)], "{lines:#?}");
+    let tokens: Vec<&str> = cases.iter().map(|(_, t, _)| t.as_str()).collect();
+    srv.serve.finish_checking_secrecy(&tokens);
+}
+
+#[test]
+fn end_to_end_the_metadata_server_fetches_with_the_bearer_file() {
+    let srv = BearerServe::start(&[]);
+    let jwt = srv.token(SUB, json!({}));
+    let (_dir, file) = bearer_file(&jwt);
+    let args: Vec<String> = [
+        "--url",
+        &srv.url(),
+        "--ca",
+        &pki_file("ca-chain.crt"),
+        "--bearer-file",
+        file.to_str().unwrap(),
+        "--metadata-server",
+        "127.0.0.1:0",
+        "--service-account",
+        "app@my-project.iam.gserviceaccount.com",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mds = Mds::spawn(&args).unwrap_or_else(|(code, err)| panic!("wif-get exited {code:?}: {err}"));
+    mds.wait_stderr("fetched the token", 20);
+    let served = mds.token();
+    assert_eq!(served.status, 200);
+    assert_eq!(served.json()["access_token"], ACCESS_TOKEN);
+    mds.stop_cleanly(&[&jwt]);
+    srv.serve.finish_checking_secrecy(&[&jwt]);
 }
