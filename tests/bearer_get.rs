@@ -481,3 +481,19 @@ fn end_to_end_the_metadata_server_fetches_with_the_bearer_file() {
     mds.stop_cleanly(&[&jwt]);
     srv.serve.finish_checking_secrecy(&[&jwt]);
 }
+
+#[test]
+fn a_503_is_retried_and_may_mean_the_server_lacks_the_issuers_keys() {
+    let unavailable =
+        Canned::json(503, json!({"error": "jwks_unavailable", "message": "the issuer's keys are not available"}))
+            .header("Retry-After", "1");
+    let server = HttpsRecorder::start(vec![unavailable]);
+    let jwt = projected_jwt(SUB, 3600);
+    let (_dir, file) = bearer_file(&jwt);
+    let out = wif_get(&server.url(), &file, &["--retries", "1"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(server.requests().len(), 2, "a 503 is retried");
+    let err = stderr(&out);
+    assert!(err.contains("(HTTP 503): the issuer's keys are not available") && err.contains("JWKS"), "{err}");
+    never_shown(&out, &jwt);
+}

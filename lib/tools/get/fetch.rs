@@ -171,6 +171,11 @@ fn status_error(resp: &Response, id: Option<&Identity>) -> Error {
             "the server has no such route (HTTP 404)".into(),
             Some("the token is served at https://HOST:PORT/get_wif_token".into()),
         ),
+        // With a bearer token, a 503 may also mean the server has no keys of its issuer yet.
+        Status::Unavailable if id.is_none() => (
+            format!("the server cannot give a token now (HTTP 503){because}"),
+            Some("its token is missing or expired (check its refresh job), or it has no keys of the bearer token's issuer yet (check that wif-serve can fetch the issuer's JWKS)".into()),
+        ),
         Status::Unavailable => (
             format!("the server has no fresh token to give (HTTP 503){because}"),
             Some("the server's token is missing or expired: check the refresh job (wif-sign | … | wif-impersonate --token-out) on the server".into()),
