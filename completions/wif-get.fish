@@ -3,6 +3,7 @@ complete -c wif-get -l cert -d 'Client certificate (PEM chain), or a PKCS#12 fil
 complete -c wif-get -l key -d 'Client private key: PEM (PKCS#8, PKCS#1, SEC1) or PKCS#12' -r -F
 complete -c wif-get -l key-password-file -d 'File whose first line is the PKCS#12 password' -r -F
 complete -c wif-get -l key-password-env -d 'Name of the environment variable holding the PKCS#12 password' -r
+complete -c wif-get -l bearer-file -d 'Present no client certificate: send the JWT in FILE as Authorization: Bearer, read again for each fetch (e.g. a Kubernetes projected service-account token); the server must accept bearer tokens (wif-serve --bearer-issuers)' -r -F
 complete -c wif-get -l ca -d 'CA certificates (PEM) that issued the server\'s certificate, e.g. ca-chain.crt' -r -F
 complete -c wif-get -l out -d 'Write the token to FILE (mode 0600, atomically) and FILE.meta.json beside it' -r -F
 complete -c wif-get -l min-ttl -d 'Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m (--metadata-server: refetch when less is left, default 5m)' -r

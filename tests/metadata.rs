@@ -42,7 +42,7 @@ impl Mds {
     }
 
     /// Spawns wif-get with `args`; the exit code and stderr if it ends before listening.
-    fn spawn(args: &[String]) -> Result<Mds, (Option<i32>, String)> {
+    pub(crate) fn spawn(args: &[String]) -> Result<Mds, (Option<i32>, String)> {
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("wif-get"));
         for (k, _) in std::env::vars() {
             if k.starts_with("WIF_") {

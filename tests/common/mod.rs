@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 pub mod bearer;
 pub mod broker;
+pub mod https;
 pub mod interop;
 pub mod jwt;
 pub mod manpages;

@@ -21,6 +21,10 @@ pub const EXAMPLES: &[Example] = &[
         cmd: "wif-get --url https://tokens.internal:8443/get_wif_token --cert client.crt --key client.key --ca ca-chain.crt --out /var/lib/wif/token.txt",
     },
     Example {
+        about: "In a Kubernetes pod without a client certificate: present the projected service-account token (wif-serve --bearer-issuers must trust the cluster)",
+        cmd: "wif-get --url https://tokens.internal:8443/get_wif_token --bearer-file /var/run/secrets/tokens/wif-token --ca ca-chain.crt --out /var/lib/wif/token.txt",
+    },
+    Example {
         about: "From cron: fetch only when the token left has less than 10 minutes",
         cmd: "*/5 * * * * wif-get --config /etc/wif/get.json --min-ttl 10m </dev/null >/dev/null",
     },
@@ -39,6 +43,10 @@ pub const EXAMPLES: &[Example] = &[
     Example {
         about: "Answer like the GCE metadata server on loopback, for unmodified Google client libraries",
         cmd: "wif-get --config /etc/wif/get.json --metadata-server 127.0.0.1:8989 --service-account app@my-project.iam.gserviceaccount.com --project-id my-project --project-number 123456789012",
+    },
+    Example {
+        about: "The metadata server in a pod, with the projected token (read again before each refresh) instead of a certificate",
+        cmd: "wif-get --url https://tokens.internal:8443/get_wif_token --bearer-file /var/run/secrets/tokens/wif-token --ca ca-chain.crt --metadata-server 127.0.0.1:8989 --service-account app@my-project.iam.gserviceaccount.com",
     },
     Example {
         about: "Point a program's Google client library at it (past any HTTP proxy)",
@@ -100,10 +108,22 @@ impl SubjectTokenType {
 #[command(
     name = "wif-get",
     version,
-    about = "Fetch the token from wif-serve over mutual TLS and write it atomically",
+    about = "Fetch the token from wif-serve over mutual TLS (or with a bearer token) and write it atomically",
     long_about = "Fetch the token from wif-serve (or any server publishing it at /get_wif_token) over mutual TLS: \
 the client presents --cert/--key (PEM, or PKCS#12 with --key-password-file/--key-password-env), and verifies the \
 server's certificate against --ca and the host name in --url.\n\n\
+With --bearer-file FILE instead of --cert/--key (which it excludes), wif-get presents no client certificate and \
+sends Authorization: Bearer with the JWT in FILE, for servers that accept bearer tokens (wif-serve --bearer-issuers: \
+a Kubernetes projected service-account token, a GitHub Actions OIDC token, an Azure AD token). The file is read \
+again for each fetch (and before each refresh of --metadata-server), as such tokens rotate: it must be trusted like a \
+token file (a regular file, owned by this user or root, writable by nobody else; a symbolic link to one, as Kubernetes \
+projects it, is followed), at most 16 KiB, and hold one compact JWT (whitespace around it is dropped); otherwise \
+wif-get stops before sending anything, naming the file and never quoting it. A token whose exp has passed by this \
+machine's clock gives a warning and is sent anyway (the server judges). The server still proves itself with its \
+certificate (--ca). A 401 answer (the server refused the token: its issuer, audience, lifetime or signature) is not \
+retried; the error quotes the server's reason. The `fetched` section says auth: bearer and, under bearer, the file \
+and the token's iss, sub and expires_at, read without verifying (never the token). A bearer token can be replayed by \
+whoever reads it until it expires: keep the file readable by this user only, and its lifetime short.\n\n\
 With --out, the token is written atomically with mode 0600 (exactly the token bytes), with FILE.meta.json beside \
 it, written first (it also describes the token it replaces, so the pair stays consistent if wif-get is killed \
 between the two); a failed fetch leaves the previous file untouched. The expiry comes from the server's \
@@ -118,7 +138,7 @@ jitter, honouring Retry-After, within --retries and --max-time; 4xx answers and 
 The error for a 5xx answer quotes the server's reason when its body is a JSON error (wif-serve's 503 says why it \
 has no token), scrubbed of anything shaped like a token and at most 300 characters. \
 --max-time bounds the whole fetch: no attempt waits longer than what is left of it.\n\n\
-Prints the JSON document (stdin, nothing piped: an empty one) with a `fetched` section: url, status, expires_at, \
+Prints the JSON document (stdin, nothing piped: an empty one) with a `fetched` section: url, status, auth (certificate or bearer), expires_at, \
 bytes, sha256, out, fetched_at (and skipped: true when --min-ttl found the token fresh). The token itself is printed \
 only with --show-token or --format token/export/executable, and never to a terminal unless --force is given. \
 --format executable labels a JWT as an ID token (token-type:id_token) when it has the claims of one (nonce, \
@@ -167,6 +187,9 @@ pub struct Cli {
     /// Name of the environment variable holding the PKCS#12 password
     #[arg(long, value_name = "VAR", env = key::GET_KEY_PASSWORD_ENV.env)]
     pub key_password_env: Option<String>,
+    /// Present no client certificate: send the JWT in FILE as Authorization: Bearer, read again for each fetch (e.g. a Kubernetes projected service-account token); the server must accept bearer tokens (wif-serve --bearer-issuers)
+    #[arg(long, value_name = "FILE", env = key::GET_BEARER_FILE.env)]
+    pub bearer_file: Option<PathBuf>,
     /// CA certificates (PEM) that issued the server's certificate, e.g. ca-chain.crt
     #[arg(long, value_name = "FILE", env = key::GET_CA.env)]
     pub ca: Option<PathBuf>,

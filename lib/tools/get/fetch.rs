@@ -1,8 +1,9 @@
-//! The fetch itself: one GET over mutual TLS with the shared client, the answer judged
-//! (the token, or why there is none) and failures told in wif-get's words.
+//! The fetch itself: one GET over mutual TLS (or with a bearer token) with the shared
+//! client, the answer judged (the token, or why there is none) and failures told in
+//! wif-get's words.
 
 use super::args::TOOL;
-use super::identity::Identity;
+use super::identity::{BearerToken, Credential, Identity};
 use super::plan::Plan;
 use crate::core::error::{Error, Kind, Result};
 use crate::core::secret::Secret;
@@ -34,41 +35,50 @@ pub(crate) struct Answer {
     pub(crate) token_type: Option<String>,
 }
 
-/// The shared HTTP client as wif-get uses it: the client certificate presented, only
-/// `roots` trusted, retries within --retries and --max-time, answers up to a token's size.
-pub(crate) fn client(plan: &Plan, id: &Identity, roots: Vec<CertificateDer<'static>>) -> Result<Client> {
+/// The shared HTTP client as wif-get uses it: the client certificate presented (none with a
+/// bearer token), only `roots` trusted, retries within --retries and --max-time, answers up
+/// to a token's size.
+pub(crate) fn client(plan: &Plan, credential: &Credential, roots: Vec<CertificateDer<'static>>) -> Result<Client> {
     Client::new(HttpOptions {
         timeout: plan.timeout,
         retries: plan.retries,
         max_total: plan.max_time,
         give_up: GiveUp::Firmly { flag: "--max-time" },
         roots: Roots::Only(roots),
-        identity: Some(id.tls.clone()),
+        identity: credential.tls(),
         max_body: MAX_TOKEN_BYTES,
         user_agent: concat!("wif-get/", env!("CARGO_PKG_VERSION")),
         tool: TOOL.into(),
-        wording: &WORDING,
+        wording: match credential {
+            Credential::Certificate(_) => &WORDING,
+            Credential::Bearer(_) => &BEARER_WORDING,
+        },
         ..Default::default()
     })
 }
 
-/// Fetches the token: GET --url, the answer judged by [`judge`].
-pub(crate) fn fetch(client: &Client, plan: &Plan, id: &Identity) -> Result<Answer> {
+/// Fetches the token: GET --url (with the bearer token, if that is the credential), the
+/// answer judged by [`judge`].
+pub(crate) fn fetch(client: &Client, plan: &Plan, credential: &Credential) -> Result<Answer> {
     let request = Request {
         method: "GET",
         url: &plan.url,
         headers: vec![("Accept", "text/plain, application/jwt, */*".into())],
-        bearer: None,
+        bearer: credential.bearer(),
         body: Body::Empty,
     };
-    client.exchange(&request, |resp| judge(resp, id))
+    client.exchange(&request, |resp| judge(resp, credential))
 }
 
 /// What one answer comes to: the token from a 200, or why there is none (and whether
 /// asking again may help).
-fn judge(resp: Response, id: &Identity) -> Attempt<Answer> {
+fn judge(resp: Response, credential: &Credential) -> Attempt<Answer> {
     if resp.status != 200 {
-        let error = status_error(&resp, id);
+        let error = match credential {
+            Credential::Bearer(token) if Status::of(resp.status) == Status::Denied => bearer_refused(&resp, token),
+            Credential::Bearer(_) => status_error(&resp, None),
+            Credential::Certificate(id) => status_error(&resp, Some(id)),
+        };
         if Status::of(resp.status).retries() {
             return Attempt::Again { why: error.to_string(), retry_after: resp.retry_after, last: Err(error) };
         }
@@ -112,16 +122,47 @@ fn server_reason(body: &[u8]) -> Option<String> {
     (!reason.is_empty()).then_some(reason)
 }
 
+/// The error for a 401 or 403 to a bearer token (never retried): the server's reason quoted,
+/// and a hint at what to check, from the token's claims (read without verifying).
+fn bearer_refused(resp: &Response, token: &BearerToken) -> Error {
+    let code = resp.status;
+    let because = server_reason(&resp.body).map(|r| format!(": {r}")).unwrap_or_default();
+    let file = token.file.display();
+    let who = token.who();
+    let (why, hint) = if code == 401 {
+        (
+            format!("the server refused the bearer token (HTTP 401){because}"),
+            format!(
+                "the token from {file} ({who}) must come from an issuer the server trusts (wif-serve --bearer-issuers), \
+                 name the server in its audience, be unexpired and within the server's maximum lifetime; check what writes \
+                 the file: a Kubernetes projected volume (serviceAccountToken audience, expirationSeconds) or a job asking \
+                 GitHub's ACTIONS_ID_TOKEN_REQUEST_URL with &audience="
+            ),
+        )
+    } else {
+        (
+            format!("the server refused this client (HTTP {code}){because}"),
+            format!(
+                "the token verified but its issuer and subject ({who}) are not on the server's allow-list or match no rule \
+                 of its policy; ask its operator to allow them (wif-serve --allow bearer:ISSUER:SUB, or a policy rule with \
+                 issuer and sub)"
+            ),
+        )
+    };
+    Error::new(Kind::Refused, why).hint(hint)
+}
+
 /// The error for an answer other than 200: its kind from the shared [`Status`], the words
-/// wif-get's (the client's subject for a refusal, the server's reason for a 5xx).
-fn status_error(resp: &Response, id: &Identity) -> Error {
+/// wif-get's (the client certificate's subject, if any, for a refusal; the server's reason
+/// for a 5xx).
+fn status_error(resp: &Response, id: Option<&Identity>) -> Error {
     let status = Status::of(resp.status);
     let code = resp.status;
     let because = server_reason(&resp.body).map(|r| format!(": {r}")).unwrap_or_default();
     let (why, hint) = match status {
         Status::Denied => (
             format!("the server refused this client (HTTP {code})"),
-            Some(format!(
+            id.map(|id| format!(
                 "the certificate verified but is not on the server's allow-list; ask its operator to allow subject \"{}\" (SHA-256 {})",
                 id.subject, id.sha256
             )),
@@ -129,6 +170,11 @@ fn status_error(resp: &Response, id: &Identity) -> Error {
         Status::NotFound => (
             "the server has no such route (HTTP 404)".into(),
             Some("the token is served at https://HOST:PORT/get_wif_token".into()),
+        ),
+        // With a bearer token, a 503 may also mean the server has no keys of its issuer yet.
+        Status::Unavailable if id.is_none() => (
+            format!("the server cannot give a token now (HTTP 503){because}"),
+            Some("its token is missing or expired (check its refresh job), or it has no keys of the bearer token's issuer yet (check that wif-serve can fetch the issuer's JWKS)".into()),
         ),
         Status::Unavailable => (
             format!("the server has no fresh token to give (HTTP 503){because}"),
@@ -157,6 +203,26 @@ pub(crate) const WORDING: Wording = Wording {
     no_usable_root: "--ca holds no usable CA certificate",
     unusable_identity: "loading --cert and --key",
 };
+
+/// How wif-get tells of transport failures when it presents a bearer token: as [`WORDING`],
+/// but a server that refuses the handshake wants a client certificate.
+pub(crate) const BEARER_WORDING: Wording = Wording { handshake: bearer_handshake_words, ..WORDING };
+
+/// Explains a TLS failure when no client certificate was presented: the server's alert
+/// means it requires one, so it does not take bearer tokens.
+fn bearer_handshake_words(f: &TlsFailure) -> Words {
+    match &f.what {
+        Handshake::Alert(alert) => Words {
+            what: format!("the server requires a client certificate (TLS alert {alert:?}); --bearer-file presents none"),
+            hint: Some("the server does not accept bearer tokens: wif-serve takes them only with --bearer-issuers; otherwise use --cert/--key"),
+        },
+        Handshake::Other => Words {
+            what: format!("TLS failed: {}", f.error),
+            hint: Some("check --ca and the host in --url against the server's setup"),
+        },
+        _ => handshake_words(f),
+    }
+}
 
 /// Explains a TLS failure: whose certificate failed, and what to check.
 fn handshake_words(f: &TlsFailure) -> Words {

@@ -2,7 +2,7 @@
 
 use super::args::{Cli, TOOL};
 use super::fetch::{client, fetch};
-use super::identity::load_identity;
+use super::identity::{BearerToken, Credential};
 use super::plan::Plan;
 use crate::core::clock::{self, Timestamp};
 use crate::core::error::{Error, Result};
@@ -24,6 +24,13 @@ pub struct FetchedSection {
     /// HTTP status of the answer (absent when skipped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// What wif-get presents: `certificate` (mutual TLS) or `bearer` (--bearer-file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    /// With `auth: bearer`, when a token was fetched: the file and what the bearer token's
+    /// claims say, read without verifying (never the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer: Option<BearerSection>,
     /// True when --min-ttl found the token in --out fresh and nothing was fetched.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
@@ -50,6 +57,30 @@ pub struct FetchedSection {
     /// The token itself, only with --show-token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+}
+
+/// The bearer token a fetch presented, as the `fetched` section describes it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BearerSection {
+    /// The --bearer-file it was read from, absolute.
+    pub file: String,
+    /// Its `iss` claim (unverified), if a string.
+    pub iss: Option<String>,
+    /// Its `sub` claim (unverified), if a string.
+    pub sub: Option<String>,
+    /// Its `exp` claim (unverified), RFC 3339 UTC, if a number.
+    pub expires_at: Option<String>,
+}
+
+impl BearerSection {
+    fn of(token: &BearerToken) -> BearerSection {
+        BearerSection {
+            file: token.file.display().to_string(),
+            iss: token.iss.clone(),
+            sub: token.sub.clone(),
+            expires_at: token.expires_at.map(clock::rfc3339),
+        }
+    }
 }
 
 impl crate::core::document::Section for FetchedSection {
@@ -87,6 +118,8 @@ pub(crate) fn fresh(plan: &Plan) -> Result<Option<Fetched>> {
     let section = FetchedSection {
         url: plan.url.clone(),
         status: None,
+        auth: Some(plan.auth.label().to_string()),
+        bearer: None,
         skipped: true,
         token_type: stored.meta.token_type.clone(),
         expires_at: Some(stored.meta.expires_at.clone()),
@@ -102,15 +135,16 @@ pub(crate) fn fresh(plan: &Plan) -> Result<Option<Fetched>> {
 }
 
 /// Fetches the token (with retries), writes `--out` if given, and describes what it got.
+/// The credential (certificate or bearer token file) is loaded anew for each fetch.
 pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<Fetched> {
-    let identity = load_identity(cli, s)?;
+    let credential = Credential::load(cli, s, plan)?;
     let ca = s.require_file(cli.ca.clone(), "ca", key::GET_CA, "--ca")?;
     let roots = keys::load_certs(&ca.path)
         .map_err(|e| e.context("loading the CA bundle"))
         .map_err(ca.explain("the CA certificates (PEM) that issued wif-serve's certificate"))?;
-    let client = client(plan, &identity, roots)?;
+    let client = client(plan, &credential, roots)?;
     let doing = format!("fetching {}", http::redact_query(&plan.url));
-    let answer = fetch(&client, plan, &identity).map_err(|e| e.context(doing.clone()))?;
+    let answer = fetch(&client, plan, &credential).map_err(|e| e.context(doing.clone()))?;
 
     let now = clock::now_unix();
     let token = answer.token;
@@ -148,6 +182,11 @@ pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<Fe
     let section = FetchedSection {
         url: plan.url.clone(),
         status: Some(answer.status),
+        auth: Some(plan.auth.label().to_string()),
+        bearer: match &credential {
+            Credential::Bearer(token) => Some(BearerSection::of(token)),
+            Credential::Certificate(_) => None,
+        },
         skipped: false,
         token_type,
         expires_from: Some(from.to_string()),

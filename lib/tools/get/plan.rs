@@ -2,8 +2,8 @@
 
 use super::args::{Cli, Format, SubjectTokenType};
 use crate::core::error::{Error, Result};
-use crate::core::settings::Settings;
 use crate::core::settings::{key, Key};
+use crate::core::settings::{FileSetting, Settings};
 use crate::http;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +30,53 @@ pub(crate) struct Plan {
     pub(crate) timeout: Duration,
     pub(crate) retries: u32,
     pub(crate) max_time: Duration,
+    /// What wif-get presents to the server.
+    pub(crate) auth: Auth,
+}
+
+/// What wif-get presents to prove who it is: a client certificate in the TLS handshake (the
+/// default), or a bearer token read from a file for each fetch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Auth {
+    /// `--cert`/`--key` (loaded for each fetch).
+    Certificate,
+    /// `--bearer-file`: `Authorization: Bearer` with the JWT in this file, read for each fetch.
+    Bearer(FileSetting),
+}
+
+impl Auth {
+    /// The `auth` value of the `fetched` section.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Auth::Certificate => "certificate",
+            Auth::Bearer(_) => "bearer",
+        }
+    }
+}
+
+/// `--bearer-file`, unless not given; refused beside any setting of the client certificate
+/// (naming both), which it replaces.
+fn auth(cli: &Cli, s: &Settings) -> Result<Auth> {
+    let Some(bearer) = s.pick_file(cli.bearer_file.clone(), "bearer_file", key::GET_BEARER_FILE)? else {
+        return Ok(Auth::Certificate);
+    };
+    let certificate_settings = [
+        (cli.cert.is_some(), "cert", key::GET_CERT),
+        (cli.key.is_some(), "key", key::GET_KEY),
+        (cli.key_password_file.is_some(), "key_password_file", key::GET_KEY_PASSWORD_FILE),
+        (cli.key_password_env.is_some(), "key_password_env", key::GET_KEY_PASSWORD_ENV),
+    ];
+    for (by_flag, arg, key) in certificate_settings {
+        if by_flag || s.pick::<serde_json::Value>(None, key)?.is_some() {
+            return Err(Error::usage(format!(
+                "{} and {} cannot be used together: the bearer token replaces the client certificate",
+                bearer.origin,
+                s.origin(by_flag, arg, key)
+            ))
+            .hint("give either --bearer-file (the server must accept bearer tokens: wif-serve --bearer-issuers) or --cert/--key"));
+        }
+    }
+    Ok(Auth::Bearer(bearer))
 }
 
 impl Plan {
@@ -72,6 +119,7 @@ pub(crate) fn plan(cli: &Cli, s: &Settings) -> Result<Plan> {
         return Err(Error::usage("--subject-token-type only applies to --format executable"));
     }
     let assume_ttl = duration_setting(s, cli.assume_ttl.clone(), key::GET_ASSUME_TTL, "--assume-ttl")?;
+    let auth = auth(cli, s)?;
     Ok(Plan {
         url,
         out: s.pick(cli.out.clone(), key::GET_OUT)?,
@@ -84,5 +132,6 @@ pub(crate) fn plan(cli: &Cli, s: &Settings) -> Result<Plan> {
         timeout,
         retries: s.pick_or(cli.retries, key::RETRIES, 3)?,
         max_time,
+        auth,
     })
 }
