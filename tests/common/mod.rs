@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub mod bearer_serve;
 pub mod broker;
 pub mod interop;
+pub mod jwt;
 pub mod manpages;
 pub mod prom;
 pub mod server;
