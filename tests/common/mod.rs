@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+pub mod bearer;
 pub mod bearer_serve;
 pub mod broker;
 pub mod interop;
