@@ -4,8 +4,10 @@
 //! rate limit, key rotation (emulator and file), certificate clients unaffected, and no
 //! token anywhere in the server's output.
 
+use crate::common::bearer::{github_token, jwks_path, k8s_token, rotate, Kind};
 use crate::common::bearer_serve::*;
-use crate::common::server::*;
+use crate::common::jwt::{self, claims, now, SigningKey};
+use crate::common::server::request_raw;
 use crate::common::*;
 use crate::emulator::{post, Emu, TENANT};
 use serde_json::{json, Value};
@@ -17,7 +19,6 @@ const K8S_ISS: &str = "https://kubernetes.default.svc.cluster.local";
 const GH_ISS: &str = "https://token.actions.githubusercontent.com";
 const GH_REQUEST_TOKEN: &str = "gh-request-token-1";
 const AZ_SECRET: &str = "bearer-test-app-s3cret";
-const K8S_JWKS: &str = "/k8s/prod/openid/v1/jwks";
 
 /// An issuer entry trusting `jwks_file` (relative to the issuers file).
 fn file_issuer(name: &str, iss: &str, jwks_file: &str) -> Value {
@@ -25,10 +26,20 @@ fn file_issuer(name: &str, iss: &str, jwks_file: &str) -> Value {
 }
 
 /// A folder holding `jwks.json` with `keys`.
-fn dir_with_jwks(keys: &[&TestKey]) -> tempfile::TempDir {
+fn dir_with_jwks(keys: &[&SigningKey]) -> tempfile::TempDir {
     let dir = tempdir();
-    replace_json(dir.path(), "jwks.json", &jwks(keys));
+    replace_text(dir.path(), "jwks.json", &jwt::jwks_json(keys));
     dir
+}
+
+/// `claims` signed by `key` with its own header.
+fn signed(key: &SigningKey, claims: &Value) -> String {
+    jwt::sign(key, &json!({}), claims)
+}
+
+/// The path of the emulator's Kubernetes JWKS, as its request log shows it.
+fn k8s_jwks() -> String {
+    jwks_path(Kind::Kubernetes, "prod")
 }
 
 // ---- the emulator's issuers ------------------------------------------------------------
@@ -61,24 +72,6 @@ fn wif_serve_app_id(cfg: &Value) -> String {
     ours.unwrap()["app_id"].as_str().unwrap().to_string()
 }
 
-/// A TokenRequest for a service account's token with `audiences`.
-fn k8s_token(emu: &str, ns: &str, sa: &str, audiences: &[&str], seconds: u64) -> String {
-    let url = format!("{emu}/k8s/prod/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token");
-    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-        "spec": {"audiences": audiences, "expirationSeconds": seconds}});
-    let (status, v) = post(&url, "application/json", &body.to_string(), None);
-    assert_eq!(status, 201, "TokenRequest: {v}");
-    v["status"]["token"].as_str().unwrap().to_string()
-}
-
-/// A GitHub Actions id token for `audience`, as a job asks for it.
-fn github_token(emu: &str, audience: &str) -> String {
-    let url = format!("{emu}/github/actions/idtoken?api-version=2.0&audience={audience}");
-    let mut resp = ureq::get(&url).header("Authorization", &format!("Bearer {GH_REQUEST_TOKEN}")).call().unwrap();
-    let v: Value = serde_json::from_reader(resp.body_mut().as_reader()).unwrap();
-    v["value"].as_str().unwrap().to_string()
-}
-
 /// An Azure AD v2 app token for `api://wif-serve` (client credentials with a secret).
 fn azure_token(emu: &str) -> String {
     let url = format!("{emu}/{TENANT}/oauth2/v2.0/token");
@@ -89,15 +82,6 @@ fn azure_token(emu: &str) -> String {
     let (status, v) = post(&url, "application/x-www-form-urlencoded", &form, None);
     assert_eq!(status, 200, "Azure token: {v}");
     v["access_token"].as_str().unwrap().to_string()
-}
-
-/// Rotates the emulator's Kubernetes key (`retire` drops the old ones); the new kid.
-fn rotate_k8s(emu: &str, retire: bool) -> String {
-    let url = format!("{emu}/_emulator/rotate/kubernetes/prod{}", if retire { "?retire=true" } else { "" });
-    let (status, v) = post(&url, "application/json", "", None);
-    assert_eq!(status, 200, "rotation: {v}");
-    assert_eq!(v["kids"][0], v["kid"], "the new key is listed first: {v}");
-    v["kid"].as_str().unwrap().to_string()
 }
 
 /// How many times the emulator served `path`.
@@ -114,7 +98,7 @@ fn kid_of(token: &str) -> String {
 /// Azure ones), all by `jwks_uri`.
 fn emulator_issuers(emu: &Emu, cfg: &Value, all: bool) -> Value {
     let mut issuers = vec![json!({"name": "k8s-prod", "kind": "kubernetes", "issuer": K8S_ISS, "audience": AUD,
-        "jwks_uri": format!("{}{K8S_JWKS}", emu.url)})];
+        "jwks_uri": format!("{}{}", emu.url, k8s_jwks())})];
     if all {
         issuers.push(json!({"name": "github", "kind": "github", "issuer": GH_ISS, "audience": AUD,
             "jwks_uri": format!("{}/github/actions/.well-known/jwks", emu.url)}));
@@ -137,7 +121,7 @@ fn wait_loaded(b: &mut BearerServe, names: &[&str]) {
 fn each_issuer_kind_is_accepted() {
     let cfg = emulator_config();
     let emu = Emu::start(&cfg, &[]);
-    let es = TestKey::ec("es-1");
+    let es = jwt::signing_key_ec();
     let dir = dir_with_jwks(&[&es]);
     let mut issuers = emulator_issuers(&emu, &cfg, true);
     let mut local = file_issuer("local-es", ISS, "jwks.json");
@@ -146,12 +130,12 @@ fn each_issuer_kind_is_accepted() {
     let mut b = BearerServe::start(dir, &issuers, &[]);
     wait_loaded(&mut b, &["k8s-prod", "github", "azure", "local-es"]);
 
-    let k8s = k8s_token(&emu.url, "batch", "report", &[AUD], 3600);
+    let k8s = k8s_token(&emu.url, "prod", "batch", "report", &[AUD], 3600);
     let line = b.accepted("kubernetes", &k8s, "k8s-prod", "system:serviceaccount:batch:report");
     let (_, k8s_claims) = wif::core::jwt::decode_unverified(&k8s).unwrap();
     assert_eq!(line["bearer"]["jti"], k8s_claims["jti"], "{line}");
 
-    let gh = github_token(&emu.url, AUD);
+    let gh = github_token(&emu.url, "actions", GH_REQUEST_TOKEN, AUD);
     b.accepted("github", &gh, "github", "repo:octo-org/app:environment:prod");
 
     let az = azure_token(&emu.url);
@@ -159,11 +143,11 @@ fn each_issuer_kind_is_accepted() {
     assert_eq!(az_claims["ver"], "2.0");
     b.accepted("azure v2", &az, "azure", az_claims["sub"].as_str().unwrap());
 
-    let es_token = es.sign(&claims(ISS, AUD, "es-client"));
+    let es_token = signed(&es, &claims(ISS, AUD, "es-client"));
     b.accepted("ES256 from a jwks_file", &es_token, "local-es", "es-client");
 
     // The same GitHub job's token for another audience is not for this server.
-    let other = github_token(&emu.url, "https://tokens.example.org");
+    let other = github_token(&emu.url, "actions", GH_REQUEST_TOKEN, "https://tokens.example.org");
     b.refused("a GitHub token for another audience", &other, "wrong_audience");
     b.keep_secret(GH_REQUEST_TOKEN);
     b.keep_secret(AZ_SECRET);
@@ -172,10 +156,10 @@ fn each_issuer_kind_is_accepted() {
 
 /// A server trusting one file issuer (an RSA and an EC key, `max_token_bytes` 1024) and a
 /// second issuer with a key of its own.
-fn refusal_server() -> (BearerServe, TestKey, TestKey, TestKey) {
-    let (rsa, ec, other) = (TestKey::rsa("rsa-1"), TestKey::ec("ec-1"), TestKey::rsa("other-1"));
+fn refusal_server() -> (BearerServe, SigningKey, SigningKey, SigningKey) {
+    let (rsa, ec, other) = (jwt::signing_key_rsa(), jwt::signing_key_ec(), jwt::signing_key_rsa());
     let dir = dir_with_jwks(&[&rsa, &ec]);
-    replace_json(dir.path(), "other.json", &jwks(&[&other]));
+    replace_text(dir.path(), "other.json", &jwt::jwks_json(&[&other]));
     let issuers = json!({"version": 1, "max_token_bytes": 1024, "issuers": [
         file_issuer("local", ISS, "jwks.json"),
         file_issuer("other", "https://other.test.example", "other.json")]});
@@ -187,9 +171,9 @@ fn refusal_server() -> (BearerServe, TestKey, TestKey, TestKey) {
 fn every_refusal_has_its_status_body_challenge_and_logged_code() {
     let (mut b, rsa, ec, other) = refusal_server();
     let good = claims(ISS, AUD, "client-1");
-    let token = rsa.sign(&good);
+    let token = signed(&rsa, &good);
     b.accepted("a good RS256 token", &token, "local", "client-1");
-    b.accepted("a good ES256 token", &ec.sign(&good), "local", "client-1");
+    b.accepted("a good ES256 token", &signed(&ec, &good), "local", "client-1");
     let now = now();
 
     // The header itself.
@@ -204,45 +188,48 @@ fn every_refusal_has_its_status_body_challenge_and_logged_code() {
     b.accepted_with("the scheme in lower case", &[("Authorization", &lower)], &token, "local", "client-1");
 
     // Time.
-    b.refused("expired", &rsa.sign(&with(&good, json!({"exp": now - 120, "iat": now - 600}))), "expired");
-    b.accepted("expired inside the leeway", &rsa.sign(&with(&good, json!({"exp": now - 10}))), "local", "client-1");
-    b.refused("expired just outside the leeway", &rsa.sign(&with(&good, json!({"exp": now - 45}))), "expired");
-    b.refused("nbf in the future", &rsa.sign(&with(&good, json!({"nbf": now + 120}))), "not_yet_valid");
-    b.refused("iat in the future", &rsa.sign(&with(&good, json!({"iat": now + 120}))), "not_yet_valid");
-    b.accepted("nbf inside the leeway", &rsa.sign(&with(&good, json!({"nbf": now + 10}))), "local", "client-1");
-    b.refused("nbf outside the leeway", &rsa.sign(&with(&good, json!({"nbf": now + 60}))), "not_yet_valid");
+    b.refused("expired", &signed(&rsa, &with(&good, json!({"exp": now - 120, "iat": now - 600}))), "expired");
+    b.accepted("expired inside the leeway", &signed(&rsa, &with(&good, json!({"exp": now - 10}))), "local", "client-1");
+    b.refused("expired just outside the leeway", &signed(&rsa, &with(&good, json!({"exp": now - 45}))), "expired");
+    b.refused("nbf in the future", &signed(&rsa, &with(&good, json!({"nbf": now + 120}))), "not_yet_valid");
+    b.refused("iat in the future", &signed(&rsa, &with(&good, json!({"iat": now + 120}))), "not_yet_valid");
+    b.accepted("nbf inside the leeway", &signed(&rsa, &with(&good, json!({"nbf": now + 10}))), "local", "client-1");
+    b.refused("nbf outside the leeway", &signed(&rsa, &with(&good, json!({"nbf": now + 60}))), "not_yet_valid");
     let long = with(&good, json!({"iat": now, "exp": now + 3 * 3600}));
-    b.refused("lives three hours", &rsa.sign(&long), "lifetime_too_long");
+    b.refused("lives three hours", &signed(&rsa, &long), "lifetime_too_long");
 
     // Who issued it, for whom, about whom.
-    b.refused("wrong iss", &rsa.sign(&with(&good, json!({"iss": "https://evil.example"}))), "wrong_issuer");
-    b.refused("no iss", &rsa.sign(&with(&good, json!({"iss": null}))), "wrong_issuer");
-    b.refused("iss with a trailing slash", &rsa.sign(&with(&good, json!({"iss": format!("{ISS}/")}))), "wrong_issuer");
-    let others = other.sign(&good);
+    b.refused("wrong iss", &signed(&rsa, &with(&good, json!({"iss": "https://evil.example"}))), "wrong_issuer");
+    b.refused("no iss", &signed(&rsa, &with(&good, json!({"iss": null}))), "wrong_issuer");
+    b.refused(
+        "iss with a trailing slash",
+        &signed(&rsa, &with(&good, json!({"iss": format!("{ISS}/")}))),
+        "wrong_issuer",
+    );
+    let others = signed(&other, &good);
     b.refused("our iss, signed by the other issuer's key", &others, "unknown_kid");
-    b.refused("wrong aud", &rsa.sign(&with(&good, json!({"aud": "someone-else"}))), "wrong_audience");
-    b.refused("no aud", &rsa.sign(&with(&good, json!({"aud": null}))), "wrong_audience");
+    b.refused("wrong aud", &signed(&rsa, &with(&good, json!({"aud": "someone-else"}))), "wrong_audience");
+    b.refused("no aud", &signed(&rsa, &with(&good, json!({"aud": null}))), "wrong_audience");
     let list = with(&good, json!({"aud": ["https://tokens.example.org", AUD]}));
-    b.accepted("an aud list holding ours", &rsa.sign(&list), "local", "client-1");
-    b.refused("no sub", &rsa.sign(&with(&good, json!({"sub": null}))), "missing_claim");
-    b.refused("empty sub", &rsa.sign(&with(&good, json!({"sub": ""}))), "missing_claim");
-    b.refused("no exp", &rsa.sign(&with(&good, json!({"exp": null}))), "missing_claim");
-    b.refused("exp a string", &rsa.sign(&with(&good, json!({"exp": (now + 600).to_string()}))), "missing_claim");
+    b.accepted("an aud list holding ours", &signed(&rsa, &list), "local", "client-1");
+    b.refused("no sub", &signed(&rsa, &with(&good, json!({"sub": null}))), "missing_claim");
+    b.refused("empty sub", &signed(&rsa, &with(&good, json!({"sub": ""}))), "missing_claim");
+    b.refused("no exp", &signed(&rsa, &with(&good, json!({"exp": null}))), "missing_claim");
+    b.refused("exp a string", &signed(&rsa, &with(&good, json!({"exp": (now + 600).to_string()}))), "missing_claim");
 
     // The key and the signature.
-    b.refused("unknown kid", &rsa.sign_with(&json!({"kid": "not-published"}), &good), "unknown_kid");
-    let none_header = json!({"alg": "none", "typ": "JWT"});
-    b.refused("alg none, empty signature", &compact(&none_header, &good, |_| String::new()), "alg_not_allowed");
-    b.refused("alg none with a signature", &rsa.sign_with(&json!({"alg": "none"}), &good), "alg_not_allowed");
-    let hs = json!({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"});
-    b.refused("HS256 keyed with the PEM", &hs256(&rsa.public_pem, &hs, &good), "alg_not_allowed");
-    b.refused("HS256 keyed with the DER", &hs256(&rsa.public_der, &hs, &good), "alg_not_allowed");
-    let ps = rsa.sign_with(&json!({"alg": "PS256"}), &good);
+    b.refused("unknown kid", &jwt::sign(&rsa, &json!({"kid": "not-published"}), &good), "unknown_kid");
+    b.refused("alg none, empty signature", &jwt::sign_none(&rsa.kid, &good), "alg_not_allowed");
+    b.refused("alg none with a signature", &jwt::sign(&rsa, &json!({"alg": "none"}), &good), "alg_not_allowed");
+    let pem = jwt::sign_hs256(rsa.public_pem().as_bytes(), &rsa.kid, &good);
+    b.refused("HS256 keyed with the PEM", &pem, "alg_not_allowed");
+    b.refused("HS256 keyed with the DER", &jwt::sign_hs256(&rsa.public_der(), &rsa.kid, &good), "alg_not_allowed");
+    let ps = jwt::sign(&rsa, &json!({"alg": "PS256"}), &good);
     b.refused("an algorithm the issuer is not trusted with", &ps, "alg_not_allowed");
-    let (_, line) = b.bearer(&rsa.sign_with(&json!({"alg": "ES256"}), &good));
+    let (_, line) = b.bearer(&jwt::sign(&rsa, &json!({"alg": "ES256"}), &good));
     let code = line["code"].as_str().unwrap_or_default().to_string();
     assert!(["unknown_kid", "bad_signature"].contains(&code.as_str()), "an RS256 signature claiming ES256: {line}");
-    b.refused("RS256 signature, header ES256 (again)", &rsa.sign_with(&json!({"alg": "ES256"}), &good), &code);
+    b.refused("RS256 signature, header ES256 (again)", &jwt::sign(&rsa, &json!({"alg": "ES256"}), &good), &code);
 
     let parts: Vec<&str> = token.split('.').collect();
     let changed = base64::Engine::encode(
@@ -257,14 +244,14 @@ fn every_refusal_has_its_status_body_challenge_and_logged_code() {
 
     // Shapes.
     let padded = with(&good, json!({"padding": "x".repeat(1200)}));
-    b.refused("oversized", &rsa.sign(&padded), "oversized");
+    b.refused("oversized", &signed(&rsa, &padded), "oversized");
     b.refused("two segments", &format!("{}.{}", parts[0], parts[1]), "malformed");
     b.refused("a JWE (five segments)", &format!("{}.{}.{}.{}.{}", parts[0], "", "aXY", parts[1], "dGFn"), "malformed");
     b.refused("not base64url", &format!("{}.{}.{}!", parts[0], parts[1], parts[2]), "malformed");
-    b.refused("crit", &rsa.sign_with(&json!({"crit": ["exp"], "exp": 1}), &good), "malformed");
+    b.refused("crit", &jwt::sign(&rsa, &json!({"crit": ["exp"], "exp": 1}), &good), "malformed");
 
     // The query string.
-    let fresh = rsa.sign(&good);
+    let fresh = signed(&rsa, &good);
     let q = format!("/get_wif_token?access_token={fresh}");
     b.refused_request(
         "access_token in the query",
@@ -288,21 +275,21 @@ fn every_refusal_has_its_status_body_challenge_and_logged_code() {
 #[test]
 fn headers_naming_a_key_never_choose_it() {
     let (mut b, rsa, _ec, _other) = refusal_server();
-    let attacker = TestKey::rsa("attacker-1");
+    let attacker = jwt::signing_key_rsa();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let jku = format!("http://127.0.0.1:{}/jwks.json", listener.local_addr().unwrap().port());
     let good = claims(ISS, AUD, "admin");
 
     let embedded = json!({"jwk": attacker.jwk()});
-    b.refused("an embedded jwk of the attacker's key", &attacker.sign_with(&embedded, &good), "unknown_kid");
+    b.refused("an embedded jwk of the attacker's key", &jwt::sign(&attacker, &embedded, &good), "unknown_kid");
     let as_ours = json!({"jwk": attacker.jwk(), "kid": rsa.kid});
-    b.refused("an embedded jwk under our kid", &attacker.sign_with(&as_ours, &good), "bad_signature");
-    b.refused("a jku to the attacker", &attacker.sign_with(&json!({"jku": jku}), &good), "unknown_kid");
+    b.refused("an embedded jwk under our kid", &jwt::sign(&attacker, &as_ours, &good), "bad_signature");
+    b.refused("a jku to the attacker", &jwt::sign(&attacker, &json!({"jku": jku}), &good), "unknown_kid");
     let jku_ours = json!({"jku": jku, "kid": rsa.kid});
-    b.refused("a jku under our kid", &attacker.sign_with(&jku_ours, &good), "bad_signature");
+    b.refused("a jku under our kid", &jwt::sign(&attacker, &jku_ours, &good), "bad_signature");
     let x5u = json!({"x5u": jku, "kid": null});
-    b.refused("an x5u and no kid", &attacker.sign_with(&x5u, &good), "unknown_kid");
+    b.refused("an x5u and no kid", &jwt::sign(&attacker, &x5u, &good), "unknown_kid");
     std::thread::sleep(Duration::from_millis(500));
     match listener.accept() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -313,18 +300,18 @@ fn headers_naming_a_key_never_choose_it() {
 
 #[test]
 fn a_jwks_uri_down_at_start_is_503_then_recovers() {
-    let key = TestKey::rsa("late-1");
+    let key = jwt::signing_key_rsa();
     let port = free_port();
     let issuers = json!({"version": 1, "issuers": [{"name": "late", "issuer": ISS, "audience": AUD,
         "jwks_uri": format!("http://127.0.0.1:{port}/jwks")}]});
     let mut b = BearerServe::start(tempdir(), &issuers, &[]);
     let failed = b.srv.wait_for("jwks_failed", |v| v["event"] == "jwks_failed" && v["what"] == "late");
     assert!(failed["reason"].as_str().is_some_and(|r| !r.is_empty()), "{failed}");
-    let token = key.sign(&claims(ISS, AUD, "late-client"));
+    let token = signed(&key, &claims(ISS, AUD, "late-client"));
     b.refused("the issuer's keys never loaded", &token, "jwks_unavailable");
 
     let up = Instant::now();
-    let jwks_server = FixedJwks::start(port, &jwks(&[&key]));
+    let jwks_server = FixedJwks::start(port, &jwt::jwks_json(&[&key]));
     b.srv.wait_for("jwks_loaded", |v| v["event"] == "jwks_loaded" && v["what"] == "late");
     assert!(up.elapsed() < Duration::from_secs(12), "loaded {:?} after the issuer came up", up.elapsed());
     b.accepted("after the issuer came up", &token, "late", "late-client");
@@ -338,13 +325,13 @@ fn an_unknown_kid_flood_costs_at_most_one_jwks_fetch() {
     let emu = Emu::start(&cfg, &[]);
     let mut b = BearerServe::start(tempdir(), &emulator_issuers(&emu, &cfg, false), &[]);
     wait_loaded(&mut b, &["k8s-prod"]);
-    let before = fetches(&emu, K8S_JWKS);
+    let before = fetches(&emu, &k8s_jwks());
     assert_eq!(before, 1, "one fetch at start");
 
-    let attacker = TestKey::rsa("attacker");
+    let attacker = jwt::signing_key_rsa();
     let base = claims(K8S_ISS, AUD, "system:serviceaccount:batch:report");
     let tokens: Vec<String> =
-        (0..200).map(|i| attacker.sign_with(&json!({"kid": format!("made-up-{i}-{}", rand_hex())}), &base)).collect();
+        (0..200).map(|i| jwt::sign(&attacker, &json!({"kid": format!("made-up-{i}-{}", rand_hex())}), &base)).collect();
     let port = b.srv.port;
     let started = Instant::now();
     let statuses: Vec<(u16, Value)> = std::thread::scope(|s| {
@@ -373,7 +360,7 @@ fn an_unknown_kid_flood_costs_at_most_one_jwks_fetch() {
     }
     let lines = b.srv.wait_count("200 refusals", 200, |v| v["event"] == "request" && v["code"] == "unknown_kid");
     assert_eq!(lines.len(), 200);
-    let after = fetches(&emu, K8S_JWKS);
+    let after = fetches(&emu, &k8s_jwks());
     assert!(after - before <= 1, "{} JWKS fetches for a flood of unknown kids", after - before);
     for t in &tokens {
         b.keep_secret(t);
@@ -394,63 +381,64 @@ fn a_rotated_kubernetes_key_is_used_on_its_first_token() {
     let mut b = BearerServe::start(tempdir(), &emulator_issuers(&emu, &cfg, false), &[]);
     wait_loaded(&mut b, &["k8s-prod"]);
     let sub = "system:serviceaccount:batch:report";
-    let old = k8s_token(&emu.url, "batch", "report", &[AUD], 3600);
+    let old = k8s_token(&emu.url, "prod", "batch", "report", &[AUD], 3600);
     b.accepted("before rotation", &old, "k8s-prod", sub);
-    assert_eq!(fetches(&emu, K8S_JWKS), 1);
+    assert_eq!(fetches(&emu, &k8s_jwks()), 1);
 
-    let new_kid = rotate_k8s(&emu.url, false);
-    let new = k8s_token(&emu.url, "batch", "report", &[AUD], 3600);
+    let new_kid = rotate(&emu.url, "kubernetes", "prod", false);
+    let new = k8s_token(&emu.url, "prod", "batch", "report", &[AUD], 3600);
     assert_eq!(kid_of(&new), new_kid);
     assert_ne!(kid_of(&new), kid_of(&old));
     b.accepted("the first token of the new key", &new, "k8s-prod", sub);
-    assert_eq!(fetches(&emu, K8S_JWKS), 2, "one refetch for the new kid");
+    assert_eq!(fetches(&emu, &k8s_jwks()), 2, "one refetch for the new kid");
     b.accepted("the old key is still published", &old, "k8s-prod", sub);
     b.accepted("the new key again, no fetch", &new, "k8s-prod", sub);
-    assert_eq!(fetches(&emu, K8S_JWKS), 2);
+    assert_eq!(fetches(&emu, &k8s_jwks()), 2);
 
     // Within the minute, another new kid is not fetched for: refused at once.
-    let newest_kid = rotate_k8s(&emu.url, true);
-    let newest = k8s_token(&emu.url, "batch", "report", &[AUD], 3600);
+    let newest_kid = rotate(&emu.url, "kubernetes", "prod", true);
+    let newest = k8s_token(&emu.url, "prod", "batch", "report", &[AUD], 3600);
     assert_eq!(kid_of(&newest), newest_kid);
     b.refused("a second rotation within the minute", &newest, "unknown_kid");
-    assert_eq!(fetches(&emu, K8S_JWKS), 2, "no second refetch within a minute");
+    assert_eq!(fetches(&emu, &k8s_jwks()), 2, "no second refetch within a minute");
     b.accepted("the keys held stay until a refetch succeeds", &old, "k8s-prod", sub);
     b.finish();
 }
 
 #[test]
 fn a_replaced_jwks_file_is_picked_up_within_two_seconds() {
-    let (first, second) = (TestKey::ec("file-1"), TestKey::ec("file-2"));
+    let (first, second) = (jwt::signing_key_ec(), jwt::signing_key_ec());
     let dir = dir_with_jwks(&[&first]);
     let mut local = file_issuer("local", ISS, "jwks.json");
     local["algorithms"] = json!(["ES256"]);
     let mut b = BearerServe::start(dir, &json!({"version": 1, "issuers": [local]}), &[]);
     let c = claims(ISS, AUD, "file-client");
-    b.accepted("the first key", &first.sign(&c), "local", "file-client");
-    b.refused("a key not yet in the file", &second.sign(&c), "unknown_kid");
+    b.accepted("the first key", &signed(&first, &c), "local", "file-client");
+    b.refused("a key not yet in the file", &signed(&second, &c), "unknown_kid");
 
     let loads = |b: &mut BearerServe| b.srv.drain().iter().filter(|v| v["event"] == "jwks_loaded").count();
     let before = loads(&mut b);
-    replace_json(b.dir.path(), "jwks.json", &jwks(&[&second]));
+    replace_text(b.dir.path(), "jwks.json", &jwt::jwks_json(&[&second]));
     let replaced = Instant::now();
     while loads(&mut b) == before {
         assert!(replaced.elapsed() < Duration::from_secs(4), "the new file was not loaded");
     }
     assert!(replaced.elapsed() < Duration::from_millis(2500), "loaded after {:?}", replaced.elapsed());
-    b.accepted("the new key", &second.sign(&c), "local", "file-client");
-    b.refused("the key no longer in the file", &first.sign(&c), "unknown_kid");
+    b.accepted("the new key", &signed(&second, &c), "local", "file-client");
+    b.refused("the key no longer in the file", &signed(&first, &c), "unknown_kid");
 
-    replace_json(b.dir.path(), "jwks.json", &json!({"keys": [{"kty": "oct", "kid": "sym", "k": "c2VjcmV0"}]}));
+    let oct = json!({"keys": [{"kty": "oct", "kid": "sym", "k": "c2VjcmV0"}]});
+    replace_text(b.dir.path(), "jwks.json", &oct.to_string());
     b.srv.wait_for("jwks_failed", |v| v["event"] == "jwks_failed" && v["what"] == "local");
-    b.accepted("a bad new file keeps the keys", &second.sign(&c), "local", "file-client");
+    b.accepted("a bad new file keeps the keys", &signed(&second, &c), "local", "file-client");
     b.finish();
 }
 
 #[test]
 fn a_certificate_with_a_bearer_header_is_a_certificate_request() {
     let (mut b, rsa, _ec, _other) = refusal_server();
-    let bad = rsa.sign(&with(&claims(ISS, AUD, "x"), json!({"exp": now() - 3600, "iat": now() - 4000})));
-    let good = rsa.sign(&claims(ISS, AUD, "bearer-client"));
+    let bad = signed(&rsa, &with(&claims(ISS, AUD, "x"), json!({"exp": now() - 3600, "iat": now() - 4000})));
+    let good = signed(&rsa, &claims(ISS, AUD, "bearer-client"));
     for (what, token) in [("an expired token", bad.as_str()), ("a good token", good.as_str()), ("junk", "junk")] {
         let raw = format!("GET /get_wif_token HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n");
         let r = request_raw(b.srv.port, Some("client"), raw.as_bytes(), false).unwrap();

@@ -1,129 +1,16 @@
-//! wif-serve with `--bearer-issuers` for the bearer tests: test-held signing keys and their
-//! JWKS, an issuers file, requests from a client without a certificate (any headers, any
+//! wif-serve with `--bearer-issuers` for the bearer tests (keys and tokens: tests/common/jwt.rs):
+//! an issuers file, requests from a client without a certificate (any headers, any
 //! path) read back with the server's request line, and the checks every refusal must pass
 //! (status, JSON body, `WWW-Authenticate`, `Connection: close`, the logged `code`).
 
 use super::server::*;
 use super::*;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use jsonwebtoken::{Algorithm, EncodingKey};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// What wif-serve hands out in these tests.
 pub const SERVED: &str = "ya29.c.bearer-test-token-Jq62";
-
-/// A signing key the test holds, made with openssl: its private key (for signing) and its
-/// public key as PEM and DER (for the key-confusion attacks).
-pub struct TestKey {
-    /// The `kid` its JWK and tokens carry.
-    pub kid: String,
-    /// RS256 or ES256.
-    pub alg: Algorithm,
-    private_pem: Vec<u8>,
-    /// The public key, SubjectPublicKeyInfo PEM.
-    pub public_pem: Vec<u8>,
-    /// The public key, SubjectPublicKeyInfo DER.
-    pub public_der: Vec<u8>,
-}
-
-impl TestKey {
-    /// A fresh RSA-2048 key (RS256).
-    pub fn rsa(kid: &str) -> TestKey {
-        TestKey::generate(kid, Algorithm::RS256, &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
-    }
-
-    /// A fresh EC P-256 key (ES256).
-    pub fn ec(kid: &str) -> TestKey {
-        TestKey::generate(kid, Algorithm::ES256, &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"])
-    }
-
-    fn generate(kid: &str, alg: Algorithm, genpkey: &[&str]) -> TestKey {
-        let dir = tempdir();
-        let mut args = vec!["genpkey"];
-        args.extend_from_slice(genpkey);
-        args.extend_from_slice(&["-out", "key.pem"]);
-        openssl_in(dir.path(), &args);
-        openssl_in(dir.path(), &["pkey", "-in", "key.pem", "-pubout", "-out", "pub.pem"]);
-        openssl_in(dir.path(), &["pkey", "-in", "key.pem", "-pubout", "-outform", "DER", "-out", "pub.der"]);
-        let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
-        TestKey {
-            kid: kid.into(),
-            alg,
-            private_pem: read("key.pem"),
-            public_pem: read("pub.pem"),
-            public_der: read("pub.der"),
-        }
-    }
-
-    fn encoding_key(&self) -> EncodingKey {
-        match self.alg {
-            Algorithm::ES256 => EncodingKey::from_ec_pem(&self.private_pem).unwrap(),
-            _ => EncodingKey::from_rsa_pem(&self.private_pem).unwrap(),
-        }
-    }
-
-    /// The public JWK: `kty`, the key's numbers, `kid`, `use: sig`, `alg`.
-    pub fn jwk(&self) -> Value {
-        let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&self.encoding_key(), self.alg).unwrap();
-        let mut v = serde_json::to_value(jwk).unwrap();
-        v["kid"] = json!(self.kid);
-        v["use"] = json!("sig");
-        v
-    }
-
-    /// A token over `claims` signed with this key, header `{alg, typ: JWT, kid}`.
-    pub fn sign(&self, claims: &Value) -> String {
-        self.sign_with(&json!({}), claims)
-    }
-
-    /// [`TestKey::sign`] with header members added or replaced by `extra` (a `null` removes
-    /// one). The signature is this key's, whatever `alg` the header ends up naming.
-    pub fn sign_with(&self, extra: &Value, claims: &Value) -> String {
-        let mut header = json!({"alg": alg_name(self.alg), "typ": "JWT", "kid": self.kid});
-        for (k, v) in extra.as_object().unwrap() {
-            match v {
-                Value::Null => header.as_object_mut().unwrap().remove(k),
-                _ => header.as_object_mut().unwrap().insert(k.clone(), v.clone()),
-            };
-        }
-        let key = self.encoding_key();
-        compact(&header, claims, |input| jsonwebtoken::crypto::sign(input, &key, self.alg).unwrap())
-    }
-}
-
-/// The name of an algorithm as a JWS header writes it.
-pub fn alg_name(alg: Algorithm) -> String {
-    serde_json::to_value(alg).unwrap().as_str().unwrap().to_string()
-}
-
-/// A compact JWS of `header` and `claims`, its signature segment made by `sign` from the
-/// signing input.
-pub fn compact(header: &Value, claims: &Value, sign: impl FnOnce(&[u8]) -> String) -> String {
-    let input =
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-    let signature = sign(input.as_bytes());
-    format!("{input}.{signature}")
-}
-
-/// An HS256 token whose HMAC secret is `secret` (the key-confusion attack).
-pub fn hs256(secret: &[u8], header: &Value, claims: &Value) -> String {
-    let key = EncodingKey::from_secret(secret);
-    compact(header, claims, |input| jsonwebtoken::crypto::sign(input, &key, Algorithm::HS256).unwrap())
-}
-
-/// A JWKS document of the keys' public JWKs.
-pub fn jwks(keys: &[&TestKey]) -> Value {
-    json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()})
-}
-
-/// Claims a verifier accepts: `iss`, `aud`, `sub`, `jti`, and `iat`/`nbf` now, `exp` in 10 min.
-pub fn claims(iss: &str, aud: &str, sub: &str) -> Value {
-    let now = now();
-    json!({"iss": iss, "aud": aud, "sub": sub, "jti": format!("jti-{now}-{sub}"), "iat": now, "nbf": now, "exp": now + 600})
-}
 
 /// `claims` with members replaced by `changes` (a `null` removes one).
 pub fn with(claims: &Value, changes: Value) -> Value {
@@ -316,11 +203,11 @@ pub fn issuers_file(dir: &Path, issuers: &Value) -> PathBuf {
     path
 }
 
-/// Writes `doc` to `dir/name` through a renamed temporary file (as a careful operator or a
+/// Writes `text` to `dir/name` through a renamed temporary file (as a careful operator or a
 /// configuration manager replaces a file).
-pub fn replace_json(dir: &Path, name: &str, doc: &Value) {
+pub fn replace_text(dir: &Path, name: &str, text: &str) {
     let staged = dir.join(format!(".{name}.staged"));
-    std::fs::write(&staged, doc.to_string()).unwrap();
+    std::fs::write(&staged, text).unwrap();
     std::fs::rename(&staged, dir.join(name)).unwrap();
 }
 
@@ -334,8 +221,8 @@ pub struct FixedJwks {
 }
 
 impl FixedJwks {
-    /// Serves `body` as JSON on 127.0.0.1:`port`.
-    pub fn start(port: u16, body: &Value) -> FixedJwks {
+    /// Serves `body` (JSON text) on 127.0.0.1:`port`.
+    pub fn start(port: u16, body: &str) -> FixedJwks {
         let server = std::sync::Arc::new(tiny_http::Server::http(("127.0.0.1", port)).expect("bind the JWKS port"));
         let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (srv, count, body) = (server.clone(), hits.clone(), body.to_string());
