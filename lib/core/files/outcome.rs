@@ -32,6 +32,10 @@ pub enum Part {
     /// A file that decides who gets which token (wif-serve's `--policy`): trusted only on
     /// the same terms as the tokens it hands out.
     Policy,
+    /// wif-serve's `--bearer-issuers` file: it decides whose tokens are trusted.
+    Issuers,
+    /// A JWKS file named by the issuers file: its keys decide which tokens verify.
+    Jwks,
 }
 
 impl Part {
@@ -40,6 +44,8 @@ impl Part {
             Part::Token => "token file",
             Part::Meta => "token metadata file",
             Part::Policy => "policy file",
+            Part::Issuers => "bearer issuers file",
+            Part::Jwks => "JWKS file",
         }
     }
 
@@ -49,7 +55,8 @@ impl Part {
         match self {
             Part::Token => 4 << 20,
             Part::Meta => 64 * 1024,
-            Part::Policy => 1 << 20,
+            Part::Policy | Part::Issuers => 1 << 20,
+            Part::Jwks => 256 * 1024,
         }
     }
 }
