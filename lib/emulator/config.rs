@@ -1,5 +1,5 @@
 //! The emulator's configuration file: the Azure AD tenant with its registered applications
-//! and resources, other OIDC issuers, the Google project's workload identity pools and
+//! and resources, other OIDC issuers, Kubernetes and GitHub Actions token issuers, the Google project's workload identity pools and
 //! providers, and the service accounts with who may impersonate them.
 //!
 //! Paths in it (certificates) are relative to the config file. Unknown keys are refused,
@@ -28,6 +28,12 @@ pub struct Config {
     /// The Google Cloud side.
     #[serde(default)]
     pub google: Option<GoogleConfig>,
+    /// Kubernetes service-account token issuers (TokenRequest API).
+    #[serde(default)]
+    pub kubernetes: Vec<super::bearer_config::KubernetesConfig>,
+    /// GitHub Actions OIDC token issuers.
+    #[serde(default)]
+    pub github: Vec<super::bearer_config::GithubConfig>,
     /// Default lifetime of issued tokens, e.g. `1h` [default: 1h].
     #[serde(default)]
     pub token_lifetime: Option<String>,
@@ -347,6 +353,7 @@ impl Config {
                 }
             }
         }
+        super::bearer_config::prepare(&mut c.kubernetes, &mut c.github, base)?;
         for iss in &mut c.issuers {
             if iss.name.is_empty() || !iss.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
                 return Err(Error::input(format!("issuer name {:?} must be letters, digits, - or _", iss.name)));

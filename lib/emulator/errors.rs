@@ -88,3 +88,27 @@ pub fn unavailable() -> Response {
     r.reason = Some("injected_503".into());
     r
 }
+
+/// A Kubernetes API `Status` failure: `{"kind": "Status", "apiVersion": "v1", "metadata": {},
+/// "status": "Failure", "message", "reason", "details"?, "code"}`.
+pub fn kubernetes(code: u16, reason: &str, message: &str, details: Option<Value>) -> Response {
+    let mut body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code,
+    });
+    if let Some(d) = details {
+        body["details"] = d;
+    }
+    json(code, &body, reason.to_string())
+}
+
+/// A GitHub Actions token service error: `{"message": …}`; a 401 also says
+/// `WWW-Authenticate: Bearer`.
+pub fn github(code: u16, message: &str, outcome: &str) -> Response {
+    let r = json(code, &json!({ "message": message }), outcome);
+    if code == 401 {
+        r.header("WWW-Authenticate", "Bearer")
+    } else {
+        r
+    }
+}

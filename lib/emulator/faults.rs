@@ -23,11 +23,23 @@ pub enum Service {
     Iam,
     /// Cloud Storage.
     Storage,
+    /// The Kubernetes issuers: TokenRequest, discovery, JWKS.
+    Kubernetes,
+    /// The GitHub Actions issuers: id-token, discovery, JWKS.
+    Github,
 }
 
 impl Service {
-    const ALL: [Service; 6] =
-        [Service::Azure, Service::Issuer, Service::Sts, Service::StsX509, Service::Iam, Service::Storage];
+    const ALL: [Service; 8] = [
+        Service::Azure,
+        Service::Issuer,
+        Service::Sts,
+        Service::StsX509,
+        Service::Iam,
+        Service::Storage,
+        Service::Kubernetes,
+        Service::Github,
+    ];
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
@@ -38,6 +50,8 @@ impl Service {
             Service::StsX509 => "sts-x509",
             Service::Iam => "iam",
             Service::Storage => "storage",
+            Service::Kubernetes => "kubernetes",
+            Service::Github => "github",
         }
     }
 }
@@ -72,7 +86,7 @@ impl Fault {
     pub fn parse(spec: &str) -> Result<Fault> {
         let bad = |why: String| {
             Error::usage(format!("--fault {spec:?}: {why}")).hint(
-                "write SERVICE=KIND[:N]: SERVICE azure, issuer, sts, sts-x509, iam or storage; KIND unavailable, refused or reset; N the number of requests to fail (default: all)",
+                "write SERVICE=KIND[:N]: SERVICE azure, issuer, sts, sts-x509, iam, storage, kubernetes or github; KIND unavailable, refused or reset; N the number of requests to fail (default: all)",
             )
         };
         let (service, rest) = spec.split_once('=').ok_or_else(|| bad("no '='".into()))?;
@@ -146,6 +160,10 @@ fn unavailable(service: Service, now: i64) -> Response {
         Service::Issuer | Service::Sts | Service::StsX509 => errors::oauth(503, "temporarily_unavailable", DOWN),
         Service::Iam => errors::google(503, "UNAVAILABLE", DOWN, None),
         Service::Storage => errors::storage(503, "Backend Error", "backendError", "backendError"),
+        Service::Kubernetes => {
+            errors::kubernetes(503, "ServiceUnavailable", "the server is currently unable to handle the request", None)
+        }
+        Service::Github => errors::github(503, DOWN, "unavailable"),
     }
 }
 
@@ -156,6 +174,8 @@ fn refused(service: Service, now: i64) -> Response {
         Service::Sts => errors::oauth(400, "invalid_grant", "The given credential is rejected by the attribute condition."),
         Service::StsX509 => errors::oauth(400, "invalid_grant", "The certificate chain could not be verified against the trust store of the workload identity pool provider."),
         Service::Iam => errors::iam_denied("iam.serviceAccounts.getAccessToken"),
+        Service::Kubernetes => errors::kubernetes(401, "Unauthorized", "Unauthorized", None),
+        Service::Github => errors::github(401, "The request token is not valid for any running job.", "bad_token"),
         Service::Storage => errors::storage(403, "The caller does not have storage.objects.get access to the Google Cloud Storage object. Permission 'storage.objects.get' denied on resource (or it may not exist).", "forbidden", "forbidden"),
     }
 }

@@ -1,66 +1,164 @@
-//! The emulator's signing key (RSA, made at start, published as a JWKS) and the checks on
-//! client assertions: JWS parsing, signature verification with a registered certificate
-//! (RS256, PS256, ES256, ES384), thumbprint matching and the time window.
+//! The emulator's signing keys (RSA-2048 made at start, or a configured RSA / EC P-256 PEM
+//! key; published as JWKs) and the checks on client assertions: JWS parsing, signature
+//! verification with a registered certificate (RS256, PS256, ES256, ES384), thumbprint
+//! matching and the time window.
 
 use super::config::RegisteredCert;
-use crate::core::error::{Error, Result};
+use crate::core::error::{Error, Kind, Result};
 use crate::core::jwt::{self, Jws};
+use crate::core::keys::KeyType;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{self, KeyPair, RsaKeyPair, UnparsedPublicKey};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair, UnparsedPublicKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use std::path::Path;
 
-/// The key the emulator signs its tokens with.
+/// The private half of a signing key.
+enum Pair {
+    /// RSA: RS256.
+    Rsa(RsaKeyPair),
+    /// ECDSA on P-256: ES256.
+    EcP256(EcdsaKeyPair),
+}
+
+/// A key the emulator signs tokens with: the Azure AD tenant's and other issuers' key, and
+/// each bearer issuer's keys.
 pub struct Signer {
-    pair: RsaKeyPair,
+    pair: Pair,
     /// Key id (`kid`) in token headers and the JWKS.
     pub kid: String,
-    n: Vec<u8>,
-    e: Vec<u8>,
 }
 
 impl Signer {
     /// A fresh RSA-2048 key.
     pub fn generate() -> Result<Signer> {
         let pair = RsaKeyPair::generate(KeySize::Rsa2048)
-            .map_err(|_| Error::new(crate::core::error::Kind::Internal, "generating the RSA signing key failed"))?;
-        let pk = pair.public_key();
-        let n = pk.modulus().big_endian_without_leading_zero().to_vec();
-        let e = pk.exponent().big_endian_without_leading_zero().to_vec();
-        // The kid is the x5t-style thumbprint of the modulus: stable for the key's life.
-        let kid = crate::core::keys::thumbprint_sha1(&n);
-        Ok(Signer { pair, kid, n, e })
+            .map_err(|_| Error::new(Kind::Internal, "generating the RSA signing key failed"))?;
+        Ok(Signer::with(Pair::Rsa(pair)))
     }
 
-    /// Signs claims as an RS256 JWT with `typ` JWT and this key's `kid`.
+    /// A fresh key of the same type as this one (a rotation keeps the algorithm).
+    pub fn generate_like(&self) -> Result<Signer> {
+        match self.pair {
+            Pair::Rsa(_) => Signer::generate(),
+            Pair::EcP256(_) => EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+                .map(|p| Signer::with(Pair::EcP256(p)))
+                .map_err(|_| Error::new(Kind::Internal, "generating the EC P-256 signing key failed")),
+        }
+    }
+
+    /// The key in a PEM file: RSA (2048 bits or more) signs RS256, EC P-256 signs ES256.
+    pub fn from_pem_file(path: &Path) -> Result<Signer> {
+        let bundle = crate::core::keys::load_key(path, None)?;
+        let key = crate::core::keys::signing_key(&bundle.key)
+            .map_err(|e| e.context(format!("loading the private key {}", path.display())))?;
+        let rejected = |why: String| Error::input(format!("{}: {why}", path.display()));
+        let pair = match key.key_type {
+            KeyType::Rsa => RsaKeyPair::from_der(&key.jwt_der)
+                .map(Pair::Rsa)
+                .map_err(|e| rejected(format!("RSA key rejected: {e}")))?,
+            KeyType::EcP256 => EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &key.jwt_der)
+                .map(Pair::EcP256)
+                .map_err(|e| rejected(format!("EC key rejected: {e}")))?,
+            KeyType::EcP384 => {
+                return Err(rejected("an EC P-384 key; an issuer signs with RSA (RS256) or EC P-256 (ES256)".into()))
+            }
+        };
+        if let Pair::Rsa(rsa) = &pair {
+            if rsa.public_modulus_len() < 256 {
+                return Err(rejected(format!(
+                    "an RSA key of {} bits; at least 2048 are needed",
+                    rsa.public_modulus_len() * 8
+                )));
+            }
+        }
+        Ok(Signer::with(pair))
+    }
+
+    fn with(pair: Pair) -> Signer {
+        // The kid is the x5t-style thumbprint of the public key: stable for the key's life.
+        let kid = crate::core::keys::thumbprint_sha1(&Signer::public_bytes(&pair));
+        Signer { pair, kid }
+    }
+
+    /// The RSA modulus, or the EC point.
+    fn public_bytes(pair: &Pair) -> Vec<u8> {
+        match pair {
+            Pair::Rsa(p) => p.public_key().modulus().big_endian_without_leading_zero().to_vec(),
+            Pair::EcP256(p) => p.public_key().as_ref().to_vec(),
+        }
+    }
+
+    /// The JWS algorithm this key signs with.
+    pub fn alg(&self) -> &'static str {
+        match self.pair {
+            Pair::Rsa(_) => "RS256",
+            Pair::EcP256(_) => "ES256",
+        }
+    }
+
+    /// Signs claims as a JWT with `typ` JWT, this key's `alg` and `kid`.
     pub fn sign(&self, claims: &Value) -> String {
-        let header = json!({"typ": "JWT", "alg": "RS256", "kid": self.kid});
-        let input =
-            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let mut sig = vec![0u8; self.pair.public_modulus_len()];
+        let mut header = Map::new();
+        header.insert("typ".into(), json!("JWT"));
+        self.sign_with_header(header, claims)
+    }
+
+    /// Signs claims with `header` plus this key's `alg` and `kid` (set last, so they win).
+    pub fn sign_with_header(&self, mut header: Map<String, Value>, claims: &Value) -> String {
+        header.insert("alg".into(), json!(self.alg()));
+        header.insert("kid".into(), json!(self.kid));
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(Value::Object(header).to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
         // Signing with a valid in-memory key only fails on allocation failure.
-        let _ = self.pair.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig);
+        let sig = match &self.pair {
+            Pair::Rsa(p) => {
+                let mut sig = vec![0u8; p.public_modulus_len()];
+                let _ = p.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig);
+                sig
+            }
+            Pair::EcP256(p) => {
+                p.sign(&SystemRandom::new(), input.as_bytes()).map(|s| s.as_ref().to_vec()).unwrap_or_default()
+            }
+        };
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig))
     }
 
-    /// The public key as a JWK.
+    /// The public key as a JWK (`use: sig`, `alg`, `kid`).
     pub fn jwk(&self) -> Value {
-        json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid, "n": URL_SAFE_NO_PAD.encode(&self.n), "e": URL_SAFE_NO_PAD.encode(&self.e)})
+        match &self.pair {
+            Pair::Rsa(p) => {
+                let pk = p.public_key();
+                let (n, e) =
+                    (pk.modulus().big_endian_without_leading_zero(), pk.exponent().big_endian_without_leading_zero());
+                json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid, "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e)})
+            }
+            Pair::EcP256(p) => {
+                // The uncompressed point: 0x04, x, y.
+                let point = p.public_key().as_ref();
+                let (x, y) = point[1..].split_at(32);
+                json!({"kty": "EC", "use": "sig", "alg": "ES256", "kid": self.kid, "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)})
+            }
+        }
     }
 
     /// Verifies a JWS made by this key.
     pub fn verify(&self, jws: &Jws) -> bool {
-        if jws.header.get("alg").and_then(Value::as_str) != Some("RS256")
+        if jws.header.get("alg").and_then(Value::as_str) != Some(self.alg())
             || jws.header.get("kid").and_then(Value::as_str) != Some(self.kid.as_str())
         {
             return false;
         }
-        let der = self.pair.public_key().as_ref().to_vec();
-        UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, der)
-            .verify(jws.signing_input.as_bytes(), &jws.signature)
-            .is_ok()
+        let (algorithm, der): (&dyn signature::VerificationAlgorithm, &[u8]) = match &self.pair {
+            Pair::Rsa(p) => (&signature::RSA_PKCS1_2048_8192_SHA256, p.public_key().as_ref()),
+            Pair::EcP256(p) => (&signature::ECDSA_P256_SHA256_FIXED, p.public_key().as_ref()),
+        };
+        UnparsedPublicKey::new(algorithm, der).verify(jws.signing_input.as_bytes(), &jws.signature).is_ok()
     }
 }
 

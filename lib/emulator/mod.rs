@@ -1,18 +1,22 @@
 //! `wif-emulate`: an offline emulator of Azure AD (v1/v2 token endpoints, discovery, JWKS,
-//! IMDS), other OIDC issuers, Google STS (with downscoping), IAM Credentials and a Cloud
+//! IMDS), other OIDC issuers, Kubernetes and GitHub Actions token issuers, Google STS (with downscoping), IAM Credentials and a Cloud
 //! Storage subset that checks what it receives as strictly as the real services and answers
 //! in their formats, for demos, tests and CI.
 
 pub mod azure;
+pub mod bearer_config;
 pub mod boundary;
 pub mod cel;
 pub mod config;
 pub mod downscope;
 pub mod errors;
 pub mod faults;
+pub mod github;
 pub mod iam;
 pub mod issuer;
 pub mod keys;
+pub mod keyset;
+pub mod kubernetes;
 pub mod mtls;
 mod routes;
 pub mod server;
@@ -46,7 +50,7 @@ pub const PAGE: crate::core::help::Page = crate::core::help::Page { examples: EX
 /// The files of the manual page.
 const FILES: &[(&str, &str)] = &[(
     "emulator.json",
-    "the emulator configuration given with --config: tenant, apps and certificates, issuers, pools, providers, service accounts, Cloud Storage buckets with their objects and IAM bindings (wif-emulate --print-example-config; docs/EMULATOR.md)",
+    "the emulator configuration given with --config: tenant, apps and certificates, issuers, Kubernetes and GitHub Actions issuers, pools, providers, service accounts, Cloud Storage buckets with their objects and IAM bindings (wif-emulate --print-example-config; docs/EMULATOR.md)",
 )];
 
 /// Examples shown in --help and the manual page.
@@ -62,6 +66,10 @@ pub const EXAMPLES: &[Example] = &[
     Example {
         about: "Also listen with TLS (MSAL accepts only https:// authorities)",
         cmd: "wif-emulate --config emulator.json --listen 127.0.0.1:0 --tls-listen 127.0.0.1:0 --tls-cert pki/server-chain.crt --tls-key pki/server.key",
+    },
+    Example {
+        about: "Get a Kubernetes service-account token for batch/report from the example's issuer prod",
+        cmd: "curl -s -H 'Content-Type: application/json' -d '{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenRequest\",\"spec\":{\"audiences\":[\"wif-serve\"],\"expirationSeconds\":3600}}' http://127.0.0.1:8080/k8s/prod/api/v1/namespaces/batch/serviceaccounts/report/token",
     },
     Example {
         about: "Test retries: the first two requests fail with 503",
@@ -80,7 +88,9 @@ pub const EXAMPLES: &[Example] = &[
     version,
     about = "Offline emulator of Azure AD, Google STS, IAM Credentials and Cloud Storage for demos, tests and CI",
     long_about = "An offline emulator of the services the wif pipeline talks to: Azure AD (v2 and v1 token endpoints, \
-OIDC discovery, JWKS, IMDS), other OAuth/OIDC issuers (jwt-bearer, client credentials with an audience), Google STS \
+OIDC discovery, JWKS, IMDS), other OAuth/OIDC issuers (jwt-bearer, client credentials with an audience), Kubernetes \
+service-account token issuers (the TokenRequest API, issuer discovery, JWKS), GitHub Actions OIDC token issuers (the \
+id-token endpoint a job calls, discovery, JWKS), Google STS \
 (/v1/token, with downscoping by Credential Access Boundaries), IAM Credentials (generateAccessToken, \
 generateIdToken) and a Cloud Storage JSON API subset (list objects, object metadata and media) that enforces \
 bucket IAM bindings and the tokens' access boundaries.\n\n\
@@ -89,7 +99,10 @@ certificates, thumbprints, audiences, time windows, jti replay, scopes, provider
 condition, impersonation bindings, lifetimes, access boundaries) and answers in their formats and status codes, so the official \
 client libraries work against it and every refusal can be tested.\n\n\
 On start it prints one JSON line {\"event\":\"listening\",\"address\",\"url\"[,\"tls_url\"]} on stdout, then one \
-JSON line per request (never a token). SIGTERM or SIGINT stop it. See docs/EMULATOR.md for the configuration.",
+JSON line per request (never a token). SIGTERM or SIGINT stop it. See docs/EMULATOR.md for the configuration.\n\n\
+Each Kubernetes and GitHub issuer signs with its own key; POST /_emulator/rotate/{kubernetes|github}/NAME[?retire=true] \
+(the emulator's own control, not a real API) makes a new key sign from then on, published first in the JWKS beside \
+the old ones until retired.",
     after_help = crate::core::help::after_help("wif-emulate", EXAMPLES)
 )]
 pub struct Cli {
@@ -117,8 +130,8 @@ pub struct Cli {
     /// Fault injection: wait this long before answering each request, e.g. 2s
     #[arg(long, value_name = "DURATION")]
     pub delay: Option<String>,
-    /// Fault injection per service: SERVICE=KIND[:N], SERVICE azure, issuer, sts, sts-x509, iam
-    /// or storage; KIND unavailable (503, Retry-After: 1), refused (the service's own refusal)
+    /// Fault injection per service: SERVICE=KIND[:N], SERVICE azure, issuer, sts, sts-x509, iam,
+    /// storage, kubernetes or github; KIND unavailable (503, Retry-After: 1), refused (the service's own refusal)
     /// or reset (the connection closed unanswered); :N only the first N requests (repeatable)
     #[arg(long, value_name = "SERVICE=KIND[:N]")]
     pub fault: Vec<String>,

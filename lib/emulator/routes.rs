@@ -5,7 +5,7 @@ use super::errors;
 use super::faults::{self, Service};
 use super::server::{self, Req};
 use super::state::State;
-use super::{azure, iam, issuer, storage, sts};
+use super::{azure, github, iam, issuer, keyset, kubernetes, storage, sts};
 use crate::server::Response;
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ fn route(st: &State, req: &Req) -> Response {
         Some(kind) => faults::answer(service, kind, st.now()),
         None => f(),
     };
-    use Service::{Azure, Iam, Issuer, Storage};
+    use Service::{Azure, Github, Iam, Issuer, Kubernetes, Storage};
     match segs.as_slice() {
         ["v1", "token"] => at(sts::service(req), &|| post(&|| sts::token(st, req))),
         ["v1", "projects", _, "serviceAccounts", rest] => at(Iam, &|| post(&|| iam::handle(st, req, rest))),
@@ -50,6 +50,20 @@ fn route(st: &State, req: &Req) -> Response {
             at(Issuer, &|| get(&|| issuer::discovery(st, req, name)))
         }
         ["issuers", name, "jwks"] => at(Issuer, &|| get(&|| issuer::jwks(st, name))),
+        ["k8s", name, "api", "v1", "namespaces", ns, "serviceaccounts", sa, "token"] => {
+            at(Kubernetes, &|| post(&|| kubernetes::token(st, req, name, ns, sa)))
+        }
+        ["k8s", name, ".well-known", "openid-configuration"] => {
+            at(Kubernetes, &|| get(&|| kubernetes::discovery(st, req, name)))
+        }
+        ["k8s", name, "openid", "v1", "jwks"] => at(Kubernetes, &|| get(&|| kubernetes::jwks(st, name))),
+        ["github", name, "idtoken"] => at(Github, &|| get(&|| github::idtoken(st, req, name))),
+        ["github", name, ".well-known", "openid-configuration"] => {
+            at(Github, &|| get(&|| github::discovery(st, req, name)))
+        }
+        ["github", name, ".well-known", "jwks"] => at(Github, &|| get(&|| github::jwks(st, req, name))),
+        // The emulator's own control, never faulted.
+        ["_emulator", "rotate", kind, name] => post(&|| keyset::rotate(st, req, kind, name)),
         ["storage", "v1", "b", bucket, "o"] => at(Storage, &|| get(&|| storage::json_api(st, req, bucket, None))),
         ["storage", "v1", "b", bucket, "o", object] => {
             at(Storage, &|| get(&|| storage::json_api(st, req, bucket, Some(object))))

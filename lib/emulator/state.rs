@@ -1,6 +1,7 @@
 //! What the emulator's handlers share: the configuration, the signing key, the `jti`s
 //! seen, the federated tokens STS issued (for IAM), the access tokens IAM and STS
-//! downscoping issued (for Cloud Storage), and the injected faults.
+//! downscoping issued (for Cloud Storage), the injected faults, and the Kubernetes and
+//! GitHub issuers' key sets.
 
 use super::boundary::Boundary;
 use super::config::{self, Config};
@@ -65,12 +66,15 @@ pub struct State {
     clock_offset: i64,
     /// Per-service fault injection (`--fault`).
     pub faults: super::faults::Faults,
+    /// The Kubernetes and GitHub issuers' key sets.
+    pub issuer_keys: super::keyset::IssuerKeys,
 }
 
 impl State {
     /// A state for a configuration.
     pub fn new(config: Config, token_lifetime: Option<i64>, fail_first: u64, delay: Duration) -> Result<State> {
         let lifetime = token_lifetime.unwrap_or_else(|| config.token_lifetime());
+        let issuer_keys = issuer_keys(&config)?;
         Ok(State {
             signer: keys::Signer::generate()?,
             token_lifetime: lifetime,
@@ -82,6 +86,7 @@ impl State {
             delay,
             clock_offset: 0,
             faults: super::faults::Faults::default(),
+            issuer_keys,
         })
     }
 
@@ -176,4 +181,22 @@ impl State {
     pub fn jwks(&self) -> serde_json::Value {
         json!({ "keys": [self.signer.jwk()] })
     }
+}
+
+/// Each Kubernetes and GitHub issuer's key set: its `signing_key`, or a fresh RSA-2048 key.
+fn issuer_keys(config: &Config) -> Result<super::keyset::IssuerKeys> {
+    use super::bearer_config::BearerKind;
+    use super::keyset::KeySet;
+    let mut keys = super::keyset::IssuerKeys::default();
+    let k8s = config.kubernetes.iter().map(|k| (BearerKind::Kubernetes, &k.name, &k.signing_key));
+    let github = config.github.iter().map(|g| (BearerKind::Github, &g.name, &g.signing_key));
+    let mut index = std::collections::BTreeMap::<BearerKind, usize>::new();
+    for (kind, name, signing_key) in k8s.chain(github) {
+        let i = index.entry(kind).or_default();
+        let set =
+            KeySet::load(signing_key.as_deref()).map_err(|e| e.context(format!("{}[{i}].signing_key", kind.name())))?;
+        *i += 1;
+        keys.insert(kind, name, set);
+    }
+    Ok(keys)
 }
