@@ -97,7 +97,7 @@ fn an_unmatched_client_gets_403_and_is_logged_with_its_identity() {
         assert_eq!(r.status, 403);
         assert_eq!(
             r.json(),
-            json!({"error":"forbidden","message":"no rule of the server's policy matches this client certificate"})
+            json!({"error":"forbidden","message":"no rule of the server's policy matches this client"})
         );
         assert!(r.header("x-wif-rule").is_none());
     }

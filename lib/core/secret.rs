@@ -331,6 +331,14 @@ impl Secret {
         Secret(s)
     }
 
+    /// Wraps a secret received from a peer (e.g. a client's `Authorization` header) without
+    /// remembering it for [`scrub`]: a server receives new ones all the time, and the list
+    /// of held secrets must not grow with what clients send. Token-shaped text is still
+    /// scrubbed by shape.
+    pub fn received(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
     /// The secret itself, for the one place that must send or store it.
     pub fn expose(&self) -> &str {
         &self.0

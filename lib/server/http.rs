@@ -5,6 +5,7 @@
 //! deadline (see `Deadlined`), and a body is only read when asked for, up to a limit
 //! ([`read_body`]). Anything else is a clear 4xx.
 
+use crate::core::secret::Secret;
 use std::io::{ErrorKind, Read};
 
 /// The most bytes a request line plus headers may take.
@@ -12,7 +13,8 @@ pub const MAX_HEAD: usize = 8 * 1024;
 /// The most header lines a request may have.
 pub const MAX_HEADERS: usize = 64;
 
-/// A parsed request head (all the server reads of a request).
+/// A parsed request head (all the server reads of a request). Its `Debug` shows the
+/// `Authorization` header only as its length.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     /// The method, e.g. `GET`.
@@ -27,6 +29,10 @@ pub struct Request {
     pub has_body: bool,
     /// The Content-Length, 0 when absent (a chunked body has `has_body` and 0 here).
     pub content_length: u64,
+    /// The first `Authorization` header's value as sent (not trimmed), if there was one.
+    pub authorization: Option<Secret>,
+    /// Whether there was more than one `Authorization` header.
+    pub extra_authorization: bool,
 }
 
 /// A request that cannot be served, with the status to answer.
@@ -86,8 +92,19 @@ pub fn parse_with(buf: &[u8], on_header: &mut dyn FnMut(&str, &[u8])) -> Parsed 
     let mut keep_alive = minor >= 1;
     let mut has_body = false;
     let mut content_length: Option<u64> = None;
+    let (mut authorization, mut extra_authorization) = (None, false);
     for h in req.headers.iter() {
         on_header(h.name, h.value);
+        if h.name.eq_ignore_ascii_case("authorization") {
+            if authorization.is_some() {
+                extra_authorization = true;
+            } else {
+                // Received, not held: a server sees a new one with every client, and the
+                // process's list of secrets to scrub must not grow with them.
+                authorization = Some(Secret::received(String::from_utf8_lossy(h.value)));
+            }
+            continue;
+        }
         let value = String::from_utf8_lossy(h.value);
         if h.name.eq_ignore_ascii_case("connection") {
             for token in value.split(',').map(str::trim) {
@@ -115,6 +132,8 @@ pub fn parse_with(buf: &[u8], on_header: &mut dyn FnMut(&str, &[u8])) -> Parsed 
         keep_alive,
         has_body,
         content_length: content_length.unwrap_or(0),
+        authorization,
+        extra_authorization,
     };
     Parsed::Complete(request, len)
 }
@@ -245,6 +264,19 @@ mod tests {
         assert_eq!(r.path, "/get_wif_token");
         assert!(r.keep_alive && !r.has_body);
         assert_eq!(&raw[n..], b"GET /next");
+    }
+
+    #[test]
+    fn authorization_is_kept_as_a_secret_and_a_second_one_is_flagged() {
+        let (r, _) = complete(b"GET / HTTP/1.1\r\nAuthorization: Bearer abc.def.ghi\r\n\r\n");
+        assert_eq!(r.authorization.as_ref().map(Secret::expose), Some("Bearer abc.def.ghi"));
+        assert!(!r.extra_authorization);
+        assert!(!format!("{r:?}").contains("abc.def"), "{r:?}");
+        let (r, _) = complete(b"GET / HTTP/1.1\r\nauthorization: Bearer a\r\nAUTHORIZATION: Bearer b\r\n\r\n");
+        assert_eq!(r.authorization.as_ref().map(Secret::expose), Some("Bearer a"));
+        assert!(r.extra_authorization);
+        let (r, _) = complete(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(r.authorization.is_none() && !r.extra_authorization);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Which verified clients may fetch the token: an optional allow-list of identities taken
 //! from the client certificate (subject CN, DNS or URI SAN such as a SPIFFE ID, or a pin of
-//! the public key or of the whole certificate).
+//! the public key or of the whole certificate) or from a verified bearer token (its issuer,
+//! and its `sub`).
 
+use super::bearer::BearerIdentity;
 use crate::core::error::{Error, Result};
 use base64::Engine;
 use x509_parser::extensions::GeneralName;
@@ -57,6 +59,15 @@ impl Identity {
     }
 }
 
+/// A verified client: by its certificate, or by its bearer token (`--bearer-issuers`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A client that presented a certificate the TLS handshake verified.
+    Certificate(Identity),
+    /// A client without a certificate whose `Authorization: Bearer` token verified.
+    Bearer(BearerIdentity),
+}
+
 /// One allowed identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rule {
@@ -70,10 +81,15 @@ pub enum Rule {
     Spki(String),
     /// `cert-sha256:HEX` — the SHA-256 of the certificate itself.
     Cert(String),
+    /// `bearer:ISSUER` — any token from the configured issuer of that name.
+    BearerIssuer(String),
+    /// `bearer:ISSUER:SUB` — tokens of that issuer with that `sub`, exactly.
+    BearerSub(String, String),
 }
 
 /// The forms `--allow` accepts, for messages.
-pub const RULE_FORMS: &str = "cn:NAME, dns:NAME, uri:URI, spki-sha256:HEX or cert-sha256:HEX";
+pub const RULE_FORMS: &str =
+    "cn:NAME, dns:NAME, uri:URI, spki-sha256:HEX, cert-sha256:HEX, bearer:ISSUER or bearer:ISSUER:SUB";
 
 impl std::str::FromStr for Rule {
     type Err = Error;
@@ -86,6 +102,14 @@ impl std::str::FromStr for Rule {
             return Err(bad());
         }
         match kind.trim().to_ascii_lowercase().as_str() {
+            // The sub may hold colons (system:serviceaccount:NS:SA): split at the first only.
+            "bearer" => Ok(match value.split_once(':') {
+                None => Rule::BearerIssuer(value.to_string()),
+                Some((issuer, sub)) if !issuer.is_empty() && !sub.is_empty() => {
+                    Rule::BearerSub(issuer.to_string(), sub.to_string())
+                }
+                Some(_) => return Err(bad()),
+            }),
             "cn" => Ok(Rule::Cn(value.to_string())),
             "dns" => Ok(Rule::Dns(value.to_ascii_lowercase())),
             "uri" => Ok(Rule::Uri(value.to_string())),
@@ -113,14 +137,35 @@ pub(super) fn digest_hex(s: &str) -> Option<String> {
 }
 
 impl Rule {
-    /// Whether the identity matches this rule.
-    pub fn matches(&self, id: &Identity) -> bool {
+    /// Whether the client matches this rule: certificate forms match only certificate
+    /// clients, bearer forms only bearer clients.
+    pub fn matches(&self, client: &Principal) -> bool {
+        match client {
+            Principal::Certificate(id) => self.matches_certificate(id),
+            Principal::Bearer(b) => match self {
+                Rule::BearerIssuer(issuer) => b.issuer == *issuer,
+                Rule::BearerSub(issuer, sub) => b.issuer == *issuer && b.sub == *sub,
+                _ => false,
+            },
+        }
+    }
+
+    fn matches_certificate(&self, id: &Identity) -> bool {
         match self {
             Rule::Cn(n) => id.common_names.iter().any(|c| c == n),
             Rule::Dns(n) => id.dns.iter().any(|d| d.eq_ignore_ascii_case(n)),
             Rule::Uri(u) => id.uris.iter().any(|x| x == u),
             Rule::Spki(h) => id.spki_sha256 == *h,
             Rule::Cert(h) => id.fingerprint == *h,
+            Rule::BearerIssuer(_) | Rule::BearerSub(..) => false,
+        }
+    }
+
+    /// The issuer name a bearer form names.
+    fn issuer(&self) -> Option<&str> {
+        match self {
+            Rule::BearerIssuer(i) | Rule::BearerSub(i, _) => Some(i),
+            _ => None,
         }
     }
 }
@@ -138,9 +183,25 @@ impl AllowList {
         Ok(AllowList { rules })
     }
 
+    /// Checks that every `bearer:ISSUER` form names an issuer of `--bearer-issuers`
+    /// (`issuers`: their names; empty when bearer clients are off).
+    pub fn check_issuers(&self, issuers: &[&str]) -> Result<()> {
+        for issuer in self.rules.iter().filter_map(Rule::issuer) {
+            if !issuers.contains(&issuer) {
+                let known = if issuers.is_empty() {
+                    "bearer clients are off: give --bearer-issuers FILE".to_string()
+                } else {
+                    format!("the issuers of --bearer-issuers are {}", issuers.join(", "))
+                };
+                return Err(Error::usage(format!("--allow bearer:{issuer}: no issuer of that name")).hint(known));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether a verified client may be served.
-    pub fn allows(&self, id: &Identity) -> bool {
-        self.rules.is_empty() || self.rules.iter().any(|r| r.matches(id))
+    pub fn allows(&self, client: &Principal) -> bool {
+        self.rules.is_empty() || self.rules.iter().any(|r| r.matches(client))
     }
 }
 
@@ -161,7 +222,40 @@ mod tests {
     }
 
     fn allows(rule: &str) -> bool {
-        AllowList::parse(&[rule.to_string()]).unwrap().allows(&id())
+        AllowList::parse(&[rule.to_string()]).unwrap().allows(&Principal::Certificate(id()))
+    }
+
+    fn bearer(issuer: &str, sub: &str) -> Principal {
+        Principal::Bearer(BearerIdentity {
+            issuer: issuer.into(),
+            iss: "https://issuer.example".into(),
+            sub: sub.into(),
+            claims: Default::default(),
+            jti: None,
+            token_sha256: "0123456789abcdef".into(),
+            expires_at: 0,
+        })
+    }
+
+    #[test]
+    fn bearer_forms_match_bearer_clients_only_and_subs_keep_their_colons() {
+        let list = |r: &str| AllowList::parse(&[r.to_string()]).unwrap();
+        let sa = bearer("k8s-prod", "system:serviceaccount:batch:report");
+        assert!(list("bearer:k8s-prod").allows(&sa));
+        assert!(list("bearer:k8s-prod:system:serviceaccount:batch:report").allows(&sa));
+        assert!(!list("bearer:k8s-prod:system:serviceaccount:batch").allows(&sa));
+        assert!(!list("bearer:github").allows(&sa));
+        assert!(!list("bearer:k8s-prod").allows(&Principal::Certificate(id())));
+        assert!(!list("cn:wif-client").allows(&bearer("k8s-prod", "wif-client")));
+        assert!(AllowList::default().allows(&sa));
+        for bad in ["bearer:", "bearer::sub", "bearer:k8s-prod:"] {
+            assert!(AllowList::parse(&[bad.to_string()]).is_err(), "{bad}");
+        }
+        assert!(list("bearer:k8s-prod:x").check_issuers(&["k8s-prod"]).is_ok());
+        let e = list("bearer:k8s-dev").check_issuers(&["k8s-prod"]).unwrap_err();
+        assert_eq!(e.kind(), crate::core::error::Kind::Usage);
+        assert!(list("bearer:k8s-prod").check_issuers(&[]).is_err());
+        assert!(list("cn:x").check_issuers(&[]).is_ok());
     }
 
     #[test]
@@ -197,7 +291,7 @@ mod tests {
 
     #[test]
     fn empty_list_allows_all_and_bad_rules_are_usage_errors() {
-        assert!(AllowList::default().allows(&id()));
+        assert!(AllowList::default().allows(&Principal::Certificate(id())));
         for bad in ["wif-client", "cn:", "email:a@b", "spki-sha256:zz"] {
             let e = AllowList::parse(&[bad.to_string()]).unwrap_err();
             assert_eq!(e.kind(), crate::core::error::Kind::Usage, "{bad}");

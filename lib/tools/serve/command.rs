@@ -24,6 +24,10 @@ const FILES: &[(&str, &str)] = &[
         "/etc/wif/policy.json",
         "conventional place for the policy given with --policy (trusted only when owned by wif-serve's user or root and not writable by others); its format is in docs/POLICY.md",
     ),
+    (
+        "/etc/wif/bearer-issuers.json",
+        "conventional place for the trusted bearer-token issuers given with --bearer-issuers (read at start only; trusted on the policy's terms); its format is in docs/BEARER.md",
+    ),
     ("ledger.jsonl", "the issuance ledger given with --ledger: appended, one JSON line per credential handed out, mode 0600"),
 ];
 
@@ -48,6 +52,10 @@ pub const EXAMPLES: &[Example] = &[
     Example {
         about: "A credential broker: each client's certificate picks its rule in policy.json; boundaries are applied at Google's STS",
         cmd: "wif-serve --listen 0.0.0.0:8443 --cert server-chain.crt --key server.key --client-ca ca-chain.crt --policy /etc/wif/policy.json --ledger /var/log/wif/ledger.jsonl",
+    },
+    Example {
+        about: "Also serve Kubernetes pods and GitHub Actions jobs that have no certificate, by their bearer tokens (only the report service account)",
+        cmd: "wif-serve --listen 0.0.0.0:8443 --cert server-chain.crt --key server.key --client-ca ca-chain.crt --token wif_token.txt --bearer-issuers /etc/wif/bearer-issuers.json --allow uri:spiffe://example.org/batch --allow bearer:k8s-prod:system:serviceaccount:batch:report --allow bearer:github",
     },
     Example {
         about: "Re-read certificates, CRLs and the token now (they are also picked up when they change)",
@@ -107,8 +115,25 @@ force stays; a new one logs policy_loaded. Every credential handed out (GET answ
 ledger: time, peer, client identity (subject, CNs, SANs, SPKI and certificate SHA-256), rule, token source, SHA-256 \
 prefixes of the source and issued tokens, the boundary's digest, expiry and via (file, cache or sts); never a token. \
 It goes to --ledger FILE, else, with a policy, to stdout. Without --policy nothing changes.\n\n\
+With --bearer-issuers FILE (off by default), a client that cannot hold a certificate may show a bearer token instead: \
+the handshake then no longer requires a client certificate (one that is presented is verified exactly as without the \
+option, and its client is served as before, any Authorization header ignored). A client without a certificate must \
+send Authorization: Bearer <JWT> with every request (every route, /healthz too), from an issuer the file trusts (JSON, \
+\"version\": 1; issuer URL, audience, JWKS by URL or file, algorithms, maximum lifetime, leeway, identity claims; read at \
+start only). The token is verified on every request: a compact JWS signed with one of the issuer's published keys by an \
+asymmetric algorithm (never none, never HMAC), the exact iss, an aud naming this server, exp, nbf and iat with the \
+leeway, and a lifetime no longer than the issuer's maximum; never taken from the query string. Its client is the \
+issuer's name plus the token's sub (with the identity claims kept): the first one verified binds the connection, \
+another on the same connection is refused (identity_changed), and --max-connections-per-client counts it as \
+bearer:ISSUER:SUB. --allow bearer:ISSUER and bearer:ISSUER:SUB, and the policy's issuer, sub and claims keys, match \
+bearer clients; certificate forms never do, and bearer forms never match certificate clients. A refusal is 401 (503 \
+with Retry-After: 5 when the issuer's keys cannot be loaded) with a JSON error and WWW-Authenticate: Bearer \
+(RFC 6750), and the connection is closed; the log's request line has auth, the bearer identity (issuer, sub, jti and \
+the token's SHA-256 prefix, never the token) and the refusal's code. JWKS files are re-read when they change and on \
+SIGHUP; JWKS URLs are fetched at start, hourly, and at once for an unknown key id (at most once a minute). A bearer \
+token can be replayed by whoever holds it until it expires: keep lifetimes short and audiences bound to this server.\n\n\
 Stdout is a JSON-lines log: first {\"event\":\"listening\",\"address\":…,\"url\":…}, then one line per request \
-(time, peer, client certificate subject and SHA-256 fingerprint, method, path, status, bytes, duration_ms), \
+(time, peer, client certificate subject and SHA-256 fingerprint, or for bearer clients auth and bearer, method, path, status, bytes, duration_ms), \
 refused handshakes and connections, reloads and shutdown. The token is never logged.\n\n\
 With --metrics-listen, Prometheus metrics (text format 0.0.4) are served at GET /metrics on a second, plain-HTTP \
 listener, each connection on a thread of its own (up to 64; the request head within 2 s; at the cap the oldest \
@@ -125,7 +150,9 @@ wif_serve_token_expires_in_seconds, wif_serve_token_age_seconds, wif_serve_build
 wif_serve_start_time_seconds and wif_serve_scrapes_total; with --policy also wif_serve_policy_rules, \
 wif_serve_policy_reloads_total{result}, wif_serve_grants_total{rule,outcome}, wif_serve_downscope_calls_total{rule,result}, \
 wif_serve_downscope_cache_hits_total{rule}, wif_serve_source_available{source} and \
-wif_serve_source_expires_in_seconds{source}, and the refusal reason no_policy_match. They hold no token and no client identity, but have no \
+wif_serve_source_expires_in_seconds{source}, and the refusal reason no_policy_match; with --bearer-issuers also \
+wif_serve_bearer_accepted_total{issuer}, wif_serve_bearer_refused_total{reason}, wif_serve_jwks_fetches_total{issuer,result}, \
+wif_serve_jwks_keys{issuer} and wif_serve_jwks_age_seconds{issuer}. They hold no token and no client identity, but have no \
 authentication either: a non-loopback address draws a warning.",
     after_help = crate::core::help::after_help("wif-serve", EXAMPLES)
 )]
@@ -151,7 +178,7 @@ pub struct Cli {
     /// Certificate revocation list (PEM or DER) of a client CA; repeatable. Certificates whose issuer has no CRL here are not checked
     #[arg(long, value_name = "FILE")]
     pub crl: Vec<PathBuf>,
-    /// Only serve clients with this identity: cn:NAME, dns:NAME, uri:URI, spki-sha256:HEX or cert-sha256:HEX; repeatable
+    /// Only serve clients with this identity: cn:NAME, dns:NAME, uri:URI, spki-sha256:HEX or cert-sha256:HEX for certificate clients, bearer:ISSUER or bearer:ISSUER:SUB (an issuer of --bearer-issuers; the sub may hold colons) for bearer clients; repeatable
     #[arg(long, value_name = "IDENTITY")]
     pub allow: Vec<String>,
     /// Time a client has to complete the TLS handshake [default: 10s]
@@ -169,7 +196,7 @@ pub struct Cli {
     /// Most connections open at once. At the limit a new client takes the slot of a connection refused after its handshake, else one still in its handshake, else one idle between requests, else one whose request or answer has taken over a second (oldest first); a client's first second after its handshake, and answers it takes at once, are never cut. When no connection can give way the new one is closed at once. Both are logged [default: 256]
     #[arg(long, value_name = "N", env = key::MAX_CONNECTIONS.env)]
     pub max_connections: Option<usize>,
-    /// Most connections one verified client (one certificate) may hold at once. Beyond it one of the client's own connections gives way by the rules of --max-connections, else the new connection is answered 503 with Retry-After: 1 and closed. A fleet of hosts sharing one certificate that fetch at the same moment needs room for its burst [default: a quarter of --max-connections]
+    /// Most connections one verified client (one certificate, or one bearer issuer and sub) may hold at once. Beyond it one of the client's own connections gives way by the rules of --max-connections, else the new connection is answered 503 with Retry-After: 1 and closed. A fleet of hosts sharing one certificate that fetch at the same moment needs room for its burst [default: a quarter of --max-connections]
     #[arg(long, value_name = "N", env = key::MAX_CONNECTIONS_PER_CLIENT.env)]
     pub max_connections_per_client: Option<usize>,
     /// Most connections from one IP address at once, counted from accept. Beyond it that address's own oldest waiting connection gives way, else the new one is closed. Off by default: clients behind NAT or a load balancer share an address [default: no limit]
@@ -181,7 +208,7 @@ pub struct Cli {
     /// Also serve Prometheus metrics (GET /metrics) and health checks (GET /healthz, /livez) on this address, over plain HTTP without authentication, e.g. 127.0.0.1:9464 [default: off]. Keep it on loopback or a management network: another address draws a warning on stderr
     #[arg(long, value_name = "ADDR:PORT", env = key::SERVE_METRICS_LISTEN.env)]
     pub metrics_listen: Option<String>,
-    /// Per-client credentials: a JSON policy whose first rule matching the client certificate picks a token source and an optional Credential Access Boundary, applied by downscoping at --sts-endpoint; a client no rule matches gets 403. Re-read when it changes and on SIGHUP (a bad new policy is refused, the old one stays) [default: every allowed client gets the --token file]
+    /// Per-client credentials: a JSON policy whose first rule matching the client (its certificate, or its bearer token's issuer, sub and claims) picks a token source and an optional Credential Access Boundary, applied by downscoping at --sts-endpoint; a client no rule matches gets 403. Re-read when it changes and on SIGHUP (a bad new policy is refused, the old one stays) [default: every allowed client gets the --token file]
     #[arg(long, value_name = "FILE", env = key::SERVE_POLICY.env)]
     pub policy: Option<PathBuf>,
     /// The STS token endpoint that downscopes tokens for --policy rules with an access_boundary [default: https://sts.googleapis.com/v1/token]
@@ -196,6 +223,9 @@ pub struct Cli {
     /// Issuance ledger: append one JSON line per credential handed out (client identity, rule, token digests, boundary digest, expiry, cache or STS; never a token) to FILE, created 0600 [default: with --policy, on stdout among the log lines; without, none]
     #[arg(long, value_name = "FILE", env = key::SERVE_LEDGER.env)]
     pub ledger: Option<PathBuf>,
+    /// Also serve clients without a certificate that send Authorization: Bearer <JWT> from an issuer trusted in this JSON file (issuer, audience, JWKS URL or file, algorithms, lifetime; see docs/BEARER.md). Read at start only; a flaw stops the start [default: off: every client needs a certificate]
+    #[arg(long, value_name = "FILE", env = key::SERVE_BEARER_ISSUERS.env)]
+    pub bearer_issuers: Option<PathBuf>,
     #[command(flatten)]
     pub doc: DocArgs,
 }

@@ -85,6 +85,15 @@ impl HandshakeFailure {
     }
 }
 
+/// The TLS version a connection negotiated, as the log writes it.
+pub(super) fn tls_version(conn: &rustls::ServerConnection) -> &'static str {
+    match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLS",
+    }
+}
+
 /// A client verified in the handshake, and what must stay true for it to be served.
 pub(super) struct Verified {
     pub id: Identity,
@@ -92,7 +101,6 @@ pub(super) struct Verified {
     valid_until: i64,
     /// The TLS build it was last verified under.
     generation: u64,
-    pub tls_version: &'static str,
 }
 
 impl Verified {
@@ -104,12 +112,7 @@ impl Verified {
             .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
             .map(|(_, c)| c.validity().not_after.timestamp());
         let valid_until = intermediates.fold(id.not_after, i64::min);
-        let tls_version = match conn.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-            _ => "TLS",
-        };
-        Some(Verified { id, valid_until, generation, tls_version })
+        Some(Verified { id, valid_until, generation })
     }
 
     /// Whether the client may still be served: its certificates still in date, and, when

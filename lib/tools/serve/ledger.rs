@@ -4,8 +4,10 @@
 //! Appended to `--ledger FILE` (created 0600; refused when another user owns it or others
 //! can write it), else, with a policy, on stdout among the log lines.
 
-use super::allow::Identity;
+use super::allow::Principal;
+use super::bearer::ClaimValue;
 use super::log;
+use std::collections::BTreeMap;
 use crate::core::error::{Error, Result};
 use serde::Serialize;
 use std::fs::File;
@@ -23,33 +25,73 @@ pub enum Ledger {
     File(Mutex<File>),
 }
 
-/// The client, as the ledger records it.
+/// The client, as the ledger records it: `"kind": "certificate"` or `"kind": "bearer"`.
 #[derive(Serialize)]
-pub struct Client<'a> {
-    /// Subject (RFC 4514).
-    pub subject: &'a str,
-    /// Subject common names.
-    pub cn: &'a [String],
-    /// DNS subjectAltNames.
-    pub dns: &'a [String],
-    /// URI subjectAltNames.
-    pub uris: &'a [String],
-    /// SHA-256 of the public key, hex.
-    pub spki_sha256: &'a str,
-    /// SHA-256 of the certificate, hex.
-    pub fingerprint: &'a str,
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Client<'a> {
+    /// A client that presented a certificate.
+    Certificate {
+        /// Subject (RFC 4514).
+        subject: &'a str,
+        /// Subject common names.
+        cn: &'a [String],
+        /// DNS subjectAltNames.
+        dns: &'a [String],
+        /// URI subjectAltNames.
+        uris: &'a [String],
+        /// SHA-256 of the public key, hex.
+        spki_sha256: &'a str,
+        /// SHA-256 of the certificate, hex.
+        fingerprint: &'a str,
+    },
+    /// A client whose bearer token verified.
+    Bearer {
+        /// The issuer's name in `--bearer-issuers`.
+        issuer: &'a str,
+        /// The token's `iss`.
+        iss: &'a str,
+        /// The token's `sub`.
+        sub: &'a str,
+        /// The issuer's identity claims present in the token.
+        claims: &'a BTreeMap<String, ClaimValue>,
+        /// The token's `jti`, `null` without one.
+        jti: Option<&'a str>,
+        /// The first 16 hex digits of the token's SHA-256 (never the token).
+        token_sha256: &'a str,
+        /// The token's `exp`, RFC 3339.
+        token_expires_at: String,
+    },
 }
 
 impl<'a> Client<'a> {
-    /// The ledger's view of a verified identity.
-    pub fn of(id: &'a Identity) -> Client<'a> {
-        Client {
-            subject: &id.subject,
-            cn: &id.common_names,
-            dns: &id.dns,
-            uris: &id.uris,
-            spki_sha256: &id.spki_sha256,
-            fingerprint: &id.fingerprint,
+    /// The ledger's view of a verified client.
+    pub fn of(client: &'a Principal) -> Client<'a> {
+        match client {
+            Principal::Certificate(id) => Client::Certificate {
+                subject: &id.subject,
+                cn: &id.common_names,
+                dns: &id.dns,
+                uris: &id.uris,
+                spki_sha256: &id.spki_sha256,
+                fingerprint: &id.fingerprint,
+            },
+            Principal::Bearer(b) => Client::Bearer {
+                issuer: &b.issuer,
+                iss: &b.iss,
+                sub: &b.sub,
+                claims: &b.claims,
+                jti: b.jti.as_deref(),
+                token_sha256: &b.token_sha256,
+                token_expires_at: crate::core::clock::rfc3339(b.expires_at),
+            },
+        }
+    }
+
+    /// Who, in words for an error line.
+    fn describe(&self) -> String {
+        match self {
+            Client::Certificate { subject, .. } => subject.to_string(),
+            Client::Bearer { issuer, sub, .. } => format!("bearer {issuer} {}", crate::core::secret::quote(sub, 200)),
         }
     }
 }
@@ -119,7 +161,7 @@ impl Ledger {
                 let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
                 if let Err(e) = f.write_all(&bytes) {
                     log::Event::new("ledger_failed")
-                        .reason(format!("writing the ledger: {e}; a credential was issued to {}", line.client.subject))
+                        .reason(format!("writing the ledger: {e}; a credential was issued to {}", line.client.describe()))
                         .emit();
                 }
             }

@@ -1,5 +1,6 @@
 //! wif-serve's listeners: binding, the accept loop, signals, reloads and the graceful stop.
 
+use super::bearer::Bearer;
 use super::broker::Broker;
 use super::conns::Table;
 use super::ledger::Ledger;
@@ -52,6 +53,15 @@ const TLS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Runs the server until SIGTERM/SIGINT.
 pub fn run(opts: Options) -> Result<()> {
     let tls = tls::TlsSource::load(opts.tls.clone())?;
+    // The issuers first: the allow-list and the policy name them.
+    let bearer = match &opts.bearer_issuers {
+        Some(path) => Some(Bearer::load(path)?),
+        None => None,
+    };
+    let issuers: Option<Vec<String>> =
+        bearer.as_ref().map(|b| b.issuer_names().into_iter().map(str::to_string).collect());
+    let names: Vec<&str> = issuers.iter().flatten().map(String::as_str).collect();
+    opts.allow.check_issuers(&names)?;
     let ledger = match (&opts.ledger, opts.policy.is_some()) {
         (Some(file), _) => Ledger::open(file)?,
         (None, true) => Ledger::Stdout,
@@ -61,7 +71,7 @@ pub fn run(opts: Options) -> Result<()> {
         Some(p) => Some((p.file.clone(), p.downscoper()?)),
         None => None,
     };
-    let broker = Broker::new(opts.token.clone(), opts.assume_ttl, policy, ledger)?;
+    let broker = Broker::new(opts.token.clone(), opts.assume_ttl, policy, issuers.clone().unwrap_or_default(), ledger)?;
     for (name, source) in broker.sources_at_start() {
         let flag = if name == DEFAULT_SOURCE && opts.token.is_some() {
             "--token".to_string()
@@ -92,7 +102,8 @@ pub fn run(opts: Options) -> Result<()> {
         limits: opts.limits,
         shutting_down: AtomicBool::new(false),
         conns: Table::default(),
-        metrics: Metrics::default(),
+        metrics: Metrics::new(issuers),
+        bearer,
     });
     // Signals are set up before the first log line, so a SIGTERM right after it is graceful.
     let signals = signal_hook::iterator::Signals::new([
@@ -113,6 +124,9 @@ pub fn run(opts: Options) -> Result<()> {
                 log_tls_reload(&shared.metrics, result, "a certificate, key, CA or CRL file changed");
             }
             shared.broker.refresh(false);
+            if let Some(b) = &shared.bearer {
+                b.tick();
+            }
         }
     })?;
     let metrics_address = match metrics_listener {
@@ -120,7 +134,10 @@ pub fn run(opts: Options) -> Result<()> {
             let shared = shared.clone();
             let started = crate::core::clock::now_unix();
             spawn_named("metrics", move || {
-                let render = || shared.metrics.render(shared.open_connections(), &shared.broker, started);
+                let render = || {
+                    let jwks = shared.bearer.as_ref().map(Bearer::stats).unwrap_or_default();
+                    shared.metrics.render(shared.open_connections(), &shared.broker, started, &jwks)
+                };
                 metrics::serve(l, &shared.metrics, render, || health(&shared.broker))
             })?;
             Some(a)
@@ -236,6 +253,9 @@ fn handle_signals(mut signals: signal_hook::iterator::Signals, shared: Arc<Share
             shared.broker.invalidate_sources();
             shared.broker.refresh(true);
             log_tls_reload(&shared.metrics, shared.tls.reload(), "SIGHUP");
+            if let Some(b) = &shared.bearer {
+                b.reload();
+            }
             continue;
         }
         if shared.shutting_down.swap(true, Ordering::SeqCst) {

@@ -51,10 +51,18 @@ pub struct RequestLine<'a> {
     pub time: String,
     /// The client's address.
     pub peer: String,
-    /// The client certificate's subject.
-    pub subject: &'a str,
-    /// SHA-256 of the client certificate (hex).
-    pub fingerprint: &'a str,
+    /// The client certificate's subject (certificate clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<&'a str>,
+    /// SHA-256 of the client certificate, hex (certificate clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<&'a str>,
+    /// `bearer` for a client without a certificate (absent for certificate clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<&'static str>,
+    /// The verified bearer token's identity (bearer clients, once their token verified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer: Option<BearerFields<'a>>,
     /// The TLS version negotiated.
     pub tls: &'a str,
     /// Request method.
@@ -70,6 +78,24 @@ pub struct RequestLine<'a> {
     /// Why the request was refused, for 4xx/5xx answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
+    /// The refusal's code, for a refused bearer client (e.g. `expired`, `not_allowed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+}
+
+/// A bearer client in the log: who its verified token says it is, and the token's digest
+/// (never the token). Plain fields: the verifier logs through this module, so this module
+/// does not know the verifier's types.
+#[derive(Clone, Copy, Serialize)]
+pub struct BearerFields<'a> {
+    /// The issuer's name in `--bearer-issuers`.
+    pub issuer: &'a str,
+    /// The token's `sub`.
+    pub sub: &'a str,
+    /// The token's `jti`, `null` when it has none.
+    pub jti: Option<&'a str>,
+    /// The first 16 hex digits of the token's SHA-256.
+    pub token_sha256: &'a str,
 }
 
 /// Anything else: refused handshakes, refused connections, reloads, shutdown.
@@ -103,6 +129,9 @@ pub struct Event<'a> {
     /// SHA-256 of the client certificate (hex), for events about a verified client.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<&'a str>,
+    /// The bearer client, for events about a verified bearer client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer: Option<BearerFields<'a>>,
 }
 
 impl<'a> Event<'a> {
@@ -118,6 +147,7 @@ impl<'a> Event<'a> {
             connections: None,
             subject: None,
             fingerprint: None,
+            bearer: None,
         }
     }
 
@@ -131,6 +161,12 @@ impl<'a> Event<'a> {
     /// With the peer address.
     pub fn peer(mut self, peer: impl ToString) -> Self {
         self.peer = Some(peer.to_string());
+        self
+    }
+
+    /// With the verified bearer client's identity.
+    pub fn bearer(mut self, fields: BearerFields<'a>) -> Self {
+        self.bearer = Some(fields);
         self
     }
 

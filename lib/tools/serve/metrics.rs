@@ -5,6 +5,7 @@
 //! come from fixed sets, so the number of series is bounded whatever clients send. Nothing
 //! secret is exposed: no token, no client identity, only counts and the token's timestamps.
 
+use super::bearer::{Code, IssuerStats};
 use super::broker::downscope::Call;
 use super::broker::{Broker, Samples};
 use super::routes::{wire, HEALTH_PATH, TOKEN_PATH};
@@ -106,6 +107,14 @@ pub struct Metrics {
     connections_evicted: AtomicU64,
     requests_timed_out: AtomicU64,
     scrapes: AtomicU64,
+    bearer: Option<BearerCounters>,
+}
+
+/// The bearer clients' counters (with `--bearer-issuers`): verified requests by issuer,
+/// refusals by code. Both label sets are fixed at start.
+struct BearerCounters {
+    accepted: Vec<(String, AtomicU64)>,
+    refused: [AtomicU64; Code::ALL.len()],
 }
 
 fn bump(c: &AtomicU64) {
@@ -117,6 +126,29 @@ fn read(c: &AtomicU64) -> u64 {
 }
 
 impl Metrics {
+    /// Counters for a server whose bearer clients come from `issuers` (`None`: bearer off).
+    pub fn new(issuers: Option<Vec<String>>) -> Metrics {
+        let bearer = issuers.map(|names| BearerCounters {
+            accepted: names.into_iter().map(|n| (n, AtomicU64::new(0))).collect(),
+            refused: Default::default(),
+        });
+        Metrics { bearer, ..Metrics::default() }
+    }
+
+    /// Counts one bearer request whose token verified, by its issuer's name.
+    pub fn bearer_accepted(&self, issuer: &str) {
+        if let Some((_, c)) = self.bearer.as_ref().and_then(|b| b.accepted.iter().find(|(n, _)| n == issuer)) {
+            bump(c);
+        }
+    }
+
+    /// Counts one refused bearer request.
+    pub fn bearer_refused(&self, code: Code) {
+        if let (Some(b), Some(i)) = (&self.bearer, Code::ALL.iter().position(|c| *c == code)) {
+            bump(&b.refused[i]);
+        }
+    }
+
     /// Counts one answered request.
     pub fn request(&self, path: Option<&str>, status: u16) {
         let route = path.and_then(|p| ROUTES[..2].iter().position(|r| *r == p)).unwrap_or(2);
@@ -155,8 +187,9 @@ impl Metrics {
         bump(&self.requests_timed_out);
     }
 
-    /// The exposition text: the counters, `open` connections, and the token's state now.
-    pub fn render(&self, open: usize, broker: &Broker, started: i64) -> String {
+    /// The exposition text: the counters, `open` connections, the token's state now, and
+    /// with bearer clients, the issuers' keys (`jwks`).
+    pub fn render(&self, open: usize, broker: &Broker, started: i64, jwks: &[IssuerStats]) -> String {
         let mut t = Text::default();
         t.family("wif_serve_build_info", "gauge", "Always 1; the version of wif-serve in the label");
         t.sample("wif_serve_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
@@ -228,6 +261,9 @@ impl Metrics {
             self.render_token(&mut t, token);
         }
         render_broker(&mut t, broker);
+        if let Some(b) = &self.bearer {
+            render_bearer(&mut t, b, jwks);
+        }
         t.family("wif_serve_scrapes_total", "counter", "Answers on the metrics listener, this one included");
         t.sample("wif_serve_scrapes_total", &[], read(&self.scrapes));
         t.out
@@ -314,6 +350,37 @@ fn render_broker(t: &mut Text, broker: &Broker) {
     t.family("wif_serve_source_expires_in_seconds", "gauge", "Seconds until the --policy token source's token expires");
     for (name, secs) in expiries {
         t.sample("wif_serve_source_expires_in_seconds", &[("source", &name)], secs);
+    }
+}
+
+/// The bearer series: verified and refused requests, and each issuer's keys.
+fn render_bearer(t: &mut Text, b: &BearerCounters, jwks: &[IssuerStats]) {
+    t.family("wif_serve_bearer_accepted_total", "counter", "Requests of bearer clients whose token verified, by issuer");
+    for (issuer, c) in &b.accepted {
+        t.sample("wif_serve_bearer_accepted_total", &[("issuer", issuer)], read(c));
+    }
+    t.family("wif_serve_bearer_refused_total", "counter", "Requests of bearer clients refused, by reason");
+    for (code, c) in Code::ALL.iter().zip(&b.refused) {
+        t.sample("wif_serve_bearer_refused_total", &[("reason", code.label())], read(c));
+    }
+    t.family(
+        "wif_serve_jwks_fetches_total",
+        "counter",
+        "Loads of an issuer's JWKS (URL fetches and file reads), by result",
+    );
+    for s in jwks {
+        t.sample("wif_serve_jwks_fetches_total", &[("issuer", &s.name), ("result", "ok")], s.fetches_ok);
+        t.sample("wif_serve_jwks_fetches_total", &[("issuer", &s.name), ("result", "failed")], s.fetches_failed);
+    }
+    t.family("wif_serve_jwks_keys", "gauge", "Usable keys of the issuer held now");
+    for s in jwks {
+        t.sample("wif_serve_jwks_keys", &[("issuer", &s.name)], s.keys);
+    }
+    t.family("wif_serve_jwks_age_seconds", "gauge", "Seconds since the issuer's keys were last loaded (absent: never)");
+    for s in jwks {
+        if let Some(age) = s.age_secs {
+            t.sample("wif_serve_jwks_age_seconds", &[("issuer", &s.name)], age);
+        }
     }
 }
 
@@ -414,7 +481,7 @@ mod tests {
     use super::*;
 
     fn broker(token: std::path::PathBuf) -> Broker {
-        Broker::new(Some(token), None, None, super::super::ledger::Ledger::Off).unwrap()
+        Broker::new(Some(token), None, None, Vec::new(), super::super::ledger::Ledger::Off).unwrap()
     }
 
     #[test]
@@ -425,13 +492,38 @@ mod tests {
         m.request(None, 400);
         m.refused(Refusal::NotAllowed);
         let src = std::env::temp_dir().join("wif-metrics-unit-no-such-token");
-        let text = m.render(3, &broker(src), 1_700_000_000);
+        let text = m.render(3, &broker(src), 1_700_000_000, &[]);
+        assert!(!text.contains("bearer"), "bearer series only with --bearer-issuers: {text}");
         assert!(text.contains("wif_serve_requests_total{route=\"/get_wif_token\",status=\"200\"} 1\n"), "{text}");
         assert!(text.contains("wif_serve_requests_total{route=\"other\",status=\"other\"} 1\n"), "{text}");
         assert!(text.contains("wif_serve_requests_total{route=\"other\",status=\"400\"} 1\n"), "{text}");
         assert!(text.contains("wif_serve_handshakes_refused_total{reason=\"not_allowed\"} 1\n"), "{text}");
         assert!(text.contains("wif_serve_open_connections 3\n") && text.contains("wif_serve_token_available 0\n"));
         assert!(!text.contains("made/up") && !text.contains("418"), "{text}");
+    }
+
+    #[test]
+    fn bearer_series_have_every_reason_from_start_and_count_by_issuer() {
+        let m = Metrics::new(Some(vec!["k8s".into(), "github".into()]));
+        m.bearer_accepted("github");
+        m.bearer_accepted("not-configured");
+        m.bearer_refused(Code::Expired);
+        let stats = [IssuerStats { name: "k8s".into(), keys: 2, age_secs: Some(7), fetches_ok: 3, fetches_failed: 1 }];
+        let src = std::env::temp_dir().join("wif-metrics-unit-no-such-token");
+        let text = m.render(0, &broker(src), 1_700_000_000, &stats);
+        for want in [
+            "wif_serve_bearer_accepted_total{issuer=\"github\"} 1\n",
+            "wif_serve_bearer_accepted_total{issuer=\"k8s\"} 0\n",
+            "wif_serve_bearer_refused_total{reason=\"expired\"} 1\n",
+            "wif_serve_bearer_refused_total{reason=\"identity_changed\"} 0\n",
+            "wif_serve_jwks_fetches_total{issuer=\"k8s\",result=\"failed\"} 1\n",
+            "wif_serve_jwks_keys{issuer=\"k8s\"} 2\n",
+            "wif_serve_jwks_age_seconds{issuer=\"k8s\"} 7\n",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        assert_eq!(text.matches("wif_serve_bearer_refused_total{").count(), Code::ALL.len());
+        assert!(!text.contains("not-configured"));
     }
 
     #[test]
@@ -450,7 +542,7 @@ mod tests {
         meta["expires_at"] = clock::rfc3339(now - 3600).into();
         meta["written_at"] = clock::rfc3339(now - 7200).into();
         std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
-        let text = Metrics::default().render(0, &broker(p), now);
+        let text = Metrics::default().render(0, &broker(p), now, &[]);
         let value = |name: &str| {
             let line =
                 text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {text}"));

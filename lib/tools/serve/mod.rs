@@ -18,6 +18,7 @@ pub mod metrics;
 mod options;
 pub mod policy;
 pub mod routes;
+mod bearer_session;
 mod session;
 mod shared;
 pub mod tls;

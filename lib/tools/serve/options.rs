@@ -31,6 +31,8 @@ pub struct Options {
     pub shutdown_timeout: Duration,
     /// Where to serve metrics, if anywhere.
     pub metrics_listen: Option<String>,
+    /// The trusted bearer-token issuers (`--bearer-issuers`); `None`: every client needs a certificate.
+    pub bearer_issuers: Option<PathBuf>,
 }
 
 /// A duration setting: the flag, else the setting `key`, else `default` seconds; never 0.
@@ -81,6 +83,7 @@ impl Options {
             max_per_client,
             max_per_address,
         };
+        let bearer_issuers = s.pick::<PathBuf>(cli.bearer_issuers.clone(), key::SERVE_BEARER_ISSUERS)?;
         let policy = match s.pick::<PathBuf>(cli.policy.clone(), key::SERVE_POLICY)? {
             Some(file) => Some(PolicyOptions::resolve(cli, s, file)?),
             None => None,
@@ -92,6 +95,7 @@ impl Options {
                 key: s.require(cli.key.clone(), key::SERVE_KEY, "--key")?,
                 client_ca: s.require(cli.client_ca.clone(), key::CLIENT_CA, "--client-ca")?,
                 crls,
+                certificate_optional: bearer_issuers.is_some(),
             },
             token: match &policy {
                 Some(_) => s.pick(cli.token.clone(), key::TOKEN_FILE)?,
@@ -114,6 +118,7 @@ impl Options {
                 10,
             )?,
             metrics_listen: s.pick(cli.metrics_listen.clone(), key::SERVE_METRICS_LISTEN)?,
+            bearer_issuers,
         })
     }
 }

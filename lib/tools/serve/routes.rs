@@ -1,6 +1,6 @@
 //! wif-serve's routes over mutual TLS: the token, `/healthz`, and how answers are framed.
 
-use super::allow::Identity;
+use super::allow::Principal;
 use super::broker::{Broker, Grant, Issued, MINT_RETRY_AFTER, SOURCE_RETRY_AFTER};
 use super::log::Event;
 use super::token::{self, State, TokenSource};
@@ -94,8 +94,8 @@ impl From<Response> for Answer {
     }
 }
 
-/// The answer to one well-formed request from a verified, allowed client `id`.
-pub fn respond(broker: &Broker, id: &Identity, req: &Request) -> Answer {
+/// The answer to one well-formed request from a verified, allowed client.
+pub fn respond(broker: &Broker, client: &Principal, req: &Request) -> Answer {
     let route = route(&req.method, &req.path);
     if req.has_body && matches!(route, Route::Token | Route::Health) {
         return Response::error(413, "body_not_accepted", "requests to this server carry no body")
@@ -110,7 +110,7 @@ pub fn respond(broker: &Broker, id: &Identity, req: &Request) -> Answer {
             .header("Allow", "GET, HEAD")
             .because("method not allowed")
             .into(),
-        Route::Token => token_answer(broker.grant(id, req.method == "GET")),
+        Route::Token => token_answer(broker.grant(client, req.method == "GET")),
         Route::Health => health(broker).into(),
     }
 }
@@ -136,7 +136,7 @@ fn token_answer(grant: Grant) -> Answer {
             Answer { resp, issued: Some(issued), unmatched: false }
         }
         Grant::Unmatched => Answer {
-            resp: Response::error(403, "forbidden", "no rule of the server's policy matches this client certificate")
+            resp: Response::error(403, "forbidden", "no rule of the server's policy matches this client")
                 .because("no rule of the policy matches the client"),
             issued: None,
             unmatched: true,

@@ -1,14 +1,17 @@
 //! One wif-serve connection: the TLS handshake, then requests until close, time-out or
-//! shutdown.
+//! shutdown. A client with a certificate is verified in the handshake; one without (only
+//! with `--bearer-issuers`) has each request's bearer token verified (`bearer_session`).
 
+use super::allow::Principal;
+use super::bearer_session::{self, BearerClient, Denied};
 use super::broker::Issued;
-use super::conns::{Conn, Phase, Scope};
-use super::handshake::{HandshakeFailure, Verified};
+use super::conns::{Conn, Phase};
+use super::handshake::{self, HandshakeFailure, Verified};
 use super::ledger;
 use super::log::{self, Event};
 use super::metrics::Refusal;
 use super::routes::{respond, wire};
-use super::shared::{ConnGuard, Shared};
+use super::shared::{too_many_connections, ConnGuard, Shared};
 use super::tls;
 use crate::server::http::{self, Incoming};
 use crate::server::{Deadlined, Response};
@@ -43,58 +46,67 @@ pub(super) fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<C
     if !cx.enter(Phase::Handshake, Phase::Fresh) {
         return;
     }
-    // The verifier only lets a connection through with a verified certificate.
-    let Some(client) = Verified::new(&conn, built.generation) else {
-        return HandshakeFailure::NoCertificate.record(&shared.metrics, &cx.peer);
+    // The verifier lets a connection through without a certificate only for bearer clients.
+    let auth = match Verified::new(&conn, built.generation) {
+        Some(verified) => {
+            let principal = Principal::Certificate(verified.id.clone());
+            Auth::Certificate { verified, principal }
+        }
+        None if shared.bearer.is_some() => Auth::Bearer(BearerClient::default()),
+        None => return HandshakeFailure::NoCertificate.record(&shared.metrics, &cx.peer),
     };
     drop(built);
-    let mut session = Session { conn, sock, client, cx };
+    let tls_version = handshake::tls_version(&conn);
+    let mut session = Session { conn, sock, auth, tls_version, cx };
     session.serve(&shared, guard.id);
     session.close();
     drop(guard);
 }
 
-/// A verified client's connection, after its handshake.
+/// How a connection's client is known.
+enum Auth {
+    /// By the certificate verified in the handshake.
+    Certificate { verified: Verified, principal: Principal },
+    /// By the bearer token of each request.
+    Bearer(BearerClient),
+}
+
+/// A connection after its handshake.
 struct Session<'t> {
     conn: rustls::ServerConnection,
     sock: Deadlined<'t>,
-    client: Verified,
+    auth: Auth,
+    tls_version: &'static str,
     cx: Arc<Conn>,
 }
 
+/// Whom a request line is about: the client (once known), whether it is a bearer client,
+/// and the code of a bearer client's refusal.
+#[derive(Clone, Copy)]
+struct Who<'a> {
+    client: Option<&'a Principal>,
+    bearer: bool,
+    code: Option<&'static str>,
+}
+
 impl<'t> Session<'t> {
-    /// Refuses the client if it is not allowed or over its limit, else answers its requests
-    /// until it closes, times out, is refused or the server stops.
+    /// Refuses a certificate client that is not allowed or over its limit, else answers
+    /// the client's requests until it closes, times out, is refused or the server stops.
     fn serve(&mut self, shared: &Shared, id: u64) {
         let limits = shared.limits;
-        if !shared.allow.allows(&self.client.id) {
-            // Counted once per connection, and never kept open: the slot goes back at once.
-            shared.metrics.refused(Refusal::NotAllowed);
-            let refusal =
-                Response::error(403, "forbidden", "this client certificate is not on the server's allow-list")
-                    .because("client identity not in the allow-list");
-            return self.refuse(shared, refusal, "not_allowed");
-        }
-        let cap = limits.max_per_client;
-        let key = self.client.id.fingerprint.clone();
-        if shared.conns.join_client(id, &key) >= cap
-            && !shared.evict(
-                Scope::Client(&key),
-                Some(id),
-                format!("its client reached its limit (--max-connections-per-client {cap}) and this, its oldest connection,"),
-            )
-        {
-            shared.metrics.connection_refused();
-            let why = format!("this client holds too many connections at once (--max-connections-per-client {cap})");
-            Event::new("connection_refused").peer(&self.cx.peer).client(&self.client.id).reason(&why).emit();
-            let refusal = Response::error(
-                503,
-                "too_many_connections",
-                "this client certificate holds too many connections to the server at once; retry shortly",
-            )
-            .header("Retry-After", "1")
-            .because(why);
-            return self.refuse(shared, refusal, "too_many_connections");
+        if let Auth::Certificate { verified, principal } = &self.auth {
+            if !shared.allow.allows(principal) {
+                // Counted once per connection, and never kept open: the slot goes back at once.
+                shared.metrics.refused(Refusal::NotAllowed);
+                let refusal =
+                    Response::error(403, "forbidden", "this client certificate is not on the server's allow-list")
+                        .because("client identity not in the allow-list");
+                return self.refuse(shared, refusal, "not_allowed");
+            }
+            if let Err(why) = shared.join_client(id, &verified.id.fingerprint) {
+                Event::new("connection_refused").peer(&self.cx.peer).client(&verified.id).reason(&why).emit();
+                return self.refuse(shared, too_many_connections("client certificate", why), "too_many_connections");
+            }
         }
 
         let age_limit = self.cx.born + limits.max_connection_age;
@@ -139,25 +151,28 @@ impl<'t> Session<'t> {
                         phase = Phase::Busy;
                     }
                     // Before anything is answered: is this client still one to serve?
-                    if let Err((reason, refusal)) = self.client.recheck(&shared.tls, &self.conn) {
-                        shared.metrics.refused(refusal);
-                        Event::new("connection_closed")
-                            .peer(&self.cx.peer)
-                            .client(&self.client.id)
-                            .reason(reason)
-                            .code(refusal.label())
-                            .emit();
-                        return;
-                    }
-                    let answer = respond(&shared.broker, &self.client.id, &req);
+                    let client = match self.admit(shared, id, &req) {
+                        Ok(client) => client,
+                        Err(None) => return,
+                        Err(Some(denied)) => {
+                            let who = Who { client: denied.client.as_ref(), bearer: true, code: Some(denied.code) };
+                            self.answer(shared, Some(&req), &denied.resp, false, started, who);
+                            let _ = self.cx.enter(Phase::Busy, Phase::Closing);
+                            return;
+                        }
+                    };
+                    let answer = respond(&shared.broker, &client, &req);
                     if answer.unmatched {
                         shared.metrics.refused(Refusal::NoPolicyMatch);
                     }
-                    let keep_alive = req.keep_alive
+                    let bearer = matches!(client, Principal::Bearer(_));
+                    // A bearer client refused (no rule matches it) is not kept.
+                    let keep_alive = !(bearer && answer.unmatched)
+                        && req.keep_alive
                         && !req.has_body
                         && !shared.shutting_down.load(Ordering::SeqCst)
                         && Instant::now() < age_limit;
-                    (Some(req), answer, keep_alive)
+                    (Some((req, Some(client))), answer, keep_alive)
                 }
                 Incoming::Invalid(r) => {
                     (None, Response::error(r.status, "bad_request", r.reason).because(r.reason).into(), false)
@@ -178,9 +193,20 @@ impl<'t> Session<'t> {
                 }
                 Incoming::Closed | Incoming::Broken(_) => return,
             };
-            let sent = self.answer(shared, req.as_ref(), &answer.resp, keep_alive, started);
-            if let (true, Some(issued), Some("GET")) = (sent, &answer.issued, req.as_ref().map(|r| r.method.as_str())) {
-                self.record(shared, issued);
+            let (req, client) = req.map_or((None, None), |(r, c)| (Some(r), c));
+            // A certificate client is known even when its request is not.
+            let client = client.or_else(|| match &self.auth {
+                Auth::Certificate { principal, .. } => Some(principal.clone()),
+                Auth::Bearer(_) => None,
+            });
+            let bearer = matches!(self.auth, Auth::Bearer(_));
+            let code = (bearer && answer.unmatched).then_some(Refusal::NoPolicyMatch.label());
+            let who = Who { client: client.as_ref(), bearer, code };
+            let sent = self.answer(shared, req.as_ref(), &answer.resp, keep_alive, started, who);
+            if let (true, Some(issued), Some("GET"), Some(client)) =
+                (sent, &answer.issued, req.as_ref().map(|r| r.method.as_str()), &client)
+            {
+                self.record(shared, issued, client);
             }
             self.cx.mark_served();
             if !sent || !keep_alive || shared.shutting_down.load(Ordering::SeqCst) {
@@ -192,11 +218,33 @@ impl<'t> Session<'t> {
         }
     }
 
+    /// Whether the request may be routed, and as whom: a certificate client's certificate
+    /// checked again (`Err(None)`: cut off without an answer), a bearer client's token
+    /// verified (`Err(Some)`: the refusal to answer before closing).
+    fn admit(&mut self, shared: &Shared, id: u64, req: &http::Request) -> Result<Principal, Option<Denied>> {
+        match &mut self.auth {
+            Auth::Certificate { verified, principal } => match verified.recheck(&shared.tls, &self.conn) {
+                Ok(()) => Ok(principal.clone()),
+                Err((reason, refusal)) => {
+                    shared.metrics.refused(refusal);
+                    Event::new("connection_closed")
+                        .peer(&self.cx.peer)
+                        .client(&verified.id)
+                        .reason(reason)
+                        .code(refusal.label())
+                        .emit();
+                    Err(None)
+                }
+            },
+            Auth::Bearer(client) => bearer_session::admit(shared, client, id, &self.cx.peer, req).map_err(Some),
+        }
+    }
+
     fn stream(&mut self) -> rustls::Stream<'_, rustls::ServerConnection, Deadlined<'t>> {
         rustls::Stream::new(&mut self.conn, &mut self.sock)
     }
 
-    /// Writes `resp` and logs the request line; false if it could not be sent.
+    /// Writes `resp` and logs the request line (about `who`); false if it could not be sent.
     fn answer(
         &mut self,
         shared: &Shared,
@@ -204,6 +252,7 @@ impl<'t> Session<'t> {
         resp: &Response,
         keep_alive: bool,
         started: Instant,
+        who: Who<'_>,
     ) -> bool {
         let head_only = req.is_some_and(|r| r.method == "HEAD");
         let bytes = wire(resp, head_only, keep_alive);
@@ -212,30 +261,41 @@ impl<'t> Session<'t> {
         let sent = stream.write_all(&bytes).and_then(|()| stream.flush()).is_ok();
         let body_bytes = if head_only || !sent { 0 } else { resp.body.len() };
         shared.metrics.request(req.map(|r| r.path.as_str()), resp.status);
+        let certificate = match who.client {
+            Some(Principal::Certificate(id)) => Some(id),
+            _ => None,
+        };
+        let bearer = match who.client {
+            Some(Principal::Bearer(b)) => Some(bearer_session::log_fields(b)),
+            _ => None,
+        };
         log::emit(&log::RequestLine {
             event: "request",
             time: log::now(),
             peer: self.cx.peer.clone(),
-            subject: &self.client.id.subject,
-            fingerprint: &self.client.id.fingerprint,
-            tls: self.client.tls_version,
+            subject: certificate.map(|id| id.subject.as_str()),
+            fingerprint: certificate.map(|id| id.fingerprint.as_str()),
+            auth: who.bearer.then_some("bearer"),
+            bearer,
+            tls: self.tls_version,
             method: req.map_or("-", |r| r.method.as_str()),
             path: req.map_or("-", |r| r.path.as_str()),
             status: resp.status,
             bytes: body_bytes,
             duration_ms: (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
             reason: resp.reason.as_deref(),
+            code: who.code,
         });
         sent
     }
 
-    /// One line in the issuance ledger for a credential handed out.
-    fn record(&self, shared: &Shared, issued: &Issued) {
+    /// One line in the issuance ledger for a credential handed out to `client`.
+    fn record(&self, shared: &Shared, issued: &Issued, client: &Principal) {
         shared.broker.ledger.record(&ledger::Line {
             time: log::now(),
             event: "credential_issued",
             peer: &self.cx.peer,
-            client: ledger::Client::of(&self.client.id),
+            client: ledger::Client::of(client),
             rule: issued.rule.as_deref(),
             token_source: &issued.source,
             source_sha256: &issued.source_sha256,
@@ -246,10 +306,12 @@ impl<'t> Session<'t> {
         });
     }
 
-    /// Refuses the client right after its handshake: its first request, if it comes within
-    /// [`REFUSED_GRACE`], is answered with `refusal`; then the connection is closed. Until
-    /// then it is the first to give way when a slot is needed.
+    /// Refuses a certificate client right after its handshake: its first request, if it
+    /// comes within [`REFUSED_GRACE`], is answered with `refusal`; then the connection is
+    /// closed. Until then it is the first to give way when a slot is needed.
     fn refuse(&mut self, shared: &Shared, refusal: Response, code: &'static str) {
+        let Auth::Certificate { verified, principal } = &self.auth else { return };
+        let (id, principal) = (verified.id.clone(), principal.clone());
         if !self.cx.enter(Phase::Fresh, Phase::Closing) {
             return;
         }
@@ -258,11 +320,12 @@ impl<'t> Session<'t> {
         let mut buf = Vec::new();
         match http::read_request(&mut self.stream(), &mut buf) {
             Incoming::Request(req) => {
-                self.answer(shared, Some(&req), &refusal, false, started);
+                let who = Who { client: Some(&principal), bearer: false, code: None };
+                self.answer(shared, Some(&req), &refusal, false, started, who);
             }
             _ => Event::new("connection_closed")
                 .peer(&self.cx.peer)
-                .client(&self.client.id)
+                .client(&id)
                 .reason(format!("{}; closed after the handshake", refusal.reason.as_deref().unwrap_or("refused")))
                 .code(code)
                 .emit(),

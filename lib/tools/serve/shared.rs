@@ -1,12 +1,14 @@
 //! What every connection thread of wif-serve shares, and the admission of new connections.
 
 use super::allow::AllowList;
+use super::bearer::Bearer;
 use super::broker::Broker;
 use super::conns::{Scope, Table};
 use super::log::Event;
 use super::metrics::Metrics;
 use super::options::Limits;
 use super::tls;
+use crate::server::Response;
 use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -20,6 +22,8 @@ pub(super) struct Shared {
     pub shutting_down: AtomicBool,
     pub conns: Table,
     pub metrics: Metrics,
+    /// The bearer-token verifier, with `--bearer-issuers`.
+    pub bearer: Option<Bearer>,
 }
 
 impl Shared {
@@ -56,6 +60,24 @@ impl Shared {
         Ok(())
     }
 
+    /// Counts connection `id` as one of client `key`'s (`--max-connections-per-client`),
+    /// making room among the client's others when it is at its limit: `Err` with why it
+    /// must be refused when none of them can give way.
+    pub fn join_client(&self, id: u64, key: &str) -> std::result::Result<(), String> {
+        let cap = self.limits.max_per_client;
+        if self.conns.join_client(id, key) >= cap
+            && !self.evict(
+                Scope::Client(key),
+                Some(id),
+                format!("its client reached its limit (--max-connections-per-client {cap}) and this, its oldest connection,"),
+            )
+        {
+            self.metrics.connection_refused();
+            return Err(format!("this client holds too many connections at once (--max-connections-per-client {cap})"));
+        }
+        Ok(())
+    }
+
     /// Closes the connection in `scope` that gives way first (see [`conns::Table::make_room`])
     /// and logs why (`words` leads into the phase it was in); false when there is none.
     pub fn evict(&self, scope: Scope<'_>, except: Option<u64>, words: String) -> bool {
@@ -82,4 +104,16 @@ impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.shared.conns.remove(self.id);
     }
+}
+
+/// The 503 for a client over `--max-connections-per-client` (`who`: "client certificate" or
+/// "client"; `why` for the log).
+pub(super) fn too_many_connections(who: &str, why: String) -> Response {
+    Response::error(
+        503,
+        "too_many_connections",
+        &format!("this {who} holds too many connections to the server at once; retry shortly"),
+    )
+    .header("Retry-After", "1")
+    .because(why)
 }

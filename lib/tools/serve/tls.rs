@@ -24,6 +24,9 @@ pub struct TlsFiles {
     pub client_ca: PathBuf,
     /// Certificate revocation lists (PEM or DER).
     pub crls: Vec<PathBuf>,
+    /// Whether a client may come without a certificate (`--bearer-issuers`: it then shows a
+    /// bearer token instead); a certificate it presents is verified all the same.
+    pub certificate_optional: bool,
 }
 
 impl TlsFiles {
@@ -66,7 +69,8 @@ fn origin(arg: &str, key: Key) -> String {
 }
 
 /// Builds the server configuration: TLS 1.3 and 1.2, aws-lc-rs, and a client certificate
-/// required and verified against the client CA bundle and the CRLs.
+/// verified against the client CA bundle and the CRLs; required, unless
+/// `certificate_optional` (bearer clients).
 pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertVerifier>)> {
     let chain = crate::core::keys::load_chain(&files.cert).map_err(|e| {
         e.context("loading the server certificate")
@@ -113,9 +117,13 @@ pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertV
     // CRLs are given for the issuers the operator revokes from; a chain element whose
     // issuer published no CRL here (e.g. the intermediate under the root) is not refused
     // for that alone.
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .with_crls(crls)
-        .allow_unknown_revocation_status()
+        .allow_unknown_revocation_status();
+    if files.certificate_optional {
+        builder = builder.allow_unauthenticated();
+    }
+    let verifier = builder
         .build()
         .map_err(|e| Error::input(e.to_string()).context("setting up client certificate verification"))?;
     let mut config = ServerConfig::builder_with_provider(provider)

@@ -8,7 +8,7 @@
 pub mod downscope;
 mod stats;
 
-use super::allow::Identity;
+use super::allow::Principal;
 use super::ledger::Ledger;
 use super::log;
 use super::policy::{Policy, Rule, DEFAULT_SOURCE};
@@ -123,6 +123,8 @@ struct Watched {
     /// Every token source by file, kept across reloads so an unchanged file is not re-read.
     registry: Mutex<HashMap<PathBuf, Arc<TokenSource>>>,
     sts: Downscoper,
+    /// The issuer names of `--bearer-issuers`, which the policy's `issuer` keys must name.
+    issuers: Vec<String>,
 }
 
 /// Decides what each client gets.
@@ -160,22 +162,24 @@ struct PolicyEvent<'a> {
 
 impl Broker {
     /// A broker for `--token` (if given) and `--policy` (if given; read now: a bad policy
-    /// stops the start), downscoping with `sts`, recording to `ledger`.
+    /// stops the start), downscoping with `sts`, recording to `ledger`; the policy's
+    /// `issuer` keys are checked against `issuers` (the names of `--bearer-issuers`).
     pub fn new(
         default: Option<PathBuf>,
         assume_ttl: Option<Duration>,
         policy: Option<(PathBuf, Downscoper)>,
+        issuers: Vec<String>,
         ledger: Ledger,
     ) -> Result<Broker> {
         let default = default.map(|p| Arc::new(TokenSource::new(p).assume_ttl(assume_ttl)));
         let mut broker = Broker { default, assume_ttl, watched: None, ledger, stats: stats::Stats::default() };
         if let Some((path, sts)) = policy {
             let stamp = Stamp::of(&path).ok();
-            let policy = Policy::load(&path, broker.default.is_some())?;
+            let policy = Policy::load(&path, broker.default.is_some(), &issuers)?;
             let registry = Mutex::new(HashMap::new());
             let active = broker.activate(&registry, policy);
             broker.watched =
-                Some(Watched { active: RwLock::new(active), path, stamp: Mutex::new(stamp), registry, sts });
+                Some(Watched { active: RwLock::new(active), path, stamp: Mutex::new(stamp), registry, sts, issuers });
             broker.stats.policy_reload(true);
         }
         Ok(broker)
@@ -253,7 +257,7 @@ impl Broker {
             return;
         }
         *stamp = now;
-        match Policy::load(&w.path, self.default.is_some()) {
+        match Policy::load(&w.path, self.default.is_some(), &w.issuers) {
             Ok(policy) => {
                 let active = self.activate(&w.registry, policy);
                 *w.active.write().unwrap_or_else(|p| p.into_inner()) = active;
@@ -287,9 +291,9 @@ impl Broker {
         }
     }
 
-    /// What the verified client `id` gets now. `hands_out`: the answer carries the token
+    /// What the verified client gets now. `hands_out`: the answer carries the token
     /// (GET); a HEAD asks only for its headers and is not counted as a grant.
-    pub fn grant(&self, id: &Identity, hands_out: bool) -> Grant {
+    pub fn grant(&self, client: &Principal, hands_out: bool) -> Grant {
         let Some(w) = &self.watched else {
             return match self.default.as_ref().map(|d| d.current()) {
                 Some(state) => from_source(state, None, DEFAULT_SOURCE),
@@ -299,7 +303,7 @@ impl Broker {
             };
         };
         let active = read(&w.active).clone();
-        let Some(rule) = active.policy.select(id) else {
+        let Some(rule) = active.policy.select(client) else {
             self.stats.unmatched();
             return Grant::Unmatched;
         };

@@ -1,10 +1,11 @@
 //! wif-serve's policy (`--policy FILE`, version 1): which verified client gets which
-//! credential. Ordered rules, first match wins; each names a client match (subject CN, DNS
-//! or URI SAN, SPKI or certificate pin, all given keys required) and a grant: a token source
+//! credential. Ordered rules, first match wins; each names a client match (for certificate
+//! clients: subject CN, DNS or URI SAN, SPKI or certificate pin; for bearer clients: the
+//! issuer, `sub` and identity claims; all given keys required) and a grant: a token source
 //! (one of several token files) and/or a Credential Access Boundary applied by downscoping.
 //! Everything is checked when the file is read, and a flaw is named by its JSON path.
 
-use super::allow::{digest_hex, Identity, Rule as Id};
+use super::allow::{digest_hex, Principal, Rule as Id};
 use crate::core::error::{Error, Result};
 use crate::core::files::{read_trusted, Part};
 use crate::protocol::boundary::AccessBoundary;
@@ -54,39 +55,66 @@ pub struct Boundary {
 pub enum Matcher {
     /// Every verified client (`"any": true`).
     Any,
-    /// Every key given must match; a key matches when one of its values does.
+    /// Certificate clients: every key given must match; a key matches when one of its
+    /// values does.
     All(Vec<Vec<Id>>),
+    /// Bearer clients: the issuer is one of `issuers`, the `sub` one of `subs` (when given),
+    /// and every claim named has one of its values.
+    Bearer(BearerMatch),
+}
+
+/// A rule's match on bearer clients.
+#[derive(Debug)]
+pub struct BearerMatch {
+    /// Issuer names (of `--bearer-issuers`).
+    pub issuers: Vec<String>,
+    /// Subjects, exactly; `None`: any.
+    pub subs: Option<Vec<String>>,
+    /// Claim name → accepted values (an array claim matches when one element is one of them).
+    pub claims: BTreeMap<String, Vec<String>>,
 }
 
 impl Matcher {
-    /// Whether a verified client matches.
-    pub fn matches(&self, id: &Identity) -> bool {
-        match self {
-            Matcher::Any => true,
-            Matcher::All(keys) => keys.iter().all(|any| any.iter().any(|r| r.matches(id))),
+    /// Whether a verified client matches. A rule's keys are for certificate clients or for
+    /// bearer clients, never both; `any` matches every verified client.
+    pub fn matches(&self, client: &Principal) -> bool {
+        match (self, client) {
+            (Matcher::Any, _) => true,
+            (Matcher::All(keys), Principal::Certificate(_)) => {
+                keys.iter().all(|any| any.iter().any(|r| r.matches(client)))
+            }
+            (Matcher::Bearer(m), Principal::Bearer(b)) => {
+                m.issuers.contains(&b.issuer)
+                    && m.subs.as_ref().is_none_or(|subs| subs.contains(&b.sub))
+                    && m.claims.iter().all(|(name, values)| {
+                        b.claims.get(name).is_some_and(|have| values.iter().any(|v| have.has(v)))
+                    })
+            }
+            (Matcher::All(_), Principal::Bearer(_)) | (Matcher::Bearer(_), Principal::Certificate(_)) => false,
         }
     }
 }
 
 impl Policy {
     /// The first rule matching the client, if any.
-    pub fn select(&self, id: &Identity) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.matcher.matches(id))
+    pub fn select(&self, client: &Principal) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.matcher.matches(client))
     }
 
     /// Reads and checks the policy file. `has_default`: whether `--token` was given (the
-    /// `default` source).
-    pub fn load(path: &Path, has_default: bool) -> Result<Policy> {
+    /// `default` source); `issuers`: the names of `--bearer-issuers` (none when it is off).
+    pub fn load(path: &Path, has_default: bool, issuers: &[String]) -> Result<Policy> {
         let bytes = read_trusted(path, Part::Policy).map_err(|s| Error::input(s.detail()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Policy::parse(&bytes, base, has_default).map_err(|e| {
+        Policy::parse(&bytes, base, has_default, issuers).map_err(|e| {
             e.context(format!("reading the policy {}", path.display()))
                 .hint("see wif-serve(1) and docs/POLICY.md for the format; the file is JSON with \"version\": 1")
         })
     }
 
-    /// Parses and checks a policy's bytes; relative token paths are resolved against `base`.
-    pub fn parse(bytes: &[u8], base: &Path, has_default: bool) -> Result<Policy> {
+    /// Parses and checks a policy's bytes; relative token paths are resolved against `base`;
+    /// an `issuer` must be one of `issuers`.
+    pub fn parse(bytes: &[u8], base: &Path, has_default: bool, issuers: &[String]) -> Result<Policy> {
         let raw: RawPolicy =
             serde_json::from_slice(bytes).map_err(|e| Error::input(format!("not a valid policy: {e}")))?;
         let flaw = |path: String, why: String| Error::input(format!("{path}: {why}"));
@@ -114,7 +142,7 @@ impl Policy {
             if rules.iter().any(|x| x.name == r.name) {
                 return Err(flaw(at("name"), format!("{:?} names an earlier rule too; rule names are unique", r.name)));
             }
-            let matcher = r.matches.matcher().map_err(|(key, why)| flaw(format!("rules[{i}].match{key}"), why))?;
+            let matcher = r.matches.matcher(issuers).map_err(|(key, why)| flaw(format!("rules[{i}].match{key}"), why))?;
             let source = r.token.unwrap_or_else(|| DEFAULT_SOURCE.to_string());
             if !(tokens.contains_key(&source) || source == DEFAULT_SOURCE && has_default) {
                 let why = if source == DEFAULT_SOURCE {
@@ -214,6 +242,12 @@ struct RawMatch {
     cert_sha256: Option<OneOrMany>,
     #[serde(default)]
     any: Option<bool>,
+    #[serde(default)]
+    issuer: Option<OneOrMany>,
+    #[serde(default)]
+    sub: Option<OneOrMany>,
+    #[serde(default)]
+    claims: Option<BTreeMap<String, OneOrMany>>,
 }
 
 /// A flaw in a `match`: the key's path below `match` (e.g. `.cn[1]`) and why.
@@ -222,33 +256,108 @@ type MatchFlaw = (String, String);
 /// A `match` key: its name, its values as given, and how one value becomes an identity.
 type MatchKey = (&'static str, Option<OneOrMany>, fn(&str) -> Option<Id>);
 
+/// Checks the values of a `match` key: a non-empty list of values without white space
+/// around them; `at` is the key's path below `match`.
+fn checked_values(at: &str, given: OneOrMany) -> std::result::Result<Vec<String>, MatchFlaw> {
+    let values = given.values();
+    if values.is_empty() {
+        return Err((at.to_string(), "is an empty list: give at least one value".into()));
+    }
+    for (j, v) in values.iter().enumerate() {
+        if v.is_empty() {
+            return Err((format!("{at}[{j}]"), "\"\" is not a value".into()));
+        }
+        if v.trim() != v {
+            // Not trimmed: "wif-client " would then name the client "wif-client".
+            return Err((
+                format!("{at}[{j}]"),
+                format!("{v:?} has white space around it; values are matched exactly: remove it"),
+            ));
+        }
+    }
+    Ok(values)
+}
+
 impl RawMatch {
-    fn matcher(self) -> std::result::Result<Matcher, MatchFlaw> {
+    fn matcher(mut self, issuers: &[String]) -> std::result::Result<Matcher, MatchFlaw> {
+        let bearer = self.bearer_match(issuers)?;
+        let certificate = self.certificate_keys()?;
+        match (self.any, certificate.is_empty(), bearer) {
+            (Some(true), true, None) => Ok(Matcher::Any),
+            (Some(true), _, _) => {
+                Err((String::new(), "\"any\": true matches every client; it cannot be combined with other keys".into()))
+            }
+            (Some(false), _, _) => {
+                Err((".any".into(), "false matches nothing: leave it out, or use true for every client".into()))
+            }
+            (None, false, Some(_)) => Err((
+                String::new(),
+                "mixes certificate keys (cn, dns, uri, spki_sha256, cert_sha256) with bearer keys (issuer, sub, claims): a rule matches certificate clients or bearer clients; write one rule for each".into(),
+            )),
+            (None, true, Some(m)) => Ok(Matcher::Bearer(m)),
+            (None, true, None) => Err((
+                String::new(),
+                "is empty: name at least one of cn, dns, uri, spki_sha256, cert_sha256, issuer (with sub, claims), or \"any\": true".into(),
+            )),
+            (None, false, None) => Ok(Matcher::All(certificate)),
+        }
+    }
+
+    /// The bearer keys (`issuer`, `sub`, `claims`), taken out of the match; `None` when
+    /// none is given.
+    fn bearer_match(&mut self, issuers: &[String]) -> std::result::Result<Option<BearerMatch>, MatchFlaw> {
+        let (issuer, sub, claims) = (self.issuer.take(), self.sub.take(), self.claims.take());
+        let Some(issuer) = issuer else {
+            if sub.is_some() || claims.is_some() {
+                let key = if sub.is_some() { ".sub" } else { ".claims" };
+                return Err((
+                    key.into(),
+                    "has no issuer beside it: name the issuer: the same sub can come from two issuers".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let names = checked_values(".issuer", issuer)?;
+        for (j, name) in names.iter().enumerate() {
+            if !issuers.contains(name) {
+                let known = if issuers.is_empty() {
+                    "bearer clients are off (no --bearer-issuers)".to_string()
+                } else {
+                    format!("the issuers of --bearer-issuers are {}", issuers.join(", "))
+                };
+                return Err((format!(".issuer[{j}]"), format!("{name:?} is not an issuer name: {known}")));
+            }
+        }
+        let subs = sub.map(|s| checked_values(".sub", s)).transpose()?;
+        let mut wanted = BTreeMap::new();
+        if let Some(claims) = claims {
+            if claims.is_empty() {
+                return Err((".claims".into(), "is empty: name at least one claim, or leave it out".into()));
+            }
+            for (name, values) in claims {
+                let values = checked_values(&format!(".claims.{name}"), values)?;
+                wanted.insert(name, values);
+            }
+        }
+        Ok(Some(BearerMatch { issuers: names, subs, claims: wanted }))
+    }
+
+    /// The certificate keys given, each as the identities any of which matches.
+    fn certificate_keys(&mut self) -> std::result::Result<Vec<Vec<Id>>, MatchFlaw> {
         let keys: [MatchKey; 5] = [
-            ("cn", self.cn, |v| Some(Id::Cn(v.to_string()))),
-            ("dns", self.dns, |v| Some(Id::Dns(v.to_ascii_lowercase()))),
-            ("uri", self.uri, |v| Some(Id::Uri(v.to_string()))),
-            ("spki_sha256", self.spki_sha256, |v| digest_hex(v).map(Id::Spki)),
-            ("cert_sha256", self.cert_sha256, |v| digest_hex(v).map(Id::Cert)),
+            ("cn", self.cn.take(), |v| Some(Id::Cn(v.to_string()))),
+            ("dns", self.dns.take(), |v| Some(Id::Dns(v.to_ascii_lowercase()))),
+            ("uri", self.uri.take(), |v| Some(Id::Uri(v.to_string()))),
+            ("spki_sha256", self.spki_sha256.take(), |v| digest_hex(v).map(Id::Spki)),
+            ("cert_sha256", self.cert_sha256.take(), |v| digest_hex(v).map(Id::Cert)),
         ];
         let mut all = Vec::new();
         for (key, given, make) in keys {
             let Some(given) = given else { continue };
-            let values = given.values();
-            if values.is_empty() {
-                return Err((format!(".{key}"), "is an empty list: give at least one value".into()));
-            }
+            let values = checked_values(&format!(".{key}"), given)?;
             let mut any = Vec::new();
             for (j, v) in values.iter().enumerate() {
-                if v.trim() != v {
-                    // Not trimmed: "wif-client " would then name the client "wif-client".
-                    return Err((
-                        format!(".{key}[{j}]"),
-                        format!("{v:?} has white space around it; values are matched exactly: remove it"),
-                    ));
-                }
-                let id = if v.is_empty() { None } else { make(v) };
-                let Some(id) = id else {
+                let Some(id) = make(v) else {
                     let what = if key.ends_with("sha256") { "a SHA-256 digest (hex or base64)" } else { "a value" };
                     return Err((format!(".{key}[{j}]"), format!("{v:?} is not {what}")));
                 };
@@ -256,20 +365,7 @@ impl RawMatch {
             }
             all.push(any);
         }
-        match (self.any, all.is_empty()) {
-            (Some(true), true) => Ok(Matcher::Any),
-            (Some(true), false) => {
-                Err((String::new(), "\"any\": true matches every client; it cannot be combined with other keys".into()))
-            }
-            (Some(false), _) => {
-                Err((".any".into(), "false matches nothing: leave it out, or use true for every client".into()))
-            }
-            (None, true) => Err((
-                String::new(),
-                "is empty: name at least one of cn, dns, uri, spki_sha256, cert_sha256, or \"any\": true".into(),
-            )),
-            (None, false) => Ok(Matcher::All(all)),
-        }
+        Ok(all)
     }
 }
 

@@ -1,8 +1,9 @@
+use super::super::bearer::{BearerIdentity, ClaimValue};
 use super::*;
 use serde_json::{json, Value};
 
-fn id(cn: &str, uri: &str) -> Identity {
-    Identity {
+fn id(cn: &str, uri: &str) -> Principal {
+    Principal::Certificate(super::super::allow::Identity {
         subject: format!("CN={cn}"),
         common_names: vec![cn.into()],
         dns: vec![format!("{cn}.example.org")],
@@ -10,11 +11,29 @@ fn id(cn: &str, uri: &str) -> Identity {
         spki_sha256: "ab".repeat(32),
         fingerprint: "cd".repeat(32),
         not_after: 0,
-    }
+    })
+}
+
+const ISSUERS: [&str; 2] = ["k8s-prod", "github"];
+
+fn issuers() -> Vec<String> {
+    ISSUERS.iter().map(|s| s.to_string()).collect()
+}
+
+fn bearer(issuer: &str, sub: &str, claims: &[(&str, ClaimValue)]) -> Principal {
+    Principal::Bearer(BearerIdentity {
+        issuer: issuer.into(),
+        iss: format!("https://{issuer}.example"),
+        sub: sub.into(),
+        claims: claims.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        jti: None,
+        token_sha256: "0123456789abcdef".into(),
+        expires_at: 0,
+    })
 }
 
 fn parse(v: Value) -> Result<Policy> {
-    Policy::parse(v.to_string().as_bytes(), Path::new("/etc/wif"), true)
+    Policy::parse(v.to_string().as_bytes(), Path::new("/etc/wif"), true, &issuers())
 }
 
 fn flaw(v: Value) -> String {
@@ -95,8 +114,63 @@ fn flaws_are_named_by_their_json_path() {
 #[test]
 fn the_default_source_needs_token() {
     let v = json!({"version": 1, "rules": [{"name": "a", "match": {"any": true}}]});
-    let e = Policy::parse(v.to_string().as_bytes(), Path::new("."), false).unwrap_err().to_string();
+    let e = Policy::parse(v.to_string().as_bytes(), Path::new("."), false, &issuers()).unwrap_err().to_string();
     assert!(e.contains("rules[0].token") && e.contains("--token"), "{e}");
     let v = json!({"version": 1, "tokens": {"default": "t"}, "rules": [{"name": "a", "match": {"any": true}}]});
-    assert!(Policy::parse(v.to_string().as_bytes(), Path::new("."), false).is_ok());
+    assert!(Policy::parse(v.to_string().as_bytes(), Path::new("."), false, &issuers()).is_ok());
+}
+
+#[test]
+fn bearer_rules_match_issuer_sub_and_claims_and_never_certificate_clients() {
+    let one = |s: &str| ClaimValue::One(s.into());
+    let p = parse(json!({
+        "version": 1,
+        "rules": [
+            {"name": "report", "match": {"issuer": "k8s-prod", "sub": "system:serviceaccount:batch:report"}},
+            {"name": "batch", "match": {"issuer": "k8s-prod", "claims": {"/kubernetes.io/namespace": "batch"}}},
+            {"name": "deployers", "match": {"issuer": ["github"], "claims": {"repository": "octo/app", "roles": ["deploy", "admin"]}}},
+            {"name": "certs", "match": {"cn": "alice"}},
+        ]
+    }))
+    .unwrap();
+    let name = |c: &Principal| p.select(c).map(|r| r.name.as_str());
+    assert_eq!(name(&bearer("k8s-prod", "system:serviceaccount:batch:report", &[])), Some("report"));
+    let ns = [("/kubernetes.io/namespace", one("batch"))];
+    assert_eq!(name(&bearer("k8s-prod", "system:serviceaccount:batch:other", &ns)), Some("batch"));
+    assert_eq!(name(&bearer("k8s-prod", "system:serviceaccount:web:x", &[("/kubernetes.io/namespace", one("web"))])), None);
+    // An array claim matches when one of its elements is a value; every claim named must match.
+    let roles = ClaimValue::Many(vec!["read".into(), "deploy".into()]);
+    assert_eq!(name(&bearer("github", "repo:octo/app", &[("repository", one("octo/app")), ("roles", roles.clone())])), Some("deployers"));
+    assert_eq!(name(&bearer("github", "repo:octo/app", &[("roles", roles)])), None);
+    assert_eq!(name(&bearer("github", "repo:octo/app", &[("repository", one("octo/app")), ("roles", ClaimValue::Many(vec!["read".into()]))])), None);
+    // The same sub from another issuer is another client; a certificate rule never matches a bearer client.
+    assert_eq!(name(&bearer("github", "system:serviceaccount:batch:report", &[])), None);
+    assert_eq!(name(&bearer("k8s-prod", "alice", &[])), None);
+    assert_eq!(name(&id("alice", "spiffe://x/alice")), Some("certs"));
+    let any = parse(json!({"version": 1, "rules": [{"name": "all", "match": {"any": true}}]})).unwrap();
+    assert!(any.select(&bearer("github", "x", &[])).is_some() && any.select(&id("a", "b")).is_some());
+}
+
+#[test]
+fn bearer_match_flaws_are_named() {
+    let rule = |m: Value| json!({"version": 1, "rules": [{"name": "r", "match": m}]});
+    let cases = [
+        (json!({"cn": "alice", "issuer": "github"}), "rules[0].match: mixes certificate keys"),
+        (json!({"sub": "x"}), "rules[0].match.sub: has no issuer beside it: name the issuer"),
+        (json!({"claims": {"repository": "x"}}), "rules[0].match.claims: has no issuer"),
+        (json!({"issuer": "gitlab"}), "rules[0].match.issuer[0]: \"gitlab\" is not an issuer name"),
+        (json!({"issuer": "github", "claims": {}}), "rules[0].match.claims: is empty"),
+        (json!({"issuer": "github", "claims": {"ref": []}}), "rules[0].match.claims.ref: is an empty list"),
+        (json!({"issuer": "github", "sub": " x"}), "rules[0].match.sub[0]: \" x\" has white space"),
+        (json!({"issuer": "github", "any": true}), "\"any\": true matches every client"),
+    ];
+    for (m, want) in cases {
+        let got = flaw(rule(m.clone()));
+        assert!(got.contains(want), "{m}: {got}");
+    }
+    // Issuer names are checked also when bearer clients are off.
+    let e = Policy::parse(rule(json!({"issuer": "github"})).to_string().as_bytes(), Path::new("."), true, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bearer clients are off"), "{e}");
 }
