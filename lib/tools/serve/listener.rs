@@ -145,7 +145,7 @@ pub fn run(opts: Options) -> Result<()> {
         None => None,
     };
     let url = token_url(&local);
-    log::emit(&log::Listening {
+    log::listening(&log::Listening {
         event: "listening",
         address: local.to_string(),
         url: &url,

@@ -4,10 +4,13 @@ use serde::Serialize;
 use std::io::Write;
 use std::sync::Mutex;
 
-static STDOUT: Mutex<()> = Mutex::new(());
+/// Lines logged before the `listening` line (e.g. the bearer issuers' keys loaded at
+/// start), held so that `listening` stays the first line; `None` once it is written.
+static STDOUT: Mutex<Option<Vec<Vec<u8>>>> = Mutex::new(Some(Vec::new()));
 
-/// Writes one event as a JSON line and flushes it. A closed stdout is ignored: the log is
-/// for the operator, and losing it must not stop the service.
+/// Writes one event as a JSON line and flushes it (before [`listening`], holds it until
+/// then). A closed stdout is ignored: the log is for the operator, and losing it must not
+/// stop the service.
 pub fn emit<T: Serialize>(event: &T) {
     // Unit tests would interleave log lines with the test harness's output.
     if cfg!(test) {
@@ -15,9 +18,30 @@ pub fn emit<T: Serialize>(event: &T) {
     }
     let Ok(mut line) = serde_json::to_vec(event) else { return };
     line.push(b'\n');
-    let _guard = STDOUT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut held = STDOUT.lock().unwrap_or_else(|p| p.into_inner());
+    match held.as_mut() {
+        Some(early) => early.push(line),
+        None => write_out(&line),
+    }
+}
+
+/// Writes the first line, `listening`, then the lines held until it.
+pub fn listening(line: &Listening<'_>) {
+    if cfg!(test) {
+        return;
+    }
+    let Ok(mut first) = serde_json::to_vec(line) else { return };
+    first.push(b'\n');
+    let mut held = STDOUT.lock().unwrap_or_else(|p| p.into_inner());
+    write_out(&first);
+    for early in held.take().unwrap_or_default() {
+        write_out(&early);
+    }
+}
+
+fn write_out(line: &[u8]) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&line).and_then(|()| out.flush());
+    let _ = out.write_all(line).and_then(|()| out.flush());
 }
 
 /// The current time as RFC 3339 UTC with milliseconds.
@@ -151,10 +175,11 @@ impl<'a> Event<'a> {
         }
     }
 
-    /// With the verified client's certificate subject and fingerprint.
-    pub fn client(mut self, id: &'a super::allow::Identity) -> Self {
-        self.subject = Some(&id.subject);
-        self.fingerprint = Some(&id.fingerprint);
+    /// With the verified client's certificate subject and fingerprint. (Plain fields: the
+    /// bearer verifier logs through this module, which therefore knows no identity types.)
+    pub fn client(mut self, subject: &'a str, fingerprint: &'a str) -> Self {
+        self.subject = Some(subject);
+        self.fingerprint = Some(fingerprint);
         self
     }
 

@@ -104,7 +104,7 @@ impl<'t> Session<'t> {
                 return self.refuse(shared, refusal, "not_allowed");
             }
             if let Err(why) = shared.join_client(id, &verified.id.fingerprint) {
-                Event::new("connection_refused").peer(&self.cx.peer).client(&verified.id).reason(&why).emit();
+                Event::new("connection_refused").peer(&self.cx.peer).client(&verified.id.subject, &verified.id.fingerprint).reason(&why).emit();
                 return self.refuse(shared, too_many_connections("client certificate", why), "too_many_connections");
             }
         }
@@ -229,7 +229,7 @@ impl<'t> Session<'t> {
                     shared.metrics.refused(refusal);
                     Event::new("connection_closed")
                         .peer(&self.cx.peer)
-                        .client(&verified.id)
+                        .client(&verified.id.subject, &verified.id.fingerprint)
                         .reason(reason)
                         .code(refusal.label())
                         .emit();
@@ -325,7 +325,7 @@ impl<'t> Session<'t> {
             }
             _ => Event::new("connection_closed")
                 .peer(&self.cx.peer)
-                .client(&id)
+                .client(&id.subject, &id.fingerprint)
                 .reason(format!("{}; closed after the handshake", refusal.reason.as_deref().unwrap_or("refused")))
                 .code(code)
                 .emit(),

@@ -5,8 +5,8 @@
 //! and the fetch is a trait object, so the tests drive all of it without sleeping.
 
 use super::jwks::{self, KeySet};
-use crate::tools::serve::log::{emit, Event};
 use crate::core::files::{read_trusted, Part};
+use crate::tools::serve::log::{emit, Event};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

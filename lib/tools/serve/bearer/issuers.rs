@@ -180,8 +180,8 @@ impl IssuersFile {
 
     /// Parses and checks the file's bytes; relative paths are resolved against `base`.
     pub fn parse(bytes: &[u8], base: &Path) -> Result<IssuersFile> {
-        let raw: RawFile = serde_json::from_slice(bytes)
-            .map_err(|e| Error::usage(format!("not a valid bearer issuers file: {e}")))?;
+        let raw: RawFile =
+            serde_json::from_slice(bytes).map_err(|e| Error::usage(format!("not a valid bearer issuers file: {e}")))?;
         check_file(raw, base).map_err(|(path, why)| Error::usage(format!("{path}: {why}")))
     }
 }

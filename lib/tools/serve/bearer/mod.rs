@@ -243,8 +243,7 @@ impl Bearer {
     /// The loads at start, side by side (a slow URL does not hold up the others).
     fn first_loads(&self, now: i64) -> Result<()> {
         let results: Vec<(&Issuer, std::result::Result<(), String>)> = std::thread::scope(|scope| {
-            let running: Vec<_> =
-                self.issuers.iter().map(|i| (i, scope.spawn(move || i.cache.load(now)))).collect();
+            let running: Vec<_> = self.issuers.iter().map(|i| (i, scope.spawn(move || i.cache.load(now)))).collect();
             running
                 .into_iter()
                 .map(|(i, h)| (i, h.join().unwrap_or_else(|_| Err("the load stopped unexpectedly".into()))))

@@ -197,7 +197,11 @@ fn only_key(keys: &KeySet, alg: Alg, name: &str) -> std::result::Result<Key, Ref
         [one] => Ok((*one).clone()),
         many => Err(refuse(
             Code::UnknownKid,
-            format!("the token has no kid and issuer {name} has {} keys for {}, not exactly one", many.len(), alg.name()),
+            format!(
+                "the token has no kid and issuer {name} has {} keys for {}, not exactly one",
+                many.len(),
+                alg.name()
+            ),
         )),
     }
 }
@@ -232,7 +236,8 @@ fn check_claims(issuer: &IssuerConfig, claims: &Value, now: i64) -> std::result:
     let start = iat.or(nbf).unwrap_or(now);
     let lifetime = exp.saturating_sub(start);
     if lifetime > issuer.max_lifetime {
-        let detail = format!("exp {exp} is {lifetime} s after {start}, more than the {} s allowed", issuer.max_lifetime);
+        let detail =
+            format!("exp {exp} is {lifetime} s after {start}, more than the {} s allowed", issuer.max_lifetime);
         return Err(refuse(Code::LifetimeTooLong, detail));
     }
     Ok(())
