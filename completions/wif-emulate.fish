@@ -5,7 +5,7 @@ complete -c wif-emulate -l tls-cert -d 'TLS certificate chain (PEM) for --tls-li
 complete -c wif-emulate -l tls-key -d 'TLS private key (PEM) for --tls-listen' -r -F
 complete -c wif-emulate -l fail-first -d 'Fault injection: answer the first N requests with 503 and Retry-After' -r
 complete -c wif-emulate -l delay -d 'Fault injection: wait this long before answering each request, e.g. 2s' -r
-complete -c wif-emulate -l fault -d 'Fault injection per service: SERVICE=KIND[:N], SERVICE azure, issuer, sts, sts-x509, iam or storage; KIND unavailable (503, Retry-After: 1), refused (the service\'s own refusal) or reset (the connection closed unanswered); :N only the first N requests (repeatable)' -r
+complete -c wif-emulate -l fault -d 'Fault injection per service: SERVICE=KIND[:N], SERVICE azure, issuer, sts, sts-x509, iam, storage, kubernetes or github; KIND unavailable (503, Retry-After: 1), refused (the service\'s own refusal) or reset (the connection closed unanswered); :N only the first N requests (repeatable)' -r
 complete -c wif-emulate -l clock-offset -d 'Run the emulator\'s clock this far ahead of the machine\'s (negative: behind), e.g. 10m or -10m: every time check, issued timestamp and Date header follows it' -r
 complete -c wif-emulate -l token-lifetime -d 'Lifetime of every issued token, e.g. 30s (overrides the config\'s token_lifetime)' -r
 complete -c wif-emulate -l allow-remote -d 'Allow listening on addresses other than loopback'

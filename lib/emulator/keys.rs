@@ -339,6 +339,26 @@ mod tests {
     }
 
     #[test]
+    fn ec_keys_sign_es256_and_publish_their_point() {
+        let s = Signer::generate().unwrap();
+        let ec = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let ec = Signer::with(Pair::EcP256(ec));
+        assert_eq!((s.alg(), ec.alg()), ("RS256", "ES256"));
+        let t = ec.sign(&json!({"sub": "x"}));
+        let jws = Jws::parse(&t).unwrap();
+        assert_eq!((jws.header["alg"].as_str(), jws.header["typ"].as_str()), (Some("ES256"), Some("JWT")));
+        assert_eq!(jws.signature.len(), 64);
+        assert!(ec.verify(&jws));
+        assert!(!s.verify(&jws));
+        let jwk = ec.jwk();
+        assert_eq!((jwk["kty"].as_str(), jwk["crv"].as_str()), (Some("EC"), Some("P-256")));
+        assert_eq!(jwt::base64url_decode(jwk["x"].as_str().unwrap()).unwrap().len(), 32);
+        let next = ec.generate_like().unwrap();
+        assert_eq!(next.alg(), "ES256");
+        assert_ne!(next.kid, ec.kid);
+    }
+
+    #[test]
     fn thumbprints_with_or_without_padding() {
         assert_eq!(thumb(&json!("AAEC")), Some(vec![0, 1, 2]));
         assert_eq!(thumb(&json!("AAE=")), Some(vec![0, 1]));

@@ -5,12 +5,8 @@
 //! published until retired.
 
 use super::bearer_config::BearerKind;
-use super::errors;
 use super::keys::Signer;
-use super::server::Req;
-use super::state::State;
 use crate::core::error::Result;
-use crate::server::Response;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -100,18 +96,6 @@ impl IssuerKeys {
     /// The key set of issuer `name` of `kind`.
     pub fn get(&self, kind: BearerKind, name: &str) -> Option<&KeySet> {
         self.0.get(&(kind, name.to_string()))
-    }
-}
-
-/// `POST /_emulator/rotate/{kubernetes|github}/{name}[?retire=true]` → `{"kid", "kids"}`.
-pub fn rotate(st: &State, req: &Req, kind: &str, name: &str) -> Response {
-    let Some(keys) = BearerKind::parse(kind).and_then(|k| st.issuer_keys.get(k, name)) else {
-        return errors::not_found(&req.path);
-    };
-    let retire = crate::http::parse_form(req.query.as_bytes()).iter().any(|(k, v)| k == "retire" && v == "true");
-    match keys.rotate(retire) {
-        Ok(kid) => errors::json(200, &json!({"kid": kid, "kids": keys.kids()}), "rotated"),
-        Err(_) => errors::google(500, "INTERNAL", "Generating the new key failed.", None),
     }
 }
 

@@ -5,8 +5,9 @@ use super::errors;
 use super::faults::{self, Service};
 use super::server::{self, Req};
 use super::state::State;
-use super::{azure, github, iam, issuer, keyset, kubernetes, storage, sts};
+use super::{azure, github, iam, issuer, kubernetes, storage, sts};
 use crate::server::Response;
+use serde_json::json;
 use std::time::Duration;
 
 /// The listeners hand their requests to the state.
@@ -63,7 +64,7 @@ fn route(st: &State, req: &Req) -> Response {
         }
         ["github", name, ".well-known", "jwks"] => at(Github, &|| get(&|| github::jwks(st, req, name))),
         // The emulator's own control, never faulted.
-        ["_emulator", "rotate", kind, name] => post(&|| keyset::rotate(st, req, kind, name)),
+        ["_emulator", "rotate", kind, name] => post(&|| rotate_keys(st, req, kind, name)),
         ["storage", "v1", "b", bucket, "o"] => at(Storage, &|| get(&|| storage::json_api(st, req, bucket, None))),
         ["storage", "v1", "b", bucket, "o", object] => {
             at(Storage, &|| get(&|| storage::json_api(st, req, bucket, Some(object))))
@@ -84,5 +85,17 @@ fn route(st: &State, req: &Req) -> Response {
             at(Azure, &|| get(&|| azure::jwks(st, tenant)))
         }
         _ => errors::not_found(&req.path),
+    }
+}
+
+/// `POST /_emulator/rotate/{kubernetes|github}/{name}[?retire=true]` → `{"kid", "kids"}`.
+fn rotate_keys(st: &State, req: &Req, kind: &str, name: &str) -> Response {
+    let Some(keys) = super::bearer_config::BearerKind::parse(kind).and_then(|k| st.issuer_keys.get(k, name)) else {
+        return errors::not_found(&req.path);
+    };
+    let retire = crate::http::parse_form(req.query.as_bytes()).iter().any(|(k, v)| k == "retire" && v == "true");
+    match keys.rotate(retire) {
+        Ok(kid) => errors::json(200, &json!({"kid": kid, "kids": keys.kids()}), "rotated"),
+        Err(_) => errors::google(500, "INTERNAL", "Generating the new key failed.", None),
     }
 }
