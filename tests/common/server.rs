@@ -106,28 +106,18 @@ impl Server {
             let _ = err.read_to_string(&mut s);
             s
         });
-        // Lines of the start (e.g. the bearer issuers' `jwks_loaded`) may come before it.
-        let mut seen = Vec::new();
-        let first = loop {
-            match lines.recv_timeout(Duration::from_secs(20)) {
-                Ok(v) if v["event"] == "listening" => break v,
-                Ok(v)
-                    if ["jwks_loaded", "jwks_failed", "jwks_key_skipped"]
-                        .contains(&v["event"].as_str().unwrap_or("")) =>
-                {
-                    seen.push(v)
-                }
-                Ok(v) => panic!("wif-serve's first line is not listening: {v}"),
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("wif-serve printed no listening line; stderr: {}", stderr.join().unwrap());
-                }
+        let first = match lines.recv_timeout(Duration::from_secs(20)) {
+            Ok(v) => v,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("wif-serve printed no first line; stderr: {}", stderr.join().unwrap());
             }
         };
+        assert_eq!(first["event"], "listening", "{first}");
         let address = first["address"].as_str().unwrap();
         let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
         assert_eq!(first["url"], format!("https://127.0.0.1:{port}/get_wif_token"));
-        Server { child, port, first, lines, seen, stderr: Some(stderr) }
+        Server { child, port, first, lines, seen: Vec::new(), stderr: Some(stderr) }
     }
 
     /// Waits for a log line matching `pred` (lines seen before count too).
