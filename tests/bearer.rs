@@ -414,9 +414,13 @@ fn a_replaced_jwks_file_is_picked_up_within_two_seconds() {
     replace_text(b.dir.path(), "jwks.json", &jwt::jwks_json(&[&second]));
     let replaced = Instant::now();
     while loads(&mut b) == before {
-        assert!(replaced.elapsed() < Duration::from_secs(4), "the new file was not loaded");
+        assert!(replaced.elapsed() < Duration::from_secs(5), "the new file was not loaded");
     }
-    assert!(replaced.elapsed() < Duration::from_millis(2500), "loaded after {:?}", replaced.elapsed());
+    assert!(
+        replaced.elapsed() < Duration::from_millis(3000),
+        "loaded after {:?} (the files are looked at every second)",
+        replaced.elapsed()
+    );
     b.accepted("the new key", &signed(&second, &c), "local", "file-client");
     b.refused("the key no longer in the file", &signed(&first, &c), "unknown_kid");
 
