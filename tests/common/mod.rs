@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub mod bearer;
+pub mod bearer_serve;
 pub mod broker;
 pub mod https;
 pub mod interop;
