@@ -48,3 +48,44 @@ fn an_authorization_value_without_a_scheme_never_reaches_the_log() {
     b.keep_secret("dXNlcjpwYXNz");
     b.finish();
 }
+
+/// Starts wif-serve with `--bearer-issuers` (issuer `local` of `key`, keeping `claims`) and
+/// `--policy` holding `rules`; its exit and stderr (it is expected not to start).
+fn failed_start(key: &SigningKey, claims: &[&str], rules: Value) -> (Option<i32>, String) {
+    let dir = tempdir();
+    replace_text(dir.path(), "jwks.json", &jwt::jwks_json(&[key]));
+    let issuers = json!({"version": 1, "issuers": [
+        {"name": "local", "issuer": ISS, "audience": AUD, "jwks_file": "jwks.json", "claims": claims}]});
+    let issuers = issuers_file(dir.path(), &issuers);
+    let policy = dir.path().join("policy.json");
+    std::fs::write(&policy, json!({"version": 1, "rules": rules}).to_string()).unwrap();
+    set_mode(&policy, 0o600);
+    let token = dir.path().join("wif_token.txt");
+    crate::common::server::write_token(&token, SERVED, 3600);
+    let mut args = crate::common::server::server_args(&pki_file("ca-chain.crt"), &token);
+    args.extend(["--bearer-issuers".into(), issuers.display().to_string(), "--policy".into(), policy.display().to_string()]);
+    let out = bin("wif-serve").args(&args).timeout(std::time::Duration::from_secs(20)).output().unwrap();
+    assert!(out.stdout.is_empty(), "nothing served: {}", String::from_utf8_lossy(&out.stdout));
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A policy rule matching on a claim its issuer does not keep could never match: the
+/// claim is never in the identity. It was accepted, and the rule silently matched no one
+/// (a typo, `repo` for `repository`, locked a team out with nothing said). The policy is
+/// now told which claims each issuer keeps, and such a rule is a flaw named by its path.
+#[test]
+fn a_policy_claim_its_issuer_does_not_keep_stops_the_start_with_its_path() {
+    let key = jwt::signing_key_ec();
+    let rules = json!([{"name": "team", "match": {"issuer": "local", "claims": {"team": "data", "repo": "o/r"}}}]);
+    let (code, err) = failed_start(&key, &["team", "repository"], rules);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("rules[0].match.claims.repo: issuer local does not keep the claim \"repo\""), "{err}");
+    assert!(err.contains("\"team\", \"repository\""), "the claims it keeps are named: {err}");
+
+    // An issuer that keeps no claims besides sub.
+    let rules = json!([{"name": "ns", "match": {"issuer": "local", "claims": {"/kubernetes.io/namespace": "batch"}}}]);
+    let (code, err) = failed_start(&key, &[], rules);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("rules[0].match.claims./kubernetes.io/namespace: issuer local does not keep"), "{err}");
+    assert!(err.contains("none besides sub"), "{err}");
+}
