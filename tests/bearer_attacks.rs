@@ -89,3 +89,30 @@ fn a_policy_claim_its_issuer_does_not_keep_stops_the_start_with_its_path() {
     assert!(err.contains("rules[0].match.claims./kubernetes.io/namespace: issuer local does not keep"), "{err}");
     assert!(err.contains("none besides sub"), "{err}");
 }
+
+/// `"sub": "alice", …, "sub": "admin"`: serde_json keeps the last member, another reader
+/// (or the issuer that wrote the JSON) may keep the first. RFC 7515/7519 allow keeping the
+/// last; a token naming a member twice, properly signed, was served as `admin`. Now it is
+/// `malformed`, in the header as in the claims, at any depth.
+#[test]
+fn a_token_naming_a_member_twice_is_malformed() {
+    let key = jwt::signing_key_rsa();
+    let mut b = server(&key, json!({"claims": ["/kubernetes.io/namespace"]}), &[]);
+    let good = claims(ISS, AUD, "alice");
+    let header = json!({"alg": "RS256", "kid": key.kid}).to_string();
+    let text = good.to_string();
+    let body = text.trim_end_matches('}');
+    b.accepted("the same claims, once each", &jwt::sign_text(&key, &header, &text), "local", "alice");
+    let repeated = [
+        ("sub twice", header.clone(), format!("{body},\"sub\":\"admin\"}}")),
+        ("sub twice, escaped", header.clone(), format!("{body},\"s\\u0075b\":\"admin\"}}")),
+        ("a nested claim twice", header.clone(), format!("{body},\"kubernetes.io\":{{\"namespace\":\"a\",\"namespace\":\"kube-system\"}}}}")),
+        ("alg twice", format!("{{\"alg\":\"HS256\",\"alg\":\"RS256\",\"kid\":\"{}\"}}", key.kid), text.clone()),
+        ("kid twice", format!("{{\"alg\":\"RS256\",\"kid\":\"other\",\"kid\":\"{}\"}}", key.kid), text.clone()),
+    ];
+    for (what, header, claims) in repeated {
+        let (_, line) = b.refused(what, &jwt::sign_text(&key, &header, &claims), "malformed");
+        assert!(line["reason"].as_str().unwrap_or_default().contains("twice"), "{what}: {line}");
+    }
+    b.finish();
+}

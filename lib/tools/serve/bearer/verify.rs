@@ -58,6 +58,9 @@ pub fn verify(
         return Err(refuse(Code::Oversized, format!("{} bytes, more than {max_token_bytes}", token.len())));
     }
     let jws = Jws::parse(token).ok_or_else(|| refuse(Code::Malformed, shape_words(token)))?;
+    if jwt::repeats_a_member(token) {
+        return Err(refuse(Code::Malformed, "the header or the claims name a member twice"));
+    }
     let alg = header_alg(&jws.header)?;
     let issuer = find_issuer(issuers, &jws.claims)?;
     if !issuer.config.algorithms.contains(&alg) {
