@@ -63,7 +63,12 @@ fn failed_start(key: &SigningKey, claims: &[&str], rules: Value) -> (Option<i32>
     let token = dir.path().join("wif_token.txt");
     crate::common::server::write_token(&token, SERVED, 3600);
     let mut args = crate::common::server::server_args(&pki_file("ca-chain.crt"), &token);
-    args.extend(["--bearer-issuers".into(), issuers.display().to_string(), "--policy".into(), policy.display().to_string()]);
+    args.extend([
+        "--bearer-issuers".into(),
+        issuers.display().to_string(),
+        "--policy".into(),
+        policy.display().to_string(),
+    ]);
     let out = bin("wif-serve").args(&args).timeout(std::time::Duration::from_secs(20)).output().unwrap();
     assert!(out.stdout.is_empty(), "nothing served: {}", String::from_utf8_lossy(&out.stdout));
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -106,7 +111,11 @@ fn a_token_naming_a_member_twice_is_malformed() {
     let repeated = [
         ("sub twice", header.clone(), format!("{body},\"sub\":\"admin\"}}")),
         ("sub twice, escaped", header.clone(), format!("{body},\"s\\u0075b\":\"admin\"}}")),
-        ("a nested claim twice", header.clone(), format!("{body},\"kubernetes.io\":{{\"namespace\":\"a\",\"namespace\":\"kube-system\"}}}}")),
+        (
+            "a nested claim twice",
+            header.clone(),
+            format!("{body},\"kubernetes.io\":{{\"namespace\":\"a\",\"namespace\":\"kube-system\"}}}}"),
+        ),
         ("alg twice", format!("{{\"alg\":\"HS256\",\"alg\":\"RS256\",\"kid\":\"{}\"}}", key.kid), text.clone()),
         ("kid twice", format!("{{\"alg\":\"RS256\",\"kid\":\"other\",\"kid\":\"{}\"}}", key.kid), text.clone()),
     ];

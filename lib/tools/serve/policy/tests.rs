@@ -192,7 +192,11 @@ fn bearer_match_flaws_are_named() {
     // A claim must be one the rule's issuers keep: any other is never in an identity.
     let kept = [
         (json!({"issuer": "github", "claims": {"environment": "prod"}}), "github", "environment"),
-        (json!({"issuer": "k8s-prod", "claims": {"/kubernetes.io/namespace/": "x"}}), "k8s-prod", "/kubernetes.io/namespace/"),
+        (
+            json!({"issuer": "k8s-prod", "claims": {"/kubernetes.io/namespace/": "x"}}),
+            "k8s-prod",
+            "/kubernetes.io/namespace/",
+        ),
         (json!({"issuer": ["github", "k8s-prod"], "claims": {"repository": "o/r"}}), "k8s-prod", "repository"),
     ];
     for (m, issuer, claim) in kept {
