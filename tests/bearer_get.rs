@@ -142,6 +142,32 @@ fn the_file_is_read_again_for_each_fetch() {
     assert_eq!(sent, [format!("Bearer {first}"), format!("Bearer {second}")]);
 }
 
+/// wif-get's metadata server fetching from `url` with the bearer token in `file`, after its
+/// first fetch, which served [`ACCESS_TOKEN`].
+fn metadata_server(url: &str, file: &Path) -> Mds {
+    let args: Vec<String> = [
+        "--url",
+        url,
+        "--ca",
+        &pki_file("ca-chain.crt"),
+        "--bearer-file",
+        file.to_str().unwrap(),
+        "--metadata-server",
+        "127.0.0.1:0",
+        "--service-account",
+        "app@my-project.iam.gserviceaccount.com",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mds = Mds::spawn(&args).unwrap_or_else(|(code, err)| panic!("wif-get exited {code:?}: {err}"));
+    mds.wait_stderr("fetched the token", 20);
+    let served = mds.token();
+    assert_eq!(served.status, 200);
+    assert_eq!(served.json()["access_token"], ACCESS_TOKEN);
+    mds
+}
+
 #[test]
 fn the_metadata_server_reads_the_file_again_before_each_refresh() {
     // Tokens that live 6 s: refreshed every 3 s or so.
@@ -149,9 +175,6 @@ fn the_metadata_server_reads_the_file_again_before_each_refresh() {
     let (first, second) = (projected_jwt(SUB, 3600), projected_jwt(SUB, 7200));
     let (_dir, file) = bearer_file(&first);
     let mds = metadata_server(&server.url(), &file);
-    let served = mds.token();
-    assert_eq!(served.status, 200);
-    assert_eq!(served.json()["access_token"], ACCESS_TOKEN);
     let seen = server.wait_for_requests(1, 10);
     assert_eq!(seen[0].request.header("authorization"), Some(format!("Bearer {first}").as_str()));
     assert!(!seen[0].client_certificate);
@@ -443,9 +466,6 @@ fn end_to_end_the_metadata_server_fetches_with_the_bearer_file() {
     let jwt = srv.token(SUB, json!({}));
     let (_dir, file) = bearer_file(&jwt);
     let mds = metadata_server(&srv.url(), &file);
-    let served = mds.token();
-    assert_eq!(served.status, 200);
-    assert_eq!(served.json()["access_token"], ACCESS_TOKEN);
     mds.stop_cleanly(&[&jwt]);
     srv.serve.finish_checking_secrecy(&[&jwt]);
 }
@@ -464,27 +484,4 @@ fn a_503_is_retried_and_may_mean_the_server_lacks_the_issuers_keys() {
     let err = stderr(&out);
     assert!(err.contains("(HTTP 503): the issuer's keys are not available") && err.contains("JWKS"), "{err}");
     never_shown(&out, &jwt);
-}
-
-/// wif-get in metadata-server mode fetching from `url` with the bearer `file`, after its
-/// first fetch.
-fn metadata_server(url: &str, file: &std::path::Path) -> Mds {
-    let args: Vec<String> = [
-        "--url",
-        url,
-        "--ca",
-        &pki_file("ca-chain.crt"),
-        "--bearer-file",
-        file.to_str().unwrap(),
-        "--metadata-server",
-        "127.0.0.1:0",
-        "--service-account",
-        "app@my-project.iam.gserviceaccount.com",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mds = Mds::spawn(&args).unwrap_or_else(|(code, err)| panic!("wif-get exited {code:?}: {err}"));
-    mds.wait_stderr("fetched the token", 20);
-    mds
 }

@@ -2,6 +2,7 @@
 
 mod architecture;
 mod bearer;
+mod bearer_attacks;
 mod bearer_emulator;
 mod bearer_get;
 mod bearer_policy;

@@ -76,6 +76,73 @@ impl Jws {
     }
 }
 
+/// Whether the header or the claims of a compact JWS name a member twice in one object, at
+/// any depth. RFC 7515 §5.2 and RFC 7519 §4 let a parser either refuse such a token or keep
+/// the last member; a verifier refuses it, so that what it checks can never differ from what
+/// another reader of the same token (or the issuer that signed it) takes it to say.
+pub fn repeats_a_member(token: &str) -> bool {
+    let Some([h, c, _]) = segments(token) else { return false };
+    [h, c].into_iter().any(|segment| {
+        decode_segment(segment, Reading::Strict)
+            .is_some_and(|bytes| serde_json::from_slice::<unique::Unique>(&bytes).is_err())
+    })
+}
+
+/// A JSON value read only to find an object that repeats a member name (an error then).
+mod unique {
+    use serde::de::{Deserialize, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    use std::collections::HashSet;
+
+    pub struct Unique;
+
+    impl<'de> Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Unique, D::Error> {
+            d.deserialize_any(Check)
+        }
+    }
+
+    struct Check;
+
+    impl<'de> Visitor<'de> for Check {
+        type Value = Unique;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E: Error>(self, _: bool) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_i64<E: Error>(self, _: i64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_u64<E: Error>(self, _: u64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_f64<E: Error>(self, _: f64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_str<E: Error>(self, _: &str) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_unit<E: Error>(self) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+            while seq.next_element::<Unique>()?.is_some() {}
+            Ok(Unique)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+            let mut seen = HashSet::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if !seen.insert(name) {
+                    return Err(A::Error::custom("a member name repeated"));
+                }
+                map.next_value::<Unique>()?;
+            }
+            Ok(Unique)
+        }
+    }
+}
+
 /// The decoded header and claims of a compact JWS, without verifying the signature
 /// (whitespace around the token and `=` padding tolerated).
 pub fn decode_unverified(token: &str) -> Option<(Value, Value)> {
@@ -110,6 +177,16 @@ mod tests {
 
     fn make(h: &str, c: &str) -> String {
         format!("{}.{}.sig", URL_SAFE_NO_PAD.encode(h), URL_SAFE_NO_PAD.encode(c))
+    }
+
+    #[test]
+    fn repeated_member_names_are_found_at_any_depth() {
+        assert!(!repeats_a_member(&make(r#"{"alg":"RS256"}"#, r#"{"sub":"a","x":{"sub":"b"},"l":[{"a":1},{"a":2}]}"#)));
+        assert!(repeats_a_member(&make(r#"{"alg":"HS256","alg":"RS256"}"#, "{}")));
+        assert!(repeats_a_member(&make(r#"{"alg":"RS256"}"#, r#"{"sub":"a","sub":"admin"}"#)));
+        assert!(repeats_a_member(&make(r#"{"alg":"RS256"}"#, r#"{"k":[{"ns":"a","ns":"b"}]}"#)));
+        // Escapes name the same member: "s\u0075b" is "sub".
+        assert!(repeats_a_member(&make(r#"{"alg":"RS256"}"#, r#"{"sub":"a","s\u0075b":"b"}"#)));
     }
 
     #[test]

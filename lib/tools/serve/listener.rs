@@ -58,8 +58,8 @@ pub fn run(opts: Options) -> Result<()> {
         Some(path) => Some(Bearer::load(path)?),
         None => None,
     };
-    let issuers: Option<Vec<String>> =
-        bearer.as_ref().map(|b| b.issuer_names().into_iter().map(str::to_string).collect());
+    let known = bearer.as_ref().map(Bearer::known_issuers);
+    let issuers: Option<Vec<String>> = known.as_ref().map(|k| k.iter().map(|i| i.name.clone()).collect());
     let names: Vec<&str> = issuers.iter().flatten().map(String::as_str).collect();
     opts.allow.check_issuers(&names)?;
     let ledger = match (&opts.ledger, opts.policy.is_some()) {
@@ -71,7 +71,7 @@ pub fn run(opts: Options) -> Result<()> {
         Some(p) => Some((p.file.clone(), p.downscoper()?)),
         None => None,
     };
-    let broker = Broker::new(opts.token.clone(), opts.assume_ttl, policy, issuers.clone().unwrap_or_default(), ledger)?;
+    let broker = Broker::new(opts.token.clone(), opts.assume_ttl, policy, known.unwrap_or_default(), ledger)?;
     for (name, source) in broker.sources_at_start() {
         let flag = if name == DEFAULT_SOURCE && opts.token.is_some() {
             "--token".to_string()

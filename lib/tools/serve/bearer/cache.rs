@@ -134,6 +134,8 @@ struct State {
     tried_at: Option<i64>,
     /// The last refetch for an unknown kid.
     unknown_kid_fetch_at: Option<i64>,
+    /// A refetch for an unknown kid is running (requests arriving meanwhile wait for it).
+    unknown_kid_fetching: bool,
     /// The file's stamp at its last read.
     stamp: Option<crate::tools::serve::token::Stamp>,
     fetches_ok: u64,
@@ -244,24 +246,45 @@ impl Cache {
     /// a load finished since or this call's refetch succeeded. At most one refetch per
     /// [`UNKNOWN_KID_INTERVAL`]; a request arriving during one waits for it (bounded by the
     /// fetch's time-out) and then looks again. Files are never refetched here: their
-    /// changes are picked up by [`Cache::tick`].
+    /// changes are picked up by [`Cache::tick`]. Within the minute, and with no such
+    /// refetch running, the answer is at once: never behind another load (an hourly refresh
+    /// or a retry that hangs).
     pub fn refetch_for_unknown_kid(&self, seen: u64, now: i64) -> Option<Arc<KeySet>> {
         if !self.source.is_url() {
             return None;
         }
-        let _one = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
-        {
-            let mut st = self.state();
-            if st.generation != seen {
-                return st.keys.clone();
-            }
-            if st.unknown_kid_fetch_at.is_some_and(|t| now - t < UNKNOWN_KID_INTERVAL) {
-                return None;
-            }
-            st.unknown_kid_fetch_at = Some(now);
+        if let Some(answer) = self.refetch_decided(seen, now, false) {
+            return answer;
         }
-        self.load_locked(now).ok()?;
+        let _one = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(answer) = self.refetch_decided(seen, now, true) {
+            return answer;
+        }
+        let loaded = self.load_locked(now);
+        self.state().unknown_kid_fetching = false;
+        loaded.ok()?;
         self.state().keys.clone()
+    }
+
+    /// What a refetch for an unknown kid comes to without fetching, if it is decided: the
+    /// newer keys when a load finished since generation `seen`; nothing when the minute is
+    /// not over (and no such refetch is running to wait for, unless `locked`: then that one
+    /// has finished). `locked`: `fetching` is held, and an undecided call starts the
+    /// refetch (marked running).
+    fn refetch_decided(&self, seen: u64, now: i64, locked: bool) -> Option<Option<Arc<KeySet>>> {
+        let mut st = self.state();
+        if st.generation != seen {
+            return Some(st.keys.clone());
+        }
+        let too_soon = st.unknown_kid_fetch_at.is_some_and(|t| now - t < UNKNOWN_KID_INTERVAL);
+        if too_soon && (locked || !st.unknown_kid_fetching) {
+            return Some(None);
+        }
+        if locked {
+            st.unknown_kid_fetch_at = Some(now);
+            st.unknown_kid_fetching = true;
+        }
+        None
     }
 
     /// Whether a load is due at `now`: a changed file; a URL never loaded (or dropped) and

@@ -8,7 +8,7 @@ pub enum Code {
     TokenInQuery,
     /// No `Authorization: Bearer` token.
     NoToken,
-    /// Not a compact JWS, two Authorization headers, a `crit` header.
+    /// Not a compact JWS, a member named twice, two Authorization headers, a `crit` header.
     Malformed,
     /// Longer than `max_token_bytes`.
     Oversized,

@@ -20,6 +20,16 @@ pub use cache::IssuerStats;
 pub use code::{Code, Refused};
 pub use identity::{BearerIdentity, ClaimValue};
 
+/// An issuer as the allow-list and the policy see it: its name and the identity claims its
+/// tokens' identities keep (the policy's `claims` may name only those).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownIssuer {
+    /// The issuer's name.
+    pub name: String,
+    /// The claims it keeps besides `sub`, as the issuers file names them.
+    pub claims: Vec<String>,
+}
+
 /// The loaded issuers and their keys.
 pub struct Bearer {
     max_token_bytes: usize,
@@ -96,6 +106,15 @@ impl Bearer {
     /// The configured issuer names.
     pub fn issuer_names(&self) -> Vec<&str> {
         self.issuers.iter().map(|i| i.config.name.as_str()).collect()
+    }
+
+    /// The configured issuers with the claims each keeps (for the policy's checks).
+    pub fn known_issuers(&self) -> Vec<KnownIssuer> {
+        let known = |i: &Issuer| KnownIssuer {
+            name: i.config.name.clone(),
+            claims: i.config.claims.iter().map(|c| c.as_str().to_string()).collect(),
+        };
+        self.issuers.iter().map(known).collect()
     }
 
     /// From the 1 s watch loop: changed JWKS files re-read, due URL fetches started on

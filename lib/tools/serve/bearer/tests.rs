@@ -651,6 +651,26 @@ fn concurrent_unknown_kids_wait_for_one_fetch_and_look_again() {
 }
 
 #[test]
+fn within_the_minute_an_unknown_kid_is_refused_at_once_even_behind_a_hanging_load() {
+    let fake = FakeUrl { delay: Duration::from_millis(1500), ..FakeUrl::serving(&[rsa().jwk("r1")]) };
+    let issuer = issuer_with(&fake, json!({}));
+    let made_up = |i: usize| rsa2().sign(&rs256(&format!("made-up-{i}")), &claims());
+    assert_eq!(code(&issuer, &made_up(0), NOW), Code::UnknownKid);
+    assert_eq!(fake.fetches(), 2, "the start and the minute's refetch");
+    // A refresh hangs (a slow issuer); an unknown kid within the minute does not wait for it.
+    issuer.cache.spawn_load();
+    while fake.fetches() < 3 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(code(&issuer, &made_up(1), NOW + 5), Code::UnknownKid);
+    assert!(started.elapsed() < Duration::from_millis(500), "waited {:?} behind the refresh", started.elapsed());
+    // A known kid never waits either.
+    check(&issuer, &rsa().sign(&rs256("r1"), &claims()), NOW + 5).unwrap();
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
+
+#[test]
 fn url_keys_retry_refresh_and_age_out() {
     let fake = FakeUrl::default();
     let cache = Arc::new(Cache::new("k8s", Box::new(fake.clone())));

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 /// Longest `sub` accepted, in bytes.
 const MAX_SUB_BYTES: usize = 1024;
+/// Longest `Authorization` scheme named in a log detail (`AWS4-HMAC-SHA256` is 16).
+const MAX_SCHEME_CHARS: usize = 20;
 /// Longest token-derived string quoted in a log detail.
 const QUOTE: usize = 200;
 
@@ -56,6 +58,9 @@ pub fn verify(
         return Err(refuse(Code::Oversized, format!("{} bytes, more than {max_token_bytes}", token.len())));
     }
     let jws = Jws::parse(token).ok_or_else(|| refuse(Code::Malformed, shape_words(token)))?;
+    if jwt::repeats_a_member(token) {
+        return Err(refuse(Code::Malformed, "the header or the claims name a member twice"));
+    }
     let alg = header_alg(&jws.header)?;
     let issuer = find_issuer(issuers, &jws.claims)?;
     if !issuer.config.algorithms.contains(&alg) {
@@ -101,13 +106,28 @@ fn token_of(authorization: Option<&str>) -> std::result::Result<&str, Refused> {
     let value = value.trim_matches(|c| c == ' ' || c == '\t');
     let (scheme, rest) = value.split_once([' ', '\t']).unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(refuse(Code::NoToken, format!("Authorization scheme {} is not Bearer", quote(scheme, 40))));
+        return Err(refuse(Code::NoToken, other_scheme_words(scheme, !rest.is_empty())));
     }
     let token = rest.trim_matches(|c| c == ' ' || c == '\t');
     if token.is_empty() {
         return Err(refuse(Code::NoToken, "the Bearer token is empty"));
     }
     Ok(token)
+}
+
+/// The log's words for an `Authorization` value that is not `Bearer …`. The scheme is
+/// named only when it looks like one (a short word followed by credentials, as `Basic …`):
+/// a value sent without a scheme is the credential itself (an API key, a raw token), and
+/// not a word of it reaches the log.
+fn other_scheme_words(scheme: &str, has_credentials: bool) -> String {
+    let scheme_like = |s: &str| {
+        (1..=MAX_SCHEME_CHARS).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if has_credentials && scheme_like(scheme) {
+        format!("Authorization scheme {scheme} is not Bearer")
+    } else {
+        format!("the Authorization value ({} bytes) does not start with a scheme such as Bearer", scheme.len())
+    }
 }
 
 /// Why a token is not a compact JWS, in the log's words (no token content).

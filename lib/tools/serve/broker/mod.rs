@@ -9,6 +9,7 @@ pub mod downscope;
 mod stats;
 
 use super::allow::Principal;
+use super::bearer::KnownIssuer;
 use super::ledger::Ledger;
 use super::log;
 use super::policy::{Policy, Rule, DEFAULT_SOURCE};
@@ -123,8 +124,9 @@ struct Watched {
     /// Every token source by file, kept across reloads so an unchanged file is not re-read.
     registry: Mutex<HashMap<PathBuf, Arc<TokenSource>>>,
     sts: Downscoper,
-    /// The issuer names of `--bearer-issuers`, which the policy's `issuer` keys must name.
-    issuers: Vec<String>,
+    /// The issuers of `--bearer-issuers`, which the policy's `issuer` keys must name (and
+    /// whose kept claims its `claims` keys must be).
+    issuers: Vec<KnownIssuer>,
 }
 
 /// Decides what each client gets.
@@ -163,12 +165,12 @@ struct PolicyEvent<'a> {
 impl Broker {
     /// A broker for `--token` (if given) and `--policy` (if given; read now: a bad policy
     /// stops the start), downscoping with `sts`, recording to `ledger`; the policy's
-    /// `issuer` keys are checked against `issuers` (the names of `--bearer-issuers`).
+    /// `issuer` and `claims` keys are checked against `issuers` (those of `--bearer-issuers`).
     pub fn new(
         default: Option<PathBuf>,
         assume_ttl: Option<Duration>,
         policy: Option<(PathBuf, Downscoper)>,
-        issuers: Vec<String>,
+        issuers: Vec<KnownIssuer>,
         ledger: Ledger,
     ) -> Result<Broker> {
         let default = default.map(|p| Arc::new(TokenSource::new(p).assume_ttl(assume_ttl)));

@@ -6,6 +6,7 @@
 //! Everything is checked when the file is read, and a flaw is named by its JSON path.
 
 use super::allow::{digest_hex, Principal, Rule as Id};
+use super::bearer::KnownIssuer;
 use crate::core::error::{Error, Result};
 use crate::core::files::{read_trusted, Part};
 use crate::core::wire::check_name;
@@ -103,8 +104,8 @@ impl Policy {
     }
 
     /// Reads and checks the policy file. `has_default`: whether `--token` was given (the
-    /// `default` source); `issuers`: the names of `--bearer-issuers` (none when it is off).
-    pub fn load(path: &Path, has_default: bool, issuers: &[String]) -> Result<Policy> {
+    /// `default` source); `issuers`: those of `--bearer-issuers` (none when it is off).
+    pub fn load(path: &Path, has_default: bool, issuers: &[KnownIssuer]) -> Result<Policy> {
         let bytes = read_trusted(path, Part::Policy).map_err(|s| Error::input(s.detail()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Policy::parse(&bytes, base, has_default, issuers).map_err(|e| {
@@ -114,8 +115,9 @@ impl Policy {
     }
 
     /// Parses and checks a policy's bytes; relative token paths are resolved against `base`;
-    /// an `issuer` must be one of `issuers`.
-    pub fn parse(bytes: &[u8], base: &Path, has_default: bool, issuers: &[String]) -> Result<Policy> {
+    /// an `issuer` must be one of `issuers`, and a claim in `claims` one every issuer of its
+    /// rule keeps.
+    pub fn parse(bytes: &[u8], base: &Path, has_default: bool, issuers: &[KnownIssuer]) -> Result<Policy> {
         let raw: RawPolicy =
             serde_json::from_slice(bytes).map_err(|e| Error::input(format!("not a valid policy: {e}")))?;
         let flaw = |path: String, why: String| Error::input(format!("{path}: {why}"));
@@ -269,8 +271,27 @@ fn checked_values(at: &str, given: OneOrMany) -> std::result::Result<Vec<String>
     Ok(values)
 }
 
+/// A claim a rule matches on must be one that every issuer of the rule keeps in its
+/// identities: any other is never there, and the rule would silently match no one.
+fn check_kept(at: &str, claim: &str, issuers: &[&KnownIssuer]) -> std::result::Result<(), MatchFlaw> {
+    let Some(issuer) = issuers.iter().find(|i| !i.claims.iter().any(|c| c == claim)) else { return Ok(()) };
+    let kept = if issuer.claims.is_empty() {
+        "none besides sub".to_string()
+    } else {
+        issuer.claims.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ")
+    };
+    Err((
+        at.to_string(),
+        format!(
+            "issuer {} does not keep the claim {claim:?} (it keeps {kept}): add it to that issuer's \"claims\" in \
+             --bearer-issuers (a restart), or match on a kept claim; as written the rule would match no one",
+            issuer.name
+        ),
+    ))
+}
+
 impl RawMatch {
-    fn matcher(mut self, issuers: &[String]) -> std::result::Result<Matcher, MatchFlaw> {
+    fn matcher(mut self, issuers: &[KnownIssuer]) -> std::result::Result<Matcher, MatchFlaw> {
         let bearer = self.bearer_match(issuers)?;
         let certificate = self.certificate_keys()?;
         match (self.any, certificate.is_empty(), bearer) {
@@ -296,7 +317,7 @@ impl RawMatch {
 
     /// The bearer keys (`issuer`, `sub`, `claims`), taken out of the match; `None` when
     /// none is given.
-    fn bearer_match(&mut self, issuers: &[String]) -> std::result::Result<Option<BearerMatch>, MatchFlaw> {
+    fn bearer_match(&mut self, issuers: &[KnownIssuer]) -> std::result::Result<Option<BearerMatch>, MatchFlaw> {
         let (issuer, sub, claims) = (self.issuer.take(), self.sub.take(), self.claims.take());
         let Some(issuer) = issuer else {
             if sub.is_some() || claims.is_some() {
@@ -309,15 +330,18 @@ impl RawMatch {
             return Ok(None);
         };
         let names = checked_values(".issuer", issuer)?;
+        let mut named = Vec::new();
         for (j, name) in names.iter().enumerate() {
-            if !issuers.contains(name) {
+            let Some(known) = issuers.iter().find(|i| i.name == *name) else {
                 let known = if issuers.is_empty() {
                     "bearer clients are off (no --bearer-issuers)".to_string()
                 } else {
-                    format!("the issuers of --bearer-issuers are {}", issuers.join(", "))
+                    let all: Vec<&str> = issuers.iter().map(|i| i.name.as_str()).collect();
+                    format!("the issuers of --bearer-issuers are {}", all.join(", "))
                 };
                 return Err((format!(".issuer[{j}]"), format!("{name:?} is not an issuer name: {known}")));
-            }
+            };
+            named.push(known);
         }
         let subs = sub.map(|s| checked_values(".sub", s)).transpose()?;
         let mut wanted = BTreeMap::new();
@@ -327,6 +351,7 @@ impl RawMatch {
             }
             for (name, values) in claims {
                 let values = checked_values(&format!(".claims.{name}"), values)?;
+                check_kept(&format!(".claims.{name}"), &name, &named)?;
                 wanted.insert(name, values);
             }
         }

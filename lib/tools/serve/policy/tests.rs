@@ -1,4 +1,4 @@
-use super::super::bearer::{BearerIdentity, ClaimValue};
+use super::super::bearer::{BearerIdentity, ClaimValue, KnownIssuer};
 use super::*;
 use serde_json::{json, Value};
 
@@ -14,10 +14,18 @@ fn id(cn: &str, uri: &str) -> Principal {
     })
 }
 
-const ISSUERS: [&str; 2] = ["k8s-prod", "github"];
+/// The issuers and the claims each keeps (as --bearer-issuers would give them).
+const ISSUERS: [(&str, &[&str]); 2] = [
+    ("k8s-prod", &["/kubernetes.io/namespace", "/kubernetes.io/serviceaccount/name"]),
+    ("github", &["repository", "ref", "roles"]),
+];
 
-fn issuers() -> Vec<String> {
-    ISSUERS.iter().map(|s| s.to_string()).collect()
+fn issuers() -> Vec<KnownIssuer> {
+    let known = |(name, claims): &(&str, &[&str])| KnownIssuer {
+        name: name.to_string(),
+        claims: claims.iter().map(|c| c.to_string()).collect(),
+    };
+    ISSUERS.iter().map(known).collect()
 }
 
 fn bearer(issuer: &str, sub: &str, claims: &[(&str, ClaimValue)]) -> Principal {
@@ -181,6 +189,22 @@ fn bearer_match_flaws_are_named() {
         let got = flaw(rule(m.clone()));
         assert!(got.contains(want), "{m}: {got}");
     }
+    // A claim must be one the rule's issuers keep: any other is never in an identity.
+    let kept = [
+        (json!({"issuer": "github", "claims": {"environment": "prod"}}), "github", "environment"),
+        (
+            json!({"issuer": "k8s-prod", "claims": {"/kubernetes.io/namespace/": "x"}}),
+            "k8s-prod",
+            "/kubernetes.io/namespace/",
+        ),
+        (json!({"issuer": ["github", "k8s-prod"], "claims": {"repository": "o/r"}}), "k8s-prod", "repository"),
+    ];
+    for (m, issuer, claim) in kept {
+        let got = flaw(rule(m.clone()));
+        let want = format!("rules[0].match.claims.{claim}: issuer {issuer} does not keep the claim {claim:?}");
+        assert!(got.contains(&want), "{m}: {got}");
+    }
+    assert!(flaw(rule(json!({"issuer": "github", "claims": {"environment": "x"}}))).contains("\"repository\", \"ref\""));
     // Issuer names are checked also when bearer clients are off.
     let e = Policy::parse(rule(json!({"issuer": "github"})).to_string().as_bytes(), Path::new("."), true, &[])
         .unwrap_err()
