@@ -510,6 +510,8 @@ fn refusals_of_the_claims_in_order() {
         ("no sub", Box::new(|c| drop(c.as_object_mut().unwrap().remove("sub"))), Code::MissingClaim),
         ("empty sub", Box::new(|c| c["sub"] = json!("")), Code::MissingClaim),
         ("numeric sub", Box::new(|c| c["sub"] = json!(5)), Code::MissingClaim),
+        ("sub with a line break", Box::new(|c| c["sub"] = json!("alice\nadmin")), Code::MissingClaim),
+        ("sub with a bidi override", Box::new(|c| c["sub"] = json!("report\u{202e}nimda")), Code::MissingClaim),
         ("long sub", Box::new(|c| c["sub"] = json!("s".repeat(1025))), Code::MissingClaim),
         // First failure wins: a wrong audience on an expired token is a wrong audience.
         (

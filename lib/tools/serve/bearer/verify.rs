@@ -300,6 +300,11 @@ fn identity(issuer: &IssuerConfig, claims: &Value, token: &str) -> std::result::
         }
         _ => return Err(refuse(Code::MissingClaim, "the token has no sub string")),
     };
+    // A subject is matched, logged and recorded: one with line breaks or bidirectional
+    // controls could pass for another in a log or a ledger reader's terminal.
+    if sub.chars().any(is_disguising) {
+        return Err(refuse(Code::MissingClaim, format!("sub {} holds control characters", quote(&sub, QUOTE))));
+    }
     let expires_at = jwt::numeric_claim(claims, "exp").unwrap_or_default();
     let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default().to_string();
     Ok(BearerIdentity {
@@ -311,6 +316,12 @@ fn identity(issuer: &IssuerConfig, claims: &Value, token: &str) -> std::result::
         token_sha256: crate::core::keys::sha256_hex(token.as_bytes())[..16].to_string(),
         expires_at,
     })
+}
+
+/// A character that lets one subject pass for another where it is read: a control
+/// character (line breaks, escapes) or a bidirectional embedding, override or isolate.
+fn is_disguising(c: char) -> bool {
+    c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
 /// The issuer's identity claims present in the token: strings as they are, numbers and
