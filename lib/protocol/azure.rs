@@ -209,14 +209,6 @@ impl<'a> TokenRequest<'a> {
     }
 }
 
-/// Asks the token endpoint for a token; refusals carry Azure's AADSTS hints.
-pub fn request_token(client: &Client, req: &TokenRequest<'_>) -> Result<Issued> {
-    match try_request_token(client, req)? {
-        Outcome::Issued(issued) => Ok(issued),
-        Outcome::AssertionTimeRefused(refused) => Err(refused.error),
-    }
-}
-
 /// How a token request ended, when it got an answer that means something.
 pub enum Outcome {
     /// The token.
@@ -228,7 +220,7 @@ pub enum Outcome {
 /// The endpoint refused the client assertion as not yet valid or expired (Azure AD's
 /// AADSTS700024): the error, and how far this machine's clock is from the endpoint's.
 pub struct TimeRefused {
-    /// The refusal as [`request_token`] reports it, AADSTS hint and all.
+    /// The refusal, AADSTS hint and all.
     pub error: Error,
     /// The skew the answer's `Date` shows, if it had one.
     pub skew: Option<Skew>,
@@ -236,8 +228,9 @@ pub struct TimeRefused {
     pub server: String,
 }
 
-/// [`request_token`], telling a refusal of the assertion's time apart from other failures.
-pub fn try_request_token(client: &Client, req: &TokenRequest<'_>) -> Result<Outcome> {
+/// Asks the token endpoint for a token; refusals carry Azure's AADSTS hints, and a refusal
+/// of the assertion's time is told apart from other failures.
+pub fn request_token(client: &Client, req: &TokenRequest<'_>) -> Result<Outcome> {
     let service = match req.source() {
         Source::AzureV1 | Source::AzureV2 => Service::Azure,
         _ => Service::Oauth,

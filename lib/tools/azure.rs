@@ -248,7 +248,7 @@ fn token_endpoint(cli: &Cli, doc: &Document, s: &Settings) -> Result<AzureSectio
     };
     let request = TokenRequest { url: &url, client_id: &client_id, grant };
     let client = cli.net.client(TOOL, s)?;
-    let issued = match azure::try_request_token(&client, &request)? {
+    let issued = match azure::request_token(&client, &request)? {
         Outcome::Issued(issued) => issued,
         Outcome::AssertionTimeRefused(refused) => retry_at_server_time(&client, &request, assertion.as_ref(), refused)?,
     };
@@ -283,7 +283,7 @@ fn retry_at_server_time(
         skew.describe(&server)
     ));
     let again = format!("retrying once with the assertion signed again at {server}'s time");
-    match azure::try_request_token(client, &request.with_assertion(&signed.jwt)).map_err(|e| e.context(&again))? {
+    match azure::request_token(client, &request.with_assertion(&signed.jwt)).map_err(|e| e.context(&again))? {
         Outcome::Issued(issued) => Ok(issued),
         Outcome::AssertionTimeRefused(refused) => Err(refused
             .error
