@@ -4,7 +4,7 @@
 use super::atomic::write_atomic;
 use super::meta::{meta_path, MetaFile, TokenMeta};
 use super::outcome::{Part, Stored, StoredToken};
-use super::trusted::{read_part, read_part_with_stat};
+use super::trusted::{read_part_with_stat, read_trusted};
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Kind, Result};
 use crate::core::secret::Secret;
@@ -81,12 +81,12 @@ pub(super) fn write_meta(path: &Path, meta: &MetaFile) -> Result<()> {
 /// is a writer that finished whole writes between the two reads: look again.
 pub fn read_token(path: &Path) -> Stored {
     let meta_file = meta_path(path);
-    let mut token = match read_part(path, Part::Token) {
+    let mut token = match read_trusted(path, Part::Token) {
         Ok(t) => t,
         Err(s) => return s,
     };
     for _ in 0..3 {
-        let bytes = match read_part(&meta_file, Part::Meta) {
+        let bytes = match read_trusted(&meta_file, Part::Meta) {
             Ok(b) => b,
             Err(s) => return s,
         };
@@ -97,7 +97,7 @@ pub fn read_token(path: &Path) -> Stored {
         if let Some(entry) = meta.entry_for(&token) {
             return found(path, token, entry.clone());
         }
-        match read_part(path, Part::Token) {
+        match read_trusted(path, Part::Token) {
             Ok(again) if again != token => token = again,
             Ok(_) => break,
             Err(s) => return s,

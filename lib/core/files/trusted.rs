@@ -6,20 +6,15 @@ use super::outcome::{Distrust, Part, Stored};
 use std::io::Read;
 use std::path::Path;
 
-/// The bytes of an existing token or metadata file, if it is trusted. The file is opened
-/// without blocking and checked before any read, so a FIFO (or device) put in its place is
-/// refused at once instead of hanging the reader.
-pub(super) fn read_part(path: &Path, part: Part) -> std::result::Result<Vec<u8>, Stored> {
+/// The bytes of an existing file of kind `part` (the token or its metadata, or a file beside
+/// them that decides what is handed out, such as a policy), if it is trusted. The file is
+/// opened without blocking and checked before any read, so a FIFO (or device) put in its
+/// place is refused at once instead of hanging the reader.
+pub fn read_trusted(path: &Path, part: Part) -> std::result::Result<Vec<u8>, Stored> {
     read_part_with_stat(path, part).map(|(bytes, _)| bytes)
 }
 
-/// The bytes of an existing file of kind `part`, if it is trusted (see [`read_part`]): for
-/// files beside the token pair that decide what is handed out, such as a policy.
-pub fn read_trusted(path: &Path, part: Part) -> std::result::Result<Vec<u8>, Stored> {
-    read_part(path, part)
-}
-
-/// `read_part`, with the status of the file that was read. A file rewritten in place (the
+/// [`read_trusted`], with the status of the file that was read. A file rewritten in place (the
 /// seed's generator truncates and writes) can be caught half-written: the read counts only
 /// when the file's size and modification time were the same before and after it and the
 /// bytes read are all of it; otherwise it is read again, a few times, then refused.
