@@ -53,6 +53,25 @@ impl Alg {
         }
     }
 
+    /// Whether a key of type `key` signs with it.
+    fn fits(self, key: KeyType) -> bool {
+        matches!(
+            (self, key),
+            (Alg::Rs256 | Alg::Ps256, KeyType::Rsa) | (Alg::Es256, KeyType::EcP256) | (Alg::Es384, KeyType::EcP384)
+        )
+    }
+
+    /// The algorithm that verifies its signatures.
+    fn verification(self) -> &'static dyn aws_lc_rs::signature::VerificationAlgorithm {
+        use aws_lc_rs::signature;
+        match self {
+            Alg::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+            Alg::Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
+            Alg::Es256 => &signature::ECDSA_P256_SHA256_FIXED,
+            Alg::Es384 => &signature::ECDSA_P384_SHA384_FIXED,
+        }
+    }
+
     /// The algorithm as the JWT library names it.
     fn jwt(self) -> Algorithm {
         match self {
@@ -137,7 +156,7 @@ pub fn sign(req: &AssertionRequest, key: &SigningKey, chain: &[CertificateDer<'_
 
 /// Signs the assertion as [`sign`] does, as if it were `now` (Unix seconds): a token
 /// endpoint's time when this machine's clock is off.
-pub fn sign_at(req: &AssertionRequest, key: &SigningKey, chain: &[CertificateDer<'_>], now: i64) -> Result<Signed> {
+fn sign_at(req: &AssertionRequest, key: &SigningKey, chain: &[CertificateDer<'_>], now: i64) -> Result<Signed> {
     let Some(leaf) = chain.first() else {
         return Err(Error::new(Kind::Internal, "no certificate to name in the assertion"));
     };
@@ -177,32 +196,9 @@ pub struct KeyMaterial {
 }
 
 /// What `--key` names, for the hint when it names no file.
-pub const KEY_FILE: &str = "the application's private key: PEM (PKCS#8, PKCS#1, SEC1) or PKCS#12 (.p12/.pfx)";
+const KEY_FILE: &str = "the application's private key: PEM (PKCS#8, PKCS#1, SEC1) or PKCS#12 (.p12/.pfx)";
 /// What `--cert` names, likewise.
-pub const CERT_FILE: &str = "the certificate (PEM or DER) registered with the identity provider";
-
-/// Loads the private key (with `password` for PKCS#12) and the certificate: `cert_file`, else
-/// the certificates the key file holds; refuses a key that is not the certificate's.
-pub fn load_key_material(
-    key_file: &FileSetting,
-    cert_file: Option<&FileSetting>,
-    password: Option<&Secret>,
-) -> Result<KeyMaterial> {
-    let bundle = keys::load_key(&key_file.path, password).map_err(key_file.explain(KEY_FILE))?;
-    let chain = match (cert_file, bundle.chain.clone()) {
-        (Some(f), _) => keys::load_chain(&f.path).map_err(f.explain(CERT_FILE))?,
-        (None, Some(chain)) => chain,
-        (None, None) => {
-            return Err(Error::usage("--cert is required: the assertion names the certificate by its thumbprint")
-                .hint("give the certificate registered with the app (--cert, WIF_CERT or \"cert\" in the config)"))
-        }
-    };
-    let key = keys::signing_key(&bundle.key)
-        .map_err(|e| e.context(format!("loading the private key {}", key_file.path.display())))?;
-    keys::check_key_matches_cert(&key, chain.leaf())
-        .map_err(|e| e.context("checking the key against the certificate"))?;
-    Ok(KeyMaterial { key, chain })
-}
+const CERT_FILE: &str = "the certificate (PEM or DER) registered with the identity provider";
 
 /// The recipe wif-sign records beside the assertion: absolute paths and the choices made,
 /// never a secret.
@@ -237,10 +233,25 @@ pub struct SignerFiles<'a> {
 }
 
 impl SignerFiles<'_> {
-    /// Reads the password (if any) and loads the key material.
+    /// Reads the password (if any) and loads the private key and the certificate: the
+    /// certificate file, else the certificates the key file holds; refuses a key that is not
+    /// the certificate's.
     pub fn load(&self) -> Result<KeyMaterial> {
         let password = keys::read_password(self.key_password_file, self.key_password_env, "key password")?;
-        load_key_material(self.key_file, self.cert_file, password.as_ref())
+        let bundle = keys::load_key(&self.key_file.path, password.as_ref()).map_err(self.key_file.explain(KEY_FILE))?;
+        let chain = match (self.cert_file, bundle.chain) {
+            (Some(f), _) => keys::load_chain(&f.path).map_err(f.explain(CERT_FILE))?,
+            (None, Some(chain)) => chain,
+            (None, None) => {
+                return Err(Error::usage("--cert is required: the assertion names the certificate by its thumbprint")
+                    .hint("give the certificate registered with the app (--cert, WIF_CERT or \"cert\" in the config)"))
+            }
+        };
+        let key = keys::signing_key(&bundle.key)
+            .map_err(|e| e.context(format!("loading the private key {}", self.key_file.path.display())))?;
+        keys::check_key_matches_cert(&key, chain.leaf())
+            .map_err(|e| e.context("checking the key against the certificate"))?;
+        Ok(KeyMaterial { key, chain })
     }
 }
 
@@ -294,21 +305,17 @@ pub fn sign_again(
 
 /// Whether `jwt` is an assertion `key` signed (by the algorithm its header names) whose
 /// `iss` and `sub` are `client_id` and whose `aud` is `audience`.
-pub fn signed_by(jwt: &str, key: &SigningKey, client_id: &str, audience: &str) -> bool {
-    use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+fn signed_by(jwt: &str, key: &SigningKey, client_id: &str, audience: &str) -> bool {
     let Some(jws) = crate::core::jwt::Jws::parse(jwt) else { return false };
     let claim = |name: &str| jws.claims.get(name).and_then(serde_json::Value::as_str);
     if claim("iss") != Some(client_id) || claim("sub") != Some(client_id) || claim("aud") != Some(audience) {
         return false;
     }
-    let algorithm: &dyn VerificationAlgorithm = match (jws.header.get("alg").and_then(|a| a.as_str()), key.key_type) {
-        (Some("RS256"), KeyType::Rsa) => &signature::RSA_PKCS1_2048_8192_SHA256,
-        (Some("PS256"), KeyType::Rsa) => &signature::RSA_PSS_2048_8192_SHA256,
-        (Some("ES256"), KeyType::EcP256) => &signature::ECDSA_P256_SHA256_FIXED,
-        (Some("ES384"), KeyType::EcP384) => &signature::ECDSA_P384_SHA384_FIXED,
-        _ => return false,
-    };
-    UnparsedPublicKey::new(algorithm, &key.public_key).verify(jws.signing_input.as_bytes(), &jws.signature).is_ok()
+    let alg = jws.header.get("alg").and_then(|a| Alg::deserialize(a).ok());
+    let Some(alg) = alg.filter(|a| a.fits(key.key_type)) else { return false };
+    aws_lc_rs::signature::UnparsedPublicKey::new(alg.verification(), &key.public_key)
+        .verify(jws.signing_input.as_bytes(), &jws.signature)
+        .is_ok()
 }
 
 /// A choice the recipe names as wif-sign wrote it (`RS256`, `sha1`).
@@ -327,11 +334,7 @@ pub fn choose_alg(requested: Option<Alg>, key: KeyType, thumb: Thumbprint) -> Re
         (None, KeyType::EcP384) => Alg::Es384,
         (Some(a), _) => a,
     };
-    let fits = matches!(
-        (alg, key),
-        (Alg::Rs256 | Alg::Ps256, KeyType::Rsa) | (Alg::Es256, KeyType::EcP256) | (Alg::Es384, KeyType::EcP384)
-    );
-    if !fits {
+    if !alg.fits(key) {
         return Err(Error::usage(format!("--alg {} does not fit a {key:?} key", alg.name()))
             .hint("RSA keys sign RS256 or PS256, P-256 keys ES256, P-384 keys ES384"));
     }
