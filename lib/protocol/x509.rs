@@ -62,6 +62,14 @@ pub fn default_certificate_config() -> Option<PathBuf> {
     Some(dir.join(CERTIFICATE_CONFIG_NAME))
 }
 
+/// gcloud's default `certificate_config.json` as a message names it: its path, else the
+/// usual one.
+pub fn default_certificate_config_shown() -> String {
+    default_certificate_config()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "~/.config/gcloud/certificate_config.json".into())
+}
+
 /// Reads a `certificate_config.json`: `{"version": 1, "cert_configs": {"workload":
 /// {"cert_path", "key_path"}}}`. Relative paths in it are taken from the file's directory.
 pub fn read_certificate_config(path: &Path) -> Result<CertificateConfig> {

@@ -20,8 +20,7 @@ use serde_json::json;
 /// Whether the X.509 path is asked for: `--x509` (or the `x509` setting), or a credential
 /// configuration whose source is a certificate.
 pub fn wanted(cli: &Cli, s: &Settings, cred: Option<&CredentialConfig>) -> Result<bool> {
-    let from_config = cred.and_then(|c| c.credential_source.as_ref()).is_some_and(|src| src.certificate.is_some());
-    Ok(from_config || s.pick_or(Some(cli.x509).filter(|b| *b), key::X509, false)?)
+    Ok(certificate_source(cred).is_some() || s.pick_or(Some(cli.x509).filter(|b| *b), key::X509, false)?)
 }
 
 /// The certificate source of a credential configuration, if it has one.
@@ -62,9 +61,7 @@ fn locate(cli: &Cli, s: &Settings, cred: Option<&CredentialConfig>) -> Result<Wo
                         return Err(Error::usage("the X.509 path needs the workload certificate").hint(format!(
                         "give --cert and --key, or a certificate_config.json with --certificate-config, {}, or at {}",
                         x509::CERTIFICATE_CONFIG_ENV,
-                        x509::default_certificate_config()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_else(|| "~/.config/gcloud/certificate_config.json".into())
+                        x509::default_certificate_config_shown()
                     )))
                     }
                 },
@@ -158,9 +155,7 @@ pub fn credential_config(cli: &Cli, s: &Settings, audience: String) -> Result<se
                 "the configuration says use_default_certificate_config: client libraries look for the certificate in \
                  ${} or {}; write that file with --certificate-config-out",
                 x509::CERTIFICATE_CONFIG_ENV,
-                x509::default_certificate_config()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "~/.config/gcloud/certificate_config.json".into())
+                x509::default_certificate_config_shown()
             ));
         }
     }
