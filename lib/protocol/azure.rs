@@ -240,13 +240,19 @@ pub fn request_token(client: &Client, req: &TokenRequest<'_>) -> Result<Outcome>
     let resp = client
         .send(&Request { method: "POST", url: req.url, headers: vec![], bearer: None, body: Body::Form(&fields) })
         .context(doing.clone())?;
-    let time_refused = !resp.ok() && req.signs_with_assertion() && refuses_assertion_time(&Refusal::of(&resp));
-    let skew = hints::answer_skew(&resp);
-    let resp = match oauth::check(resp, service).context(doing.clone()) {
-        Err(error) if time_refused => {
+    // The skew the answer shows, when it refused the assertion for its time.
+    let mut time_refused = None;
+    let checked = oauth::check_with(resp, service, |refusal, resp| {
+        if req.signs_with_assertion() && refuses_assertion_time(refusal) {
+            time_refused = Some(hints::answer_skew(resp));
+        }
+        None
+    });
+    let resp = match (checked.context(doing.clone()), time_refused) {
+        (Err(error), Some(skew)) => {
             return Ok(Outcome::AssertionTimeRefused(TimeRefused { error, skew, server: http::host_of(req.url) }))
         }
-        checked => checked?,
+        (checked, _) => checked?,
     };
     let (answer, token) = TokenResponse::from_response(&resp).context(doing)?;
     Ok(Outcome::Issued(Issued { token, answer }))

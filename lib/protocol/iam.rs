@@ -164,7 +164,7 @@ pub fn generate(client: &Client, who: &Impersonation<'_>, ask: &Ask<'_>) -> Resu
             bearer: Some(who.bearer),
             body: Body::Json(&body),
         })
-        .and_then(|r| oauth::check_with(r, Service::Iam, |refusal| hint(refusal, who)))
+        .and_then(|r| oauth::check_with(r, Service::Iam, |refusal, _| hint(refusal, who)))
         .context(doing.clone())?;
     match ask {
         Ask::AccessToken { .. } => {

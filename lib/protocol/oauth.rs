@@ -327,18 +327,25 @@ impl Refusal {
 /// Passes a 2xx response through; turns anything else into an error that says what the
 /// service said, classed as refused (4xx) or retryable (429, 5xx), with a hint if known.
 pub fn check(resp: Response, service: Service) -> Result<Response> {
-    check_with(resp, service, |_| None)
+    check_with(resp, service, |_, _| None)
 }
 
-/// [`check`], with a hint of the caller's for refusals the service's own table has none for
-/// (chosen from the [`Refusal`]'s status and error code).
-pub fn check_with(resp: Response, service: Service, hint: impl FnOnce(&Refusal) -> Option<String>) -> Result<Response> {
+/// [`check`], with a hint of the caller's (chosen from the [`Refusal`] and the response, e.g.
+/// its `Date`), which knows more than the service's own table and wins over it.
+pub fn check_with(
+    resp: Response,
+    service: Service,
+    hint: impl FnOnce(&Refusal, &Response) -> Option<String>,
+) -> Result<Response> {
     if resp.ok() {
         return Ok(resp);
     }
     let refusal = Refusal::of(&resp);
     let err = refusal.error(&resp, service);
-    Err(err.hint_if(hint(&refusal)))
+    Err(match hint(&refusal, &resp) {
+        Some(hint) => err.replace_hint(hint),
+        None => err,
+    })
 }
 
 /// Azure's error code: the first of `error_codes`, else the number after `AADSTS`.

@@ -141,17 +141,13 @@ pub fn exchange(client: &Client, req: &ExchangeRequest<'_>) -> Result<Exchanged>
 /// [`oauth::check`] for STS at `url`, whose hint names this machine's clock skew when STS
 /// refused the subject token as expired or not yet valid and the answer's `Date` shows the
 /// clock off.
-pub fn check_naming_skew(resp: http::Response, url: &str) -> Result<http::Response> {
+fn check_naming_skew(resp: http::Response, url: &str) -> Result<http::Response> {
     use crate::protocol::hints;
-    let skew_hint = match (resp.ok(), oauth::Refusal::of(&resp).said) {
-        (false, oauth::Said::Oauth { error, description, .. }) => {
-            hints::sts_time_skew(&error, &description, hints::answer_skew(&resp), &http::host_of(url))
+    oauth::check_with(resp, Service::Sts, |refusal, resp| match &refusal.said {
+        oauth::Said::Oauth { error, description, .. } => {
+            hints::sts_time_skew(error, description, hints::answer_skew(resp), &http::host_of(url))
         }
         _ => None,
-    };
-    oauth::check(resp, Service::Sts).map_err(|e| match skew_hint {
-        Some(hint) => e.replace_hint(hint),
-        None => e,
     })
 }
 
