@@ -11,7 +11,7 @@ use super::ledger;
 use super::log::{self, Event};
 use super::metrics::Refusal;
 use super::routes::{respond, wire};
-use super::shared::{too_many_connections, ConnGuard, Shared};
+use super::shared::{ConnGuard, Shared};
 use super::tls;
 use crate::server::http::{self, Incoming};
 use crate::server::{Deadlined, Response};
@@ -105,19 +105,13 @@ impl<'t> Session<'t> {
         if let Some(cert) = self.auth.certificate() {
             if !shared.allow.allows(&Principal::Certificate(cert.clone())) {
                 // Counted once per connection, and never kept open: the slot goes back at once.
-                shared.metrics.refused(Refusal::NotAllowed);
-                let refusal =
-                    Response::error(403, "forbidden", "this client certificate is not on the server's allow-list")
-                        .because("client identity not in the allow-list");
-                return self.refuse(shared, refusal, "not_allowed");
+                let refusal = shared.not_allowed("client certificate");
+                return self.refuse(shared, refusal, Refusal::NotAllowed.label());
             }
-            if let Err(why) = shared.join_client(id, &cert.fingerprint) {
-                Event::new("connection_refused")
-                    .peer(&self.cx.peer)
-                    .client(&cert.subject, &cert.fingerprint)
-                    .reason(&why)
-                    .emit();
-                return self.refuse(shared, too_many_connections("client certificate", why), "too_many_connections");
+            let refused =
+                || Event::new("connection_refused").peer(&self.cx.peer).client(&cert.subject, &cert.fingerprint);
+            if let Err(refusal) = shared.join_client(id, &cert.fingerprint, "client certificate", refused) {
+                return self.refuse(shared, refusal, "too_many_connections");
             }
         }
 
