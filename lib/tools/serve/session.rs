@@ -116,6 +116,7 @@ impl<'t> Session<'t> {
         }
 
         let age_limit = self.cx.born + limits.max_connection_age;
+        let bearer = matches!(self.auth, Auth::Bearer(_));
         let mut buf = Vec::new();
         // The phase this thread last put the connection in (it may since have been closed).
         let mut phase = Phase::Fresh;
@@ -171,7 +172,6 @@ impl<'t> Session<'t> {
                     if answer.unmatched {
                         shared.metrics.refused(Refusal::NoPolicyMatch);
                     }
-                    let bearer = matches!(client, Principal::Bearer(_));
                     // A bearer client refused (no rule matches it) is not kept.
                     let refused_bearer = bearer && answer.unmatched;
                     let keep_alive = !refused_bearer
@@ -203,7 +203,6 @@ impl<'t> Session<'t> {
             let (req, client) = req.map_or((None, None), |(r, c)| (Some(r), c));
             // A certificate client is known even when its request is not.
             let client = client.or_else(|| self.auth.certificate().map(Principal::Certificate));
-            let bearer = matches!(self.auth, Auth::Bearer(_));
             let code = (bearer && answer.unmatched).then_some(Refusal::NoPolicyMatch.label());
             let who = Who { client: client.as_ref(), bearer, code };
             let sent = self.answer(shared, req.as_ref(), &answer.resp, keep_alive, started, who);
@@ -276,7 +275,7 @@ impl<'t> Session<'t> {
         log::emit(&log::RequestLine {
             event: "request",
             time: log::now(),
-            peer: self.cx.peer.clone(),
+            peer: &self.cx.peer,
             subject: certificate.map(|id| id.subject.as_str()),
             fingerprint: certificate.map(|id| id.fingerprint.as_str()),
             auth: who.bearer.then_some("bearer"),
