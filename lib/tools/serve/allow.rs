@@ -6,6 +6,7 @@
 use super::bearer::BearerIdentity;
 use crate::core::error::{Error, Result};
 use base64::Engine;
+use std::sync::Arc;
 use x509_parser::extensions::GeneralName;
 
 /// What a client certificate says about its holder.
@@ -62,8 +63,9 @@ impl Identity {
 /// A verified client: by its certificate, or by its bearer token (`--bearer-issuers`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
-    /// A client that presented a certificate the TLS handshake verified.
-    Certificate(Identity),
+    /// A client that presented a certificate the TLS handshake verified (shared with its
+    /// connection: each request's client is a reference count, not a copy).
+    Certificate(Arc<Identity>),
     /// A client without a certificate whose `Authorization: Bearer` token verified.
     Bearer(BearerIdentity),
 }
@@ -222,7 +224,7 @@ mod tests {
     }
 
     fn allows(rule: &str) -> bool {
-        AllowList::parse(&[rule.to_string()]).unwrap().allows(&Principal::Certificate(id()))
+        AllowList::parse(&[rule.to_string()]).unwrap().allows(&Principal::Certificate(Arc::new(id())))
     }
 
     fn bearer(issuer: &str, sub: &str) -> Principal {
@@ -245,7 +247,7 @@ mod tests {
         assert!(list("bearer:k8s-prod:system:serviceaccount:batch:report").allows(&sa));
         assert!(!list("bearer:k8s-prod:system:serviceaccount:batch").allows(&sa));
         assert!(!list("bearer:github").allows(&sa));
-        assert!(!list("bearer:k8s-prod").allows(&Principal::Certificate(id())));
+        assert!(!list("bearer:k8s-prod").allows(&Principal::Certificate(Arc::new(id()))));
         assert!(!list("cn:wif-client").allows(&bearer("k8s-prod", "wif-client")));
         assert!(AllowList::default().allows(&sa));
         for bad in ["bearer:", "bearer::sub", "bearer:k8s-prod:"] {
@@ -291,7 +293,7 @@ mod tests {
 
     #[test]
     fn empty_list_allows_all_and_bad_rules_are_usage_errors() {
-        assert!(AllowList::default().allows(&Principal::Certificate(id())));
+        assert!(AllowList::default().allows(&Principal::Certificate(Arc::new(id()))));
         for bad in ["wif-client", "cn:", "email:a@b", "spki-sha256:zz"] {
             let e = AllowList::parse(&[bad.to_string()]).unwrap_err();
             assert_eq!(e.kind(), crate::core::error::Kind::Usage, "{bad}");

@@ -7,7 +7,7 @@ use super::allow::Principal;
 use super::bearer::{BearerIdentity, Code};
 use super::log::{BearerFields, Event};
 use super::metrics::Refusal;
-use super::shared::{too_many_connections, Shared};
+use super::shared::Shared;
 use crate::server::http::Request;
 use crate::server::Response;
 
@@ -63,9 +63,8 @@ pub(super) fn admit(
         }
         Some(_) => {}
         None => {
-            if let Err(why) = shared.join_client(id, &identity.client_key()) {
-                Event::new("connection_refused").peer(peer).bearer(log_fields(&identity)).reason(&why).emit();
-                let resp = too_many_connections("client", why);
+            let refused = || Event::new("connection_refused").peer(peer).bearer(log_fields(&identity));
+            if let Err(resp) = shared.join_client(id, &identity.client_key(), "client", refused) {
                 let client = Some(Principal::Bearer(identity));
                 return Err(Box::new(Denied { resp, code: "too_many_connections", client }));
             }
@@ -74,9 +73,7 @@ pub(super) fn admit(
     }
     let principal = Principal::Bearer(identity);
     if !shared.allow.allows(&principal) {
-        shared.metrics.refused(Refusal::NotAllowed);
-        let resp = Response::error(403, "forbidden", "this client is not on the server's allow-list")
-            .because("client identity not in the allow-list");
+        let resp = shared.not_allowed("client");
         return Err(Box::new(Denied { resp, code: Refusal::NotAllowed.label(), client: Some(principal) }));
     }
     if let Principal::Bearer(b) = &principal {

@@ -5,6 +5,7 @@ use super::allow::Identity;
 use super::log::Event;
 use super::metrics::{Metrics, Refusal};
 use super::tls;
+use std::sync::Arc;
 
 /// Why a client's TLS handshake failed: each carries the reason it is counted under
 /// ([`HandshakeFailure::refusal`]), whose label is also the log's `code`, and its words for
@@ -96,7 +97,7 @@ pub(super) fn tls_version(conn: &rustls::ServerConnection) -> &'static str {
 
 /// A client verified in the handshake, and what must stay true for it to be served.
 pub(super) struct Verified {
-    pub id: Identity,
+    pub id: Arc<Identity>,
     /// The earliest end of validity in the chain it presented, Unix seconds.
     valid_until: i64,
     /// The TLS build it was last verified under.
@@ -112,7 +113,7 @@ impl Verified {
             .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
             .map(|(_, c)| c.validity().not_after.timestamp());
         let valid_until = intermediates.fold(id.not_after, i64::min);
-        Some(Verified { id, valid_until, generation })
+        Some(Verified { id: Arc::new(id), valid_until, generation })
     }
 
     /// Whether the client may still be served: its certificates still in date, and, when

@@ -74,7 +74,7 @@ pub struct RequestLine<'a> {
     /// When the answer was sent.
     pub time: String,
     /// The client's address.
-    pub peer: String,
+    pub peer: &'a str,
     /// The client certificate's subject (certificate clients).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<&'a str>,

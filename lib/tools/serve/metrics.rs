@@ -303,7 +303,7 @@ impl Metrics {
 /// The broker's series: per-rule grants, downscoping calls and cache hits, the policy's
 /// reloads and size, and each policy token source's availability.
 fn render_broker(t: &mut Text, broker: &Broker) {
-    let Samples { rules, reloads_ok, reloads_refused, policy_rules, .. } = broker.samples();
+    let Samples { rules, reloads_ok, reloads_refused, policy_rules } = broker.samples();
     let Some(policy_rules) = policy_rules else { return };
     t.family("wif_serve_policy_rules", "gauge", "Rules of the --policy in force");
     t.sample("wif_serve_policy_rules", &[], policy_rules);

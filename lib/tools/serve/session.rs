@@ -2,7 +2,7 @@
 //! shutdown. A client with a certificate is verified in the handshake; one without (only
 //! with `--bearer-issuers`) has each request's bearer token verified (`bearer_session`).
 
-use super::allow::Principal;
+use super::allow::{Identity, Principal};
 use super::bearer_session::{self, BearerClient, Denied};
 use super::broker::Issued;
 use super::conns::{Conn, Phase};
@@ -11,7 +11,7 @@ use super::ledger;
 use super::log::{self, Event};
 use super::metrics::Refusal;
 use super::routes::{respond, wire};
-use super::shared::{too_many_connections, ConnGuard, Shared};
+use super::shared::{ConnGuard, Shared};
 use super::tls;
 use crate::server::http::{self, Incoming};
 use crate::server::{Deadlined, Response};
@@ -48,10 +48,7 @@ pub(super) fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<C
     }
     // The verifier lets a connection through without a certificate only for bearer clients.
     let auth = match Verified::new(&conn, built.generation) {
-        Some(verified) => {
-            let principal = Principal::Certificate(verified.id.clone());
-            Auth::Certificate(Box::new(CertificateClient { verified, principal }))
-        }
+        Some(verified) => Auth::Certificate(verified),
         None if shared.bearer.is_some() => Auth::Bearer(BearerClient::default()),
         None => return HandshakeFailure::NoCertificate.record(&shared.metrics, &cx.peer),
     };
@@ -66,15 +63,20 @@ pub(super) fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<C
 /// How a connection's client is known.
 enum Auth {
     /// By the certificate verified in the handshake.
-    Certificate(Box<CertificateClient>),
+    Certificate(Verified),
     /// By the bearer token of each request.
     Bearer(BearerClient),
 }
 
-/// A client verified by its certificate, and that identity as a client.
-struct CertificateClient {
-    verified: Verified,
-    principal: Principal,
+impl Auth {
+    /// A certificate client's identity, known from the handshake on (a reference count:
+    /// each request's client shares it, never copies it).
+    fn certificate(&self) -> Option<Arc<Identity>> {
+        match self {
+            Auth::Certificate(verified) => Some(verified.id.clone()),
+            Auth::Bearer(_) => None,
+        }
+    }
 }
 
 /// A connection after its handshake.
@@ -100,27 +102,21 @@ impl<'t> Session<'t> {
     /// the client's requests until it closes, times out, is refused or the server stops.
     fn serve(&mut self, shared: &Shared, id: u64) {
         let limits = shared.limits;
-        if let Auth::Certificate(c) = &self.auth {
-            let CertificateClient { verified, principal } = c.as_ref();
-            if !shared.allow.allows(principal) {
+        if let Some(cert) = self.auth.certificate() {
+            if !shared.allow.allows(&Principal::Certificate(cert.clone())) {
                 // Counted once per connection, and never kept open: the slot goes back at once.
-                shared.metrics.refused(Refusal::NotAllowed);
-                let refusal =
-                    Response::error(403, "forbidden", "this client certificate is not on the server's allow-list")
-                        .because("client identity not in the allow-list");
-                return self.refuse(shared, refusal, "not_allowed");
+                let refusal = shared.not_allowed("client certificate");
+                return self.refuse(shared, refusal, Refusal::NotAllowed.label());
             }
-            if let Err(why) = shared.join_client(id, &verified.id.fingerprint) {
-                Event::new("connection_refused")
-                    .peer(&self.cx.peer)
-                    .client(&verified.id.subject, &verified.id.fingerprint)
-                    .reason(&why)
-                    .emit();
-                return self.refuse(shared, too_many_connections("client certificate", why), "too_many_connections");
+            let refused =
+                || Event::new("connection_refused").peer(&self.cx.peer).client(&cert.subject, &cert.fingerprint);
+            if let Err(refusal) = shared.join_client(id, &cert.fingerprint, "client certificate", refused) {
+                return self.refuse(shared, refusal, "too_many_connections");
             }
         }
 
         let age_limit = self.cx.born + limits.max_connection_age;
+        let bearer = matches!(self.auth, Auth::Bearer(_));
         let mut buf = Vec::new();
         // The phase this thread last put the connection in (it may since have been closed).
         let mut phase = Phase::Fresh;
@@ -176,7 +172,6 @@ impl<'t> Session<'t> {
                     if answer.unmatched {
                         shared.metrics.refused(Refusal::NoPolicyMatch);
                     }
-                    let bearer = matches!(client, Principal::Bearer(_));
                     // A bearer client refused (no rule matches it) is not kept.
                     let refused_bearer = bearer && answer.unmatched;
                     let keep_alive = !refused_bearer
@@ -207,11 +202,7 @@ impl<'t> Session<'t> {
             };
             let (req, client) = req.map_or((None, None), |(r, c)| (Some(r), c));
             // A certificate client is known even when its request is not.
-            let client = client.or_else(|| match &self.auth {
-                Auth::Certificate(c) => Some(c.principal.clone()),
-                Auth::Bearer(_) => None,
-            });
-            let bearer = matches!(self.auth, Auth::Bearer(_));
+            let client = client.or_else(|| self.auth.certificate().map(Principal::Certificate));
             let code = (bearer && answer.unmatched).then_some(Refusal::NoPolicyMatch.label());
             let who = Who { client: client.as_ref(), bearer, code };
             let sent = self.answer(shared, req.as_ref(), &answer.resp, keep_alive, started, who);
@@ -235,13 +226,13 @@ impl<'t> Session<'t> {
     /// verified (`Err(Some)`: the refusal to answer before closing).
     fn admit(&mut self, shared: &Shared, id: u64, req: &http::Request) -> Result<Principal, Option<Box<Denied>>> {
         match &mut self.auth {
-            Auth::Certificate(c) => match c.verified.recheck(&shared.tls, &self.conn) {
-                Ok(()) => Ok(c.principal.clone()),
+            Auth::Certificate(verified) => match verified.recheck(&shared.tls, &self.conn) {
+                Ok(()) => Ok(Principal::Certificate(verified.id.clone())),
                 Err((reason, refusal)) => {
                     shared.metrics.refused(refusal);
                     Event::new("connection_closed")
                         .peer(&self.cx.peer)
-                        .client(&c.verified.id.subject, &c.verified.id.fingerprint)
+                        .client(&verified.id.subject, &verified.id.fingerprint)
                         .reason(reason)
                         .code(refusal.label())
                         .emit();
@@ -284,7 +275,7 @@ impl<'t> Session<'t> {
         log::emit(&log::RequestLine {
             event: "request",
             time: log::now(),
-            peer: self.cx.peer.clone(),
+            peer: &self.cx.peer,
             subject: certificate.map(|id| id.subject.as_str()),
             fingerprint: certificate.map(|id| id.fingerprint.as_str()),
             auth: who.bearer.then_some("bearer"),
@@ -322,8 +313,7 @@ impl<'t> Session<'t> {
     /// comes within [`REFUSED_GRACE`], is answered with `refusal`; then the connection is
     /// closed. Until then it is the first to give way when a slot is needed.
     fn refuse(&mut self, shared: &Shared, refusal: Response, code: &'static str) {
-        let Auth::Certificate(c) = &self.auth else { return };
-        let (id, principal) = (c.verified.id.clone(), c.principal.clone());
+        let Some(id) = self.auth.certificate() else { return };
         if !self.cx.enter(Phase::Fresh, Phase::Closing) {
             return;
         }
@@ -332,6 +322,7 @@ impl<'t> Session<'t> {
         let mut buf = Vec::new();
         match http::read_request(&mut self.stream(), &mut buf) {
             Incoming::Request(req) => {
+                let principal = Principal::Certificate(id.clone());
                 let who = Who { client: Some(&principal), bearer: false, code: None };
                 self.answer(shared, Some(&req), &refusal, false, started, who);
             }

@@ -5,7 +5,7 @@ use super::bearer::Bearer;
 use super::broker::Broker;
 use super::conns::{Scope, Table};
 use super::log::Event;
-use super::metrics::Metrics;
+use super::metrics::{Metrics, Refusal};
 use super::options::Limits;
 use super::tls;
 use crate::server::Response;
@@ -61,9 +61,16 @@ impl Shared {
     }
 
     /// Counts connection `id` as one of client `key`'s (`--max-connections-per-client`),
-    /// making room among the client's others when it is at its limit: `Err` with why it
-    /// must be refused when none of them can give way.
-    pub fn join_client(&self, id: u64, key: &str) -> std::result::Result<(), String> {
+    /// making room among the client's others when it is at its limit. When none of them
+    /// can give way, logs `refused` (the client's `connection_refused` line) with why and
+    /// returns the 503 to answer (`who`: "client certificate" or "client").
+    pub fn join_client<'e>(
+        &self,
+        id: u64,
+        key: &str,
+        who: &str,
+        refused: impl FnOnce() -> Event<'e>,
+    ) -> std::result::Result<(), Response> {
         let cap = self.limits.max_per_client;
         if self.conns.join_client(id, key) >= cap
             && !self.evict(
@@ -73,9 +80,19 @@ impl Shared {
             )
         {
             self.metrics.connection_refused();
-            return Err(format!("this client holds too many connections at once (--max-connections-per-client {cap})"));
+            let why = format!("this client holds too many connections at once (--max-connections-per-client {cap})");
+            refused().reason(&why).emit();
+            return Err(too_many_connections(who, why));
         }
         Ok(())
+    }
+
+    /// Counts and answers a verified client that is not on `--allow` (`who`: "client
+    /// certificate" or "client").
+    pub fn not_allowed(&self, who: &str) -> Response {
+        self.metrics.refused(Refusal::NotAllowed);
+        Response::error(403, "forbidden", &format!("this {who} is not on the server's allow-list"))
+            .because("client identity not in the allow-list")
     }
 
     /// Closes the connection in `scope` that gives way first (see [`conns::Table::make_room`])
@@ -108,7 +125,7 @@ impl Drop for ConnGuard {
 
 /// The 503 for a client over `--max-connections-per-client` (`who`: "client certificate" or
 /// "client"; `why` for the log).
-pub(super) fn too_many_connections(who: &str, why: String) -> Response {
+fn too_many_connections(who: &str, why: String) -> Response {
     Response::error(
         503,
         "too_many_connections",

@@ -67,8 +67,8 @@ pub fn verify(
         let detail = format!("alg {} is not among issuer {}'s algorithms", alg.name(), issuer.config.name);
         return Err(refuse(Code::AlgNotAllowed, detail));
     }
-    let key = find_key(issuer, &jws.header, alg, now)?;
-    check_signature(token, &key, alg)?;
+    let (keys, at) = find_key(issuer, &jws.header, alg, now)?;
+    check_signature(token, &keys.keys[at], alg)?;
     check_claims(&issuer.config, &jws.claims, now)?;
     identity(&issuer.config, &jws.claims, token)
 }
@@ -167,37 +167,39 @@ fn find_issuer<'a>(issuers: &'a [Issuer], claims: &Value) -> std::result::Result
         .ok_or_else(|| refuse(Code::WrongIssuer, format!("iss {} is not a configured issuer", quote(iss, QUOTE))))
 }
 
-/// The key that may verify the token: by `kid` (refetching a URL's keys, rate-limited, when
-/// the kid is unknown), or, without a kid, the issuer's only key for `alg`. The token's own
-/// `jku`, `x5u`, `jwk` and `x5c` are never looked at.
-fn find_key(issuer: &Issuer, header: &Value, alg: Alg, now: i64) -> std::result::Result<Key, Refused> {
+/// The key that may verify the token, as the set holding it and its place there (the key
+/// is borrowed, never copied per request): by `kid` (refetching a URL's keys, rate-limited,
+/// when the kid is unknown), or, without a kid, the issuer's only key for `alg`. The
+/// token's own `jku`, `x5u`, `jwk` and `x5c` are never looked at.
+fn find_key(issuer: &Issuer, header: &Value, alg: Alg, now: i64) -> std::result::Result<(Arc<KeySet>, usize), Refused> {
     let name = &issuer.config.name;
     let Lookup::Keys(keys, generation) = issuer.cache.lookup(now) else {
         return Err(refuse(Code::JwksUnavailable, format!("issuer {name}'s keys are not loaded")));
     };
     let kid = match header.get("kid") {
-        None => return only_key(&keys, alg, name),
+        None => return only_key(&keys, alg, name).map(|at| (keys, at)),
         Some(Value::String(kid)) => kid,
         Some(_) => return Err(refuse(Code::Malformed, "the header's kid is not a string")),
     };
-    if let Some(found) = by_kid(&keys, kid, alg, name)? {
-        return Ok(found);
+    if let Some(at) = by_kid(&keys, kid, alg, name)? {
+        return Ok((keys, at));
     }
     let unknown = || {
         let detail = format!("kid {} is not among issuer {name}'s keys", quote(kid, QUOTE));
         refuse(Code::UnknownKid, detail)
     };
     let newer = issuer.cache.refetch_for_unknown_kid(generation, now).ok_or_else(unknown)?;
-    by_kid(&newer, kid, alg, name)?.ok_or_else(unknown)
+    let at = by_kid(&newer, kid, alg, name)?.ok_or_else(unknown)?;
+    Ok((newer, at))
 }
 
 /// The key with `kid`, if the set has one; one of that kid that cannot verify `alg` is a
 /// refusal (never tried with another algorithm's key).
-fn by_kid(keys: &KeySet, kid: &str, alg: Alg, name: &str) -> std::result::Result<Option<Key>, Refused> {
-    let mut with_kid = keys.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).peekable();
-    let Some(first) = with_kid.peek().map(|k| (*k).clone()) else { return Ok(None) };
-    match with_kid.find(|k| k.fits(alg)) {
-        Some(k) => Ok(Some(k.clone())),
+fn by_kid(keys: &KeySet, kid: &str, alg: Alg, name: &str) -> std::result::Result<Option<usize>, Refused> {
+    let mut with_kid = keys.keys.iter().enumerate().filter(|(_, k)| k.kid.as_deref() == Some(kid)).peekable();
+    let Some(&(_, first)) = with_kid.peek() else { return Ok(None) };
+    match with_kid.find(|(_, k)| k.fits(alg)) {
+        Some((at, _)) => Ok(Some(at)),
         None => Err(refuse(
             Code::UnknownKid,
             format!(
@@ -212,10 +214,10 @@ fn by_kid(keys: &KeySet, kid: &str, alg: Alg, name: &str) -> std::result::Result
 }
 
 /// Without a kid: the set's one key for `alg`, if it has exactly one.
-fn only_key(keys: &KeySet, alg: Alg, name: &str) -> std::result::Result<Key, Refused> {
-    let fitting: Vec<&Key> = keys.keys.iter().filter(|k| k.fits(alg)).collect();
+fn only_key(keys: &KeySet, alg: Alg, name: &str) -> std::result::Result<usize, Refused> {
+    let fitting: Vec<usize> = (0..keys.keys.len()).filter(|at| keys.keys[*at].fits(alg)).collect();
     match fitting.as_slice() {
-        [one] => Ok((*one).clone()),
+        [one] => Ok(*one),
         many => Err(refuse(
             Code::UnknownKid,
             format!(

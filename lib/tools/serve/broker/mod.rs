@@ -18,7 +18,7 @@ use crate::core::error::Result;
 use downscope::{Cache, Downscoper, Minted, Via, DIGEST_PREFIX};
 pub use stats::{Outcome, Samples};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -100,8 +100,6 @@ pub enum Grant {
     },
     /// The narrowed credential could not be minted: 503, never the broader token.
     MintFailed {
-        /// The rule.
-        rule: String,
         /// Why, for the log (never a token).
         detail: String,
     },
@@ -305,10 +303,7 @@ impl Broker {
             };
         };
         let active = read(&w.active).clone();
-        let Some(rule) = active.policy.select(client) else {
-            self.stats.unmatched();
-            return Grant::Unmatched;
-        };
+        let Some(rule) = active.policy.select(client) else { return Grant::Unmatched };
         let grant = self.grant_by(&active, rule, &w.sts);
         if !hands_out {
             return grant;
@@ -348,7 +343,6 @@ impl Broker {
                 via,
             }),
             Err(f) => Grant::MintFailed {
-                rule: rule.name.clone(),
                 detail: format!(
                     "rule {}: the narrowed credential could not be minted ({}); answering 503, never the broader token",
                     rule.name, f.detail
@@ -361,11 +355,6 @@ impl Broker {
     pub fn samples(&self) -> Samples {
         let rules = self.watched.as_ref().map(|w| read(&w.active).policy.rules.len());
         self.stats.samples(rules)
-    }
-
-    /// The policy file, with a policy.
-    pub fn policy_path(&self) -> Option<&Path> {
-        self.watched.as_ref().map(|w| w.path.as_path())
     }
 }
 

@@ -1,5 +1,6 @@
 //! The broker's counters, by rule: grants and their outcome, STS downscoping calls, cache
-//! hits, unmatched clients and policy reloads. Rule names come from the policy, so the
+//! hits, and policy reloads. (Clients no rule matches are counted with the refusals, as
+//! `no_policy_match`.) Rule names come from the policy, so the
 //! number of series is bounded by it.
 
 use super::downscope::Call;
@@ -34,8 +35,6 @@ pub struct RuleCounts {
 pub struct Samples {
     /// The counters of each rule that has been asked for.
     pub rules: BTreeMap<String, RuleCounts>,
-    /// Clients no rule matched.
-    pub unmatched: u64,
     /// Policies read and taken.
     pub reloads_ok: u64,
     /// Policies read and refused.
@@ -47,7 +46,6 @@ pub struct Samples {
 #[derive(Default)]
 pub(super) struct Stats {
     rules: Mutex<BTreeMap<String, RuleCounts>>,
-    unmatched: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_refused: AtomicU64,
 }
@@ -60,10 +58,6 @@ impl Stats {
             Some(c) => f(c),
             None => f(rules.entry(rule.to_string()).or_default()),
         }
-    }
-
-    pub fn unmatched(&self) {
-        self.unmatched.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn policy_reload(&self, ok: bool) {
@@ -89,7 +83,6 @@ impl Stats {
     pub fn samples(&self, policy_rules: Option<usize>) -> Samples {
         Samples {
             rules: self.rules.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            unmatched: self.unmatched.load(Ordering::Relaxed),
             reloads_ok: self.reloads_ok.load(Ordering::Relaxed),
             reloads_refused: self.reloads_refused.load(Ordering::Relaxed),
             policy_rules,

@@ -3,7 +3,7 @@ use super::*;
 use serde_json::{json, Value};
 
 fn id(cn: &str, uri: &str) -> Principal {
-    Principal::Certificate(super::super::allow::Identity {
+    Principal::Certificate(std::sync::Arc::new(super::super::allow::Identity {
         subject: format!("CN={cn}"),
         common_names: vec![cn.into()],
         dns: vec![format!("{cn}.example.org")],
@@ -11,7 +11,7 @@ fn id(cn: &str, uri: &str) -> Principal {
         spki_sha256: "ab".repeat(32),
         fingerprint: "cd".repeat(32),
         not_after: 0,
-    })
+    }))
 }
 
 /// The issuers and the claims each keeps (as --bearer-issuers would give them).
