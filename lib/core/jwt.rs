@@ -26,6 +26,11 @@ pub struct Jws {
     pub signing_input: String,
     /// The signature bytes.
     pub signature: Vec<u8>,
+    /// Whether the header or the claims name a member twice in one object, at any depth.
+    /// RFC 7515 §5.2 and RFC 7519 §4 let a parser either refuse such a token or keep the last
+    /// member; a verifier refuses it, so that what it checks can never differ from what
+    /// another reader of the same token (or the issuer that signed it) takes it to say.
+    pub repeats_a_member: bool,
 }
 
 /// How the segments of a compact JWS are read.
@@ -51,41 +56,35 @@ fn decode_segment(segment: &str, reading: Reading) -> Option<Vec<u8>> {
     }
 }
 
-/// A segment holding a JSON object.
-fn object_segment(segment: &str, reading: Reading) -> Option<Value> {
-    let value: Value = serde_json::from_slice(&decode_segment(segment, reading)?).ok()?;
-    value.is_object().then_some(value)
+/// A JSON object and the bytes it was read from.
+type Decoded = (Value, Vec<u8>);
+
+/// A segment holding a JSON object, and its decoded bytes.
+fn object_segment(segment: &str, reading: Reading) -> Option<Decoded> {
+    let bytes = decode_segment(segment, reading)?;
+    let value: Value = serde_json::from_slice(&bytes).ok()?;
+    value.is_object().then_some((value, bytes))
 }
 
 /// The header and claims of a compact JWS, and the segments they came from.
-fn read(token: &str, reading: Reading) -> Option<(Value, Value, [&str; 3])> {
+fn read(token: &str, reading: Reading) -> Option<([Decoded; 2], [&str; 3])> {
     let token = if reading == Reading::Lenient { token.trim() } else { token };
     let parts = segments(token)?;
     let header = object_segment(parts[0], reading)?;
     let claims = object_segment(parts[1], reading)?;
-    Some((header, claims, parts))
+    Some(([header, claims], parts))
 }
 
 impl Jws {
     /// Parses a compact JWS strictly, as a verifier must: three unpadded base64url
     /// segments, header and claims JSON objects, nothing around it.
     pub fn parse(token: &str) -> Option<Jws> {
-        let (header, claims, [h, c, s]) = read(token, Reading::Strict)?;
+        let ([(header, header_bytes), (claims, claims_bytes)], [h, c, s]) = read(token, Reading::Strict)?;
         let signature = decode_segment(s, Reading::Strict)?;
-        Some(Jws { header, claims, signing_input: format!("{h}.{c}"), signature })
+        let repeats_a_member =
+            [header_bytes, claims_bytes].iter().any(|b| serde_json::from_slice::<unique::Unique>(b).is_err());
+        Some(Jws { header, claims, signing_input: format!("{h}.{c}"), signature, repeats_a_member })
     }
-}
-
-/// Whether the header or the claims of a compact JWS name a member twice in one object, at
-/// any depth. RFC 7515 §5.2 and RFC 7519 §4 let a parser either refuse such a token or keep
-/// the last member; a verifier refuses it, so that what it checks can never differ from what
-/// another reader of the same token (or the issuer that signed it) takes it to say.
-pub fn repeats_a_member(token: &str) -> bool {
-    let Some([h, c, _]) = segments(token) else { return false };
-    [h, c].into_iter().any(|segment| {
-        decode_segment(segment, Reading::Strict)
-            .is_some_and(|bytes| serde_json::from_slice::<unique::Unique>(&bytes).is_err())
-    })
 }
 
 /// A JSON value read only to find an object that repeats a member name (an error then).
@@ -146,7 +145,7 @@ mod unique {
 /// The decoded header and claims of a compact JWS, without verifying the signature
 /// (whitespace around the token and `=` padding tolerated).
 pub fn decode_unverified(token: &str) -> Option<(Value, Value)> {
-    read(token, Reading::Lenient).map(|(header, claims, _)| (header, claims))
+    read(token, Reading::Lenient).map(|([(header, _), (claims, _)], _)| (header, claims))
 }
 
 /// Base64url with or without `=` padding (MSAL pads thumbprints), as JWT fields carry it.
@@ -177,6 +176,10 @@ mod tests {
 
     fn make(h: &str, c: &str) -> String {
         format!("{}.{}.sig", URL_SAFE_NO_PAD.encode(h), URL_SAFE_NO_PAD.encode(c))
+    }
+
+    fn repeats_a_member(token: &str) -> bool {
+        Jws::parse(token).unwrap().repeats_a_member
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub fn verify(
         return Err(refuse(Code::Oversized, format!("{} bytes, more than {max_token_bytes}", token.len())));
     }
     let jws = Jws::parse(token).ok_or_else(|| refuse(Code::Malformed, shape_words(token)))?;
-    if jwt::repeats_a_member(token) {
+    if jws.repeats_a_member {
         return Err(refuse(Code::Malformed, "the header or the claims name a member twice"));
     }
     let alg = header_alg(&jws.header)?;
