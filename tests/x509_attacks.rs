@@ -168,10 +168,7 @@ impl rustls::client::ResolvesClientCert for Stolen {
 
 fn stolen_certificate_client() -> Arc<rustls::ClientConfig> {
     wif::core::tls::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in wif::core::keys::load_certs(Path::new(&pki_file("ca-chain.crt"))).unwrap() {
-        roots.add(c).unwrap();
-    }
+    let roots = crate::common::server::pki_roots("ca-chain.crt");
     let certs = wif::core::keys::load_certs(Path::new(&pki_file("client.crt"))).unwrap();
     let other_key = wif::core::keys::load_key(Path::new(&pki_file("client2.key")), None).unwrap().key;
     let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&other_key).unwrap();

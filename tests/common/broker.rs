@@ -3,7 +3,7 @@
 //! takes STS down and brings it back, clients with any certificate, storage requests with a
 //! token, and the checks that no token reaches a log or the ledger.
 
-use super::server::{connect, read_response, Resp, Server};
+use super::server::{client_builder, connect, read_response, Resp, Server};
 use super::*;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -229,23 +229,14 @@ fn splice(a: TcpStream, b: TcpStream) {
 /// A client configuration with the certificate and key files `cert` and `key` (any
 /// certificate, e.g. one made with [`rsa_leaf`]), trusting the test PKI's CA.
 pub fn client_files(cert: &Path, key: &Path) -> Arc<rustls::ClientConfig> {
-    wif::core::tls::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in wif::core::keys::load_certs(Path::new(&pki_file("ca-chain.crt"))).unwrap() {
-        roots.add(c).unwrap();
-    }
     let chain = wif::core::keys::load_certs(cert).unwrap();
     let key = wif::core::keys::load_key(key, None).unwrap().key;
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    Arc::new(builder.with_client_auth_cert(chain, key).unwrap())
+    Arc::new(client_builder("ca-chain.crt", None).with_client_auth_cert(chain, key).unwrap())
 }
 
 /// The test PKI's client `name` (`client`, `client2`) as a client configuration.
 pub fn pki_client(name: &str) -> Arc<rustls::ClientConfig> {
-    client_files(Path::new(&pki_file(&format!("{name}.crt"))), Path::new(&pki_file(&format!("{name}.key"))))
+    super::server::client_config(Some(name), "ca-chain.crt", None)
 }
 
 /// `METHOD /get_wif_token` over a new mutual TLS connection as `client`.
