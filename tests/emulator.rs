@@ -2,6 +2,7 @@
 //! (plain HTTP and TLS), every refusal with its exact error code and exit status, fault
 //! injection, the request log, and the official Python libraries (MSAL, google-auth).
 
+use crate::common::server::now;
 use crate::common::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -165,10 +166,6 @@ fn verify_with_jwks(jwks_url: &str, token: &str, aud: &str) -> Value {
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     v.set_audience(&[aud]);
     jsonwebtoken::decode::<Value>(token, &dk, &v).expect("the token verifies with the published JWKS").claims
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 /// The full v2 pipeline; returns the final document and the token file's content.

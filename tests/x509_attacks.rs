@@ -4,6 +4,7 @@
 //! gives no federated token for a certificate its provider's trust store does not anchor.
 
 use crate::common::*;
+use crate::emulator::s;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -146,10 +147,6 @@ fn wif_azure_does_not_echo_the_files_the_signer_recipe_names() {
             assert_nothing_echoed(&out, &format!("assertion.signer.{field} naming {}", file.display()));
         }
     }
-}
-
-fn s(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| a.to_string()).collect()
 }
 
 /// A client resolver that presents `client.crt` but signs the handshake with `client2.key`:
