@@ -4,6 +4,7 @@
 //! the request log, and Azure AD tokens for wif-serve.
 
 use crate::common::bearer::{self, Kind};
+use crate::common::server::now;
 use crate::common::*;
 use crate::emulator::{example, Emu, TENANT};
 use serde_json::{json, Value};
@@ -25,10 +26,6 @@ fn verify(jwks: &Value, token: &str, aud: &str) -> Value {
     let mut v = jsonwebtoken::Validation::new(header.alg);
     v.set_audience(&[aud]);
     jsonwebtoken::decode::<Value>(token, &key, &v).expect("the token verifies with the published JWKS").claims
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! An attacker's look at the credential broker and the emulated storage: ways to get a
 //! broader credential than the policy grants, or to see a token where none should be.
 
+use crate::common::broker::{get_with, write_json};
 use crate::common::server::*;
 use crate::common::*;
 use crate::emulator::{example, full_pipeline, post, Emu};
@@ -24,20 +25,10 @@ fn boundary(bucket: &str, condition: Option<&str>) -> Value {
     json!({"accessBoundaryRules": [rule]})
 }
 
-/// Writes `policy` to `path` the careful way (a new file renamed over the old one).
-fn write_policy(path: &Path, policy: &Value) {
-    let staged = path.with_extension("staged");
-    std::fs::write(&staged, serde_json::to_vec_pretty(policy).unwrap()).unwrap();
-    std::fs::rename(&staged, path).unwrap();
-}
-
-/// wif-serve with `--token token --policy policy`, downscoping at `sts`, plus `extra`.
+/// wif-serve with `--token token --policy policy`, downscoping at `sts` within 3 s, plus `extra`.
 fn broker(token: &Path, policy: &Path, sts: &str, extra: &[&str]) -> Server {
-    let mut args = server_args(&pki_file("ca-chain.crt"), token);
-    for a in ["--policy", policy.to_str().unwrap(), "--sts-endpoint", sts, "--sts-timeout", "3s"].iter().chain(extra) {
-        args.push(a.to_string());
-    }
-    Server::spawn(&args, None)
+    let flags: Vec<&str> = ["--sts-timeout", "3s"].iter().chain(extra).copied().collect();
+    crate::common::broker::broker(token, policy, sts, &flags)
 }
 
 /// A directory with a token file (`ya29.`-less, so only the held-secret scrubbing can hide
@@ -67,7 +58,7 @@ fn an_sts_refusal_quoting_the_source_token_keeps_it_out_of_the_log() {
         ),
     ]);
     let (_dir, tok, policy) = setup(source);
-    write_policy(
+    write_json(
         &policy,
         &json!({"version": 1, "rules": [
             {"name": "narrow", "match": {"any": true}, "access_boundary": boundary("team-a-data", None)},
@@ -90,7 +81,7 @@ fn an_sts_refusal_quoting_the_source_token_keeps_it_out_of_the_log() {
 #[test]
 fn a_fifo_in_place_of_the_ledger_is_refused_at_start_not_waited_on() {
     let (dir, tok, policy) = setup("opaque-source-token-for-the-fifo-test");
-    write_policy(&policy, &json!({"version": 1, "rules": [{"name": "all", "match": {"any": true}}]}));
+    write_json(&policy, &json!({"version": 1, "rules": [{"name": "all", "match": {"any": true}}]}));
     let fifo = dir.path().join("ledger.jsonl");
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let mut args = server_args(&pki_file("ca-chain.crt"), &tok);
@@ -149,7 +140,7 @@ fn a_match_value_with_space_around_it_is_refused_not_trimmed() {
 #[test]
 fn a_keep_alive_connection_gets_the_new_policy_at_once() {
     let (_dir, tok, policy) = setup("opaque-source-token-keep-alive-0123");
-    write_policy(&policy, &json!({"version": 1, "rules": [{"name": "mine", "match": {"cn": "wif-client"}}]}));
+    write_json(&policy, &json!({"version": 1, "rules": [{"name": "mine", "match": {"cn": "wif-client"}}]}));
     let mut server = broker(&tok, &policy, "http://127.0.0.1:9/v1/token", &[]);
     let mut s = connect(server.port, client_config(Some("client"), "ca-chain.crt", None));
     s.write_all(GET).unwrap();
@@ -157,7 +148,7 @@ fn a_keep_alive_connection_gets_the_new_policy_at_once() {
     assert_eq!(first.status, 200);
     assert_eq!(first.header("X-Wif-Rule"), Some("mine"));
     std::thread::sleep(Duration::from_millis(1100));
-    write_policy(&policy, &json!({"version": 1, "rules": [{"name": "other", "match": {"cn": "wif-client-2"}}]}));
+    write_json(&policy, &json!({"version": 1, "rules": [{"name": "other", "match": {"cn": "wif-client-2"}}]}));
     server.wait_count("the new policy", 2, |v| v["event"] == "policy_loaded");
     s.write_all(GET).unwrap();
     let second = read_response(&mut s, false).unwrap();
@@ -179,7 +170,7 @@ fn near_misses_in_a_match_do_not_match() {
         {"name": "and-fails", "match": {"cn": "wif-client", "uri": "spiffe://example.org/wif-client-2"}},
         {"name": "dns-any-case", "match": {"dns": ["nobody.example.org", "CLIENT.Example.ORG"]}},
     ]);
-    write_policy(&policy, &json!({"version": 1, "rules": rules}));
+    write_json(&policy, &json!({"version": 1, "rules": rules}));
     let server = broker(&tok, &policy, "http://127.0.0.1:9/v1/token", &[]);
     let r = get(server.port, "client", "/get_wif_token");
     assert_eq!(r.status, 200);
@@ -216,14 +207,8 @@ fn downscoped(emu: &Emu, subject: &str, boundary: &Value) -> String {
 
 /// A GET on the emulated storage with `token`; the status and body.
 fn storage_get(emu: &Emu, path: &str, token: &str) -> (u16, String) {
-    let mut resp = ureq::get(&format!("{}{path}", emu.url))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .header("Authorization", &format!("Bearer {token}"))
-        .call()
-        .unwrap();
-    (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap())
+    let (status, body) = get_with(&format!("{}{path}", emu.url), token);
+    (status, String::from_utf8(body).unwrap())
 }
 
 /// The emulator must be no laxer than Cloud Storage: a boundary on `team-a` gives nothing

@@ -2,6 +2,7 @@
 //! (plain HTTP and TLS), every refusal with its exact error code and exit status, fault
 //! injection, the request log, and the official Python libraries (MSAL, google-auth).
 
+use crate::common::server::now;
 use crate::common::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -167,19 +168,22 @@ fn verify_with_jwks(jwks_url: &str, token: &str, aud: &str) -> Value {
     jsonwebtoken::decode::<Value>(token, &dk, &v).expect("the token verifies with the published JWKS").claims
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
 /// The full v2 pipeline; returns the final document and the token file's content.
 pub(crate) fn full_pipeline(emu: &Emu, key: &str, cert: &str, sign_extra: &[&str]) -> (Value, String) {
     let dir = tempdir();
     let out = dir.path().join("wif_token.txt");
+    let doc = pipeline_to(emu, key, cert, sign_extra, &out);
+    (doc, std::fs::read_to_string(&out).unwrap())
+}
+
+/// The full v2 pipeline, the token written to `out` with its metadata (`--token-out`);
+/// returns the final document.
+pub(crate) fn pipeline_to(emu: &Emu, key: &str, cert: &str, sign_extra: &[&str], out: &Path) -> Value {
     let doc = sign(emu, key, cert, sign_extra);
     let doc = ok(azure(&doc, &["--scope", "api://wif-gcp/.default"]), "wif-azure");
     let doc = ok(sts(emu, &doc, "azure"), "wif-sts");
     let doc = ok(impersonate(emu, &doc, &["--token-out", out.to_str().unwrap()]), "wif-impersonate");
-    (serde_json::from_slice(&doc).unwrap(), std::fs::read_to_string(&out).unwrap())
+    serde_json::from_slice(&doc).unwrap()
 }
 
 #[test]

@@ -9,6 +9,7 @@ use crate::emulator::{
     example, external_account, full_pipeline, post, provider, python, s, tls_emu_with_azure_token, Emu, SA,
 };
 use serde_json::{json, Value};
+use wif::core::keys::sha256_hex;
 use wif::http::encode_component as enc;
 
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -129,10 +130,6 @@ fn md5_b64(data: &[u8]) -> String {
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data))
 }
 
 #[test]

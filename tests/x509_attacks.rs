@@ -4,6 +4,7 @@
 //! gives no federated token for a certificate its provider's trust store does not anchor.
 
 use crate::common::*;
+use crate::emulator::s;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -148,10 +149,6 @@ fn wif_azure_does_not_echo_the_files_the_signer_recipe_names() {
     }
 }
 
-fn s(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| a.to_string()).collect()
-}
-
 /// A client resolver that presents `client.crt` but signs the handshake with `client2.key`:
 /// a certificate copied from somewhere, without its key.
 #[derive(Debug)]
@@ -168,10 +165,7 @@ impl rustls::client::ResolvesClientCert for Stolen {
 
 fn stolen_certificate_client() -> Arc<rustls::ClientConfig> {
     wif::core::tls::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in wif::core::keys::load_certs(Path::new(&pki_file("ca-chain.crt"))).unwrap() {
-        roots.add(c).unwrap();
-    }
+    let roots = crate::common::server::pki_roots("ca-chain.crt");
     let certs = wif::core::keys::load_certs(Path::new(&pki_file("client.crt"))).unwrap();
     let other_key = wif::core::keys::load_key(Path::new(&pki_file("client2.key")), None).unwrap().key;
     let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&other_key).unwrap();

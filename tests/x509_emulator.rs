@@ -4,7 +4,7 @@
 //! fault injection, and the clock offset in every answer's `Date`.
 
 use crate::common::broker::pki_client;
-use crate::common::server::{connect, read_response, Resp};
+use crate::common::server::{client_config, connect, read_response, Resp};
 use crate::common::*;
 use crate::emulator::{example, provider, tls_emu, Emu, SA};
 use base64::Engine;
@@ -32,12 +32,7 @@ fn config() -> Value {
 
 /// A client that presents no certificate, trusting the test PKI's CA.
 fn anonymous() -> Arc<rustls::ClientConfig> {
-    wif::core::tls::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in wif::core::keys::load_certs(Path::new(&pki_file("ca-chain.crt"))).unwrap() {
-        roots.add(c).unwrap();
-    }
-    Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+    client_config(None, "ca-chain.crt", None)
 }
 
 fn port(url: &str) -> u16 {

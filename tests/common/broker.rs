@@ -3,7 +3,7 @@
 //! takes STS down and brings it back, clients with any certificate, storage requests with a
 //! token, and the checks that no token reaches a log or the ledger.
 
-use super::server::{connect, read_response, Resp, Server};
+use super::server::{client_builder, connect, read_response, Resp, Server};
 use super::*;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -12,11 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The service account examples/emulator.json lets the pipeline impersonate.
-pub const SA: &str = "wif-demo@wif-demo.iam.gserviceaccount.com";
-const TENANT: &str = "7a1c9e4b-0d2f-4c3a-9b8e-1f2a3b4c5d6e";
-const APP: &str = "0b6f3d2a-5c4e-4f1a-8e7d-9a0b1c2d3e4f";
-const AUDIENCE: &str =
-    "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/wif-pool/providers/azure";
+pub(crate) use crate::emulator::SA;
 /// Team A's bucket: `reports/q1.csv` and `private/salaries.csv`.
 pub const BUCKET_A: &str = "team-a-data";
 /// Team B's bucket: `builds/app.tar`.
@@ -29,8 +25,7 @@ pub const BUILD: &str = "build artefact v1\n";
 /// examples/emulator.json with two buckets the service account may read (objectViewer on both),
 /// so only a boundary keeps a token to one of them.
 pub fn emulator_config() -> Value {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/emulator.json")).unwrap();
-    let mut config: Value = serde_json::from_str(&text).unwrap();
+    let mut config = crate::emulator::example();
     let viewer = json!([{ "role": "roles/storage.objectViewer", "members": [format!("serviceAccount:{SA}")] }]);
     config["google"]["storage"] = json!({ "buckets": [
         { "name": BUCKET_A, "iam": viewer, "objects": [
@@ -84,26 +79,10 @@ impl Emu {
     }
 }
 
-/// Runs one tool with `args` and `stdin`; its stdout, or the test fails with its stderr.
-fn tool(name: &str, args: &[&str], stdin: Vec<u8>) -> Vec<u8> {
-    let out = bin(name).args(args).write_stdin(stdin).output().unwrap();
-    assert!(out.status.success(), "{name} failed: {}", stderr(&out));
-    out.stdout
-}
-
 /// The whole pipeline against `emu`, the service account's token written to `token_file`
 /// (with its metadata, as wif-serve reads it); returns the token.
 pub fn sa_token(emu: &Emu, token_file: &Path) -> String {
-    let (key, cert) = (pki_file("app-rsa.key"), pki_file("app-rsa.crt"));
-    let signed = tool(
-        "wif-sign",
-        &["--authority", &emu.url, "--tenant-id", TENANT, "--client-id", APP, "--key", &key, "--cert", &cert],
-        vec![],
-    );
-    let azure = tool("wif-azure", &["--scope", "api://wif-gcp/.default"], signed);
-    let federated = tool("wif-sts", &["--token-url", &emu.sts(), "--audience", AUDIENCE], azure);
-    let out = token_file.to_str().unwrap();
-    tool("wif-impersonate", &["--endpoint", &emu.url, "--service-account", SA, "--token-out", out], federated);
+    crate::emulator::pipeline_to(&emu.inner, "app-rsa.key", "app-rsa.crt", &[], token_file);
     std::fs::read_to_string(token_file).unwrap()
 }
 
@@ -229,23 +208,14 @@ fn splice(a: TcpStream, b: TcpStream) {
 /// A client configuration with the certificate and key files `cert` and `key` (any
 /// certificate, e.g. one made with [`rsa_leaf`]), trusting the test PKI's CA.
 pub fn client_files(cert: &Path, key: &Path) -> Arc<rustls::ClientConfig> {
-    wif::core::tls::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in wif::core::keys::load_certs(Path::new(&pki_file("ca-chain.crt"))).unwrap() {
-        roots.add(c).unwrap();
-    }
     let chain = wif::core::keys::load_certs(cert).unwrap();
     let key = wif::core::keys::load_key(key, None).unwrap().key;
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    Arc::new(builder.with_client_auth_cert(chain, key).unwrap())
+    Arc::new(client_builder("ca-chain.crt", None).with_client_auth_cert(chain, key).unwrap())
 }
 
 /// The test PKI's client `name` (`client`, `client2`) as a client configuration.
 pub fn pki_client(name: &str) -> Arc<rustls::ClientConfig> {
-    client_files(Path::new(&pki_file(&format!("{name}.crt"))), Path::new(&pki_file(&format!("{name}.key"))))
+    super::server::client_config(Some(name), "ca-chain.crt", None)
 }
 
 /// `METHOD /get_wif_token` over a new mutual TLS connection as `client`.

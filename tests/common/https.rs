@@ -34,10 +34,7 @@ fn server_config() -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let chain = wif::core::keys::load_certs(Path::new(&pki_file("server-chain.crt"))).unwrap();
     let key = wif::core::keys::load_key(Path::new(&pki_file("server.key")), None).unwrap().key;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in wif::core::keys::load_certs(Path::new(&pki_file("ca-chain.crt"))).unwrap() {
-        roots.add(c).unwrap();
-    }
+    let roots = super::server::pki_roots("ca-chain.crt");
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()

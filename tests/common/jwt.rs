@@ -173,10 +173,8 @@ pub fn sign_none(kid: &str, claims: &Value) -> String {
     format!("{}.", signing_input(&header("none", kid, &json!({})), claims))
 }
 
-/// Unix seconds now.
-pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_secs() as i64
-}
+/// Unix seconds now (the one clock of the tests, for claims).
+pub use super::server::now;
 
 /// Claims valid now for `iss`/`aud`/`sub`: `iat`/`nbf` now, `exp` in 10 minutes, a `jti`.
 pub fn claims(iss: &str, aud: &str, sub: &str) -> Value {

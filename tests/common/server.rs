@@ -12,6 +12,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Unix seconds now.
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
@@ -238,26 +239,40 @@ impl Drop for Server {
     }
 }
 
+/// The certificates of the test PKI's file `ca` as a root store.
+pub fn pki_roots(ca: &str) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in wif::core::keys::load_certs(Path::new(&pki_file(ca))).unwrap() {
+        roots.add(c).unwrap();
+    }
+    roots
+}
+
+/// A rustls client configuration trusting the test PKI's `ca` (TLS 1.3 and 1.2, or only
+/// `version`), before its client certificate is chosen.
+pub fn client_builder(
+    ca: &str,
+    version: Option<&'static rustls::SupportedProtocolVersion>,
+) -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
+    wif::core::tls::install_crypto_provider();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = match version {
+        Some(v) => vec![v],
+        None => vec![&rustls::version::TLS13, &rustls::version::TLS12],
+    };
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .unwrap()
+        .with_root_certificates(pki_roots(ca))
+}
+
 /// A rustls client configuration with the test PKI (client certificate `client`, if any).
 pub fn client_config(
     client: Option<&str>,
     ca: &str,
     version: Option<&'static rustls::SupportedProtocolVersion>,
 ) -> Arc<rustls::ClientConfig> {
-    wif::core::tls::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in wif::core::keys::load_certs(Path::new(&pki_file(ca))).unwrap() {
-        roots.add(c).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> = match version {
-        Some(v) => vec![v],
-        None => vec![&rustls::version::TLS13, &rustls::version::TLS12],
-    };
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)
-        .unwrap()
-        .with_root_certificates(roots);
+    let builder = client_builder(ca, version);
     let config = match client {
         Some(name) => {
             let chain = wif::core::keys::load_certs(Path::new(&pki_file(&format!("{name}.crt")))).unwrap();

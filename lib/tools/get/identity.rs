@@ -97,7 +97,9 @@ pub(crate) fn load_identity(cli: &Cli, s: &Settings) -> Result<Identity> {
 }
 
 /// A bearer token read from `--bearer-file`, and what its claims say, read without
-/// verifying (the server verifies): for the `fetched` section and for hints.
+/// verifying (the server verifies): for the `fetched` section and for hints. Its `Debug`
+/// never shows the token: a [`Secret`] prints only its length.
+#[derive(Debug)]
 pub(crate) struct BearerToken {
     /// The JWT.
     pub(crate) token: Secret,
@@ -109,19 +111,6 @@ pub(crate) struct BearerToken {
     pub(crate) sub: Option<String>,
     /// Its `exp` claim, Unix seconds, if a number.
     pub(crate) expires_at: Option<i64>,
-}
-
-// The token never shows in Debug output: only the facts read from its claims.
-impl std::fmt::Debug for BearerToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BearerToken")
-            .field("token", &self.token)
-            .field("file", &self.file)
-            .field("iss", &self.iss)
-            .field("sub", &self.sub)
-            .field("expires_at", &self.expires_at)
-            .finish()
-    }
 }
 
 impl BearerToken {
