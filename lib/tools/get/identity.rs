@@ -243,7 +243,8 @@ pub(crate) fn read_bearer(file: &FileSetting) -> Result<BearerToken> {
         iss: text_claim("iss"),
         sub: text_claim("sub"),
         expires_at: crate::core::jwt::numeric_claim(&claims, "exp"),
-        file: files::absolute(&file.path)?,
+        file: files::absolute(&file.path)
+            .map_err(|e| e.context("reading the bearer token").file_setting(&file.origin, BEARER_FILE))?,
         token: Secret::new(token),
     })
 }
