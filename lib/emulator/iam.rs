@@ -62,12 +62,8 @@ pub fn handle(st: &State, req: &Req, last_segment: &str) -> Response {
         "generateIdToken" => "iam.serviceAccounts.getOpenIdToken",
         _ => return errors::not_found(&req.path),
     };
-    let bearer = req.header("authorization").and_then(|h| {
-        let (scheme, tok) = h.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| tok.trim().to_string())
-    });
     let now = st.now();
-    let caller = bearer.and_then(|t| st.federated.lock().ok()?.get(&t).cloned()).filter(|f| f.exp > now);
+    let caller = req.bearer().and_then(|t| st.federated.lock().ok()?.get(t).cloned()).filter(|f| f.exp > now);
     let Some(caller) = caller else { return unauthenticated() };
     if !caller.scopes.iter().any(|s| CALLER_SCOPES.contains(&s.as_str())) {
         return google(

@@ -66,6 +66,13 @@ impl Req {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
+    /// The token of an `Authorization: Bearer …` header (scheme case-insensitive, token
+    /// trimmed); `None` without one.
+    pub fn bearer(&self) -> Option<&str> {
+        let (scheme, token) = self.header("authorization")?.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    }
+
     /// `scheme://host`, the base of the URLs clients used to reach us.
     pub fn base_url(&self) -> String {
         format!("{}://{}", self.scheme, self.host)

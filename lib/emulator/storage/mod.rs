@@ -97,11 +97,7 @@ fn serve(st: &State, req: &Req, bucket: &str, call: Call, query: &[(String, Stri
 
 /// The caller's live access token, or the 401/403 Cloud Storage answers without one.
 fn authenticate(st: &State, req: &Req, p: Permission, object: bool) -> Result<AccessToken, Response> {
-    let bearer = req.header("authorization").and_then(|h| {
-        let (scheme, tok) = h.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| tok.trim())
-    });
-    let Some(bearer) = bearer else {
+    let Some(bearer) = req.bearer() else {
         let msg = format!("Anonymous caller {}", lacks(p, object));
         return Err(unauthorized(&msg, "required"));
     };
