@@ -80,7 +80,7 @@ pub fn handle(st: &State, req: &Req, last_segment: &str) -> Response {
     if method == "generateAccessToken" {
         let body: AccessTokenRequest = match serde_json::from_slice(&req.body) {
             Ok(b) => b,
-            Err(e) => return invalid(&format!("Invalid JSON payload received. {}", short(&e))),
+            Err(e) => return invalid(&format!("Invalid JSON payload received. {}", errors::serde_message(&e))),
         };
         if let Err(r) = authorize(st, &caller, sa, body.delegates.as_deref(), permission) {
             return r;
@@ -105,7 +105,7 @@ pub fn handle(st: &State, req: &Req, last_segment: &str) -> Response {
     } else {
         let body: IdTokenRequest = match serde_json::from_slice(&req.body) {
             Ok(b) => b,
-            Err(e) => return invalid(&format!("Invalid JSON payload received. {}", short(&e))),
+            Err(e) => return invalid(&format!("Invalid JSON payload received. {}", errors::serde_message(&e))),
         };
         if let Err(r) = authorize(st, &caller, sa, body.delegates.as_deref(), permission) {
             return r;
@@ -124,14 +124,6 @@ pub fn handle(st: &State, req: &Req, last_segment: &str) -> Response {
             claims["email_verified"] = json!(true);
         }
         errors::json(200, &json!({"token": st.signer.sign(&claims)}), "ok")
-    }
-}
-
-fn short(e: &serde_json::Error) -> String {
-    let s = e.to_string();
-    match s.find(" at line ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
     }
 }
 
