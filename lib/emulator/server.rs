@@ -281,7 +281,7 @@ pub fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<r
     let bundle = crate::core::keys::load_key(key, None)
         .map_err(|e| e.file_setting("--tls-key", "the private key of --tls-cert (PEM)"))?;
     let cfg = rustls::ServerConfig::builder()
-        .with_client_cert_verifier(Arc::new(super::mtls::AnyClientCert::new()))
+        .with_client_cert_verifier(Arc::new(super::mtls::AnyClientCert))
         .with_single_cert(chain, bundle.key)
         .map_err(|e| Error::input(format!("the TLS certificate and key do not fit: {e}")))?;
     Ok(Arc::new(cfg))
