@@ -56,8 +56,8 @@ pub struct Req {
     /// The `Host` header (else the listener's address).
     pub host: String,
     /// The client certificate chain presented in the TLS handshake (DER, leaf first); empty
-    /// on plain HTTP or when none was presented.
-    pub peer_certs: Vec<Vec<u8>>,
+    /// on plain HTTP or when none was presented. Shared by the requests of its connection.
+    pub peer_certs: Arc<[Vec<u8>]>,
 }
 
 impl Req {
@@ -152,7 +152,7 @@ fn parse_head(buf: &[u8], scheme: &'static str, local: &str) -> std::result::Res
         headers: hdrs.clone(),
         body: Vec::new(),
         scheme,
-        peer_certs: Vec::new(),
+        peer_certs: Arc::default(),
     };
     let expect_continue = lower("expect").is_some_and(|e| e == "100-continue");
     Ok(Some(Head { len, req, close, content_length, expect_continue }))
@@ -172,7 +172,13 @@ fn read_more(s: &mut impl Read, buf: &mut Vec<u8>) -> bool {
 
 /// Serves requests on one connection until it closes or asks to; `peer` is the client's
 /// certificate chain from the TLS handshake.
-fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, peer: &[Vec<u8>], state: &impl Handler) {
+fn serve_conn<S: Read + Write>(
+    mut s: S,
+    scheme: &'static str,
+    local: String,
+    peer: Arc<[Vec<u8>]>,
+    state: &impl Handler,
+) {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let head = loop {
@@ -194,7 +200,7 @@ fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, pe
             return;
         }
         let mut req = head.req;
-        req.peer_certs = peer.to_vec();
+        req.peer_certs = peer.clone();
         let Ok(body) = http::read_body(&mut s, &mut buf, head.content_length) else { return };
         req.body = body;
         let started = Instant::now();
@@ -253,7 +259,7 @@ fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, loca
     let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
     let _ = stream.set_nodelay(true);
     match tls {
-        None => serve_conn(stream, "http", local.to_string(), &[], state),
+        None => serve_conn(stream, "http", local.to_string(), Arc::default(), state),
         Some(cfg) => {
             let Ok(conn) = rustls::ServerConnection::new(cfg) else { return };
             let mut tls_stream = rustls::StreamOwned::new(conn, stream);
@@ -263,12 +269,12 @@ fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, loca
                     return;
                 }
             }
-            let peer: Vec<Vec<u8>> = tls_stream
+            let peer: Arc<[Vec<u8>]> = tls_stream
                 .conn
                 .peer_certificates()
                 .map(|chain| chain.iter().map(|c| c.to_vec()).collect())
                 .unwrap_or_default();
-            serve_conn(tls_stream, "https", local.to_string(), &peer, state);
+            serve_conn(tls_stream, "https", local.to_string(), peer, state);
         }
     }
 }
