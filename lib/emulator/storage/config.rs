@@ -230,8 +230,8 @@ impl StorageConfig {
 impl BucketConfig {
     /// Whether the service account `email` holds a role granting `p` on this bucket.
     pub fn allows(&self, email: &str, p: Permission) -> bool {
-        let member = format!("serviceAccount:{email}");
-        self.iam.iter().any(|b| b.role.grants(p) && b.members.contains(&member))
+        let is_caller = |m: &String| m.strip_prefix("serviceAccount:") == Some(email);
+        self.iam.iter().any(|b| b.role.grants(p) && b.members.iter().any(is_caller))
     }
 }
 
