@@ -68,7 +68,7 @@ fn etag(generation: i64) -> String {
 }
 
 /// An object's bytes, with the headers of a Cloud Storage download.
-pub fn media(_b: &BucketConfig, o: &ObjectConfig, generation: i64) -> Response {
+pub fn media(o: &ObjectConfig, generation: i64) -> Response {
     Response::new(200, o.media_type, o.content.as_bytes().to_vec())
         .header("X-Goog-Hash", format!("crc32c={},md5={}", o.crc32c, o.md5))
         .header("X-Goog-Generation", generation.to_string())
