@@ -130,7 +130,7 @@ pub fn emulator_request(data: &[u8]) {
         body: if get { Vec::new() } else { rest.to_vec() },
         scheme: "http",
         host: "127.0.0.1:8080".into(),
-        peer_certs: Vec::new(),
+        peer_certs: Default::default(),
     };
     let resp = emulator_state().handle(&req);
     assert!((200..600).contains(&resp.status), "a real HTTP status");
@@ -167,7 +167,7 @@ mod tests {
             body: body.to_vec(),
             scheme: "http",
             host: "127.0.0.1:8080".into(),
-            peer_certs: Vec::new(),
+            peer_certs: Default::default(),
         };
         let resp = emulator_state().handle(&req);
         assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));

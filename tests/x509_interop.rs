@@ -254,7 +254,7 @@ impl wif::emulator::server::Handler for Recorder {
             path: req.path.clone(),
             content_type: req.header("content-type").unwrap_or_default().to_string(),
             body: req.body.clone(),
-            peer_certs: req.peer_certs.clone(),
+            peer_certs: req.peer_certs.to_vec(),
         });
         let expire = wif::core::clock::rfc3339(wif::core::clock::now_unix() + 3600);
         let body = if req.path.ends_with(":generateAccessToken") {

@@ -12,6 +12,11 @@ pub fn random_uuid() -> String {
     let _ = aws_lc_rs::rand::fill(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
+    uuid_text(b)
+}
+
+/// Sixteen bytes in a UUID's text form: lowercase hex, grouped 8-4-4-4-12.
+pub fn uuid_text(b: [u8; 16]) -> String {
     let h = hex::encode(b);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }

@@ -66,8 +66,13 @@ impl ServiceAccount {
     /// Its UID: the configured one, or a UUID-shaped digest of namespace and name.
     pub fn uid(&self) -> String {
         self.uid.clone().unwrap_or_else(|| {
-            let h = crate::core::keys::sha256_hex(format!("{}/{}", self.namespace, self.name).as_bytes());
-            format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+            let digest = aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                format!("{}/{}", self.namespace, self.name).as_bytes(),
+            );
+            let mut first = [0u8; 16];
+            first.copy_from_slice(&digest.as_ref()[..16]);
+            crate::core::jwt::uuid_text(first)
         })
     }
 }

@@ -3,6 +3,7 @@
 //! conditions in the CEL subset), compiled once, and asked whether a request may pass.
 
 use super::cel::{self, Env, Expr};
+use super::errors::serde_message;
 use super::storage::config::{Permission, Role};
 use crate::http::percent_decode;
 use crate::protocol::boundary::{is_bucket_name, BUCKET_PREFIX};
@@ -99,7 +100,7 @@ impl Boundary {
             .filter(Value::is_object)
             .ok_or("Invalid value for \"options\": it must be a JSON object (URL-encoded JSON is accepted).")?;
         let options: Options = serde_json::from_value(value)
-            .map_err(|e| format!("Invalid value for \"options\": {}", first_line(&e.to_string())))?;
+            .map_err(|e| format!("Invalid value for \"options\": {}", serde_message(&e)))?;
         let rules = options
             .access_boundary
             .and_then(|b| b.access_boundary_rules)
@@ -163,11 +164,6 @@ impl Rule {
         };
         Ok(Rule { bucket: bucket.to_string(), roles, condition })
     }
-}
-
-/// The first line of a serde message, without its position.
-fn first_line(s: &str) -> &str {
-    s.find(" at line ").map_or(s, |i| &s[..i])
 }
 
 #[cfg(test)]

@@ -11,6 +11,16 @@ pub fn json(status: u16, body: &Value, outcome: impl Into<String>) -> Response {
     Response::new(status, "application/json; charset=utf-8", body.to_string().into_bytes()).because(outcome)
 }
 
+/// A JSON decoding error as the services word it: serde's message without its position
+/// (`… at line 1 column 9`).
+pub fn serde_message(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.find(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
 /// An Azure AD error dated `now` (Unix seconds, the emulator's clock): `{"error",
 /// "error_description": "AADSTSn: …\r\nTrace ID…", "error_codes": [n], "timestamp", …}`.
 pub fn azure(now: i64, status: u16, error: &str, code: u64, message: &str) -> Response {

@@ -25,12 +25,7 @@ fn no_such_path(req: &Req) -> Response {
 
 /// The run whose request token the request carries as `Authorization: Bearer …`.
 fn run_of<'a>(issuer: &'a GithubConfig, req: &Req) -> Option<&'a GithubRun> {
-    let auth = req.header("authorization")?;
-    let (scheme, token) = auth.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = token.trim();
+    let token = req.bearer()?;
     issuer.runs.iter().find(|r| constant_time_eq(r.request_token.as_bytes(), token.as_bytes()))
 }
 

@@ -62,12 +62,8 @@ pub fn handle(st: &State, req: &Req, last_segment: &str) -> Response {
         "generateIdToken" => "iam.serviceAccounts.getOpenIdToken",
         _ => return errors::not_found(&req.path),
     };
-    let bearer = req.header("authorization").and_then(|h| {
-        let (scheme, tok) = h.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| tok.trim().to_string())
-    });
     let now = st.now();
-    let caller = bearer.and_then(|t| st.federated.lock().ok()?.get(&t).cloned()).filter(|f| f.exp > now);
+    let caller = req.bearer().and_then(|t| st.federated.lock().ok()?.get(t).cloned()).filter(|f| f.exp > now);
     let Some(caller) = caller else { return unauthenticated() };
     if !caller.scopes.iter().any(|s| CALLER_SCOPES.contains(&s.as_str())) {
         return google(
@@ -84,7 +80,7 @@ pub fn handle(st: &State, req: &Req, last_segment: &str) -> Response {
     if method == "generateAccessToken" {
         let body: AccessTokenRequest = match serde_json::from_slice(&req.body) {
             Ok(b) => b,
-            Err(e) => return invalid(&format!("Invalid JSON payload received. {}", short(&e))),
+            Err(e) => return invalid(&format!("Invalid JSON payload received. {}", errors::serde_message(&e))),
         };
         if let Err(r) = authorize(st, &caller, sa, body.delegates.as_deref(), permission) {
             return r;
@@ -109,7 +105,7 @@ pub fn handle(st: &State, req: &Req, last_segment: &str) -> Response {
     } else {
         let body: IdTokenRequest = match serde_json::from_slice(&req.body) {
             Ok(b) => b,
-            Err(e) => return invalid(&format!("Invalid JSON payload received. {}", short(&e))),
+            Err(e) => return invalid(&format!("Invalid JSON payload received. {}", errors::serde_message(&e))),
         };
         if let Err(r) = authorize(st, &caller, sa, body.delegates.as_deref(), permission) {
             return r;
@@ -128,14 +124,6 @@ pub fn handle(st: &State, req: &Req, last_segment: &str) -> Response {
             claims["email_verified"] = json!(true);
         }
         errors::json(200, &json!({"token": st.signer.sign(&claims)}), "ok")
-    }
-}
-
-fn short(e: &serde_json::Error) -> String {
-    let s = e.to_string();
-    match s.find(" at line ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
     }
 }
 

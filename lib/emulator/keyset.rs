@@ -83,19 +83,20 @@ impl KeySet {
     }
 }
 
-/// The key sets of every Kubernetes and GitHub issuer, by kind and name.
+/// The key sets of every Kubernetes and GitHub issuer, by kind, then name (so a request's
+/// lookup borrows the name from its path).
 #[derive(Default)]
-pub struct IssuerKeys(BTreeMap<(BearerKind, String), KeySet>);
+pub struct IssuerKeys(BTreeMap<BearerKind, BTreeMap<String, KeySet>>);
 
 impl IssuerKeys {
     /// Adds an issuer's key set.
     pub fn insert(&mut self, kind: BearerKind, name: &str, keys: KeySet) {
-        self.0.insert((kind, name.to_string()), keys);
+        self.0.entry(kind).or_default().insert(name.to_string(), keys);
     }
 
     /// The key set of issuer `name` of `kind`.
     pub fn get(&self, kind: BearerKind, name: &str) -> Option<&KeySet> {
-        self.0.get(&(kind, name.to_string()))
+        self.0.get(&kind)?.get(name)
     }
 }
 

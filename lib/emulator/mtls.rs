@@ -4,30 +4,16 @@
 //! against the provider named in the request), but the handshake signature must verify,
 //! which proves the client holds the certificate's key.
 
+use super::x509;
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-/// Requests a client certificate, accepts any chain, verifies the handshake signature.
+/// Requests a client certificate, accepts any chain, verifies the handshake signature (with
+/// [`x509::algorithms`]).
 #[derive(Debug)]
-pub struct AnyClientCert {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl AnyClientCert {
-    /// With the aws-lc-rs provider's signature algorithms.
-    pub fn new() -> AnyClientCert {
-        AnyClientCert { algorithms: rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms }
-    }
-}
-
-impl Default for AnyClientCert {
-    fn default() -> AnyClientCert {
-        AnyClientCert::new()
-    }
-}
+pub struct AnyClientCert;
 
 impl ClientCertVerifier for AnyClientCert {
     fn offer_client_auth(&self) -> bool {
@@ -60,7 +46,7 @@ impl ClientCertVerifier for AnyClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &x509::algorithms())
     }
 
     fn verify_tls13_signature(
@@ -69,10 +55,10 @@ impl ClientCertVerifier for AnyClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &x509::algorithms())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        x509::algorithms().supported_schemes()
     }
 }

@@ -56,14 +56,21 @@ pub struct Req {
     /// The `Host` header (else the listener's address).
     pub host: String,
     /// The client certificate chain presented in the TLS handshake (DER, leaf first); empty
-    /// on plain HTTP or when none was presented.
-    pub peer_certs: Vec<Vec<u8>>,
+    /// on plain HTTP or when none was presented. Shared by the requests of its connection.
+    pub peer_certs: Arc<[Vec<u8>]>,
 }
 
 impl Req {
     /// A header value (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The token of an `Authorization: Bearer …` header (scheme case-insensitive, token
+    /// trimmed); `None` without one.
+    pub fn bearer(&self) -> Option<&str> {
+        let (scheme, token) = self.header("authorization")?.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
     }
 
     /// `scheme://host`, the base of the URLs clients used to reach us.
@@ -145,7 +152,7 @@ fn parse_head(buf: &[u8], scheme: &'static str, local: &str) -> std::result::Res
         headers: hdrs.clone(),
         body: Vec::new(),
         scheme,
-        peer_certs: Vec::new(),
+        peer_certs: Arc::default(),
     };
     let expect_continue = lower("expect").is_some_and(|e| e == "100-continue");
     Ok(Some(Head { len, req, close, content_length, expect_continue }))
@@ -165,7 +172,13 @@ fn read_more(s: &mut impl Read, buf: &mut Vec<u8>) -> bool {
 
 /// Serves requests on one connection until it closes or asks to; `peer` is the client's
 /// certificate chain from the TLS handshake.
-fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, peer: &[Vec<u8>], state: &impl Handler) {
+fn serve_conn<S: Read + Write>(
+    mut s: S,
+    scheme: &'static str,
+    local: String,
+    peer: Arc<[Vec<u8>]>,
+    state: &impl Handler,
+) {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let head = loop {
@@ -187,7 +200,7 @@ fn serve_conn<S: Read + Write>(mut s: S, scheme: &'static str, local: String, pe
             return;
         }
         let mut req = head.req;
-        req.peer_certs = peer.to_vec();
+        req.peer_certs = peer.clone();
         let Ok(body) = http::read_body(&mut s, &mut buf, head.content_length) else { return };
         req.body = body;
         let started = Instant::now();
@@ -246,7 +259,7 @@ fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, loca
     let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
     let _ = stream.set_nodelay(true);
     match tls {
-        None => serve_conn(stream, "http", local.to_string(), &[], state),
+        None => serve_conn(stream, "http", local.to_string(), Arc::default(), state),
         Some(cfg) => {
             let Ok(conn) = rustls::ServerConnection::new(cfg) else { return };
             let mut tls_stream = rustls::StreamOwned::new(conn, stream);
@@ -256,12 +269,12 @@ fn handle_stream(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, loca
                     return;
                 }
             }
-            let peer: Vec<Vec<u8>> = tls_stream
+            let peer: Arc<[Vec<u8>]> = tls_stream
                 .conn
                 .peer_certificates()
                 .map(|chain| chain.iter().map(|c| c.to_vec()).collect())
                 .unwrap_or_default();
-            serve_conn(tls_stream, "https", local.to_string(), &peer, state);
+            serve_conn(tls_stream, "https", local.to_string(), peer, state);
         }
     }
 }
@@ -274,7 +287,7 @@ pub fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<r
     let bundle = crate::core::keys::load_key(key, None)
         .map_err(|e| e.file_setting("--tls-key", "the private key of --tls-cert (PEM)"))?;
     let cfg = rustls::ServerConfig::builder()
-        .with_client_cert_verifier(Arc::new(super::mtls::AnyClientCert::new()))
+        .with_client_cert_verifier(Arc::new(super::mtls::AnyClientCert))
         .with_single_cert(chain, bundle.key)
         .map_err(|e| Error::input(format!("the TLS certificate and key do not fit: {e}")))?;
     Ok(Arc::new(cfg))

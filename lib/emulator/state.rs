@@ -188,14 +188,11 @@ fn issuer_keys(config: &Config) -> Result<super::keyset::IssuerKeys> {
     use super::bearer_config::BearerKind;
     use super::keyset::KeySet;
     let mut keys = super::keyset::IssuerKeys::default();
-    let k8s = config.kubernetes.iter().map(|k| (BearerKind::Kubernetes, &k.name, &k.signing_key));
-    let github = config.github.iter().map(|g| (BearerKind::Github, &g.name, &g.signing_key));
-    let mut index = std::collections::BTreeMap::<BearerKind, usize>::new();
-    for (kind, name, signing_key) in k8s.chain(github) {
-        let i = index.entry(kind).or_default();
+    let k8s = config.kubernetes.iter().enumerate().map(|(i, k)| (BearerKind::Kubernetes, i, &k.name, &k.signing_key));
+    let github = config.github.iter().enumerate().map(|(i, g)| (BearerKind::Github, i, &g.name, &g.signing_key));
+    for (kind, i, name, signing_key) in k8s.chain(github) {
         let set =
             KeySet::load(signing_key.as_deref()).map_err(|e| e.context(format!("{}[{i}].signing_key", kind.name())))?;
-        *i += 1;
         keys.insert(kind, name, set);
     }
     Ok(keys)

@@ -13,6 +13,7 @@ use super::x509::{self, KeyType};
 use crate::core::clock;
 use crate::server::Response;
 use serde_json::Value;
+use x509_parser::certificate::X509Certificate;
 
 fn invalid_grant(msg: &str) -> Response {
     oauth(400, "invalid_grant", msg)
@@ -29,22 +30,22 @@ pub fn verify(st: &State, req: &Req, x509: &X509Config, subject: &str) -> Result
         return Err(oauth(401, "unauthorized_client", "The leaf certificate of the subject_token does not match the client certificate presented in the mTLS handshake."));
     }
     let now = st.now();
-    for (i, der) in chain.iter().enumerate() {
-        check_certificate(der, i, now)?;
+    // decode_subject_token has checked each is X.509.
+    let certs: Vec<_> = chain.iter().filter_map(|der| x509::parse(der)).collect();
+    for (i, cert) in certs.iter().enumerate() {
+        check_certificate(cert, i, now)?;
     }
     x509.store.verify(&chain, now).map_err(|e| match e {
         ChainError::TooDeep => invalid_grant(&format!("The certificate chain is too long: at most {MAX_DEPTH} certificates (the leaf and its intermediate CAs) may lead to a trust anchor.")),
         ChainError::Time(detail) => invalid_grant(&format!("A certificate of the chain is not within its validity period ({detail}).")),
         ChainError::Untrusted(detail) => invalid_grant(&format!("The certificate chain could not be verified against the trust store of the workload identity pool provider: it does not build to one of its trust anchors ({detail}).")),
     })?;
-    let leaf = x509::parse(&chain[0]).ok_or_else(|| invalid_grant("The leaf certificate is not X.509."))?;
-    Ok(x509::assertion(&chain[0], &leaf))
+    Ok(x509::assertion(&chain[0], &certs[0]))
 }
 
 /// The validity period and key type of `subject_token[i]`.
-fn check_certificate(der: &[u8], i: usize, now: i64) -> Result<(), Response> {
-    let cert = x509::parse(der).ok_or_else(|| invalid_grant(&format!("subject_token[{i}] is not X.509.")))?;
-    let name = x509::subject(&cert);
+fn check_certificate(cert: &X509Certificate<'_>, i: usize, now: i64) -> Result<(), Response> {
+    let name = x509::subject(cert);
     let validity = cert.validity();
     let (not_before, not_after) = (validity.not_before.timestamp(), validity.not_after.timestamp());
     if now > not_after {
@@ -59,7 +60,7 @@ fn check_certificate(der: &[u8], i: usize, now: i64) -> Result<(), Response> {
             clock::rfc3339(not_before)
         )));
     }
-    let key = KeyType::of(&cert);
+    let key = KeyType::of(cert);
     if !key.allowed() {
         return Err(invalid_grant(&format!(
             "The certificate {name} (subject_token[{i}]) has {}; only RSA keys of 2048 to 4096 bits and ECDSA P-256 or P-384 keys are supported.",

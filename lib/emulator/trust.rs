@@ -159,14 +159,13 @@ impl TrustStore {
         let mut intermediates: Vec<CertificateDer<'_>> =
             chain[1..].iter().map(|c| CertificateDer::from(c.as_slice())).collect();
         intermediates.extend(self.intermediates.iter().cloned());
-        let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
         let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(u64::try_from(now).unwrap_or(0)));
         let depth = |path: &webpki::VerifiedPath<'_>| match 1 + path.intermediate_certificates().count() {
             n if n > MAX_DEPTH => Err(webpki::Error::MaximumPathDepthExceeded),
             _ => Ok(()),
         };
         let verified = end_entity.verify_for_usage(
-            algorithms.all,
+            x509::algorithms().all,
             &anchors,
             &intermediates,
             time,

@@ -5,7 +5,9 @@
 //! the leaf.
 
 use base64::Engine as _;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use serde_json::{json, Value};
+use std::sync::LazyLock;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::public_key::PublicKey;
@@ -65,6 +67,15 @@ impl KeyType {
     }
 }
 
+/// The aws-lc-rs provider's signature verification algorithms, which the TLS handshake,
+/// chain building and the self-signed check all verify with. Read once: building the
+/// provider allocates its cipher suites and key-exchange groups.
+pub fn algorithms() -> WebPkiSupportedAlgorithms {
+    static ALGORITHMS: LazyLock<WebPkiSupportedAlgorithms> =
+        LazyLock::new(|| rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms);
+    *ALGORITHMS
+}
+
 /// Parses DER as X.509; `None` when it is not.
 pub fn parse(der: &[u8]) -> Option<X509Certificate<'_>> {
     x509_parser::parse_x509_certificate(der).ok().map(|(_, c)| c)
@@ -81,23 +92,21 @@ pub fn is_ca(cert: &X509Certificate<'_>) -> bool {
 }
 
 /// Whether a certificate is self-signed: its issuer is its subject and its own key
-/// verifies its signature (with the aws-lc-rs provider's algorithms).
+/// verifies its signature (with [`algorithms`]).
 pub fn self_signed(der: &[u8]) -> bool {
     let Some(cert) = parse(der) else { return false };
-    cert.subject().as_raw() == cert.issuer().as_raw() && signed_by(der, &cert)
+    cert.subject().as_raw() == cert.issuer().as_raw() && signed_by(der, &cert, &cert)
 }
 
-/// Whether `issuer`'s public key verifies the signature of the certificate `der`.
-fn signed_by(der: &[u8], issuer: &X509Certificate<'_>) -> bool {
-    let Some(cert) = parse(der) else { return false };
+/// Whether `issuer`'s public key verifies the signature of `cert` (parsed from `der`).
+fn signed_by(der: &[u8], cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> bool {
     let (Some(sig_alg), Some(key_alg)) =
         (signature_algorithm(der), first_element(issuer.tbs_certificate.subject_pki.raw))
     else {
         return false;
     };
-    let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
     let key = &issuer.tbs_certificate.subject_pki.subject_public_key.data;
-    algorithms.all.iter().any(|alg| {
+    algorithms().all.iter().any(|alg| {
         alg.signature_alg_id().as_ref() == sig_alg.as_slice()
             && alg.public_key_alg_id().as_ref() == key_alg.as_slice()
             && alg.verify_signature(key, cert.tbs_certificate.as_ref(), &cert.signature_value.data).is_ok()

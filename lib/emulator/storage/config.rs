@@ -27,7 +27,7 @@ pub struct BucketConfig {
     /// The bucket's IAM policy.
     #[serde(default)]
     pub iam: Vec<BucketBinding>,
-    /// Its objects.
+    /// Its objects, in name order once loaded (as listings walk them).
     #[serde(default)]
     pub objects: Vec<ObjectConfig>,
 }
@@ -173,6 +173,9 @@ impl StorageConfig {
         self.generation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        for b in &mut self.buckets {
+            b.objects.sort_by(|x, y| x.name.cmp(&y.name));
+        }
         for o in self.buckets.iter_mut().flat_map(|b| b.objects.iter_mut()) {
             let media = o.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
             if !media.contains('/') || media.chars().any(|c| c.is_control()) {
@@ -230,8 +233,8 @@ impl StorageConfig {
 impl BucketConfig {
     /// Whether the service account `email` holds a role granting `p` on this bucket.
     pub fn allows(&self, email: &str, p: Permission) -> bool {
-        let member = format!("serviceAccount:{email}");
-        self.iam.iter().any(|b| b.role.grants(p) && b.members.contains(&member))
+        let is_caller = |m: &String| m.strip_prefix("serviceAccount:") == Some(email);
+        self.iam.iter().any(|b| b.role.grants(p) && b.members.iter().any(is_caller))
     }
 }
 

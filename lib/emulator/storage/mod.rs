@@ -71,10 +71,10 @@ fn serve(st: &State, req: &Req, bucket: &str, call: Call, query: &[(String, Stri
     let storage = st.config.google.as_ref().map(|g| &g.storage);
     let found = storage.and_then(|s| s.bucket(bucket));
     let target = Target { bucket, object, list_prefix };
-    if !authorized(&caller, found, permission, &target) {
+    // The same refusal whether the bucket is missing or the caller may not use it.
+    let Some(b) = found.filter(|b| authorized(&caller, b, permission, &target)) else {
         return denied(&caller.email, permission, object.is_some());
-    }
-    let Some(b) = found else { return denied(&caller.email, permission, object.is_some()) };
+    };
     let generation = storage.map_or(1, |s| s.generation);
     let base = req.base_url();
     match call {
@@ -87,7 +87,7 @@ fn serve(st: &State, req: &Req, bucket: &str, call: Call, query: &[(String, Stri
                 return errors::storage(404, &format!("No such object: {bucket}/{o}"), "notFound", "no_such_object");
             };
             if matches!(call, Call::Media(_)) {
-                objects::media(b, obj, generation)
+                objects::media(obj, generation)
             } else {
                 errors::json(200, &objects::resource(b, obj, generation, &base), "ok")
             }
@@ -97,11 +97,7 @@ fn serve(st: &State, req: &Req, bucket: &str, call: Call, query: &[(String, Stri
 
 /// The caller's live access token, or the 401/403 Cloud Storage answers without one.
 fn authenticate(st: &State, req: &Req, p: Permission, object: bool) -> Result<AccessToken, Response> {
-    let bearer = req.header("authorization").and_then(|h| {
-        let (scheme, tok) = h.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| tok.trim())
-    });
-    let Some(bearer) = bearer else {
+    let Some(bearer) = req.bearer() else {
         let msg = format!("Anonymous caller {}", lacks(p, object));
         return Err(unauthorized(&msg, "required"));
     };
@@ -116,9 +112,8 @@ fn authenticate(st: &State, req: &Req, p: Permission, object: bool) -> Result<Ac
 
 /// The enforcement rule: a role on the bucket granting `p` to the token's service account,
 /// and, for a downscoped token, a boundary rule making `p` available on the target.
-fn authorized(caller: &AccessToken, bucket: Option<&BucketConfig>, p: Permission, target: &Target) -> bool {
-    let iam = bucket.is_some_and(|b| b.allows(&caller.email, p));
-    iam && caller.boundary.as_ref().map_or(true, |b| b.allows(p, target))
+fn authorized(caller: &AccessToken, bucket: &BucketConfig, p: Permission, target: &Target) -> bool {
+    bucket.allows(&caller.email, p) && caller.boundary.as_ref().map_or(true, |b| b.allows(p, target))
 }
 
 /// "does not have storage.objects.get access to the Google Cloud Storage object. …"

@@ -68,7 +68,7 @@ fn etag(generation: i64) -> String {
 }
 
 /// An object's bytes, with the headers of a Cloud Storage download.
-pub fn media(_b: &BucketConfig, o: &ObjectConfig, generation: i64) -> Response {
+pub fn media(o: &ObjectConfig, generation: i64) -> Response {
     Response::new(200, o.media_type, o.content.as_bytes().to_vec())
         .header("X-Goog-Hash", format!("crc32c={},md5={}", o.crc32c, o.md5))
         .header("X-Goog-Generation", generation.to_string())
@@ -80,13 +80,12 @@ pub fn media(_b: &BucketConfig, o: &ObjectConfig, generation: i64) -> Response {
         .because("ok")
 }
 
-/// The entries of a listing, in name order: objects under `prefix`, those with `delimiter`
-/// after the prefix folded into one prefix entry each.
+/// The entries of a listing, in name order (the bucket's objects are sorted when the
+/// configuration loads): objects under `prefix`, those with `delimiter` after the prefix
+/// folded into one prefix entry each.
 fn entries<'a>(b: &'a BucketConfig, prefix: &str, delimiter: &str) -> Vec<Entry<'a>> {
-    let mut objects: Vec<&ObjectConfig> = b.objects.iter().filter(|o| o.name.starts_with(prefix)).collect();
-    objects.sort_by(|x, y| x.name.cmp(&y.name));
     let mut out: Vec<Entry> = Vec::new();
-    for o in objects {
+    for o in b.objects.iter().filter(|o| o.name.starts_with(prefix)) {
         let rest = &o.name[prefix.len()..];
         let folded = (!delimiter.is_empty()).then(|| rest.find(delimiter)).flatten();
         let entry = match folded {
