@@ -12,6 +12,7 @@ pub mod jwt;
 pub mod keys;
 pub mod secret;
 pub mod settings;
+pub mod spread;
 pub mod tls;
 pub mod token;
 pub mod wire;

@@ -115,6 +115,7 @@ config_keys! {
     SERVE_STS_TIMEOUT = "serve_sts_timeout", "WIF_SERVE_STS_TIMEOUT";
     SERVE_LEDGER = "serve_ledger", "WIF_SERVE_LEDGER";
     SERVE_BEARER_ISSUERS = "serve_bearer_issuers", "WIF_SERVE_BEARER_ISSUERS";
+    MAX_HANDSHAKE_QUEUE = "max_handshake_queue", "WIF_MAX_HANDSHAKE_QUEUE";
     GET_URL = "get_url", "WIF_GET_URL";
     GET_CERT = "get_cert", "WIF_GET_CERT";
     GET_KEY = "get_key", "WIF_GET_KEY";
@@ -124,6 +125,8 @@ config_keys! {
     GET_CA = "get_ca", "WIF_GET_CA";
     GET_OUT = "get_out", "WIF_GET_OUT";
     GET_MIN_TTL = "get_min_ttl", "WIF_GET_MIN_TTL";
+    GET_SPREAD = "get_spread", "WIF_GET_SPREAD";
+    GET_SPLAY = "get_splay", "WIF_GET_SPLAY";
     GET_ASSUME_TTL = "get_assume_ttl", "WIF_GET_ASSUME_TTL";
     GET_FORMAT = "get_format", "WIF_GET_FORMAT";
     GET_SUBJECT_TOKEN_TYPE = "get_subject_token_type", "WIF_GET_SUBJECT_TOKEN_TYPE";

@@ -1,0 +1,1 @@
+//! Spreading refreshes: wif-get from cron (--min-ttl, --spread, --splay) and its metadata server.
