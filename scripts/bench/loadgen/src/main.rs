@@ -9,21 +9,25 @@
 //! the cost it must keep low is per handshake, not per thread.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::{aws_lc_rs, SupportedKxGroup};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned};
+use rustls::pki_types::{PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use serde::Serialize;
+use wif_loadgen::{
+    find, parse_duration, parse_url, percentile, proc_usage, read_pem_certs, round3, servers_cpu, CachingVerifier,
+    Target,
+};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -101,117 +105,6 @@ impl Kx {
             Kx::X25519mlkem768 => aws_lc_rs::kx_group::X25519MLKEM768,
         }
     }
-}
-
-/// `10`, `10s`, `1.5s`, `500ms`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num.trim().parse().map_err(|_| format!("not a duration: {s:?} (e.g. 10s, 500ms)"))?;
-    if !(0.0..1e7).contains(&v) {
-        return Err(format!("duration out of range: {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(v * scale))
-}
-
-/// The parts of an https URL the load generator needs.
-#[derive(Debug)]
-struct Target {
-    host: String,
-    addr: SocketAddr,
-    path: String,
-}
-
-fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url.strip_prefix("https://").ok_or_else(|| format!("{url}: only https:// URLs are supported"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, p) = v6.split_once(']').ok_or_else(|| format!("{url}: unclosed [ in host"))?;
-        (h, p.strip_prefix(':').unwrap_or("443"))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p),
-            None => (authority, "443"),
-        }
-    };
-    let port: u16 = port.parse().map_err(|_| format!("{url}: bad port {port:?}"))?;
-    let addr = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("{url}: resolving {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{url}: {host} has no address"))?;
-    Ok(Target { host: host.to_string(), addr, path: path.to_string() })
-}
-
-/// Remembers server chains that verified, so the client spends its CPU on the per-handshake work
-/// (key exchange, the server's signature, its own signature) and can keep up with fast servers.
-#[derive(Debug)]
-struct CachingVerifier {
-    inner: Arc<WebPkiServerVerifier>,
-    verified: Mutex<Vec<Vec<Vec<u8>>>>,
-}
-
-impl ServerCertVerifier for CachingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let chain: Vec<Vec<u8>> =
-            std::iter::once(end_entity).chain(intermediates).map(|c| c.as_ref().to_vec()).collect();
-        if self.verified.lock().map(|v| v.contains(&chain)).unwrap_or(false) {
-            return Ok(ServerCertVerified::assertion());
-        }
-        let ok = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
-        if let Ok(mut v) = self.verified.lock() {
-            v.push(chain);
-        }
-        Ok(ok)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("reading {}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("reading {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificates found", path.display()));
-    }
-    Ok(certs)
 }
 
 fn client_config(args: &Args) -> Result<Arc<ClientConfig>, String> {
@@ -407,41 +300,6 @@ fn request(tls: &mut Tls, req: &[u8], buf: &mut [u8]) -> io::Result<bool> {
     Ok(!close)
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// CPU time (utime+stime, seconds) and peak RSS (VmHWM, KiB) of one process.
-fn proc_usage(pid: u32) -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the ")" that closes the command name; utime and stime are fields 14 and 15.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    Some((ticks as f64 / clock_ticks() as f64, hwm))
-}
-
-/// USER_HZ; 100 on every Linux this runs on (getconf CLK_TCK), without a libc dependency.
-fn clock_ticks() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
-}
-
-fn servers_cpu(pids: &[u32]) -> f64 {
-    pids.iter().filter_map(|p| proc_usage(*p)).map(|(cpu, _)| cpu).sum()
-}
-
 /// The JSON line on stdout.
 #[derive(Serialize)]
 struct Report {
@@ -469,18 +327,6 @@ struct Report {
     server_cpu_ms_per_request: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     server_peak_rss_kib: Option<u64>,
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
 }
 
 fn run(args: Args) -> Result<Report, String> {
