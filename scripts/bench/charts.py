@@ -25,6 +25,7 @@ STYLES = {
     "nginx": ("#f0a030", False),
     "seed": ("#ececec", True),
     "wif-total": ("#7fa7cf", True),
+    "baseline": ("#9dbfe3", False),
 }
 
 
@@ -300,6 +301,63 @@ def pipeline_chart(path, title, subtitle, rows, legend_items, desc, axis_label, 
     for n in notes:
         y = footnote(svg, y, n)
     svg.height = y + 4
+    save(svg, path)
+
+
+def scaling_chart(path, title, subtitle, groups, legend_items, desc):
+    """Chart (d): handshakes/s on one core and on two, by server."""
+    svg = Svg(WIDTH, 0, title, desc)
+    y = header(svg, title, subtitle)
+    y = legend(svg, y, legend_items)
+    top = y + 34
+    plot_h = 260
+    vertical_panel(svg, 90, top, WIDTH - 110, plot_h, "New connection per request, TLS 1.3, P-256", groups,
+                   "handshakes per second", lambda v: f"{v:,.0f}")
+    svg.height = top + plot_h + 34
+    save(svg, path)
+
+
+def timeline_chart(path, title, subtitle, panels, legend_items, desc, x_label, bin_s):
+    """Chart (e): counts per time bin, one panel per mode, on one shared y scale. panels is
+    [(title, [(style, name, counts)])]: the first series is drawn as a filled area, the others
+    as filled areas over it (each a subset of the first)."""
+    svg = Svg(WIDTH, 0, title, desc)
+    y = header(svg, title, subtitle)
+    y = legend(svg, y, legend_items)
+    x0, x1, plot_h = 90, WIDTH - 30, 150
+    n = max((len(c) for _, series in panels for _, _, c in series), default=1)
+    top_v = max((max(c) if c else 0 for _, series in panels for _, _, c in series), default=1) or 1
+    ticks = nice_ticks(top_v * 1.05)
+    xticks = nice_ticks(n * bin_s, 10)
+
+    def xpos(i):
+        return x0 + (x1 - x0) * i / n
+
+    for ptitle, series in panels:
+        y += 30
+        svg.text(x0, y - 10, ptitle, 13, weight="bold")
+        ypos = lambda v, y=y: y + plot_h - plot_h * v / ticks[-1]  # noqa: E731
+        for t in ticks:
+            svg.line(x0, ypos(t), x1, ypos(t), GRID if t else INK, 1)
+            svg.text(x0 - 6, ypos(t) + 4, tick_label(t, ticks[1] - ticks[0]), 11, "end", MUTED)
+        for t in xticks:
+            if t / bin_s <= n:
+                svg.line(xpos(t / bin_s), y + plot_h, xpos(t / bin_s), y + plot_h + 4, INK, 1)
+                svg.text(xpos(t / bin_s), y + plot_h + 16, tick_label(t, xticks[1] - xticks[0]), 11, "middle", MUTED)
+        svg.text(x0 - 58, y + plot_h / 2, "per 100 ms", 12, "middle",
+                 extra=f' transform="rotate(-90 {x0 - 58:.1f} {y + plot_h / 2:.1f})"')
+        for style, name, counts in series:
+            fill, _ = STYLES[style]
+            points = [f"{xpos(0):.1f},{ypos(0):.1f}"]
+            for i, c in enumerate(counts):
+                points.append(f"{xpos(i):.1f},{ypos(c):.1f}")
+                points.append(f"{xpos(i + 1):.1f},{ypos(c):.1f}")
+            points.append(f"{xpos(len(counts)):.1f},{ypos(0):.1f}")
+            svg.add(f'<g><title>{escape(name)}</title><polygon points="{" ".join(points)}" fill="{fill}" '
+                    f'stroke="{fill}" stroke-width="0.6"/></g>')
+        y += plot_h + 24
+    svg.text((x0 + x1) / 2, y + 4, x_label, 12, "middle")
+    svg.height = y + 16
     save(svg, path)
 
 

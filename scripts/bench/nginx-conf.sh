@@ -2,13 +2,16 @@
 # The nginx baseline both benchmark scripts measure: one worker, mutual TLS with the same
 # certificates, the same token file at /get_wif_token. Sourced by run.sh and compare-serve.sh.
 
-# write_nginx_conf DIR PORT PKI TOKEN: writes DIR/nginx.conf (logs and temp files in DIR).
+# write_nginx_conf DIR PORT PKI TOKEN [WORKERS]: writes DIR/nginx.conf (logs and temp files in
+# DIR); WORKERS (default 1) above one are bound one to a CPU (worker_cpu_affinity auto).
 write_nginx_conf() {
-  local dir=$1 port=$2 pki=$3 token=$4
+  local dir=$1 port=$2 pki=$3 token=$4 workers=${5:-1} affinity=''
+  [ "$workers" = 1 ] || affinity="worker_cpu_affinity auto;"
   mkdir -p "$dir/tmp"
   cat > "$dir/nginx.conf" <<CONF
 # One worker, mutual TLS with the same certificates, the same token file at /get_wif_token.
-worker_processes 1;
+worker_processes $workers;
+$affinity
 daemon off;
 user root;
 pid $dir/nginx.pid;

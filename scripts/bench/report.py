@@ -13,6 +13,7 @@ import re
 import sys
 
 import charts
+import sections
 
 ap = argparse.ArgumentParser(description="Render one scripts/bench/run.sh run as Markdown (and SVG charts).")
 ap.add_argument("results", metavar="RESULTS_DIR")
@@ -24,8 +25,9 @@ if not os.path.isdir(RES):
              "the directory it kept with --keep)")
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = ["wif-serve", "nginx", "flask"]
-SERVER_NAMES = {"wif-serve": "wif-serve (rustls)", "nginx": "nginx (1 worker)", "flask": "Flask + ssl (seed)"}
-LIB = {"wif-serve": "aws-lc", "nginx": "openssl", "flask": "openssl"}
+SERVER_NAMES = {"wif-serve": "wif-serve (rustls)", "baseline": "wif-serve, baseline build (`--baseline-serve`)",
+                "nginx": "nginx (1 worker)", "flask": "Flask + ssl (seed)"}
+LIB = {"wif-serve": "aws-lc", "baseline": "aws-lc", "nginx": "openssl", "flask": "openssl"}
 CASES = [
     ("ec", "new-tls13", "New connection per request, TLS 1.3, P-256 PKI (full handshake, no resumption)"),
     ("ec", "new-tls12", "New connection per request, TLS 1.2, P-256 PKI"),
@@ -98,6 +100,8 @@ def load_runs():
 
 
 RUNS = load_runs()
+if any(server == "baseline" for server, _, _ in RUNS):
+    SERVERS.insert(1, "baseline")
 
 
 def pick(server, pki, case):
@@ -141,10 +145,11 @@ pipe = json.loads(read("pipeline.json", "null") or "null")
 # ---- charts (docs/bench/*.svg), drawn from the same results as the tables ----
 CASE_LABELS = {("ec", "new-tls13"): "TLS 1.3, P-256", ("ec", "new-tls12"): "TLS 1.2, P-256",
                ("rsa", "new-tls13"): "TLS 1.3, RSA-2048"}
-CHART_SERVERS = {"wif-serve": ("wif", "wif-serve (rustls + aws-lc)"), "nginx": ("nginx", "nginx, 1 worker (OpenSSL)"),
+CHART_SERVERS = {"wif-serve": ("wif", "wif-serve (rustls + aws-lc)"), "baseline": ("baseline", "wif-serve, baseline build"),
+                 "nginx": ("nginx", "nginx, 1 worker (OpenSSL)"),
                  "flask": ("seed", "Flask + ssl, the seed's server (OpenSSL)")}
-SHORT = {"wif-serve": "wif-serve", "nginx": "nginx", "flask": "Flask"}
-CHARTS = ["handshakes.svg", "cpu-per-handshake.svg", "pipeline-cpu.svg"]
+SHORT = {"wif-serve": "wif-serve", "baseline": "baseline", "nginx": "nginx", "flask": "Flask"}
+CHARTS = ["handshakes.svg", "cpu-per-handshake.svg", "pipeline-cpu.svg", "scaling.svg", "fleet.svg"]
 
 
 def crypto_limit(server, pki):
@@ -217,7 +222,7 @@ def server_charts(chart_dir, method, legend, ranges):
     charts.handshakes_chart(os.path.join(chart_dir, CHARTS[0]),
                             "Handshakes and requests per second, by server (higher is better)", method,
                             new, keep, legend + ref + ranges, desc, notes)
-    ws, ng, fl = (pick(s, "ec", "new-tls13")[0] for s in SERVERS)
+    ws, ng, fl = (pick(s, "ec", "new-tls13")[0] for s in ("wif-serve", "nginx", "flask"))
     wk, nk = (pick(s, "ec", "keepalive-tls13")[0] for s in ("wif-serve", "nginx"))
     caption = "Full mutual-TLS handshakes per second by server and TLS case, and kept-alive requests per second"
     if ws and ng and fl:
@@ -298,7 +303,7 @@ def draw_charts(chart_dir):
     method = (f"median of {runs} run{'s' if runs > 1 else ''} of {facts.get('duration', '?')} s, "
               f"{facts.get('concurrency', '?')} connections, server on one core"
               + ("; whiskers: range over the runs" if runs > 1 else ""))
-    legend = [("bar", style, name) for style, name in CHART_SERVERS.values()]
+    legend = [("bar", *CHART_SERVERS[s]) for s in SERVERS]
     ranges = [("range", None, f"range over {runs} runs")] if runs > 1 else []
     made = []
     if any(pick(s, pki, case)[0] for s in SERVERS for pki, case, _ in CASES):
@@ -310,6 +315,8 @@ def draw_charts(chart_dir):
         made += pipeline_charts(chart_dir)
     else:
         charts.remove_stale(os.path.join(chart_dir, CHARTS[2]))
+    made += [c for c in (sections.scaling_chart(RES, chart_dir, CHARTS[3]),
+                         sections.fleet_chart(RES, chart_dir, CHARTS[4])) if c]
     return made
 
 
@@ -451,6 +458,7 @@ w("|---|---:|---:|")
 for s in SERVERS:
     w(f"| {SERVER_NAMES[s]} | {mib(peak_rss(s, 'ec'))} | {mib(peak_rss(s, 'rsa'))} |")
 w("")
+out.extend(sections.scaling_section(RES, facts))
 
 if pipe:
     w("## Pipeline")
@@ -490,6 +498,8 @@ if pipe:
               f"{f1(t.get('sys_ms'))} | {mib(t['peak_rss_kib'])} |")
     w("")
 
+out.extend(sections.fleet_section(RES, facts))
+
 # ---- targets ----
 w("## Targets")
 w("")
@@ -498,7 +508,7 @@ w("|---|---|---|")
 
 
 def target(name, measured, ok):
-    w(f"| {name} | {measured} | {'met' if ok else '**missed**' if ok is not None else 'not measured'} |")
+    w(f"| {name} | {measured} | {'met' if ok else '**missed**' if ok is not None else 'reported'} |")
 
 
 ws, _ = pick("wif-serve", "ec", "new-tls13")
@@ -518,13 +528,34 @@ if ws and fl:
            f"per server CPU-second {cpu_ratio:.2f}×", ratio >= 3)
 wk, _ = pick("wif-serve", "ec", "keepalive-tls13")
 nk, _ = pick("nginx", "ec", "keepalive-tls13")
-if wk and nk:
-    ratio = wk["requests_per_s"] / nk["requests_per_s"]
-    target("keep-alive requests/s ≥ nginx", f"{ratio:.2f}× ({f0(wk['requests_per_s'])} vs "
-           f"{f0(nk['requests_per_s'])})", ratio >= 1)
+if ws and ws.get("server_cpu_ms_per_handshake") and limit("aws-lc", "p256"):
+    share = 1000 / ws["server_cpu_ms_per_handshake"] / limit("aws-lc", "p256")
+    target("≥ 60 % of the crypto limit per CPU-second on one core (TLS 1.3, P-256)",
+           f"{100 * share:.0f}% ({f0(1000 / ws['server_cpu_ms_per_handshake'])} handshakes per CPU-second of "
+           f"{f0(limit('aws-lc', 'p256'))})", share >= 0.6)
+if wk and nk and wk.get("server_cpu_ms_per_request") and nk.get("server_cpu_ms_per_request"):
+    ratio = nk["server_cpu_ms_per_request"] / wk["server_cpu_ms_per_request"]
+    target("keep-alive ≥ 1.5× nginx (requests per server CPU-second)",
+           f"{ratio:.2f}× ({f3(wk['server_cpu_ms_per_request'])} vs {f3(nk['server_cpu_ms_per_request'])} ms CPU "
+           f"per request); requests/s {wk['requests_per_s'] / nk['requests_per_s']:.2f}× "
+           f"({f0(wk['requests_per_s'])} vs {f0(nk['requests_per_s'])})", ratio >= 1.5)
 rw, rn = peak_rss("wif-serve", "ec"), peak_rss("nginx", "ec")
 if rw and rn:
-    target("peak RSS ≤ nginx's under the same load", f"{mib(rw)} MiB vs {mib(rn)} MiB", rw <= rn)
+    target("peak RSS ≤ half of nginx's under the same load", f"{mib(rw)} MiB vs {mib(rn)} MiB", rw * 2 <= rn)
+factor = sections.scaling_factor(sections.scaling_runs(RES), "wif-serve")
+if factor:
+    target("two cores: handshakes/s reported with the scaling factor (no goal set)", f"wif-serve {factor:.2f}×", None)
+fleet = sections.fleet_runs(RES)
+if fleet:
+    failed = {m: sections.fleet_failed(r) for m, r in fleet.items()}
+    target("fleet: no failed request (with and without spreading)",
+           ", ".join(f"--spread {m}: {n:,} failed, {fleet[m]['shed_503']:,} shed and served on retry"
+                     for m, n in failed.items()), all(n == 0 for n in failed.values()))
+    if "auto" in fleet:
+        target("fleet with spreading: no client ever holds an expired token",
+               f"{fleet['auto']['expired_held']:,} of {fleet['auto']['clients']:,}"
+               + (f" (without spreading: {fleet['off']['expired_held']:,})" if "off" in fleet else ""),
+               fleet["auto"]["expired_held"] == 0)
 if pipe:
     tools = {k: v for k, v in pipe["tools"].items() if not k.startswith("pipeline") and "[" not in k}
     worst_cpu = max(tools.items(), key=lambda kv: kv[1]["cpu_ms"])
@@ -547,7 +578,7 @@ def strace_calls(name):
     return calls
 
 
-prof = read("profile-serve.md")
+prof, prof_before = read("profile-serve.md"), read("profile-serve-baseline.md")
 if prof:
     w("## Profile of wif-serve (new connections, TLS 1.3, P-256)")
     w("")
@@ -555,27 +586,39 @@ if prof:
       "(a software clock: this VM has no hardware counters; samples in the kernel are attributed to where "
       "interrupts are re-enabled, so the kernel split is approximate).")
     w("")
-    w(prof.strip())
-    w("")
-    kern = read("profile-serve-kernel.md")
-    if kern:
-        w(kern.strip())
+    for title, name, text in (("### Before: the baseline build (`--baseline-serve`)", "serve-baseline", prof_before),
+                              ("### After: this build", "serve", prof)):
+        if not text:
+            continue
+        if prof_before:
+            w(title)
+            w("")
+        w(text.strip())
         w("")
-ws_calls, ng_calls = strace_calls("wif-serve"), strace_calls("nginx")
+        kern = read(f"profile-{name}-kernel.md")
+        if kern:
+            w(kern.strip())
+            w("")
+ws_calls, ng_calls = strace_calls("serve") or strace_calls("wif-serve"), strace_calls("nginx")
+bl_calls = strace_calls("serve-baseline")
 if ws_calls and ng_calls and ws_calls.get("accept4") and ng_calls.get("accept4"):
     w("System calls per connection (`strace -f -c`, new-connection load, divided by the accept4 count):")
     w("")
-    w("| system call | wif-serve | nginx worker |")
-    w("|---|---:|---:|")
+    before = bl_calls if bl_calls and bl_calls.get("accept4") else None
+    w("| system call | wif-serve |" + (" baseline build |" if before else "") + " nginx worker |")
+    w("|---|---:|" + ("---:|" if before else "") + "---:|")
     wa, na = ws_calls["accept4"], ng_calls["accept4"]
+    ba = before["accept4"] if before else 1
     # Ties by name, so that a re-render gives the same table (set order changes between runs).
-    names = sorted(set(ws_calls) | set(ng_calls),
+    names = sorted(set(ws_calls) | set(ng_calls) | set(before or {}),
                    key=lambda n: (-(ws_calls.get(n, 0) / wa + ng_calls.get(n, 0) / na), n))
     for n in names:
         a, b = ws_calls.get(n, 0) / wa, ng_calls.get(n, 0) / na
-        if a >= 0.05 or b >= 0.05:
-            w(f"| {n} | {a:.1f} | {b:.1f} |")
-    w(f"| **total** | **{sum(ws_calls.values()) / wa:.1f}** | **{sum(ng_calls.values()) / na:.1f}** |")
+        c = (before or {}).get(n, 0) / ba
+        if a >= 0.05 or b >= 0.05 or c >= 0.05:
+            w(f"| {n} | {a:.1f} |" + (f" {c:.1f} |" if before else "") + f" {b:.1f} |")
+    w(f"| **total** | **{sum(ws_calls.values()) / wa:.1f}** |"
+      + (f" **{sum(before.values()) / ba:.1f}** |" if before else "") + f" **{sum(ng_calls.values()) / na:.1f}** |")
     w("")
 ng_dso = read("profile-nginx-dso.txt")
 if ng_dso:

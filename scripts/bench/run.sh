@@ -22,8 +22,11 @@
 #                    AWS_LC_SYS_NO_JITTER_ENTROPY=1 --target-dir DIR/..), shown as "tool [LABEL]"
 #   --with-nojitter  also build wif with AWS_LC_SYS_NO_JITTER_ENTROPY=1 (target/bench-nojitter; a
 #                    full aws-lc build the first time) and measure its pipeline tools as a variant
-#   --only PARTS     comma-separated subset of crypto,servers,pipeline,profile (default: all;
-#                    profile needs perf, and the pipeline part for the tools' profile)
+#   --only PARTS     comma-separated subset of crypto,servers,scaling,pipeline,profile,fleet
+#                    (default: all; profile needs perf, and the pipeline part for the tools' profile)
+#   --baseline-serve PATH  a second wif-serve build (e.g. the previous commit's) measured in the
+#                    same run: its rows in the server tables and its profile beside the new one
+#   --fleet-clients N  simulated clients of the fleet part (default 5000)
 #   --sched fifo|nice|none  how the servers and the load generator are scheduled (default: fifo as
 #                    root, else none). fifo = chrt -f 10: on a shared machine other work cannot
 #                    delay their wake-ups (a single-threaded event loop like nginx's otherwise waits
@@ -31,7 +34,9 @@
 #                    core); the kernel's RT throttling still leaves 5% to others. nice = nice -n -15.
 #                    The pipeline part always uses nice (JVM and Python threads must not run RT).
 #
-# The server under test runs on CPU 0 (taskset -c 0), the load generator on CPU 1.
+# The server under test runs on CPU 0 (taskset -c 0), the load generator on CPU 1; the scaling
+# part also runs the servers on both CPUs (the load generator then shares them), and the fleet
+# part runs wif-fleet (scripts/bench/loadgen) on CPU 1 against wif-serve on CPU 0.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -e/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
@@ -40,7 +45,8 @@ invocation="scripts/bench/run.sh${*:+ $*}"
 BENCH="$ROOT/scripts/bench"
 # shellcheck source=scripts/bench/nginx-conf.sh
 . "$BENCH/nginx-conf.sh"
-quick=0 runs=3 duration=10 concurrency=16 pipeline_runs=30 out='' install=1 build=1 keep=0 only=crypto,servers,pipeline,profile
+quick=0 runs=3 duration=10 concurrency=16 pipeline_runs=30 out='' install=1 build=1 keep=0 only=crypto,servers,scaling,pipeline,profile,fleet
+baseline='' fleet_clients=5000
 if [ "$(id -u)" = 0 ]; then sched=fifo; else sched=none; fi
 variant_bins=() nojitter=0
 while [ $# -gt 0 ]; do
@@ -58,6 +64,8 @@ while [ $# -gt 0 ]; do
     --sched) sched="${2:?}"; shift ;;
     --variant-bin) variant_bins+=("${2:?}"); shift ;;
     --with-nojitter) nojitter=1 ;;
+    --baseline-serve) baseline="${2:?}"; shift ;;
+    --fleet-clients) fleet_clients="${2:?}"; shift ;;
     -h|--help) usage 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage ;;
   esac
@@ -65,8 +73,16 @@ while [ $# -gt 0 ]; do
 done
 if [ "$quick" = 1 ]; then
   runs=1 duration=2 pipeline_runs=5 warmup=0.5 crypto_secs=0.3
+  # One real second is one simulated minute; 20-minute tokens, 20 s per fleet run.
+  fleet_args=(--speed 60 --token-life 20m --min-ttl 5m --duration 20m)
 else
   warmup=1 crypto_secs=2
+  # One real second is one simulated minute; Google's 60-minute tokens, 2 minutes per fleet run.
+  fleet_args=(--speed 60 --token-life 60m --min-ttl 5m --duration 120m)
+fi
+if [ -n "$baseline" ]; then
+  [ -x "$baseline" ] || { echo "run.sh: --baseline-serve $baseline is not an executable" >&2; exit 2; }
+  baseline=$(cd "$(dirname "$baseline")" && pwd)/$(basename "$baseline")
 fi
 
 case "$sched" in
@@ -79,11 +95,12 @@ if [ "$sched" = none ]; then PIPE0=(taskset -c 0) PIPE1=(taskset -c 1); else
   PIPE0=(nice -n -15 taskset -c 0) PIPE1=(nice -n -15 taskset -c 1); fi
 ON0=("${PRIO[@]}" taskset -c 0)
 ON1=("${PRIO[@]}" taskset -c 1)
+on_cpus() { echo "${PRIO[@]}" taskset -c "$1"; }  # the prefix that runs a server on CPUS
 want() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 WORK=$(mktemp -d /tmp/wif-bench.XXXXXX)
 RES="$WORK/results"
-mkdir -p "$RES/server" "$WORK/log"
+mkdir -p "$RES/server" "$RES/scaling" "$RES/fleet" "$WORK/log"
 [ -n "$out" ] || { if [ "$quick" = 1 ]; then out="$WORK/BENCHMARKS.md"; else out="$ROOT/docs/BENCHMARKS.md"; fi; }
 PIDS=()
 # shellcheck disable=SC2317  # called by the EXIT trap
@@ -133,7 +150,8 @@ LGBIN="$(target_dir "$BENCH/loadgen")/release"
 LG="$LGBIN/wif-loadgen"
 RUSAGE="$LGBIN/wif-rusage"
 CRYPTOSPEED="$LGBIN/wif-cryptospeed"
-for b in "$BIN/wif-serve" "$LG" "$CRYPTOSPEED" "$RUSAGE"; do
+FLEET="$LGBIN/wif-fleet"
+for b in "$BIN/wif-serve" "$LG" "$CRYPTOSPEED" "$RUSAGE" "$FLEET"; do
   [ -x "$b" ] || { say "$b is not built (run without --no-build)"; exit 1; }
 done
 
@@ -162,6 +180,9 @@ done
   echo "warmup=$warmup"
   echo "concurrency=$concurrency"
   echo "pipeline_runs=$pipeline_runs"
+  echo "baseline=${baseline:+$(basename "$(dirname "$(dirname "$baseline")")")/$(basename "$(dirname "$baseline")")/$(basename "$baseline")}"
+  echo "fleet_clients=$fleet_clients"
+  echo "fleet_args=${fleet_args[*]}"
 } > "$RES/facts.txt"
 
 # ---- test PKIs and the token ----
@@ -191,35 +212,46 @@ wait_port() { # wait_port PORT
 
 # ---- the servers (all pinned to CPU 0) ----
 # Each start_X sets URL and SPIDS (comma-separated server process ids).
-start_wifserve() { # start_wifserve PKI
-  local pki=$1 log
-  log="$WORK/log/wif-serve.$(basename "$1").log"
+# start_wifserve PKI [NAME [CPUS [BINARY [TOKEN [EXTRA...]]]]]: wif-serve (default: this build,
+# on CPU 0, serving $TOKEN); also sets METRICS_URL when EXTRA has --metrics-listen.
+start_wifserve() {
+  local pki=$1 name=${2:-wif-serve} cpus=${3:-0} bin=${4:-$BIN/wif-serve} token=${5:-$TOKEN} log
+  shift $(($# < 5 ? $# : 5))
+  log="$WORK/log/$name.$(basename "$pki").log"
   : > "$log"  # emptied first: the profile part starts a second server on the same log
-  cmdlog "${PRIO[*]} taskset -c 0 wif-serve --listen 127.0.0.1:0 --cert $pki/server-chain.crt --key $pki/server.key --client-ca $pki/ca-chain.crt --token $TOKEN > access.log"
-  "${ON0[@]}" "$BIN/wif-serve" --listen 127.0.0.1:0 --cert "$pki/server-chain.crt" --key "$pki/server.key" \
-    --client-ca "$pki/ca-chain.crt" --token "$TOKEN" > "$log" 2> "$log.err" &
+  cmdlog "$(on_cpus "$cpus") ${bin//$BIN\//} --listen 127.0.0.1:0 --cert $pki/server-chain.crt --key $pki/server.key --client-ca $pki/ca-chain.crt --token $token $* > access.log"
+  # shellcheck disable=SC2046  # the prefix is words
+  $(on_cpus "$cpus") "$bin" --listen 127.0.0.1:0 --cert "$pki/server-chain.crt" --key "$pki/server.key" \
+    --client-ca "$pki/ca-chain.crt" --token "$token" "$@" > "$log" 2> "$log.err" &
   local pid=$!
   PIDS+=("$pid")
   for _ in $(seq 100); do [ -s "$log" ] && break; sleep 0.1; done
   URL=$(head -1 "$log" | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])')
+  METRICS_URL=$(head -1 "$log" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("metrics_url", ""))')
   SPIDS=$pid
 }
 
-start_nginx() { # start_nginx PKI
-  local pki=$1 dir port
-  dir="$WORK/nginx-$(basename "$1")"
+start_nginx() { # start_nginx PKI [WORKERS [CPUS]]
+  local pki=$1 workers=${2:-1} cpus=${3:-0} dir port
+  dir="$WORK/nginx-$(basename "$1")-$workers"
   port=$(free_port)
-  write_nginx_conf "$dir" "$port" "$pki" "$TOKEN"
-  cp "$dir/nginx.conf" "$RES/nginx.conf"
-  cmdlog "${PRIO[*]} taskset -c 0 nginx -p DIR -c DIR/nginx.conf -e DIR/error.log   # config below"
-  "${ON0[@]}" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
+  write_nginx_conf "$dir" "$port" "$pki" "$TOKEN" "$workers"
+  [ "$workers" = 1 ] && cp "$dir/nginx.conf" "$RES/nginx.conf"
+  cmdlog "$(on_cpus "$cpus") nginx -p DIR -c DIR/nginx.conf -e DIR/error.log   # config below$([ "$workers" = 1 ] || echo ", with worker_processes $workers; worker_cpu_affinity auto;")"
+  # shellcheck disable=SC2046  # the prefix is words
+  $(on_cpus "$cpus") nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
   local pid=$!
   PIDS+=("$pid")
   wait_port "$port"
-  local worker
-  worker=$(pgrep -P "$pid" | head -1)
+  local w workers_pids=""
+  for _ in $(seq 50); do
+    workers_pids=$(pgrep -P "$pid" | paste -sd, -)
+    [ "$(echo "$workers_pids" | tr ',' '\n' | grep -c .)" -ge "$workers" ] && break
+    sleep 0.1
+  done
+  w=$workers_pids
   URL="https://127.0.0.1:$port/get_wif_token"
-  SPIDS="$pid,$worker"
+  SPIDS="$pid,$w"
 }
 
 start_flask() { # start_flask PKI
@@ -265,15 +297,20 @@ cmdlog "${PRIO[*]} taskset -c 1 wif-loadgen --url URL --cert client.crt --key cl
 
 bench_pki() { # bench_pki ec|rsa CASES...
   local pki=$1; shift
-  local dir="$WORK/pki-$pki" urls=() pids=() names=(wif-serve nginx flask) i
+  local dir="$WORK/pki-$pki" urls=() pids=() names=(wif-serve) i
   start_wifserve "$dir"; urls+=("$URL"); pids+=("$SPIDS")
+  if [ -n "$baseline" ]; then
+    names+=(baseline)
+    start_wifserve "$dir" baseline 0 "$baseline"; urls+=("$URL"); pids+=("$SPIDS")
+  fi
+  names+=(nginx flask)
   start_nginx "$dir"; urls+=("$URL"); pids+=("$SPIDS")
   start_flask "$dir"; urls+=("$URL"); pids+=("$SPIDS")
   # Runs are interleaved (run 1 of every server, then run 2...) so that a noisy neighbour on
   # this machine spreads over all servers instead of hitting one.
   for run in $(seq "$runs"); do
     for case in "$@"; do
-      for i in 0 1 2; do
+      for i in "${!names[@]}"; do
         say "$pki run $run/$runs: ${names[$i]} $case"
         loadgen "${names[$i]}" "$pki" "$case" "$run" "${urls[$i]}" "${pids[$i]}" "$dir"
       done
@@ -285,6 +322,39 @@ bench_pki() { # bench_pki ec|rsa CASES...
 if want servers; then
   bench_pki ec new-tls13 new-tls12 keepalive-tls13
   bench_pki rsa new-tls13
+fi
+
+# ---- scaling: one core and two (TLS 1.3, P-256, new connections) ----
+# wif-serve on CPU 0, then on CPUs 0 and 1; nginx with one worker on CPU 0, then two workers
+# bound one to each CPU. On one core the load generator has CPU 1 to itself; on two it shares
+# both with the server (this machine has no third core), so the two-core rate is a floor.
+if want scaling; then
+  dir="$WORK/pki-ec" surls=() spids=() snames=()
+  for cfg in wif-serve.1 wif-serve.2 nginx.1 nginx.2; do
+    cores=${cfg#*.} cpus=$([ "${cfg#*.}" = 1 ] && echo 0 || echo 0,1)
+    case "$cfg" in
+      wif-serve.*) start_wifserve "$dir" "wif-serve-$cores-cores" "$cpus" ;;
+      nginx.*) start_nginx "$dir" "$cores" "$cpus" ;;
+    esac
+    snames+=("$cfg") surls+=("$URL") spids+=("$SPIDS")
+  done
+  cmdlog "${PRIO[*]} taskset -c {1 | 0,1} wif-loadgen --url URL --cert client.crt --key client.key --ca ca-chain.crt --concurrency {$concurrency | $((2 * concurrency))} --duration $duration --warmup $warmup --mode new --tls13 --server-pid PIDS   # one core | two cores"
+  for run in $(seq "$runs"); do
+    for i in "${!snames[@]}"; do
+      cfg=${snames[$i]} f="$RES/scaling/${snames[$i]}.$run.json"
+      if [ "${cfg#*.}" = 1 ]; then lgcpus=1 conc=$concurrency; else lgcpus=0,1 conc=$((2 * concurrency)); fi
+      say "scaling run $run/$runs: ${cfg%.*} on ${cfg#*.} core(s)"
+      # shellcheck disable=SC2046  # the prefix is words
+      if ! $(on_cpus "$lgcpus") "$LG" --url "${surls[$i]}" --cert "$dir/client.crt" --key "$dir/client.key" \
+          --ca "$dir/ca-chain.crt" --concurrency "$conc" --duration "$duration" --warmup "$warmup" --mode new --tls13 \
+          --server-pid "${spids[$i]}" > "$f" 2> "$f.err"; then
+        say "loadgen failed for scaling $cfg: $(cat "$f.err")"
+        rm -f "$f"
+      fi
+    done
+  done
+  for p in "${spids[@]}"; do kill "${p%%,*}" 2>/dev/null || true; done
+  sleep 0.5
 fi
 
 # ---- pipeline ----
@@ -328,33 +398,40 @@ fi
 if want profile && command -v perf >/dev/null && perf record -e cpu-clock -o /dev/null -- true 2>/dev/null; then
   say "profile: perf of wif-serve under new-connection load, syscalls per connection"
   dir="$WORK/pki-ec"
-  start_wifserve "$dir"
-  ws_pid=$SPIDS
   prof_secs=$([ "$quick" = 1 ] && echo 2 || echo 6)
-  "${ON1[@]}" "$LG" --url "$URL" --cert "$dir/client.crt" --key "$dir/client.key" --ca "$dir/ca-chain.crt" \
-    --concurrency "$concurrency" --duration "$((prof_secs + 2))" --warmup 0 --tls13 > /dev/null 2>&1 &
-  lg=$!
-  sleep 1
+  strace_count() { # strace_count NAME PID URL
+    command -v strace >/dev/null || return 0
+    strace -f -c -o "$RES/strace-$1.txt" -p "$2" 2>/dev/null &
+    local st=$!
+    sleep 0.5
+    "${ON1[@]}" "$LG" --url "$3" --cert "$dir/client.crt" --key "$dir/client.key" --ca "$dir/ca-chain.crt" \
+      --concurrency 4 --duration 2 --warmup 0 --tls13 > /dev/null 2>&1 || true
+    sleep 0.3
+    kill -INT "$st" 2>/dev/null || true
+    wait "$st" 2>/dev/null || true
+  }
+  profile_wifserve() { # profile_wifserve NAME BINARY: profile-NAME.md (-kernel.md) and strace-NAME.txt
+    local name=$1 ws_pid lg
+    start_wifserve "$dir" "$name" 0 "$2"
+    ws_pid=$SPIDS
+    "${ON1[@]}" "$LG" --url "$URL" --cert "$dir/client.crt" --key "$dir/client.key" --ca "$dir/ca-chain.crt" \
+      --concurrency "$concurrency" --duration "$((prof_secs + 2))" --warmup 0 --tls13 > /dev/null 2>&1 &
+    lg=$!
+    sleep 1
+    perf record -q -F 2000 -e cpu-clock -g -a -C 0 -o "$WORK/$name.perf" -- sleep "$prof_secs" 2>/dev/null
+    wait "$lg" || true
+    perf report -i "$WORK/$name.perf" --comms conn,wif-serve --stdio --no-children -g none --sort dso,sym \
+      --percent-limit 0 2>/dev/null | python3 "$BENCH/profile_summary.py" > "$RES/profile-$name.md" || true
+    perf script -i "$WORK/$name.perf" --comms conn,wif-serve 2>/dev/null \
+      | python3 "$BENCH/profile_kernel.py" > "$RES/profile-$name-kernel.md" || true
+    strace_count "$name" "$ws_pid" "$URL"
+    kill "$ws_pid" 2>/dev/null || true
+  }
   cmdlog "perf record -F 2000 -e cpu-clock -g -a -C 0 -- sleep $prof_secs   # wif-serve under new-connection TLS 1.3 load"
-  perf record -q -F 2000 -e cpu-clock -g -a -C 0 -o "$WORK/serve.perf" -- sleep "$prof_secs" 2>/dev/null
-  wait "$lg" || true
-  perf report -i "$WORK/serve.perf" --comms conn,wif-serve --stdio --no-children -g none --sort dso,sym \
-    --percent-limit 0 2>/dev/null | python3 "$BENCH/profile_summary.py" > "$RES/profile-serve.md" || true
-  perf script -i "$WORK/serve.perf" --comms conn,wif-serve 2>/dev/null \
-    | python3 "$BENCH/profile_kernel.py" > "$RES/profile-serve-kernel.md" || true
+  cmdlog "strace -f -c -p PID   # during 2 s of new-connection load at concurrency 4, for wif-serve and the nginx worker"
+  profile_wifserve serve "$BIN/wif-serve"
+  [ -z "$baseline" ] || profile_wifserve serve-baseline "$baseline"
   if command -v strace >/dev/null; then
-    strace_count() { # strace_count NAME PID URL
-      strace -f -c -o "$RES/strace-$1.txt" -p "$2" 2>/dev/null &
-      local st=$!
-      sleep 0.5
-      "${ON1[@]}" "$LG" --url "$3" --cert "$dir/client.crt" --key "$dir/client.key" --ca "$dir/ca-chain.crt" \
-        --concurrency 4 --duration 2 --warmup 0 --tls13 > /dev/null 2>&1 || true
-      sleep 0.3
-      kill -INT "$st" 2>/dev/null || true
-      wait "$st" 2>/dev/null || true
-    }
-    cmdlog "strace -f -c -p PID   # during 2 s of new-connection load at concurrency 4, for wif-serve and the nginx worker"
-    strace_count wif-serve "$ws_pid" "$URL"
     start_nginx "$dir"
     strace_count nginx "${SPIDS#*,}" "$URL"
     # Where nginx's worker spends its CPU, by library (Debian's libcrypto has no symbols).
@@ -371,7 +448,6 @@ if want profile && command -v perf >/dev/null && perf record -e cpu-clock -o /de
       > "$RES/profile-nginx-sym.txt" || true
     kill "${SPIDS%%,*}" 2>/dev/null || true
   fi
-  kill "$ws_pid" 2>/dev/null || true
   # Where a pipeline tool's CPU goes (the one-off start-up work dominates these short runs).
   if [ -n "${BASE:-}" ]; then
     "$BIN/wif-sign" --client-id "$APP" --tenant-id "$TENANT" --authority "$BASE" --key "$WORK/pki-ec/app-rsa.key" \
@@ -383,6 +459,37 @@ if want profile && command -v perf >/dev/null && perf record -e cpu-clock -o /de
     perf report -i "$WORK/sign.perf" --stdio --no-children -g none --sort dso,sym --percent-limit 0 2>/dev/null \
       | python3 "$BENCH/profile_summary.py" "where one wif-sign run's CPU time went" > "$RES/profile-sign.md" || true
   fi
+fi
+
+# ---- the fleet: N clients holding one token after a rotation, with and without spreading ----
+if want fleet; then
+  dir="$WORK/pki-ec"
+  # The load shedding of --max-handshake-queue (503 overloaded + Retry-After) is newer than
+  # some builds: without it the fleet still runs, and the report says so.
+  if "$BIN/wif-serve" --help 2>/dev/null | grep -q max-handshake-queue; then shedding=yes; else shedding=no; fi
+  echo "fleet_shedding=$shedding" >> "$RES/facts.txt"
+  for spread in off auto; do
+    say "fleet: $fleet_clients clients, --spread $spread (shedding: $shedding)"
+    tokdir="$WORK/fleet-$spread"
+    mkdir -p "$tokdir" && chmod 700 "$tokdir"
+    # One test certificate for the whole fleet: its per-client limit must not bite first.
+    start_wifserve "$dir" "fleet-$spread" 0 "$BIN/wif-serve" "$tokdir/wif_token.txt" \
+      --max-connections-per-client 256 --metrics-listen 127.0.0.1:0
+    fleet_pid=$SPIDS
+    cmdlog "${PIPE1[*]} wif-fleet --url URL --cert client.crt --key client.key --ca ca-chain.crt --rotate TOKEN_FILE --clients $fleet_clients ${fleet_args[*]} --spread $spread --server-pid PID"
+    if ! "${PIPE1[@]}" "$FLEET" --url "$URL" --cert "$dir/client.crt" --key "$dir/client.key" --ca "$dir/ca-chain.crt" \
+        --rotate "$tokdir/wif_token.txt" --clients "$fleet_clients" "${fleet_args[@]}" --spread "$spread" \
+        --server-pid "$fleet_pid" > "$RES/fleet/$spread.json" 2> "$RES/fleet/$spread.err"; then
+      say "wif-fleet failed (--spread $spread): $(cat "$RES/fleet/$spread.err")"
+      rm -f "$RES/fleet/$spread.json"
+    fi
+    if [ -n "$METRICS_URL" ]; then
+      python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+        "$METRICS_URL" > "$RES/fleet/$spread.metrics.txt" 2>/dev/null || true
+    fi
+    kill "$fleet_pid" 2>/dev/null || true
+    sleep 0.5
+  done
 fi
 
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RES/facts.txt"
