@@ -6,12 +6,12 @@
 //! was written (from FILE.meta.json). Nothing is timed: each run is judged by its `fetched`
 //! section, and the metadata server by the schedule its stderr line announces.
 
-use crate::common::server::{now, write_token, Server};
+use crate::common::server::{write_token, Server};
 use crate::common::*;
 use crate::get::get;
 use crate::metadata::Mds;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use wif::core::clock::rfc3339;
 use wif::core::spread::{self, Spread};
 
@@ -24,6 +24,15 @@ fn server(dir: &Path) -> Server {
     let path = dir.join("served.txt");
     write_token(&path, TOKEN_B, 3600);
     Server::start(&path, &[])
+}
+
+/// A directory, wif-serve serving TOKEN_B from it, its token URL, and the --out path.
+fn setup() -> (tempfile::TempDir, Server, String, PathBuf) {
+    let dir = tempdir();
+    let server = server(dir.path());
+    let url = format!("https://localhost:{}/get_wif_token", server.port);
+    let out = dir.path().join("token.txt");
+    (dir, server, url, out)
 }
 
 /// Plants TOKEN_A in `out` with `left` seconds of life, written `life - left` seconds ago
@@ -65,10 +74,7 @@ fn run(url: &str, out: &Path, host: &str, extra: &[&str]) -> Value {
 
 #[test]
 fn one_shot_runs_agree_with_themselves_and_hosts_differ() {
-    let dir = tempdir();
-    let server = server(dir.path());
-    let url = format!("https://localhost:{}/get_wif_token", server.port);
-    let out = dir.path().join("token.txt");
+    let (_dir, _server, url, out) = setup();
     // A fresh hour-long token: every host skips, and says when it will fetch it.
     let expires_at = plant(&out, 3600, 3600);
     let mut seen = std::collections::BTreeSet::new();
@@ -111,10 +117,7 @@ fn one_shot_runs_agree_with_themselves_and_hosts_differ() {
 
 #[test]
 fn spread_off_is_the_rule_from_before() {
-    let dir = tempdir();
-    let server = server(dir.path());
-    let url = format!("https://localhost:{}/get_wif_token", server.port);
-    let out = dir.path().join("token.txt");
+    let (_dir, _server, url, out) = setup();
     // A minute above --min-ttl: whatever the host, skipped until exactly --min-ttl is left.
     let expires_at = plant(&out, MIN_TTL + 60, 3600);
     let early = host_where(|t| t > MIN_TTL + 120);
@@ -144,10 +147,7 @@ fn spread_off_is_the_rule_from_before() {
 
 #[test]
 fn splay_never_delays_an_urgent_fetch() {
-    let dir = tempdir();
-    let server = server(dir.path());
-    let url = format!("https://localhost:{}/get_wif_token", server.port);
-    let out = dir.path().join("token.txt");
+    let (_dir, _server, url, out) = setup();
     // No token yet: fetched at once, however long --splay is (the run has 60 s in all).
     let f = run(&url, &out, "host-a", &["--splay", "10h"]);
     assert_eq!(f["status"], 200, "{f}");
