@@ -151,7 +151,7 @@ The error for a 5xx answer quotes the server's reason when its body is a JSON er
 has no token), scrubbed of anything shaped like a token and at most 300 characters. \
 --max-time bounds the whole fetch: no attempt waits longer than what is left of it.\n\n\
 Prints the JSON document (stdin, nothing piped: an empty one) with a `fetched` section: url, status, auth (certificate or bearer), expires_at, \
-bytes, sha256, out, fetched_at (and skipped: true when --min-ttl found the token fresh). The token itself is printed \
+bytes, sha256, out, fetched_at (and skipped: true with refresh_after when --min-ttl found the token fresh; splay_ms when --splay slept). The token itself is printed \
 only with --show-token or --format token/export/executable, and never to a terminal unless --force is given. \
 --format executable labels a JWT as an ID token (token-type:id_token) when it has the claims of one (nonce, \
 auth_time, at_hash, c_hash, or azp without the marks of an access token) and as token-type:jwt otherwise, e.g. an \
