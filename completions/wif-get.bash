@@ -23,7 +23,7 @@ _wif__get() {
 
     case "${cmd}" in
         wif__get)
-            opts="-h -V --url --cert --key --key-password-file --key-password-env --bearer-file --ca --out --min-ttl --assume-ttl --format --subject-token-type --export-name --show-token --force --timeout --retries --max-time --metadata-server --service-account --project-id --project-number --scopes --config --help --version"
+            opts="-h -V --url --cert --key --key-password-file --key-password-env --bearer-file --ca --out --min-ttl --spread --splay --assume-ttl --format --subject-token-type --export-name --show-token --force --timeout --retries --max-time --metadata-server --service-account --project-id --project-number --scopes --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -62,6 +62,14 @@ _wif__get() {
                     return 0
                     ;;
                 --min-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spread)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --splay)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

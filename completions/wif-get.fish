@@ -7,6 +7,8 @@ complete -c wif-get -l bearer-file -d 'Present no client certificate: send the J
 complete -c wif-get -l ca -d 'CA certificates (PEM) that issued the server\'s certificate, e.g. ca-chain.crt' -r -F
 complete -c wif-get -l out -d 'Write the token to FILE (mode 0600, atomically) and FILE.meta.json beside it' -r -F
 complete -c wif-get -l min-ttl -d 'Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m (--metadata-server: refetch when less is left, default 5m)' -r
+complete -c wif-get -l spread -d 'Spread refreshes of a fleet holding the same token over a window before the refresh margin, at random (metadata server) or by host and token (--min-ttl): auto (as wide as the margin), off (exactly at the margin), or a width such as 10m; never later than the margin [default: auto]' -r
+complete -c wif-get -l splay -d 'With --min-ttl: before a fetch that is not yet urgent (the token in --out still has more than --min-ttl left), sleep a random time below DURATION, never past the point where --min-ttl is left; a missing or low token is fetched at once [default: 0]' -r
 complete -c wif-get -l assume-ttl -d 'Lifetime to assume, from the fetch, when the server sends no X-Token-Expires-At and the token is not a JWT (the seed\'s Flask server); 0: refuse such a token [default: 5m, the least a token the seed serves has left]' -r
 complete -c wif-get -l format -d 'What to print on stdout [default: json]' -r -f -a "json\t'The wif JSON document with the `fetched` section (no token unless --show-token)'
 token\t'The token alone, without a newline'

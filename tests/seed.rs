@@ -85,9 +85,13 @@ fn the_metadata_server_serves_the_seeds_bare_token_and_refetches_after_half_its_
     let Some((_dir, seed)) = flask_serving_the_generators_file() else { return };
     let mds = Mds::start(seed.port, &[]);
     // The refresh schedule as it says it: half of the 5 minutes assumed, not a 30 s poll
-    // (the default --min-ttl of 5 minutes would make every fetch due at once).
+    // (the default --min-ttl of 5 minutes would make every fetch due at once), spread over
+    // the half before that (--spread auto).
     let fetched = mds.wait_stderr("fetched the token", 20);
-    assert!(fetched.contains("expires assumed") && fetched.ends_with("next refresh in 150 s"), "{fetched}");
+    assert!(fetched.contains("expires assumed") && fetched.ends_with(" s (spread over 75..150 s)"), "{fetched}");
+    let wait: u64 =
+        fetched.split("next refresh in ").nth(1).and_then(|t| t.split(' ').next()).unwrap().parse().unwrap();
+    assert!((75..=150).contains(&wait), "{fetched}");
     let r = mds.token();
     assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("metadata-flavor"), Some("Google"));

@@ -88,6 +88,56 @@ pub fn threshold(min_ttl: i64, spread: Spread, u: f64) -> i64 {
     min_ttl + (u * spread.width(min_ttl) as f64).floor() as i64
 }
 
+/// The one-shot threshold of [`threshold`] for a token that had `life` seconds left when it
+/// was written: its spread part is capped at half of the time from then to the margin
+/// (`life - min_ttl`), as [`window`] caps the window at half the way from now. Without the
+/// cap a `--min-ttl` close to the token's lifetime would make every run fetch the same token
+/// again; with it a run never fetches sooner than the unspread rule would, by more than half.
+pub fn threshold_within(min_ttl: i64, spread: Spread, u: f64, life: i64) -> i64 {
+    let room = (life.saturating_sub(min_ttl) / 2).max(0);
+    min_ttl + (threshold(min_ttl, spread, u) - min_ttl).min(room)
+}
+
+/// A wait of `wait` seconds with jitter: drawn at `u` (in [0, 1)) between half of it and
+/// all of it, never below 1 s (a wait of 0 stays 0). Polls and retry backoffs of a fleet
+/// that started together drift apart instead of arriving in step.
+pub fn jitter(wait: u64, u: f64) -> u64 {
+    if wait == 0 {
+        return 0;
+    }
+    let u = if u.is_finite() { u.clamp(0.0, 1.0) } else { 0.0 };
+    let low = wait / 2;
+    let span = wait - low;
+    (low + (u * (span as f64 + 1.0)).floor() as u64).clamp(1, wait)
+}
+
+/// The environment variable that, when set and not empty, names this host for
+/// [`host_id`] instead of `/etc/machine-id`. Meant for tests and for hosts cloned from one
+/// image that share a machine id; it only moves where in the window this host refreshes.
+pub const HOST_ID_ENV: &str = "WIF_HOST_ID";
+
+/// What names this host for spreading one-shot refreshes: `$WIF_HOST_ID` if set, else
+/// `/etc/machine-id`, else the host name (`/proc/sys/kernel/hostname`, `/etc/hostname`),
+/// else an empty string (every such host then agrees, as without spreading by host).
+pub fn host_id() -> String {
+    if let Some(id) = std::env::var(HOST_ID_ENV).ok().filter(|v| !v.trim().is_empty()) {
+        return id.trim().to_string();
+    }
+    ["/etc/machine-id", "/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|text| text.trim().to_string())
+        .find(|text| !text.is_empty())
+        .unwrap_or_default()
+}
+
+/// The `u` of a one-shot client on host `host` (see [`host_id`]) holding the token whose
+/// SHA-256 is `token_sha256` (hex): the same on every run of that host for that token, and
+/// different from host to host and from token to token.
+pub fn one_shot_unit(host: &str, token_sha256: &str) -> f64 {
+    unit_from(format!("{host}\n{token_sha256}").as_bytes())
+}
+
 /// A number in [0, 1) from the system's random generator.
 pub fn unit_random() -> f64 {
     let mut b = [0u8; 8];
@@ -163,6 +213,26 @@ mod tests {
         assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
         let low = draws.iter().filter(|u| **u < 0.5).count();
         assert!((350..650).contains(&low), "{low} of 1000 below one half");
+    }
+
+    #[test]
+    fn one_shot_thresholds_are_capped_and_waits_jittered() {
+        // --min-ttl 10m, a 60-minute token: the spread part (up to 10 min) fits.
+        assert_eq!(threshold_within(600, Spread::Auto, 0.5, 3600), 900);
+        // --min-ttl 50m of a 60-minute token: at most half of the 10 minutes before the margin.
+        assert_eq!(threshold_within(3000, Spread::Auto, 0.99, 3600), 3300);
+        assert_eq!(threshold_within(3000, Spread::Off, 0.99, 3600), 3000);
+        assert_eq!(threshold_within(600, Spread::Auto, 0.9, 100), 600);
+        for u in [0.0, 0.3, 0.999_999, 1.0, f64::NAN] {
+            for wait in [1u64, 2, 3, 30, 60] {
+                let j = jitter(wait, u);
+                assert!(j >= 1 && j <= wait && j >= wait / 2, "{wait} {u} {j}");
+            }
+        }
+        assert_eq!((jitter(0, 0.5), jitter(60, 0.0), jitter(60, 0.999_999)), (0, 30, 60));
+        assert_eq!(one_shot_unit("a", "ff"), one_shot_unit("a", "ff"));
+        assert_ne!(one_shot_unit("a", "ff"), one_shot_unit("b", "ff"));
+        assert_ne!(one_shot_unit("a", "ff"), one_shot_unit("a", "fe"));
     }
 
     #[test]

@@ -25,8 +25,8 @@ pub const EXAMPLES: &[Example] = &[
         cmd: "wif-get --url https://tokens.internal:8443/get_wif_token --bearer-file /var/run/secrets/tokens/wif-token --ca ca-chain.crt --out /var/lib/wif/token.txt",
     },
     Example {
-        about: "From cron: fetch only when the token left has less than 10 minutes",
-        cmd: "*/5 * * * * wif-get --config /etc/wif/get.json --min-ttl 10m </dev/null >/dev/null",
+        about: "From cron: fetch only when the token left has less than 10 minutes (plus this host's share of the spread), at a random moment of the next 4 minutes",
+        cmd: "*/5 * * * * wif-get --config /etc/wif/get.json --min-ttl 10m --splay 4m </dev/null >/dev/null",
     },
     Example {
         about: "With a PKCS#12 client certificate",
@@ -133,13 +133,25 @@ minutes and Google's access tokens live 60), with a warning on stderr and expire
 assumed_ttl_seconds in the `fetched` section. With --min-ttl, nothing is fetched while \
 the token in --out is still valid that long, and trusted: both files regular, owned by this user or root, and \
 writable by nobody else (otherwise a warning says why and the token is fetched again).\n\n\
+A fleet whose hosts got the same token after one rotation holds tokens that expire at the same second; \
+--spread (default auto) keeps it from coming back at one moment. With --min-ttl, the token is fetched again \
+when its remaining life is at or below --min-ttl plus this host's share of the spread: a fraction fixed by the \
+SHA-256 of this host's name and the token (the host: $WIF_HOST_ID if set, else /etc/machine-id, else the host name), \
+so repeated runs agree and hosts differ; with auto that share is up to --min-ttl again (never more than half of the \
+time from the token's writing to --min-ttl), with a DURATION up to it, with off none. The `fetched` section of a \
+skipped run says refresh_after: when this host will fetch that token. --splay DURATION sleeps, before a fetch that \
+is not yet urgent, a random time below DURATION (never so long that less than --min-ttl would be left when it \
+wakes) and says splay_ms; a missing token, or one with --min-ttl or less left, is fetched at once. WIF_HOST_ID is \
+for tests and for hosts cloned with one machine id: it only moves where in the window this host refreshes. \
+Spreading only ever moves a refresh earlier, never later: no host holds a token closer to its expiry than without \
+it.\n\n\
 Connection failures and 5xx answers (503: the server has no fresh token) are retried with exponential backoff and \
 jitter, honouring Retry-After, within --retries and --max-time; 4xx answers and TLS verification failures are not. \
 The error for a 5xx answer quotes the server's reason when its body is a JSON error (wif-serve's 503 says why it \
 has no token), scrubbed of anything shaped like a token and at most 300 characters. \
 --max-time bounds the whole fetch: no attempt waits longer than what is left of it.\n\n\
 Prints the JSON document (stdin, nothing piped: an empty one) with a `fetched` section: url, status, auth (certificate or bearer), expires_at, \
-bytes, sha256, out, fetched_at (and skipped: true when --min-ttl found the token fresh). The token itself is printed \
+bytes, sha256, out, fetched_at (and skipped: true with refresh_after when --min-ttl found the token fresh; splay_ms when --splay slept). The token itself is printed \
 only with --show-token or --format token/export/executable, and never to a terminal unless --force is given. \
 --format executable labels a JWT as an ID token (token-type:id_token) when it has the claims of one (nonce, \
 auth_time, at_hash, c_hash, or azp without the marks of an access token) and as token-type:jwt otherwise, e.g. an \
@@ -163,11 +175,15 @@ not fully arrived is closed (503 only when all 128 are being answered). Its firs
 It fetches the token at start and again when less than --min-ttl (default 5m) or a quarter of its lifetime \
 is left (by the wall clock, so also right after a suspend), or at once when a client finds no valid token; a \
 token whose lifetime is assumed (no expiry from the server) is fetched again after half of it, and never more \
-often than every 30 s; and \
+often than every 30 s. With --spread (default auto) each refresh is planned at a random moment of a window that \
+ends there and is as wide as that margin (or the --spread DURATION), never more than half way from now; the polls \
+near expiry and the retries after failures wait a random time between half and all of their wait; --spread off \
+refreshes exactly at the margin. It \
 keeps serving the last good token while it is unexpired when a refresh fails; one line on stderr per \
 refresh or failure, never the token. If the first fetch is refused (TLS, certificate, 4xx, bad answer) it exits \
 with that error; if wif-serve is unreachable or failing it answers 503 for the token and keeps retrying (1 s, \
-2 s, ... up to 60 s apart). Requested ?scopes= are not minted: the token has the scopes wif-impersonate gave it. \
+2 s, ... up to 60 s apart, less the jitter). The line of a refresh says when the next one is and, when spread, \
+over which window: next refresh in 1712 s (spread over 1350..2700 s). Requested ?scopes= are not minted: the token has the scopes wif-impersonate gave it. \
 SIGTERM or SIGINT stops it (exit 0). Addresses other than loopback are refused.",
     after_help = crate::core::help::after_help("wif-get", EXAMPLES)
 )]
@@ -199,6 +215,12 @@ pub struct Cli {
     /// Skip the fetch while the token in --out stays valid for at least DURATION, e.g. 10m (--metadata-server: refetch when less is left, default 5m)
     #[arg(long, value_name = "DURATION", env = key::GET_MIN_TTL.env)]
     pub min_ttl: Option<String>,
+    /// Spread refreshes of a fleet holding the same token over a window before the refresh margin, at random (metadata server) or by host and token (--min-ttl): auto (as wide as the margin), off (exactly at the margin), or a width such as 10m; never later than the margin [default: auto]
+    #[arg(long, value_name = "auto|off|DURATION", env = key::GET_SPREAD.env)]
+    pub spread: Option<String>,
+    /// With --min-ttl: before a fetch that is not yet urgent (the token in --out still has more than --min-ttl left), sleep a random time below DURATION, never past the point where --min-ttl is left; a missing or low token is fetched at once [default: 0]
+    #[arg(long, value_name = "DURATION", env = key::GET_SPLAY.env)]
+    pub splay: Option<String>,
     /// Lifetime to assume, from the fetch, when the server sends no X-Token-Expires-At and the token is not a JWT (the seed's Flask server); 0: refuse such a token [default: 5m, the least a token the seed serves has left]
     #[arg(long, value_name = "DURATION", env = key::GET_ASSUME_TTL.env)]
     pub assume_ttl: Option<String>,

@@ -11,6 +11,7 @@ use crate::core::keys;
 use crate::core::secret::Secret;
 use crate::core::settings::key;
 use crate::core::settings::Settings;
+use crate::core::spread;
 use crate::http;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -34,6 +35,13 @@ pub struct FetchedSection {
     /// True when --min-ttl found the token in --out fresh and nothing was fetched.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
+    /// With `skipped`: when this host will fetch that token (its remaining life reaches
+    /// --min-ttl plus this host's share of --spread), RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_after: Option<String>,
+    /// When a fetch that was not yet urgent slept first (--splay): for how long, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splay_ms: Option<u64>,
     /// Token type: from the server's X-Token-Type, else `jwt` or `access_token`.
     pub token_type: String,
     /// Absolute expiry, RFC 3339 UTC.
@@ -99,21 +107,47 @@ pub struct Fetched {
     pub expires_at: Timestamp,
 }
 
-/// The token in `--out` when `--min-ttl` says it is fresh enough. A token file or metadata
-/// that is not trusted (another user's, writable by others, not a regular file) or does not
-/// belong together is never used: it is fetched again, with a warning saying why.
-pub(crate) fn fresh(plan: &Plan) -> Result<Option<Fetched>> {
-    let (Some(out), Some(ttl)) = (&plan.out, plan.min_ttl) else { return Ok(None) };
+/// What `--min-ttl` makes of the token in `--out`.
+pub(crate) enum Decision {
+    /// Fresh enough for this host: nothing is fetched; the `fetched` section describes it.
+    Fresh(Box<Fetched>),
+    /// This host's turn to fetch it, `early` seconds before only --min-ttl is left: not
+    /// urgent, so --splay may delay the fetch (by less than `early`).
+    Due {
+        /// Seconds of the token's life left above --min-ttl.
+        early: i64,
+    },
+    /// Fetch at once: no --min-ttl, no usable token, or --min-ttl or less left.
+    Urgent,
+}
+
+/// Decides from the token in `--out` whether to fetch (see [`Decision`]): fetched again when
+/// its remaining life is at or below `spread::threshold_within(min_ttl, spread, u, life)`,
+/// `u` fixed by this host and the token (`spread::one_shot_unit`), `life` what the token had
+/// left when it was written. A token file or metadata that is not trusted (another user's,
+/// writable by others, not a regular file) or does not belong together is never used: it
+/// is fetched again, with a warning saying why.
+pub(crate) fn fresh(plan: &Plan) -> Result<Decision> {
+    let (Some(out), Some(ttl)) = (&plan.out, plan.min_ttl) else { return Ok(Decision::Urgent) };
     let stored = match files::read_token(out) {
         files::Stored::Found(t) => t,
-        files::Stored::Missing(..) => return Ok(None),
+        files::Stored::Missing(..) => return Ok(Decision::Urgent),
         other => {
             crate::core::diag::warn(format!("not using the token in --out: {}; fetching a new one", other.detail()));
-            return Ok(None);
+            return Ok(Decision::Urgent);
         }
     };
-    if stored.expires_at.unix() - clock::now_unix() <= ttl.as_secs() as i64 {
-        return Ok(None);
+    let min_ttl = ttl.as_secs().min(i64::MAX as u64) as i64;
+    let expires_at = stored.expires_at.unix();
+    let remaining = expires_at - clock::now_unix();
+    if remaining <= min_ttl {
+        return Ok(Decision::Urgent);
+    }
+    let u = spread::one_shot_unit(&spread::host_id(), &keys::sha256_hex(stored.token.expose().as_bytes()));
+    let life = Timestamp::parse(&stored.meta.written_at).map_or(i64::MAX, |w| expires_at - w.unix());
+    let threshold = spread::threshold_within(min_ttl, plan.spread, u, life);
+    if remaining <= threshold {
+        return Ok(Decision::Due { early: remaining - min_ttl });
     }
     let section = FetchedSection {
         url: plan.url.clone(),
@@ -121,6 +155,8 @@ pub(crate) fn fresh(plan: &Plan) -> Result<Option<Fetched>> {
         auth: Some(plan.auth.label().to_string()),
         bearer: None,
         skipped: true,
+        refresh_after: Some(clock::rfc3339(expires_at - threshold)),
+        splay_ms: None,
         token_type: stored.meta.token_type.clone(),
         expires_at: Some(stored.meta.expires_at.clone()),
         expires_from: Some("file".into()),
@@ -131,7 +167,22 @@ pub(crate) fn fresh(plan: &Plan) -> Result<Option<Fetched>> {
         fetched_at: stored.meta.written_at.clone(),
         token: None,
     };
-    Ok(Some(Fetched { token: stored.token, section, expires_at: stored.expires_at }))
+    Ok(Decision::Fresh(Box::new(Fetched { token: stored.token, section, expires_at: stored.expires_at })))
+}
+
+/// With --splay, before a fetch `early` seconds before only --min-ttl is left: sleeps a
+/// random time below --splay, and below `early` less a second (the clock's seconds are
+/// whole: at least --min-ttl is left on waking). Returns the milliseconds slept, `None`
+/// without --splay.
+pub(crate) fn splay(plan: &Plan, early: i64) -> Option<u64> {
+    if plan.splay.is_zero() {
+        return None;
+    }
+    let most = plan.splay.as_millis().min(u64::MAX as u128) as u64;
+    let cap = (early.saturating_sub(1).max(0) as u64).saturating_mul(1000);
+    let ms = ((spread::unit_random() * most as f64).floor() as u64).min(cap);
+    std::thread::sleep(Duration::from_millis(ms));
+    Some(ms)
 }
 
 /// Fetches the token (with retries), writes `--out` if given, and describes what it got.
@@ -188,6 +239,8 @@ pub(crate) fn fetch_and_store(cli: &Cli, s: &Settings, plan: &Plan) -> Result<Fe
             Credential::Certificate(_) => None,
         },
         skipped: false,
+        refresh_after: None,
+        splay_ms: None,
         token_type,
         expires_from: Some(from.to_string()),
         assumed_ttl_seconds: assumed,

@@ -19,7 +19,7 @@ pub mod output;
 pub mod plan;
 
 pub use args::{Cli, EXAMPLES, PAGE};
-use fetched::fetch_and_store;
+use fetched::{fetch_and_store, Decision};
 
 use crate::cli;
 use crate::core::document::Document;
@@ -43,7 +43,12 @@ pub fn main() -> ExitCode {
 /// `--metadata-server`, serves the token like the GCE metadata server until stopped.
 pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     let plan = plan::plan(cli, s)?;
-    if let Some(addr) = s.pick(cli.metadata_server.clone(), key::GET_METADATA_SERVER)? {
+    let metadata_server = s.pick(cli.metadata_server.clone(), key::GET_METADATA_SERVER)?;
+    if !plan.splay.is_zero() && (metadata_server.is_some() || plan.min_ttl.is_none()) {
+        return Err(Error::usage("--splay only applies with --min-ttl (and not with --metadata-server)")
+            .hint("--splay delays a run from cron whose token is not yet urgent; the metadata server spreads its refreshes itself (--spread)"));
+    }
+    if let Some(addr) = metadata_server {
         return metadata::run(cli, s, &plan, &addr);
     }
     let prints_token = !matches!(plan.format, Format::Json | Format::Gcloud) || cli.show_token;
@@ -60,8 +65,14 @@ pub fn run(cli: &Cli, doc: &mut Document, s: &Settings) -> Result<()> {
     }
 
     let mut fetched = match fetched::fresh(&plan)? {
-        Some(found) => found,
-        None => fetch_and_store(cli, s, &plan)?,
+        Decision::Fresh(found) => *found,
+        Decision::Urgent => fetch_and_store(cli, s, &plan)?,
+        Decision::Due { early } => {
+            let slept = fetched::splay(&plan, early);
+            let mut got = fetch_and_store(cli, s, &plan)?;
+            got.section.splay_ms = slept;
+            got
+        }
     };
     if cli.show_token {
         fetched.section.token = Some(fetched.token.clone());

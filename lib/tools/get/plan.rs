@@ -4,6 +4,7 @@ use super::args::{Cli, Format, SubjectTokenType};
 use crate::core::error::{Error, Result};
 use crate::core::settings::{key, Key};
 use crate::core::settings::{FileSetting, Settings};
+use crate::core::spread::Spread;
 use crate::http;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +21,10 @@ pub(crate) struct Plan {
     pub(crate) out: Option<PathBuf>,
     /// `--min-ttl`: skip while --out is this fresh (or, for the metadata server, refresh margin).
     pub(crate) min_ttl: Option<Duration>,
+    /// `--spread`: how refreshes are spread before the margin.
+    pub(crate) spread: Spread,
+    /// `--splay`: the most a fetch that is not yet urgent sleeps first (zero: not at all).
+    pub(crate) splay: Duration,
     /// The lifetime assumed for a token of unknown expiry; `None`: such a token is refused.
     pub(crate) assume_ttl: Option<Duration>,
     /// Whether `assume_ttl` is the default (then a warning says it was assumed).
@@ -120,10 +125,17 @@ pub(crate) fn plan(cli: &Cli, s: &Settings) -> Result<Plan> {
     }
     let assume_ttl = duration_setting(s, cli.assume_ttl.clone(), key::GET_ASSUME_TTL, "--assume-ttl")?;
     let auth = auth(cli, s)?;
+    let spread = match s.pick::<String>(cli.spread.clone(), key::GET_SPREAD)? {
+        Some(text) => Spread::parse(&text, "--spread")?,
+        None => Spread::Auto,
+    };
+    let splay = duration_setting(s, cli.splay.clone(), key::GET_SPLAY, "--splay")?.unwrap_or_default();
     Ok(Plan {
         url,
         out: s.pick(cli.out.clone(), key::GET_OUT)?,
         min_ttl: duration_setting(s, cli.min_ttl.clone(), key::GET_MIN_TTL, "--min-ttl")?,
+        spread,
+        splay,
         assume_ttl_default: assume_ttl.is_none(),
         assume_ttl: assume_ttl.or(Some(DEFAULT_ASSUME_TTL)).filter(|d| !d.is_zero()),
         format,

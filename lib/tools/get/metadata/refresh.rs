@@ -4,6 +4,7 @@ use super::state::{Current, State};
 use crate::core::clock;
 use crate::core::error::{Error, Kind, Result};
 use crate::core::settings::Settings;
+use crate::core::spread::{self, Spread};
 use crate::tools::get::args::Cli;
 use crate::tools::get::fetched::fetch_and_store;
 use crate::tools::get::plan::Plan;
@@ -22,31 +23,97 @@ const MIN_WANTED_GAP: i64 = 2;
 /// has no newer expiry to tell, so fetching sooner would learn nothing new.
 const MIN_ASSUMED_REFRESH: i64 = 30;
 
-/// Seconds to wait before the next refresh of a token with `remaining` seconds left: until
-/// `min_ttl` or a quarter of it is left, whichever is more; when that is (nearly) now, the
-/// server has no newer token yet, so poll it every so often without hammering it.
+/// When the next refresh is, in seconds from now, and why then (for the log line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Next {
+    /// Seconds to wait.
+    pub wait: u64,
+    /// Why that long.
+    pub why: Why,
+}
+
+/// Why the next refresh is when it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// Exactly at the margin: `--spread off`, or no room left to spread.
+    Margin,
+    /// At random in the window before the margin, `earliest..=latest` seconds from now.
+    Spread {
+        /// The window's first second.
+        earliest: u64,
+        /// Its last: the unspread refresh time.
+        latest: u64,
+    },
+    /// Near expiry, polling the server for a newer token: at random in `earliest..=latest`.
+    Poll {
+        /// Half the poll interval (never below 1 s).
+        earliest: u64,
+        /// The poll interval.
+        latest: u64,
+    },
+}
+
+impl std::fmt::Display for Why {
+    /// The end of the log line, after "next refresh in N s".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::Margin => Ok(()),
+            Why::Spread { earliest, latest } => write!(f, " (spread over {earliest}..{latest} s)"),
+            Why::Poll { earliest, latest } => {
+                write!(f, " (polling near expiry, jittered over {earliest}..{latest} s)")
+            }
+        }
+    }
+}
+
+impl Next {
+    /// A refresh at `wait`, drawn in `earliest..=latest`: spread when that has room.
+    fn within(wait: u64, earliest: u64, latest: u64) -> Next {
+        let why = if earliest < latest { Why::Spread { earliest, latest } } else { Why::Margin };
+        Next { wait, why }
+    }
+}
+
+/// When to refresh a token with `remaining` seconds left, `u` (in [0, 1)) being this
+/// refresh's draw: at `u` of the way through `spread::window`, which ends when `min_ttl` or
+/// a quarter of the token's life is left, whichever is more (with `Spread::Off`, exactly
+/// then). When that is (nearly) now, the server has no newer token yet, so poll it every
+/// so often without hammering it (jittered unless `Spread::Off`).
 ///
 /// A token whose lifetime was assumed (`assumed_ttl`: the server sent no expiry) always
 /// comes with the same `remaining`, so a margin as large as its lifetime would poll for
 /// ever: the margin is capped at half the lifetime, and fetches are MIN_ASSUMED_REFRESH
-/// apart at least (but before the token runs out).
-pub fn refresh_delay(remaining: i64, min_ttl: i64, assumed_ttl: Option<i64>) -> u64 {
-    let margin = min_ttl.max(remaining / 4);
+/// apart at least (but before the token runs out); spread within those rules.
+pub fn next_refresh(remaining: i64, min_ttl: i64, assumed_ttl: Option<i64>, spread: Spread, u: f64) -> Next {
     if let Some(ttl) = assumed_ttl {
-        let until = remaining - margin.min(ttl / 2);
-        return until.max(MIN_ASSUMED_REFRESH).min(remaining - 1).max(1) as u64;
+        // At least a quarter of `remaining` (remaining <= ttl), so the window's margin is
+        // this one: it ends where the unspread rule refreshes.
+        let margin = spread::margin(remaining, min_ttl).min(ttl / 2);
+        let window = spread::window(0, remaining, margin, spread);
+        let rules = |t: i64| t.max(MIN_ASSUMED_REFRESH).min(remaining - 1).max(1) as u64;
+        return Next::within(rules(window.at(u)), rules(window.earliest), rules(window.latest));
     }
-    let until = remaining - margin;
-    if until >= 5 {
-        until as u64
-    } else {
-        (remaining / 2).clamp(1, 30) as u64
+    let window = spread::window(0, remaining, min_ttl, spread);
+    if window.latest >= 5 {
+        return Next::within(window.at(u) as u64, window.earliest as u64, window.latest as u64);
+    }
+    let poll = (remaining / 2).clamp(1, 30) as u64;
+    match spread {
+        Spread::Off => Next { wait: poll, why: Why::Margin },
+        _ => {
+            Next { wait: spread::jitter(poll, u), why: Why::Poll { earliest: spread::jitter(poll, 0.0), latest: poll } }
+        }
     }
 }
 
-/// Seconds to wait after `failures` failed refreshes in a row: 1, 2, 4, … up to a minute.
-pub fn retry_delay(failures: u32) -> u64 {
-    (1u64 << failures.saturating_sub(1).min(6)).min(MAX_RETRY_DELAY)
+/// Seconds to wait after `failures` failed refreshes in a row: 1, 2, 4, … up to a minute;
+/// unless `Spread::Off`, drawn at `u` between half of that and all of it (never below 1 s).
+pub fn retry_delay(failures: u32, spread: Spread, u: f64) -> u64 {
+    let wait = (1u64 << failures.saturating_sub(1).min(6)).min(MAX_RETRY_DELAY);
+    match spread {
+        Spread::Off => wait,
+        _ => spread::jitter(wait, u),
+    }
 }
 
 /// When the next refresh is due, Unix seconds: as `planned`, or, when a client has found no
@@ -86,7 +153,7 @@ pub(super) fn refresh_loop(
                 let now = clock::now_unix();
                 let remaining = current.expires_at - now;
                 let sha = crate::core::keys::sha256_hex(current.token.expose().as_bytes());
-                let wait = refresh_delay(remaining, min_ttl, current.assumed_ttl);
+                let next = next_refresh(remaining, min_ttl, current.assumed_ttl, plan.spread, spread::unit_random());
                 let expires_at = current.expires_at;
                 let assumed = if current.assumed_ttl.is_some() { " assumed" } else { "" };
                 // Served before it is announced: whoever reads the line can use it.
@@ -94,14 +161,16 @@ pub(super) fn refresh_loop(
                 crate::core::diag::info(
                     TOOL,
                     format_args!(
-                    "metadata server: fetched the token from {url} (sha256 {}, expires{assumed} {}, in {remaining} s); next refresh in {wait} s",
+                    "metadata server: fetched the token from {url} (sha256 {}, expires{assumed} {}, in {remaining} s); next refresh in {} s{}",
                     &sha[..12],
                     clock::rfc3339(expires_at),
+                    next.wait,
+                    next.why,
                     ),
                 );
                 failures = 0;
                 fetched_once = true;
-                wait
+                next.wait
             }
             Err(e) => {
                 if !fetched_once && e.kind() != Kind::Unavailable {
@@ -117,7 +186,7 @@ pub(super) fn refresh_loop(
                     Some(_) => "the previous token has expired: answering 503".to_string(),
                     None => "no token to serve yet: answering 503".to_string(),
                 };
-                let wait = retry_delay(failures);
+                let wait = retry_delay(failures, plan.spread, spread::unit_random());
                 let hint = e.hint_text().map(|h| format!(" (hint: {h})")).unwrap_or_default();
                 let retry = crate::core::diag::Retry { attempt: failures, of: None, delay: Duration::from_secs(wait) };
                 crate::core::diag::retrying(

@@ -2,10 +2,11 @@
 
 use super::answer::{answer, is_own_host, Headers, JSON};
 use super::identity::Identity;
-use super::refresh::{refresh_delay, refresh_due, retry_delay, sleep_slice};
+use super::refresh::{next_refresh, refresh_due, retry_delay, sleep_slice, Next, Why};
 use super::state::{Current, State};
 use super::*;
 use crate::core::secret::Secret;
+use crate::core::spread::{self, Spread};
 use crate::protocol::sts::DEFAULT_SCOPE;
 use serde_json::Value;
 
@@ -74,6 +75,13 @@ fn expired_tokens_are_not_served() {
     assert_eq!(get_at(&st, TOKEN_PATH, 1_000).status, 503);
 }
 
+/// The unspread schedule (`--spread off`): exactly the rule from before spreading.
+fn refresh_delay(remaining: i64, min_ttl: i64, assumed_ttl: Option<i64>) -> u64 {
+    let next = next_refresh(remaining, min_ttl, assumed_ttl, Spread::Off, 0.7);
+    assert_eq!(next.why, Why::Margin, "{remaining} {min_ttl} {assumed_ttl:?}");
+    next.wait
+}
+
 #[test]
 fn refresh_timing() {
     // A fresh hour-long token: refreshed when a quarter is left.
@@ -99,7 +107,54 @@ fn a_token_with_an_assumed_lifetime_is_refetched_after_half_of_it() {
     // A schedule, fetch after fetch: always 150 s apart, never a tight loop.
     let fetches: Vec<u64> = (0..5).map(|_| refresh_delay(300, 300, Some(300))).collect();
     assert!(fetches.iter().all(|&d| d == 150), "{fetches:?}");
-    assert_eq!((retry_delay(1), retry_delay(2), retry_delay(3), retry_delay(30)), (1, 2, 4, 60));
+    let off = |n| retry_delay(n, Spread::Off, 0.3);
+    assert_eq!((off(1), off(2), off(3), off(30)), (1, 2, 4, 60));
+}
+
+#[test]
+fn spread_refreshes_lie_in_the_window_and_never_after_the_margin() {
+    // An hour-long token, --min-ttl 5m: anywhere in 1800..2700 s, at the draw.
+    let at = |u| next_refresh(3600, 300, None, Spread::Auto, u);
+    assert_eq!(at(0.0), Next { wait: 1800, why: Why::Spread { earliest: 1800, latest: 2700 } });
+    assert_eq!(at(0.5).wait, 2250);
+    assert_eq!(at(0.999_999_9).wait, 2700);
+    for remaining in [1i64, 3, 9, 40, 299, 300, 301, 1200, 3599, 3600, 43_200] {
+        for assumed in [None, Some(remaining), Some(300)] {
+            if assumed.is_some_and(|ttl| ttl < remaining) {
+                continue;
+            }
+            let unspread = refresh_delay(remaining, 300, assumed);
+            for spread in [Spread::Auto, Spread::Seconds(60), Spread::Seconds(1 << 30)] {
+                for u in [0.0, 0.1, 0.5, 0.9, 0.999_999] {
+                    let next = next_refresh(remaining, 300, assumed, spread, u);
+                    assert!(next.wait >= 1 && next.wait <= unspread, "{remaining} {assumed:?} {spread:?} {u} {next:?}");
+                    assert!(next.wait < remaining.max(2) as u64, "{remaining} {assumed:?} {spread:?} {u} {next:?}");
+                    match next.why {
+                        Why::Spread { earliest, latest } | Why::Poll { earliest, latest } => {
+                            assert!(earliest <= next.wait && next.wait <= latest && latest == unspread, "{next:?}");
+                        }
+                        Why::Margin => assert_eq!(next.wait, unspread),
+                    }
+                }
+            }
+        }
+    }
+    // The seed's bare token (5 min assumed): within 75..150 s, never below 30 s apart.
+    let assumed = next_refresh(300, 300, Some(300), Spread::Auto, 0.0);
+    assert_eq!(assumed, Next { wait: 75, why: Why::Spread { earliest: 75, latest: 150 } });
+    assert_eq!(next_refresh(40, 300, Some(40), Spread::Auto, 0.0).wait, 30);
+    // Near expiry: polls jittered between half and all of the poll, never below 1 s.
+    assert_eq!(
+        next_refresh(200, 300, None, Spread::Auto, 0.0),
+        Next { wait: 15, why: Why::Poll { earliest: 15, latest: 30 } }
+    );
+    assert_eq!(next_refresh(2, 300, None, Spread::Auto, 0.0).wait, 1);
+    // Retries: jittered the same way.
+    for n in 1..10 {
+        let full = retry_delay(n, Spread::Off, 0.0);
+        let draws: Vec<u64> = (0..50).map(|_| retry_delay(n, Spread::Auto, spread::unit_random())).collect();
+        assert!(draws.iter().all(|d| *d >= (full / 2).max(1) && *d <= full), "{n} {draws:?}");
+    }
 }
 
 #[test]
