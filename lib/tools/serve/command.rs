@@ -202,6 +202,9 @@ pub struct Cli {
     /// Most connections from one IP address at once, counted from accept. Beyond it that address's own oldest waiting connection gives way, else the new one is closed. Off by default: clients behind NAT or a load balancer share an address [default: no limit]
     #[arg(long, value_name = "N", env = key::MAX_CONNECTIONS_PER_ADDRESS.env)]
     pub max_connections_per_address: Option<usize>,
+    /// Handshakes waiting for CPU (client bytes in hand, not yet processed; a silent or slow client never counts) at which a new connection is shed: a cheap handshake that asks for no client certificate, then 503 with Retry-After: 1 to 5 s at random and a JSON error, never a token. Shed connections count towards --max-connections like any other [default: 64 per CPU wif-serve may run on]
+    #[arg(long, value_name = "N", env = key::MAX_HANDSHAKE_QUEUE.env)]
+    pub max_handshake_queue: Option<usize>,
     /// On SIGTERM, how long requests in progress may take to finish [default: 10s]
     #[arg(long, value_name = "DURATION", env = key::SHUTDOWN_TIMEOUT.env)]
     pub shutdown_timeout: Option<String>,

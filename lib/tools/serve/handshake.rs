@@ -5,7 +5,45 @@ use super::allow::Identity;
 use super::log::Event;
 use super::metrics::{Metrics, Refusal};
 use super::tls;
+use std::io::{self, Read, Write};
 use std::sync::Arc;
+
+/// Drives a handshake to its end as rustls' `complete_io` would (the same errors, and the
+/// alert sent when rustls refuses), but by hand, so that the time from a read returning the
+/// client's bytes to their processing (the flight they produce queued) is counted as a
+/// handshake waiting for CPU in `waiting` (`None`: not counted, for shed connections). A
+/// silent or slow client waits in a read, where it never counts: idle connections cannot
+/// make the server shed everyone else.
+pub(super) fn complete(
+    conn: &mut rustls::ServerConnection,
+    sock: &mut (impl Read + Write),
+    waiting: Option<&Metrics>,
+) -> io::Result<()> {
+    loop {
+        while conn.wants_write() {
+            if conn.write_tls(sock)? == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+        }
+        if !conn.is_handshaking() {
+            return Ok(());
+        }
+        match conn.read_tls(sock) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        let counted = waiting.map(Metrics::handshake_waiting);
+        let processed = conn.process_new_packets().map(drop);
+        drop(counted);
+        if let Err(e) = processed {
+            // The alert that says why, when rustls queued one; the error is what counts.
+            let _ = conn.write_tls(sock);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+    }
+}
 
 /// Why a client's TLS handshake failed: each carries the reason it is counted under
 /// ([`HandshakeFailure::refusal`]), whose label is also the log's `code`, and its words for

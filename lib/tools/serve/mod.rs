@@ -20,6 +20,7 @@ mod options;
 pub mod policy;
 pub mod routes;
 mod session;
+mod shed;
 mod shared;
 pub mod tls;
 pub mod token;
