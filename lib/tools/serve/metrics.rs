@@ -12,7 +12,6 @@ use super::broker::downscope::Call;
 use super::broker::{Broker, Samples};
 use super::routes::{wire, HEALTH_PATH, TOKEN_PATH};
 use super::token::{State, TokenSource};
-use text::Text;
 use crate::core::clock;
 use crate::server::http::{self, Incoming};
 use crate::server::pool::{Pool, Slot};
@@ -22,6 +21,7 @@ use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use text::Text;
 
 /// The path scrapers fetch.
 pub const METRICS_PATH: &str = "/metrics";

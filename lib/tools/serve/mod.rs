@@ -20,8 +20,8 @@ mod options;
 pub mod policy;
 pub mod routes;
 mod session;
-mod shed;
 mod shared;
+mod shed;
 pub mod tls;
 pub mod token;
 
