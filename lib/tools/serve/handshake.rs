@@ -1,5 +1,6 @@
-//! Why a client is refused in its TLS handshake (or cut off when its certificate stops
-//! verifying), and the client a handshake verified.
+//! The TLS handshake driven by hand (counting handshakes waiting for CPU), why a client is
+//! refused in it (or cut off when its certificate stops verifying), and the client a
+//! handshake verified.
 
 use super::allow::Identity;
 use super::log::Event;
