@@ -4,45 +4,55 @@
 
 use super::allow::Identity;
 use super::log::Event;
-use super::metrics::{Metrics, Refusal};
+use super::metrics::{Metrics, Refusal, Waiting};
 use super::tls;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-/// Drives a handshake to its end as rustls' `complete_io` would (the same errors, and the
-/// alert sent when rustls refuses), but by hand, so that the time from a read returning the
-/// client's bytes to their processing (the flight they produce queued) is counted as a
-/// handshake waiting for CPU in `waiting` (`None`: not counted, for shed connections). A
-/// silent or slow client waits in a read, where it never counts: idle connections cannot
-/// make the server shed everyone else.
+/// Drives a handshake to its end with rustls' `complete_io` (its errors, and the alert sent
+/// when rustls refuses), over a socket that counts the handshake as waiting for CPU in
+/// `waiting` (`None`: not counted, for shed connections) from a read returning the client's
+/// bytes until the next read or write, i.e. until they are processed and the flight they
+/// produce is queued. A silent or slow client waits in a read, where it never counts: idle
+/// connections cannot make the server shed everyone else.
 pub(super) fn complete(
     conn: &mut rustls::ServerConnection,
     sock: &mut (impl Read + Write),
     waiting: Option<&Metrics>,
 ) -> io::Result<()> {
-    loop {
-        while conn.wants_write() {
-            if conn.write_tls(sock)? == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
+    let mut counting = Counting { sock, waiting, held: None };
+    while conn.is_handshaking() {
+        conn.complete_io(&mut counting)?;
+    }
+    Ok(())
+}
+
+/// A socket that holds a [`Waiting`] count from a read that returned data to its next use.
+struct Counting<'s, 'm, S> {
+    sock: &'s mut S,
+    waiting: Option<&'m Metrics>,
+    held: Option<Waiting<'m>>,
+}
+
+impl<S: Read> Read for Counting<'_, '_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.held = None;
+        let n = self.sock.read(buf)?;
+        if n > 0 {
+            self.held = self.waiting.map(Metrics::handshake_waiting);
         }
-        if !conn.is_handshaking() {
-            return Ok(());
-        }
-        match conn.read_tls(sock) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        let counted = waiting.map(Metrics::handshake_waiting);
-        let processed = conn.process_new_packets().map(drop);
-        drop(counted);
-        if let Err(e) = processed {
-            // The alert that says why, when rustls queued one; the error is what counts.
-            let _ = conn.write_tls(sock);
-            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-        }
+        Ok(n)
+    }
+}
+
+impl<S: Write> Write for Counting<'_, '_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.held = None;
+        self.sock.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.held = None;
+        self.sock.flush()
     }
 }
 
