@@ -23,7 +23,7 @@ _wif__serve() {
 
     case "${cmd}" in
         wif__serve)
-            opts="-h -V --listen --cert --key --client-ca --token --assume-ttl --crl --allow --handshake-timeout --idle-timeout --header-timeout --max-connection-age --max-connections --max-connections-per-client --max-connections-per-address --shutdown-timeout --metrics-listen --policy --sts-endpoint --sts-ca-file --sts-timeout --ledger --bearer-issuers --config --help --version"
+            opts="-h -V --listen --cert --key --client-ca --token --assume-ttl --crl --allow --handshake-timeout --idle-timeout --header-timeout --max-connection-age --max-connections --max-connections-per-client --max-connections-per-address --max-handshake-queue --shutdown-timeout --metrics-listen --policy --sts-endpoint --sts-ca-file --sts-timeout --ledger --bearer-issuers --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -86,6 +86,10 @@ _wif__serve() {
                     return 0
                     ;;
                 --max-connections-per-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-handshake-queue)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -396,9 +396,11 @@ fn fifty_thousand_full_handshakes_leak_no_descriptors() {
     let srv = Server::start(&tok, &[]);
     let port = srv.port;
     let config = full_handshakes();
+    let (fds_at_start, threads_at_start) = (srv.open_fds(), srv.status("Threads"));
     fetch(port, &config, TOKEN.as_bytes());
-    // The warm-up connection's thread is gone before counting.
-    eventually(2, || srv.status("Threads") <= 2);
+    // The warm-up connection is gone, and its thread (or, kept for the next connection, not)
+    // before counting; whatever the warm-up loaded for good stays in the count.
+    eventually(60, || srv.open_fds() <= fds_at_start && srv.status("Threads") <= threads_at_start);
     let (fds_before, threads_before) = (srv.open_fds(), srv.status("Threads"));
     let threads = 4;
     let (server_cpu, own_cpu) = (srv.cpu_secs(), cpu_secs("/proc/self/stat"));
@@ -420,10 +422,11 @@ fn fifty_thousand_full_handshakes_leak_no_descriptors() {
     let per_conn = |cpu: f64| cpu * 1000.0 / total as f64;
     let (server_ms, client_ms) =
         (per_conn(srv.cpu_secs() - server_cpu), per_conn(cpu_secs("/proc/self/stat") - own_cpu));
-    // The last connections' threads may take a moment to end.
-    eventually(5, || srv.open_fds() <= fds_before && srv.status("Threads") <= threads_before);
+    // The last connections' threads may take a moment to end (a thread kept for the next
+    // connection, until it has waited long enough for none): a bounded wait, no slack.
+    let settled = eventually(90, || srv.open_fds() <= fds_before && srv.status("Threads") <= threads_before);
     let (fds_after, threads_after, hwm) = (srv.open_fds(), srv.status("Threads"), srv.status("VmHWM"));
-    assert!(fds_after <= fds_before + 2, "{fds_after} descriptors open after the churn, {fds_before} before");
+    assert!(fds_after <= fds_before, "{fds_after} descriptors open after the churn, {fds_before} before");
     eprintln!(
         "churn: {total} full mTLS handshakes on {threads} threads in {took:.1?} = {:.0} connections/s, slowest {worst:?}; \
          CPU per connection: server {server_ms:.2} ms, clients {client_ms:.2} ms; \
@@ -431,7 +434,7 @@ fn fifty_thousand_full_handshakes_leak_no_descriptors() {
         total as f64 / took.as_secs_f64(),
         mib(hwm)
     );
-    assert!(threads_after <= threads_before + 1, "threads left behind: {threads_after}");
+    assert!(settled, "threads left behind: {threads_after}, {threads_before} before");
     let log = srv.stop_cleanly();
     assert_eq!(count(&log, |v| v["event"] == "request" && v["status"] == 200), total + 1);
     assert_eq!(count(&log, |v| v["event"] == "handshake_failed" || v["event"] == "connection_refused"), 0);

@@ -84,7 +84,11 @@ Connection slots are guarded: a request head must arrive whole within --header-t
 --max-connections a new client takes the slot of a refused connection, a handshake in progress, an idle connection, or \
 one whose request or answer has taken over a second (oldest first), never a client in its first second or one taking \
 its answer; one client certificate holds at most --max-connections-per-client connections (its newest over the limit \
-gets 503 with Retry-After), and --max-connections-per-address limits one address likewise.\n\n\
+gets 503 with Retry-After), and --max-connections-per-address limits one address likewise. Under a herd of new \
+connections, when --max-handshake-queue handshakes are waiting for CPU (their client's bytes in hand, not yet processed; \
+a silent or slow client never counts), a new connection is shed: a handshake that asks for no client certificate, \
+then 503 with a JSON error (overloaded) and Retry-After: 1 to 5 s at random, never a token, and a connection_shed log \
+line.\n\n\
 The token's expiry comes from its metadata (FILE.meta.json, written by --token-out). A token file without \
 metadata, as the seed's Java generator writes it, is served until its modification time plus --assume-ttl \
 (default 55m: the seed rewrites the file every 55 minutes and Google's access tokens live 60, so the token is \
@@ -145,6 +149,7 @@ certificate. Metrics: wif_serve_requests_total{route,status}, \
 wif_serve_handshakes_refused_total{reason} (no_certificate, unknown_ca, expired, bad_eku, revoked, not_allowed, timeout, \
 other: the same words as the code of the log's handshake_failed lines), wif_serve_reloads_total{what} and wif_serve_reload_failures_total{what} (token, tls), wif_serve_open_connections, \
 wif_serve_connections_total, wif_serve_connections_refused_total, wif_serve_connections_evicted_total, \
+wif_serve_connections_shed_total, wif_serve_handshakes_waiting, \
 wif_serve_requests_timed_out_total, wif_serve_token_available, wif_serve_token_expiry_timestamp_seconds, \
 wif_serve_token_expires_in_seconds, wif_serve_token_age_seconds, wif_serve_build_info{version}, \
 wif_serve_start_time_seconds and wif_serve_scrapes_total; with --policy also wif_serve_policy_rules, \
@@ -202,6 +207,9 @@ pub struct Cli {
     /// Most connections from one IP address at once, counted from accept. Beyond it that address's own oldest waiting connection gives way, else the new one is closed. Off by default: clients behind NAT or a load balancer share an address [default: no limit]
     #[arg(long, value_name = "N", env = key::MAX_CONNECTIONS_PER_ADDRESS.env)]
     pub max_connections_per_address: Option<usize>,
+    /// Handshakes waiting for CPU (client bytes in hand, not yet processed; a silent or slow client never counts) at which a new connection is shed: a cheap handshake that asks for no client certificate, then 503 with Retry-After: 1 to 5 s at random and a JSON error, never a token. Shed connections count towards --max-connections like any other [default: 64 per CPU wif-serve may run on]
+    #[arg(long, value_name = "N", env = key::MAX_HANDSHAKE_QUEUE.env)]
+    pub max_handshake_queue: Option<usize>,
     /// On SIGTERM, how long requests in progress may take to finish [default: 10s]
     #[arg(long, value_name = "DURATION", env = key::SHUTDOWN_TIMEOUT.env)]
     pub shutdown_timeout: Option<String>,

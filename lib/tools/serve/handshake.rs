@@ -1,11 +1,60 @@
-//! Why a client is refused in its TLS handshake (or cut off when its certificate stops
-//! verifying), and the client a handshake verified.
+//! The TLS handshake driven by hand (counting handshakes waiting for CPU), why a client is
+//! refused in it (or cut off when its certificate stops verifying), and the client a
+//! handshake verified.
 
 use super::allow::Identity;
 use super::log::Event;
-use super::metrics::{Metrics, Refusal};
+use super::metrics::{Metrics, Refusal, Waiting};
 use super::tls;
+use std::io::{self, Read, Write};
 use std::sync::Arc;
+
+/// Drives a handshake to its end with rustls' `complete_io` (its errors, and the alert sent
+/// when rustls refuses), over a socket that counts the handshake as waiting for CPU in
+/// `waiting` (`None`: not counted, for shed connections) from a read returning the client's
+/// bytes until the next read or write, i.e. until they are processed and the flight they
+/// produce is queued. A silent or slow client waits in a read, where it never counts: idle
+/// connections cannot make the server shed everyone else.
+pub(super) fn complete(
+    conn: &mut rustls::ServerConnection,
+    sock: &mut (impl Read + Write),
+    waiting: Option<&Metrics>,
+) -> io::Result<()> {
+    let mut counting = Counting { sock, waiting, held: None };
+    while conn.is_handshaking() {
+        conn.complete_io(&mut counting)?;
+    }
+    Ok(())
+}
+
+/// A socket that holds a [`Waiting`] count from a read that returned data to its next use.
+struct Counting<'s, 'm, S> {
+    sock: &'s mut S,
+    waiting: Option<&'m Metrics>,
+    held: Option<Waiting<'m>>,
+}
+
+impl<S: Read> Read for Counting<'_, '_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.held = None;
+        let n = self.sock.read(buf)?;
+        if n > 0 {
+            self.held = self.waiting.map(Metrics::handshake_waiting);
+        }
+        Ok(n)
+    }
+}
+
+impl<S: Write> Write for Counting<'_, '_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.held = None;
+        self.sock.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.held = None;
+        self.sock.flush()
+    }
+}
 
 /// Why a client's TLS handshake failed: each carries the reason it is counted under
 /// ([`HandshakeFailure::refusal`]), whose label is also the log's `code`, and its words for

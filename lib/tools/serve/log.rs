@@ -128,6 +128,7 @@ pub struct Event<'a> {
     /// What happened: `handshake_failed`, `connection_refused`, `connection_closed` (to make
     /// room at the limit), `request_timed_out`, `reload`, `reload_failed`, `bad_request`,
     /// `header_refused` (a header left out of an answer: its value would split the head),
+    /// `connection_shed` (answered 503 at `--max-handshake-queue`),
     /// `shutdown`, `stopped`.
     pub event: &'a str,
     /// When.
@@ -156,6 +157,9 @@ pub struct Event<'a> {
     /// The bearer client, for events about a verified bearer client.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bearer: Option<BearerFields<'a>>,
+    /// Seconds the client was told to wait (`Retry-After`), for a shed connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl<'a> Event<'a> {
@@ -172,6 +176,7 @@ impl<'a> Event<'a> {
             subject: None,
             fingerprint: None,
             bearer: None,
+            retry_after: None,
         }
     }
 
@@ -210,6 +215,12 @@ impl<'a> Event<'a> {
     /// With a machine-readable cause.
     pub fn code(mut self, code: &'static str) -> Self {
         self.code = Some(code);
+        self
+    }
+
+    /// With the seconds the client was told to wait before retrying.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
         self
     }
 

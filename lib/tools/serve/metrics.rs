@@ -5,6 +5,8 @@
 //! come from fixed sets, so the number of series is bounded whatever clients send. Nothing
 //! secret is exposed: no token, no client identity, only counts and the token's timestamps.
 
+mod text;
+
 use super::bearer::{Code, IssuerStats};
 use super::broker::downscope::Call;
 use super::broker::{Broker, Samples};
@@ -15,11 +17,11 @@ use crate::server::http::{self, Incoming};
 use crate::server::pool::{Pool, Slot};
 use crate::server::Deadlined;
 use crate::server::Response;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use text::Text;
 
 /// The path scrapers fetch.
 pub const METRICS_PATH: &str = "/metrics";
@@ -107,7 +109,19 @@ pub struct Metrics {
     connections_evicted: AtomicU64,
     requests_timed_out: AtomicU64,
     scrapes: AtomicU64,
+    connections_shed: AtomicU64,
+    /// Handshakes waiting for CPU: bytes from the client in hand, not yet processed.
+    handshakes_waiting: AtomicU64,
     bearer: Option<BearerCounters>,
+}
+
+/// A handshake counted as waiting for CPU; uncounted when dropped.
+pub struct Waiting<'m>(&'m AtomicU64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The bearer clients' counters (with `--bearer-issuers`): verified requests by issuer,
@@ -182,6 +196,22 @@ impl Metrics {
         bump(&self.connections_evicted);
     }
 
+    /// Counts one connection shed (`--max-handshake-queue`).
+    pub fn connection_shed(&self) {
+        bump(&self.connections_shed);
+    }
+
+    /// Counts a handshake as waiting for CPU until the guard is dropped.
+    pub fn handshake_waiting(&self) -> Waiting<'_> {
+        bump(&self.handshakes_waiting);
+        Waiting(&self.handshakes_waiting)
+    }
+
+    /// Handshakes waiting for CPU now.
+    pub fn handshakes_waiting(&self) -> u64 {
+        read(&self.handshakes_waiting)
+    }
+
     /// Counts one request that was not complete within the idle time-out.
     pub fn request_timed_out(&self) {
         bump(&self.requests_timed_out);
@@ -244,6 +274,10 @@ impl Metrics {
         t.sample("wif_serve_connections_evicted_total", &[], read(&self.connections_evicted));
         t.family("wif_serve_open_connections", "gauge", "TLS connections open now");
         t.sample("wif_serve_open_connections", &[], open);
+        t.family("wif_serve_connections_shed_total", "counter", "Connections answered 503 at --max-handshake-queue");
+        t.sample("wif_serve_connections_shed_total", &[], read(&self.connections_shed));
+        t.family("wif_serve_handshakes_waiting", "gauge", "Handshakes with client bytes in hand not yet processed");
+        t.sample("wif_serve_handshakes_waiting", &[], self.handshakes_waiting());
 
         let (token_reloads, token_failures) = broker.default.as_ref().map_or((0, 0), |t| t.reload_counts());
         t.family("wif_serve_reloads_total", "counter", "Successful re-reads of the token or the TLS files");
@@ -385,35 +419,6 @@ fn render_bearer(t: &mut Text, b: &BearerCounters, jwks: &[IssuerStats]) {
         if let Some(age) = s.age_secs {
             t.sample("wif_serve_jwks_age_seconds", &[("issuer", &s.name)], age);
         }
-    }
-}
-
-/// Exposition text being built.
-#[derive(Default)]
-struct Text {
-    out: String,
-}
-
-impl Text {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-                let _ = write!(self.out, "{k}=\"{v}\"");
-            }
-            self.out.push('}');
-        }
-        let _ = writeln!(self.out, " {value}");
     }
 }
 

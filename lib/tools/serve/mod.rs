@@ -21,6 +21,7 @@ pub mod policy;
 pub mod routes;
 mod session;
 mod shared;
+mod shed;
 pub mod tls;
 pub mod token;
 

@@ -53,7 +53,10 @@ impl Options {
         let max_per_client =
             s.pick_or(cli.max_connections_per_client, key::MAX_CONNECTIONS_PER_CLIENT, (max_connections / 4).max(1))?;
         let max_per_address = s.pick(cli.max_connections_per_address, key::MAX_CONNECTIONS_PER_ADDRESS)?;
+        let max_handshake_queue =
+            s.pick_or(cli.max_handshake_queue, key::MAX_HANDSHAKE_QUEUE, default_handshake_queue())?;
         for (n, flag) in [
+            (Some(max_handshake_queue), "--max-handshake-queue"),
             (Some(max_connections), "--max-connections"),
             (Some(max_per_client), "--max-connections-per-client"),
             (max_per_address, "--max-connections-per-address"),
@@ -82,6 +85,7 @@ impl Options {
             max_connections,
             max_per_client,
             max_per_address,
+            max_handshake_queue,
         };
         let bearer_issuers = s.pick::<PathBuf>(cli.bearer_issuers.clone(), key::SERVE_BEARER_ISSUERS)?;
         let policy = match s.pick::<PathBuf>(cli.policy.clone(), key::SERVE_POLICY)? {
@@ -187,4 +191,12 @@ pub struct Limits {
     pub max_per_client: usize,
     /// Most connections from one address, if limited.
     pub max_per_address: Option<usize>,
+    /// Handshakes waiting for CPU at which a new connection is shed (503, Retry-After).
+    pub max_handshake_queue: usize,
+}
+
+/// `--max-handshake-queue` by default: 64 per CPU the process may run on, so a full queue is
+/// a fraction of a second of handshake work (about 0.4 ms of CPU each).
+fn default_handshake_queue() -> usize {
+    64 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -12,6 +12,7 @@ use super::log::{self, Event};
 use super::metrics::Refusal;
 use super::routes::{respond, wire};
 use super::shared::{ConnGuard, Shared};
+use super::shed;
 use super::tls;
 use crate::server::http::{self, Incoming};
 use crate::server::{Deadlined, Response};
@@ -29,18 +30,19 @@ const REFUSED_GRACE: Duration = Duration::from_secs(1);
 pub(super) fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<Conn>, guard: ConnGuard) {
     let shared = guard.shared.clone();
     let _ = tcp.set_nodelay(true);
+    if let Some(waiting) = shed::overloaded(&shared) {
+        return shed::shed(&tcp, &built, &cx, &shared, waiting);
+    }
     let mut conn = match rustls::ServerConnection::new(built.config.clone()) {
         Ok(c) => c,
         Err(e) => return HandshakeFailure::Setup(e).record(&shared.metrics, &cx.peer),
     };
     let mut sock = Deadlined { tcp: &tcp, deadline: cx.born + shared.limits.handshake_timeout };
-    while conn.is_handshaking() {
-        if let Err(e) = conn.complete_io(&mut sock) {
-            if cx.phase() != Phase::Closed {
-                HandshakeFailure::of_io(&e).record(&shared.metrics, &cx.peer);
-            }
-            return;
+    if let Err(e) = handshake::complete(&mut conn, &mut sock, Some(&shared.metrics)) {
+        if cx.phase() != Phase::Closed {
+            HandshakeFailure::of_io(&e).record(&shared.metrics, &cx.peer);
         }
+        return;
     }
     // Closed to make room (or by the shutdown) just as the handshake finished.
     if !cx.enter(Phase::Handshake, Phase::Fresh) {

@@ -51,9 +51,22 @@ pub struct Built {
     pub verifier: Arc<dyn ClientCertVerifier>,
     /// Which build this is: 0 at start, one more on every successful reload.
     pub generation: u64,
+    /// The configuration of shed connections: the same certificate and key, no client
+    /// certificate asked for (nothing to verify), its own session cache.
+    pub shed: Arc<ServerConfig>,
 }
 
 impl Built {
+    fn new(config: Arc<ServerConfig>, verifier: Arc<dyn ClientCertVerifier>, generation: u64) -> Result<Built> {
+        let mut shed = ServerConfig::builder_with_provider(config.crypto_provider().clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| Error::new(Kind::Internal, e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(config.cert_resolver.clone());
+        shed.alpn_protocols = config.alpn_protocols.clone();
+        Ok(Built { config, verifier, generation, shed: Arc::new(shed) })
+    }
+
     /// Verifies a client's certificate chain (leaf first, as it presented it) again, now.
     pub fn verify_client(&self, chain: &[CertificateDer<'_>]) -> std::result::Result<(), rustls::Error> {
         let Some((leaf, intermediates)) = chain.split_first() else {
@@ -207,7 +220,7 @@ impl TlsSource {
         let (config, verifier) = build(&files)?;
         Ok(TlsSource {
             files,
-            current: RwLock::new(Arc::new(Built { config, verifier, generation: 0 })),
+            current: RwLock::new(Arc::new(Built::new(config, verifier, 0)?)),
             generation: AtomicU64::new(0),
             stamps: Mutex::new(stamps),
         })
@@ -247,11 +260,12 @@ impl TlsSource {
             // tried again when it changes next (e.g. the key after the certificate).
             *seen = now;
         }
-        Some(build(&self.files).map(|(config, verifier)| {
+        Some(build(&self.files).and_then(|(config, verifier)| {
             let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
             let generation = current.generation + 1;
-            *current = Arc::new(Built { config, verifier, generation });
+            *current = Arc::new(Built::new(config, verifier, generation)?);
             self.generation.store(generation, Ordering::Release);
+            Ok(())
         }))
     }
 }
