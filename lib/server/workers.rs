@@ -1,0 +1,146 @@
+//! Threads kept for the next connection: a thread that finished serving one waits (up to
+//! an idle time) for another from the accept loop instead of ending, so a new connection
+//! costs no thread start (its system calls, a fresh stack's page faults, a new thread's
+//! random-generator seeding). The accept loop hands each connection to an idle thread, or
+//! starts a new one when none is idle: the number of threads busy is the number of
+//! connections being served, which the caller bounds; idle ones end after the idle time.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// One connection's work.
+pub type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Jobs handed over and not yet taken, and how many threads wait for one.
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Threads waiting for a job (including those about to take one of `jobs`).
+    idle: usize,
+}
+
+struct Inner {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Threads that serve one job after another.
+pub struct Workers {
+    inner: Arc<Inner>,
+    name: &'static str,
+    stack_size: usize,
+    idle_for: Duration,
+}
+
+impl Workers {
+    /// Threads named `name` with `stack_size` bytes of stack, each ending after `idle_for`
+    /// without a job.
+    pub fn new(name: &'static str, stack_size: usize, idle_for: Duration) -> Workers {
+        let inner = Arc::new(Inner { queue: Mutex::new(Queue::default()), ready: Condvar::new() });
+        Workers { inner, name, stack_size, idle_for }
+    }
+
+    /// Runs `job` on an idle thread, or on a new one when none is idle; the error of a
+    /// thread that could not be started.
+    pub fn run(&self, job: Job) -> std::io::Result<()> {
+        {
+            let mut queue = self.inner.lock();
+            if queue.idle > queue.jobs.len() {
+                queue.jobs.push_back(job);
+                drop(queue);
+                self.inner.ready.notify_one();
+                return Ok(());
+            }
+        }
+        let inner = self.inner.clone();
+        let idle_for = self.idle_for;
+        std::thread::Builder::new()
+            .name(self.name.into())
+            .stack_size(self.stack_size)
+            .spawn(move || {
+                let mut next = Some(job);
+                while let Some(job) = next {
+                    job();
+                    next = wait_for_job(&inner, idle_for);
+                }
+            })
+            .map(drop)
+    }
+
+    /// Threads waiting for a job now.
+    pub fn idle(&self) -> usize {
+        self.inner.lock().idle
+    }
+}
+
+/// The next job handed over within `idle_for`; `None` when none came (the thread ends).
+fn wait_for_job(inner: &Inner, idle_for: Duration) -> Option<Job> {
+    let until = Instant::now() + idle_for;
+    let mut queue = inner.lock();
+    queue.idle += 1;
+    loop {
+        // A job counted on this thread is taken even when the wait just ran out.
+        if let Some(job) = queue.jobs.pop_front() {
+            queue.idle -= 1;
+            return Some(job);
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            queue.idle -= 1;
+            return None;
+        }
+        queue = inner.ready.wait_timeout(queue, left).unwrap_or_else(|p| p.into_inner()).0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn thread_of(workers: &Workers) -> std::thread::ThreadId {
+        let (tx, rx) = mpsc::channel();
+        workers.run(Box::new(move || tx.send(std::thread::current().id()).unwrap())).unwrap();
+        rx.recv_timeout(Duration::from_secs(10)).unwrap()
+    }
+
+    fn wait_idle(workers: &Workers, n: usize) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while workers.idle() != n {
+            assert!(Instant::now() < until, "idle threads: {} (expected {n})", workers.idle());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_finished_thread_serves_the_next_job() {
+        let workers = Workers::new("test", 64 * 1024, Duration::from_secs(30));
+        let first = thread_of(&workers);
+        wait_idle(&workers, 1);
+        assert_eq!(thread_of(&workers), first);
+    }
+
+    #[test]
+    fn busy_threads_are_never_waited_for_and_idle_ones_end() {
+        let workers = Workers::new("test", 64 * 1024, Duration::from_millis(100));
+        let (release, blocked) = mpsc::channel::<()>();
+        let blocked = Arc::new(Mutex::new(blocked));
+        let holder = blocked.clone();
+        workers.run(Box::new(move || drop(holder.lock().unwrap().recv()))).unwrap();
+        // The first thread is busy: the next job runs at once, on another.
+        let (tx, rx) = mpsc::channel();
+        workers.run(Box::new(move || tx.send(()).unwrap())).unwrap();
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        release.send(()).unwrap();
+        wait_idle(&workers, 2);
+        // After the idle time, both end.
+        wait_idle(&workers, 0);
+    }
+}
