@@ -5,7 +5,9 @@
 //! starts a new one when none is idle: the number of threads busy is the number of
 //! connections being served, which the caller bounds; idle ones end after the idle time.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,9 @@ struct Queue {
     jobs: VecDeque<Job>,
     /// Threads waiting for a job (including those about to take one of `jobs`).
     idle: usize,
+    /// Threads whose job said it is about to end (see [`finishing`]): each takes a job
+    /// handed over in the meantime as soon as it is done.
+    finishing: usize,
 }
 
 struct Inner {
@@ -52,7 +57,7 @@ impl Workers {
     pub fn run(&self, job: Job) -> std::io::Result<()> {
         {
             let mut queue = self.inner.lock();
-            if queue.idle > queue.jobs.len() {
+            if queue.idle + queue.finishing > queue.jobs.len() {
                 queue.jobs.push_back(job);
                 drop(queue);
                 self.inner.ready.notify_one();
@@ -65,9 +70,11 @@ impl Workers {
             .name(self.name.into())
             .stack_size(self.stack_size)
             .spawn(move || {
+                CURRENT.with(|c| *c.borrow_mut() = Some(Current { inner: inner.clone(), finishing: false }));
                 let mut next = Some(job);
                 while let Some(job) = next {
-                    job();
+                    // A job that panics ends, not its thread, which may be counted on.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
                     next = wait_for_job(&inner, idle_for);
                 }
             })
@@ -80,10 +87,38 @@ impl Workers {
     }
 }
 
+/// The pool of the thread running, and whether its job said it is finishing.
+struct Current {
+    inner: Arc<Inner>,
+    finishing: bool,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+}
+
+/// Says, from within a job, that it is about to end without waiting on anything again (its
+/// last answer is written; what is left is tearing down). A connection arriving from now on
+/// is handed to this thread rather than to a new one: a client that connects again the
+/// moment it has its answer does not make the pool grow. Does nothing outside a pool.
+pub fn finishing() {
+    CURRENT.with(|c| {
+        if let Some(current) = c.borrow_mut().as_mut().filter(|c| !c.finishing) {
+            current.inner.lock().finishing += 1;
+            current.finishing = true;
+        }
+    });
+}
+
 /// The next job handed over within `idle_for`; `None` when none came (the thread ends).
 fn wait_for_job(inner: &Inner, idle_for: Duration) -> Option<Job> {
     let until = Instant::now() + idle_for;
+    let was_finishing =
+        CURRENT.with(|c| c.borrow_mut().as_mut().is_some_and(|c| std::mem::replace(&mut c.finishing, false)));
     let mut queue = inner.lock();
+    if was_finishing {
+        queue.finishing -= 1;
+    }
     queue.idle += 1;
     loop {
         // A job counted on this thread is taken even when the wait just ran out.
@@ -142,5 +177,29 @@ mod tests {
         wait_idle(&workers, 2);
         // After the idle time, both end.
         wait_idle(&workers, 0);
+    }
+
+    #[test]
+    fn a_job_that_says_it_is_finishing_gets_the_next_one_and_a_panic_ends_only_the_job() {
+        let workers = Workers::new("test", 64 * 1024, Duration::from_secs(30));
+        let (go, wait) = mpsc::channel::<()>();
+        let (tx, rx) = mpsc::channel();
+        let tx2 = tx.clone();
+        let (flagged, said) = mpsc::channel();
+        workers
+            .run(Box::new(move || {
+                finishing();
+                flagged.send(()).unwrap();
+                wait.recv().unwrap();
+                tx2.send(std::thread::current().id()).unwrap();
+                panic!("a job's panic");
+            }))
+            .unwrap();
+        said.recv_timeout(Duration::from_secs(10)).unwrap();
+        // Handed to the finishing thread, though it is not idle yet.
+        workers.run(Box::new(move || tx.send(std::thread::current().id()).unwrap())).unwrap();
+        go.send(()).unwrap();
+        let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), first);
     }
 }

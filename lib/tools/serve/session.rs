@@ -220,6 +220,7 @@ impl<'t> Session<'t> {
                 // Its last answer is written (or cannot be): from here on the connection is
                 // only being torn down, and no longer holds one of its client's slots.
                 let _ = self.cx.enter(Phase::Busy, Phase::Closing);
+                crate::server::workers::finishing();
                 return;
             }
         }
