@@ -421,7 +421,10 @@ fn fifty_thousand_full_handshakes_leak_no_descriptors() {
     let (server_ms, client_ms) =
         (per_conn(srv.cpu_secs() - server_cpu), per_conn(cpu_secs("/proc/self/stat") - own_cpu));
     // The last connections' threads may take a moment to end.
-    eventually(5, || srv.open_fds() <= fds_before && srv.status("Threads") <= threads_before);
+    // Threads are kept for the next connections (30 s idle), never more than the connection
+    // limit (256) and its margin (4): a thread per connection would show here by thousands.
+    let pool = 256 + 4;
+    eventually(5, || srv.open_fds() <= fds_before && srv.status("Threads") <= threads_before + pool);
     let (fds_after, threads_after, hwm) = (srv.open_fds(), srv.status("Threads"), srv.status("VmHWM"));
     assert!(fds_after <= fds_before + 2, "{fds_after} descriptors open after the churn, {fds_before} before");
     eprintln!(
@@ -431,7 +434,7 @@ fn fifty_thousand_full_handshakes_leak_no_descriptors() {
         total as f64 / took.as_secs_f64(),
         mib(hwm)
     );
-    assert!(threads_after <= threads_before + 1, "threads left behind: {threads_after}");
+    assert!(threads_after <= threads_before + pool, "threads left behind: {threads_after}");
     let log = srv.stop_cleanly();
     assert_eq!(count(&log, |v| v["event"] == "request" && v["status"] == 200), total + 1);
     assert_eq!(count(&log, |v| v["event"] == "handshake_failed" || v["event"] == "connection_refused"), 0);

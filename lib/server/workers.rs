@@ -23,6 +23,8 @@ struct Queue {
     /// Threads whose job said it is about to end (see [`finishing`]): each takes a job
     /// handed over in the meantime as soon as it is done.
     finishing: usize,
+    /// Threads started and not ended.
+    threads: usize,
 }
 
 struct Inner {
@@ -42,27 +44,30 @@ pub struct Workers {
     name: &'static str,
     stack_size: usize,
     idle_for: Duration,
+    max_threads: usize,
 }
 
 impl Workers {
-    /// Threads named `name` with `stack_size` bytes of stack, each ending after `idle_for`
-    /// without a job.
-    pub fn new(name: &'static str, stack_size: usize, idle_for: Duration) -> Workers {
+    /// Up to `max_threads` threads named `name` with `stack_size` bytes of stack, each
+    /// ending after `idle_for` without a job.
+    pub fn new(name: &'static str, stack_size: usize, idle_for: Duration, max_threads: usize) -> Workers {
         let inner = Arc::new(Inner { queue: Mutex::new(Queue::default()), ready: Condvar::new() });
-        Workers { inner, name, stack_size, idle_for }
+        Workers { inner, name, stack_size, idle_for, max_threads: max_threads.max(1) }
     }
 
-    /// Runs `job` on an idle thread, or on a new one when none is idle; the error of a
-    /// thread that could not be started.
+    /// Runs `job` on an idle thread, or on a new one when none is idle; with every thread
+    /// started and busy, on the first one to be done. The error of a thread that could not
+    /// be started.
     pub fn run(&self, job: Job) -> std::io::Result<()> {
         {
             let mut queue = self.inner.lock();
-            if queue.idle + queue.finishing > queue.jobs.len() {
+            if queue.idle + queue.finishing > queue.jobs.len() || queue.threads >= self.max_threads {
                 queue.jobs.push_back(job);
                 drop(queue);
                 self.inner.ready.notify_one();
                 return Ok(());
             }
+            queue.threads += 1;
         }
         let inner = self.inner.clone();
         let idle_for = self.idle_for;
@@ -79,6 +84,7 @@ impl Workers {
                 }
             })
             .map(drop)
+            .inspect_err(|_| self.inner.lock().threads -= 1)
     }
 
     /// Threads waiting for a job now.
@@ -129,6 +135,7 @@ fn wait_for_job(inner: &Inner, idle_for: Duration) -> Option<Job> {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             queue.idle -= 1;
+            queue.threads -= 1;
             return None;
         }
         queue = inner.ready.wait_timeout(queue, left).unwrap_or_else(|p| p.into_inner()).0;
@@ -156,7 +163,7 @@ mod tests {
 
     #[test]
     fn a_finished_thread_serves_the_next_job() {
-        let workers = Workers::new("test", 64 * 1024, Duration::from_secs(30));
+        let workers = Workers::new("test", 64 * 1024, Duration::from_secs(30), 4);
         let first = thread_of(&workers);
         wait_idle(&workers, 1);
         assert_eq!(thread_of(&workers), first);
@@ -164,7 +171,7 @@ mod tests {
 
     #[test]
     fn busy_threads_are_never_waited_for_and_idle_ones_end() {
-        let workers = Workers::new("test", 64 * 1024, Duration::from_millis(100));
+        let workers = Workers::new("test", 64 * 1024, Duration::from_millis(100), 4);
         let (release, blocked) = mpsc::channel::<()>();
         let blocked = Arc::new(Mutex::new(blocked));
         let holder = blocked.clone();
@@ -181,7 +188,7 @@ mod tests {
 
     #[test]
     fn a_job_that_says_it_is_finishing_gets_the_next_one_and_a_panic_ends_only_the_job() {
-        let workers = Workers::new("test", 64 * 1024, Duration::from_secs(30));
+        let workers = Workers::new("test", 64 * 1024, Duration::from_secs(30), 4);
         let (go, wait) = mpsc::channel::<()>();
         let (tx, rx) = mpsc::channel();
         let tx2 = tx.clone();
@@ -198,6 +205,25 @@ mod tests {
         said.recv_timeout(Duration::from_secs(10)).unwrap();
         // Handed to the finishing thread, though it is not idle yet.
         workers.run(Box::new(move || tx.send(std::thread::current().id()).unwrap())).unwrap();
+        go.send(()).unwrap();
+        let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), first);
+    }
+
+    #[test]
+    fn past_the_thread_limit_a_job_waits_for_the_first_thread_done() {
+        let workers = Workers::new("test", 64 * 1024, Duration::from_secs(30), 1);
+        let (go, wait) = mpsc::channel::<()>();
+        let (tx, rx) = mpsc::channel();
+        let tx2 = tx.clone();
+        workers
+            .run(Box::new(move || {
+                wait.recv().unwrap();
+                tx2.send(std::thread::current().id()).unwrap();
+            }))
+            .unwrap();
+        workers.run(Box::new(move || tx.send(std::thread::current().id()).unwrap())).unwrap();
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err(), "the second job ran on a second thread");
         go.send(()).unwrap();
         let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), first);

@@ -57,6 +57,9 @@ const CONN_STACK: usize = 512 * 1024;
 /// How long a connection's thread waits for the next connection before it ends.
 const WORKER_IDLE: Duration = Duration::from_secs(30);
 
+/// Threads beyond `--max-connections` for connections being torn down.
+const WORKER_MARGIN: usize = 4;
+
 /// Runs the server until SIGTERM/SIGINT.
 pub fn run(opts: Options) -> Result<()> {
     let tls = tls::TlsSource::load(opts.tls.clone())?;
@@ -161,7 +164,9 @@ pub fn run(opts: Options) -> Result<()> {
     });
     shared.broker.log_loaded();
 
-    let workers = Workers::new("conn", CONN_STACK, WORKER_IDLE);
+    // Connections past the limit are refused on accept; the margin is for threads still
+    // tearing down a connection that has left the table.
+    let workers = Workers::new("conn", CONN_STACK, WORKER_IDLE, opts.limits.max_connections + WORKER_MARGIN);
     for incoming in listener.incoming() {
         if shared.shutting_down.load(Ordering::SeqCst) {
             break;
@@ -184,8 +189,9 @@ pub fn run(opts: Options) -> Result<()> {
             Event::new("connection_refused").peer(&peer).reason(why).connections(shared.open_connections()).emit();
             continue;
         }
-        // The TLS files are looked at by the tls-watch thread (every TLS_CHECK_INTERVAL, and
-        // on SIGHUP), not per connection.
+        if let Some(result) = shared.tls.refresh() {
+            log_tls_reload(&shared.metrics, result, "a certificate, key, CA or CRL file changed");
+        }
         let built = shared.tls.current();
         let Some((id, cx)) = shared.conns.insert(&stream, peer.clone(), addr.map(|a| a.ip())) else {
             Event::new("connection_refused").peer(&peer).reason("cannot duplicate the socket").emit();

@@ -60,6 +60,8 @@ pub(super) fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<C
     let tls_version = handshake::tls_version(&conn);
     let mut session = Session { conn, sock: Armed::from(sock), auth, tls_version, cx };
     session.serve(&shared, guard.id);
+    // Nothing left to wait for: the next connection may be handed to this thread.
+    crate::server::workers::finishing();
     session.close();
     drop(guard);
 }
@@ -220,7 +222,6 @@ impl<'t> Session<'t> {
                 // Its last answer is written (or cannot be): from here on the connection is
                 // only being torn down, and no longer holds one of its client's slots.
                 let _ = self.cx.enter(Phase::Busy, Phase::Closing);
-                crate::server::workers::finishing();
                 return;
             }
         }

@@ -140,8 +140,8 @@ struct Cache {
 
 /// How long one look at the files (two `stat` calls) stands for the requests after it: a
 /// token renamed over the file is served at most this long after the rename (SIGHUP: at
-/// once), and a busy server looks at most a few times a second, not once per request.
-pub const RECHECK: Duration = Duration::from_millis(200);
+/// once), and a busy server looks at most 40 times a second, not once per request.
+pub const RECHECK: Duration = Duration::from_millis(25);
 
 /// The token file with a cheap freshness check (two `stat` calls at most every [`RECHECK`]).
 pub struct TokenSource {
