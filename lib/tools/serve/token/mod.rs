@@ -155,6 +155,8 @@ pub struct TokenSource {
     /// The token file version last warned about for its assumed expiry: one warning per
     /// version (at start, then at each change), not one per request.
     warned: Mutex<Option<Stamp>>,
+    /// How long a look at the files stands ([`RECHECK`]).
+    recheck: Duration,
 }
 
 impl TokenSource {
@@ -169,6 +171,7 @@ impl TokenSource {
             reload_failures: AtomicU64::new(0),
             assume_ttl: Some(DEFAULT_ASSUME_TTL),
             warned: Mutex::new(None),
+            recheck: RECHECK,
         }
     }
 
@@ -216,7 +219,7 @@ impl TokenSource {
     fn recent(&self) -> Option<Outcome> {
         let c = self.cache();
         match (c.looked, &c.stamps, &c.outcome) {
-            (Some(at), Some(_), Some(outcome)) if at.elapsed() < RECHECK => Some(outcome.clone()),
+            (Some(at), Some(_), Some(outcome)) if at.elapsed() < self.recheck => Some(outcome.clone()),
             _ => None,
         }
     }
