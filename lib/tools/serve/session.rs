@@ -266,7 +266,15 @@ impl<'t> Session<'t> {
         let head_only = req.is_some_and(|r| r.method == "HEAD");
         let bytes = wire(resp, head_only, keep_alive);
         self.sock.deadline = Instant::now() + shared.limits.idle_timeout;
-        let sent = if keep_alive { self.send(&bytes) } else { self.send_last(&bytes) }.is_ok();
+        let sent = if keep_alive {
+            self.send(&bytes)
+        } else {
+            let last = self.send_last(&bytes);
+            // Only the log line is left: a client connecting again at once gets this thread.
+            crate::server::workers::finishing();
+            last
+        }
+        .is_ok();
         let body_bytes = if head_only || !sent { 0 } else { resp.body.len() };
         shared.metrics.request(req.map(|r| r.path.as_str()), resp.status);
         let certificate = match who.client {
