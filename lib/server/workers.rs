@@ -175,7 +175,11 @@ mod tests {
         let (release, blocked) = mpsc::channel::<()>();
         let blocked = Arc::new(Mutex::new(blocked));
         let holder = blocked.clone();
-        workers.run(Box::new(move || drop(holder.lock().unwrap().recv()))).unwrap();
+        workers
+            .run(Box::new(move || {
+                let _ = holder.lock().unwrap().recv();
+            }))
+            .unwrap();
         // The first thread is busy: the next job runs at once, on another.
         let (tx, rx) = mpsc::channel();
         workers.run(Box::new(move || tx.send(()).unwrap())).unwrap();
