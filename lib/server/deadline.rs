@@ -81,6 +81,23 @@ impl Timeout {
     }
 }
 
+/// Runs `op` (a read or a write) with the socket's time-out for it (`timeout`, set through
+/// `apply`) armed for `deadline`, again when that time-out fires before the deadline.
+fn before_deadline<T>(
+    deadline: Instant,
+    timeout: &mut Timeout,
+    apply: impl Fn(Option<Duration>) -> std::io::Result<()>,
+    mut op: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    loop {
+        timeout.arm(deadline, Instant::now(), &apply)?;
+        match op() {
+            Err(e) if retry(&e, deadline) => *timeout = Timeout::default(),
+            other => return other,
+        }
+    }
+}
+
 /// Whether an operation that failed with `e` should be tried again: its time-out fired
 /// before the deadline (one set for an earlier, shorter deadline).
 fn retry(e: &std::io::Error, deadline: Instant) -> bool {
@@ -115,14 +132,8 @@ impl<'a> From<Deadlined<'a>> for Armed<'a> {
 
 impl Read for Armed<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            let tcp = self.tcp;
-            self.read.arm(self.deadline, Instant::now(), |t| tcp.set_read_timeout(t))?;
-            match (&mut &*self.tcp).read(buf) {
-                Err(e) if retry(&e, self.deadline) => self.read = Timeout::default(),
-                other => return other,
-            }
-        }
+        let tcp = self.tcp;
+        before_deadline(self.deadline, &mut self.read, |t| tcp.set_read_timeout(t), || (&mut &*tcp).read(buf))
     }
 }
 
@@ -131,14 +142,13 @@ impl Write for Armed<'_> {
         self.write_vectored(&[IoSlice::new(buf)])
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        loop {
-            let tcp = self.tcp;
-            self.write.arm(self.deadline, Instant::now(), |t| tcp.set_write_timeout(t))?;
-            match (&mut &*self.tcp).write_vectored(bufs) {
-                Err(e) if retry(&e, self.deadline) => self.write = Timeout::default(),
-                other => return other,
-            }
-        }
+        let tcp = self.tcp;
+        before_deadline(
+            self.deadline,
+            &mut self.write,
+            |t| tcp.set_write_timeout(t),
+            || (&mut &*tcp).write_vectored(bufs),
+        )
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
