@@ -159,6 +159,7 @@ fn serve_metrics_count_requests_refusals_reloads_and_the_token() {
 
     // No token: unavailable, the expiry gauges disappear, and a token request is a 503.
     std::fs::remove_file(&tok).unwrap();
+    token_settles();
     assert_eq!(get(srv.port, "client", "/get_wif_token").status, 503);
     srv.wait_for("the 503", |v| v["event"] == "request" && v["status"] == 503);
     let (_, s) = scrape(&srv);

@@ -3,7 +3,7 @@
 //! server, and a bare `wif_token.txt` as its Java generator writes it (no `.meta.json`) for
 //! wif-serve, fetched by the seed's Python `requests` client and by wif-get.
 
-use crate::common::server::{get as get_over_tls, now, set_mtime, Server};
+use crate::common::server::{get as get_over_tls, now, set_mtime, token_settles, Server};
 use crate::common::*;
 use crate::get::{get, Seed};
 use crate::metadata::Mds;
@@ -137,12 +137,14 @@ fn wif_serve_serves_a_bare_token_file_to_the_seeds_requests_client_and_wif_get_u
 
     // The generator writes again, in place and with a line end: the token, without it.
     std::fs::write(&tok, format!("{TOKEN_2}\n")).unwrap();
+    token_settles();
     let r = get_over_tls(srv.port, "client", "/get_wif_token");
     assert_eq!(r.body, TOKEN_2.as_bytes());
     assert!(rfc3339(&Value::from(r.header("x-token-expires-at").unwrap())) >= now() + SERVE_ASSUMES - 5);
 
     // Never served past the file's modification time + 55 minutes: 503 with why, to both.
     set_mtime(&tok, now() - SERVE_ASSUMES - 60);
+    token_settles();
     let r = get_over_tls(srv.port, "client", "/get_wif_token");
     assert_eq!(r.status, 503);
     let why = r.json()["message"].as_str().unwrap().to_string();

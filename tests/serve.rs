@@ -236,6 +236,7 @@ fn picks_up_a_new_token_renamed_over_the_old_one() {
     let exp2 = write_token(&staged, "ya29.second-token", 7200);
     std::fs::rename(wif::core::files::meta_path(&staged), wif::core::files::meta_path(&tok)).unwrap();
     std::fs::rename(&staged, &tok).unwrap();
+    token_settles();
     let r = get(srv.port, "client", "/get_wif_token");
     assert_eq!(r.body, b"ya29.second-token");
     assert_eq!(r.header("x-token-expires-at"), Some(exp2.as_str()));
@@ -271,6 +272,7 @@ fn never_serves_an_expired_missing_or_unmatched_token() {
     let mut m: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
     m["expires_at"] = "2020-01-01T00:00:00Z".into();
     std::fs::write(&meta, serde_json::to_vec(&m).unwrap()).unwrap();
+    token_settles();
     let r = get(srv.port, "client", "/get_wif_token");
     assert_eq!(r.status, 503);
     assert!(r.json()["message"].as_str().unwrap().contains("expired"));
@@ -284,10 +286,12 @@ fn never_serves_an_expired_missing_or_unmatched_token() {
     write_token(&tok, TOKEN, 3600);
     std::fs::remove_file(&meta).unwrap();
     set_mtime(&tok, now() - 3301);
+    token_settles();
     let r = get(srv.port, "client", "/get_wif_token");
     assert_eq!(r.status, 503);
     assert!(r.json()["message"].as_str().unwrap().contains("no metadata"), "{:?}", r.json());
     std::fs::remove_file(&tok).unwrap();
+    token_settles();
     assert_eq!(get(srv.port, "client", "/get_wif_token").status, 503);
     srv.finish_checking_secrecy(&[TOKEN]);
 }
@@ -675,6 +679,7 @@ fn a_fifo_at_the_token_path_hangs_neither_the_token_route_nor_health() {
     let (d, tok, mut srv) = serving_token();
     std::fs::remove_file(&tok).unwrap();
     assert!(std::process::Command::new("mkfifo").arg(&tok).status().unwrap().success());
+    token_settles();
     let started = Instant::now();
     let r = get_within(srv.port, "/get_wif_token", 3).expect("the token route answered within 3 s");
     assert_unavailable_without_paths(&r, "the token file is not trusted", d.path());
@@ -696,6 +701,7 @@ fn a_token_edited_in_place_stops_being_served() {
     let (d, tok, mut srv) = serving_token();
     // Same inode, new bytes: not a write of the wif tools, which rename a new file over it.
     std::fs::OpenOptions::new().write(true).truncate(true).open(&tok).unwrap().write_all(b"ya29.edited").unwrap();
+    token_settles();
     let r = get(srv.port, "client", "/get_wif_token");
     assert_unavailable_without_paths(&r, "the token file does not match its metadata", d.path());
     assert!(!String::from_utf8_lossy(&r.body).contains("ya29"));

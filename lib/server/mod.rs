@@ -1,6 +1,6 @@
 //! The HTTP server core under wif-serve, wif-get's metadata server and wif-emulate: a bounded
 //! request reader, a deadlined connection, binding with hints, a worker pool with typed
-//! connection states, and one `Response` whose `Debug` never shows a body.
+//! connection states, threads reused from one connection to the next, and one `Response` whose `Debug` never shows a body.
 
 pub mod bind;
 pub mod deadline;
@@ -8,7 +8,8 @@ pub mod http;
 pub mod pool;
 pub mod response;
 pub mod state;
+pub mod workers;
 
 pub use bind::bind;
-pub use deadline::Deadlined;
+pub use deadline::{Armed, Deadlined};
 pub use response::{Encoded, Framing, Response};

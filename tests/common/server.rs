@@ -22,7 +22,18 @@ pub fn write_token(path: &Path, token: &str, ttl: i64) -> String {
     let exp = wif::core::clock::rfc3339(now() + ttl);
     wif::core::files::write_token(path, &wif::core::secret::Secret::new(token), "access_token", Some(&exp), "test")
         .unwrap();
+    token_settles();
     exp
+}
+
+/// wif-serve looks at its token files at most every 25 ms (lib/tools/serve/token, RECHECK):
+/// a request begun this long after a change to them is answered from the files as changed.
+/// Not a guess at a duration: the server's own rule, with a margin.
+pub const TOKEN_RECHECK: std::time::Duration = std::time::Duration::from_millis(40);
+
+/// Waits until a change to the token files is sure to be seen by the next request.
+pub fn token_settles() {
+    std::thread::sleep(TOKEN_RECHECK);
 }
 
 /// Sets a file's modification time to `unix` (seconds), as `touch -d` would: how a test

@@ -14,6 +14,7 @@ use super::shared::{ConnGuard, Shared};
 use super::tls;
 use super::token::TokenSource;
 use crate::core::error::{Error, Kind, Result};
+use crate::server::workers::Workers;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -49,6 +50,15 @@ fn host_port(addr: &SocketAddr) -> String {
 /// How often the TLS files are looked at for changes, so that a new CRL or CA bundle reaches
 /// open keep-alive connections even when no new connection arrives.
 const TLS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The stack of a connection's thread.
+const CONN_STACK: usize = 512 * 1024;
+
+/// How long a connection's thread waits for the next connection before it ends.
+const WORKER_IDLE: Duration = Duration::from_secs(30);
+
+/// Threads beyond `--max-connections` for connections being torn down.
+const WORKER_MARGIN: usize = 4;
 
 /// Runs the server until SIGTERM/SIGINT.
 pub fn run(opts: Options) -> Result<()> {
@@ -154,6 +164,9 @@ pub fn run(opts: Options) -> Result<()> {
     });
     shared.broker.log_loaded();
 
+    // Connections past the limit are refused on accept; the margin is for threads still
+    // tearing down a connection that has left the table.
+    let workers = Workers::new("conn", CONN_STACK, WORKER_IDLE, opts.limits.max_connections + WORKER_MARGIN);
     for incoming in listener.incoming() {
         if shared.shutting_down.load(Ordering::SeqCst) {
             break;
@@ -185,11 +198,7 @@ pub fn run(opts: Options) -> Result<()> {
             continue;
         };
         let guard = ConnGuard { shared: shared.clone(), id };
-        let spawned = std::thread::Builder::new()
-            .name("conn".into())
-            .stack_size(512 * 1024)
-            .spawn(move || serve_connection(stream, built, cx, guard));
-        if let Err(e) = spawned {
+        if let Err(e) = workers.run(Box::new(move || serve_connection(stream, built, cx, guard))) {
             Event::new("connection_refused").reason(format!("cannot start a thread: {e}")).emit();
         }
     }

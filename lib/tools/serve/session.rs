@@ -15,7 +15,7 @@ use super::shared::{ConnGuard, Shared};
 use super::shed;
 use super::tls;
 use crate::server::http::{self, Incoming};
-use crate::server::{Deadlined, Response};
+use crate::server::{Armed, Deadlined, Response};
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 /// How long a client refused after its handshake (not allowed, over its limit) has to send
 /// its first request, which is answered with the refusal before the connection is closed.
 const REFUSED_GRACE: Duration = Duration::from_secs(1);
+
+/// The largest last answer queued whole with the close_notify behind it, well within what
+/// rustls buffers before it is written.
+const ONE_WRITE: usize = 16 * 1024;
 
 /// One connection: the handshake, then requests until close, time-out or shutdown.
 pub(super) fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<Conn>, guard: ConnGuard) {
@@ -56,8 +60,10 @@ pub(super) fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<C
     };
     drop(built);
     let tls_version = handshake::tls_version(&conn);
-    let mut session = Session { conn, sock, auth, tls_version, cx };
+    let mut session = Session { conn, sock: Armed::from(sock), auth, tls_version, cx };
     session.serve(&shared, guard.id);
+    // Nothing left to wait for: the next connection may be handed to this thread.
+    crate::server::workers::finishing();
     session.close();
     drop(guard);
 }
@@ -84,7 +90,7 @@ impl Auth {
 /// A connection after its handshake.
 struct Session<'t> {
     conn: rustls::ServerConnection,
-    sock: Deadlined<'t>,
+    sock: Armed<'t>,
     auth: Auth,
     tls_version: &'static str,
     cx: Arc<Conn>,
@@ -245,7 +251,7 @@ impl<'t> Session<'t> {
         }
     }
 
-    fn stream(&mut self) -> rustls::Stream<'_, rustls::ServerConnection, Deadlined<'t>> {
+    fn stream(&mut self) -> rustls::Stream<'_, rustls::ServerConnection, Armed<'t>> {
         rustls::Stream::new(&mut self.conn, &mut self.sock)
     }
 
@@ -262,8 +268,15 @@ impl<'t> Session<'t> {
         let head_only = req.is_some_and(|r| r.method == "HEAD");
         let bytes = wire(resp, head_only, keep_alive);
         self.sock.deadline = Instant::now() + shared.limits.idle_timeout;
-        let mut stream = self.stream();
-        let sent = stream.write_all(&bytes).and_then(|()| stream.flush()).is_ok();
+        let sent = if keep_alive {
+            self.send(&bytes)
+        } else {
+            let last = self.send_last(&bytes);
+            // Only the log line is left: a client connecting again at once gets this thread.
+            crate::server::workers::finishing();
+            last
+        }
+        .is_ok();
         let body_bytes = if head_only || !sent { 0 } else { resp.body.len() };
         shared.metrics.request(req.map(|r| r.path.as_str()), resp.status);
         let certificate = match who.client {
@@ -335,6 +348,28 @@ impl<'t> Session<'t> {
                 .code(code)
                 .emit(),
         }
+    }
+
+    /// Writes `bytes` to the client.
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut stream = self.stream();
+        stream.write_all(bytes)?;
+        stream.flush()
+    }
+
+    /// Writes `bytes`, the connection's last answer, and the close_notify after it in one
+    /// system call (a large answer goes out first, on its own).
+    fn send_last(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if bytes.len() > ONE_WRITE {
+            self.send(bytes)?;
+        } else {
+            self.conn.writer().write_all(bytes)?;
+        }
+        self.conn.send_close_notify();
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut self.sock)?;
+        }
+        Ok(())
     }
 
     /// Says goodbye properly (best effort).

@@ -126,7 +126,7 @@ pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertV
         crls.extend(crl);
     }
 
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(server_provider());
     // CRLs are given for the issuers the operator revokes from; a chain element whose
     // issuer published no CRL here (e.g. the intermediate under the root) is not refused
     // for that alone.
@@ -155,6 +155,7 @@ pub fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertV
         })
         .map_err(|e| e.context("setting up TLS"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ignore_client_order = true;
     // rustls' default TLS 1.3 tickets stay on, though one-shot clients never resume: the
     // tickets are also the server's immediate answer to the client's Finished, and without
     // them a client that leaves Nagle on (TCP_NODELAY off) waits for the server's delayed ACK
@@ -202,6 +203,20 @@ fn check_crl(crl: &CertificateRevocationListDer<'_>) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// aws-lc with the server's preference among the suites: TLS_AES_128_GCM_SHA256 before
+/// TLS_AES_256_GCM_SHA384 (rustls' client default lists the latter first). Its SHA-256
+/// transcript and key schedule cost less than SHA-384's (measured: about a tenth of a full
+/// handshake's CPU). Every suite stays enabled.
+fn server_provider() -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.cipher_suites.sort_by_key(|s| match s.suite() {
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,
+        rustls::CipherSuite::TLS13_AES_256_GCM_SHA384 => 1,
+        _ => 2,
+    });
+    provider
 }
 
 /// The configuration in force, swapped atomically when the files change.

@@ -14,7 +14,7 @@ use crate::core::secret::Secret;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The lifetime assumed for a token file without metadata: the seed's generator rewrites the
 /// file every 55 minutes and Google's access tokens live 60, so a token is at most 5 minutes
@@ -134,9 +134,16 @@ type Stamps = (Stamp, Option<Stamp>);
 struct Cache {
     stamps: Option<Stamps>,
     outcome: Option<Outcome>,
+    /// When `stamps` were taken: until [`RECHECK`] later, requests use `outcome` as it is.
+    looked: Option<Instant>,
 }
 
-/// The token file with a cheap per-request freshness check (two `stat` calls).
+/// How long one look at the files (two `stat` calls) stands for the requests after it: a
+/// token renamed over the file is served at most this long after the rename (SIGHUP: at
+/// once), and a busy server looks at most 40 times a second, not once per request.
+pub const RECHECK: Duration = Duration::from_millis(25);
+
+/// The token file with a cheap freshness check (two `stat` calls at most every [`RECHECK`]).
 pub struct TokenSource {
     path: PathBuf,
     meta: PathBuf,
@@ -148,6 +155,8 @@ pub struct TokenSource {
     /// The token file version last warned about for its assumed expiry: one warning per
     /// version (at start, then at each change), not one per request.
     warned: Mutex<Option<Stamp>>,
+    /// How long a look at the files stands ([`RECHECK`]).
+    recheck: Duration,
 }
 
 impl TokenSource {
@@ -162,6 +171,7 @@ impl TokenSource {
             reload_failures: AtomicU64::new(0),
             assume_ttl: Some(DEFAULT_ASSUME_TTL),
             warned: Mutex::new(None),
+            recheck: RECHECK,
         }
     }
 
@@ -199,15 +209,34 @@ impl TokenSource {
 
     /// The token to serve now, or why there is none.
     pub fn current(&self) -> State {
+        match self.recent() {
+            Some(outcome) => verdict(outcome, &self.path),
+            None => verdict(self.look(), &self.path),
+        }
+    }
+
+    /// The outcome of a look at the files within the last [`RECHECK`].
+    fn recent(&self) -> Option<Outcome> {
+        let c = self.cache();
+        match (c.looked, &c.stamps, &c.outcome) {
+            (Some(at), Some(_), Some(outcome)) if at.elapsed() < self.recheck => Some(outcome.clone()),
+            _ => None,
+        }
+    }
+
+    /// Looks at the files: the cached outcome if they have not changed, else a new read.
+    fn look(&self) -> Outcome {
+        let now = Instant::now();
         let stamps = match (Stamp::of(&self.path), Stamp::of(&self.meta)) {
             (Ok(t), Ok(m)) => (t, Some(m)),
             (Ok(t), Err(e)) if e.kind() == std::io::ErrorKind::NotFound && self.assume_ttl.is_some() => (t, None),
-            (Err(e), _) => return self.gone(&self.path, &e, "token file"),
-            (_, Err(e)) => return self.gone(&self.meta, &e, "token metadata file"),
+            (Err(e), _) => return Err(self.gone(&self.path, &e, "token file")),
+            (_, Err(e)) => return Err(self.gone(&self.meta, &e, "token metadata file")),
         };
         let cached = {
-            let c = self.cache();
+            let mut c = self.cache();
             if c.stamps == Some(stamps) {
+                c.looked = Some(now);
                 c.outcome.clone()
             } else {
                 None
@@ -223,17 +252,15 @@ impl TokenSource {
                 let mut c = self.cache();
                 c.stamps = Some(stamps);
                 c.outcome = Some(o.clone());
+                c.looked = Some(now);
                 o
             }
         };
-        match outcome {
-            Ok(loaded) => judge(loaded, &self.path),
-            Err(p) => State::Unavailable { reason: p.reason, detail: p.detail, expired: None },
-        }
+        outcome
     }
 
     /// A file of the pair cannot be stat'ed: nothing to serve, and nothing cached.
-    fn gone(&self, path: &Path, e: &std::io::Error, what: &str) -> State {
+    fn gone(&self, path: &Path, e: &std::io::Error, what: &str) -> Problem {
         *self.cache() = Cache::default();
         let (reason, detail) = if e.kind() == std::io::ErrorKind::NotFound {
             (format!("there is no {what}"), format!("there is no {what} {}", path.display()))
@@ -243,7 +270,7 @@ impl TokenSource {
                 format!("the {what} {} cannot be read: {}", path.display(), crate::core::error::io_words(e)),
             )
         };
-        State::Unavailable { reason, detail, expired: None }
+        Problem { reason, detail }
     }
 
     /// Reads a new version of the files, logging the outcome. A token that matches neither
@@ -371,6 +398,14 @@ impl TokenSource {
             }
             Err(stored) => crate::core::diag::warn(format!("{}; answering 503 until that changes", stored.detail())),
         }
+    }
+}
+
+/// What to serve for one look at the files.
+fn verdict(outcome: Outcome, path: &Path) -> State {
+    match outcome {
+        Ok(loaded) => judge(loaded, path),
+        Err(p) => State::Unavailable { reason: p.reason, detail: p.detail, expired: None },
     }
 }
 

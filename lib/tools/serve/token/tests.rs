@@ -27,11 +27,16 @@ fn token_of(s: &TokenSource) -> Option<String> {
     }
 }
 
+/// A source that looks at the files at every call: these tests change them between calls.
+fn looking_every_time(path: PathBuf) -> TokenSource {
+    TokenSource { recheck: Duration::ZERO, ..TokenSource::new(path) }
+}
+
 #[test]
 fn follows_rewrites_and_refuses_expired_and_missing() {
     let d = dir("rw");
     let p = d.join("t.txt");
-    let src = TokenSource::new(p.clone());
+    let src = looking_every_time(p.clone());
     assert!(token_of(&src).is_none());
     let exp = clock::rfc3339(clock::now_unix() + 600);
     write_token(&p, &Secret::new("first"), "access_token", Some(&exp), "test").unwrap();
@@ -58,7 +63,7 @@ fn an_empty_token_is_never_served() {
     let meta = std::fs::read_to_string(meta_path(&p)).unwrap();
     let meta = meta.replace(&crate::core::keys::sha256_hex(b"x"), &crate::core::keys::sha256_hex(b""));
     std::fs::write(meta_path(&p), meta).unwrap();
-    match TokenSource::new(p).current() {
+    match looking_every_time(p).current() {
         State::Unavailable { reason, .. } => assert!(reason.contains("empty"), "{reason}"),
         State::Ready(_) => panic!("served an empty token"),
     }
@@ -90,11 +95,11 @@ fn unavailable(s: &TokenSource) -> (String, String) {
 #[test]
 fn a_pair_caught_between_the_two_renames_serves_the_token_in_the_file() {
     let (d, p, exp) = written("half", "old");
-    let src = TokenSource::new(p.clone());
+    let src = looking_every_time(p.clone());
     assert_eq!(token_of(&src).as_deref(), Some("old"));
     metadata_written_first(&p, "old", "new", &exp);
     assert_eq!(token_of(&src).as_deref(), Some("old"), "a server that served the old token");
-    assert_eq!(token_of(&TokenSource::new(p.clone())).as_deref(), Some("old"), "a fresh server");
+    assert_eq!(token_of(&looking_every_time(p.clone())).as_deref(), Some("old"), "a fresh server");
     std::fs::write(&p, "new").unwrap();
     assert_eq!(token_of(&src).as_deref(), Some("new"));
     std::fs::remove_dir_all(&d).unwrap();
@@ -104,10 +109,10 @@ fn a_pair_caught_between_the_two_renames_serves_the_token_in_the_file() {
 fn a_token_edited_in_place_stops_being_served() {
     let (d, p, exp) = written("edit", "old");
     write_token(&p, &Secret::new("good"), "access_token", Some(&exp), "test").unwrap();
-    let src = TokenSource::new(p.clone());
+    let src = looking_every_time(p.clone());
     assert_eq!(token_of(&src).as_deref(), Some("good"));
     std::fs::write(&p, "edited by hand").unwrap();
-    for s in [&src, &TokenSource::new(p.clone())] {
+    for s in [&src, &looking_every_time(p.clone())] {
         let (reason, detail) = unavailable(s);
         assert_eq!(reason, "the token file does not match its metadata");
         assert!(detail.contains(&p.display().to_string()) && detail.contains("edited in place"), "{detail}");
@@ -145,7 +150,7 @@ fn a_token_file_without_metadata_is_served_until_its_mtime_plus_the_assumed_life
     let (d, p) = bare("bare", "ya29.bare-token");
     touch(&p, -600);
     let written = clock::now_unix() - 600;
-    let src = TokenSource::new(p.clone());
+    let src = looking_every_time(p.clone());
     let l = ready(&src);
     assert_eq!(l.token.expose(), "ya29.bare-token");
     assert_eq!(l.expiry, Expiry::Assumed(DEFAULT_ASSUME_TTL));
@@ -154,15 +159,15 @@ fn a_token_file_without_metadata_is_served_until_its_mtime_plus_the_assumed_life
     assert_eq!((l.token_type.as_str(), l.written_by.as_deref()), ("access_token", None));
     // A shorter lifetime, and one the file has outlived: 503, saying why without the path.
     assert!(
-        (ready(&TokenSource::new(p.clone()).assume_ttl(Some(Duration::from_secs(900)))).expires_at - (written + 900))
+        (ready(&looking_every_time(p.clone()).assume_ttl(Some(Duration::from_secs(900)))).expires_at - (written + 900))
             .abs()
             <= 1
     );
-    let (reason, detail) = unavailable(&TokenSource::new(p.clone()).assume_ttl(Some(Duration::from_secs(300))));
+    let (reason, detail) = unavailable(&looking_every_time(p.clone()).assume_ttl(Some(Duration::from_secs(300))));
     assert!(reason.contains("expired") && reason.contains("no metadata") && reason.contains("5 min"), "{reason}");
     assert!(!reason.contains(&d.display().to_string()) && !detail.contains("ya29"), "{reason} / {detail}");
     // --assume-ttl 0: not served at all, as before.
-    let (reason, _) = unavailable(&TokenSource::new(p.clone()).assume_ttl(None));
+    let (reason, _) = unavailable(&looking_every_time(p.clone()).assume_ttl(None));
     assert_eq!(reason, "there is no token metadata file");
     std::fs::remove_dir_all(&d).unwrap();
 }
@@ -177,7 +182,7 @@ fn a_bare_token_keeps_its_exact_bytes_but_not_a_trailing_line_end() {
         ("ya29.a\n\n", None),
     ] {
         let (d, p) = bare("bytes", contents);
-        assert_eq!(token_of(&TokenSource::new(p)).as_deref(), served, "{contents:?}");
+        assert_eq!(token_of(&looking_every_time(p)).as_deref(), served, "{contents:?}");
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
@@ -187,14 +192,14 @@ fn a_future_mtime_or_a_sooner_jwt_exp_never_stretches_the_assumed_lifetime() {
     let (d, p) = bare("future", "ya29.future");
     touch(&p, 86_400);
     let now = clock::now_unix();
-    let l = ready(&TokenSource::new(p.clone()));
+    let l = ready(&looking_every_time(p.clone()));
     assert!(l.expires_at <= now + 3300 + 1, "{} > {}", l.expires_at, now + 3300);
     use base64::Engine;
     let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     let exp = now + 120;
     let jwt = format!("{}.{}.c2ln", b64(serde_json::json!({"alg": "RS256"})), b64(serde_json::json!({"exp": exp})));
     crate::core::files::write_atomic(&p, jwt.as_bytes(), 0o600).unwrap();
-    let l = ready(&TokenSource::new(p.clone()));
+    let l = ready(&looking_every_time(p.clone()));
     assert_eq!((l.expires_at, l.token_type.as_str()), (exp, "jwt"));
     std::fs::remove_dir_all(&d).unwrap();
 }
@@ -202,7 +207,7 @@ fn a_future_mtime_or_a_sooner_jwt_exp_never_stretches_the_assumed_lifetime() {
 #[test]
 fn metadata_appearing_or_disappearing_is_a_change_like_any_other() {
     let (d, p) = bare("appear", "ya29.seed");
-    let src = TokenSource::new(p.clone());
+    let src = looking_every_time(p.clone());
     assert_eq!(ready(&src).expiry, Expiry::Assumed(DEFAULT_ASSUME_TTL));
     // The wif tools take over the file: the metadata's expiry from then on.
     let exp = clock::rfc3339(clock::now_unix() + 1200);
@@ -227,7 +232,7 @@ fn a_bare_file_is_trusted_as_little_as_a_pair() {
     use std::os::unix::fs::PermissionsExt;
     let (d, p) = bare("trust", "ya29.planted");
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let (reason, detail) = unavailable(&TokenSource::new(p.clone()));
+    let (reason, detail) = unavailable(&looking_every_time(p.clone()));
     assert_eq!(
         reason,
         "the token file is not trusted: others can write it (mode 0666); only its owner may (chmod go-w)"
@@ -239,7 +244,7 @@ fn a_bare_file_is_trusted_as_little_as_a_pair() {
 #[test]
 fn a_fifo_or_another_users_file_is_refused_at_once_and_named_only_in_the_detail() {
     let (d, p, _) = written("fifo", "tok");
-    let src = TokenSource::new(p.clone());
+    let src = looking_every_time(p.clone());
     assert_eq!(token_of(&src).as_deref(), Some("tok"));
     std::fs::remove_file(&p).unwrap();
     assert!(std::process::Command::new("mkfifo").arg(&p).status().unwrap().success());
