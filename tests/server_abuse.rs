@@ -426,8 +426,7 @@ fn fifty_thousand_full_handshakes_leak_no_descriptors() {
     // are kept for the next connections (30 s idle), never more than the connection limit
     // (256) and its margin (4): a thread per connection would show here by thousands.
     let pool = 256 + 4;
-    let settled =
-        eventually(90, || srv.open_fds() <= fds_before && srv.status("Threads") <= threads_before + pool);
+    let settled = eventually(90, || srv.open_fds() <= fds_before && srv.status("Threads") <= threads_before + pool);
     let (fds_after, threads_after, hwm) = (srv.open_fds(), srv.status("Threads"), srv.status("VmHWM"));
     assert!(fds_after <= fds_before, "{fds_after} descriptors open after the churn, {fds_before} before");
     eprintln!(
