@@ -1,9 +1,12 @@
 //! `wif-serve`: publishes the token file over mutual TLS at `GET /get_wif_token`.
 //!
-//! One thread accepts; each connection gets its own thread (bounded by
-//! `--max-connections`), so handshakes run in parallel and a silent client only ever holds
-//! its own thread until its time-out, or until a new client needs its slot at the limit. The TLS configuration and the token are shared and
-//! re-read when their files change; SIGHUP forces that, SIGTERM/SIGINT stop gracefully.
+//! One thread accepts; each connection is served on a thread of its own while it lasts
+//! (bounded by `--max-connections`; threads are kept and reused for the next connection,
+//! `server::workers`), so handshakes run in parallel and a silent client only ever holds
+//! its own thread until its time-out, or until a new client needs its slot at the limit.
+//! Under a herd, new connections are shed with 503 (`--max-handshake-queue`, `shed`). The
+//! TLS configuration and the token are shared and re-read when their files change (the
+//! token looked at every 25 ms at most); SIGHUP forces that, SIGTERM/SIGINT stop gracefully.
 
 pub mod allow;
 pub mod bearer;

@@ -62,9 +62,11 @@ pub(super) fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<C
     let tls_version = handshake::tls_version(&conn);
     let mut session = Session { conn, sock: Armed::from(sock), auth, tls_version, cx };
     session.serve(&shared, guard.id);
-    // Nothing left to wait for: the next connection may be handed to this thread.
-    crate::server::workers::finishing();
+    // The close_notify can wait on a client that reads nothing (until the deadline, up to
+    // --idle-timeout): only once it is written is there nothing left to wait for, and the
+    // next connection may be handed to this thread.
     session.close();
+    crate::server::workers::finishing();
     drop(guard);
 }
 
