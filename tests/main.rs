@@ -25,6 +25,7 @@ mod secrets;
 mod security;
 mod seed;
 mod serve;
+mod serve_reuse;
 mod server_abuse;
 mod shedding;
 mod skew;

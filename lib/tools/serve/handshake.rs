@@ -3,11 +3,44 @@
 //! handshake verified.
 
 use super::allow::Identity;
+use super::conns::{Conn, Phase};
 use super::log::Event;
 use super::metrics::{Metrics, Refusal, Waiting};
+use super::shared::Shared;
 use super::tls;
+use crate::server::Deadlined;
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
+
+/// Runs connection `cx`'s handshake on `tcp` under `config`, within --handshake-timeout of
+/// its accept, counted as waiting for CPU unless `shed` (see [`complete`]). A failure is
+/// counted and logged (not for a connection closed meanwhile to make room, or by the
+/// shutdown), and `None`.
+pub(super) fn run<'t>(
+    config: Arc<rustls::ServerConfig>,
+    tcp: &'t TcpStream,
+    cx: &Conn,
+    shared: &Shared,
+    shed: bool,
+) -> Option<(rustls::ServerConnection, Deadlined<'t>)> {
+    let mut conn = match rustls::ServerConnection::new(config) {
+        Ok(c) => c,
+        Err(e) => {
+            HandshakeFailure::Setup(e).record(&shared.metrics, &cx.peer);
+            return None;
+        }
+    };
+    let mut sock = Deadlined { tcp, deadline: cx.born + shared.limits.handshake_timeout };
+    let waiting = (!shed).then_some(&shared.metrics);
+    if let Err(e) = complete(&mut conn, &mut sock, waiting) {
+        if cx.phase() != Phase::Closed {
+            HandshakeFailure::of_io(&e).record(&shared.metrics, &cx.peer);
+        }
+        return None;
+    }
+    Some((conn, sock))
+}
 
 /// Drives a handshake to its end with rustls' `complete_io` (its errors, and the alert sent
 /// when rustls refuses), over a socket that counts the handshake as waiting for CPU in

@@ -15,7 +15,7 @@ use super::shared::{ConnGuard, Shared};
 use super::shed;
 use super::tls;
 use crate::server::http::{self, Incoming};
-use crate::server::{Armed, Deadlined, Response};
+use crate::server::{Armed, Response};
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
@@ -37,17 +37,7 @@ pub(super) fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<C
     if let Some(waiting) = shed::overloaded(&shared) {
         return shed::shed(&tcp, &built, &cx, &shared, waiting);
     }
-    let mut conn = match rustls::ServerConnection::new(built.config.clone()) {
-        Ok(c) => c,
-        Err(e) => return HandshakeFailure::Setup(e).record(&shared.metrics, &cx.peer),
-    };
-    let mut sock = Deadlined { tcp: &tcp, deadline: cx.born + shared.limits.handshake_timeout };
-    if let Err(e) = handshake::complete(&mut conn, &mut sock, Some(&shared.metrics)) {
-        if cx.phase() != Phase::Closed {
-            HandshakeFailure::of_io(&e).record(&shared.metrics, &cx.peer);
-        }
-        return;
-    }
+    let Some((conn, sock)) = handshake::run(built.config.clone(), &tcp, &cx, &shared, false) else { return };
     // Closed to make room (or by the shutdown) just as the handshake finished.
     if !cx.enter(Phase::Handshake, Phase::Fresh) {
         return;

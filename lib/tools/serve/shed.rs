@@ -7,13 +7,13 @@
 //! logged as a client, nothing is handed out, whatever the client sends.
 
 use super::conns::{Conn, Phase};
-use super::handshake::{self, HandshakeFailure};
+use super::handshake;
 use super::log::Event;
 use super::routes::wire;
 use super::shared::Shared;
 use super::tls::Built;
 use crate::server::http::{self, Incoming};
-use crate::server::{Deadlined, Response};
+use crate::server::Response;
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -63,17 +63,7 @@ pub(super) fn shed(tcp: &TcpStream, built: &Built, cx: &Conn, shared: &Shared, w
         .code("overloaded")
         .retry_after(retry_after)
         .emit();
-    let mut conn = match rustls::ServerConnection::new(built.shed.clone()) {
-        Ok(c) => c,
-        Err(e) => return HandshakeFailure::Setup(e).record(&shared.metrics, &cx.peer),
-    };
-    let mut sock = Deadlined { tcp, deadline: cx.born + shared.limits.handshake_timeout };
-    if let Err(e) = handshake::complete(&mut conn, &mut sock, None) {
-        if cx.phase() != Phase::Closed {
-            HandshakeFailure::of_io(&e).record(&shared.metrics, &cx.peer);
-        }
-        return;
-    }
+    let Some((mut conn, mut sock)) = handshake::run(built.shed.clone(), tcp, cx, shared, true) else { return };
     // Nothing on it is worth keeping: the first to give way at --max-connections.
     if !cx.enter(Phase::Handshake, Phase::Closing) {
         return;

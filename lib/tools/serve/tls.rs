@@ -64,6 +64,8 @@ impl Built {
             .with_no_client_auth()
             .with_cert_resolver(config.cert_resolver.clone());
         shed.alpn_protocols = config.alpn_protocols.clone();
+        // The server's choice of suite, as for full handshakes (see `server_provider`).
+        shed.ignore_client_order = config.ignore_client_order;
         Ok(Built { config, verifier, generation, shed: Arc::new(shed) })
     }
 
