@@ -3,8 +3,25 @@
 
 /// Whether `name` is an HTTP field name (an RFC 9110 token).
 pub fn is_header_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(|b| TCHAR[usize::from(b)])
 }
+
+/// Which bytes an RFC 9110 token may hold (one look-up per byte: every answer's headers are
+/// checked).
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// Names chosen in a configuration that go into headers, log lines and metric labels
 /// (wif-serve's rules, token sources, bearer issuers): 1–64 of `A-Z a-z 0-9 . _ -`.
@@ -65,6 +82,16 @@ pub fn reason_phrase(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_names_are_rfc9110_tokens() {
+        for b in 0..=255u8 {
+            let token = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            let name = [b'X', b];
+            assert_eq!(std::str::from_utf8(&name).is_ok_and(is_header_name), token, "byte {b:#x}");
+        }
+        assert!(!is_header_name("") && is_header_name("X-Token-Type"));
+    }
 
     #[test]
     fn headers_that_would_split_are_never_written() {

@@ -67,9 +67,10 @@ pub fn parse(buf: &[u8]) -> Parsed {
 /// [`parse`], also handing every header of a complete head to `on_header` (name, value),
 /// for callers that need more of the head than [`Request`] keeps.
 pub fn parse_with(buf: &[u8], on_header: &mut dyn FnMut(&str, &[u8])) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
+    // Left uninitialized: the parser writes the ones it fills (no 2 KiB of zeros a request).
+    let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
             return refuse(431, "the request line and headers are too large")

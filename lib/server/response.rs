@@ -96,25 +96,47 @@ impl Response {
     /// [`Encoded::left_out`]: the client gets the answer without that header, never a header
     /// of someone else's making.
     pub fn encode(&self, framing: &Framing<'_>, head_only: bool) -> Encoded {
-        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, crate::core::wire::reason_phrase(self.status));
-        let length = self.body.len().to_string();
-        let content = [("Content-Type", self.content_type), ("Content-Length", length.as_str())];
+        let reason = crate::core::wire::reason_phrase(self.status);
+        let (mut length_digits, mut status_digits) = ([0u8; 20], [0u8; 20]);
+        let length = decimal(self.body.len(), &mut length_digits);
+        let content = [("Content-Type", self.content_type), ("Content-Length", length)];
         let own = self.headers.iter().map(|(k, v)| (*k, v.as_str()));
-        let mut left_out = Vec::new();
         let all = framing.first.iter().copied().chain(content).chain(framing.standard.iter().copied());
-        for (name, value) in all.chain(own).chain(framing.last.iter().copied()) {
+        let all = all.chain(own).chain(framing.last.iter().copied());
+        // One buffer, sized once: the status line, each header, the blank line, the body.
+        let lines: usize = all.clone().map(|(name, value)| name.len() + value.len() + 4).sum();
+        let body = if head_only { &[][..] } else { &self.body[..] };
+        let mut head = String::with_capacity("HTTP/1.1 000 \r\n\r\n".len() + reason.len() + lines + body.len());
+        head.push_str("HTTP/1.1 ");
+        head.push_str(decimal(usize::from(self.status), &mut status_digits));
+        head.push(' ');
+        head.push_str(reason);
+        head.push_str("\r\n");
+        let mut left_out = Vec::new();
+        for (name, value) in all {
             if !crate::core::wire::push_header(&mut head, name, value) {
                 left_out.push(name.to_string());
             }
         }
         head.push_str("\r\n");
-        let mut bytes = Vec::with_capacity(head.len() + self.body.len());
-        bytes.extend_from_slice(head.as_bytes());
-        if !head_only {
-            bytes.extend_from_slice(&self.body);
-        }
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(body);
         Encoded { bytes, left_out }
     }
+}
+
+/// `n` in decimal, written into `digits` (no allocation).
+fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &str {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&digits[at..]).unwrap_or("0")
 }
 
 #[cfg(test)]
@@ -148,6 +170,14 @@ mod tests {
         assert!(head.ends_with("\r\nRetry-After: 30"), "the other headers stay: {head}");
         assert_eq!(body.as_bytes(), r.body);
         assert_eq!(wire.left_out, ["X-Token-Type", "X-Token-Expires-At"]);
+    }
+
+    #[test]
+    fn decimals() {
+        let mut digits = [0u8; 20];
+        for n in [0, 7, 10, 1536, 65_535, usize::MAX] {
+            assert_eq!(decimal(n, &mut digits), n.to_string());
+        }
     }
 
     #[test]

@@ -10,19 +10,40 @@ static STDOUT: Mutex<Option<Vec<Vec<u8>>>> = Mutex::new(Some(Vec::new()));
 
 /// Writes one event as a JSON line and flushes it (before [`listening`], holds it until
 /// then). A closed stdout is ignored: the log is for the operator, and losing it must not
-/// stop the service.
+/// stop the service. The line is formatted into this thread's reused buffer and written with
+/// one `write`; nothing is kept across lines (a crash loses none that were emitted).
 pub fn emit<T: Serialize>(event: &T) {
     // Unit tests would interleave log lines with the test harness's output.
     if cfg!(test) {
         return;
     }
-    let Ok(mut line) = serde_json::to_vec(event) else { return };
-    line.push(b'\n');
-    let mut held = STDOUT.lock().unwrap_or_else(|p| p.into_inner());
-    match held.as_mut() {
-        Some(early) => early.push(line),
-        None => write_out(&line),
+    LINE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut line) => emit_into(&mut line, event),
+        // Only if serializing an event emitted one itself: a fresh buffer then.
+        Err(_) => emit_into(&mut Vec::new(), event),
+    });
+}
+
+thread_local! {
+    /// The buffer each thread formats its log lines in, reused from line to line.
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The most a thread's line buffer keeps between lines: a rare huge line is not held on to.
+const KEPT_LINE_CAPACITY: usize = 4096;
+
+fn emit_into<T: Serialize>(line: &mut Vec<u8>, event: &T) {
+    line.clear();
+    if serde_json::to_writer(&mut *line, event).is_ok() {
+        line.push(b'\n');
+        let mut held = STDOUT.lock().unwrap_or_else(|p| p.into_inner());
+        match held.as_mut() {
+            Some(early) => early.push(line.clone()),
+            None => write_out(line),
+        }
     }
+    line.clear();
+    line.shrink_to(KEPT_LINE_CAPACITY);
 }
 
 /// Writes the first line, `listening`, then the lines held until it.
@@ -44,9 +65,42 @@ fn write_out(line: &[u8]) {
     let _ = out.write_all(line).and_then(|()| out.flush());
 }
 
-/// The current time as RFC 3339 UTC with milliseconds.
+/// The current time as RFC 3339 UTC with milliseconds (as `core::clock::rfc3339_millis`
+/// writes it). Each thread keeps the text of the current second and adds the milliseconds:
+/// the calendar arithmetic runs once a second, not once a line.
 pub fn now() -> String {
-    crate::core::clock::rfc3339_millis(time::OffsetDateTime::now_utc())
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let Ok(since_epoch) = since_epoch else {
+        return crate::core::clock::rfc3339_millis(time::OffsetDateTime::now_utc());
+    };
+    let (secs, millis) = (since_epoch.as_secs(), since_epoch.subsec_millis());
+    SECOND.with(|cell| {
+        let mut second = cell.borrow_mut();
+        if second.0 != Some(secs) || second.1.is_empty() {
+            *second = (Some(secs), second_text(secs));
+        }
+        let mut text = String::with_capacity(second.1.len() + 5);
+        text.push_str(&second.1);
+        text.push('.');
+        text.push(char::from(b'0' + (millis / 100) as u8));
+        text.push(char::from(b'0' + (millis / 10 % 10) as u8));
+        text.push(char::from(b'0' + (millis % 10) as u8));
+        text.push('Z');
+        text
+    })
+}
+
+thread_local! {
+    /// The Unix second last formatted by this thread, and its text up to the seconds.
+    static SECOND: std::cell::RefCell<(Option<u64>, String)> = const { std::cell::RefCell::new((None, String::new())) };
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix second: `rfc3339_millis`'s text without the fraction.
+fn second_text(secs: u64) -> String {
+    let at = i64::try_from(secs).ok().and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok());
+    let full = crate::core::clock::rfc3339_millis(at.unwrap_or(time::OffsetDateTime::UNIX_EPOCH));
+    // The text is ASCII and ends in `.mmmZ`.
+    full.get(..full.len().saturating_sub(5)).unwrap_or_default().to_string()
 }
 
 /// The first line: where the server listens.
@@ -233,5 +287,31 @@ impl<'a> Event<'a> {
     /// Writes it to the log.
     pub fn emit(&self) {
         emit(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cached_second_is_the_clocks_text_without_the_fraction() {
+        for secs in [0, 59, 951_782_400, 1_733_486_399, 4_102_444_800] {
+            let at = time::OffsetDateTime::from_unix_timestamp(secs as i64).unwrap();
+            assert_eq!(format!("{}.000Z", second_text(secs)), crate::core::clock::rfc3339_millis(at));
+        }
+    }
+
+    #[test]
+    fn now_is_rfc3339_with_three_digits_of_milliseconds() {
+        let before = crate::core::clock::now_unix();
+        let (a, b) = (now(), now());
+        for text in [&a, &b] {
+            assert_eq!(text.len(), "2024-01-01T00:00:00.000Z".len(), "{text}");
+            assert!(text.ends_with('Z') && text.as_bytes()[19] == b'.', "{text}");
+            let at = crate::core::clock::parse_rfc3339(text).unwrap();
+            assert!((before..=before + 2).contains(&at), "{text}");
+        }
+        assert!(a <= b, "{a} {b}");
     }
 }

@@ -120,10 +120,10 @@ fn token_answer(grant: Grant) -> Answer {
     match grant {
         Grant::Issued(issued) => {
             let c = &issued.credential;
-            let mut headers = vec![
-                ("X-Token-Expires-At", c.expires_at_text().to_string()),
-                ("X-Token-Type", c.token_type().to_string()),
-            ];
+            // Room for all four at once: no regrowth.
+            let mut headers = Vec::with_capacity(4);
+            headers.push(("X-Token-Expires-At", c.expires_at_text().to_string()));
+            headers.push(("X-Token-Type", c.token_type().to_string()));
             headers.extend(issued.rule.clone().map(|r| ("X-Wif-Rule", r)));
             headers.extend(issued.boundary.clone().map(|b| ("X-Wif-Access-Boundary", b)));
             let resp = Response {
