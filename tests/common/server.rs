@@ -220,6 +220,25 @@ impl Server {
         cpu_secs(&format!("/proc/{}/stat", self.pid()))
     }
 
+    /// Makes connections arrive all at once: stops the server (SIGSTOP) while `start` opens
+    /// `n` connections that each send their first bytes (the kernel still completes their TCP
+    /// handshakes into the listen backlog and buffers what they send), waits until all `n`
+    /// have bytes waiting (a bounded poll: at most [`AT_ONCE_WAIT`], well within any client's
+    /// time-out), then continues the server (SIGCONT), which finds them all ready together.
+    /// Returns what `start` returned and how many were waiting.
+    pub fn all_at_once<T>(&self, n: usize, start: impl FnOnce() -> T) -> (T, usize) {
+        self.signal("-STOP");
+        let started = start();
+        let until = Instant::now() + AT_ONCE_WAIT;
+        let mut waiting = connections_with_unread_bytes(self.port);
+        while waiting < n && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+            waiting = connections_with_unread_bytes(self.port);
+        }
+        self.signal("-CONT");
+        (started, waiting)
+    }
+
     /// SIGTERM, then expects exit 0 and no panic on stderr; returns the whole log.
     pub fn stop_cleanly(mut self) -> Vec<Value> {
         assert!(self.child.try_wait().unwrap().is_none(), "wif-serve died: {:?}", self.wait_exit());
@@ -372,4 +391,28 @@ pub fn cpu_secs(stat: &str) -> f64 {
     let after = text.rsplit_once(')').map_or("", |(_, rest)| rest);
     let ticks: u64 = after.split_whitespace().skip(11).take(2).filter_map(|v| v.parse::<u64>().ok()).sum();
     ticks as f64 / 100.0
+}
+
+/// The longest [`Server::all_at_once`] keeps the server stopped waiting for its connections.
+pub const AT_ONCE_WAIT: Duration = Duration::from_secs(5);
+
+/// Connections to local port `port` on loopback that the kernel holds with bytes not yet
+/// read by the server (in the listen backlog or accepted), from /proc/net/tcp and tcp6: a
+/// stopped server's connections whose clients have sent their first flight.
+pub fn connections_with_unread_bytes(port: u16) -> usize {
+    let port = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|line| {
+            // sl local_address rem_address st tx_queue:rx_queue ...
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let unread = fields.get(4).and_then(|q| q.split_once(':')).map(|(_, rx)| rx.trim_start_matches('0'));
+            fields.len() > 4
+                && fields[1].ends_with(&port)
+                && fields[3] == "01"
+                && unread.is_some_and(|rx| !rx.is_empty())
+        })
+        .count()
 }
