@@ -235,9 +235,24 @@ fn silent_and_stalled_handshakes_never_count_as_waiting_for_cpu() {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s
     };
+    // A connection is counted from its accept until its thread first reads from it: each
+    // silent one is made once the last has stopped counting (its thread waits in a read).
+    let settled = || {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while scrape(&srv).get("wif_serve_handshakes_waiting", &[]) != 0.0 {
+            assert!(std::time::Instant::now() < until, "a silent connection kept counting as waiting for CPU");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
     // Ten silent connections, ten that send half a ClientHello, ten that send a whole one
     // and stall once the server has answered it (its flight read: processed and written).
-    let silent: Vec<TcpStream> = (0..10).map(|_| connect_raw()).collect();
+    let silent: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let s = connect_raw();
+            settled();
+            s
+        })
+        .collect();
     let half: Vec<TcpStream> = (0..10)
         .map(|_| {
             let mut s = connect_raw();

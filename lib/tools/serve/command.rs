@@ -85,8 +85,8 @@ Connection slots are guarded: a request head must arrive whole within --header-t
 one whose request or answer has taken over a second (oldest first), never a client in its first second or one taking \
 its answer; one client certificate holds at most --max-connections-per-client connections (its newest over the limit \
 gets 503 with Retry-After), and --max-connections-per-address limits one address likewise. Under a herd of new \
-connections, when --max-handshake-queue handshakes are waiting for CPU (their client's bytes in hand, not yet processed; \
-a silent or slow client never counts), a new connection is shed: a handshake that asks for no client certificate, \
+connections, when --max-handshake-queue handshakes are waiting for CPU (accepted and not yet read by their thread, or \
+their client's bytes in hand and not yet processed; a silent or slow client never counts), a new connection is shed: a handshake that asks for no client certificate, \
 then 503 with a JSON error (overloaded) and Retry-After: 1 to 5 s at random, never a token, and a connection_shed log \
 line.\n\n\
 The token's expiry comes from its metadata (FILE.meta.json, written by --token-out). A token file without \
@@ -207,7 +207,7 @@ pub struct Cli {
     /// Most connections from one IP address at once, counted from accept. Beyond it that address's own oldest waiting connection gives way, else the new one is closed. Off by default: clients behind NAT or a load balancer share an address [default: no limit]
     #[arg(long, value_name = "N", env = key::MAX_CONNECTIONS_PER_ADDRESS.env)]
     pub max_connections_per_address: Option<usize>,
-    /// Handshakes waiting for CPU (client bytes in hand, not yet processed; a silent or slow client never counts) at which a new connection is shed: a cheap handshake that asks for no client certificate, then 503 with Retry-After: 1 to 5 s at random and a JSON error, never a token. Shed connections count towards --max-connections like any other [default: 64 per CPU wif-serve may run on]
+    /// Handshakes waiting for CPU (accepted and not yet read by their thread, or client bytes in hand and not yet processed; a silent or slow client never counts) at which a new connection is shed: a cheap handshake that asks for no client certificate, then 503 with Retry-After: 1 to 5 s at random and a JSON error, never a token. Shed connections count towards --max-connections like any other [default: 64 per CPU wif-serve may run on]
     #[arg(long, value_name = "N", env = key::MAX_HANDSHAKE_QUEUE.env)]
     pub max_handshake_queue: Option<usize>,
     /// On SIGTERM, how long requests in progress may take to finish [default: 10s]

@@ -13,16 +13,43 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
+/// A connection counted as waiting for CPU from its accept until its thread first reads
+/// from it (or it is shed, or dropped unserved). Under a burst the connections accepted whose
+/// threads have not run yet are the queue: on a busy CPU they wait there, not in a read. A
+/// silent client's thread runs, reads and stops counting at once.
+pub(super) struct Arrival(Option<Arc<Shared>>);
+
+impl Arrival {
+    /// Counts a connection just accepted.
+    pub fn new(shared: &Arc<Shared>) -> Arrival {
+        shared.metrics.handshake_arrived();
+        Arrival(Some(shared.clone()))
+    }
+
+    /// Stops counting it.
+    pub fn end(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.metrics.handshake_started();
+        }
+    }
+}
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 /// Runs connection `cx`'s handshake on `tcp` under `config`, within --handshake-timeout of
-/// its accept, counted as waiting for CPU unless `shed` (see [`complete`]). A failure is
-/// counted and logged (not for a connection closed meanwhile to make room, or by the
-/// shutdown), and `None`.
+/// its accept, counted as waiting for CPU from its `arrival` on (see [`complete`]; `None`
+/// for a shed connection, never counted). A failure is counted and logged (not for a
+/// connection closed meanwhile to make room, or by the shutdown), and `None`.
 pub(super) fn run<'t>(
     config: Arc<rustls::ServerConfig>,
     tcp: &'t TcpStream,
     cx: &Conn,
     shared: &Shared,
-    shed: bool,
+    arrival: Option<Arrival>,
 ) -> Option<(rustls::ServerConnection, Deadlined<'t>)> {
     let mut conn = match rustls::ServerConnection::new(config) {
         Ok(c) => c,
@@ -32,8 +59,8 @@ pub(super) fn run<'t>(
         }
     };
     let mut sock = Deadlined { tcp, deadline: cx.born + shared.limits.handshake_timeout };
-    let waiting = (!shed).then_some(&shared.metrics);
-    if let Err(e) = complete(&mut conn, &mut sock, waiting) {
+    let waiting = arrival.as_ref().map(|_| &shared.metrics);
+    if let Err(e) = complete(&mut conn, &mut sock, waiting, arrival) {
         if cx.phase() != Phase::Closed {
             HandshakeFailure::of_io(&e).record(&shared.metrics, &cx.peer);
         }
@@ -44,32 +71,44 @@ pub(super) fn run<'t>(
 
 /// Drives a handshake to its end with rustls' `complete_io` (its errors, and the alert sent
 /// when rustls refuses), over a socket that counts the handshake as waiting for CPU in
-/// `waiting` (`None`: not counted, for shed connections) from a read returning the client's
-/// bytes until the next read or write, i.e. until they are processed and the flight they
-/// produce is queued. A silent or slow client waits in a read, where it never counts: idle
-/// connections cannot make the server shed everyone else.
+/// `waiting` (`None`: not counted, for shed connections): from its `arrival` until its first
+/// read, and from a read returning the client's bytes until the next read or write, i.e.
+/// until they are processed and the flight they produce is queued. A silent or slow client
+/// waits in a read, where it never counts: idle connections cannot make the server shed
+/// everyone else.
 pub(super) fn complete(
     conn: &mut rustls::ServerConnection,
     sock: &mut (impl Read + Write),
     waiting: Option<&Metrics>,
+    arrival: Option<Arrival>,
 ) -> io::Result<()> {
-    let mut counting = Counting { sock, waiting, held: None };
+    let mut counting = Counting { sock, waiting, held: None, arrival };
     while conn.is_handshaking() {
         conn.complete_io(&mut counting)?;
     }
     Ok(())
 }
 
-/// A socket that holds a [`Waiting`] count from a read that returned data to its next use.
+/// A socket that holds a [`Waiting`] count from a read that returned data to its next use,
+/// and the connection's [`Arrival`] until its first use.
 struct Counting<'s, 'm, S> {
     sock: &'s mut S,
     waiting: Option<&'m Metrics>,
     held: Option<Waiting<'m>>,
+    arrival: Option<Arrival>,
+}
+
+impl<S> Counting<'_, '_, S> {
+    /// Whatever it counted is over: the socket is being used.
+    fn release(&mut self) {
+        self.held = None;
+        self.arrival = None;
+    }
 }
 
 impl<S: Read> Read for Counting<'_, '_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.held = None;
+        self.release();
         let n = self.sock.read(buf)?;
         if n > 0 {
             self.held = self.waiting.map(Metrics::handshake_waiting);
@@ -80,11 +119,11 @@ impl<S: Read> Read for Counting<'_, '_, S> {
 
 impl<S: Write> Write for Counting<'_, '_, S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.held = None;
+        self.release();
         self.sock.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.held = None;
+        self.release();
         self.sock.flush()
     }
 }

@@ -110,7 +110,8 @@ pub struct Metrics {
     requests_timed_out: AtomicU64,
     scrapes: AtomicU64,
     connections_shed: AtomicU64,
-    /// Handshakes waiting for CPU: bytes from the client in hand, not yet processed.
+    /// Handshakes waiting for CPU: accepted and not yet read by their thread, or bytes from
+    /// the client in hand, not yet processed.
     handshakes_waiting: AtomicU64,
     bearer: Option<BearerCounters>,
 }
@@ -207,6 +208,17 @@ impl Metrics {
         Waiting(&self.handshakes_waiting)
     }
 
+    /// Counts a connection just accepted as waiting for CPU, until
+    /// [`Metrics::handshake_started`] (see `handshake::Arrival`).
+    pub fn handshake_arrived(&self) {
+        bump(&self.handshakes_waiting);
+    }
+
+    /// Takes off the count of [`Metrics::handshake_arrived`].
+    pub fn handshake_started(&self) {
+        self.handshakes_waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Handshakes waiting for CPU now.
     pub fn handshakes_waiting(&self) -> u64 {
         read(&self.handshakes_waiting)
@@ -276,7 +288,11 @@ impl Metrics {
         t.sample("wif_serve_open_connections", &[], open);
         t.family("wif_serve_connections_shed_total", "counter", "Connections answered 503 at --max-handshake-queue");
         t.sample("wif_serve_connections_shed_total", &[], read(&self.connections_shed));
-        t.family("wif_serve_handshakes_waiting", "gauge", "Handshakes with client bytes in hand not yet processed");
+        t.family(
+            "wif_serve_handshakes_waiting",
+            "gauge",
+            "Handshakes accepted and not yet read, or with client bytes in hand not yet processed",
+        );
         t.sample("wif_serve_handshakes_waiting", &[], self.handshakes_waiting());
 
         let (token_reloads, token_failures) = broker.default.as_ref().map_or((0, 0), |t| t.reload_counts());

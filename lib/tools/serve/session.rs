@@ -6,7 +6,7 @@ use super::allow::{Identity, Principal};
 use super::bearer_session::{self, BearerClient, Denied};
 use super::broker::Issued;
 use super::conns::{Conn, Phase};
-use super::handshake::{self, HandshakeFailure, Verified};
+use super::handshake::{self, Arrival, HandshakeFailure, Verified};
 use super::ledger;
 use super::log::{self, Event};
 use super::metrics::Refusal;
@@ -31,13 +31,22 @@ const REFUSED_GRACE: Duration = Duration::from_secs(1);
 const ONE_WRITE: usize = 16 * 1024;
 
 /// One connection: the handshake, then requests until close, time-out or shutdown.
-pub(super) fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<Conn>, guard: ConnGuard) {
+pub(super) fn serve_connection(
+    tcp: TcpStream,
+    built: Arc<tls::Built>,
+    cx: Arc<Conn>,
+    guard: ConnGuard,
+    mut arrival: Arrival,
+) {
     let shared = guard.shared.clone();
     let _ = tcp.set_nodelay(true);
     if let Some(waiting) = shed::overloaded(&shared) {
+        arrival.end();
         return shed::shed(&tcp, &built, &cx, &shared, waiting);
     }
-    let Some((conn, sock)) = handshake::run(built.config.clone(), &tcp, &cx, &shared, false) else { return };
+    let Some((conn, sock)) = handshake::run(built.config.clone(), &tcp, &cx, &shared, Some(arrival)) else {
+        return;
+    };
     // Closed to make room (or by the shutdown) just as the handshake finished.
     if !cx.enter(Phase::Handshake, Phase::Fresh) {
         return;

@@ -24,10 +24,11 @@ const REQUEST_GRACE: Duration = Duration::from_secs(1);
 /// The longest `Retry-After`, in seconds: retries are spread at random over 1 to this.
 pub const MAX_RETRY_AFTER: u64 = 5;
 
-/// The handshakes waiting for CPU when a new connection must be shed; `None` while there is
-/// room. Decided when the connection starts being served, before its handshake.
+/// The other handshakes waiting for CPU when a new connection must be shed; `None` while
+/// there is room. Decided when the connection starts being served, before its handshake,
+/// while it is still counted itself (its `handshake::Arrival`), which is left out.
 pub(super) fn overloaded(shared: &Shared) -> Option<u64> {
-    let waiting = shared.metrics.handshakes_waiting();
+    let waiting = shared.metrics.handshakes_waiting().saturating_sub(1);
     (waiting >= shared.limits.max_handshake_queue as u64).then_some(waiting)
 }
 
@@ -63,7 +64,7 @@ pub(super) fn shed(tcp: &TcpStream, built: &Built, cx: &Conn, shared: &Shared, w
         .code("overloaded")
         .retry_after(retry_after)
         .emit();
-    let Some((mut conn, mut sock)) = handshake::run(built.shed.clone(), tcp, cx, shared, true) else { return };
+    let Some((mut conn, mut sock)) = handshake::run(built.shed.clone(), tcp, cx, shared, None) else { return };
     // Nothing on it is worth keeping: the first to give way at --max-connections.
     if !cx.enter(Phase::Handshake, Phase::Closing) {
         return;
