@@ -110,8 +110,7 @@ pub struct Metrics {
     requests_timed_out: AtomicU64,
     scrapes: AtomicU64,
     connections_shed: AtomicU64,
-    /// Handshakes waiting for CPU: accepted and not yet read by their thread, or bytes from
-    /// the client in hand, not yet processed.
+    /// Handshakes waiting for CPU: accepted, not yet read; or client bytes not yet processed.
     handshakes_waiting: AtomicU64,
     bearer: Option<BearerCounters>,
 }
@@ -208,8 +207,7 @@ impl Metrics {
         Waiting(&self.handshakes_waiting)
     }
 
-    /// Counts a connection just accepted as waiting for CPU, until
-    /// [`Metrics::handshake_started`] (see `handshake::Arrival`).
+    /// Counts a connection just accepted as waiting for CPU (see `handshake::Arrival`).
     pub fn handshake_arrived(&self) {
         bump(&self.handshakes_waiting);
     }
