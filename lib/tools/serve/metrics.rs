@@ -175,8 +175,7 @@ impl Metrics {
         bump(&self.refused[why as usize]);
     }
 
-    /// Counts one rebuild of the TLS configuration, or one that failed. (The token source
-    /// counts its own reloads.)
+    /// Counts one rebuild of the TLS configuration, or one that failed (not the token's).
     pub fn tls_reload(&self, ok: bool) {
         bump(if ok { &self.tls_reloads } else { &self.tls_reload_failures });
     }
