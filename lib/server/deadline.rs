@@ -4,15 +4,6 @@ use std::io::{IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// A socket whose every read and write must finish before a deadline: the socket's time-outs
-/// are set before each read and write.
-pub struct Deadlined<'a> {
-    /// The connection.
-    pub tcp: &'a TcpStream,
-    /// When every read and write must have finished.
-    pub deadline: Instant,
-}
-
 /// What is left before `deadline`; `TimedOut` once it has passed.
 fn remaining(deadline: Instant, now: Instant) -> std::io::Result<Duration> {
     let left = deadline.saturating_duration_since(now);
@@ -20,33 +11,6 @@ fn remaining(deadline: Instant, now: Instant) -> std::io::Result<Duration> {
         Err(std::io::ErrorKind::TimedOut.into())
     } else {
         Ok(left)
-    }
-}
-
-impl Deadlined<'_> {
-    fn remaining(&self) -> std::io::Result<Duration> {
-        remaining(self.deadline, Instant::now())
-    }
-}
-
-impl Read for Deadlined<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.tcp.set_read_timeout(Some(self.remaining()?))?;
-        (&mut &*self.tcp).read(buf)
-    }
-}
-
-impl Write for Deadlined<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tcp.set_write_timeout(Some(self.remaining()?))?;
-        (&mut &*self.tcp).write(buf)
-    }
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        self.tcp.set_write_timeout(Some(self.remaining()?))?;
-        (&mut &*self.tcp).write_vectored(bufs)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -104,8 +68,8 @@ fn retry(e: &std::io::Error, deadline: Instant) -> bool {
     matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) && Instant::now() < deadline
 }
 
-/// A socket whose every read and write must finish before a deadline, like [`Deadlined`],
-/// with the socket's time-outs set only when they must change: once for a deadline, again
+/// A socket whose every read and write must finish before a deadline, with the socket's
+/// time-outs set only when they must change: once for a deadline, again
 /// only when the deadline moved earlier than the time-out set, or the time-out fired before
 /// the deadline. A keep-alive connection answering request after request sets none.
 pub struct Armed<'a> {
@@ -121,12 +85,6 @@ impl<'a> Armed<'a> {
     /// A socket with no time-out set by this value yet.
     pub fn new(tcp: &'a TcpStream, deadline: Instant) -> Armed<'a> {
         Armed { tcp, deadline, read: Timeout::default(), write: Timeout::default() }
-    }
-}
-
-impl<'a> From<Deadlined<'a>> for Armed<'a> {
-    fn from(d: Deadlined<'a>) -> Armed<'a> {
-        Armed::new(d.tcp, d.deadline)
     }
 }
 

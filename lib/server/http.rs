@@ -2,7 +2,7 @@
 //! server (the emulator reads bodies with [`read_body`] but keeps its own head parser, whose
 //! limits are part of what it emulates): a request head is bounded in size
 //! (`MAX_HEAD`) and header count (`MAX_HEADERS`), must arrive before the connection's
-//! deadline (see `Deadlined`), and a body is only read when asked for, up to a limit
+//! deadline (see `Armed`), and a body is only read when asked for, up to a limit
 //! ([`read_body`]). Anything else is a clear 4xx.
 
 use crate::core::secret::Secret;

@@ -11,5 +11,5 @@ pub mod state;
 pub mod workers;
 
 pub use bind::bind;
-pub use deadline::{Armed, Deadlined};
+pub use deadline::Armed;
 pub use response::{Encoded, Framing, Response};

@@ -8,7 +8,7 @@ use super::log::Event;
 use super::metrics::{Metrics, Refusal, Waiting};
 use super::shared::Shared;
 use super::tls;
-use crate::server::Deadlined;
+use crate::server::Armed;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -50,7 +50,7 @@ pub(super) fn run<'t>(
     cx: &Conn,
     shared: &Shared,
     arrival: Option<Arrival>,
-) -> Option<(rustls::ServerConnection, Deadlined<'t>)> {
+) -> Option<(rustls::ServerConnection, Armed<'t>)> {
     let mut conn = match rustls::ServerConnection::new(config) {
         Ok(c) => c,
         Err(e) => {
@@ -58,7 +58,7 @@ pub(super) fn run<'t>(
             return None;
         }
     };
-    let mut sock = Deadlined { tcp, deadline: cx.born + shared.limits.handshake_timeout };
+    let mut sock = Armed::new(tcp, cx.born + shared.limits.handshake_timeout);
     let waiting = arrival.as_ref().map(|_| &shared.metrics);
     if let Err(e) = complete(&mut conn, &mut sock, waiting, arrival) {
         if cx.phase() != Phase::Closed {
@@ -67,6 +67,16 @@ pub(super) fn run<'t>(
         return None;
     }
     Some((conn, sock))
+}
+
+/// Queues the close_notify behind whatever `conn` still has to send and writes it all to
+/// `sock`: the one goodbye of full and shed connections.
+pub(super) fn close_notify(conn: &mut rustls::ServerConnection, sock: &mut impl Write) -> io::Result<()> {
+    conn.send_close_notify();
+    while conn.wants_write() {
+        conn.write_tls(sock)?;
+    }
+    Ok(())
 }
 
 /// Drives a handshake to its end with rustls' `complete_io` (its errors, and the alert sent

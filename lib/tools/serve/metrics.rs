@@ -15,7 +15,7 @@ use super::token::{State, TokenSource};
 use crate::core::clock;
 use crate::server::http::{self, Incoming};
 use crate::server::pool::{Pool, Slot};
-use crate::server::Deadlined;
+use crate::server::Armed;
 use crate::server::Response;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -464,7 +464,7 @@ fn answer(
     health: &impl Fn() -> Response,
 ) {
     let accepted = Instant::now();
-    let mut sock = Deadlined { tcp: stream, deadline: accepted + HEAD_DEADLINE };
+    let mut sock = Armed::new(stream, accepted + HEAD_DEADLINE);
     let mut buf = Vec::new();
     let request = match http::read_request(&mut sock, &mut buf) {
         Incoming::Request(req) => Ok(req),

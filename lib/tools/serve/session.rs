@@ -59,7 +59,7 @@ pub(super) fn serve_connection(
     };
     drop(built);
     let tls_version = handshake::tls_version(&conn);
-    let mut session = Session { conn, sock: Armed::from(sock), auth, tls_version, cx };
+    let mut session = Session { conn, sock, auth, tls_version, cx };
     session.serve(&shared, guard.id);
     // The close_notify can wait on a client that reads nothing (until the deadline, up to
     // --idle-timeout): only once it is written is there nothing left to wait for, and the
@@ -366,20 +366,11 @@ impl<'t> Session<'t> {
         } else {
             self.conn.writer().write_all(bytes)?;
         }
-        self.conn.send_close_notify();
-        while self.conn.wants_write() {
-            self.conn.write_tls(&mut self.sock)?;
-        }
-        Ok(())
+        handshake::close_notify(&mut self.conn, &mut self.sock)
     }
 
     /// Says goodbye properly (best effort).
     fn close(&mut self) {
-        self.conn.send_close_notify();
-        while self.conn.wants_write() {
-            if self.conn.write_tls(&mut self.sock).is_err() {
-                break;
-            }
-        }
+        let _ = handshake::close_notify(&mut self.conn, &mut self.sock);
     }
 }

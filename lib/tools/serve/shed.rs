@@ -76,12 +76,7 @@ pub(super) fn shed(tcp: &TcpStream, built: &Built, cx: &Conn, shared: &Shared, w
         // The answer and the close_notify go out together.
         let _ = conn.writer().write_all(&bytes);
     }
-    conn.send_close_notify();
-    while conn.wants_write() {
-        if conn.write_tls(&mut sock).is_err() {
-            break;
-        }
-    }
+    let _ = handshake::close_notify(&mut conn, &mut sock);
 }
 
 #[cfg(test)]

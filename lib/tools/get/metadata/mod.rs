@@ -32,7 +32,7 @@ use crate::core::error::{Error, Kind, Result};
 use crate::core::settings::Settings;
 use crate::server::http::{self, BodyEnd, Incoming};
 use crate::server::pool::{Pool, Slot};
-use crate::server::{Deadlined, Response};
+use crate::server::{Armed, Response};
 use crate::tools::get::args::Cli;
 use crate::tools::get::plan::Plan;
 use answer::{answer, error, wire, Headers};
@@ -165,7 +165,7 @@ pub(crate) fn run(cli: &Cli, s: &Settings, plan: &Plan, addr: &str) -> Result<()
 fn handle(sock: &TcpStream, slot: &Slot, state: &State) {
     let _ = sock.set_nodelay(true);
     // One deadline for the whole exchange: a client trickling bytes cannot hold its slot.
-    let mut sock = Deadlined { tcp: sock, deadline: Instant::now() + IO_TIMEOUT };
+    let mut sock = Armed::new(sock, Instant::now() + IO_TIMEOUT);
     let request = read_request(&mut sock);
     // Closed to make room meanwhile: nobody to answer. Until the request is whole the
     // connection may be; from here on it is left to finish.
@@ -188,7 +188,7 @@ fn handle(sock: &TcpStream, slot: &Slot, state: &State) {
 /// Reads one request head (the shared, bounded HTTP/1.1 reader of wif-serve) and, for a
 /// POST, its body, which is dropped: `None` if the client went away, the error answer if
 /// the request is malformed, too large or too slow.
-fn read_request(sock: &mut Deadlined) -> std::result::Result<Option<(http::Request, Headers)>, Response> {
+fn read_request(sock: &mut Armed) -> std::result::Result<Option<(http::Request, Headers)>, Response> {
     let timeout = || error(408, "Request Timeout");
     let mut buf = Vec::with_capacity(1024);
     let mut headers = Headers::new();
