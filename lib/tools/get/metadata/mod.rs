@@ -21,7 +21,7 @@
 
 mod answer;
 mod identity;
-mod refresh;
+pub mod refresh;
 mod state;
 #[cfg(test)]
 mod tests;

@@ -6,14 +6,12 @@
 use std::time::{Duration, Instant};
 
 use wif::core::spread::{self, Spread};
+use wif::tools::get::metadata::refresh;
 
 use crate::fetch::{Fetcher, Outcome};
 
 /// Width of one bin of the arrival histograms, milliseconds.
 pub const BIN_MS: f64 = 100.0;
-/// Below this many simulated seconds to the refresh margin, the metadata server polls
-/// (lib/tools/get/metadata/refresh.rs: `refresh_delay`).
-const POLL_BELOW: i64 = 5;
 /// Longest a client keeps trying after the simulated time is over, real seconds.
 const GRACE_S: f64 = 60.0;
 
@@ -93,25 +91,13 @@ pub struct Tally {
 }
 
 /// The real Unix time of the next refresh of a token expiring at `expires_at` (Unix
-/// seconds), planned at real time `now`: spread::window in simulated seconds, at a fresh
-/// random point; near the margin, the metadata server's polling instead.
+/// seconds), planned at real time `now`: the metadata server's own rule
+/// (`refresh::next_refresh`) in simulated seconds, with a fresh draw.
 pub fn plan(clock: &SimClock, rules: &Rules, now: f64, expires_at: f64) -> f64 {
     let now_s = clock.sim(now).floor() as i64;
-    let exp_s = clock.sim(expires_at).round() as i64;
-    let w = spread::window(now_s, exp_s, rules.min_ttl, rules.spread);
-    let at = if w.latest - now_s >= POLL_BELOW {
-        w.at(spread::unit_random())
-    } else {
-        now_s + ((exp_s - now_s) / 2).clamp(1, 30)
-    };
-    clock.real(at as f64)
-}
-
-/// The metadata server's pause after `failures` failed refreshes in a row, real seconds:
-/// 1, 2, 4, … up to a minute, drawn in [wait/2, wait] and never below 1 s.
-fn retry_delay(failures: u32) -> f64 {
-    let wait = (1u64 << failures.saturating_sub(1).min(6)).min(60) as f64;
-    (wait * (0.5 + 0.5 * spread::unit_random())).max(1.0)
+    let remaining = clock.sim(expires_at).round() as i64 - now_s;
+    let next = refresh::next_refresh(remaining, rules.min_ttl, None, rules.spread, spread::unit_random());
+    clock.real((now_s + next.wait as i64) as f64)
 }
 
 /// Runs one client from the token it holds (expiring at `expires_at`, Unix seconds) to the
@@ -191,7 +177,8 @@ fn fetch(fetcher: &Fetcher, clock: &SimClock, rules: &Rules, planned: f64, t: &m
         }
         t.failed_fetches += 1;
         failures += 1;
-        let resume = clock.now() + retry_delay(failures);
+        // The metadata server's pause, in real seconds.
+        let resume = clock.now() + refresh::retry_delay(failures, rules.spread, spread::unit_random()) as f64;
         if resume > rules.end + GRACE_S {
             return None;
         }
