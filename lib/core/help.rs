@@ -21,6 +21,8 @@ pub struct Page {
     pub examples: &'static [Example],
     /// FILES entries: (path, meaning).
     pub files: &'static [(&'static str, &'static str)],
+    /// ENVIRONMENT entries beyond the options' own variables: (variable, meaning).
+    pub environment: &'static [(&'static str, &'static str)],
 }
 
 /// The `after_help` text of a tool: its examples and the exit statuses, in a line.

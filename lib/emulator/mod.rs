@@ -45,7 +45,8 @@ use std::time::Duration;
 const TOOL: &str = "wif-emulate";
 
 /// What the manual page says beyond the flags.
-pub const PAGE: crate::core::help::Page = crate::core::help::Page { examples: EXAMPLES, files: FILES };
+pub const PAGE: crate::core::help::Page =
+    crate::core::help::Page { examples: EXAMPLES, files: FILES, environment: &[] };
 
 /// The files of the manual page.
 const FILES: &[(&str, &str)] = &[(

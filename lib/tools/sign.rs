@@ -53,7 +53,7 @@ impl ValueEnum for Thumbprint {
 
 /// What the manual page says beyond the flags.
 pub const PAGE: crate::core::help::Page =
-    crate::core::help::Page { examples: EXAMPLES, files: crate::core::help::CONFIG_FILES };
+    crate::core::help::Page { examples: EXAMPLES, files: crate::core::help::CONFIG_FILES, environment: &[] };
 
 /// Examples shown in --help and the manual page.
 pub const EXAMPLES: &[Example] = &[

@@ -109,7 +109,7 @@ pub fn render(page: &PageInfo) -> String {
         .collect();
     // Only tools that make HTTPS requests with the system's roots read SSL_CERT_FILE.
     let https_client = cmd.get_arguments().any(|a| a.get_id() == "ca_file");
-    if !envs.is_empty() || https_client {
+    if !envs.is_empty() || https_client || !page.page.environment.is_empty() {
         s.push_str(".SH ENVIRONMENT\n");
     }
     for (env, help) in &envs {
@@ -117,6 +117,9 @@ pub fn render(page: &PageInfo) -> String {
         // The config file cannot name itself.
         let key = if key == "config" { String::new() } else { format!(" (config key \\fI{}\\fR)", esc(&key)) };
         let _ = write!(s, ".TP\n.B {}\n{}{key}\n", esc(env), esc(help));
+    }
+    for (env, what) in page.page.environment {
+        let _ = write!(s, ".TP\n.B {}\n{}\n", esc(env), esc(what));
     }
     if https_client {
         s.push_str(".TP\n.B SSL_CERT_FILE\nCA bundle for HTTPS when \\fB\\-\\-ca\\-file\\fR is not given\n");

@@ -12,7 +12,7 @@ pub(crate) const TOOL: &str = "wif-get";
 
 /// What the manual page says beyond the flags.
 pub const PAGE: crate::core::help::Page =
-    crate::core::help::Page { examples: EXAMPLES, files: crate::core::help::TOKEN_FILES };
+    crate::core::help::Page { examples: EXAMPLES, files: crate::core::help::TOKEN_FILES, environment: &[] };
 
 /// Examples shown in --help and the manual page.
 pub const EXAMPLES: &[Example] = &[

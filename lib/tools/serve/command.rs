@@ -10,7 +10,8 @@ use std::path::PathBuf;
 pub const TOOL: &str = "wif-serve";
 
 /// What the manual page says beyond the flags.
-pub const PAGE: crate::core::help::Page = crate::core::help::Page { examples: EXAMPLES, files: FILES };
+pub const PAGE: crate::core::help::Page =
+    crate::core::help::Page { examples: EXAMPLES, files: FILES, environment: ENVIRONMENT };
 
 /// The files of the manual page.
 const FILES: &[(&str, &str)] = &[
@@ -29,6 +30,15 @@ const FILES: &[(&str, &str)] = &[
         "conventional place for the trusted bearer-token issuers given with --bearer-issuers (read at start only; trusted on the policy's terms); its format is in docs/BEARER.md",
     ),
     ("ledger.jsonl", "the issuance ledger given with --ledger: appended, one JSON line per credential handed out, mode 0600"),
+];
+
+/// The manual page's environment variables beyond the options' own.
+const ENVIRONMENT: &[(&str, &str)] = &[
+    (
+        "GLIBC_TUNABLES",
+        "when neither it nor MALLOC_ARENA_MAX nor LD_PRELOAD is set, wif-serve executes itself once more at start (same arguments, same process id) with glibc.malloc.arena_max set to the CPUs it may run on and glibc.malloc.tcache_count=0: one allocator arena per CPU and no per-thread caches of freed memory, which a thread per connection would otherwise hold on to; the variable is removed again, so nothing wif-serve starts inherits it. Set it (or MALLOC_ARENA_MAX) yourself to choose other tunables",
+    ),
+    ("WIF_NO_ORDER_FILE", "set while building (cargo build --release): link wif-serve without bin/wif-serve.order, the order that places the code it runs together"),
 ];
 
 /// Examples shown in --help and the manual page.
