@@ -344,8 +344,9 @@ for k, label in [("cpu", "CPU"), ("cores", "cores"), ("kernel", "kernel"), ("os"
                  ("rustls", "rustls (wif-serve)"), ("nginx", "nginx"), ("openssl", "OpenSSL"),
                  ("python", "Python"), ("flask", "Flask"), ("google_auth", "google-auth"), ("java", "Java"),
                  ("wif", "wif commit"), ("sched", "scheduling of servers and load generator"),
+                 ("order_file", "wif-serve's code order (bin/wif-serve.order)"),
                  ("loadavg_start", "load average at start"),
-                 ("loadavg_end", "load average at end")]:
+                 ("loadavg_end", "load average before the fleet part")]:
     w(f"| {label} | {facts.get(k, '?')} |")
 w("")
 try:
@@ -356,7 +357,7 @@ except ValueError:
 # The benchmark itself keeps about two runnable tasks (server and load generator).
 if load_start >= 0.5 or load_end >= 3.0:
     w(f"**This machine was shared** with other work during the run (load average {load_start:.1f} when the "
-      f"benchmark started and {load_end:.1f} at its end on {facts.get('cores', '?')} cores, of which about 2 "
+      f"benchmark started and {load_end:.1f} before its fleet part on {facts.get('cores', '?')} cores, of which about 2 "
       "is the benchmark itself): absolute numbers are noisier and lower than on a quiet machine; the "
       "server CPU per handshake (from the server's own CPU time) is the steadiest comparison.")
     w("")

@@ -183,6 +183,8 @@ done
   echo "baseline=${baseline:+$(basename "$(dirname "$(dirname "$baseline")")")/$(basename "$(dirname "$baseline")")/$(basename "$baseline")}"
   echo "fleet_clients=$fleet_clients"
   echo "fleet_args=${fleet_args[*]}"
+  # How much of bin/wif-serve.order (scripts/bench/orderfile.sh) this build could follow.
+  echo "order_file=$(nm --defined-only "$BIN/wif-serve" 2>/dev/null | awk 'NR==FNR {want[$0]; next} ($3 in want) {n++} END {print n+0}' "$ROOT/bin/wif-serve.order" -) of $(grep -c . "$ROOT/bin/wif-serve.order") functions found"
 } > "$RES/facts.txt"
 
 # ---- test PKIs and the token ----
@@ -461,6 +463,9 @@ if want profile && command -v perf >/dev/null && perf record -e cpu-clock -o /de
   fi
 fi
 
+# Read before the fleet part, whose 5,000 client threads are the benchmark's own load.
+echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RES/facts.txt"
+
 # ---- the fleet: N clients holding one token after a rotation, with and without spreading ----
 if want fleet; then
   dir="$WORK/pki-ec"
@@ -492,7 +497,6 @@ if want fleet; then
   done
 fi
 
-echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RES/facts.txt"
 mkdir -p "$(dirname "$out")"
 # The report and its charts (bench/*.svg beside it), checked to be well-formed XML.
 python3 "$BENCH/report.py" "$RES" --out "$out"
