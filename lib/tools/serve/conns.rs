@@ -7,7 +7,8 @@
 //! does in its first moments is protected for a short grace: the second after its handshake,
 //! its first request arriving, an answer being written. A handshake the server owes work to
 //! (accepted and not yet read by its thread, or its client's bytes in hand and not yet
-//! processed: what `wif_serve_handshakes_waiting` counts) is never closed to make room: that
+//! processed: what `wif_serve_handshakes_waiting` counts; or its client's bytes waiting
+//! unread on the socket for its thread to run) is never closed to make room: that
 //! would throw away work half done to start the same work again for a newcomer, which is how
 //! a herd past `--max-connections` used to be cut off over and over. It costs its client
 //! nothing to be protected only while the server is the one behind: once its flight is
@@ -96,7 +97,8 @@ pub struct Conn {
     served: AtomicBool,
     /// Whether the server owes its handshake work: accepted and not yet read by its thread,
     /// or its client's bytes in hand and not yet processed (set and cleared by the handshake,
-    /// with the `wif_serve_handshakes_waiting` gauge). Such a handshake never gives way.
+    /// with the `wif_serve_handshakes_waiting` gauge). Such a handshake never gives way, nor
+    /// one whose client's bytes wait unread on the socket for its thread to run.
     owed: AtomicBool,
     /// When it was accepted.
     pub born: Instant,
@@ -145,6 +147,16 @@ impl Conn {
         self.served.store(true, Ordering::Relaxed);
     }
 
+    /// Whether its client's bytes wait unread on its socket: the client has done its part and
+    /// its thread has not yet run to read them (a thread in its handshake is otherwise always
+    /// in a read, or processing what it read).
+    fn client_bytes_unread(&self) -> bool {
+        #[cfg(unix)]
+        return rustix::io::ioctl_fionread(&self.stream).is_ok_and(|n| n > 0);
+        #[cfg(not(unix))]
+        return false;
+    }
+
     fn in_phase_for(&self) -> Duration {
         let since = self.since_ms.load(Ordering::SeqCst);
         Duration::from_millis((self.epoch.elapsed().as_millis() as u64).saturating_sub(since))
@@ -189,8 +201,16 @@ struct Standing {
 }
 
 impl Standing {
+    /// As the connection's own records say (no system call).
     fn of(c: &Conn) -> Standing {
         Standing { phase: c.phase(), in_phase: c.in_phase_for(), served: c.served.load(Ordering::Relaxed), owed: c.owed() }
+    }
+
+    /// As now, a handshake also owed work when its client's next bytes wait unread on the
+    /// socket (one system call: only for the connection about to be closed).
+    fn checked(c: &Conn) -> Standing {
+        let s = Standing::of(c);
+        Standing { owed: s.owed || (s.phase == Phase::Handshake && c.client_bytes_unread()), ..s }
     }
 }
 
@@ -306,7 +326,7 @@ impl Table {
         // One may have moved on since it was looked at (to a phase that is left alone, or its
         // client's bytes arrived): then the next.
         candidates.into_iter().find_map(|(_, _, c)| {
-            let now = Standing::of(c);
+            let now = Standing::checked(c);
             (eviction_rank(now).is_some() && c.close_if(now.phase))
                 .then(|| Evicted { peer: c.peer.clone(), why: now.phase.words(), open: conns.len() })
         })
@@ -357,6 +377,27 @@ mod tests {
         // Owing is about the handshake only: the phases after it keep their own rules.
         let closing = Standing { phase: Phase::Closing, in_phase: Duration::ZERO, served: false, owed: true };
         assert_eq!(eviction_rank(closing), Some(0));
+    }
+
+    #[test]
+    fn a_handshake_whose_client_bytes_wait_unread_gives_way_only_once_they_are_read() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server_end, peer) = listener.accept().unwrap();
+        let table = Table::default();
+        let (_, cx) = table.insert(&server_end, peer.to_string(), Some(peer.ip())).unwrap();
+        std::io::Write::write_all(&mut client, b"a ClientHello").unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while !cx.client_bytes_unread() {
+            assert!(Instant::now() < until, "the bytes never arrived");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(table.make_room(Scope::All, None).is_none(), "its client's bytes wait for its thread");
+        assert_eq!(cx.phase(), Phase::Handshake);
+        let mut read = [0u8; 13];
+        std::io::Read::read_exact(&mut server_end, &mut read).unwrap();
+        assert_eq!(table.make_room(Scope::All, None).unwrap().why, Phase::Handshake.words());
+        assert_eq!(cx.phase(), Phase::Closed);
     }
 
     #[test]
