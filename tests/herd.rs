@@ -132,7 +132,7 @@ fn a_herd_past_max_connections_loses_no_handshake_in_progress_and_every_client_i
         "{BURSTS} bursts of {HERD} clients never reached --max-connections {LIMIT}"
     );
     // A connection closed to make room was one whose ClientHello the server had answered: it
-    // was waiting for its client, never for the server.
+    // was waiting for its client (or had had its answer), never for the server.
     for line in &evicted {
         let peer = line["peer"].as_str().unwrap();
         let a = attempts.iter().find(|a| a.peer == peer).unwrap_or_else(|| panic!("no client was {peer}"));
@@ -142,8 +142,10 @@ fn a_herd_past_max_connections_loses_no_handshake_in_progress_and_every_client_i
             evicted.len(),
             refused.len()
         );
-        assert!(a.answer.is_err(), "{line}");
-        assert!(line["reason"].as_str().unwrap().contains("waiting for its client"), "{line}");
+        // Either it was in its handshake, waiting for its client, or it had had its answer and
+        // was being closed.
+        let reason = line["reason"].as_str().unwrap();
+        assert!(reason.contains("waiting for its client") || reason.contains("was being closed"), "{line}");
     }
     // A newcomer refused at the limit was closed before its handshake began.
     for line in &refused {
