@@ -203,7 +203,12 @@ struct Standing {
 impl Standing {
     /// As the connection's own records say (no system call).
     fn of(c: &Conn) -> Standing {
-        Standing { phase: c.phase(), in_phase: c.in_phase_for(), served: c.served.load(Ordering::Relaxed), owed: c.owed() }
+        Standing {
+            phase: c.phase(),
+            in_phase: c.in_phase_for(),
+            served: c.served.load(Ordering::Relaxed),
+            owed: c.owed(),
+        }
     }
 
     /// As now, a handshake also owed work when its client's next bytes wait unread on the
@@ -327,8 +332,11 @@ impl Table {
         // client's bytes arrived): then the next.
         candidates.into_iter().find_map(|(_, _, c)| {
             let now = Standing::checked(c);
-            (eviction_rank(now).is_some() && c.close_if(now.phase))
-                .then(|| Evicted { peer: c.peer.clone(), why: now.phase.words(), open: conns.len() })
+            (eviction_rank(now).is_some() && c.close_if(now.phase)).then(|| Evicted {
+                peer: c.peer.clone(),
+                why: now.phase.words(),
+                open: conns.len(),
+            })
         })
     }
 
