@@ -174,20 +174,7 @@ fn a_wif_get_fleet_past_max_connections_all_end_with_the_token_with_the_default_
     for _ in 0..BURSTS {
         let (fleet, _) = srv.all_at_once(HERD, || {
             (0..HERD)
-                .map(|i| {
-                    let out = dir.path().join(format!("host-{i}.token"));
-                    let _ = std::fs::remove_file(&out);
-                    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("wif-get"));
-                    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("WIF_")) {
-                        c.env_remove(k);
-                    }
-                    c.args(["--url", &url, "--cert", &pki_file("client.crt"), "--key", &pki_file("client.key")])
-                        .args(["--ca", &pki_file("ca-chain.crt"), "--out"])
-                        .arg(&out)
-                        .stdout(std::process::Stdio::piped())
-                        .stderr(std::process::Stdio::piped());
-                    (c.spawn().unwrap(), out)
-                })
+                .map(|i| crate::common::spawn_wif_get(&url, dir.path().join(format!("host-{i}.token")), &[]))
                 .collect::<Vec<_>>()
         });
         for (host, token) in fleet {
