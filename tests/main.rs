@@ -13,6 +13,7 @@ mod emulator;
 mod failover;
 mod fuzz_corpus;
 mod get;
+mod herd;
 mod inspect;
 mod manual;
 mod metadata;

@@ -376,18 +376,7 @@ fn a_wif_get_fleet_sent_at_once_all_end_with_the_token() {
         let (fleet, _) = srv.all_at_once(FLEET, || {
             (0..FLEET)
                 .map(|i| {
-                    let out = dir.path().join(format!("host-{i}.token"));
-                    let _ = std::fs::remove_file(&out);
-                    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("wif-get"));
-                    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("WIF_")) {
-                        c.env_remove(k);
-                    }
-                    c.args(["--url", &url, "--cert", &pki_file("client.crt"), "--key", &pki_file("client.key")])
-                        .args(["--ca", &pki_file("ca-chain.crt"), "--retries", "20", "--out"])
-                        .arg(&out)
-                        .stdout(std::process::Stdio::piped())
-                        .stderr(std::process::Stdio::piped());
-                    (c.spawn().unwrap(), out)
+                    crate::common::spawn_wif_get(&url, dir.path().join(format!("host-{i}.token")), &["--retries", "20"])
                 })
                 .collect::<Vec<_>>()
         });

@@ -466,3 +466,22 @@ pub fn retry_lines(stderr: &str, tool: &str) -> Vec<RetryLine> {
     }
     found
 }
+
+/// Starts one host of a wif-get fleet: `wif-get --url URL` with the good client certificate,
+/// `extra` and `--out OUT` (removed first), none of the caller's WIF_ settings, its output
+/// piped; the child and OUT.
+pub fn spawn_wif_get(url: &str, out: std::path::PathBuf, extra: &[&str]) -> (std::process::Child, std::path::PathBuf) {
+    let _ = std::fs::remove_file(&out);
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("wif-get"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("WIF_")) {
+        c.env_remove(k);
+    }
+    c.args(["--url", url, "--cert", &pki_file("client.crt"), "--key", &pki_file("client.key")])
+        .args(["--ca", &pki_file("ca-chain.crt")])
+        .args(extra)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    (c.spawn().unwrap(), out)
+}

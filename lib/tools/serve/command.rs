@@ -91,7 +91,7 @@ every second, and on SIGHUP) every open connection's client is verified again be
 whose certificate has expired, or that is now revoked or no longer trusted, is cut off without an answer. No connection \
 lives longer than --max-connection-age.\n\n\
 Connection slots are guarded: a request head must arrive whole within --header-timeout of its first byte; at \
---max-connections a new client takes the slot of a refused connection, a handshake in progress, an idle connection, or \
+--max-connections a new client takes the slot of a refused connection, a handshake waiting for its client (not one the server has yet to process), an idle connection, or \
 one whose request or answer has taken over a second (oldest first), never a client in its first second or one taking \
 its answer; one client certificate holds at most --max-connections-per-client connections (its newest over the limit \
 gets 503 with Retry-After), and --max-connections-per-address limits one address likewise. Under a herd of new \
@@ -208,7 +208,7 @@ pub struct Cli {
     /// Longest a connection stays open, however active: after it the connection is closed after its current answer, and the client reconnects and is verified afresh [default: 10m]
     #[arg(long, value_name = "DURATION", env = key::MAX_CONNECTION_AGE.env)]
     pub max_connection_age: Option<String>,
-    /// Most connections open at once. At the limit a new client takes the slot of a connection refused after its handshake, else one still in its handshake, else one idle between requests, else one whose request or answer has taken over a second (oldest first); a client's first second after its handshake, and answers it takes at once, are never cut. When no connection can give way the new one is closed at once. Both are logged [default: 256]
+    /// Most connections open at once. At the limit a new client takes the slot of a connection refused after its handshake, else one in its handshake waiting for its client (never one whose client's bytes the server has not yet read or processed: that work is not thrown away), else one idle between requests, else one whose request or answer has taken over a second (oldest first); a client's first second after its handshake, and answers it takes at once, are never cut. When no connection can give way the new one is closed at once. Both are logged [default: 256]
     #[arg(long, value_name = "N", env = key::MAX_CONNECTIONS.env)]
     pub max_connections: Option<usize>,
     /// Most connections one verified client (one certificate, or one bearer issuer and sub) may hold at once. Beyond it one of the client's own connections gives way by the rules of --max-connections, else the new connection is answered 503 with Retry-After: 1 and closed. A fleet of hosts sharing one certificate that fetch at the same moment needs room for its burst [default: a quarter of --max-connections]

@@ -2,12 +2,21 @@
 //!
 //! Every connection is in one phase. When a new client needs a slot, a connection gives way
 //! if holding it costs its client nothing and serves nobody: one refused after its handshake,
-//! one still in its handshake, one idle between requests, or one whose request or answer has
-//! been taking longer than a real client ever takes. What a real client does in its first
-//! moments is protected for a short grace: the second after its handshake, its first request
-//! arriving, an answer being written. The per-address and per-client limits use the same
-//! rules, restricted to the connections of that address or client, so one party can only
-//! ever push out its own.
+//! one in its handshake waiting for its client, one idle between requests, or one whose
+//! request or answer has been taking longer than a real client ever takes. What a real client
+//! does in its first moments is protected for a short grace: the second after its handshake,
+//! its first request arriving, an answer being written. A handshake the server owes work to
+//! (accepted and not yet read by its thread, or its client's bytes in hand and not yet
+//! processed: what `wif_serve_handshakes_waiting` counts; or its client's bytes waiting
+//! unread on the socket for its thread to run) is never closed to make room: that
+//! would throw away work half done to start the same work again for a newcomer, which is how
+//! a herd past `--max-connections` used to be cut off over and over. It costs its client
+//! nothing to be protected only while the server is the one behind: once its flight is
+//! written the handshake waits for its client again and gives way at once, and a herd beyond
+//! `--max-handshake-queue` is shed before it is read, so those protected are at most the queue
+//! plus the connections accepted whose threads have not run yet. When nothing can give way the
+//! newcomer is refused. The per-address and per-client limits use the same rules, restricted
+//! to the connections of that address or client, so one party can only ever push out its own.
 
 use crate::server::state::{AtomicState, ConnState};
 use std::collections::HashMap;
@@ -59,7 +68,7 @@ impl Phase {
     /// Why a connection in this phase was chosen, for the log.
     fn words(self) -> &'static str {
         match self {
-            Phase::Handshake => "had not finished its TLS handshake",
+            Phase::Handshake => "was in its TLS handshake, waiting for its client",
             Phase::Fresh => "had sent no request in the second after its handshake",
             Phase::Idle => "was idle between requests",
             Phase::Reading => "had an incomplete request (for over a second, or after earlier answers)",
@@ -86,6 +95,11 @@ pub struct Conn {
     /// Whether a request has been answered on it: only the first request's arrival is
     /// protected by the grace.
     served: AtomicBool,
+    /// Whether the server owes its handshake work: accepted and not yet read by its thread,
+    /// or its client's bytes in hand and not yet processed (set and cleared by the handshake,
+    /// with the `wif_serve_handshakes_waiting` gauge). Such a handshake never gives way, nor
+    /// one whose client's bytes wait unread on the socket for its thread to run.
+    owed: AtomicBool,
     /// When it was accepted.
     pub born: Instant,
     /// The table's clock.
@@ -117,9 +131,30 @@ impl Conn {
         closed
     }
 
+    /// Records whether the server owes its handshake work (see [`Conn::owed`]).
+    pub fn set_owed(&self, owed: bool) {
+        self.owed.store(owed, Ordering::SeqCst);
+    }
+
+    /// Whether the server owes its handshake work: accepted and not yet read by its thread,
+    /// or its client's bytes in hand and not yet processed.
+    pub fn owed(&self) -> bool {
+        self.owed.load(Ordering::SeqCst)
+    }
+
     /// Records that a request was answered on it.
     pub fn mark_served(&self) {
         self.served.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether its client's bytes wait unread on its socket: the client has done its part and
+    /// its thread has not yet run to read them (a thread in its handshake is otherwise always
+    /// in a read, or processing what it read).
+    fn client_bytes_unread(&self) -> bool {
+        #[cfg(unix)]
+        return rustix::io::ioctl_fionread(&self.stream).is_ok_and(|n| n > 0);
+        #[cfg(not(unix))]
+        return false;
     }
 
     fn in_phase_for(&self) -> Duration {
@@ -153,15 +188,48 @@ impl Scope<'_> {
     }
 }
 
-/// The order in which connections give way: refused ones first, then handshakes, idle
-/// keep-alive connections, requests stalled or arriving on a connection already served,
-/// connections that sent nothing after their handshake, and answers not taken, each oldest
-/// first. `None` for a connection that must be left alone: one in the grace of its first
-/// moments or of an answer.
-fn eviction_rank(phase: Phase, in_phase: Duration, served: bool) -> Option<u8> {
-    let late = in_phase >= GRACE;
+/// What of a connection decides whether, and in what order, it gives way.
+#[derive(Clone, Copy, Debug)]
+struct Standing {
+    phase: Phase,
+    /// How long it has been in its phase.
+    in_phase: Duration,
+    /// Whether a request has been answered on it.
+    served: bool,
+    /// Whether the server owes its handshake work (see [`Conn::owed`]).
+    owed: bool,
+}
+
+impl Standing {
+    /// As the connection's own records say (no system call).
+    fn of(c: &Conn) -> Standing {
+        Standing {
+            phase: c.phase(),
+            in_phase: c.in_phase_for(),
+            served: c.served.load(Ordering::Relaxed),
+            owed: c.owed(),
+        }
+    }
+
+    /// As now, a handshake also owed work when its client's next bytes wait unread on the
+    /// socket (one system call: only for the connection about to be closed).
+    fn checked(c: &Conn) -> Standing {
+        let s = Standing::of(c);
+        Standing { owed: s.owed || (s.phase == Phase::Handshake && c.client_bytes_unread()), ..s }
+    }
+}
+
+/// The order in which connections give way: refused ones first, then handshakes waiting for
+/// their client, idle keep-alive connections, requests stalled or arriving on a connection
+/// already served, connections that sent nothing after their handshake, and answers not
+/// taken, each oldest first. `None` for a connection that must be left alone: a handshake the
+/// server owes work to, or one in the grace of its first moments or of an answer.
+fn eviction_rank(s: Standing) -> Option<u8> {
+    let late = s.in_phase >= GRACE;
+    let (phase, served) = (s.phase, s.served);
     match phase {
         Phase::Closing => Some(0),
+        Phase::Handshake if s.owed => None,
         Phase::Handshake => Some(1),
         Phase::Idle => Some(2),
         Phase::Reading if late || served => Some(3),
@@ -224,6 +292,7 @@ impl Table {
             addr,
             client: OnceLock::new(),
             served: AtomicBool::new(false),
+            owed: AtomicBool::new(false),
             born: Instant::now(),
             epoch: self.epoch,
         });
@@ -256,15 +325,18 @@ impl Table {
         let mut candidates: Vec<(u8, u64, &Arc<Conn>)> = conns
             .iter()
             .filter(|(id, c)| Some(**id) != except && scope.covers(c))
-            .filter_map(|(id, c)| {
-                eviction_rank(c.phase(), c.in_phase_for(), c.served.load(Ordering::Relaxed)).map(|r| (r, *id, c))
-            })
+            .filter_map(|(id, c)| eviction_rank(Standing::of(c)).map(|r| (r, *id, c)))
             .collect();
         candidates.sort_unstable_by_key(|(rank, id, _)| (*rank, *id));
-        // One may have moved on since it was looked at; then the next.
+        // One may have moved on since it was looked at (to a phase that is left alone, or its
+        // client's bytes arrived): then the next.
         candidates.into_iter().find_map(|(_, _, c)| {
-            let phase = c.phase();
-            c.close_if(phase).then(|| Evicted { peer: c.peer.clone(), why: phase.words(), open: conns.len() })
+            let now = Standing::checked(c);
+            (eviction_rank(now).is_some() && c.close_if(now.phase)).then(|| Evicted {
+                peer: c.peer.clone(),
+                why: now.phase.words(),
+                open: conns.len(),
+            })
         })
     }
 
@@ -281,20 +353,59 @@ impl Table {
 mod tests {
     use super::*;
 
+    /// The rank of a connection in `phase` for `in_phase`, `served` or not, that the server
+    /// owes nothing.
+    fn rank(phase: Phase, in_phase: Duration, served: bool) -> Option<u8> {
+        eviction_rank(Standing { phase, in_phase, served, owed: false })
+    }
+
     #[test]
     fn connections_give_way_in_order_and_only_after_their_grace() {
         let (now, late) = (Duration::ZERO, GRACE + Duration::from_millis(1));
-        assert_eq!(eviction_rank(Phase::Closing, now, false), Some(0));
-        assert_eq!(eviction_rank(Phase::Handshake, now, false), Some(1));
-        assert_eq!(eviction_rank(Phase::Idle, now, true), Some(2));
-        assert_eq!(eviction_rank(Phase::Fresh, now, false), None, "a client just verified is about to ask");
-        assert_eq!(eviction_rank(Phase::Fresh, late, false), Some(3));
-        assert_eq!(eviction_rank(Phase::Reading, now, false), None, "a first request arriving now is left to finish");
-        assert_eq!(eviction_rank(Phase::Reading, late, false), Some(3), "a stalled request head gives way");
-        assert_eq!(eviction_rank(Phase::Reading, now, true), Some(3), "only the first request has the grace");
-        assert_eq!(eviction_rank(Phase::Busy, now, true), None, "an answer being written is left to finish");
-        assert_eq!(eviction_rank(Phase::Busy, late, true), Some(4), "answers not taken give way");
-        assert_eq!(eviction_rank(Phase::Closed, late, true), None);
+        assert_eq!(rank(Phase::Closing, now, false), Some(0));
+        assert_eq!(rank(Phase::Handshake, now, false), Some(1), "a handshake waiting for its client");
+        assert_eq!(rank(Phase::Idle, now, true), Some(2));
+        assert_eq!(rank(Phase::Fresh, now, false), None, "a client just verified is about to ask");
+        assert_eq!(rank(Phase::Fresh, late, false), Some(3));
+        assert_eq!(rank(Phase::Reading, now, false), None, "a first request arriving now is left to finish");
+        assert_eq!(rank(Phase::Reading, late, false), Some(3), "a stalled request head gives way");
+        assert_eq!(rank(Phase::Reading, now, true), Some(3), "only the first request has the grace");
+        assert_eq!(rank(Phase::Busy, now, true), None, "an answer being written is left to finish");
+        assert_eq!(rank(Phase::Busy, late, true), Some(4), "answers not taken give way");
+        assert_eq!(rank(Phase::Closed, late, true), None);
+    }
+
+    #[test]
+    fn a_handshake_the_server_owes_work_to_never_gives_way_however_old() {
+        let long = Duration::from_secs(3600);
+        for in_phase in [Duration::ZERO, GRACE, long] {
+            let owed = Standing { phase: Phase::Handshake, in_phase, served: false, owed: true };
+            assert_eq!(eviction_rank(owed), None, "{owed:?}");
+        }
+        // Owing is about the handshake only: the phases after it keep their own rules.
+        let closing = Standing { phase: Phase::Closing, in_phase: Duration::ZERO, served: false, owed: true };
+        assert_eq!(eviction_rank(closing), Some(0));
+    }
+
+    #[test]
+    fn a_handshake_whose_client_bytes_wait_unread_gives_way_only_once_they_are_read() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server_end, peer) = listener.accept().unwrap();
+        let table = Table::default();
+        let (_, cx) = table.insert(&server_end, peer.to_string(), Some(peer.ip())).unwrap();
+        std::io::Write::write_all(&mut client, b"a ClientHello").unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while !cx.client_bytes_unread() {
+            assert!(Instant::now() < until, "the bytes never arrived");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(table.make_room(Scope::All, None).is_none(), "its client's bytes wait for its thread");
+        assert_eq!(cx.phase(), Phase::Handshake);
+        let mut read = [0u8; 13];
+        std::io::Read::read_exact(&mut server_end, &mut read).unwrap();
+        assert_eq!(table.make_room(Scope::All, None).unwrap().why, Phase::Handshake.words());
+        assert_eq!(cx.phase(), Phase::Closed);
     }
 
     #[test]
@@ -316,6 +427,9 @@ mod tests {
         };
         let (_, idle_a) = add(Some("a"));
         let (_, idle_b) = add(Some("b"));
+        // An older handshake the server owes work to, and a younger one waiting for its client.
+        let (owed_id, owed) = add(None);
+        owed.set_owed(true);
         let (hs_id, handshaking) = add(None);
         let (busy_id, busy_a) = add(Some("a"));
         assert!(busy_a.enter(Phase::Idle, Phase::Reading) && busy_a.enter(Phase::Reading, Phase::Busy));
@@ -328,13 +442,21 @@ mod tests {
         assert_eq!(e.peer, "peer-1");
         assert_eq!(idle_b.phase(), Phase::Closed);
         assert!(table.make_room(Scope::Client("b"), None).is_none());
-        // Globally the handshake goes first, then the idle one; the busy one never.
-        assert_eq!(table.make_room(Scope::All, None).unwrap().why, Phase::Handshake.words());
+        // Globally the handshake waiting for its client goes first (the older one the server
+        // owes work to is left alone), then the idle one; the busy one never.
+        let e = table.make_room(Scope::All, None).unwrap();
+        assert_eq!((e.peer.as_str(), e.why), ("peer-3", Phase::Handshake.words()));
         assert_eq!(handshaking.phase(), Phase::Closed);
         table.remove(hs_id);
         assert_eq!(table.make_room(Scope::All, None).unwrap().peer, "peer-0");
         assert_eq!(idle_a.phase(), Phase::Closed);
         assert!(table.make_room(Scope::All, None).is_none());
         assert_eq!(busy_a.phase(), Phase::Busy);
+        assert_eq!(owed.phase(), Phase::Handshake);
+        // Once its work is done and it waits for its client again, it gives way.
+        owed.set_owed(false);
+        assert_eq!(table.make_room(Scope::All, None).unwrap().peer, "peer-2");
+        assert_eq!(owed.phase(), Phase::Closed);
+        table.remove(owed_id);
     }
 }

@@ -14,21 +14,24 @@ use std::net::TcpStream;
 use std::sync::Arc;
 
 /// A connection counted as waiting for CPU from its accept until its thread first reads
-/// from it (or it is shed, or dropped unserved). Under a burst the connections accepted whose
-/// threads have not run yet are the queue: on a busy CPU they wait there, not in a read. A
-/// silent client's thread runs, reads and stops counting at once.
-pub(super) struct Arrival(Option<Arc<Shared>>);
+/// from it (or it is shed, or dropped unserved), and marked as owed work on its [`Conn`] for
+/// as long (so that it is not closed to make room). Under a burst the connections accepted
+/// whose threads have not run yet are the queue: on a busy CPU they wait there, not in a
+/// read. A silent client's thread runs, reads and stops counting at once.
+pub(super) struct Arrival(Option<(Arc<Shared>, Arc<Conn>)>);
 
 impl Arrival {
-    /// Counts a connection just accepted.
-    pub fn new(shared: &Arc<Shared>) -> Arrival {
+    /// Counts connection `cx`, just accepted.
+    pub fn new(shared: &Arc<Shared>, cx: &Arc<Conn>) -> Arrival {
         shared.metrics.handshake_arrived();
-        Arrival(Some(shared.clone()))
+        cx.set_owed(true);
+        Arrival(Some((shared.clone(), cx.clone())))
     }
 
     /// Stops counting it.
     pub fn end(&mut self) {
-        if let Some(shared) = self.0.take() {
+        if let Some((shared, cx)) = self.0.take() {
+            cx.set_owed(false);
             shared.metrics.handshake_started();
         }
     }
@@ -59,7 +62,7 @@ pub(super) fn run<'t>(
         }
     };
     let mut sock = Armed::new(tcp, cx.born + shared.limits.handshake_timeout);
-    let waiting = arrival.as_ref().map(|_| &shared.metrics);
+    let waiting = arrival.as_ref().map(|_| Owes { metrics: &shared.metrics, cx });
     if let Err(e) = complete(&mut conn, &mut sock, waiting, arrival) {
         if cx.phase() != Phase::Closed {
             HandshakeFailure::of_io(&e).record(&shared.metrics, &cx.peer);
@@ -79,17 +82,46 @@ pub(super) fn close_notify(conn: &mut rustls::ServerConnection, sock: &mut impl 
     Ok(())
 }
 
+/// Where a handshake the server owes work to is counted: the gauge of handshakes waiting
+/// for CPU, and its connection (which is then not closed to make room).
+#[derive(Clone, Copy)]
+pub(super) struct Owes<'m> {
+    pub metrics: &'m Metrics,
+    pub cx: &'m Conn,
+}
+
+impl<'m> Owes<'m> {
+    /// Counts the client's bytes just read as work owed, until the returned guard is dropped.
+    fn bytes_in_hand(self) -> InHand<'m> {
+        self.cx.set_owed(true);
+        InHand { _waiting: self.metrics.handshake_waiting(), cx: self.cx }
+    }
+}
+
+/// A client's bytes in hand and not yet processed: counted as waiting for CPU and marked on
+/// its connection until dropped.
+struct InHand<'m> {
+    _waiting: Waiting<'m>,
+    cx: &'m Conn,
+}
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        self.cx.set_owed(false);
+    }
+}
+
 /// Drives a handshake to its end with rustls' `complete_io` (its errors, and the alert sent
-/// when rustls refuses), over a socket that counts the handshake as waiting for CPU in
-/// `waiting` (`None`: not counted, for shed connections): from its `arrival` until its first
-/// read, and from a read returning the client's bytes until the next read or write, i.e.
-/// until they are processed and the flight they produce is queued. A silent or slow client
-/// waits in a read, where it never counts: idle connections cannot make the server shed
-/// everyone else.
+/// when rustls refuses), over a socket that counts the handshake as owed work in `waiting`
+/// (`None`: not counted, for shed connections): from its `arrival` until its first read, and
+/// from a read returning the client's bytes until the next read or write, i.e. until they
+/// are processed and the flight they produce is queued. A silent or slow client waits in a
+/// read, where it never counts: idle connections cannot make the server shed everyone else,
+/// nor keep their slot at --max-connections.
 pub(super) fn complete(
     conn: &mut rustls::ServerConnection,
     sock: &mut (impl Read + Write),
-    waiting: Option<&Metrics>,
+    waiting: Option<Owes<'_>>,
     arrival: Option<Arrival>,
 ) -> io::Result<()> {
     let mut counting = Counting { sock, waiting, held: None, arrival };
@@ -99,12 +131,12 @@ pub(super) fn complete(
     Ok(())
 }
 
-/// A socket that holds a [`Waiting`] count from a read that returned data to its next use,
-/// and the connection's [`Arrival`] until its first use.
+/// A socket that holds an [`InHand`] from a read that returned data to its next use, and
+/// the connection's [`Arrival`] until its first use.
 struct Counting<'s, 'm, S> {
     sock: &'s mut S,
-    waiting: Option<&'m Metrics>,
-    held: Option<Waiting<'m>>,
+    waiting: Option<Owes<'m>>,
+    held: Option<InHand<'m>>,
     arrival: Option<Arrival>,
 }
 
@@ -121,7 +153,7 @@ impl<S: Read> Read for Counting<'_, '_, S> {
         self.release();
         let n = self.sock.read(buf)?;
         if n > 0 {
-            self.held = self.waiting.map(Metrics::handshake_waiting);
+            self.held = self.waiting.map(Owes::bytes_in_hand);
         }
         Ok(n)
     }

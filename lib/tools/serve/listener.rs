@@ -199,7 +199,7 @@ pub fn run(opts: Options) -> Result<()> {
             continue;
         };
         let guard = ConnGuard { shared: shared.clone(), id };
-        let arrival = Arrival::new(&shared);
+        let arrival = Arrival::new(&shared, &cx);
         if let Err(e) = workers.run(Box::new(move || serve_connection(stream, built, cx, guard, arrival))) {
             Event::new("connection_refused").reason(format!("cannot start a thread: {e}")).emit();
         }
