@@ -14,6 +14,8 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed={ORDER_FILE}");
     println!("cargo:rerun-if-env-changed=WIF_NO_ORDER_FILE");
+    // The probe's answer is the linker's: asked again when the linker changes.
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     if env::var("PROFILE").as_deref() != Ok("release") || env::var_os("WIF_NO_ORDER_FILE").is_some() {
         return;
     }

@@ -27,6 +27,7 @@ mod security;
 mod seed;
 mod serve;
 mod serve_reuse;
+mod serve_tuning;
 mod server_abuse;
 mod shedding;
 mod skew;

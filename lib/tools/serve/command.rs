@@ -36,7 +36,7 @@ const FILES: &[(&str, &str)] = &[
 const ENVIRONMENT: &[(&str, &str)] = &[
     (
         "GLIBC_TUNABLES",
-        "when neither it nor MALLOC_ARENA_MAX nor LD_PRELOAD is set, wif-serve executes itself once more at start (same arguments, same process id) with glibc.malloc.arena_max set to the CPUs it may run on and glibc.malloc.tcache_count=0: one allocator arena per CPU and no per-thread caches of freed memory, which a thread per connection would otherwise hold on to; the variable is removed again, so nothing wif-serve starts inherits it. Set it (or MALLOC_ARENA_MAX) yourself to choose other tunables",
+        "when neither it nor MALLOC_ARENA_MAX nor LD_PRELOAD is set, wif-serve executes its own program once more at start (same arguments, process id and name) with glibc.malloc.arena_max set to the CPUs it may run on and glibc.malloc.tcache_count=0: one allocator arena per CPU and no per-thread caches of freed memory, which a thread per connection would otherwise hold on to; the variable is removed again (with WIF_SERVE_TUNED, which says it was done), so nothing wif-serve starts inherits it. Not done for a privileged process (setuid, file capabilities) or one started through the dynamic loader; if the execution fails, a warning says so and the server runs untuned. Set GLIBC_TUNABLES (or MALLOC_ARENA_MAX) yourself to choose other tunables",
     ),
     ("WIF_NO_ORDER_FILE", "set while building (cargo build --release): link wif-serve without bin/wif-serve.order, the order that places the code it runs together"),
 ];
