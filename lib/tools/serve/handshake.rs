@@ -5,7 +5,7 @@
 use super::allow::Identity;
 use super::conns::{Conn, Phase};
 use super::log::Event;
-use super::metrics::{Metrics, Refusal, Waiting};
+use super::metrics::{Metrics, Refusal};
 use super::shared::Shared;
 use super::tls;
 use crate::server::Armed;
@@ -13,46 +13,44 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
-/// A connection counted as waiting for CPU from its accept until its thread first reads
-/// from it (or it is shed, or dropped unserved), and marked as owed work on its [`Conn`] for
-/// as long (so that it is not closed to make room). Under a burst the connections accepted
+/// Handshake work the server owes, counted while this lives: in the gauge of handshakes
+/// waiting for CPU, and on its [`Conn`] (which is then not closed to make room). Held from a
+/// connection's accept until its thread first reads from it (under a burst, the connections
 /// whose threads have not run yet are the queue: on a busy CPU they wait there, not in a
-/// read. A silent client's thread runs, reads and stops counting at once.
-pub(super) struct Arrival(Option<(Arc<Shared>, Arc<Conn>)>);
+/// read), and from each read that returns the client's bytes until the socket's next use,
+/// i.e. until they are processed and the flight they produce is queued. A silent client's
+/// thread waits in a read, where nothing is owed.
+pub(super) struct Owed {
+    shared: Arc<Shared>,
+    cx: Arc<Conn>,
+}
 
-impl Arrival {
-    /// Counts connection `cx`, just accepted.
-    pub fn new(shared: &Arc<Shared>, cx: &Arc<Conn>) -> Arrival {
-        shared.metrics.handshake_arrived();
+impl Owed {
+    /// Counts work owed to connection `cx`.
+    pub fn new(shared: &Arc<Shared>, cx: &Arc<Conn>) -> Owed {
+        shared.metrics.handshake_waits();
         cx.set_owed(true);
-        Arrival(Some((shared.clone(), cx.clone())))
-    }
-
-    /// Stops counting it.
-    pub fn end(&mut self) {
-        if let Some((shared, cx)) = self.0.take() {
-            cx.set_owed(false);
-            shared.metrics.handshake_started();
-        }
+        Owed { shared: shared.clone(), cx: cx.clone() }
     }
 }
 
-impl Drop for Arrival {
+impl Drop for Owed {
     fn drop(&mut self) {
-        self.end();
+        self.cx.set_owed(false);
+        self.shared.metrics.handshake_runs();
     }
 }
 
 /// Runs connection `cx`'s handshake on `tcp` under `config`, within --handshake-timeout of
-/// its accept, counted as waiting for CPU from its `arrival` on (see [`complete`]; `None`
-/// for a shed connection, never counted). A failure is counted and logged (not for a
+/// its accept, counted as owed work from its `arrival` on (see [`Owed`]; `None` for a shed
+/// connection, never counted). A failure is counted and logged (not for a
 /// connection closed meanwhile to make room, or by the shutdown), and `None`.
 pub(super) fn run<'t>(
     config: Arc<rustls::ServerConfig>,
     tcp: &'t TcpStream,
     cx: &Conn,
     shared: &Shared,
-    arrival: Option<Arrival>,
+    arrival: Option<Owed>,
 ) -> Option<(rustls::ServerConnection, Armed<'t>)> {
     let mut conn = match rustls::ServerConnection::new(config) {
         Ok(c) => c,
@@ -62,8 +60,7 @@ pub(super) fn run<'t>(
         }
     };
     let mut sock = Armed::new(tcp, cx.born + shared.limits.handshake_timeout);
-    let waiting = arrival.as_ref().map(|_| Owes { metrics: &shared.metrics, cx });
-    if let Err(e) = complete(&mut conn, &mut sock, waiting, arrival) {
+    if let Err(e) = complete(&mut conn, &mut sock, arrival) {
         if cx.phase() != Phase::Closed {
             HandshakeFailure::of_io(&e).record(&shared.metrics, &cx.peer);
         }
@@ -82,90 +79,51 @@ pub(super) fn close_notify(conn: &mut rustls::ServerConnection, sock: &mut impl 
     Ok(())
 }
 
-/// Where a handshake the server owes work to is counted: the gauge of handshakes waiting
-/// for CPU, and its connection (which is then not closed to make room).
-#[derive(Clone, Copy)]
-pub(super) struct Owes<'m> {
-    pub metrics: &'m Metrics,
-    pub cx: &'m Conn,
-}
-
-impl<'m> Owes<'m> {
-    /// Counts the client's bytes just read as work owed, until the returned guard is dropped.
-    fn bytes_in_hand(self) -> InHand<'m> {
-        self.cx.set_owed(true);
-        InHand { _waiting: self.metrics.handshake_waiting(), cx: self.cx }
-    }
-}
-
-/// A client's bytes in hand and not yet processed: counted as waiting for CPU and marked on
-/// its connection until dropped.
-struct InHand<'m> {
-    _waiting: Waiting<'m>,
-    cx: &'m Conn,
-}
-
-impl Drop for InHand<'_> {
-    fn drop(&mut self) {
-        self.cx.set_owed(false);
-    }
-}
-
 /// Drives a handshake to its end with rustls' `complete_io` (its errors, and the alert sent
-/// when rustls refuses), over a socket that counts the handshake as owed work in `waiting`
-/// (`None`: not counted, for shed connections): from its `arrival` until its first read, and
-/// from a read returning the client's bytes until the next read or write, i.e. until they
-/// are processed and the flight they produce is queued. A silent or slow client waits in a
-/// read, where it never counts: idle connections cannot make the server shed everyone else,
-/// nor keep their slot at --max-connections.
-pub(super) fn complete(
+/// when rustls refuses), counting the work owed from `arrival` (see [`Owed`]; `None`: not
+/// counted, for shed connections). A silent or slow client waits in a read, where it never
+/// counts: idle connections cannot make the server shed everyone else, nor keep their slot at
+/// --max-connections.
+fn complete(
     conn: &mut rustls::ServerConnection,
     sock: &mut (impl Read + Write),
-    waiting: Option<Owes<'_>>,
-    arrival: Option<Arrival>,
+    arrival: Option<Owed>,
 ) -> io::Result<()> {
-    let mut counting = Counting { sock, waiting, held: None, arrival };
+    let owed_to = arrival.as_ref().map(|a| (a.shared.clone(), a.cx.clone()));
+    let mut counting = Counting { sock, owed_to, held: arrival };
     while conn.is_handshaking() {
         conn.complete_io(&mut counting)?;
     }
     Ok(())
 }
 
-/// A socket that holds an [`InHand`] from a read that returned data to its next use, and
-/// the connection's [`Arrival`] until its first use.
-struct Counting<'s, 'm, S> {
+/// A socket that holds an [`Owed`] from a read that returned the client's bytes (or from the
+/// accept) to its next use.
+struct Counting<'s, S> {
     sock: &'s mut S,
-    waiting: Option<Owes<'m>>,
-    held: Option<InHand<'m>>,
-    arrival: Option<Arrival>,
+    /// Whom work is owed to (`None`: never counted).
+    owed_to: Option<(Arc<Shared>, Arc<Conn>)>,
+    held: Option<Owed>,
 }
 
-impl<S> Counting<'_, '_, S> {
-    /// Whatever it counted is over: the socket is being used.
-    fn release(&mut self) {
-        self.held = None;
-        self.arrival = None;
-    }
-}
-
-impl<S: Read> Read for Counting<'_, '_, S> {
+impl<S: Read> Read for Counting<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.release();
+        self.held = None;
         let n = self.sock.read(buf)?;
         if n > 0 {
-            self.held = self.waiting.map(Owes::bytes_in_hand);
+            self.held = self.owed_to.as_ref().map(|(shared, cx)| Owed::new(shared, cx));
         }
         Ok(n)
     }
 }
 
-impl<S: Write> Write for Counting<'_, '_, S> {
+impl<S: Write> Write for Counting<'_, S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.release();
+        self.held = None;
         self.sock.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.release();
+        self.held = None;
         self.sock.flush()
     }
 }

@@ -3,7 +3,7 @@
 use super::bearer::Bearer;
 use super::broker::Broker;
 use super::conns::Table;
-use super::handshake::Arrival;
+use super::handshake::Owed;
 use super::ledger::Ledger;
 use super::log::{self, Event};
 use super::metrics::{self, Metrics};
@@ -199,7 +199,7 @@ pub fn run(opts: Options) -> Result<()> {
             continue;
         };
         let guard = ConnGuard { shared: shared.clone(), id };
-        let arrival = Arrival::new(&shared, &cx);
+        let arrival = Owed::new(&shared, &cx);
         if let Err(e) = workers.run(Box::new(move || serve_connection(stream, built, cx, guard, arrival))) {
             Event::new("connection_refused").reason(format!("cannot start a thread: {e}")).emit();
         }

@@ -115,15 +115,6 @@ pub struct Metrics {
     bearer: Option<BearerCounters>,
 }
 
-/// A handshake counted as waiting for CPU; uncounted when dropped.
-pub struct Waiting<'m>(&'m AtomicU64);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// The bearer clients' counters (with `--bearer-issuers`): verified requests by issuer,
 /// refusals by code. Both label sets are fixed at start.
 struct BearerCounters {
@@ -200,19 +191,13 @@ impl Metrics {
         bump(&self.connections_shed);
     }
 
-    /// Counts a handshake as waiting for CPU until the guard is dropped.
-    pub fn handshake_waiting(&self) -> Waiting<'_> {
-        bump(&self.handshakes_waiting);
-        Waiting(&self.handshakes_waiting)
-    }
-
-    /// Counts a connection just accepted as waiting for CPU (see `handshake::Arrival`).
-    pub fn handshake_arrived(&self) {
+    /// Counts a handshake as waiting for CPU (see `handshake::Owed`).
+    pub fn handshake_waits(&self) {
         bump(&self.handshakes_waiting);
     }
 
-    /// Takes off the count of [`Metrics::handshake_arrived`].
-    pub fn handshake_started(&self) {
+    /// Takes off one count of [`Metrics::handshake_waits`].
+    pub fn handshake_runs(&self) {
         self.handshakes_waiting.fetch_sub(1, Ordering::Relaxed);
     }
 

@@ -6,7 +6,7 @@ use super::allow::{Identity, Principal};
 use super::bearer_session::{self, BearerClient, Denied};
 use super::broker::Issued;
 use super::conns::{Conn, Phase};
-use super::handshake::{self, Arrival, HandshakeFailure, Verified};
+use super::handshake::{self, HandshakeFailure, Owed, Verified};
 use super::ledger;
 use super::log::{self, Event};
 use super::metrics::Refusal;
@@ -31,17 +31,11 @@ const REFUSED_GRACE: Duration = Duration::from_secs(1);
 const ONE_WRITE: usize = 16 * 1024;
 
 /// One connection: the handshake, then requests until close, time-out or shutdown.
-pub(super) fn serve_connection(
-    tcp: TcpStream,
-    built: Arc<tls::Built>,
-    cx: Arc<Conn>,
-    guard: ConnGuard,
-    mut arrival: Arrival,
-) {
+pub(super) fn serve_connection(tcp: TcpStream, built: Arc<tls::Built>, cx: Arc<Conn>, guard: ConnGuard, arrival: Owed) {
     let shared = guard.shared.clone();
     let _ = tcp.set_nodelay(true);
     if let Some(waiting) = shed::overloaded(&shared) {
-        arrival.end();
+        drop(arrival);
         return shed::shed(&tcp, &built, &cx, &shared, waiting);
     }
     let Some((conn, sock)) = handshake::run(built.config.clone(), &tcp, &cx, &shared, Some(arrival)) else {

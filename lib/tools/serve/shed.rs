@@ -26,7 +26,7 @@ pub const MAX_RETRY_AFTER: u64 = 5;
 
 /// The other handshakes waiting for CPU when a new connection must be shed; `None` while
 /// there is room. Decided when the connection starts being served, before its handshake,
-/// while it is still counted itself (its `handshake::Arrival`), which is left out.
+/// while it is still counted itself (its `handshake::Owed`), which is left out.
 pub(super) fn overloaded(shared: &Shared) -> Option<u64> {
     let waiting = shared.metrics.handshakes_waiting().saturating_sub(1);
     (waiting >= shared.limits.max_handshake_queue as u64).then_some(waiting)

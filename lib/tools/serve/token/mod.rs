@@ -218,6 +218,7 @@ impl TokenSource {
     /// The outcome of a look at the files within the last [`RECHECK`].
     fn recent(&self) -> Option<Outcome> {
         let c = self.cache();
+        // Stamps cleared (SIGHUP) force a look however recent the last one.
         match (c.looked, &c.stamps, &c.outcome) {
             (Some(at), Some(_), Some(outcome)) if at.elapsed() < self.recheck => Some(outcome.clone()),
             _ => None,
